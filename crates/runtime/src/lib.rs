@@ -9,3 +9,5 @@ pub mod error;
 pub mod state;
 
 pub use error::{Error, Result};
+pub mod defaults;
+pub mod seccomp;

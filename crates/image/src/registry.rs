@@ -1,0 +1,1 @@
+//! Registry client (distribution-spec): manifests and blobs over HTTP(S) with basic and bearer auth.

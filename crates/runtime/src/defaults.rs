@@ -1,0 +1,1 @@
+//! Default OCI specs: runc's `spec` template and the Docker-equivalent defaults the engine uses.

@@ -1,0 +1,1 @@
+//! seccomp: compiles `linux.seccomp` (and Docker-format profiles) into a BPF filter and loads it.
