@@ -9,5 +9,18 @@ pub mod error;
 pub mod state;
 
 pub use error::{Error, Result};
+pub mod config;
+pub mod console;
+pub mod container;
 pub mod defaults;
+pub mod exec;
+pub mod forward;
+pub mod fsutil;
+pub mod hooks;
+pub mod init;
+pub mod namespaces;
+pub mod process;
+pub mod rootfs;
 pub mod seccomp;
+pub mod sync;
+pub mod util;

@@ -133,7 +133,7 @@ impl State {
         if !self.init_alive() {
             return Status::Stopped;
         }
-        if !self.started && container_dir(root, &self.id).join("exec.fifo").exists() {
+        if !self.started && container_dir(root, &self.id).join("exec.sock").exists() {
             return Status::Created;
         }
         if self.cgroup.is_frozen().unwrap_or(false) {

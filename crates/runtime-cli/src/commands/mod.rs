@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 pub mod events;
+pub mod lifecycle;
 pub mod pause;
 pub mod update;
 
@@ -34,7 +35,7 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub criu: Option<PathBuf>,
     /// Rootless mode: true, false or auto (accepted for runc compatibility).
-    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub rootless: Option<String>,
     /// The command to run.
     #[command(subcommand)]
@@ -44,6 +45,28 @@ pub struct Cli {
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create a container (it waits for `start`).
+    Create(lifecycle::CreateArgs),
+    /// Start a created container.
+    Start(lifecycle::IdArgs),
+    /// Create and start a container, and wait for it unless --detach.
+    Run(lifecycle::CreateArgs),
+    /// Output the state of a container.
+    State(lifecycle::IdArgs),
+    /// Send a signal to a container's init.
+    Kill(lifecycle::KillArgs),
+    /// Delete a container and everything it holds.
+    Delete(lifecycle::DeleteArgs),
+    /// List containers.
+    List(lifecycle::ListArgs),
+    /// Show processes running in a container.
+    Ps(lifecycle::PsArgs),
+    /// Run a new process inside a container.
+    Exec(Box<lifecycle::ExecArgs>),
+    /// Show the runtime's features (runtime-spec features.md).
+    Features,
+    /// Write a default config.json.
+    Spec(SpecArgs),
     /// Update resource limits of a running container.
     Update(update::Args),
     /// Suspend all processes of a container.
@@ -58,6 +81,17 @@ pub enum Command {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     let res = match cli.command {
+        Command::Create(ref a) => lifecycle::create(&cli, a),
+        Command::Start(ref a) => lifecycle::start(&cli, a),
+        Command::Run(ref a) => lifecycle::run(&cli, a),
+        Command::State(ref a) => lifecycle::state(&cli, a),
+        Command::Kill(ref a) => lifecycle::kill(&cli, a),
+        Command::Delete(ref a) => lifecycle::delete(&cli, a),
+        Command::List(ref a) => lifecycle::list(&cli, a),
+        Command::Ps(ref a) => lifecycle::ps(&cli, a),
+        Command::Exec(ref a) => lifecycle::exec(&cli, a),
+        Command::Features => lifecycle::features(),
+        Command::Spec(ref a) => spec(a),
         Command::Update(ref a) => update::run(&cli, a),
         Command::Pause(ref a) => pause::pause(&cli, a),
         Command::Resume(ref a) => pause::resume(&cli, a),
@@ -91,4 +125,27 @@ pub fn report_error(cli: &Cli, e: &anyhow::Error) {
         }
     }
     eprintln!("skiff-runtime: {msg}");
+}
+
+/// Flags of `spec`.
+#[derive(Debug, clap::Args)]
+pub struct SpecArgs {
+    /// Where to write config.json.
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Generate a config for a rootless container.
+    #[arg(long)]
+    pub rootless: bool,
+}
+
+fn spec(a: &SpecArgs) -> anyhow::Result<i32> {
+    let path = a.bundle.join("config.json");
+    if path.exists() {
+        anyhow::bail!("File {} exists. Remove it first", path.display());
+    }
+    let _ = a.rootless;
+    let spec = oci_spec::runtime::Spec::default();
+    let text = serde_json::to_string_pretty(&spec)?;
+    std::fs::write(&path, text + "\n").map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(0)
 }

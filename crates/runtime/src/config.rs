@@ -1,0 +1,104 @@
+//! Loading and validating a bundle's config.json, with one-line errors naming the field at fault.
+
+use crate::error::{Error, Result};
+use oci_spec::runtime::Spec;
+use std::path::{Path, PathBuf};
+
+/// Read `<bundle>/config.json` and validate it; returns the spec and the absolute rootfs path.
+pub fn load(bundle: &Path) -> Result<(Spec, PathBuf)> {
+    let path = bundle.join("config.json");
+    let data =
+        std::fs::read(&path).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    let spec = parse(&data)?;
+    let rootfs = rootfs_path(&spec, bundle)?;
+    Ok((spec, rootfs))
+}
+
+/// Parse config.json bytes; errors name the JSON path of the bad field.
+pub fn parse(data: &[u8]) -> Result<Spec> {
+    let de = &mut serde_json::Deserializer::from_slice(data);
+    let spec: Spec = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            Error::Config(inner.to_string())
+        } else {
+            Error::Config(format!("{path}: {inner}"))
+        }
+    })?;
+    validate(&spec)?;
+    Ok(spec)
+}
+
+/// Semantic checks beyond the JSON schema.
+pub fn validate(spec: &Spec) -> Result<()> {
+    if spec.version().is_empty() {
+        return Err(Error::Config("ociVersion: missing".into()));
+    }
+    if !spec.version().starts_with("1.") {
+        return Err(Error::Config(format!(
+            "ociVersion: unsupported version {:?} (want 1.x)",
+            spec.version()
+        )));
+    }
+    if spec.root().is_none() {
+        return Err(Error::Config("root: missing".into()));
+    }
+    let p = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::Config("process: missing".into()))?;
+    crate::process::validate(p)?;
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        if !m.destination().is_absolute() {
+            return Err(Error::Config(format!(
+                "mounts[{i}].destination: {:?} must be an absolute path",
+                m.destination()
+            )));
+        }
+    }
+    let plan = crate::namespaces::plan(spec)?;
+    let has = |f: i32| plan.new_flags & f != 0 || plan.join.iter().any(|(j, _)| *j == f);
+    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has(libc::CLONE_NEWUTS) {
+        return Err(Error::Config(
+            "hostname: cannot set a hostname without a private UTS namespace".into(),
+        ));
+    }
+    if spec.domainname().as_deref().is_some_and(|h| !h.is_empty()) && !has(libc::CLONE_NEWUTS) {
+        return Err(Error::Config(
+            "domainname: cannot set a domainname without a private UTS namespace".into(),
+        ));
+    }
+    if !has(libc::CLONE_NEWNS) {
+        return Err(Error::Config(
+            "linux.namespaces: a mount namespace is required".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| Error::Config("root: missing".into()))?;
+    let p = root.path();
+    if p.as_os_str().is_empty() {
+        return Err(Error::Config("root.path: empty".into()));
+    }
+    let abs = if p.is_absolute() {
+        p.clone()
+    } else {
+        bundle.join(p)
+    };
+    let canon = abs
+        .canonicalize()
+        .map_err(|e| Error::Config(format!("root.path: {}: {e}", abs.display())))?;
+    if !canon.is_dir() {
+        return Err(Error::Config(format!(
+            "root.path: {} is not a directory",
+            canon.display()
+        )));
+    }
+    Ok(canon)
+}

@@ -1,0 +1,650 @@
+//! Container lifecycle verbs over the on-disk state: create, start, kill, delete, run.
+
+use crate::error::{Error, IoContext, Result};
+use crate::init::{self, InitArgs};
+use crate::namespaces::{self, CLONE_NEWTIME};
+use crate::state::{self, State, Status};
+use crate::sync::{self, Msg};
+use crate::util;
+use crate::{config, hooks};
+use oci_spec::runtime::Spec;
+use skiff_cgroups::{Cgroup, CgroupSpec, ManagerKind};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// Until skiff-cgroups grows resource application and thaw, these are no-ops here.
+trait CgroupCompat {
+    fn apply(&self, _r: &oci_spec::runtime::LinuxResources) -> skiff_cgroups::Result<()> {
+        Ok(())
+    }
+    fn thaw(&self) -> skiff_cgroups::Result<()> {
+        Ok(())
+    }
+}
+impl CgroupCompat for Cgroup {}
+
+/// Where the terminal master of a `process.terminal` container goes.
+#[derive(Debug, Default)]
+pub enum Console {
+    /// No console socket.
+    #[default]
+    None,
+    /// Connect to this unix socket and send the master there (`--console-socket`).
+    Path(PathBuf),
+    /// An already connected socket (used by `run` in the foreground).
+    Fd(OwnedFd),
+}
+
+/// Options of `create` (and the create half of `run`).
+#[derive(Debug, Default)]
+pub struct CreateOpts {
+    /// Runtime state root (`--root`).
+    pub root: PathBuf,
+    /// Container id.
+    pub id: String,
+    /// Bundle directory.
+    pub bundle: PathBuf,
+    /// `--pid-file`.
+    pub pid_file: Option<PathBuf>,
+    /// `--console-socket`.
+    pub console: Console,
+    /// `--no-pivot`.
+    pub no_pivot: bool,
+    /// `--preserve-fds`.
+    pub preserve_fds: i32,
+    /// Cgroup manager.
+    pub manager: ManagerKind,
+}
+
+/// Removes a half-created container when create fails.
+struct Cleanup {
+    dir: Option<PathBuf>,
+    cgroup: Option<Cgroup>,
+    child: Option<i32>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child {
+            // SAFETY: kill/waitpid with integer arguments.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG);
+            }
+        }
+        if let Some(cg) = &self.cgroup {
+            let _ = cg.kill_all(libc::SIGKILL);
+            let _ = cg.destroy();
+        }
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+fn hook_state(id: &str, status: &str, pid: i32, bundle: &Path, spec: &Spec) -> serde_json::Value {
+    serde_json::json!({
+        "ociVersion": spec.version(),
+        "id": id,
+        "status": status,
+        "pid": pid,
+        "bundle": bundle,
+        "annotations": spec.annotations().clone().unwrap_or_default(),
+    })
+}
+
+fn exec_sock_path(dir_fd: &OwnedFd) -> String {
+    format!("/proc/self/fd/{}/exec.sock", dir_fd.as_raw_fd())
+}
+
+fn listen_exec_sock(dir: &Path) -> Result<OwnedFd> {
+    let dfd = crate::fsutil::open_path(dir, libc::O_PATH | libc::O_DIRECTORY)?;
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::Stream,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::Sys {
+        what: "socket".into(),
+        errno: e,
+    })?;
+    let addr =
+        nix::sys::socket::UnixAddr::new(exec_sock_path(&dfd).as_str()).map_err(|e| Error::Sys {
+            what: "exec.sock address".into(),
+            errno: e,
+        })?;
+    nix::sys::socket::bind(sock.as_raw_fd(), &addr).map_err(|e| Error::Sys {
+        what: format!("bind {}/exec.sock", dir.display()),
+        errno: e,
+    })?;
+    nix::sys::socket::listen(
+        &sock,
+        nix::sys::socket::Backlog::new(4).unwrap_or(nix::sys::socket::Backlog::MAXCONN),
+    )
+    .map_err(|e| Error::Sys {
+        what: "listen exec.sock".into(),
+        errno: e,
+    })?;
+    Ok(sock)
+}
+
+fn connect_unix(path: &str) -> Result<OwnedFd> {
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::Stream,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::Sys {
+        what: "socket".into(),
+        errno: e,
+    })?;
+    let addr = nix::sys::socket::UnixAddr::new(path).map_err(|e| Error::Sys {
+        what: format!("socket address {path}"),
+        errno: e,
+    })?;
+    nix::sys::socket::connect(sock.as_raw_fd(), &addr).map_err(|e| Error::Sys {
+        what: format!("connect {path}"),
+        errno: e,
+    })?;
+    Ok(sock)
+}
+
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_extension("skiff-tmp");
+    std::fs::write(&tmp, pid.to_string()).at(&tmp)?;
+    std::fs::rename(&tmp, path).at(path)
+}
+
+/// Create a container: set up namespaces, rootfs and process, leaving it waiting for `start`.
+pub fn create(o: CreateOpts) -> Result<State> {
+    state::validate_id(&o.id)?;
+    let bundle = o
+        .bundle
+        .canonicalize()
+        .map_err(|e| Error::Config(format!("bundle {}: {e}", o.bundle.display())))?;
+    let (spec, rootfs) = config::load(&bundle)?;
+    let plan = namespaces::plan(&spec)?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::Config("process: missing".into()))?;
+    let terminal = process.terminal().unwrap_or(false);
+    let pid_file = o.pid_file.as_ref().map(|p| {
+        if p.is_absolute() {
+            p.clone()
+        } else {
+            std::env::current_dir().unwrap_or_default().join(p)
+        }
+    });
+
+    std::fs::create_dir_all(&o.root).at(&o.root)?;
+    let dir = state::container_dir(&o.root, &o.id);
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::Exists(o.id.clone()))
+        }
+        Err(e) => {
+            return Err(Error::Io {
+                path: dir,
+                source: e,
+            })
+        }
+    }
+    let mut guard = Cleanup {
+        dir: Some(dir.clone()),
+        cgroup: None,
+        child: None,
+    };
+    let listener = listen_exec_sock(&dir)?;
+
+    // SAFETY: geteuid has no preconditions.
+    let rootless = unsafe { libc::geteuid() } != 0;
+    let linux = spec.linux().as_ref();
+    let cg_spec = CgroupSpec {
+        path: linux
+            .and_then(|l| l.cgroups_path().as_ref())
+            .map(|p| p.to_string_lossy().into_owned()),
+        id: o.id.clone(),
+        manager: o.manager,
+        rootless,
+    };
+    let mut cg = Cgroup::resolve(&cg_spec)?;
+    match cg.create() {
+        Ok(()) => guard.cgroup = Some(cg.clone()),
+        Err(_) if rootless => cg = Cgroup::default(),
+        Err(e) => return Err(e.into()),
+    }
+    if let Some(res) = linux.and_then(|l| l.resources().as_ref()) {
+        if !cg.paths.is_empty() {
+            cg.apply(res)?;
+        }
+    }
+    let filter = match linux.and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(
+            crate::seccomp::compile(s).map_err(|e| Error::Config(format!("linux.seccomp: {e}")))?,
+        ),
+        None => None,
+    };
+    let console = match o.console {
+        Console::None => None,
+        Console::Path(p) => Some(connect_unix(&p.to_string_lossy())?),
+        Console::Fd(fd) => Some(fd),
+    };
+    if terminal && console.is_none() {
+        return Err(Error::Config(
+            "process.terminal: a terminal needs --console-socket".into(),
+        ));
+    }
+    let hs = hook_state(&o.id, "creating", 0, &bundle, &spec);
+    let (pchan, cchan) = sync::pair()?;
+    let slow = !plan.join.is_empty() || plan.new_flags & CLONE_NEWTIME != 0;
+    let init_args = |chan, listener, console| InitArgs {
+        spec: &spec,
+        rootfs: rootfs.clone(),
+        plan: &plan,
+        chan,
+        listener: Some(listener),
+        console,
+        no_pivot: o.no_pivot,
+        preserve_fds: o.preserve_fds,
+        cgroup: &cg,
+        seccomp: filter.as_ref(),
+        hook_state: hs.clone(),
+    };
+    let pid = if !slow {
+        let pid = util::raw_clone(plan.new_flags & !(libc::CLONE_NEWCGROUP | CLONE_NEWTIME))?;
+        if pid == 0 {
+            drop(pchan);
+            init::run(init_args(cchan, listener, console));
+        }
+        pid
+    } else {
+        let joins = namespaces::open_joins(&plan.join)?;
+        let s1 = util::raw_clone(0)?;
+        if s1 == 0 {
+            drop(pchan);
+            stage1(&joins, &plan, init_args(cchan, listener, console));
+        }
+        let pid = loop {
+            match pchan.recv() {
+                Ok((Msg::MapRequest, _)) => {
+                    let r = namespaces::write_maps(s1, &plan);
+                    if let Err(e) = r {
+                        // SAFETY: kill/waitpid with integers.
+                        unsafe { libc::kill(s1, libc::SIGKILL) };
+                        let _ = util::wait_code(s1);
+                        return Err(e);
+                    }
+                    pchan.send(&Msg::Go, None)?;
+                }
+                Ok((Msg::Pid(p), _)) => break p,
+                Ok((Msg::Error(e), _)) => {
+                    let _ = util::wait_code(s1);
+                    return Err(Error::Other(e));
+                }
+                Ok((m, _)) => return Err(Error::Other(format!("sync: unexpected {m:?}"))),
+                Err(e) => {
+                    let _ = util::wait_code(s1);
+                    return Err(e);
+                }
+            }
+        };
+        let _ = util::wait_code(s1);
+        pid
+    };
+    guard.child = Some(pid);
+    drop(cchan);
+    if !slow && plan.new_flags & libc::CLONE_NEWUSER != 0 {
+        namespaces::write_maps(pid, &plan)?;
+    }
+    if !cg.paths.is_empty() {
+        cg.add_process(pid)?;
+    }
+    if let Some(adj) = process.oom_score_adj() {
+        let f = format!("/proc/{pid}/oom_score_adj");
+        std::fs::write(&f, adj.to_string())
+            .map_err(|e| Error::Other(format!("process.oomScoreAdj: {adj}: {e}")))?;
+    }
+    pchan.send(&Msg::Go, None)?;
+    let mut st = State {
+        id: o.id.clone(),
+        pid,
+        pid_start: state::pid_start_time(pid).unwrap_or(0),
+        bundle: bundle.clone(),
+        rootfs: rootfs.clone(),
+        created: util::now_rfc3339(),
+        // SAFETY: geteuid has no preconditions.
+        owner: util::user_name(unsafe { libc::geteuid() }),
+        annotations: spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        cgroup: cg.clone(),
+        started: false,
+        config: serde_json::to_value(&spec).unwrap_or_default(),
+    };
+    loop {
+        let (m, fd) = pchan.recv()?;
+        match m {
+            Msg::HooksRequest => {
+                let s = hook_state(&o.id, "creating", pid, &bundle, &spec);
+                let h = spec.hooks().as_ref();
+                hooks::run(
+                    hooks::Kind::Prestart,
+                    h.and_then(|h| h.prestart().as_ref()),
+                    &s,
+                )?;
+                hooks::run(
+                    hooks::Kind::CreateRuntime,
+                    h.and_then(|h| h.create_runtime().as_ref()),
+                    &s,
+                )?;
+                pchan.send(&Msg::HooksDone, None)?;
+            }
+            Msg::SeccompFd => {
+                let sc = linux.and_then(|l| l.seccomp().as_ref());
+                if let (Some(fd), Some(path)) = (fd, sc.and_then(|s| s.listener_path().as_ref())) {
+                    let meta = sc
+                        .and_then(|s| s.listener_metadata().clone())
+                        .unwrap_or_default();
+                    let s = hook_state(&o.id, "creating", pid, &bundle, &spec);
+                    crate::seccomp::send_to_listener(
+                        path,
+                        &meta,
+                        std::os::fd::AsFd::as_fd(&fd),
+                        &s,
+                    )
+                    .map_err(|e| Error::Other(format!("linux.seccomp.listenerPath: {e}")))?;
+                }
+            }
+            Msg::Ready => break,
+            Msg::Error(e) => return Err(Error::Other(e)),
+            other => return Err(Error::Other(format!("sync: unexpected {other:?}"))),
+        }
+    }
+    st.pid_start = state::pid_start_time(pid).unwrap_or(st.pid_start);
+    st.save(&o.root)?;
+    if let Some(p) = pid_file {
+        write_pid_file(&p, pid)?;
+    }
+    guard.dir = None;
+    guard.cgroup = None;
+    guard.child = None;
+    Ok(st)
+}
+
+/// Slow path: join namespaces by path, unshare the new ones (asking the parent for uid/gid maps), set
+/// time offsets, then fork the real init into them and report its pid.
+fn stage1(joins: &[(i32, OwnedFd)], plan: &namespaces::Plan, args: InitArgs) -> ! {
+    let r = (|| -> Result<i32> {
+        namespaces::setns_all(joins)?;
+        let newf = plan.new_flags & !libc::CLONE_NEWCGROUP;
+        if newf & libc::CLONE_NEWUSER != 0 {
+            namespaces::unshare(libc::CLONE_NEWUSER)?;
+            args.chan.send(&Msg::MapRequest, None)?;
+            args.chan.expect(&Msg::Go)?;
+            // SAFETY: plain integer syscalls.
+            unsafe {
+                libc::setresgid(0, 0, 0);
+                libc::setresuid(0, 0, 0);
+            }
+        }
+        namespaces::unshare(newf & !libc::CLONE_NEWUSER)?;
+        namespaces::write_time_offsets(&plan.time_offsets)?;
+        util::raw_clone(0)
+    })();
+    match r {
+        Ok(0) => init::run(args),
+        Ok(pid) => {
+            let _ = args.chan.send(&Msg::Pid(pid), None);
+            // SAFETY: _exit in a forked child.
+            unsafe { libc::_exit(0) }
+        }
+        Err(e) => {
+            let _ = args.chan.send(&Msg::Error(e.to_string()), None);
+            // SAFETY: _exit in a forked child.
+            unsafe { libc::_exit(1) }
+        }
+    }
+}
+
+/// Release a created container's init to exec the user process.
+pub fn start(root: &Path, id: &str) -> Result<State> {
+    let mut st = State::load(root, id)?;
+    match st.status(root) {
+        Status::Created => {}
+        Status::Stopped => {
+            return Err(Error::State {
+                id: id.into(),
+                msg: "cannot start a container that has stopped".into(),
+            })
+        }
+        s => {
+            return Err(Error::State {
+                id: id.into(),
+                msg: format!("cannot start an already {s} container"),
+            })
+        }
+    }
+    let dir = state::container_dir(root, id);
+    let dfd = crate::fsutil::open_path(&dir, libc::O_PATH | libc::O_DIRECTORY)?;
+    let conn = connect_unix(&exec_sock_path(&dfd)).map_err(|e| Error::State {
+        id: id.into(),
+        msg: format!("container init is not waiting: {e}"),
+    })?;
+    let mut buf = Vec::new();
+    {
+        use std::io::Read;
+        // SAFETY: conn is an open socket we own; File takes ownership of the duplicate.
+        let mut f = unsafe {
+            std::fs::File::from_raw_fd(
+                nix::unistd::dup(&conn)
+                    .map_err(|e| Error::Sys {
+                        what: "dup".into(),
+                        errno: e,
+                    })?
+                    .into_raw_fd_compat(),
+            )
+        };
+        let _ = f.read_to_end(&mut buf);
+    }
+    let _ = std::fs::remove_file(dir.join("exec.sock"));
+    if let Some(msg) = buf.strip_prefix(b"E") {
+        return Err(Error::State {
+            id: id.into(),
+            msg: String::from_utf8_lossy(msg).into_owned(),
+        });
+    }
+    st.started = true;
+    st.save(root)?;
+    let spec: Option<Spec> = serde_json::from_value(st.config.clone()).ok();
+    if let Some(spec) = spec {
+        let s = hook_state(id, "running", st.pid, &st.bundle, &spec);
+        if let Err(e) = hooks::run(
+            hooks::Kind::Poststart,
+            spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()),
+            &s,
+        ) {
+            eprintln!("skiff-runtime: warning: {e}");
+        }
+    }
+    Ok(st)
+}
+
+trait IntoRawCompat {
+    fn into_raw_fd_compat(self) -> i32;
+}
+impl IntoRawCompat for OwnedFd {
+    fn into_raw_fd_compat(self) -> i32 {
+        std::os::fd::IntoRawFd::into_raw_fd(self)
+    }
+}
+
+/// Send a signal to the container's init (or, with `all`, every process in its cgroup).
+pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
+    let st = State::load(root, id)?;
+    let status = st.status(root);
+    if status == Status::Stopped && !all {
+        return Err(Error::State {
+            id: id.into(),
+            msg: "container not running".into(),
+        });
+    }
+    if all && !st.cgroup.paths.is_empty() {
+        if status == Status::Paused {
+            // Signals are queued while frozen; SIGKILL must still work.
+            st.cgroup.kill_all(sig)?;
+            return Ok(());
+        }
+        st.cgroup.kill_all(sig)?;
+        return Ok(());
+    }
+    if status == Status::Stopped {
+        return Ok(());
+    }
+    // SAFETY: kill with integer arguments.
+    if unsafe { libc::kill(st.pid, sig) } < 0 {
+        return Err(Error::Sys {
+            what: format!("container {id:?}: kill {sig}"),
+            errno: nix::errno::Errno::last(),
+        });
+    }
+    Ok(())
+}
+
+fn wait_gone(st: &State, timeout_ms: u64) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms);
+    while st.init_alive() {
+        // Reap it if it is our child (run, tests).
+        // SAFETY: waitpid with WNOHANG on a pid; harmless if not our child.
+        unsafe { libc::waitpid(st.pid, std::ptr::null_mut(), libc::WNOHANG) };
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    true
+}
+
+/// Delete a container: refuse a running one unless `force`, then run poststop hooks and remove its
+/// cgroup and state.
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
+    let st = State::load(root, id)?;
+    match st.status(root) {
+        Status::Stopped => {}
+        Status::Created => {
+            // SAFETY: kill with integer arguments.
+            unsafe { libc::kill(st.pid, libc::SIGKILL) };
+            wait_gone(&st, 5000);
+        }
+        s if force => {
+            if s == Status::Paused {
+                let _ = st.cgroup.thaw();
+            }
+            let _ = st.cgroup.kill_all(libc::SIGKILL);
+            // SAFETY: kill with integer arguments.
+            unsafe { libc::kill(st.pid, libc::SIGKILL) };
+            wait_gone(&st, 10000);
+        }
+        s => {
+            return Err(Error::State {
+                id: id.into(),
+                msg: format!("cannot delete container that is not stopped: {s}"),
+            })
+        }
+    }
+    destroy(root, &st)
+}
+
+fn destroy(root: &Path, st: &State) -> Result<()> {
+    if !st.cgroup.paths.is_empty() {
+        let _ = st.cgroup.kill_all(libc::SIGKILL);
+        st.cgroup.destroy()?;
+    }
+    let spec: Option<Spec> = serde_json::from_value(st.config.clone()).ok();
+    let dir = state::container_dir(root, &st.id);
+    std::fs::remove_dir_all(&dir).at(&dir)?;
+    if let Some(spec) = spec {
+        let s = hook_state(&st.id, "stopped", 0, &st.bundle, &spec);
+        if let Err(e) = hooks::run(
+            hooks::Kind::Poststop,
+            spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()),
+            &s,
+        ) {
+            eprintln!("skiff-runtime: warning: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// All containers under `root`.
+pub fn list(root: &Path) -> Result<Vec<State>> {
+    let mut v = Vec::new();
+    let rd = match std::fs::read_dir(root) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(v),
+        Err(e) => {
+            return Err(Error::Io {
+                path: root.into(),
+                source: e,
+            })
+        }
+    };
+    for e in rd.flatten() {
+        if let Some(name) = e.file_name().to_str() {
+            if let Ok(s) = State::load(root, name) {
+                v.push(s);
+            }
+        }
+    }
+    v.sort_by(|a, b| a.created.cmp(&b.created));
+    Ok(v)
+}
+
+/// `run`: create and start; unless `detach`, wait for the process (forwarding signals, proxying a
+/// terminal), delete the container, and return its exit code.
+pub fn run(mut o: CreateOpts, detach: bool) -> Result<i32> {
+    let bundle = o.bundle.clone();
+    let (spec, _) = config::load(
+        &bundle
+            .canonicalize()
+            .map_err(|e| Error::Config(format!("bundle {}: {e}", bundle.display())))?,
+    )?;
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    if !detach {
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        crate::forward::block_signals()?;
+    }
+    let mut master_rx = None;
+    if terminal && !detach && matches!(o.console, Console::None) {
+        let (a, b) = crate::console::socketpair()?;
+        master_rx = Some(a);
+        o.console = Console::Fd(b);
+    }
+    let (root, id) = (o.root.clone(), o.id.clone());
+    let st = create(o)?;
+    if let Err(e) = start(&root, &id) {
+        let _ = delete(&root, &id, true);
+        return Err(e);
+    }
+    if detach {
+        return Ok(0);
+    }
+    let master = match master_rx {
+        Some(rx) => Some(crate::console::recv_master(rx.as_raw_fd())?),
+        None => None,
+    };
+    let code = crate::forward::wait(st.pid, master)?;
+    delete(&root, &id, true)?;
+    Ok(code)
+}

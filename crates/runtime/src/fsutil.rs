@@ -1,0 +1,197 @@
+//! Race-free path handling inside a container root: every lookup goes through openat2(2) with
+//! RESOLVE_IN_ROOT, so symlinks (absolute or `..`) planted in the rootfs can never lead outside it.
+
+use crate::error::{Error, Result};
+use nix::errno::Errno;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Component, Path, PathBuf};
+
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_IN_ROOT: u64 = 0x10;
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+fn cstr(p: &Path) -> Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| Error::Other(format!("path {p:?} contains a NUL byte")))
+}
+
+/// openat2(dirfd, path, flags) resolving `path` as if `dirfd` were `/`.
+pub fn openat_in_root(
+    root: RawFd,
+    path: &Path,
+    flags: i32,
+    mode: u32,
+) -> std::result::Result<OwnedFd, Errno> {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    let c = cstr(rel).map_err(|_| Errno::EINVAL)?;
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: mode as u64,
+        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    loop {
+        // SAFETY: `c` is a valid NUL-terminated string and `how` a properly sized open_how struct that
+        // both outlive the call; the kernel returns a new fd or -1.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                root,
+                c.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if r >= 0 {
+            // SAFETY: the kernel returned a fresh descriptor that we now own.
+            return Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) });
+        }
+        let e = Errno::last();
+        if e != Errno::EINTR && e != Errno::EAGAIN {
+            return Err(e);
+        }
+    }
+}
+
+/// Open a plain path (host side) with O_PATH|O_CLOEXEC, following symlinks.
+pub fn open_path(path: &Path, flags: i32) -> Result<OwnedFd> {
+    let c = cstr(path)?;
+    // SAFETY: `c` is a valid C string; open returns a new fd or -1.
+    let r = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
+    if r < 0 {
+        return Err(Error::Sys {
+            what: format!("open {}", path.display()),
+            errno: Errno::last(),
+        });
+    }
+    // SAFETY: fresh fd returned by the kernel.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
+}
+
+/// The /proc/self/fd path naming `fd`, used as a mount source/target so the kernel acts on the exact
+/// inode we resolved.
+pub fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Normalize `path` lexically into components below root (drops `.`, `..` clamps at root).
+fn components(path: &Path) -> Vec<std::ffi::OsString> {
+    let mut out: Vec<std::ffi::OsString> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push(n.to_os_string()),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// What to create at the end of a path if it is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A directory.
+    Dir,
+    /// An empty regular file.
+    File,
+}
+
+/// Resolve `path` inside `root`, creating missing directories (and the final entry as `kind`), and
+/// return an O_PATH fd to it. Never leaves the root, whatever symlinks the rootfs contains.
+pub fn mkdir_all_in_root(root: RawFd, path: &Path, kind: Kind) -> Result<OwnedFd> {
+    match openat_in_root(root, path, libc::O_PATH, 0) {
+        Ok(fd) => return Ok(fd),
+        Err(Errno::ENOENT) => {}
+        Err(e) => {
+            return Err(Error::Sys {
+                what: format!("resolve {} in rootfs", path.display()),
+                errno: e,
+            })
+        }
+    }
+    let comps = components(path);
+    let mut cur = PathBuf::from("/");
+    for (i, c) in comps.iter().enumerate() {
+        let last = i + 1 == comps.len();
+        let next = cur.join(c);
+        match openat_in_root(root, &next, libc::O_PATH, 0) {
+            Ok(_) => {}
+            Err(Errno::ENOENT) => {
+                // Create it inside the (already safely resolved) parent.
+                let parent = openat_in_root(root, &cur, libc::O_PATH | libc::O_DIRECTORY, 0)
+                    .map_err(|e| Error::Sys {
+                        what: format!("resolve {} in rootfs", cur.display()),
+                        errno: e,
+                    })?;
+                let name = cstr(Path::new(c))?;
+                if last && kind == Kind::File {
+                    // SAFETY: valid dirfd and C string; O_EXCL|O_NOFOLLOW never follows a link.
+                    let r = unsafe {
+                        libc::openat(
+                            parent.as_raw_fd(),
+                            name.as_ptr(),
+                            libc::O_CREAT
+                                | libc::O_EXCL
+                                | libc::O_NOFOLLOW
+                                | libc::O_CLOEXEC
+                                | libc::O_WRONLY,
+                            0o644,
+                        )
+                    };
+                    if r < 0 && Errno::last() != Errno::EEXIST {
+                        return Err(Error::Sys {
+                            what: format!("create {} in rootfs", next.display()),
+                            errno: Errno::last(),
+                        });
+                    }
+                    if r >= 0 {
+                        // SAFETY: r is a descriptor we just opened and no one else closes.
+                        unsafe { libc::close(r) };
+                    }
+                } else {
+                    // SAFETY: valid dirfd and C string.
+                    let r = unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o755) };
+                    if r < 0 && Errno::last() != Errno::EEXIST {
+                        return Err(Error::Sys {
+                            what: format!("mkdir {} in rootfs", next.display()),
+                            errno: Errno::last(),
+                        });
+                    }
+                }
+            }
+            Err(e) => {
+                return Err(Error::Sys {
+                    what: format!("resolve {} in rootfs", next.display()),
+                    errno: e,
+                })
+            }
+        }
+        cur = next;
+    }
+    openat_in_root(root, path, libc::O_PATH, 0).map_err(|e| Error::Sys {
+        what: format!("resolve {} in rootfs", path.display()),
+        errno: e,
+    })
+}
+
+/// Write `data` to a file (no create), e.g. under /proc.
+pub fn write_file(path: &Path, data: &str) -> Result<()> {
+    std::fs::write(path, data).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}

@@ -1,0 +1,349 @@
+//! The in-container stage: everything the container's init process does between clone and the
+//! user's execve. Runs single-threaded in a forked copy of the runtime; reports failures to the parent
+//! over the sync channel and exits.
+
+use crate::error::{Error, Result};
+use crate::namespaces::Plan;
+use crate::sync::{Channel, Msg};
+use crate::{console, hooks, process, rootfs};
+use oci_spec::runtime::Spec;
+use skiff_cgroups::Cgroup;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+/// Everything the init stage needs; it lives in the forked child's copy of the parent's memory.
+pub struct InitArgs<'a> {
+    /// The validated spec.
+    pub spec: &'a Spec,
+    /// Absolute rootfs path.
+    pub rootfs: PathBuf,
+    /// Namespace plan.
+    pub plan: &'a Plan,
+    /// Child end of the sync channel.
+    pub chan: Channel,
+    /// Listening socket `start` connects to.
+    pub listener: Option<OwnedFd>,
+    /// Connected console socket, when the process has a terminal.
+    pub console: Option<OwnedFd>,
+    /// chroot instead of pivot_root.
+    pub no_pivot: bool,
+    /// Extra fds (3..3+n) to pass into the container.
+    pub preserve_fds: i32,
+    /// The container's cgroup.
+    pub cgroup: &'a Cgroup,
+    /// Compiled seccomp filter.
+    pub seccomp: Option<&'a crate::seccomp::CompiledFilter>,
+    /// State JSON template for createContainer/startContainer hooks.
+    pub hook_state: serde_json::Value,
+}
+
+/// Entry point of the init stage; never returns.
+pub fn run(mut a: InitArgs) -> ! {
+    let chan_fd = a.chan.raw();
+    let err = match setup(&mut a) {
+        Ok(conn) => {
+            // Released by `start`: exec the user's program.
+            let e = finish_exec(&a, conn);
+            e.to_string()
+        }
+        Err(e) => {
+            let _ = a.chan.send(&Msg::Error(e.to_string()), None);
+            // SAFETY: _exit ends the process without running Rust destructors (forked child).
+            unsafe { libc::_exit(1) }
+        }
+    };
+    let _ = chan_fd;
+    eprintln!("skiff-runtime: {err}");
+    // SAFETY: see above.
+    unsafe { libc::_exit(127) }
+}
+
+fn has(plan: &Plan, f: i32) -> bool {
+    plan.new_flags & f != 0 || plan.join.iter().any(|(j, _)| *j == f)
+}
+
+fn setup(a: &mut InitArgs) -> Result<OwnedFd> {
+    a.chan.expect(&Msg::Go)?;
+    let plan = a.plan;
+    let userns = has(plan, libc::CLONE_NEWUSER);
+    if userns {
+        // SAFETY: plain integer syscalls; become root of the new user namespace.
+        unsafe {
+            libc::setresgid(0, 0, 0);
+            libc::setresuid(0, 0, 0);
+        }
+    }
+    if plan.new_flags & libc::CLONE_NEWCGROUP != 0 {
+        crate::namespaces::unshare(libc::CLONE_NEWCGROUP)?;
+    }
+    if let Some(h) = a.spec.hostname() {
+        if !h.is_empty() {
+            nix::unistd::sethostname(h).map_err(|e| Error::Sys {
+                what: format!("hostname: sethostname {h:?}"),
+                errno: e,
+            })?;
+        }
+    }
+    if let Some(d) = a.spec.domainname() {
+        if !d.is_empty() {
+            // SAFETY: pointer/len describe a live string.
+            if unsafe { libc::setdomainname(d.as_ptr() as *const libc::c_char, d.len()) } < 0 {
+                return Err(Error::Sys {
+                    what: format!("domainname: setdomainname {d:?}"),
+                    errno: nix::errno::Errno::last(),
+                });
+            }
+        }
+    }
+    let ctx = rootfs::Ctx {
+        spec: a.spec,
+        rootfs: a.rootfs.clone(),
+        userns,
+        netns: has(plan, libc::CLONE_NEWNET),
+        cgroup: a.cgroup,
+    };
+    let mntns = has(plan, libc::CLONE_NEWNS);
+    if mntns {
+        rootfs::prepare_root(&ctx)?;
+        rootfs::mount_all(&ctx)?;
+        rootfs::create_devices(&ctx)?;
+        if let Some(p) = a.spec.process() {
+            let root = crate::fsutil::open_path(&ctx.rootfs, libc::O_PATH | libc::O_DIRECTORY)?;
+            crate::fsutil::mkdir_all_in_root(root.as_raw_fd(), p.cwd(), crate::fsutil::Kind::Dir)?;
+        }
+    }
+    a.chan.send(&Msg::HooksRequest, None)?;
+    a.chan.expect(&Msg::HooksDone)?;
+    let hooks = a.spec.hooks().as_ref();
+    hooks::run(
+        hooks::Kind::CreateContainer,
+        hooks.and_then(|h| h.create_container().as_ref()),
+        &a.hook_state,
+    )?;
+    if mntns {
+        rootfs::pivot(&ctx.rootfs, a.no_pivot)?;
+        rootfs::finish(a.spec)?;
+    } else if ctx.rootfs != std::path::Path::new("/") {
+        nix::unistd::chroot(&ctx.rootfs).map_err(|e| Error::Sys {
+            what: "chroot".into(),
+            errno: e,
+        })?;
+        nix::unistd::chdir("/").map_err(|e| Error::Sys {
+            what: "chdir /".into(),
+            errno: e,
+        })?;
+    }
+    rootfs::apply_sysctl(
+        a.spec,
+        has(plan, libc::CLONE_NEWNET),
+        has(plan, libc::CLONE_NEWIPC),
+        has(plan, libc::CLONE_NEWUTS),
+    )?;
+    let p = a
+        .spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::Config("process: missing".into()))?;
+    if p.terminal().unwrap_or(false) {
+        let sock = a.console.take().ok_or_else(|| {
+            Error::Config("process.terminal is set but no --console-socket was given".into())
+        })?;
+        let (rows, cols) = p
+            .console_size()
+            .map(|b| (b.height() as u16, b.width() as u16))
+            .unwrap_or((0, 0));
+        let (master, slave, name) = console::open_pty(rows, cols)?;
+        console::send_master(sock.as_raw_fd(), &master, &name)?;
+        drop(master);
+        drop(sock);
+        console::become_terminal(&slave)?;
+        console::mount_console(&name)?;
+    }
+    prepare_process(a, p, userns)
+}
+
+/// Shared by init and exec: everything from rlimits to the final checks before waiting/exec.
+/// Returns the connection from `start` for init (listener present) or a dummy for exec.
+fn prepare_process(
+    a: &mut InitArgs,
+    p: &oci_spec::runtime::Process,
+    userns: bool,
+) -> Result<OwnedFd> {
+    let seccomp = a.seccomp;
+    let listener = a.listener.take();
+    let mut keep: Vec<RawFd> = vec![a.chan.raw()];
+    if let Some(l) = &listener {
+        keep.push(l.as_raw_fd());
+    }
+    let notify = apply_process(p, seccomp, userns, a.preserve_fds, &keep)?;
+    if let Some(fd) = &notify {
+        a.chan.send(&Msg::SeccompFd, Some(fd.as_raw_fd()))?;
+    }
+    drop(notify);
+    check_executable(p)?;
+    a.chan.send(&Msg::Ready, None)?;
+    let Some(listener) = listener else {
+        return crate::fsutil::open_path(std::path::Path::new("/"), libc::O_PATH);
+    };
+    // Wait for `start`.
+    loop {
+        // SAFETY: accept4 on our listening socket with null address pointers.
+        let c = unsafe {
+            libc::accept4(
+                listener.as_raw_fd(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC,
+            )
+        };
+        if c >= 0 {
+            // SAFETY: fresh fd from accept4.
+            return Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(c) });
+        }
+        if nix::errno::Errno::last() != nix::errno::Errno::EINTR {
+            return Err(Error::Sys {
+                what: "wait for start".into(),
+                errno: nix::errno::Errno::last(),
+            });
+        }
+    }
+}
+
+/// Apply rlimits, no_new_privs, seccomp, capabilities, user, cwd; close stray fds. Returns the seccomp
+/// notify fd if the filter has one.
+pub fn apply_process(
+    p: &oci_spec::runtime::Process,
+    seccomp: Option<&crate::seccomp::CompiledFilter>,
+    userns: bool,
+    preserve_fds: i32,
+    keep: &[RawFd],
+) -> Result<Option<OwnedFd>> {
+    process::set_rlimits(p)?;
+    if let Some(prof) = p.apparmor_profile() {
+        if !prof.is_empty() && !std::path::Path::new("/sys/kernel/security/apparmor").exists() {
+            eprintln!("skiff-runtime: warning: process.apparmorProfile {prof:?} ignored: AppArmor is not enabled on this host");
+        }
+    }
+    if let Some(l) = p.selinux_label() {
+        if !l.is_empty() && !std::path::Path::new("/sys/fs/selinux/enforce").exists() {
+            eprintln!("skiff-runtime: warning: process.selinuxLabel ignored: SELinux is not enabled on this host");
+        }
+    }
+    let nnp = p.no_new_privileges().unwrap_or(false);
+    if nnp {
+        process::set_no_new_privs()?;
+    }
+    let mut notify = None;
+    if let (Some(f), false) = (seccomp, nnp) {
+        notify = f
+            .load()
+            .map_err(|e| Error::Other(format!("linux.seccomp: {e}")))?;
+    }
+    process::drop_bounding(p.capabilities().as_ref())?;
+    let setgroups_ok = !userns
+        || std::fs::read_to_string("/proc/self/setgroups")
+            .map(|s| s.trim() == "allow")
+            .unwrap_or(true);
+    process::set_user_and_caps(p, setgroups_ok)?;
+    // Close every fd the container must not inherit *before* chdir, so cwd cannot be made to point at
+    // a leaked host directory (CVE-2024-21626), then verify cwd is inside our root.
+    let mut keep = keep.to_vec();
+    if let Some(n) = &notify {
+        keep.push(n.as_raw_fd());
+    }
+    close_stray_fds(3 + preserve_fds, &keep);
+    nix::unistd::chdir(p.cwd()).map_err(|e| Error::Sys {
+        what: format!("process.cwd: chdir {:?}", p.cwd()),
+        errno: e,
+    })?;
+    let cwd = nix::unistd::getcwd().map_err(|e| Error::Sys {
+        what: "process.cwd: getcwd".into(),
+        errno: e,
+    })?;
+    if !cwd.is_absolute() || cwd.to_string_lossy().starts_with("(unreachable)") {
+        return Err(Error::Config(format!(
+            "process.cwd: {:?} resolves outside the container root",
+            p.cwd()
+        )));
+    }
+    if let (Some(f), true) = (seccomp, nnp) {
+        notify = f
+            .load()
+            .map_err(|e| Error::Other(format!("linux.seccomp: {e}")))?;
+    }
+    Ok(notify)
+}
+
+fn close_stray_fds(first: i32, keep: &[RawFd]) {
+    let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect(),
+        Err(_) => (first..4096).collect(),
+    };
+    for fd in fds {
+        if fd >= first && !keep.contains(&fd) {
+            // SAFETY: closing an fd we do not use any more; no Rust object owns these.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// Reset signal state inherited from the runtime (Rust ignores SIGPIPE; `run` blocks signals).
+pub fn reset_signals() {
+    // SAFETY: sigset manipulation on a local, then sigprocmask/signal with valid arguments.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        for s in 1..32 {
+            if s != libc::SIGKILL && s != libc::SIGSTOP {
+                libc::signal(s, libc::SIG_DFL);
+            }
+        }
+    }
+}
+
+fn finish_exec(a: &InitArgs, conn: OwnedFd) -> Error {
+    let hooks = a.spec.hooks().as_ref();
+    let fail = |e: Error| {
+        let msg = format!("E{e}");
+        // SAFETY: writing a buffer we own to a connected socket.
+        unsafe {
+            libc::write(
+                conn.as_raw_fd(),
+                msg.as_ptr() as *const libc::c_void,
+                msg.len(),
+            )
+        };
+        e
+    };
+    let mut st = a.hook_state.clone();
+    st["status"] = "running".into();
+    if let Err(e) = hooks::run(
+        hooks::Kind::StartContainer,
+        hooks.and_then(|h| h.start_container().as_ref()),
+        &st,
+    ) {
+        return fail(e);
+    }
+    let Some(p) = a.spec.process().as_ref() else {
+        return fail(Error::Config("process: missing".into()));
+    };
+    let env = process::build_env(p);
+    let args = p.args().clone().unwrap_or_default();
+    let path = match process::find_executable(&args[0], &env) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    reset_signals();
+    let e = process::exec(&path, &args, &env);
+    fail(e)
+}
+
+/// Resolve the executable early (at create) so a missing program is reported by `create`, as runc does.
+pub fn check_executable(p: &oci_spec::runtime::Process) -> Result<()> {
+    let env = process::build_env(p);
+    let args = p.args().clone().unwrap_or_default();
+    process::find_executable(&args[0], &env).map(|_| ())
+}

@@ -1,0 +1,963 @@
+//! Root filesystem: mount propagation, the `mounts[]` list, devices, pivot_root/chroot, masked and
+//! read-only paths, sysctls. Every destination is resolved inside the rootfs with openat2
+//! RESOLVE_IN_ROOT and mounted through /proc/self/fd, so symlinks in the image cannot redirect a mount.
+
+use crate::error::{Error, Result};
+use crate::fsutil::{fd_path, mkdir_all_in_root, openat_in_root, Kind};
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
+use skiff_cgroups::Cgroup;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+fn sys<T>(r: nix::Result<T>, what: impl FnOnce() -> String) -> Result<T> {
+    r.map_err(|errno| Error::Sys {
+        what: what(),
+        errno,
+    })
+}
+
+/// Parsed mount options.
+#[derive(Debug, Clone)]
+pub struct MountOpts {
+    /// MS_* flags for the mount itself.
+    pub flags: MsFlags,
+    /// Flags to clear (from "rw", "suid", ...): only meaningful for remounts.
+    pub clear: MsFlags,
+    /// Propagation flags applied after mounting.
+    pub propagation: Vec<MsFlags>,
+    /// Filesystem-specific data (unknown options).
+    pub data: Vec<String>,
+    /// `bind` or `rbind` given.
+    pub bind: bool,
+    /// `idmap`/`ridmap` given.
+    pub idmap: bool,
+}
+
+impl Default for MountOpts {
+    fn default() -> Self {
+        MountOpts {
+            flags: MsFlags::empty(),
+            clear: MsFlags::empty(),
+            propagation: Vec::new(),
+            data: Vec::new(),
+            bind: false,
+            idmap: false,
+        }
+    }
+}
+
+/// MS_NOSYMFOLLOW (Linux 5.10), not yet named by nix.
+const MS_NOSYMFOLLOW: MsFlags = MsFlags::from_bits_retain(256);
+
+/// Parse runtime-spec mount options.
+pub fn parse_options(opts: &[String]) -> MountOpts {
+    let mut m = MountOpts::default();
+    for o in opts {
+        let (set, clear) = match o.as_str() {
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
+            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
+            "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
+            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
+            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
+            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
+            "nosymfollow" => (MS_NOSYMFOLLOW, MsFlags::empty()),
+            "symfollow" => (MsFlags::empty(), MS_NOSYMFOLLOW),
+            "bind" => {
+                m.bind = true;
+                (MsFlags::MS_BIND, MsFlags::empty())
+            }
+            "rbind" => {
+                m.bind = true;
+                (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty())
+            }
+            "idmap" | "ridmap" => {
+                m.idmap = true;
+                continue;
+            }
+            "private" => {
+                m.propagation.push(MsFlags::MS_PRIVATE);
+                continue;
+            }
+            "rprivate" => {
+                m.propagation.push(MsFlags::MS_PRIVATE | MsFlags::MS_REC);
+                continue;
+            }
+            "shared" => {
+                m.propagation.push(MsFlags::MS_SHARED);
+                continue;
+            }
+            "rshared" => {
+                m.propagation.push(MsFlags::MS_SHARED | MsFlags::MS_REC);
+                continue;
+            }
+            "slave" => {
+                m.propagation.push(MsFlags::MS_SLAVE);
+                continue;
+            }
+            "rslave" => {
+                m.propagation.push(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+                continue;
+            }
+            "unbindable" => {
+                m.propagation.push(MsFlags::MS_UNBINDABLE);
+                continue;
+            }
+            "runbindable" => {
+                m.propagation.push(MsFlags::MS_UNBINDABLE | MsFlags::MS_REC);
+                continue;
+            }
+            // Recursive mount_setattr(2) variants and crun/podman extensions: accepted, best effort.
+            "rro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rrw" | "rnosuid" | "rsuid" | "rnodev" | "rdev" | "rnoexec" | "rexec" | "tmpcopyup"
+            | "copy-symlink" => continue,
+            other => {
+                m.data.push(other.to_string());
+                continue;
+            }
+        };
+        m.flags = (m.flags | set) & !clear;
+        m.clear |= clear;
+    }
+    m
+}
+
+/// Flags of an existing mount that must be preserved on a bind remount (locked in user namespaces).
+fn locked_flags(fd: &OwnedFd) -> MsFlags {
+    match nix::sys::statvfs::fstatvfs(fd) {
+        Ok(s) => {
+            use nix::sys::statvfs::FsFlags;
+            let f = s.flags();
+            let mut m = MsFlags::empty();
+            for (a, b) in [
+                (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+                (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+                (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+                (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+                (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+                (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+            ] {
+                if f.contains(a) {
+                    m |= b;
+                }
+            }
+            m
+        }
+        Err(_) => MsFlags::empty(),
+    }
+}
+
+/// Context for preparing one rootfs.
+pub struct Ctx<'a> {
+    /// The spec.
+    pub spec: &'a Spec,
+    /// Absolute host path of the rootfs.
+    pub rootfs: PathBuf,
+    /// True when the container has its own user namespace (mknod impossible, flags locked).
+    pub userns: bool,
+    /// True when the container has its own network namespace.
+    pub netns: bool,
+    /// The container's cgroup (for cgroup mounts).
+    pub cgroup: &'a Cgroup,
+}
+
+/// Set the propagation of `/` for the new mount namespace and bind the rootfs onto itself.
+pub fn prepare_root(ctx: &Ctx) -> Result<()> {
+    let prop = ctx
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().clone());
+    let flags = match prop.as_deref() {
+        None | Some("") | Some("rslave") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        Some("slave") => MsFlags::MS_SLAVE,
+        Some("private") => MsFlags::MS_PRIVATE,
+        Some("rprivate") => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        // shared/unbindable are applied to the new root after pivot; the host side stays slave.
+        Some("shared") | Some("rshared") | Some("unbindable") | Some("runbindable") => {
+            MsFlags::MS_SLAVE | MsFlags::MS_REC
+        }
+        Some(o) => {
+            return Err(Error::Config(format!(
+                "linux.rootfsPropagation: unknown value {o:?}"
+            )))
+        }
+    };
+    sys(
+        mount(None::<&str>, "/", None::<&str>, flags, None::<&str>),
+        || "make / private/slave".into(),
+    )?;
+    // The parent mount of the rootfs must not be shared for pivot_root to work.
+    sys(
+        mount(
+            Some(&ctx.rootfs),
+            &ctx.rootfs,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        ),
+        || format!("bind rootfs {}", ctx.rootfs.display()),
+    )?;
+    if matches!(prop.as_deref(), Some("shared") | Some("rshared")) {
+        // Stays shared with the host after pivot, as runc does for rshared.
+        let _ = mount(
+            None::<&str>,
+            &ctx.rootfs,
+            None::<&str>,
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        );
+    } else {
+        let _ = mount(
+            None::<&str>,
+            &ctx.rootfs,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        );
+    }
+    Ok(())
+}
+
+fn open_root(rootfs: &Path) -> Result<OwnedFd> {
+    crate::fsutil::open_path(rootfs, libc::O_PATH | libc::O_DIRECTORY)
+}
+
+/// Perform every entry of `mounts[]` inside the rootfs.
+pub fn mount_all(ctx: &Ctx) -> Result<()> {
+    let root = open_root(&ctx.rootfs)?;
+    for m in ctx.spec.mounts().iter().flatten() {
+        mount_one(ctx, &root, m)
+            .map_err(|e| Error::Other(format!("mount {}: {e}", m.destination().display())))?;
+    }
+    Ok(())
+}
+
+fn mount_one(ctx: &Ctx, root: &OwnedFd, m: &Mount) -> Result<()> {
+    let dest = m.destination();
+    if !dest.is_absolute() {
+        return Err(Error::Config(format!(
+            "mounts: destination {dest:?} must be absolute"
+        )));
+    }
+    let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
+    let typ = m.typ().clone().unwrap_or_default();
+    let is_bind = opts.bind || typ == "bind";
+    if typ == "cgroup" || typ == "cgroup2" {
+        return mount_cgroup(ctx, root, m, &opts);
+    }
+    let source = m.source().clone().unwrap_or_default();
+    // Create the mountpoint: a file when binding a non-directory, else a directory.
+    let kind = if is_bind {
+        let src = if source.is_absolute() {
+            source.clone()
+        } else {
+            std::env::current_dir().unwrap_or_default().join(&source)
+        };
+        match std::fs::metadata(&src) {
+            Ok(md) if !md.is_dir() => Kind::File,
+            Ok(_) => Kind::Dir,
+            Err(e) => return Err(Error::Other(format!("bind source {}: {e}", src.display()))),
+        }
+    } else {
+        Kind::Dir
+    };
+    if dest == Path::new("/dev") && typ == "tmpfs" || !is_bind {
+        // Nothing special.
+    }
+    let target = mkdir_all_in_root(root.as_raw_fd(), dest, kind)?;
+    let tpath = fd_path(&target);
+    let data = opts.data.join(",");
+    let data = if data.is_empty() {
+        None
+    } else {
+        Some(data.as_str())
+    };
+    if is_bind {
+        let src_fd = crate::fsutil::open_path(&source, libc::O_PATH)?;
+        let mut f = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
+        if !opts.flags.contains(MsFlags::MS_REC) && typ == "rbind" {
+            f |= MsFlags::MS_REC;
+        }
+        sys(
+            mount(
+                Some(&fd_path(&src_fd)),
+                &tpath,
+                None::<&str>,
+                f,
+                None::<&str>,
+            ),
+            || format!("bind {}", source.display()),
+        )?;
+        let rest = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+        if !rest.is_empty() {
+            let newfd = openat_in_root(root.as_raw_fd(), dest, libc::O_PATH, 0).map_err(|e| {
+                Error::Sys {
+                    what: "reopen".into(),
+                    errno: e,
+                }
+            })?;
+            let keep = locked_flags(&newfd);
+            sys(
+                mount(
+                    None::<&str>,
+                    &fd_path(&newfd),
+                    None::<&str>,
+                    MsFlags::MS_REMOUNT | MsFlags::MS_BIND | rest | keep,
+                    None::<&str>,
+                ),
+                || "remount bind with options".into(),
+            )?;
+        }
+    } else {
+        let flags = opts.flags & !MsFlags::MS_REMOUNT;
+        let src = if source.as_os_str().is_empty() {
+            PathBuf::from(&typ)
+        } else {
+            source.clone()
+        };
+        let r = mount(Some(&src), &tpath, Some(typ.as_str()), flags, data);
+        match (r, typ.as_str()) {
+            (Ok(()), _) => {}
+            (Err(Errno::EPERM), "sysfs") | (Err(Errno::EPERM), "mqueue") => {
+                // In a user namespace without a matching net/ipc namespace the kernel refuses a fresh
+                // sysfs/mqueue; bind the host's instead, as runc does.
+                let host = if typ == "sysfs" {
+                    "/sys"
+                } else {
+                    "/dev/mqueue"
+                };
+                sys(
+                    mount(
+                        Some(host),
+                        &tpath,
+                        None::<&str>,
+                        MsFlags::MS_BIND | MsFlags::MS_REC,
+                        None::<&str>,
+                    ),
+                    || format!("bind {host}"),
+                )?;
+                let newfd =
+                    openat_in_root(root.as_raw_fd(), dest, libc::O_PATH, 0).map_err(|e| {
+                        Error::Sys {
+                            what: "reopen".into(),
+                            errno: e,
+                        }
+                    })?;
+                let keep = locked_flags(&newfd);
+                let _ = mount(
+                    None::<&str>,
+                    &fd_path(&newfd),
+                    None::<&str>,
+                    MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags | keep,
+                    None::<&str>,
+                );
+            }
+            (Err(e), _) => {
+                return Err(Error::Sys {
+                    what: format!("mount {typ}"),
+                    errno: e,
+                })
+            }
+        }
+    }
+    if !opts.propagation.is_empty() {
+        let newfd =
+            openat_in_root(root.as_raw_fd(), dest, libc::O_PATH, 0).map_err(|e| Error::Sys {
+                what: "reopen".into(),
+                errno: e,
+            })?;
+        for p in &opts.propagation {
+            sys(
+                mount(
+                    None::<&str>,
+                    &fd_path(&newfd),
+                    None::<&str>,
+                    *p,
+                    None::<&str>,
+                ),
+                || "set propagation".into(),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Mount cgroups for the container: cgroup2 on a v2 host; on v1/hybrid a tmpfs with the container's
+/// own cgroup directory of each hierarchy bound in, read-only when asked.
+fn mount_cgroup(ctx: &Ctx, root: &OwnedFd, m: &Mount, opts: &MountOpts) -> Result<()> {
+    let dest = m.destination();
+    let target = mkdir_all_in_root(root.as_raw_fd(), dest, Kind::Dir)?;
+    let flags = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    if v2 {
+        let r = mount(
+            Some("cgroup2"),
+            &fd_path(&target),
+            Some("cgroup2"),
+            flags,
+            None::<&str>,
+        );
+        if r.is_ok() {
+            return Ok(());
+        }
+        let src = ctx
+            .cgroup
+            .paths
+            .get("unified")
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"));
+        sys(
+            mount(
+                Some(&src),
+                &fd_path(&target),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            ),
+            || "bind cgroup2".into(),
+        )?;
+        let keep = locked_flags(&target);
+        let t2 =
+            openat_in_root(root.as_raw_fd(), dest, libc::O_PATH, 0).map_err(|e| Error::Sys {
+                what: "reopen".into(),
+                errno: e,
+            })?;
+        return sys(
+            mount(
+                None::<&str>,
+                &fd_path(&t2),
+                None::<&str>,
+                MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags | keep,
+                None::<&str>,
+            ),
+            || "remount cgroup2".into(),
+        );
+    }
+    sys(
+        mount(
+            Some("tmpfs"),
+            &fd_path(&target),
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("mode=755"),
+        ),
+        || "mount tmpfs for cgroups".into(),
+    )?;
+    for (ctl, hostdir) in &ctx.cgroup.paths {
+        let sub = dest.join(ctl);
+        let t = mkdir_all_in_root(root.as_raw_fd(), &sub, Kind::Dir)?;
+        let src = if hostdir.exists() {
+            hostdir.clone()
+        } else {
+            continue;
+        };
+        sys(
+            mount(
+                Some(&src),
+                &fd_path(&t),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            ),
+            || format!("bind cgroup {ctl}"),
+        )?;
+        let t2 =
+            openat_in_root(root.as_raw_fd(), &sub, libc::O_PATH, 0).map_err(|e| Error::Sys {
+                what: "reopen".into(),
+                errno: e,
+            })?;
+        let keep = locked_flags(&t2);
+        let f = flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        sys(
+            mount(
+                None::<&str>,
+                &fd_path(&t2),
+                None::<&str>,
+                MsFlags::MS_REMOUNT | MsFlags::MS_BIND | f | keep,
+                None::<&str>,
+            ),
+            || format!("remount cgroup {ctl}"),
+        )?;
+    }
+    if flags.contains(MsFlags::MS_RDONLY) {
+        let t2 =
+            openat_in_root(root.as_raw_fd(), dest, libc::O_PATH, 0).map_err(|e| Error::Sys {
+                what: "reopen".into(),
+                errno: e,
+            })?;
+        sys(
+            mount(
+                None::<&str>,
+                &fd_path(&t2),
+                None::<&str>,
+                MsFlags::MS_REMOUNT
+                    | MsFlags::MS_RDONLY
+                    | MsFlags::MS_NOSUID
+                    | MsFlags::MS_NODEV
+                    | MsFlags::MS_NOEXEC,
+                Some("mode=755"),
+            ),
+            || "remount cgroup tmpfs ro".into(),
+        )?;
+    }
+    Ok(())
+}
+
+/// The devices every container gets (runtime-spec "Default Devices").
+fn default_devices() -> Vec<(&'static str, u64, u64)> {
+    vec![
+        ("/dev/null", 1, 3),
+        ("/dev/zero", 1, 5),
+        ("/dev/full", 1, 7),
+        ("/dev/random", 1, 8),
+        ("/dev/urandom", 1, 9),
+        ("/dev/tty", 5, 0),
+    ]
+}
+
+/// A device node to create.
+struct Dev<'a> {
+    path: &'a Path,
+    kind: libc::mode_t,
+    major: u64,
+    minor: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+fn make_device(ctx: &Ctx, root: &OwnedFd, d: Dev) -> Result<()> {
+    let Dev {
+        path,
+        kind,
+        major,
+        minor,
+        mode,
+        uid,
+        gid,
+    } = d;
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::Config(format!("linux.devices: bad path {path:?}")))?;
+    let pfd = mkdir_all_in_root(root.as_raw_fd(), parent, Kind::Dir)?;
+    let dirfd = crate::fsutil::open_path(&fd_path(&pfd), libc::O_DIRECTORY | libc::O_RDONLY)?;
+    let cname = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(name))
+        .map_err(|_| Error::Config("device name".into()))?;
+    // Remove whatever is there (only a plain entry; unlinkat never follows links).
+    // SAFETY: valid dirfd and C string.
+    unsafe { libc::unlinkat(dirfd.as_raw_fd(), cname.as_ptr(), 0) };
+    let mut bind = ctx.userns;
+    if !bind {
+        // SAFETY: valid dirfd and C string; makedev is a pure computation.
+        let r = unsafe {
+            libc::mknodat(
+                dirfd.as_raw_fd(),
+                cname.as_ptr(),
+                kind | (mode & 0o7777),
+                libc::makedev(major as u32, minor as u32),
+            )
+        };
+        if r < 0 {
+            let e = Errno::last();
+            if e == Errno::EPERM {
+                bind = true;
+            } else {
+                return Err(Error::Sys {
+                    what: format!("mknod {}", path.display()),
+                    errno: e,
+                });
+            }
+        } else {
+            // SAFETY: valid dirfd and C string; AT_SYMLINK_NOFOLLOW never follows.
+            unsafe {
+                libc::fchownat(
+                    dirfd.as_raw_fd(),
+                    cname.as_ptr(),
+                    uid,
+                    gid,
+                    libc::AT_SYMLINK_NOFOLLOW,
+                );
+            }
+        }
+    }
+    if bind {
+        // Without mknod rights, bind the host's device node of the same path.
+        // SAFETY: valid dirfd and C string; O_EXCL|O_NOFOLLOW.
+        let r = unsafe {
+            libc::openat(
+                dirfd.as_raw_fd(),
+                cname.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o644,
+            )
+        };
+        if r >= 0 {
+            // SAFETY: we own r.
+            unsafe { libc::close(r) };
+        }
+        let t =
+            openat_in_root(root.as_raw_fd(), path, libc::O_PATH, 0).map_err(|e| Error::Sys {
+                what: format!("resolve {}", path.display()),
+                errno: e,
+            })?;
+        sys(
+            mount(
+                Some(path),
+                &fd_path(&t),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            ),
+            || format!("bind device {}", path.display()),
+        )?;
+    }
+    Ok(())
+}
+
+/// Create default and configured devices plus the standard /dev symlinks.
+pub fn create_devices(ctx: &Ctx) -> Result<()> {
+    let root = open_root(&ctx.rootfs)?;
+    let dev_bound = ctx.spec.mounts().iter().flatten().any(|m| {
+        m.destination() == Path::new("/dev")
+            && parse_options(m.options().as_deref().unwrap_or(&[])).bind
+    });
+    let devices: Vec<LinuxDevice> = ctx
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().clone())
+        .unwrap_or_default();
+    if !dev_bound {
+        for (p, ma, mi) in default_devices() {
+            if devices.iter().any(|d| d.path() == Path::new(p)) {
+                continue;
+            }
+            make_device(
+                ctx,
+                &root,
+                Dev {
+                    path: Path::new(p),
+                    kind: libc::S_IFCHR,
+                    major: ma,
+                    minor: mi,
+                    mode: 0o666,
+                    uid: 0,
+                    gid: 0,
+                },
+            )?;
+        }
+    }
+    for d in &devices {
+        if !d.path().is_absolute() || !d.path().starts_with("/dev") {
+            return Err(Error::Config(format!(
+                "linux.devices: path {:?} must be absolute under /dev",
+                d.path()
+            )));
+        }
+        let kind = match d.typ() {
+            LinuxDeviceType::C | LinuxDeviceType::U => libc::S_IFCHR,
+            LinuxDeviceType::B => libc::S_IFBLK,
+            LinuxDeviceType::P => libc::S_IFIFO,
+            LinuxDeviceType::A => {
+                return Err(Error::Config(format!(
+                    "linux.devices: {:?}: type 'a' is only valid in cgroup rules",
+                    d.path()
+                )))
+            }
+        };
+        let dev = Dev {
+            path: d.path(),
+            kind,
+            major: d.major() as u64,
+            minor: d.minor() as u64,
+            mode: d.file_mode().unwrap_or(0o666),
+            uid: d.uid().unwrap_or(0),
+            gid: d.gid().unwrap_or(0),
+        };
+        make_device(ctx, &root, dev)?;
+    }
+    if !dev_bound {
+        let devfd = mkdir_all_in_root(root.as_raw_fd(), Path::new("/dev"), Kind::Dir)?;
+        let dir = crate::fsutil::open_path(&fd_path(&devfd), libc::O_DIRECTORY | libc::O_RDONLY)?;
+        for (name, target) in [
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+            ("ptmx", "pts/ptmx"),
+        ] {
+            let n = std::ffi::CString::new(name).unwrap_or_default();
+            let t = std::ffi::CString::new(target).unwrap_or_default();
+            if name == "ptmx" {
+                // SAFETY: valid dirfd and C string.
+                unsafe { libc::unlinkat(dir.as_raw_fd(), n.as_ptr(), 0) };
+            }
+            // SAFETY: valid dirfd and C strings.
+            unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), n.as_ptr()) };
+        }
+    }
+    Ok(())
+}
+
+/// pivot_root into the rootfs (or MS_MOVE + chroot with `no_pivot`) and detach the old root.
+pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
+    sys(nix::unistd::chdir(rootfs), || {
+        format!("chdir {}", rootfs.display())
+    })?;
+    if no_pivot {
+        sys(
+            mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>),
+            || "move rootfs to /".into(),
+        )?;
+        sys(nix::unistd::chroot("."), || "chroot".into())?;
+        return sys(nix::unistd::chdir("/"), || "chdir /".into());
+    }
+    let old = crate::fsutil::open_path(Path::new("/"), libc::O_DIRECTORY | libc::O_RDONLY)?;
+    sys(nix::unistd::pivot_root(".", "."), || "pivot_root".into())?;
+    sys(nix::unistd::fchdir(&old), || "fchdir old root".into())?;
+    sys(
+        mount(
+            None::<&str>,
+            ".",
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        ),
+        || "make old root slave".into(),
+    )?;
+    sys(umount2(".", MntFlags::MNT_DETACH), || {
+        "detach old root".into()
+    })?;
+    sys(nix::unistd::chdir("/"), || "chdir /".into())
+}
+
+/// After pivot: shared/unbindable root propagation, masked and read-only paths, read-only root.
+pub fn finish(spec: &Spec) -> Result<()> {
+    let root = crate::fsutil::open_path(Path::new("/"), libc::O_PATH | libc::O_DIRECTORY)?;
+    let linux = spec.linux().as_ref();
+    match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+        Some("shared") => sys(
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_SHARED,
+                None::<&str>,
+            ),
+            || "make / shared".into(),
+        )?,
+        Some("rshared") => sys(
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_SHARED | MsFlags::MS_REC,
+                None::<&str>,
+            ),
+            || "make / rshared".into(),
+        )?,
+        Some("unbindable") => sys(
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_UNBINDABLE,
+                None::<&str>,
+            ),
+            || "make / unbindable".into(),
+        )?,
+        Some("runbindable") => sys(
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+                None::<&str>,
+            ),
+            || "make / runbindable".into(),
+        )?,
+        _ => {}
+    }
+    for p in linux
+        .and_then(|l| l.readonly_paths().clone())
+        .unwrap_or_default()
+    {
+        readonly_path(&root, Path::new(&p))
+            .map_err(|e| Error::Other(format!("readonly path {p}: {e}")))?;
+    }
+    for p in linux
+        .and_then(|l| l.masked_paths().clone())
+        .unwrap_or_default()
+    {
+        mask_path(&root, Path::new(&p))
+            .map_err(|e| Error::Other(format!("masked path {p}: {e}")))?;
+    }
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        let keep = locked_flags(&root);
+        sys(
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | keep,
+                None::<&str>,
+            ),
+            || "remount / read-only".into(),
+        )?;
+    }
+    Ok(())
+}
+
+fn readonly_path(root: &OwnedFd, p: &Path) -> Result<()> {
+    let fd = match openat_in_root(root.as_raw_fd(), p, libc::O_PATH | libc::O_NOFOLLOW, 0) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => {
+            return Err(Error::Sys {
+                what: "resolve".into(),
+                errno: e,
+            })
+        }
+    };
+    sys(
+        mount(
+            Some(&fd_path(&fd)),
+            &fd_path(&fd),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        ),
+        || "bind".into(),
+    )?;
+    let fd2 =
+        openat_in_root(root.as_raw_fd(), p, libc::O_PATH | libc::O_NOFOLLOW, 0).map_err(|e| {
+            Error::Sys {
+                what: "reopen".into(),
+                errno: e,
+            }
+        })?;
+    let keep = locked_flags(&fd2);
+    sys(
+        mount(
+            None::<&str>,
+            &fd_path(&fd2),
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_REC | keep,
+            None::<&str>,
+        ),
+        || "remount read-only".into(),
+    )
+}
+
+fn mask_path(root: &OwnedFd, p: &Path) -> Result<()> {
+    let fd = match openat_in_root(root.as_raw_fd(), p, libc::O_PATH | libc::O_NOFOLLOW, 0) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) | Err(Errno::ELOOP) => return Ok(()),
+        Err(e) => {
+            return Err(Error::Sys {
+                what: "resolve".into(),
+                errno: e,
+            })
+        }
+    };
+    let st = sys(nix::sys::stat::fstat(&fd), || "stat".into())?;
+    if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        return sys(
+            mount(
+                Some("tmpfs"),
+                &fd_path(&fd),
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None::<&str>,
+            ),
+            || "mount tmpfs".into(),
+        );
+    }
+    if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        return Ok(());
+    }
+    // Mask with /dev/null, verified to be the real null device (not a file or link planted there).
+    let null = openat_in_root(
+        root.as_raw_fd(),
+        Path::new("/dev/null"),
+        libc::O_PATH | libc::O_NOFOLLOW,
+        0,
+    )
+    .map_err(|e| Error::Sys {
+        what: "open /dev/null".into(),
+        errno: e,
+    })?;
+    let ns = sys(nix::sys::stat::fstat(&null), || "stat /dev/null".into())?;
+    if ns.st_mode & libc::S_IFMT != libc::S_IFCHR
+        || libc::major(ns.st_rdev) != 1
+        || libc::minor(ns.st_rdev) != 3
+    {
+        return Err(Error::Other(
+            "/dev/null in the container is not the null device (1:3); refusing to mask with it"
+                .into(),
+        ));
+    }
+    sys(
+        mount(
+            Some(&fd_path(&null)),
+            &fd_path(&fd),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        ),
+        || "bind /dev/null".into(),
+    )
+}
+
+/// Apply `linux.sysctl`, refusing keys that are not namespaced to the container.
+pub fn apply_sysctl(spec: &Spec, netns: bool, ipcns: bool, utsns: bool) -> Result<()> {
+    let Some(map) = spec.linux().as_ref().and_then(|l| l.sysctl().clone()) else {
+        return Ok(());
+    };
+    let mut keys: Vec<_> = map.keys().cloned().collect();
+    keys.sort();
+    for k in keys {
+        let v = &map[&k];
+        let ipc = k.starts_with("kernel.msg")
+            || k.starts_with("kernel.sem")
+            || k.starts_with("kernel.shm")
+            || k.starts_with("fs.mqueue.");
+        let ok = (ipc && ipcns)
+            || (k.starts_with("net.") && netns)
+            || ((k == "kernel.hostname" || k == "kernel.domainname") && utsns)
+            || k == "kernel.shm_rmid_forced" && ipcns;
+        if !ok {
+            return Err(Error::Config(format!(
+                "linux.sysctl: {k:?} is not allowed: it is not namespaced to this container"
+            )));
+        }
+        let path = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
+        std::fs::write(&path, v)
+            .map_err(|e| Error::Config(format!("linux.sysctl: {k} = {v:?}: {e}")))?;
+    }
+    Ok(())
+}

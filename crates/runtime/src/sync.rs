@@ -1,0 +1,188 @@
+//! The parent ↔ container-init channel: a SOCK_SEQPACKET socketpair carrying small tagged messages
+//! (one datagram each) and, when needed, a file descriptor via SCM_RIGHTS.
+
+use crate::error::{Error, Result};
+use nix::sys::socket::{
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
+    SockFlag, SockType,
+};
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// One end of the sync channel.
+#[derive(Debug)]
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+/// Messages exchanged during create/exec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Msg {
+    /// Parent → child: uid/gid maps written and cgroup joined; continue.
+    Go,
+    /// Child → parent: please write the uid/gid maps for me (slow path after unshare).
+    MapRequest,
+    /// Child (intermediate) → parent: the pid of the container init.
+    Pid(i32),
+    /// Child → parent: rootfs prepared; run prestart/createRuntime hooks.
+    HooksRequest,
+    /// Parent → child: hooks done.
+    HooksDone,
+    /// Child → parent: seccomp notify fd attached.
+    SeccompFd,
+    /// Child → parent: setup complete; waiting for `start`.
+    Ready,
+    /// Either way: a fatal error, with its message.
+    Error(String),
+}
+
+impl Msg {
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Msg::Go => b"G".to_vec(),
+            Msg::MapRequest => b"M".to_vec(),
+            Msg::Pid(p) => format!("P{p}").into_bytes(),
+            Msg::HooksRequest => b"H".to_vec(),
+            Msg::HooksDone => b"h".to_vec(),
+            Msg::SeccompFd => b"S".to_vec(),
+            Msg::Ready => b"R".to_vec(),
+            Msg::Error(e) => format!("E{e}").into_bytes(),
+        }
+    }
+
+    fn decode(b: &[u8]) -> Result<Msg> {
+        let rest = String::from_utf8_lossy(b.get(1..).unwrap_or_default()).into_owned();
+        Ok(match b.first() {
+            Some(b'G') => Msg::Go,
+            Some(b'M') => Msg::MapRequest,
+            Some(b'P') => Msg::Pid(
+                rest.parse()
+                    .map_err(|_| Error::Other("sync: bad pid".into()))?,
+            ),
+            Some(b'H') => Msg::HooksRequest,
+            Some(b'h') => Msg::HooksDone,
+            Some(b'S') => Msg::SeccompFd,
+            Some(b'R') => Msg::Ready,
+            Some(b'E') => Msg::Error(rest),
+            _ => {
+                return Err(Error::Other(
+                    "sync: unexpected message from container process".into(),
+                ))
+            }
+        })
+    }
+}
+
+/// Create a connected pair (parent end, child end), both close-on-exec.
+pub fn pair() -> Result<(Channel, Channel)> {
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| Error::Sys {
+        what: "socketpair".into(),
+        errno: e,
+    })?;
+    Ok((Channel { fd: a }, Channel { fd: b }))
+}
+
+impl Channel {
+    /// Wrap an inherited raw fd.
+    ///
+    /// # Safety
+    /// `fd` must be an open socket owned by nobody else.
+    pub unsafe fn from_raw(fd: RawFd) -> Channel {
+        // SAFETY: the caller guarantees exclusive ownership of an open fd.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Channel { fd }
+    }
+
+    /// The raw descriptor (for keeping it across fd cleanup).
+    pub fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Send a message, optionally with one fd.
+    pub fn send(&self, m: &Msg, fd: Option<RawFd>) -> Result<()> {
+        let data = m.encode();
+        let iov = [std::io::IoSlice::new(&data)];
+        let fds;
+        let cmsg: Vec<ControlMessage> = match fd {
+            Some(f) => {
+                fds = [f];
+                vec![ControlMessage::ScmRights(&fds)]
+            }
+            None => vec![],
+        };
+        loop {
+            match sendmsg::<()>(
+                self.fd.as_raw_fd(),
+                &iov,
+                &cmsg,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    return Err(Error::Sys {
+                        what: "sync: send".into(),
+                        errno: e,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Receive one message (and an fd if one was attached). EOF is reported as an error.
+    pub fn recv(&self) -> Result<(Msg, Option<OwnedFd>)> {
+        let mut buf = vec![0u8; 8192];
+        let mut cspace = nix::cmsg_space!([RawFd; 1]);
+        let (n, fd) = loop {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                Some(&mut cspace),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Ok(r) => {
+                    let mut fd = None;
+                    if let Ok(cms) = r.cmsgs() {
+                        for c in cms {
+                            if let ControlMessageOwned::ScmRights(v) = c {
+                                for f in v {
+                                    // SAFETY: the kernel just installed this fd for us; we own it.
+                                    fd = Some(unsafe { OwnedFd::from_raw_fd(f) });
+                                }
+                            }
+                        }
+                    }
+                    break (r.bytes, fd);
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    return Err(Error::Sys {
+                        what: "sync: recv".into(),
+                        errno: e,
+                    })
+                }
+            }
+        };
+        if n == 0 {
+            return Err(Error::Other("container process exited during setup".into()));
+        }
+        Ok((Msg::decode(&buf[..n])?, fd))
+    }
+
+    /// Receive and require a specific message; an Error message becomes an Err.
+    pub fn expect(&self, want: &Msg) -> Result<Option<OwnedFd>> {
+        match self.recv()? {
+            (m, fd) if &m == want => Ok(fd),
+            (Msg::Error(e), _) => Err(Error::Other(e)),
+            (m, _) => Err(Error::Other(format!("sync: expected {want:?}, got {m:?}"))),
+        }
+    }
+}

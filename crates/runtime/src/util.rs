@@ -1,0 +1,185 @@
+//! Small helpers: time formatting, user names, raw clone, waiting.
+
+use crate::error::{Error, Result};
+use nix::errno::Errno;
+
+/// Current UTC time as RFC 3339 with nanoseconds (`2026-11-24T10:00:00.123456789Z`).
+pub fn now_rfc3339() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    rfc3339(d.as_secs() as i64, d.subsec_nanos())
+}
+
+/// Format seconds since the epoch as RFC 3339 UTC.
+pub fn rfc3339(secs: i64, nanos: u32) -> String {
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    // Civil-from-days (proleptic Gregorian), Howard Hinnant's published algorithm.
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The user name of `uid` from /etc/passwd (or the number).
+pub fn user_name(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[0].to_string())
+            })
+        })
+        .unwrap_or_else(|| uid.to_string())
+}
+
+/// fork-like clone(2) with namespace flags: the child continues on a copy of our stack. Only safe in
+/// a single-threaded process (the runtime never starts threads).
+pub fn raw_clone(flags: i32) -> Result<i32> {
+    // SAFETY: clone with a NULL stack behaves like fork; the runtime is single-threaded so the child's
+    // copy of the address space is consistent.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if r < 0 {
+        return Err(Error::Sys {
+            what: format!("clone (namespaces {flags:#x})"),
+            errno: Errno::last(),
+        });
+    }
+    Ok(r as i32)
+}
+
+/// waitpid for `pid`; returns the shell-style exit code (128+signal when killed).
+pub fn wait_code(pid: i32) -> Result<i32> {
+    let mut st = 0;
+    loop {
+        // SAFETY: st is a valid out pointer.
+        let r = unsafe { libc::waitpid(pid, &mut st, 0) };
+        if r == pid {
+            return Ok(status_code(st));
+        }
+        if r < 0 && Errno::last() != Errno::EINTR {
+            return Err(Error::Sys {
+                what: format!("wait for {pid}"),
+                errno: Errno::last(),
+            });
+        }
+    }
+}
+
+/// Convert a wait status to an exit code (128+signal when killed by a signal).
+pub fn status_code(st: i32) -> i32 {
+    if libc::WIFEXITED(st) {
+        libc::WEXITSTATUS(st)
+    } else if libc::WIFSIGNALED(st) {
+        128 + libc::WTERMSIG(st)
+    } else {
+        255
+    }
+}
+
+/// Parse a signal given as a number, `KILL`, or `SIGKILL`.
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+        return Err(Error::Other(format!("invalid signal {s:?}")));
+    }
+    let up = s.to_ascii_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    let n = match name {
+        "HUP" => 1,
+        "INT" => 2,
+        "QUIT" => 3,
+        "ILL" => 4,
+        "TRAP" => 5,
+        "ABRT" | "IOT" => 6,
+        "BUS" => 7,
+        "FPE" => 8,
+        "KILL" => 9,
+        "USR1" => 10,
+        "SEGV" => 11,
+        "USR2" => 12,
+        "PIPE" => 13,
+        "ALRM" => 14,
+        "TERM" => 15,
+        "STKFLT" => 16,
+        "CHLD" => 17,
+        "CONT" => 18,
+        "STOP" => 19,
+        "TSTP" => 20,
+        "TTIN" => 21,
+        "TTOU" => 22,
+        "URG" => 23,
+        "XCPU" => 24,
+        "XFSZ" => 25,
+        "VTALRM" => 26,
+        "PROF" => 27,
+        "WINCH" => 28,
+        "IO" | "POLL" => 29,
+        "PWR" => 30,
+        "SYS" => 31,
+        _ => {
+            if let Some(off) = name
+                .strip_prefix("RTMIN+")
+                .and_then(|x| x.parse::<i32>().ok())
+            {
+                34 + off
+            } else if let Some(off) = name
+                .strip_prefix("RTMAX-")
+                .and_then(|x| x.parse::<i32>().ok())
+            {
+                64 - off
+            } else if name == "RTMIN" {
+                34
+            } else if name == "RTMAX" {
+                64
+            } else {
+                return Err(Error::Other(format!("unknown signal {s:?}")));
+            }
+        }
+    };
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn formats_epoch_and_leap_day() {
+        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(951782400, 5), "2000-02-29T00:00:00.000000005Z");
+    }
+    #[test]
+    fn parses_signals() {
+        assert_eq!(parse_signal("KILL").unwrap(), 9);
+        assert_eq!(parse_signal("sigterm").unwrap(), 15);
+        assert_eq!(parse_signal("10").unwrap(), 10);
+        assert_eq!(parse_signal("RTMIN+1").unwrap(), 35);
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("0").is_err());
+    }
+}
