@@ -1,7 +1,72 @@
 //! `skiff`: the docker-compatible command line. Thin: parses flags as docker does and calls the
-//! engine and image crates.
+//! engine and image crates. Errors print as `skiff: <message>` and exit 125, like docker's CLI.
+
+mod images;
+mod registry;
+mod template;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Global flags and the command.
+#[derive(Parser, Debug)]
+#[command(
+    name = "skiff",
+    version,
+    about = "A daemonless, docker-compatible container engine"
+)]
+pub struct Cli {
+    /// Root directory of skiff's persistent state.
+    #[arg(long, global = true, default_value = "/var/lib/skiff")]
+    pub root: PathBuf,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Manage images
+    #[command(subcommand)]
+    Image(images::ImageCommand),
+    /// List images
+    Images(images::LsArgs),
+    /// Download an image from a registry
+    Pull(images::PullArgs),
+    /// Upload an image to a registry
+    Push(images::PushArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(images::TagArgs),
+    /// Remove one or more images
+    Rmi(images::RmArgs),
+    /// Show the history of an image
+    History(images::HistoryArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(images::SaveArgs),
+    /// Load an image from a tar archive or STDIN
+    Load(images::LoadArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(images::ImportArgs),
+    /// Log in to a registry
+    Login(images::LoginArgs),
+    /// Log out from a registry
+    Logout(images::LogoutArgs),
+    /// Manage manifests and manifest lists
+    #[command(subcommand)]
+    Manifest(images::ManifestCommand),
+}
 
 fn main() {
-    eprintln!("skiff: no commands yet");
-    std::process::exit(125);
+    let cli = Cli::parse();
+    let code = match images::run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            eprintln!("skiff: {msg}");
+            125
+        }
+    };
+    std::process::exit(code);
 }
