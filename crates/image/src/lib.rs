@@ -14,6 +14,7 @@ pub mod import;
 pub mod names;
 pub mod overlay;
 pub mod platform;
+pub mod pull;
 pub mod reference;
 pub mod registry;
 pub mod spec;
