@@ -94,7 +94,11 @@ impl Read for ResumingTee<'_> {
                         if self.attempts > RETRIES {
                             return Err(io::Error::other(e.to_string()));
                         }
-                        (self.progress)(Progress::Retrying(self.digest.clone(), done, e.to_string()));
+                        (self.progress)(Progress::Retrying(
+                            self.digest.clone(),
+                            done,
+                            e.to_string(),
+                        ));
                         std::thread::sleep(Duration::from_millis(200 << self.attempts));
                         continue;
                     }
@@ -108,16 +112,26 @@ impl Read for ResumingTee<'_> {
                     if self.attempts > RETRIES {
                         return Err(io::Error::new(
                             io::ErrorKind::UnexpectedEof,
-                            format!("blob {} ended at {done} of {} bytes", self.digest, self.size),
+                            format!(
+                                "blob {} ended at {done} of {} bytes",
+                                self.digest, self.size
+                            ),
                         ));
                     }
-                    (self.progress)(Progress::Retrying(self.digest.clone(), done, "short read".into()));
+                    (self.progress)(Progress::Retrying(
+                        self.digest.clone(),
+                        done,
+                        "short read".into(),
+                    ));
                 }
                 Ok(n) => {
                     if done + n as u64 > self.size {
                         return Err(io::Error::new(
                             io::ErrorKind::InvalidData,
-                            format!("blob {} is longer than its descriptor ({} bytes)", self.digest, self.size),
+                            format!(
+                                "blob {} is longer than its descriptor ({} bytes)",
+                                self.digest, self.size
+                            ),
                         ));
                     }
                     io::Write::write_all(&mut self.writer, &buf[..n])?;
@@ -148,7 +162,10 @@ fn fetch_small(f: &dyn Fetcher, d: &Digest, what: &str) -> Result<Vec<u8>> {
     for attempt in 0..=RETRIES {
         let r = f.get_blob(d, 0).and_then(|mut r| {
             let mut buf = Vec::new();
-            r.by_ref().take(64 << 20).read_to_end(&mut buf).map_err(|e| Error::io(format!("read {what} {d}"), e))?;
+            r.by_ref()
+                .take(64 << 20)
+                .read_to_end(&mut buf)
+                .map_err(|e| Error::io(format!("read {what} {d}"), e))?;
             Ok(buf)
         });
         match r {
@@ -174,7 +191,10 @@ fn pull_layer(
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<()> {
     if spec::layer_compression(&layer.media_type).is_none() {
-        return Err(Error::Unsupported(format!("layer media type {:?}", layer.media_type)));
+        return Err(Error::Unsupported(format!(
+            "layer media type {:?}",
+            layer.media_type
+        )));
     }
     if store.has_blob(&layer.digest) {
         if !store.has_snapshot(chain) {
@@ -220,7 +240,10 @@ fn pull_layer(
                 if filled > 0 {
                     buf.truncate(filled);
                     if tx.send(Ok(buf)).is_err() {
-                        return Err(Error::Registry(format!("download {}: unpack stopped", tee.digest)));
+                        return Err(Error::Registry(format!(
+                            "download {}: unpack stopped",
+                            tee.digest
+                        )));
                     }
                 }
                 if eof {
@@ -228,18 +251,28 @@ fn pull_layer(
                 }
             }
         });
-        let reader = ChannelReader { rx, cur: Vec::new(), pos: 0 };
+        let reader = ChannelReader {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+        };
         let unpacked = store.unpack_snapshot(chain, diff_id, reader);
-        let writer = producer.join().map_err(|_| Error::Registry("download thread panicked".into()))?;
+        let writer = producer
+            .join()
+            .map_err(|_| Error::Registry("download thread panicked".into()))?;
         let writer = match (writer, unpacked) {
             (Ok(w), Ok(_)) => w,
             (Err(e), _) => return Err(e),
             (Ok(_), Err(e)) => return Err(e),
         };
         writer.commit(Some(&layer.digest)).map_err(|e| match e {
-            Error::DigestMismatch { expected, actual, .. } => {
-                Error::DigestMismatch { what: format!("layer {}", layer.digest), expected, actual }
-            }
+            Error::DigestMismatch {
+                expected, actual, ..
+            } => Error::DigestMismatch {
+                what: format!("layer {}", layer.digest),
+                expected,
+                actual,
+            },
             e => e,
         })?;
         Ok(())
@@ -291,13 +324,19 @@ pub fn pull(
     }
     let (mbytes, mdesc, index_digest) = match spec::parse_document(&bytes, Some(&mt))? {
         Document::Manifest(_) => {
-            let mt = if mt.is_empty() { spec::OCI_MANIFEST.to_string() } else { mt };
+            let mt = if mt.is_empty() {
+                spec::OCI_MANIFEST.to_string()
+            } else {
+                mt
+            };
             let d = Descriptor::new(&mt, top_digest.clone(), bytes.len() as u64);
             (bytes, d, None)
         }
         Document::Index(idx) => {
             let pick = platform.select(&idx.manifests).ok_or_else(|| {
-                Error::NotFound(format!("no matching manifest for {platform} in the manifest list entries"))
+                Error::NotFound(format!(
+                    "no matching manifest for {platform} in the manifest list entries"
+                ))
             })?;
             let (b, cmt) = f.get_manifest(pick.digest.as_str())?;
             pick.digest.verify("manifest", &b)?;
@@ -322,7 +361,11 @@ pub fn pull(
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
         return Err(Error::invalid(
             "image",
-            format!("manifest has {} layers, config {} diff ids", manifest.layers.len(), config.rootfs.diff_ids.len()),
+            format!(
+                "manifest has {} layers, config {} diff ids",
+                manifest.layers.len(),
+                config.rootfs.diff_ids.len()
+            ),
         ));
     }
     let chains = Digest::chain_ids(&config.rootfs.diff_ids);
@@ -346,7 +389,14 @@ pub fn pull(
                 if first_err.lock().map(|e| e.is_some()).unwrap_or(true) {
                     return;
                 }
-                if let Err(e) = pull_layer(store, f, &manifest.layers[i], &chains[i], &config.rootfs.diff_ids[i], progress) {
+                if let Err(e) = pull_layer(
+                    store,
+                    f,
+                    &manifest.layers[i],
+                    &chains[i],
+                    &config.rootfs.diff_ids[i],
+                    progress,
+                ) {
                     if let Ok(mut slot) = first_err.lock() {
                         slot.get_or_insert(e);
                     }
@@ -359,14 +409,22 @@ pub fn pull(
     }
     store.put_blob(&config_bytes, Some(&manifest.config.digest))?;
     store.put_blob(&mbytes, Some(&mdesc.digest))?;
-    let tags = if by_digest { vec![] } else { vec![format!("{repo}:{reference}")] };
+    let tags = if by_digest {
+        vec![]
+    } else {
+        vec![format!("{repo}:{reference}")]
+    };
     let image = store.record_image(&NewImage {
         manifest: Descriptor::new(&mdesc.media_type, mdesc.digest.clone(), mbytes.len() as u64),
         index_digest,
         tags,
         repo_digests: vec![format!("{repo}@{top_digest}")],
     })?;
-    Ok(PullResult { image, digest: top_digest, downloaded: missing_before })
+    Ok(PullResult {
+        image,
+        digest: top_digest,
+        downloaded: missing_before,
+    })
 }
 
 /// Pushes an image to `repo` under `reference` (a tag); returns the manifest digest and size.
@@ -397,7 +455,11 @@ pub fn push(
                         return Ok(());
                     }
                     let f = store.open_blob(&b.digest)?;
-                    p.put_blob(&b.digest, b.size, Box::new(io::BufReader::with_capacity(256 * 1024, f)))?;
+                    p.put_blob(
+                        &b.digest,
+                        b.size,
+                        Box::new(io::BufReader::with_capacity(256 * 1024, f)),
+                    )?;
                     progress(Progress::Pushed(b.digest.clone()));
                     Ok(())
                 })();
@@ -413,7 +475,10 @@ pub fn push(
     if let Some(e) = first_err.into_inner().ok().flatten() {
         return Err(e);
     }
-    let mt = manifest.media_type.clone().unwrap_or_else(|| image.manifest_media_type.clone());
+    let mt = manifest
+        .media_type
+        .clone()
+        .unwrap_or_else(|| image.manifest_media_type.clone());
     p.put_manifest(reference, &mt, &mbytes)?;
     let d = Digest::of(&mbytes);
     store.record_image(&NewImage {

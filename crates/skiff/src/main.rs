@@ -4,6 +4,7 @@
 mod images;
 mod registry;
 mod template;
+mod transport;
 
 use std::path::PathBuf;
 
