@@ -1,2 +1,254 @@
 //! Shared helpers for skiff's integration tests: locating the built binaries, building a busybox
-//! bundle from Debian's busybox-static, and running commands.
+//! bundle from Debian's busybox-static, and running the runtime as a subprocess.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The workspace's target directory (honours CARGO_TARGET_DIR).
+pub fn target_dir() -> PathBuf {
+    if let Ok(t) = std::env::var("CARGO_TARGET_DIR") {
+        return PathBuf::from(t);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("target")
+}
+
+/// Path of a built binary (`SKIFF_BIN_DIR` overrides, else target/debug).
+pub fn bin(name: &str) -> PathBuf {
+    let dir = std::env::var("SKIFF_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| target_dir().join("debug"));
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} not built: run `cargo build --workspace` first",
+        p.display()
+    );
+    p
+}
+
+/// A unique id for containers/cgroups in this test process.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// The busybox-static binary the tests build rootfs trees from.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// Populate `rootfs` with busybox, its applet links, and minimal /etc files.
+pub fn busybox_rootfs(rootfs: &Path) {
+    for d in ["bin", "proc", "sys", "dev", "etc", "tmp", "root"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy(BUSYBOX, rootfs.join("bin/busybox"))
+        .expect("Debian's busybox-static must be installed at /bin/busybox");
+    let out = Command::new(BUSYBOX).arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&out.stdout).lines() {
+        if applet != "busybox" {
+            let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet));
+        }
+    }
+    std::fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )
+    .unwrap();
+    std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+}
+
+/// A bundle directory (config.json + rootfs) in a temp dir, plus a runtime root to use with it.
+pub struct Bundle {
+    /// Keeps the temp dir alive.
+    pub dir: tempfile::TempDir,
+    /// The config being built.
+    pub config: Value,
+}
+
+impl Bundle {
+    /// A busybox bundle running `args`, starting from `skiff-runtime spec` with terminal off.
+    pub fn busybox(args: &[&str]) -> Bundle {
+        let dir = tempfile::Builder::new()
+            .prefix("skiff-bundle-")
+            .tempdir()
+            .unwrap();
+        busybox_rootfs(&dir.path().join("rootfs"));
+        let out = Command::new(bin("skiff-runtime"))
+            .args(["spec", "--bundle"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "spec failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut config: Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap())
+                .unwrap();
+        config["process"]["terminal"] = false.into();
+        config["process"]["args"] = args.iter().map(|a| Value::from(*a)).collect();
+        config["root"]["readonly"] = false.into();
+        // Each test gets its own cgroup so tests can run in parallel and clean up.
+        config["linux"]["cgroupsPath"] = format!("/skiff-test/{}", unique("c")).into();
+        Bundle { dir, config }
+    }
+
+    /// The bundle path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The rootfs path.
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.path().join("rootfs")
+    }
+
+    /// Write config.json.
+    pub fn write(&self) {
+        std::fs::write(
+            self.dir.path().join("config.json"),
+            serde_json::to_vec_pretty(&self.config).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// Add a bind mount of a host directory.
+    pub fn bind(&mut self, host: &Path, dest: &str, ro: bool) {
+        let mut opts = vec!["rbind", "rprivate"];
+        if ro {
+            opts.push("ro");
+        }
+        let m = serde_json::json!({"destination": dest, "type": "bind", "source": host, "options": opts});
+        self.config["mounts"].as_array_mut().unwrap().push(m);
+    }
+}
+
+/// A private runtime state root.
+pub struct Runtime {
+    /// The temp dir used as `--root`.
+    pub root: tempfile::TempDir,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Runtime {
+    /// A fresh root.
+    pub fn new() -> Runtime {
+        Runtime {
+            root: tempfile::Builder::new()
+                .prefix("skiff-root-")
+                .tempdir()
+                .unwrap(),
+        }
+    }
+
+    /// A Command for `skiff-runtime --root <root> args...`.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin("skiff-runtime"));
+        c.arg("--root").arg(self.root.path()).args(args);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Run to completion and capture output.
+    pub fn out(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Run a command whose container outlives it (`create`, `run -d`): the container inherits stdio,
+    /// so capture through files instead of pipes (a pipe would stay open until the container exits).
+    pub fn out_detached(&self, args: &[&str]) -> Output {
+        let dir = tempfile::tempdir().unwrap();
+        let (o, e) = (dir.path().join("out"), dir.path().join("err"));
+        let status = self
+            .cmd(args)
+            .stdout(std::fs::File::create(&o).unwrap())
+            .stderr(std::fs::File::create(&e).unwrap())
+            .status()
+            .unwrap();
+        Output {
+            status,
+            stdout: std::fs::read(&o).unwrap(),
+            stderr: std::fs::read(&e).unwrap(),
+        }
+    }
+
+    /// Run `run --bundle b id` and capture output.
+    pub fn run(&self, b: &Bundle, id: &str) -> Output {
+        b.write();
+        self.cmd(&["run", "--bundle", b.path().to_str().unwrap(), id])
+            .output()
+            .unwrap()
+    }
+
+    /// The state JSON of `id`.
+    pub fn state(&self, id: &str) -> Value {
+        let o = self.out(&["state", id]);
+        assert!(
+            o.status.success(),
+            "state {id}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
+
+    /// Wait until `id` reports `status` (up to 5 s).
+    pub fn wait_status(&self, id: &str, status: &str) -> Value {
+        for _ in 0..500 {
+            let o = self.out(&["state", id]);
+            if o.status.success() {
+                let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+                if s["status"] == status {
+                    return s;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("container {id} never reached {status}: {}", self.state(id));
+    }
+}
+
+/// stdout as a String.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// stderr as a String.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Assert success and return stdout.
+pub fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "command failed ({}): stdout={} stderr={}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
+    stdout(o)
+}
+
+/// True when running as root (integration tests need it; they fail loudly otherwise).
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "integration tests must run as root"
+    );
+}

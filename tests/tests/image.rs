@@ -8,7 +8,12 @@ use serde_json::Value;
 use skiff_tests::{bin, busybox_rootfs};
 
 fn skiff(root: &Path, args: &[&str]) -> Output {
-    Command::new(bin("skiff")).arg("--root").arg(root).args(args).output().expect("run skiff")
+    Command::new(bin("skiff"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("run skiff")
 }
 
 fn ok(root: &Path, args: &[&str]) -> String {
@@ -25,13 +30,20 @@ fn ok(root: &Path, args: &[&str]) -> String {
 
 fn sh(cmd: &str) -> String {
     let o = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    assert!(o.status.success(), "{cmd}: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout).unwrap()
 }
 
 /// A temp dir with a busybox rootfs at `rootfs/` and an empty store root at `root/`.
 fn setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
-    let t = tempfile::Builder::new().prefix("skiff-image-").tempdir().unwrap();
+    let t = tempfile::Builder::new()
+        .prefix("skiff-image-")
+        .tempdir()
+        .unwrap();
     let rootfs = t.path().join("rootfs");
     busybox_rootfs(&rootfs);
     let root = t.path().join("root");
@@ -44,13 +56,26 @@ fn inspect(root: &Path, image: &str) -> Value {
 }
 
 fn blob_count(root: &Path) -> usize {
-    std::fs::read_dir(root.join("content/blobs/sha256")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(root.join("content/blobs/sha256"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 #[test]
 fn import_inspect_save_load_round_trip() {
     let (t, rootfs, root) = setup();
-    let id = ok(&root, &["import", "-c", "CMD [\"sh\"]", "-c", "ENV A=1", rootfs.to_str().unwrap(), "skiff-test/bb:v1"]);
+    let id = ok(
+        &root,
+        &[
+            "import",
+            "-c",
+            "CMD [\"sh\"]",
+            "-c",
+            "ENV A=1",
+            rootfs.to_str().unwrap(),
+            "skiff-test/bb:v1",
+        ],
+    );
     let id = id.trim().to_string();
     assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
 
@@ -62,14 +87,36 @@ fn import_inspect_save_load_round_trip() {
     assert_eq!(v["Os"], "linux");
     assert_eq!(v["RootFS"]["Layers"].as_array().unwrap().len(), 1);
     assert!(v["Size"].as_u64().unwrap() > 1_000_000);
-    let lower = v["GraphDriver"]["Data"]["LowerDir"].as_str().unwrap().to_string();
+    let lower = v["GraphDriver"]["Data"]["LowerDir"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(Path::new(&lower).join("bin/busybox").is_file());
-    assert!(std::fs::symlink_metadata(Path::new(&lower).join("bin/sh")).unwrap().file_type().is_symlink());
+    assert!(std::fs::symlink_metadata(Path::new(&lower).join("bin/sh"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
     // Lookup by id prefix and --format.
-    assert_eq!(ok(&root, &["image", "inspect", "-f", "{{.Id}} {{json .Config.Cmd}}", &id[7..19]]).trim(), format!("{id} [\"sh\"]"));
+    assert_eq!(
+        ok(
+            &root,
+            &[
+                "image",
+                "inspect",
+                "-f",
+                "{{.Id}} {{json .Config.Cmd}}",
+                &id[7..19]
+            ]
+        )
+        .trim(),
+        format!("{id} [\"sh\"]")
+    );
 
     let tar = t.path().join("save.tar");
-    ok(&root, &["save", "-o", tar.to_str().unwrap(), "skiff-test/bb:v1"]);
+    ok(
+        &root,
+        &["save", "-o", tar.to_str().unwrap(), "skiff-test/bb:v1"],
+    );
     let root2 = t.path().join("root2");
     let out = ok(&root2, &["load", "-i", tar.to_str().unwrap()]);
     assert_eq!(out.trim(), "Loaded image: skiff-test/bb:v1");
@@ -93,14 +140,23 @@ fn import_inspect_save_load_round_trip() {
     // tag / rmi semantics.
     ok(&root, &["tag", "skiff-test/bb:v1", "other:v2"]);
     let o = skiff(&root, &["rmi", &id[7..19]]);
-    assert!(!o.status.success(), "removing an id with two names must need -f");
+    assert!(
+        !o.status.success(),
+        "removing an id with two names must need -f"
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("must be forced"));
     assert_eq!(ok(&root, &["rmi", "other:v2"]).trim(), "Untagged: other:v2");
     let out = ok(&root, &["rmi", "skiff-test/bb:v1"]);
-    assert!(out.contains("Untagged: skiff-test/bb:v1") && out.contains(&format!("Deleted: {id}")), "{out}");
+    assert!(
+        out.contains("Untagged: skiff-test/bb:v1") && out.contains(&format!("Deleted: {id}")),
+        "{out}"
+    );
     assert_eq!(ok(&root, &["images", "-q"]), "");
     assert_eq!(blob_count(&root), 0, "rmi must leave no orphan blobs");
-    assert_eq!(std::fs::read_dir(root.join("snapshots")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(root.join("snapshots")).unwrap().count(),
+        0
+    );
     let o = skiff(&root, &["image", "inspect", "skiff-test/bb:v1"]);
     assert!(!o.status.success());
 }
@@ -108,40 +164,121 @@ fn import_inspect_save_load_round_trip() {
 #[test]
 fn images_formats_filters_history_prune() {
     let (_t, rootfs, root) = setup();
-    let old = ok(&root, &["import", rootfs.to_str().unwrap(), "skiff-test/list:1"]).trim().to_string();
+    let old = ok(
+        &root,
+        &["import", rootfs.to_str().unwrap(), "skiff-test/list:1"],
+    )
+    .trim()
+    .to_string();
     std::fs::write(rootfs.join("etc/extra"), "x").unwrap();
-    let new = ok(&root, &["import", "-m", "second", rootfs.to_str().unwrap(), "skiff-test/list:1"]).trim().to_string();
+    let new = ok(
+        &root,
+        &[
+            "import",
+            "-m",
+            "second",
+            rootfs.to_str().unwrap(),
+            "skiff-test/list:1",
+        ],
+    )
+    .trim()
+    .to_string();
     assert_ne!(old, new);
 
     let table = ok(&root, &["images"]);
     let lines: Vec<&str> = table.lines().collect();
-    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]);
-    assert!(lines[0].contains("TAG       IMAGE ID       CREATED"), "docker's column padding: {table}");
-    assert!(table.contains("<none>"), "the old image is dangling: {table}");
-    assert!(ok(&root, &["images", "--digests"]).lines().next().unwrap().contains("DIGEST"));
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
+    );
+    assert!(
+        lines[0].contains("TAG       IMAGE ID       CREATED"),
+        "docker's column padding: {table}"
+    );
+    assert!(
+        table.contains("<none>"),
+        "the old image is dangling: {table}"
+    );
+    assert!(ok(&root, &["images", "--digests"])
+        .lines()
+        .next()
+        .unwrap()
+        .contains("DIGEST"));
 
-    let dangling = ok(&root, &["images", "--filter", "dangling=true", "-q", "--no-trunc"]);
+    let dangling = ok(
+        &root,
+        &["images", "--filter", "dangling=true", "-q", "--no-trunc"],
+    );
     assert_eq!(dangling.trim(), old);
-    let tagged = ok(&root, &["images", "-f", "dangling=false", "-q", "--no-trunc"]);
+    let tagged = ok(
+        &root,
+        &["images", "-f", "dangling=false", "-q", "--no-trunc"],
+    );
     assert_eq!(tagged.trim(), new);
-    assert_eq!(ok(&root, &["images", "--filter", "reference=skiff-test/*", "-q"]).trim(), &new[7..19]);
-    assert_eq!(ok(&root, &["images", "--filter", "reference=nomatch*", "-q"]), "");
-    assert_eq!(ok(&root, &["images", "skiff-test/list", "-q"]).trim(), &new[7..19]);
+    assert_eq!(
+        ok(
+            &root,
+            &["images", "--filter", "reference=skiff-test/*", "-q"]
+        )
+        .trim(),
+        &new[7..19]
+    );
+    assert_eq!(
+        ok(&root, &["images", "--filter", "reference=nomatch*", "-q"]),
+        ""
+    );
+    assert_eq!(
+        ok(&root, &["images", "skiff-test/list", "-q"]).trim(),
+        &new[7..19]
+    );
 
-    let json_line = ok(&root, &["images", "--format", "{{json .}}", "skiff-test/list:1"]);
+    let json_line = ok(
+        &root,
+        &["images", "--format", "{{json .}}", "skiff-test/list:1"],
+    );
     let j: Value = serde_json::from_str(json_line.trim()).unwrap();
-    for k in ["Containers", "CreatedAt", "CreatedSince", "Digest", "ID", "Repository", "Size", "Tag"] {
+    for k in [
+        "Containers",
+        "CreatedAt",
+        "CreatedSince",
+        "Digest",
+        "ID",
+        "Repository",
+        "Size",
+        "Tag",
+    ] {
         assert!(j.get(k).is_some(), "{k} missing in {j}");
     }
     assert_eq!(j["Repository"], "skiff-test/list");
     assert_eq!(j["Tag"], "1");
-    let t = ok(&root, &["images", "--format", "table {{.Repository}}:{{.Tag}}\t{{.ID}}", "skiff-test/list"]);
-    assert_eq!(t.lines().next().unwrap().split_whitespace().collect::<Vec<_>>(), ["REPOSITORY:TAG", "IMAGE", "ID"]);
+    let t = ok(
+        &root,
+        &[
+            "images",
+            "--format",
+            "table {{.Repository}}:{{.Tag}}\t{{.ID}}",
+            "skiff-test/list",
+        ],
+    );
+    assert_eq!(
+        t.lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["REPOSITORY:TAG", "IMAGE", "ID"]
+    );
 
     let h = ok(&root, &["history", "skiff-test/list:1"]);
     let hl: Vec<&str> = h.lines().collect();
-    assert!(hl[0].starts_with("IMAGE") && hl[0].contains("CREATED BY") && hl[0].contains("COMMENT"), "{h}");
-    assert!(hl[1].starts_with(&new[7..19]) && hl[1].contains("second"), "{h}");
+    assert!(
+        hl[0].starts_with("IMAGE") && hl[0].contains("CREATED BY") && hl[0].contains("COMMENT"),
+        "{h}"
+    );
+    assert!(
+        hl[1].starts_with(&new[7..19]) && hl[1].contains("second"),
+        "{h}"
+    );
 
     // prune removes only the dangling one, and its blobs.
     let blobs_before = blob_count(&root);
@@ -149,7 +286,11 @@ fn images_formats_filters_history_prune() {
     assert!(p.contains(&format!("deleted: {old}")), "{p}");
     assert!(p.contains("Total reclaimed space:"));
     assert_eq!(ok(&root, &["images", "-q", "--no-trunc"]).trim(), new);
-    assert_eq!(blob_count(&root), blobs_before - 3, "old manifest, config and layer are gone");
+    assert_eq!(
+        blob_count(&root),
+        blobs_before - 3,
+        "old manifest, config and layer are gone"
+    );
     ok(&root, &["image", "prune", "-a", "-f"]);
     assert_eq!(blob_count(&root), 0);
 }
@@ -157,30 +298,72 @@ fn images_formats_filters_history_prune() {
 #[test]
 fn skopeo_reads_the_store_and_archives() {
     let (t, rootfs, root) = setup();
-    ok(&root, &["import", rootfs.to_str().unwrap(), "skiff-test/sk:v1"]);
+    ok(
+        &root,
+        &["import", rootfs.to_str().unwrap(), "skiff-test/sk:v1"],
+    );
     let p = t.path();
     let d1 = p.join("d1");
-    sh(&format!("skopeo copy oci:{}/content:docker.io/skiff-test/sk:v1 dir:{}", root.display(), d1.display()));
+    sh(&format!(
+        "skopeo copy oci:{}/content:docker.io/skiff-test/sk:v1 dir:{}",
+        root.display(),
+        d1.display()
+    ));
     assert!(d1.join("manifest.json").is_file());
 
     let dar = p.join("docker.tar");
-    ok(&root, &["save", "-o", dar.to_str().unwrap(), "skiff-test/sk:v1"]);
+    ok(
+        &root,
+        &["save", "-o", dar.to_str().unwrap(), "skiff-test/sk:v1"],
+    );
     let d2 = p.join("d2");
-    sh(&format!("skopeo copy docker-archive:{} dir:{}", dar.display(), d2.display()));
+    sh(&format!(
+        "skopeo copy docker-archive:{} dir:{}",
+        dar.display(),
+        d2.display()
+    ));
     let oar = p.join("oci.tar");
-    ok(&root, &["save", "--format", "oci", "-o", oar.to_str().unwrap(), "skiff-test/sk:v1"]);
+    ok(
+        &root,
+        &[
+            "save",
+            "--format",
+            "oci",
+            "-o",
+            oar.to_str().unwrap(),
+            "skiff-test/sk:v1",
+        ],
+    );
     let d3 = p.join("d3");
-    sh(&format!("skopeo copy oci-archive:{}:v1 dir:{}", oar.display(), d3.display()));
-    let inspect_cfg = sh(&format!("skopeo inspect --config oci-archive:{}:v1", oar.display()));
+    sh(&format!(
+        "skopeo copy oci-archive:{}:v1 dir:{}",
+        oar.display(),
+        d3.display()
+    ));
+    let inspect_cfg = sh(&format!(
+        "skopeo inspect --config oci-archive:{}:v1",
+        oar.display()
+    ));
     assert!(inspect_cfg.contains("\"diff_ids\""));
 
     // Archives written by skopeo load into skiff (legacy docker-archive with plain layers, and oci).
     let sk_dar = p.join("from-skopeo.tar");
-    sh(&format!("skopeo copy dir:{} docker-archive:{}:skiff-test/fromskopeo:v2", d2.display(), sk_dar.display()));
+    sh(&format!(
+        "skopeo copy dir:{} docker-archive:{}:skiff-test/fromskopeo:v2",
+        d2.display(),
+        sk_dar.display()
+    ));
     let sk_oar = p.join("from-skopeo-oci.tar");
-    sh(&format!("skopeo copy dir:{} oci-archive:{}:skiff-test/fromskopeo-oci:v3", d2.display(), sk_oar.display()));
+    sh(&format!(
+        "skopeo copy dir:{} oci-archive:{}:skiff-test/fromskopeo-oci:v3",
+        d2.display(),
+        sk_oar.display()
+    ));
     let root2 = p.join("root2");
-    assert_eq!(ok(&root2, &["load", "-i", sk_dar.to_str().unwrap()]).trim(), "Loaded image: skiff-test/fromskopeo:v2");
+    assert_eq!(
+        ok(&root2, &["load", "-i", sk_dar.to_str().unwrap()]).trim(),
+        "Loaded image: skiff-test/fromskopeo:v2"
+    );
     ok(&root2, &["load", "-i", sk_oar.to_str().unwrap()]);
     let a = inspect(&root, "skiff-test/sk:v1");
     let b = inspect(&root2, "skiff-test/fromskopeo:v2");
@@ -192,7 +375,9 @@ fn skopeo_reads_the_store_and_archives() {
 
 /// A docker-archive whose single layer is `layer` (a plain tar file).
 fn archive_with_layer(dir: &Path, layer: &Path) -> PathBuf {
-    let diff = sh(&format!("sha256sum {} | cut -d' ' -f1", layer.display())).trim().to_string();
+    let diff = sh(&format!("sha256sum {} | cut -d' ' -f1", layer.display()))
+        .trim()
+        .to_string();
     let a = dir.join("arch");
     std::fs::create_dir_all(&a).unwrap();
     std::fs::copy(layer, a.join("layer.tar")).unwrap();
@@ -206,7 +391,11 @@ fn archive_with_layer(dir: &Path, layer: &Path) -> PathBuf {
     )
     .unwrap();
     let out = dir.join("hostile.tar");
-    sh(&format!("tar -C {} -cf {} manifest.json config.json layer.tar", a.display(), out.display()));
+    sh(&format!(
+        "tar -C {} -cf {} manifest.json config.json layer.tar",
+        a.display(),
+        out.display()
+    ));
     out
 }
 
@@ -219,18 +408,32 @@ fn hostile_archive_is_refused_and_nothing_escapes() {
     std::fs::write(p.join("w/x/escape"), "payload").unwrap();
     // GNU tar -P keeps the "../" prefix: the entry is literally "../escape".
     let layer = p.join("layer.tar");
-    sh(&format!("cd {} && tar -cPf {} ../escape", work.display(), layer.display()));
+    sh(&format!(
+        "cd {} && tar -cPf {} ../escape",
+        work.display(),
+        layer.display()
+    ));
     std::fs::remove_file(p.join("w/x/escape")).unwrap();
     let arch = archive_with_layer(p, &layer);
     let root = p.join("root");
     let o = skiff(&root, &["load", "-i", arch.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(125));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.starts_with("skiff: ") && err.contains("unsafe layer entry") && err.contains(".."), "{err}");
-    assert_eq!(ok(&root, &["images", "-q"]), "", "no half image may be listed");
+    assert!(
+        err.starts_with("skiff: ") && err.contains("unsafe layer entry") && err.contains(".."),
+        "{err}"
+    );
+    assert_eq!(
+        ok(&root, &["images", "-q"]),
+        "",
+        "no half image may be listed"
+    );
     assert!(!root.join("escape").exists() && !root.join("snapshots/escape").exists());
     let snaps: Vec<_> = std::fs::read_dir(root.join("snapshots")).unwrap().collect();
-    assert!(snaps.is_empty(), "no snapshot committed for the hostile layer");
+    assert!(
+        snaps.is_empty(),
+        "no snapshot committed for the hostile layer"
+    );
 }
 
 #[test]
@@ -242,9 +445,15 @@ fn load_killed_at_random_points_never_shows_a_half_image() {
         rootfs.display()
     ));
     let src_root = t.path().join("src");
-    ok(&src_root, &["import", rootfs.to_str().unwrap(), "skiff-test/crash:1"]);
+    ok(
+        &src_root,
+        &["import", rootfs.to_str().unwrap(), "skiff-test/crash:1"],
+    );
     let tar = t.path().join("crash.tar");
-    ok(&src_root, &["save", "-o", tar.to_str().unwrap(), "skiff-test/crash:1"]);
+    ok(
+        &src_root,
+        &["save", "-o", tar.to_str().unwrap(), "skiff-test/crash:1"],
+    );
     let want = inspect(&src_root, "skiff-test/crash:1")["Id"].clone();
 
     let delays_ms = [5u64, 20, 40, 80, 120, 200, 300, 450];
@@ -271,17 +480,32 @@ fn load_killed_at_random_points_never_shows_a_half_image() {
         for id in ids.lines() {
             assert_eq!(id, want.as_str().unwrap());
             let v = inspect(&root, id);
-            let lower = v["GraphDriver"]["Data"]["LowerDir"].as_str().unwrap().to_string();
-            assert_eq!(std::fs::metadata(Path::new(&lower).join("data3")).unwrap().len(), 20_000_000);
+            let lower = v["GraphDriver"]["Data"]["LowerDir"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert_eq!(
+                std::fs::metadata(Path::new(&lower).join("data3"))
+                    .unwrap()
+                    .len(),
+                20_000_000
+            );
         }
         if !ids.is_empty() {
             ok(&root, &["rmi", "skiff-test/crash:1"]);
         }
     }
-    assert!(interrupted > 0, "no load was interrupted; the test proves nothing");
+    assert!(
+        interrupted > 0,
+        "no load was interrupted; the test proves nothing"
+    );
     // The store still works: the next open sweeps temp files, and a full load succeeds.
     ok(&root, &["load", "-i", tar.to_str().unwrap()]);
-    assert_eq!(std::fs::read_dir(root.join("tmp")).unwrap().count(), 0, "temp files swept");
+    assert_eq!(
+        std::fs::read_dir(root.join("tmp")).unwrap().count(),
+        0,
+        "temp files swept"
+    );
     assert_eq!(inspect(&root, "skiff-test/crash:1")["Id"], want);
     ok(&root, &["image", "prune", "-a", "-f"]);
     assert_eq!(blob_count(&root), 0, "no orphan blobs after prune");

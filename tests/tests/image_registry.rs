@@ -23,8 +23,15 @@ impl Drop for Registry {
 }
 
 fn registry() -> Registry {
-    let dir = tempfile::Builder::new().prefix("skiff-registry-").tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::Builder::new()
+        .prefix("skiff-registry-")
+        .tempdir()
+        .unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let cfg = dir.path().join("config.yml");
     std::fs::write(
         &cfg,
@@ -43,7 +50,11 @@ fn registry() -> Registry {
         .expect("Debian's docker-registry must be installed");
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Registry { child, port, _dir: dir };
+            return Registry {
+                child,
+                port,
+                _dir: dir,
+            };
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
@@ -51,7 +62,12 @@ fn registry() -> Registry {
 }
 
 fn skiff(root: &Path, args: &[&str]) -> Output {
-    Command::new(bin("skiff")).arg("--root").arg(root).args(args).output().expect("run skiff")
+    Command::new(bin("skiff"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("run skiff")
 }
 
 fn ok(root: &Path, args: &[&str]) -> String {
@@ -73,12 +89,19 @@ fn inspect(root: &Path, image: &str) -> Value {
 
 fn sh(cmd: &str) -> String {
     let o = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    assert!(o.status.success(), "{cmd}: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout).unwrap()
 }
 
 fn setup() -> (tempfile::TempDir, PathBuf) {
-    let t = tempfile::Builder::new().prefix("skiff-imgreg-").tempdir().unwrap();
+    let t = tempfile::Builder::new()
+        .prefix("skiff-imgreg-")
+        .tempdir()
+        .unwrap();
     busybox_rootfs(&t.path().join("rootfs"));
     (t, PathBuf::from("rootfs"))
 }
@@ -90,25 +113,53 @@ fn push_then_pull_into_an_empty_root_gives_the_same_image() {
     let root = t.path().join("a");
     let rootfs = t.path().join("rootfs");
     let name = format!("127.0.0.1:{}/skiff-test/bb:v1", reg.port);
-    ok(&root, &["import", "-c", "CMD [\"sh\"]", rootfs.to_str().unwrap(), &name]);
+    ok(
+        &root,
+        &[
+            "import",
+            "-c",
+            "CMD [\"sh\"]",
+            rootfs.to_str().unwrap(),
+            &name,
+        ],
+    );
     let out = ok(&root, &["push", &name]);
     assert!(out.contains("Pushed"), "{out}");
-    let pushed_digest = out.lines().last().unwrap().split_whitespace().nth(2).unwrap().to_string();
+    let pushed_digest = out
+        .lines()
+        .last()
+        .unwrap()
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .to_string();
     assert!(pushed_digest.starts_with("sha256:"), "{out}");
     // Pushing again finds everything there.
     assert!(ok(&root, &["push", &name]).contains("Layer already exists"));
 
     let root2 = t.path().join("b");
     let out = ok(&root2, &["pull", &name]);
-    assert!(out.contains("Pull complete") && out.contains(&format!("Digest: {pushed_digest}")), "{out}");
+    assert!(
+        out.contains("Pull complete") && out.contains(&format!("Digest: {pushed_digest}")),
+        "{out}"
+    );
     assert_eq!(out.lines().last().unwrap(), name);
     let a = inspect(&root, &name);
     let b = inspect(&root2, &name);
     assert_eq!(a["Id"], b["Id"]);
     assert_eq!(a["RootFS"], b["RootFS"]);
     assert_eq!(a["Size"], b["Size"]);
-    assert_eq!(b["RepoDigests"], json!([format!("127.0.0.1:{}/skiff-test/bb@{pushed_digest}", reg.port)]));
-    let lower = b["GraphDriver"]["Data"]["LowerDir"].as_str().unwrap().to_string();
+    assert_eq!(
+        b["RepoDigests"],
+        json!([format!(
+            "127.0.0.1:{}/skiff-test/bb@{pushed_digest}",
+            reg.port
+        )])
+    );
+    let lower = b["GraphDriver"]["Data"]["LowerDir"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(Path::new(&lower).join("bin/busybox").is_file());
     // Pull by digest resolves to the same image; a second pull is a no-op.
     let by_digest = format!("127.0.0.1:{}/skiff-test/bb@{pushed_digest}", reg.port);
@@ -117,11 +168,19 @@ fn push_then_pull_into_an_empty_root_gives_the_same_image() {
     // -q prints only the name.
     assert_eq!(ok(&root2, &["pull", "-q", &name]).trim(), name);
     // skopeo agrees on the manifest digest in the registry.
-    let sk = sh(&format!("skopeo inspect --tls-verify=false docker://{name}"));
+    let sk = sh(&format!(
+        "skopeo inspect --tls-verify=false docker://{name}"
+    ));
     let skv: Value = serde_json::from_str(&sk).unwrap();
     assert_eq!(skv["Digest"], pushed_digest.as_str());
     // Missing tags are a clear error.
-    let o = skiff(&root2, &["pull", &format!("127.0.0.1:{}/skiff-test/bb:nope", reg.port)]);
+    let o = skiff(
+        &root2,
+        &[
+            "pull",
+            &format!("127.0.0.1:{}/skiff-test/bb:nope", reg.port),
+        ],
+    );
     assert_eq!(o.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not found"));
 }
@@ -133,14 +192,40 @@ fn multi_arch_index_selects_the_platform() {
     let p = t.path();
     let root = p.join("a");
     let rootfs = p.join("rootfs");
-    ok(&root, &["import", "--platform", "linux/amd64", rootfs.to_str().unwrap(), "multi:amd64"]);
+    ok(
+        &root,
+        &[
+            "import",
+            "--platform",
+            "linux/amd64",
+            rootfs.to_str().unwrap(),
+            "multi:amd64",
+        ],
+    );
     std::fs::write(rootfs.join("etc/arch"), "arm64").unwrap();
-    ok(&root, &["import", "--platform", "linux/arm64/v8", rootfs.to_str().unwrap(), "multi:arm64"]);
+    ok(
+        &root,
+        &[
+            "import",
+            "--platform",
+            "linux/arm64/v8",
+            rootfs.to_str().unwrap(),
+            "multi:arm64",
+        ],
+    );
     // Build an OCI layout with an index over both manifests (copied from skiff's content store).
     let layout = p.join("layout");
     std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
-    sh(&format!("cp {}/content/blobs/sha256/* {}/blobs/sha256/", root.display(), layout.display()));
-    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    sh(&format!(
+        "cp {}/content/blobs/sha256/* {}/blobs/sha256/",
+        root.display(),
+        layout.display()
+    ));
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
     let desc = |tag: &str, arch: &str, variant: Option<&str>| {
         let d = inspect(&root, tag)["Descriptor"].clone();
         let mut plat = json!({"os": "linux", "architecture": arch});
@@ -155,27 +240,51 @@ fn multi_arch_index_selects_the_platform() {
         "manifests": [desc("multi:amd64", "amd64", None), desc("multi:arm64", "arm64", Some("v8"))],
     });
     let ib = serde_json::to_vec(&index).unwrap();
-    let ih = sh(&format!("printf '%s' '{}' | sha256sum | cut -d' ' -f1", String::from_utf8_lossy(&ib))).trim().to_string();
+    let ih = sh(&format!(
+        "printf '%s' '{}' | sha256sum | cut -d' ' -f1",
+        String::from_utf8_lossy(&ib)
+    ))
+    .trim()
+    .to_string();
     std::fs::write(layout.join("blobs/sha256").join(&ih), &ib).unwrap();
     let top = json!({"schemaVersion": 2, "manifests": [{
         "mediaType": "application/vnd.oci.image.index.v1+json", "digest": format!("sha256:{ih}"), "size": ib.len(),
         "annotations": {"org.opencontainers.image.ref.name": "multi"}}]});
     std::fs::write(layout.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
     let name = format!("127.0.0.1:{}/skiff-test/multi:1", reg.port);
-    sh(&format!("skopeo copy -q --all --dest-tls-verify=false oci:{}:multi docker://{name}", layout.display()));
+    sh(&format!(
+        "skopeo copy -q --all --dest-tls-verify=false oci:{}:multi docker://{name}",
+        layout.display()
+    ));
 
     let arm = p.join("arm");
     ok(&arm, &["pull", "--platform", "linux/arm64", &name]);
     let v = inspect(&arm, &name);
     assert_eq!(v["Architecture"], "arm64");
     assert_eq!(v["Id"], inspect(&root, "multi:arm64")["Id"]);
-    let lower = v["GraphDriver"]["Data"]["LowerDir"].as_str().unwrap().to_string();
-    assert_eq!(std::fs::read_to_string(Path::new(&lower).join("etc/arch")).unwrap(), "arm64");
-    assert_eq!(v["RepoDigests"], json!([format!("127.0.0.1:{}/skiff-test/multi@sha256:{ih}", reg.port)]));
+    let lower = v["GraphDriver"]["Data"]["LowerDir"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        std::fs::read_to_string(Path::new(&lower).join("etc/arch")).unwrap(),
+        "arm64"
+    );
+    assert_eq!(
+        v["RepoDigests"],
+        json!([format!(
+            "127.0.0.1:{}/skiff-test/multi@sha256:{ih}",
+            reg.port
+        )])
+    );
 
     let amd = p.join("amd");
     ok(&amd, &["pull", &name]);
-    assert_eq!(inspect(&amd, &name)["Architecture"], "amd64", "default is the host platform");
+    assert_eq!(
+        inspect(&amd, &name)["Architecture"],
+        "amd64",
+        "default is the host platform"
+    );
     let o = skiff(&amd, &["pull", "--platform", "linux/s390x", &name]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("no matching manifest for linux/s390x"));
@@ -191,7 +300,10 @@ fn pull_killed_at_random_points_then_pull_again_works() {
     let (t, _) = setup();
     let p = t.path();
     let rootfs = p.join("rootfs");
-    sh(&format!("for i in 1 2 3; do head -c 15000000 /dev/urandom > {}/data$i; done", rootfs.display()));
+    sh(&format!(
+        "for i in 1 2 3; do head -c 15000000 /dev/urandom > {}/data$i; done",
+        rootfs.display()
+    ));
     let src = p.join("src");
     let name = format!("127.0.0.1:{}/skiff-test/crash:1", reg.port);
     ok(&src, &["import", rootfs.to_str().unwrap(), &name]);
@@ -216,18 +328,39 @@ fn pull_killed_at_random_points_then_pull_again_works() {
         let _ = child.wait();
         let ids = ok(&root, &["images", "-q", "--no-trunc"]);
         for id in ids.lines() {
-            assert_eq!(id, want.as_str().unwrap(), "only the whole image may ever be listed");
-            let lower = inspect(&root, id)["GraphDriver"]["Data"]["LowerDir"].as_str().unwrap().to_string();
-            assert_eq!(std::fs::metadata(Path::new(&lower).join("data3")).unwrap().len(), 15_000_000);
+            assert_eq!(
+                id,
+                want.as_str().unwrap(),
+                "only the whole image may ever be listed"
+            );
+            let lower = inspect(&root, id)["GraphDriver"]["Data"]["LowerDir"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert_eq!(
+                std::fs::metadata(Path::new(&lower).join("data3"))
+                    .unwrap()
+                    .len(),
+                15_000_000
+            );
         }
         if !ids.is_empty() {
             ok(&root, &["rmi", &name]);
         }
     }
-    assert!(interrupted > 0, "no pull was interrupted; the test proves nothing");
+    assert!(
+        interrupted > 0,
+        "no pull was interrupted; the test proves nothing"
+    );
     ok(&root, &["pull", &name]);
     assert_eq!(inspect(&root, &name)["Id"], want);
     assert_eq!(std::fs::read_dir(root.join("tmp")).unwrap().count(), 0);
     ok(&root, &["image", "prune", "-a", "-f"]);
-    assert_eq!(std::fs::read_dir(root.join("content/blobs/sha256")).unwrap().count(), 0, "no orphan blobs after prune");
+    assert_eq!(
+        std::fs::read_dir(root.join("content/blobs/sha256"))
+            .unwrap()
+            .count(),
+        0,
+        "no orphan blobs after prune"
+    );
 }

@@ -122,6 +122,13 @@ fn setup(a: &mut InitArgs) -> Result<OwnedFd> {
     )?;
     if mntns {
         rootfs::pivot(&ctx.rootfs, a.no_pivot)?;
+        // sysctls before /proc/sys becomes read-only.
+        rootfs::apply_sysctl(
+            a.spec,
+            has(plan, libc::CLONE_NEWNET),
+            has(plan, libc::CLONE_NEWIPC),
+            has(plan, libc::CLONE_NEWUTS),
+        )?;
         rootfs::finish(a.spec)?;
     } else if ctx.rootfs != std::path::Path::new("/") {
         nix::unistd::chroot(&ctx.rootfs).map_err(|e| Error::Sys {
@@ -133,12 +140,6 @@ fn setup(a: &mut InitArgs) -> Result<OwnedFd> {
             errno: e,
         })?;
     }
-    rootfs::apply_sysctl(
-        a.spec,
-        has(plan, libc::CLONE_NEWNET),
-        has(plan, libc::CLONE_NEWIPC),
-        has(plan, libc::CLONE_NEWUTS),
-    )?;
     let p = a
         .spec
         .process()

@@ -1,0 +1,580 @@
+//! Integration tests of `skiff-runtime`: real containers in real namespaces, asserted from inside.
+
+use serde_json::{json, Value};
+use skiff_tests::*;
+use std::path::Path;
+
+fn run_sh(b: &mut Bundle, script: &str) -> std::process::Output {
+    b.config["process"]["args"] = json!(["sh", "-c", script]);
+    let rt = Runtime::new();
+    rt.run(b, &unique("sh"))
+}
+
+#[test]
+fn init_is_pid1_with_hostname_env_and_cwd() {
+    require_root();
+    let mut b = Bundle::busybox(&[]);
+    b.config["hostname"] = "skiff-box".into();
+    b.config["process"]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push("FOO=bar baz".into());
+    b.config["process"]["cwd"] = "/work/dir".into();
+    let out = ok(&run_sh(&mut b, "echo $$; hostname; echo $FOO; pwd"));
+    assert_eq!(out, "1\nskiff-box\nbar baz\n/work/dir\n");
+}
+
+#[test]
+fn exit_codes_propagate() {
+    require_root();
+    let mut b = Bundle::busybox(&[]);
+    assert_eq!(run_sh(&mut b, "exit 42").status.code(), Some(42));
+    // Killed by a signal from outside: `run` reports 128 + signo, as runc does.
+    let rt = Runtime::new();
+    b.config["process"]["args"] = json!(["sleep", "1000"]);
+    b.write();
+    let id = unique("killed");
+    let mut child = rt
+        .cmd(&["run", "--bundle", b.path().to_str().unwrap(), &id])
+        .spawn()
+        .unwrap();
+    rt.wait_status(&id, "running");
+    ok(&rt.out(&["kill", &id, "KILL"]));
+    assert_eq!(child.wait().unwrap().code(), Some(137));
+    assert!(
+        !rt.root.path().join(&id).exists(),
+        "run deletes the container after it exits"
+    );
+}
+
+#[test]
+fn mounts_are_visible_and_masked_paths_unreadable() {
+    require_root();
+    let mut b = Bundle::busybox(&[]);
+    let out = ok(&run_sh(
+        &mut b,
+        "grep -c ' /proc .* - proc ' /proc/self/mountinfo; cat /proc/keys | wc -c; ls /sys/firmware | wc -l; \
+         echo 1 > /proc/sys/kernel/domainname 2>/dev/null && echo writable || echo readonly; \
+         grep ' /dev/pts ' /proc/self/mountinfo | wc -l; ls -l /dev/null | cut -c1",
+    ));
+    assert_eq!(out, "1\n0\n0\nreadonly\n1\nc\n");
+}
+
+#[test]
+fn capabilities_follow_the_config() {
+    require_root();
+    let mut b = Bundle::busybox(&[]);
+    let caps = json!(["CAP_KILL", "CAP_CHOWN"]);
+    for set in ["bounding", "effective", "permitted"] {
+        b.config["process"]["capabilities"][set] = caps.clone();
+    }
+    b.config["process"]["capabilities"]["inheritable"] = json!([]);
+    b.config["process"]["capabilities"]["ambient"] = json!([]);
+    let out = ok(&run_sh(
+        &mut b,
+        "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status",
+    ));
+    // CAP_CHOWN = bit 0, CAP_KILL = bit 5.
+    assert_eq!(
+        out,
+        "CapInh:\t0000000000000000\nCapPrm:\t0000000000000021\nCapEff:\t0000000000000021\nCapBnd:\t0000000000000021\nCapAmb:\t0000000000000000\n"
+    );
+}
+
+#[test]
+fn user_groups_umask_and_rlimits() {
+    require_root();
+    let mut b = Bundle::busybox(&[]);
+    b.config["process"]["user"] =
+        json!({"uid": 1000, "gid": 1001, "additionalGids": [10, 20], "umask": 23});
+    b.config["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1000}]);
+    let out = ok(&run_sh(
+        &mut b,
+        "id -u; id -g; id -G; umask; ulimit -n; ulimit -Hn",
+    ));
+    assert_eq!(out, "1000\n1001\n1001 10 20\n0027\n512\n1000\n");
+}
+
+#[test]
+fn lifecycle_create_start_kill_delete_cleans_up() {
+    require_root();
+    let rt = Runtime::new();
+    let b = Bundle::busybox(&["sleep", "1000"]);
+    let cg = b.config["linux"]["cgroupsPath"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    b.write();
+    let id = unique("life");
+    let pidfile = b.path().join("pid");
+    ok(&rt.out_detached(&[
+        "create",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        &id,
+    ]));
+    let s = rt.state(&id);
+    assert_eq!(s["status"], "created");
+    assert_eq!(s["id"], id.as_str());
+    let pid = s["pid"].as_i64().unwrap();
+    assert!(pid > 0);
+    assert_eq!(std::fs::read_to_string(&pidfile).unwrap(), pid.to_string());
+    assert!(
+        Path::new(&format!("/sys/fs/cgroup/memory{cg}")).exists(),
+        "cgroup created"
+    );
+    let procs = std::fs::read_to_string(format!("/sys/fs/cgroup/pids{cg}/cgroup.procs")).unwrap();
+    assert!(
+        procs.lines().any(|l| l == pid.to_string()),
+        "init placed in its cgroup"
+    );
+    // `list` shows it.
+    let l: Value = serde_json::from_str(&ok(&rt.out(&["list", "--format", "json"]))).unwrap();
+    assert_eq!(l[0]["id"], id.as_str());
+    ok(&rt.out(&["start", &id]));
+    assert_eq!(rt.state(&id)["status"], "running");
+    // Starting twice is an error.
+    assert!(!rt.out(&["start", &id]).status.success());
+    // Deleting a running container without --force is refused.
+    let d = rt.out(&["delete", &id]);
+    assert!(!d.status.success());
+    assert!(stderr(&d).contains("not stopped"), "{}", stderr(&d));
+    ok(&rt.out(&["kill", &id, "KILL"]));
+    rt.wait_status(&id, "stopped");
+    ok(&rt.out(&["delete", &id]));
+    assert!(!rt.out(&["state", &id]).status.success());
+    assert!(!rt.root.path().join(&id).exists(), "state dir removed");
+    for ctl in ["memory", "pids", "cpu", "freezer", "unified"] {
+        assert!(
+            !Path::new(&format!("/sys/fs/cgroup/{ctl}{cg}")).exists(),
+            "cgroup {ctl} removed"
+        );
+    }
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mi.contains(b.rootfs().to_str().unwrap()),
+        "no mount of the rootfs left on the host"
+    );
+}
+
+#[test]
+fn signals_are_delivered() {
+    require_root();
+    let rt = Runtime::new();
+    let out = tempfile::tempdir().unwrap();
+    let mut b = Bundle::busybox(&["sh", "-c", "trap 'echo got-term > /out/sig; exit 7' TERM; echo ready > /out/ready; while true; do sleep 0.05; done"]);
+    b.bind(out.path(), "/out", false);
+    b.write();
+    let id = unique("sig");
+    ok(&rt.out_detached(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]));
+    for _ in 0..200 {
+        if out.path().join("ready").exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    ok(&rt.out(&["kill", &id, "TERM"]));
+    rt.wait_status(&id, "stopped");
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("sig")).unwrap(),
+        "got-term\n"
+    );
+    ok(&rt.out(&["delete", &id]));
+}
+
+#[test]
+fn exec_joins_the_running_container() {
+    require_root();
+    let rt = Runtime::new();
+    let mut b = Bundle::busybox(&["sleep", "1000"]);
+    b.config["hostname"] = "exec-box".into();
+    b.write();
+    let id = unique("exec");
+    ok(&rt.out_detached(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]));
+    let out = ok(&rt.out(&[
+        "exec",
+        "--env",
+        "X=1",
+        "--cwd",
+        "/tmp",
+        &id,
+        "sh",
+        "-c",
+        "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; echo $X; pwd; echo $$",
+    ]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(&lines[..4], &["exec-box", "sleep 1000 ", "1", "/tmp"]);
+    assert_ne!(lines[4], "1", "exec'd process is not the init");
+    assert_eq!(
+        rt.out(&["exec", &id, "sh", "-c", "exit 5"]).status.code(),
+        Some(5)
+    );
+    let e = rt.out(&["exec", &id, "no-such-binary"]);
+    assert!(!e.status.success());
+    assert!(
+        stderr(&e).contains("executable file not found"),
+        "{}",
+        stderr(&e)
+    );
+    // ps --format json lists the init.
+    let pids: Vec<i64> =
+        serde_json::from_str(&ok(&rt.out(&["ps", "--format", "json", &id]))).unwrap();
+    assert!(pids.contains(&rt.state(&id)["pid"].as_i64().unwrap()));
+    ok(&rt.out(&["delete", "--force", &id]));
+}
+
+#[test]
+fn terminal_via_console_socket() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    require_root();
+    let rt = Runtime::new();
+    let mut b = Bundle::busybox(&["sh", "-c", "tty; stty size; echo hello-tty"]);
+    b.config["process"]["terminal"] = true.into();
+    b.config["process"]["consoleSize"] = json!({"height": 33, "width": 101});
+    b.write();
+    let sockdir = tempfile::tempdir().unwrap();
+    let sock = sockdir.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let id = unique("tty");
+    let rt_root = rt.root.path().to_path_buf();
+    let bpath = b.path().to_path_buf();
+    let sock2 = sock.clone();
+    let id2 = id.clone();
+    let creator = std::thread::spawn(move || {
+        std::process::Command::new(bin("skiff-runtime"))
+            .arg("--root")
+            .arg(&rt_root)
+            .args([
+                "create",
+                "--bundle",
+                bpath.to_str().unwrap(),
+                "--console-socket",
+                sock2.to_str().unwrap(),
+                &id2,
+            ])
+            .output()
+            .unwrap()
+    });
+    let (conn, _) = listener.accept().unwrap();
+    let master = skiff_runtime_recv(conn.as_raw_fd());
+    let o = creator.join().unwrap();
+    ok(&o);
+    ok(&rt.out(&["start", &id]));
+    let mut f = std::fs::File::from(master);
+    let mut text = String::new();
+    let mut buf = [0u8; 1024];
+    while !text.contains("hello-tty") {
+        match f.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    assert!(text.contains("/dev/pts/0"), "{text}");
+    assert!(text.contains("33 101"), "{text}");
+    assert!(text.contains("hello-tty"), "{text}");
+    rt.wait_status(&id, "stopped");
+    ok(&rt.out(&["delete", &id]));
+}
+
+/// Receive the pty master fd from a console-socket connection.
+fn skiff_runtime_recv(fd: i32) -> std::os::fd::OwnedFd {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::FromRawFd;
+    let mut buf = [0u8; 1024];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([i32; 1]);
+    let r = recvmsg::<()>(fd, &mut iov, Some(&mut cmsg), MsgFlags::empty()).unwrap();
+    for c in r.cmsgs().unwrap() {
+        if let ControlMessageOwned::ScmRights(v) = c {
+            // SAFETY: the kernel installed this fd for us.
+            return unsafe { std::os::fd::OwnedFd::from_raw_fd(v[0]) };
+        }
+    }
+    panic!("no fd received on the console socket");
+}
+
+#[test]
+fn hooks_fire_in_order_with_state_on_stdin() {
+    require_root();
+    let log = tempfile::tempdir().unwrap();
+    let lp = log.path().join("log");
+    let hook = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("read -r s; echo \"{name} $s\" | cut -c1-60 >> {}", lp.display())]});
+    let mut b = Bundle::busybox(&["true"]);
+    b.bind(log.path(), "/hooklog", false);
+    b.config["hooks"] = json!({
+        "prestart": [hook("prestart")],
+        "createRuntime": [hook("createRuntime")],
+        "createContainer": [hook("createContainer")],
+        // startContainer runs inside the container: its path and log live in the container.
+        "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "echo startContainer >> /hooklog/log"]}],
+        "poststart": [hook("poststart")],
+        "poststop": [hook("poststop")],
+    });
+    let rt = Runtime::new();
+    ok(&rt.run(&b, &unique("hooks")));
+    let text = std::fs::read_to_string(&lp).unwrap();
+    let names: Vec<&str> = text.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "poststart",
+            "poststop"
+        ],
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .starts_with("prestart {\"annotations\":{},\"bundle\":"),
+        "state JSON on stdin: {text}"
+    );
+}
+
+#[test]
+fn failing_hook_fails_create_and_leaves_nothing() {
+    require_root();
+    let mut b = Bundle::busybox(&["true"]);
+    b.config["hooks"] = json!({"createRuntime": [{"path": "/bin/false"}]});
+    let rt = Runtime::new();
+    let id = unique("badhook");
+    let o = rt.run(&b, &id);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("CreateRuntime hook"), "{}", stderr(&o));
+    assert!(!rt.root.path().join(&id).exists());
+}
+
+#[test]
+fn user_namespace_with_mapping() {
+    require_root();
+    let mut b = Bundle::busybox(&[]);
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    // Files must be owned by the mapped root to be usable.
+    std::process::Command::new("chown")
+        .args(["-R", "100000:100000"])
+        .arg(b.rootfs())
+        .status()
+        .unwrap();
+    let out = ok(&run_sh(&mut b, "id -u; cat /proc/self/uid_map | tr -s ' '"));
+    assert_eq!(out, "0\n 0 100000 65536\n");
+}
+
+#[test]
+fn time_namespace_offsets() {
+    require_root();
+    let mut b = Bundle::busybox(&[]);
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "time"}));
+    b.config["linux"]["timeOffsets"] = json!({"boottime": {"secs": 86400 * 1000, "nanosecs": 0}});
+    let out = ok(&run_sh(&mut b, "cut -d. -f1 /proc/uptime"));
+    let up: u64 = out.trim().parse().unwrap();
+    assert!(
+        up >= 86400 * 1000,
+        "uptime {up} includes the boottime offset"
+    );
+}
+
+#[test]
+fn cgroup_namespace_shows_own_root() {
+    require_root();
+    let mut b = Bundle::busybox(&[]);
+    let out = ok(&run_sh(
+        &mut b,
+        "grep -E ':(memory|pids):' /proc/self/cgroup | cut -d: -f3 | sort -u",
+    ));
+    assert_eq!(out, "/\n");
+}
+
+#[test]
+fn join_network_namespace_by_path() {
+    require_root();
+    let rt = Runtime::new();
+    let a = Bundle::busybox(&["sleep", "1000"]);
+    a.write();
+    let ida = unique("neta");
+    ok(&rt.out_detached(&["run", "-d", "--bundle", a.path().to_str().unwrap(), &ida]));
+    let pid = rt.state(&ida)["pid"].as_i64().unwrap();
+    let want = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    let mut b = Bundle::busybox(&["readlink", "/proc/self/ns/net"]);
+    for ns in b.config["linux"]["namespaces"].as_array_mut().unwrap() {
+        if ns["type"] == "network" {
+            ns["path"] = format!("/proc/{pid}/ns/net").into();
+        }
+    }
+    let out = ok(&rt.run(&b, &unique("netb")));
+    assert_eq!(out.trim(), want.to_str().unwrap());
+    ok(&rt.out(&["delete", "-f", &ida]));
+}
+
+#[test]
+fn readonly_rootfs_sysctl_and_no_pivot() {
+    require_root();
+    let mut b = Bundle::busybox(&[]);
+    b.config["root"]["readonly"] = true.into();
+    b.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    let out = ok(&run_sh(
+        &mut b,
+        "touch /x 2>/dev/null && echo rw || echo ro; cat /proc/sys/net/ipv4/ip_forward",
+    ));
+    assert_eq!(out, "ro\n1\n");
+    let rt = Runtime::new();
+    b.config["process"]["args"] = json!(["sh", "-c", "echo $$; ls /bin/busybox"]);
+    b.write();
+    let o = rt
+        .cmd(&[
+            "run",
+            "--no-pivot",
+            "--bundle",
+            b.path().to_str().unwrap(),
+            &unique("nopivot"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(ok(&o), "1\n/bin/busybox\n");
+}
+
+#[test]
+fn devices_from_config_are_created() {
+    require_root();
+    let mut b = Bundle::busybox(&[]);
+    b.config["linux"]["devices"] = json!([{"path": "/dev/mynull", "type": "c", "major": 1, "minor": 3, "fileMode": 438, "uid": 0, "gid": 0}]);
+    let out = ok(&run_sh(&mut b, "echo x > /dev/mynull && echo ok; ls -l /dev/zero /dev/full /dev/urandom /dev/tty | cut -c1; readlink /dev/ptmx; readlink /dev/fd"));
+    assert_eq!(out, "ok\nc\nc\nc\nc\npts/ptmx\n/proc/self/fd\n");
+}
+
+#[test]
+fn bad_config_is_a_one_line_error_and_leaves_nothing() {
+    require_root();
+    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+        (
+            "linux.namespaces",
+            Box::new(|c: &mut Value| {
+                c["linux"]["namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"type": "bogus"}))
+            }),
+        ),
+        (
+            "mounts[0].destination",
+            Box::new(|c: &mut Value| c["mounts"][0]["destination"] = "relative/dir".into()),
+        ),
+        (
+            "root.path",
+            Box::new(|c: &mut Value| c["root"]["path"] = "no-such-rootfs".into()),
+        ),
+        (
+            "process.args",
+            Box::new(|c: &mut Value| c["process"]["args"] = json!([])),
+        ),
+        (
+            "process.cwd",
+            Box::new(|c: &mut Value| c["process"]["cwd"] = "rel".into()),
+        ),
+    ];
+    for (field, f) in cases {
+        let mut b = Bundle::busybox(&["true"]);
+        f(&mut b.config);
+        let rt = Runtime::new();
+        let id = unique("bad");
+        let o = rt.run(&b, &id);
+        assert_eq!(o.status.code(), Some(1), "{field}");
+        let err = stderr(&o);
+        assert_eq!(err.trim().lines().count(), 1, "{field}: one line: {err}");
+        assert!(err.contains(field), "{field} named in: {err}");
+        assert!(
+            !rt.root.path().join(&id).exists(),
+            "{field}: nothing left behind"
+        );
+    }
+    // Malformed JSON.
+    let b = Bundle::busybox(&["true"]);
+    std::fs::write(b.path().join("config.json"), "{\"ociVersion\": \"1.0.2\", ").unwrap();
+    let rt = Runtime::new();
+    let o = rt
+        .cmd(&["run", "--bundle", b.path().to_str().unwrap(), "x"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("config.json"), "{}", stderr(&o));
+}
+
+#[test]
+fn spec_and_features_and_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(bin("skiff-runtime"))
+        .args(["spec", "--bundle"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    ok(&o);
+    let c: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    assert!(c["ociVersion"].as_str().unwrap().starts_with("1."));
+    // A second spec refuses to overwrite.
+    let o = std::process::Command::new(bin("skiff-runtime"))
+        .args(["spec", "--bundle"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let f: Value = serde_json::from_slice(
+        &std::process::Command::new(bin("skiff-runtime"))
+            .arg("features")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(f["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("time")));
+    let v = std::process::Command::new(bin("skiff-runtime"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(stdout(&v).contains("skiff-runtime"));
+}
+
+#[test]
+fn unknown_runc_global_flags_are_accepted() {
+    let rt = Runtime::new();
+    let log = rt.root.path().join("log.json");
+    let o = rt.out(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "--systemd-cgroup",
+        "list",
+    ]);
+    ok(&o);
+    // Errors go to the json log too.
+    let o = rt.out(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "state",
+        "nope",
+    ]);
+    assert!(!o.status.success());
+    let line = std::fs::read_to_string(&log).unwrap();
+    let v: Value = serde_json::from_str(line.lines().last().unwrap()).unwrap();
+    assert_eq!(v["level"], "error");
+}
