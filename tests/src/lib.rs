@@ -246,9 +246,6 @@ pub fn ok(o: &Output) -> String {
 /// True when running as root (integration tests need it; they fail loudly otherwise).
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "integration tests must run as root"
-    );
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "integration tests must run as root");
 }
