@@ -459,7 +459,8 @@ fn devices_from_config_are_created() {
 #[test]
 fn bad_config_is_a_one_line_error_and_leaves_nothing() {
     require_root();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Edit)> = vec![
         (
             "linux.namespaces",
             Box::new(|c: &mut Value| {
