@@ -1,0 +1,10 @@
+#!/bin/sh
+# Install the Debian packages skiff's build, tests and benchmarks use. Run as root.
+set -eu
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends \
+    busybox-static libseccomp-dev pkg-config gcc make jq \
+    runc crun containerd uidmap iproute2 \
+    docker-registry skopeo apache2-utils openssl ca-certificates hyperfine \
+    >/dev/null
