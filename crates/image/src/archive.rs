@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufReader, Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
 
 use serde::{Deserialize, Serialize};
 
@@ -342,9 +342,4 @@ pub fn load<R: Read + Send>(store: &Store, input: R) -> Result<Vec<Loaded>> {
         });
     }
     Ok(loaded)
-}
-
-/// Extension used for temp paths of archives.
-pub fn temp_path(p: &Path) -> PathBuf {
-    p.with_extension("skiff-tmp")
 }

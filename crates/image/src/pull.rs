@@ -349,7 +349,7 @@ pub fn pull(
         }
     };
     let manifest = match spec::parse_document(&mbytes, Some(&mdesc.media_type))? {
-        Document::Manifest(m) => m,
+        Document::Manifest(m) => *m,
         Document::Index(_) => return Err(Error::Unsupported("nested image index".into())),
     };
     let config_bytes = if store.has_blob(&manifest.config.digest) {

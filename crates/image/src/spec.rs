@@ -119,7 +119,7 @@ pub struct Index {
 #[derive(Debug, Clone)]
 pub enum Document {
     /// A single-platform image manifest.
-    Manifest(Manifest),
+    Manifest(Box<Manifest>),
     /// A multi-platform index.
     Index(Index),
 }

@@ -518,7 +518,7 @@ impl Store {
     pub fn manifest(&self, d: &Digest) -> Result<(Manifest, Vec<u8>)> {
         let data = self.read_blob(d)?;
         match spec::parse_document(&data, None)? {
-            spec::Document::Manifest(m) => Ok((m, data)),
+            spec::Document::Manifest(m) => Ok((*m, data)),
             spec::Document::Index(_) => Err(Error::invalid(format!("manifest {d}"), "is an index")),
         }
     }
@@ -936,14 +936,9 @@ impl Store {
     }
 }
 
-/// The `org.opencontainers.image.ref.name` skiff writes for a name: the tag for images of
-/// docker.io (`latest`), as containerd does, else the whole `repo:tag` made layout-safe.
+/// The `org.opencontainers.image.ref.name` skiff writes in its content layout: the whole fully
+/// qualified `registry/repo:tag`, so `skopeo inspect oci:<root>/content:docker.io/library/busybox:latest`
+/// names exactly one image.
 pub fn layout_ref_name(name: &str) -> String {
-    match name.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => {
-            let _ = repo;
-            name.to_string()
-        }
-        _ => name.to_string(),
-    }
+    name.to_string()
 }

@@ -464,8 +464,6 @@ fn ls(store: &Store, a: &LsArgs) -> Result<i32> {
     Ok(0)
 }
 
-const CONFIG_DEFAULTS: &[(&str, Value)] = &[];
-
 fn docker_config(cfg: Option<&Value>) -> Value {
     let mut base = json!({
         "Hostname": "", "Domainname": "", "User": "", "AttachStdin": false, "AttachStdout": false,
@@ -473,7 +471,6 @@ fn docker_config(cfg: Option<&Value>) -> Value {
         "Cmd": null, "Image": "", "Volumes": null, "WorkingDir": "", "Entrypoint": null,
         "OnBuild": null, "Labels": null
     });
-    let _ = CONFIG_DEFAULTS;
     if let (Some(Value::Object(src)), Value::Object(dst)) = (cfg, &mut base) {
         for (k, v) in src {
             dst.insert(k.clone(), v.clone());
@@ -776,7 +773,7 @@ fn import_cmd(store: &Store, a: &ImportArgs) -> Result<i32> {
 }
 
 fn prune(store: &Store, a: &PruneArgs) -> Result<i32> {
-    for f in &a.filter {
+    if let Some(f) = a.filter.first() {
         bail!("invalid filter '{f}': image prune filters are not supported yet");
     }
     if !a.force {
