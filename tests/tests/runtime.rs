@@ -579,3 +579,108 @@ fn unknown_runc_global_flags_are_accepted() {
     let v: Value = serde_json::from_str(line.lines().last().unwrap()).unwrap();
     assert_eq!(v["level"], "error");
 }
+
+#[test]
+fn rootless_container_as_an_unprivileged_user() {
+    require_root();
+    // The whole bundle must be readable by the unprivileged user (65534, "nobody").
+    let mut b = Bundle::busybox(&[
+        "sh",
+        "-c",
+        "id -u; echo $$; cat /proc/self/uid_map | tr -s ' '; echo x > /dev/null && echo devnull-ok",
+    ]);
+    let ns: Vec<Value> = ["pid", "ipc", "uts", "mount", "user", "network"]
+        .iter()
+        .map(|t| json!({"type": t}))
+        .collect();
+    b.config["linux"]["namespaces"] = json!(ns);
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 65534, "size": 1}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 65534, "size": 1}]);
+    b.config["linux"]
+        .as_object_mut()
+        .unwrap()
+        .remove("cgroupsPath");
+    let mounts: Vec<Value> = b.config["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["type"] != "cgroup")
+        .map(|m| {
+            let mut m = m.clone();
+            if m["destination"] == "/dev/pts" {
+                m["options"] = json!([
+                    "nosuid",
+                    "noexec",
+                    "newinstance",
+                    "ptmxmode=0666",
+                    "mode=0620"
+                ]);
+            }
+            m
+        })
+        .collect();
+    b.config["mounts"] = json!(mounts);
+    b.write();
+    std::process::Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(b.path())
+        .status()
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    std::process::Command::new("chown")
+        .arg("65534:65534")
+        .arg(root.path())
+        .status()
+        .unwrap();
+    let o = std::process::Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(bin("skiff-runtime"))
+        .arg("--root")
+        .arg(root.path())
+        .args([
+            "run",
+            "--bundle",
+            b.path().to_str().unwrap(),
+            &unique("rootless"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(ok(&o), "0\n1\n 0 65534 1\ndevnull-ok\n");
+}
+
+#[test]
+fn preserve_fds_pass_exactly_the_extra_fds() {
+    use std::os::unix::process::CommandExt;
+    require_root();
+    let b = Bundle::busybox(&[
+        "sh",
+        "-c",
+        "ls /proc/self/fd | sort -n | tr '\\n' ' '; cat <&3",
+    ]);
+    b.write();
+    let rt = Runtime::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("msg"), "through-fd-3").unwrap();
+    let f = std::fs::File::open(dir.path().join("msg")).unwrap();
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&f);
+    let mut cmd = rt.cmd(&[
+        "run",
+        "--preserve-fds",
+        "1",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &unique("fds"),
+    ]);
+    // SAFETY: dup2 in the child before exec; only async-signal-safe calls.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = ok(&cmd.output().unwrap());
+    // stdio, the preserved fd 3, and the fd `ls` itself opens for /proc/self/fd.
+    assert_eq!(out, "0 1 2 3 4 through-fd-3");
+}

@@ -16,8 +16,9 @@ pub mod update;
     about = "skiff's OCI runtime (runc-compatible command line)"
 )]
 pub struct Cli {
-    /// Root directory for storage of container state.
-    #[arg(long, global = true, default_value = "/run/skiff-runtime")]
+    /// Root directory for storage of container state (default /run/skiff-runtime, or
+    /// $XDG_RUNTIME_DIR/skiff-runtime when not root).
+    #[arg(long, global = true, default_value = DEFAULT_ROOT)]
     pub root: PathBuf,
     /// Log file for runtime errors (default: stderr).
     #[arg(long, global = true)]
@@ -79,7 +80,10 @@ pub enum Command {
 
 /// Parse the command line, run the verb, and return the process exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if cli.root == std::path::Path::new(DEFAULT_ROOT) {
+        cli.root = default_root();
+    }
     let res = match cli.command {
         Command::Create(ref a) => lifecycle::create(&cli, a),
         Command::Start(ref a) => lifecycle::start(&cli, a),
@@ -148,4 +152,20 @@ fn spec(a: &SpecArgs) -> anyhow::Result<i32> {
     let text = serde_json::to_string_pretty(&spec)?;
     std::fs::write(&path, text + "\n").map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(0)
+}
+
+/// The state root for root.
+const DEFAULT_ROOT: &str = "/run/skiff-runtime";
+
+/// runc's default state root: /run/<name> for root, $XDG_RUNTIME_DIR/<name> otherwise.
+fn default_root() -> PathBuf {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if euid == 0 {
+        return PathBuf::from(DEFAULT_ROOT);
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("skiff-runtime"),
+        _ => PathBuf::from(format!("/tmp/skiff-runtime-{euid}")),
+    }
 }
