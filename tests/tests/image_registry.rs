@@ -41,7 +41,7 @@ fn registry() -> Registry {
         ),
     )
     .unwrap();
-    let child = Command::new("docker-registry")
+    let mut child = Command::new("docker-registry")
         .arg("serve")
         .arg(&cfg)
         .stdout(Stdio::null())
@@ -58,6 +58,8 @@ fn registry() -> Registry {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("docker-registry did not start on port {port}");
 }
 
