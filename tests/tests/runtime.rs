@@ -677,10 +677,35 @@ fn preserve_fds_pass_exactly_the_extra_fds() {
             if libc::dup2(raw, 3) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            // dup2(3, 3) keeps close-on-exec: clear it explicitly.
+            libc::fcntl(3, libc::F_SETFD, 0);
             Ok(())
         });
     }
     let out = ok(&cmd.output().unwrap());
     // stdio, the preserved fd 3, and the fd `ls` itself opens for /proc/self/fd.
     assert_eq!(out, "0 1 2 3 4 through-fd-3");
+}
+
+#[test]
+fn idmapped_bind_mount_shifts_ownership() {
+    require_root();
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("f"), "x").unwrap();
+    std::process::Command::new("chown")
+        .arg("0:0")
+        .arg(host.path().join("f"))
+        .status()
+        .unwrap();
+    let mut b = Bundle::busybox(&[
+        "sh",
+        "-c",
+        "stat -c %u:%g /idm/f; grep -c ' /idm .*idmapped' /proc/self/mountinfo",
+    ]);
+    let m = json!({"destination": "/idm", "type": "bind", "source": host.path(), "options": ["bind", "idmap"],
+        "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+        "gidMappings": [{"containerID": 0, "hostID": 2000, "size": 1}]});
+    b.config["mounts"].as_array_mut().unwrap().push(m);
+    let rt = Runtime::new();
+    assert_eq!(ok(&rt.run(&b, &unique("idmap"))), "1000:2000\n1\n");
 }

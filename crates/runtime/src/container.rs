@@ -238,6 +238,7 @@ pub fn create(o: CreateOpts) -> Result<State> {
             "process.terminal: a terminal needs --console-socket".into(),
         ));
     }
+    let idmapped = crate::idmap::prepare(&spec)?;
     let hs = hook_state(&o.id, "creating", 0, &bundle, &spec);
     let (pchan, cchan) = sync::pair()?;
     let slow = !plan.join.is_empty() || plan.new_flags & CLONE_NEWTIME != 0;
@@ -253,6 +254,7 @@ pub fn create(o: CreateOpts) -> Result<State> {
         cgroup: &cg,
         seccomp: filter.as_ref(),
         hook_state: hs.clone(),
+        idmapped: &idmapped,
     };
     let pid = if !slow {
         let pid = util::raw_clone(plan.new_flags & !(libc::CLONE_NEWCGROUP | CLONE_NEWTIME))?;

@@ -35,6 +35,8 @@ pub struct InitArgs<'a> {
     pub seccomp: Option<&'a crate::seccomp::CompiledFilter>,
     /// State JSON template for createContainer/startContainer hooks.
     pub hook_state: serde_json::Value,
+    /// Prepared idmapped mount trees by mount index.
+    pub idmapped: &'a std::collections::HashMap<usize, OwnedFd>,
 }
 
 /// Entry point of the init stage; never returns.
@@ -101,6 +103,7 @@ fn setup(a: &mut InitArgs) -> Result<OwnedFd> {
         userns,
         netns: has(plan, libc::CLONE_NEWNET),
         cgroup: a.cgroup,
+        idmapped: a.idmapped,
     };
     let mntns = has(plan, libc::CLONE_NEWNS);
     if mntns {

@@ -17,6 +17,7 @@ pub mod exec;
 pub mod forward;
 pub mod fsutil;
 pub mod hooks;
+pub mod idmap;
 pub mod init;
 pub mod namespaces;
 pub mod process;

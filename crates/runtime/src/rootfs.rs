@@ -176,6 +176,8 @@ pub struct Ctx<'a> {
     pub netns: bool,
     /// The container's cgroup (for cgroup mounts).
     pub cgroup: &'a Cgroup,
+    /// Prepared idmapped mount trees by mount index.
+    pub idmapped: &'a std::collections::HashMap<usize, OwnedFd>,
 }
 
 /// Set the propagation of `/` for the new mount namespace and bind the rootfs onto itself.
@@ -243,14 +245,14 @@ fn open_root(rootfs: &Path) -> Result<OwnedFd> {
 /// Perform every entry of `mounts[]` inside the rootfs.
 pub fn mount_all(ctx: &Ctx) -> Result<()> {
     let root = open_root(&ctx.rootfs)?;
-    for m in ctx.spec.mounts().iter().flatten() {
-        mount_one(ctx, &root, m)
+    for (i, m) in ctx.spec.mounts().iter().flatten().enumerate() {
+        mount_one(ctx, &root, i, m)
             .map_err(|e| Error::Other(format!("mount {}: {e}", m.destination().display())))?;
     }
     Ok(())
 }
 
-fn mount_one(ctx: &Ctx, root: &OwnedFd, m: &Mount) -> Result<()> {
+fn mount_one(ctx: &Ctx, root: &OwnedFd, index: usize, m: &Mount) -> Result<()> {
     let dest = m.destination();
     if !dest.is_absolute() {
         return Err(Error::Config(format!(
@@ -259,7 +261,7 @@ fn mount_one(ctx: &Ctx, root: &OwnedFd, m: &Mount) -> Result<()> {
     }
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
     let typ = m.typ().clone().unwrap_or_default();
-    let is_bind = opts.bind || typ == "bind";
+    let is_bind = opts.bind || typ == "bind" || ctx.idmapped.contains_key(&index);
     if typ == "cgroup" || typ == "cgroup2" {
         return mount_cgroup(ctx, root, m, &opts);
     }
@@ -296,16 +298,20 @@ fn mount_one(ctx: &Ctx, root: &OwnedFd, m: &Mount) -> Result<()> {
         if !opts.flags.contains(MsFlags::MS_REC) && typ == "rbind" {
             f |= MsFlags::MS_REC;
         }
-        sys(
-            mount(
-                Some(&fd_path(&src_fd)),
-                &tpath,
-                None::<&str>,
-                f,
-                None::<&str>,
-            ),
-            || format!("bind {}", source.display()),
-        )?;
+        if let Some(tree) = ctx.idmapped.get(&index) {
+            crate::idmap::attach(tree, &target)?;
+        } else {
+            sys(
+                mount(
+                    Some(&fd_path(&src_fd)),
+                    &tpath,
+                    None::<&str>,
+                    f,
+                    None::<&str>,
+                ),
+                || format!("bind {}", source.display()),
+            )?;
+        }
         let rest = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !rest.is_empty() {
             let newfd = openat_in_root(root.as_raw_fd(), dest, libc::O_PATH, 0).map_err(|e| {
