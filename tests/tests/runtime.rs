@@ -207,10 +207,8 @@ fn exec_joins_the_running_container() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(&lines[..4], &["exec-box", "sleep 1000 ", "1", "/tmp"]);
     assert_ne!(lines[4], "1", "exec'd process is not the init");
-    assert_eq!(
-        rt.out(&["exec", &id, "sh", "-c", "exit 5"]).status.code(),
-        Some(5)
-    );
+    let e5 = rt.out(&["exec", &id, "sh", "-c", "exit 5"]);
+    assert_eq!(e5.status.code(), Some(5), "{}", stderr(&e5));
     let e = rt.out(&["exec", &id, "no-such-binary"]);
     assert!(!e.status.success());
     assert!(
@@ -708,4 +706,108 @@ fn idmapped_bind_mount_shifts_ownership() {
     b.config["mounts"].as_array_mut().unwrap().push(m);
     let rt = Runtime::new();
     assert_eq!(ok(&rt.run(&b, &unique("idmap"))), "1000:2000\n1\n");
+}
+
+#[test]
+fn kill_all_signals_every_process_in_the_cgroup() {
+    require_root();
+    let rt = Runtime::new();
+    let b = Bundle::busybox(&["sh", "-c", "sleep 1000 & sleep 1000 & wait"]);
+    b.write();
+    let id = unique("killall");
+    ok(&rt.out_detached(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]));
+    let mut pids: Vec<i64> = Vec::new();
+    for _ in 0..200 {
+        pids = serde_json::from_str(&ok(&rt.out(&["ps", "--format", "json", &id]))).unwrap();
+        if pids.len() == 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(pids.len(), 3, "init and two sleeps: {pids:?}");
+    ok(&rt.out(&["kill", "--all", &id, "KILL"]));
+    rt.wait_status(&id, "stopped");
+    for p in pids {
+        let alive = std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .map(|s| !s.contains(") Z"))
+            .unwrap_or(false);
+        assert!(!alive, "pid {p} survived kill --all");
+    }
+    ok(&rt.out(&["delete", &id]));
+}
+
+#[test]
+fn hook_timeout_is_enforced() {
+    require_root();
+    let mut b = Bundle::busybox(&["true"]);
+    b.config["hooks"] =
+        json!({"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]});
+    let rt = Runtime::new();
+    let id = unique("hooktimeout");
+    let t = std::time::Instant::now();
+    let o = rt.run(&b, &id);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("timed out after 1s"), "{}", stderr(&o));
+    assert!(t.elapsed() < std::time::Duration::from_secs(20));
+    assert!(!rt.root.path().join(&id).exists());
+}
+
+#[test]
+fn exec_with_tty_over_console_socket() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    require_root();
+    let rt = Runtime::new();
+    let b = Bundle::busybox(&["sleep", "1000"]);
+    b.write();
+    let id = unique("exectty");
+    ok(&rt.out_detached(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]));
+    let sockdir = tempfile::tempdir().unwrap();
+    let sock = sockdir.path().join("c.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let mut child = rt
+        .cmd(&[
+            "exec",
+            "-t",
+            "-d",
+            "--console-socket",
+            sock.to_str().unwrap(),
+            &id,
+            "sh",
+            "-c",
+            "tty; echo exec-tty-ok",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    let master = skiff_runtime_recv(conn.as_raw_fd());
+    assert!(child.wait().unwrap().success());
+    let mut f = std::fs::File::from(master);
+    let mut text = String::new();
+    let mut buf = [0u8; 512];
+    while !text.contains("exec-tty-ok") {
+        match f.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    assert!(text.contains("/dev/pts/"), "{text}");
+    assert!(text.contains("exec-tty-ok"), "{text}");
+    ok(&rt.out(&["delete", "-f", &id]));
+}
+
+#[test]
+fn rootfs_propagation_private_and_shared() {
+    require_root();
+    for (prop, want) in [("rprivate", "private"), ("shared", "shared")] {
+        let mut b = Bundle::busybox(&["sh", "-c", "awk '$5 == \"/\"' /proc/self/mountinfo | grep -q shared: && echo shared || echo private"]);
+        b.config["linux"]["rootfsPropagation"] = prop.into();
+        let rt = Runtime::new();
+        assert_eq!(
+            ok(&rt.run(&b, &unique("prop"))).trim(),
+            want,
+            "rootfsPropagation {prop}"
+        );
+    }
 }

@@ -193,9 +193,8 @@ pub fn prepare_root(ctx: &Ctx) -> Result<()> {
         Some("private") => MsFlags::MS_PRIVATE,
         Some("rprivate") => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
         // shared/unbindable are applied to the new root after pivot; the host side stays slave.
-        Some("shared") | Some("rshared") | Some("unbindable") | Some("runbindable") => {
-            MsFlags::MS_SLAVE | MsFlags::MS_REC
-        }
+        Some("shared") | Some("rshared") => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        Some("unbindable") | Some("runbindable") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
         Some(o) => {
             return Err(Error::Config(format!(
                 "linux.rootfsPropagation: unknown value {o:?}"
@@ -217,25 +216,43 @@ pub fn prepare_root(ctx: &Ctx) -> Result<()> {
         ),
         || format!("bind rootfs {}", ctx.rootfs.display()),
     )?;
-    if matches!(prop.as_deref(), Some("shared") | Some("rshared")) {
-        // Stays shared with the host after pivot, as runc does for rshared.
-        let _ = mount(
-            None::<&str>,
-            &ctx.rootfs,
-            None::<&str>,
-            MsFlags::MS_SHARED | MsFlags::MS_REC,
-            None::<&str>,
-        );
-    } else {
-        let _ = mount(
+    // pivot_root refuses a new root (or its parent mount) with shared propagation: keep both
+    // private here; `finish` makes the new root shared after the pivot when asked.
+    if let Some(parent) = ctx.rootfs.parent() {
+        if let Some(mp) = mount_point_of(parent) {
+            sys(
+                mount(
+                    None::<&str>,
+                    &mp,
+                    None::<&str>,
+                    MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                ),
+                || format!("make {} private", mp.display()),
+            )?;
+        }
+    }
+    sys(
+        mount(
             None::<&str>,
             &ctx.rootfs,
             None::<&str>,
             MsFlags::MS_PRIVATE,
             None::<&str>,
-        );
-    }
+        ),
+        || "make rootfs private".into(),
+    )?;
     Ok(())
+}
+
+/// The mount point (from /proc/self/mountinfo) whose mount contains `path`.
+fn mount_point_of(path: &Path) -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|mp| PathBuf::from(mp.replace("\\040", " ")))
+        .filter(|mp| path.starts_with(mp))
+        .max_by_key(|mp| mp.as_os_str().len())
 }
 
 fn open_root(rootfs: &Path) -> Result<OwnedFd> {
