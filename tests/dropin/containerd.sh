@@ -10,7 +10,13 @@ SKIFF=$(readlink -f "${SKIFF:-target/debug/skiff}")
 T=$(mktemp -d /tmp/skiff-dropin.XXXXXX)
 SOCK="$T/containerd.sock"
 CPID=
+NS=
 cleanup() {
+    # Containers a failed run left behind, then containerd itself.
+    if [ -n "$NS" ] && [ -d "/run/containerd/runc/$NS" ]; then
+        for c in t1 t2; do "$RT" --root "/run/containerd/runc/$NS" delete -f "$c" 2>/dev/null || true; done
+        rm -rf "/run/containerd/runc/$NS"
+    fi
     [ -n "$CPID" ] && kill "$CPID" 2>/dev/null && wait "$CPID" 2>/dev/null || true
     # Unmount whatever containerd left (snapshots, shm), deepest first.
     grep " $T" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
@@ -35,7 +41,8 @@ containerd --config "$T/config.toml" >"$T/containerd.log" 2>&1 &
 CPID=$!
 for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
 [ -S "$SOCK" ] || { cat "$T/containerd.log"; echo "containerd did not start" >&2; exit 1; }
-CTR="ctr -a $SOCK -n skiff-dropin"
+NS=skiff-dropin-$$
+CTR="ctr -a $SOCK -n $NS"
 
 # An image made offline with project code: a busybox rootfs imported by skiff, saved as an archive.
 mkdir -p "$T/rootfs/bin" "$T/rootfs/etc" "$T/rootfs/tmp"
@@ -63,7 +70,7 @@ $CTR run -d --runc-binary "$RT" localhost/dropin/busybox:latest t2 /bin/sleep 10
 for _ in $(seq 100); do $CTR task ls | grep -q 't2.*RUNNING' && break; sleep 0.05; done
 $CTR task ls | grep -q 't2.*RUNNING' || fail "t2 not running: $($CTR task ls)"
 # The shim really drove skiff-runtime: skiff's state for t2 is in the shim's runtime root.
-"$RT" --root /run/containerd/runc/skiff-dropin state t2 | grep -q '"status": "running"' || fail "skiff-runtime has no running t2"
+"$RT" --root /run/containerd/runc/$NS state t2 | grep -q '"status": "running"' || fail "skiff-runtime has no running t2"
 EX=$($CTR task exec --exec-id e1 t2 /bin/sh -c 'echo exec-ok; cat /proc/1/cmdline | tr "\0" " "')
 echo "$EX" | grep -q exec-ok || fail "exec output: $EX"
 echo "$EX" | grep -q 'sleep 1000' || fail "exec did not see the init: $EX"

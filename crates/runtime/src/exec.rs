@@ -173,41 +173,50 @@ pub fn exec(o: ExecOpts) -> Result<i32> {
         }
     }
     drop(cchan);
-    let first = pchan.recv();
-    let _ = util::wait_code(c);
-    let pid = match first? {
-        (Msg::Pid(p), _) => p,
-        (Msg::Error(e), _) => return Err(Error::Other(e)),
-        (m, _) => return Err(Error::Other(format!("sync: unexpected {m:?}"))),
+    // C reports the pid and C2 reports Ready; they race, so accept them in either order.
+    let mut pid: Option<i32> = None;
+    let mut ready = false;
+    let mut notify: Option<OwnedFd> = None;
+    let mut reaped_c = false;
+    let fail = |pid: Option<i32>, reaped: bool, e: Error| {
+        if !reaped {
+            let _ = util::wait_code(c);
+        }
+        if let Some(p) = pid {
+            let _ = util::wait_code(p);
+        }
+        Err(e)
     };
-    loop {
+    while pid.is_none() || !ready {
         match pchan.recv() {
-            Ok((Msg::Ready, _)) => break,
-            Ok((Msg::SeccompFd, Some(fd))) => {
-                let sc = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-                if let Some(path) = sc.and_then(|s| s.listener_path().as_ref()) {
-                    let meta = sc
-                        .and_then(|s| s.listener_metadata().clone())
-                        .unwrap_or_default();
-                    let s = serde_json::json!({"ociVersion": spec.version(), "id": o.id, "status": "running", "pid": pid, "bundle": st.bundle});
-                    crate::seccomp::send_to_listener(
-                        path,
-                        &meta,
-                        std::os::fd::AsFd::as_fd(&fd),
-                        &s,
-                    )
-                    .map_err(|e| Error::Other(format!("linux.seccomp.listenerPath: {e}")))?;
-                }
+            Ok((Msg::Pid(p), _)) => {
+                pid = Some(p);
+                let _ = util::wait_code(c);
+                reaped_c = true;
             }
-            Ok((Msg::Error(e), _)) => {
-                let _ = util::wait_code(pid);
-                return Err(Error::Other(e));
+            Ok((Msg::Ready, _)) => ready = true,
+            Ok((Msg::SeccompFd, fd)) => notify = fd,
+            Ok((Msg::Error(e), _)) => return fail(pid, reaped_c, Error::Other(e)),
+            Ok((m, _)) => {
+                return fail(
+                    pid,
+                    reaped_c,
+                    Error::Other(format!("sync: unexpected {m:?}")),
+                )
             }
-            Ok((m, _)) => return Err(Error::Other(format!("sync: unexpected {m:?}"))),
-            Err(e) => {
-                let _ = util::wait_code(pid);
-                return Err(e);
-            }
+            Err(e) => return fail(pid, reaped_c, e),
+        }
+    }
+    let pid = pid.unwrap_or(0);
+    if let Some(fd) = notify {
+        let sc = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+        if let Some(path) = sc.and_then(|s| s.listener_path().as_ref()) {
+            let meta = sc
+                .and_then(|s| s.listener_metadata().clone())
+                .unwrap_or_default();
+            let s = serde_json::json!({"ociVersion": spec.version(), "id": o.id, "status": "running", "pid": pid, "bundle": st.bundle});
+            crate::seccomp::send_to_listener(path, &meta, std::os::fd::AsFd::as_fd(&fd), &s)
+                .map_err(|e| Error::Other(format!("linux.seccomp.listenerPath: {e}")))?;
         }
     }
     if let Some(p) = pid_file {
