@@ -3,6 +3,8 @@
 //! creating them, placing processes, applying `linux.resources`, freezing/thawing, stats, killing every
 //! process in a group and removing the tree again. It knows nothing of namespaces or images.
 
+pub mod resources;
+
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 

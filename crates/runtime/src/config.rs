@@ -69,11 +69,6 @@ pub fn validate(spec: &Spec) -> Result<()> {
             "domainname: cannot set a domainname without a private UTS namespace".into(),
         ));
     }
-    if !has(libc::CLONE_NEWNS) {
-        return Err(Error::Config(
-            "linux.namespaces: a mount namespace is required".into(),
-        ));
-    }
     Ok(())
 }
 

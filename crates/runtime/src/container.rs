@@ -12,17 +12,6 @@ use skiff_cgroups::{Cgroup, CgroupSpec, ManagerKind};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-/// Until skiff-cgroups grows resource application and thaw, these are no-ops here.
-trait CgroupCompat {
-    fn apply(&self, _r: &oci_spec::runtime::LinuxResources) -> skiff_cgroups::Result<()> {
-        Ok(())
-    }
-    fn thaw(&self) -> skiff_cgroups::Result<()> {
-        Ok(())
-    }
-}
-impl CgroupCompat for Cgroup {}
-
 /// Where the terminal master of a `process.terminal` container goes.
 #[derive(Debug, Default)]
 pub enum Console {

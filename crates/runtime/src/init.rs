@@ -66,6 +66,9 @@ fn has(plan: &Plan, f: i32) -> bool {
 
 fn setup(a: &mut InitArgs) -> Result<OwnedFd> {
     a.chan.expect(&Msg::Go)?;
+    // Devices and mountpoints get exactly the configured modes; process.user.umask applies later.
+    // SAFETY: umask has no failure mode.
+    unsafe { libc::umask(0) };
     let plan = a.plan;
     let userns = has(plan, libc::CLONE_NEWUSER);
     if userns {

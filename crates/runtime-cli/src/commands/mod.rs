@@ -69,7 +69,7 @@ pub enum Command {
     /// Write a default config.json.
     Spec(SpecArgs),
     /// Update resource limits of a running container.
-    Update(update::Args),
+    Update(Box<update::Args>),
     /// Suspend all processes of a container.
     Pause(pause::Args),
     /// Resume all processes of a paused container.

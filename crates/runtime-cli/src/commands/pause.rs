@@ -1,4 +1,6 @@
-//! `pause` and `resume` (owned by the cgroups work; stub until implemented).
+//! `pause` and `resume`: freeze and thaw every process of a container through its cgroup.
+
+use skiff_runtime::state::{State, Status};
 
 /// Flags of `pause`/`resume`.
 #[derive(Debug, clap::Args)]
@@ -8,11 +10,26 @@ pub struct Args {
 }
 
 /// Run `pause`.
-pub fn pause(_cli: &super::Cli, a: &Args) -> anyhow::Result<i32> {
-    anyhow::bail!("container {:?}: pause is not implemented yet", a.id)
+pub fn pause(cli: &super::Cli, a: &Args) -> anyhow::Result<i32> {
+    let st = State::load(&cli.root, &a.id)?;
+    match st.status(&cli.root) {
+        Status::Running | Status::Created => {}
+        s => anyhow::bail!("container {:?} is {s}, not running", a.id),
+    }
+    st.cgroup
+        .freeze()
+        .map_err(|e| anyhow::anyhow!("container {:?}: pause: {e}", a.id))?;
+    Ok(0)
 }
 
 /// Run `resume`.
-pub fn resume(_cli: &super::Cli, a: &Args) -> anyhow::Result<i32> {
-    anyhow::bail!("container {:?}: resume is not implemented yet", a.id)
+pub fn resume(cli: &super::Cli, a: &Args) -> anyhow::Result<i32> {
+    let st = State::load(&cli.root, &a.id)?;
+    if st.status(&cli.root) != Status::Paused {
+        anyhow::bail!("container {:?} is not paused", a.id);
+    }
+    st.cgroup
+        .thaw()
+        .map_err(|e| anyhow::anyhow!("container {:?}: resume: {e}", a.id))?;
+    Ok(0)
 }
