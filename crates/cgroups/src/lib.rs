@@ -1,12 +1,33 @@
 //! skiff-cgroups owns everything skiff does with control groups: probing which kind of host this is
 //! (cgroup v1, hybrid, or unified v2), resolving a container's `cgroupsPath` to concrete directories,
-//! creating them, placing processes, applying `linux.resources`, freezing/thawing, stats, killing every
-//! process in a group and removing the tree again. It knows nothing of namespaces or images.
+//! creating them, placing processes, applying `linux.resources`, freezing/thawing, stats, OOM
+//! notifications, killing every process in a group and removing the tree again. It knows nothing of
+//! namespaces or images.
+//!
+//! One type, [`Cgroup`], covers the three drivers; which one applies is decided by probing the
+//! host's mounts ([`Layout::probe`]) when the group is resolved, and is visible in the group's paths:
+//! only `unified` → v2, v1 controllers only → v1, both → hybrid.
 
-pub mod resources;
+mod convert;
+pub mod devices;
+pub mod layout;
+pub mod oom;
+pub mod path;
+mod resources;
+pub mod stats;
+pub mod systemd;
+mod v1;
+mod v2;
+
+pub use convert::{blkio_to_io_weight, shares_to_weight, swap_to_v2};
+pub use layout::{Driver, Layout};
+pub use oom::OomNotifier;
+pub use stats::Stats;
 
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Errors from cgroup operations; each names the cgroup or controller involved.
 #[derive(Debug, thiserror::Error)]
@@ -19,9 +40,37 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// Writing a value into a cgroup control file failed.
+    #[error("cgroup {file}: set {value:?}: {source}")]
+    Write {
+        /// The control file.
+        file: PathBuf,
+        /// The value written.
+        value: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A controller the request needs is not available with this driver on this host.
+    #[error("cgroup controller {controller:?} not available on {driver} here{why}")]
+    Unavailable {
+        /// The controller (`memory`, `hugetlb`, ...).
+        controller: String,
+        /// The driver in use (`v1`, `hybrid`, `v2`).
+        driver: Driver,
+        /// Extra explanation, starting with a separator, or empty.
+        why: String,
+    },
     /// The request cannot be honoured on this host or is malformed.
     #[error("{0}")]
     Invalid(String),
+    /// A raw system call failed.
+    #[error("{what}: {source}")]
+    Sys {
+        /// What was attempted.
+        what: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
 }
 
 /// Result alias for this crate.
@@ -53,96 +102,165 @@ pub struct CgroupSpec {
 }
 
 /// A resolved cgroup: the concrete directories per controller. Serialized into the runtime state so
-/// later commands (`kill --all`, `pause`, `delete`) find the group without the bundle.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// later commands (`kill --all`, `pause`, `update`, `events`, `delete`) find the group without the
+/// bundle.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Cgroup {
-    /// Controller name (`memory`, `pids`, ..., or `unified`) → directory.
-    pub paths: std::collections::BTreeMap<String, PathBuf>,
+    /// Controller name (`memory`, `pids`, ..., or `unified` for the cgroup2 directory) → directory.
+    pub paths: BTreeMap<String, PathBuf>,
 }
 
-const ROOT: &str = "/sys/fs/cgroup";
-
-fn io_err(path: &std::path::Path, source: std::io::Error) -> Error {
+pub(crate) fn io_err(path: &Path, source: std::io::Error) -> Error {
     Error::Io {
         path: path.to_path_buf(),
         source,
     }
 }
 
+/// Read a control file, trimmed; `None` when it does not exist.
+pub(crate) fn read_opt(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Write `value` to `dir/file`, naming the file and value on failure.
+pub(crate) fn write_file(dir: &Path, file: &str, value: &str) -> Result<()> {
+    let p = dir.join(file);
+    std::fs::write(&p, value).map_err(|source| Error::Write {
+        file: p,
+        value: value.to_string(),
+        source,
+    })
+}
+
 impl Cgroup {
-    /// Resolve `spec` to concrete per-controller directories without touching the filesystem.
+    /// Resolve `spec` to concrete per-controller directories without touching the filesystem,
+    /// probing the host's cgroup mounts to choose the driver.
     pub fn resolve(spec: &CgroupSpec) -> Result<Cgroup> {
-        let mut cg = Cgroup::default();
         if spec.manager == ManagerKind::Disabled {
-            return Ok(cg);
+            return Ok(Cgroup::default());
         }
-        let rel = match &spec.path {
-            Some(p) if p.starts_with('/') => p.trim_start_matches('/').to_string(),
-            Some(p) if !p.is_empty() => p.clone(),
-            _ => format!("skiff/{}", spec.id),
-        };
-        if rel.split('/').any(|c| c == "..") {
-            return Err(Error::Invalid(format!(
-                "cgroupsPath {rel:?} must not contain \"..\""
-            )));
+        let layout = Layout::probe()?;
+        Cgroup::resolve_in(spec, &layout)
+    }
+
+    /// Resolve `spec` against an explicit host `layout` (tests use this to force a driver).
+    pub fn resolve_in(spec: &CgroupSpec, layout: &Layout) -> Result<Cgroup> {
+        if spec.manager == ManagerKind::Disabled {
+            return Ok(Cgroup::default());
         }
-        let root = std::path::Path::new(ROOT);
-        if root.join("cgroup.controllers").exists() {
-            cg.paths.insert("unified".into(), root.join(&rel));
-            return Ok(cg);
+        if spec.manager == ManagerKind::Systemd {
+            systemd::require_systemd()?;
         }
-        for ctl in [
-            "cpu",
-            "cpuacct",
-            "cpuset",
-            "memory",
-            "devices",
-            "freezer",
-            "blkio",
-            "pids",
-            "hugetlb",
-            "net_cls",
-            "net_prio",
-            "perf_event",
-            "rdma",
-        ] {
-            let d = root.join(ctl);
-            if d.join("cgroup.procs").exists()
-                && !cg
-                    .paths
-                    .values()
-                    .any(|p| p.starts_with(d.canonicalize().unwrap_or(d.clone())))
-            {
-                cg.paths.insert(ctl.into(), d.join(&rel));
-            }
+        let rel = path::relative_path(spec)?;
+        let mut cg = Cgroup::default();
+        for (ctl, mount) in &layout.v1 {
+            cg.paths
+                .insert(ctl.clone(), path::join_under(mount, &rel, ctl, spec)?);
         }
-        let unified = root.join("unified");
-        if unified.join("cgroup.procs").exists() {
-            cg.paths.insert("unified".into(), unified.join(&rel));
+        if let Some(u) = &layout.unified {
+            cg.paths
+                .insert("unified".into(), path::join_under(u, &rel, "", spec)?);
+        }
+        if cg.paths.is_empty() {
+            return Err(Error::Invalid(
+                "no cgroup filesystem is mounted on this host".into(),
+            ));
         }
         Ok(cg)
     }
 
-    /// Create every directory of the group.
+    /// Which driver this group uses: only `unified` → v2, v1 controllers only → v1, both → hybrid.
+    pub fn driver(&self) -> Driver {
+        let has_unified = self.paths.contains_key("unified");
+        match (has_unified, self.paths.len()) {
+            (true, 1) => Driver::V2,
+            (true, _) => Driver::Hybrid,
+            _ => Driver::V1,
+        }
+    }
+
+    /// The distinct directories of the group (controllers co-mounted in one hierarchy share one).
+    pub fn dirs(&self) -> Vec<&Path> {
+        let mut v: Vec<&Path> = self.paths.values().map(|p| p.as_path()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// The directory of controller `ctl` (v1 name) on v1/hybrid, or the unified directory when the
+    /// controller is enabled there.
+    pub fn dir_of(&self, ctl: &str) -> Option<&Path> {
+        if let Some(p) = self.paths.get(ctl) {
+            return Some(p);
+        }
+        let u = self.paths.get("unified")?;
+        if v2::enabled_controllers(u).iter().any(|c| c == ctl) {
+            Some(u)
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn unavailable(&self, controller: &str) -> Error {
+        let driver = self.driver();
+        let bound = layout::v1_bound_controllers();
+        let why = if driver == Driver::V2 && bound.iter().any(|c| c == controller) {
+            ": the kernel has it bound to a cgroup v1 hierarchy, so the unified tree cannot use it"
+                .to_string()
+        } else if let Some(u) = self.paths.get("unified") {
+            let have = v2::enabled_controllers(u);
+            format!(" (unified hierarchy offers: {})", have.join(" "))
+        } else {
+            String::new()
+        };
+        Error::Unavailable {
+            controller: controller.into(),
+            driver,
+            why,
+        }
+    }
+
+    /// Create every directory of the group. On failure, every directory this call created is
+    /// removed again, so no half-created group is left behind.
     pub fn create(&self) -> Result<()> {
-        for p in self.paths.values() {
-            std::fs::create_dir_all(p).map_err(|e| io_err(p, e))?;
-            if p.starts_with("/sys/fs/cgroup/cpuset") {
-                for f in ["cpuset.cpus", "cpuset.mems"] {
-                    let mut cur = std::path::PathBuf::from("/sys/fs/cgroup/cpuset");
-                    for comp in p
-                        .strip_prefix("/sys/fs/cgroup/cpuset")
-                        .unwrap_or(p)
-                        .components()
-                    {
-                        let parent_val = std::fs::read_to_string(cur.join(f)).unwrap_or_default();
-                        cur.push(comp);
-                        let v = std::fs::read_to_string(cur.join(f)).unwrap_or_default();
-                        if v.trim().is_empty() {
-                            let _ = std::fs::write(cur.join(f), parent_val.trim());
-                        }
-                    }
+        let mut made: Vec<PathBuf> = Vec::new();
+        let r = self.create_inner(&mut made);
+        if r.is_err() {
+            for d in made.iter().rev() {
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+        r
+    }
+
+    fn create_inner(&self, made: &mut Vec<PathBuf>) -> Result<()> {
+        for (ctl, dir) in &self.paths {
+            if made.iter().any(|m| m == dir) {
+                continue;
+            }
+            let mut missing = Vec::new();
+            let mut cur = dir.as_path();
+            while !cur.exists() {
+                missing.push(cur.to_path_buf());
+                match cur.parent() {
+                    Some(p) => cur = p,
+                    None => break,
                 }
+            }
+            for d in missing.iter().rev() {
+                match std::fs::create_dir(d) {
+                    Ok(()) => made.push(d.clone()),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io_err(d, e)),
+                }
+                if ctl == "cpuset" {
+                    v1::init_cpuset(d)?;
+                }
+            }
+            if ctl == "unified" {
+                v2::enable_controllers(dir)?;
             }
         }
         Ok(())
@@ -150,36 +268,55 @@ impl Cgroup {
 
     /// Move `pid` into every directory of the group.
     pub fn add_process(&self, pid: i32) -> Result<()> {
-        for p in self.paths.values() {
-            let f = p.join("cgroup.procs");
-            std::fs::write(&f, pid.to_string()).map_err(|e| io_err(&f, e))?;
+        for d in self.dirs() {
+            write_file(d, "cgroup.procs", &pid.to_string())?;
         }
         Ok(())
     }
 
-    /// The pids currently in the group.
+    /// The pids currently in the group, including those in nested child groups.
     pub fn procs(&self) -> Result<Vec<i32>> {
-        let Some(p) = self
-            .paths
-            .get("pids")
+        let Some(p) = ["pids", "freezer", "memory", "unified"]
+            .iter()
+            .find_map(|c| self.paths.get(*c))
             .or_else(|| self.paths.values().next())
         else {
             return Ok(Vec::new());
         };
-        let f = p.join("cgroup.procs");
-        let s = match std::fs::read_to_string(&f) {
-            Ok(s) => s,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err(&f, e)),
-        };
-        Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        let mut out = Vec::new();
+        collect_procs(p, &mut out)?;
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
     }
 
-    /// Send `sig` to every process in the group.
+    /// Send `sig` to every process in the group. With a freezer, the group is frozen first so no
+    /// process can fork past the signal; a SIGKILLed group is thawed again so the kills land, other
+    /// signals leave a paused group paused. On v2, SIGKILL uses `cgroup.kill`.
     pub fn kill_all(&self, sig: i32) -> Result<()> {
-        for pid in self.procs()? {
+        if let Some(u) = self.paths.get("unified") {
+            if self.driver() == Driver::V2 && sig == libc::SIGKILL && u.join("cgroup.kill").exists()
+            {
+                return match write_file(u, "cgroup.kill", "1") {
+                    Ok(()) => Ok(()),
+                    Err(_) if !u.exists() => Ok(()),
+                    Err(e) => Err(e),
+                };
+            }
+        }
+        let pids = self.procs()?;
+        if pids.is_empty() {
+            return Ok(());
+        }
+        let was_frozen = self.is_frozen().unwrap_or(false);
+        let froze = !was_frozen && self.freeze().is_ok();
+        let pids = if froze { self.procs()? } else { pids };
+        for pid in pids {
             // SAFETY: kill(2) takes plain integers and has no memory-safety preconditions.
             unsafe { libc::kill(pid, sig) };
+        }
+        if froze || (was_frozen && sig == libc::SIGKILL) {
+            self.thaw()?;
         }
         Ok(())
     }
@@ -187,41 +324,133 @@ impl Cgroup {
     /// True when the group is frozen (v1 freezer FROZEN, v2 cgroup.freeze = 1).
     pub fn is_frozen(&self) -> Result<bool> {
         if let Some(p) = self.paths.get("freezer") {
-            let s = std::fs::read_to_string(p.join("freezer.state")).unwrap_or_default();
-            return Ok(s.trim() == "FROZEN");
+            return Ok(read_opt(&p.join("freezer.state")).as_deref() == Some("FROZEN"));
         }
         if let Some(p) = self.paths.get("unified") {
-            let s = std::fs::read_to_string(p.join("cgroup.freeze")).unwrap_or_default();
-            return Ok(s.trim() == "1");
+            return Ok(read_opt(&p.join("cgroup.freeze")).as_deref() == Some("1"));
         }
         Ok(false)
     }
 
-    /// Remove the group's directories (leaf first), retrying briefly while processes exit.
-    pub fn destroy(&self) -> Result<()> {
-        for p in self.paths.values() {
-            if !p.exists() {
-                continue;
-            }
-            let mut last = None;
-            for _ in 0..100 {
-                match std::fs::remove_dir(p) {
-                    Ok(()) => {
-                        last = None;
-                        break;
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        last = None;
-                        break;
-                    }
-                    Err(e) => last = Some(e),
+    /// Freeze every process of the group and wait until the kernel reports it frozen.
+    pub fn freeze(&self) -> Result<()> {
+        self.set_frozen(true)
+    }
+
+    /// Thaw the group and wait until the kernel reports it thawed.
+    pub fn thaw(&self) -> Result<()> {
+        self.set_frozen(false)
+    }
+
+    fn set_frozen(&self, on: bool) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        if let Some(d) = self.paths.get("freezer") {
+            let want = if on { "FROZEN" } else { "THAWED" };
+            let mut sleep = Duration::from_micros(100);
+            loop {
+                write_file(d, "freezer.state", want)?;
+                let s = read_opt(&d.join("freezer.state")).unwrap_or_default();
+                if s == want {
+                    return Ok(());
                 }
-                std::thread::sleep(std::time::Duration::from_millis(5));
+                if Instant::now() > deadline {
+                    if on {
+                        let _ = write_file(d, "freezer.state", "THAWED");
+                    }
+                    return Err(Error::Invalid(format!(
+                        "cgroup {}: freezer stuck in {s}, did not reach {want}",
+                        d.display()
+                    )));
+                }
+                std::thread::sleep(sleep);
+                sleep = (sleep * 2).min(Duration::from_millis(10));
             }
-            if let Some(e) = last {
-                return Err(io_err(p, e));
+        }
+        if let Some(d) = self.paths.get("unified") {
+            if !d.join("cgroup.freeze").exists() {
+                return Err(self.unavailable("freezer"));
+            }
+            write_file(d, "cgroup.freeze", if on { "1" } else { "0" })?;
+            let want = if on { "frozen 1" } else { "frozen 0" };
+            let mut sleep = Duration::from_micros(100);
+            loop {
+                let ev = std::fs::read_to_string(d.join("cgroup.events")).unwrap_or_default();
+                if ev.lines().any(|l| l.trim() == want) {
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    if on {
+                        let _ = write_file(d, "cgroup.freeze", "0");
+                    }
+                    return Err(Error::Invalid(format!(
+                        "cgroup {}: did not reach {want}",
+                        d.display()
+                    )));
+                }
+                std::thread::sleep(sleep);
+                sleep = (sleep * 2).min(Duration::from_millis(10));
+            }
+        }
+        Err(self.unavailable("freezer"))
+    }
+
+    /// Remove the group's directories, nested child groups first. Processes still inside (for
+    /// example ones that raced with the kill) are SIGKILLed and the removal retried for up to 5 s.
+    pub fn destroy(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut killed = false;
+        for d in self.dirs() {
+            loop {
+                match remove_tree(d) {
+                    Ok(()) => break,
+                    Err(e) if Instant::now() > deadline => return Err(io_err(d, e)),
+                    Err(_) => {
+                        if !killed {
+                            let _ = self.kill_all(libc::SIGKILL);
+                            killed = true;
+                        }
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                }
             }
         }
         Ok(())
+    }
+}
+
+fn collect_procs(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
+    let f = dir.join("cgroup.procs");
+    match std::fs::read_to_string(&f) {
+        Ok(s) => out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(&f, e)),
+    }
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                collect_procs(&e.path(), out)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// rmdir `dir` after its child directories (cgroup directories hold only control files, which
+/// rmdir removes with the directory).
+fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => {
+            for e in rd.flatten() {
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    remove_tree(&e.path())?;
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    match std::fs::remove_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        r => r,
     }
 }
