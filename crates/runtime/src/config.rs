@@ -44,11 +44,10 @@ pub fn validate(spec: &Spec) -> Result<()> {
     if spec.root().is_none() {
         return Err(Error::Config("root: missing".into()));
     }
-    let p = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| Error::Config("process: missing".into()))?;
-    crate::process::validate(p)?;
+    // process is optional at create; `start` fails when it is absent (runtime-spec).
+    if let Some(p) = spec.process() {
+        crate::process::validate(p)?;
+    }
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         if !m.destination().is_absolute() {
             return Err(Error::Config(format!(

@@ -24,6 +24,64 @@ pub enum Console {
     Fd(OwnedFd),
 }
 
+/// The device cgroup rules of `res` followed by what every container may use, as runc does: mknod
+/// of anything, the default devices, ptys, tun, and every `linux.devices` entry.
+fn with_default_devices(
+    res: &oci_spec::runtime::LinuxResources,
+    spec: &Spec,
+) -> oci_spec::runtime::LinuxResources {
+    let mut res = res.clone();
+    if res.devices().is_none() {
+        return res;
+    }
+    let mut rules: Vec<serde_json::Value> = res
+        .devices()
+        .iter()
+        .flatten()
+        .map(|d| serde_json::to_value(d).unwrap_or_default())
+        .collect();
+    let rule = |t: &str, major: Option<i64>, minor: Option<i64>, access: &str| serde_json::json!({"allow": true, "type": t, "major": major, "minor": minor, "access": access});
+    rules.push(rule("c", None, None, "m"));
+    rules.push(rule("b", None, None, "m"));
+    for (ma, mi) in [
+        (1, 3),
+        (1, 5),
+        (1, 7),
+        (1, 8),
+        (1, 9),
+        (5, 0),
+        (5, 1),
+        (5, 2),
+        (10, 200),
+    ] {
+        rules.push(rule("c", Some(ma), Some(mi), "rwm"));
+    }
+    rules.push(rule("c", Some(136), None, "rwm"));
+    for d in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().clone())
+        .unwrap_or_default()
+    {
+        let t = match d.typ() {
+            oci_spec::runtime::LinuxDeviceType::B => "b",
+            oci_spec::runtime::LinuxDeviceType::P => continue,
+            _ => "c",
+        };
+        rules.push(rule(t, Some(d.major()), Some(d.minor()), "rwm"));
+    }
+    // Drop nulls (wildcards) so they deserialize as absent.
+    for r in rules.iter_mut() {
+        if let Some(o) = r.as_object_mut() {
+            o.retain(|_, v| !v.is_null());
+        }
+    }
+    if let Ok(devs) = serde_json::from_value(serde_json::Value::Array(rules)) {
+        res.set_devices(Some(devs));
+    }
+    res
+}
+
 /// Options of `create` (and the create half of `run`).
 #[derive(Debug, Default)]
 pub struct CreateOpts {
@@ -155,11 +213,11 @@ pub fn create(o: CreateOpts) -> Result<State> {
         .map_err(|e| Error::Config(format!("bundle {}: {e}", o.bundle.display())))?;
     let (spec, rootfs) = config::load(&bundle)?;
     let plan = namespaces::plan(&spec)?;
-    let process = spec
+    let terminal = spec
         .process()
         .as_ref()
-        .ok_or_else(|| Error::Config("process: missing".into()))?;
-    let terminal = process.terminal().unwrap_or(false);
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
     let pid_file = o.pid_file.as_ref().map(|p| {
         if p.is_absolute() {
             p.clone()
@@ -208,7 +266,7 @@ pub fn create(o: CreateOpts) -> Result<State> {
     }
     if let Some(res) = linux.and_then(|l| l.resources().as_ref()) {
         if !cg.paths.is_empty() {
-            cg.apply(res)?;
+            cg.apply(&with_default_devices(res, &spec))?;
         }
     }
     let filter = match linux.and_then(|l| l.seccomp().as_ref()) {
@@ -294,7 +352,7 @@ pub fn create(o: CreateOpts) -> Result<State> {
     if !cg.paths.is_empty() {
         cg.add_process(pid)?;
     }
-    if let Some(adj) = process.oom_score_adj() {
+    if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
         let f = format!("/proc/{pid}/oom_score_adj");
         std::fs::write(&f, adj.to_string())
             .map_err(|e| Error::Other(format!("process.oomScoreAdj: {adj}: {e}")))?;

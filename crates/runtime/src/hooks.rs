@@ -26,6 +26,19 @@ pub enum Kind {
 
 /// Run `hooks` in order; the first failure stops the list and is returned.
 pub fn run(kind: Kind, hooks: Option<&Vec<Hook>>, state: &serde_json::Value) -> Result<()> {
+    if hooks.is_none_or(|h| h.is_empty()) {
+        return Ok(());
+    }
+    // A hook that exits without reading stdin must not kill the runtime with SIGPIPE.
+    // SAFETY: changing the disposition of SIGPIPE; restored below.
+    let old = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let r = run_all(kind, hooks, state);
+    // SAFETY: restoring the previous disposition.
+    unsafe { libc::signal(libc::SIGPIPE, old) };
+    r
+}
+
+fn run_all(kind: Kind, hooks: Option<&Vec<Hook>>, state: &serde_json::Value) -> Result<()> {
     let data = state.to_string();
     for (i, h) in hooks.into_iter().flatten().enumerate() {
         run_one(h, &data).map_err(|e| {

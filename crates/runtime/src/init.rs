@@ -146,11 +146,15 @@ fn setup(a: &mut InitArgs) -> Result<OwnedFd> {
             errno: e,
         })?;
     }
-    let p = a
-        .spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| Error::Config("process: missing".into()))?;
+    let Some(p) = a.spec.process().as_ref() else {
+        // Nothing to run: the container can be created; `start` reports the missing process.
+        a.chan.send(&Msg::Ready, None)?;
+        let listener = a
+            .listener
+            .take()
+            .ok_or_else(|| Error::Other("no start socket".into()))?;
+        return accept_start(&listener);
+    };
     if p.terminal().unwrap_or(false) {
         let sock = a.console.take().ok_or_else(|| {
             Error::Config("process.terminal is set but no --console-socket was given".into())
@@ -192,7 +196,11 @@ fn prepare_process(
     let Some(listener) = listener else {
         return crate::fsutil::open_path(std::path::Path::new("/"), libc::O_PATH);
     };
-    // Wait for `start`.
+    accept_start(&listener)
+}
+
+/// Block until `start` connects to the listening socket.
+fn accept_start(listener: &OwnedFd) -> Result<OwnedFd> {
     loop {
         // SAFETY: accept4 on our listening socket with null address pointers.
         let c = unsafe {
@@ -263,15 +271,25 @@ pub fn apply_process(
         what: format!("process.cwd: chdir {:?}", p.cwd()),
         errno: e,
     })?;
-    let cwd = nix::unistd::getcwd().map_err(|e| Error::Sys {
-        what: "process.cwd: getcwd".into(),
-        errno: e,
-    })?;
-    if !cwd.is_absolute() || cwd.to_string_lossy().starts_with("(unreachable)") {
-        return Err(Error::Config(format!(
-            "process.cwd: {:?} resolves outside the container root",
-            p.cwd()
-        )));
+    // A seccomp profile may deny getcwd (EPERM/ENOSYS); closing the fds above is the defense,
+    // this check is the second line when the kernel lets us make it.
+    match nix::unistd::getcwd() {
+        Ok(cwd) if !cwd.is_absolute() || cwd.to_string_lossy().starts_with("(unreachable)") => {
+            return Err(Error::Config(format!(
+                "process.cwd: {:?} resolves outside the container root",
+                p.cwd()
+            )));
+        }
+        Ok(_)
+        | Err(nix::errno::Errno::EPERM)
+        | Err(nix::errno::Errno::ENOSYS)
+        | Err(nix::errno::Errno::EACCES) => {}
+        Err(e) => {
+            return Err(Error::Sys {
+                what: "process.cwd: getcwd".into(),
+                errno: e,
+            })
+        }
     }
     if let (Some(f), true) = (seccomp, nnp) {
         notify = f
@@ -335,7 +353,7 @@ fn finish_exec(a: &InitArgs, conn: OwnedFd) -> Error {
         return fail(e);
     }
     let Some(p) = a.spec.process().as_ref() else {
-        return fail(Error::Config("process: missing".into()));
+        return fail(Error::Config("process: not set, nothing to start".into()));
     };
     let env = process::build_env(p);
     let args = p.args().clone().unwrap_or_default();
