@@ -1,13 +1,153 @@
-//! `events` (owned by the cgroups work; stub until implemented).
+//! `events`: runc's event stream. `--stats` prints one `{"type":"stats","id":..,"data":{..}}` line
+//! and exits; without it, stats are printed every `--interval` and `{"type":"oom","id":..}` as soon
+//! as the kernel reports an OOM in the container's memory cgroup, until the container stops.
+
+use serde_json::json;
+use skiff_cgroups::oom::OomEvent;
+use skiff_runtime::state::{State, Status};
+use std::io::Write;
+use std::time::{Duration, Instant};
 
 /// Flags of `events`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Stats collection interval (Go duration: 5s, 500ms, 1m30s).
+    #[arg(long, default_value = "5s")]
+    pub interval: String,
+    /// Display the container's stats then exit.
+    #[arg(long)]
+    pub stats: bool,
     /// Container id.
     pub id: String,
 }
 
+/// Parse a Go-style duration (`300ms`, `1.5s`, `1m30s`, `2h`).
+pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let mut total = 0f64;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        anyhow::bail!("invalid duration {s:?}");
+    }
+    if rest == "0" {
+        return Ok(Duration::ZERO);
+    }
+    while !rest.is_empty() {
+        let n_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| anyhow::anyhow!("invalid duration {s:?}: missing unit"))?;
+        let n: f64 = rest[..n_end]
+            .parse()
+            .map_err(|_| anyhow::anyhow!("invalid duration {s:?}"))?;
+        rest = &rest[n_end..];
+        let u_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match &rest[..u_end] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            u => anyhow::bail!("invalid duration {s:?}: unknown unit {u:?}"),
+        };
+        total += n * mult;
+        rest = &rest[u_end..];
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| anyhow::anyhow!("invalid duration {s:?}"))
+}
+
+fn emit(v: &serde_json::Value) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{v}")?;
+    out.flush()?;
+    Ok(())
+}
+
+fn stats_event(st: &State) -> anyhow::Result<serde_json::Value> {
+    let s = st
+        .cgroup
+        .stats()
+        .map_err(|e| anyhow::anyhow!("container {:?}: stats: {e}", st.id))?;
+    Ok(json!({"type": "stats", "id": st.id, "data": s}))
+}
+
 /// Run `events`.
-pub fn run(_cli: &super::Cli, a: &Args) -> anyhow::Result<i32> {
-    anyhow::bail!("container {:?}: events is not implemented yet", a.id)
+pub fn run(cli: &super::Cli, a: &Args) -> anyhow::Result<i32> {
+    let st = State::load(&cli.root, &a.id)?;
+    if st.status(&cli.root) == Status::Stopped {
+        anyhow::bail!("container {:?} is not running", a.id);
+    }
+    if st.cgroup.paths.is_empty() {
+        anyhow::bail!("container {:?} has no cgroup (cgroups are disabled)", a.id);
+    }
+    if a.stats {
+        emit(&stats_event(&st)?)?;
+        return Ok(0);
+    }
+    let interval = parse_duration(&a.interval)?;
+    if interval.is_zero() {
+        anyhow::bail!("--interval must be greater than 0");
+    }
+    let mut oom = match st.cgroup.oom_notifier() {
+        Ok(n) => Some(n),
+        Err(e) => {
+            eprintln!(
+                "skiff-runtime: warning: no OOM notifications for {:?}: {e}",
+                a.id
+            );
+            None
+        }
+    };
+    let mut next = Instant::now() + interval;
+    loop {
+        let now = Instant::now();
+        if now >= next {
+            if st.status(&cli.root) == Status::Stopped {
+                return Ok(0);
+            }
+            emit(&stats_event(&st)?)?;
+            next = now + interval;
+            continue;
+        }
+        // Wake at least every 200 ms to notice the container stopping.
+        let wait = (next - now).min(Duration::from_millis(200));
+        let ev = match oom.as_mut() {
+            Some(n) => n.wait(wait)?,
+            None => {
+                std::thread::sleep(wait);
+                OomEvent::Timeout
+            }
+        };
+        match ev {
+            OomEvent::Oom(_) => emit(&json!({"type": "oom", "id": st.id}))?,
+            OomEvent::Gone => return Ok(0),
+            OomEvent::Timeout => {}
+        }
+        if st.status(&cli.root) == Status::Stopped {
+            // Report an OOM that raced with the exit before leaving.
+            if let Some(n) = oom.as_mut() {
+                if let Ok(OomEvent::Oom(_)) = n.wait(Duration::ZERO) {
+                    emit(&json!({"type": "oom", "id": st.id}))?;
+                }
+            }
+            return Ok(0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("300ms").unwrap(), Duration::from_millis(300));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5x").is_err());
+    }
 }

@@ -1,4 +1,5 @@
-//! `pause` and `resume`: freeze and thaw every process of a container through its cgroup.
+//! `pause` and `resume`: freeze and thaw every process of a container through its cgroup (v1
+//! freezer or v2 `cgroup.freeze`), returning only once the kernel reports the new state.
 
 use skiff_runtime::state::{State, Status};
 
@@ -14,7 +15,16 @@ pub fn pause(cli: &super::Cli, a: &Args) -> anyhow::Result<i32> {
     let st = State::load(&cli.root, &a.id)?;
     match st.status(&cli.root) {
         Status::Running | Status::Created => {}
-        s => anyhow::bail!("container {:?} is {s}, not running", a.id),
+        s => anyhow::bail!(
+            "container {:?} is {s}: container not running or created",
+            a.id
+        ),
+    }
+    if st.cgroup.paths.is_empty() {
+        anyhow::bail!(
+            "container {:?}: pause needs a cgroup (cgroups are disabled)",
+            a.id
+        );
     }
     st.cgroup
         .freeze()
@@ -25,8 +35,9 @@ pub fn pause(cli: &super::Cli, a: &Args) -> anyhow::Result<i32> {
 /// Run `resume`.
 pub fn resume(cli: &super::Cli, a: &Args) -> anyhow::Result<i32> {
     let st = State::load(&cli.root, &a.id)?;
-    if st.status(&cli.root) != Status::Paused {
-        anyhow::bail!("container {:?} is not paused", a.id);
+    let s = st.status(&cli.root);
+    if s != Status::Paused {
+        anyhow::bail!("container {:?} is {s}: container not paused", a.id);
     }
     st.cgroup
         .thaw()
