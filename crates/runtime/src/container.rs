@@ -349,6 +349,10 @@ pub fn create(o: CreateOpts) -> Result<State> {
     if !slow && plan.new_flags & libc::CLONE_NEWUSER != 0 {
         namespaces::write_maps(pid, &plan)?;
     }
+    // Release the init to set up its mounts while we place it in its cgroup: a v1 cgroup migration
+    // waits for an RCU grace period, and this overlaps that wait with the init's work. The init
+    // unshares its cgroup namespace and runs hooks only after HooksDone, which comes after this.
+    pchan.send(&Msg::Go, None)?;
     if !cg.paths.is_empty() {
         cg.add_process(pid)?;
     }
@@ -357,7 +361,6 @@ pub fn create(o: CreateOpts) -> Result<State> {
         std::fs::write(&f, adj.to_string())
             .map_err(|e| Error::Other(format!("process.oomScoreAdj: {adj}: {e}")))?;
     }
-    pchan.send(&Msg::Go, None)?;
     let mut st = State {
         id: o.id.clone(),
         pid,

@@ -78,9 +78,6 @@ fn setup(a: &mut InitArgs) -> Result<OwnedFd> {
             libc::setresuid(0, 0, 0);
         }
     }
-    if plan.new_flags & libc::CLONE_NEWCGROUP != 0 {
-        crate::namespaces::unshare(libc::CLONE_NEWCGROUP)?;
-    }
     if let Some(h) = a.spec.hostname() {
         if !h.is_empty() {
             nix::unistd::sethostname(h).map_err(|e| Error::Sys {
@@ -120,6 +117,10 @@ fn setup(a: &mut InitArgs) -> Result<OwnedFd> {
     }
     a.chan.send(&Msg::HooksRequest, None)?;
     a.chan.expect(&Msg::HooksDone)?;
+    // The parent placed us in our cgroup before answering: the namespace's root is that cgroup.
+    if plan.new_flags & libc::CLONE_NEWCGROUP != 0 {
+        crate::namespaces::unshare(libc::CLONE_NEWCGROUP)?;
+    }
     let hooks = a.spec.hooks().as_ref();
     hooks::run(
         hooks::Kind::CreateContainer,

@@ -218,7 +218,9 @@ pub fn prepare_root(ctx: &Ctx) -> Result<()> {
     )?;
     // pivot_root refuses a new root (or its parent mount) with shared propagation: keep both
     // private here; `finish` makes the new root shared after the pivot when asked.
-    if let Some(parent) = ctx.rootfs.parent() {
+    // (Only a shared "/" makes the parent mount shared; the default rslave does not.)
+    let shared = matches!(prop.as_deref(), Some("shared") | Some("rshared"));
+    if let Some(parent) = ctx.rootfs.parent().filter(|_| shared) {
         if let Some(mp) = mount_point_of(parent) {
             sys(
                 mount(
@@ -431,15 +433,19 @@ fn mount_cgroup(ctx: &Ctx, root: &OwnedFd, m: &Mount, opts: &MountOpts) -> Resul
     let flags = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
     let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     if v2 {
-        let r = mount(
-            Some("cgroup2"),
-            &fd_path(&target),
-            Some("cgroup2"),
-            flags,
-            None::<&str>,
-        );
-        if r.is_ok() {
-            return Ok(());
+        // Bind the container's own cgroup directory: the same view a cgroup2 mount inside its cgroup
+        // namespace gives, without depending on when the namespace is unshared.
+        if !ctx.cgroup.paths.contains_key("unified") {
+            return sys(
+                mount(
+                    Some("cgroup2"),
+                    &fd_path(&target),
+                    Some("cgroup2"),
+                    flags,
+                    None::<&str>,
+                ),
+                || "mount cgroup2".into(),
+            );
         }
         let src = ctx
             .cgroup
