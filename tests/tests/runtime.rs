@@ -531,6 +531,20 @@ fn spec_and_features_and_version() {
         .output()
         .unwrap();
     assert!(!o.status.success());
+    assert_eq!(c["hostname"], "skiff");
+    let rl = tempfile::tempdir().unwrap();
+    ok(&std::process::Command::new(bin("skiff-runtime"))
+        .args(["spec", "--rootless", "--bundle"])
+        .arg(rl.path())
+        .output()
+        .unwrap());
+    let c: Value =
+        serde_json::from_slice(&std::fs::read(rl.path().join("config.json")).unwrap()).unwrap();
+    assert!(c["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .contains(&json!({"type": "user"})));
+    assert_eq!(c["linux"]["uidMappings"][0]["size"], 1);
     let f: Value = serde_json::from_slice(
         &std::process::Command::new(bin("skiff-runtime"))
             .arg("features")

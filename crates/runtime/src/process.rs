@@ -193,9 +193,10 @@ pub fn set_user_and_caps(p: &Process, setgroups_allowed: bool) -> Result<()> {
     caps::set(None, CapSet::Inheritable, &i)
         .map_err(|x| Error::Other(format!("process.capabilities.inheritable: {x}")))?;
     caps::clear(None, CapSet::Ambient).ok();
+    // Ambient capabilities also need the inheritable bit; like runc, a cap that cannot be raised
+    // (runc's own template lists ambient caps without inheritable ones) is skipped, not fatal.
     for cap in a {
-        caps::raise(None, CapSet::Ambient, cap)
-            .map_err(|x| Error::Other(format!("process.capabilities.ambient {cap}: {x}")))?;
+        let _ = caps::raise(None, CapSet::Ambient, cap);
     }
     Ok(())
 }

@@ -147,8 +147,7 @@ fn spec(a: &SpecArgs) -> anyhow::Result<i32> {
     if path.exists() {
         anyhow::bail!("File {} exists. Remove it first", path.display());
     }
-    let _ = a.rootless;
-    let spec = oci_spec::runtime::Spec::default();
+    let spec = skiff_runtime::defaults::runc_spec(a.rootless);
     let text = serde_json::to_string_pretty(&spec)?;
     std::fs::write(&path, text + "\n").map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(0)
