@@ -2,7 +2,7 @@
 //! and exits; without it, stats are printed every `--interval` and `{"type":"oom","id":..}` as soon
 //! as the kernel reports an OOM in the container's memory cgroup, until the container stops.
 
-use serde_json::json;
+use serde::Serialize;
 use skiff_cgroups::oom::OomEvent;
 use skiff_runtime::state::{State, Status};
 use std::io::Write;
@@ -57,19 +57,42 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(total).map_err(|_| anyhow::anyhow!("invalid duration {s:?}"))
 }
 
-fn emit(v: &serde_json::Value) -> anyhow::Result<()> {
+/// One event line, fields in runc's order.
+#[derive(Serialize)]
+struct Event<'a> {
+    #[serde(rename = "type")]
+    typ: &'a str,
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<skiff_cgroups::Stats>,
+}
+
+fn emit(v: &Event<'_>) -> anyhow::Result<()> {
+    let v = serde_json::to_string(v)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{v}")?;
     out.flush()?;
     Ok(())
 }
 
-fn stats_event(st: &State) -> anyhow::Result<serde_json::Value> {
+fn stats_event(st: &State) -> anyhow::Result<Event<'_>> {
     let s = st
         .cgroup
         .stats()
         .map_err(|e| anyhow::anyhow!("container {:?}: stats: {e}", st.id))?;
-    Ok(json!({"type": "stats", "id": st.id, "data": s}))
+    Ok(Event {
+        typ: "stats",
+        id: &st.id,
+        data: Some(s),
+    })
+}
+
+fn oom_event(st: &State) -> Event<'_> {
+    Event {
+        typ: "oom",
+        id: &st.id,
+        data: None,
+    }
 }
 
 /// Run `events`.
@@ -120,7 +143,7 @@ pub fn run(cli: &super::Cli, a: &Args) -> anyhow::Result<i32> {
             }
         };
         match ev {
-            OomEvent::Oom(_) => emit(&json!({"type": "oom", "id": st.id}))?,
+            OomEvent::Oom(_) => emit(&oom_event(&st))?,
             OomEvent::Gone => return Ok(0),
             OomEvent::Timeout => {}
         }
@@ -128,7 +151,7 @@ pub fn run(cli: &super::Cli, a: &Args) -> anyhow::Result<i32> {
             // Report an OOM that raced with the exit before leaving.
             if let Some(n) = oom.as_mut() {
                 if let Ok(OomEvent::Oom(_)) = n.wait(Duration::ZERO) {
-                    emit(&json!({"type": "oom", "id": st.id}))?;
+                    emit(&oom_event(&st))?;
                 }
             }
             return Ok(0);
