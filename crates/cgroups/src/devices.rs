@@ -108,13 +108,32 @@ pub fn rules(devs: &[LinuxDeviceCgroup]) -> Result<Vec<Rule>> {
 
 /// Write the rules to a v1 devices cgroup, in order.
 pub fn apply_v1(dir: &Path, rules: &[Rule]) -> Result<()> {
+    use std::io::Write;
+    // One open file per list; the kernel takes one rule per write(2).
+    let mut files: [Option<std::fs::File>; 2] = [None, None];
     for r in rules {
-        let file = if r.allow {
-            "devices.allow"
+        let (i, name) = if r.allow {
+            (0, "devices.allow")
         } else {
-            "devices.deny"
+            (1, "devices.deny")
         };
-        crate::write_file(dir, file, &r.v1_line())?;
+        let path = dir.join(name);
+        if files[i].is_none() {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| crate::io_err(&path, e))?;
+            files[i] = Some(f);
+        }
+        let line = r.v1_line();
+        if let Some(f) = files[i].as_mut() {
+            f.write_all(line.as_bytes())
+                .map_err(|source| Error::Write {
+                    file: path,
+                    value: line,
+                    source,
+                })?;
+        }
     }
     Ok(())
 }

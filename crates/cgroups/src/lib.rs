@@ -240,21 +240,33 @@ impl Cgroup {
             if made.iter().any(|m| m == dir) {
                 continue;
             }
+            // Fast path: the parent usually exists, so one mkdir does it.
             let mut missing = Vec::new();
-            let mut cur = dir.as_path();
-            while !cur.exists() {
-                missing.push(cur.to_path_buf());
-                match cur.parent() {
-                    Some(p) => cur = p,
-                    None => break,
+            match std::fs::create_dir(dir) {
+                Ok(()) => missing.push((dir.to_path_buf(), true)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let mut cur = dir.as_path();
+                    while !cur.exists() {
+                        missing.push((cur.to_path_buf(), false));
+                        match cur.parent() {
+                            Some(p) => cur = p,
+                            None => break,
+                        }
+                    }
+                    missing.reverse();
                 }
+                Err(e) => return Err(io_err(dir, e)),
             }
-            for d in missing.iter().rev() {
-                match std::fs::create_dir(d) {
-                    Ok(()) => made.push(d.clone()),
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(io_err(d, e)),
+            for (d, done) in &missing {
+                if !done {
+                    match std::fs::create_dir(d) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                        Err(e) => return Err(io_err(d, e)),
+                    }
                 }
+                made.push(d.clone());
                 if ctl == "cpuset" {
                     v1::init_cpuset(d)?;
                 }
@@ -438,6 +450,12 @@ fn collect_procs(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
 /// rmdir `dir` after its child directories (cgroup directories hold only control files, which
 /// rmdir removes with the directory).
 fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    // Fast path: a leaf group goes with one rmdir.
+    match std::fs::remove_dir(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
     match std::fs::read_dir(dir) {
         Ok(rd) => {
             for e in rd.flatten() {
