@@ -437,3 +437,22 @@ $R run --bundle {bundle} {id}2 </dev/null 2>&1 || true
     );
     assert!(s.contains("nothing-left"), "{s}");
 }
+
+#[test]
+fn cgroup_namespace_shows_the_container_its_own_root() {
+    let mut c = Ctr::new("cgns", &["cat", "/proc/self/cgroup"]);
+    let ns = c.b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    if !ns.iter().any(|n| n["type"] == "cgroup") {
+        ns.push(json!({"type": "cgroup"}));
+    }
+    let o = c.rt.run(&c.b, &c.id);
+    let out = ok(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines.iter().any(|l| l.contains(":memory:")), "{out}");
+    for l in &lines {
+        assert!(
+            l.ends_with(":/"),
+            "inside its cgroup namespace every path is /: {out}"
+        );
+    }
+}
