@@ -138,6 +138,9 @@ pub fn exec(o: ExecOpts) -> Result<i32> {
     let c = util::raw_clone(0)?;
     if c == 0 {
         drop(pchan);
+        // Non-dumpable while we enter the container holding host fds (CVE-2016-9962).
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
         let r = (|| -> Result<i32> {
             if !st.cgroup.paths.is_empty() {
                 // SAFETY: getpid has no preconditions.

@@ -113,6 +113,33 @@ pub enum Kind {
 /// Resolve `path` inside `root`, creating missing directories (and the final entry as `kind`), and
 /// return an O_PATH fd to it. Never leaves the root, whatever symlinks the rootfs contains.
 pub fn mkdir_all_in_root(root: RawFd, path: &Path, kind: Kind) -> Result<OwnedFd> {
+    mkdir_all_depth(root, path, kind, 0)
+}
+
+/// The target of `path` if it is a symlink inside the root (not followed).
+fn dangling_link(root: RawFd, path: &Path) -> Option<PathBuf> {
+    let parent = openat_in_root(root, path.parent()?, libc::O_PATH | libc::O_DIRECTORY, 0).ok()?;
+    let name = cstr(Path::new(path.file_name()?)).ok()?;
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: valid dirfd, C string and a writable buffer of the given length.
+    let n = unsafe {
+        libc::readlinkat(
+            parent.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr() as *mut libc::c_char,
+            buf.len(),
+        )
+    };
+    if n <= 0 {
+        return None;
+    }
+    buf.truncate(n as usize);
+    Some(PathBuf::from(
+        <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(buf),
+    ))
+}
+
+fn mkdir_all_depth(root: RawFd, path: &Path, kind: Kind, depth: u32) -> Result<OwnedFd> {
     match openat_in_root(root, path, libc::O_PATH, 0) {
         Ok(fd) => return Ok(fd),
         Err(Errno::ENOENT) => {}
@@ -130,6 +157,21 @@ pub fn mkdir_all_in_root(root: RawFd, path: &Path, kind: Kind) -> Result<OwnedFd
         let next = cur.join(c);
         match openat_in_root(root, &next, libc::O_PATH, 0) {
             Ok(_) => {}
+            Err(Errno::ENOENT) if depth < 40 && dangling_link(root, &next).is_some() => {
+                // A dangling symlink: create what it points to, resolved inside the root (an
+                // absolute target is relative to the root, never to the host), then go on.
+                let target = dangling_link(root, &next).unwrap_or_default();
+                let base = if target.is_absolute() {
+                    PathBuf::from("/")
+                } else {
+                    cur.clone()
+                };
+                let mut rest = base.join(target);
+                for c in &comps[i + 1..] {
+                    rest.push(c);
+                }
+                return mkdir_all_depth(root, &rest, kind, depth + 1);
+            }
             Err(Errno::ENOENT) => {
                 // Create it inside the (already safely resolved) parent.
                 let parent = openat_in_root(root, &cur, libc::O_PATH | libc::O_DIRECTORY, 0)

@@ -117,6 +117,11 @@ fn setup(a: &mut InitArgs) -> Result<OwnedFd> {
     }
     a.chan.send(&Msg::HooksRequest, None)?;
     a.chan.expect(&Msg::HooksDone)?;
+    // Non-dumpable until execve: no process in the container may ptrace us or open our /proc files
+    // while we hold host fds (CVE-2016-9962); execve of the user program resets it. Set only now,
+    // after the (possibly unprivileged) parent has written our uid_map and oom_score_adj.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     // The parent placed us in our cgroup before answering: the namespace's root is that cgroup.
     if plan.new_flags & libc::CLONE_NEWCGROUP != 0 {
         crate::namespaces::unshare(libc::CLONE_NEWCGROUP)?;
