@@ -38,6 +38,12 @@ pub struct CreateArgs {
 }
 
 fn manager(cli: &Cli) -> skiff_cgroups::ManagerKind {
+    match cli.cgroup_manager.as_deref() {
+        Some("disabled") => return skiff_cgroups::ManagerKind::Disabled,
+        Some("systemd") => return skiff_cgroups::ManagerKind::Systemd,
+        Some(_) => return skiff_cgroups::ManagerKind::Cgroupfs,
+        None => {}
+    }
     if cli.systemd_cgroup {
         skiff_cgroups::ManagerKind::Systemd
     } else {

@@ -32,6 +32,9 @@ pub struct Cli {
     /// Use systemd to manage cgroups.
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
+    /// Cgroup manager: cgroupfs, systemd or disabled (crun's flag).
+    #[arg(long = "cgroup-manager", global = true, value_parser = ["cgroupfs", "systemd", "disabled"])]
+    pub cgroup_manager: Option<String>,
     /// Path to criu (accepted for runc compatibility).
     #[arg(long, global = true)]
     pub criu: Option<PathBuf>,
