@@ -60,6 +60,23 @@ pub fn run(mut a: InitArgs) -> ! {
     unsafe { libc::_exit(127) }
 }
 
+/// Ask the parent to run prestart/createRuntime hooks (it places us in our cgroup before it
+/// answers), then enter our cgroup namespace and become non-dumpable.
+fn sync_placed(a: &InitArgs) -> Result<()> {
+    a.chan.send(&Msg::HooksRequest, None)?;
+    a.chan.expect(&Msg::HooksDone)?;
+    // Non-dumpable until execve: no process in the container may ptrace us or open our /proc files
+    // while we hold host fds (CVE-2016-9962); execve of the user program resets it. Set only now,
+    // after the (possibly unprivileged) parent has written our uid_map and oom_score_adj.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // The parent placed us in our cgroup before answering: the namespace's root is that cgroup.
+    if a.plan.new_flags & libc::CLONE_NEWCGROUP != 0 {
+        crate::namespaces::unshare(libc::CLONE_NEWCGROUP)?;
+    }
+    Ok(())
+}
+
 fn has(plan: &Plan, f: i32) -> bool {
     plan.new_flags & f != 0 || plan.join.iter().any(|(j, _)| *j == f)
 }
@@ -115,16 +132,14 @@ fn setup(a: &mut InitArgs) -> Result<OwnedFd> {
             crate::fsutil::mkdir_all_in_root(root.as_raw_fd(), p.cwd(), crate::fsutil::Kind::Dir)?;
         }
     }
-    a.chan.send(&Msg::HooksRequest, None)?;
-    a.chan.expect(&Msg::HooksDone)?;
-    // Non-dumpable until execve: no process in the container may ptrace us or open our /proc files
-    // while we hold host fds (CVE-2016-9962); execve of the user program resets it. Set only now,
-    // after the (possibly unprivileged) parent has written our uid_map and oom_score_adj.
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    // The parent placed us in our cgroup before answering: the namespace's root is that cgroup.
-    if plan.new_flags & libc::CLONE_NEWCGROUP != 0 {
-        crate::namespaces::unshare(libc::CLONE_NEWCGROUP)?;
+    // prestart/createRuntime hooks must run before pivot_root. Without them the exchange only
+    // tells us the parent has placed us in our cgroup, so it can wait until after the pivot and
+    // overlap the (RCU-bound) cgroup migration with our mount work.
+    let runtime_hooks = a.spec.hooks().as_ref().is_some_and(|h| {
+        h.prestart().as_ref().is_some_and(|v| !v.is_empty()) || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
+    });
+    if runtime_hooks {
+        sync_placed(a)?;
     }
     let hooks = a.spec.hooks().as_ref();
     hooks::run(
@@ -151,6 +166,9 @@ fn setup(a: &mut InitArgs) -> Result<OwnedFd> {
             what: "chdir /".into(),
             errno: e,
         })?;
+    }
+    if !runtime_hooks {
+        sync_placed(a)?;
     }
     let Some(p) = a.spec.process().as_ref() else {
         // Nothing to run: the container can be created; `start` reports the missing process.
