@@ -178,3 +178,19 @@ pub fn socketpair() -> Result<(OwnedFd, OwnedFd)> {
         errno: e,
     })
 }
+
+/// The whole terminal setup of a container process: a pty sized from `process.consoleSize`, the
+/// master sent over `sock`, the slave made our controlling terminal and stdio. Returns the slave's
+/// path (for /dev/console).
+pub fn setup_terminal(p: &oci_spec::runtime::Process, sock: OwnedFd) -> Result<String> {
+    let (rows, cols) = p
+        .console_size()
+        .map(|b| (b.height() as u16, b.width() as u16))
+        .unwrap_or((0, 0));
+    let (master, slave, name) = open_pty(rows, cols)?;
+    send_master(sock.as_raw_fd(), &master, &name)?;
+    drop(master);
+    drop(sock);
+    become_terminal(&slave)?;
+    Ok(name)
+}

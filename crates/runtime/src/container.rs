@@ -146,16 +146,7 @@ fn exec_sock_path(dir_fd: &OwnedFd) -> String {
 
 fn listen_exec_sock(dir: &Path) -> Result<OwnedFd> {
     let dfd = crate::fsutil::open_path(dir, libc::O_PATH | libc::O_DIRECTORY)?;
-    let sock = nix::sys::socket::socket(
-        nix::sys::socket::AddressFamily::Unix,
-        nix::sys::socket::SockType::Stream,
-        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(|e| Error::Sys {
-        what: "socket".into(),
-        errno: e,
-    })?;
+    let sock = unix_stream()?;
     let addr =
         nix::sys::socket::UnixAddr::new(exec_sock_path(&dfd).as_str()).map_err(|e| Error::Sys {
             what: "exec.sock address".into(),
@@ -176,8 +167,9 @@ fn listen_exec_sock(dir: &Path) -> Result<OwnedFd> {
     Ok(sock)
 }
 
-fn connect_unix(path: &str) -> Result<OwnedFd> {
-    let sock = nix::sys::socket::socket(
+/// A close-on-exec unix stream socket.
+fn unix_stream() -> Result<OwnedFd> {
+    nix::sys::socket::socket(
         nix::sys::socket::AddressFamily::Unix,
         nix::sys::socket::SockType::Stream,
         nix::sys::socket::SockFlag::SOCK_CLOEXEC,
@@ -186,7 +178,12 @@ fn connect_unix(path: &str) -> Result<OwnedFd> {
     .map_err(|e| Error::Sys {
         what: "socket".into(),
         errno: e,
-    })?;
+    })
+}
+
+/// Connect a unix stream socket to `path` (console sockets, exec.sock).
+pub(crate) fn connect_unix(path: &str) -> Result<OwnedFd> {
+    let sock = unix_stream()?;
     let addr = nix::sys::socket::UnixAddr::new(path).map_err(|e| Error::Sys {
         what: format!("socket address {path}"),
         errno: e,

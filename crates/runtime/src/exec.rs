@@ -101,27 +101,7 @@ pub fn exec(o: ExecOpts) -> Result<i32> {
             Some(b)
         }
         Console::None => None,
-        Console::Path(p) => {
-            let s = nix::sys::socket::socket(
-                nix::sys::socket::AddressFamily::Unix,
-                nix::sys::socket::SockType::Stream,
-                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-                None,
-            )
-            .map_err(|e| Error::Sys {
-                what: "socket".into(),
-                errno: e,
-            })?;
-            let addr = nix::sys::socket::UnixAddr::new(&p).map_err(|e| Error::Sys {
-                what: "console socket".into(),
-                errno: e,
-            })?;
-            nix::sys::socket::connect(s.as_raw_fd(), &addr).map_err(|e| Error::Sys {
-                what: format!("connect {}", p.display()),
-                errno: e,
-            })?;
-            Some(s)
-        }
+        Console::Path(p) => Some(crate::container::connect_unix(&p.to_string_lossy())?),
         Console::Fd(f) => Some(f),
     };
     if terminal && console.is_none() {
@@ -254,14 +234,7 @@ fn exec_child(
     let r = (|| -> Result<(PathBuf, Vec<String>, Vec<String>)> {
         if p.terminal().unwrap_or(false) {
             if let Some(sock) = console_sock {
-                let (rows, cols) = p
-                    .console_size()
-                    .map(|b| (b.height() as u16, b.width() as u16))
-                    .unwrap_or((0, 0));
-                let (master, slave, name) = console::open_pty(rows, cols)?;
-                console::send_master(sock.as_raw_fd(), &master, &name)?;
-                drop(master);
-                console::become_terminal(&slave)?;
+                console::setup_terminal(p, sock)?;
             }
         }
         let notify = init::apply_process(p, filter, userns, preserve_fds, &[chan.raw()])?;

@@ -136,7 +136,8 @@ fn setup(a: &mut InitArgs) -> Result<OwnedFd> {
     // tells us the parent has placed us in our cgroup, so it can wait until after the pivot and
     // overlap the (RCU-bound) cgroup migration with our mount work.
     let runtime_hooks = a.spec.hooks().as_ref().is_some_and(|h| {
-        h.prestart().as_ref().is_some_and(|v| !v.is_empty()) || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
+        h.prestart().as_ref().is_some_and(|v| !v.is_empty())
+            || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
     });
     if runtime_hooks {
         sync_placed(a)?;
@@ -183,15 +184,7 @@ fn setup(a: &mut InitArgs) -> Result<OwnedFd> {
         let sock = a.console.take().ok_or_else(|| {
             Error::Config("process.terminal is set but no --console-socket was given".into())
         })?;
-        let (rows, cols) = p
-            .console_size()
-            .map(|b| (b.height() as u16, b.width() as u16))
-            .unwrap_or((0, 0));
-        let (master, slave, name) = console::open_pty(rows, cols)?;
-        console::send_master(sock.as_raw_fd(), &master, &name)?;
-        drop(master);
-        drop(sock);
-        console::become_terminal(&slave)?;
+        let name = console::setup_terminal(p, sock)?;
         console::mount_console(&name)?;
     }
     prepare_process(a, p, userns)
