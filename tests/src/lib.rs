@@ -249,3 +249,26 @@ pub fn require_root() {
     let euid = unsafe { libc::geteuid() };
     assert_eq!(euid, 0, "integration tests must run as root");
 }
+
+/// Run `skiff --root <root> args...` and capture its output.
+pub fn skiff(root: &Path, args: &[&str]) -> Output {
+    Command::new(bin("skiff"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("run skiff")
+}
+
+/// Run `skiff`, assert success, and return stdout.
+pub fn skiff_ok(root: &Path, args: &[&str]) -> String {
+    let o = skiff(root, args);
+    assert!(
+        o.status.success(),
+        "skiff {args:?} failed ({}): {}{}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}

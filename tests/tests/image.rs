@@ -2,31 +2,12 @@
 //! tag/rmi/prune, skopeo interoperability, hostile archives and crash safety of `load`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 use skiff_tests::{bin, busybox_rootfs};
 
-fn skiff(root: &Path, args: &[&str]) -> Output {
-    Command::new(bin("skiff"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .output()
-        .expect("run skiff")
-}
-
-fn ok(root: &Path, args: &[&str]) -> String {
-    let o = skiff(root, args);
-    assert!(
-        o.status.success(),
-        "skiff {args:?} failed ({}): {}{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
+use skiff_tests::{skiff, skiff_ok as ok};
 
 fn sh(cmd: &str) -> String {
     let o = Command::new("sh").arg("-c").arg(cmd).output().unwrap();

@@ -4,7 +4,7 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use serde_json::{json, Value};
 use skiff_tests::{bin, busybox_rootfs};
@@ -63,26 +63,7 @@ fn registry() -> Registry {
     panic!("docker-registry did not start on port {port}");
 }
 
-fn skiff(root: &Path, args: &[&str]) -> Output {
-    Command::new(bin("skiff"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .output()
-        .expect("run skiff")
-}
-
-fn ok(root: &Path, args: &[&str]) -> String {
-    let o = skiff(root, args);
-    assert!(
-        o.status.success(),
-        "skiff {args:?} failed ({}): {}{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
+use skiff_tests::{skiff, skiff_ok as ok};
 
 fn inspect(root: &Path, image: &str) -> Value {
     let v: Value = serde_json::from_str(&ok(root, &["image", "inspect", image])).unwrap();
