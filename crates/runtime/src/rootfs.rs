@@ -490,17 +490,53 @@ fn mount_cgroup(ctx: &Ctx, root: &OwnedFd, m: &Mount, opts: &MountOpts) -> Resul
         ),
         || "mount tmpfs for cgroups".into(),
     )?;
+    // The tmpfs is fresh and ours: create and open the per-hierarchy directories relative to it
+    // (nothing in it can be a planted symlink), bind each container cgroup in, then make the whole
+    // tree nosuid/nodev/noexec (and read-only when asked) with one recursive mount_setattr(2).
+    let tmp = openat_in_root(
+        root.as_raw_fd(),
+        dest,
+        libc::O_DIRECTORY | libc::O_RDONLY,
+        0,
+    )
+    .map_err(|e| Error::Sys {
+        what: "open cgroup tmpfs".into(),
+        errno: e,
+    })?;
     for (ctl, hostdir) in &ctx.cgroup.paths {
-        let sub = dest.join(ctl);
-        let t = mkdir_all_in_root(root.as_raw_fd(), &sub, Kind::Dir)?;
-        let src = if hostdir.exists() {
-            hostdir.clone()
-        } else {
+        if !hostdir.exists() {
             continue;
+        }
+        let name = std::ffi::CString::new(ctl.as_str())
+            .map_err(|_| Error::Other(format!("cgroup name {ctl:?}")))?;
+        // SAFETY: valid dirfd and C string.
+        if unsafe { libc::mkdirat(tmp.as_raw_fd(), name.as_ptr(), 0o755) } < 0
+            && Errno::last() != Errno::EEXIST
+        {
+            return Err(Error::Sys {
+                what: format!("mkdir cgroup {ctl}"),
+                errno: Errno::last(),
+            });
+        }
+        // SAFETY: valid dirfd and C string; O_NOFOLLOW.
+        let t = unsafe {
+            libc::openat(
+                tmp.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
         };
+        if t < 0 {
+            return Err(Error::Sys {
+                what: format!("open cgroup {ctl}"),
+                errno: Errno::last(),
+            });
+        }
+        // SAFETY: fresh fd we own.
+        let t = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(t) };
         sys(
             mount(
-                Some(&src),
+                Some(hostdir),
                 &fd_path(&t),
                 None::<&str>,
                 MsFlags::MS_BIND | MsFlags::MS_REC,
@@ -508,44 +544,33 @@ fn mount_cgroup(ctx: &Ctx, root: &OwnedFd, m: &Mount, opts: &MountOpts) -> Resul
             ),
             || format!("bind cgroup {ctl}"),
         )?;
-        let t2 =
-            openat_in_root(root.as_raw_fd(), &sub, libc::O_PATH, 0).map_err(|e| Error::Sys {
-                what: "reopen".into(),
-                errno: e,
-            })?;
-        let keep = locked_flags(&t2);
-        let f = flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-        sys(
-            mount(
-                None::<&str>,
-                &fd_path(&t2),
-                None::<&str>,
-                MsFlags::MS_REMOUNT | MsFlags::MS_BIND | f | keep,
-                None::<&str>,
-            ),
-            || format!("remount cgroup {ctl}"),
-        )?;
     }
+    let mut attr: u64 = 0x2 | 0x4 | 0x8; // MOUNT_ATTR_NOSUID | NODEV | NOEXEC
     if flags.contains(MsFlags::MS_RDONLY) {
-        let t2 =
-            openat_in_root(root.as_raw_fd(), dest, libc::O_PATH, 0).map_err(|e| Error::Sys {
-                what: "reopen".into(),
-                errno: e,
-            })?;
-        sys(
-            mount(
-                None::<&str>,
-                &fd_path(&t2),
-                None::<&str>,
-                MsFlags::MS_REMOUNT
-                    | MsFlags::MS_RDONLY
-                    | MsFlags::MS_NOSUID
-                    | MsFlags::MS_NODEV
-                    | MsFlags::MS_NOEXEC,
-                Some("mode=755"),
-            ),
-            || "remount cgroup tmpfs ro".into(),
-        )?;
+        attr |= 0x1; // MOUNT_ATTR_RDONLY
+    }
+    let top = openat_in_root(root.as_raw_fd(), dest, libc::O_PATH, 0).map_err(|e| Error::Sys {
+        what: "reopen cgroup tmpfs".into(),
+        errno: e,
+    })?;
+    let ma: [u64; 4] = [attr, 0, 0, 0];
+    // SAFETY: `ma` is a struct mount_attr (attr_set, attr_clr, propagation, userns_fd) of the size
+    // passed; the empty path is a valid C string.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            top.as_raw_fd(),
+            c"".as_ptr(),
+            0x1000u32 | 0x8000u32,
+            ma.as_ptr(),
+            std::mem::size_of_val(&ma),
+        )
+    };
+    if r < 0 {
+        return Err(Error::Sys {
+            what: "mount_setattr cgroup tree".into(),
+            errno: Errno::last(),
+        });
     }
     Ok(())
 }
