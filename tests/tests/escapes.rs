@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 use skiff_tests::*;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// CVE-2024-21626 (runc "Leaky Vessels"): a host fd leaked into the container init let
@@ -206,4 +207,76 @@ fn cve_2022_29162_no_inheritable_caps_and_exact_groups() {
         .unwrap();
     assert_eq!(ok(&o), "CapInh:\t0000000000000000\n1000\n");
     assert!(Path::new("/proc/self/status").exists());
+}
+
+/// CVE-2019-5736: a container program could make the kernel execute the runtime through
+/// `/proc/self/exe`, keep an O_PATH handle on /proc/<pid>/exe, and once that process exited reopen
+/// the handle for writing to overwrite the host binary. Asserts: the process that enters the
+/// container does not run from a writable host file — reopening its exe for writing fails (a
+/// read-only mount: EROFS; the sealed-memfd fallback: the write fails) — and the host binary is
+/// untouched.
+#[test]
+fn cve_2019_5736_runtime_binary_cannot_be_overwritten_through_proc_exe() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    require_root();
+    // A private copy of the runtime, so no other test keeps its inode busy (ETXTBSY would hide the
+    // real answer).
+    let dir = tempfile::tempdir().unwrap();
+    let rtbin = dir.path().join("skiff-runtime");
+    std::fs::copy(bin("skiff-runtime"), &rtbin).unwrap();
+    let root = dir.path().join("root");
+    let b = Bundle::busybox(&["true"]);
+    b.write();
+    let id = unique("exe");
+    let run = |args: &[&str]| {
+        std::process::Command::new(&rtbin)
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+    };
+    assert!(run(&["create", "--bundle", b.path().to_str().unwrap(), &id]).success());
+    let st: Value = serde_json::from_slice(
+        &std::process::Command::new(&rtbin)
+            .arg("--root")
+            .arg(&root)
+            .args(["state", &id])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let pid = st["pid"].as_i64().unwrap();
+    let host = std::fs::read(&rtbin).unwrap();
+    // The attacker's handle, taken while the runtime process is alive.
+    let handle = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(format!("/proc/{pid}/exe"))
+        .unwrap();
+    assert!(run(&["delete", "-f", &id]).success());
+    let reopened = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/fd/{}", handle.as_raw_fd()));
+    let wrote = match reopened {
+        Ok(mut f) => f.write_all(b"owned").is_ok(),
+        Err(e) => {
+            assert_eq!(
+                e.raw_os_error(),
+                Some(libc::EROFS),
+                "refused because read-only, not merely busy: {e}"
+            );
+            false
+        }
+    };
+    assert!(
+        !wrote,
+        "the runtime binary reachable from the container must not be writable"
+    );
+    assert_eq!(std::fs::read(&rtbin).unwrap(), host);
 }

@@ -22,6 +22,7 @@ pub mod init;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;
+pub mod sealed;
 pub mod seccomp;
 pub mod sync;
 pub mod util;
