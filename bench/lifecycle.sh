@@ -5,11 +5,11 @@
 # private mount namespace with cgroup2 mounted at /sys/fs/cgroup, where crun 1.8 can run (with
 # --cgroup-manager=disabled); skiff and runc run there too, so all three see the same host.
 # Prints mean times, `ratio skiff/runc = X`, `ratio skiff/crun = Y`, and peak RSS of each run.
-# Needs root, hyperfine, runc, crun, busybox-static; uses target/release/skiff-runtime.
+# Needs root, hyperfine, runc, crun, busybox-static, jq, bc; builds the static skiff-runtime.
 set -eu
 cd "$(dirname "$0")/.."
-SKIFF=$(readlink -f "${SKIFF_RUNTIME:-target/release/skiff-runtime}")
-[ -x "$SKIFF" ] || cargo build --release -p skiff-runtime-cli
+# The static release build (scripts/build-static-runtime.sh) unless SKIFF_RUNTIME names another.
+SKIFF=$(readlink -f "${SKIFF_RUNTIME:-$(sh scripts/build-static-runtime.sh)}")
 RUNS=${RUNS:-200}
 B=$(mktemp -d /tmp/skiff-bench.XXXXXX)
 trap 'rm -rf "$B"' EXIT
