@@ -17,6 +17,12 @@ cleanup() {
         for c in t1 t2; do "$RT" --root "/run/containerd/runc/$NS" delete -f "$c" 2>/dev/null || true; done
         rm -rf "/run/containerd/runc/$NS"
     fi
+    # The shim's cgroups are /<namespace>/<id> in every hierarchy.
+    if [ -n "$NS" ]; then
+        for d in /sys/fs/cgroup/*/"$NS" /sys/fs/cgroup/"$NS"; do
+            [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
+        done
+    fi
     [ -n "$CPID" ] && kill "$CPID" 2>/dev/null && wait "$CPID" 2>/dev/null || true
     # Unmount whatever containerd left (snapshots, shm), deepest first.
     grep " $T" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
