@@ -24,6 +24,8 @@ cleanup() {
         done
     fi
     [ -n "$CPID" ] && kill "$CPID" 2>/dev/null && wait "$CPID" 2>/dev/null || true
+    # A shim outlives containerd when a task was left running: stop ours.
+    [ -n "$NS" ] && pkill -f "containerd-shim-runc-v2 -namespace $NS " 2>/dev/null || true
     # Unmount whatever containerd left (snapshots, shm), deepest first.
     grep " $T" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
     rm -rf "$T"
