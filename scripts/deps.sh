@@ -6,5 +6,5 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     busybox-static libseccomp-dev pkg-config gcc make jq \
     runc crun containerd uidmap iproute2 \
-    docker-registry skopeo apache2-utils openssl ca-certificates hyperfine \
+    docker-registry skopeo umoci apache2-utils openssl ca-certificates hyperfine bc \
     >/dev/null
