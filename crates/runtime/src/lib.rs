@@ -13,6 +13,7 @@ pub mod config;
 pub mod console;
 pub mod container;
 pub mod defaults;
+pub mod docker;
 pub mod exec;
 pub mod forward;
 pub mod fsutil;
