@@ -236,16 +236,19 @@ fn parse_security_opts(opts: &[String]) -> Result<SecurityOpts, DockerSpecError>
     Ok(s)
 }
 
-/// Every capability this kernel knows (up to /proc/sys/kernel/cap_last_cap), as `CAP_*` names in
-/// kernel order: the set `--privileged` and `--cap-add ALL` grant.
+/// Every capability this kernel knows (up to /proc/sys/kernel/cap_last_cap) that the calling
+/// process's bounding set still holds (a host may withhold some, e.g. CAP_SYS_RESOURCE, and no
+/// container can get those), as `CAP_*` names in kernel order: the set `--privileged` and
+/// `--cap-add ALL` grant.
 pub fn all_caps() -> Vec<String> {
     let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse::<u8>().ok())
         .unwrap_or(40);
+    let bounding = caps::read(None, caps::CapSet::Bounding).unwrap_or_else(|_| caps::all());
     let mut v: Vec<caps::Capability> = caps::all()
         .into_iter()
-        .filter(|c| c.index() <= last)
+        .filter(|c| c.index() <= last && bounding.contains(c))
         .collect();
     v.sort_by_key(|c| c.index());
     v.into_iter().map(|c| c.to_string()).collect()
@@ -849,6 +852,7 @@ mod tests {
             sorted(all_caps())
         );
         assert!(all_caps().contains(&"CAP_SYS_ADMIN".to_owned()));
+        assert!(all_caps().len() > DEFAULT_CAPS.len());
         assert!(v["linux"]["seccomp"].is_null());
         assert!(v["linux"]["maskedPaths"].is_null() && v["linux"]["readonlyPaths"].is_null());
         assert_eq!(
