@@ -5,6 +5,7 @@ mod images;
 mod registry;
 mod template;
 mod transport;
+mod volumes;
 
 use std::path::PathBuf;
 
@@ -57,11 +58,18 @@ pub enum Command {
     /// Manage manifests and manifest lists
     #[command(subcommand)]
     Manifest(images::ManifestCommand),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volumes::VolumeCommand),
 }
 
 fn main() {
     let cli = Cli::parse();
-    let code = match images::run(&cli) {
+    let r = match &cli.command {
+        Command::Volume(c) => volumes::run(&cli, c),
+        _ => images::run(&cli),
+    };
+    let code = match r {
         Ok(code) => code,
         Err(e) => {
             let msg = format!("{e:#}");
