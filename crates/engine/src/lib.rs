@@ -3,4 +3,5 @@
 //! It turns images (skiff-image) into OCI bundles and drives the runtime library (skiff-runtime).
 
 pub mod events;
+pub mod init;
 pub mod volumes;
