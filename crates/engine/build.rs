@@ -37,6 +37,15 @@ fn main() {
         status.success(),
         "static build of skiff-init failed (needs the C library's static archive, e.g. libc6-dev)"
     );
+    // `skiff version` shows the compiler in docker's "Go version" place.
+    let rustc_version = Command::new(&rustc)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.split_whitespace().nth(1).map(str::to_string))
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=SKIFF_RUSTC_VERSION=rust{rustc_version}");
     let bytes = std::fs::read(&out).expect("read skiff-init");
     // FNV-1a: names the extracted copy, so different builds never share a file.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

@@ -345,10 +345,12 @@ pub fn read(root: &Path, since: i64, until: i64) -> Result<Vec<Event>, EventErro
     Ok(out)
 }
 
-/// Follows the live log from its current end, calling `f` for each new event until `f` returns
-/// false or `deadline` (nanoseconds since the epoch) passes. Survives rotation.
+/// Follows the live log from its current end (or from its start with `from_start`), calling `f`
+/// for each event until `f` returns false or `deadline` (nanoseconds since the epoch) passes.
+/// Survives rotation.
 pub fn follow(
     root: &Path,
+    from_start: bool,
     deadline: Option<i64>,
     mut f: impl FnMut(&Event) -> bool,
 ) -> Result<(), EventError> {
@@ -364,7 +366,7 @@ pub fn follow(
         }
     };
     let mut cur = open(&path)?;
-    if let Some((file, _)) = cur.as_mut() {
+    if let Some((file, _)) = cur.as_mut().filter(|_| !from_start) {
         file.seek(SeekFrom::End(0)).map_err(io_err(&path))?;
     }
     let mut pending = Vec::new();

@@ -3,5 +3,6 @@
 //! It turns images (skiff-image) into OCI bundles and drives the runtime library (skiff-runtime).
 
 pub mod events;
+pub mod info;
 pub mod init;
 pub mod volumes;
