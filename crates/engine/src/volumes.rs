@@ -43,9 +43,12 @@ pub const ANONYMOUS_LABEL: &str = "com.docker.volume.anonymous";
 /// Errors of volume operations; each names the volume.
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
-    /// No such volume.
-    #[error("No such volume: {0}")]
+    /// No such volume (docker's daemon message).
+    #[error("get {0}: no such volume")]
     NotFound(String),
+    /// The name is shorter than two characters.
+    #[error("create {0}: volume name is too short, names should be at least two alphanumeric characters")]
+    TooShort(String),
     /// The name does not match `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
     #[error("create {0}: \"{0}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path")]
     InvalidName(String),
@@ -124,10 +127,10 @@ impl Volume {
         serde_json::json!({
             "CreatedAt": skiff_image::time::rfc3339(self.created_at),
             "Driver": self.driver,
-            "Labels": self.labels,
+            "Labels": if self.labels.is_empty() { serde_json::Value::Null } else { serde_json::json!(self.labels) },
             "Mountpoint": self.mountpoint,
             "Name": self.name,
-            "Options": self.options,
+            "Options": if self.options.is_empty() { serde_json::Value::Null } else { serde_json::json!(self.options) },
             "Scope": "local",
         })
     }
@@ -277,6 +280,9 @@ impl Volumes {
             Some(n) => n.to_string(),
             None => random_name(),
         };
+        if name.len() < 2 {
+            return Err(VolumeError::TooShort(name));
+        }
         if !valid_name(&name) {
             return Err(VolumeError::InvalidName(name));
         }
@@ -288,6 +294,11 @@ impl Volumes {
         }
         parse_mount_opts(&name, driver_opts)?;
         if let Some(v) = self.find(&name)? {
+            // docker logs a create event for an existing name too.
+            let _ = events::emit(
+                &self.root,
+                &Event::new("volume", "create", &name).attr("driver", &v.driver),
+            );
             return Ok(v);
         }
         let mut labels = labels.clone();
@@ -317,12 +328,12 @@ impl Volumes {
                 ],
             )
             .map_err(db_err(format!("create {name}")))?;
-        if inserted == 1 {
-            let _ = events::emit(
-                &self.root,
-                &Event::new("volume", "create", &name).attr("driver", driver),
-            );
-        }
+        // One event per successful call (a racing creator of the same name logs its own).
+        let _ = inserted;
+        let _ = events::emit(
+            &self.root,
+            &Event::new("volume", "create", &name).attr("driver", driver),
+        );
         self.get(&name)
     }
 
@@ -542,6 +553,10 @@ impl Volumes {
     /// Removes a volume. `force` only turns "no such volume" into success; an in-use volume is
     /// refused either way, as docker does.
     pub fn remove(&self, name: &str, force: bool) -> Result<()> {
+        self.remove_inner(name, force, true)
+    }
+
+    fn remove_inner(&self, name: &str, force: bool, event: bool) -> Result<()> {
         let v = match self.find(name)? {
             Some(v) => v,
             None if force => return Ok(()),
@@ -600,14 +615,17 @@ impl Volumes {
         if moved {
             remove_tree(&trash).map_err(io_err(format!("remove {name}"), &trash))?;
         }
-        let _ = events::emit(
-            &self.root,
-            &Event::new("volume", "destroy", name).attr("driver", &v.driver),
-        );
+        if event {
+            let _ = events::emit(
+                &self.root,
+                &Event::new("volume", "destroy", name).attr("driver", &v.driver),
+            );
+        }
         Ok(())
     }
 
-    /// Removes unused volumes: anonymous ones only, or all unused with `all` (docker ≥ 23).
+    /// Removes unused volumes: anonymous ones only, or all unused with `all` (docker ≥ 23). Logs
+    /// one `prune` event, as docker does, instead of a `destroy` per volume.
     /// `label_filters` are `key`, `key=value`, `label!=key[=value]`-style pairs already split:
     /// `(negate, "key" or "key=value")`.
     pub fn prune(&self, all: bool, label_filters: &[(bool, String)]) -> Result<PruneReport> {
@@ -630,7 +648,7 @@ impl Volumes {
             } else {
                 0
             };
-            match self.remove(&v.name, false) {
+            match self.remove_inner(&v.name, false, false) {
                 Ok(()) => {
                     rep.deleted.push(v.name);
                     rep.reclaimed += size;
@@ -639,6 +657,11 @@ impl Volumes {
                 Err(e) => return Err(e),
             }
         }
+        // docker logs one `prune` event (no per-volume `destroy`).
+        let _ = events::emit(
+            &self.root,
+            &Event::new("volume", "prune", "").attr("reclaimed", &rep.reclaimed.to_string()),
+        );
         Ok(rep)
     }
 
@@ -770,7 +793,7 @@ fn parse_mount_opts(name: &str, opts: &BTreeMap<String, String>) -> Result<Optio
     };
     for k in opts.keys() {
         if !matches!(k.as_str(), "type" | "device" | "o" | "size") {
-            return Err(bad(format!("invalid option key: {k:?}")));
+            return Err(bad(format!("invalid option: {k:?}")));
         }
     }
     if opts.is_empty() {

@@ -103,6 +103,17 @@ fn open(cli: &Cli) -> Result<Volumes> {
 
 /// Runs a volume command; returns the exit code.
 pub fn run(cli: &Cli, cmd: &VolumeCommand) -> Result<i32> {
+    // docker's CLI exits 1 when the daemon refuses a volume request (125 is for `run`).
+    match run_inner(cli, cmd) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("skiff: {e:#}");
+            Ok(1)
+        }
+    }
+}
+
+fn run_inner(cli: &Cli, cmd: &VolumeCommand) -> Result<i32> {
     let vols = open(cli)?;
     match cmd {
         VolumeCommand::Create(a) => create(&vols, a),
@@ -199,7 +210,7 @@ fn filtered(vols: &Volumes, filters: &[String]) -> Result<Vec<Volume>> {
             "name" => names.push(v.to_string()),
             "label" => labels.push(v.to_string()),
             "driver" => drivers.push(v.to_string()),
-            other => bail!("invalid filter '{other}'"),
+            other => bail!("Invalid filter '{other}'"),
         }
     }
     let mut out = Vec::new();
