@@ -180,6 +180,33 @@ fn in_use_volumes_are_kept() {
 }
 
 #[test]
+fn uses_by_vanished_containers_expire() {
+    let t = root();
+    let r = t.path();
+    let vols = Volumes::open(r).unwrap();
+    vols.use_volume(Some("kept"), "ctr-live").unwrap();
+    vols.use_volume(Some("kept"), "ctr-crashed").unwrap();
+    vols.use_volume(Some("fresh"), "ctr-being-created").unwrap();
+    // The container code's table knows only ctr-live; ctr-crashed's use is old, as if `skiff rm`
+    // had died between deleting the row and releasing the volumes.
+    let db = rusqlite::Connection::open(r.join("skiff.db")).unwrap();
+    db.execute_batch(
+        "CREATE TABLE IF NOT EXISTS containers(id TEXT PRIMARY KEY, name TEXT, created TEXT,
+           record TEXT, state TEXT, restart_count INTEGER DEFAULT 0);
+         INSERT INTO containers(id, name, created, record, state) VALUES('ctr-live','l','','{}','{}');
+         UPDATE container_volumes SET added = added - 3600 WHERE container_id = 'ctr-crashed';",
+    )
+    .unwrap();
+    assert_eq!(vols.users("kept").unwrap(), ["ctr-live"]);
+    // A use younger than the grace period counts even before its container row exists.
+    assert_eq!(vols.users("fresh").unwrap(), ["ctr-being-created"]);
+    let o = skiff(r, &["volume", "rm", "fresh"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    db.execute("DELETE FROM containers", []).unwrap();
+    assert_eq!(vols.users("kept").unwrap(), ["ctr-live"], "fresh uses stay");
+}
+
+#[test]
 fn prune_removes_only_anonymous_unless_all() {
     let t = root();
     let r = t.path();

@@ -11,7 +11,10 @@
 //! container (`rm -v` also removes that container's anonymous volumes through it). A volume with a
 //! row there is "in use": `remove` refuses it (even with `force`, like docker), `prune` skips it and
 //! `ls --filter dangling=true` hides it. A table rather than a callback keeps `skiff volume rm` and
-//! `skiff rm` correct across processes without either parsing the other's JSON.
+//! `skiff rm` correct across processes without either parsing the other's JSON. Uses left behind by
+//! a crash between removing a container and releasing its volumes are forgotten once the
+//! `containers` table no longer has that id and the use is older than [`STALE_USE_SECS`] (the grace
+//! covers a container being created: its use may be recorded before its row).
 //!
 //! Driver options (`-o type=…,device=…,o=…`) follow docker's local driver: the volume is mounted
 //! with `mount(device, _data, type, o)` when a container first uses it ([`Volumes::mount`]) and
@@ -36,6 +39,9 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::events::{self, Event};
+
+/// Age after which a use by a container missing from the `containers` table is forgotten.
+pub const STALE_USE_SECS: i64 = 300;
 
 /// Label docker ≥ 23 puts on anonymous volumes.
 pub const ANONYMOUS_LABEL: &str = "com.docker.volume.anonymous";
@@ -158,6 +164,7 @@ CREATE TABLE IF NOT EXISTS volumes(
 CREATE TABLE IF NOT EXISTS container_volumes(
     container_id TEXT NOT NULL,
     volume TEXT NOT NULL,
+    added INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY(container_id, volume)
 );
 CREATE INDEX IF NOT EXISTS container_volumes_by_volume ON container_volumes(volume);
@@ -377,8 +384,32 @@ impl Volumes {
         Ok(v)
     }
 
+    /// Forgets uses by containers the `containers` table no longer has (after the grace period).
+    fn forget_stale_uses(&self) -> Result<()> {
+        let has_table: bool = self
+            .db
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'containers'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(db_err("check containers table"))?
+            > 0;
+        if has_table {
+            self.db
+                .execute(
+                    "DELETE FROM container_volumes WHERE added < ?1
+                     AND container_id NOT IN (SELECT id FROM containers)",
+                    [skiff_image::time::now_unix() - STALE_USE_SECS],
+                )
+                .map_err(db_err("forget stale uses"))?;
+        }
+        Ok(())
+    }
+
     /// Containers recorded as using `name`.
     pub fn users(&self, name: &str) -> Result<Vec<String>> {
+        self.forget_stale_uses()?;
         let mut st = self
             .db
             .prepare("SELECT container_id FROM container_volumes WHERE volume = ?1 ORDER BY 1")
@@ -396,8 +427,9 @@ impl Volumes {
         self.get(name)?;
         self.db
             .execute(
-                "INSERT OR IGNORE INTO container_volumes(container_id, volume) VALUES (?1, ?2)",
-                [container_id, name],
+                "INSERT OR IGNORE INTO container_volumes(container_id, volume, added)
+                 VALUES (?1, ?2, ?3)",
+                params![container_id, name, skiff_image::time::now_unix()],
             )
             .map_err(db_err(format!("attach {name}")))?;
         Ok(())
