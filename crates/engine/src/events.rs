@@ -119,6 +119,43 @@ impl Event {
     }
 }
 
+/// A container event with docker's attributes: the container's labels, then `image` and `name`
+/// (plus whatever `extra` adds, e.g. `exitCode` for `die`, `signal` for `kill`).
+pub fn container_event(
+    action: &str,
+    id: &str,
+    name: &str,
+    image: &str,
+    labels: &BTreeMap<String, String>,
+    extra: &[(&str, &str)],
+) -> Event {
+    let mut ev = Event::new("container", action, id);
+    ev.attributes = labels.clone();
+    ev.attributes.insert("image".into(), image.into());
+    ev.attributes
+        .insert("name".into(), name.trim_start_matches('/').into());
+    for (k, v) in extra {
+        ev.attributes.insert((*k).into(), (*v).into());
+    }
+    ev
+}
+
+/// docker's `volume mount`/`unmount` event for a container using a volume.
+pub fn volume_mount_event(
+    action: &str,
+    volume: &str,
+    container_id: &str,
+    destination: &str,
+    read_write: bool,
+) -> Event {
+    Event::new("volume", action, volume)
+        .attr("container", container_id)
+        .attr("destination", destination)
+        .attr("driver", "local")
+        .attr("propagation", "")
+        .attr("read/write", if read_write { "true" } else { "false" })
+}
+
 /// Nanoseconds since the epoch, now.
 pub fn now_nano() -> i64 {
     SystemTime::now()
@@ -433,6 +470,27 @@ mod tests {
         let j = serde_json::to_string(&ev).unwrap();
         assert_eq!(serde_json::from_str::<Event>(&j).unwrap(), ev);
         assert_eq!(ev.to_docker_json()["from"], "busybox");
+    }
+
+    #[test]
+    fn helpers() {
+        let labels = BTreeMap::from([("tier".to_string(), "web".to_string())]);
+        let mut ev = container_event(
+            "die",
+            "abc",
+            "/web",
+            "busybox",
+            &labels,
+            &[("exitCode", "3")],
+        );
+        ev.time_nano = 1;
+        assert_eq!(
+            ev.to_line(),
+            "1970-01-01T00:00:00.000000001Z container die abc (exitCode=3, image=busybox, name=web, tier=web)"
+        );
+        let m = volume_mount_event("mount", "data", "abc", "/data", true);
+        assert_eq!(m.attributes["read/write"], "true");
+        assert_eq!(m.attributes["container"], "abc");
     }
 
     #[test]
