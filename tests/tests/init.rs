@@ -163,3 +163,91 @@ fn sigterm_is_forwarded() {
     assert!(rt.out(&["kill", &id, "KILL"]).status.success());
     assert_eq!(wait_exit(c).0, 137);
 }
+
+#[test]
+fn command_owns_the_terminal() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    require_root();
+    let s = store();
+    let rt = Runtime::new();
+    // With a tty, the init makes the command's process group the terminal's foreground group
+    // (so ^C, ^Z and job control reach the shell, as with tini): pgrp == tpgid inside.
+    let mut b = bundle(
+        s.path(),
+        &[
+            "sh",
+            "-c",
+            "echo pg=$(cut -d' ' -f5,8 /proc/$$/stat) pid=$$",
+        ],
+        true,
+    );
+    b.config["process"]["terminal"] = true.into();
+    b.write();
+    let sockdir = tempfile::tempdir().unwrap();
+    let sock = sockdir.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let id = unique("init-tty");
+    let creator = {
+        let (root, bpath, sock, id) = (
+            rt.root.path().to_path_buf(),
+            b.path().to_path_buf(),
+            sock.clone(),
+            id.clone(),
+        );
+        std::thread::spawn(move || {
+            std::process::Command::new(skiff_tests::bin("skiff-runtime"))
+                .arg("--root")
+                .arg(&root)
+                .args(["create", "--bundle", bpath.to_str().unwrap()])
+                .args(["--console-socket", sock.to_str().unwrap(), &id])
+                .output()
+                .unwrap()
+        })
+    };
+    let (conn, _) = listener.accept().unwrap();
+    let master = recv_fd(conn.as_raw_fd());
+    assert!(creator.join().unwrap().status.success());
+    assert!(rt.out(&["start", &id]).status.success());
+    let mut f = std::fs::File::from(master);
+    let mut text = String::new();
+    let mut buf = [0u8; 512];
+    while !text.contains("pid=") || !text.ends_with('\n') {
+        match f.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    rt.wait_status(&id, "stopped");
+    assert!(rt.out(&["delete", &id]).status.success());
+    let line = text.lines().find(|l| l.starts_with("pg=")).expect(&text);
+    let nums: Vec<&str> = line
+        .trim_start_matches("pg=")
+        .split([' ', '='])
+        .filter(|w| w.chars().all(|c| c.is_ascii_digit()) && !w.is_empty())
+        .collect();
+    assert_eq!(nums.len(), 3, "{line}");
+    assert_eq!(
+        nums[0], nums[1],
+        "command's group is not the foreground group: {line}"
+    );
+    assert_eq!(nums[0], nums[2], "the command leads its own group: {line}");
+    assert_ne!(nums[0], "1");
+}
+
+/// Receives the pty master from a console-socket connection.
+fn recv_fd(fd: i32) -> std::os::fd::OwnedFd {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::FromRawFd;
+    let mut buf = [0u8; 1024];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([i32; 1]);
+    let r = recvmsg::<()>(fd, &mut iov, Some(&mut cmsg), MsgFlags::empty()).unwrap();
+    for c in r.cmsgs().unwrap() {
+        if let ControlMessageOwned::ScmRights(v) = c {
+            // SAFETY: the kernel installed this fd for us; we own it from here.
+            return unsafe { std::os::fd::OwnedFd::from_raw_fd(v[0]) };
+        }
+    }
+    panic!("no fd received on the console socket");
+}
