@@ -516,3 +516,63 @@ mod xattr {
         (n >= 0).then(|| buf[..n as usize].to_vec())
     }
 }
+
+#[test]
+fn remove_racing_with_use_never_leaves_a_dangling_use() {
+    let t = root();
+    let r = t.path().to_path_buf();
+    Volumes::open(&r).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Removers: `skiff volume rm` processes and a library remover, as fast as they can.
+    let removers: Vec<_> = (0..2)
+        .map(|i| {
+            let (r, stop) = (r.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let vols = Volumes::open(&r).unwrap();
+                let mut removed = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let ok = if i == 0 {
+                        skiff(&r, &["volume", "rm", "race"]).status.success()
+                    } else {
+                        vols.remove("race", false).is_ok()
+                    };
+                    removed += ok as usize;
+                }
+                removed
+            })
+        })
+        .collect();
+    let vols = Volumes::open(&r).unwrap();
+    for i in 0..150 {
+        let id = format!("ctr-{i}");
+        let v = vols.use_volume(Some("race"), &id).unwrap();
+        // While used: the volume row, its data dir and our use all exist.
+        assert!(
+            v.mountpoint.is_dir(),
+            "round {i}: data dir gone while in use"
+        );
+        std::fs::write(v.mountpoint.join("f"), b"x").unwrap();
+        assert_eq!(vols.get("race").unwrap().name, "race");
+        assert_eq!(vols.users("race").unwrap(), vec![id.clone()]);
+        vols.release(&id, false).unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let removed: usize = removers.into_iter().map(|h| h.join().unwrap()).sum();
+    assert!(removed > 0, "the removers never got a turn");
+    // No leftover trash or orphan rows.
+    let db = rusqlite::Connection::open(r.join("skiff.db")).unwrap();
+    let orphans: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM container_volumes WHERE volume NOT IN (SELECT name FROM volumes)",
+            [],
+            |x| x.get(0),
+        )
+        .unwrap();
+    assert_eq!(orphans, 0);
+    let trash = std::fs::read_dir(r.join("volumes"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".rm-"))
+        .count();
+    assert_eq!(trash, 0);
+}

@@ -424,26 +424,36 @@ impl Volumes {
 
     /// Records that `container_id` uses volume `name` (idempotent).
     pub fn attach(&self, container_id: &str, name: &str) -> Result<()> {
-        self.get(name)?;
+        // One statement: the use is recorded only if the volume exists at that instant, so it
+        // can never point at a volume a concurrent `remove` just deleted.
         self.db
             .execute(
                 "INSERT OR IGNORE INTO container_volumes(container_id, volume, added)
-                 VALUES (?1, ?2, ?3)",
+                 SELECT ?1, name, ?3 FROM volumes WHERE name = ?2",
                 params![container_id, name, skiff_image::time::now_unix()],
             )
             .map_err(db_err(format!("attach {name}")))?;
-        Ok(())
+        // Zero rows: already recorded (fine) or no such volume.
+        self.get(name).map(|_| ())
     }
 
     /// What `run -v name:/dst` needs: the volume (created if missing; anonymous when `name` is
     /// None), recorded as used by `container_id`, and mounted if it has driver options. Bind the
     /// returned volume's `mountpoint` into the container.
     pub fn use_volume(&self, name: Option<&str>, container_id: &str) -> Result<Volume> {
-        let v = match name {
-            Some(n) => self.get_or_create(n)?,
-            None => self.create(None, &BTreeMap::new(), &BTreeMap::new())?,
+        let mut attempts = 0;
+        let v = loop {
+            let v = match name {
+                Some(n) => self.get_or_create(n)?,
+                None => self.create(None, &BTreeMap::new(), &BTreeMap::new())?,
+            };
+            match self.attach(container_id, &v.name) {
+                Ok(()) => break v,
+                // Removed between get and attach by another process: make it again.
+                Err(VolumeError::NotFound(_)) if name.is_some() && attempts < 3 => attempts += 1,
+                Err(e) => return Err(e),
+            }
         };
-        self.attach(container_id, &v.name)?;
         self.mount(&v)?;
         Ok(v)
     }
@@ -473,17 +483,15 @@ impl Volumes {
         let mut removed = Vec::new();
         for n in names {
             let Some(v) = self.find(&n)? else { continue };
-            if !self.users(&n)?.is_empty() {
-                continue;
-            }
             if remove_anonymous && v.anonymous {
+                // remove() re-checks "unused" atomically; another user keeps it.
                 match self.remove(&n, false) {
                     Ok(()) => removed.push(n),
                     Err(VolumeError::InUse { .. }) | Err(VolumeError::NotFound(_)) => {}
                     Err(e) => return Err(e),
                 }
             } else {
-                self.unmount(&v)?;
+                self.unmount_if_unused(&v)?;
             }
         }
         Ok(removed)
@@ -555,12 +563,17 @@ impl Volumes {
         Ok(v.mountpoint.clone())
     }
 
-    /// Unmounts an option-mounted volume if it is mounted.
-    pub fn unmount(&self, v: &Volume) -> Result<()> {
+    /// Unmounts an option-mounted volume when no container uses it. The check and the unmount
+    /// happen under the lock `mount` takes after `attach`, so a container that attached
+    /// meanwhile keeps its mount.
+    pub fn unmount_if_unused(&self, v: &Volume) -> Result<()> {
         if v.options.is_empty() {
             return Ok(());
         }
         let _lock = self.lock()?;
+        if !self.users(&v.name)?.is_empty() {
+            return Ok(());
+        }
         while is_mountpoint(&v.mountpoint) {
             umount(&v.mountpoint).map_err(io_err(format!("unmount {}", v.name), &v.mountpoint))?;
         }
@@ -594,17 +607,40 @@ impl Volumes {
             None if force => return Ok(()),
             None => return Err(VolumeError::NotFound(name.to_string())),
         };
-        let users = self.users(name)?;
+        let what = || format!("remove {name}");
+        self.forget_stale_uses()?;
+        // Lock order everywhere: the volumes flock, then a database write; nobody waits for the
+        // flock while holding a write transaction.
+        let _lock = self.lock()?;
+        // The write transaction makes "not in use" and the removal one step: a concurrent
+        // `attach` waits for it, then finds no volume (and `use_volume` creates a fresh one).
+        let tx = rusqlite::Transaction::new_unchecked(&self.db, TransactionBehavior::Immediate)
+            .map_err(db_err(what()))?;
+        let users: Vec<String> = {
+            let mut st = tx
+                .prepare("SELECT container_id FROM container_volumes WHERE volume = ?1 ORDER BY 1")
+                .map_err(db_err(what()))?;
+            let v = st
+                .query_map([name], |r| r.get(0))
+                .map_err(db_err(what()))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+                .map_err(db_err(what()))?;
+            v
+        };
         if !users.is_empty() {
             return Err(VolumeError::InUse {
                 name: name.to_string(),
                 containers: users,
             });
         }
-        self.unmount(&v)?;
+        if !v.options.is_empty() {
+            while is_mountpoint(&v.mountpoint) {
+                umount(&v.mountpoint).map_err(io_err(what(), &v.mountpoint))?;
+            }
+        }
         if is_mountpoint(&v.mountpoint) {
             return Err(VolumeError::Io {
-                what: format!("remove {name}"),
+                what: what(),
                 path: v.mountpoint.clone(),
                 source: io::Error::new(io::ErrorKind::ResourceBusy, "still mounted"),
             });
@@ -613,27 +649,10 @@ impl Volumes {
         let trash = self
             .dir()
             .join(format!(".rm-{name}-{}", &random_name()[..8]));
-        let tx = rusqlite::Transaction::new_unchecked(&self.db, TransactionBehavior::Immediate)
-            .map_err(db_err(format!("remove {name}")))?;
-        // Re-check under the write lock: a container may have attached meanwhile.
-        let n: i64 = tx
-            .query_row(
-                "SELECT COUNT(*) FROM container_volumes WHERE volume = ?1",
-                [name],
-                |r| r.get(0),
-            )
-            .map_err(db_err(format!("remove {name}")))?;
-        if n > 0 {
-            drop(tx);
-            return Err(VolumeError::InUse {
-                name: name.to_string(),
-                containers: self.users(name)?,
-            });
-        }
         let moved = match fs::rename(&vdir, &trash) {
             Ok(()) => true,
             Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-            Err(e) => return Err(io_err(format!("remove {name}"), &vdir)(e)),
+            Err(e) => return Err(io_err(what(), &vdir)(e)),
         };
         let r = tx
             .execute("DELETE FROM volumes WHERE name = ?1", [name])
@@ -642,10 +661,10 @@ impl Volumes {
             if moved {
                 let _ = fs::rename(&trash, &vdir);
             }
-            return Err(db_err(format!("remove {name}"))(e));
+            return Err(db_err(what())(e));
         }
         if moved {
-            remove_tree(&trash).map_err(io_err(format!("remove {name}"), &trash))?;
+            remove_tree(&trash).map_err(io_err(what(), &trash))?;
         }
         if event {
             let _ = events::emit(
