@@ -230,8 +230,28 @@ impl Volumes {
     pub fn with_connection(root: &Path, db: Connection) -> Result<Volumes> {
         db.busy_timeout(Duration::from_secs(30))
             .map_err(db_err("busy timeout"))?;
-        db.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db_err("enable WAL"))?;
+        // Switching to WAL needs a moment alone with the file, and SQLite does not apply the
+        // busy timeout to it: only switch when needed, retrying while another opener holds it.
+        let mut tries = 0;
+        loop {
+            let mode: String = db
+                .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+                .map_err(db_err("journal mode"))?;
+            if mode.eq_ignore_ascii_case("wal") {
+                break;
+            }
+            match db.pragma_update(None, "journal_mode", "WAL") {
+                Ok(()) => break,
+                Err(e)
+                    if tries < 200
+                        && e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) =>
+                {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(db_err("enable WAL")(e)),
+            }
+        }
         db.execute_batch(SCHEMA).map_err(db_err("create schema"))?;
         let dir = root.join("volumes");
         fs::DirBuilder::new()
@@ -616,6 +636,22 @@ impl Volumes {
         // `attach` waits for it, then finds no volume (and `use_volume` creates a fresh one).
         let tx = rusqlite::Transaction::new_unchecked(&self.db, TransactionBehavior::Immediate)
             .map_err(db_err(what()))?;
+        // The row may have gone (and a new directory of that name be half made by a creator)
+        // since `find` above: only a row seen inside the transaction licenses the rename.
+        let exists: i64 = tx
+            .query_row(
+                "SELECT COUNT(*) FROM volumes WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .map_err(db_err(what()))?;
+        if exists == 0 {
+            return if force {
+                Ok(())
+            } else {
+                Err(VolumeError::NotFound(name.to_string()))
+            };
+        }
         let users: Vec<String> = {
             let mut st = tx
                 .prepare("SELECT container_id FROM container_volumes WHERE volume = ?1 ORDER BY 1")
