@@ -71,6 +71,26 @@ fn info_counts_images_containers_and_host() {
         "0 0 0 0 0 overlay2 cgroupfs"
     );
     let id = import_busybox(&r, "skiff-test/sys:1");
+    // Image commands log docker's image events.
+    ok(&r, &["tag", "skiff-test/sys:1", "skiff-test/sys:2"]);
+    ok(&r, &["rmi", "skiff-test/sys:2"]);
+    assert_eq!(
+        ok(
+            &r,
+            &[
+                "events",
+                "--since",
+                "0",
+                "--until",
+                "0s",
+                "--filter",
+                "type=image",
+                "--format",
+                "{{.Action}} {{.Actor.Attributes.name}}"
+            ]
+        ),
+        format!("tag skiff-test/sys:1\nimport {id}\ntag skiff-test/sys:2\nuntag {id}\n")
+    );
     // The container code's table, written the way it writes it (state JSON with Status).
     let db = rusqlite::Connection::open(r.join("skiff.db")).unwrap();
     db.execute_batch(&format!(

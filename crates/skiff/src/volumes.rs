@@ -192,7 +192,7 @@ fn parse_bool(k: &str, v: &str) -> Result<bool> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "1" => Ok(true),
         "false" | "0" => Ok(false),
-        _ => bail!("invalid filter '{k}={v}'"),
+        _ => bail!("Invalid filter '{k}=[{v}]'"),
     }
 }
 
@@ -282,7 +282,14 @@ fn inspect(vols: &Volumes, a: &InspectArgs) -> Result<i32> {
         Some(f) => {
             let t = Template::new(f)?;
             for v in &found {
-                writeln!(out, "{}", t.render(v)?)?;
+                // Templates see docker's Go struct, where an empty map prints as map[].
+                let mut v = v.clone();
+                for k in ["Labels", "Options"] {
+                    if v[k].is_null() {
+                        v[k] = json!({});
+                    }
+                }
+                writeln!(out, "{}", t.render(&v)?)?;
             }
         }
         None => {
