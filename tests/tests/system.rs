@@ -48,6 +48,9 @@ fn version_shape_and_format() {
     );
     let j: Value = serde_json::from_str(&ok(t.path(), &["version", "-f", "{{json .}}"])).unwrap();
     assert_eq!(j["Server"]["Components"][0]["Name"], "Engine");
+    // docker ≥ 24's shorthand.
+    let j2: Value = serde_json::from_str(&ok(t.path(), &["version", "--format", "json"])).unwrap();
+    assert_eq!(j2["Client"]["ApiVersion"], "1.43");
     let o = skiff(t.path(), &["version", "-f", "{{.Nope}}"]);
     assert_eq!(o.status.code(), Some(125));
     assert_eq!(stderr(&o).lines().count(), 1);

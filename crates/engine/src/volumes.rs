@@ -340,8 +340,8 @@ impl Volumes {
             .create(&data)
             .map_err(io_err(format!("create {name}"), &data))?;
         let now = skiff_image::time::now_unix();
-        let inserted = self
-            .db
+        // OR IGNORE: a racing creator of the same name won; its row is the volume.
+        self.db
             .execute(
                 "INSERT OR IGNORE INTO volumes(name, driver, created, labels, options, anonymous)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -355,8 +355,7 @@ impl Volumes {
                 ],
             )
             .map_err(db_err(format!("create {name}")))?;
-        // One event per successful call (a racing creator of the same name logs its own).
-        let _ = inserted;
+        // One event per successful call, as docker logs them.
         let _ = events::emit(
             &self.root,
             &Event::new("volume", "create", &name).attr("driver", driver),

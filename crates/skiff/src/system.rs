@@ -14,6 +14,7 @@ use skiff_image::time::human_size;
 use skiff_image::Store;
 
 use crate::template::{tabwrite, Template};
+use crate::volumes::json_alias;
 use crate::Cli;
 
 /// `skiff system ...`
@@ -153,7 +154,7 @@ fn version_json() -> Value {
 fn version(a: &VersionArgs) -> Result<i32> {
     let v = version_json();
     if let Some(f) = &a.format {
-        println!("{}", Template::new(f)?.render(&v)?);
+        println!("{}", Template::new(json_alias(f))?.render(&v)?);
         return Ok(0);
     }
     let c = &v["Client"];
@@ -275,7 +276,7 @@ fn info_json(root: &Path) -> Result<Value> {
 fn info_cmd(cli: &Cli, a: &InfoArgs) -> Result<i32> {
     let v = info_json(&cli.root)?;
     if let Some(f) = &a.format {
-        println!("{}", Template::new(f)?.render(&v)?);
+        println!("{}", Template::new(json_alias(f))?.render(&v)?);
         return Ok(0);
     }
     let s = |k: &str| match &v[k] {
@@ -394,7 +395,7 @@ fn df(cli: &Cli, a: &DfArgs) -> Result<i32> {
     ];
     let mut out = io::stdout().lock();
     if let Some(f) = &a.format {
-        let t = Template::new(f)?;
+        let t = Template::new(json_alias(f))?;
         let mut lines = Vec::new();
         if t.is_table() {
             lines.push(t.render(&json!({"Type": "TYPE", "TotalCount": "TOTAL",
@@ -492,7 +493,11 @@ fn events_cmd(cli: &Cli, a: &EventsArgs) -> Result<i32> {
     let since = bound("since", &a.since)?;
     let until = bound("until", &a.until)?;
     let filter = EventFilter::parse(&a.filter).map_err(anyhow::Error::msg)?;
-    let template = a.format.as_deref().map(Template::new).transpose()?;
+    let template = a
+        .format
+        .as_deref()
+        .map(|f| Template::new(json_alias(f)))
+        .transpose()?;
     let mut out = io::stdout().lock();
     let mut print = |ev: &events::Event| -> bool {
         if !filter.matches(ev) {

@@ -248,7 +248,7 @@ fn ls(vols: &Volumes, a: &LsArgs) -> Result<i32> {
         .format
         .clone()
         .unwrap_or_else(|| "table {{.Driver}}\t{{.Name}}".to_string());
-    let t = Template::new(&format)?;
+    let t = Template::new(json_alias(&format))?;
     let rows: Vec<Value> = list.iter().map(row).collect();
     if t.is_table() {
         let mut lines = vec![t.render(&header())?];
@@ -280,12 +280,13 @@ fn inspect(vols: &Volumes, a: &InspectArgs) -> Result<i32> {
     let mut out = io::stdout().lock();
     match &a.format {
         Some(f) => {
-            let t = Template::new(f)?;
+            let t = Template::new(json_alias(f))?;
             for v in &found {
                 // Templates see docker's Go struct, where an empty map prints as map[].
+                // `{{json .}}` shows the daemon's JSON (null) unchanged.
                 let mut v = v.clone();
                 for k in ["Labels", "Options"] {
-                    if v[k].is_null() {
+                    if v[k].is_null() && json_alias(f) != "{{json .}}" {
                         v[k] = json!({});
                     }
                 }
@@ -298,6 +299,15 @@ fn inspect(vols: &Volumes, a: &InspectArgs) -> Result<i32> {
         }
     }
     Ok(if failed { 1 } else { 0 })
+}
+
+/// docker ≥ 24 accepts `--format json` for `--format '{{json .}}'`.
+pub fn json_alias(f: &str) -> &str {
+    if f == "json" {
+        "{{json .}}"
+    } else {
+        f
+    }
 }
 
 /// Re-indents serde's 2-space pretty JSON with 4 spaces, as docker prints it.
