@@ -147,7 +147,9 @@ fn info_counts_images_containers_and_host() {
 fn system_df_reports_images_and_volumes() {
     let t = root();
     let r = t.path().join("root");
-    import_busybox(&r, "skiff-test/df:1");
+    let rootfs = t.path().join("rootfs-df");
+    busybox_rootfs(&rootfs);
+    ok(&r, &["import", rootfs.to_str().unwrap(), "skiff-test/df:1"]);
     ok(&r, &["volume", "create", "big"]);
     ok(&r, &["volume", "create", "empty"]);
     std::fs::write(r.join("volumes/big/_data/blob"), vec![1u8; 200_000]).unwrap();
@@ -181,6 +183,59 @@ fn system_df_reports_images_and_volumes() {
         v.contains("skiff-test/df") && v.contains("\nbig           0         200kB\n"),
         "{v}"
     );
+
+    // A second image with the same layer (another config): the layer counts once in the total,
+    // and is shared in -v; a container using the first image makes nothing reclaimable.
+    let one = ok(&r, &["system", "df", "--format", "{{.Size}}"]);
+    let one_size = one.lines().next().unwrap().to_string();
+    ok(
+        &r,
+        &[
+            "import",
+            "-c",
+            "ENV SECOND=1",
+            rootfs.to_str().unwrap(),
+            "skiff-test/df:2",
+        ],
+    );
+    let first = ok(
+        &r,
+        &["image", "inspect", "-f", "{{.Id}}", "skiff-test/df:1"],
+    );
+    let f = "{{.Type}}:{{.TotalCount}}:{{.Active}}:{{.Size}}:{{.Reclaimable}}";
+    let two = ok(&r, &["system", "df", "--format", f]);
+    assert_eq!(
+        two.lines().next().unwrap(),
+        format!("Images:2:0:{one_size}:{one_size} (100%)")
+    );
+    let v = ok(&r, &["system", "df", "-v"]);
+    let row = v
+        .lines()
+        .find(|l| l.starts_with("skiff-test/df   2"))
+        .expect(&v);
+    let cols: Vec<&str> = row
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    // REPOSITORY TAG ID CREATED SIZE SHARED UNIQUE CONTAINERS
+    assert_eq!(cols[5], one_size, "{row}");
+    assert_eq!(cols[6], "0B", "{row}");
+    let db = rusqlite::Connection::open(r.join("skiff.db")).unwrap();
+    db.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS containers(id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+           created TEXT NOT NULL, record TEXT NOT NULL, state TEXT NOT NULL,
+           restart_count INTEGER NOT NULL DEFAULT 0);
+         INSERT INTO containers VALUES('c1','a','','{{\"Image\":\"{}\"}}','{{\"Status\":\"exited\"}}',0);",
+        first.trim()
+    ))
+    .unwrap();
+    let used = ok(&r, &["system", "df", "--format", f]);
+    assert_eq!(
+        used.lines().next().unwrap(),
+        format!("Images:2:1:{one_size}:0B (0%)")
+    );
+    assert!(used.contains("Containers:1:0:0B:0B"), "{used}");
 }
 
 fn events_of(root: &Path, extra: &[&str]) -> Vec<String> {

@@ -207,10 +207,36 @@ fn version(a: &VersionArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// Images with their layer chain ids and each layer's size (for shared/unique sizes).
+struct ImageUsage {
+    rec: skiff_image::store::ImageRecord,
+    layers: Vec<(skiff_image::Digest, u64)>,
+}
+
 fn store_images(root: &Path) -> Result<Vec<skiff_image::store::ImageRecord>> {
     let store =
         Store::open(root).with_context(|| format!("open image store {}", root.display()))?;
     Ok(store.list()?)
+}
+
+fn image_usage(root: &Path) -> Result<Vec<ImageUsage>> {
+    let store =
+        Store::open(root).with_context(|| format!("open image store {}", root.display()))?;
+    let mut out = Vec::new();
+    for rec in store.list()? {
+        let layers = match store.config(&rec.id) {
+            Ok((cfg, _)) => skiff_image::Digest::chain_ids(&cfg.rootfs.diff_ids)
+                .into_iter()
+                .map(|c| {
+                    let size = store.snapshot_meta(&c).map(|m| m.size).unwrap_or(0);
+                    (c, size)
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        out.push(ImageUsage { rec, layers });
+    }
+    Ok(out)
 }
 
 fn container_rows(root: &Path) -> Vec<ContainerSummary> {
@@ -340,23 +366,43 @@ fn pct(part: u64, total: u64) -> String {
 
 fn df(cli: &Cli, a: &DfArgs) -> Result<i32> {
     let root = &cli.root;
-    let images = store_images(root)?;
+    let usage = image_usage(root)?;
+    let images: Vec<&skiff_image::store::ImageRecord> = usage.iter().map(|u| &u.rec).collect();
     let ctrs = container_rows(root);
     let vols = Volumes::open(root)?;
     let vlist = vols.list()?;
 
+    // Layers shared between images count once in the totals (docker's rule); "reclaimable" is
+    // what removing every image no container uses would free.
     let used_images: std::collections::BTreeSet<&str> =
         ctrs.iter().map(|c| c.image.as_str()).collect();
-    let img_total: u64 = images.iter().map(|i| i.size).sum();
-    let img_active = images
+    let in_use = |u: &ImageUsage| used_images.contains(u.rec.id.to_string().as_str());
+    let mut layer_users: std::collections::BTreeMap<&skiff_image::Digest, (u64, usize)> =
+        Default::default();
+    for u in &usage {
+        for (c, size) in &u.layers {
+            layer_users.entry(c).or_insert((*size, 0)).1 += 1;
+        }
+    }
+    let img_total: u64 = layer_users.values().map(|(s, _)| s).sum();
+    let kept: std::collections::BTreeSet<&skiff_image::Digest> = usage
         .iter()
-        .filter(|i| used_images.contains(i.id.to_string().as_str()))
-        .count() as u64;
-    let img_reclaim: u64 = images
+        .filter(|u| in_use(u))
+        .flat_map(|u| u.layers.iter().map(|(c, _)| c))
+        .collect();
+    let img_reclaim: u64 = layer_users
         .iter()
-        .filter(|i| !used_images.contains(i.id.to_string().as_str()))
-        .map(|i| i.size)
+        .filter(|(c, _)| !kept.contains(*c))
+        .map(|(_, (s, _))| s)
         .sum();
+    let img_active = usage.iter().filter(|u| in_use(u)).count() as u64;
+    let shared_of = |u: &ImageUsage| -> u64 {
+        u.layers
+            .iter()
+            .filter(|(c, _)| layer_users.get(c).is_some_and(|(_, n)| *n > 1))
+            .map(|(_, s)| s)
+            .sum()
+    };
 
     let ctr_sizes: Vec<(String, u64, bool)> = ctrs
         .iter()
@@ -433,8 +479,10 @@ fn df(cli: &Cli, a: &DfArgs) -> Result<i32> {
         "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE\tSHARED SIZE\tUNIQUE SIZE\tCONTAINERS"
             .to_string(),
     ];
-    for i in &images {
+    for u in &usage {
+        let i = &u.rec;
         let n = ctrs.iter().filter(|c| c.image == i.id.to_string()).count();
+        let shared = shared_of(u);
         let names: Vec<(String, String)> = if i.tags.is_empty() {
             vec![("<none>".into(), "<none>".into())]
         } else {
@@ -445,11 +493,12 @@ fn df(cli: &Cli, a: &DfArgs) -> Result<i32> {
         };
         for (repo, tag) in names {
             lines.push(format!(
-                "{repo}\t{tag}\t{}\t{}\t{}\t0B\t{}\t{n}",
+                "{repo}\t{tag}\t{}\t{}\t{}\t{}\t{}\t{n}",
                 i.id.short(),
                 skiff_image::time::ago(i.created),
                 human_size(i.size),
-                human_size(i.size)
+                human_size(shared),
+                human_size(i.size.saturating_sub(shared))
             ));
         }
     }
