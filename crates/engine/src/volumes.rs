@@ -25,6 +25,13 @@
 //! Crash safety: create makes the directory before the row (a crash leaves an unused directory that
 //! the same name reuses); remove renames the directory to `volumes/.rm-*` and deletes the row in one
 //! transaction before deleting files; `open` sweeps leftover `.rm-*` directories.
+//!
+//! Concurrency (many skiff processes at once): `remove` holds the volumes `flock`
+//! (`volumes/.lock`) and one write transaction across "row still there, no users, unmount, rename,
+//! delete row"; `attach` inserts a use only if the row exists in the same statement, so a use can
+//! never point at a removed volume (`use_volume` then makes the volume again); `mount` and
+//! `unmount_if_unused` run under the same flock after the use is recorded or dropped. Lock order is
+//! always flock, then database write, never the reverse.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::CString;
