@@ -26,19 +26,19 @@ pub const MAX_LOG_BYTES: u64 = 4 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
     /// Reading or writing the log failed.
-    #[error("event log {path}: {source}")]
+    #[error("event log {path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: io::Error,
+        cause: io::Error,
     },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> EventError + '_ {
-    move |source| EventError::Io {
+    move |cause| EventError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 

@@ -23,12 +23,12 @@ pub const INIT_ID: &str = env!("SKIFF_INIT_ID");
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
     /// Writing the binary failed.
-    #[error("init binary {path}: {source}")]
+    #[error("init binary {path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Building the OCI mount or editing the spec failed.
     #[error("init: {0}")]
@@ -45,7 +45,7 @@ pub fn init_binary_path(root: &Path) -> Result<PathBuf, InitError> {
     }
     let err = |p: &Path| {
         let p = p.to_path_buf();
-        move |source| InitError::Io { path: p, source }
+        move |cause| InitError::Io { path: p, cause }
     };
     fs::create_dir_all(&dir).map_err(err(&dir))?;
     let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), INIT_ID));

@@ -82,22 +82,22 @@ pub enum VolumeError {
         msg: String,
     },
     /// A database error.
-    #[error("volume {what}: database: {source}")]
+    #[error("volume {what}: database: {cause}")]
     Db {
         /// The operation/volume.
         what: String,
         /// The cause.
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
     /// A filesystem error.
-    #[error("volume {what}: {path}: {source}")]
+    #[error("volume {what}: {path}: {cause}")]
     Io {
         /// The operation/volume.
         what: String,
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: io::Error,
+        cause: io::Error,
     },
 }
 
@@ -106,13 +106,13 @@ pub type Result<T, E = VolumeError> = std::result::Result<T, E>;
 
 fn db_err(what: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> VolumeError {
     let what = what.into();
-    move |source| VolumeError::Db { what, source }
+    move |cause| VolumeError::Db { what, cause }
 }
 
 fn io_err(what: impl Into<String>, path: &Path) -> impl FnOnce(io::Error) -> VolumeError {
     let what = what.into();
     let path = path.to_path_buf();
-    move |source| VolumeError::Io { what, path, source }
+    move |cause| VolumeError::Io { what, path, cause }
 }
 
 /// A volume as docker's `volume inspect` describes it.
@@ -684,7 +684,7 @@ impl Volumes {
             return Err(VolumeError::Io {
                 what: what(),
                 path: v.mountpoint.clone(),
-                source: io::Error::new(io::ErrorKind::ResourceBusy, "still mounted"),
+                cause: io::Error::new(io::ErrorKind::ResourceBusy, "still mounted"),
             });
         }
         let vdir = self.dir().join(name);

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use skiff_engine::volumes::{label_matches, Volume, VolumeError, Volumes};
@@ -98,7 +98,8 @@ pub struct PruneArgs {
 }
 
 fn open(cli: &Cli) -> Result<Volumes> {
-    Volumes::open(&cli.root).with_context(|| format!("open volume store {}", cli.root.display()))
+    // The error already names the store and the cause ("volume store: <root>: Permission denied").
+    Ok(Volumes::open(&cli.root)?)
 }
 
 /// Runs a volume command; returns the exit code.
