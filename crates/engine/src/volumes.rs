@@ -323,7 +323,9 @@ impl Volumes {
         if driver != "local" {
             return Err(VolumeError::BadOptions {
                 name,
-                msg: format!("volume driver {driver:?} not found (only \"local\" is built in)"),
+                msg: format!(
+                    "error looking up volume plugin {driver}: plugin {driver:?} not found"
+                ),
             });
         }
         parse_mount_opts(&name, driver_opts)?;
