@@ -31,7 +31,8 @@ cleanup() {
     grep " $W" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
     [ "${KEEP:-0}" = 1 ] && echo "compat: kept $W" || rm -rf "$W"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP PIPE
 
 # The image both sides import.
 R=$W/rootfs
