@@ -166,6 +166,9 @@ fn in_use_volumes_are_kept() {
     assert!(out.contains("free") && !out.contains("used"), "{out}");
     assert!(r.join("volumes/used/_data").is_dir());
 
+    let mut of_a = vec![anon.name.clone(), "used".to_string()];
+    of_a.sort();
+    assert_eq!(vols.volumes_of("ctr-a").unwrap(), of_a);
     // rm -v of ctr-a: its anonymous volume goes, the shared one stays (ctr-b still uses it).
     std::fs::write(anon.mountpoint.join("f"), b"data").unwrap();
     let removed = vols.release("ctr-a", true).unwrap();

@@ -450,6 +450,21 @@ impl Volumes {
         Ok(v)
     }
 
+    /// Volumes recorded as used by `container_id` (what `--volumes-from` shares, `rm -v` frees).
+    pub fn volumes_of(&self, container_id: &str) -> Result<Vec<String>> {
+        let what = || format!("volumes of {container_id}");
+        let mut st = self
+            .db
+            .prepare("SELECT volume FROM container_volumes WHERE container_id = ?1 ORDER BY 1")
+            .map_err(db_err(what()))?;
+        let v = st
+            .query_map([container_id], |r| r.get(0))
+            .map_err(db_err(what()))?
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(db_err(what()))?;
+        Ok(v)
+    }
+
     /// Records that `container_id` uses volume `name` (idempotent).
     pub fn attach(&self, container_id: &str, name: &str) -> Result<()> {
         // One statement: the use is recorded only if the volume exists at that instant, so it
@@ -490,18 +505,7 @@ impl Volumes {
     /// more, and with `remove_anonymous` (`rm -v`) removes the container's anonymous volumes that
     /// no other container uses. Returns the names removed.
     pub fn release(&self, container_id: &str, remove_anonymous: bool) -> Result<Vec<String>> {
-        let names: Vec<String> = {
-            let mut st = self
-                .db
-                .prepare("SELECT volume FROM container_volumes WHERE container_id = ?1")
-                .map_err(db_err(format!("release {container_id}")))?;
-            let v = st
-                .query_map([container_id], |r| r.get(0))
-                .map_err(db_err(format!("release {container_id}")))?
-                .collect::<rusqlite::Result<Vec<String>>>()
-                .map_err(db_err(format!("release {container_id}")))?;
-            v
-        };
+        let names = self.volumes_of(container_id)?;
         self.db
             .execute(
                 "DELETE FROM container_volumes WHERE container_id = ?1",
