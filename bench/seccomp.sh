@@ -1,8 +1,9 @@
-#!/bin/sh
+#!/bin/bash
 # seccomp benchmark (issue 5): the lifecycle of /bin/true (`skiff-runtime run` = create, start, wait,
 # delete) in a busybox bundle whose config.json is docker_spec's (what `skiff run` uses), once with
-# Docker's default seccomp profile and once with the same spec minus linux.seccomp. Prints both
-# means, the difference in ms (target: the profile costs <= 1 ms) and `ratio seccomp/none = X`.
+# Docker's default seccomp profile and once with the same spec minus linux.seccomp. Prints mean,
+# median, min and CPU time of both, the differences in ms (target: the profile costs <= 1 ms) and
+# `ratio seccomp/none = X`.
 # Needs root, hyperfine, jq, bc, busybox-static; builds the static skiff-runtime and the
 # skiff-docker-spec test helper.
 set -eu
@@ -21,14 +22,41 @@ jq --arg r "$B/rootfs" '.root.path = $r' "$B/config.json" > "$B/with/config.json
 jq --arg r "$B/rootfs" '.root.path = $r | del(.linux.seccomp)' "$B/config.json" > "$B/without/config.json"
 echo "default profile: $(jq '.linux.seccomp.syscalls | length' "$B/with/config.json") rules for $(jq -c '.linux.seccomp.architectures' "$B/with/config.json")"
 
-hyperfine -N --warmup 20 --runs "$RUNS" --export-json "$B/h.json" \
-    "$SKIFF --root $B/s1 run --bundle $B/with b" \
-    "$SKIFF --root $B/s2 run --bundle $B/without b" >/dev/null
-m() { jq -r ".results[$1].$2 * 1000" "$B/h.json"; }
-W=$(m 0 mean); N=$(m 1 mean)
-printf 'with default seccomp profile: mean %.2f ms (± %.2f), median %.2f, min %.2f\n' "$W" "$(m 0 stddev)" "$(m 0 median)" "$(m 0 min)"
-printf 'without seccomp:              mean %.2f ms (± %.2f), median %.2f, min %.2f\n' "$N" "$(m 1 stddev)" "$(m 1 median)" "$(m 1 min)"
-printf 'profile costs %.2f ms per lifecycle (mean), %.2f ms (median), %.2f ms (min)\n' \
-    "$(echo "$W - $N" | bc -l)" "$(echo "$(m 0 median) - $(m 1 median)" | bc -l)" "$(echo "$(m 0 min) - $(m 1 min)" | bc -l)"
-echo "ratio seccomp/none = $(echo "$W / $N" | bc -l | cut -c1-5)"
+# Other work on the host drifts over minutes, so the two variants alternate: ROUNDS hyperfine rounds
+# of RUNS/ROUNDS runs each, and the statistics are over all runs together.
+ROUNDS=${ROUNDS:-10}
+for r in $(seq "$ROUNDS"); do
+    hyperfine -N --warmup 5 --runs $((RUNS / ROUNDS)) --export-json "$B/h$r.json" \
+        "$SKIFF --root $B/s1 run --bundle $B/with b" \
+        "$SKIFF --root $B/s2 run --bundle $B/without b" >/dev/null 2>&1
+done
+# stat VARIANT FIELD: over all rounds, in ms (mean/median/min of wall time; cpu = mean user+system).
+stat() {
+    jq -s -r --argjson i "$1" --arg f "$2" '
+        [.[].results[$i].times[]] | sort as $t |
+        if $f == "mean" then (add / length)
+        elif $f == "median" then $t[(length / 2 | floor)]
+        elif $f == "min" then $t[0]
+        else 0 end | . * 1000' "$B"/h*.json
+}
+cpu() { jq -s -r --argjson i "$1" '[.[].results[$i] | .user + .system] | add / length * 1000' "$B"/h*.json; }
+for i in 0 1; do
+    eval "MEAN$i=$(stat $i mean) MED$i=$(stat $i median) MIN$i=$(stat $i min) CPU$i=$(cpu $i)"
+done
+printf 'with default seccomp profile: mean %.2f ms, median %.2f, min %.2f, cpu %.2f\n' "$MEAN0" "$MED0" "$MIN0" "$CPU0"
+printf 'without seccomp:              mean %.2f ms, median %.2f, min %.2f, cpu %.2f\n' "$MEAN1" "$MED1" "$MIN1" "$CPU1"
+printf 'profile costs %.2f ms per lifecycle (mean), %.2f ms (median), %.2f ms (min), %.2f ms cpu\n' \
+    "$(echo "$MEAN0 - $MEAN1" | bc -l)" "$(echo "$MED0 - $MED1" | bc -l)" "$(echo "$MIN0 - $MIN1" | bc -l)" "$(echo "$CPU0 - $CPU1" | bc -l)"
+echo "ratio seccomp/none = $(echo "$MED0 / $MED1" | bc -l | cut -c1-5) (medians)"
+# Paired estimate, robust to load drift: PAIRS back-to-back runs of both variants (order alternating),
+# timed with bash's $EPOCHREALTIME; the median of the per-pair differences.
+PAIRS=${PAIRS:-300}
+for i in $(seq "$PAIRS"); do
+    if [ $((i % 2)) = 0 ]; then first=with; second=without; else first=without; second=with; fi
+    t0=$EPOCHREALTIME; "$SKIFF" --root "$B/p" run --bundle "$B/$first" p >/dev/null
+    t1=$EPOCHREALTIME; "$SKIFF" --root "$B/p" run --bundle "$B/$second" p >/dev/null
+    t2=$EPOCHREALTIME
+    echo "$first $t0 $t1 $t2"
+done | awk '{ a = ($3 - $2) * 1000; b = ($4 - $3) * 1000; d = ($1 == "with") ? a - b : b - a; print d }' |
+    sort -n | awk '{ v[NR] = $1 } END { printf "paired: profile costs %.2f ms per lifecycle (median of %d pair differences; quartiles %.2f .. %.2f)\n", v[int((NR + 1) / 2)], NR, v[int(NR / 4) + 1], v[int(3 * NR / 4)] }'
 for d in /sys/fs/cgroup/*/skiff-bench /sys/fs/cgroup/unified/skiff-bench; do [ -d "$d" ] && rmdir "$d" 2>/dev/null || true; done
