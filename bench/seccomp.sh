@@ -13,13 +13,22 @@ cargo build -q -p skiff-tests --bin skiff-docker-spec >&2
 SPEC=$(readlink -f "${CARGO_TARGET_DIR:-target}/debug/skiff-docker-spec")
 RUNS=${RUNS:-300}
 B=$(mktemp -d /tmp/skiff-bench-seccomp.XXXXXX)
-trap 'rm -rf "$B"' EXIT
+cleanup() {
+    rm -rf "$B"
+    for d in /sys/fs/cgroup/*/skiff-bench/seccomp-$$ /sys/fs/cgroup/*/skiff-bench /sys/fs/cgroup/unified/skiff-bench; do
+        [ -d "$d" ] && rmdir "$d" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
 mkdir -p "$B/rootfs/bin" "$B/rootfs/proc" "$B/rootfs/sys" "$B/rootfs/dev" "$B/rootfs/tmp" "$B/with" "$B/without"
 cp /bin/busybox "$B/rootfs/bin/busybox"
 ln -s busybox "$B/rootfs/bin/true"
-"$SPEC" --bundle "$B" --read-only --cgroups-path /skiff-bench/seccomp -- /bin/true
+"$SPEC" --bundle "$B" --read-only --cgroups-path "/skiff-bench/seccomp-$$" -- /bin/true
 jq --arg r "$B/rootfs" '.root.path = $r' "$B/config.json" > "$B/with/config.json"
 jq --arg r "$B/rootfs" '.root.path = $r | del(.linux.seccomp)' "$B/config.json" > "$B/without/config.json"
+mkdir -p "$B/tiny"
+jq --arg r "$B/rootfs" '.root.path = $r | .linux.seccomp = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["kexec_load"], "action": "SCMP_ACT_ERRNO"}]}' \
+    "$B/config.json" > "$B/tiny/config.json"
 echo "default profile: $(jq '.linux.seccomp.syscalls | length' "$B/with/config.json") rules for $(jq -c '.linux.seccomp.architectures' "$B/with/config.json")"
 
 # Other work on the host drifts over minutes, so the two variants alternate: ROUNDS hyperfine rounds
@@ -48,15 +57,23 @@ printf 'without seccomp:              mean %.2f ms, median %.2f, min %.2f, cpu %
 printf 'profile costs %.2f ms per lifecycle (mean), %.2f ms (median), %.2f ms (min), %.2f ms cpu\n' \
     "$(echo "$MEAN0 - $MEAN1" | bc -l)" "$(echo "$MED0 - $MED1" | bc -l)" "$(echo "$MIN0 - $MIN1" | bc -l)" "$(echo "$CPU0 - $CPU1" | bc -l)"
 echo "ratio seccomp/none = $(echo "$MED0 / $MED1" | bc -l | cut -c1-5) (medians)"
-# Paired estimate, robust to load drift: PAIRS back-to-back runs of both variants (order alternating),
-# timed with bash's $EPOCHREALTIME; the median of the per-pair differences.
+# Interleaved estimate, robust to load drift: PAIRS rounds, each running the three variants back to
+# back (the default profile, none, and a one-rule profile as a control for the fixed cost of having
+# a filter at all), timed with bash's $EPOCHREALTIME; medians per variant and of the per-round
+# differences.
 PAIRS=${PAIRS:-300}
 for i in $(seq "$PAIRS"); do
-    if [ $((i % 2)) = 0 ]; then first=with; second=without; else first=without; second=with; fi
-    t0=$EPOCHREALTIME; "$SKIFF" --root "$B/p" run --bundle "$B/$first" p >/dev/null
-    t1=$EPOCHREALTIME; "$SKIFF" --root "$B/p" run --bundle "$B/$second" p >/dev/null
-    t2=$EPOCHREALTIME
-    echo "$first $t0 $t1 $t2"
-done | awk '{ a = ($3 - $2) * 1000; b = ($4 - $3) * 1000; d = ($1 == "with") ? a - b : b - a; print d }' |
-    sort -n | awk '{ v[NR] = $1 } END { printf "paired: profile costs %.2f ms per lifecycle (median of %d pair differences; quartiles %.2f .. %.2f)\n", v[int((NR + 1) / 2)], NR, v[int(NR / 4) + 1], v[int(3 * NR / 4)] }'
-for d in /sys/fs/cgroup/*/skiff-bench /sys/fs/cgroup/unified/skiff-bench; do [ -d "$d" ] && rmdir "$d" 2>/dev/null || true; done
+    line=""
+    for v in with without tiny; do
+        t0=$EPOCHREALTIME
+        "$SKIFF" --root "$B/p" run --bundle "$B/$v" p >/dev/null
+        t1=$EPOCHREALTIME
+        line="$line $(echo "($t1 - $t0) * 1000" | bc -l)"
+    done
+    echo "$line"
+done | awk '{ w[NR] = $1; n[NR] = $2; t[NR] = $3; dw[NR] = $1 - $2; dt[NR] = $3 - $2 }
+    function med(a, k, i, j, x, c) { c = 0; for (i in a) x[++c] = a[i]
+        for (i = 2; i <= c; i++) { k = x[i]; for (j = i - 1; j > 0 && x[j] > k; j--) x[j + 1] = x[j]; x[j + 1] = k }
+        return x[int((c + 1) / 2)] }
+    END { printf "interleaved (%d rounds): medians with %.2f ms, without %.2f ms, one-rule profile %.2f ms\n", NR, med(w), med(n), med(t)
+          printf "interleaved: the default profile costs %.2f ms per lifecycle (median of round differences); a one-rule profile %.2f ms\n", med(dw), med(dt) }'
