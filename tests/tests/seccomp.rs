@@ -17,7 +17,7 @@ fn probe_bin() -> &'static [u8] {
         let out = dir.path().join("probe");
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("probe/probe.c");
         let o = Command::new("gcc")
-            .args(["-static", "-O2", "-o"])
+            .args(["-static", "-O2", "-pthread", "-o"])
             .arg(&out)
             .arg(&src)
             .output()
@@ -173,9 +173,10 @@ fn blocks_come_from_the_profile_and_the_docker_format_loader() {
     assert_ne!(r["clone3"], "errno=38");
 }
 
-/// An ordinary busybox workload runs under the default profile: shell, files, processes,
-/// pipes, fork/clone without namespace flags, chroot (CAP_SYS_CHROOT is a default capability),
-/// sockets, allowed personality queries, and ptrace of the container's own child.
+/// An ordinary busybox workload runs under the default profile: shell, files, processes, pipes,
+/// fork/clone without namespace flags, threads (glibc tries clone3, gets ENOSYS, falls back to
+/// clone), chroot (CAP_SYS_CHROOT is a default capability), sockets, allowed personality queries,
+/// and ptrace of the container's own child.
 #[test]
 fn normal_workload_runs_under_the_default_profile() {
     require_root();
@@ -185,13 +186,14 @@ fn normal_workload_runs_under_the_default_profile() {
                   sleep 0.05; chroot / true; echo abc | sed s/b/x/ | tr a-z A-Z; \
                   (sleep 0.01 &) ; wait; nc -l -p 5555 -s 127.0.0.1 -w 1 >/dev/null 2>&1 & \
                   sleep 0.1; echo hi | nc 127.0.0.1 5555 -w 1 || true; wait; \
-                  /bin/probe clone_plain personality_query socket_unix ptrace_child; echo done";
+                  /bin/probe clone_plain thread personality_query socket_unix ptrace_child; echo done";
     let (okay, out, err) = run(&[], &["sh", "-c", script]);
     assert!(okay, "workload failed: {out} {err}");
     for want in [
         "hello",
         "AXC",
         "clone_plain ok",
+        "thread ok",
         "personality_query ok",
         "socket_unix ok",
         "ptrace_child ok",
