@@ -4,6 +4,7 @@
  * even when it is allowed: invalid commands, a throwaway child, or the per-process keyring. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -53,6 +54,20 @@ static long ptrace_own_child(void) {
     return r;
 }
 
+static void *thread_main(void *arg) { return arg; }
+
+/* pthread_create: glibc tries clone3 first and falls back to clone on ENOSYS. */
+static long run_thread(void) {
+    pthread_t t;
+    int e = pthread_create(&t, NULL, thread_main, NULL);
+    if (e != 0) {
+        errno = e;
+        return -1;
+    }
+    pthread_join(t, NULL);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *n = argv[i];
@@ -86,6 +101,8 @@ int main(int argc, char **argv) {
             r = socket(40 /* AF_VSOCK */, SOCK_STREAM, 0);
         else if (!strcmp(n, "socket_unix"))
             r = socket(AF_UNIX, SOCK_STREAM, 0);
+        else if (!strcmp(n, "thread"))
+            r = run_thread();
         else if (!strcmp(n, "ptrace_child"))
             r = ptrace_own_child();
         else if (!strncmp(n, "ptrace:", 7))

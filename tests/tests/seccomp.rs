@@ -17,7 +17,7 @@ fn probe_bin() -> &'static [u8] {
         let out = dir.path().join("probe");
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("probe/probe.c");
         let o = Command::new("gcc")
-            .args(["-static", "-O2", "-o"])
+            .args(["-static", "-O2", "-pthread", "-o"])
             .arg(&out)
             .arg(&src)
             .output()
@@ -51,17 +51,26 @@ fn docker_bundle(opts: &[&str], args: &[&str]) -> Bundle {
 
 /// Run a container from `docker_spec` options and return (exit ok, stdout, stderr).
 fn run(opts: &[&str], args: &[&str]) -> (bool, String, String) {
+    run_in(&Runtime::new(), opts, args)
+}
+
+/// Like [`run`], with a given runtime root (whose seccomp cache later runs reuse).
+fn run_in(rt: &Runtime, opts: &[&str], args: &[&str]) -> (bool, String, String) {
     let b = docker_bundle(opts, args);
-    let rt = Runtime::new();
     let o = rt.run(&b, &unique("seccomp"));
     (o.status.success(), stdout(&o), stderr(&o))
 }
 
 /// Run /bin/probe with `probes` and return probe -> result ("ok" or "errno=N").
 fn probe(opts: &[&str], probes: &[&str]) -> HashMap<String, String> {
+    probe_in(&Runtime::new(), opts, probes)
+}
+
+/// Like [`probe`], with a given runtime root.
+fn probe_in(rt: &Runtime, opts: &[&str], probes: &[&str]) -> HashMap<String, String> {
     let mut args = vec!["/bin/probe"];
     args.extend(probes);
-    let (okay, out, err) = run(opts, &args);
+    let (okay, out, err) = run_in(rt, opts, &args);
     assert!(okay, "probe failed: {out} {err}");
     let m: HashMap<String, String> = out
         .lines()
@@ -94,13 +103,23 @@ fn default_profile_blocks_dangerous_syscalls_with_eperm() {
     require_root();
     let mut all = BLOCKED.to_vec();
     all.push("clone3");
-    let r = probe(&[], &all);
-    for p in BLOCKED {
-        assert_eq!(r[p], "errno=1", "{p} must fail with EPERM: {r:?}");
+    // Twice on one runtime root: the second start loads the cached program.
+    let rt = Runtime::new();
+    for _ in 0..2 {
+        let r = probe_in(&rt, &[], &all);
+        for p in BLOCKED {
+            assert_eq!(r[p], "errno=1", "{p} must fail with EPERM: {r:?}");
+        }
+        assert_eq!(
+            r["clone3"], "errno=38",
+            "clone3 -> ENOSYS so libc falls back to clone"
+        );
     }
     assert_eq!(
-        r["clone3"], "errno=38",
-        "clone3 -> ENOSYS so libc falls back to clone"
+        std::fs::read_dir(rt.root.path().join("seccomp@cache"))
+            .unwrap()
+            .count(),
+        1
     );
     // The same through busybox's own applets.
     let (okay, out, err) = run(
@@ -154,9 +173,10 @@ fn blocks_come_from_the_profile_and_the_docker_format_loader() {
     assert_ne!(r["clone3"], "errno=38");
 }
 
-/// An ordinary busybox workload runs under the default profile: shell, files, processes,
-/// pipes, fork/clone without namespace flags, chroot (CAP_SYS_CHROOT is a default capability),
-/// sockets, allowed personality queries, and ptrace of the container's own child.
+/// An ordinary busybox workload runs under the default profile: shell, files, processes, pipes,
+/// fork/clone without namespace flags, threads (glibc tries clone3, gets ENOSYS, falls back to
+/// clone), chroot (CAP_SYS_CHROOT is a default capability), sockets, allowed personality queries,
+/// and ptrace of the container's own child.
 #[test]
 fn normal_workload_runs_under_the_default_profile() {
     require_root();
@@ -166,13 +186,14 @@ fn normal_workload_runs_under_the_default_profile() {
                   sleep 0.05; chroot / true; echo abc | sed s/b/x/ | tr a-z A-Z; \
                   (sleep 0.01 &) ; wait; nc -l -p 5555 -s 127.0.0.1 -w 1 >/dev/null 2>&1 & \
                   sleep 0.1; echo hi | nc 127.0.0.1 5555 -w 1 || true; wait; \
-                  /bin/probe clone_plain personality_query socket_unix ptrace_child; echo done";
+                  /bin/probe clone_plain thread personality_query socket_unix ptrace_child; echo done";
     let (okay, out, err) = run(&[], &["sh", "-c", script]);
     assert!(okay, "workload failed: {out} {err}");
     for want in [
         "hello",
         "AXC",
         "clone_plain ok",
+        "thread ok",
         "personality_query ok",
         "socket_unix ok",
         "ptrace_child ok",
@@ -290,7 +311,8 @@ fn security_opts_take_effect() {
 
 /// A custom Docker-format profile with SCMP_ACT_NOTIFY and `listenerPath`: the runtime connects to
 /// the listener and passes the notify fd with SCM_RIGHTS plus the container state JSON; the test
-/// agent answers the container's mkdir with EXDEV, which the container sees.
+/// agent answers the container's mkdir with EXDEV, which the container sees. A second container on
+/// the same runtime root takes its filter from the compiled-program cache and behaves the same.
 #[test]
 fn notify_profile_delivers_the_listener_fd() {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -309,7 +331,8 @@ fn notify_profile_delivers_the_listener_fd() {
     });
     let path = dir.path().join("notify.json");
     std::fs::write(&path, profile.to_string()).unwrap();
-    let agent = std::thread::spawn(move || {
+    // One agent session per container.
+    let session = move |listener: &UnixListener| {
         let (conn, _) = listener.accept().unwrap();
         let mut buf = vec![0u8; 64 << 10];
         let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
@@ -354,35 +377,50 @@ fn notify_profile_delivers_the_listener_fd() {
             }
         }
         (state, names)
-    });
+    };
+    let agent = std::thread::spawn(move || (session(&listener), session(&listener)));
     let opt = format!("seccomp={}", path.display());
-    let (okay, out, err) = run(
-        &["--security-opt", &opt],
-        &[
-            "sh",
-            "-c",
-            "mkdir /tmp/x; echo rc=$?; ls -d /tmp/x 2>/dev/null | wc -l",
-        ],
+    // The second container on the same runtime root gets its filter from the compiled-program cache
+    // (<root>/seccomp@cache) and must behave the same, listener flag included.
+    let rt = Runtime::new();
+    for _ in 0..2 {
+        let (okay, out, err) = run_in(
+            &rt,
+            &["--security-opt", &opt],
+            &[
+                "sh",
+                "-c",
+                "mkdir /tmp/x; echo rc=$?; ls -d /tmp/x 2>/dev/null | wc -l",
+            ],
+        );
+        assert!(okay, "{out} {err}");
+        assert!(
+            err.contains("Invalid cross-device link"),
+            "agent's answer: {err}"
+        );
+        assert!(
+            out.contains("rc=1") && out.trim_end().ends_with('0'),
+            "{out}"
+        );
+    }
+    let cache = rt.root.path().join("seccomp@cache");
+    assert_eq!(
+        std::fs::read_dir(&cache).unwrap().count(),
+        1,
+        "one cached program"
     );
-    assert!(okay, "{out} {err}");
-    assert!(
-        err.contains("Invalid cross-device link"),
-        "agent's answer: {err}"
-    );
-    assert!(
-        out.contains("rc=1") && out.trim_end().ends_with('0'),
-        "{out}"
-    );
-    let (state, names) = agent.join().unwrap();
-    assert_eq!(state["fds"], serde_json::json!(["seccompFd"]), "{state}");
-    assert_eq!(state["metadata"], "skiff-test-agent");
-    assert!(state["pid"].as_u64().unwrap_or(0) > 0, "{state}");
-    assert!(state["state"]["id"]
-        .as_str()
-        .unwrap()
-        .starts_with("seccomp-"));
-    assert!(
-        names.iter().any(|n| n.starts_with("mkdir")),
-        "agent saw mkdir: {names:?}"
-    );
+    let (first, second) = agent.join().unwrap();
+    for (state, names) in [first, second] {
+        assert_eq!(state["fds"], serde_json::json!(["seccompFd"]), "{state}");
+        assert_eq!(state["metadata"], "skiff-test-agent");
+        assert!(state["pid"].as_u64().unwrap_or(0) > 0, "{state}");
+        assert!(state["state"]["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("seccomp-"));
+        assert!(
+            names.iter().any(|n| n.starts_with("mkdir")),
+            "agent saw mkdir: {names:?}"
+        );
+    }
 }

@@ -269,7 +269,8 @@ pub fn create(o: CreateOpts) -> Result<State> {
     }
     let filter = match linux.and_then(|l| l.seccomp().as_ref()) {
         Some(s) => Some(
-            crate::seccomp::compile(s).map_err(|e| Error::Config(format!("linux.seccomp: {e}")))?,
+            crate::seccomp::compile_cached(s, &o.root.join(crate::seccomp::CACHE_DIR))
+                .map_err(|e| Error::Config(format!("linux.seccomp: {e}")))?,
         ),
         None => None,
     };

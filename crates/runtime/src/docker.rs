@@ -473,6 +473,8 @@ fn resources(o: &DockerSpecOpts, privileged: bool) -> Result<serde_json::Value, 
         mem.insert("limit".into(), m.into());
     }
     match o.memory_swap.filter(|s| *s != 0) {
+        // Unlimited swap without a memory limit changes nothing (Docker accepts it).
+        Some(-1) if o.memory.is_none_or(|m| m == 0) => {}
         Some(s) => {
             let Some(m) = o.memory.filter(|m| *m != 0) else {
                 return Err(DockerSpecError(format!(
@@ -685,29 +687,27 @@ pub fn docker_spec(o: &DockerSpecOpts) -> Result<Spec, DockerSpecError> {
         }
         spec.set_mounts(Some(mounts));
     }
-    let seccomp = if o.privileged {
-        None
-    } else {
-        match &sec.seccomp {
-            SeccompChoice::Unconfined => None,
-            SeccompChoice::Default => Some(
-                crate::seccomp_profile::default_seccomp(&caps)
-                    .map_err(|e| DockerSpecError(format!("default seccomp profile: {e}")))?,
-            ),
-            SeccompChoice::Profile(path) => {
-                let text = std::fs::read(path)
-                    .map_err(|e| DockerSpecError(format!("--security-opt seccomp={path}: {e}")))?;
-                let p = crate::seccomp_profile::parse(&text)
-                    .map_err(|e| DockerSpecError(format!("--security-opt seccomp={path}: {e}")))?;
-                Some(
-                    crate::seccomp_profile::resolve(
-                        &p,
-                        &caps,
-                        &crate::seccomp_profile::Host::current(),
-                    )
-                    .map_err(|e| DockerSpecError(format!("--security-opt seccomp={path}: {e}")))?,
+    // Privileged containers get no default profile; a profile file asked for explicitly still applies.
+    let seccomp = match &sec.seccomp {
+        SeccompChoice::Unconfined => None,
+        SeccompChoice::Default if o.privileged => None,
+        SeccompChoice::Default => Some(
+            crate::seccomp_profile::default_seccomp(&caps)
+                .map_err(|e| DockerSpecError(format!("default seccomp profile: {e}")))?,
+        ),
+        SeccompChoice::Profile(path) => {
+            let text = std::fs::read(path)
+                .map_err(|e| DockerSpecError(format!("--security-opt seccomp={path}: {e}")))?;
+            let p = crate::seccomp_profile::parse(&text)
+                .map_err(|e| DockerSpecError(format!("--security-opt seccomp={path}: {e}")))?;
+            Some(
+                crate::seccomp_profile::resolve(
+                    &p,
+                    &caps,
+                    &crate::seccomp_profile::Host::current(),
                 )
-            }
+                .map_err(|e| DockerSpecError(format!("--security-opt seccomp={path}: {e}")))?,
+            )
         }
     };
     if let (Some(sc), Some(l)) = (seccomp, spec.linux_mut()) {
@@ -871,6 +871,21 @@ mod tests {
                 assert!(!strs(&m["options"]).contains(&"ro".into()), "{m}");
             }
         }
+        // An explicitly requested profile still applies to a privileged container.
+        let dir = tempfile_dir();
+        let p = dir.join("privileged.json");
+        std::fs::write(&p, r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["kexec_load"], "action": "SCMP_ACT_ERRNO"}]}"#).unwrap();
+        o.security_opt = vec![format!("seccomp={}", p.display())];
+        assert_eq!(
+            spec(&o)["linux"]["seccomp"]["defaultAction"],
+            "SCMP_ACT_ALLOW"
+        );
+        o.security_opt = vec![];
+        assert!(
+            spec(&o)["linux"]["seccomp"].is_null(),
+            "no default profile when privileged"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
         // Without --privileged both stay read-only.
         let v = spec(&base());
         let sys = v["mounts"]
@@ -1013,6 +1028,11 @@ mod tests {
         assert_eq!(r["pids"]["limit"], 100);
         assert_eq!(v["process"]["oomScoreAdj"], 500);
 
+        assert!(spec(&DockerSpecOpts {
+            memory_swap: Some(-1),
+            ..base()
+        })["linux"]["resources"]["memory"]
+            .is_null());
         o.memory_swap = Some(-1);
         assert!(spec(&o)["linux"]["resources"]["memory"]["swap"]
             .as_i64()
