@@ -48,6 +48,8 @@ pub enum Progress {
     Downloading(Digest, u64, u64),
     /// A transient error; retrying from an offset.
     Retrying(Digest, u64, String),
+    /// All bytes of the layer arrived (unpacking finishes with them).
+    DownloadComplete(Digest),
     /// Download and unpack finished.
     PullComplete(Digest),
     /// Push: uploaded.
@@ -247,6 +249,7 @@ fn pull_layer(
                     }
                 }
                 if eof {
+                    (tee.progress)(Progress::DownloadComplete(tee.digest.clone()));
                     return Ok(tee.writer);
                 }
             }
@@ -454,12 +457,24 @@ pub fn push(
                         progress(Progress::LayerExists(b.digest.clone()));
                         return Ok(());
                     }
-                    let f = store.open_blob(&b.digest)?;
-                    p.put_blob(
-                        &b.digest,
-                        b.size,
-                        Box::new(io::BufReader::with_capacity(256 * 1024, f)),
-                    )?;
+                    // Transient failures: upload again from a fresh read of the blob.
+                    let mut attempt = 0;
+                    loop {
+                        attempt += 1;
+                        let f = store.open_blob(&b.digest)?;
+                        match p.put_blob(
+                            &b.digest,
+                            b.size,
+                            Box::new(io::BufReader::with_capacity(256 * 1024, f)),
+                        ) {
+                            Ok(()) => break,
+                            Err(Error::Registry(why)) if attempt <= RETRIES / 2 => {
+                                progress(Progress::Retrying(b.digest.clone(), 0, why));
+                                std::thread::sleep(Duration::from_millis(200 << attempt));
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
                     progress(Progress::Pushed(b.digest.clone()));
                     Ok(())
                 })();

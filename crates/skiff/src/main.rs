@@ -4,7 +4,6 @@
 mod images;
 mod registry;
 mod template;
-mod transport;
 
 use std::path::PathBuf;
 
