@@ -1,11 +1,17 @@
 //! `skiff push`/`pull` against a real Debian `docker-registry` on 127.0.0.1 (temp storage, random
 //! port): push → pull into an empty root with equal digests, multi-arch index selection with
-//! `--platform`, `manifest inspect`, and `kill -9` during pull.
+//! `--platform`, `manifest inspect`, `kill -9` during pull; HTTPS with htpasswd Basic auth and
+//! `login`/`logout`; Bearer tokens from a token server written here (RS256 JWTs signed with
+//! openssl); a `docker-credential-*` helper; docker.io mirrors from the registries config file.
 
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
+use base64::Engine;
 use serde_json::{json, Value};
 use skiff_tests::{bin, busybox_rootfs};
 
@@ -22,21 +28,32 @@ impl Drop for Registry {
     }
 }
 
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn registry() -> Registry {
+    registry_with(|_| (String::new(), String::new()))
+}
+
+/// A registry whose config gets extra YAML: `extra(dir)` returns lines for under `http:` (indented
+/// by four spaces) and top-level sections.
+fn registry_with(extra: impl FnOnce(&Path) -> (String, String)) -> Registry {
     let dir = tempfile::Builder::new()
         .prefix("skiff-registry-")
         .tempdir()
         .unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
+    let (http_extra, top_extra) = extra(dir.path());
     let cfg = dir.path().join("config.yml");
     std::fs::write(
         &cfg,
         format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{http_extra}{top_extra}",
             dir.path().join("data").display()
         ),
     )
@@ -45,11 +62,13 @@ fn registry() -> Registry {
         .arg("serve")
         .arg(&cfg)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.path().join("registry.log")).unwrap(),
+        ))
         .spawn()
         .expect("Debian's docker-registry must be installed");
     for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Registry {
                 child,
                 port,
@@ -60,7 +79,10 @@ fn registry() -> Registry {
     }
     let _ = child.kill();
     let _ = child.wait();
-    panic!("docker-registry did not start on port {port}");
+    panic!(
+        "docker-registry did not start on port {port}: {}",
+        std::fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default()
+    );
 }
 
 use skiff_tests::{skiff, skiff_ok as ok};
@@ -346,4 +368,621 @@ fn pull_killed_at_random_points_then_pull_again_works() {
         0,
         "no orphan blobs after prune"
     );
+}
+
+/// `skiff --root root args...` with extra environment and optional stdin.
+fn skiff_env(root: &Path, env: &[(&str, String)], args: &[&str], stdin: Option<&str>) -> Output {
+    let mut c = Command::new(bin("skiff"));
+    c.arg("--root").arg(root).args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("run skiff");
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn ok_env(root: &Path, env: &[(&str, String)], args: &[&str], stdin: Option<&str>) -> String {
+    let o = skiff_env(root, env, args, stdin);
+    assert!(
+        o.status.success(),
+        "skiff {args:?} failed ({}): {}{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn err_text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A self-signed RSA key and certificate for 127.0.0.1 in `dir` (`name.key`, `name.crt`).
+fn tls_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (key, crt) = (
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}.crt")),
+    );
+    sh(&format!(
+        "openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 2 -subj /CN=127.0.0.1 \
+         -addext subjectAltName=IP:127.0.0.1 -keyout {} -out {} 2>/dev/null",
+        key.display(),
+        crt.display()
+    ));
+    (key, crt)
+}
+
+/// An HTTPS registry with htpasswd Basic auth for alice / s3cret.
+fn basic_registry() -> Registry {
+    registry_with(|d| {
+        let (key, crt) = tls_cert(d, "tls");
+        sh(&format!(
+            "htpasswd -Bbn alice s3cret > {}/htpasswd",
+            d.display()
+        ));
+        (
+            format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                crt.display(),
+                key.display()
+            ),
+            format!(
+                "auth:\n  htpasswd:\n    realm: skiff-test\n    path: {}/htpasswd\n",
+                d.display()
+            ),
+        )
+    })
+}
+
+fn digest_of_push(out: &str) -> String {
+    out.lines()
+        .last()
+        .unwrap()
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn basic_auth_over_https_with_login_and_logout() {
+    let reg = basic_registry();
+    let (t, _) = setup();
+    let p = t.path();
+    let rootfs = p.join("rootfs");
+    let docker = p.join("docker");
+    let env = [("DOCKER_CONFIG", docker.display().to_string())];
+    let host = format!("127.0.0.1:{}", reg.port);
+    let name = format!("{host}/skiff-test/basic:v1");
+    let a = p.join("a");
+    ok(&a, &["import", rootfs.to_str().unwrap(), &name]);
+
+    let o = skiff_env(&a, &env, &["push", &name], None);
+    assert_eq!(o.status.code(), Some(125), "{}", err_text(&o));
+    assert!(
+        err_text(&o).contains(&format!(
+            "push access denied for {host}/skiff-test/basic: no basic auth credentials"
+        )),
+        "{}",
+        err_text(&o)
+    );
+
+    let o = skiff_env(
+        &a,
+        &env,
+        &["login", "-u", "alice", "--password-stdin", &host],
+        Some("wrong\n"),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err_text(&o).contains("failed with status: 401 Unauthorized"),
+        "{}",
+        err_text(&o)
+    );
+    assert!(!docker.join("config.json").exists(), "no credentials kept");
+    let o = skiff_env(&a, &env, &["login", &host], None);
+    assert!(err_text(&o).contains("Cannot perform an interactive login from a non TTY device"));
+
+    let out = ok_env(
+        &a,
+        &env,
+        &["login", "-u", "alice", "--password-stdin", &host],
+        Some("s3cret\n"),
+    );
+    assert!(out.contains("Login Succeeded"), "{out}");
+    let cfg = docker.join("config.json");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&cfg).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let v: Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    assert_eq!(
+        v["auths"][&host]["auth"],
+        base64::engine::general_purpose::STANDARD.encode("alice:s3cret")
+    );
+
+    let digest = digest_of_push(&ok_env(&a, &env, &["push", &name], None));
+    let b = p.join("b");
+    let out = ok_env(&b, &env, &["pull", &name], None);
+    assert!(out.contains(&format!("Digest: {digest}")), "{out}");
+    assert_eq!(inspect(&a, &name)["Id"], inspect(&b, &name)["Id"]);
+
+    let o = skiff_env(
+        &a,
+        &env,
+        &["login", "-u", "alice", "-p", "s3cret", &host],
+        None,
+    );
+    assert!(o.status.success());
+    assert!(err_text(&o).contains("WARNING! Using --password via the CLI is insecure"));
+
+    let out = ok_env(&a, &env, &["logout", &host], None);
+    assert_eq!(out.trim(), format!("Removing login credentials for {host}"));
+    let v: Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    assert!(v["auths"].get(&host).is_none(), "{v}");
+    let out = ok_env(&a, &env, &["logout", &host], None);
+    assert_eq!(out.trim(), format!("Not logged in to {host}"));
+    let o = skiff_env(&p.join("c"), &env, &["pull", &name], None);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        err_text(&o).contains("pull access denied"),
+        "{}",
+        err_text(&o)
+    );
+}
+
+#[test]
+fn credential_helper_stores_and_supplies_credentials() {
+    let reg = basic_registry();
+    let (t, _) = setup();
+    let p = t.path();
+    let rootfs = p.join("rootfs");
+    let host = format!("127.0.0.1:{}", reg.port);
+    let name = format!("{host}/skiff-test/helper:v1");
+    // A docker-credential-* helper keeping one credential in a file beside itself.
+    let bindir = p.join("bin");
+    std::fs::create_dir_all(&bindir).unwrap();
+    let helper = bindir.join("docker-credential-skifftest");
+    std::fs::write(
+        &helper,
+        r#"#!/bin/sh
+d=$(dirname "$0")
+case "$1" in
+get) read -r server; echo "get $server" >> "$d/calls"
+     if [ -f "$d/store" ]; then cat "$d/store"; else echo "credentials not found in native keychain"; exit 1; fi ;;
+store) cat > "$d/store"; echo store >> "$d/calls" ;;
+erase) read -r server; rm -f "$d/store"; echo "erase $server" >> "$d/calls" ;;
+*) exit 2 ;;
+esac
+"#,
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let docker = p.join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        json!({"credHelpers": {&host: "skifftest"}}).to_string(),
+    )
+    .unwrap();
+    let env = [
+        ("DOCKER_CONFIG", docker.display().to_string()),
+        (
+            "PATH",
+            format!(
+                "{}:{}",
+                bindir.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        ),
+    ];
+    let a = p.join("a");
+    ok(&a, &["import", rootfs.to_str().unwrap(), &name]);
+    let o = skiff_env(&a, &env, &["push", &name], None);
+    assert_eq!(o.status.code(), Some(125), "no credentials yet");
+
+    let o = skiff_env(
+        &a,
+        &env,
+        &["login", "-u", "alice", "--password-stdin", &host],
+        Some("s3cret"),
+    );
+    assert!(o.status.success(), "{}", err_text(&o));
+    assert!(
+        !err_text(&o).contains("unencrypted"),
+        "stored in the helper, not the file"
+    );
+    let stored: Value =
+        serde_json::from_slice(&std::fs::read(bindir.join("store")).unwrap()).unwrap();
+    assert_eq!(
+        stored,
+        json!({"ServerURL": host, "Username": "alice", "Secret": "s3cret"})
+    );
+    let cfg: Value =
+        serde_json::from_slice(&std::fs::read(docker.join("config.json")).unwrap()).unwrap();
+    assert!(cfg.get("auths").is_none(), "{cfg}");
+
+    ok_env(&a, &env, &["push", &name], None);
+    let calls = std::fs::read_to_string(bindir.join("calls")).unwrap();
+    assert!(calls.contains(&format!("get {host}")), "{calls}");
+
+    let out = ok_env(&a, &env, &["logout", &host], None);
+    assert!(out.contains("Removing login credentials"), "{out}");
+    assert!(!bindir.join("store").exists());
+    let o = skiff_env(&p.join("b"), &env, &["pull", &name], None);
+    assert_eq!(o.status.code(), Some(125), "credentials erased");
+
+    // credsStore serves every registry; its `get` answer is used as is.
+    std::fs::write(
+        docker.join("config.json"),
+        json!({"credsStore": "skifftest"}).to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        bindir.join("store"),
+        json!({"ServerURL": host, "Username": "alice", "Secret": "s3cret"}).to_string(),
+    )
+    .unwrap();
+    let b = p.join("b");
+    ok_env(&b, &env, &["pull", &name], None);
+    assert_eq!(inspect(&a, &name)["Id"], inspect(&b, &name)["Id"]);
+}
+
+/// (account, scopes) of every token issued.
+type Issued = Arc<Mutex<Vec<(Option<String>, Vec<String>)>>>;
+
+/// A token server for `auth: token` registries: alice/s3cret gets what she asks for, anonymous
+/// callers only `pull`, wrong passwords a 401. Tokens are RS256 JWTs with the signing certificate
+/// in `x5c`, signed by `openssl dgst`.
+struct TokenServer {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    issued: Issued,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn pct_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap_or(b'?'));
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn jwt(key: &Path, cert_der_b64: &str, account: &str, access: Value) -> String {
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = json!({"typ": "JWT", "alg": "RS256", "x5c": [cert_der_b64]});
+    let claims = json!({
+        "iss": "skiff-test-issuer", "sub": account, "aud": "skiff-test-registry",
+        "exp": now + 300, "nbf": now - 10, "iat": now - 10,
+        "jti": format!("{now}-{}", std::process::id()), "access": access,
+    });
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let mut c = Command::new("openssl")
+        .args(["dgst", "-sha256", "-binary", "-sign"])
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let sig = c.wait_with_output().unwrap();
+    assert!(sig.status.success());
+    format!("{input}.{}", b64(&sig.stdout))
+}
+
+fn token_server(listener: TcpListener, key: PathBuf, cert: &Path) -> TokenServer {
+    let port = listener.local_addr().unwrap().port();
+    let pem = std::fs::read_to_string(cert).unwrap();
+    let der: String = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<Vec<_>>()
+        .concat();
+    let stop = Arc::new(AtomicBool::new(false));
+    let issued: Issued = Arc::new(Mutex::new(Vec::new()));
+    let (stop2, issued2) = (stop.clone(), issued.clone());
+    let thread = std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            if stop2.load(Ordering::SeqCst) {
+                return;
+            }
+            let Ok(mut conn) = conn else { continue };
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            if r.read_line(&mut line).is_err() {
+                continue;
+            }
+            let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
+            let mut auth = None;
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    if k.eq_ignore_ascii_case("authorization") {
+                        auth = v.trim().strip_prefix("Basic ").map(|b| {
+                            String::from_utf8(
+                                base64::engine::general_purpose::STANDARD
+                                    .decode(b.trim())
+                                    .unwrap(),
+                            )
+                            .unwrap()
+                        });
+                    }
+                }
+            }
+            let query = target.split_once('?').map(|x| x.1).unwrap_or("");
+            let scopes: Vec<String> = query
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .filter(|(k, _)| *k == "scope")
+                .map(|(_, v)| pct_decode(v))
+                .collect();
+            let account = match auth.as_deref() {
+                None => None,
+                Some("alice:s3cret") => Some("alice".to_string()),
+                Some(_) => {
+                    let _ = conn.write_all(
+                        b"HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: 30\r\nConnection: close\r\n\r\n{\"details\":\"bad credentials\"}\n",
+                    );
+                    continue;
+                }
+            };
+            let access: Vec<Value> = scopes
+                .iter()
+                .filter_map(|s| {
+                    let mut it = s.splitn(3, ':');
+                    let (ty, name, actions) = (it.next()?, it.next()?, it.next()?);
+                    let granted: Vec<&str> = actions
+                        .split(',')
+                        .filter(|a| account.is_some() || *a == "pull")
+                        .collect();
+                    Some(json!({"type": ty, "name": name, "actions": granted}))
+                })
+                .collect();
+            let token = jwt(
+                &key,
+                &der,
+                account.as_deref().unwrap_or(""),
+                Value::Array(access),
+            );
+            issued2.lock().unwrap().push((account, scopes));
+            let body =
+                json!({"token": token, "access_token": token, "expires_in": 300}).to_string();
+            let _ = conn.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    TokenServer {
+        port,
+        stop,
+        issued,
+        thread: Some(thread),
+    }
+}
+
+#[test]
+fn bearer_token_auth_through_a_token_server() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let tport = listener.local_addr().unwrap().port();
+    let keys = tempfile::Builder::new()
+        .prefix("skiff-token-")
+        .tempdir()
+        .unwrap();
+    let (key, cert) = tls_cert(keys.path(), "token");
+    let tokens = token_server(listener, key, &cert);
+    let reg = registry_with(|_| {
+        (
+            String::new(),
+            format!(
+                "auth:\n  token:\n    realm: http://127.0.0.1:{tport}/token\n    service: skiff-test-registry\n    issuer: skiff-test-issuer\n    rootcertbundle: {}\n",
+                cert.display()
+            ),
+        )
+    });
+    let (t, _) = setup();
+    let p = t.path();
+    let rootfs = p.join("rootfs");
+    let docker = p.join("docker");
+    let env = [("DOCKER_CONFIG", docker.display().to_string())];
+    let host = format!("127.0.0.1:{}", reg.port);
+    let name = format!("{host}/skiff-test/tok:v1");
+    let a = p.join("a");
+    ok(&a, &["import", rootfs.to_str().unwrap(), &name]);
+
+    let o = skiff_env(&a, &env, &["push", &name], None);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        err_text(&o).contains("push access denied"),
+        "anonymous tokens only pull: {}",
+        err_text(&o)
+    );
+    let o = skiff_env(
+        &a,
+        &env,
+        &["login", "-u", "alice", "--password-stdin", &host],
+        Some("nope\n"),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err_text(&o).contains("incorrect username or password"),
+        "{}",
+        err_text(&o)
+    );
+    ok_env(
+        &a,
+        &env,
+        &["login", "-u", "alice", "--password-stdin", &host],
+        Some("s3cret\n"),
+    );
+    let digest = digest_of_push(&ok_env(&a, &env, &["push", &name], None));
+    assert!(
+        tokens.issued.lock().unwrap().iter().any(|(acct, scopes)| {
+            acct.as_deref() == Some("alice")
+                && scopes == &["repository:skiff-test/tok:pull,push".to_string()]
+        }),
+        "{:?}",
+        tokens.issued.lock().unwrap()
+    );
+
+    // Anonymous pull (another, empty docker config) gets a pull-only token.
+    let anon = [("DOCKER_CONFIG", p.join("nobody").display().to_string())];
+    let b = p.join("b");
+    let out = ok_env(&b, &anon, &["pull", &name], None);
+    assert!(out.contains(&format!("Digest: {digest}")), "{out}");
+    assert_eq!(inspect(&a, &name)["Id"], inspect(&b, &name)["Id"]);
+    assert!(tokens
+        .issued
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(acct, scopes)| acct.is_none()
+            && scopes == &["repository:skiff-test/tok:pull".to_string()]));
+    let m: Value =
+        serde_json::from_str(&ok_env(&b, &anon, &["manifest", "inspect", &name], None)).unwrap();
+    assert_eq!(m["schemaVersion"], 2);
+}
+
+#[test]
+fn docker_io_pulls_go_to_the_configured_mirrors() {
+    let full = registry();
+    let empty = registry();
+    let (t, _) = setup();
+    let p = t.path();
+    let rootfs = p.join("rootfs");
+    let a = p.join("a");
+    let on_mirror = format!("127.0.0.1:{}/library/mirrored:1", full.port);
+    ok(&a, &["import", rootfs.to_str().unwrap(), &on_mirror]);
+    ok(&a, &["push", "-q", &on_mirror]);
+    let cfg = p.join("registries.json");
+    std::fs::write(
+        &cfg,
+        json!({"registry-mirrors": [
+            format!("http://127.0.0.1:{}", free_port()),
+            format!("http://127.0.0.1:{}", empty.port),
+            format!("http://127.0.0.1:{}/", full.port),
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    // Should the mirrors be skipped, docker.io would be tried: through a dead loopback proxy.
+    let env = [
+        ("SKIFF_REGISTRIES_CONFIG", cfg.display().to_string()),
+        ("HTTPS_PROXY", format!("http://127.0.0.1:{}", free_port())),
+        ("NO_PROXY", "127.0.0.1".to_string()),
+        ("DOCKER_CONFIG", p.join("docker").display().to_string()),
+    ];
+    let b = p.join("b");
+    let out = ok_env(&b, &env, &["pull", "mirrored:1"], None);
+    assert!(out.starts_with("1: Pulling from library/mirrored"), "{out}");
+    assert_eq!(out.lines().last().unwrap(), "docker.io/library/mirrored:1");
+    let v = inspect(&b, "mirrored:1");
+    assert_eq!(v["Id"], inspect(&a, &on_mirror)["Id"]);
+    assert_eq!(v["RepoTags"], json!(["mirrored:1"]));
+
+    std::fs::write(
+        &cfg,
+        r#"{"registry-mirrors": ["https://mirror.invalid/v2/"]}"#,
+    )
+    .unwrap();
+    let o = skiff_env(&p.join("c"), &env, &["pull", "mirrored:1"], None);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        err_text(&o).contains("invalid mirror") && err_text(&o).contains("registries.json"),
+        "{}",
+        err_text(&o)
+    );
+}
+
+#[test]
+fn pull_on_a_terminal_draws_progress_bars() {
+    let reg = registry();
+    let (t, _) = setup();
+    let p = t.path();
+    let rootfs = p.join("rootfs");
+    sh(&format!(
+        "head -c 6000000 /dev/urandom > {}/blob",
+        rootfs.display()
+    ));
+    let name = format!("127.0.0.1:{}/skiff-test/tty:1", reg.port);
+    let a = p.join("a");
+    ok(&a, &["import", rootfs.to_str().unwrap(), &name]);
+    ok(&a, &["push", "-q", &name]);
+    let cmd = format!(
+        "{} --root {} pull {name}",
+        bin("skiff").display(),
+        p.join("b").display()
+    );
+    let o = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("Downloading ["), "{out:?}");
+    assert!(
+        out.contains("\x1b[1A\x1b[2K"),
+        "lines redrawn in place: {out:?}"
+    );
+    assert!(out.contains("Pull complete"), "{out:?}");
+    // Not a terminal: plain lines, no bars, no escapes.
+    let out = ok(&p.join("c"), &["pull", &name]);
+    assert!(
+        !out.contains('\x1b') && !out.contains("Downloading"),
+        "{out}"
+    );
+    assert!(out.contains(": Download complete\n") && out.contains(": Pull complete\n"));
 }

@@ -735,33 +735,40 @@ impl Repository<'_> {
         }
     }
 
-    fn denied(&self, r: Response, action: &str) -> Error {
-        let status = r.status();
-        let b = body_text(r);
-        Error::Registry(format!(
-            "{action} access denied for {}: {} (does the repository exist? log in with `skiff login {}`)",
-            self.display,
-            registry_message(status, &b),
-            self.domain
-        ))
-    }
-
     fn fail(&self, what: &str, r: Response) -> Error {
         let status = r.status();
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            let action = if self.scope.ends_with("push") {
-                "push"
-            } else {
-                "pull"
-            };
-            return self.denied(r, action);
-        }
         let b = body_text(r);
-        Error::Registry(format!(
-            "{what} on {}: {}",
-            self.display,
-            registry_message(status, &b)
-        ))
+        let msg = registry_message(status, &b);
+        if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
+            return Error::Registry(format!("{what} on {}: {msg}", self.display));
+        }
+        let conn = self.current.lock().ok().and_then(|c| c.1.clone());
+        let basic_without_credentials = conn.as_ref().is_some_and(|c| {
+            matches!(c.auth, Auth::Anonymous)
+                && c.challenge.as_ref().is_some_and(|ch| ch.scheme == "basic")
+        });
+        let msg = if basic_without_credentials {
+            "no basic auth credentials".to_string()
+        } else if b.trim().is_empty() {
+            if status == StatusCode::UNAUTHORIZED {
+                "unauthorized: authentication required".to_string()
+            } else {
+                "denied: requested access to the resource is denied".to_string()
+            }
+        } else {
+            msg
+        };
+        if self.scope.ends_with("push") {
+            Error::Registry(format!(
+                "push access denied for {}: {msg} (log in with `skiff login {}`)",
+                self.display, self.domain
+            ))
+        } else {
+            Error::Registry(format!(
+                "pull access denied for {}, repository does not exist or may require 'skiff login': {msg}",
+                self.display
+            ))
+        }
     }
 
     fn resolve(&self, base: &str, location: &str) -> Result<String> {

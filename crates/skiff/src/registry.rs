@@ -137,7 +137,9 @@ impl Status {
                 }
             }
         }
-        st.last_draw.insert(id.to_string(), now);
+        if progress {
+            st.last_draw.insert(id.to_string(), now);
+        }
         let mut line = format!("{id}: {text}");
         let mut o = io::stdout().lock();
         if !self.tty {
