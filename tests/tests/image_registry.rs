@@ -178,6 +178,18 @@ fn push_then_pull_into_an_empty_root_gives_the_same_image() {
     ));
     let skv: Value = serde_json::from_str(&sk).unwrap();
     assert_eq!(skv["Digest"], pushed_digest.as_str());
+    // A single-platform image must match an explicit --platform.
+    let o = skiff(
+        &t.path().join("c"),
+        &["pull", "--platform", "linux/s390x", &name],
+    );
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("does not match the specified platform: wanted linux/s390x"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // Missing tags are a clear error.
     let o = skiff(
         &root2,
@@ -985,4 +997,143 @@ fn pull_on_a_terminal_draws_progress_bars() {
         "{out}"
     );
     assert!(out.contains(": Download complete\n") && out.contains(": Pull complete\n"));
+}
+
+/// Requests seen by [`FlakyProxy`]: (request line, Range header).
+type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+/// An HTTP proxy in front of a registry that cuts the first response for a blob after `cut`
+/// bytes, to exercise resumption.
+struct FlakyProxy {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    seen: Seen,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for FlakyProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn flaky_proxy(upstream: u16, cut: usize) -> FlakyProxy {
+    use std::io::Read;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+    let (stop2, seen2) = (stop.clone(), seen.clone());
+    let thread = std::thread::spawn(move || {
+        let cut_done = Arc::new(AtomicBool::new(false));
+        let mut workers = Vec::new();
+        for conn in listener.incoming() {
+            if stop2.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(client) = conn else { continue };
+            let (seen, cut_done) = (seen2.clone(), cut_done.clone());
+            workers.push(std::thread::spawn(move || {
+                let mut r = BufReader::new(client.try_clone().unwrap());
+                let mut head = Vec::new();
+                let mut range = None;
+                let mut first = String::new();
+                loop {
+                    let mut l = String::new();
+                    if r.read_line(&mut l).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if first.is_empty() {
+                        first = l.trim().to_string();
+                    }
+                    if l.trim().is_empty() {
+                        break;
+                    }
+                    let lower = l.to_ascii_lowercase();
+                    if lower.starts_with("range:") {
+                        range = Some(l[6..].trim().to_string());
+                    }
+                    if !lower.starts_with("connection:") {
+                        head.push(l);
+                    }
+                }
+                head.push("Connection: close\r\n\r\n".into());
+                seen.lock().unwrap().push((first.clone(), range.clone()));
+                let mut up = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+                up.write_all(head.concat().as_bytes()).unwrap();
+                // Only the first response that grows past `cut` bytes is cut.
+                let cut_this = first.starts_with("GET ")
+                    && first.contains("/blobs/")
+                    && range.is_none()
+                    && !cut_done.load(Ordering::SeqCst);
+                let mut client = client;
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut sent = 0;
+                loop {
+                    let n = match up.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let cutting =
+                        cut_this && sent + n >= cut && !cut_done.swap(true, Ordering::SeqCst);
+                    let n = if cutting { cut - sent } else { n };
+                    if client.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    sent += n;
+                    if cutting {
+                        break;
+                    }
+                }
+                let _ = client.shutdown(std::net::Shutdown::Both);
+            }));
+        }
+        for w in workers {
+            let _ = w.join();
+        }
+    });
+    FlakyProxy {
+        port,
+        stop,
+        seen,
+        thread: Some(thread),
+    }
+}
+
+#[test]
+fn a_cut_download_resumes_with_a_range_request() {
+    let reg = registry();
+    let (t, _) = setup();
+    let p = t.path();
+    let rootfs = p.join("rootfs");
+    sh(&format!(
+        "head -c 8000000 /dev/urandom > {}/blob",
+        rootfs.display()
+    ));
+    let a = p.join("a");
+    let direct = format!("127.0.0.1:{}/skiff-test/cut:1", reg.port);
+    ok(&a, &["import", rootfs.to_str().unwrap(), &direct]);
+    ok(&a, &["push", "-q", &direct]);
+    let proxy = flaky_proxy(reg.port, 3_000_000);
+    let name = format!("127.0.0.1:{}/skiff-test/cut:1", proxy.port);
+    let b = p.join("b");
+    let out = ok(&b, &["pull", &name]);
+    assert!(out.contains("Retrying from byte"), "{out}");
+    assert_eq!(inspect(&a, &direct)["Id"], inspect(&b, &name)["Id"]);
+    let seen = proxy.seen.lock().unwrap().clone();
+    let resumed = seen.iter().find_map(|(line, range)| {
+        let from: u64 = range
+            .as_deref()?
+            .strip_prefix("bytes=")?
+            .trim_end_matches('-')
+            .parse()
+            .ok()?;
+        (line.contains("/blobs/") && from > 0).then_some(from)
+    });
+    let from = resumed.unwrap_or_else(|| panic!("no ranged request: {seen:?}"));
+    assert!(from > 1_000_000 && from <= 3_000_000, "resumed from {from}");
 }

@@ -310,15 +310,18 @@ impl Read for ChannelReader {
 }
 
 /// Pulls `reference` (a tag or `sha256:` digest) of repository `repo` (`domain/path`) for
-/// `platform`, recording it under `repo:tag` when pulled by tag.
+/// `platform` (the host's when `None`), recording it under `repo:tag` when pulled by tag. A
+/// single-platform image must match an explicitly requested platform, as in docker.
 pub fn pull(
     store: &Store,
     f: &dyn Fetcher,
     repo: &str,
     reference: &str,
-    platform: &Platform,
+    requested: Option<&Platform>,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<PullResult> {
+    let host = Platform::host();
+    let platform = requested.unwrap_or(&host);
     let by_digest = reference.starts_with("sha256:");
     let (bytes, mt) = f.get_manifest(reference)?;
     let top_digest = Digest::of(&bytes);
@@ -361,6 +364,23 @@ pub fn pull(
         fetch_small(f, &manifest.config.digest, "config")?
     };
     let config = ImageConfig::parse(&config_bytes)?;
+    if let (Some(want), None) = (requested, &index_digest) {
+        let actual = format!(
+            "{}/{}{}",
+            config.os,
+            config.architecture,
+            config
+                .variant
+                .as_deref()
+                .map(|v| format!("/{v}"))
+                .unwrap_or_default()
+        );
+        if !Platform::parse(&actual).is_ok_and(|have| want.matches(&have)) {
+            return Err(Error::NotFound(format!(
+                "image with reference {repo}:{reference} was found but does not match the specified platform: wanted {want}, actual: {actual}"
+            )));
+        }
+    }
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
         return Err(Error::invalid(
             "image",

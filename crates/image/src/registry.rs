@@ -68,6 +68,9 @@ impl RegistryConfig {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(e) => return Err(Error::path("read", path, e)),
         };
+        if b.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self::default());
+        }
         Self::parse(&b).map_err(|why| Error::invalid(path.display().to_string(), why))
     }
 
@@ -262,19 +265,25 @@ pub struct Client {
     credentials: Box<CredentialLookup>,
 }
 
-/// Joins an error and its sources into one line.
+/// Joins an error and its sources into one line, leaving out reqwest's and hyper's generic
+/// wrappers ("error sending request for url (...)", "client error (Connect)").
 fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
     while let Some(c) = cur {
         let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
+        let generic =
+            m.starts_with("error sending request for url") || m.starts_with("client error (");
+        if !generic && !parts.iter().any(|p| p.contains(&m)) {
+            parts.push(m);
         }
         cur = c.source();
     }
-    s
+    if parts.is_empty() {
+        e.to_string()
+    } else {
+        parts.join(": ")
+    }
 }
 
 fn body_text(r: Response) -> String {
@@ -290,7 +299,7 @@ fn registry_message(status: StatusCode, body: &str) -> String {
             let code = e.get("code").and_then(Value::as_str).unwrap_or("");
             let msg = e.get("message").and_then(Value::as_str).unwrap_or("");
             if !code.is_empty() {
-                return format!("{}: {msg}", code.to_ascii_lowercase());
+                return format!("{}: {msg}", code.to_ascii_lowercase().replace('_', " "));
             }
         }
         for k in ["details", "error", "message"] {
@@ -444,13 +453,13 @@ impl Client {
                         std::thread::sleep(Duration::from_millis(200 << tries));
                     }
                     Err(e) => {
-                        last = chain(&e);
+                        last = format!("GET {base}/v2/: {}", chain(&e));
                         break;
                     }
                 }
             }
         }
-        Err(Error::Registry(format!("registry {}: {last}", ep.host)))
+        Err(Error::Registry(format!("{}: {last}", ep.host)))
     }
 
     /// A bearer token for `scopes` from the challenge's realm, with `cred` when given.

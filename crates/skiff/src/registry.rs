@@ -174,10 +174,7 @@ pub fn pull(store: &Store, a: &PullArgs) -> Result<i32> {
         .clone()
         .or_else(|| n.tag.clone())
         .unwrap_or_else(|| "latest".into());
-    let platform = match &a.platform {
-        Some(p) => Platform::parse(p)?,
-        None => Platform::host(),
-    };
+    let platform = a.platform.as_deref().map(Platform::parse).transpose()?;
     let client = client()?;
     let repo = client.repository(&n, false, a.insecure);
     let st = Status::new(a.quiet);
@@ -199,8 +196,15 @@ pub fn pull(store: &Store, a: &PullArgs) -> Result<i32> {
         Progress::PullComplete(d) => st.layer(&short(&d), "Pull complete", false),
         Progress::Pushed(_) | Progress::LayerExists(_) => {}
     };
-    let r = pull::pull(store, &repo, &n.repo(), &reference, &platform, &progress)
-        .with_context(|| format!("pull {}", a.name))?;
+    let r = pull::pull(
+        store,
+        &repo,
+        &n.repo(),
+        &reference,
+        platform.as_ref(),
+        &progress,
+    )
+    .with_context(|| format!("pull {}", a.name))?;
     let sep = if reference.starts_with("sha256:") {
         '@'
     } else {
