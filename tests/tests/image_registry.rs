@@ -1137,3 +1137,107 @@ fn a_cut_download_resumes_with_a_range_request() {
     let from = resumed.unwrap_or_else(|| panic!("no ranged request: {seen:?}"));
     assert!(from > 1_000_000 && from <= 3_000_000, "resumed from {from}");
 }
+
+#[test]
+fn https_registry_certificates_are_verified() {
+    // A registry that is not insecure needs a name that is not loopback: `registry.skiff-test`,
+    // mapped to 127.0.0.1 by an /etc/hosts bound in a private mount namespace per skiff call.
+    let reg = registry_with(|d| {
+        // A CA, and a server certificate it signs (webpki refuses a CA as the end entity).
+        sh(&format!(
+            "cd {0} && openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 2 -subj /CN=skiff-test-ca \
+             -keyout ca.key -out ca.crt 2>/dev/null && \
+             openssl req -newkey rsa:2048 -nodes -sha256 -subj /CN=registry.skiff-test \
+             -keyout tls.key -out tls.csr 2>/dev/null && \
+             printf 'subjectAltName=DNS:registry.skiff-test\\nbasicConstraints=CA:FALSE\\n' > ext && \
+             openssl x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+             -sha256 -extfile ext -out tls.crt 2>/dev/null",
+            d.display()
+        ));
+        (
+            format!(
+                "  tls:\n    certificate: {0}/tls.crt\n    key: {0}/tls.key\n",
+                d.display()
+            ),
+            String::new(),
+        )
+    });
+    let (t, _) = setup();
+    let p = t.path();
+    let rootfs = p.join("rootfs");
+    let hosts = p.join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 registry.skiff-test localhost\n").unwrap();
+    let ca = reg._dir.path().join("ca.crt");
+    let name = format!("registry.skiff-test:{}/skiff-test/tls:1", reg.port);
+    let in_ns = |root: &Path, trust: bool, args: &[&str]| -> Output {
+        let mut c = Command::new("unshare");
+        c.args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "mount --bind {} /etc/hosts && exec \"$@\"",
+                hosts.display()
+            ))
+            .arg("sh")
+            .arg(bin("skiff"))
+            .arg("--root")
+            .arg(root)
+            .args(args)
+            .env("DOCKER_CONFIG", p.join("docker"))
+            .env_remove("SSL_CERT_DIR")
+            .stdin(Stdio::null());
+        if trust {
+            c.env("SSL_CERT_FILE", &ca);
+        } else {
+            c.env_remove("SSL_CERT_FILE");
+        }
+        c.output().unwrap()
+    };
+    let a = p.join("a");
+    ok(&a, &["import", rootfs.to_str().unwrap(), &name]);
+    let o = in_ns(&a, true, &["push", &name]);
+    assert!(o.status.success(), "{}", err_text(&o));
+
+    let b = p.join("b");
+    let o = in_ns(&b, false, &["pull", &name]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        err_text(&o).contains("certificate"),
+        "an unknown issuer is refused: {}",
+        err_text(&o)
+    );
+    let o = in_ns(&b, true, &["pull", &name]);
+    assert!(o.status.success(), "{}", err_text(&o));
+    assert_eq!(inspect(&a, &name)["Id"], inspect(&b, &name)["Id"]);
+    // --insecure skips verification.
+    let c = p.join("c");
+    let o = in_ns(&c, false, &["pull", "--insecure", &name]);
+    assert!(o.status.success(), "{}", err_text(&o));
+    // The registry's CA in the certs directory (docker's certs.d layout) is trusted for it.
+    let certs = p.join("certs.d");
+    let hostdir = certs.join(format!("registry.skiff-test:{}", reg.port));
+    std::fs::create_dir_all(&hostdir).unwrap();
+    std::fs::copy(&ca, hostdir.join("ca.crt")).unwrap();
+    let cfg = p.join("registries.json");
+    std::fs::write(&cfg, json!({"certs-dir": certs}).to_string()).unwrap();
+    let d = p.join("d");
+    let o = {
+        let mut c = Command::new("unshare");
+        c.args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "mount --bind {} /etc/hosts && exec \"$@\"",
+                hosts.display()
+            ))
+            .arg("sh")
+            .arg(bin("skiff"))
+            .arg("--root")
+            .arg(&d)
+            .args(["pull", &name])
+            .env("SKIFF_REGISTRIES_CONFIG", &cfg)
+            .env("DOCKER_CONFIG", p.join("docker"))
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR")
+            .stdin(Stdio::null());
+        c.output().unwrap()
+    };
+    assert!(o.status.success(), "{}", err_text(&o));
+    assert_eq!(inspect(&d, &name)["Id"], inspect(&a, &name)["Id"]);
+}

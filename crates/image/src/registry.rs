@@ -11,10 +11,10 @@
 //! scope (`pull` or `pull,push`), with the credentials when there are some, anonymously otherwise,
 //! and fetches a new one when a later request is refused (expiry, wider scope).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read};
-use std::path::Path;
-use std::sync::{Mutex, OnceLock};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use base64::Engine;
@@ -33,6 +33,11 @@ use crate::pull::{Fetcher, Pusher};
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/skiff/registries.json";
 /// The environment variable naming another registry configuration file.
 pub const CONFIG_ENV: &str = "SKIFF_REGISTRIES_CONFIG";
+/// Where per-registry CA certificates and client certificates are looked for (after the
+/// configured `certs-dir`), as docker does: `<dir>/<host[:port]>/*.crt`, `*.cert` + `*.key`.
+pub const DOCKER_CERTS_DIR: &str = "/etc/docker/certs.d";
+/// The default `certs-dir`.
+pub const DEFAULT_CERTS_DIR: &str = "/etc/skiff/certs.d";
 /// The host that serves `docker.io`'s API.
 pub const DOCKER_HUB_HOST: &str = "registry-1.docker.io";
 
@@ -43,13 +48,16 @@ const MAX_MANIFEST: u64 = 16 << 20;
 const ATTEMPTS: u32 = 3;
 
 /// Registry settings, read from a JSON file with docker's `daemon.json` keys:
-/// `{"registry-mirrors": ["https://mirror.example"], "insecure-registries": ["host:5000", "10.0.0.0/8"]}`.
+/// `{"registry-mirrors": ["https://mirror.example"], "insecure-registries": ["host:5000", "10.0.0.0/8"]}`,
+/// plus skiff's `"certs-dir"` (default [`DEFAULT_CERTS_DIR`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegistryConfig {
     /// Mirrors of docker.io (`scheme://host[:port]`), tried in order before docker.io on pulls.
     pub mirrors: Vec<String>,
     /// Registries (`host[:port]`, or an IPv4 CIDR) treated as insecure besides loopback.
     pub insecure: Vec<String>,
+    /// Directory of per-registry certificates (`<host[:port]>/ca.crt`...); `None` is the default.
+    pub certs_dir: Option<PathBuf>,
 }
 
 impl RegistryConfig {
@@ -104,9 +112,15 @@ impl RegistryConfig {
             }
             mirrors.push(m.trim_end_matches('/').to_string());
         }
+        let certs_dir = match v.get("certs-dir") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(d)) => Some(PathBuf::from(d)),
+            Some(x) => return Err(format!("certs-dir: {x} is not a string")),
+        };
         Ok(RegistryConfig {
             mirrors,
             insecure: list("insecure-registries")?,
+            certs_dir,
         })
     }
 
@@ -244,9 +258,13 @@ impl Auth {
     }
 }
 
+/// CA bundle files, and client certificate + key files, of one registry host.
+type HostCerts = (Vec<PathBuf>, Vec<(PathBuf, PathBuf)>);
+
 /// A live connection to one endpoint: base URL, TLS mode, challenge and current authorization.
 #[derive(Debug, Clone)]
 struct Conn {
+    host: String,
     base: String,
     lax: bool,
     key: String,
@@ -259,8 +277,8 @@ type CredentialLookup = dyn Fn(&str) -> Result<Option<Credential>> + Send + Sync
 /// A registry client: shared HTTP connection pools, the registry configuration and a credential
 /// source. Cheap to keep for a whole command.
 pub struct Client {
-    strict: OnceLock<Http>,
-    lax: OnceLock<Http>,
+    /// HTTP clients by (host with its own certificates or "", skip verification).
+    http: Mutex<HashMap<(String, bool), Http>>,
     config: RegistryConfig,
     credentials: Box<CredentialLookup>,
 }
@@ -333,8 +351,7 @@ impl Client {
         f: impl Fn(&str) -> Result<Option<Credential>> + Send + Sync + 'static,
     ) -> Client {
         Client {
-            strict: OnceLock::new(),
-            lax: OnceLock::new(),
+            http: Mutex::new(HashMap::new()),
             config,
             credentials: Box::new(f),
         }
@@ -345,20 +362,97 @@ impl Client {
         &self.config
     }
 
-    fn http(&self, lax: bool) -> Result<&Http> {
-        let cell = if lax { &self.lax } else { &self.strict };
-        if let Some(h) = cell.get() {
-            return Ok(h);
+    /// The certificate files for `host` in the certs directories: CA bundles (`*.crt`) and
+    /// client certificate/key pairs (`x.cert` + `x.key`).
+    fn host_certs(&self, host: &str) -> Result<HostCerts> {
+        let mut cas = Vec::new();
+        let mut pairs = Vec::new();
+        let dirs = [
+            self.config
+                .certs_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CERTS_DIR)),
+            PathBuf::from(DOCKER_CERTS_DIR),
+        ];
+        for d in dirs {
+            let dir = d.join(host);
+            let rd = match std::fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::path("read", &dir, e)),
+            };
+            let mut names: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            names.sort();
+            for f in names {
+                match f.extension().and_then(|e| e.to_str()) {
+                    Some("crt") => cas.push(f),
+                    Some("cert") => {
+                        let key = f.with_extension("key");
+                        if !key.exists() {
+                            return Err(Error::invalid(
+                                f.display().to_string(),
+                                format!("missing key {}", key.display()),
+                            ));
+                        }
+                        pairs.push((f, key));
+                    }
+                    _ => {}
+                }
+            }
+            if !cas.is_empty() || !pairs.is_empty() {
+                break;
+            }
         }
-        let h = Http::builder()
+        Ok((cas, pairs))
+    }
+
+    /// The HTTP client for `host`: certificate checks skipped when `lax`, else the system roots
+    /// plus the host's own CA and client certificates from the certs directories.
+    fn http(&self, host: &str, lax: bool) -> Result<Http> {
+        let (cas, pairs) = if lax {
+            (vec![], vec![])
+        } else {
+            self.host_certs(host)?
+        };
+        let key = if cas.is_empty() && pairs.is_empty() {
+            (String::new(), lax)
+        } else {
+            (host.to_string(), lax)
+        };
+        let mut map = self
+            .http
+            .lock()
+            .map_err(|_| Error::Registry("HTTP client lock poisoned".into()))?;
+        if let Some(h) = map.get(&key) {
+            return Ok(h.clone());
+        }
+        let mut b = Http::builder()
             .user_agent(concat!("skiff/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(30))
             // Per request head and per body read, not the whole transfer.
             .timeout(Duration::from_secs(120))
-            .danger_accept_invalid_certs(lax)
+            .danger_accept_invalid_certs(lax);
+        let read = |p: &Path| std::fs::read(p).map_err(|e| Error::path("read", p, e));
+        for ca in &cas {
+            for c in reqwest::Certificate::from_pem_bundle(&read(ca)?)
+                .map_err(|e| Error::invalid(ca.display().to_string(), chain(&e)))?
+            {
+                b = b.add_root_certificate(c);
+            }
+        }
+        if let Some((cert, key)) = pairs.first() {
+            let mut pem = read(cert)?;
+            pem.push(b'\n');
+            pem.extend(read(key)?);
+            let id = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| Error::invalid(cert.display().to_string(), chain(&e)))?;
+            b = b.identity(id);
+        }
+        let h = b
             .build()
-            .map_err(|e| Error::Registry(format!("HTTP client: {}", chain(&e))))?;
-        Ok(cell.get_or_init(|| h))
+            .map_err(|e| Error::Registry(format!("HTTP client for {host}: {}", chain(&e))))?;
+        map.insert(key, h.clone());
+        Ok(h)
     }
 
     fn endpoint(&self, domain: &str, insecure: bool) -> Endpoint {
@@ -427,7 +521,7 @@ impl Client {
         let mut last = String::new();
         for &(scheme, verify) in &ep.schemes {
             let base = format!("{scheme}://{}", ep.host);
-            let http = self.http(!verify)?;
+            let http = self.http(&ep.host, !verify)?;
             let mut tries = 0;
             loop {
                 tries += 1;
@@ -476,7 +570,12 @@ impl Client {
         })?;
         let mut url = Url::parse(realm)
             .map_err(|e| Error::Registry(format!("registry {host}: token realm {realm:?}: {e}")))?;
-        let http = self.http(lax)?;
+        let realm_host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => host.to_string(),
+        };
+        let http = self.http(&realm_host, lax)?;
         let service = ch.params.get("service").cloned().unwrap_or_default();
         let req = match cred {
             Some(c) if c.is_identity_token() => {
@@ -589,7 +688,7 @@ impl Client {
             }
             Some("basic") => {
                 let r = self
-                    .http(lax)?
+                    .http(&ep.host, lax)?
                     .get(format!("{base}/v2/"))
                     .basic_auth(&cred.username, Some(&cred.secret))
                     .send()
@@ -643,6 +742,7 @@ impl Repository<'_> {
             std::slice::from_ref(&self.scope),
         )?;
         let c = Conn {
+            host: ep.host.clone(),
             base,
             lax,
             key: ep.key.clone(),
@@ -714,8 +814,8 @@ impl Repository<'_> {
         loop {
             tries += 1;
             let conn = self.conn()?;
-            let http = self.client.http(conn.lax)?;
-            let mut rb = build(http, &conn.base);
+            let http = self.client.http(&conn.host, conn.lax)?;
+            let mut rb = build(&http, &conn.base);
             if let Some(h) = conn.auth.header() {
                 rb = rb.header(AUTHORIZATION, h);
             }
@@ -925,7 +1025,7 @@ impl Pusher for Repository<'_> {
         let same_host = url.as_str().starts_with(&conn.base);
         let mut rb = self
             .client
-            .http(conn.lax)?
+            .http(&conn.host, conn.lax)?
             .put(url)
             .header(CONTENT_TYPE, "application/octet-stream")
             .body(reqwest::blocking::Body::sized(data, size));
@@ -1001,6 +1101,8 @@ mod tests {
                 .contains("path")
         );
         assert!(RegistryConfig::parse(br#"{"registry-mirrors":"x"}"#).is_err());
+        let c = RegistryConfig::parse(br#"{"certs-dir":"/x/certs.d"}"#).unwrap();
+        assert_eq!(c.certs_dir, Some(PathBuf::from("/x/certs.d")));
     }
 
     #[test]
