@@ -973,7 +973,7 @@ fn pull_on_a_terminal_draws_progress_bars() {
     ok(&a, &["import", rootfs.to_str().unwrap(), &name]);
     ok(&a, &["push", "-q", &name]);
     let cmd = format!(
-        "{} --root {} pull {name}",
+        "stty cols 150; {} --root {} pull {name}",
         bin("skiff").display(),
         p.join("b").display()
     );

@@ -109,6 +109,16 @@ impl Status {
         }
     }
 
+    /// Byte progress as docker draws it: a bar with sizes on terminals at least 110 columns wide,
+    /// the sizes alone on narrower ones.
+    fn progress(&self, done: u64, total: u64) -> String {
+        if self.width >= 110 || total == 0 {
+            bar(done, total)
+        } else {
+            format!("{:>8}/{}", human(done), human(total))
+        }
+    }
+
     /// A line that is not a layer's.
     fn say(&self, s: &str) {
         if self.quiet {
@@ -184,7 +194,7 @@ pub fn pull(store: &Store, a: &PullArgs) -> Result<i32> {
         Progress::AlreadyExists(d) => st.layer(&short(&d), "Already exists", false),
         Progress::Downloading(d, done, total) => st.layer(
             &short(&d),
-            &format!("Downloading {}", bar(done, total)),
+            &format!("Downloading {}", st.progress(done, total)),
             true,
         ),
         Progress::Retrying(d, off, why) => st.layer(
