@@ -999,6 +999,7 @@ impl Pusher for Repository<'_> {
         }
     }
 
+    /// Docker's upload: `POST` opens a session, `PATCH` streams the bytes, `PUT ?digest=` closes it.
     fn put_blob(&self, digest: &Digest, size: u64, data: Box<dyn Read + Send>) -> Result<()> {
         let r = self.send("start upload", false, &|h, base| {
             h.post(format!("{base}/v2/{}/blobs/uploads/", self.path))
@@ -1007,38 +1008,55 @@ impl Pusher for Repository<'_> {
         if r.status() != StatusCode::ACCEPTED {
             return Err(self.fail(&format!("start upload of {digest}"), r));
         }
-        let loc = r
-            .headers()
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                Error::Registry(format!(
-                    "start upload of {digest} on {}: no Location",
-                    self.display
-                ))
-            })?
-            .to_string();
         let conn = self.conn()?;
-        let mut url = Url::parse(&self.resolve(&conn.base, &loc)?)
-            .map_err(|e| Error::Registry(format!("upload location {loc:?}: {e}")))?;
-        url.query_pairs_mut().append_pair("digest", digest.as_str());
-        let same_host = url.as_str().starts_with(&conn.base);
-        let mut rb = self
-            .client
-            .http(&conn.host, conn.lax)?
-            .put(url)
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .body(reqwest::blocking::Body::sized(data, size));
-        if let (true, Some(h)) = (same_host, conn.auth.header()) {
-            rb = rb.header(AUTHORIZATION, h);
+        let location = |r: &Response, base: &str| -> Result<Url> {
+            let loc = r
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| {
+                    Error::Registry(format!(
+                        "upload of {digest} to {}: no Location",
+                        self.display
+                    ))
+                })?;
+            Url::parse(&self.resolve(base, loc)?)
+                .map_err(|e| Error::Registry(format!("upload location {loc:?}: {e}")))
+        };
+        let http = self.client.http(&conn.host, conn.lax)?;
+        let authorized = |rb: RequestBuilder, url: &Url| match conn.auth.header() {
+            Some(h) if url.as_str().starts_with(&conn.base) => rb.header(AUTHORIZATION, h),
+            _ => rb,
+        };
+        let sent = |r: reqwest::Result<Response>| {
+            r.map_err(|e| {
+                Error::Registry(format!(
+                    "upload {digest} to {}: {}",
+                    self.display,
+                    chain(&e)
+                ))
+            })
+        };
+        let url = location(&r, &conn.base)?;
+        // The client's timeout covers a whole request, body included: allow a slow link.
+        let timeout = Duration::from_secs(120 + size / (64 * 1024));
+        let r = sent(
+            authorized(http.patch(url.clone()), &url)
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .body(reqwest::blocking::Body::sized(data, size))
+                .timeout(timeout)
+                .send(),
+        )?;
+        if r.status() != StatusCode::ACCEPTED && r.status() != StatusCode::NO_CONTENT {
+            return Err(self.fail(&format!("upload {digest}"), r));
         }
-        let r = rb.send().map_err(|e| {
-            Error::Registry(format!(
-                "upload {digest} to {}: {}",
-                self.display,
-                chain(&e)
-            ))
-        })?;
+        let mut url = location(&r, url.as_str()).unwrap_or(url);
+        url.query_pairs_mut().append_pair("digest", digest.as_str());
+        let r = sent(
+            authorized(http.put(url.clone()), &url)
+                .header(reqwest::header::CONTENT_LENGTH, "0")
+                .send(),
+        )?;
         if r.status() != StatusCode::CREATED {
             return Err(self.fail(&format!("upload {digest}"), r));
         }
