@@ -1241,3 +1241,47 @@ fn https_registry_certificates_are_verified() {
     assert!(o.status.success(), "{}", err_text(&o));
     assert_eq!(inspect(&d, &name)["Id"], inspect(&a, &name)["Id"]);
 }
+
+#[test]
+fn all_tags_push_and_pull() {
+    let reg = registry();
+    let (t, _) = setup();
+    let p = t.path();
+    let rootfs = p.join("rootfs");
+    let a = p.join("a");
+    let repo = format!("127.0.0.1:{}/skiff-test/many", reg.port);
+    ok(
+        &a,
+        &["import", rootfs.to_str().unwrap(), &format!("{repo}:v1")],
+    );
+    std::fs::write(rootfs.join("etc/v2"), "2").unwrap();
+    ok(
+        &a,
+        &["import", rootfs.to_str().unwrap(), &format!("{repo}:v2")],
+    );
+    ok(
+        &a,
+        &["tag", &format!("{repo}:v2"), &format!("{repo}:latest")],
+    );
+    let o = skiff(&a, &["push", "-a", &format!("{repo}:v1")]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("tag can't be used with --all-tags/-a"));
+    let out = ok(&a, &["push", "--all-tags", &repo]);
+    for tag in ["latest", "v1", "v2"] {
+        assert!(out.contains(&format!("{tag}: digest: sha256:")), "{out}");
+    }
+    let b = p.join("b");
+    let out = ok(&b, &["pull", "-a", &repo]);
+    assert_eq!(out.lines().last().unwrap(), repo);
+    for tag in ["latest", "v1", "v2"] {
+        assert!(
+            out.contains(&format!("{tag}: Pulling from skiff-test/many")),
+            "{out}"
+        );
+        let name = format!("{repo}:{tag}");
+        assert_eq!(inspect(&a, &name)["Id"], inspect(&b, &name)["Id"]);
+    }
+    assert_eq!(
+        inspect(&b, &format!("{repo}:latest"))["Id"],
+        inspect(&b, &format!("{repo}:v2"))["Id"]
+    );
+}

@@ -305,8 +305,12 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 fn body_text(r: Response) -> String {
+    body_text_limited(r, 64 * 1024)
+}
+
+fn body_text_limited(r: Response, max: u64) -> String {
     let mut s = String::new();
-    let _ = r.take(64 * 1024).read_to_string(&mut s);
+    let _ = r.take(max).read_to_string(&mut s);
     s
 }
 
@@ -930,6 +934,51 @@ impl Repository<'_> {
             ));
         }
         Ok((b, mt))
+    }
+}
+
+impl Repository<'_> {
+    /// The repository's tags (`GET /v2/<name>/tags/list`, following `Link: <...>; rel="next"`).
+    pub fn tags(&self) -> Result<Vec<String>> {
+        let mut tags = Vec::new();
+        let mut next = format!("/v2/{}/tags/list?n=1000", self.path);
+        for _ in 0..1000 {
+            let path = next.clone();
+            let r = self.send("GET tags", true, &|h, base| h.get(format!("{base}{path}")))?;
+            if r.status() == StatusCode::NOT_FOUND {
+                return Err(Error::NotFound(format!(
+                    "repository {} not found",
+                    self.display
+                )));
+            }
+            if !r.status().is_success() {
+                return Err(self.fail("GET tags", r));
+            }
+            let link = r
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .filter(|l| l.contains("rel=\"next\""))
+                .and_then(|l| Some(l[l.find('<')? + 1..l.find('>')?].to_string()));
+            let v: Value = serde_json::from_str(&body_text_limited(r, MAX_MANIFEST))
+                .map_err(|e| Error::Registry(format!("tags of {}: {e}", self.display)))?;
+            if let Some(a) = v.get("tags").and_then(Value::as_array) {
+                tags.extend(a.iter().filter_map(Value::as_str).map(str::to_string));
+            }
+            match link {
+                Some(l) => {
+                    next = match Url::parse(&l) {
+                        Ok(u) => format!("{}?{}", u.path(), u.query().unwrap_or("")),
+                        Err(_) => l,
+                    }
+                }
+                None => return Ok(tags),
+            }
+        }
+        Err(Error::Registry(format!(
+            "tags of {}: too many pages",
+            self.display
+        )))
     }
 }
 

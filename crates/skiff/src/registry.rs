@@ -175,19 +175,62 @@ impl Status {
 
 /// `skiff pull`.
 pub fn pull(store: &Store, a: &PullArgs) -> Result<i32> {
-    if a.all_tags {
-        bail!("--all-tags is not supported yet");
-    }
     let n = Name::parse(&a.name)?;
-    let reference = n
-        .digest
-        .clone()
-        .or_else(|| n.tag.clone())
-        .unwrap_or_else(|| "latest".into());
     let platform = a.platform.as_deref().map(Platform::parse).transpose()?;
     let client = client()?;
     let repo = client.repository(&n, false, a.insecure);
     let st = Status::new(a.quiet);
+    if !a.all_tags {
+        let reference = n
+            .digest
+            .clone()
+            .or_else(|| n.tag.clone())
+            .unwrap_or_else(|| "latest".into());
+        let downloaded = pull_one(store, &repo, &n, &reference, platform.as_ref(), &st, a)?;
+        let sep = if reference.starts_with("sha256:") {
+            '@'
+        } else {
+            ':'
+        };
+        let shown = format!("{}{sep}{reference}", familiar(&n.repo()));
+        st.say(&if downloaded {
+            format!("Status: Downloaded newer image for {shown}")
+        } else {
+            format!("Status: Image is up to date for {shown}")
+        });
+        println!("{}{sep}{reference}", n.repo());
+        return Ok(0);
+    }
+    if n.tag.is_some() || n.digest.is_some() {
+        bail!("tag can't be used with --all-tags/-a");
+    }
+    let tags = repo
+        .tags()
+        .with_context(|| format!("list tags of {}", n.repo()))?;
+    let mut downloaded = false;
+    for tag in &tags {
+        downloaded |= pull_one(store, &repo, &n, tag, platform.as_ref(), &st, a)?;
+    }
+    let shown = familiar(&n.repo());
+    st.say(&if downloaded {
+        format!("Status: Downloaded newer image for {shown}")
+    } else {
+        format!("Status: Image is up to date for {shown}")
+    });
+    println!("{}", n.repo());
+    Ok(0)
+}
+
+/// Pulls one tag or digest with docker's per-layer lines; true when something was downloaded.
+fn pull_one(
+    store: &Store,
+    repo: &skiff_image::registry::Repository<'_>,
+    n: &Name,
+    reference: &str,
+    platform: Option<&Platform>,
+    st: &Status,
+    a: &PullArgs,
+) -> Result<bool> {
     st.say(&format!("{reference}: Pulling from {}", n.path));
     let progress = |p: Progress| match p {
         Progress::Waiting(d) => st.layer(&short(&d), "Pulling fs layer", false),
@@ -206,42 +249,43 @@ pub fn pull(store: &Store, a: &PullArgs) -> Result<i32> {
         Progress::PullComplete(d) => st.layer(&short(&d), "Pull complete", false),
         Progress::Pushed(_) | Progress::LayerExists(_) => {}
     };
-    let r = pull::pull(
-        store,
-        &repo,
-        &n.repo(),
-        &reference,
-        platform.as_ref(),
-        &progress,
-    )
-    .with_context(|| format!("pull {}", a.name))?;
-    let sep = if reference.starts_with("sha256:") {
-        '@'
-    } else {
-        ':'
-    };
-    let shown = format!("{}{sep}{reference}", familiar(&n.repo()));
+    let r = pull::pull(store, repo, &n.repo(), reference, platform, &progress)
+        .with_context(|| format!("pull {}", a.name))?;
     st.say(&format!("Digest: {}", r.digest));
-    if r.downloaded {
-        st.say(&format!("Status: Downloaded newer image for {shown}"));
-    } else {
-        st.say(&format!("Status: Image is up to date for {shown}"));
-    }
-    println!("{}{sep}{reference}", n.repo());
-    Ok(0)
+    Ok(r.downloaded)
 }
 
 /// `skiff push`.
 pub fn push(store: &Store, a: &PushArgs) -> Result<i32> {
-    if a.all_tags {
-        bail!("--all-tags is not supported yet");
-    }
     let n = Name::parse(&a.name)?;
     if n.digest.is_some() {
         bail!("cannot push a digest reference");
     }
-    let tag = n.tag.clone().unwrap_or_else(|| "latest".into());
-    let img = resolve(store, &format!("{}:{tag}", n.repo()))?;
+    let tags: Vec<String> = if a.all_tags {
+        if n.tag.is_some() {
+            bail!("tag can't be used with --all-tags/-a");
+        }
+        let prefix = format!("{}:", n.repo());
+        let mut t: Vec<String> = store
+            .list()?
+            .iter()
+            .flat_map(|i| i.tags.iter())
+            .filter_map(|t| t.strip_prefix(&prefix))
+            .filter(|t| !t.contains('/'))
+            .map(str::to_string)
+            .collect();
+        t.sort();
+        t.dedup();
+        if t.is_empty() {
+            bail!(
+                "An image does not exist locally with the tag: {}",
+                familiar(&n.repo())
+            );
+        }
+        t
+    } else {
+        vec![n.tag.clone().unwrap_or_else(|| "latest".into())]
+    };
     let client = client()?;
     let repo = client.repository(&n, true, a.insecure);
     let st = Status::new(a.quiet);
@@ -249,6 +293,22 @@ pub fn push(store: &Store, a: &PushArgs) -> Result<i32> {
         "The push refers to repository [{}]",
         familiar(&n.repo())
     ));
+    for tag in &tags {
+        push_one(store, &repo, &n, tag, &st, a)?;
+    }
+    Ok(0)
+}
+
+/// Pushes one tag with docker's per-layer lines.
+fn push_one(
+    store: &Store,
+    repo: &skiff_image::registry::Repository<'_>,
+    n: &Name,
+    tag: &str,
+    st: &Status,
+    a: &PushArgs,
+) -> Result<()> {
+    let img = resolve(store, &format!("{}:{tag}", n.repo()))?;
     let progress = |p: Progress| match p {
         Progress::Waiting(d) => st.layer(&short(&d), "Preparing", false),
         Progress::Pushed(d) => st.layer(&short(&d), "Pushed", false),
@@ -256,13 +316,13 @@ pub fn push(store: &Store, a: &PushArgs) -> Result<i32> {
         Progress::Retrying(d, _, why) => st.layer(&short(&d), &format!("Retrying ({why})"), false),
         _ => {}
     };
-    let (digest, size) = pull::push(store, &repo, &img, &n.repo(), &tag, &progress)
-        .with_context(|| format!("push {}", a.name))?;
+    let (digest, size) = pull::push(store, repo, &img, &n.repo(), tag, &progress)
+        .with_context(|| format!("push {}:{tag}", familiar(&n.repo())))?;
     st.say(&format!("{tag}: digest: {digest} size: {size}"));
     if a.quiet {
         println!("{}:{tag}", familiar(&n.repo()));
     }
-    Ok(0)
+    Ok(())
 }
 
 /// The registry domain a login/logout SERVER argument names (`https://h:5000/v2/` → `h:5000`,
