@@ -539,6 +539,28 @@ fn basic_auth_over_https_with_login_and_logout() {
     assert!(o.status.success());
     assert!(err_text(&o).contains("WARNING! Using --password via the CLI is insecure"));
 
+    // On a terminal, login prompts (the stored user name is offered as the default).
+    let mut c = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} login {host}", bin("skiff").display()),
+            "/dev/null",
+        ])
+        .env("DOCKER_CONFIG", &docker)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(b"\ns3cret\n").unwrap();
+    let o = c.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("Username (alice): ") && out.contains("Password: "),
+        "{out}"
+    );
+    assert!(out.contains("Login Succeeded"), "{out}");
+
     let out = ok_env(&a, &env, &["logout", &host], None);
     assert_eq!(out.trim(), format!("Removing login credentials for {host}"));
     let v: Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
