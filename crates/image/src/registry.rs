@@ -715,6 +715,25 @@ impl Client {
     }
 }
 
+/// Pulls `reference` (`busybox`, `host:5000/a/b:tag`, `name@sha256:…`) with the configured
+/// registries and docker's credentials: the one call an engine needs for an auto-pull.
+pub fn pull_by_name(
+    store: &crate::store::Store,
+    reference: &str,
+    platform: Option<&crate::platform::Platform>,
+    progress: &(dyn Fn(crate::pull::Progress) + Sync),
+) -> Result<crate::pull::PullResult> {
+    let n = Name::parse(reference)?;
+    let client = Client::new(RegistryConfig::load()?, DockerConfig::load()?);
+    let repo = client.repository(&n, false, false);
+    let r = n
+        .digest
+        .clone()
+        .or_else(|| n.tag.clone())
+        .unwrap_or_else(|| "latest".into());
+    crate::pull::pull(store, &repo, &n.repo(), &r, platform, progress)
+}
+
 /// One repository on a registry (or on its mirrors), implementing [`Fetcher`] and [`Pusher`].
 pub struct Repository<'c> {
     client: &'c Client,
