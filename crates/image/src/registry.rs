@@ -522,7 +522,7 @@ impl Client {
     /// `GET /v2/` on each scheme of `ep` until one answers: base URL, TLS laxness and the
     /// challenge when the registry asks for authentication.
     fn probe(&self, ep: &Endpoint) -> Result<(String, bool, Option<Challenge>)> {
-        let mut last = String::new();
+        let mut failures: Vec<String> = Vec::new();
         for &(scheme, verify) in &ep.schemes {
             let base = format!("{scheme}://{}", ep.host);
             let http = self.http(&ep.host, !verify)?;
@@ -543,7 +543,7 @@ impl Client {
                         std::thread::sleep(Duration::from_millis(200 << tries));
                     }
                     Ok(r) if transient(r.status()) => {
-                        last = format!("GET {base}/v2/: {}", r.status());
+                        failures.push(format!("GET {base}/v2/: {}", r.status()));
                         break;
                     }
                     Ok(_) => return Ok((base, !verify, None)),
@@ -551,13 +551,17 @@ impl Client {
                         std::thread::sleep(Duration::from_millis(200 << tries));
                     }
                     Err(e) => {
-                        last = format!("GET {base}/v2/: {}", chain(&e));
+                        failures.push(format!("GET {base}/v2/: {}", chain(&e)));
                         break;
                     }
                 }
             }
         }
-        Err(Error::Registry(format!("{}: {last}", ep.host)))
+        Err(Error::Registry(format!(
+            "{}: {}",
+            ep.host,
+            failures.join("; ")
+        )))
     }
 
     /// A bearer token for `scopes` from the challenge's realm, with `cred` when given.

@@ -231,8 +231,24 @@ fn pull_one(
     st: &Status,
     a: &PullArgs,
 ) -> Result<bool> {
-    st.say(&format!("{reference}: Pulling from {}", n.path));
-    let progress = |p: Progress| match p {
+    // Said once the manifest resolved (the first layer event), as docker does.
+    let header = std::sync::Once::new();
+    let say_header =
+        || header.call_once(|| st.say(&format!("{reference}: Pulling from {}", n.path)));
+    let progress = |p: Progress| {
+        say_header();
+        layer_event(st, p)
+    };
+    let r = pull::pull(store, repo, &n.repo(), reference, platform, &progress)
+        .with_context(|| format!("pull {}", a.name))?;
+    say_header();
+    st.say(&format!("Digest: {}", r.digest));
+    Ok(r.downloaded)
+}
+
+/// Shows one layer event of a pull.
+fn layer_event(st: &Status, p: Progress) {
+    match p {
         Progress::Waiting(d) => st.layer(&short(&d), "Pulling fs layer", false),
         Progress::AlreadyExists(d) => st.layer(&short(&d), "Already exists", false),
         Progress::Downloading(d, done, total) => st.layer(
@@ -248,11 +264,7 @@ fn pull_one(
         Progress::DownloadComplete(d) => st.layer(&short(&d), "Download complete", false),
         Progress::PullComplete(d) => st.layer(&short(&d), "Pull complete", false),
         Progress::Pushed(_) | Progress::LayerExists(_) => {}
-    };
-    let r = pull::pull(store, repo, &n.repo(), reference, platform, &progress)
-        .with_context(|| format!("pull {}", a.name))?;
-    st.say(&format!("Digest: {}", r.digest));
-    Ok(r.downloaded)
+    }
 }
 
 /// `skiff push`.
