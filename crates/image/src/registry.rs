@@ -587,7 +587,8 @@ impl Client {
         let service = ch.params.get("service").cloned().unwrap_or_default();
         let req = match cred {
             Some(c) if c.is_identity_token() => {
-                let mut form = Url::parse("http://form/").expect("static URL parses");
+                let mut form = Url::parse("http://form/")
+                    .map_err(|e| Error::Registry(format!("token form: {e}")))?;
                 {
                     let mut q = form.query_pairs_mut();
                     q.append_pair("grant_type", "refresh_token")
@@ -689,12 +690,12 @@ impl Client {
     pub fn login(&self, domain: &str, insecure: bool, cred: &Credential) -> Result<String> {
         let ep = self.endpoint(domain, insecure);
         let (base, lax, ch) = self.probe(&ep)?;
-        match ch.as_ref().map(|c| c.scheme.as_str()) {
+        match ch.as_ref().map(|c| (c, c.scheme.as_str())) {
             None => {}
-            Some("bearer") => {
-                self.token(lax, &ep.host, ch.as_ref().expect("some"), &[], Some(cred))?;
+            Some((c, "bearer")) => {
+                self.token(lax, &ep.host, c, &[], Some(cred))?;
             }
-            Some("basic") => {
+            Some((_, "basic")) => {
                 let r = self
                     .http(&ep.host, lax)?
                     .get(format!("{base}/v2/"))
@@ -708,7 +709,7 @@ impl Client {
                     )));
                 }
             }
-            Some(other) => {
+            Some((_, other)) => {
                 return Err(Error::Unsupported(format!(
                     "authentication scheme {other:?} of registry {}",
                     ep.host
