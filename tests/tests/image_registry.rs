@@ -774,12 +774,16 @@ fn token_server(listener: TcpListener, key: PathBuf, cert: &Path) -> TokenServer
             }
             let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
             let mut auth = None;
+            let mut length = 0;
             loop {
                 let mut h = String::new();
                 if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
                     break;
                 }
                 if let Some((k, v)) = h.split_once(':') {
+                    if k.eq_ignore_ascii_case("content-length") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
                     if k.eq_ignore_ascii_case("authorization") {
                         auth = v.trim().strip_prefix("Basic ").map(|b| {
                             String::from_utf8(
@@ -792,13 +796,38 @@ fn token_server(listener: TcpListener, key: PathBuf, cert: &Path) -> TokenServer
                     }
                 }
             }
-            let query = target.split_once('?').map(|x| x.1).unwrap_or("");
-            let scopes: Vec<String> = query
-                .split('&')
-                .filter_map(|kv| kv.split_once('='))
-                .filter(|(k, _)| *k == "scope")
-                .map(|(_, v)| pct_decode(v))
+            // GET with the query (and Basic credentials), or POST of an OAuth2 refresh-token form.
+            let form = if line.starts_with("POST ") {
+                let mut body = vec![0u8; length];
+                if std::io::Read::read_exact(&mut r, &mut body).is_err() {
+                    continue;
+                }
+                String::from_utf8_lossy(&body).into_owned()
+            } else {
+                target
+                    .split_once('?')
+                    .map(|x| x.1)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let field = |name: &str| -> Vec<String> {
+                form.split('&')
+                    .filter_map(|kv| kv.split_once('='))
+                    .filter(|(k, _)| *k == name)
+                    .map(|(_, v)| pct_decode(v))
+                    .collect()
+            };
+            let scopes: Vec<String> = field("scope")
+                .iter()
+                .flat_map(|s| s.split(' ').map(str::to_string))
+                .filter(|s| !s.is_empty())
                 .collect();
+            if line.starts_with("POST ") {
+                auth = match field("refresh_token").first().map(String::as_str) {
+                    Some("refresh-alice") => Some("alice:s3cret".into()),
+                    _ => Some("refresh:token".into()),
+                };
+            }
             let account = match auth.as_deref() {
                 None => None,
                 Some("alice:s3cret") => Some("alice".to_string()),
@@ -927,6 +956,31 @@ fn bearer_token_auth_through_a_token_server() {
     let m: Value =
         serde_json::from_str(&ok_env(&b, &anon, &["manifest", "inspect", &name], None)).unwrap();
     assert_eq!(m["schemaVersion"], 2);
+
+    // An identity token in config.json is exchanged at the realm (grant_type=refresh_token).
+    let oauth = p.join("oauth");
+    std::fs::create_dir_all(&oauth).unwrap();
+    std::fs::write(
+        oauth.join("config.json"),
+        json!({"auths": {&host: {"auth": "", "identitytoken": "refresh-alice"}}}).to_string(),
+    )
+    .unwrap();
+    let env = [("DOCKER_CONFIG", oauth.display().to_string())];
+    let v2 = format!("{host}/skiff-test/tok:v2");
+    ok(&a, &["tag", &name, &v2]);
+    ok_env(&a, &env, &["push", &v2], None);
+    std::fs::write(
+        oauth.join("config.json"),
+        json!({"auths": {&host: {"identitytoken": "stale"}}}).to_string(),
+    )
+    .unwrap();
+    let o = skiff_env(&a, &env, &["push", &v2], None);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        err_text(&o).contains("incorrect username or password"),
+        "{}",
+        err_text(&o)
+    );
 }
 
 #[test]
