@@ -91,6 +91,8 @@ impl Read for ResumingTee<'_> {
             if self.inner.is_none() {
                 match self.fetcher.get_blob(&self.digest, done) {
                     Ok(r) => self.inner = Some(r),
+                    // A missing blob stays missing: no retry.
+                    Err(e @ Error::NotFound(_)) => return Err(io::Error::other(e.to_string())),
                     Err(e) => {
                         self.attempts += 1;
                         if self.attempts > RETRIES {
@@ -175,6 +177,7 @@ fn fetch_small(f: &dyn Fetcher, d: &Digest, what: &str) -> Result<Vec<u8>> {
                 d.verify(what, &b)?;
                 return Ok(b);
             }
+            Err(e @ Error::NotFound(_)) => return Err(e),
             Err(e) => {
                 last = Some(e);
                 std::thread::sleep(Duration::from_millis(100 << attempt));

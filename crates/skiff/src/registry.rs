@@ -175,6 +175,9 @@ impl Status {
 
 /// `skiff pull`.
 pub fn pull(store: &Store, a: &PullArgs) -> Result<i32> {
+    if !a.disable_content_trust {
+        bail!("content trust (--disable-content-trust=false) is not supported");
+    }
     let n = Name::parse(&a.name)?;
     let platform = a.platform.as_deref().map(Platform::parse).transpose()?;
     let client = client()?;
@@ -269,6 +272,9 @@ fn layer_event(st: &Status, p: Progress) {
 
 /// `skiff push`.
 pub fn push(store: &Store, a: &PushArgs) -> Result<i32> {
+    if !a.disable_content_trust {
+        bail!("content trust (--disable-content-trust=false) is not supported");
+    }
     let n = Name::parse(&a.name)?;
     if n.digest.is_some() {
         bail!("cannot push a digest reference");
