@@ -309,6 +309,37 @@ fn multi_arch_index_selects_the_platform() {
     let m: Value = serde_json::from_str(&ok(&amd, &["manifest", "inspect", &name])).unwrap();
     assert_eq!(m["manifests"].as_array().unwrap().len(), 2);
     assert_eq!(m["manifests"][1]["platform"]["architecture"], "arm64");
+    // -v: docker's verbose shape, one entry per platform manifest.
+    let v: Value = serde_json::from_str(&ok(&amd, &["manifest", "inspect", "-v", &name])).unwrap();
+    let entries = v.as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(
+        entries[1]["Descriptor"]["platform"]["architecture"],
+        "arm64"
+    );
+    assert_eq!(
+        entries[1]["Ref"],
+        format!(
+            "127.0.0.1:{}/skiff-test/multi@{}",
+            reg.port,
+            entries[1]["Descriptor"]["digest"].as_str().unwrap()
+        )
+    );
+    assert!(
+        entries[0]["OCIManifest"]["layers"].is_array()
+            || entries[0]["SchemaV2Manifest"]["layers"].is_array()
+    );
+    // A single manifest: the platform comes from its config.
+    let single = format!(
+        "127.0.0.1:{}/skiff-test/multi@{}",
+        reg.port,
+        entries[1]["Descriptor"]["digest"].as_str().unwrap()
+    );
+    let s: Value =
+        serde_json::from_str(&ok(&amd, &["manifest", "inspect", "--verbose", &single])).unwrap();
+    assert_eq!(s["Descriptor"]["platform"]["architecture"], "arm64");
+    assert_eq!(s["Descriptor"]["platform"]["os"], "linux");
+    assert!(s["Raw"].as_str().unwrap().len() > 100);
 }
 
 #[test]

@@ -11,6 +11,7 @@ use skiff_image::credentials::{server_key, Credential, DockerConfig, Stored};
 use skiff_image::names::{familiar, Name, DEFAULT_DOMAIN};
 use skiff_image::pull::{self, Fetcher, Progress};
 use skiff_image::registry::{Client, RegistryConfig};
+use skiff_image::spec::{self, Descriptor, Document, ImageConfig};
 use skiff_image::{Digest, Platform, Store};
 
 use crate::images::{resolve, LoginArgs, LogoutArgs, ManifestInspectArgs, PullArgs, PushArgs};
@@ -482,13 +483,91 @@ pub fn manifest_inspect(a: &ManifestInspectArgs) -> Result<i32> {
         .unwrap_or_else(|| "latest".into());
     let client = client()?;
     let repo = client.repository(&n, false, a.insecure);
-    let (bytes, _mt) = repo
+    let (bytes, mt) = repo
         .get_manifest(&reference)
         .with_context(|| format!("manifest inspect {}", a.name))?;
     let v: serde_json::Value =
         serde_json::from_slice(&bytes).with_context(|| format!("manifest of {}", a.name))?;
-    println!("{}", serde_json::to_string_pretty(&v)?);
+    if !a.verbose {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    }
+    let sep = if reference.starts_with("sha256:") {
+        '@'
+    } else {
+        ':'
+    };
+    let out = match spec::parse_document(&bytes, Some(&mt))? {
+        Document::Manifest(m) => {
+            let mt = m.media_type.clone().unwrap_or(mt);
+            let desc = Descriptor::new(&mt, Digest::of(&bytes), bytes.len() as u64);
+            verbose_manifest(
+                &repo,
+                &format!("{}{sep}{reference}", n.repo()),
+                desc,
+                &bytes,
+            )?
+        }
+        Document::Index(idx) => {
+            let mut all = Vec::new();
+            for d in &idx.manifests {
+                let (b, _) = repo
+                    .get_manifest(d.digest.as_str())
+                    .with_context(|| format!("manifest {} of {}", d.digest, a.name))?;
+                d.digest.verify("manifest", &b)?;
+                all.push(verbose_manifest(
+                    &repo,
+                    &format!("{}@{}", n.repo(), d.digest),
+                    d.clone(),
+                    &b,
+                )?);
+            }
+            serde_json::Value::Array(all)
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(0)
+}
+
+/// docker's verbose form of one manifest: Ref, Descriptor (with the config's platform when the
+/// descriptor has none), Raw (base64) and the parsed manifest under `SchemaV2Manifest` or
+/// `OCIManifest`.
+fn verbose_manifest(
+    repo: &skiff_image::registry::Repository<'_>,
+    reference: &str,
+    mut desc: Descriptor,
+    bytes: &[u8],
+) -> Result<serde_json::Value> {
+    use base64::Engine;
+    let v: serde_json::Value = serde_json::from_slice(bytes)?;
+    if desc.platform.is_none() {
+        if let Document::Manifest(m) = spec::parse_document(bytes, Some(&desc.media_type))? {
+            let mut cfg = Vec::new();
+            repo.get_blob(&m.config.digest, 0)?
+                .take(16 << 20)
+                .read_to_end(&mut cfg)
+                .with_context(|| format!("config {}", m.config.digest))?;
+            m.config.digest.verify("config", &cfg)?;
+            let c = ImageConfig::parse(&cfg)?;
+            desc.platform = Some(Platform {
+                architecture: c.architecture,
+                os: c.os,
+                variant: c.variant,
+                os_version: None,
+            });
+        }
+    }
+    let key = if desc.media_type == spec::DOCKER_MANIFEST {
+        "SchemaV2Manifest"
+    } else {
+        "OCIManifest"
+    };
+    Ok(serde_json::json!({
+        "Ref": reference,
+        "Descriptor": desc,
+        "Raw": base64::engine::general_purpose::STANDARD.encode(bytes),
+        key: v,
+    }))
 }
 
 #[cfg(test)]
