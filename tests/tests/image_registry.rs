@@ -1392,3 +1392,58 @@ fn all_tags_push_and_pull() {
         inspect(&b, &format!("{repo}:v2"))["Id"]
     );
 }
+
+#[test]
+fn schema1_manifests_get_a_clear_error() {
+    // docker-registry 2.8 no longer stores schema1 manifests, so a few lines of HTTP serve one
+    // the way old registries did.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        // The HTTPS attempt, the /v2/ probe, then the manifest.
+        for _ in 0..10 {
+            let Ok((mut conn, _)) = listener.accept() else {
+                return;
+            };
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            // A TLS hello (record type 0x16) is refused by closing, as plain HTTP servers do.
+            if r.fill_buf().map(|b| b.first() == Some(&0x16)).unwrap_or(true) {
+                continue;
+            }
+            let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+            }
+            let (ct, body) = if line.contains("/manifests/") {
+                (
+                    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+                    r#"{"schemaVersion":1,"name":"old/img","tag":"1","architecture":"amd64","fsLayers":[],"history":[]}"#,
+                )
+            } else {
+                ("application/json", "{}")
+            };
+            let _ = conn.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+            if line.contains("/manifests/") {
+                return;
+            }
+        }
+    });
+    let t = tempfile::tempdir().unwrap();
+    // Plain HTTP: the HTTPS attempt on an insecure registry fails first (no TLS here).
+    let o = skiff(t.path(), &["pull", &format!("127.0.0.1:{port}/old/img:1")]);
+    let _ = server.join();
+    assert_eq!(o.status.code(), Some(125));
+    let e = err_text(&o);
+    assert!(e.contains("schema 1") && e.contains("not supported"), "{e}");
+    assert_eq!(e.lines().count(), 1, "one line: {e}");
+}

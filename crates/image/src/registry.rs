@@ -432,7 +432,9 @@ impl Client {
         }
         let mut b = Http::builder()
             .user_agent(concat!("skiff/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(30))
+            // The lax client first tries HTTPS on registries that may speak only HTTP: a server
+            // that never answers a TLS hello must not hold the pull for long.
+            .connect_timeout(Duration::from_secs(if lax { 5 } else { 30 }))
             // Per request head and per body read, not the whole transfer.
             .timeout(Duration::from_secs(120))
             .danger_accept_invalid_certs(lax);
