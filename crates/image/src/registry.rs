@@ -275,7 +275,8 @@ struct Conn {
 type CredentialLookup = dyn Fn(&str) -> Result<Option<Credential>> + Send + Sync;
 
 /// A registry client: shared HTTP connection pools, the registry configuration and a credential
-/// source. Cheap to keep for a whole command.
+/// source. Cheap to keep for a whole command. Blocking (reqwest's blocking client runs its own
+/// small runtime thread): from async code, call it inside `tokio::task::spawn_blocking`.
 pub struct Client {
     /// HTTP clients by (host with its own certificates or "", skip verification).
     http: Mutex<HashMap<(String, bool), Http>>,
@@ -723,7 +724,8 @@ impl Client {
 }
 
 /// Pulls `reference` (`busybox`, `host:5000/a/b:tag`, `name@sha256:…`) with the configured
-/// registries and docker's credentials: the one call an engine needs for an auto-pull.
+/// registries and docker's credentials: the one call an engine needs for an auto-pull. Blocking,
+/// like [`Client`].
 pub fn pull_by_name(
     store: &crate::store::Store,
     reference: &str,
