@@ -1407,7 +1407,10 @@ fn schema1_manifests_get_a_clear_error() {
             };
             let mut r = BufReader::new(conn.try_clone().unwrap());
             // A TLS hello (record type 0x16) is refused by closing, as plain HTTP servers do.
-            if r.fill_buf().map(|b| b.first() == Some(&0x16)).unwrap_or(true) {
+            if r.fill_buf()
+                .map(|b| b.first() == Some(&0x16))
+                .unwrap_or(true)
+            {
                 continue;
             }
             let mut line = String::new();
@@ -1446,4 +1449,88 @@ fn schema1_manifests_get_a_clear_error() {
     let e = err_text(&o);
     assert!(e.contains("schema 1") && e.contains("not supported"), "{e}");
     assert_eq!(e.lines().count(), 1, "one line: {e}");
+}
+
+#[test]
+fn client_certificates_from_the_certs_dir() {
+    // A registry that requires a client certificate signed by the test's CA (mutual TLS).
+    let pki = tempfile::Builder::new()
+        .prefix("skiff-pki-")
+        .tempdir()
+        .unwrap();
+    sh(&format!(
+        "cd {0} && openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 2 -subj /CN=skiff-test-ca \
+         -keyout ca.key -out ca.crt 2>/dev/null && \
+         openssl req -newkey rsa:2048 -nodes -sha256 -subj /CN=registry.skiff-test \
+         -keyout tls.key -out tls.csr 2>/dev/null && \
+         printf 'subjectAltName=DNS:registry.skiff-test\\nbasicConstraints=CA:FALSE\\n' > srv.ext && \
+         openssl x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -sha256 \
+         -extfile srv.ext -out tls.crt 2>/dev/null && \
+         openssl req -newkey rsa:2048 -nodes -sha256 -subj /CN=skiff-client \
+         -keyout client.key -out client.csr 2>/dev/null && \
+         printf 'extendedKeyUsage=clientAuth\\nbasicConstraints=CA:FALSE\\n' > cli.ext && \
+         openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -sha256 \
+         -extfile cli.ext -out client.cert 2>/dev/null",
+        pki.path().display()
+    ));
+    let d = pki.path().to_path_buf();
+    let reg = registry_with(|_| {
+        (
+            format!(
+                "  tls:\n    certificate: {0}/tls.crt\n    key: {0}/tls.key\n    clientcas:\n      - {0}/ca.crt\n",
+                d.display()
+            ),
+            String::new(),
+        )
+    });
+    let (t, _) = setup();
+    let p = t.path();
+    let hosts = p.join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 registry.skiff-test localhost\n").unwrap();
+    let name = format!("registry.skiff-test:{}/skiff-test/mtls:1", reg.port);
+    let certs = p.join("certs.d");
+    let hostdir = certs.join(format!("registry.skiff-test:{}", reg.port));
+    std::fs::create_dir_all(&hostdir).unwrap();
+    std::fs::copy(d.join("ca.crt"), hostdir.join("ca.crt")).unwrap();
+    let cfg = p.join("registries.json");
+    std::fs::write(&cfg, json!({"certs-dir": certs}).to_string()).unwrap();
+    let run = |root: &Path, args: &[&str]| -> Output {
+        Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "mount --bind {} /etc/hosts && exec \"$@\"",
+                hosts.display()
+            ))
+            .arg("sh")
+            .arg(bin("skiff"))
+            .arg("--root")
+            .arg(root)
+            .args(args)
+            .env("SKIFF_REGISTRIES_CONFIG", &cfg)
+            .env("DOCKER_CONFIG", p.join("docker"))
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let a = p.join("a");
+    ok(&a, &["import", p.join("rootfs").to_str().unwrap(), &name]);
+    let o = run(&a, &["push", &name]);
+    assert_eq!(o.status.code(), Some(125), "no client certificate yet");
+    std::fs::copy(d.join("client.cert"), hostdir.join("client.cert")).unwrap();
+    let o = run(&a, &["push", &name]);
+    assert_eq!(o.status.code(), Some(125), "{}", err_text(&o));
+    assert!(
+        err_text(&o).contains("client.key"),
+        "a .cert without its .key is named: {}",
+        err_text(&o)
+    );
+    std::fs::copy(d.join("client.key"), hostdir.join("client.key")).unwrap();
+    let o = run(&a, &["push", &name]);
+    assert!(o.status.success(), "{}", err_text(&o));
+    let b = p.join("b");
+    let o = run(&b, &["pull", &name]);
+    assert!(o.status.success(), "{}", err_text(&o));
+    assert_eq!(inspect(&a, &name)["Id"], inspect(&b, &name)["Id"]);
 }
