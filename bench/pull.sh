@@ -68,7 +68,7 @@ REF=127.0.0.1:$PORT/bench/img:one
 
 # --- measure ---
 # Each run starts from empty directories. The previous run's files are moved aside, not deleted:
-# ext4 skips inodes freed in the last 60-300 s when allocating (ialloc's recently_deleted), and
+# ext4 passes over recently freed inodes when allocating (ialloc's recently_deleted, a minute or more), and
 # creating ~3,400 files right after deleting ~3,400 scans them all, which measured seconds of
 # kernel time per run here (perf: recently_deleted under ext4_create) for every tool alike.
 mkdir -p "$W/trash"
