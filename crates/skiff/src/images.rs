@@ -200,6 +200,9 @@ pub struct PullArgs {
     /// Use plain HTTP (and accept any certificate) for this registry
     #[arg(long)]
     pub insecure: bool,
+    /// Skip image verification (accepted for docker compatibility; skiff has no content trust)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub disable_content_trust: bool,
     /// NAME[:TAG|@DIGEST]
     pub name: String,
 }
@@ -216,6 +219,9 @@ pub struct PushArgs {
     /// Use plain HTTP (and accept any certificate) for this registry
     #[arg(long)]
     pub insecure: bool,
+    /// Skip image signing (accepted for docker compatibility; skiff has no content trust)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub disable_content_trust: bool,
     /// NAME[:TAG]
     pub name: String,
 }

@@ -5,7 +5,6 @@ mod images;
 mod registry;
 mod system;
 mod template;
-mod transport;
 mod volumes;
 
 use std::path::PathBuf;
