@@ -8,6 +8,7 @@
 //! host's mounts ([`Layout::probe`]) when the group is resolved, and is visible in the group's paths:
 //! only `unified` → v2, v1 controllers only → v1, both → hybrid.
 
+mod attach;
 mod convert;
 pub mod devices;
 pub mod layout;
@@ -19,6 +20,7 @@ pub mod systemd;
 mod v1;
 mod v2;
 
+pub use attach::Placement;
 pub use convert::{blkio_to_io_weight, shares_to_weight, swap_to_v2};
 pub use layout::{Driver, Layout};
 pub use oom::OomNotifier;

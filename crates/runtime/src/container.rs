@@ -203,12 +203,26 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 
 /// Create a container: set up namespaces, rootfs and process, leaving it waiting for `start`.
 pub fn create(o: CreateOpts) -> Result<State> {
-    state::validate_id(&o.id)?;
-    let bundle = o
-        .bundle
+    let bundle = load_bundle(&o.bundle)?;
+    create_inner(o, bundle, false).map(|(st, _)| st)
+}
+
+/// A bundle's canonical path, spec and absolute rootfs path.
+type Bundle = (PathBuf, Spec, PathBuf);
+
+fn load_bundle(path: &Path) -> Result<Bundle> {
+    let bundle = path
         .canonicalize()
-        .map_err(|e| Error::Config(format!("bundle {}: {e}", o.bundle.display())))?;
+        .map_err(|e| Error::Config(format!("bundle {}: {e}", path.display())))?;
     let (spec, rootfs) = config::load(&bundle)?;
+    Ok((bundle, spec, rootfs))
+}
+
+/// `create`; with `direct` (run), no exec.sock is made: the init waits for [`Msg::Start`] on the
+/// returned sync channel instead, and the container is recorded as started.
+fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::Channel)> {
+    state::validate_id(&o.id)?;
+    let (bundle, spec, rootfs) = b;
     let plan = namespaces::plan(&spec)?;
     let terminal = spec
         .process()
@@ -242,7 +256,11 @@ pub fn create(o: CreateOpts) -> Result<State> {
         cgroup: None,
         child: None,
     };
-    let listener = listen_exec_sock(&dir)?;
+    let listener = if direct {
+        None
+    } else {
+        Some(listen_exec_sock(&dir)?)
+    };
 
     // SAFETY: geteuid has no preconditions.
     let rootless = unsafe { libc::geteuid() } != 0;
@@ -286,12 +304,20 @@ pub fn create(o: CreateOpts) -> Result<State> {
     let hs = hook_state(&o.id, "creating", 0, &bundle, &spec);
     let (pchan, cchan) = sync::pair()?;
     let slow = !plan.join.is_empty() || plan.new_flags & CLONE_NEWTIME != 0;
-    let init_args = |chan, listener, console| InitArgs {
+    // On the direct path the init places itself: it is cloned into its unified group and joins its
+    // v1 hierarchies through `tasks`, so no write of ours takes the kernel's global migration lock
+    // (an RCU grace period, 5-20 ms here). Where that is not possible we write cgroup.procs.
+    let placement = if slow || cg.paths.is_empty() {
+        None
+    } else {
+        cg.placement().ok()
+    };
+    let init_args = |chan, listener, console, placement, await_placement| InitArgs {
         spec: &spec,
         rootfs: rootfs.clone(),
         plan: &plan,
         chan,
-        listener: Some(listener),
+        listener,
         console,
         no_pivot: o.no_pivot,
         preserve_fds: o.preserve_fds,
@@ -299,12 +325,31 @@ pub fn create(o: CreateOpts) -> Result<State> {
         seccomp: filter.as_ref(),
         hook_state: hs.clone(),
         idmapped: &idmapped,
+        placement,
+        await_placement,
     };
+    let mut in_unified = false;
     let pid = if !slow {
-        let pid = util::raw_clone(plan.new_flags & !(libc::CLONE_NEWCGROUP | CLONE_NEWTIME))?;
+        let flags = plan.new_flags & !(libc::CLONE_NEWCGROUP | CLONE_NEWTIME);
+        let into = placement.as_ref().and_then(|p| p.unified_fd());
+        let pid = match into.map(|fd| util::clone_into_cgroup(flags, fd)) {
+            Some(Ok(pid)) => {
+                in_unified = true;
+                pid
+            }
+            _ => util::raw_clone(flags)?,
+        };
         if pid == 0 {
             drop(pchan);
-            init::run(init_args(cchan, listener, console));
+            let await_placement =
+                placement.is_none() || (!in_unified && cg.paths.contains_key("unified"));
+            init::run(init_args(
+                cchan,
+                listener,
+                console,
+                placement,
+                await_placement,
+            ));
         }
         pid
     } else {
@@ -312,7 +357,11 @@ pub fn create(o: CreateOpts) -> Result<State> {
         let s1 = util::raw_clone(0)?;
         if s1 == 0 {
             drop(pchan);
-            stage1(&joins, &plan, init_args(cchan, listener, console));
+            stage1(
+                &joins,
+                &plan,
+                init_args(cchan, listener, console, None, true),
+            );
         }
         let pid = loop {
             match pchan.recv() {
@@ -346,18 +395,25 @@ pub fn create(o: CreateOpts) -> Result<State> {
     if !slow && plan.new_flags & libc::CLONE_NEWUSER != 0 {
         namespaces::write_maps(pid, &plan)?;
     }
-    // Release the init to set up its mounts while we place it in its cgroup: a v1 cgroup migration
-    // waits for an RCU grace period, and this overlaps that wait with the init's work. The init
-    // unshares its cgroup namespace and runs hooks only after HooksDone, which comes after this.
-    pchan.send(&Msg::Go, None)?;
-    if !cg.paths.is_empty() {
-        cg.add_process(pid)?;
-    }
+    // Before Go: the init may make itself non-dumpable right after it, and then only a privileged
+    // parent could still write its /proc files.
     if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
         let f = format!("/proc/{pid}/oom_score_adj");
         std::fs::write(&f, adj.to_string())
             .map_err(|e| Error::Other(format!("process.oomScoreAdj: {adj}: {e}")))?;
     }
+    // Release the init to set up its mounts while we place it in its cgroup where it could not do
+    // so itself: that migration waits for an RCU grace period, and this overlaps the wait with the
+    // init's work. The init then unshares its cgroup namespace and runs hooks only after HooksDone.
+    pchan.send(&Msg::Go, None)?;
+    if !cg.paths.is_empty() {
+        match &placement {
+            None => cg.add_process(pid)?,
+            Some(_) if !in_unified => cg.add_process_unified(pid)?,
+            Some(_) => {}
+        }
+    }
+    drop(placement);
     let mut st = State {
         id: o.id.clone(),
         pid,
@@ -374,7 +430,7 @@ pub fn create(o: CreateOpts) -> Result<State> {
             .into_iter()
             .collect(),
         cgroup: cg.clone(),
-        started: false,
+        started: direct,
         config: serde_json::to_value(&spec).unwrap_or_default(),
     };
     loop {
@@ -424,7 +480,7 @@ pub fn create(o: CreateOpts) -> Result<State> {
     guard.dir = None;
     guard.cgroup = None;
     guard.child = None;
-    Ok(st)
+    Ok((st, pchan))
 }
 
 /// Slow path: join namespaces by path, unshare the new ones (asking the parent for uid/gid maps), set
@@ -502,6 +558,8 @@ pub fn start(root: &Path, id: &str) -> Result<State> {
         };
         let _ = f.read_to_end(&mut buf);
     }
+    // Removing exec.sock is what records the container as running (see State::status), so the
+    // state file need not be rewritten.
     let _ = std::fs::remove_file(dir.join("exec.sock"));
     if let Some(msg) = buf.strip_prefix(b"E") {
         return Err(Error::State {
@@ -510,10 +568,27 @@ pub fn start(root: &Path, id: &str) -> Result<State> {
         });
     }
     st.started = true;
-    st.save(root)?;
+    poststart(&st);
+    Ok(st)
+}
+
+/// Run the poststart hooks of a started container (failures are warnings, as in runc).
+/// True when the recorded config has hooks of `kind` (so the spec is worth deserializing).
+fn has_hooks(st: &State, kind: &str) -> bool {
+    st.config
+        .get("hooks")
+        .and_then(|h| h.get(kind))
+        .and_then(|v| v.as_array())
+        .is_some_and(|v| !v.is_empty())
+}
+
+fn poststart(st: &State) {
+    if !has_hooks(st, "poststart") {
+        return;
+    }
     let spec: Option<Spec> = serde_json::from_value(st.config.clone()).ok();
     if let Some(spec) = spec {
-        let s = hook_state(id, "running", st.pid, &st.bundle, &spec);
+        let s = hook_state(&st.id, "running", st.pid, &st.bundle, &spec);
         if let Err(e) = hooks::run(
             hooks::Kind::Poststart,
             spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()),
@@ -522,7 +597,24 @@ pub fn start(root: &Path, id: &str) -> Result<State> {
             eprintln!("skiff-runtime: warning: {e}");
         }
     }
-    Ok(st)
+}
+
+/// `start` for a container made by `create_inner(.., direct)`: release the init over the sync
+/// channel and wait until it has executed the user's program (EOF: its end was close-on-exec).
+fn start_direct(st: &State, chan: &sync::Channel) -> Result<()> {
+    chan.send(&Msg::Start, None)?;
+    match chan.recv_or_eof()? {
+        None => {}
+        Some((Msg::Error(msg), _)) => {
+            return Err(Error::State {
+                id: st.id.clone(),
+                msg,
+            })
+        }
+        Some((m, _)) => return Err(Error::Other(format!("sync: unexpected {m:?}"))),
+    }
+    poststart(st);
+    Ok(())
 }
 
 trait IntoRawCompat {
@@ -612,10 +704,13 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
 
 fn destroy(root: &Path, st: &State) -> Result<()> {
     if !st.cgroup.paths.is_empty() {
-        let _ = st.cgroup.kill_all(libc::SIGKILL);
+        // Kills whatever is left inside (a container without its own pid namespace can leave
+        // processes behind its init) if the first rmdir finds the group busy.
         st.cgroup.destroy()?;
     }
-    let spec: Option<Spec> = serde_json::from_value(st.config.clone()).ok();
+    let spec: Option<Spec> = has_hooks(st, "poststop")
+        .then(|| serde_json::from_value(st.config.clone()).ok())
+        .flatten();
     let dir = state::container_dir(root, &st.id);
     std::fs::remove_dir_all(&dir).at(&dir)?;
     if let Some(spec) = spec {
@@ -658,17 +753,12 @@ pub fn list(root: &Path) -> Result<Vec<State>> {
 /// `run`: create and start; unless `detach`, wait for the process (forwarding signals, proxying a
 /// terminal), delete the container, and return its exit code.
 pub fn run(mut o: CreateOpts, detach: bool) -> Result<i32> {
-    let bundle = o.bundle.clone();
-    let (spec, _) = config::load(
-        &bundle
-            .canonicalize()
-            .map_err(|e| Error::Config(format!("bundle {}: {e}", bundle.display())))?,
-    )?;
-    let terminal = spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.terminal())
-        .unwrap_or(false);
+    let b = load_bundle(&o.bundle)?;
+    let terminal =
+        b.1.process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false);
     if !detach {
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
@@ -681,11 +771,12 @@ pub fn run(mut o: CreateOpts, detach: bool) -> Result<i32> {
         o.console = Console::Fd(b);
     }
     let (root, id) = (o.root.clone(), o.id.clone());
-    let st = create(o)?;
-    if let Err(e) = start(&root, &id) {
+    let (st, chan) = create_inner(o, b, true)?;
+    if let Err(e) = start_direct(&st, &chan) {
         let _ = delete(&root, &id, true);
         return Err(e);
     }
+    drop(chan);
     if detach {
         return Ok(0);
     }
@@ -694,6 +785,8 @@ pub fn run(mut o: CreateOpts, detach: bool) -> Result<i32> {
         None => None,
     };
     let code = crate::forward::wait(st.pid, master)?;
-    delete(&root, &id, true)?;
+    // The init has exited (and was reaped by wait): what `delete --force` does for a stopped
+    // container, without reading the state back.
+    destroy(&root, &st)?;
     Ok(code)
 }

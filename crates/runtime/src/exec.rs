@@ -115,17 +115,43 @@ pub fn exec(o: ExecOpts) -> Result<i32> {
         forward::block_signals()?;
     }
     let (pchan, cchan) = sync::pair()?;
-    let c = util::raw_clone(0)?;
+    // Join the container's cgroup without the kernel's global migration lock where possible:
+    // cloned straight into the unified group, `tasks` for the v1 hierarchies (see Placement).
+    let placement = if st.cgroup.paths.is_empty() {
+        None
+    } else {
+        st.cgroup.placement().ok()
+    };
+    let mut in_unified = false;
+    let c = match placement.as_ref().and_then(|p| p.unified_fd()) {
+        Some(fd) => match util::clone_into_cgroup(0, fd) {
+            Ok(c) => {
+                in_unified = true;
+                c
+            }
+            Err(_) => util::raw_clone(0)?,
+        },
+        None => util::raw_clone(0)?,
+    };
     if c == 0 {
         drop(pchan);
         // Non-dumpable while we enter the container holding host fds (CVE-2016-9962).
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
         let r = (|| -> Result<i32> {
-            if !st.cgroup.paths.is_empty() {
-                // SAFETY: getpid has no preconditions.
-                st.cgroup.add_process(unsafe { libc::getpid() })?;
+            // SAFETY: getpid has no preconditions.
+            let me = unsafe { libc::getpid() };
+            match &placement {
+                Some(p) => {
+                    p.join_v1_self()?;
+                    if !in_unified {
+                        st.cgroup.add_process_unified(me)?;
+                    }
+                }
+                None if !st.cgroup.paths.is_empty() => st.cgroup.add_process(me)?,
+                None => {}
             }
+            drop(placement);
             namespaces::setns_all(&ns)?;
             util::raw_clone(0)
         })();

@@ -32,6 +32,8 @@ pub enum Msg {
     SeccompFd,
     /// Child → parent: setup complete; waiting for `start`.
     Ready,
+    /// Parent → child (`run`): exec the user's program now.
+    Start,
     /// Either way: a fatal error, with its message.
     Error(String),
 }
@@ -46,6 +48,7 @@ impl Msg {
             Msg::HooksDone => b"h".to_vec(),
             Msg::SeccompFd => b"S".to_vec(),
             Msg::Ready => b"R".to_vec(),
+            Msg::Start => b"s".to_vec(),
             Msg::Error(e) => format!("E{e}").into_bytes(),
         }
     }
@@ -63,6 +66,7 @@ impl Msg {
             Some(b'h') => Msg::HooksDone,
             Some(b'S') => Msg::SeccompFd,
             Some(b'R') => Msg::Ready,
+            Some(b's') => Msg::Start,
             Some(b'E') => Msg::Error(rest),
             _ => {
                 return Err(Error::Other(
@@ -138,6 +142,13 @@ impl Channel {
 
     /// Receive one message (and an fd if one was attached). EOF is reported as an error.
     pub fn recv(&self) -> Result<(Msg, Option<OwnedFd>)> {
+        self.recv_or_eof()?
+            .ok_or_else(|| Error::Other("container process exited during setup".into()))
+    }
+
+    /// Receive one message, or `None` at EOF (every copy of the other end closed, e.g. by the
+    /// close-on-exec of the peer's execve).
+    pub fn recv_or_eof(&self) -> Result<Option<(Msg, Option<OwnedFd>)>> {
         let mut buf = vec![0u8; 8192];
         let mut cspace = nix::cmsg_space!([RawFd; 1]);
         let (n, fd) = loop {
@@ -172,9 +183,9 @@ impl Channel {
             }
         };
         if n == 0 {
-            return Err(Error::Other("container process exited during setup".into()));
+            return Ok(None);
         }
-        Ok((Msg::decode(&buf[..n])?, fd))
+        Ok(Some((Msg::decode(&buf[..n])?, fd)))
     }
 
     /// Receive and require a specific message; an Error message becomes an Err.
