@@ -20,7 +20,6 @@ pub mod systemd;
 mod v1;
 mod v2;
 
-pub use attach::Placement;
 pub use convert::{blkio_to_io_weight, shares_to_weight, swap_to_v2};
 pub use layout::{Driver, Layout};
 pub use oom::OomNotifier;
@@ -227,8 +226,19 @@ impl Cgroup {
     /// Create every directory of the group. On failure, every directory this call created is
     /// removed again, so no half-created group is left behind.
     pub fn create(&self) -> Result<()> {
+        self.create_where(|_| true)
+    }
+
+    /// [`Cgroup::create`] for the unified directory only (when `unified`), or for every other
+    /// one: the runtime makes the first before it clones the container's init (which is cloned
+    /// into it) and the v1 ones while the init sets up its namespaces.
+    pub fn create_part(&self, unified: bool) -> Result<()> {
+        self.create_where(|ctl| (ctl == "unified") == unified)
+    }
+
+    fn create_where(&self, want: impl Fn(&str) -> bool) -> Result<()> {
         let mut made: Vec<PathBuf> = Vec::new();
-        let r = self.create_inner(&mut made);
+        let r = self.create_inner(&mut made, want);
         if r.is_err() {
             for d in made.iter().rev() {
                 let _ = std::fs::remove_dir(d);
@@ -237,9 +247,9 @@ impl Cgroup {
         r
     }
 
-    fn create_inner(&self, made: &mut Vec<PathBuf>) -> Result<()> {
+    fn create_inner(&self, made: &mut Vec<PathBuf>, want: impl Fn(&str) -> bool) -> Result<()> {
         for (ctl, dir) in &self.paths {
-            if made.iter().any(|m| m == dir) {
+            if !want(ctl) || made.iter().any(|m| m == dir) {
                 continue;
             }
             // Fast path: the parent usually exists, so one mkdir does it.

@@ -274,15 +274,25 @@ fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::
         rootless,
     };
     let mut cg = Cgroup::resolve(&cg_spec)?;
-    match cg.create() {
+    let slow = !plan.join.is_empty() || plan.new_flags & CLONE_NEWTIME != 0;
+    // On the direct path only the unified directory (which the init is cloned into) is made
+    // before the clone; the v1 ones and the limits follow while the init makes its namespaces.
+    let split = !slow && !rootless;
+    let resources = linux
+        .and_then(|l| l.resources().as_ref())
+        .map(|r| with_default_devices(r, &spec));
+    let made = if split {
+        cg.create_part(true)
+    } else {
+        cg.create()
+    };
+    match made {
         Ok(()) => guard.cgroup = Some(cg.clone()),
         Err(_) if rootless => cg = Cgroup::default(),
         Err(e) => return Err(e.into()),
     }
-    if let Some(res) = linux.and_then(|l| l.resources().as_ref()) {
-        if !cg.paths.is_empty() {
-            cg.apply(&with_default_devices(res, &spec))?;
-        }
+    if let (Some(res), false) = (&resources, split || cg.paths.is_empty()) {
+        cg.apply(res)?;
     }
     let filter = match linux.and_then(|l| l.seccomp().as_ref()) {
         Some(s) => Some(
@@ -303,16 +313,15 @@ fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::
     let idmapped = crate::idmap::prepare(&spec)?;
     let hs = hook_state(&o.id, "creating", 0, &bundle, &spec);
     let (pchan, cchan) = sync::pair()?;
-    let slow = !plan.join.is_empty() || plan.new_flags & CLONE_NEWTIME != 0;
     // On the direct path the init places itself: it is cloned into its unified group and joins its
     // v1 hierarchies through `tasks`, so no write of ours takes the kernel's global migration lock
     // (an RCU grace period, 5-20 ms here). Where that is not possible we write cgroup.procs.
-    let placement = if slow || cg.paths.is_empty() {
+    let unified_fd = if slow {
         None
     } else {
-        cg.placement().ok()
+        cg.open_unified().ok().flatten()
     };
-    let init_args = |chan, listener, console, placement, await_placement| InitArgs {
+    let init_args = |chan, listener, console, unshare| InitArgs {
         spec: &spec,
         rootfs: rootfs.clone(),
         plan: &plan,
@@ -325,14 +334,19 @@ fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::
         seccomp: filter.as_ref(),
         hook_state: hs.clone(),
         idmapped: &idmapped,
-        placement,
-        await_placement,
+        unshare,
     };
     let mut in_unified = false;
     let pid = if !slow {
-        let flags = plan.new_flags & !(libc::CLONE_NEWCGROUP | CLONE_NEWTIME);
-        let into = placement.as_ref().and_then(|p| p.unified_fd());
-        let pid = match into.map(|fd| util::clone_into_cgroup(flags, fd)) {
+        // Only the pid (and user) namespace must come from the clone; the init unshares the
+        // others itself (a network namespace alone costs ~0.5 ms) while we finish its cgroup.
+        let flags = plan.new_flags & (libc::CLONE_NEWPID | libc::CLONE_NEWUSER);
+        let unshare = plan.new_flags
+            & (libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET);
+        let pid = match unified_fd
+            .as_ref()
+            .map(|fd| util::clone_into_cgroup(flags, fd.as_raw_fd()))
+        {
             Some(Ok(pid)) => {
                 in_unified = true;
                 pid
@@ -341,15 +355,8 @@ fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::
         };
         if pid == 0 {
             drop(pchan);
-            let await_placement =
-                placement.is_none() || (!in_unified && cg.paths.contains_key("unified"));
-            init::run(init_args(
-                cchan,
-                listener,
-                console,
-                placement,
-                await_placement,
-            ));
+            drop(unified_fd);
+            init::run(init_args(cchan, listener, console, unshare));
         }
         pid
     } else {
@@ -357,11 +364,7 @@ fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::
         let s1 = util::raw_clone(0)?;
         if s1 == 0 {
             drop(pchan);
-            stage1(
-                &joins,
-                &plan,
-                init_args(cchan, listener, console, None, true),
-            );
+            stage1(&joins, &plan, init_args(cchan, listener, console, 0));
         }
         let pid = loop {
             match pchan.recv() {
@@ -402,19 +405,34 @@ fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::
         std::fs::write(&f, adj.to_string())
             .map_err(|e| Error::Other(format!("process.oomScoreAdj: {adj}: {e}")))?;
     }
-    // Release the init to set up its mounts while we place it in its cgroup where it could not do
-    // so itself: that migration waits for an RCU grace period, and this overlaps the wait with the
-    // init's work. The init then unshares its cgroup namespace and runs hooks only after HooksDone.
     pchan.send(&Msg::Go, None)?;
+    drop(unified_fd);
     if !cg.paths.is_empty() {
-        match &placement {
-            None => cg.add_process(pid)?,
-            Some(_) if !in_unified => cg.add_process_unified(pid)?,
-            Some(_) => {}
+        // The init waits for Place before it touches its rootfs: finish its cgroup (v1
+        // directories, limits) and hand it the v1 `tasks` files to join through; where it cannot
+        // place itself, write it into cgroup.procs here.
+        if split {
+            cg.create_part(false)?;
+            if let Some(res) = &resources {
+                cg.apply(res)?;
+            }
         }
+        let mut tasks = Vec::new();
+        if slow {
+            cg.add_process(pid)?;
+        } else {
+            if !in_unified {
+                cg.add_process_unified(pid)?;
+            }
+            match cg.open_tasks() {
+                Ok(t) => tasks = t,
+                Err(_) => cg.add_process_v1(pid)?,
+            }
+        }
+        let raw: Vec<i32> = tasks.iter().map(|f| f.as_raw_fd()).collect();
+        pchan.send_fds(&Msg::Place, &raw)?;
     }
-    drop(placement);
-    let mut st = State {
+    let st = State {
         id: o.id.clone(),
         pid,
         pid_start: state::pid_start_time(pid).unwrap_or(0),
@@ -433,6 +451,8 @@ fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::
         started: direct,
         config: serde_json::to_value(&spec).unwrap_or_default(),
     };
+    // Saved while the init sets itself up (the guard removes it again if that fails).
+    st.save(&o.root)?;
     loop {
         let (m, fd) = pchan.recv()?;
         match m {
@@ -472,8 +492,6 @@ fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::
             other => return Err(Error::Other(format!("sync: unexpected {other:?}"))),
         }
     }
-    st.pid_start = state::pid_start_time(pid).unwrap_or(st.pid_start);
-    st.save(&o.root)?;
     if let Some(p) = pid_file {
         write_pid_file(&p, pid)?;
     }

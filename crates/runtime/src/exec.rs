@@ -116,14 +116,18 @@ pub fn exec(o: ExecOpts) -> Result<i32> {
     }
     let (pchan, cchan) = sync::pair()?;
     // Join the container's cgroup without the kernel's global migration lock where possible:
-    // cloned straight into the unified group, `tasks` for the v1 hierarchies (see Placement).
-    let placement = if st.cgroup.paths.is_empty() {
-        None
+    // cloned straight into the unified group, `tasks` for the v1 hierarchies
+    // (skiff_cgroups::Cgroup::join_tasks).
+    let (unified, tasks) = if st.cgroup.paths.is_empty() {
+        (None, None)
     } else {
-        st.cgroup.placement().ok()
+        (
+            st.cgroup.open_unified().ok().flatten(),
+            st.cgroup.open_tasks().ok(),
+        )
     };
     let mut in_unified = false;
-    let c = match placement.as_ref().and_then(|p| p.unified_fd()) {
+    let c = match unified.as_ref().map(|fd| fd.as_raw_fd()) {
         Some(fd) => match util::clone_into_cgroup(0, fd) {
             Ok(c) => {
                 in_unified = true;
@@ -141,17 +145,16 @@ pub fn exec(o: ExecOpts) -> Result<i32> {
         let r = (|| -> Result<i32> {
             // SAFETY: getpid has no preconditions.
             let me = unsafe { libc::getpid() };
-            match &placement {
-                Some(p) => {
-                    p.join_v1_self()?;
-                    if !in_unified {
-                        st.cgroup.add_process_unified(me)?;
-                    }
+            if !st.cgroup.paths.is_empty() {
+                match &tasks {
+                    Some(t) => st.cgroup.join_tasks(t)?,
+                    None => st.cgroup.add_process_v1(me)?,
                 }
-                None if !st.cgroup.paths.is_empty() => st.cgroup.add_process(me)?,
-                None => {}
+                if !in_unified {
+                    st.cgroup.add_process_unified(me)?;
+                }
             }
-            drop(placement);
+            drop(tasks);
             namespaces::setns_all(&ns)?;
             util::raw_clone(0)
         })();

@@ -38,11 +38,9 @@ pub struct InitArgs<'a> {
     pub hook_state: serde_json::Value,
     /// Prepared idmapped mount trees by mount index.
     pub idmapped: &'a std::collections::HashMap<usize, OwnedFd>,
-    /// Descriptors to join our v1 hierarchies ourselves (see [`skiff_cgroups::Placement`]).
-    pub placement: Option<skiff_cgroups::Placement>,
-    /// True when the parent still writes us into (some of) our cgroup after Go: then we enter our
-    /// cgroup namespace only after the HooksRequest/HooksDone exchange tells us it is done.
-    pub await_placement: bool,
+    /// Namespaces (CLONE_NEW* flags) the clone left for us to create: we make them first thing,
+    /// while the parent prepares our cgroup.
+    pub unshare: i32,
 }
 
 /// Who released us: a `start` connected to exec.sock, or the parent over the sync channel.
@@ -74,8 +72,8 @@ pub fn run(mut a: InitArgs) -> ! {
     unsafe { libc::_exit(127) }
 }
 
-/// Ask the parent to run prestart/createRuntime hooks (it places us in our cgroup before it
-/// answers), then enter our cgroup namespace and become non-dumpable.
+/// Ask the parent to run prestart/createRuntime hooks, then enter our cgroup namespace and become
+/// non-dumpable.
 fn sync_placed(a: &InitArgs) -> Result<()> {
     a.chan.send(&Msg::HooksRequest, None)?;
     a.chan.expect(&Msg::HooksDone)?;
@@ -102,19 +100,24 @@ fn has(plan: &Plan, f: i32) -> bool {
 }
 
 fn setup(a: &mut InitArgs) -> Result<Started> {
+    crate::namespaces::unshare(a.unshare)?;
     a.chan.expect(&Msg::Go)?;
-    if let Some(p) = a.placement.take() {
-        // Single-threaded here, so moving this thread moves the process; dropping `p` closes the
-        // host's `tasks` files again.
-        p.join_v1_self()?;
+    if !a.cgroup.paths.is_empty() {
+        // The parent has made (or finished) our cgroup and sends the v1 `tasks` files to write
+        // ourselves into (none: it has placed us itself); single-threaded here, so moving this
+        // thread moves the process. Dropping the fds closes the host's files again.
+        let tasks = a.chan.expect_fds(&Msg::Place)?;
+        if !tasks.is_empty() {
+            a.cgroup.join_tasks(&tasks)?;
+        }
     }
     let runtime_hooks = a.spec.hooks().as_ref().is_some_and(|h| {
         h.prestart().as_ref().is_some_and(|v| !v.is_empty())
             || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
     });
-    // Placed and no runtime hooks to wait for: no exchange with the parent is needed at all.
-    let exchange = runtime_hooks || a.await_placement;
-    if !exchange {
+    // In our cgroup now; with prestart/createRuntime hooks we stay dumpable until they have run
+    // (they may open our /proc/<pid>/ns files).
+    if !runtime_hooks {
         enter_placed(a)?;
     }
     // Devices and mountpoints get exactly the configured modes; process.user.umask applies later.
@@ -166,9 +169,7 @@ fn setup(a: &mut InitArgs) -> Result<Started> {
             crate::fsutil::mkdir_all_in_root(root.as_raw_fd(), p.cwd(), crate::fsutil::Kind::Dir)?;
         }
     }
-    // prestart/createRuntime hooks must run before pivot_root. Without them the exchange only
-    // tells us the parent has placed us in our cgroup, so it can wait until after the pivot and
-    // overlap the (RCU-bound) cgroup migration with our mount work.
+    // prestart/createRuntime hooks must run before pivot_root.
     if runtime_hooks {
         sync_placed(a)?;
     }
@@ -197,9 +198,6 @@ fn setup(a: &mut InitArgs) -> Result<Started> {
             what: "chdir /".into(),
             errno: e,
         })?;
-    }
-    if exchange && !runtime_hooks {
-        sync_placed(a)?;
     }
     let Some(p) = a.spec.process().as_ref() else {
         // Nothing to run: the container can be created; `start` reports the missing process.
