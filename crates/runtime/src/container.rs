@@ -106,6 +106,7 @@ pub struct CreateOpts {
 /// Removes a half-created container when create fails.
 struct Cleanup {
     dir: Option<PathBuf>,
+    pid_file: Option<PathBuf>,
     cgroup: Option<Cgroup>,
     child: Option<i32>,
 }
@@ -125,6 +126,9 @@ impl Drop for Cleanup {
         }
         if let Some(d) = &self.dir {
             let _ = std::fs::remove_dir_all(d);
+        }
+        if let Some(p) = &self.pid_file {
+            let _ = std::fs::remove_file(p);
         }
     }
 }
@@ -218,8 +222,8 @@ fn load_bundle(path: &Path) -> Result<Bundle> {
     Ok((bundle, spec, rootfs))
 }
 
-/// `create`; with `direct` (run), no exec.sock is made: the init waits for [`Msg::Start`] on the
-/// returned sync channel instead, and the container is recorded as started.
+/// `create`; with `direct` (run), no exec.sock is made: the init goes on to exec the user's
+/// program right after Ready (see [`start_direct`]), and the container is recorded as started.
 fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::Channel)> {
     state::validate_id(&o.id)?;
     let (bundle, spec, rootfs) = b;
@@ -253,6 +257,7 @@ fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::
     }
     let mut guard = Cleanup {
         dir: Some(dir.clone()),
+        pid_file: None,
         cgroup: None,
         child: None,
     };
@@ -453,6 +458,10 @@ fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::
     };
     // Saved while the init sets itself up (the guard removes it again if that fails).
     st.save(&o.root)?;
+    if let Some(p) = pid_file {
+        write_pid_file(&p, pid)?;
+        guard.pid_file = Some(p);
+    }
     loop {
         let (m, fd) = pchan.recv()?;
         match m {
@@ -492,10 +501,8 @@ fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::
             other => return Err(Error::Other(format!("sync: unexpected {other:?}"))),
         }
     }
-    if let Some(p) = pid_file {
-        write_pid_file(&p, pid)?;
-    }
     guard.dir = None;
+    guard.pid_file = None;
     guard.cgroup = None;
     guard.child = None;
     Ok((st, pchan))
@@ -617,10 +624,9 @@ fn poststart(st: &State) {
     }
 }
 
-/// `start` for a container made by `create_inner(.., direct)`: release the init over the sync
-/// channel and wait until it has executed the user's program (EOF: its end was close-on-exec).
+/// `start` for a container made by `create_inner(.., direct)`: the init execs the user's program
+/// right after Ready; wait until it has (EOF: its end of the channel was close-on-exec).
 fn start_direct(st: &State, chan: &sync::Channel) -> Result<()> {
-    chan.send(&Msg::Start, None)?;
     match chan.recv_or_eof()? {
         None => {}
         Some((Msg::Error(msg), _)) => {

@@ -21,8 +21,8 @@ pub struct InitArgs<'a> {
     pub plan: &'a Plan,
     /// Child end of the sync channel.
     pub chan: Channel,
-    /// Listening socket `start` connects to; `None` when the parent itself starts us with
-    /// [`Msg::Start`] on the sync channel (`run`, which needs no exec.sock).
+    /// Listening socket `start` connects to; `None` for `run`, which needs no exec.sock: there we
+    /// go on to exec the user's program as soon as we have reported Ready.
     pub listener: Option<OwnedFd>,
     /// Connected console socket, when the process has a terminal.
     pub console: Option<OwnedFd>,
@@ -47,7 +47,7 @@ pub struct InitArgs<'a> {
 enum Started {
     /// The connection from `start`; errors are written back on it.
     Conn(OwnedFd),
-    /// The parent sent [`Msg::Start`]; errors go back on the sync channel.
+    /// `run`: no one to wait for; errors go back to the parent on the sync channel.
     Chan,
 }
 
@@ -203,7 +203,7 @@ fn setup(a: &mut InitArgs) -> Result<Started> {
         // Nothing to run: the container can be created; `start` reports the missing process.
         a.chan.send(&Msg::Ready, None)?;
         let listener = a.listener.take();
-        return wait_start(a, listener.as_ref());
+        return wait_start(listener.as_ref());
     };
     if p.terminal().unwrap_or(false) {
         let sock = a.console.take().ok_or_else(|| {
@@ -234,17 +234,15 @@ fn prepare_process(
     drop(notify);
     check_executable(p)?;
     a.chan.send(&Msg::Ready, None)?;
-    wait_start(a, listener.as_ref())
+    wait_start(listener.as_ref())
 }
 
-/// Block until released: a connection on exec.sock, or [`Msg::Start`] from the parent.
-fn wait_start(a: &InitArgs, listener: Option<&OwnedFd>) -> Result<Started> {
+/// Block until `start` connects to exec.sock; for `run` (no exec.sock) go on at once: the parent
+/// has nothing left to do between our Ready and the exec (state.json is written, hooks have run).
+fn wait_start(listener: Option<&OwnedFd>) -> Result<Started> {
     match listener {
         Some(l) => accept_start(l).map(Started::Conn),
-        None => {
-            a.chan.expect(&Msg::Start)?;
-            Ok(Started::Chan)
-        }
+        None => Ok(Started::Chan),
     }
 }
 

@@ -35,8 +35,6 @@ pub enum Msg {
     SeccompFd,
     /// Child → parent: setup complete; waiting for `start`.
     Ready,
-    /// Parent → child (`run`): exec the user's program now.
-    Start,
     /// Parent → child: our cgroup is ready; the attached fds (maybe none) are the v1 `tasks`
     /// files to write ourselves into (see skiff_cgroups::Cgroup::join_tasks).
     Place,
@@ -54,7 +52,6 @@ impl Msg {
             Msg::HooksDone => b"h".to_vec(),
             Msg::SeccompFd => b"S".to_vec(),
             Msg::Ready => b"R".to_vec(),
-            Msg::Start => b"s".to_vec(),
             Msg::Place => b"C".to_vec(),
             Msg::Error(e) => format!("E{e}").into_bytes(),
         }
@@ -73,7 +70,6 @@ impl Msg {
             Some(b'h') => Msg::HooksDone,
             Some(b'S') => Msg::SeccompFd,
             Some(b'R') => Msg::Ready,
-            Some(b's') => Msg::Start,
             Some(b'C') => Msg::Place,
             Some(b'E') => Msg::Error(rest),
             _ => {
