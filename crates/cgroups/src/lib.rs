@@ -120,9 +120,25 @@ pub(crate) fn io_err(path: &Path, source: std::io::Error) -> Error {
 
 /// Read a control file, trimmed; `None` when it does not exist.
 pub(crate) fn read_opt(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path)
-        .ok()
-        .map(|s| s.trim().to_string())
+    read_small(path).ok().map(|s| s.trim().to_string())
+}
+
+/// Read a control file: open, read until EOF, close. (`fs::read_to_string` also stats the file for
+/// a size hint, which cgroup files do not have: they report 0.)
+pub(crate) fn read_small(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match f.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 /// Write `value` to `dir/file`, naming the file and value on failure.
@@ -281,6 +297,12 @@ impl Cgroup {
                 made.push(d.clone());
                 if ctl == "cpuset" {
                     v1::init_cpuset(d)?;
+                    if d != dir {
+                        // A parent we made ourselves: let the kernel give its future children
+                        // its cpus/mems at mkdir (cgroup.clone_children), so init_cpuset finds
+                        // them set and has nothing to copy. Best effort.
+                        let _ = write_file(d, "cgroup.clone_children", "1");
+                    }
                 }
             }
             if ctl == "unified" {
@@ -444,7 +466,7 @@ impl Cgroup {
 
 fn collect_procs(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
     let f = dir.join("cgroup.procs");
-    match std::fs::read_to_string(&f) {
+    match read_small(&f) {
         Ok(s) => out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(io_err(&f, e)),

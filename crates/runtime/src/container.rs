@@ -736,7 +736,7 @@ fn destroy(root: &Path, st: &State) -> Result<()> {
         .then(|| serde_json::from_value(st.config.clone()).ok())
         .flatten();
     let dir = state::container_dir(root, &st.id);
-    std::fs::remove_dir_all(&dir).at(&dir)?;
+    remove_state_dir(&dir)?;
     if let Some(spec) = spec {
         let s = hook_state(&st.id, "stopped", 0, &st.bundle, &spec);
         if let Err(e) = hooks::run(
@@ -748,6 +748,27 @@ fn destroy(root: &Path, st: &State) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Remove a container's state directory: state.json and exec.sock are all it normally holds, so
+/// unlink those and rmdir; anything else there falls back to a recursive removal.
+fn remove_state_dir(dir: &Path) -> Result<()> {
+    for f in ["state.json", "exec.sock"] {
+        match std::fs::remove_file(dir.join(f)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::Io {
+                    path: dir.join(f),
+                    source: e,
+                })
+            }
+            _ => {}
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(_) => std::fs::remove_dir_all(dir).at(dir),
+    }
 }
 
 /// All containers under `root`.
