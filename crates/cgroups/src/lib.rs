@@ -242,14 +242,28 @@ impl Cgroup {
     /// Create every directory of the group. On failure, every directory this call created is
     /// removed again, so no half-created group is left behind.
     pub fn create(&self) -> Result<()> {
-        self.create_where(|_| true)
+        self.create_where(|_| true)?;
+        self.delegate_unified()
     }
 
-    /// [`Cgroup::create`] for the unified directory only (when `unified`), or for every other
-    /// one: the runtime makes the first before it clones the container's init (which is cloned
-    /// into it) and the v1 ones while the init sets up its namespaces.
+    /// [`Cgroup::create`] in two parts: with `unified`, only the unified directory (the runtime
+    /// makes it before it clones the container's init into it); without, every other directory,
+    /// and the unified tree's controllers are delegated down to the group (which the kernel allows
+    /// with a process already inside), while the init sets up its namespaces.
     pub fn create_part(&self, unified: bool) -> Result<()> {
-        self.create_where(|ctl| (ctl == "unified") == unified)
+        self.create_where(|ctl| (ctl == "unified") == unified)?;
+        if unified {
+            return Ok(());
+        }
+        self.delegate_unified()
+    }
+
+    /// Enable every available controller along the unified directory's ancestors.
+    fn delegate_unified(&self) -> Result<()> {
+        match self.paths.get("unified") {
+            Some(d) => v2::enable_controllers(d),
+            None => Ok(()),
+        }
     }
 
     fn create_where(&self, want: impl Fn(&str) -> bool) -> Result<()> {
@@ -304,9 +318,6 @@ impl Cgroup {
                         let _ = write_file(d, "cgroup.clone_children", "1");
                     }
                 }
-            }
-            if ctl == "unified" {
-                v2::enable_controllers(dir)?;
             }
         }
         Ok(())
