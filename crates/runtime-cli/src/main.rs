@@ -4,12 +4,15 @@
 //! /proc/self/maps to find the main thread's stack guard and maps an alternate signal stack) does
 //! not run. Each container start executes this binary twice (the re-exec below), and that start-up
 //! is work neither process needs: a stack overflow still faults on the guard page.
-#![no_main]
+#![cfg_attr(not(test), no_main)]
+// In the unit-test build the harness supplies `main`, so the CLI below is not reachable there.
+#![cfg_attr(test, allow(dead_code))]
 
 mod commands;
 
 /// The process entry point (see the crate documentation); arguments come from `std::env::args`.
-#[no_mangle]
+/// (Unit tests keep the test harness's own `main`.)
+#[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     // Behave like a C program when stdout is a closed pipe (`skiff-runtime list | head`).
     // SAFETY: restoring the default disposition of SIGPIPE has no preconditions.
