@@ -430,8 +430,8 @@ fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::
                 cg.add_process_unified(pid)?;
             }
             match cg.open_tasks() {
-                Ok(t) => tasks = t,
-                Err(_) => cg.add_process_v1(pid)?,
+                Ok(t) if t.len() <= sync::MAX_FDS => tasks = t,
+                _ => cg.add_process_v1(pid)?,
             }
         }
         let raw: Vec<i32> = tasks.iter().map(|f| f.as_raw_fd()).collect();
