@@ -223,7 +223,8 @@ fn load_bundle(path: &Path) -> Result<Bundle> {
 }
 
 /// `create`; with `direct` (run), no exec.sock is made: the init goes on to exec the user's
-/// program right after Ready (see [`start_direct`]), and the container is recorded as started.
+/// program as soon as it is set up, this returns once it has (the EOF of the init's close-on-exec
+/// end of the channel), and the container is recorded as started.
 fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::Channel)> {
     state::validate_id(&o.id)?;
     let (bundle, spec, rootfs) = b;
@@ -463,7 +464,14 @@ fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::
         guard.pid_file = Some(p);
     }
     loop {
-        let (m, fd) = pchan.recv()?;
+        // `run` (direct): no Ready, the init execs the user's program when it is done, and the
+        // EOF of its close-on-exec end of the channel says so.
+        let Some((m, fd)) = pchan.recv_or_eof()? else {
+            if direct {
+                break;
+            }
+            return Err(Error::Other("container process exited during setup".into()));
+        };
         match m {
             Msg::HooksRequest => {
                 let s = hook_state(&o.id, "creating", pid, &bundle, &spec);
@@ -622,23 +630,6 @@ fn poststart(st: &State) {
             eprintln!("skiff-runtime: warning: {e}");
         }
     }
-}
-
-/// `start` for a container made by `create_inner(.., direct)`: the init execs the user's program
-/// right after Ready; wait until it has (EOF: its end of the channel was close-on-exec).
-fn start_direct(st: &State, chan: &sync::Channel) -> Result<()> {
-    match chan.recv_or_eof()? {
-        None => {}
-        Some((Msg::Error(msg), _)) => {
-            return Err(Error::State {
-                id: st.id.clone(),
-                msg,
-            })
-        }
-        Some((m, _)) => return Err(Error::Other(format!("sync: unexpected {m:?}"))),
-    }
-    poststart(st);
-    Ok(())
 }
 
 trait IntoRawCompat {
@@ -815,13 +806,12 @@ pub fn run(mut o: CreateOpts, detach: bool) -> Result<i32> {
         master_rx = Some(a);
         o.console = Console::Fd(b);
     }
-    let (root, id) = (o.root.clone(), o.id.clone());
+    let root = o.root.clone();
+    // Returns once the init has executed the user's program (or died): only the poststart hooks
+    // of `start` are left.
     let (st, chan) = create_inner(o, b, true)?;
-    if let Err(e) = start_direct(&st, &chan) {
-        let _ = delete(&root, &id, true);
-        return Err(e);
-    }
     drop(chan);
+    poststart(&st);
     if detach {
         return Ok(0);
     }

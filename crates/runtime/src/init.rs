@@ -201,9 +201,8 @@ fn setup(a: &mut InitArgs) -> Result<Started> {
     }
     let Some(p) = a.spec.process().as_ref() else {
         // Nothing to run: the container can be created; `start` reports the missing process.
-        a.chan.send(&Msg::Ready, None)?;
         let listener = a.listener.take();
-        return wait_start(listener.as_ref());
+        return wait_start(a, listener.as_ref());
     };
     if p.terminal().unwrap_or(false) {
         let sock = a.console.take().ok_or_else(|| {
@@ -233,15 +232,18 @@ fn prepare_process(
     }
     drop(notify);
     check_executable(p)?;
-    a.chan.send(&Msg::Ready, None)?;
-    wait_start(listener.as_ref())
+    wait_start(a, listener.as_ref())
 }
 
-/// Block until `start` connects to exec.sock; for `run` (no exec.sock) go on at once: the parent
-/// has nothing left to do between our Ready and the exec (state.json is written, hooks have run).
-fn wait_start(listener: Option<&OwnedFd>) -> Result<Started> {
+/// Report Ready and block until `start` connects to exec.sock. For `run` (no exec.sock) go on at
+/// once without a word: the parent has nothing left to do before the exec (state.json is written,
+/// hooks have run), and the EOF of our close-on-exec end of the channel tells it the exec happened.
+fn wait_start(a: &InitArgs, listener: Option<&OwnedFd>) -> Result<Started> {
     match listener {
-        Some(l) => accept_start(l).map(Started::Conn),
+        Some(l) => {
+            a.chan.send(&Msg::Ready, None)?;
+            accept_start(l).map(Started::Conn)
+        }
         None => Ok(Started::Chan),
     }
 }
