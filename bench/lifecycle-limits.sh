@@ -4,12 +4,11 @@
 # (shares 512, quota 50000/100000), for skiff-runtime and runc on this hybrid host. Both create the
 # cgroup, apply the limits, run, and remove the cgroup again on every iteration.
 # Prints mean times and `ratio skiff/runc = X`.
-# Needs root, hyperfine, runc, busybox-static, jq, bc; uses target/release/skiff-runtime
-# (SKIFF_RUNTIME=path overrides).
+# Needs root, hyperfine, runc, busybox-static, jq, bc; builds the static skiff-runtime that
+# bench/lifecycle.sh uses (SKIFF_RUNTIME=path overrides).
 set -eu
 cd "$(dirname "$0")/.."
-SKIFF=$(readlink -f "${SKIFF_RUNTIME:-target/release/skiff-runtime}")
-[ -x "$SKIFF" ] || cargo build --release -p skiff-runtime-cli
+SKIFF=$(readlink -f "${SKIFF_RUNTIME:-$(sh scripts/build-static-runtime.sh)}")
 RUNS=${RUNS:-200}
 B=$(mktemp -d /tmp/skiff-bench-limits.XXXXXX)
 CG=skiff-bench-limits-$$

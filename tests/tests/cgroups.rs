@@ -384,16 +384,18 @@ fn pure_v2_layout_in_a_private_mount_namespace() {
         r#"set -e
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 R="{bin} --root {root}"
+# The counter is written with `echo > n`, which truncates first: retry a read that lands between.
+n() {{ for t in 1 2 3 4 5 6 7 8 9 10; do v=$(cat {out}/n); [ -n "$v" ] && break; sleep 0.01; done; echo "$v"; }}
 $R run -d --bundle {bundle} {id} </dev/null >/dev/null 2>&1
 cat /sys/fs/cgroup/{parent}/ctr/hugetlb.2MB.max
 sleep 0.3
 $R pause {id}
 $R state {id} | grep -o '"status": *"[a-z]*"' | tr -d ' '
 grep frozen /sys/fs/cgroup/{parent}/ctr/cgroup.events
-a=$(cat {out}/n); sleep 0.3; b=$(cat {out}/n)
+a=$(n); sleep 0.3; b=$(n)
 [ "$a" = "$b" ] && echo still
 $R resume {id}
-sleep 0.3; c=$(cat {out}/n)
+sleep 0.3; c=$(n)
 [ "$c" -gt "$b" ] && echo moving
 $R events --stats {id} | grep -o '"type":"stats"'
 cat {out}/dev

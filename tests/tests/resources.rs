@@ -104,12 +104,16 @@ fn pause_stops_a_counter_and_resume_restarts_it() {
     let rt = Runtime::new();
     let id = unique("pause");
     ok(&rt.out_detached(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]));
+    // `echo $i > /out/n` truncates before it writes: retry a read that lands in between.
     let n = || {
-        std::fs::read_to_string(out.path().join("n"))
-            .unwrap_or_default()
-            .trim()
-            .parse::<u64>()
-            .unwrap_or(0)
+        for _ in 0..100 {
+            let s = std::fs::read_to_string(out.path().join("n")).unwrap_or_default();
+            if let Ok(v) = s.trim().parse::<u64>() {
+                return v;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        0
     };
     std::thread::sleep(std::time::Duration::from_millis(200));
     ok(&rt.out(&["pause", &id]));

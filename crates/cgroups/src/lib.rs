@@ -8,6 +8,7 @@
 //! host's mounts ([`Layout::probe`]) when the group is resolved, and is visible in the group's paths:
 //! only `unified` → v2, v1 controllers only → v1, both → hybrid.
 
+mod attach;
 mod convert;
 pub mod dbus;
 pub mod devices;
@@ -132,9 +133,25 @@ pub(crate) fn io_err(path: &Path, source: std::io::Error) -> Error {
 
 /// Read a control file, trimmed; `None` when it does not exist.
 pub(crate) fn read_opt(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path)
-        .ok()
-        .map(|s| s.trim().to_string())
+    read_small(path).ok().map(|s| s.trim().to_string())
+}
+
+/// Read a control file: open, read until EOF, close. (`fs::read_to_string` also stats the file for
+/// a size hint, which cgroup files do not have: they report 0.)
+pub(crate) fn read_small(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match f.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 /// Write `value` to `dir/file`, naming the file and value on failure.
@@ -248,8 +265,33 @@ impl Cgroup {
             // systemd creates the directories when it starts the unit (see `start_systemd`).
             return Ok(());
         }
+        self.create_where(|_| true)?;
+        self.delegate_unified()
+    }
+
+    /// [`Cgroup::create`] in two parts: with `unified`, only the unified directory (the runtime
+    /// makes it before it clones the container's init into it); without, every other directory,
+    /// and the unified tree's controllers are delegated down to the group (which the kernel allows
+    /// with a process already inside), while the init sets up its namespaces.
+    pub fn create_part(&self, unified: bool) -> Result<()> {
+        self.create_where(|ctl| (ctl == "unified") == unified)?;
+        if unified {
+            return Ok(());
+        }
+        self.delegate_unified()
+    }
+
+    /// Enable every available controller along the unified directory's ancestors.
+    fn delegate_unified(&self) -> Result<()> {
+        match self.paths.get("unified") {
+            Some(d) => v2::enable_controllers(d),
+            None => Ok(()),
+        }
+    }
+
+    fn create_where(&self, want: impl Fn(&str) -> bool) -> Result<()> {
         let mut made: Vec<PathBuf> = Vec::new();
-        let r = self.create_inner(&mut made);
+        let r = self.create_inner(&mut made, want);
         if r.is_err() {
             for d in made.iter().rev() {
                 let _ = std::fs::remove_dir(d);
@@ -258,9 +300,9 @@ impl Cgroup {
         r
     }
 
-    fn create_inner(&self, made: &mut Vec<PathBuf>) -> Result<()> {
+    fn create_inner(&self, made: &mut Vec<PathBuf>, want: impl Fn(&str) -> bool) -> Result<()> {
         for (ctl, dir) in &self.paths {
-            if made.iter().any(|m| m == dir) {
+            if !want(ctl) || made.iter().any(|m| m == dir) {
                 continue;
             }
             // Fast path: the parent usually exists, so one mkdir does it.
@@ -292,10 +334,13 @@ impl Cgroup {
                 made.push(d.clone());
                 if ctl == "cpuset" {
                     v1::init_cpuset(d)?;
+                    if d != dir {
+                        // A parent we made ourselves: let the kernel give its future children
+                        // its cpus/mems at mkdir (cgroup.clone_children), so init_cpuset finds
+                        // them set and has nothing to copy. Best effort.
+                        let _ = write_file(d, "cgroup.clone_children", "1");
+                    }
                 }
-            }
-            if ctl == "unified" {
-                v2::enable_controllers(dir)?;
             }
         }
         Ok(())
@@ -487,7 +532,7 @@ impl Cgroup {
 
 fn collect_procs(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
     let f = dir.join("cgroup.procs");
-    match std::fs::read_to_string(&f) {
+    match read_small(&f) {
         Ok(s) => out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(io_err(&f, e)),

@@ -106,6 +106,7 @@ pub struct CreateOpts {
 /// Removes a half-created container when create fails.
 struct Cleanup {
     dir: Option<PathBuf>,
+    pid_file: Option<PathBuf>,
     cgroup: Option<Cgroup>,
     child: Option<i32>,
 }
@@ -125,6 +126,9 @@ impl Drop for Cleanup {
         }
         if let Some(d) = &self.dir {
             let _ = std::fs::remove_dir_all(d);
+        }
+        if let Some(p) = &self.pid_file {
+            let _ = std::fs::remove_file(p);
         }
     }
 }
@@ -203,12 +207,27 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 
 /// Create a container: set up namespaces, rootfs and process, leaving it waiting for `start`.
 pub fn create(o: CreateOpts) -> Result<State> {
-    state::validate_id(&o.id)?;
-    let bundle = o
-        .bundle
+    let bundle = load_bundle(&o.bundle)?;
+    create_inner(o, bundle, false).map(|(st, _)| st)
+}
+
+/// A bundle's canonical path, spec and absolute rootfs path.
+type Bundle = (PathBuf, Spec, PathBuf);
+
+fn load_bundle(path: &Path) -> Result<Bundle> {
+    let bundle = path
         .canonicalize()
-        .map_err(|e| Error::Config(format!("bundle {}: {e}", o.bundle.display())))?;
+        .map_err(|e| Error::Config(format!("bundle {}: {e}", path.display())))?;
     let (spec, rootfs) = config::load(&bundle)?;
+    Ok((bundle, spec, rootfs))
+}
+
+/// `create`; with `direct` (run), no exec.sock is made: the init goes on to exec the user's
+/// program as soon as it is set up, this returns once it has (the EOF of the init's close-on-exec
+/// end of the channel), and the container is recorded as started.
+fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::Channel)> {
+    state::validate_id(&o.id)?;
+    let (bundle, spec, rootfs) = b;
     let plan = namespaces::plan(&spec)?;
     let terminal = spec
         .process()
@@ -239,10 +258,15 @@ pub fn create(o: CreateOpts) -> Result<State> {
     }
     let mut guard = Cleanup {
         dir: Some(dir.clone()),
+        pid_file: None,
         cgroup: None,
         child: None,
     };
-    let listener = listen_exec_sock(&dir)?;
+    let listener = if direct {
+        None
+    } else {
+        Some(listen_exec_sock(&dir)?)
+    };
 
     // SAFETY: geteuid has no preconditions.
     let rootless = unsafe { libc::geteuid() } != 0;
@@ -256,16 +280,27 @@ pub fn create(o: CreateOpts) -> Result<State> {
         rootless,
     };
     let mut cg = Cgroup::resolve(&cg_spec)?;
-    match cg.create() {
+    let slow = !plan.join.is_empty() || plan.new_flags & CLONE_NEWTIME != 0;
+    // On the direct path only the unified directory (which the init is cloned into) is made
+    // before the clone; the v1 ones and the limits follow while the init makes its namespaces.
+    // With systemd, systemd makes the directories when it starts the unit (after the clone).
+    let split = !slow && !rootless && !cg.is_systemd();
+    let resources = linux
+        .and_then(|l| l.resources().as_ref())
+        .map(|r| with_default_devices(r, &spec));
+    let made = if split {
+        cg.create_part(true)
+    } else {
+        cg.create()
+    };
+    match made {
         Ok(()) => guard.cgroup = Some(cg.clone()),
         Err(_) if rootless => cg = Cgroup::default(),
         Err(e) => return Err(e.into()),
     }
     // With systemd the group exists only once systemd started the unit holding the init.
-    if let Some(res) = linux.and_then(|l| l.resources().as_ref()) {
-        if !cg.paths.is_empty() && !cg.is_systemd() {
-            cg.apply(&with_default_devices(res, &spec))?;
-        }
+    if let (Some(res), false) = (&resources, split || cg.paths.is_empty() || cg.is_systemd()) {
+        cg.apply(res)?;
     }
     let filter = match linux.and_then(|l| l.seccomp().as_ref()) {
         Some(s) => Some(
@@ -287,13 +322,20 @@ pub fn create(o: CreateOpts) -> Result<State> {
     let idmapped = crate::idmap::prepare(&spec)?;
     let hs = hook_state(&o.id, "creating", 0, &bundle, &spec);
     let (pchan, cchan) = sync::pair()?;
-    let slow = !plan.join.is_empty() || plan.new_flags & CLONE_NEWTIME != 0;
-    let init_args = |chan, listener, console| InitArgs {
+    // On the direct path the init places itself: it is cloned into its unified group and joins its
+    // v1 hierarchies through `tasks`, so no write of ours takes the kernel's global migration lock
+    // (an RCU grace period, 5-20 ms here). Where that is not possible we write cgroup.procs.
+    let unified_fd = if slow || cg.is_systemd() {
+        None
+    } else {
+        cg.open_unified().ok().flatten()
+    };
+    let init_args = |chan, listener, console, unshare| InitArgs {
         spec: &spec,
         rootfs: rootfs.clone(),
         plan: &plan,
         chan,
-        listener: Some(listener),
+        listener,
         console,
         no_pivot: o.no_pivot,
         preserve_fds: o.preserve_fds,
@@ -301,12 +343,29 @@ pub fn create(o: CreateOpts) -> Result<State> {
         seccomp: filter.as_ref(),
         hook_state: hs.clone(),
         idmapped: &idmapped,
+        unshare,
     };
+    let mut in_unified = false;
     let pid = if !slow {
-        let pid = util::raw_clone(plan.new_flags & !(libc::CLONE_NEWCGROUP | CLONE_NEWTIME))?;
+        // Only the pid (and user) namespace must come from the clone; the init unshares the
+        // others itself (a network namespace alone costs ~0.5 ms) while we finish its cgroup.
+        let flags = plan.new_flags & (libc::CLONE_NEWPID | libc::CLONE_NEWUSER);
+        let unshare = plan.new_flags
+            & (libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET);
+        let pid = match unified_fd
+            .as_ref()
+            .map(|fd| util::clone_into_cgroup(flags, fd.as_raw_fd()))
+        {
+            Some(Ok(pid)) => {
+                in_unified = true;
+                pid
+            }
+            _ => util::raw_clone(flags)?,
+        };
         if pid == 0 {
             drop(pchan);
-            init::run(init_args(cchan, listener, console));
+            drop(unified_fd);
+            init::run(init_args(cchan, listener, console, unshare));
         }
         pid
     } else {
@@ -314,7 +373,7 @@ pub fn create(o: CreateOpts) -> Result<State> {
         let s1 = util::raw_clone(0)?;
         if s1 == 0 {
             drop(pchan);
-            stage1(&joins, &plan, init_args(cchan, listener, console));
+            stage1(&joins, &plan, init_args(cchan, listener, console, 0));
         }
         let pid = loop {
             match pchan.recv() {
@@ -348,28 +407,48 @@ pub fn create(o: CreateOpts) -> Result<State> {
     if !slow && plan.new_flags & libc::CLONE_NEWUSER != 0 {
         namespaces::write_maps(pid, &plan)?;
     }
-    // Release the init to set up its mounts while we place it in its cgroup: a v1 cgroup migration
-    // waits for an RCU grace period, and this overlaps that wait with the init's work. The init
-    // unshares its cgroup namespace and runs hooks only after HooksDone, which comes after this.
-    // systemd creates the group's directories only when it starts the unit, and the init binds
-    // its directory, so with systemd the unit is started before the init goes on.
-    if cg.is_systemd() {
-        let res = linux.and_then(|l| l.resources().as_ref());
-        cg.start_systemd(pid, res)?;
-        if let Some(res) = res {
-            cg.apply(&with_default_devices(res, &spec))?;
-        }
-    }
-    pchan.send(&Msg::Go, None)?;
-    if !cg.paths.is_empty() && !cg.is_systemd() {
-        cg.add_process(pid)?;
-    }
+    // Before Go: the init may make itself non-dumpable right after it, and then only a privileged
+    // parent could still write its /proc files.
     if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
         let f = format!("/proc/{pid}/oom_score_adj");
         std::fs::write(&f, adj.to_string())
             .map_err(|e| Error::Other(format!("process.oomScoreAdj: {adj}: {e}")))?;
     }
-    let mut st = State {
+    pchan.send(&Msg::Go, None)?;
+    drop(unified_fd);
+    if !cg.paths.is_empty() {
+        // The init waits for Place before it touches its rootfs: finish its cgroup (v1
+        // directories, limits) and hand it the v1 `tasks` files to join through; where it cannot
+        // place itself, write it into cgroup.procs here.
+        if split {
+            cg.create_part(false)?;
+            if let Some(res) = &resources {
+                cg.apply(res)?;
+            }
+        }
+        let mut tasks = Vec::new();
+        if cg.is_systemd() {
+            // systemd moves the init into the unit's directories (which it creates) and the
+            // limits go in after that.
+            cg.start_systemd(pid, linux.and_then(|l| l.resources().as_ref()))?;
+            if let Some(res) = &resources {
+                cg.apply(res)?;
+            }
+        } else if slow {
+            cg.add_process(pid)?;
+        } else {
+            if !in_unified {
+                cg.add_process_unified(pid)?;
+            }
+            match cg.open_tasks() {
+                Ok(t) if t.len() <= sync::MAX_FDS => tasks = t,
+                _ => cg.add_process_v1(pid)?,
+            }
+        }
+        let raw: Vec<i32> = tasks.iter().map(|f| f.as_raw_fd()).collect();
+        pchan.send_fds(&Msg::Place, &raw)?;
+    }
+    let st = State {
         id: o.id.clone(),
         pid,
         pid_start: state::pid_start_time(pid).unwrap_or(0),
@@ -385,11 +464,24 @@ pub fn create(o: CreateOpts) -> Result<State> {
             .into_iter()
             .collect(),
         cgroup: cg.clone(),
-        started: false,
+        started: direct,
         config: serde_json::to_value(&spec).unwrap_or_default(),
     };
+    // Saved while the init sets itself up (the guard removes it again if that fails).
+    st.save(&o.root)?;
+    if let Some(p) = pid_file {
+        write_pid_file(&p, pid)?;
+        guard.pid_file = Some(p);
+    }
     loop {
-        let (m, fd) = pchan.recv()?;
+        // `run` (direct): no Ready, the init execs the user's program when it is done, and the
+        // EOF of its close-on-exec end of the channel says so.
+        let Some((m, fd)) = pchan.recv_or_eof()? else {
+            if direct {
+                break;
+            }
+            return Err(Error::Other("container process exited during setup".into()));
+        };
         match m {
             Msg::HooksRequest => {
                 let s = hook_state(&o.id, "creating", pid, &bundle, &spec);
@@ -427,15 +519,11 @@ pub fn create(o: CreateOpts) -> Result<State> {
             other => return Err(Error::Other(format!("sync: unexpected {other:?}"))),
         }
     }
-    st.pid_start = state::pid_start_time(pid).unwrap_or(st.pid_start);
-    st.save(&o.root)?;
-    if let Some(p) = pid_file {
-        write_pid_file(&p, pid)?;
-    }
     guard.dir = None;
+    guard.pid_file = None;
     guard.cgroup = None;
     guard.child = None;
-    Ok(st)
+    Ok((st, pchan))
 }
 
 /// Slow path: join namespaces by path, unshare the new ones (asking the parent for uid/gid maps), set
@@ -513,6 +601,8 @@ pub fn start(root: &Path, id: &str) -> Result<State> {
         };
         let _ = f.read_to_end(&mut buf);
     }
+    // Removing exec.sock is what records the container as running (see State::status), so the
+    // state file need not be rewritten.
     let _ = std::fs::remove_file(dir.join("exec.sock"));
     if let Some(msg) = buf.strip_prefix(b"E") {
         return Err(Error::State {
@@ -521,10 +611,27 @@ pub fn start(root: &Path, id: &str) -> Result<State> {
         });
     }
     st.started = true;
-    st.save(root)?;
+    poststart(&st);
+    Ok(st)
+}
+
+/// Run the poststart hooks of a started container (failures are warnings, as in runc).
+/// True when the recorded config has hooks of `kind` (so the spec is worth deserializing).
+fn has_hooks(st: &State, kind: &str) -> bool {
+    st.config
+        .get("hooks")
+        .and_then(|h| h.get(kind))
+        .and_then(|v| v.as_array())
+        .is_some_and(|v| !v.is_empty())
+}
+
+fn poststart(st: &State) {
+    if !has_hooks(st, "poststart") {
+        return;
+    }
     let spec: Option<Spec> = serde_json::from_value(st.config.clone()).ok();
     if let Some(spec) = spec {
-        let s = hook_state(id, "running", st.pid, &st.bundle, &spec);
+        let s = hook_state(&st.id, "running", st.pid, &st.bundle, &spec);
         if let Err(e) = hooks::run(
             hooks::Kind::Poststart,
             spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()),
@@ -533,7 +640,6 @@ pub fn start(root: &Path, id: &str) -> Result<State> {
             eprintln!("skiff-runtime: warning: {e}");
         }
     }
-    Ok(st)
 }
 
 trait IntoRawCompat {
@@ -623,12 +729,15 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
 
 fn destroy(root: &Path, st: &State) -> Result<()> {
     if !st.cgroup.paths.is_empty() {
-        let _ = st.cgroup.kill_all(libc::SIGKILL);
+        // Kills whatever is left inside (a container without its own pid namespace can leave
+        // processes behind its init) if the first rmdir finds the group busy.
         st.cgroup.destroy()?;
     }
-    let spec: Option<Spec> = serde_json::from_value(st.config.clone()).ok();
+    let spec: Option<Spec> = has_hooks(st, "poststop")
+        .then(|| serde_json::from_value(st.config.clone()).ok())
+        .flatten();
     let dir = state::container_dir(root, &st.id);
-    std::fs::remove_dir_all(&dir).at(&dir)?;
+    remove_state_dir(&dir)?;
     if let Some(spec) = spec {
         let s = hook_state(&st.id, "stopped", 0, &st.bundle, &spec);
         if let Err(e) = hooks::run(
@@ -640,6 +749,27 @@ fn destroy(root: &Path, st: &State) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Remove a container's state directory: state.json and exec.sock are all it normally holds, so
+/// unlink those and rmdir; anything else there falls back to a recursive removal.
+fn remove_state_dir(dir: &Path) -> Result<()> {
+    for f in ["state.json", "exec.sock"] {
+        match std::fs::remove_file(dir.join(f)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::Io {
+                    path: dir.join(f),
+                    source: e,
+                })
+            }
+            _ => {}
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(_) => std::fs::remove_dir_all(dir).at(dir),
+    }
 }
 
 /// All containers under `root`.
@@ -669,17 +799,12 @@ pub fn list(root: &Path) -> Result<Vec<State>> {
 /// `run`: create and start; unless `detach`, wait for the process (forwarding signals, proxying a
 /// terminal), delete the container, and return its exit code.
 pub fn run(mut o: CreateOpts, detach: bool) -> Result<i32> {
-    let bundle = o.bundle.clone();
-    let (spec, _) = config::load(
-        &bundle
-            .canonicalize()
-            .map_err(|e| Error::Config(format!("bundle {}: {e}", bundle.display())))?,
-    )?;
-    let terminal = spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.terminal())
-        .unwrap_or(false);
+    let b = load_bundle(&o.bundle)?;
+    let terminal =
+        b.1.process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false);
     if !detach {
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
@@ -691,12 +816,12 @@ pub fn run(mut o: CreateOpts, detach: bool) -> Result<i32> {
         master_rx = Some(a);
         o.console = Console::Fd(b);
     }
-    let (root, id) = (o.root.clone(), o.id.clone());
-    let st = create(o)?;
-    if let Err(e) = start(&root, &id) {
-        let _ = delete(&root, &id, true);
-        return Err(e);
-    }
+    let root = o.root.clone();
+    // Returns once the init has executed the user's program (or died): only the poststart hooks
+    // of `start` are left.
+    let (st, chan) = create_inner(o, b, true)?;
+    drop(chan);
+    poststart(&st);
     if detach {
         return Ok(0);
     }
@@ -705,6 +830,8 @@ pub fn run(mut o: CreateOpts, detach: bool) -> Result<i32> {
         None => None,
     };
     let code = crate::forward::wait(st.pid, master)?;
-    delete(&root, &id, true)?;
+    // The init has exited (and was reaped by wait): what `delete --force` does for a stopped
+    // container, without reading the state back.
+    destroy(&root, &st)?;
     Ok(code)
 }

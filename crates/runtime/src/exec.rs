@@ -115,17 +115,46 @@ pub fn exec(o: ExecOpts) -> Result<i32> {
         forward::block_signals()?;
     }
     let (pchan, cchan) = sync::pair()?;
-    let c = util::raw_clone(0)?;
+    // Join the container's cgroup without the kernel's global migration lock where possible:
+    // cloned straight into the unified group, `tasks` for the v1 hierarchies
+    // (skiff_cgroups::Cgroup::join_tasks).
+    let (unified, tasks) = if st.cgroup.paths.is_empty() {
+        (None, None)
+    } else {
+        (
+            st.cgroup.open_unified().ok().flatten(),
+            st.cgroup.open_tasks().ok(),
+        )
+    };
+    let mut in_unified = false;
+    let c = match unified.as_ref().map(|fd| fd.as_raw_fd()) {
+        Some(fd) => match util::clone_into_cgroup(0, fd) {
+            Ok(c) => {
+                in_unified = true;
+                c
+            }
+            Err(_) => util::raw_clone(0)?,
+        },
+        None => util::raw_clone(0)?,
+    };
     if c == 0 {
         drop(pchan);
         // Non-dumpable while we enter the container holding host fds (CVE-2016-9962).
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
         let r = (|| -> Result<i32> {
+            // SAFETY: getpid has no preconditions.
+            let me = unsafe { libc::getpid() };
             if !st.cgroup.paths.is_empty() {
-                // SAFETY: getpid has no preconditions.
-                st.cgroup.add_process(unsafe { libc::getpid() })?;
+                match &tasks {
+                    Some(t) => st.cgroup.join_tasks(t)?,
+                    None => st.cgroup.add_process_v1(me)?,
+                }
+                if !in_unified {
+                    st.cgroup.add_process_unified(me)?;
+                }
             }
+            drop(tasks);
             namespaces::setns_all(&ns)?;
             util::raw_clone(0)
         })();

@@ -21,7 +21,8 @@ pub struct InitArgs<'a> {
     pub plan: &'a Plan,
     /// Child end of the sync channel.
     pub chan: Channel,
-    /// Listening socket `start` connects to.
+    /// Listening socket `start` connects to; `None` for `run`, which needs no exec.sock: there we
+    /// go on to exec the user's program as soon as we have reported Ready.
     pub listener: Option<OwnedFd>,
     /// Connected console socket, when the process has a terminal.
     pub console: Option<OwnedFd>,
@@ -37,15 +38,26 @@ pub struct InitArgs<'a> {
     pub hook_state: serde_json::Value,
     /// Prepared idmapped mount trees by mount index.
     pub idmapped: &'a std::collections::HashMap<usize, OwnedFd>,
+    /// Namespaces (CLONE_NEW* flags) the clone left for us to create: we make them first thing,
+    /// while the parent prepares our cgroup.
+    pub unshare: i32,
+}
+
+/// Who released us: a `start` connected to exec.sock, or the parent over the sync channel.
+enum Started {
+    /// The connection from `start`; errors are written back on it.
+    Conn(OwnedFd),
+    /// `run`: no one to wait for; errors go back to the parent on the sync channel.
+    Chan,
 }
 
 /// Entry point of the init stage; never returns.
 pub fn run(mut a: InitArgs) -> ! {
     let chan_fd = a.chan.raw();
     let err = match setup(&mut a) {
-        Ok(conn) => {
+        Ok(started) => {
             // Released by `start`: exec the user's program.
-            let e = finish_exec(&a, conn);
+            let e = finish_exec(&a, started);
             e.to_string()
         }
         Err(e) => {
@@ -60,17 +72,23 @@ pub fn run(mut a: InitArgs) -> ! {
     unsafe { libc::_exit(127) }
 }
 
-/// Ask the parent to run prestart/createRuntime hooks (it places us in our cgroup before it
-/// answers), then enter our cgroup namespace and become non-dumpable.
+/// Ask the parent to run prestart/createRuntime hooks, then enter our cgroup namespace and become
+/// non-dumpable.
 fn sync_placed(a: &InitArgs) -> Result<()> {
     a.chan.send(&Msg::HooksRequest, None)?;
     a.chan.expect(&Msg::HooksDone)?;
+    enter_placed(a)
+}
+
+/// Once in our cgroup: become non-dumpable and enter our cgroup namespace.
+fn enter_placed(a: &InitArgs) -> Result<()> {
     // Non-dumpable until execve: no process in the container may ptrace us or open our /proc files
-    // while we hold host fds (CVE-2016-9962); execve of the user program resets it. Set only now,
-    // after the (possibly unprivileged) parent has written our uid_map and oom_score_adj.
+    // while we hold host fds (CVE-2016-9962); execve of the user program resets it. Set only after
+    // the (possibly unprivileged) parent has written our uid_map and oom_score_adj (before Go), and
+    // after prestart/createRuntime hooks, which may open our /proc/<pid>/ns files.
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    // The parent placed us in our cgroup before answering: the namespace's root is that cgroup.
+    // We are in our cgroup now: the namespace's root is that cgroup.
     if a.plan.new_flags & libc::CLONE_NEWCGROUP != 0 {
         crate::namespaces::unshare(libc::CLONE_NEWCGROUP)?;
     }
@@ -81,8 +99,27 @@ fn has(plan: &Plan, f: i32) -> bool {
     plan.new_flags & f != 0 || plan.join.iter().any(|(j, _)| *j == f)
 }
 
-fn setup(a: &mut InitArgs) -> Result<OwnedFd> {
+fn setup(a: &mut InitArgs) -> Result<Started> {
+    crate::namespaces::unshare(a.unshare)?;
     a.chan.expect(&Msg::Go)?;
+    if !a.cgroup.paths.is_empty() {
+        // The parent has made (or finished) our cgroup and sends the v1 `tasks` files to write
+        // ourselves into (none: it has placed us itself); single-threaded here, so moving this
+        // thread moves the process. Dropping the fds closes the host's files again.
+        let tasks = a.chan.expect_fds(&Msg::Place)?;
+        if !tasks.is_empty() {
+            a.cgroup.join_tasks(&tasks)?;
+        }
+    }
+    let runtime_hooks = a.spec.hooks().as_ref().is_some_and(|h| {
+        h.prestart().as_ref().is_some_and(|v| !v.is_empty())
+            || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
+    });
+    // In our cgroup now; with prestart/createRuntime hooks we stay dumpable until they have run
+    // (they may open our /proc/<pid>/ns files).
+    if !runtime_hooks {
+        enter_placed(a)?;
+    }
     // Devices and mountpoints get exactly the configured modes; process.user.umask applies later.
     // SAFETY: umask has no failure mode.
     unsafe { libc::umask(0) };
@@ -132,13 +169,7 @@ fn setup(a: &mut InitArgs) -> Result<OwnedFd> {
             crate::fsutil::mkdir_all_in_root(root.as_raw_fd(), p.cwd(), crate::fsutil::Kind::Dir)?;
         }
     }
-    // prestart/createRuntime hooks must run before pivot_root. Without them the exchange only
-    // tells us the parent has placed us in our cgroup, so it can wait until after the pivot and
-    // overlap the (RCU-bound) cgroup migration with our mount work.
-    let runtime_hooks = a.spec.hooks().as_ref().is_some_and(|h| {
-        h.prestart().as_ref().is_some_and(|v| !v.is_empty())
-            || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
-    });
+    // prestart/createRuntime hooks must run before pivot_root.
     if runtime_hooks {
         sync_placed(a)?;
     }
@@ -168,17 +199,10 @@ fn setup(a: &mut InitArgs) -> Result<OwnedFd> {
             errno: e,
         })?;
     }
-    if !runtime_hooks {
-        sync_placed(a)?;
-    }
     let Some(p) = a.spec.process().as_ref() else {
         // Nothing to run: the container can be created; `start` reports the missing process.
-        a.chan.send(&Msg::Ready, None)?;
-        let listener = a
-            .listener
-            .take()
-            .ok_or_else(|| Error::Other("no start socket".into()))?;
-        return accept_start(&listener);
+        let listener = a.listener.take();
+        return wait_start(a, listener.as_ref());
     };
     if p.terminal().unwrap_or(false) {
         let sock = a.console.take().ok_or_else(|| {
@@ -190,13 +214,12 @@ fn setup(a: &mut InitArgs) -> Result<OwnedFd> {
     prepare_process(a, p, userns)
 }
 
-/// Shared by init and exec: everything from rlimits to the final checks before waiting/exec.
-/// Returns the connection from `start` for init (listener present) or a dummy for exec.
+/// Everything from rlimits to the final checks, then wait for `start`.
 fn prepare_process(
     a: &mut InitArgs,
     p: &oci_spec::runtime::Process,
     userns: bool,
-) -> Result<OwnedFd> {
+) -> Result<Started> {
     let seccomp = a.seccomp;
     let listener = a.listener.take();
     let mut keep: Vec<RawFd> = vec![a.chan.raw()];
@@ -209,11 +232,20 @@ fn prepare_process(
     }
     drop(notify);
     check_executable(p)?;
-    a.chan.send(&Msg::Ready, None)?;
-    let Some(listener) = listener else {
-        return crate::fsutil::open_path(std::path::Path::new("/"), libc::O_PATH);
-    };
-    accept_start(&listener)
+    wait_start(a, listener.as_ref())
+}
+
+/// Report Ready and block until `start` connects to exec.sock. For `run` (no exec.sock) go on at
+/// once without a word: the parent has nothing left to do before the exec (state.json is written,
+/// hooks have run), and the EOF of our close-on-exec end of the channel tells it the exec happened.
+fn wait_start(a: &InitArgs, listener: Option<&OwnedFd>) -> Result<Started> {
+    match listener {
+        Some(l) => {
+            a.chan.send(&Msg::Ready, None)?;
+            accept_start(l).map(Started::Conn)
+        }
+        None => Ok(Started::Chan),
+    }
 }
 
 /// Block until `start` connects to the listening socket.
@@ -370,18 +402,25 @@ pub fn reset_signals() {
     }
 }
 
-fn finish_exec(a: &InitArgs, conn: OwnedFd) -> Error {
+fn finish_exec(a: &InitArgs, started: Started) -> Error {
     let hooks = a.spec.hooks().as_ref();
     let fail = |e: Error| {
-        let msg = format!("E{e}");
-        // SAFETY: writing a buffer we own to a connected socket.
-        unsafe {
-            libc::write(
-                conn.as_raw_fd(),
-                msg.as_ptr() as *const libc::c_void,
-                msg.len(),
-            )
-        };
+        match &started {
+            Started::Conn(conn) => {
+                let msg = format!("E{e}");
+                // SAFETY: writing a buffer we own to a connected socket.
+                unsafe {
+                    libc::write(
+                        conn.as_raw_fd(),
+                        msg.as_ptr() as *const libc::c_void,
+                        msg.len(),
+                    )
+                };
+            }
+            Started::Chan => {
+                let _ = a.chan.send(&Msg::Error(e.to_string()), None);
+            }
+        }
         e
     };
     let mut st = a.hook_state.clone();

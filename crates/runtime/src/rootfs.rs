@@ -598,7 +598,40 @@ struct Dev<'a> {
     gid: u32,
 }
 
-fn make_device(ctx: &Ctx, root: &OwnedFd, d: Dev) -> Result<()> {
+/// The directory `parent` (made if missing) inside the root, opened for *at() calls; the last one
+/// is kept in `cache`, since devices mostly share /dev.
+fn device_dir<'c>(
+    root: &OwnedFd,
+    parent: &Path,
+    cache: &'c mut Option<(PathBuf, OwnedFd)>,
+) -> Result<&'c OwnedFd> {
+    if cache.as_ref().is_none_or(|(p, _)| p != parent) {
+        let fd = match openat_in_root(
+            root.as_raw_fd(),
+            parent,
+            libc::O_DIRECTORY | libc::O_RDONLY,
+            0,
+        ) {
+            Ok(fd) => fd,
+            Err(_) => {
+                let pfd = mkdir_all_in_root(root.as_raw_fd(), parent, Kind::Dir)?;
+                crate::fsutil::open_path(&fd_path(&pfd), libc::O_DIRECTORY | libc::O_RDONLY)?
+            }
+        };
+        *cache = Some((parent.to_path_buf(), fd));
+    }
+    cache
+        .as_ref()
+        .map(|(_, fd)| fd)
+        .ok_or_else(|| Error::Other("device directory".into()))
+}
+
+fn make_device(
+    ctx: &Ctx,
+    root: &OwnedFd,
+    cache: &mut Option<(PathBuf, OwnedFd)>,
+    d: Dev,
+) -> Result<()> {
     let Dev {
         path,
         kind,
@@ -612,8 +645,7 @@ fn make_device(ctx: &Ctx, root: &OwnedFd, d: Dev) -> Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| Error::Config(format!("linux.devices: bad path {path:?}")))?;
-    let pfd = mkdir_all_in_root(root.as_raw_fd(), parent, Kind::Dir)?;
-    let dirfd = crate::fsutil::open_path(&fd_path(&pfd), libc::O_DIRECTORY | libc::O_RDONLY)?;
+    let dirfd = device_dir(root, parent, cache)?;
     let cname = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(name))
         .map_err(|_| Error::Config("device name".into()))?;
     // Remove whatever is there (only a plain entry; unlinkat never follows links).
@@ -690,6 +722,7 @@ fn make_device(ctx: &Ctx, root: &OwnedFd, d: Dev) -> Result<()> {
 /// Create default and configured devices plus the standard /dev symlinks.
 pub fn create_devices(ctx: &Ctx) -> Result<()> {
     let root = open_root(&ctx.rootfs)?;
+    let mut cache = None;
     let dev_bound = ctx.spec.mounts().iter().flatten().any(|m| {
         m.destination() == Path::new("/dev")
             && parse_options(m.options().as_deref().unwrap_or(&[])).bind
@@ -708,6 +741,7 @@ pub fn create_devices(ctx: &Ctx) -> Result<()> {
             make_device(
                 ctx,
                 &root,
+                &mut cache,
                 Dev {
                     path: Path::new(p),
                     kind: libc::S_IFCHR,
@@ -747,11 +781,10 @@ pub fn create_devices(ctx: &Ctx) -> Result<()> {
             uid: d.uid().unwrap_or(0),
             gid: d.gid().unwrap_or(0),
         };
-        make_device(ctx, &root, dev)?;
+        make_device(ctx, &root, &mut cache, dev)?;
     }
     if !dev_bound {
-        let devfd = mkdir_all_in_root(root.as_raw_fd(), Path::new("/dev"), Kind::Dir)?;
-        let dir = crate::fsutil::open_path(&fd_path(&devfd), libc::O_DIRECTORY | libc::O_RDONLY)?;
+        let dir = device_dir(&root, Path::new("/dev"), &mut cache)?;
         for (name, target) in [
             ("fd", "/proc/self/fd"),
             ("stdin", "/proc/self/fd/0"),
@@ -858,11 +891,12 @@ pub fn finish(spec: &Spec) -> Result<()> {
         readonly_path(&root, Path::new(&p))
             .map_err(|e| Error::Other(format!("readonly path {p}: {e}")))?;
     }
+    let mut null = None;
     for p in linux
         .and_then(|l| l.masked_paths().clone())
         .unwrap_or_default()
     {
-        mask_path(&root, Path::new(&p))
+        mask_path(&root, Path::new(&p), &mut null)
             .map_err(|e| Error::Other(format!("masked path {p}: {e}")))?;
     }
     if spec
@@ -927,7 +961,38 @@ fn readonly_path(root: &OwnedFd, p: &Path) -> Result<()> {
     )
 }
 
-fn mask_path(root: &OwnedFd, p: &Path) -> Result<()> {
+/// The container's /dev/null, opened once per rootfs and verified to be the real null device (not
+/// a file or link planted there) before anything is masked with it.
+fn verified_null<'c>(root: &OwnedFd, cache: &'c mut Option<OwnedFd>) -> Result<&'c OwnedFd> {
+    if cache.is_none() {
+        let null = openat_in_root(
+            root.as_raw_fd(),
+            Path::new("/dev/null"),
+            libc::O_PATH | libc::O_NOFOLLOW,
+            0,
+        )
+        .map_err(|e| Error::Sys {
+            what: "open /dev/null".into(),
+            errno: e,
+        })?;
+        let ns = sys(nix::sys::stat::fstat(&null), || "stat /dev/null".into())?;
+        if ns.st_mode & libc::S_IFMT != libc::S_IFCHR
+            || libc::major(ns.st_rdev) != 1
+            || libc::minor(ns.st_rdev) != 3
+        {
+            return Err(Error::Other(
+                "/dev/null in the container is not the null device (1:3); refusing to mask with it"
+                    .into(),
+            ));
+        }
+        *cache = Some(null);
+    }
+    cache
+        .as_ref()
+        .ok_or_else(|| Error::Other("/dev/null".into()))
+}
+
+fn mask_path(root: &OwnedFd, p: &Path, null: &mut Option<OwnedFd>) -> Result<()> {
     let fd = match openat_in_root(root.as_raw_fd(), p, libc::O_PATH | libc::O_NOFOLLOW, 0) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) | Err(Errno::ELOOP) => return Ok(()),
@@ -954,30 +1019,10 @@ fn mask_path(root: &OwnedFd, p: &Path) -> Result<()> {
     if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
         return Ok(());
     }
-    // Mask with /dev/null, verified to be the real null device (not a file or link planted there).
-    let null = openat_in_root(
-        root.as_raw_fd(),
-        Path::new("/dev/null"),
-        libc::O_PATH | libc::O_NOFOLLOW,
-        0,
-    )
-    .map_err(|e| Error::Sys {
-        what: "open /dev/null".into(),
-        errno: e,
-    })?;
-    let ns = sys(nix::sys::stat::fstat(&null), || "stat /dev/null".into())?;
-    if ns.st_mode & libc::S_IFMT != libc::S_IFCHR
-        || libc::major(ns.st_rdev) != 1
-        || libc::minor(ns.st_rdev) != 3
-    {
-        return Err(Error::Other(
-            "/dev/null in the container is not the null device (1:3); refusing to mask with it"
-                .into(),
-        ));
-    }
+    let null = verified_null(root, null)?;
     sys(
         mount(
-            Some(&fd_path(&null)),
+            Some(&fd_path(null)),
             &fd_path(&fd),
             None::<&str>,
             MsFlags::MS_BIND,

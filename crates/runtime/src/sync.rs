@@ -9,6 +9,9 @@ use nix::sys::socket::{
 use std::io::IoSliceMut;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+/// Most fds one message carries (the v1 `tasks` files of a cgroup: at most one per controller).
+pub const MAX_FDS: usize = 16;
+
 /// One end of the sync channel.
 #[derive(Debug)]
 pub struct Channel {
@@ -32,6 +35,9 @@ pub enum Msg {
     SeccompFd,
     /// Child → parent: setup complete; waiting for `start`.
     Ready,
+    /// Parent → child: our cgroup is ready; the attached fds (maybe none) are the v1 `tasks`
+    /// files to write ourselves into (see skiff_cgroups::Cgroup::join_tasks).
+    Place,
     /// Either way: a fatal error, with its message.
     Error(String),
 }
@@ -46,6 +52,7 @@ impl Msg {
             Msg::HooksDone => b"h".to_vec(),
             Msg::SeccompFd => b"S".to_vec(),
             Msg::Ready => b"R".to_vec(),
+            Msg::Place => b"C".to_vec(),
             Msg::Error(e) => format!("E{e}").into_bytes(),
         }
     }
@@ -63,6 +70,7 @@ impl Msg {
             Some(b'h') => Msg::HooksDone,
             Some(b'S') => Msg::SeccompFd,
             Some(b'R') => Msg::Ready,
+            Some(b'C') => Msg::Place,
             Some(b'E') => Msg::Error(rest),
             _ => {
                 return Err(Error::Other(
@@ -106,15 +114,20 @@ impl Channel {
 
     /// Send a message, optionally with one fd.
     pub fn send(&self, m: &Msg, fd: Option<RawFd>) -> Result<()> {
+        match fd {
+            Some(f) => self.send_fds(m, &[f]),
+            None => self.send_fds(m, &[]),
+        }
+    }
+
+    /// Send a message with any number (up to [`MAX_FDS`]) of fds.
+    pub fn send_fds(&self, m: &Msg, fds: &[RawFd]) -> Result<()> {
         let data = m.encode();
         let iov = [std::io::IoSlice::new(&data)];
-        let fds;
-        let cmsg: Vec<ControlMessage> = match fd {
-            Some(f) => {
-                fds = [f];
-                vec![ControlMessage::ScmRights(&fds)]
-            }
-            None => vec![],
+        let cmsg: Vec<ControlMessage> = if fds.is_empty() {
+            vec![]
+        } else {
+            vec![ControlMessage::ScmRights(fds)]
         };
         loop {
             match sendmsg::<()>(
@@ -138,9 +151,21 @@ impl Channel {
 
     /// Receive one message (and an fd if one was attached). EOF is reported as an error.
     pub fn recv(&self) -> Result<(Msg, Option<OwnedFd>)> {
+        self.recv_or_eof()?
+            .ok_or_else(|| Error::Other("container process exited during setup".into()))
+    }
+
+    /// Receive one message, or `None` at EOF (every copy of the other end closed, e.g. by the
+    /// close-on-exec of the peer's execve).
+    pub fn recv_or_eof(&self) -> Result<Option<(Msg, Option<OwnedFd>)>> {
+        Ok(self.recv_fds()?.map(|(m, mut fds)| (m, fds.pop())))
+    }
+
+    /// Receive one message with every fd attached to it, or `None` at EOF.
+    pub fn recv_fds(&self) -> Result<Option<(Msg, Vec<OwnedFd>)>> {
         let mut buf = vec![0u8; 8192];
-        let mut cspace = nix::cmsg_space!([RawFd; 1]);
-        let (n, fd) = loop {
+        let mut cspace = nix::cmsg_space!([RawFd; MAX_FDS]);
+        let (n, fds) = loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
             match recvmsg::<()>(
                 self.fd.as_raw_fd(),
@@ -149,18 +174,18 @@ impl Channel {
                 MsgFlags::MSG_CMSG_CLOEXEC,
             ) {
                 Ok(r) => {
-                    let mut fd = None;
+                    let mut fds = Vec::new();
                     if let Ok(cms) = r.cmsgs() {
                         for c in cms {
                             if let ControlMessageOwned::ScmRights(v) = c {
                                 for f in v {
                                     // SAFETY: the kernel just installed this fd for us; we own it.
-                                    fd = Some(unsafe { OwnedFd::from_raw_fd(f) });
+                                    fds.push(unsafe { OwnedFd::from_raw_fd(f) });
                                 }
                             }
                         }
                     }
-                    break (r.bytes, fd);
+                    break (r.bytes, fds);
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => {
@@ -172,9 +197,19 @@ impl Channel {
             }
         };
         if n == 0 {
-            return Err(Error::Other("container process exited during setup".into()));
+            return Ok(None);
         }
-        Ok((Msg::decode(&buf[..n])?, fd))
+        Ok(Some((Msg::decode(&buf[..n])?, fds)))
+    }
+
+    /// Receive and require `want`, returning every fd attached to it.
+    pub fn expect_fds(&self, want: &Msg) -> Result<Vec<OwnedFd>> {
+        match self.recv_fds()? {
+            Some((m, fds)) if &m == want => Ok(fds),
+            Some((Msg::Error(e), _)) => Err(Error::Other(e)),
+            Some((m, _)) => Err(Error::Other(format!("sync: expected {want:?}, got {m:?}"))),
+            None => Err(Error::Other("container process exited during setup".into())),
+        }
     }
 
     /// Receive and require a specific message; an Error message becomes an Err.

@@ -47,6 +47,52 @@ pub fn user_name(uid: u32) -> String {
         .unwrap_or_else(|| uid.to_string())
 }
 
+/// `struct clone_args` of clone3(2), up to the `cgroup` field (CLONE_ARGS_SIZE_VER2).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// CLONE_INTO_CGROUP (Linux 5.7).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Like [`raw_clone`], but the child starts inside the cgroup2 directory `cgroup_fd`
+/// (clone3 with CLONE_INTO_CGROUP), so no migration, and no wait on the kernel's migration lock,
+/// is needed. Errors (old kernel, a group that refuses the process) leave nothing behind and the
+/// caller falls back to clone + cgroup.procs.
+pub fn clone_into_cgroup(flags: i32, cgroup_fd: i32) -> std::result::Result<i32, Errno> {
+    let args = CloneArgs {
+        flags: flags as u32 as u64 | CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup_fd as u64,
+        ..Default::default()
+    };
+    // SAFETY: `args` is a clone_args of the size passed; stack 0 makes the child continue on a copy
+    // of our stack like fork (the runtime is single-threaded), so no memory is shared.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if r < 0 {
+        return Err(Errno::last());
+    }
+    Ok(r as i32)
+}
+
 /// fork-like clone(2) with namespace flags: the child continues on a copy of our stack. Only safe in
 /// a single-threaded process (the runtime never starts threads).
 pub fn raw_clone(flags: i32) -> Result<i32> {
