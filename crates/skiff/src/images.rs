@@ -283,6 +283,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Login(a) => crate::registry::login(a),
         Command::Logout(a) => crate::registry::logout(a),
         Command::Manifest(ManifestCommand::Inspect(a)) => crate::registry::manifest_inspect(a),
+        Command::Containers(_) => unreachable!("container commands are dispatched in main"),
     }
 }
 

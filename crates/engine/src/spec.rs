@@ -1,0 +1,349 @@
+//! Turning a container record into its OCI bundle at start: user resolution against the container's
+//! own /etc/passwd and /etc/group (resolved inside the rootfs, never following links out of it), the
+//! environment docker gives a process, mounts (binds, volumes, tmpfs, /etc/hosts, /etc/hostname,
+//! /etc/resolv.conf) and the resource/security flags, through `skiff_runtime::docker::docker_spec`.
+
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::Path;
+
+use oci_spec::runtime::{Mount, Spec};
+use skiff_runtime::docker::{docker_spec, DockerSpecOpts, NetworkNs};
+
+use crate::error::{Error, IoCtx, Result};
+use crate::model::Container;
+
+/// Docker's default PATH.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A resolved user.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct User {
+    /// uid.
+    pub uid: u32,
+    /// gid.
+    pub gid: u32,
+    /// Supplementary groups from /etc/group.
+    pub groups: Vec<u32>,
+    /// Home directory (for HOME).
+    pub home: String,
+}
+
+fn read_in_root(rootfs: &Path, rel: &str) -> Option<String> {
+    let dir = skiff_image::sys::open_dir(rootfs).ok()?;
+    let fd = skiff_image::sys::open_in_root(dir.as_fd(), Path::new(rel), libc::O_RDONLY, 0).ok()?;
+    let mut s = String::new();
+    std::fs::File::from(fd).read_to_string(&mut s).ok()?;
+    Some(s)
+}
+
+/// Resolves docker's `-u` forms (`name`, `uid`, `name:group`, `uid:gid`) against the rootfs.
+pub fn resolve_user(rootfs: &Path, user: &str) -> Result<User> {
+    let passwd = read_in_root(rootfs, "etc/passwd").unwrap_or_default();
+    let group = read_in_root(rootfs, "etc/group").unwrap_or_default();
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let u = if u.is_empty() { "0" } else { u };
+    let entries: Vec<Vec<&str>> = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 7)
+        .collect();
+    let found = entries
+        .iter()
+        .find(|f| f[0] == u || (u.parse::<u32>().is_ok() && f[2] == u));
+    let mut out = match (found, u.parse::<u32>()) {
+        (Some(f), _) => User {
+            uid: f[2].parse().unwrap_or(0),
+            gid: f[3].parse().unwrap_or(0),
+            groups: vec![],
+            home: f[5].to_string(),
+        },
+        (None, Ok(uid)) => User {
+            uid,
+            gid: 0,
+            groups: vec![],
+            home: "/".into(),
+        },
+        (None, Err(_)) => {
+            return Err(Error::Start {
+                msg: format!("unable to find user {u}: no matching entries in passwd file"),
+                code: 125,
+            })
+        }
+    };
+    let name = found.map(|f| f[0]).unwrap_or("");
+    let groups: Vec<Vec<&str>> = group
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 4)
+        .collect();
+    if let Some(g) = g {
+        if let Ok(gid) = g.parse::<u32>() {
+            out.gid = gid;
+        } else if let Some(f) = groups.iter().find(|f| f[0] == g) {
+            out.gid = f[2].parse().unwrap_or(0);
+        } else {
+            return Err(Error::Start {
+                msg: format!("unable to find group {g}: no matching entries in group file"),
+                code: 125,
+            });
+        }
+    } else if !name.is_empty() {
+        for f in &groups {
+            if f[3].split(',').any(|m| m == name) {
+                if let Ok(gid) = f[2].parse::<u32>() {
+                    if gid != out.gid && !out.groups.contains(&gid) {
+                        out.groups.push(gid);
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The process environment docker gives: PATH (when the image has none), HOSTNAME, TERM for ttys,
+/// the container's Env, and HOME from passwd when unset.
+pub fn process_env(c: &Container, home: &str) -> Vec<String> {
+    let mut env = Vec::new();
+    let has = |k: &str| {
+        c.config
+            .env
+            .iter()
+            .any(|e| e.split_once('=').map(|x| x.0) == Some(k))
+    };
+    if !has("PATH") {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    env.push(format!("HOSTNAME={}", c.config.hostname));
+    if c.config.tty && !has("TERM") {
+        env.push("TERM=xterm".into());
+    }
+    env.extend(c.config.env.iter().cloned());
+    if !has("HOME") {
+        env.push(format!("HOME={}", if home.is_empty() { "/" } else { home }));
+    }
+    env
+}
+
+fn bind(src: &Path, dst: &str, ro: bool, propagation: &str) -> Result<Mount> {
+    let prop = if propagation.is_empty() {
+        "rprivate"
+    } else {
+        propagation
+    };
+    let v = serde_json::json!({
+        "destination": dst, "type": "bind", "source": src,
+        "options": ["rbind", prop, if ro { "ro" } else { "rw" }],
+    });
+    serde_json::from_value(v).map_err(|e| Error::Other(format!("mount {dst}: {e}")))
+}
+
+/// Parses docker's memory sizes (`512m`, `1g`, `1024`, `10k`, `1.5g`).
+pub fn parse_size(s: &str) -> Result<i64> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mul) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| Error::Invalid(format!("invalid size: '{s}'")))?;
+    if n < 0.0 {
+        return Err(Error::Invalid(format!("invalid size: '{s}'")));
+    }
+    Ok((n * mul as f64) as i64)
+}
+
+/// Creates `path` (a directory) inside the rootfs if missing, never leaving the rootfs.
+pub fn mkdir_in_root(rootfs: &Path, path: &str) -> Result<()> {
+    let dir = skiff_image::sys::open_dir(rootfs).ctx(|| format!("open {}", rootfs.display()))?;
+    skiff_runtime::fsutil::mkdir_all_in_root(
+        dir.as_raw_fd(),
+        Path::new(path.trim_start_matches('/')),
+        skiff_runtime::fsutil::Kind::Dir,
+    )
+    .map_err(|e| Error::Other(format!("working directory {path}: {e}")))?;
+    Ok(())
+}
+
+/// The cgroup path of a container: `/<parent>/<id>`, parent `skiff` unless `--cgroup-parent`.
+pub fn cgroups_path(c: &Container) -> String {
+    let parent = c.host_config.cgroup_parent.trim_matches('/');
+    let parent = if parent.is_empty() { "skiff" } else { parent };
+    format!("/{parent}/{}", c.id)
+}
+
+/// Builds the OCI spec of `c` whose rootfs is mounted at `rootfs`; `dir` is the container dir.
+pub fn build(c: &Container, dir: &Path, rootfs: &Path) -> Result<Spec> {
+    let user = resolve_user(rootfs, &c.config.user)?;
+    if !c.config.working_dir.is_empty() {
+        mkdir_in_root(rootfs, &c.config.working_dir)?;
+    }
+    let mut args = vec![c.path.clone()];
+    args.extend(c.args.iter().cloned());
+    let mut mounts = Vec::new();
+    for m in &c.mounts {
+        match m.kind.as_str() {
+            "bind" | "volume" => {
+                let prop = if m.kind == "bind" { &m.propagation } else { "" };
+                mounts.push(bind(Path::new(&m.source), &m.destination, !m.rw, prop)?)
+            }
+            "tmpfs" => {
+                let mut opts = vec!["nosuid".to_string(), "nodev".into(), "noexec".into()];
+                if m.options.is_empty() {
+                    opts.push("size=65536k".into());
+                } else {
+                    opts = m.options.split(',').map(String::from).collect();
+                }
+                let v = serde_json::json!({"destination": m.destination, "type": "tmpfs", "source": "tmpfs", "options": opts});
+                mounts.push(
+                    serde_json::from_value(v)
+                        .map_err(|e| Error::Other(format!("tmpfs {}: {e}", m.destination)))?,
+                );
+            }
+            other => {
+                return Err(Error::Invalid(format!(
+                    "mount {}: unknown type {other}",
+                    m.destination
+                )))
+            }
+        }
+    }
+    let user_dests: Vec<&str> = c.mounts.iter().map(|m| m.destination.as_str()).collect();
+    for f in ["hostname", "hosts", "resolv.conf"] {
+        let dst = format!("/etc/{f}");
+        if !user_dests.contains(&dst.as_str()) {
+            mounts.push(bind(&dir.join(f), &dst, c.host_config.readonly_rootfs, "")?);
+        }
+    }
+    let h = &c.host_config;
+    let mut ulimits = Vec::new();
+    for u in h.ulimits.iter().flatten() {
+        ulimits.push((
+            format!("RLIMIT_{}", u.name.to_ascii_uppercase()),
+            u.soft as u64,
+            u.hard as u64,
+        ));
+    }
+    let o = DockerSpecOpts {
+        args,
+        env: process_env(c, &user.home),
+        cwd: if c.config.working_dir.is_empty() {
+            "/".into()
+        } else {
+            c.config.working_dir.clone()
+        },
+        uid: user.uid,
+        gid: user.gid,
+        additional_gids: user.groups,
+        terminal: c.config.tty,
+        hostname: c.config.hostname.clone(),
+        privileged: h.privileged,
+        read_only: h.readonly_rootfs,
+        cap_add: h.cap_add.clone().unwrap_or_default(),
+        cap_drop: h.cap_drop.clone().unwrap_or_default(),
+        security_opt: h.security_opt.clone().unwrap_or_default(),
+        network: if h.network_mode == "host" {
+            NetworkNs::Host
+        } else {
+            NetworkNs::New
+        },
+        mounts,
+        ulimits,
+        memory: (h.memory > 0).then_some(h.memory),
+        cpus: (h.nano_cpus > 0).then(|| h.nano_cpus as f64 / 1e9),
+        pids_limit: h.pids_limit,
+        cgroups_path: Some(cgroups_path(c)),
+        uts_host: h.network_mode == "host",
+        ..Default::default()
+    };
+    if h.init == Some(true) {
+        return Err(Error::Invalid(
+            "--init: the built-in init is not part of this build yet".into(),
+        ));
+    }
+    docker_spec(&o).map_err(|e| Error::Invalid(e.to_string()))
+}
+
+/// The /etc/hosts docker writes for a container without a bridge network.
+pub fn hosts_file(hostname: &str, network: &str) -> String {
+    if network == "host" {
+        return std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    }
+    format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.0.1\t{hostname}\n"
+    )
+}
+
+/// The resolv.conf for a container: the host's (loopback nameservers are dropped for containers
+/// with their own network namespace, as docker does).
+pub fn resolv_conf(network: &str) -> String {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    if network == "host" {
+        return host;
+    }
+    let mut out = String::new();
+    let mut ns = 0;
+    for l in host.lines() {
+        let t = l.trim();
+        if let Some(addr) = t.strip_prefix("nameserver") {
+            let a = addr.trim();
+            if a.starts_with("127.") || a == "::1" {
+                continue;
+            }
+            ns += 1;
+        }
+        out.push_str(l);
+        out.push('\n');
+    }
+    if ns == 0 {
+        out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_size("100").unwrap(), 100);
+        assert_eq!(parse_size("10KB").unwrap(), 10 << 10);
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn users() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("etc")).unwrap();
+        std::fs::write(
+            d.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1000::/home/web:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("etc/group"),
+            "root:x:0:\nweb:x:1000:\naudio:x:29:web\n",
+        )
+        .unwrap();
+        let u = resolve_user(d.path(), "web").unwrap();
+        assert_eq!((u.uid, u.gid, u.groups.clone()), (1000, 1000, vec![29]));
+        assert_eq!(u.home, "/home/web");
+        assert_eq!(resolve_user(d.path(), "").unwrap().uid, 0);
+        let u = resolve_user(d.path(), "42:7").unwrap();
+        assert_eq!((u.uid, u.gid), (42, 7));
+        assert_eq!(resolve_user(d.path(), "web:root").unwrap().gid, 0);
+        assert!(resolve_user(d.path(), "nobody").is_err());
+    }
+}
