@@ -645,7 +645,15 @@ pub fn create(
 
     let lowers = store.layer_dirs(img)?;
     let id = names::new_id();
-    let hostname = req.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+    let hostname = match &req.hostname {
+        Some(h) => h.clone(),
+        // Docker gives --network host containers the host's name.
+        None if network == "host" => nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| id[..12].to_string()),
+        None => id[..12].to_string(),
+    };
     let dir = e.container_dir(&id);
     std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
     let _lock = crate::lock::Lock::acquire(&e.lock_path(&id))?;

@@ -437,10 +437,15 @@ fn record_exit(a: &MonitorArgs, code: i32, started_ok: bool, after: After, resta
     if after == After::Final {
         crate::proc::unmount(&dir.join("rootfs"));
         if a.auto_remove {
-            // `rm -f` may hold the lock and remove the container itself.
-            if let Ok(Some(_l)) = crate::lock::Lock::try_acquire(&e.lock_path(&a.id)) {
-                let _ = e.remove_files(&a.id, true);
-                return 0;
+            // The spawning CLI may still hold the lock for a moment; `rm -f` holds it while it
+            // waits for us and removes the container itself (it leaves a `removing` marker).
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !a.run_dir().join("removing").exists() && Instant::now() < deadline {
+                if let Ok(Some(_l)) = crate::lock::Lock::try_acquire(&e.lock_path(&a.id)) {
+                    let _ = e.remove_files(&a.id, true);
+                    return 0;
+                }
+                std::thread::sleep(Duration::from_millis(5));
             }
         }
     }

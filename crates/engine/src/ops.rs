@@ -323,6 +323,7 @@ impl Engine {
                 )));
             }
             self.mark_no_restart(&id);
+            let _ = std::fs::write(self.run_dir(&id).join("removing"), b"");
             let rt = self.runtime_root();
             if let Ok(st) = skiff_runtime::state::State::load(&rt, &id) {
                 let _ = st.cgroup.kill_all(libc::SIGKILL);

@@ -262,7 +262,6 @@ pub fn build(c: &Container, dir: &Path, rootfs: &Path) -> Result<Spec> {
         cpus: (h.nano_cpus > 0).then(|| h.nano_cpus as f64 / 1e9),
         pids_limit: h.pids_limit,
         cgroups_path: Some(cgroups_path(c)),
-        uts_host: h.network_mode == "host",
         ..Default::default()
     };
     if h.init == Some(true) {
@@ -270,7 +269,147 @@ pub fn build(c: &Container, dir: &Path, rootfs: &Path) -> Result<Spec> {
             "--init: the built-in init is not part of this build yet".into(),
         ));
     }
-    docker_spec(&o).map_err(|e| Error::Invalid(e.to_string()))
+    let spec = docker_spec(&o).map_err(|e| Error::Invalid(e.to_string()))?;
+    fill_unapplied(spec, &o)
+}
+
+fn cap_name(c: &str) -> String {
+    let up = c.to_ascii_uppercase();
+    if up.starts_with("CAP_") {
+        up
+    } else {
+        format!("CAP_{up}")
+    }
+}
+
+/// Applies the resource, rlimit and capability flags that `docker_spec` leaves unset (it fills in
+/// more of them as the security work lands; anything it already set is kept).
+fn fill_unapplied(spec: Spec, o: &DockerSpecOpts) -> Result<Spec> {
+    use serde_json::{json, Value};
+    let mut v = serde_json::to_value(&spec).map_err(|e| Error::Other(e.to_string()))?;
+    let res = &mut v["linux"]["resources"];
+    if res.is_null() {
+        *res = json!({});
+    }
+    if let Some(m) = o.memory {
+        if res["memory"]["limit"].is_null() {
+            res["memory"]["limit"] = json!(m);
+        }
+    }
+    if let Some(c) = o.cpus {
+        if res["cpu"]["quota"].is_null() {
+            res["cpu"]["quota"] = json!((c * 100_000.0) as i64);
+            res["cpu"]["period"] = json!(100_000u64);
+        }
+    }
+    if let Some(p) = o.pids_limit {
+        if res["pids"]["limit"].is_null() && p != 0 {
+            res["pids"]["limit"] = json!(p);
+        }
+    }
+    let p = &mut v["process"];
+    if !o.ulimits.is_empty() && p["rlimits"].as_array().is_none_or(|a| a.is_empty()) {
+        p["rlimits"] = Value::Array(
+            o.ulimits
+                .iter()
+                .map(|(t, s, h)| json!({"type": t, "soft": s, "hard": h}))
+                .collect(),
+        );
+    }
+    let defaults: Vec<String> = skiff_runtime::docker::DEFAULT_CAPS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let current: Vec<String> = p["capabilities"]["bounding"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    if (!o.cap_add.is_empty() || !o.cap_drop.is_empty()) && current == defaults {
+        let all_caps: Vec<String> = caps_all();
+        let mut set: Vec<String> = if o.cap_add.iter().any(|c| c.eq_ignore_ascii_case("all")) {
+            all_caps.clone()
+        } else {
+            let mut s = defaults.clone();
+            for c in &o.cap_add {
+                let n = cap_name(c);
+                if !all_caps.contains(&n) {
+                    return Err(Error::Invalid(format!("unknown capability: \"{n}\"")));
+                }
+                if !s.contains(&n) {
+                    s.push(n);
+                }
+            }
+            s
+        };
+        if o.cap_drop.iter().any(|c| c.eq_ignore_ascii_case("all")) {
+            set.retain(|c| o.cap_add.iter().any(|a| cap_name(a) == *c));
+        } else {
+            for c in &o.cap_drop {
+                let n = cap_name(c);
+                if !all_caps.contains(&n) {
+                    return Err(Error::Invalid(format!("unknown capability: \"{n}\"")));
+                }
+                set.retain(|x| *x != n);
+            }
+        }
+        for k in ["bounding", "effective", "permitted"] {
+            p["capabilities"][k] = json!(set);
+        }
+    }
+    serde_json::from_value(v).map_err(|e| Error::Other(format!("config.json: {e}")))
+}
+
+fn caps_all() -> Vec<String> {
+    [
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+        "SETPCAP",
+        "LINUX_IMMUTABLE",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_ADMIN",
+        "NET_RAW",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_CHROOT",
+        "SYS_PTRACE",
+        "SYS_PACCT",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_NICE",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "MKNOD",
+        "LEASE",
+        "AUDIT_WRITE",
+        "AUDIT_CONTROL",
+        "SETFCAP",
+        "MAC_OVERRIDE",
+        "MAC_ADMIN",
+        "SYSLOG",
+        "WAKE_ALARM",
+        "BLOCK_SUSPEND",
+        "AUDIT_READ",
+        "PERFMON",
+        "BPF",
+        "CHECKPOINT_RESTORE",
+    ]
+    .iter()
+    .map(|c| format!("CAP_{c}"))
+    .collect()
 }
 
 /// The /etc/hosts docker writes for a container without a bridge network.
