@@ -80,21 +80,6 @@ impl Env {
         self.ok(&["inspect", "-f", f, name]).trim().to_string()
     }
 
-    fn wait_status(&self, name: &str, status: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let s = self.fmt(name, "{{.State.Status}}");
-            if s == status {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name} stayed {s}, wanted {status}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
     fn cgroup_dirs(&self) -> Vec<PathBuf> {
         let mut v = Vec::new();
         if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
@@ -230,6 +215,7 @@ fn registry() -> Registry {
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("docker-registry did not start on port {port}");
 }
 
