@@ -109,6 +109,7 @@ impl Env {
         };
         assert_eq!(entries(root.join("containers")), Vec::<String>::new());
         assert_eq!(entries(root.join("run/containers")), Vec::<String>::new());
+        assert_eq!(entries(root.join("locks")), Vec::<String>::new());
         assert_eq!(entries(root.join("run/runtime")), Vec::<String>::new());
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         assert!(

@@ -655,8 +655,8 @@ pub fn create(
         None => id[..12].to_string(),
     };
     let dir = e.container_dir(&id);
+    let _lock = crate::lock::Lock::create(&e.lock_path(&id))?;
     std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
-    let _lock = crate::lock::Lock::acquire(&e.lock_path(&id))?;
     let result = (|| -> Result<Container> {
         for d in ["upper", "work", "rootfs"] {
             std::fs::create_dir_all(dir.join(d))
@@ -808,6 +808,7 @@ pub fn create(
     if result.is_err() {
         crate::proc::unmount(&dir.join("rootfs"));
         let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_file(e.lock_path(&id));
     }
     result
 }

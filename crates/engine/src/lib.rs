@@ -9,7 +9,8 @@
 //! ```text
 //! <root>/skiff.db                     tables `containers` (+ the image store's tables)
 //! <root>/containers/<id>/             config.json (OCI bundle), rootfs/ (overlay), upper/, work/,
-//!                                     ctr.log (json-file), hostname, hosts, resolv.conf, lock, exit
+//!                                     ctr.log (json-file), hostname, hosts, resolv.conf, exit
+//! <root>/locks/<id>                   the container's flock
 //! <runroot>/runtime/<id>/             the runtime library's state
 //! <runroot>/containers/<id>/          attach.sock, norestart (marker for the monitor)
 //! ```
@@ -61,7 +62,11 @@ impl Engine {
         let runroot = runroot
             .map(Path::to_path_buf)
             .unwrap_or_else(|| default_runroot(root));
-        for d in [root.join("containers"), runroot.join("containers")] {
+        for d in [
+            root.join("containers"),
+            root.join("locks"),
+            runroot.join("containers"),
+        ] {
             std::fs::create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
         }
         let conn = db::open(&root.join("skiff.db"))?;
@@ -83,8 +88,9 @@ impl Engine {
     pub fn runtime_root(&self) -> PathBuf {
         self.runroot.join("runtime")
     }
-    /// The container's lock file.
+    /// The container's lock file (outside its directory, so `create` holds it before the
+    /// directory exists and the sweep never takes a directory that is being made).
     pub fn lock_path(&self, id: &str) -> PathBuf {
-        self.container_dir(id).join("lock")
+        self.root.join("locks").join(id)
     }
 }

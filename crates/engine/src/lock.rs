@@ -12,13 +12,12 @@ pub struct Lock {
     _file: File,
 }
 
-fn open(path: &Path) -> Result<File> {
+fn open(path: &Path, create: bool) -> std::io::Result<File> {
     OpenOptions::new()
-        .create(true)
+        .create(create)
         .truncate(false)
         .write(true)
         .open(path)
-        .ctx(|| format!("open lock {}", path.display()))
 }
 
 fn flock(f: &File, op: i32) -> std::io::Result<bool> {
@@ -38,15 +37,31 @@ fn flock(f: &File, op: i32) -> std::io::Result<bool> {
 }
 
 impl Lock {
-    /// Waits for the exclusive lock at `path`.
-    pub fn acquire(path: &Path) -> Result<Lock> {
-        let f = open(path)?;
+    /// Creates the lock file of a new container and takes it.
+    pub fn create(path: &Path) -> Result<Lock> {
+        let f = open(path, true).ctx(|| format!("create lock {}", path.display()))?;
         flock(&f, libc::LOCK_EX).ctx(|| format!("lock {}", path.display()))?;
         Ok(Lock { _file: f })
     }
-    /// Takes the lock only if nobody holds it.
+    /// Waits for the exclusive lock of an existing container (its lock file must exist).
+    pub fn acquire(path: &Path) -> Result<Lock> {
+        let f = open(path, false).ctx(|| format!("open lock {}", path.display()))?;
+        flock(&f, libc::LOCK_EX).ctx(|| format!("lock {}", path.display()))?;
+        Ok(Lock { _file: f })
+    }
+    /// Takes the lock only if nobody holds it; `None` also when the lock file is gone (the
+    /// container was removed).
     pub fn try_acquire(path: &Path) -> Result<Option<Lock>> {
-        let f = open(path)?;
+        let f = match open(path, false) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(crate::Error::Io {
+                    what: format!("open lock {}", path.display()),
+                    source: e,
+                })
+            }
+        };
         if flock(&f, libc::LOCK_EX | libc::LOCK_NB).ctx(|| format!("lock {}", path.display()))? {
             Ok(Some(Lock { _file: f }))
         } else {

@@ -612,6 +612,58 @@ fn client_input(c: &mut Client, io: &mut Io, stdin_once: bool) -> bool {
     !closed
 }
 
+/// Drops the monitor's clean file-backed pages (binary and library text and read-only data it
+/// touched while starting) from its resident set, and turns off fault-around for them, so an idle
+/// monitor keeps resident only the few pages its poll loop uses plus its small heap. Mappings with
+/// any private dirty page (relocated data) are left alone; the kernel re-reads dropped pages from
+/// the file on the next access, so this changes memory use only, never content.
+fn trim_rss() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    let mut cur: Option<(usize, usize, bool)> = None;
+    let mut clean = true;
+    let flush = |v: Option<(usize, usize, bool)>, clean: bool| {
+        if let Some((start, end, file_ro)) = v {
+            if file_ro && clean && end > start {
+                // SAFETY: the range is a whole read-only file mapping of ours with no private dirty
+                // page; MADV_DONTNEED only drops PTEs the kernel refills from the file.
+                unsafe {
+                    libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_RANDOM);
+                    libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+                }
+            }
+        }
+    };
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if let Some((a, b)) = first.split_once('-') {
+            if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
+                flush(cur.take(), clean);
+                let mut f = line.split_whitespace();
+                let perms = f.nth(1).unwrap_or("");
+                let path = f.nth(3).unwrap_or("");
+                let file_ro = path.starts_with('/') && !perms.contains('w');
+                cur = Some((a, b, file_ro));
+                clean = true;
+                continue;
+            }
+        }
+        if let Some(rest) = line
+            .strip_prefix("Private_Dirty:")
+            .or_else(|| line.strip_prefix("Anonymous:"))
+        {
+            if rest.trim().trim_end_matches("kB").trim() != "0" {
+                clean = false;
+            }
+        }
+    }
+    flush(cur.take(), clean);
+    drop(smaps);
+    // SAFETY: malloc_trim only returns free heap memory to the kernel.
+    unsafe { libc::malloc_trim(0) };
+}
+
 /// Serves one run of the container until its init exited and its output drained; returns the code.
 fn serve(
     a: &MonitorArgs,
@@ -802,6 +854,7 @@ pub fn main(args: &[String]) -> i32 {
                 if let Some(n) = notify.take() {
                     let _ = write_all(n.as_raw_fd(), format!("0 {}\n", io.pid).as_bytes());
                 }
+                trim_rss();
                 // Pre-connected clients (foreground run) may have queued stdin already.
                 let code = serve(&a, &mut io, &sfd, listener.as_ref(), &mut clients, &mut log);
                 (code, true)

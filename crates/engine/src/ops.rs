@@ -79,10 +79,10 @@ fn read_exit_file(p: &Path) -> Option<(i32, bool, String)> {
 
 impl Engine {
     fn lock(&self, id: &str) -> Result<Lock> {
-        if !self.container_dir(id).exists() {
+        if !self.lock_path(id).exists() {
             return Err(Error::NoSuchContainer(id.into()));
         }
-        Lock::acquire(&self.lock_path(id))
+        Lock::acquire(&self.lock_path(id)).map_err(|_| Error::NoSuchContainer(id.into()))
     }
 
     fn must_get(&self, id: &str) -> Result<Container> {
@@ -100,8 +100,14 @@ impl Engine {
     /// All containers, reconciled, oldest first.
     pub fn list(&self) -> Result<Vec<Container>> {
         let mut out = Vec::new();
-        for c in self.list_raw()? {
-            out.push(self.reconcile(c)?);
+        let raw = self.list_raw()?;
+        self.sweep(&raw);
+        for c in raw {
+            match self.reconcile(c) {
+                Ok(c) => out.push(c),
+                Err(Error::NoSuchContainer(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(out)
     }
@@ -362,7 +368,32 @@ impl Engine {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).ctx(|| format!("remove {}", dir.display()))?;
         }
+        let _ = std::fs::remove_file(self.lock_path(id));
         Ok(())
+    }
+
+    /// Removes what a `skiff` killed in the middle of `create` left: container directories without
+    /// a database row whose lock nobody holds (a create in progress holds it).
+    pub fn sweep(&self, known: &[Container]) {
+        let Ok(rd) = std::fs::read_dir(self.root.join("containers")) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            if known.iter().any(|c| c.id == id) {
+                continue;
+            }
+            let Ok(Some(_l)) = Lock::try_acquire(&self.lock_path(&id)) else {
+                continue;
+            };
+            if matches!(self.get(&id), Ok(None)) {
+                let dir = self.container_dir(&id);
+                proc::unmount(&dir.join("rootfs"));
+                let _ = std::fs::remove_dir_all(&dir);
+                let _ = std::fs::remove_dir_all(self.run_dir(&id));
+                let _ = std::fs::remove_file(self.lock_path(&id));
+            }
+        }
     }
 
     /// `wait`: blocks until the container is stopped; returns its exit code.

@@ -1105,6 +1105,8 @@ fn inspect(ctx: &Ctx, a: &InspectArgs, any_type: bool) -> Result<i32> {
 }
 
 fn exec(ctx: &Ctx, a: &ExecArgs) -> Result<i32> {
+    // This process enters the container: run from a read-only view of the binary (CVE-2019-5736).
+    skiff_runtime::sealed::ensure_sealed_exe()?;
     let e = ctx.engine()?;
     let mut env = Vec::new();
     for f in &a.env_file {
@@ -1462,7 +1464,16 @@ fn prune(ctx: &Ctx, a: &PruneArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// `skiff monitor ARGS` (hidden; dispatched before clap parses anything, to keep it small).
+/// `skiff monitor ARGS` (hidden; dispatched before clap parses anything, to keep it small). The
+/// monitor forks the process that enters the container, so it first re-executes itself from a
+/// read-only view of its binary (CVE-2019-5736), as `skiff-runtime create` does.
 pub fn monitor(args: &[String]) -> i32 {
+    if let Err(e) = skiff_runtime::sealed::ensure_sealed_exe() {
+        // The notification pipe (fd 3) tells the spawner why.
+        let msg = format!("125 monitor: {e}\n");
+        // SAFETY: writing a buffer we own to fd 3.
+        unsafe { libc::write(3, msg.as_ptr().cast(), msg.len()) };
+        return 1;
+    }
     skiff_engine::monitor::main(args)
 }
