@@ -709,10 +709,13 @@ fn create_cmd(ctx: &Ctx, a: &RunArgs) -> Result<i32> {
 }
 
 /// Streams a foreground container through a pre-connected attach socket; returns its exit code.
-fn foreground(e: &Engine, id: &str, o: AttachOpts) -> Result<i32> {
+fn foreground(e: &Engine, id: &str, o: AttachOpts, proxy: bool) -> Result<i32> {
     let (client, mon) = UnixStream::pair()?;
     (&client).write_all(&attach::hello(&o))?;
-    e.start(id, Some(OwnedFd::from(mon)))?;
+    let pid = e.start(id, Some(OwnedFd::from(mon)))?;
+    if proxy {
+        proxy_signals(pid);
+    }
     let code = attach::stream_after_hello(client, o)?;
     match code {
         Some(c) => Ok(c),
@@ -725,6 +728,40 @@ fn foreground(e: &Engine, id: &str, o: AttachOpts) -> Result<i32> {
             }
         }
     }
+}
+
+/// Forwards the signals a user sends to a foreground `run`/`start -a` to the container's init
+/// (docker's `--sig-proxy`): they are blocked in every thread and a thread waits for them.
+fn proxy_signals(pid: i32) {
+    if pid <= 0 {
+        return;
+    }
+    // SAFETY: building and installing a signal mask for this thread (inherited by later threads).
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+        ] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    std::thread::spawn(move || loop {
+        let mut sig = 0;
+        // SAFETY: sigwait on the set blocked above; kill with integer arguments.
+        unsafe {
+            if libc::sigwait(&set, &mut sig) == 0 {
+                libc::kill(pid, sig);
+            }
+        }
+    });
 }
 
 fn run_cmd(ctx: &Ctx, a: &RunArgs) -> Result<i32> {
@@ -743,6 +780,7 @@ fn run_cmd(ctx: &Ctx, a: &RunArgs) -> Result<i32> {
             stderr: true,
             tty: a.tty,
         },
+        a.sig_proxy,
     )
 }
 
@@ -764,7 +802,7 @@ fn start(ctx: &Ctx, a: &StartArgs) -> Result<i32> {
         if c.is_active() {
             return attach_running(&e, &c, o);
         }
-        return foreground(&e, &c.id, o);
+        return foreground(&e, &c.id, o, true);
     }
     let mut code = 0;
     for n in &a.containers {
