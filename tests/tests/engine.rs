@@ -319,7 +319,7 @@ fn foreground_run_exit_codes_and_stdio() {
     let o = c.wait_with_output().unwrap();
     assert_eq!(stdout(&o), "piped\ndone\n");
     // Signals sent to a foreground run reach the container (--sig-proxy).
-    let c = env
+    let mut c = env
         .cmd(&[
             "run",
             "--rm",
@@ -331,18 +331,13 @@ fn foreground_run_exit_codes_and_stdio() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = c.id() as i32;
-    let mut out = c.stdout.unwrap();
     let mut buf = [0u8; 6];
     use std::io::Read;
-    out.read_exact(&mut buf).unwrap();
+    c.stdout.as_mut().unwrap().read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"ready\n");
     // SAFETY: kill with integer arguments.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let mut st = 0;
-    // SAFETY: waiting for our own child.
-    unsafe { libc::waitpid(pid, &mut st, 0) };
-    assert_eq!(libc::WEXITSTATUS(st), 7);
+    unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+    assert_eq!(c.wait().unwrap().code(), Some(7));
     // -t through a real pty.
     let o = sh(&format!(
         "script -qec '{} --root {} run --cgroup-parent={} --rm -t busybox tty' /dev/null",
