@@ -6,12 +6,17 @@
 # when Debian's dockerd can be started here (its own socket, data root and exec root).
 # Then the idle memory of N monitors (`skiff run -d … sleep`), and of docker's shims if docker ran.
 # Prints mean times and `ratio skiff/runtime = X`, `ratio skiff/docker = Y`.
-# Needs root, hyperfine, jq, bc, busybox-static; DOCKER=0 skips docker. RUNS, N tune the sizes.
+# Needs root, hyperfine, jq, bc, busybox-static; DOCKER=0 skips docker. RUNS, N tune the sizes;
+# SKIFF_BIN_DIR skips the build.
 set -eu
 cd "$(dirname "$0")/.."
-cargo build --release -q -p skiff -p skiff-runtime-cli
-SKIFF=$PWD/target/release/skiff
-RT=$PWD/target/release/skiff-runtime
+# SKIFF_BIN_DIR names already built binaries; otherwise build the release ones.
+if [ -z "${SKIFF_BIN_DIR:-}" ]; then
+    cargo build --release -q -p skiff -p skiff-runtime-cli
+    SKIFF_BIN_DIR=$PWD/target/release
+fi
+SKIFF=$SKIFF_BIN_DIR/skiff
+RT=$SKIFF_BIN_DIR/skiff-runtime
 RUNS=${RUNS:-100}
 N=${N:-100}
 DOCKER=${DOCKER:-1}
