@@ -35,6 +35,12 @@ pub fn open(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(db("set synchronous"))?;
     conn.execute_batch(SCHEMA).map_err(db("create schema"))?;
+    // Short-lived processes: leave checkpoints to SQLite's automatic ones instead of fsyncing the
+    // whole WAL back whenever the last connection closes.
+    let _ = conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    );
     Ok(conn)
 }
 

@@ -675,6 +675,7 @@ fn serve(
 ) -> i32 {
     let mut exited: Option<i32> = None;
     let mut deadline: Option<Instant> = None;
+    let mut trimmed = false;
     let mut buf = [0u8; 16384];
     loop {
         let mut fds: Vec<libc::pollfd> = Vec::with_capacity(4 + clients.len());
@@ -692,10 +693,18 @@ fn serve(
         }
         let timeout = match deadline {
             Some(d) => d.saturating_duration_since(Instant::now()).as_millis() as i32,
+            None if !trimmed => 300,
             None => -1,
         };
         // SAFETY: fds is a valid array of pollfd of the given length.
         let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        if r == 0 && deadline.is_none() {
+            // Idle: give back the pages the busy part touched, then sleep in poll.
+            trim_rss();
+            trimmed = true;
+            continue;
+        }
+        trimmed = false;
         if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
             return exited.unwrap_or(255);
         }
@@ -854,7 +863,6 @@ pub fn main(args: &[String]) -> i32 {
                 if let Some(n) = notify.take() {
                     let _ = write_all(n.as_raw_fd(), format!("0 {}\n", io.pid).as_bytes());
                 }
-                trim_rss();
                 // Pre-connected clients (foreground run) may have queued stdin already.
                 let code = serve(&a, &mut io, &sfd, listener.as_ref(), &mut clients, &mut log);
                 (code, true)

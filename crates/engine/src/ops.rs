@@ -700,10 +700,51 @@ fn check_executable(rootfs: &Path, arg0: &str, env: &[String]) -> Result<()> {
     })
 }
 
+/// A detached, read-only bind mount of our own binary (`open_tree` + `mount_setattr`), or `None`
+/// where that is not permitted.
+fn readonly_exe() -> Option<OwnedFd> {
+    const OPEN_TREE_CLONE: u32 = 1;
+    const MOUNT_ATTR_RDONLY: u64 = 1;
+    // SAFETY: valid C string; open_tree returns a new fd or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c"/proc/self/exe".as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as u32,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    let fd: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) };
+    let attr: [u64; 4] = [MOUNT_ATTR_RDONLY, 0, 0, 0];
+    // SAFETY: mount_setattr on our detached tree with a valid mount_attr of the given size.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            attr.as_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    };
+    (r == 0).then_some(fd)
+}
+
 /// Spawns `skiff monitor` fully detached (double fork + setsid) with fd 3 = a notification pipe and
 /// fd 4 = `attach`; waits for its report: the init's pid, or the start error (126/127/125).
 fn spawn_monitor(a: &MonitorArgs, attach: Option<OwnedFd>) -> Result<i32> {
     let exe = std::fs::read_link("/proc/self/exe").ctx(|| "find the skiff binary".into())?;
+    // Exec the monitor straight from a read-only view of the binary, so it need not re-exec itself
+    // for CVE-2019-5736 (one exec instead of two); fall back to the path.
+    let ro = readonly_exe();
+    let exe = match &ro {
+        Some(fd) => std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+        None => exe,
+    };
     let mut p = [0i32; 2];
     // SAFETY: pipe2 fills two descriptors we own.
     if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -722,7 +763,8 @@ fn spawn_monitor(a: &MonitorArgs, attach: Option<OwnedFd>) -> Result<i32> {
     let nfd = wr.as_raw_fd();
     let afd = attach.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1);
     let mut cmd = Command::new(exe);
-    cmd.arg("monitor")
+    cmd.arg0("skiff")
+        .arg("monitor")
         .args(a.to_args())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
