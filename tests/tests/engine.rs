@@ -692,6 +692,16 @@ fn ps_filters_formats_and_inspect_templates() {
     for k in ["LowerDir", "UpperDir", "MergedDir", "WorkDir"] {
         assert!(v["GraphDriver"]["Data"][k].is_string());
     }
+    // Images in use by containers are kept.
+    let o = env.sk(&["rmi", "busybox"]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("is using its referenced image"),
+        "{}",
+        stderr(&o)
+    );
+    env.ok(&["image", "prune", "-a", "-f"]);
+    env.ok(&["inspect", "--type", "image", "busybox"]);
     env.ok(&["container", "prune", "-f"]);
     assert_eq!(names(&["-a"]), ["a1"]);
 }

@@ -234,3 +234,18 @@ impl Engine {
         Ok(v)
     }
 }
+
+/// Ids of the containers created from image `image_id` (`sha256:…`), for `rmi`/`image prune`
+/// (docker refuses to delete an image a container uses). Opens the database under `root` directly.
+pub fn containers_using_image(root: &Path, image_id: &str) -> Result<Vec<String>> {
+    let conn = open(&root.join("skiff.db"))?;
+    let mut stmt = conn
+        .prepare("SELECT id FROM containers WHERE json_extract(record, '$.Image') = ?1")
+        .map_err(db("find image users"))?;
+    let v = stmt
+        .query_map(params![image_id], |r| r.get(0))
+        .map_err(db("find image users"))?
+        .collect::<rusqlite::Result<Vec<String>>>()
+        .map_err(db("find image users"))?;
+    Ok(v)
+}
