@@ -1042,6 +1042,76 @@ fn memory_limit_oom_is_recorded() {
         env.fmt("oom", "{{.State.OOMKilled}} {{.HostConfig.Memory}}"),
         "true 8388608"
     );
+    // Capabilities, ulimits, pids limits and security options from flags reach the process.
+    let o = env.sk(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "chown",
+        "busybox",
+        "chown",
+        "65534",
+        "/tmp",
+    ]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    env.ok(&["run", "--rm", "busybox", "chown", "65534", "/tmp"]);
+    let n = env.ok(&[
+        "run",
+        "--rm",
+        "--ulimit",
+        "nofile=42:42",
+        "busybox",
+        "sh",
+        "-c",
+        "ulimit -n",
+    ]);
+    assert_eq!(n, "42\n");
+    let o = env.sk(&[
+        "run",
+        "--rm",
+        "--pids-limit",
+        "3",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1 & sleep 1 & sleep 1 & sleep 1 & wait",
+    ]);
+    assert!(
+        stderr(&o).contains("fork") || stderr(&o).contains("Resource"),
+        "pids limit: {}",
+        stderr(&o)
+    );
+    let status = |args: &[&str]| {
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["busybox", "cat", "/proc/self/status"]);
+        env.ok(&a)
+    };
+    let field = |s: &str, k: &str| {
+        s.lines()
+            .find(|l| l.starts_with(k))
+            .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        field(&status(&[]), "CapEff:"),
+        "00000000a80425fb",
+        "docker's default set"
+    );
+    let all = field(&status(&["--privileged"]), "CapEff:");
+    let all = u64::from_str_radix(&all, 16).unwrap();
+    assert!(
+        all & (1 << 21) != 0,
+        "privileged has CAP_SYS_ADMIN: {all:x}"
+    );
+    assert_eq!(
+        field(
+            &status(&["--security-opt", "no-new-privileges"]),
+            "NoNewPrivs:"
+        ),
+        "1"
+    );
+    assert_eq!(field(&status(&[]), "NoNewPrivs:"), "0");
 }
 
 #[test]

@@ -328,15 +328,51 @@ fn fill_unapplied(spec: Spec, o: &DockerSpecOpts) -> Result<Spec> {
                 .collect()
         })
         .unwrap_or_default();
-    if (!o.cap_add.is_empty() || !o.cap_drop.is_empty()) && current == defaults {
+    let unapplied = {
+        let (mut a, mut b) = (current.clone(), defaults.clone());
+        a.sort();
+        b.sort();
+        a == b
+    };
+    if o.privileged && unapplied {
+        // --privileged: every capability and device, no masked or read-only paths, writable sysfs.
+        let all = caps_all();
+        for k in ["bounding", "effective", "permitted"] {
+            p["capabilities"][k] = json!(all);
+        }
+        v["linux"]["maskedPaths"] = json!([]);
+        v["linux"]["readonlyPaths"] = json!([]);
+        v["linux"]["resources"]["devices"] = json!([{"allow": true, "access": "rwm"}]);
+        for m in v["mounts"].as_array_mut().into_iter().flatten() {
+            if m["type"] == "sysfs" {
+                if let Some(opts) = m["options"].as_array_mut() {
+                    opts.retain(|x| x != "ro");
+                    opts.push(json!("rw"));
+                }
+            }
+        }
+        return serde_json::from_value(v).map_err(|e| Error::Other(format!("config.json: {e}")));
+    }
+    let nnp = o.security_opt.iter().any(|s| {
+        matches!(
+            s.as_str(),
+            "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true"
+        )
+    });
+    let p = &mut v["process"];
+    if nnp && p["noNewPrivileges"].is_null() {
+        p["noNewPrivileges"] = json!(true);
+    }
+    if (!o.cap_add.is_empty() || !o.cap_drop.is_empty()) && unapplied {
         let all_caps: Vec<String> = caps_all();
+        let known = caps_known();
         let mut set: Vec<String> = if o.cap_add.iter().any(|c| c.eq_ignore_ascii_case("all")) {
             all_caps.clone()
         } else {
             let mut s = defaults.clone();
             for c in &o.cap_add {
                 let n = cap_name(c);
-                if !all_caps.contains(&n) {
+                if !known.contains(&n) {
                     return Err(Error::Invalid(format!("unknown capability: \"{n}\"")));
                 }
                 if !s.contains(&n) {
@@ -350,7 +386,7 @@ fn fill_unapplied(spec: Spec, o: &DockerSpecOpts) -> Result<Spec> {
         } else {
             for c in &o.cap_drop {
                 let n = cap_name(c);
-                if !all_caps.contains(&n) {
+                if !known.contains(&n) {
                     return Err(Error::Invalid(format!("unknown capability: \"{n}\"")));
                 }
                 set.retain(|x| *x != n);
@@ -363,7 +399,26 @@ fn fill_unapplied(spec: Spec, o: &DockerSpecOpts) -> Result<Spec> {
     serde_json::from_value(v).map_err(|e| Error::Other(format!("config.json: {e}")))
 }
 
+/// Every capability this process may grant (its bounding set), in bit order, as docker gives a
+/// privileged container all of its own.
 fn caps_all() -> Vec<String> {
+    let bnd = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
+    caps_known()
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| bnd & (1u64 << i) != 0)
+        .map(|(_, c)| c)
+        .collect()
+}
+
+fn caps_known() -> Vec<String> {
     [
         "CHOWN",
         "DAC_OVERRIDE",
