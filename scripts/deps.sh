@@ -7,4 +7,5 @@ apt-get install -y -qq --no-install-recommends \
     busybox-static libseccomp-dev pkg-config gcc make jq \
     runc crun containerd uidmap iproute2 \
     docker-registry skopeo umoci apache2-utils openssl ca-certificates hyperfine bc \
+    sqlite3 procps docker.io \
     >/dev/null

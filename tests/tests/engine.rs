@@ -125,15 +125,12 @@ impl Env {
                 .collect();
             assert!(kids.is_empty(), "cgroups left in {}: {kids:?}", d.display());
         }
-        let rows = Command::new("sqlite3")
+        let o = Command::new("sqlite3")
             .arg(root.join("skiff.db"))
             .arg("SELECT count(*) FROM containers")
-            .output();
-        if let Ok(o) = rows {
-            if o.status.success() {
-                assert_eq!(stdout(&o).trim(), "0", "database rows left");
-            }
-        }
+            .output()
+            .expect("sqlite3 (scripts/deps.sh) must be installed");
+        assert_eq!(stdout(&o).trim(), "0", "database rows left: {}", stderr(&o));
     }
 }
 
