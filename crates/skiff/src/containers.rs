@@ -489,6 +489,22 @@ impl Ctx<'_> {
         Ok(Engine::open(self.root, self.runroot)?)
     }
     fn store(&self) -> Result<Store> {
+        // Container commands only read the store (and pull): they hold a shared lock on its
+        // gc.lock first, so opening it skips the crash sweep and index.json rewrite (fsyncs) that
+        // the image commands do when they find the store idle.
+        std::fs::create_dir_all(self.root)
+            .map_err(|e| anyhow!("create {}: {e}", self.root.display()))?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.root.join("gc.lock"))
+            .map_err(|e| anyhow!("open {}/gc.lock: {e}", self.root.display()))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_SH) } == 0 {
+            // Held for the life of this short-lived process.
+            std::mem::forget(lock);
+        }
         Store::open(self.root).map_err(|e| anyhow!("open image store {}: {e}", self.root.display()))
     }
 }
