@@ -880,10 +880,12 @@ pub fn main(args: &[String]) -> i32 {
         } else {
             After::Final
         };
-        in_child(|| record_exit(&a, code, started_ok, after, restarts));
         if !again {
+            // The monitor exits next: no need to keep this work out of its memory.
+            record_exit(&a, code, started_ok, after, restarts);
             break code;
         }
+        in_child(|| record_exit(&a, code, started_ok, after, restarts));
         if began.elapsed() >= Duration::from_secs(10) {
             delay = Duration::from_millis(100);
         }
