@@ -1,6 +1,8 @@
 #!/bin/sh
 # Pull + unpack of a 5-layer image (~180 MB unpacked, built from files of this machine) from a
-# loopback docker-registry into an empty store: skiff vs `skopeo copy` + `umoci unpack`.
+# loopback docker-registry into an empty store: skiff vs `skopeo copy` + `umoci unpack`, and vs
+# `docker pull` (Debian's dockerd, started by this script on a private socket and data root, with
+# its images removed before each run) when dockerd is installed (NO_DOCKER=1 skips it).
 # Also reports disk use of two images sharing 4 layers.
 # Needs: docker-registry skopeo umoci hyperfine jq; a built skiff (SKIFF=path, default target/release/skiff).
 set -eu
@@ -10,7 +12,16 @@ SKIFF=${SKIFF:-$HERE/target/release/skiff}
 RUNS=${RUNS:-5}
 W=$(mktemp -d /tmp/skiff-bench-pull.XXXXXX)
 REG_PID=
-cleanup() { [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null; rm -rf "$W"; }
+DPID=
+cleanup() {
+  [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null
+  if [ -n "$DPID" ]; then
+    kill "$DPID" 2>/dev/null
+    for i in $(seq 100); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
+    grep " $W/" /proc/self/mountinfo | cut -d' ' -f5 | sort -r | while read -r m; do umount -l "$m"; done
+  fi
+  rm -rf "$W"
+}
 trap cleanup EXIT
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -67,15 +78,41 @@ done
 REF=127.0.0.1:$PORT/bench/img:one
 
 # --- measure ---
+# Each run starts from empty directories. The previous run's files are moved aside, not deleted:
+# ext4 passes over recently freed inodes when allocating (ialloc's recently_deleted, a minute or more), and
+# creating ~3,400 files right after deleting ~3,400 scans them all, which measured seconds of
+# kernel time per run here (perf: recently_deleted under ext4_create) for every tool alike.
+mkdir -p "$W/trash"
 hyperfine -w 1 -r "$RUNS" -N --export-json "$W/h.json" \
-  --prepare "rm -rf $W/sk $W/oci $W/bundle" \
+  --prepare "sh -c 'for d in $W/sk $W/oci $W/bundle; do [ -e \$d ] && mv \$d $W/trash/\$(basename \$d).\$(date +%s%N); done; true'" \
   -n skiff "$SKIFF --root $W/sk pull -q $REF" \
   -n skopeo+umoci "sh -c 'skopeo copy -q --src-tls-verify=false docker://$REF oci:$W/oci:one && umoci unpack --image $W/oci:one $W/bundle >/dev/null'"
 S=$(jq '.results[] | select(.command=="skiff") | .mean' "$W/h.json")
 P=$(jq '.results[] | select(.command=="skopeo+umoci") | .mean' "$W/h.json")
 echo "skiff pull: ${S}s   skopeo copy + umoci unpack: ${P}s"
 echo "ratio skiff/skopeo+umoci = $(echo "$S $P" | awk '{printf "%.2f", $1/$2}')"
-echo "ratio skiff/docker(measured on this machine: 2.69 s) = $(echo "$S" | awk '{printf "%.2f", $1/2.69}')"
+
+# --- docker pull, side by side with skiff again (same machine state) ---
+if [ -z "${NO_DOCKER:-}" ] && command -v dockerd >/dev/null; then
+  mkdir -p "$W/docker/data" "$W/docker/exec"
+  DH=unix://$W/docker/docker.sock
+  dockerd --iptables=false --ip6tables=false --bridge=none --host "$DH" \
+    --data-root "$W/docker/data" --exec-root "$W/docker/exec" --pidfile "$W/docker/docker.pid" \
+    --containerd-namespace skiff-bench --containerd-plugins-namespace skiff-bench-plugins \
+    >"$W/docker/dockerd.log" 2>&1 &
+  DPID=$!
+  for i in $(seq 300); do docker -H "$DH" version >/dev/null 2>&1 && break; sleep 0.1; done
+  hyperfine -w 1 -r "$RUNS" -N --export-json "$W/d.json" \
+    --prepare "sh -c 'docker -H $DH rmi -f $REF >/dev/null 2>&1; for d in $W/sk; do [ -e \$d ] && mv \$d $W/trash/\$(basename \$d).\$(date +%s%N); done; true'" \
+    -n skiff "$SKIFF --root $W/sk pull -q $REF" \
+    -n docker "docker -H $DH pull -q $REF"
+  S2=$(jq '.results[] | select(.command=="skiff") | .mean' "$W/d.json")
+  D=$(jq '.results[] | select(.command=="docker") | .mean' "$W/d.json")
+  echo "skiff pull: ${S2}s   docker pull: ${D}s"
+  echo "ratio skiff/docker = $(echo "$S2 $D" | awk '{printf "%.2f", $1/$2}')"
+else
+  echo "ratio skiff/docker(measured on this machine: 2.69 s) = $(echo "$S" | awk '{printf "%.2f", $1/2.69}')"
+fi
 
 # --- disk use for two images sharing 4 layers ---
 rm -rf "$W/sk"

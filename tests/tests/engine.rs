@@ -98,11 +98,13 @@ impl Env {
         let root = self.root();
         let ids = self.ok(&["ps", "-aq"]);
         assert_eq!(ids.trim(), "", "containers left: {ids}");
+        // Entries named by a container id (the runtime keeps e.g. its seccomp cache there too).
         let entries = |p: PathBuf| -> Vec<String> {
             std::fs::read_dir(&p)
                 .map(|rd| {
                     rd.flatten()
                         .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .filter(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
                         .collect()
                 })
                 .unwrap_or_default()
@@ -737,6 +739,16 @@ fn mounts_volumes_tmpfs_readonly_and_networks() {
         env.ok(&["run", "--rm", "-v", "vol1:/v", "busybox", "cat", "/v/k"]),
         "kept\n"
     );
+    // Volumes are the volume store's: listed, and protected while a container uses them.
+    assert!(env.ok(&["volume", "ls", "-q"]).lines().any(|l| l == "vol1"));
+    env.ok(&["create", "--name", "holder", "-v", "vol1:/v", "busybox"]);
+    let o = env.sk(&["volume", "rm", "vol1"]);
+    assert_ne!(code(&o), 0, "a used volume must not be removable");
+    env.ok(&["rm", "holder"]);
+    env.ok(&["volume", "rm", "vol1"]);
+    // --init runs skiff's init as PID 1.
+    let c = env.ok(&["run", "--rm", "--init", "busybox", "cat", "/proc/1/cmdline"]);
+    assert!(c.contains("init"), "{c:?}");
     // An anonymous volume is removed by rm -v.
     env.ok(&["run", "--name", "anon", "-v", "/anon", "busybox", "true"]);
     let v = env.inspect("anon");

@@ -9,6 +9,7 @@
 //! only `unified` → v2, v1 controllers only → v1, both → hybrid.
 
 mod convert;
+pub mod dbus;
 pub mod devices;
 pub mod layout;
 pub mod oom;
@@ -108,6 +109,18 @@ pub struct CgroupSpec {
 pub struct Cgroup {
     /// Controller name (`memory`, `pids`, ..., or `unified` for the cgroup2 directory) → directory.
     pub paths: BTreeMap<String, PathBuf>,
+    /// With the systemd manager: the slice and transient unit systemd owns the group as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd: Option<SystemdUnit>,
+}
+
+/// The transient systemd unit behind a group (systemd cgroup manager).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SystemdUnit {
+    /// The parent slice (`system.slice`).
+    pub slice: String,
+    /// The unit (`skiff-<id>.scope`).
+    pub unit: String,
 }
 
 pub(crate) fn io_err(path: &Path, source: std::io::Error) -> Error {
@@ -150,11 +163,17 @@ impl Cgroup {
         if spec.manager == ManagerKind::Disabled {
             return Ok(Cgroup::default());
         }
+        let mut cg = Cgroup::default();
         if spec.manager == ManagerKind::Systemd {
             systemd::require_systemd()?;
+            let raw = match spec.path.as_deref() {
+                Some(p) if !p.is_empty() => p.to_string(),
+                _ => format!("system.slice:skiff:{}", spec.id),
+            };
+            let (slice, unit) = systemd::unit_of(&raw)?;
+            cg.systemd = Some(SystemdUnit { slice, unit });
         }
         let rel = path::relative_path(spec)?;
-        let mut cg = Cgroup::default();
         for (ctl, mount) in &layout.v1 {
             cg.paths
                 .insert(ctl.clone(), path::join_under(mount, &rel, ctl, spec)?);
@@ -225,6 +244,10 @@ impl Cgroup {
     /// Create every directory of the group. On failure, every directory this call created is
     /// removed again, so no half-created group is left behind.
     pub fn create(&self) -> Result<()> {
+        if self.systemd.is_some() {
+            // systemd creates the directories when it starts the unit (see `start_systemd`).
+            return Ok(());
+        }
         let mut made: Vec<PathBuf> = Vec::new();
         let r = self.create_inner(&mut made);
         if r.is_err() {
@@ -273,6 +296,35 @@ impl Cgroup {
             }
             if ctl == "unified" {
                 v2::enable_controllers(dir)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// True when systemd owns this group (the systemd cgroup manager).
+    pub fn is_systemd(&self) -> bool {
+        self.systemd.is_some()
+    }
+
+    /// systemd manager: start the transient unit holding `pid` (systemd creates the directories
+    /// and moves the process), then wait until the directories exist. `res` are passed on as unit
+    /// properties; the caller applies the full set with [`Cgroup::apply`] afterwards.
+    pub fn start_systemd(
+        &self,
+        pid: i32,
+        res: Option<&oci_spec::runtime::LinuxResources>,
+    ) -> Result<()> {
+        let Some(u) = &self.systemd else {
+            return self.add_process(pid);
+        };
+        systemd::start_unit(&u.slice, &u.unit, pid, res, self.driver() == Driver::V2)?;
+        for d in self.dirs() {
+            if !d.exists() {
+                return Err(Error::Invalid(format!(
+                    "systemd unit {:?} started but its cgroup {} does not exist",
+                    u.unit,
+                    d.display()
+                )));
             }
         }
         Ok(())
@@ -409,6 +461,9 @@ impl Cgroup {
     /// Remove the group's directories, nested child groups first. Processes still inside (for
     /// example ones that raced with the kill) are SIGKILLed and the removal retried for up to 5 s.
     pub fn destroy(&self) -> Result<()> {
+        if let Some(u) = &self.systemd {
+            systemd::stop_unit(&u.unit)?;
+        }
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut killed = false;
         for d in self.dirs() {

@@ -2,7 +2,6 @@
 //! directory (`upper/`, `work/`, `rootfs/`, hostname, hosts, resolv.conf) and volumes.
 
 use std::collections::BTreeMap;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -600,6 +599,18 @@ pub fn create(
             }
             let mut mp = m.clone();
             mp.anonymous = false;
+            if m.kind == "volume" && !m.name.is_empty() {
+                let name = m.name.clone();
+                if let Some(mode) = mode {
+                    mp.rw = mode != "ro";
+                    mp.mode = mode.into();
+                }
+                pending.push(PendingMount {
+                    mp,
+                    volume: Some(Some(name)),
+                });
+                continue;
+            }
             if let Some(mode) = mode {
                 mp.rw = mode != "ro";
                 mp.mode = mode.into();
@@ -671,20 +682,19 @@ pub fn create(
         std::fs::write(dir.join("ctr.log"), b"")
             .ctx(|| format!("write {}/ctr.log", dir.display()))?;
         let mut mounts = Vec::new();
-        let mut needs_populate = Vec::new();
+        let mut volumes = Vec::new();
         for p in pending {
             let mut mp = p.mp;
             if let Some(name) = p.volume {
-                let v = volumes_api::get_or_create(e, name.as_deref())?;
+                let v = volumes_api::use_volume(e, name.as_deref(), &id)?;
                 mp.name = v.name.clone();
                 mp.source = v.mountpoint.to_string_lossy().into_owned();
-                if v.created {
-                    needs_populate.push((v, mp.destination.clone()));
-                }
+                volumes.push((v.name, mp.destination.clone()));
             }
             mounts.push(mp);
         }
-        if !needs_populate.is_empty() {
+        if !volumes.is_empty() {
+            // Fill new volumes with what the image has at their destination.
             let rootfs = dir.join("rootfs");
             skiff_image::overlay::mount_overlay(
                 &lowers,
@@ -692,26 +702,11 @@ pub fn create(
                 &dir.join("work"),
                 &rootfs,
             )?;
-            let root_fd =
-                skiff_image::sys::open_dir(&rootfs).ctx(|| format!("open {}", rootfs.display()))?;
-            for (v, dst) in &needs_populate {
-                let rel = Path::new(dst.trim_start_matches('/'));
-                if let Ok(fd) = skiff_image::sys::open_in_root(
-                    std::os::fd::AsFd::as_fd(&root_fd),
-                    rel,
-                    libc::O_PATH | libc::O_DIRECTORY,
-                    0,
-                ) {
-                    let src = PathBuf::from(format!(
-                        "/proc/{}/fd/{}",
-                        std::process::id(),
-                        fd.as_raw_fd()
-                    ));
-                    volumes_api::populate_from(v, &src)?;
-                }
-            }
-            drop(root_fd);
+            let r = volumes
+                .iter()
+                .try_for_each(|(name, dst)| volumes_api::populate(e, name, &rootfs, dst));
             crate::proc::unmount(&rootfs);
+            r?;
         }
         let name = given_name.clone();
         let c = Container {
@@ -806,6 +801,7 @@ pub fn create(
         Ok(c)
     })();
     if result.is_err() {
+        let _ = volumes_api::release(e, &id, true);
         crate::proc::unmount(&dir.join("rootfs"));
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::remove_file(e.lock_path(&id));

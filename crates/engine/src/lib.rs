@@ -19,6 +19,9 @@ pub mod attach;
 pub mod create;
 pub mod db;
 pub mod error;
+pub mod events;
+pub mod info;
+pub mod init;
 pub mod inspect;
 pub mod lock;
 pub mod logs;
@@ -28,6 +31,7 @@ pub mod names;
 pub mod ops;
 pub mod proc;
 pub mod spec;
+pub mod volumes;
 pub mod volumes_api;
 
 pub use error::{Error, Result};

@@ -357,12 +357,8 @@ impl Engine {
             let _ = skiff_runtime::container::delete(&rt, id, true);
         }
         let _ = std::fs::remove_dir_all(self.run_dir(id));
-        if let Some(c) = &c {
-            if volumes {
-                for m in c.mounts.iter().filter(|m| m.anonymous) {
-                    volumes_api::remove(self, &m.name)?;
-                }
-            }
+        if c.is_some() {
+            volumes_api::release(self, id, volumes)?;
         }
         self.delete_row(id)?;
         if dir.exists() {

@@ -264,13 +264,17 @@ pub fn build(c: &Container, dir: &Path, rootfs: &Path) -> Result<Spec> {
         cgroups_path: Some(cgroups_path(c)),
         ..Default::default()
     };
-    if h.init == Some(true) {
-        return Err(Error::Invalid(
-            "--init: the built-in init is not part of this build yet".into(),
-        ));
-    }
     let spec = docker_spec(&o).map_err(|e| Error::Invalid(e.to_string()))?;
-    fill_unapplied(spec, &o)
+    let mut spec = fill_unapplied(spec, &o)?;
+    if h.init == Some(true) {
+        // dir is <root>/containers/<id>.
+        let root = dir
+            .parent()
+            .and_then(Path::parent)
+            .ok_or_else(|| Error::Other(format!("container dir {}", dir.display())))?;
+        crate::init::apply(&mut spec, root).map_err(|e| Error::Other(format!("--init: {e}")))?;
+    }
+    Ok(spec)
 }
 
 fn cap_name(c: &str) -> String {

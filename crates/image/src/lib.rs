@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod compress;
+pub mod credentials;
 pub mod digest;
 pub mod error;
 pub mod import;
@@ -15,7 +16,6 @@ pub mod names;
 pub mod overlay;
 pub mod platform;
 pub mod pull;
-pub mod reference;
 pub mod registry;
 pub mod spec;
 pub mod store;

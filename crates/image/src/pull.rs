@@ -48,6 +48,8 @@ pub enum Progress {
     Downloading(Digest, u64, u64),
     /// A transient error; retrying from an offset.
     Retrying(Digest, u64, String),
+    /// All bytes of the layer arrived (unpacking finishes with them).
+    DownloadComplete(Digest),
     /// Download and unpack finished.
     PullComplete(Digest),
     /// Push: uploaded.
@@ -89,6 +91,8 @@ impl Read for ResumingTee<'_> {
             if self.inner.is_none() {
                 match self.fetcher.get_blob(&self.digest, done) {
                     Ok(r) => self.inner = Some(r),
+                    // A missing blob stays missing: no retry.
+                    Err(e @ Error::NotFound(_)) => return Err(io::Error::other(e.to_string())),
                     Err(e) => {
                         self.attempts += 1;
                         if self.attempts > RETRIES {
@@ -173,6 +177,7 @@ fn fetch_small(f: &dyn Fetcher, d: &Digest, what: &str) -> Result<Vec<u8>> {
                 d.verify(what, &b)?;
                 return Ok(b);
             }
+            Err(e @ Error::NotFound(_)) => return Err(e),
             Err(e) => {
                 last = Some(e);
                 std::thread::sleep(Duration::from_millis(100 << attempt));
@@ -247,6 +252,7 @@ fn pull_layer(
                     }
                 }
                 if eof {
+                    (tee.progress)(Progress::DownloadComplete(tee.digest.clone()));
                     return Ok(tee.writer);
                 }
             }
@@ -307,15 +313,18 @@ impl Read for ChannelReader {
 }
 
 /// Pulls `reference` (a tag or `sha256:` digest) of repository `repo` (`domain/path`) for
-/// `platform`, recording it under `repo:tag` when pulled by tag.
+/// `platform` (the host's when `None`), recording it under `repo:tag` when pulled by tag. A
+/// single-platform image must match an explicitly requested platform, as in docker.
 pub fn pull(
     store: &Store,
     f: &dyn Fetcher,
     repo: &str,
     reference: &str,
-    platform: &Platform,
+    requested: Option<&Platform>,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<PullResult> {
+    let host = Platform::host();
+    let platform = requested.unwrap_or(&host);
     let by_digest = reference.starts_with("sha256:");
     let (bytes, mt) = f.get_manifest(reference)?;
     let top_digest = Digest::of(&bytes);
@@ -358,6 +367,23 @@ pub fn pull(
         fetch_small(f, &manifest.config.digest, "config")?
     };
     let config = ImageConfig::parse(&config_bytes)?;
+    if let (Some(want), None) = (requested, &index_digest) {
+        let actual = format!(
+            "{}/{}{}",
+            config.os,
+            config.architecture,
+            config
+                .variant
+                .as_deref()
+                .map(|v| format!("/{v}"))
+                .unwrap_or_default()
+        );
+        if !Platform::parse(&actual).is_ok_and(|have| want.matches(&have)) {
+            return Err(Error::NotFound(format!(
+                "image with reference {repo}:{reference} was found but does not match the specified platform: wanted {want}, actual: {actual}"
+            )));
+        }
+    }
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
         return Err(Error::invalid(
             "image",
@@ -454,12 +480,24 @@ pub fn push(
                         progress(Progress::LayerExists(b.digest.clone()));
                         return Ok(());
                     }
-                    let f = store.open_blob(&b.digest)?;
-                    p.put_blob(
-                        &b.digest,
-                        b.size,
-                        Box::new(io::BufReader::with_capacity(256 * 1024, f)),
-                    )?;
+                    // Transient failures: upload again from a fresh read of the blob.
+                    let mut attempt = 0;
+                    loop {
+                        attempt += 1;
+                        let f = store.open_blob(&b.digest)?;
+                        match p.put_blob(
+                            &b.digest,
+                            b.size,
+                            Box::new(io::BufReader::with_capacity(256 * 1024, f)),
+                        ) {
+                            Ok(()) => break,
+                            Err(Error::Registry(why)) if attempt <= RETRIES / 2 => {
+                                progress(Progress::Retrying(b.digest.clone(), 0, why));
+                                std::thread::sleep(Duration::from_millis(200 << attempt));
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
                     progress(Progress::Pushed(b.digest.clone()));
                     Ok(())
                 })();

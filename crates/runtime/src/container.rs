@@ -261,14 +261,16 @@ pub fn create(o: CreateOpts) -> Result<State> {
         Err(_) if rootless => cg = Cgroup::default(),
         Err(e) => return Err(e.into()),
     }
+    // With systemd the group exists only once systemd started the unit holding the init.
     if let Some(res) = linux.and_then(|l| l.resources().as_ref()) {
-        if !cg.paths.is_empty() {
+        if !cg.paths.is_empty() && !cg.is_systemd() {
             cg.apply(&with_default_devices(res, &spec))?;
         }
     }
     let filter = match linux.and_then(|l| l.seccomp().as_ref()) {
         Some(s) => Some(
-            crate::seccomp::compile(s).map_err(|e| Error::Config(format!("linux.seccomp: {e}")))?,
+            crate::seccomp::compile_cached(s, &o.root.join(crate::seccomp::CACHE_DIR))
+                .map_err(|e| Error::Config(format!("linux.seccomp: {e}")))?,
         ),
         None => None,
     };
@@ -349,8 +351,17 @@ pub fn create(o: CreateOpts) -> Result<State> {
     // Release the init to set up its mounts while we place it in its cgroup: a v1 cgroup migration
     // waits for an RCU grace period, and this overlaps that wait with the init's work. The init
     // unshares its cgroup namespace and runs hooks only after HooksDone, which comes after this.
+    // systemd creates the group's directories only when it starts the unit, and the init binds
+    // its directory, so with systemd the unit is started before the init goes on.
+    if cg.is_systemd() {
+        let res = linux.and_then(|l| l.resources().as_ref());
+        cg.start_systemd(pid, res)?;
+        if let Some(res) = res {
+            cg.apply(&with_default_devices(res, &spec))?;
+        }
+    }
     pchan.send(&Msg::Go, None)?;
-    if !cg.paths.is_empty() {
+    if !cg.paths.is_empty() && !cg.is_systemd() {
         cg.add_process(pid)?;
     }
     if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {

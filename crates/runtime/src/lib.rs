@@ -25,5 +25,6 @@ pub mod process;
 pub mod rootfs;
 pub mod sealed;
 pub mod seccomp;
+pub mod seccomp_profile;
 pub mod sync;
 pub mod util;

@@ -618,6 +618,7 @@ fn auto_pull(store: &Store, image: &str, platform: Option<&str>, quiet: bool) ->
             platform: platform.map(String::from),
             quiet,
             insecure: false,
+            disable_content_trust: true,
             name: image.to_string(),
         },
     );

@@ -200,6 +200,9 @@ pub struct PullArgs {
     /// Use plain HTTP (and accept any certificate) for this registry
     #[arg(long)]
     pub insecure: bool,
+    /// Skip image verification (accepted for docker compatibility; skiff has no content trust)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub disable_content_trust: bool,
     /// NAME[:TAG|@DIGEST]
     pub name: String,
 }
@@ -216,6 +219,9 @@ pub struct PushArgs {
     /// Use plain HTTP (and accept any certificate) for this registry
     #[arg(long)]
     pub insecure: bool,
+    /// Skip image signing (accepted for docker compatibility; skiff has no content trust)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub disable_content_trust: bool,
     /// NAME[:TAG]
     pub name: String,
 }
@@ -283,7 +289,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Login(a) => crate::registry::login(a),
         Command::Logout(a) => crate::registry::logout(a),
         Command::Manifest(ManifestCommand::Inspect(a)) => crate::registry::manifest_inspect(a),
-        Command::Containers(_) => unreachable!("container commands are dispatched in main"),
+        _ => bail!("internal error: not an image command"),
     }
 }
 
@@ -577,6 +583,7 @@ fn rmi(store: &Store, a: &RmArgs) -> Result<i32> {
             // By name: untag; delete only when no name is left.
             if let Some(n) = by_name {
                 store.untag(&n)?;
+                image_event(store, "untag", &img.id, &img.id.to_string());
                 writeln!(out, "Untagged: {}", familiar(&n))?;
                 if img.tags.len() > 1 {
                     return Ok(());
@@ -590,6 +597,7 @@ fn rmi(store: &Store, a: &RmArgs) -> Result<i32> {
                 }
                 for t in &img.tags {
                     store.untag(t)?;
+                    image_event(store, "untag", &img.id, &img.id.to_string());
                     writeln!(out, "Untagged: {}", familiar(t))?;
                 }
             }
@@ -601,6 +609,7 @@ fn rmi(store: &Store, a: &RmArgs) -> Result<i32> {
                 return Ok(());
             }
             store.delete_image(&img.id)?;
+            image_event(store, "delete", &img.id, &img.id.to_string());
             writeln!(out, "Deleted: {}", img.id)?;
             Ok(())
         })();
@@ -617,7 +626,14 @@ fn tag(store: &Store, a: &TagArgs) -> Result<i32> {
     let img = resolve(store, &a.source)?;
     let target = names::normalize(&a.target)?;
     store.tag(&img.id, &target)?;
+    image_event(store, "tag", &img.id, &familiar(&target));
     Ok(0)
+}
+
+/// Logs docker's image event (`skiff events`); best effort, never fails the command.
+pub fn image_event(store: &Store, action: &str, id: &Digest, name: &str) {
+    let ev = skiff_engine::events::Event::new("image", action, &id.to_string()).attr("name", name);
+    let _ = skiff_engine::events::emit(store.root(), &ev);
 }
 
 fn history(store: &Store, a: &HistoryArgs) -> Result<i32> {
@@ -738,6 +754,9 @@ fn load(store: &Store, a: &LoadArgs) -> Result<i32> {
         }
     };
     let loaded = archive::load(store, input)?;
+    for l in &loaded {
+        image_event(store, "load", &l.id, &l.id.to_string());
+    }
     if !a.quiet {
         let mut out = io::stdout().lock();
         for l in loaded {
@@ -783,6 +802,10 @@ fn import_cmd(store: &Store, a: &ImportArgs) -> Result<i32> {
         tags,
     };
     let img = import::import(store, src, &opts)?;
+    for t in &img.tags {
+        image_event(store, "tag", &img.id, &familiar(t));
+    }
+    image_event(store, "import", &img.id, &img.id.to_string());
     println!("{}", img.id);
     Ok(0)
 }
@@ -811,9 +834,11 @@ fn prune(store: &Store, a: &PruneArgs) -> Result<i32> {
         if (img.tags.is_empty() || a.all) && !used {
             for t in &img.tags {
                 store.untag(t)?;
+                image_event(store, "untag", &img.id, &img.id.to_string());
                 deleted.push(format!("untagged: {}", familiar(t)));
             }
             store.delete_image(&img.id)?;
+            image_event(store, "delete", &img.id, &img.id.to_string());
             deleted.push(format!("deleted: {}", img.id));
         }
     }

@@ -4,8 +4,9 @@
 mod containers;
 mod images;
 mod registry;
+mod system;
 mod template;
-mod transport;
+mod volumes;
 
 use std::path::PathBuf;
 
@@ -61,6 +62,23 @@ pub enum Command {
     /// Manage manifests and manifest lists
     #[command(subcommand)]
     Manifest(images::ManifestCommand),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volumes::VolumeCommand),
+    /// Manage skiff (df, events, info)
+    #[command(subcommand)]
+    System(system::SystemCommand),
+    /// Show the skiff version information
+    Version(system::VersionArgs),
+    /// Display system-wide information
+    Info(system::InfoArgs),
+    /// Get real time events from the engine
+    Events(system::EventsArgs),
+    /// Write a shell completion script (bash, zsh, fish) to stdout
+    Completion(system::CompletionArgs),
+    /// Write man pages for skiff and every subcommand into DIR
+    #[command(hide = true)]
+    GenerateMan(system::ManArgs),
     /// Container commands (run, ps, exec, ...)
     #[command(flatten)]
     Containers(Box<containers::TopCommand>),
@@ -75,7 +93,17 @@ fn main() {
     if let Command::Containers(c) = &cli.command {
         std::process::exit(containers::run(&cli, c));
     }
-    let code = match images::run(&cli) {
+    let r = match &cli.command {
+        Command::Volume(c) => volumes::run(&cli, c),
+        Command::System(_)
+        | Command::Version(_)
+        | Command::Info(_)
+        | Command::Events(_)
+        | Command::Completion(_)
+        | Command::GenerateMan(_) => system::run(&cli),
+        _ => images::run(&cli),
+    };
+    let code = match r {
         Ok(code) => code,
         Err(e) => {
             let msg = format!("{e:#}");

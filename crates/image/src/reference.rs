@@ -1,1 +1,0 @@
-//! Image references parsed exactly as docker does (`busybox` → `docker.io/library/busybox:latest`).

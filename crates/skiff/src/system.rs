@@ -1,0 +1,643 @@
+//! `skiff version`, `info`, `events`, `system df|info|events`, `completion`, and the hidden
+//! `generate-man`: reports in docker's shapes, built from the engine's data.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, CommandFactory, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+use skiff_engine::events::{self, EventFilter};
+use skiff_engine::info::{self, ContainerSummary};
+use skiff_engine::volumes::Volumes;
+use skiff_image::time::human_size;
+use skiff_image::Store;
+
+use crate::template::{tabwrite, Template};
+use crate::volumes::json_alias;
+use crate::Cli;
+
+/// `skiff system ...`
+#[derive(Subcommand, Debug)]
+pub enum SystemCommand {
+    /// Show docker-style disk usage
+    Df(DfArgs),
+    /// Get real time events from the engine
+    Events(EventsArgs),
+    /// Display system-wide information
+    Info(InfoArgs),
+}
+
+/// Flags of `version`.
+#[derive(Args, Debug)]
+pub struct VersionArgs {
+    /// Format output using a custom template
+    #[arg(short, long)]
+    pub format: Option<String>,
+}
+
+/// Flags of `info`.
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// Format output using a custom template
+    #[arg(short, long)]
+    pub format: Option<String>,
+}
+
+/// Flags of `system df`.
+#[derive(Args, Debug)]
+pub struct DfArgs {
+    /// Format output using a custom template
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Show detailed information on space usage
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+/// Flags of `events`.
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    /// Filter output based on conditions provided
+    #[arg(short, long = "filter")]
+    pub filter: Vec<String>,
+    /// Format output using a custom template
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Show all events created since timestamp
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Stream events until this timestamp
+    #[arg(long)]
+    pub until: Option<String>,
+}
+
+/// Shells `completion` knows.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum Shell {
+    /// GNU bash
+    Bash,
+    /// Z shell
+    Zsh,
+    /// fish
+    Fish,
+}
+
+/// Flags of `completion`.
+#[derive(Args, Debug)]
+pub struct CompletionArgs {
+    /// The shell to write a completion script for
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+/// Flags of `generate-man`.
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// Directory to write the man pages (section 1) into
+    pub dir: PathBuf,
+}
+
+fn os_arch() -> (String, String) {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    };
+    ("linux".into(), arch.into())
+}
+
+fn version_json() -> Value {
+    let (os, arch) = os_arch();
+    let kernel = info::host_info(Path::new("/")).kernel_version;
+    json!({
+        "Client": {
+            "Platform": {"Name": "skiff"},
+            "Version": info::VERSION,
+            "ApiVersion": info::API_VERSION,
+            "DefaultAPIVersion": info::API_VERSION,
+            "GoVersion": info::RUST_VERSION,
+            "RustVersion": info::RUST_VERSION,
+            "Os": os,
+            "Arch": arch,
+            "Context": "default",
+        },
+        "Server": {
+            "Platform": {"Name": "skiff Engine (daemonless)"},
+            "Components": [{
+                "Name": "Engine",
+                "Version": info::VERSION,
+                "Details": {
+                    "ApiVersion": info::API_VERSION,
+                    "MinAPIVersion": info::MIN_API_VERSION,
+                    "GoVersion": info::RUST_VERSION,
+                    "Os": os,
+                    "Arch": arch,
+                    "KernelVersion": kernel,
+                    "Experimental": "false",
+                }
+            }],
+            "Version": info::VERSION,
+            "ApiVersion": info::API_VERSION,
+            "MinAPIVersion": info::MIN_API_VERSION,
+            "GoVersion": info::RUST_VERSION,
+            "RustVersion": info::RUST_VERSION,
+            "Os": os,
+            "Arch": arch,
+            "KernelVersion": kernel,
+        }
+    })
+}
+
+fn version(a: &VersionArgs) -> Result<i32> {
+    let v = version_json();
+    if let Some(f) = &a.format {
+        println!("{}", Template::new(json_alias(f))?.render(&v)?);
+        return Ok(0);
+    }
+    let c = &v["Client"];
+    let s = &v["Server"];
+    let mut out = String::new();
+    let kv = |out: &mut String, indent: usize, k: &str, val: &str| {
+        let w = 20 - indent;
+        out.push_str(&format!("{}{k:<w$}{val}\n", " ".repeat(indent)));
+    };
+    out.push_str("Client:\n");
+    kv(&mut out, 1, "Version:", c["Version"].as_str().unwrap_or(""));
+    kv(&mut out, 1, "API version:", info::API_VERSION);
+    kv(&mut out, 1, "Rust version:", info::RUST_VERSION);
+    kv(
+        &mut out,
+        1,
+        "OS/Arch:",
+        &format!(
+            "{}/{}",
+            c["Os"].as_str().unwrap_or(""),
+            c["Arch"].as_str().unwrap_or("")
+        ),
+    );
+    kv(&mut out, 1, "Context:", "default");
+    out.push_str("\nServer: skiff Engine (daemonless)\n Engine:\n");
+    kv(&mut out, 2, "Version:", s["Version"].as_str().unwrap_or(""));
+    kv(
+        &mut out,
+        2,
+        "API version:",
+        &format!(
+            "{} (minimum version {})",
+            info::API_VERSION,
+            info::MIN_API_VERSION
+        ),
+    );
+    kv(&mut out, 2, "Rust version:", info::RUST_VERSION);
+    kv(
+        &mut out,
+        2,
+        "OS/Arch:",
+        &format!(
+            "{}/{}",
+            s["Os"].as_str().unwrap_or(""),
+            s["Arch"].as_str().unwrap_or("")
+        ),
+    );
+    kv(&mut out, 2, "Experimental:", "false");
+    print!("{out}");
+    Ok(0)
+}
+
+/// Images with their layer chain ids and each layer's size (for shared/unique sizes).
+struct ImageUsage {
+    rec: skiff_image::store::ImageRecord,
+    layers: Vec<(skiff_image::Digest, u64)>,
+}
+
+fn store_images(root: &Path) -> Result<Vec<skiff_image::store::ImageRecord>> {
+    let store =
+        Store::open(root).with_context(|| format!("open image store {}", root.display()))?;
+    Ok(store.list()?)
+}
+
+fn image_usage(root: &Path) -> Result<Vec<ImageUsage>> {
+    let store =
+        Store::open(root).with_context(|| format!("open image store {}", root.display()))?;
+    let mut out = Vec::new();
+    for rec in store.list()? {
+        let layers = match store.config(&rec.id) {
+            Ok((cfg, _)) => skiff_image::Digest::chain_ids(&cfg.rootfs.diff_ids)
+                .into_iter()
+                .map(|c| {
+                    let size = store.snapshot_meta(&c).map(|m| m.size).unwrap_or(0);
+                    (c, size)
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        out.push(ImageUsage { rec, layers });
+    }
+    Ok(out)
+}
+
+fn container_rows(root: &Path) -> Vec<ContainerSummary> {
+    info::open_db(root)
+        .map(|db| info::containers(&db))
+        .unwrap_or_default()
+}
+
+fn info_json(root: &Path) -> Result<Value> {
+    let h = info::host_info(root);
+    let ctrs = container_rows(root);
+    let (total, running, paused, stopped) = info::container_counts(&ctrs);
+    let images = store_images(root)?.len();
+    let (_, arch) = os_arch();
+    Ok(json!({
+        "ID": "",
+        "Containers": total,
+        "ContainersRunning": running,
+        "ContainersPaused": paused,
+        "ContainersStopped": stopped,
+        "Images": images,
+        "Driver": "overlay2",
+        "DriverStatus": [
+            ["Backing Filesystem", h.backing_filesystem],
+            ["Supports d_type", "true"],
+            ["Using metacopy", "false"],
+            ["Native Overlay Diff", "true"],
+            ["userxattr", "false"],
+        ],
+        "Plugins": {"Volume": ["local"], "Network": ["host", "null"], "Log": ["json-file"]},
+        "MemoryLimit": true,
+        "SwapLimit": true,
+        "CpuCfsPeriod": true,
+        "CpuCfsQuota": true,
+        "PidsLimit": true,
+        "IPv4Forwarding": true,
+        "Debug": false,
+        "LoggingDriver": "json-file",
+        "CgroupDriver": "cgroupfs",
+        "CgroupVersion": h.cgroup_version,
+        "KernelVersion": h.kernel_version,
+        "OperatingSystem": h.operating_system,
+        "OSVersion": "",
+        "OSType": "linux",
+        "Architecture": h.architecture,
+        "NCPU": h.ncpu,
+        "MemTotal": h.mem_total,
+        "DockerRootDir": root,
+        "Name": h.name,
+        "ServerVersion": info::VERSION,
+        "Runtimes": {"skiff-runtime": {"path": "skiff-runtime"}},
+        "DefaultRuntime": "skiff-runtime",
+        "InitBinary": "docker-init",
+        "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "Swarm": {"LocalNodeState": "inactive"},
+        "LiveRestoreEnabled": false,
+        "Experimental": false,
+        "ClientInfo": {"Version": info::VERSION, "Context": "default", "Debug": false},
+        "Arch": arch,
+    }))
+}
+
+fn info_cmd(cli: &Cli, a: &InfoArgs) -> Result<i32> {
+    let v = info_json(&cli.root)?;
+    if let Some(f) = &a.format {
+        println!("{}", Template::new(json_alias(f))?.render(&v)?);
+        return Ok(0);
+    }
+    let s = |k: &str| match &v[k] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut o = String::new();
+    o.push_str("Client:\n");
+    o.push_str(&format!(" Version:    {}\n", info::VERSION));
+    o.push_str(" Context:    default\n Debug Mode: false\n\nServer:\n");
+    o.push_str(&format!(" Containers: {}\n", s("Containers")));
+    o.push_str(&format!("  Running: {}\n", s("ContainersRunning")));
+    o.push_str(&format!("  Paused: {}\n", s("ContainersPaused")));
+    o.push_str(&format!("  Stopped: {}\n", s("ContainersStopped")));
+    o.push_str(&format!(" Images: {}\n", s("Images")));
+    o.push_str(&format!(" Server Version: {}\n", s("ServerVersion")));
+    o.push_str(" Storage Driver: overlay2\n");
+    if let Some(ds) = v["DriverStatus"].as_array() {
+        for pair in ds {
+            o.push_str(&format!(
+                "  {}: {}\n",
+                pair[0].as_str().unwrap_or(""),
+                pair[1].as_str().unwrap_or("")
+            ));
+        }
+    }
+    o.push_str(" Logging Driver: json-file\n");
+    o.push_str(" Cgroup Driver: cgroupfs\n");
+    o.push_str(&format!(" Cgroup Version: {}\n", s("CgroupVersion")));
+    o.push_str(" Plugins:\n  Volume: local\n  Network: host null\n  Log: json-file\n");
+    o.push_str(" Swarm: inactive\n Runtimes: skiff-runtime\n Default Runtime: skiff-runtime\n");
+    o.push_str(" Init Binary: docker-init\n");
+    o.push_str(" Security Options:\n  seccomp\n   Profile: builtin\n");
+    o.push_str(&format!(" Kernel Version: {}\n", s("KernelVersion")));
+    o.push_str(&format!(" Operating System: {}\n", s("OperatingSystem")));
+    o.push_str(" OSType: linux\n");
+    o.push_str(&format!(" Architecture: {}\n", s("Architecture")));
+    o.push_str(&format!(" CPUs: {}\n", s("NCPU")));
+    o.push_str(&format!(
+        " Total Memory: {}\n",
+        info::bytes_size(v["MemTotal"].as_u64().unwrap_or(0))
+    ));
+    o.push_str(&format!(" Name: {}\n", s("Name")));
+    o.push_str(&format!(" Docker Root Dir: {}\n", s("DockerRootDir")));
+    o.push_str(" Debug Mode: false\n Experimental: false\n Live Restore Enabled: false\n");
+    print!("{o}");
+    Ok(0)
+}
+
+fn pct(part: u64, total: u64) -> String {
+    if total == 0 {
+        human_size(part)
+    } else {
+        format!(
+            "{} ({}%)",
+            human_size(part),
+            (part as f64 * 100.0 / total as f64).round() as u64
+        )
+    }
+}
+
+fn df(cli: &Cli, a: &DfArgs) -> Result<i32> {
+    let root = &cli.root;
+    let usage = image_usage(root)?;
+    let images: Vec<&skiff_image::store::ImageRecord> = usage.iter().map(|u| &u.rec).collect();
+    let ctrs = container_rows(root);
+    let vols = Volumes::open(root)?;
+    let vlist = vols.list()?;
+
+    // Layers shared between images count once in the totals (docker's rule); "reclaimable" is
+    // what removing every image no container uses would free.
+    let used_images: std::collections::BTreeSet<&str> =
+        ctrs.iter().map(|c| c.image.as_str()).collect();
+    let in_use = |u: &ImageUsage| used_images.contains(u.rec.id.to_string().as_str());
+    let mut layer_users: std::collections::BTreeMap<&skiff_image::Digest, (u64, usize)> =
+        Default::default();
+    for u in &usage {
+        for (c, size) in &u.layers {
+            layer_users.entry(c).or_insert((*size, 0)).1 += 1;
+        }
+    }
+    let img_total: u64 = layer_users.values().map(|(s, _)| s).sum();
+    let kept: std::collections::BTreeSet<&skiff_image::Digest> = usage
+        .iter()
+        .filter(|u| in_use(u))
+        .flat_map(|u| u.layers.iter().map(|(c, _)| c))
+        .collect();
+    let img_reclaim: u64 = layer_users
+        .iter()
+        .filter(|(c, _)| !kept.contains(*c))
+        .map(|(_, (s, _))| s)
+        .sum();
+    let img_active = usage.iter().filter(|u| in_use(u)).count() as u64;
+    let shared_of = |u: &ImageUsage| -> u64 {
+        u.layers
+            .iter()
+            .filter(|(c, _)| layer_users.get(c).is_some_and(|(_, n)| *n > 1))
+            .map(|(_, s)| s)
+            .sum()
+    };
+
+    let ctr_sizes: Vec<(String, u64, bool)> = ctrs
+        .iter()
+        .map(|c| {
+            let upper = root.join("containers").join(&c.id).join("upper");
+            let active = matches!(c.status.as_str(), "running" | "paused" | "restarting");
+            (
+                c.id.clone(),
+                skiff_engine::volumes::disk_usage(&upper),
+                active,
+            )
+        })
+        .collect();
+    let ctr_total: u64 = ctr_sizes.iter().map(|c| c.1).sum();
+    let ctr_active = ctr_sizes.iter().filter(|c| c.2).count() as u64;
+    let ctr_reclaim: u64 = ctr_sizes.iter().filter(|c| !c.2).map(|c| c.1).sum();
+
+    let mut vol_rows = Vec::new();
+    for v in &vlist {
+        let links = vols.users(&v.name)?.len() as u64;
+        vol_rows.push((v.name.clone(), links, vols.size(v)));
+    }
+    let vol_total: u64 = vol_rows.iter().map(|v| v.2).sum();
+    let vol_active = vol_rows.iter().filter(|v| v.1 > 0).count() as u64;
+    let vol_reclaim: u64 = vol_rows.iter().filter(|v| v.1 == 0).map(|v| v.2).sum();
+
+    let rows = vec![
+        json!({"Type": "Images", "TotalCount": images.len(), "Active": img_active,
+               "Size": human_size(img_total), "Reclaimable": pct(img_reclaim, img_total)}),
+        json!({"Type": "Containers", "TotalCount": ctrs.len(), "Active": ctr_active,
+               "Size": human_size(ctr_total), "Reclaimable": pct(ctr_reclaim, ctr_total)}),
+        json!({"Type": "Local Volumes", "TotalCount": vlist.len(), "Active": vol_active,
+               "Size": human_size(vol_total), "Reclaimable": pct(vol_reclaim, vol_total)}),
+        json!({"Type": "Build Cache", "TotalCount": 0, "Active": 0,
+               "Size": "0B", "Reclaimable": "0B"}),
+    ];
+    let mut out = io::stdout().lock();
+    if let Some(f) = &a.format {
+        let t = Template::new(json_alias(f))?;
+        let mut lines = Vec::new();
+        if t.is_table() {
+            lines.push(t.render(&json!({"Type": "TYPE", "TotalCount": "TOTAL",
+                "Active": "ACTIVE", "Size": "SIZE", "Reclaimable": "RECLAIMABLE"}))?);
+        }
+        for r in &rows {
+            lines.push(t.render(r)?);
+        }
+        let text = if t.is_table() {
+            tabwrite(&lines)
+        } else {
+            lines.join("\n")
+        };
+        writeln!(out, "{text}")?;
+        return Ok(0);
+    }
+    if !a.verbose {
+        let mut lines = vec!["TYPE\tTOTAL\tACTIVE\tSIZE\tRECLAIMABLE".to_string()];
+        for r in &rows {
+            lines.push(format!(
+                "{}\t{}\t{}\t{}\t{}",
+                r["Type"].as_str().unwrap_or(""),
+                r["TotalCount"],
+                r["Active"],
+                r["Size"].as_str().unwrap_or(""),
+                r["Reclaimable"].as_str().unwrap_or("")
+            ));
+        }
+        writeln!(out, "{}", tabwrite(&lines))?;
+        return Ok(0);
+    }
+    // -v: one table per kind, like docker.
+    writeln!(out, "Images space usage:\n")?;
+    let mut lines = vec![
+        "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE\tSHARED SIZE\tUNIQUE SIZE\tCONTAINERS"
+            .to_string(),
+    ];
+    for u in &usage {
+        let i = &u.rec;
+        let n = ctrs.iter().filter(|c| c.image == i.id.to_string()).count();
+        let shared = shared_of(u);
+        let names: Vec<(String, String)> = if i.tags.is_empty() {
+            vec![("<none>".into(), "<none>".into())]
+        } else {
+            i.tags
+                .iter()
+                .map(|t| skiff_image::names::split_tag(t))
+                .collect()
+        };
+        for (repo, tag) in names {
+            lines.push(format!(
+                "{repo}\t{tag}\t{}\t{}\t{}\t{}\t{}\t{n}",
+                i.id.short(),
+                skiff_image::time::ago(i.created),
+                human_size(i.size),
+                human_size(shared),
+                human_size(i.size.saturating_sub(shared))
+            ));
+        }
+    }
+    writeln!(out, "{}\n", tabwrite(&lines))?;
+    writeln!(out, "Containers space usage:\n")?;
+    let mut lines = vec!["CONTAINER ID\tIMAGE\tSIZE\tSTATUS".to_string()];
+    for (c, (_, size, _)) in ctrs.iter().zip(&ctr_sizes) {
+        lines.push(format!(
+            "{}\t{}\t{}\t{}",
+            &c.id[..12.min(c.id.len())],
+            c.image
+                .trim_start_matches("sha256:")
+                .get(..12)
+                .unwrap_or(""),
+            human_size(*size),
+            c.status
+        ));
+    }
+    writeln!(out, "{}\n", tabwrite(&lines))?;
+    writeln!(out, "Local Volumes space usage:\n")?;
+    let mut lines = vec!["VOLUME NAME\tLINKS\tSIZE".to_string()];
+    for (n, l, s) in &vol_rows {
+        lines.push(format!("{n}\t{l}\t{}", human_size(*s)));
+    }
+    writeln!(out, "{}\n", tabwrite(&lines))?;
+    writeln!(out, "Build cache usage: 0B")?;
+    Ok(0)
+}
+
+fn events_cmd(cli: &Cli, a: &EventsArgs) -> Result<i32> {
+    let now = events::now_nano();
+    let bound = |what: &str, s: &Option<String>| -> Result<Option<i64>> {
+        match s {
+            None => Ok(None),
+            Some(s) => match events::parse_time_bound(s, now) {
+                Some(t) => Ok(Some(t)),
+                None => bail!("invalid value for --{what}: {s:?} is not a timestamp or duration"),
+            },
+        }
+    };
+    let since = bound("since", &a.since)?;
+    let until = bound("until", &a.until)?;
+    let filter = EventFilter::parse(&a.filter).map_err(anyhow::Error::msg)?;
+    let template = a
+        .format
+        .as_deref()
+        .map(|f| Template::new(json_alias(f)))
+        .transpose()?;
+    let mut out = io::stdout().lock();
+    let mut print = |ev: &events::Event| -> bool {
+        if !filter.matches(ev) {
+            return true;
+        }
+        let line = match &template {
+            Some(t) => match t.render(&ev.to_docker_json()) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("skiff: {e}");
+                    return false;
+                }
+            },
+            None => ev.to_line(),
+        };
+        writeln!(out, "{line}").is_ok() && out.flush().is_ok()
+    };
+    // Stored events first when a window into the past was asked for.
+    if since.is_some() || until.is_some() {
+        let upto = until.unwrap_or(now).min(now);
+        for ev in events::read(&cli.root, since.unwrap_or(0), upto)? {
+            if !print(&ev) {
+                return Ok(0);
+            }
+        }
+    }
+    if until.is_some_and(|u| u <= now) {
+        return Ok(0);
+    }
+    std::fs::create_dir_all(&cli.root).with_context(|| format!("create {}", cli.root.display()))?;
+    // With a window into the past the live file is read from its start and what `read` already
+    // printed is skipped, so nothing written in between is lost.
+    let from_start = since.is_some();
+    events::follow(&cli.root, from_start, until, |ev| {
+        (from_start && ev.time_nano <= now) || print(ev)
+    })?;
+    Ok(0)
+}
+
+fn completion(a: &CompletionArgs) -> Result<i32> {
+    let mut cmd = Cli::command();
+    let mut out = io::stdout().lock();
+    match a.shell {
+        Shell::Bash => {
+            clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, "skiff", &mut out)
+        }
+        Shell::Zsh => {
+            clap_complete::generate(clap_complete::Shell::Zsh, &mut cmd, "skiff", &mut out)
+        }
+        Shell::Fish => {
+            clap_complete::generate(clap_complete::Shell::Fish, &mut cmd, "skiff", &mut out)
+        }
+    }
+    Ok(0)
+}
+
+/// Writes `skiff.1` and one page per (nested) subcommand, `skiff-volume-create.1` style.
+fn generate_man(a: &ManArgs) -> Result<i32> {
+    fn render(cmd: &clap::Command, name: &str, dir: &Path, n: &mut usize) -> Result<()> {
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(cmd.clone()).render(&mut buf)?;
+        let path = dir.join(format!("{name}.1"));
+        std::fs::write(&path, buf).with_context(|| format!("write {}", path.display()))?;
+        *n += 1;
+        for sub in cmd.get_subcommands() {
+            if sub.is_hide_set() || sub.get_name() == "help" {
+                continue;
+            }
+            render(sub, &format!("{name}-{}", sub.get_name()), dir, n)?;
+        }
+        Ok(())
+    }
+    std::fs::create_dir_all(&a.dir).with_context(|| format!("create {}", a.dir.display()))?;
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut n = 0;
+    render(&cmd, "skiff", &a.dir, &mut n)?;
+    eprintln!("wrote {n} man pages to {}", a.dir.display());
+    Ok(0)
+}
+
+/// Runs a system-level command; returns the exit code.
+pub fn run(cli: &Cli) -> Result<i32> {
+    use crate::Command as C;
+    match &cli.command {
+        C::Version(a) => version(a),
+        C::Info(a) | C::System(SystemCommand::Info(a)) => info_cmd(cli, a),
+        C::Events(a) | C::System(SystemCommand::Events(a)) => events_cmd(cli, a),
+        C::System(SystemCommand::Df(a)) => df(cli, a),
+        C::Completion(a) => completion(a),
+        C::GenerateMan(a) => generate_man(a),
+        _ => bail!("internal error: not a system command"),
+    }
+}
