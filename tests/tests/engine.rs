@@ -457,6 +457,26 @@ fn lifecycle_create_start_stop_restart_pause_rename_rm() {
     assert_eq!(code(&o), 1);
     assert_eq!(stderr(&o), "skiff: No such container: nosuch\n");
     env.ok(&["rm", "web2"]);
+    // Lifecycle events land in the event log with docker's attributes.
+    let ev = env.ok(&[
+        "events",
+        "--since",
+        "5m",
+        "--until",
+        "0s",
+        "--filter",
+        &format!("container={id}"),
+    ]);
+    let actions: Vec<&str> = ev
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    for a in [
+        "create", "start", "pause", "unpause", "rename", "kill", "die", "stop", "destroy",
+    ] {
+        assert!(actions.contains(&a), "no {a} event in {ev}");
+    }
+    assert!(ev.contains("exitCode=137"), "{ev}");
     env.assert_no_leftovers();
 }
 

@@ -798,6 +798,7 @@ pub fn create(
                 }
             }
         }
+        e.event(&c, "create", &[]);
         Ok(c)
     })();
     if result.is_err() {

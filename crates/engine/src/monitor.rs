@@ -347,6 +347,9 @@ fn create_and_start(
                     ..Default::default()
                 };
                 let _ = e.set_state_restarts(&a.id, &state, restarts);
+                if let Ok(Some(c)) = e.get(&a.id) {
+                    e.event(&c, "start", &[]);
+                }
             }
             format!("P{}", st.pid)
         }
@@ -434,6 +437,14 @@ fn record_exit(a: &MonitorArgs, code: i32, started_ok: bool, after: After, resta
     let Ok(e) = crate::Engine::open(&a.root, Some(&a.runroot)) else {
         return 1;
     };
+    if started_ok {
+        if let Ok(Some(c)) = e.get(&a.id) {
+            if oom {
+                e.event(&c, "oom", &[]);
+            }
+            e.event(&c, "die", &[("exitCode", &code.to_string())]);
+        }
+    }
     if after == After::Final {
         crate::proc::unmount(&dir.join("rootfs"));
         if a.auto_remove {

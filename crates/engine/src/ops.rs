@@ -78,6 +78,19 @@ fn read_exit_file(p: &Path) -> Option<(i32, bool, String)> {
 }
 
 impl Engine {
+    /// Appends a container event (docker's attributes) to the event log; best effort.
+    pub fn event(&self, c: &Container, action: &str, extra: &[(&str, &str)]) {
+        let ev = crate::events::container_event(
+            action,
+            &c.id,
+            &c.name,
+            &c.image_ref,
+            &c.config.labels,
+            extra,
+        );
+        let _ = crate::events::emit(&self.root, &ev);
+    }
+
     fn lock(&self, id: &str) -> Result<Lock> {
         if !self.lock_path(id).exists() {
             return Err(Error::NoSuchContainer(id.into()));
@@ -288,6 +301,7 @@ impl Engine {
             let _ = skiff_runtime::container::kill(&rt, &c.id, libc::SIGKILL, false);
             proc::wait_gone(mp, ms, Duration::from_secs(30));
         }
+        self.event(&c, "stop", &[]);
         match self.container(&c.id) {
             Ok(_) | Err(Error::NoSuchContainer(_)) => Ok(()),
             Err(e) => Err(e),
@@ -308,6 +322,7 @@ impl Engine {
             self.mark_no_restart(&c.id);
         }
         skiff_runtime::container::kill(&self.runtime_root(), &c.id, sig, false)?;
+        self.event(&c, "kill", &[("signal", &sig.to_string())]);
         Ok(())
     }
 
@@ -357,8 +372,9 @@ impl Engine {
             let _ = skiff_runtime::container::delete(&rt, id, true);
         }
         let _ = std::fs::remove_dir_all(self.run_dir(id));
-        if c.is_some() {
+        if let Some(c) = &c {
             volumes_api::release(self, id, volumes)?;
+            self.event(c, "destroy", &[]);
         }
         self.delete_row(id)?;
         if dir.exists() {
@@ -450,7 +466,9 @@ impl Engine {
         }
         c.state.status = if pause { "paused" } else { "running" }.into();
         c.state.paused = pause;
-        self.set_state(&id, &c.state)
+        self.set_state(&id, &c.state)?;
+        self.event(&c, if pause { "pause" } else { "unpause" }, &[]);
+        Ok(())
     }
 
     /// `pause`.
@@ -474,7 +492,11 @@ impl Engine {
                 "Renaming a container with the same name as its current name".into(),
             ));
         }
-        self.set_name(&id, &new)
+        self.set_name(&id, &new)?;
+        let mut renamed = c.clone();
+        renamed.name = new;
+        self.event(&renamed, "rename", &[("oldName", &format!("/{}", c.name))]);
+        Ok(())
     }
 
     /// The runtime state of a running container.
