@@ -102,6 +102,10 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<User> {
             }
         }
     }
+    if out.groups.is_empty() {
+        // As with docker, the process is always in its primary group's list (`id` shows it).
+        out.groups.push(out.gid);
+    }
     Ok(out)
 }
 
