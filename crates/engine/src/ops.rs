@@ -373,7 +373,9 @@ impl Engine {
         }
         let _ = std::fs::remove_dir_all(self.run_dir(id));
         if let Some(c) = &c {
-            volumes_api::release(self, id, volumes)?;
+            if c.mounts.iter().any(|m| m.kind == "volume") {
+                volumes_api::release(self, id, volumes)?;
+            }
             self.event(c, "destroy", &[]);
         }
         self.delete_row(id)?;
