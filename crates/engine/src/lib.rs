@@ -1,8 +1,100 @@
 //! skiff-engine owns containers as users see them: the state database (SQLite, WAL), names and ids,
 //! per-container locks, the per-container monitor process, logs, restart policies, volumes and events.
 //! It turns images (skiff-image) into OCI bundles and drives the runtime library (skiff-runtime).
+//!
+//! The API returns data and never prints, so the CLI (crates/skiff) and an API server share it.
+//! On disk (root defaults to `/var/lib/skiff`, the run dir to `/run/skiff`, or `<root>/run` when only
+//! a root is given):
+//!
+//! ```text
+//! <root>/skiff.db                     tables `containers` (+ the image store's tables)
+//! <root>/containers/<id>/             config.json (OCI bundle), rootfs/ (overlay), upper/, work/,
+//!                                     ctr.log (json-file), hostname, hosts, resolv.conf, exit
+//! <root>/locks/<id>                   the container's flock
+//! <runroot>/runtime/<id>/             the runtime library's state
+//! <runroot>/containers/<id>/          attach.sock, norestart (marker for the monitor)
+//! ```
 
+pub mod attach;
+pub mod create;
+pub mod db;
+pub mod error;
 pub mod events;
 pub mod info;
 pub mod init;
+pub mod inspect;
+pub mod lock;
+pub mod logs;
+pub mod model;
+pub mod monitor;
+pub mod names;
+pub mod ops;
+pub mod proc;
+pub mod spec;
 pub mod volumes;
+pub mod volumes_api;
+
+pub use error::{Error, Result};
+pub use model::Container;
+
+use std::path::{Path, PathBuf};
+
+use error::IoCtx;
+
+/// An open engine: paths plus a connection to the state database.
+pub struct Engine {
+    /// Persistent root.
+    pub root: PathBuf,
+    /// Runtime (tmpfs) dir.
+    pub runroot: PathBuf,
+    pub(crate) conn: rusqlite::Connection,
+}
+
+/// The run dir to use when only `root` is given: `/run/skiff` for the default root, `<root>/run`
+/// otherwise (so tests with temporary roots never share runtime state).
+pub fn default_runroot(root: &Path) -> PathBuf {
+    if root == Path::new("/var/lib/skiff") {
+        PathBuf::from("/run/skiff")
+    } else {
+        root.join("run")
+    }
+}
+
+impl Engine {
+    /// Opens (creating) the engine state under `root` and `runroot`.
+    pub fn open(root: &Path, runroot: Option<&Path>) -> Result<Engine> {
+        let runroot = runroot
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| default_runroot(root));
+        for d in [
+            root.join("containers"),
+            root.join("locks"),
+            runroot.join("containers"),
+        ] {
+            std::fs::create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
+        }
+        let conn = db::open(&root.join("skiff.db"))?;
+        Ok(Engine {
+            root: root.to_path_buf(),
+            runroot,
+            conn,
+        })
+    }
+    /// `<root>/containers/<id>`.
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.root.join("containers").join(id)
+    }
+    /// `<runroot>/containers/<id>`.
+    pub fn run_dir(&self, id: &str) -> PathBuf {
+        self.runroot.join("containers").join(id)
+    }
+    /// The runtime library's state root.
+    pub fn runtime_root(&self) -> PathBuf {
+        self.runroot.join("runtime")
+    }
+    /// The container's lock file (outside its directory, so `create` holds it before the
+    /// directory exists and the sweep never takes a directory that is being made).
+    pub fn lock_path(&self, id: &str) -> PathBuf {
+        self.root.join("locks").join(id)
+    }
+}

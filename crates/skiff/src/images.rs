@@ -568,8 +568,19 @@ fn rmi(store: &Store, a: &RmArgs) -> Result<i32> {
     for s in &a.images {
         let r = (|| -> Result<()> {
             let img = resolve(store, s)?;
-            // By name: untag; delete only when no name is left.
+            // Containers keep their image (docker: a conflict unless forced; forced only untags).
+            let users =
+                skiff_engine::db::containers_using_image(store.root(), &img.id.to_string())?;
             let by_name = names::normalize(s).ok().filter(|n| img.tags.contains(n));
+            let last_name = by_name.is_none() || img.tags.len() <= 1;
+            if let (Some(c), true, false) = (users.first(), last_name, a.force) {
+                bail!(
+                    "conflict: unable to remove repository reference \"{s}\" (must force) - container {} is using its referenced image {}",
+                    &c[..12],
+                    img.id.short()
+                );
+            }
+            // By name: untag; delete only when no name is left.
             if let Some(n) = by_name {
                 store.untag(&n)?;
                 image_event(store, "untag", &img.id, &img.id.to_string());
@@ -593,6 +604,9 @@ fn rmi(store: &Store, a: &RmArgs) -> Result<i32> {
             for rd in &img.repo_digests {
                 let (r, d) = rd.split_once('@').unwrap_or((rd, ""));
                 writeln!(out, "Untagged: {}@{d}", familiar(r))?;
+            }
+            if !users.is_empty() {
+                return Ok(());
             }
             store.delete_image(&img.id)?;
             image_event(store, "delete", &img.id, &img.id.to_string());
@@ -815,7 +829,9 @@ fn prune(store: &Store, a: &PruneArgs) -> Result<i32> {
     }
     let mut deleted = Vec::new();
     for img in store.list()? {
-        if img.tags.is_empty() || a.all {
+        let used = !skiff_engine::db::containers_using_image(store.root(), &img.id.to_string())?
+            .is_empty();
+        if (img.tags.is_empty() || a.all) && !used {
             for t in &img.tags {
                 store.untag(t)?;
                 image_event(store, "untag", &img.id, &img.id.to_string());

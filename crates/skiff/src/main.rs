@@ -1,6 +1,7 @@
 //! `skiff`: the docker-compatible command line. Thin: parses flags as docker does and calls the
 //! engine and image crates. Errors print as `skiff: <message>` and exit 125, like docker's CLI.
 
+mod containers;
 mod images;
 mod registry;
 mod system;
@@ -22,6 +23,9 @@ pub struct Cli {
     /// Root directory of skiff's persistent state.
     #[arg(long, global = true, default_value = "/var/lib/skiff")]
     pub root: PathBuf,
+    /// Directory of runtime state (default /run/skiff, or <root>/run when --root is given).
+    #[arg(long, global = true)]
+    pub runroot: Option<PathBuf>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -75,10 +79,20 @@ pub enum Command {
     /// Write man pages for skiff and every subcommand into DIR
     #[command(hide = true)]
     GenerateMan(system::ManArgs),
+    /// Container commands (run, ps, exec, ...)
+    #[command(flatten)]
+    Containers(Box<containers::TopCommand>),
 }
 
 fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("monitor") {
+        std::process::exit(containers::monitor(&argv[2..]));
+    }
     let cli = Cli::parse();
+    if let Command::Containers(c) = &cli.command {
+        std::process::exit(containers::run(&cli, c));
+    }
     let r = match &cli.command {
         Command::Volume(c) => volumes::run(&cli, c),
         Command::System(_)

@@ -100,7 +100,16 @@ fn eval(action: &str, v: &Value) -> Result<String, TemplateError> {
         [f, path, key] if *f == "index" => {
             let m = lookup(v, path)?;
             let k = key.trim_matches('"');
-            m.get(k).cloned().unwrap_or(Value::Null)
+            match (m, k.parse::<usize>()) {
+                (Value::Array(a), Ok(i)) => a.get(i).cloned().unwrap_or(Value::Null),
+                _ => m.get(k).cloned().unwrap_or(Value::Null),
+            }
+        }
+        [f, path, sep] if *f == "join" => {
+            let m = lookup(v, path)?;
+            let sep = sep.trim_matches('"');
+            let parts: Vec<String> = m.as_array().into_iter().flatten().map(go_format).collect();
+            Value::String(parts.join(sep))
         }
         _ => {
             return Err(TemplateError(format!(
@@ -125,6 +134,25 @@ fn apply(f: &str, v: Value) -> Result<Value, TemplateError> {
         "lower" => Value::String(go_format(&v).to_lowercase()),
         "println" => Value::String(format!("{}\n", go_format(&v))),
         "print" => Value::String(go_format(&v)),
+        "title" => Value::String(
+            go_format(&v)
+                .split(' ')
+                .map(|w| {
+                    let mut c = w.chars();
+                    match c.next() {
+                        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+                        None => String::new(),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        "len" => Value::from(match &v {
+            Value::Array(a) => a.len(),
+            Value::Object(m) => m.len(),
+            Value::String(s) => s.len(),
+            _ => 0,
+        }),
         other => return Err(TemplateError(format!("function {other:?} not defined"))),
     })
 }
@@ -201,9 +229,37 @@ impl Template {
     }
     /// Renders all rows (with the header and column alignment for tables), one line each.
     pub fn render_all(&self, rows: &[Value]) -> Result<String, TemplateError> {
+        self.render_all_with(rows, &[])
+    }
+    /// Like [`Template::render_all`], with header names for fields given by the caller
+    /// (`("ID", "CONTAINER ID")`) taking precedence over the defaults.
+    pub fn render_all_with(
+        &self,
+        rows: &[Value],
+        headers: &[(&str, &str)],
+    ) -> Result<String, TemplateError> {
         let mut lines = Vec::new();
-        if self.table {
+        if self.table && headers.is_empty() {
             lines.push(self.header());
+        } else if self.table {
+            let mut h = String::new();
+            for p in &self.pieces {
+                match p {
+                    Piece::Text(t) => h.push_str(t),
+                    Piece::Action(a) => {
+                        let field = a
+                            .split_whitespace()
+                            .last()
+                            .unwrap_or("")
+                            .trim_start_matches('.');
+                        match headers.iter().find(|(f, _)| *f == field) {
+                            Some((_, name)) => h.push_str(name),
+                            None => h.push_str(&header_for(a)),
+                        }
+                    }
+                }
+            }
+            lines.push(h);
         }
         for r in rows {
             lines.push(self.render(r)?);

@@ -1,0 +1,122 @@
+#!/bin/sh
+# `skiff run --rm busybox true` — the whole daemonless path: CLI, SQLite, overlay mount, config.json,
+# monitor spawn, runtime create+start, exit, cleanup and removal — against a bare
+# `skiff-runtime run` of a bundle with the same config.json (the one the engine generated) and a
+# copy of the rootfs, and against `docker run --rm --network none busybox true` on the same image
+# when Debian's dockerd can be started here (its own socket, data root and exec root).
+# Then the idle memory of N monitors (`skiff run -d … sleep`), and of docker's shims if docker ran.
+# Prints mean times and `ratio skiff/runtime = X`, `ratio skiff/docker = Y`.
+# Needs root, hyperfine, jq, bc, busybox-static; DOCKER=0 skips docker. RUNS, N tune the sizes;
+# SKIFF_BIN_DIR skips the build.
+set -eu
+cd "$(dirname "$0")/.."
+# SKIFF_BIN_DIR names already built binaries; otherwise build the release ones.
+if [ -z "${SKIFF_BIN_DIR:-}" ]; then
+    cargo build --release -q -p skiff -p skiff-runtime-cli
+    SKIFF_BIN_DIR=$PWD/target/release
+fi
+SKIFF=$SKIFF_BIN_DIR/skiff
+RT=$SKIFF_BIN_DIR/skiff-runtime
+RUNS=${RUNS:-100}
+N=${N:-100}
+DOCKER=${DOCKER:-1}
+B=$(mktemp -d /tmp/skiff-bench-run.XXXXXX)
+R=$B/root
+DSOCK=$B/docker.sock
+cleanup() {
+    ids=$("$SKIFF" --root "$R" ps -aq 2>/dev/null || true)
+    [ -n "$ids" ] && "$SKIFF" --root "$R" rm -f $ids >/dev/null 2>&1 || true
+    if [ -f "$B/docker.pid" ]; then
+        ids=$(docker -H "unix://$DSOCK" ps -aq 2>/dev/null || true)
+        [ -n "$ids" ] && docker -H "unix://$DSOCK" rm -f $ids >/dev/null 2>&1 || true
+        kill "$(cat "$B/docker.pid")" 2>/dev/null || true
+        sleep 2
+    fi
+    grep " $B" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    for d in /sys/fs/cgroup/*/skiff-bench /sys/fs/cgroup/unified/skiff-bench; do
+        [ -d "$d" ] || continue
+        find "$d" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null || true
+        rmdir "$d" 2>/dev/null || true
+    done
+    rm -rf "$B"
+}
+trap cleanup EXIT INT TERM
+
+mkdir -p "$B/rootfs/bin" "$B/rootfs/etc" "$B/rootfs/proc" "$B/rootfs/sys" "$B/rootfs/dev" "$B/rootfs/tmp"
+cp /bin/busybox "$B/rootfs/bin/busybox"
+for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$B/rootfs/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' > "$B/rootfs/etc/passwd"
+echo 'root:x:0:' > "$B/rootfs/etc/group"
+"$SKIFF" --root "$R" import -c 'CMD ["sh"]' "$B/rootfs" busybox:latest >/dev/null
+
+# The bundle for the bare runtime: the config.json skiff generates for this container.
+id=$("$SKIFF" --root "$R" create --cgroup-parent skiff-bench busybox true)
+"$SKIFF" --root "$R" start "$id" >/dev/null
+"$SKIFF" --root "$R" wait "$id" >/dev/null
+mkdir -p "$B/bundle"
+cp -a "$B/rootfs" "$B/bundle/rootfs"
+jq '.linux.cgroupsPath = "/skiff-bench/bare"' "$R/containers/$id/config.json" > "$B/bundle/config.json"
+
+mean() { jq -r ".results[$1].mean * 1000" "$B/h.json"; }
+ratio() { echo "$1 / $2" | bc -l | cut -c1-5; }
+
+DOCKER_CMD=""
+if [ "$DOCKER" = 1 ] && command -v dockerd >/dev/null && command -v docker >/dev/null; then
+    dockerd --iptables=false --ip6tables=false --bridge=none -H "unix://$DSOCK" \
+        --data-root "$B/docker" --exec-root "$B/dexec" --pidfile "$B/docker.pid" \
+        >"$B/dockerd.log" 2>&1 &
+    for _ in $(seq 100); do docker -H "unix://$DSOCK" info >/dev/null 2>&1 && break; sleep 0.2; done
+    if docker -H "unix://$DSOCK" info >/dev/null 2>&1 &&
+        "$SKIFF" --root "$R" save busybox:latest | docker -H "unix://$DSOCK" load >/dev/null 2>&1; then
+        DOCKER_CMD="docker -H unix://$DSOCK run --rm --network none busybox true"
+    else
+        echo "docker: dockerd did not come up here (see $B/dockerd.log); not measured"
+    fi
+fi
+
+echo "== run --rm busybox true ($RUNS runs)"
+if [ -n "$DOCKER_CMD" ]; then
+    hyperfine -N --warmup 5 --runs "$RUNS" --export-json "$B/h.json" \
+        "$SKIFF --root $R run --rm --cgroup-parent skiff-bench busybox true" \
+        "$RT --root $B/rt run --bundle $B/bundle bare" \
+        "$DOCKER_CMD" >/dev/null
+else
+    hyperfine -N --warmup 5 --runs "$RUNS" --export-json "$B/h.json" \
+        "$SKIFF --root $R run --rm --cgroup-parent skiff-bench busybox true" \
+        "$RT --root $B/rt run --bundle $B/bundle bare" >/dev/null
+fi
+S=$(mean 0); T=$(mean 1)
+printf 'skiff run --rm %.2f ms   skiff-runtime run %.2f ms\n' "$S" "$T"
+echo "ratio skiff/runtime = $(ratio "$S" "$T")"
+if [ -n "$DOCKER_CMD" ]; then
+    D=$(mean 2)
+    printf 'docker run --rm %.2f ms\n' "$D"
+    echo "ratio skiff/docker = $(ratio "$S" "$D")"
+fi
+
+echo "== idle memory of $N containers (busybox sleep)"
+for _ in $(seq "$N"); do
+    "$SKIFF" --root "$R" run -d --cgroup-parent skiff-bench busybox sleep 100000 >/dev/null
+done
+sleep 1
+sum() { awk -v k="$1" '$1 == k":" {s += $2; n++} END {printf "%d %d", s, n}'; }
+pids=$(pgrep -f "skiff monitor --root $R " || true)
+rss=$(for p in $pids; do cat "/proc/$p/smaps_rollup"; done | sum Rss)
+pss=$(for p in $pids; do cat "/proc/$p/smaps_rollup"; done | sum Pss)
+priv=$(for p in $pids; do cat "/proc/$p/smaps_rollup"; done | sum Private_Dirty)
+set -- $rss; RS=$1; CNT=$2
+set -- $pss; PS=$1
+set -- $priv; PD=$1
+echo "skiff monitors: $CNT, RSS avg $((RS / CNT)) KiB, PSS avg $((PS / CNT)) KiB, private dirty avg $((PD / CNT)) KiB"
+if [ -n "$DOCKER_CMD" ]; then
+    for _ in $(seq 10); do docker -H "unix://$DSOCK" run -d --network none busybox sleep 100000 >/dev/null; done
+    sleep 1
+    shims=$(pgrep -f containerd-shim || true)
+    if [ -n "$shims" ]; then
+        rss=$(for p in $shims; do cat "/proc/$p/smaps_rollup"; done | sum Rss)
+        pss=$(for p in $shims; do cat "/proc/$p/smaps_rollup"; done | sum Pss)
+        set -- $rss; RS=$1; CNT=$2
+        set -- $pss; PS=$1
+        echo "containerd shims: $CNT, RSS avg $((RS / CNT)) KiB, PSS avg $((PS / CNT)) KiB"
+    fi
+fi

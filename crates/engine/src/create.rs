@@ -1,0 +1,842 @@
+//! `create`: turning an image and docker's `run`/`create` flags into a container record, its
+//! directory (`upper/`, `work/`, `rootfs/`, hostname, hosts, resolv.conf) and volumes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use skiff_image::store::ImageRecord;
+use skiff_image::Store;
+
+use crate::error::{Error, IoCtx, Result};
+use crate::model::{
+    Config, Container, HostConfig, LogConfig, MountPoint, MountSpec, RestartPolicy, State, Ulimit,
+    ZERO_TIME,
+};
+use crate::{names, spec, volumes_api, Engine};
+
+/// The flags of `run`/`create`, as typed.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    /// The image as typed.
+    pub image: String,
+    /// `--name`.
+    pub name: Option<String>,
+    /// Command and arguments after the image.
+    pub cmd: Vec<String>,
+    /// `--entrypoint` (empty string clears the image's).
+    pub entrypoint: Option<String>,
+    /// `-e` (KEY=VALUE or KEY, taken from our environment).
+    pub env: Vec<String>,
+    /// `--env-file` paths.
+    pub env_files: Vec<PathBuf>,
+    /// `-w`.
+    pub workdir: Option<String>,
+    /// `-u`.
+    pub user: Option<String>,
+    /// `-h`.
+    pub hostname: Option<String>,
+    /// `-t`.
+    pub tty: bool,
+    /// `-i`.
+    pub interactive: bool,
+    /// Foreground run: attach the streams (and stdin once with `-i`).
+    pub attach: bool,
+    /// `-l`.
+    pub labels: Vec<String>,
+    /// `--label-file` paths.
+    pub label_files: Vec<PathBuf>,
+    /// `-v`.
+    pub volumes: Vec<String>,
+    /// `--mount`.
+    pub mounts: Vec<String>,
+    /// `--tmpfs`.
+    pub tmpfs: Vec<String>,
+    /// `--volumes-from`.
+    pub volumes_from: Vec<String>,
+    /// `--restart`.
+    pub restart: Option<String>,
+    /// `--rm`.
+    pub auto_remove: bool,
+    /// `--read-only`.
+    pub read_only: bool,
+    /// `--privileged`.
+    pub privileged: bool,
+    /// `--cap-add`.
+    pub cap_add: Vec<String>,
+    /// `--cap-drop`.
+    pub cap_drop: Vec<String>,
+    /// `--security-opt`.
+    pub security_opt: Vec<String>,
+    /// `--memory`.
+    pub memory: Option<String>,
+    /// `--cpus`.
+    pub cpus: Option<String>,
+    /// `--pids-limit`.
+    pub pids_limit: Option<i64>,
+    /// `--ulimit`.
+    pub ulimits: Vec<String>,
+    /// `--stop-signal`.
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`.
+    pub stop_timeout: Option<i64>,
+    /// `--network`.
+    pub network: Option<String>,
+    /// `--cgroup-parent`.
+    pub cgroup_parent: Option<String>,
+    /// `--log-driver`.
+    pub log_driver: Option<String>,
+    /// `--log-opt`.
+    pub log_opts: Vec<String>,
+    /// `--init`.
+    pub init: bool,
+}
+
+fn image_config(store: &Store, img: &ImageRecord) -> Result<Value> {
+    let (cfg, _) = store.config(&img.id)?;
+    Ok(cfg.config.unwrap_or(Value::Null))
+}
+
+fn strings(v: &Value) -> Option<Vec<String>> {
+    v.as_array().map(|a| {
+        a.iter()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect()
+    })
+}
+
+fn set_env(env: &mut Vec<String>, kv: String) {
+    let key = kv.split_once('=').map(|x| x.0).unwrap_or(&kv).to_string();
+    env.retain(|e| e.split_once('=').map(|x| x.0).unwrap_or(e) != key);
+    env.push(kv);
+}
+
+fn read_lines(p: &Path, what: &str) -> Result<Vec<String>> {
+    let s = std::fs::read_to_string(p).ctx(|| format!("{what} {}", p.display()))?;
+    Ok(s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect())
+}
+
+fn env_entry(e: &str) -> Result<Option<String>> {
+    if e.is_empty() || e.starts_with('=') {
+        return Err(Error::Invalid(format!("invalid environment variable: {e}")));
+    }
+    if e.contains('=') {
+        return Ok(Some(e.to_string()));
+    }
+    Ok(std::env::var(e).ok().map(|v| format!("{e}={v}")))
+}
+
+/// Parses `--restart`.
+pub fn parse_restart(s: &str) -> Result<RestartPolicy> {
+    let (name, n) = match s.split_once(':') {
+        Some((a, b)) => (a, Some(b)),
+        None => (s, None),
+    };
+    let bad = || Error::Invalid(format!("invalid restart policy format: {s}"));
+    match (name, n) {
+        ("no" | "", None) => Ok(RestartPolicy {
+            name: "no".into(),
+            maximum_retry_count: 0,
+        }),
+        ("always" | "unless-stopped", None) => Ok(RestartPolicy {
+            name: name.into(),
+            maximum_retry_count: 0,
+        }),
+        ("on-failure", n) => Ok(RestartPolicy {
+            name: name.into(),
+            maximum_retry_count: match n {
+                Some(n) => n.parse().map_err(|_| bad())?,
+                None => 0,
+            },
+        }),
+        ("always" | "unless-stopped" | "no", Some(_)) => Err(Error::Invalid(format!(
+            "invalid restart policy format: maximum retry count cannot be used with restart policy '{name}'"
+        ))),
+        _ => Err(bad()),
+    }
+}
+
+/// Parses `--ulimit name=soft[:hard]`.
+pub fn parse_ulimit(s: &str) -> Result<Ulimit> {
+    let bad = || Error::Invalid(format!("invalid ulimit argument: {s}"));
+    let (name, v) = s.split_once('=').ok_or_else(bad)?;
+    let known = [
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+        "as",
+    ];
+    if !known.contains(&name) {
+        return Err(Error::Invalid(format!("invalid ulimit type: {name}")));
+    }
+    let (soft, hard) = match v.split_once(':') {
+        Some((a, b)) => (a, b),
+        None => (v, v),
+    };
+    let soft: i64 = soft.parse().map_err(|_| bad())?;
+    let hard: i64 = hard.parse().map_err(|_| bad())?;
+    if soft > hard {
+        return Err(Error::Invalid(format!(
+            "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
+        )));
+    }
+    Ok(Ulimit {
+        name: name.into(),
+        soft,
+        hard,
+    })
+}
+
+/// A mount still to be realized (volumes are created once the id exists).
+struct PendingMount {
+    mp: MountPoint,
+    volume: Option<Option<String>>,
+}
+
+fn parse_volume_flag(v: &str) -> Result<PendingMount> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let bad = || Error::Invalid(format!("invalid volume specification: '{v}'"));
+    let (src, dst, mode) = match parts.as_slice() {
+        [d] => (None, *d, ""),
+        [s, d] => (Some(*s), *d, ""),
+        [s, d, m] => (Some(*s), *d, *m),
+        _ => return Err(bad()),
+    };
+    if !dst.starts_with('/') {
+        return Err(Error::Invalid(format!(
+            "invalid volume specification: '{v}': invalid mount config: destination must be an absolute path"
+        )));
+    }
+    let mut rw = true;
+    let mut propagation = String::new();
+    for m in mode.split(',').filter(|m| !m.is_empty()) {
+        match m {
+            "ro" => rw = false,
+            "rw" => rw = true,
+            "z" | "Z" | "nocopy" | "copy" => {}
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" => {
+                propagation = m.to_string()
+            }
+            _ => return Err(bad()),
+        }
+    }
+    let mut mp = MountPoint {
+        destination: dst.trim_end_matches('/').to_string(),
+        mode: mode.to_string(),
+        rw,
+        ..Default::default()
+    };
+    if mp.destination.is_empty() {
+        mp.destination = "/".into();
+    }
+    match src {
+        Some(s) if s.starts_with('/') => {
+            mp.kind = "bind".into();
+            mp.source = s.to_string();
+            mp.propagation = if propagation.is_empty() {
+                "rprivate".into()
+            } else {
+                propagation
+            };
+            Ok(PendingMount { mp, volume: None })
+        }
+        Some(s) => {
+            names::validate_name(s).map_err(|_| {
+                Error::Invalid(format!(
+                    "invalid volume specification: '{v}': \"{s}\" includes invalid characters for a local volume name"
+                ))
+            })?;
+            mp.kind = "volume".into();
+            mp.driver = "local".into();
+            Ok(PendingMount {
+                mp,
+                volume: Some(Some(s.to_string())),
+            })
+        }
+        None => {
+            mp.kind = "volume".into();
+            mp.driver = "local".into();
+            mp.anonymous = true;
+            Ok(PendingMount {
+                mp,
+                volume: Some(None),
+            })
+        }
+    }
+}
+
+fn parse_mount_flag(v: &str) -> Result<(PendingMount, MountSpec)> {
+    let mut kind = "volume".to_string();
+    let mut src = String::new();
+    let mut dst = String::new();
+    let mut ro = false;
+    let mut tmpfs_opts = Vec::new();
+    for kv in v.split(',') {
+        let (k, val) = match kv.split_once('=') {
+            Some((k, v)) => (k.trim(), v.trim()),
+            None => (kv.trim(), "true"),
+        };
+        match k {
+            "type" => kind = val.to_string(),
+            "source" | "src" => src = val.to_string(),
+            "target" | "destination" | "dst" => dst = val.to_string(),
+            "readonly" | "ro" => ro = matches!(val, "true" | "1"),
+            "tmpfs-size" => tmpfs_opts.push(format!("size={val}")),
+            "tmpfs-mode" => tmpfs_opts.push(format!("mode={val}")),
+            "bind-propagation" | "volume-nocopy" | "consistency" | "volume-driver" => {}
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "invalid argument for --mount: unexpected key '{k}' in '{kv}'"
+                )))
+            }
+        }
+    }
+    if dst.is_empty() {
+        return Err(Error::Invalid(format!(
+            "invalid argument \"{v}\" for \"--mount\" flag: target is required"
+        )));
+    }
+    let spec = MountSpec {
+        kind: kind.clone(),
+        source: src.clone(),
+        target: dst.clone(),
+        read_only: ro,
+    };
+    let mut mp = MountPoint {
+        kind: kind.clone(),
+        destination: dst.clone(),
+        rw: !ro,
+        ..Default::default()
+    };
+    let pending = match kind.as_str() {
+        "bind" => {
+            if !src.starts_with('/') {
+                return Err(Error::Invalid(format!(
+                    "invalid argument \"{v}\" for \"--mount\" flag: bind source must be an absolute path"
+                )));
+            }
+            if !Path::new(&src).exists() {
+                return Err(Error::Invalid(format!(
+                    "invalid mount config for type \"bind\": bind source path does not exist: {src}"
+                )));
+            }
+            mp.source = src;
+            mp.propagation = "rprivate".into();
+            PendingMount { mp, volume: None }
+        }
+        "volume" => {
+            mp.driver = "local".into();
+            mp.mode = "z".into();
+            if src.is_empty() {
+                mp.anonymous = true;
+                PendingMount {
+                    mp,
+                    volume: Some(None),
+                }
+            } else {
+                PendingMount {
+                    mp,
+                    volume: Some(Some(src)),
+                }
+            }
+        }
+        "tmpfs" => {
+            mp.options = if tmpfs_opts.is_empty() {
+                String::new()
+            } else {
+                let mut o = vec!["nosuid".to_string(), "nodev".into(), "noexec".into()];
+                o.extend(tmpfs_opts);
+                o.join(",")
+            };
+            PendingMount { mp, volume: None }
+        }
+        other => {
+            return Err(Error::Invalid(format!(
+                "invalid argument \"{v}\" for \"--mount\" flag: mount type unknown: \"{other}\""
+            )))
+        }
+    };
+    Ok((pending, spec))
+}
+
+fn parse_tmpfs_flag(v: &str) -> Result<(PendingMount, String, String)> {
+    let (dst, opts) = match v.split_once(':') {
+        Some((d, o)) => (d, o),
+        None => (v, ""),
+    };
+    if !dst.starts_with('/') {
+        return Err(Error::Invalid(format!(
+            "invalid tmpfs mount: {v}: destination must be an absolute path"
+        )));
+    }
+    let mut o = vec!["rw".to_string(), "noexec".into(), "nosuid".into()];
+    if !opts.is_empty() {
+        o = opts.split(',').map(String::from).collect();
+    }
+    if !o.iter().any(|x| x.starts_with("size=")) {
+        o.push("size=65536k".into());
+    }
+    let mp = MountPoint {
+        kind: "tmpfs".into(),
+        destination: dst.to_string(),
+        rw: !o.iter().any(|x| x == "ro"),
+        options: o.join(","),
+        ..Default::default()
+    };
+    Ok((
+        PendingMount { mp, volume: None },
+        dst.to_string(),
+        opts.to_string(),
+    ))
+}
+
+/// Validates the request and creates the container; returns the record (state `created`).
+pub fn create(
+    e: &Engine,
+    store: &Store,
+    img: &ImageRecord,
+    req: &CreateRequest,
+) -> Result<Container> {
+    let icfg = image_config(store, img)?;
+    let given_name = match &req.name {
+        Some(n) => Some(names::validate_name(n)?),
+        None => None,
+    };
+    // Config.
+    let mut env: Vec<String> = strings(&icfg["Env"]).unwrap_or_default();
+    for f in &req.env_files {
+        for l in read_lines(f, "env file")? {
+            if let Some(kv) = env_entry(&l)? {
+                set_env(&mut env, kv);
+            }
+        }
+    }
+    for v in &req.env {
+        if let Some(kv) = env_entry(v)? {
+            set_env(&mut env, kv);
+        }
+    }
+    let (entrypoint, cmd) = match &req.entrypoint {
+        Some(ep) if ep.is_empty() => (None, Some(req.cmd.clone())),
+        Some(ep) => (Some(vec![ep.clone()]), Some(req.cmd.clone())),
+        None => {
+            let ep = strings(&icfg["Entrypoint"]);
+            let cmd = if req.cmd.is_empty() {
+                strings(&icfg["Cmd"])
+            } else {
+                Some(req.cmd.clone())
+            };
+            (ep, cmd)
+        }
+    };
+    let mut argv: Vec<String> = entrypoint.clone().unwrap_or_default();
+    argv.extend(cmd.clone().unwrap_or_default());
+    if argv.is_empty() {
+        return Err(Error::Invalid("no command specified".into()));
+    }
+    let mut labels: BTreeMap<String, String> = icfg["Labels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut label_lines = Vec::new();
+    for f in &req.label_files {
+        label_lines.extend(read_lines(f, "label file")?);
+    }
+    label_lines.extend(req.labels.iter().cloned());
+    for l in label_lines {
+        let (k, v) = l.split_once('=').unwrap_or((&l, ""));
+        if k.is_empty() {
+            return Err(Error::Invalid(format!("invalid label: {l}")));
+        }
+        labels.insert(k.to_string(), v.to_string());
+    }
+    let network = req.network.clone().unwrap_or_else(|| "default".into());
+    match network.as_str() {
+        "none" | "host" | "default" | "bridge" => {}
+        n => {
+            return Err(Error::Invalid(format!(
+                "network {n} not found (only none and host are available in this build)"
+            )))
+        }
+    }
+    let network = if network == "bridge" {
+        "default".to_string()
+    } else {
+        network
+    };
+    let restart = match &req.restart {
+        Some(r) => parse_restart(r)?,
+        None => RestartPolicy {
+            name: "no".into(),
+            maximum_retry_count: 0,
+        },
+    };
+    if req.auto_remove && !matches!(restart.name.as_str(), "no" | "") {
+        return Err(Error::Invalid(
+            "conflicting options: cannot specify both --restart and --rm".into(),
+        ));
+    }
+    let memory = match &req.memory {
+        Some(m) => {
+            let b = spec::parse_size(m)?;
+            if b > 0 && b < 6 << 20 {
+                return Err(Error::Invalid("Minimum memory limit allowed is 6MB".into()));
+            }
+            b
+        }
+        None => 0,
+    };
+    let nano_cpus = match &req.cpus {
+        Some(c) => {
+            let f: f64 = c.parse().map_err(|_| {
+                Error::Invalid(format!("invalid argument \"{c}\" for \"--cpus\" flag"))
+            })?;
+            let ncpu = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1) as f64;
+            if f <= 0.0 || f > ncpu {
+                return Err(Error::Invalid(format!(
+                    "range of CPUs is from 0.01 to {ncpu:.2}, as there are only {ncpu} CPUs available"
+                )));
+            }
+            (f * 1e9) as i64
+        }
+        None => 0,
+    };
+    let mut ulimits = Vec::new();
+    for u in &req.ulimits {
+        ulimits.push(parse_ulimit(u)?);
+    }
+    if let Some(s) = &req.stop_signal {
+        skiff_runtime::util::parse_signal(s)
+            .map_err(|_| Error::Invalid(format!("invalid signal: {s}")))?;
+    }
+    let mut log_config = LogConfig::default();
+    if let Some(d) = &req.log_driver {
+        if d != "json-file" {
+            return Err(Error::Invalid(format!(
+                "log driver {d}: only json-file is supported"
+            )));
+        }
+    }
+    for o in &req.log_opts {
+        let (k, v) = o
+            .split_once('=')
+            .ok_or_else(|| Error::Invalid(format!("invalid log opt: {o}")))?;
+        match k {
+            "max-size" => {
+                spec::parse_size(v)?;
+            }
+            "max-file" => {
+                let n: u32 = v
+                    .parse()
+                    .map_err(|_| Error::Invalid(format!("invalid value for max-file: {v}")))?;
+                if n == 0 {
+                    return Err(Error::Invalid("max-file cannot be less than 1".into()));
+                }
+            }
+            "compress" | "labels" | "env" | "tag" => {}
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "unknown log opt '{k}' for json-file log driver"
+                )))
+            }
+        }
+        log_config.config.insert(k.into(), v.into());
+    }
+    // Mounts (parsed before anything touches the disk).
+    let mut pending = Vec::new();
+    let mut binds = Vec::new();
+    for v in &req.volumes {
+        pending.push(parse_volume_flag(v)?);
+        binds.push(v.clone());
+    }
+    let mut mount_specs = Vec::new();
+    for v in &req.mounts {
+        let (p, s) = parse_mount_flag(v)?;
+        pending.push(p);
+        mount_specs.push(s);
+    }
+    let mut tmpfs_map = BTreeMap::new();
+    for v in &req.tmpfs {
+        let (p, d, o) = parse_tmpfs_flag(v)?;
+        pending.push(p);
+        tmpfs_map.insert(d, o);
+    }
+    let mut vfrom_ids = Vec::new();
+    for v in &req.volumes_from {
+        let (src, mode) = match v.split_once(':') {
+            Some((s, m)) => (s, Some(m)),
+            None => (v.as_str(), None),
+        };
+        let id = e.resolve_id(src)?;
+        let other = e
+            .get(&id)?
+            .ok_or_else(|| Error::NoSuchContainer(src.into()))?;
+        for m in &other.mounts {
+            if m.kind == "tmpfs" {
+                continue;
+            }
+            let mut mp = m.clone();
+            mp.anonymous = false;
+            if m.kind == "volume" && !m.name.is_empty() {
+                let name = m.name.clone();
+                if let Some(mode) = mode {
+                    mp.rw = mode != "ro";
+                    mp.mode = mode.into();
+                }
+                pending.push(PendingMount {
+                    mp,
+                    volume: Some(Some(name)),
+                });
+                continue;
+            }
+            if let Some(mode) = mode {
+                mp.rw = mode != "ro";
+                mp.mode = mode.into();
+            }
+            pending.push(PendingMount { mp, volume: None });
+        }
+        vfrom_ids.push(v.clone());
+    }
+    for (dst, _) in icfg["Volumes"].as_object().into_iter().flatten() {
+        let d = dst.trim_end_matches('/');
+        if !pending.iter().any(|p| p.mp.destination == d) {
+            pending.push(PendingMount {
+                mp: MountPoint {
+                    kind: "volume".into(),
+                    destination: d.to_string(),
+                    driver: "local".into(),
+                    rw: true,
+                    anonymous: true,
+                    ..Default::default()
+                },
+                volume: Some(None),
+            });
+        }
+    }
+    {
+        let mut seen = std::collections::BTreeSet::new();
+        for p in &pending {
+            if !seen.insert(p.mp.destination.clone()) {
+                return Err(Error::Invalid(format!(
+                    "Duplicate mount point: {}",
+                    p.mp.destination
+                )));
+            }
+        }
+    }
+    for p in &pending {
+        if p.mp.kind == "bind" && !Path::new(&p.mp.source).exists() {
+            // Docker creates missing `-v` host directories.
+            std::fs::create_dir_all(&p.mp.source)
+                .ctx(|| format!("create bind source {}", p.mp.source))?;
+        }
+    }
+
+    let lowers = store.layer_dirs(img)?;
+    let id = names::new_id();
+    let hostname = match &req.hostname {
+        Some(h) => h.clone(),
+        // Docker gives --network host containers the host's name.
+        None if network == "host" => nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| id[..12].to_string()),
+        None => id[..12].to_string(),
+    };
+    let dir = e.container_dir(&id);
+    let _lock = crate::lock::Lock::create(&e.lock_path(&id))?;
+    std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+    let result = (|| -> Result<Container> {
+        for d in ["upper", "work", "rootfs"] {
+            std::fs::create_dir_all(dir.join(d))
+                .ctx(|| format!("create {}", dir.join(d).display()))?;
+        }
+        std::fs::write(dir.join("hostname"), format!("{hostname}\n"))
+            .ctx(|| format!("write {}/hostname", dir.display()))?;
+        std::fs::write(dir.join("hosts"), spec::hosts_file(&hostname, &network))
+            .ctx(|| format!("write {}/hosts", dir.display()))?;
+        std::fs::write(dir.join("resolv.conf"), spec::resolv_conf(&network))
+            .ctx(|| format!("write {}/resolv.conf", dir.display()))?;
+        std::fs::write(dir.join("ctr.log"), b"")
+            .ctx(|| format!("write {}/ctr.log", dir.display()))?;
+        let mut mounts = Vec::new();
+        let mut volumes = Vec::new();
+        for p in pending {
+            let mut mp = p.mp;
+            if let Some(name) = p.volume {
+                let v = volumes_api::use_volume(e, name.as_deref(), &id)?;
+                mp.name = v.name.clone();
+                mp.source = v.mountpoint.to_string_lossy().into_owned();
+                volumes.push((v.name, mp.destination.clone()));
+            }
+            mounts.push(mp);
+        }
+        if !volumes.is_empty() {
+            // Fill new volumes with what the image has at their destination.
+            let rootfs = dir.join("rootfs");
+            skiff_image::overlay::mount_overlay(
+                &lowers,
+                &dir.join("upper"),
+                &dir.join("work"),
+                &rootfs,
+            )?;
+            let r = volumes
+                .iter()
+                .try_for_each(|(name, dst)| volumes_api::populate(e, name, &rootfs, dst));
+            crate::proc::unmount(&rootfs);
+            r?;
+        }
+        let name = given_name.clone();
+        let c = Container {
+            id: id.clone(),
+            name: name.clone().unwrap_or_default(),
+            created: crate::proc::now(),
+            path: argv[0].clone(),
+            args: argv[1..].to_vec(),
+            image: img.id.to_string(),
+            image_ref: req.image.clone(),
+            config: Config {
+                hostname: hostname.clone(),
+                user: req
+                    .user
+                    .clone()
+                    .unwrap_or_else(|| icfg["User"].as_str().unwrap_or("").to_string()),
+                attach_stdin: req.attach && req.interactive,
+                attach_stdout: req.attach,
+                attach_stderr: req.attach,
+                tty: req.tty,
+                open_stdin: req.interactive,
+                stdin_once: req.attach && req.interactive,
+                env,
+                cmd,
+                image: req.image.clone(),
+                volumes: icfg["Volumes"]
+                    .as_object()
+                    .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+                working_dir: req
+                    .workdir
+                    .clone()
+                    .unwrap_or_else(|| icfg["WorkingDir"].as_str().unwrap_or("").to_string()),
+                entrypoint,
+                labels,
+                stop_signal: req
+                    .stop_signal
+                    .clone()
+                    .or_else(|| icfg["StopSignal"].as_str().map(String::from)),
+                stop_timeout: req.stop_timeout,
+                ..Default::default()
+            },
+            host_config: HostConfig {
+                binds: (!binds.is_empty()).then_some(binds),
+                network_mode: network.clone(),
+                restart_policy: restart,
+                auto_remove: req.auto_remove,
+                cap_add: (!req.cap_add.is_empty()).then(|| req.cap_add.clone()),
+                cap_drop: (!req.cap_drop.is_empty()).then(|| req.cap_drop.clone()),
+                privileged: req.privileged,
+                readonly_rootfs: req.read_only,
+                security_opt: (!req.security_opt.is_empty()).then(|| req.security_opt.clone()),
+                memory,
+                nano_cpus,
+                pids_limit: req.pids_limit,
+                ulimits: (!ulimits.is_empty()).then_some(ulimits),
+                tmpfs: (!tmpfs_map.is_empty()).then_some(tmpfs_map),
+                cgroup_parent: req.cgroup_parent.clone().unwrap_or_default(),
+                log_config,
+                init: req.init.then_some(true),
+                mounts: (!mount_specs.is_empty()).then_some(mount_specs),
+                volumes_from: (!vfrom_ids.is_empty()).then_some(vfrom_ids),
+            },
+            mounts,
+            state: State {
+                status: "created".into(),
+                started_at: ZERO_TIME.into(),
+                finished_at: ZERO_TIME.into(),
+                ..Default::default()
+            },
+            restart_count: 0,
+            lower_dirs: lowers
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect(),
+            platform: img.platform.os.clone(),
+        };
+        let mut c = c;
+        match name {
+            Some(_) => e.insert(&c)?,
+            None => {
+                let mut tries = 0;
+                loop {
+                    c.name = names::random_name();
+                    match e.insert(&c) {
+                        Ok(()) => break,
+                        Err(Error::NameConflict { .. }) if tries < 20 => tries += 1,
+                        Err(err) => return Err(err),
+                    }
+                }
+            }
+        }
+        e.event(&c, "create", &[]);
+        Ok(c)
+    })();
+    if result.is_err() {
+        let _ = volumes_api::release(e, &id, true);
+        crate::proc::unmount(&dir.join("rootfs"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_file(e.lock_path(&id));
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags() {
+        assert_eq!(
+            parse_restart("on-failure:3").unwrap().maximum_retry_count,
+            3
+        );
+        assert_eq!(parse_restart("always").unwrap().name, "always");
+        assert!(parse_restart("always:2").is_err());
+        assert!(parse_restart("sometimes").is_err());
+        let u = parse_ulimit("nofile=100:200").unwrap();
+        assert_eq!((u.soft, u.hard), (100, 200));
+        assert!(parse_ulimit("nofile=300:200").is_err());
+        assert!(parse_ulimit("bogus=1").is_err());
+        let p = parse_volume_flag("/tmp:/data:ro").unwrap();
+        assert_eq!((p.mp.kind.as_str(), p.mp.rw), ("bind", false));
+        let p = parse_volume_flag("vol1:/data").unwrap();
+        assert_eq!(p.volume, Some(Some("vol1".into())));
+        let p = parse_volume_flag("/data").unwrap();
+        assert!(p.mp.anonymous);
+        assert!(parse_volume_flag("rel").is_err());
+        assert!(parse_mount_flag("type=bind,target=/x").is_err());
+        let (p, s) = parse_mount_flag("type=tmpfs,target=/t,tmpfs-size=1m").unwrap();
+        assert_eq!(s.kind, "tmpfs");
+        assert!(p.mp.options.contains("size=1m"));
+    }
+}

@@ -1,0 +1,945 @@
+//! `skiff monitor`: one small process per running container.
+//!
+//! `skiff run`/`start` spawns it detached (double fork + setsid, so it is nobody's child and outlives
+//! the CLI). The monitor makes itself a child subreaper and forks a short-lived child that calls the
+//! runtime library's create + start (the heavy code) with the container's stdio set to pipes (or a
+//! pty whose master comes back over a socket); that child exits, so the container's init is
+//! reparented to the monitor. The monitor then only polls: it copies output into the json-file log
+//! and to attached clients (unix socket `attach.sock`), feeds stdin, applies resizes, reaps the init,
+//! and on exit forks another short-lived child that records the exit (exit file, OOM flag, state
+//! database), deletes the runtime state, unmounts or removes the container, before it applies the
+//! restart policy (`no`, `on-failure[:N]`, `always`, `unless-stopped`, back-off doubling from
+//! 100 ms, reset after 10 s of running). The monitor itself never touches SQLite or serde, so its
+//! idle memory stays small.
+//!
+//! Fds at exec: 3 = notification pipe to the spawner (`0 <pid>\n` or `<code> <message>\n`),
+//! 4 = a pre-connected attach client (when `--attach-fd` is given).
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::attach;
+use crate::logs::LogWriter;
+
+/// The monitor's command line (after `skiff monitor`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MonitorArgs {
+    /// Engine root.
+    pub root: PathBuf,
+    /// Run dir.
+    pub runroot: PathBuf,
+    /// Container id.
+    pub id: String,
+    /// Container has a tty.
+    pub tty: bool,
+    /// Keep stdin open (`-i`).
+    pub stdin: bool,
+    /// Close stdin when the first attached client's stdin ends.
+    pub stdin_once: bool,
+    /// Restart policy name.
+    pub restart: String,
+    /// `on-failure:N`.
+    pub max_retries: i64,
+    /// `--rm`.
+    pub auto_remove: bool,
+    /// `max-size` in bytes (0 = none).
+    pub log_max_size: u64,
+    /// `max-file`.
+    pub log_max_file: u32,
+    /// fd 4 is a pre-connected attach client.
+    pub attach_fd: bool,
+    /// Restart count so far (continues the record's count).
+    pub restarts: i64,
+}
+
+impl MonitorArgs {
+    /// The argument vector after `monitor`.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut v = vec![
+            "--root".into(),
+            self.root.to_string_lossy().into_owned(),
+            "--runroot".into(),
+            self.runroot.to_string_lossy().into_owned(),
+            "--id".into(),
+            self.id.clone(),
+            "--restart".into(),
+            format!("{}:{}", self.restart, self.max_retries),
+            "--log".into(),
+            format!("{}:{}", self.log_max_size, self.log_max_file),
+            "--restarts".into(),
+            self.restarts.to_string(),
+        ];
+        for (on, f) in [
+            (self.tty, "--tty"),
+            (self.stdin, "--stdin"),
+            (self.stdin_once, "--stdin-once"),
+            (self.auto_remove, "--rm"),
+            (self.attach_fd, "--attach-fd"),
+        ] {
+            if on {
+                v.push(f.into());
+            }
+        }
+        v
+    }
+
+    /// Parses [`MonitorArgs::to_args`] output.
+    pub fn parse(args: &[String]) -> Option<MonitorArgs> {
+        let mut a = MonitorArgs::default();
+        let mut it = args.iter();
+        while let Some(k) = it.next() {
+            match k.as_str() {
+                "--root" => a.root = PathBuf::from(it.next()?),
+                "--runroot" => a.runroot = PathBuf::from(it.next()?),
+                "--id" => a.id = it.next()?.clone(),
+                "--restart" => {
+                    let (n, m) = it.next()?.split_once(':')?;
+                    a.restart = n.into();
+                    a.max_retries = m.parse().ok()?;
+                }
+                "--log" => {
+                    let (s, f) = it.next()?.split_once(':')?;
+                    a.log_max_size = s.parse().ok()?;
+                    a.log_max_file = f.parse().ok()?;
+                }
+                "--restarts" => a.restarts = it.next()?.parse().ok()?,
+                "--tty" => a.tty = true,
+                "--stdin" => a.stdin = true,
+                "--stdin-once" => a.stdin_once = true,
+                "--rm" => a.auto_remove = true,
+                "--attach-fd" => a.attach_fd = true,
+                _ => return None,
+            }
+        }
+        (!a.id.is_empty()).then_some(a)
+    }
+
+    fn container_dir(&self) -> PathBuf {
+        self.root.join("containers").join(&self.id)
+    }
+    fn run_dir(&self) -> PathBuf {
+        self.runroot.join("containers").join(&self.id)
+    }
+}
+
+/// The container's stdio as the monitor holds it.
+struct Io {
+    pid: i32,
+    out: Option<OwnedFd>,
+    err: Option<OwnedFd>,
+    stdin: Option<OwnedFd>,
+    tty: bool,
+}
+
+struct Client {
+    fd: OwnedFd,
+    flags: u8,
+    buf: Vec<u8>,
+    stdin_done: bool,
+}
+
+fn pipe() -> Option<(OwnedFd, OwnedFd)> {
+    let mut p = [0i32; 2];
+    // SAFETY: pipe2 fills two fds we then own.
+    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return None;
+    }
+    // SAFETY: both fds were just created and are owned by nobody else.
+    Some(unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) })
+}
+
+fn write_all(fd: RawFd, mut data: &[u8]) -> bool {
+    while !data.is_empty() {
+        // SAFETY: writing from a live buffer to an fd.
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if n < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return false;
+        }
+        if n == 0 {
+            return false;
+        }
+        data = &data[n as usize..];
+    }
+    true
+}
+
+fn read_to_end(fd: RawFd) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        // SAFETY: reading into a buffer we own.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        if n <= 0 {
+            return out;
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+    }
+}
+
+fn wait_pid(pid: i32) -> i32 {
+    let mut st = 0;
+    loop {
+        // SAFETY: waitpid on our own child.
+        let r = unsafe { libc::waitpid(pid, &mut st, 0) };
+        if r == pid {
+            return skiff_runtime::util::status_code(st);
+        }
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return -1;
+        }
+    }
+}
+
+fn fork() -> i32 {
+    // SAFETY: the monitor is single-threaded, so the child's copy of the process is consistent.
+    unsafe { libc::fork() }
+}
+
+fn exit_child(code: i32) -> ! {
+    // SAFETY: _exit ends a forked child without running the parent's destructors.
+    unsafe { libc::_exit(code) }
+}
+
+/// Runs `f` in a forked child and waits for it; the child's heap use never lands in the monitor.
+fn in_child(f: impl FnOnce() -> i32) -> i32 {
+    let pid = fork();
+    if pid == 0 {
+        let code = f();
+        exit_child(code);
+    }
+    if pid < 0 {
+        return -1;
+    }
+    wait_pid(pid)
+}
+
+fn dup_onto(fd: RawFd, target: RawFd) {
+    // SAFETY: dup2 onto a standard fd in a forked child.
+    unsafe { libc::dup2(fd, target) };
+}
+
+/// Forks the create+start child. Returns the container's stdio or (exit code, message).
+fn spawn(a: &MonitorArgs, restarts: i64) -> Result<Io, (i32, String)> {
+    let fail = |m: &str| {
+        (
+            125,
+            format!("monitor: {m}: {}", std::io::Error::last_os_error()),
+        )
+    };
+    let (ready_r, ready_w) = pipe().ok_or_else(|| fail("pipe"))?;
+    let mut io = Io {
+        pid: 0,
+        out: None,
+        err: None,
+        stdin: None,
+        tty: a.tty,
+    };
+    // Child ends: (stdin, stdout, stderr) or the console socket.
+    let mut child_fds: Vec<(OwnedFd, RawFd)> = Vec::new();
+    let mut console_pair = None;
+    if a.tty {
+        let (x, y) = skiff_runtime::console::socketpair().map_err(|e| (125, e.to_string()))?;
+        console_pair = Some((x, y));
+    } else {
+        let (or, ow) = pipe().ok_or_else(|| fail("pipe"))?;
+        let (er, ew) = pipe().ok_or_else(|| fail("pipe"))?;
+        io.out = Some(or);
+        io.err = Some(er);
+        child_fds.push((ow, 1));
+        child_fds.push((ew, 2));
+        if a.stdin {
+            let (ir, iw) = pipe().ok_or_else(|| fail("pipe"))?;
+            io.stdin = Some(iw);
+            child_fds.push((ir, 0));
+        }
+    }
+    let pid = fork();
+    if pid < 0 {
+        return Err(fail("fork"));
+    }
+    if pid == 0 {
+        drop(ready_r);
+        let null = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .map(OwnedFd::from)
+            .ok();
+        if let Some(n) = &null {
+            for t in 0..3 {
+                dup_onto(n.as_raw_fd(), t);
+            }
+        }
+        for (fd, t) in &child_fds {
+            dup_onto(fd.as_raw_fd(), *t);
+        }
+        let console = match console_pair {
+            Some((_, y)) => skiff_runtime::container::Console::Fd(y),
+            None => skiff_runtime::container::Console::None,
+        };
+        let msg = create_and_start(a, console, restarts);
+        let _ = write_all(ready_w.as_raw_fd(), msg.as_bytes());
+        exit_child(0);
+    }
+    drop(ready_w);
+    drop(child_fds);
+    let msg = String::from_utf8_lossy(&read_to_end(ready_r.as_raw_fd())).into_owned();
+    wait_pid(pid);
+    let Some(rest) = msg.strip_prefix('P') else {
+        let (code, m) = msg
+            .strip_prefix('E')
+            .and_then(|r| r.split_once(' '))
+            .map(|(c, m)| (c.parse().unwrap_or(125), m.to_string()))
+            .unwrap_or((125, "monitor: the container did not start".to_string()));
+        return Err((code, m));
+    };
+    io.pid = rest.trim().parse().unwrap_or(0);
+    if let Some((x, _)) = console_pair {
+        match skiff_runtime::console::recv_master(x.as_raw_fd()) {
+            Ok(m) => io.out = Some(m),
+            Err(e) => return Err((125, format!("receive the terminal: {e}"))),
+        }
+    }
+    Ok(io)
+}
+
+/// In the forked child: runtime create + start, then the state database. Returns `P<pid>` or
+/// `E<code> <message>`.
+fn create_and_start(
+    a: &MonitorArgs,
+    console: skiff_runtime::container::Console,
+    restarts: i64,
+) -> String {
+    let rt = a.runroot.join("runtime");
+    // Leftovers of a previous run (a monitor killed before it cleaned up).
+    let _ = skiff_runtime::container::delete(&rt, &a.id, true);
+    let opts = skiff_runtime::container::CreateOpts {
+        root: rt.clone(),
+        id: a.id.clone(),
+        bundle: a.container_dir(),
+        console,
+        ..Default::default()
+    };
+    let r = skiff_runtime::container::create(opts)
+        .and_then(|_| skiff_runtime::container::start(&rt, &a.id));
+    let engine = crate::Engine::open(&a.root, Some(&a.runroot));
+    match r {
+        Ok(st) => {
+            if let Ok(e) = &engine {
+                // SAFETY: getppid has no preconditions.
+                let monitor = unsafe { libc::getppid() };
+                let state = crate::model::State {
+                    status: "running".into(),
+                    running: true,
+                    pid: st.pid,
+                    started_at: crate::proc::now(),
+                    finished_at: crate::model::ZERO_TIME.into(),
+                    monitor_pid: monitor,
+                    monitor_start: crate::proc::start_time(monitor).unwrap_or(0),
+                    ..Default::default()
+                };
+                let _ = e.set_state_restarts(&a.id, &state, restarts);
+                if let Ok(Some(c)) = e.get(&a.id) {
+                    e.event(&c, "start", &[]);
+                }
+            }
+            format!("P{}", st.pid)
+        }
+        Err(err) => {
+            let _ = skiff_runtime::container::delete(&rt, &a.id, true);
+            let msg = err.to_string();
+            let code = crate::error::start_code(&msg);
+            if let Ok(e) = &engine {
+                if let Ok(Some(c)) = e.get(&a.id) {
+                    let mut state = c.state.clone();
+                    if restarts == c.restart_count && !c.state.running {
+                        // First start: docker leaves a failed container "created".
+                        state.status = if c.state.started_at.is_empty()
+                            || c.state.started_at == crate::model::ZERO_TIME
+                        {
+                            "created".into()
+                        } else {
+                            "exited".into()
+                        };
+                    } else {
+                        state.status = "exited".into();
+                    }
+                    state.running = false;
+                    state.restarting = false;
+                    state.pid = 0;
+                    state.exit_code = code;
+                    state.error = msg.clone();
+                    state.monitor_pid = 0;
+                    state.monitor_start = 0;
+                    let _ = e.set_state(&a.id, &state);
+                }
+            }
+            format!("E{code} {msg}")
+        }
+    }
+}
+
+fn oom_killed(cg: &skiff_cgroups::Cgroup) -> bool {
+    let count = |p: PathBuf, key: &str| -> u64 {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|s| {
+                s.lines().find_map(|l| {
+                    let mut it = l.split_whitespace();
+                    (it.next() == Some(key)).then(|| it.next()?.parse().ok())?
+                })
+            })
+            .unwrap_or(0)
+    };
+    if let Some(d) = cg.paths.get("memory") {
+        if count(d.join("memory.oom_control"), "oom_kill") > 0 {
+            return true;
+        }
+    }
+    if let Some(d) = cg.paths.get("unified") {
+        if count(d.join("memory.events"), "oom_kill") > 0 {
+            return true;
+        }
+    }
+    false
+}
+
+/// What to record after a run ended.
+#[derive(Clone, Copy, PartialEq)]
+enum After {
+    Restarting,
+    Final,
+}
+
+/// In a forked child: OOM check, runtime delete, exit file, database state (or removal).
+fn record_exit(a: &MonitorArgs, code: i32, started_ok: bool, after: After, restarts: i64) -> i32 {
+    let rt = a.runroot.join("runtime");
+    let oom = skiff_runtime::state::State::load(&rt, &a.id)
+        .map(|st| oom_killed(&st.cgroup))
+        .unwrap_or(false);
+    let _ = skiff_runtime::container::delete(&rt, &a.id, true);
+    let finished = crate::proc::now();
+    let dir = a.container_dir();
+    if started_ok {
+        let tmp = dir.join(".exit.tmp");
+        if std::fs::write(&tmp, format!("{code} {} {finished}\n", oom as u8)).is_ok() {
+            let _ = std::fs::rename(&tmp, dir.join("exit"));
+        }
+    }
+    let Ok(e) = crate::Engine::open(&a.root, Some(&a.runroot)) else {
+        return 1;
+    };
+    if started_ok {
+        if let Ok(Some(c)) = e.get(&a.id) {
+            if oom {
+                e.event(&c, "oom", &[]);
+            }
+            e.event(&c, "die", &[("exitCode", &code.to_string())]);
+        }
+    }
+    if after == After::Final {
+        crate::proc::unmount(&dir.join("rootfs"));
+        if a.auto_remove {
+            // The spawning CLI may still hold the lock for a moment; `rm -f` holds it while it
+            // waits for us and removes the container itself (it leaves a `removing` marker).
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !a.run_dir().join("removing").exists() && Instant::now() < deadline {
+                if let Ok(Some(_l)) = crate::lock::Lock::try_acquire(&e.lock_path(&a.id)) {
+                    let _ = e.remove_files(&a.id, true);
+                    return 0;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+    let Ok(Some(c)) = e.get(&a.id) else {
+        return 0;
+    };
+    let mut st = c.state.clone();
+    if started_ok {
+        st.exit_code = code;
+        st.oom_killed = oom;
+        st.finished_at = finished;
+        st.error.clear();
+    }
+    st.pid = 0;
+    st.paused = false;
+    if after == After::Restarting {
+        st.status = "restarting".into();
+        st.running = true;
+        st.restarting = true;
+    } else {
+        if started_ok || st.status != "created" {
+            st.status = "exited".into();
+        }
+        st.running = false;
+        st.restarting = false;
+        st.monitor_pid = 0;
+        st.monitor_start = 0;
+    }
+    let _ = e.set_state_restarts(&a.id, &st, restarts);
+    0
+}
+
+fn should_restart(a: &MonitorArgs, code: i32, restarts: i64) -> bool {
+    if a.run_dir().join("norestart").exists() || a.auto_remove {
+        return false;
+    }
+    match a.restart.as_str() {
+        "always" | "unless-stopped" => true,
+        "on-failure" => code != 0 && (a.max_retries <= 0 || restarts < a.max_retries),
+        _ => false,
+    }
+}
+
+fn signalfd_chld() -> Option<OwnedFd> {
+    // SAFETY: sigset manipulation on a zeroed set we own, then signalfd on it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let fd = libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC);
+        (fd >= 0).then(|| OwnedFd::from_raw_fd(fd))
+    }
+}
+
+fn listen(dir: &Path) -> Option<OwnedFd> {
+    let (_d, path) = attach::short_path(dir).ok()?;
+    let _ = std::fs::remove_file(dir.join("attach.sock"));
+    let l = std::os::unix::net::UnixListener::bind(&path).ok()?;
+    l.set_nonblocking(true).ok()?;
+    Some(OwnedFd::from(l))
+}
+
+fn accept(l: &OwnedFd) -> Option<OwnedFd> {
+    // SAFETY: accept4 on a listening socket; the new fd is owned below.
+    let fd = unsafe {
+        libc::accept4(
+            l.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    let tv = libc::timeval {
+        tv_sec: 2,
+        tv_usec: 0,
+    };
+    // SAFETY: setting a send timeout on the socket we own; tv outlives the call.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as u32,
+        );
+        Some(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+fn broadcast(clients: &mut Vec<Client>, kind: u8, data: &[u8]) {
+    let want = if kind == attach::STDERR { 4 } else { 2 };
+    let f = attach::frame(kind, data);
+    clients.retain(|c| {
+        if kind != attach::EXIT && c.flags & want == 0 {
+            return true;
+        }
+        write_all(c.fd.as_raw_fd(), &f)
+    });
+}
+
+fn set_winsize(fd: RawFd, rows: u16, cols: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads the winsize we pass.
+    unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
+}
+
+/// Handles the frames a client sent; false when it should be dropped.
+fn client_input(c: &mut Client, io: &mut Io, stdin_once: bool) -> bool {
+    let mut buf = [0u8; 8192];
+    // SAFETY: reading into a buffer we own.
+    let n = unsafe { libc::read(c.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    let closed = n <= 0;
+    if !closed {
+        c.buf.extend_from_slice(&buf[..n as usize]);
+    }
+    while c.buf.len() >= 5 {
+        let len = u32::from_be_bytes([c.buf[1], c.buf[2], c.buf[3], c.buf[4]]) as usize;
+        if c.buf.len() < 5 + len {
+            break;
+        }
+        let kind = c.buf[0];
+        let payload: Vec<u8> = c.buf[5..5 + len].to_vec();
+        c.buf.drain(..5 + len);
+        match kind {
+            attach::HELLO => c.flags = payload.first().copied().unwrap_or(0),
+            attach::STDIN if c.flags & 1 != 0 => {
+                let target = if io.tty {
+                    io.out.as_ref()
+                } else {
+                    io.stdin.as_ref()
+                };
+                if let Some(fd) = target {
+                    write_all(fd.as_raw_fd(), &payload);
+                }
+            }
+            attach::STDIN_EOF if c.flags & 1 != 0 => {
+                c.stdin_done = true;
+                if stdin_once && !io.tty {
+                    io.stdin = None;
+                }
+            }
+            attach::RESIZE if payload.len() == 4 => {
+                if let (true, Some(m)) = (io.tty, io.out.as_ref()) {
+                    let rows = u16::from_be_bytes([payload[0], payload[1]]);
+                    let cols = u16::from_be_bytes([payload[2], payload[3]]);
+                    set_winsize(m.as_raw_fd(), rows, cols);
+                }
+            }
+            _ => {}
+        }
+    }
+    if closed && c.flags & 1 != 0 && !c.stdin_done && stdin_once && !io.tty {
+        io.stdin = None;
+    }
+    !closed
+}
+
+/// Drops the monitor's clean file-backed pages (binary and library text and read-only data it
+/// touched while starting) from its resident set, and turns off fault-around for them, so an idle
+/// monitor keeps resident only the few pages its poll loop uses plus its small heap. Mappings with
+/// any private dirty page (relocated data) are left alone; the kernel re-reads dropped pages from
+/// the file on the next access, so this changes memory use only, never content.
+fn trim_rss() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    let mut cur: Option<(usize, usize, bool)> = None;
+    let mut clean = true;
+    let flush = |v: Option<(usize, usize, bool)>, clean: bool| {
+        if let Some((start, end, file_ro)) = v {
+            if file_ro && clean && end > start {
+                // SAFETY: the range is a whole read-only file mapping of ours with no private dirty
+                // page; MADV_DONTNEED only drops PTEs the kernel refills from the file.
+                unsafe {
+                    libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_RANDOM);
+                    libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+                }
+            }
+        }
+    };
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if let Some((a, b)) = first.split_once('-') {
+            if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
+                flush(cur.take(), clean);
+                let mut f = line.split_whitespace();
+                let perms = f.nth(1).unwrap_or("");
+                let path = f.nth(3).unwrap_or("");
+                let file_ro = path.starts_with('/') && !perms.contains('w');
+                cur = Some((a, b, file_ro));
+                clean = true;
+                continue;
+            }
+        }
+        if let Some(rest) = line
+            .strip_prefix("Private_Dirty:")
+            .or_else(|| line.strip_prefix("Anonymous:"))
+        {
+            if rest.trim().trim_end_matches("kB").trim() != "0" {
+                clean = false;
+            }
+        }
+    }
+    flush(cur.take(), clean);
+    drop(smaps);
+    // SAFETY: malloc_trim only returns free heap memory to the kernel.
+    unsafe { libc::malloc_trim(0) };
+}
+
+/// Serves one run of the container until its init exited and its output drained; returns the code.
+fn serve(
+    a: &MonitorArgs,
+    io: &mut Io,
+    sfd: &OwnedFd,
+    listener: Option<&OwnedFd>,
+    clients: &mut Vec<Client>,
+    log: &mut LogWriter,
+) -> i32 {
+    let mut exited: Option<i32> = None;
+    let mut deadline: Option<Instant> = None;
+    let mut trimmed = false;
+    let mut buf = [0u8; 16384];
+    loop {
+        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(4 + clients.len());
+        let pfd = |fd: RawFd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        fds.push(pfd(sfd.as_raw_fd()));
+        fds.push(pfd(listener.map(|l| l.as_raw_fd()).unwrap_or(-1)));
+        fds.push(pfd(io.out.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1)));
+        fds.push(pfd(io.err.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1)));
+        for c in clients.iter() {
+            fds.push(pfd(c.fd.as_raw_fd()));
+        }
+        let timeout = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()).as_millis() as i32,
+            None if !trimmed => 300,
+            None => -1,
+        };
+        // SAFETY: fds is a valid array of pollfd of the given length.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        if r == 0 && deadline.is_none() {
+            // Idle: give back the pages the busy part touched, then sleep in poll.
+            trim_rss();
+            trimmed = true;
+            continue;
+        }
+        trimmed = false;
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return exited.unwrap_or(255);
+        }
+        if fds[0].revents != 0 {
+            let mut si = [0u8; 128];
+            // SAFETY: draining the signalfd into a buffer we own.
+            while unsafe { libc::read(sfd.as_raw_fd(), si.as_mut_ptr().cast(), si.len()) } > 0 {}
+            loop {
+                let mut st = 0;
+                // SAFETY: reaping any child without blocking.
+                let p = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
+                if p <= 0 {
+                    break;
+                }
+                if p == io.pid {
+                    exited = Some(skiff_runtime::util::status_code(st));
+                    deadline = Some(Instant::now() + Duration::from_millis(2000));
+                }
+            }
+        }
+        if fds[1].revents != 0 {
+            if let Some(l) = listener {
+                while let Some(fd) = accept(l) {
+                    clients.push(Client {
+                        fd,
+                        flags: 0,
+                        buf: Vec::new(),
+                        stdin_done: false,
+                    });
+                }
+            }
+        }
+        for (i, stream) in [(2usize, 0usize), (3, 1)] {
+            if fds[i].revents == 0 {
+                continue;
+            }
+            let fd = if stream == 0 { &io.out } else { &io.err };
+            let Some(fd) = fd.as_ref() else { continue };
+            // SAFETY: reading into a buffer we own.
+            let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                let data = &buf[..n as usize];
+                log.write(stream, data);
+                broadcast(
+                    clients,
+                    if stream == 0 {
+                        attach::STDOUT
+                    } else {
+                        attach::STDERR
+                    },
+                    data,
+                );
+            } else if n == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR)
+            {
+                if stream == 0 {
+                    io.out = None;
+                } else {
+                    io.err = None;
+                }
+            }
+        }
+        let nclients = fds.len() - 4;
+        let mut keep = vec![true; clients.len()];
+        for (j, c) in clients.iter_mut().enumerate().take(nclients) {
+            if fds[4 + j].revents != 0 {
+                keep[j] = client_input(c, io, a.stdin_once);
+            }
+        }
+        let mut j = 0;
+        clients.retain(|_| {
+            j += 1;
+            keep[j - 1]
+        });
+        if let Some(code) = exited {
+            let drained = io.out.is_none() && io.err.is_none();
+            if drained || deadline.is_some_and(|d| Instant::now() >= d) {
+                io.stdin = None;
+                io.out = None;
+                io.err = None;
+                log.flush();
+                return code;
+            }
+        }
+    }
+}
+
+/// Entry point of `skiff monitor ARGS`; returns the process exit code.
+pub fn main(args: &[String]) -> i32 {
+    let Some(a) = MonitorArgs::parse(args) else {
+        eprintln!("skiff monitor: bad arguments");
+        return 2;
+    };
+    let keep_from = if a.attach_fd { 5 } else { 4 };
+    // SAFETY: process-wide settings of a single-threaded process; close_range drops every fd we
+    // inherited beyond stdio, the notification pipe and the attach client.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, keep_from as u32, u32::MAX, 0u32);
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+    }
+    // SAFETY: fd 3 is the notification pipe our spawner passed; we own it from here.
+    let mut notify = Some(unsafe { OwnedFd::from_raw_fd(3) });
+    let mut clients: Vec<Client> = Vec::new();
+    if a.attach_fd {
+        clients.push(Client {
+            // SAFETY: fd 4 is the pre-connected attach client our spawner passed.
+            fd: unsafe { OwnedFd::from_raw_fd(4) },
+            flags: 0,
+            buf: Vec::new(),
+            stdin_done: false,
+        });
+    }
+    if let Some(c) = clients.first_mut() {
+        // The pre-connected client sent its HELLO before we were spawned: read it before the
+        // container can produce output, so nothing is lost.
+        let mut p = libc::pollfd {
+            fd: c.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut p, 1, 2000) } > 0 {
+            let mut no_io = Io {
+                pid: 0,
+                out: None,
+                err: None,
+                stdin: None,
+                tty: false,
+            };
+            if !client_input(c, &mut no_io, false) {
+                clients.clear();
+            }
+        }
+    }
+    let Some(sfd) = signalfd_chld() else {
+        if let Some(n) = notify.take() {
+            let _ = write_all(n.as_raw_fd(), b"125 monitor: signalfd failed\n");
+        }
+        return 1;
+    };
+    let listener = listen(&a.run_dir());
+    let mut log = LogWriter::open(
+        &a.container_dir().join("ctr.log"),
+        a.log_max_size,
+        a.log_max_file,
+    );
+    let mut restarts = a.restarts;
+    let mut delay = Duration::from_millis(100);
+    let final_code = loop {
+        let began = Instant::now();
+        let first = notify.is_some();
+        let (code, started_ok) = match spawn(&a, restarts) {
+            Ok(mut io) => {
+                if let Some(n) = notify.take() {
+                    let _ = write_all(n.as_raw_fd(), format!("0 {}\n", io.pid).as_bytes());
+                }
+                // Pre-connected clients (foreground run) may have queued stdin already.
+                let code = serve(&a, &mut io, &sfd, listener.as_ref(), &mut clients, &mut log);
+                (code, true)
+            }
+            Err((code, msg)) => {
+                if let Some(n) = notify.take() {
+                    let _ = write_all(n.as_raw_fd(), format!("{code} {msg}\n").as_bytes());
+                }
+                (code, false)
+            }
+        };
+        let again = (started_ok || !first) && should_restart(&a, code, restarts);
+        let after = if again {
+            After::Restarting
+        } else {
+            After::Final
+        };
+        if !again {
+            // The monitor exits next: no need to keep this work out of its memory.
+            record_exit(&a, code, started_ok, after, restarts);
+            break code;
+        }
+        in_child(|| record_exit(&a, code, started_ok, after, restarts));
+        if began.elapsed() >= Duration::from_secs(10) {
+            delay = Duration::from_millis(100);
+        }
+        let until = Instant::now() + delay;
+        while Instant::now() < until {
+            if a.run_dir().join("norestart").exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        delay = (delay * 2).min(Duration::from_secs(60));
+        if a.run_dir().join("norestart").exists() {
+            in_child(|| record_exit(&a, code, false, After::Final, restarts));
+            break code;
+        }
+        restarts += 1;
+    };
+    broadcast(&mut clients, attach::EXIT, &final_code.to_be_bytes());
+    let _ = std::io::stdout().flush();
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_round_trip() {
+        let a = MonitorArgs {
+            root: "/r".into(),
+            runroot: "/run/x".into(),
+            id: "abc".into(),
+            tty: true,
+            stdin: true,
+            restart: "on-failure".into(),
+            max_retries: 3,
+            log_max_size: 1000,
+            log_max_file: 2,
+            attach_fd: true,
+            restarts: 1,
+            ..Default::default()
+        };
+        assert_eq!(MonitorArgs::parse(&a.to_args()), Some(a));
+        assert!(MonitorArgs::parse(&["--bogus".into()]).is_none());
+    }
+}

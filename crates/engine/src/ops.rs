@@ -1,0 +1,838 @@
+//! Container lifecycle verbs over the state database and the monitor: start (spawning the monitor),
+//! stop, kill, remove, wait, pause/unpause, rename, exec, top, stats, and the reconciliation that
+//! turns containers whose monitor died (or whose host rebooted) into `exited` ones.
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::error::{Error, IoCtx, Result};
+use crate::lock::Lock;
+use crate::model::{Container, State};
+use crate::monitor::MonitorArgs;
+use crate::{proc, spec, volumes_api, Engine};
+
+/// What `exec` runs.
+#[derive(Debug, Clone, Default)]
+pub struct ExecRequest {
+    /// Command and arguments.
+    pub cmd: Vec<String>,
+    /// `-d`.
+    pub detach: bool,
+    /// `-i`.
+    pub interactive: bool,
+    /// `-t`.
+    pub tty: bool,
+    /// `-e`.
+    pub env: Vec<String>,
+    /// `-u`.
+    pub user: Option<String>,
+    /// `-w`.
+    pub workdir: Option<String>,
+}
+
+fn signal(s: &str) -> Result<i32> {
+    skiff_runtime::util::parse_signal(s).map_err(|_| Error::Invalid(format!("invalid signal: {s}")))
+}
+
+/// Docker's go-units duration ("5 seconds", "About a minute", ...).
+pub fn human_duration(since_rfc3339: &str) -> String {
+    let secs = skiff_image::time::parse_rfc3339(since_rfc3339).unwrap_or(0);
+    let s = skiff_image::time::ago(secs);
+    s.strip_suffix(" ago").unwrap_or(&s).to_string()
+}
+
+/// Docker's STATUS column: `Up 5 seconds`, `Up 2 minutes (Paused)`, `Exited (0) 3 seconds ago`,
+/// `Created`, `Restarting (1) 2 seconds ago`.
+pub fn status_text(c: &Container) -> String {
+    let st = &c.state;
+    match st.status.as_str() {
+        "running" => format!("Up {}", human_duration(&st.started_at)),
+        "paused" => format!("Up {} (Paused)", human_duration(&st.started_at)),
+        "restarting" => format!(
+            "Restarting ({}) {} ago",
+            st.exit_code,
+            human_duration(&st.finished_at)
+        ),
+        "exited" => format!(
+            "Exited ({}) {} ago",
+            st.exit_code,
+            human_duration(&st.finished_at)
+        ),
+        "removing" => "Removal In Progress".into(),
+        "dead" => "Dead".into(),
+        _ => "Created".into(),
+    }
+}
+
+fn read_exit_file(p: &Path) -> Option<(i32, bool, String)> {
+    let s = std::fs::read_to_string(p).ok()?;
+    let mut it = s.split_whitespace();
+    let code = it.next()?.parse().ok()?;
+    let oom = it.next()? == "1";
+    let t = it.next().unwrap_or("").to_string();
+    Some((code, oom, t))
+}
+
+impl Engine {
+    /// Appends a container event (docker's attributes) to the event log; best effort.
+    pub fn event(&self, c: &Container, action: &str, extra: &[(&str, &str)]) {
+        let ev = crate::events::container_event(
+            action,
+            &c.id,
+            &c.name,
+            &c.image_ref,
+            &c.config.labels,
+            extra,
+        );
+        let _ = crate::events::emit(&self.root, &ev);
+    }
+
+    fn lock(&self, id: &str) -> Result<Lock> {
+        if !self.lock_path(id).exists() {
+            return Err(Error::NoSuchContainer(id.into()));
+        }
+        Lock::acquire(&self.lock_path(id)).map_err(|_| Error::NoSuchContainer(id.into()))
+    }
+
+    fn must_get(&self, id: &str) -> Result<Container> {
+        self.get(id)?
+            .ok_or_else(|| Error::NoSuchContainer(id.into()))
+    }
+
+    /// The container named by `s` (id, prefix or name), reconciled with its monitor.
+    pub fn container(&self, s: &str) -> Result<Container> {
+        let id = self.resolve_id(s)?;
+        let c = self.must_get(&id)?;
+        self.reconcile(c)
+    }
+
+    /// All containers, reconciled, oldest first.
+    pub fn list(&self) -> Result<Vec<Container>> {
+        let mut out = Vec::new();
+        let raw = self.list_raw()?;
+        self.sweep(&raw);
+        for c in raw {
+            match self.reconcile(c) {
+                Ok(c) => out.push(c),
+                Err(Error::NoSuchContainer(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    fn monitor_alive(c: &Container) -> bool {
+        proc::alive(c.state.monitor_pid, c.state.monitor_start)
+    }
+
+    /// If `c` claims to be running but its monitor is gone, kill what is left, record the exit
+    /// (from the monitor's exit file, else 137 when we had to kill it, else 255) and unmount.
+    pub fn reconcile(&self, c: Container) -> Result<Container> {
+        if !c.is_active() || Self::monitor_alive(&c) {
+            return Ok(c);
+        }
+        let Some(_l) = Lock::try_acquire(&self.lock_path(&c.id))? else {
+            return Ok(c);
+        };
+        self.reconcile_locked(&c.id)
+    }
+
+    fn reconcile_locked(&self, id: &str) -> Result<Container> {
+        let mut c = self.must_get(id)?;
+        if !c.is_active() || Self::monitor_alive(&c) {
+            return Ok(c);
+        }
+        let rt = self.runtime_root();
+        let mut killed = false;
+        if let Ok(st) = skiff_runtime::state::State::load(&rt, id) {
+            if st.init_alive() {
+                let _ = st.cgroup.thaw();
+                let _ = st.cgroup.kill_all(libc::SIGKILL);
+                // SAFETY: kill with integer arguments.
+                unsafe { libc::kill(st.pid, libc::SIGKILL) };
+                killed = true;
+            }
+            let _ = skiff_runtime::container::delete(&rt, id, true);
+        }
+        let dir = self.container_dir(id);
+        let (code, oom, finished) = match read_exit_file(&dir.join("exit")) {
+            Some(x) => x,
+            None => (if killed { 137 } else { 255 }, false, proc::now()),
+        };
+        proc::unmount(&dir.join("rootfs"));
+        if c.host_config.auto_remove {
+            self.remove_files(id, true)?;
+            return Err(Error::NoSuchContainer(id.into()));
+        }
+        c.state = State {
+            status: "exited".into(),
+            exit_code: code,
+            oom_killed: oom,
+            started_at: c.state.started_at.clone(),
+            finished_at: if finished.is_empty() {
+                proc::now()
+            } else {
+                finished
+            },
+            ..Default::default()
+        };
+        self.set_state(id, &c.state)?;
+        Ok(c)
+    }
+
+    /// Starts a created or stopped container: mounts its rootfs, writes config.json and spawns its
+    /// monitor; `attach` is a socket the monitor treats as an attached client from the first byte.
+    /// Returns the init's pid. A container that is already running is left alone (pid returned).
+    pub fn start(&self, s: &str, attach: Option<OwnedFd>) -> Result<i32> {
+        let id = self.resolve_id(s)?;
+        let _l = self.lock(&id)?;
+        let c = self.reconcile_locked(&id)?;
+        match c.state.status.as_str() {
+            "running" | "paused" | "restarting" => return Ok(c.state.pid),
+            "removing" | "dead" => {
+                return Err(Error::State(format!(
+                    "container {} is marked for removal and cannot be started",
+                    c.name
+                )))
+            }
+            _ => {}
+        }
+        let dir = self.container_dir(&id);
+        let rootfs = dir.join("rootfs");
+        if !proc::is_mountpoint(&rootfs) {
+            let lowers: Vec<std::path::PathBuf> =
+                c.lower_dirs.iter().map(std::path::PathBuf::from).collect();
+            skiff_image::overlay::mount_overlay(
+                &lowers,
+                &dir.join("upper"),
+                &dir.join("work"),
+                &rootfs,
+            )?;
+        }
+        let spec = match spec::build(&c, &dir, &rootfs) {
+            Ok(s) => s,
+            Err(e) => {
+                proc::unmount(&rootfs);
+                return Err(e);
+            }
+        };
+        let data = serde_json::to_vec(&spec).map_err(|e| Error::Other(e.to_string()))?;
+        std::fs::write(dir.join("config.json"), data)
+            .ctx(|| format!("write {}/config.json", dir.display()))?;
+        let _ = std::fs::remove_file(dir.join("exit"));
+        let run = self.run_dir(&id);
+        let _ = std::fs::remove_dir_all(&run);
+        std::fs::create_dir_all(&run).ctx(|| format!("create {}", run.display()))?;
+        let logcfg = &c.host_config.log_config.config;
+        let margs = MonitorArgs {
+            root: self.root.clone(),
+            runroot: self.runroot.clone(),
+            id: id.clone(),
+            tty: c.config.tty,
+            stdin: c.config.open_stdin,
+            stdin_once: c.config.stdin_once,
+            restart: c.host_config.restart_policy.name.clone(),
+            max_retries: c.host_config.restart_policy.maximum_retry_count,
+            auto_remove: c.host_config.auto_remove,
+            log_max_size: logcfg
+                .get("max-size")
+                .and_then(|s| spec::parse_size(s).ok())
+                .unwrap_or(0) as u64,
+            log_max_file: logcfg
+                .get("max-file")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1),
+            attach_fd: attach.is_some(),
+            restarts: c.restart_count,
+        };
+        match spawn_monitor(&margs, attach) {
+            Ok(pid) => Ok(pid),
+            Err(err) => {
+                if c.host_config.auto_remove {
+                    // The monitor cannot take our lock to honour --rm; do it here.
+                    let _ = self.remove_files(&id, true);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    fn mark_no_restart(&self, id: &str) {
+        let run = self.run_dir(id);
+        if run.is_dir() {
+            let _ = std::fs::write(run.join("norestart"), b"");
+        }
+    }
+
+    /// `stop`: the stop signal, then SIGKILL after `timeout` seconds (container's or 10).
+    pub fn stop(&self, s: &str, timeout: Option<i64>) -> Result<()> {
+        let c = self.container(s)?;
+        if !c.is_active() {
+            return Ok(());
+        }
+        self.mark_no_restart(&c.id);
+        let rt = self.runtime_root();
+        let t = timeout.or(c.config.stop_timeout).unwrap_or(10);
+        let sig = match &c.config.stop_signal {
+            Some(s) => signal(s)?,
+            None => libc::SIGTERM,
+        };
+        let st = skiff_runtime::state::State::load(&rt, &c.id).ok();
+        if c.state.status == "paused" {
+            if let Some(st) = &st {
+                let _ = st.cgroup.kill_all(libc::SIGKILL);
+                let _ = st.cgroup.thaw();
+            }
+        } else if t != 0 {
+            let _ = skiff_runtime::container::kill(&rt, &c.id, sig, false);
+        }
+        let (mp, ms) = (c.state.monitor_pid, c.state.monitor_start);
+        let gone = match t {
+            t if t < 0 => proc::wait_gone(mp, ms, Duration::from_secs(u32::MAX as u64)),
+            0 => false,
+            t => proc::wait_gone(mp, ms, Duration::from_secs(t as u64)),
+        };
+        if !gone {
+            let _ = skiff_runtime::container::kill(&rt, &c.id, libc::SIGKILL, true);
+            let _ = skiff_runtime::container::kill(&rt, &c.id, libc::SIGKILL, false);
+            proc::wait_gone(mp, ms, Duration::from_secs(30));
+        }
+        self.event(&c, "stop", &[]);
+        match self.container(&c.id) {
+            Ok(_) | Err(Error::NoSuchContainer(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `kill -s SIG`.
+    pub fn kill(&self, s: &str, sig: &str) -> Result<()> {
+        let sig = signal(sig)?;
+        let c = self.container(s)?;
+        if !matches!(c.state.status.as_str(), "running" | "paused") {
+            return Err(Error::State(format!(
+                "cannot kill container: {s}: container {} is not running",
+                c.id
+            )));
+        }
+        if sig == libc::SIGKILL {
+            self.mark_no_restart(&c.id);
+        }
+        skiff_runtime::container::kill(&self.runtime_root(), &c.id, sig, false)?;
+        self.event(&c, "kill", &[("signal", &sig.to_string())]);
+        Ok(())
+    }
+
+    /// `rm [-f] [-v]`.
+    pub fn remove(&self, s: &str, force: bool, volumes: bool) -> Result<()> {
+        let id = self.resolve_id(s)?;
+        let _l = self.lock(&id)?;
+        let c = self.reconcile_locked(&id)?;
+        if c.is_active() {
+            if !force {
+                let what = if c.state.status == "paused" {
+                    "container is paused and must be unpaused first"
+                } else {
+                    "container is running: stop the container before removing or force remove"
+                };
+                return Err(Error::State(format!(
+                    "cannot remove container \"/{}\": {what}",
+                    c.name
+                )));
+            }
+            self.mark_no_restart(&id);
+            let _ = std::fs::write(self.run_dir(&id).join("removing"), b"");
+            let rt = self.runtime_root();
+            if let Ok(st) = skiff_runtime::state::State::load(&rt, &id) {
+                let _ = st.cgroup.kill_all(libc::SIGKILL);
+                let _ = st.cgroup.thaw();
+                // SAFETY: kill with integer arguments.
+                unsafe { libc::kill(st.pid, libc::SIGKILL) };
+            }
+            proc::wait_gone(
+                c.state.monitor_pid,
+                c.state.monitor_start,
+                Duration::from_secs(30),
+            );
+        }
+        self.remove_files(&id, volumes)
+    }
+
+    /// Removes everything of a stopped container (caller holds its lock): rootfs mount, runtime
+    /// state, directories, database row and, with `volumes`, its anonymous volumes.
+    pub fn remove_files(&self, id: &str, volumes: bool) -> Result<()> {
+        let c = self.get(id)?;
+        let dir = self.container_dir(id);
+        proc::unmount(&dir.join("rootfs"));
+        let rt = self.runtime_root();
+        if rt.join(id).exists() {
+            let _ = skiff_runtime::container::delete(&rt, id, true);
+        }
+        let _ = std::fs::remove_dir_all(self.run_dir(id));
+        if let Some(c) = &c {
+            if c.mounts.iter().any(|m| m.kind == "volume") {
+                volumes_api::release(self, id, volumes)?;
+            }
+            self.event(c, "destroy", &[]);
+        }
+        self.delete_row(id)?;
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).ctx(|| format!("remove {}", dir.display()))?;
+        }
+        let _ = std::fs::remove_file(self.lock_path(id));
+        Ok(())
+    }
+
+    /// Removes what a `skiff` killed in the middle of `create` left: container directories without
+    /// a database row whose lock nobody holds (a create in progress holds it).
+    pub fn sweep(&self, known: &[Container]) {
+        let Ok(rd) = std::fs::read_dir(self.root.join("containers")) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            if known.iter().any(|c| c.id == id) {
+                continue;
+            }
+            let Ok(Some(_l)) = Lock::try_acquire(&self.lock_path(&id)) else {
+                continue;
+            };
+            if matches!(self.get(&id), Ok(None)) {
+                let dir = self.container_dir(&id);
+                proc::unmount(&dir.join("rootfs"));
+                let _ = std::fs::remove_dir_all(&dir);
+                let _ = std::fs::remove_dir_all(self.run_dir(&id));
+                let _ = std::fs::remove_file(self.lock_path(&id));
+            }
+        }
+    }
+
+    /// `wait`: blocks until the container is stopped; returns its exit code.
+    pub fn wait(&self, s: &str) -> Result<i32> {
+        let id = self.resolve_id(s)?;
+        loop {
+            let c = match self.get(&id)? {
+                Some(c) => self.reconcile(c)?,
+                None => return Err(Error::NoSuchContainer(s.into())),
+            };
+            if c.is_active() {
+                proc::wait_gone(
+                    c.state.monitor_pid,
+                    c.state.monitor_start,
+                    Duration::from_secs(1),
+                );
+                continue;
+            }
+            if c.state.status == "created" && c.state.error.is_empty() {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            return Ok(c.state.exit_code);
+        }
+    }
+
+    /// Waits for the container to stop after the monitor said it exited (used by `run --rm`
+    /// whose row is gone): true when it is gone or stopped.
+    pub fn wait_settled(&self, id: &str) -> bool {
+        matches!(self.get(id), Ok(None)) || matches!(self.get(id), Ok(Some(c)) if !c.is_active())
+    }
+
+    fn set_paused(&self, s: &str, pause: bool) -> Result<()> {
+        let id = self.resolve_id(s)?;
+        let _l = self.lock(&id)?;
+        let mut c = self.reconcile_locked(&id)?;
+        let want = if pause { "running" } else { "paused" };
+        if c.state.status != want {
+            return Err(Error::State(if pause {
+                if c.state.status == "paused" {
+                    format!("container {id} is already paused")
+                } else {
+                    format!("container {id} is not running")
+                }
+            } else {
+                format!("container {id} is not paused")
+            }));
+        }
+        let st = skiff_runtime::state::State::load(&self.runtime_root(), &id)?;
+        if pause {
+            st.cgroup
+                .freeze()
+                .map_err(|e| Error::Other(format!("pause {id}: {e}")))?;
+        } else {
+            st.cgroup
+                .thaw()
+                .map_err(|e| Error::Other(format!("unpause {id}: {e}")))?;
+        }
+        c.state.status = if pause { "paused" } else { "running" }.into();
+        c.state.paused = pause;
+        self.set_state(&id, &c.state)?;
+        self.event(&c, if pause { "pause" } else { "unpause" }, &[]);
+        Ok(())
+    }
+
+    /// `pause`.
+    pub fn pause(&self, s: &str) -> Result<()> {
+        self.set_paused(s, true)
+    }
+
+    /// `unpause`.
+    pub fn unpause(&self, s: &str) -> Result<()> {
+        self.set_paused(s, false)
+    }
+
+    /// `rename OLD NEW`.
+    pub fn rename(&self, s: &str, new: &str) -> Result<()> {
+        let id = self.resolve_id(s)?;
+        let new = crate::names::validate_name(new)?;
+        let _l = self.lock(&id)?;
+        let c = self.must_get(&id)?;
+        if c.name == new {
+            return Err(Error::Invalid(
+                "Renaming a container with the same name as its current name".into(),
+            ));
+        }
+        self.set_name(&id, &new)?;
+        let mut renamed = c.clone();
+        renamed.name = new;
+        self.event(&renamed, "rename", &[("oldName", &format!("/{}", c.name))]);
+        Ok(())
+    }
+
+    /// The runtime state of a running container.
+    fn running_state(&self, c: &Container) -> Result<skiff_runtime::state::State> {
+        if !matches!(c.state.status.as_str(), "running" | "paused") {
+            return Err(Error::State(format!("container {} is not running", c.id)));
+        }
+        Ok(skiff_runtime::state::State::load(
+            &self.runtime_root(),
+            &c.id,
+        )?)
+    }
+
+    /// Pids of every process of the container (its cgroup).
+    pub fn pids(&self, s: &str) -> Result<Vec<i32>> {
+        let c = self.container(s)?;
+        let st = self.running_state(&c)?;
+        let mut p = st
+            .cgroup
+            .procs()
+            .map_err(|e| Error::Other(format!("container {}: {e}", c.name)))?;
+        if p.is_empty() {
+            p.push(st.pid);
+        }
+        p.sort();
+        Ok(p)
+    }
+
+    /// Cgroup statistics of a running container.
+    pub fn stats(&self, c: &Container) -> Result<skiff_cgroups::stats::Stats> {
+        let st = self.running_state(c)?;
+        st.cgroup
+            .stats()
+            .map_err(|e| Error::Other(format!("container {}: stats: {e}", c.name)))
+    }
+
+    /// `exec`: runs a process in the container with the CLI's stdio; returns its exit code (0 with
+    /// `-d`). 126/127 come back as [`Error::Start`].
+    pub fn exec(&self, s: &str, req: &ExecRequest) -> Result<i32> {
+        let c = self.container(s)?;
+        if c.state.status == "paused" {
+            return Err(Error::State(format!(
+                "container {} is paused, unpause the container before exec",
+                c.id
+            )));
+        }
+        let st = self.running_state(&c)?;
+        if req.cmd.is_empty() {
+            return Err(Error::Invalid("exec requires at least 1 argument".into()));
+        }
+        let rootfs = self.container_dir(&c.id).join("rootfs");
+        let base = st.config["process"].clone();
+        let mut process: oci_spec::runtime::Process = serde_json::from_value(base)
+            .map_err(|e| Error::Other(format!("container {}: stored process: {e}", c.id)))?;
+        let mut env = process.env().clone().unwrap_or_default();
+        for e in &req.env {
+            let kv = if e.contains('=') {
+                e.clone()
+            } else if let Ok(v) = std::env::var(e) {
+                format!("{e}={v}")
+            } else {
+                continue;
+            };
+            let key = kv.split_once('=').map(|x| x.0).unwrap_or("").to_string();
+            env.retain(|x| x.split_once('=').map(|y| y.0) != Some(key.as_str()));
+            env.push(kv);
+        }
+        if req.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+        }
+        if let Some(u) = &req.user {
+            let user = spec::resolve_user(&rootfs, u)?;
+            let mut pu = process.user().clone();
+            pu.set_uid(user.uid);
+            pu.set_gid(user.gid);
+            pu.set_additional_gids(Some(user.groups));
+            process.set_user(pu);
+            env.retain(|e| !e.starts_with("HOME="));
+            env.push(format!(
+                "HOME={}",
+                if user.home.is_empty() {
+                    "/"
+                } else {
+                    &user.home
+                }
+            ));
+        }
+        if let Some(w) = &req.workdir {
+            if !w.starts_with('/') {
+                return Err(Error::Invalid(format!(
+                    "the working directory '{w}' is invalid, it needs to be an absolute path"
+                )));
+            }
+            process.set_cwd(w.into());
+        }
+        check_executable(&rootfs, &req.cmd[0], &env)?;
+        process.set_env(Some(env));
+        process.set_args(Some(req.cmd.clone()));
+        process.set_terminal(Some(req.tty && !req.detach));
+        let saved = redirect_stdio(req)?;
+        let r = skiff_runtime::exec::exec(skiff_runtime::exec::ExecOpts {
+            root: self.runtime_root(),
+            id: c.id.clone(),
+            process,
+            console: skiff_runtime::container::Console::None,
+            pid_file: None,
+            detach: req.detach,
+            preserve_fds: 0,
+        });
+        drop(saved);
+        match r {
+            Ok(code) => Ok(code),
+            Err(e) => {
+                let msg = e.to_string();
+                let code = crate::error::start_code(&msg);
+                Err(Error::Start { msg, code })
+            }
+        }
+    }
+}
+
+/// Restores fds 0-2 when dropped.
+struct SavedStdio(Vec<(i32, OwnedFd)>);
+
+impl Drop for SavedStdio {
+    fn drop(&mut self) {
+        for (t, fd) in &self.0 {
+            // SAFETY: restoring a standard fd from a dup we own.
+            unsafe { libc::dup2(fd.as_raw_fd(), *t) };
+        }
+    }
+}
+
+/// `exec` without `-i` reads /dev/null; `-d` writes to /dev/null too.
+fn redirect_stdio(req: &ExecRequest) -> Result<SavedStdio> {
+    let mut saved = Vec::new();
+    let targets: &[i32] = match (req.detach, req.interactive) {
+        (true, _) => &[0, 1, 2],
+        (false, false) => &[0],
+        (false, true) => &[],
+    };
+    if targets.is_empty() {
+        return Ok(SavedStdio(saved));
+    }
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .ctx(|| "open /dev/null".into())?;
+    for &t in targets {
+        // SAFETY: F_DUPFD_CLOEXEC on a standard fd; the result is owned below.
+        let d = unsafe { libc::fcntl(t, libc::F_DUPFD_CLOEXEC, 10) };
+        if d >= 0 {
+            // SAFETY: d is a fresh descriptor owned by nobody else.
+            saved.push((t, unsafe { std::os::fd::FromRawFd::from_raw_fd(d) }));
+        }
+        // SAFETY: dup2 of /dev/null onto a standard fd.
+        unsafe { libc::dup2(null.as_raw_fd(), t) };
+    }
+    Ok(SavedStdio(saved))
+}
+
+/// Finds `arg0` in the container (PATH from `env`) and reports docker's 127/126 before exec.
+fn check_executable(rootfs: &Path, arg0: &str, env: &[String]) -> Result<()> {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(root) = skiff_image::sys::open_dir(rootfs) else {
+        return Ok(());
+    };
+    let stat = |p: &str| -> Option<std::fs::Metadata> {
+        let fd = skiff_image::sys::open_in_root(
+            root.as_fd(),
+            Path::new(p.trim_start_matches('/')),
+            libc::O_PATH,
+            0,
+        )
+        .ok()?;
+        std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()
+    };
+    let check = |p: &str, md: std::fs::Metadata| -> Result<()> {
+        if md.is_dir() || md.permissions().mode() & 0o111 == 0 {
+            let why = if md.is_dir() {
+                "is a directory"
+            } else {
+                "permission denied"
+            };
+            return Err(Error::Start {
+                msg: format!("exec: \"{p}\": {why}"),
+                code: 126,
+            });
+        }
+        Ok(())
+    };
+    if arg0.contains('/') {
+        return match stat(arg0) {
+            Some(md) => check(arg0, md),
+            None => Err(Error::Start {
+                msg: format!("exec: \"{arg0}\": stat {arg0}: no such file or directory"),
+                code: 127,
+            }),
+        };
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(spec::DEFAULT_PATH);
+    for d in path.split(':') {
+        let cand = format!("{}/{arg0}", d.trim_end_matches('/'));
+        if let Some(md) = stat(&cand) {
+            if md.is_file() && md.permissions().mode() & 0o111 != 0 {
+                return Ok(());
+            }
+        }
+    }
+    Err(Error::Start {
+        msg: format!("exec: \"{arg0}\": executable file not found in $PATH"),
+        code: 127,
+    })
+}
+
+/// A detached, read-only bind mount of our own binary (`open_tree` + `mount_setattr`), or `None`
+/// where that is not permitted.
+fn readonly_exe() -> Option<OwnedFd> {
+    const OPEN_TREE_CLONE: u32 = 1;
+    const MOUNT_ATTR_RDONLY: u64 = 1;
+    // SAFETY: valid C string; open_tree returns a new fd or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c"/proc/self/exe".as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as u32,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    let fd: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) };
+    let attr: [u64; 4] = [MOUNT_ATTR_RDONLY, 0, 0, 0];
+    // SAFETY: mount_setattr on our detached tree with a valid mount_attr of the given size.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            attr.as_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    };
+    (r == 0).then_some(fd)
+}
+
+/// Spawns `skiff monitor` fully detached (double fork + setsid) with fd 3 = a notification pipe and
+/// fd 4 = `attach`; waits for its report: the init's pid, or the start error (126/127/125).
+fn spawn_monitor(a: &MonitorArgs, attach: Option<OwnedFd>) -> Result<i32> {
+    let exe = std::fs::read_link("/proc/self/exe").ctx(|| "find the skiff binary".into())?;
+    // Exec the monitor straight from a read-only view of the binary, so it need not re-exec itself
+    // for CVE-2019-5736 (one exec instead of two); fall back to the path.
+    let ro = readonly_exe();
+    let exe = match &ro {
+        Some(fd) => std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+        None => exe,
+    };
+    let mut p = [0i32; 2];
+    // SAFETY: pipe2 fills two descriptors we own.
+    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(Error::Io {
+            what: "monitor pipe".into(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: both descriptors were just created.
+    let (rd, wr): (OwnedFd, OwnedFd) = unsafe {
+        (
+            std::os::fd::FromRawFd::from_raw_fd(p[0]),
+            std::os::fd::FromRawFd::from_raw_fd(p[1]),
+        )
+    };
+    let nfd = wr.as_raw_fd();
+    let afd = attach.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1);
+    let mut cmd = Command::new(exe);
+    cmd.arg0("skiff")
+        .arg("monitor")
+        .args(a.to_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: the closure only calls async-signal-safe functions (fcntl, dup2, fork, setsid, _exit).
+    unsafe {
+        cmd.pre_exec(move || {
+            let n2 = libc::fcntl(nfd, libc::F_DUPFD_CLOEXEC, 10);
+            let a2 = if afd >= 0 {
+                libc::fcntl(afd, libc::F_DUPFD_CLOEXEC, 10)
+            } else {
+                -1
+            };
+            if n2 < 0 || libc::dup2(n2, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if a2 >= 0 && libc::dup2(a2, 4) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            match libc::fork() {
+                -1 => return Err(std::io::Error::last_os_error()),
+                0 => {}
+                _ => libc::_exit(0),
+            }
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().ctx(|| "spawn the monitor".into())?;
+    drop(wr);
+    drop(attach);
+    let _ = child.wait();
+    let mut s = String::new();
+    let _ = std::fs::File::from(rd).read_to_string(&mut s);
+    let s = s.trim();
+    let (code, rest) = s.split_once(' ').unwrap_or((s, ""));
+    match code.parse::<i32>() {
+        Ok(0) => Ok(rest.trim().parse().unwrap_or(0)),
+        Ok(code) => Err(Error::Start {
+            msg: rest.to_string(),
+            code,
+        }),
+        Err(_) => Err(Error::Start {
+            msg: format!(
+                "container {}: the monitor exited before the container started",
+                a.id
+            ),
+            code: 125,
+        }),
+    }
+}

@@ -1,0 +1,82 @@
+//! Process helpers: liveness checks that survive pid reuse (pid + start time), waiting for an
+//! unrelated process to exit (pidfd), and mount checks.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Start time of `pid` (clock ticks since boot); `None` if gone or a zombie.
+pub fn start_time(pid: i32) -> Option<u64> {
+    if pid <= 0 {
+        return None;
+    }
+    skiff_runtime::state::pid_start_time(pid)
+}
+
+/// True if `pid` is alive and is the process that started at `start`.
+pub fn alive(pid: i32, start: u64) -> bool {
+    pid > 0 && start_time(pid) == Some(start)
+}
+
+/// Waits until the process (`pid`, `start`) is gone or `timeout` passes; true when gone.
+pub fn wait_gone(pid: i32, start: u64, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    // SAFETY: pidfd_open with integer arguments; the result is checked.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    if fd >= 0 && alive(pid, start) {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut p = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            let r = unsafe { libc::poll(&mut p, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+            if r > 0 || left.is_zero() {
+                break;
+            }
+            if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                break;
+            }
+        }
+    }
+    if fd >= 0 {
+        // SAFETY: closing the pidfd we opened.
+        unsafe { libc::close(fd) };
+    }
+    while alive(pid, start) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
+/// True when `path` is a mount point (its device differs from its parent's).
+pub fn is_mountpoint(path: &Path) -> bool {
+    let (Ok(a), Some(Ok(b))) = (
+        std::fs::symlink_metadata(path),
+        path.parent().map(std::fs::symlink_metadata),
+    ) else {
+        return false;
+    };
+    a.dev() != b.dev()
+}
+
+/// Lazily unmounts `path` if it is a mount point.
+pub fn unmount(path: &Path) {
+    if !is_mountpoint(path) {
+        return;
+    }
+    if let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) {
+        // SAFETY: valid NUL-terminated path.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+/// Current time as RFC 3339 with nanoseconds.
+pub fn now() -> String {
+    skiff_runtime::util::now_rfc3339()
+}

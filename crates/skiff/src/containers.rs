@@ -1,0 +1,1534 @@
+//! The container commands: `run`, `create`, `start`, `stop`, `restart`, `kill`, `rm`, `wait`,
+//! `pause`, `unpause`, `rename`, `ps`, `inspect`, `exec`, `attach`, `logs`, `top`, `stats`,
+//! `container …` and the hidden `monitor`. Flags, columns and exit codes follow docker's CLI; the
+//! work is done by skiff-engine.
+
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Result};
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+use skiff_engine::attach::{self, AttachOpts};
+use skiff_engine::create::CreateRequest;
+use skiff_engine::ops::{self, ExecRequest};
+use skiff_engine::{Container, Engine, Error as EngineError};
+use skiff_image::store::ImageRecord;
+use skiff_image::Store;
+
+use crate::images;
+use crate::template::Template;
+use crate::Cli;
+
+/// Flags of `run` and `create`.
+#[derive(Args, Debug, Clone)]
+#[command(disable_help_flag = true)]
+pub struct RunArgs {
+    /// Print usage
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    /// Run container in background and print container ID
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Keep STDIN open even if not attached
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Automatically remove the container and its anonymous volumes when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Assign a name to the container
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set environment variables
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long = "env-file")]
+    pub env_file: Vec<PathBuf>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Container host name
+    #[arg(short = 'h', long)]
+    pub hostname: Option<String>,
+    /// Overwrite the default ENTRYPOINT of the image
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Bind mount a volume
+    #[arg(short = 'v', long = "volume")]
+    pub volume: Vec<String>,
+    /// Attach a filesystem mount to the container
+    #[arg(long)]
+    pub mount: Vec<String>,
+    /// Mount a tmpfs directory
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    /// Mount volumes from the specified container(s)
+    #[arg(long = "volumes-from")]
+    pub volumes_from: Vec<String>,
+    /// Set meta data on a container
+    #[arg(short = 'l', long = "label")]
+    pub label: Vec<String>,
+    /// Read in a line delimited file of labels
+    #[arg(long = "label-file")]
+    pub label_file: Vec<PathBuf>,
+    /// Restart policy to apply when a container exits
+    #[arg(long)]
+    pub restart: Option<String>,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    pub init: bool,
+    /// Mount the container's root filesystem as read only
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    /// Give extended privileges to this container
+    #[arg(long)]
+    pub privileged: bool,
+    /// Add Linux capabilities
+    #[arg(long = "cap-add")]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities
+    #[arg(long = "cap-drop")]
+    pub cap_drop: Vec<String>,
+    /// Security Options
+    #[arg(long = "security-opt")]
+    pub security_opt: Vec<String>,
+    /// Memory limit
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Ulimit options
+    #[arg(long)]
+    pub ulimit: Vec<String>,
+    /// Signal to stop the container
+    #[arg(long = "stop-signal")]
+    pub stop_signal: Option<String>,
+    /// Timeout (in seconds) to stop a container
+    #[arg(long = "stop-timeout", allow_hyphen_values = true)]
+    pub stop_timeout: Option<i64>,
+    /// Pull image before running ("always", "missing", "never")
+    #[arg(long, default_value = "missing")]
+    pub pull: String,
+    /// Set platform if server is multi-platform capable
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Connect a container to a network (none, host)
+    #[arg(long, visible_alias = "net")]
+    pub network: Option<String>,
+    /// Optional parent cgroup for the container
+    #[arg(long = "cgroup-parent")]
+    pub cgroup_parent: Option<String>,
+    /// Logging driver for the container
+    #[arg(long = "log-driver")]
+    pub log_driver: Option<String>,
+    /// Log driver options
+    #[arg(long = "log-opt")]
+    pub log_opt: Vec<String>,
+    /// Suppress the pull output
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Proxy received signals to the process (accepted for compatibility)
+    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub sig_proxy: bool,
+    /// Image
+    pub image: String,
+    /// Command and arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+/// Flags of `start`.
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    /// Attach STDOUT/STDERR and forward signals
+    #[arg(short, long)]
+    pub attach: bool,
+    /// Attach container's STDIN
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Containers
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// Flags of `stop` and `restart`.
+#[derive(Args, Debug)]
+pub struct StopArgs {
+    /// Seconds to wait before killing the container
+    #[arg(
+        short = 't',
+        long = "time",
+        visible_alias = "timeout",
+        allow_hyphen_values = true
+    )]
+    pub time: Option<i64>,
+    /// Signal to send to the container
+    #[arg(short = 's', long)]
+    pub signal: Option<String>,
+    /// Containers
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// Flags of `kill`.
+#[derive(Args, Debug)]
+pub struct KillArgs {
+    /// Signal to send to the container
+    #[arg(short = 's', long, default_value = "KILL")]
+    pub signal: String,
+    /// Containers
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// Flags of `rm`.
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// Force the removal of a running container (uses SIGKILL)
+    #[arg(short, long)]
+    pub force: bool,
+    /// Remove anonymous volumes associated with the container
+    #[arg(short, long)]
+    pub volumes: bool,
+    /// Remove the specified link
+    #[arg(short, long)]
+    pub link: bool,
+    /// Containers
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// Flags of commands that take only containers (`wait`, `pause`, `unpause`).
+#[derive(Args, Debug)]
+pub struct ContainersArgs {
+    /// Containers
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// Flags of `rename`.
+#[derive(Args, Debug)]
+pub struct RenameArgs {
+    /// Container
+    pub container: String,
+    /// New name
+    pub new_name: String,
+}
+
+/// Flags of `ps`.
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only display container IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Display total file sizes
+    #[arg(short, long)]
+    pub size: bool,
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Filter output based on conditions provided
+    #[arg(short, long = "filter")]
+    pub filter: Vec<String>,
+    /// Format output using a custom template
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Show n last created containers (includes all states)
+    #[arg(short = 'n', long, default_value_t = -1, allow_hyphen_values = true)]
+    pub last: i64,
+    /// Show the latest created container (includes all states)
+    #[arg(short, long)]
+    pub latest: bool,
+}
+
+/// Flags of `inspect` / `container inspect`.
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Format output using a custom template
+    #[arg(short, long)]
+    pub format: Option<String>,
+    /// Display total file sizes if the type is container
+    #[arg(short, long)]
+    pub size: bool,
+    /// Return JSON for specified type (container or image)
+    #[arg(long = "type")]
+    pub kind: Option<String>,
+    /// Names or IDs
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+/// Flags of `exec`.
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// Detached mode: run command in the background
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Keep STDIN open even if not attached
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Set environment variables
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long = "env-file")]
+    pub env_file: Vec<PathBuf>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Give extended privileges to the command (accepted; the container's privileges apply)
+    #[arg(long)]
+    pub privileged: bool,
+    /// Container
+    pub container: String,
+    /// Command and arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// Flags of `attach`.
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    /// Do not attach STDIN
+    #[arg(long)]
+    pub no_stdin: bool,
+    /// Proxy all received signals to the process (accepted for compatibility)
+    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub sig_proxy: bool,
+    /// Override the key sequence for detaching a container (only ctrl-p,ctrl-q)
+    #[arg(long = "detach-keys")]
+    pub detach_keys: Option<String>,
+    /// Container
+    pub container: String,
+}
+
+/// Flags of `logs`.
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Follow log output
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Number of lines to show from the end of the logs
+    #[arg(short = 'n', long, default_value = "all")]
+    pub tail: String,
+    /// Show logs since timestamp or relative (e.g. 42m)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Show logs before a timestamp or relative (e.g. 42m)
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Show timestamps
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// Show extra details provided to logs
+    #[arg(long)]
+    pub details: bool,
+    /// Container
+    pub container: String,
+}
+
+/// Flags of `top`.
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    /// Container
+    pub container: String,
+    /// ps options
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_args: Vec<String>,
+}
+
+/// Flags of `stats`.
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Disable streaming stats and only pull the first result
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Do not truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Format output using a custom template
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Containers
+    pub containers: Vec<String>,
+}
+
+/// Flags of `container prune`.
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    pub force: bool,
+    /// Provide filter values (label=…)
+    #[arg(long)]
+    pub filter: Vec<String>,
+}
+
+/// `skiff container …`
+#[derive(Subcommand, Debug)]
+pub enum ContainerCommand {
+    /// Create and run a new container from an image
+    Run(RunArgs),
+    /// Create a new container
+    Create(RunArgs),
+    /// Start one or more stopped containers
+    Start(StartArgs),
+    /// Stop one or more running containers
+    Stop(StopArgs),
+    /// Restart one or more containers
+    Restart(StopArgs),
+    /// Kill one or more running containers
+    Kill(KillArgs),
+    /// Remove one or more containers
+    #[command(visible_alias = "remove")]
+    Rm(RmArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(ContainersArgs),
+    /// Pause all processes within one or more containers
+    Pause(ContainersArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(ContainersArgs),
+    /// Rename a container
+    Rename(RenameArgs),
+    /// List containers
+    #[command(visible_alias = "ps", visible_alias = "list")]
+    Ls(PsArgs),
+    /// Display detailed information on one or more containers
+    Inspect(InspectArgs),
+    /// Execute a command in a running container
+    Exec(ExecArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(AttachArgs),
+    /// Fetch the logs of a container
+    Logs(LogsArgs),
+    /// Display the running processes of a container
+    Top(TopArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(StatsArgs),
+    /// Remove all stopped containers
+    Prune(PruneArgs),
+}
+
+/// The container commands at top level (flattened into the CLI's command enum by main.rs).
+#[derive(Subcommand, Debug)]
+pub enum TopCommand {
+    /// Create and run a new container from an image
+    Run(RunArgs),
+    /// Create a new container
+    Create(RunArgs),
+    /// Start one or more stopped containers
+    Start(StartArgs),
+    /// Stop one or more running containers
+    Stop(StopArgs),
+    /// Restart one or more containers
+    Restart(StopArgs),
+    /// Kill one or more running containers
+    Kill(KillArgs),
+    /// Remove one or more containers
+    Rm(RmArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(ContainersArgs),
+    /// Pause all processes within one or more containers
+    Pause(ContainersArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(ContainersArgs),
+    /// Rename a container
+    Rename(RenameArgs),
+    /// List containers
+    Ps(PsArgs),
+    /// Return low-level information on containers or images
+    Inspect(InspectArgs),
+    /// Execute a command in a running container
+    Exec(ExecArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(AttachArgs),
+    /// Fetch the logs of a container
+    Logs(LogsArgs),
+    /// Display the running processes of a container
+    Top(TopArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(StatsArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(ContainerCommand),
+}
+
+/// The engine paths from the global flags.
+pub struct Ctx<'a> {
+    root: &'a Path,
+    runroot: Option<&'a Path>,
+}
+
+impl Ctx<'_> {
+    fn engine(&self) -> Result<Engine> {
+        Ok(Engine::open(self.root, self.runroot)?)
+    }
+    fn store(&self) -> Result<Store> {
+        // Container commands only read the store (and pull): they hold a shared lock on its
+        // gc.lock first, so opening it skips the crash sweep and index.json rewrite (fsyncs) that
+        // the image commands do when they find the store idle.
+        std::fs::create_dir_all(self.root)
+            .map_err(|e| anyhow!("create {}: {e}", self.root.display()))?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.root.join("gc.lock"))
+            .map_err(|e| anyhow!("open {}/gc.lock: {e}", self.root.display()))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_SH) } == 0 {
+            // Held for the life of this short-lived process.
+            std::mem::forget(lock);
+        }
+        Store::open(self.root).map_err(|e| anyhow!("open image store {}: {e}", self.root.display()))
+    }
+}
+
+/// Prints `skiff: msg` and gives the exit code for an engine error (run-like commands use
+/// 125/126/127, the others docker's 1).
+fn fail(e: &anyhow::Error, run_like: bool) -> i32 {
+    eprintln!("skiff: {e:#}");
+    match e.downcast_ref::<EngineError>() {
+        Some(EngineError::Start { code, .. }) => *code,
+        _ if run_like => 125,
+        _ => 1,
+    }
+}
+
+fn require_root() -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(anyhow!(
+            "container commands need root privileges (rootless mode is not supported yet); run skiff as root"
+        ));
+    }
+    Ok(())
+}
+
+/// Runs a container command; returns the process exit code.
+pub fn run(cli: &Cli, cmd: &TopCommand) -> i32 {
+    let ctx = Ctx {
+        root: &cli.root,
+        runroot: cli.runroot.as_deref(),
+    };
+    let run_like = matches!(
+        cmd,
+        TopCommand::Run(_)
+            | TopCommand::Create(_)
+            | TopCommand::Container(ContainerCommand::Run(_))
+            | TopCommand::Container(ContainerCommand::Create(_))
+    );
+    if let Err(e) = require_root() {
+        return fail(&e, true);
+    }
+    let r = match cmd {
+        TopCommand::Run(a) | TopCommand::Container(ContainerCommand::Run(a)) => run_cmd(&ctx, a),
+        TopCommand::Create(a) | TopCommand::Container(ContainerCommand::Create(a)) => {
+            create_cmd(&ctx, a)
+        }
+        TopCommand::Start(a) | TopCommand::Container(ContainerCommand::Start(a)) => start(&ctx, a),
+        TopCommand::Stop(a) | TopCommand::Container(ContainerCommand::Stop(a)) => stop(&ctx, a),
+        TopCommand::Restart(a) | TopCommand::Container(ContainerCommand::Restart(a)) => {
+            restart(&ctx, a)
+        }
+        TopCommand::Kill(a) | TopCommand::Container(ContainerCommand::Kill(a)) => kill(&ctx, a),
+        TopCommand::Rm(a) | TopCommand::Container(ContainerCommand::Rm(a)) => rm(&ctx, a),
+        TopCommand::Wait(a) | TopCommand::Container(ContainerCommand::Wait(a)) => wait(&ctx, a),
+        TopCommand::Pause(a) | TopCommand::Container(ContainerCommand::Pause(a)) => {
+            each(&ctx, &a.containers, |e, c| Ok(e.pause(c)?))
+        }
+        TopCommand::Unpause(a) | TopCommand::Container(ContainerCommand::Unpause(a)) => {
+            each(&ctx, &a.containers, |e, c| Ok(e.unpause(c)?))
+        }
+        TopCommand::Rename(a) | TopCommand::Container(ContainerCommand::Rename(a)) => ctx
+            .engine()
+            .and_then(|e| Ok(e.rename(&a.container, &a.new_name)?))
+            .map(|_| 0),
+        TopCommand::Ps(a) | TopCommand::Container(ContainerCommand::Ls(a)) => ps(&ctx, a),
+        TopCommand::Inspect(a) => inspect(&ctx, a, true),
+        TopCommand::Container(ContainerCommand::Inspect(a)) => inspect(&ctx, a, false),
+        TopCommand::Exec(a) | TopCommand::Container(ContainerCommand::Exec(a)) => exec(&ctx, a),
+        TopCommand::Attach(a) | TopCommand::Container(ContainerCommand::Attach(a)) => {
+            attach_cmd(&ctx, a)
+        }
+        TopCommand::Logs(a) | TopCommand::Container(ContainerCommand::Logs(a)) => logs(&ctx, a),
+        TopCommand::Top(a) | TopCommand::Container(ContainerCommand::Top(a)) => top(&ctx, a),
+        TopCommand::Stats(a) | TopCommand::Container(ContainerCommand::Stats(a)) => stats(&ctx, a),
+        TopCommand::Container(ContainerCommand::Prune(a)) => prune(&ctx, a),
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => fail(&e, run_like),
+    }
+}
+
+/// Runs `f` on each container argument, printing the argument on success and `skiff: error` on
+/// failure (exit 1 if any failed), as docker's multi-container commands do.
+fn each(ctx: &Ctx, names: &[String], f: impl Fn(&Engine, &str) -> Result<()>) -> Result<i32> {
+    let e = ctx.engine()?;
+    let mut code = 0;
+    for n in names {
+        match f(&e, n) {
+            Ok(()) => println!("{n}"),
+            Err(err) => {
+                eprintln!("skiff: {err:#}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// Calls the registry pull with its output on stderr (stdout belongs to the container).
+fn auto_pull(store: &Store, image: &str, platform: Option<&str>, quiet: bool) -> Result<()> {
+    let _ = io::stdout().flush();
+    // SAFETY: dup/dup2 on the standard fds; restored below.
+    let saved = unsafe { libc::dup(1) };
+    // SAFETY: as above.
+    unsafe { libc::dup2(2, 1) };
+    let r = crate::registry::pull(
+        store,
+        &images::PullArgs {
+            all_tags: false,
+            platform: platform.map(String::from),
+            quiet,
+            insecure: false,
+            disable_content_trust: true,
+            name: image.to_string(),
+        },
+    );
+    let _ = io::stdout().flush();
+    if saved >= 0 {
+        // SAFETY: restoring stdout from our dup, then closing the dup.
+        unsafe {
+            libc::dup2(saved, 1);
+            libc::close(saved);
+        }
+    }
+    r.map(|_| ())
+}
+
+fn find_image(store: &Store, a: &RunArgs) -> Result<ImageRecord> {
+    match a.pull.as_str() {
+        "missing" | "always" | "never" => {}
+        p => {
+            return Err(anyhow!(
+                "invalid pull option: '{p}': must be one of \"always\", \"missing\" or \"never\""
+            ))
+        }
+    }
+    let tagged = || {
+        let n = &a.image;
+        let has_tag = n.contains('@')
+            || n.rsplit('/')
+                .next()
+                .map(|l| l.contains(':'))
+                .unwrap_or(false);
+        if has_tag {
+            n.clone()
+        } else {
+            format!("{n}:latest")
+        }
+    };
+    if a.pull == "always" {
+        auto_pull(store, &a.image, a.platform.as_deref(), a.quiet)?;
+        return images::resolve(store, &a.image);
+    }
+    match images::resolve(store, &a.image) {
+        Ok(img) => Ok(img),
+        Err(e) if a.pull == "never" => Err(e),
+        Err(_) => {
+            eprintln!("Unable to find image '{}' locally", tagged());
+            auto_pull(store, &a.image, a.platform.as_deref(), a.quiet)?;
+            images::resolve(store, &a.image)
+        }
+    }
+}
+
+fn request(a: &RunArgs, attach: bool) -> CreateRequest {
+    CreateRequest {
+        image: a.image.clone(),
+        name: a.name.clone(),
+        cmd: a.command.clone(),
+        entrypoint: a.entrypoint.clone(),
+        env: a.env.clone(),
+        env_files: a.env_file.clone(),
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        hostname: a.hostname.clone(),
+        tty: a.tty,
+        interactive: a.interactive,
+        attach,
+        labels: a.label.clone(),
+        label_files: a.label_file.clone(),
+        volumes: a.volume.clone(),
+        mounts: a.mount.clone(),
+        tmpfs: a.tmpfs.clone(),
+        volumes_from: a.volumes_from.clone(),
+        restart: a.restart.clone(),
+        auto_remove: a.rm,
+        read_only: a.read_only,
+        privileged: a.privileged,
+        cap_add: a.cap_add.clone(),
+        cap_drop: a.cap_drop.clone(),
+        security_opt: a.security_opt.clone(),
+        memory: a.memory.clone(),
+        cpus: a.cpus.clone(),
+        pids_limit: a.pids_limit,
+        ulimits: a.ulimit.clone(),
+        stop_signal: a.stop_signal.clone(),
+        stop_timeout: a.stop_timeout,
+        network: a.network.clone(),
+        cgroup_parent: a.cgroup_parent.clone(),
+        log_driver: a.log_driver.clone(),
+        log_opts: a.log_opt.clone(),
+        init: a.init,
+    }
+}
+
+fn create_container(ctx: &Ctx, a: &RunArgs, attach: bool) -> Result<(Engine, Container)> {
+    let e = ctx.engine()?;
+    let store = ctx.store()?;
+    let img = find_image(&store, a)?;
+    let c = skiff_engine::create::create(&e, &store, &img, &request(a, attach))?;
+    Ok((e, c))
+}
+
+fn create_cmd(ctx: &Ctx, a: &RunArgs) -> Result<i32> {
+    let (_, c) = create_container(ctx, a, false)?;
+    println!("{}", c.id);
+    Ok(0)
+}
+
+/// Streams a foreground container through a pre-connected attach socket; returns its exit code.
+fn foreground(e: &Engine, id: &str, o: AttachOpts, proxy: bool) -> Result<i32> {
+    let (client, mon) = UnixStream::pair()?;
+    (&client).write_all(&attach::hello(&o))?;
+    let pid = e.start(id, Some(OwnedFd::from(mon)))?;
+    if proxy {
+        proxy_signals(pid);
+    }
+    let code = attach::stream_after_hello(client, o)?;
+    match code {
+        Some(c) => Ok(c),
+        None => {
+            // Detached (ctrl-p ctrl-q) or the monitor vanished: report what the engine knows.
+            match e.container(id) {
+                Ok(c) if c.is_active() => Ok(0),
+                Ok(c) => Ok(c.state.exit_code),
+                Err(_) => Ok(0),
+            }
+        }
+    }
+}
+
+/// Forwards the signals a user sends to a foreground `run`/`start -a` to the container's init
+/// (docker's `--sig-proxy`): they are blocked in every thread and a thread waits for them.
+fn proxy_signals(pid: i32) {
+    if pid <= 0 {
+        return;
+    }
+    // SAFETY: building and installing a signal mask for this thread (inherited by later threads).
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+        ] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    std::thread::spawn(move || loop {
+        let mut sig = 0;
+        // SAFETY: sigwait on the set blocked above; kill with integer arguments.
+        unsafe {
+            if libc::sigwait(&set, &mut sig) == 0 {
+                libc::kill(pid, sig);
+            }
+        }
+    });
+}
+
+fn run_cmd(ctx: &Ctx, a: &RunArgs) -> Result<i32> {
+    let (e, c) = create_container(ctx, a, !a.detach)?;
+    if a.detach {
+        e.start(&c.id, None)?;
+        println!("{}", c.id);
+        return Ok(0);
+    }
+    foreground(
+        &e,
+        &c.id,
+        AttachOpts {
+            stdin: a.interactive,
+            stdout: true,
+            stderr: true,
+            tty: a.tty,
+        },
+        a.sig_proxy,
+    )
+}
+
+fn start(ctx: &Ctx, a: &StartArgs) -> Result<i32> {
+    let e = ctx.engine()?;
+    if a.attach || a.interactive {
+        if a.containers.len() > 1 {
+            return Err(anyhow!(
+                "you cannot start and attach multiple containers at once"
+            ));
+        }
+        let c = e.container(&a.containers[0])?;
+        let o = AttachOpts {
+            stdin: a.interactive && c.config.open_stdin,
+            stdout: true,
+            stderr: true,
+            tty: c.config.tty,
+        };
+        if c.is_active() {
+            return attach_running(&e, &c, o);
+        }
+        return foreground(&e, &c.id, o, true);
+    }
+    let mut code = 0;
+    for n in &a.containers {
+        match e.start(n, None) {
+            Ok(_) => println!("{n}"),
+            Err(err) => {
+                eprintln!("skiff: {err}");
+                code = match err {
+                    EngineError::Start { code, .. } if code != 125 => code,
+                    _ => 1,
+                };
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn stop(ctx: &Ctx, a: &StopArgs) -> Result<i32> {
+    each(ctx, &a.containers, |e, c| {
+        if let Some(sig) = &a.signal {
+            let cur = e.container(c)?;
+            if cur.is_active() {
+                skiff_runtime_kill(e, &cur, sig)?;
+            }
+        }
+        Ok(e.stop(c, a.time)?)
+    })
+}
+
+fn skiff_runtime_kill(e: &Engine, c: &Container, sig: &str) -> Result<()> {
+    Ok(e.kill(&c.id, sig)?)
+}
+
+fn restart(ctx: &Ctx, a: &StopArgs) -> Result<i32> {
+    each(ctx, &a.containers, |e, c| {
+        e.stop(c, a.time)?;
+        e.start(c, None)?;
+        Ok(())
+    })
+}
+
+fn kill(ctx: &Ctx, a: &KillArgs) -> Result<i32> {
+    each(ctx, &a.containers, |e, c| Ok(e.kill(c, &a.signal)?))
+}
+
+fn rm(ctx: &Ctx, a: &RmArgs) -> Result<i32> {
+    each(ctx, &a.containers, |e, c| {
+        Ok(e.remove(c, a.force, a.volumes)?)
+    })
+}
+
+fn wait(ctx: &Ctx, a: &ContainersArgs) -> Result<i32> {
+    let e = ctx.engine()?;
+    let mut code = 0;
+    for n in &a.containers {
+        match e.wait(n) {
+            Ok(c) => println!("{c}"),
+            Err(err) => {
+                eprintln!("skiff: {err}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn command_text(c: &Container, trunc: bool) -> String {
+    let mut parts = vec![c.path.clone()];
+    parts.extend(c.args.iter().cloned());
+    let s = parts.join(" ");
+    let s = if trunc && s.chars().count() > 20 {
+        format!("{}…", s.chars().take(19).collect::<String>())
+    } else {
+        s
+    };
+    format!("\"{s}\"")
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if let Ok(md) = e.path().symlink_metadata() {
+                if md.is_dir() {
+                    stack.push(e.path());
+                } else {
+                    total += md.len();
+                }
+            }
+        }
+    }
+    total
+}
+
+fn image_size(c: &Container) -> u64 {
+    c.lower_dirs.iter().map(|d| dir_size(Path::new(d))).sum()
+}
+
+fn ps_row(e: &Engine, c: &Container, a: &PsArgs) -> Value {
+    let id = if a.no_trunc {
+        c.id.clone()
+    } else {
+        c.short_id().to_string()
+    };
+    let created = skiff_image::time::parse_rfc3339(&c.created).unwrap_or(0);
+    let labels: Vec<String> = c
+        .config
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let size = if a.size {
+        let upper = dir_size(&e.container_dir(&c.id).join("upper"));
+        format!(
+            "{} (virtual {})",
+            skiff_image::time::human_size(upper),
+            skiff_image::time::human_size(upper + image_size(c))
+        )
+    } else {
+        String::new()
+    };
+    let mounts: Vec<String> = c
+        .mounts
+        .iter()
+        .map(|m| {
+            if m.name.is_empty() {
+                m.source.clone()
+            } else {
+                m.name.clone()
+            }
+        })
+        .collect();
+    json!({
+        "ID": id,
+        "Image": c.image_ref,
+        "Command": command_text(c, !a.no_trunc),
+        "CreatedAt": skiff_image::time::docker_date(created),
+        "RunningFor": skiff_image::time::ago(created),
+        "Ports": "",
+        "State": c.state.status,
+        "Status": ops::status_text(c),
+        "Size": size,
+        "Names": c.name,
+        "Labels": labels.join(","),
+        "Mounts": mounts.join(","),
+        "Networks": if c.host_config.network_mode == "host" { "host" } else { "none" },
+        "LocalVolumes": c.mounts.iter().filter(|m| m.kind == "volume").count().to_string(),
+    })
+}
+
+fn matches_filter(c: &Container, f: &str) -> Result<bool> {
+    let (k, v) = f
+        .split_once('=')
+        .ok_or_else(|| anyhow!("bad format of filter (expected name=value)"))?;
+    Ok(match k {
+        "name" => c.name.contains(v.trim_start_matches('/')),
+        "id" => c.id.starts_with(v),
+        "status" => {
+            let ok = [
+                "created",
+                "restarting",
+                "running",
+                "removing",
+                "paused",
+                "exited",
+                "dead",
+            ];
+            if !ok.contains(&v) {
+                return Err(anyhow!(
+                    "invalid filter 'status={v}': must be one of created, restarting, running, removing, paused, exited, dead"
+                ));
+            }
+            c.state.status == v
+        }
+        "label" => match v.split_once('=') {
+            Some((lk, lv)) => c.config.labels.get(lk).map(String::as_str) == Some(lv),
+            None => c.config.labels.contains_key(v),
+        },
+        "ancestor" => {
+            let norm = |s: &str| skiff_image::names::normalize(s).unwrap_or_else(|_| s.to_string());
+            let hex = c.image.trim_start_matches("sha256:");
+            norm(&c.image_ref) == norm(v)
+                || c.image_ref == v
+                || (v.len() >= 4 && hex.starts_with(v.trim_start_matches("sha256:")))
+        }
+        "exited" => c.state.status == "exited" && c.state.exit_code.to_string() == v,
+        "volume" => c.mounts.iter().any(|m| m.name == v || m.destination == v),
+        "network" => {
+            let n = if c.host_config.network_mode == "host" {
+                "host"
+            } else {
+                "none"
+            };
+            n == v
+        }
+        _ => return Err(anyhow!("invalid filter '{k}'")),
+    })
+}
+
+const PS_HEADERS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("RunningFor", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("LocalVolumes", "LOCAL VOLUMES"),
+];
+
+fn ps(ctx: &Ctx, a: &PsArgs) -> Result<i32> {
+    let e = ctx.engine()?;
+    let mut cs = e.list()?;
+    cs.reverse();
+    let all = a.all || a.last >= 0 || a.latest;
+    let mut rows = Vec::new();
+    for c in &cs {
+        if !all && !c.is_active() && !a.filter.iter().any(|f| f.starts_with("status=")) {
+            continue;
+        }
+        let mut ok = true;
+        // Filters with the same key are ORed, different keys ANDed (docker's rule).
+        let mut by_key: std::collections::BTreeMap<&str, Vec<&String>> = Default::default();
+        for f in &a.filter {
+            by_key
+                .entry(f.split_once('=').map(|x| x.0).unwrap_or(f))
+                .or_default()
+                .push(f);
+        }
+        for fs in by_key.values() {
+            let mut any = false;
+            for f in fs {
+                any |= matches_filter(c, f)?;
+            }
+            ok &= any;
+        }
+        if ok {
+            rows.push(c);
+        }
+    }
+    if a.latest {
+        rows.truncate(1);
+    } else if a.last >= 0 {
+        rows.truncate(a.last as usize);
+    }
+    let values: Vec<Value> = rows.iter().map(|c| ps_row(&e, c, a)).collect();
+    let mut out = io::stdout().lock();
+    if a.quiet {
+        for v in &values {
+            writeln!(out, "{}", v["ID"].as_str().unwrap_or(""))?;
+        }
+        return Ok(0);
+    }
+    let fmt = match &a.format {
+        Some(f) if f != "table" => f.clone(),
+        _ => {
+            let mut f = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}".to_string();
+            if a.size {
+                f.push_str("\t{{.Size}}");
+            }
+            f
+        }
+    };
+    let t = Template::new(&fmt)?;
+    write!(out, "{}", t.render_all_with(&values, PS_HEADERS)?)?;
+    Ok(0)
+}
+
+fn inspect(ctx: &Ctx, a: &InspectArgs, any_type: bool) -> Result<i32> {
+    let e = ctx.engine()?;
+    let kind = a.kind.as_deref();
+    if let Some(k) = kind {
+        if k != "container" && k != "image" {
+            return Err(anyhow!("\"{k}\" is not a valid value for --type"));
+        }
+    }
+    let want_containers = !matches!(kind, Some("image"));
+    let want_images = any_type && !matches!(kind, Some("container"));
+    let store = if want_images {
+        Some(ctx.store()?)
+    } else {
+        None
+    };
+    let mut values = Vec::new();
+    let mut missing = Vec::new();
+    for n in &a.names {
+        if want_containers {
+            match e.container(n) {
+                Ok(c) => {
+                    let mut v = skiff_engine::inspect::container_json(&e, &c);
+                    if a.size {
+                        let upper = dir_size(&e.container_dir(&c.id).join("upper"));
+                        v["SizeRw"] = json!(upper);
+                        v["SizeRootFs"] = json!(upper + image_size(&c));
+                    }
+                    values.push(v);
+                    continue;
+                }
+                Err(EngineError::NoSuchContainer(_)) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        if let Some(store) = &store {
+            if let Ok(img) = images::resolve(store, n) {
+                values.push(images::inspect_json(store, &img)?);
+                continue;
+            }
+        }
+        missing.push(if any_type {
+            format!("No such object: {n}")
+        } else {
+            format!("No such container: {n}")
+        });
+    }
+    let mut out = io::stdout().lock();
+    match &a.format {
+        Some(f) => {
+            let t = Template::new(f)?;
+            for v in &values {
+                writeln!(out, "{}", t.render(v)?)?;
+            }
+        }
+        None => {
+            let mut buf = Vec::new();
+            let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+            let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+            serde::Serialize::serialize(&values, &mut ser)?;
+            out.write_all(&buf)?;
+            writeln!(out)?;
+        }
+    }
+    if !missing.is_empty() {
+        drop(out);
+        eprintln!("Error: {}", missing.join("\nError: "));
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+fn exec(ctx: &Ctx, a: &ExecArgs) -> Result<i32> {
+    // This process enters the container: run from a read-only view of the binary (CVE-2019-5736).
+    skiff_runtime::sealed::ensure_sealed_exe()?;
+    let e = ctx.engine()?;
+    let mut env = Vec::new();
+    for f in &a.env_file {
+        let s =
+            std::fs::read_to_string(f).map_err(|err| anyhow!("env file {}: {err}", f.display()))?;
+        env.extend(
+            s.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    env.extend(a.env.iter().cloned());
+    let r = e.exec(
+        &a.container,
+        &ExecRequest {
+            cmd: a.command.clone(),
+            detach: a.detach,
+            interactive: a.interactive,
+            tty: a.tty,
+            env,
+            user: a.user.clone(),
+            workdir: a.workdir.clone(),
+        },
+    );
+    match r {
+        Ok(code) => Ok(code),
+        Err(EngineError::Start { msg, code }) => {
+            eprintln!("skiff: {msg}");
+            Ok(code)
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+fn attach_running(e: &Engine, c: &Container, o: AttachOpts) -> Result<i32> {
+    let dir = e.run_dir(&c.id);
+    let (_fd, path) = attach::short_path(&dir)?;
+    let sock = UnixStream::connect(&path).map_err(|err| anyhow!("attach to {}: {err}", c.name))?;
+    match attach::stream(sock, o)? {
+        Some(code) => Ok(code),
+        None => match e.container(&c.id) {
+            Ok(c) if !c.is_active() => Ok(c.state.exit_code),
+            _ => Ok(0),
+        },
+    }
+}
+
+fn attach_cmd(ctx: &Ctx, a: &AttachArgs) -> Result<i32> {
+    let e = ctx.engine()?;
+    let c = e.container(&a.container)?;
+    if !c.is_active() {
+        return Err(anyhow!(
+            "You cannot attach to a stopped container, start it first"
+        ));
+    }
+    if c.state.status == "paused" {
+        return Err(anyhow!(
+            "You cannot attach to a paused container, unpause it first"
+        ));
+    }
+    attach_running(
+        &e,
+        &c,
+        AttachOpts {
+            stdin: c.config.open_stdin && !a.no_stdin,
+            stdout: true,
+            stderr: true,
+            tty: c.config.tty,
+        },
+    )
+}
+
+fn now_nanos() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+fn logs(ctx: &Ctx, a: &LogsArgs) -> Result<i32> {
+    use skiff_engine::logs;
+    let e = ctx.engine()?;
+    let c = e.container(&a.container)?;
+    let path = e.container_dir(&c.id).join("ctr.log");
+    let now = now_nanos();
+    let since = match &a.since {
+        Some(s) => Some(
+            logs::parse_since(s, now).ok_or_else(|| anyhow!("invalid value for \"since\": {s}"))?,
+        ),
+        None => None,
+    };
+    let until = match &a.until {
+        Some(s) => Some(
+            logs::parse_since(s, now).ok_or_else(|| anyhow!("invalid value for \"until\": {s}"))?,
+        ),
+        None => None,
+    };
+    let tail: Option<usize> = match a.tail.as_str() {
+        "all" | "" => None,
+        t => match t.parse::<i64>() {
+            Ok(n) if n < 0 => None,
+            Ok(n) => Some(n as usize),
+            Err(_) => return Err(anyhow!("invalid value for \"tail\": {t}")),
+        },
+    };
+    let stdout = io::stdout();
+    let stderr = io::stderr();
+    let show = |en: &logs::Entry| -> bool {
+        if since.is_some_and(|s| en.nanos < s) {
+            return true;
+        }
+        if until.is_some_and(|u| en.nanos > u) {
+            return false;
+        }
+        let mut line = String::new();
+        if a.timestamps {
+            line.push_str(&en.time);
+            line.push(' ');
+        }
+        line.push_str(&en.log);
+        let r = if en.stream == "stderr" {
+            stderr.lock().write_all(line.as_bytes())
+        } else {
+            let mut o = stdout.lock();
+            o.write_all(line.as_bytes()).and_then(|_| o.flush())
+        };
+        r.is_ok()
+    };
+    let entries = logs::read_all(&path);
+    let start = match tail {
+        Some(n) => entries.len().saturating_sub(n),
+        None => 0,
+    };
+    for en in &entries[start..] {
+        if !show(en) {
+            return Ok(0);
+        }
+    }
+    if a.follow && until.is_none() {
+        let offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let id = c.id.clone();
+        logs::follow(&path, offset, show, || match e.container(&id) {
+            Ok(c) => !c.is_active(),
+            Err(_) => true,
+        });
+    }
+    Ok(0)
+}
+
+fn top(ctx: &Ctx, a: &TopArgs) -> Result<i32> {
+    let e = ctx.engine()?;
+    let pids = e.pids(&a.container)?;
+    let args: Vec<String> = if a.ps_args.is_empty() {
+        vec!["-ef".into()]
+    } else {
+        a.ps_args.clone()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .map_err(|err| anyhow!("top: run ps: {err}"))?;
+    if !out.status.success() {
+        return Err(anyhow!(
+            "top: ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or("");
+    let col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .ok_or_else(|| anyhow!("top: couldn't find PID field in ps output"))?;
+    let mut rows = vec![header.split_whitespace().collect::<Vec<_>>().join("\t")];
+    let ncols = header.split_whitespace().count();
+    for l in lines {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.get(col)
+            .and_then(|p| p.parse::<i32>().ok())
+            .is_some_and(|p| pids.contains(&p))
+        {
+            // The last column (command) may contain spaces.
+            let mut cells: Vec<String> = f.iter().take(ncols - 1).map(|s| s.to_string()).collect();
+            cells.push(
+                f.iter()
+                    .skip(ncols - 1)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
+            rows.push(cells.join("\t"));
+        }
+    }
+    println!("{}", crate::template::tabwrite(&rows));
+    Ok(0)
+}
+
+fn bytes_size(v: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut f = v as f64;
+    let mut i = 0;
+    while f >= 1024.0 && i < units.len() - 1 {
+        f /= 1024.0;
+        i += 1;
+    }
+    let s = format!("{f:.4}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
+    // go's %.4g: 4 significant digits.
+    let digits: usize = s.chars().filter(|c| c.is_ascii_digit()).count();
+    let s = if digits > 4 {
+        let int_digits = s.split('.').next().unwrap_or("").len();
+        format!("{:.*}", 4usize.saturating_sub(int_digits), f)
+    } else {
+        s
+    };
+    format!("{s}{}", units[i])
+}
+
+fn stats_row(e: &Engine, c: &Container, a: &StatsArgs) -> Result<Value> {
+    let s1 = e.stats(c)?;
+    let t1 = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let s2 = e.stats(c)?;
+    let dt = t1.elapsed().as_nanos() as f64;
+    let cpu = (s2.cpu.usage.total.saturating_sub(s1.cpu.usage.total)) as f64 / dt * 100.0;
+    let m = &s2.memory;
+    let inactive = m
+        .raw
+        .get("total_inactive_file")
+        .or_else(|| m.raw.get("inactive_file"))
+        .copied()
+        .unwrap_or(0);
+    let usage = m.usage.usage.saturating_sub(inactive);
+    let host_mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map(|k| k * 1024)
+        .unwrap_or(u64::MAX);
+    let limit = if m.usage.limit == 0 || m.usage.limit > host_mem {
+        host_mem
+    } else {
+        m.usage.limit
+    };
+    let (mut rd, mut wr) = (0u64, 0u64);
+    for en in &s2.blkio.io_service_bytes_recursive {
+        match en.op.to_ascii_lowercase().as_str() {
+            "read" => rd += en.value,
+            "write" => wr += en.value,
+            _ => {}
+        }
+    }
+    let id = if a.no_trunc {
+        c.id.clone()
+    } else {
+        c.short_id().to_string()
+    };
+    Ok(json!({
+        "ID": id,
+        "Container": id,
+        "Name": c.name,
+        "CPUPerc": format!("{cpu:.2}%"),
+        "MemUsage": format!("{} / {}", bytes_size(usage), bytes_size(limit)),
+        "MemPerc": format!("{:.2}%", usage as f64 / limit.max(1) as f64 * 100.0),
+        "NetIO": "0B / 0B",
+        "BlockIO": format!("{} / {}", skiff_image::time::human_size(rd), skiff_image::time::human_size(wr)),
+        "PIDs": s2.pids.current.to_string(),
+    }))
+}
+
+const STATS_HEADERS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Container", "CONTAINER"),
+    ("CPUPerc", "CPU %"),
+    ("MemUsage", "MEM USAGE / LIMIT"),
+    ("MemPerc", "MEM %"),
+    ("NetIO", "NET I/O"),
+    ("BlockIO", "BLOCK I/O"),
+    ("PIDs", "PIDS"),
+];
+
+fn stats(ctx: &Ctx, a: &StatsArgs) -> Result<i32> {
+    let e = ctx.engine()?;
+    let fmt = a.format.clone().unwrap_or_else(|| {
+        "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}".into()
+    });
+    let t = Template::new(&fmt)?;
+    loop {
+        let cs: Vec<Container> = if a.containers.is_empty() {
+            e.list()?
+                .into_iter()
+                .filter(|c| matches!(c.state.status.as_str(), "running" | "paused"))
+                .collect()
+        } else {
+            a.containers
+                .iter()
+                .map(|n| e.container(n))
+                .collect::<std::result::Result<_, _>>()?
+        };
+        let mut rows = Vec::new();
+        for c in &cs {
+            match stats_row(&e, c, a) {
+                Ok(v) => rows.push(v),
+                Err(err) if !a.containers.is_empty() => return Err(err),
+                Err(_) => {}
+            }
+        }
+        let text = t.render_all_with(&rows, STATS_HEADERS)?;
+        if !a.no_stream {
+            print!("\x1b[2J\x1b[H");
+        }
+        print!("{text}");
+        io::stdout().flush()?;
+        if a.no_stream {
+            return Ok(0);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(900));
+    }
+}
+
+fn prune(ctx: &Ctx, a: &PruneArgs) -> Result<i32> {
+    let e = ctx.engine()?;
+    let mut removed = Vec::new();
+    for c in e.list()? {
+        if c.is_active() {
+            continue;
+        }
+        let mut ok = true;
+        for f in &a.filter {
+            ok &= matches_filter(&c, f)?;
+        }
+        if ok && e.remove(&c.id, false, false).is_ok() {
+            removed.push(c.id);
+        }
+    }
+    let _ = a.force;
+    if !removed.is_empty() {
+        println!("Deleted Containers:");
+        for id in &removed {
+            println!("{id}");
+        }
+        println!();
+    }
+    println!("Total reclaimed space: 0B");
+    Ok(0)
+}
+
+/// `skiff monitor ARGS` (hidden; dispatched before clap parses anything, to keep it small). The
+/// monitor forks the process that enters the container, so it first re-executes itself from a
+/// read-only view of its binary (CVE-2019-5736), as `skiff-runtime create` does.
+pub fn monitor(args: &[String]) -> i32 {
+    if let Err(e) = skiff_runtime::sealed::ensure_sealed_exe() {
+        // The notification pipe (fd 3) tells the spawner why.
+        let msg = format!("125 monitor: {e}\n");
+        // SAFETY: writing a buffer we own to fd 3.
+        unsafe { libc::write(3, msg.as_ptr().cast(), msg.len()) };
+        return 1;
+    }
+    skiff_engine::monitor::main(args)
+}

@@ -1,0 +1,1163 @@
+//! The docker-compatible container commands end to end: real containers from an image made with
+//! `skiff import` (and, for the seed demo, pulled from a real `docker-registry` on 127.0.0.1), real
+//! overlay mounts, monitors, cgroups under a per-test `skiff-test-*` parent, and SQLite state.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use skiff_tests::{bin, busybox_rootfs, require_root, stderr, stdout, unique};
+
+/// A private skiff root with a busybox image and a cgroup parent of its own.
+struct Env {
+    dir: tempfile::TempDir,
+    cgroup: String,
+}
+
+impl Env {
+    fn new() -> Env {
+        require_root();
+        let dir = tempfile::Builder::new()
+            .prefix("skiff-engine-")
+            .tempdir()
+            .unwrap();
+        let env = Env {
+            dir,
+            cgroup: unique("skiff-test-engine"),
+        };
+        busybox_rootfs(&env.dir.path().join("rootfs"));
+        let rootfs = env.dir.path().join("rootfs");
+        env.ok(&[
+            "import",
+            "-c",
+            "CMD [\"sh\"]",
+            rootfs.to_str().unwrap(),
+            "busybox:latest",
+        ]);
+        env
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// `skiff --root R ARGS` with `--cgroup-parent` added to run/create.
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin("skiff"));
+        c.arg("--root").arg(self.root());
+        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        if matches!(args.first(), Some(&"run") | Some(&"create")) {
+            v.insert(1, format!("--cgroup-parent={}", self.cgroup));
+        }
+        c.args(v).stdin(Stdio::null());
+        c
+    }
+
+    fn sk(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.sk(args);
+        assert!(
+            o.status.success(),
+            "skiff {args:?} failed ({}): {}{}",
+            o.status,
+            stdout(&o),
+            stderr(&o)
+        );
+        stdout(&o)
+    }
+
+    fn inspect(&self, name: &str) -> Value {
+        let v: Value = serde_json::from_str(&self.ok(&["inspect", name])).unwrap();
+        v[0].clone()
+    }
+
+    fn fmt(&self, name: &str, f: &str) -> String {
+        self.ok(&["inspect", "-f", f, name]).trim().to_string()
+    }
+
+    fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        let mut v = Vec::new();
+        if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+            for e in rd.flatten() {
+                let p = e.path().join(&self.cgroup);
+                if p.is_dir() {
+                    v.push(p);
+                }
+            }
+        }
+        v
+    }
+
+    /// Everything a removed container could leave behind.
+    fn assert_no_leftovers(&self) {
+        let root = self.root();
+        let ids = self.ok(&["ps", "-aq"]);
+        assert_eq!(ids.trim(), "", "containers left: {ids}");
+        // Entries named by a container id (the runtime keeps e.g. its seccomp cache there too).
+        let entries = |p: PathBuf| -> Vec<String> {
+            std::fs::read_dir(&p)
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .filter(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(entries(root.join("containers")), Vec::<String>::new());
+        assert_eq!(entries(root.join("run/containers")), Vec::<String>::new());
+        assert_eq!(entries(root.join("locks")), Vec::<String>::new());
+        assert_eq!(entries(root.join("run/runtime")), Vec::<String>::new());
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !mounts.contains(root.to_str().unwrap()),
+            "mounts left under {}",
+            root.display()
+        );
+        for d in self.cgroup_dirs() {
+            let kids: Vec<_> = std::fs::read_dir(&d)
+                .unwrap()
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .collect();
+            assert!(kids.is_empty(), "cgroups left in {}: {kids:?}", d.display());
+        }
+        let o = Command::new("sqlite3")
+            .arg(root.join("skiff.db"))
+            .arg("SELECT count(*) FROM containers")
+            .output()
+            .expect("sqlite3 (scripts/deps.sh) must be installed");
+        assert_eq!(stdout(&o).trim(), "0", "database rows left: {}", stderr(&o));
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Ok(o) = self.cmd(&["ps", "-aq"]).output() {
+            for id in stdout(&o).split_whitespace() {
+                let _ = self.cmd(&["rm", "-f", "-v", id]).output();
+            }
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let root = self.root();
+        for l in mounts.lines() {
+            if let Some(mp) = l.split_whitespace().nth(4) {
+                if mp.starts_with(root.to_str().unwrap()) {
+                    let _ = Command::new("umount").arg("-l").arg(mp).status();
+                }
+            }
+        }
+        for d in self.cgroup_dirs() {
+            if let Ok(rd) = std::fs::read_dir(&d) {
+                for e in rd.flatten() {
+                    if e.path().is_dir() {
+                        let _ = std::fs::remove_dir(e.path());
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir(&d);
+        }
+    }
+}
+
+struct Registry {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn registry() -> Registry {
+    let dir = tempfile::Builder::new()
+        .prefix("skiff-registry-")
+        .tempdir()
+        .unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = dir.path().join("config.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("Debian's docker-registry must be installed");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Registry {
+                child,
+                port,
+                _dir: dir,
+            };
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("docker-registry did not start on port {port}");
+}
+
+fn sh(cmd: &str) -> Output {
+    Command::new("sh").arg("-c").arg(cmd).output().unwrap()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+#[test]
+fn seed_demo_verbatim_with_auto_pull_from_a_registry() {
+    let reg = registry();
+    let src = Env::new();
+    let image = format!("127.0.0.1:{}/alpine:latest", reg.port);
+    src.ok(&["tag", "busybox:latest", &image]);
+    src.ok(&["push", "-q", &image]);
+    // A fresh root: `run` must pull the image itself.
+    let env = Env::new();
+    let skiff = format!("{} --root {}", bin("skiff").display(), env.root().display());
+    let cg = &env.cgroup;
+    let script = format!(
+        r#"set -e
+{skiff} run --cgroup-parent={cg} -dit --name alpine {image} /bin/ash
+ps -fp $({skiff} inspect -f '{{{{.State.Pid}}}}' alpine)
+script -qec "{skiff} exec -it alpine ps aux" /dev/null
+ROOT_FS=$({skiff} inspect $({skiff} ps -q --filter "name=alpine") | jq '.[0].GraphDriver.Data.MergedDir' | sed 's/"//g')
+ls $ROOT_FS/bin | grep ash
+"#
+    );
+    let o = sh(&script);
+    let out = stdout(&o);
+    assert!(o.status.success(), "demo failed: {out}{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Unable to find image") && stderr(&o).contains("Pull complete"),
+        "run did not auto-pull: {}",
+        stderr(&o)
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    // ps -fp shows the container's shell on the host.
+    assert!(lines.iter().any(|l| l.ends_with("/bin/ash")), "{out}");
+    // In the container the shell is PID 1 and ps runs beside it.
+    let pid1 = lines
+        .iter()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .unwrap_or_else(|| panic!("no PID 1 line: {out}"));
+    assert!(pid1.contains("/bin/ash"), "{pid1}");
+    assert!(lines.iter().any(|l| l.contains("ps aux")), "{out}");
+    assert_eq!(lines.last().map(|l| l.trim()), Some("ash"), "{out}");
+    let v = env.inspect("alpine");
+    assert_eq!(v["Name"], "/alpine");
+    assert_eq!(v["GraphDriver"]["Name"], "overlay2");
+    assert_eq!(v["State"]["Running"], true);
+    assert_eq!(v["Config"]["Tty"], true);
+    assert_eq!(v["Config"]["OpenStdin"], true);
+    env.ok(&["rm", "-f", "alpine"]);
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn foreground_run_exit_codes_and_stdio() {
+    let env = Env::new();
+    let o = env.sk(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(code(&o), 3);
+    assert_eq!(stdout(&o), "out\n");
+    assert_eq!(stderr(&o), "err\n");
+    // Not found → 127, cannot invoke → 126, engine errors → 125.
+    let o = env.sk(&["run", "--rm", "busybox", "no-such-program"]);
+    assert_eq!(code(&o), 127, "{}", stderr(&o));
+    assert!(stderr(&o).contains("no-such-program"), "{}", stderr(&o));
+    let o = env.sk(&["run", "--rm", "busybox", "/etc/passwd"]);
+    assert_eq!(code(&o), 126, "{}", stderr(&o));
+    let o = env.sk(&["run", "--rm", "--restart", "sometimes", "busybox", "true"]);
+    assert_eq!(code(&o), 125);
+    assert!(
+        stderr(&o).starts_with("skiff: invalid restart policy"),
+        "{}",
+        stderr(&o)
+    );
+    let o = env.sk(&["run", "--pull", "never", "nosuchimage"]);
+    assert_eq!(code(&o), 125);
+    assert!(stderr(&o).contains("No such image"), "{}", stderr(&o));
+    // stdin with -i reaches the container and closes with ours.
+    let mut c = env
+        .cmd(&["run", "--rm", "-i", "busybox", "sh", "-c", "cat; echo done"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    c.stdin.take().unwrap().write_all(b"piped\n").unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert_eq!(stdout(&o), "piped\ndone\n");
+    // Signals sent to a foreground run reach the container (--sig-proxy).
+    let mut c = env
+        .cmd(&[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'exit 7' TERM; echo ready; while :; do sleep 0.05; done",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 6];
+    use std::io::Read;
+    c.stdout.as_mut().unwrap().read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ready\n");
+    // SAFETY: kill with integer arguments.
+    unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+    assert_eq!(c.wait().unwrap().code(), Some(7));
+    // -t through a real pty.
+    let o = sh(&format!(
+        "script -qec '{} --root {} run --cgroup-parent={} --rm -t busybox tty' /dev/null",
+        bin("skiff").display(),
+        env.root().display(),
+        env.cgroup
+    ));
+    assert!(
+        stdout(&o).contains("/dev/pts/0"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn lifecycle_create_start_stop_restart_pause_rename_rm() {
+    let env = Env::new();
+    let id = env
+        .ok(&[
+            "create",
+            "--name",
+            "web",
+            "-l",
+            "tier=front",
+            "busybox",
+            "sleep",
+            "1000",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64);
+    assert_eq!(env.fmt("web", "{{.State.Status}}"), "created");
+    assert!(env.ok(&["ps", "-a"]).contains("Created"));
+    assert_eq!(
+        env.ok(&["ps", "-q"]).trim(),
+        "",
+        "created containers are not running"
+    );
+    // Name conflict, docker's message, 125.
+    let o = env.sk(&["create", "--name", "web", "busybox"]);
+    assert_eq!(code(&o), 125);
+    assert!(
+        stderr(&o).contains("The container name \"/web\" is already in use by container"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(env.ok(&["start", "web"]).trim(), "web");
+    let v = env.inspect("web");
+    assert_eq!(v["State"]["Status"], "running");
+    let pid = v["State"]["Pid"].as_i64().unwrap();
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    assert_eq!(v["Id"], id.as_str());
+    assert_eq!(v["Path"], "sleep");
+    assert_eq!(v["Args"][0], "1000");
+    assert_eq!(v["Config"]["Labels"]["tier"], "front");
+    let merged = v["GraphDriver"]["Data"]["MergedDir"].as_str().unwrap();
+    assert!(Path::new(merged).join("bin/busybox").exists());
+    assert!(env.ok(&["ps"]).contains("Up "));
+    // Running containers cannot be removed without -f.
+    let o = env.sk(&["rm", "web"]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("container is running"),
+        "{}",
+        stderr(&o)
+    );
+    env.ok(&["pause", "web"]);
+    assert_eq!(
+        env.fmt("web", "{{.State.Status}} {{.State.Paused}}"),
+        "paused true"
+    );
+    assert!(env.ok(&["ps"]).contains("(Paused)"));
+    env.ok(&["unpause", "web"]);
+    assert_eq!(env.fmt("web", "{{.State.Status}}"), "running");
+    env.ok(&["rename", "web", "web2"]);
+    assert_eq!(env.fmt(&id[..12], "{{.Name}}"), "/web2");
+    // sleep as PID 1 ignores SIGTERM: stop falls back to SIGKILL after -t.
+    let t = Instant::now();
+    assert_eq!(env.ok(&["stop", "-t", "1", "web2"]).trim(), "web2");
+    assert!(t.elapsed() < Duration::from_secs(8));
+    assert_eq!(
+        env.fmt(
+            "web2",
+            "{{.State.Status}} {{.State.ExitCode}} {{.State.Running}}"
+        ),
+        "exited 137 false"
+    );
+    assert!(env.ok(&["ps", "-a"]).contains("Exited (137)"));
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(merged), "stopped containers are unmounted");
+    // Start again; restart; kill with a signal; wait reports the code.
+    env.ok(&["start", "web2"]);
+    env.ok(&["restart", "-t", "0", "web2"]);
+    assert_eq!(env.fmt("web2", "{{.State.Status}}"), "running");
+    env.ok(&["kill", "-s", "KILL", "web2"]);
+    assert_eq!(env.ok(&["wait", "web2"]).trim(), "137");
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "trap",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 9' USR1; while :; do sleep 0.05; done",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    env.ok(&["kill", "-s", "USR1", "trap"]);
+    assert_eq!(env.ok(&["wait", "trap"]).trim(), "9");
+    env.ok(&["rm", "trap"]);
+    let o = env.sk(&["kill", "web2"]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("is not running"), "{}", stderr(&o));
+    // Not found errors name the container.
+    let o = env.sk(&["stop", "nosuch"]);
+    assert_eq!(code(&o), 1);
+    assert_eq!(stderr(&o), "skiff: No such container: nosuch\n");
+    env.ok(&["rm", "web2"]);
+    // Lifecycle events land in the event log with docker's attributes.
+    let ev = env.ok(&[
+        "events",
+        "--since",
+        "5m",
+        "--until",
+        "0s",
+        "--filter",
+        &format!("container={id}"),
+    ]);
+    let actions: Vec<&str> = ev
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    for a in [
+        "create", "start", "pause", "unpause", "rename", "kill", "die", "stop", "destroy",
+    ] {
+        assert!(actions.contains(&a), "no {a} event in {ev}");
+    }
+    assert!(ev.contains("exitCode=137"), "{ev}");
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn logs_with_tail_timestamps_follow_and_rotation() {
+    let env = Env::new();
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lg",
+        "busybox",
+        "sh",
+        "-c",
+        "echo one; sleep 0.1; echo two >&2; sleep 0.1; echo three",
+    ]);
+    assert_eq!(env.ok(&["wait", "lg"]).trim(), "0");
+    let o = env.sk(&["logs", "lg"]);
+    assert_eq!(stdout(&o), "one\nthree\n");
+    assert_eq!(stderr(&o), "two\n");
+    assert_eq!(env.ok(&["logs", "--tail", "1", "lg"]), "three\n");
+    let ts = env.ok(&["logs", "-t", "--tail", "1", "lg"]);
+    assert!(ts.starts_with("20") && ts.contains("Z three"), "{ts}");
+    assert_eq!(env.ok(&["logs", "--since", "2099-01-01", "lg"]), "");
+    assert_eq!(env.ok(&["logs", "--until", "2000-01-01", "lg"]), "");
+    assert_eq!(env.ok(&["logs", "--since", "1h", "lg"]), "one\nthree\n");
+    // The log file is docker's json-file format.
+    let path = env.fmt("lg", "{{.LogPath}}");
+    let first = std::fs::read_to_string(&path).unwrap();
+    let rec: Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
+    assert_eq!(rec["log"], "one\n");
+    assert_eq!(rec["stream"], "stdout");
+    // Follow until the container exits.
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "fo",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo tick$i; sleep 0.3; done",
+    ]);
+    let o = env.sk(&["logs", "-f", "fo"]);
+    assert_eq!(stdout(&o), "tick1\ntick2\ntick3\n");
+    // Rotation keeps at most max-file files of at most max-size bytes.
+    env.ok(&[
+        "run",
+        "--name",
+        "ro",
+        "--log-opt",
+        "max-size=2k",
+        "--log-opt",
+        "max-file=2",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 200 ]; do echo line$i; i=$((i+1)); done",
+    ]);
+    let path = PathBuf::from(env.fmt("ro", "{{.LogPath}}"));
+    assert!(std::fs::metadata(&path).unwrap().len() <= 2048);
+    assert!(path.with_extension("log.1").exists());
+    assert!(!path.with_extension("log.2").exists());
+    let out = env.ok(&["logs", "ro"]);
+    assert!(out.ends_with("line199\n"), "{out}");
+    assert!(!out.starts_with("line0\n"), "old lines were rotated away");
+}
+
+#[test]
+fn exec_env_user_workdir_and_exit_codes() {
+    let env = Env::new();
+    env.ok(&[
+        "run", "-d", "--name", "ex", "-e", "FOO=bar", "busybox", "sleep", "1000",
+    ]);
+    assert_eq!(env.ok(&["exec", "ex", "sh", "-c", "echo $FOO"]), "bar\n");
+    assert_eq!(
+        env.ok(&["exec", "-e", "FOO=baz", "ex", "sh", "-c", "echo $FOO"]),
+        "baz\n"
+    );
+    assert_eq!(
+        env.ok(&["exec", "-u", "nobody", "ex", "id", "-u"]),
+        "65534\n"
+    );
+    assert_eq!(env.ok(&["exec", "-w", "/tmp", "ex", "pwd"]), "/tmp\n");
+    assert_eq!(code(&env.sk(&["exec", "ex", "sh", "-c", "exit 7"])), 7);
+    let o = env.sk(&["exec", "ex", "nosuchcmd"]);
+    assert_eq!(code(&o), 127, "{}", stderr(&o));
+    let o = env.sk(&["exec", "ex", "/etc/passwd"]);
+    assert_eq!(code(&o), 126, "{}", stderr(&o));
+    env.ok(&["exec", "-d", "ex", "sh", "-c", "echo bg > /tmp/bg"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(env.ok(&["exec", "ex", "cat", "/tmp/bg"]), "bg\n");
+    // -i feeds stdin.
+    let mut c = env
+        .cmd(&["exec", "-i", "ex", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    c.stdin.take().unwrap().write_all(b"in\n").unwrap();
+    assert_eq!(stdout(&c.wait_with_output().unwrap()), "in\n");
+    // top lists the container's processes; stats reads its cgroup.
+    let top = env.ok(&["top", "ex"]);
+    assert!(
+        top.starts_with("UID") && top.contains("sleep 1000"),
+        "{top}"
+    );
+    let stats = env.ok(&["stats", "--no-stream", "ex"]);
+    assert!(stats.starts_with("CONTAINER ID"), "{stats}");
+    assert!(stats.contains(" ex ") && stats.contains("iB / "), "{stats}");
+    env.ok(&["stop", "-t", "0", "ex"]);
+    let o = env.sk(&["exec", "ex", "true"]);
+    assert_ne!(code(&o), 0);
+    assert!(stderr(&o).contains("is not running"), "{}", stderr(&o));
+}
+
+#[test]
+fn ps_filters_formats_and_inspect_templates() {
+    let env = Env::new();
+    env.ok(&[
+        "run", "-d", "--name", "a1", "-l", "k=v", "busybox", "sleep", "1000",
+    ]);
+    env.ok(&["run", "--name", "b1", "busybox", "true"]);
+    env.ok(&["create", "--name", "c1", "-l", "k=w", "busybox"]);
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["ps", "--format", "{{.Names}}"];
+        a.extend_from_slice(args);
+        let mut v: Vec<String> = env.ok(&a).lines().map(String::from).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&[]), ["a1"]);
+    assert_eq!(names(&["-a"]), ["a1", "b1", "c1"]);
+    assert_eq!(names(&["-a", "--filter", "status=exited"]), ["b1"]);
+    assert_eq!(names(&["-a", "--filter", "status=created"]), ["c1"]);
+    assert_eq!(names(&["-a", "--filter", "label=k"]), ["a1", "c1"]);
+    assert_eq!(names(&["-a", "--filter", "label=k=w"]), ["c1"]);
+    assert_eq!(names(&["-a", "--filter", "name=b"]), ["b1"]);
+    assert_eq!(
+        names(&["-a", "--filter", "ancestor=busybox"]),
+        ["a1", "b1", "c1"]
+    );
+    assert_eq!(
+        names(&["-a", "--filter", "ancestor=other"]),
+        Vec::<String>::new()
+    );
+    let id = env.fmt("b1", "{{.Id}}");
+    assert_eq!(
+        names(&["-a", "--filter", &format!("id={}", &id[..10])]),
+        ["b1"]
+    );
+    assert_eq!(names(&["-a", "-n", "1"]), ["c1"]);
+    let o = env.sk(&["ps", "--filter", "status=bogus"]);
+    assert_ne!(code(&o), 0);
+    // Default table, -q, --no-trunc, json, table templates.
+    let t = env.ok(&["ps", "-a"]);
+    let header = t.lines().next().unwrap();
+    for col in [
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ] {
+        assert!(header.contains(col), "{header}");
+    }
+    assert!(t.contains("Exited (0)"), "{t}");
+    assert!(env.ok(&["ps", "-aq"]).lines().all(|l| l.len() == 12));
+    assert!(env
+        .ok(&["ps", "-aq", "--no-trunc"])
+        .lines()
+        .all(|l| l.len() == 64));
+    for line in env.ok(&["ps", "-a", "--format", "{{json .}}"]).lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert!(v["Names"].is_string() && v["Status"].is_string() && v["ID"].is_string());
+    }
+    let t = env.ok(&["ps", "--format", "table {{.ID}}\t{{.Names}}"]);
+    assert!(t.starts_with("CONTAINER ID   NAMES\n"), "{t}");
+    let s = env.ok(&["ps", "-s", "--format", "{{.Size}}"]);
+    assert!(s.contains("(virtual"), "{s}");
+    // inspect templates, and inspect finds images too.
+    assert_eq!(
+        env.fmt("a1", "{{.Config.Image}} {{json .Config.Cmd}}"),
+        r#"busybox ["sleep","1000"]"#
+    );
+    assert_eq!(env.fmt("a1", "{{index .Config.Labels \"k\"}}"), "v");
+    assert_eq!(env.fmt("a1", "{{join .Args \",\"}}"), "1000");
+    assert_eq!(env.fmt("a1", "{{upper .State.Status}}"), "RUNNING");
+    let img = env.ok(&["inspect", "busybox"]);
+    assert!(img.contains("RootFS"), "{img}");
+    let o = env.sk(&["inspect", "nothing-here"]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("No such object: nothing-here"));
+    let o = env.sk(&["container", "inspect", "busybox"]);
+    assert_eq!(code(&o), 1);
+    let v = env.inspect("a1");
+    for k in [
+        "Id",
+        "Created",
+        "Path",
+        "Args",
+        "State",
+        "Image",
+        "Name",
+        "Config",
+        "HostConfig",
+        "Mounts",
+        "GraphDriver",
+        "NetworkSettings",
+    ] {
+        assert!(!v[k].is_null(), "inspect lacks {k}: {v}");
+    }
+    for k in [
+        "Status",
+        "Running",
+        "Paused",
+        "Restarting",
+        "OOMKilled",
+        "Dead",
+        "Pid",
+        "ExitCode",
+        "Error",
+        "StartedAt",
+        "FinishedAt",
+    ] {
+        assert!(!v["State"][k].is_null(), "State lacks {k}");
+    }
+    assert!(v["Image"].as_str().unwrap().starts_with("sha256:"));
+    for k in ["LowerDir", "UpperDir", "MergedDir", "WorkDir"] {
+        assert!(v["GraphDriver"]["Data"][k].is_string());
+    }
+    // Images in use by containers are kept.
+    let o = env.sk(&["rmi", "busybox"]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("is using its referenced image"),
+        "{}",
+        stderr(&o)
+    );
+    env.ok(&["image", "prune", "-a", "-f"]);
+    env.ok(&["inspect", "--type", "image", "busybox"]);
+    env.ok(&["container", "prune", "-f"]);
+    assert_eq!(names(&["-a"]), ["a1"]);
+}
+
+#[test]
+fn mounts_volumes_tmpfs_readonly_and_networks() {
+    let env = Env::new();
+    let host = env.dir.path().join("hostdir");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("f"), "from host").unwrap();
+    let bind = format!("{}:/data", host.display());
+    assert_eq!(
+        env.ok(&["run", "--rm", "-v", &bind, "busybox", "cat", "/data/f"]),
+        "from host"
+    );
+    let bind_ro = format!("{}:/data:ro", host.display());
+    let o = env.sk(&["run", "--rm", "-v", &bind_ro, "busybox", "touch", "/data/x"]);
+    assert_eq!(code(&o), 1);
+    let m = format!("type=bind,source={},target=/m,readonly", host.display());
+    assert_eq!(
+        env.ok(&["run", "--rm", "--mount", &m, "busybox", "cat", "/m/f"]),
+        "from host"
+    );
+    // A named volume outlives its containers.
+    env.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "vol1:/v",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /v/k",
+    ]);
+    assert_eq!(
+        env.ok(&["run", "--rm", "-v", "vol1:/v", "busybox", "cat", "/v/k"]),
+        "kept\n"
+    );
+    // Volumes are the volume store's: listed, and protected while a container uses them.
+    assert!(env.ok(&["volume", "ls", "-q"]).lines().any(|l| l == "vol1"));
+    env.ok(&["create", "--name", "holder", "-v", "vol1:/v", "busybox"]);
+    let o = env.sk(&["volume", "rm", "vol1"]);
+    assert_ne!(code(&o), 0, "a used volume must not be removable");
+    env.ok(&["rm", "holder"]);
+    env.ok(&["volume", "rm", "vol1"]);
+    // --init runs skiff's init as PID 1.
+    let c = env.ok(&["run", "--rm", "--init", "busybox", "cat", "/proc/1/cmdline"]);
+    assert!(c.contains("init"), "{c:?}");
+    // An anonymous volume is removed by rm -v.
+    env.ok(&["run", "--name", "anon", "-v", "/anon", "busybox", "true"]);
+    let v = env.inspect("anon");
+    let src = v["Mounts"][0]["Source"].as_str().unwrap().to_string();
+    assert_eq!(v["Mounts"][0]["Type"], "volume");
+    assert!(Path::new(&src).is_dir(), "{src}");
+    env.ok(&["rm", "-v", "anon"]);
+    assert!(!Path::new(&src).exists());
+    // tmpfs and read-only root.
+    let t = env.ok(&[
+        "run",
+        "--rm",
+        "--tmpfs",
+        "/t",
+        "busybox",
+        "sh",
+        "-c",
+        "grep ' /t ' /proc/mounts",
+    ]);
+    assert!(t.contains("tmpfs"), "{t}");
+    let o = env.sk(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("Read-only file system"),
+        "{}",
+        stderr(&o)
+    );
+    // Per-container hostname, hosts, resolv.conf; none and host networks.
+    assert_eq!(
+        env.ok(&["run", "--rm", "-h", "box", "busybox", "hostname"]),
+        "box\n"
+    );
+    let hosts = env.ok(&["run", "--rm", "-h", "box", "busybox", "cat", "/etc/hosts"]);
+    assert!(hosts.contains("127.0.0.1\tbox"), "{hosts}");
+    assert!(env
+        .ok(&["run", "--rm", "busybox", "cat", "/etc/resolv.conf"])
+        .contains("nameserver"));
+    assert_eq!(
+        env.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "ls",
+            "/sys/class/net"
+        ]),
+        "lo\n"
+    );
+    let host_links = std::fs::read_dir("/sys/class/net").unwrap().count();
+    let ctr_links = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "busybox",
+        "ls",
+        "/sys/class/net",
+    ]);
+    assert_eq!(ctr_links.lines().count(), host_links);
+    // Environment and working directory from flags.
+    let envf = env.dir.path().join("envfile");
+    std::fs::write(&envf, "# comment\nA=1\nB=2\n").unwrap();
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--env-file",
+        envf.to_str().unwrap(),
+        "-e",
+        "B=3",
+        "-w",
+        "/work",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $A$B; pwd",
+    ]);
+    assert_eq!(out, "13\n/work\n");
+    assert_eq!(
+        env.ok(&["run", "--rm", "-u", "65534:65534", "busybox", "id", "-u"]),
+        "65534\n"
+    );
+    assert_eq!(
+        env.ok(&["run", "--rm", "--entrypoint", "echo", "busybox", "hi"]),
+        "hi\n"
+    );
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn restart_policies_and_attach() {
+    let env = Env::new();
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "of",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 1",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = env.fmt("of", "{{.State.Status}} {{.RestartCount}}");
+        if s == "exited 2" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "on-failure:2 ended as {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(env.fmt("of", "{{.State.ExitCode}}"), "1");
+    assert_eq!(
+        env.fmt("of", "{{.HostConfig.RestartPolicy.Name}}"),
+        "on-failure"
+    );
+    // always restarts a container that exits, until it is stopped.
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "al",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.2",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while env.fmt("al", "{{.RestartCount}}") == "0" {
+        assert!(Instant::now() < deadline, "always never restarted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    env.ok(&["stop", "-t", "1", "al"]);
+    let n = env.fmt("al", "{{.RestartCount}}");
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        env.fmt("al", "{{.State.Status}} {{.RestartCount}}"),
+        format!("exited {n}")
+    );
+    // attach receives output and the exit code; its stdin reaches the container.
+    env.ok(&[
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        "at",
+        "busybox",
+        "sh",
+        "-c",
+        "read x; echo got $x; exit 4",
+    ]);
+    let mut c = env
+        .cmd(&["attach", "at"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let mut w = c.stdin.take().unwrap();
+    w.write_all(b"hello\n").unwrap();
+    let o = c.wait_with_output().unwrap();
+    drop(w);
+    assert_eq!(stdout(&o), "got hello\n");
+    assert_eq!(code(&o), 4);
+    // start -a streams and returns the exit code.
+    env.ok(&[
+        "create",
+        "--name",
+        "sa",
+        "busybox",
+        "sh",
+        "-c",
+        "echo started; exit 5",
+    ]);
+    let o = env.sk(&["start", "-a", "sa"]);
+    assert_eq!((code(&o), stdout(&o).as_str()), (5, "started\n"));
+    let o = env.sk(&["start", "-a", "sa"]);
+    assert_eq!(
+        (code(&o), stdout(&o).as_str()),
+        (5, "started\n"),
+        "a stopped container starts again"
+    );
+}
+
+#[test]
+fn fifty_parallel_run_rm_leave_nothing_behind() {
+    let env = Env::new();
+    let children: Vec<Child> = (0..50)
+        .map(|i| {
+            env.cmd(&["run", "--rm", "busybox", "sh", "-c", &format!("echo {i}")])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "run {i}: {}{}", stdout(&o), stderr(&o));
+        assert_eq!(stdout(&o), format!("{i}\n"));
+    }
+    env.assert_no_leftovers();
+}
+
+fn monitor_of(env: &Env, name: &str) -> i32 {
+    let pid = env.fmt(name, "{{.State.Pid}}");
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    rest.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn killed_monitors_and_clis_leave_a_consistent_state() {
+    let env = Env::new();
+    env.ok(&["run", "-d", "--name", "mo", "busybox", "sleep", "1000"]);
+    let mon = monitor_of(&env, "mo");
+    let cmdline = std::fs::read_to_string(format!("/proc/{mon}/cmdline")).unwrap();
+    assert!(cmdline.contains("monitor"), "{cmdline}");
+    let ctr_pid: i32 = env.fmt("mo", "{{.State.Pid}}").parse().unwrap();
+    // SAFETY: kill with integer arguments.
+    unsafe { libc::kill(mon, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        env.fmt("mo", "{{.State.Status}} {{.State.ExitCode}}"),
+        "exited 137"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !Path::new(&format!("/proc/{ctr_pid}/cmdline")).exists()
+            || std::fs::read_to_string(format!("/proc/{ctr_pid}/cmdline"))
+                .unwrap_or_default()
+                .is_empty(),
+        "the orphaned container was killed"
+    );
+    env.ok(&["start", "mo"]);
+    assert_eq!(env.fmt("mo", "{{.State.Status}}"), "running");
+    env.ok(&["rm", "-f", "mo"]);
+    // kill -9 of `skiff run` at random points.
+    for i in 0..12u64 {
+        let mut c = env
+            .cmd(&["run", "--rm", "busybox", "sh", "-c", "sleep 0.3"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(5 + (i * 37) % 160));
+        let _ = c.kill();
+        let _ = c.wait();
+        let mut d = env
+            .cmd(&["run", "-d", "busybox", "sleep", "1000"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(3 + (i * 53) % 120));
+        let _ = d.kill();
+        let _ = d.wait();
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    // Every container is in a state that matches reality.
+    let out = env.ok(&["ps", "-a", "--format", "{{.ID}} {{.State}}"]);
+    for l in out.lines() {
+        let (id, state) = l.split_once(' ').unwrap();
+        let v = env.inspect(id);
+        match state {
+            "running" => {
+                let pid = v["State"]["Pid"].as_i64().unwrap();
+                assert!(Path::new(&format!("/proc/{pid}")).exists(), "{l}");
+            }
+            "created" | "exited" => assert_eq!(v["State"]["Pid"], 0, "{l}"),
+            other => panic!("unexpected state {other} for {id}"),
+        }
+    }
+    for id in out.lines().filter_map(|l| l.split_whitespace().next()) {
+        env.ok(&["rm", "-f", id]);
+    }
+    env.assert_no_leftovers();
+}
+
+#[test]
+fn memory_limit_oom_is_recorded() {
+    let env = Env::new();
+    let o = env.sk(&[
+        "run",
+        "--name",
+        "oom",
+        "--memory",
+        "8m",
+        "busybox",
+        "sh",
+        "-c",
+        "x=$(head -c 64000000 /dev/zero | tr '\\0' a); echo survived",
+    ]);
+    assert_eq!(code(&o), 137, "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        env.fmt("oom", "{{.State.OOMKilled}} {{.HostConfig.Memory}}"),
+        "true 8388608"
+    );
+    // Capabilities, ulimits, pids limits and security options from flags reach the process.
+    let o = env.sk(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "chown",
+        "busybox",
+        "chown",
+        "65534",
+        "/tmp",
+    ]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    env.ok(&["run", "--rm", "busybox", "chown", "65534", "/tmp"]);
+    let n = env.ok(&[
+        "run",
+        "--rm",
+        "--ulimit",
+        "nofile=42:42",
+        "busybox",
+        "sh",
+        "-c",
+        "ulimit -n",
+    ]);
+    assert_eq!(n, "42\n");
+    let o = env.sk(&[
+        "run",
+        "--rm",
+        "--pids-limit",
+        "3",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1 & sleep 1 & sleep 1 & sleep 1 & wait",
+    ]);
+    assert!(
+        stderr(&o).contains("fork") || stderr(&o).contains("Resource"),
+        "pids limit: {}",
+        stderr(&o)
+    );
+    let status = |args: &[&str]| {
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["busybox", "cat", "/proc/self/status"]);
+        env.ok(&a)
+    };
+    let field = |s: &str, k: &str| {
+        s.lines()
+            .find(|l| l.starts_with(k))
+            .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        field(&status(&[]), "CapEff:"),
+        "00000000a80425fb",
+        "docker's default set"
+    );
+    let all = field(&status(&["--privileged"]), "CapEff:");
+    let all = u64::from_str_radix(&all, 16).unwrap();
+    assert!(
+        all & (1 << 21) != 0,
+        "privileged has CAP_SYS_ADMIN: {all:x}"
+    );
+    assert_eq!(
+        field(
+            &status(&["--security-opt", "no-new-privileges"]),
+            "NoNewPrivs:"
+        ),
+        "1"
+    );
+    assert_eq!(field(&status(&[]), "NoNewPrivs:"), "0");
+}
+
+#[test]
+fn without_root_a_clear_error() {
+    let env = Env::new();
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin("skiff"))
+        .arg("--root")
+        .arg(env.root())
+        .arg("ps")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 125);
+    assert!(
+        stderr(&o).contains("need root privileges"),
+        "{}",
+        stderr(&o)
+    );
+}
