@@ -16,9 +16,11 @@
 //! ```
 
 pub mod attach;
+pub mod commit;
 pub mod create;
 pub mod db;
 pub mod error;
+pub mod fsops;
 pub mod inspect;
 pub mod lock;
 pub mod logs;
@@ -27,6 +29,7 @@ pub mod monitor;
 pub mod names;
 pub mod ops;
 pub mod proc;
+pub mod prune;
 pub mod spec;
 pub mod volumes_api;
 

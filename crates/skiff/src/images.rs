@@ -283,7 +283,9 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Login(a) => crate::registry::login(a),
         Command::Logout(a) => crate::registry::logout(a),
         Command::Manifest(ManifestCommand::Inspect(a)) => crate::registry::manifest_inspect(a),
-        Command::Containers(_) => unreachable!("container commands are dispatched in main"),
+        Command::Containers(_) | Command::Fs(_) => {
+            unreachable!("container commands are dispatched in main")
+        }
     }
 }
 

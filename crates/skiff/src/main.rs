@@ -2,6 +2,7 @@
 //! engine and image crates. Errors print as `skiff: <message>` and exit 125, like docker's CLI.
 
 mod containers;
+mod fscmds;
 mod images;
 mod registry;
 mod template;
@@ -64,6 +65,9 @@ pub enum Command {
     /// Container commands (run, ps, exec, ...)
     #[command(flatten)]
     Containers(Box<containers::TopCommand>),
+    /// Filesystem and cleanup commands (cp, diff, export, commit, system prune)
+    #[command(flatten)]
+    Fs(fscmds::FsCommand),
 }
 
 fn main() {
@@ -74,6 +78,9 @@ fn main() {
     let cli = Cli::parse();
     if let Command::Containers(c) = &cli.command {
         std::process::exit(containers::run(&cli, c));
+    }
+    if let Command::Fs(c) = &cli.command {
+        std::process::exit(fscmds::run(&cli, c));
     }
     let code = match images::run(&cli) {
         Ok(code) => code,
