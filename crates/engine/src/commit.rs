@@ -264,6 +264,8 @@ fn layer_tar<W: Write>(
                     let mut o = tar::Header::new_gnu();
                     o.set_entry_type(tar::EntryType::Regular);
                     o.set_mode(0o600);
+                    o.set_uid(0);
+                    o.set_gid(0);
                     o.set_size(0);
                     o.set_mtime(st.st_mtime.max(0) as u64);
                     b.append_data(&mut o, r.join(".wh..wh..opq"), io::empty())?;
@@ -335,6 +337,26 @@ fn layer_media(m: &str) -> String {
 
 /// `commit`: records the container's changes as a new image on top of its image.
 pub fn commit(e: &Engine, store: &Store, s: &str, opts: &CommitOptions) -> Result<ImageRecord> {
+    for ch in &opts.changes {
+        let instr = ch.split_whitespace().next().unwrap_or("");
+        const OK: &[&str] = &[
+            "CMD",
+            "ENTRYPOINT",
+            "ENV",
+            "EXPOSE",
+            "LABEL",
+            "ONBUILD",
+            "STOPSIGNAL",
+            "USER",
+            "VOLUME",
+            "WORKDIR",
+        ];
+        if !OK.contains(&instr.to_ascii_uppercase().as_str()) {
+            return Err(Error::Invalid(format!(
+                "--change: {instr} is not a valid change command (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR)"
+            )));
+        }
+    }
     let c = e.container(s)?;
     let paused = if opts.pause && c.state.status == "running" {
         e.pause(&c.id)?;

@@ -617,7 +617,7 @@ pub fn copy(
                     let d = Dest {
                         root: m.root.as_fd(),
                         base: r,
-                        keep_owner: true,
+                        keep_owner: opts.archive,
                     };
                     extract(&d, stdin).map_err(io_err(format!("extract into {container}:{path}")))
                 }
