@@ -284,6 +284,35 @@ fn cp_both_directions_with_docker_path_forms() {
     let o = env.with_stdin(&["cp", "-", &cs("/etc/passwd")], &tar);
     assert_eq!(o.status.code(), Some(1), "a tar stream needs a directory");
 
+    // Volumes and tmpfs mounts of a running container are copied to and from, as in docker.
+    let v = unique("cpvol");
+    let c2 = unique("cpmounts");
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &c2,
+        "-v",
+        &format!("{v}:/vol"),
+        "--tmpfs",
+        "/scratch",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    env.ok(&["cp", src.to_str().unwrap(), &format!("{c2}:/vol/")]);
+    env.ok(&["cp", src.to_str().unwrap(), &format!("{c2}:/scratch/")]);
+    assert_eq!(
+        read(&env.root().join("volumes").join(&v).join("_data/in.txt")),
+        "from host\n"
+    );
+    assert_eq!(env.exec(&c2, "cat /scratch/in.txt"), "from host\n");
+    env.exec(&c2, "echo tmp > /scratch/out");
+    let t = env.host("from-tmpfs");
+    env.ok(&["cp", &format!("{c2}:/scratch/out"), t.to_str().unwrap()]);
+    assert_eq!(read(&t), "tmp\n");
+    env.ok(&["rm", "-f", &c2]);
+
     // A stopped container: its overlay is mounted just for the copy.
     env.ok(&["stop", "-t", "1", &c]);
     let mounts = env.mounts_under_root();

@@ -3,7 +3,8 @@
 //! against a descriptor of its rootfs, and every final component is handled with `*at` calls that
 //! never follow a symlink, so a container's symlink (`/tmp/x -> /etc`, `../../..`) can never make
 //! skiff read or write a host file. A stopped container's overlay is mounted for the duration of
-//! the operation (under its lock) and unmounted afterwards.
+//! the operation (under its lock) and unmounted afterwards; a running one is reached through its
+//! init's `/proc/<pid>/root`, so its volumes and tmpfs mounts are part of what `cp` sees.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -40,8 +41,9 @@ impl Drop for MountedRoot {
 
 impl Engine {
     /// Opens the merged filesystem of the container named by `s`: the live overlay of a running
-    /// container, or a temporary mount of a stopped one (held under its lock until dropped).
-    pub fn mount_root(&self, s: &str) -> Result<MountedRoot> {
+    /// container (with `with_mounts`, its init's root, which also shows its volumes and tmpfs
+    /// mounts), or a temporary mount of a stopped one (held under its lock until dropped).
+    pub fn mount_root(&self, s: &str, with_mounts: bool) -> Result<MountedRoot> {
         let c = self.container(s)?;
         let lock = if c.is_active() {
             None
@@ -71,6 +73,26 @@ impl Engine {
                 &rootfs,
             )?;
             unmount = true;
+        }
+        // A running container is reached through its init's root, so its volumes, binds and
+        // tmpfs mounts are seen as inside the container; the init is checked again after the
+        // open so a recycled pid cannot stand in for it.
+        if c.is_active() && with_mounts {
+            if let Ok(st) = skiff_runtime::state::State::load(&self.runtime_root(), &c.id) {
+                if st.init_alive() {
+                    if let Ok(fd) = sys::open_dir(Path::new(&format!("/proc/{}/root", st.pid))) {
+                        if st.init_alive() {
+                            return Ok(MountedRoot {
+                                container: c,
+                                root: fd,
+                                rootfs,
+                                unmount,
+                                _lock: lock,
+                            });
+                        }
+                    }
+                }
+            }
         }
         let root = match sys::open_dir(&rootfs) {
             Ok(fd) => fd,
@@ -543,7 +565,7 @@ pub fn copy(
 ) -> Result<()> {
     match (src, dst) {
         (CpEnd::Container { container, path }, to) => {
-            let m = e.mount_root(container)?;
+            let m = e.mount_root(container, true)?;
             let r = rel(path);
             let loc = locate(m.root.as_fd(), &r, opts.follow_link).map_err(|err| {
                 if err.kind() == io::ErrorKind::NotFound {
@@ -601,7 +623,7 @@ pub fn copy(
             }
         }
         (from, CpEnd::Container { container, path }) => {
-            let m = e.mount_root(container)?;
+            let m = e.mount_root(container, true)?;
             let r = rel(path);
             let dest_kind = sys::open_in_root(m.root.as_fd(), &r, libc::O_PATH, 0)
                 .ok()
@@ -698,7 +720,7 @@ fn pipe(loc: &Loc, top: &Path, d: &Dest<'_>) -> io::Result<()> {
 
 /// `export`: a tar of the container's whole filesystem to `out`.
 pub fn export(e: &Engine, s: &str, out: &mut dyn Write) -> Result<()> {
-    let m = e.mount_root(s)?;
+    let m = e.mount_root(s, false)?;
     let loc = Loc {
         dir: sys::openat(
             m.root.as_fd(),
