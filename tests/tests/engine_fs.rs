@@ -179,6 +179,44 @@ fn tar_list(data: &[u8]) -> Vec<String> {
         .collect()
 }
 
+fn cpath(p: &Path) -> std::ffi::CString {
+    std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap()
+}
+
+fn set_xattr(p: &Path, k: &str, v: &[u8]) {
+    let (cp, ck) = (cpath(p), std::ffi::CString::new(k).unwrap());
+    // SAFETY: NUL-terminated path and name, value pointer/length from a slice.
+    let r = unsafe { libc::lsetxattr(cp.as_ptr(), ck.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
+    assert_eq!(
+        r,
+        0,
+        "setxattr {}: {}",
+        p.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+fn get_xattr(p: &Path, k: &str) -> Option<Vec<u8>> {
+    let (cp, ck) = (cpath(p), std::ffi::CString::new(k).unwrap());
+    let mut buf = vec![0u8; 256];
+    // SAFETY: NUL-terminated path and name, writable buffer of the given length.
+    let n =
+        unsafe { libc::lgetxattr(cp.as_ptr(), ck.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (n >= 0).then(|| {
+        buf.truncate(n as usize);
+        buf
+    })
+}
+
+/// The first `<dir>/<child>/<rel>` that exists.
+fn find_file(dir: &Path, rel: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join(rel))
+        .find(|p| p.exists())
+}
+
 #[test]
 fn cp_both_directions_with_docker_path_forms() {
     let env = Env::new();
@@ -533,6 +571,15 @@ fn export_and_commit_then_run_the_new_image() {
     env.ok(&["export", "-o", f.to_str().unwrap(), &c]);
     assert_eq!(tar_list(&std::fs::read(&f).unwrap()), names);
 
+    // An extended attribute on a changed file travels into the image layer (SCHILY.xattr).
+    let cid = env.ok(&["inspect", "-f", "{{.Id}}", &c]).trim().to_string();
+    let upper_file = env
+        .root()
+        .join("containers")
+        .join(&cid)
+        .join("upper/root/file");
+    set_xattr(&upper_file, "user.skiff.test", b"kept");
+
     // commit (pauses the running container by default) with -m, -a and --change.
     let id = env.ok(&[
         "commit",
@@ -570,6 +617,12 @@ fn export_and_commit_then_run_the_new_image() {
         "echo $COMMITTED $FROMRUN; pwd; ls /opt/dir; test -e /etc/motd || echo gone",
     ]);
     assert_eq!(out, "yes 1\n/root\nc\ngone\n");
+    let snap = find_file(&env.root().join("snapshots"), Path::new("fs/root/file"))
+        .expect("the committed layer is unpacked");
+    assert_eq!(
+        get_xattr(&snap, "user.skiff.test").as_deref(),
+        Some(&b"kept"[..])
+    );
     let cfg = env.ok(&["image", "inspect", "committed:v1"]);
     assert!(cfg.contains("stage") && cfg.contains("Tester"), "{cfg}");
     // commit of a stopped container, without a name: a dangling image.

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -257,9 +257,10 @@ fn layer_tar<W: Write>(
         }
         match st.st_mode & libc::S_IFMT {
             libc::S_IFDIR => {
+                let sub = sys::openat(dir, &name, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+                crate::fsops::append_xattrs(b, sub.as_fd())?;
                 h.set_entry_type(tar::EntryType::Directory);
                 b.append_data(&mut h, &r, io::empty())?;
-                let sub = sys::openat(dir, &name, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
                 if is_opaque(sub.as_fd()) {
                     let mut o = tar::Header::new_gnu();
                     o.set_entry_type(tar::EntryType::Regular);
@@ -284,10 +285,15 @@ fn layer_tar<W: Write>(
                     }
                     links.insert((st.st_dev, st.st_ino), r.clone());
                 }
-                let f = File::from(sys::openat(dir, &name, libc::O_RDONLY, 0)?);
+                let fd = sys::openat(dir, &name, libc::O_RDONLY, 0)?;
+                crate::fsops::append_xattrs(b, fd.as_fd())?;
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_size(st.st_size as u64);
-                b.append_data(&mut h, &r, f.take(st.st_size as u64))?;
+                b.append_data(
+                    &mut h,
+                    &r,
+                    crate::fsops::sized(File::from(fd), st.st_size as u64),
+                )?;
             }
             libc::S_IFLNK => {
                 let target = crate::fsops::readlinkat(dir, &name)?;

@@ -210,6 +210,54 @@ fn kind(st: &libc::stat) -> u32 {
     st.st_mode & libc::S_IFMT
 }
 
+/// The extended attributes of an open file (overlayfs' own ones left out), for `SCHILY.xattr.*`
+/// PAX records: file capabilities and ACLs survive `commit` and `export`.
+pub(crate) fn xattrs_of(fd: BorrowedFd<'_>) -> Vec<(String, Vec<u8>)> {
+    let mut names = vec![0u8; 4096];
+    // SAFETY: valid fd and a writable buffer of the given length.
+    let n = unsafe { libc::flistxattr(fd.as_raw_fd(), names.as_mut_ptr().cast(), names.len()) };
+    if n <= 0 {
+        return Vec::new();
+    }
+    names.truncate(n as usize);
+    names
+        .split(|b| *b == 0)
+        .filter(|k| !k.is_empty())
+        .filter_map(|k| std::str::from_utf8(k).ok())
+        .filter(|k| !k.starts_with("trusted.overlay.") && !k.starts_with("user.overlay."))
+        .filter_map(|k| match sys::fgetxattr(fd, k) {
+            Ok(Some(v)) => Some((k.to_string(), v)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Writes `SCHILY.xattr.*` PAX records for the entry that follows.
+pub(crate) fn append_xattrs<W: Write>(
+    b: &mut tar::Builder<W>,
+    fd: BorrowedFd<'_>,
+) -> io::Result<()> {
+    let xs = xattrs_of(fd);
+    if xs.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<String> = xs
+        .iter()
+        .map(|(k, _)| format!("SCHILY.xattr.{k}"))
+        .collect();
+    b.append_pax_extensions(
+        keys.iter()
+            .map(String::as_str)
+            .zip(xs.iter().map(|(_, v)| v.as_slice())),
+    )
+}
+
+/// Exactly `size` bytes of `f`: zero-padded if the file shrank while it was read, so the archive
+/// stays well-formed.
+pub(crate) fn sized(f: File, size: u64) -> impl Read {
+    f.take(size).chain(io::repeat(0)).take(size)
+}
+
 /// Options of the tar walker.
 #[derive(Default)]
 struct Walk {
@@ -244,6 +292,7 @@ impl Walk {
             libc::S_IFDIR => {
                 let sub = sys::openat(dir, name, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
                 if !tar_name.as_os_str().is_empty() {
+                    append_xattrs(b, sub.as_fd())?;
                     h.set_entry_type(tar::EntryType::Directory);
                     b.append_data(&mut h, tar_name, io::empty())?;
                 }
@@ -263,10 +312,11 @@ impl Walk {
                     self.links.insert(key, tar_name.to_path_buf());
                 }
                 let fd = sys::openat(dir, name, libc::O_RDONLY, 0)?;
+                append_xattrs(b, fd.as_fd())?;
                 let f = File::from(fd);
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_size(st.st_size as u64);
-                b.append_data(&mut h, tar_name, f.take(st.st_size as u64))?;
+                b.append_data(&mut h, tar_name, sized(f, st.st_size as u64))?;
             }
             libc::S_IFLNK => {
                 let target = readlinkat(dir, name)?;
