@@ -16,10 +16,12 @@
 //! ```
 
 pub mod attach;
+pub mod commit;
 pub mod create;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod fsops;
 pub mod info;
 pub mod init;
 pub mod inspect;
@@ -30,6 +32,7 @@ pub mod monitor;
 pub mod names;
 pub mod ops;
 pub mod proc;
+pub mod prune;
 pub mod spec;
 pub mod volumes;
 pub mod volumes_api;

@@ -378,17 +378,6 @@ pub struct StatsArgs {
     pub containers: Vec<String>,
 }
 
-/// Flags of `container prune`.
-#[derive(Args, Debug)]
-pub struct PruneArgs {
-    /// Do not prompt for confirmation
-    #[arg(short, long)]
-    pub force: bool,
-    /// Provide filter values (label=…)
-    #[arg(long)]
-    pub filter: Vec<String>,
-}
-
 /// `skiff container …`
 #[derive(Subcommand, Debug)]
 pub enum ContainerCommand {
@@ -431,7 +420,15 @@ pub enum ContainerCommand {
     /// Display a live stream of container(s) resource usage statistics
     Stats(StatsArgs),
     /// Remove all stopped containers
-    Prune(PruneArgs),
+    Prune(crate::fscmds::ContainerPruneArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(crate::fscmds::CpArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(crate::fscmds::DiffArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(crate::fscmds::ExportArgs),
+    /// Create a new image from a container's changes
+    Commit(crate::fscmds::CommitArgs),
 }
 
 /// The container commands at top level (flattened into the CLI's command enum by main.rs).
@@ -579,7 +576,21 @@ pub fn run(cli: &Cli, cmd: &TopCommand) -> i32 {
         TopCommand::Logs(a) | TopCommand::Container(ContainerCommand::Logs(a)) => logs(&ctx, a),
         TopCommand::Top(a) | TopCommand::Container(ContainerCommand::Top(a)) => top(&ctx, a),
         TopCommand::Stats(a) | TopCommand::Container(ContainerCommand::Stats(a)) => stats(&ctx, a),
-        TopCommand::Container(ContainerCommand::Prune(a)) => prune(&ctx, a),
+        TopCommand::Container(ContainerCommand::Prune(a)) => {
+            crate::fscmds::container_prune(ctx.root, ctx.runroot, a)
+        }
+        TopCommand::Container(ContainerCommand::Cp(a)) => {
+            crate::fscmds::cp(ctx.root, ctx.runroot, a)
+        }
+        TopCommand::Container(ContainerCommand::Diff(a)) => {
+            crate::fscmds::diff(ctx.root, ctx.runroot, a)
+        }
+        TopCommand::Container(ContainerCommand::Export(a)) => {
+            crate::fscmds::export(ctx.root, ctx.runroot, a)
+        }
+        TopCommand::Container(ContainerCommand::Commit(a)) => {
+            crate::fscmds::commit_cmd(ctx.root, ctx.runroot, a)
+        }
     };
     match r {
         Ok(code) => code,
@@ -1490,33 +1501,6 @@ fn stats(ctx: &Ctx, a: &StatsArgs) -> Result<i32> {
         }
         std::thread::sleep(std::time::Duration::from_millis(900));
     }
-}
-
-fn prune(ctx: &Ctx, a: &PruneArgs) -> Result<i32> {
-    let e = ctx.engine()?;
-    let mut removed = Vec::new();
-    for c in e.list()? {
-        if c.is_active() {
-            continue;
-        }
-        let mut ok = true;
-        for f in &a.filter {
-            ok &= matches_filter(&c, f)?;
-        }
-        if ok && e.remove(&c.id, false, false).is_ok() {
-            removed.push(c.id);
-        }
-    }
-    let _ = a.force;
-    if !removed.is_empty() {
-        println!("Deleted Containers:");
-        for id in &removed {
-            println!("{id}");
-        }
-        println!();
-    }
-    println!("Total reclaimed space: 0B");
-    Ok(0)
 }
 
 /// `skiff monitor ARGS` (hidden; dispatched before clap parses anything, to keep it small). The

@@ -2,6 +2,7 @@
 //! engine and image crates. Errors print as `skiff: <message>` and exit 125, like docker's CLI.
 
 mod containers;
+mod fscmds;
 mod images;
 mod registry;
 mod system;
@@ -65,7 +66,7 @@ pub enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(volumes::VolumeCommand),
-    /// Manage skiff (df, events, info)
+    /// Manage skiff (df, events, info, prune)
     #[command(subcommand)]
     System(system::SystemCommand),
     /// Show the skiff version information
@@ -82,6 +83,9 @@ pub enum Command {
     /// Container commands (run, ps, exec, ...)
     #[command(flatten)]
     Containers(Box<containers::TopCommand>),
+    /// Filesystem and cleanup commands (cp, diff, export, commit, system prune)
+    #[command(flatten)]
+    Fs(fscmds::FsCommand),
 }
 
 fn main() {
@@ -92,6 +96,9 @@ fn main() {
     let cli = Cli::parse();
     if let Command::Containers(c) = &cli.command {
         std::process::exit(containers::run(&cli, c));
+    }
+    if let Command::Fs(c) = &cli.command {
+        std::process::exit(fscmds::run(&cli, c));
     }
     let r = match &cli.command {
         Command::Volume(c) => volumes::run(&cli, c),

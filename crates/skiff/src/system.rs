@@ -26,6 +26,8 @@ pub enum SystemCommand {
     Events(EventsArgs),
     /// Display system-wide information
     Info(InfoArgs),
+    /// Remove unused data
+    Prune(crate::fscmds::SystemPruneArgs),
 }
 
 /// Flags of `version`.
@@ -636,6 +638,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         C::Info(a) | C::System(SystemCommand::Info(a)) => info_cmd(cli, a),
         C::Events(a) | C::System(SystemCommand::Events(a)) => events_cmd(cli, a),
         C::System(SystemCommand::Df(a)) => df(cli, a),
+        C::System(SystemCommand::Prune(a)) => Ok(crate::fscmds::run_system_prune(cli, a)),
         C::Completion(a) => completion(a),
         C::GenerateMan(a) => generate_man(a),
         _ => bail!("internal error: not a system command"),
