@@ -625,54 +625,122 @@ fn client_input(c: &mut Client, io: &mut Io, stdin_once: bool) -> bool {
 
 /// Drops the monitor's clean file-backed pages (binary and library text and read-only data it
 /// touched while starting) from its resident set, and turns off fault-around for them, so an idle
-/// monitor keeps resident only the few pages its poll loop uses plus its small heap. Mappings with
-/// any private dirty page (relocated data) are left alone; the kernel re-reads dropped pages from
-/// the file on the next access, so this changes memory use only, never content.
-fn trim_rss() {
-    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
-        return;
-    };
-    let mut cur: Option<(usize, usize, bool)> = None;
-    let mut clean = true;
-    let flush = |v: Option<(usize, usize, bool)>, clean: bool| {
-        if let Some((start, end, file_ro)) = v {
-            if file_ro && clean && end > start {
-                // SAFETY: the range is a whole read-only file mapping of ours with no private dirty
-                // page; MADV_DONTNEED only drops PTEs the kernel refills from the file.
-                unsafe {
-                    libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_RANDOM);
-                    libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
-                }
-            }
-        }
-    };
-    for line in smaps.lines() {
-        let first = line.split_whitespace().next().unwrap_or("");
-        if let Some((a, b)) = first.split_once('-') {
-            if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
-                flush(cur.take(), clean);
-                let mut f = line.split_whitespace();
-                let perms = f.nth(1).unwrap_or("");
-                let path = f.nth(3).unwrap_or("");
-                let file_ro = path.starts_with('/') && !perms.contains('w');
-                cur = Some((a, b, file_ro));
-                clean = true;
+/// monitor keeps resident only the few pages its poll loop uses plus its small heap. Pages are
+/// chosen one by one from /proc/self/pagemap: only pages still backed by the file (not copied on
+/// write, like relocated data) are dropped, and the kernel re-reads them from the file on the
+/// next access, so this changes memory use only, never content.
+fn trim_rss(runs: &mut Vec<(usize, usize)>) {
+    runs.clear();
+    if let (Ok(maps), Ok(pagemap)) = (
+        std::fs::read_to_string("/proc/self/maps"),
+        std::fs::File::open("/proc/self/pagemap"),
+    ) {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+        for line in maps.lines() {
+            let mut f = line.split_whitespace();
+            let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+                continue;
+            };
+            let path = f.nth(3).unwrap_or("");
+            if !path.starts_with('/') || perms.contains('w') {
                 continue;
             }
-        }
-        if let Some(rest) = line
-            .strip_prefix("Private_Dirty:")
-            .or_else(|| line.strip_prefix("Anonymous:"))
-        {
-            if rest.trim().trim_end_matches("kB").trim() != "0" {
-                clean = false;
+            let Some((a, b)) = range.split_once('-') else {
+                continue;
+            };
+            if let (Ok(start), Ok(end)) =
+                (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            {
+                file_page_runs(&pagemap, start, end, page, runs);
             }
         }
     }
-    flush(cur.take(), clean);
-    drop(smaps);
     // SAFETY: malloc_trim only returns free heap memory to the kernel.
     unsafe { libc::malloc_trim(0) };
+    // Everything above ran in libc and the binary; from here on nothing but raw system calls
+    // runs until we are back in the poll loop, so the dropped pages stay dropped.
+    for &(addr, len) in runs.iter() {
+        // SAFETY: each run lies in a read-only file mapping of ours: MADV_RANDOM turns off
+        // fault-around; MADV_DONTNEED drops PTEs of pages that are the file's own (never a private
+        // copy), which the kernel refills from the file on the next access.
+        unsafe {
+            raw_madvise(addr, len, libc::MADV_RANDOM);
+            raw_madvise(addr, len, libc::MADV_DONTNEED);
+        }
+    }
+}
+
+/// madvise(2) without going through libc (whose text pages are among those being dropped).
+///
+/// # Safety
+/// As madvise(2): the range must be one the caller may advise about.
+#[cfg(target_arch = "x86_64")]
+unsafe fn raw_madvise(addr: usize, len: usize, advice: i32) {
+    // SAFETY: the x86_64 Linux syscall ABI: number in rax, arguments in rdi/rsi/rdx; the kernel
+    // clobbers rcx and r11; no stack use.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") libc::SYS_madvise => _,
+            in("rdi") addr,
+            in("rsi") len,
+            in("rdx") advice as usize,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+}
+
+/// madvise(2) (other architectures go through libc).
+///
+/// # Safety
+/// As madvise(2): the range must be one the caller may advise about.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn raw_madvise(addr: usize, len: usize, advice: i32) {
+    // SAFETY: forwarded contract.
+    unsafe { libc::madvise(addr as *mut libc::c_void, len, advice) };
+}
+
+/// Appends to `runs` every run of pages in `[start, end)` that is either not resident or resident
+/// as a page of the mapped file (pagemap bit 61), never a private copy (a relocated page).
+fn file_page_runs(
+    pagemap: &std::fs::File,
+    start: usize,
+    end: usize,
+    page: usize,
+    runs: &mut Vec<(usize, usize)>,
+) {
+    use std::os::unix::fs::FileExt;
+    const PRESENT: u64 = 1 << 63;
+    const FILE: u64 = 1 << 61;
+    let n = (end - start) / page;
+    let mut entries = vec![0u8; n * 8];
+    if pagemap
+        .read_exact_at(&mut entries, (start / page * 8) as u64)
+        .is_err()
+    {
+        return;
+    }
+    let droppable = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&entries[i * 8..i * 8 + 8]);
+        let e = u64::from_le_bytes(b);
+        e & PRESENT == 0 || e & FILE != 0
+    };
+    let mut i = 0;
+    while i < n {
+        if !droppable(i) {
+            i += 1;
+            continue;
+        }
+        let run = i;
+        while i < n && droppable(i) {
+            i += 1;
+        }
+        runs.push((start + run * page, (i - run) * page));
+    }
 }
 
 /// Serves one run of the container until its init exited and its output drained; returns the code.
@@ -687,6 +755,7 @@ fn serve(
     let mut exited: Option<i32> = None;
     let mut deadline: Option<Instant> = None;
     let mut trimmed = false;
+    let mut trim_runs: Vec<(usize, usize)> = Vec::new();
     let mut buf = [0u8; 16384];
     loop {
         let mut fds: Vec<libc::pollfd> = Vec::with_capacity(4 + clients.len());
@@ -711,7 +780,7 @@ fn serve(
         let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
         if r == 0 && deadline.is_none() {
             // Idle: give back the pages the busy part touched, then sleep in poll.
-            trim_rss();
+            trim_rss(&mut trim_runs);
             trimmed = true;
             continue;
         }
