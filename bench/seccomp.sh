@@ -1,4 +1,6 @@
 #!/bin/bash
+# Re-run under bash when started as `sh bench/seccomp.sh` (the timing uses $EPOCHREALTIME).
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 # seccomp benchmark (issue 5): the lifecycle of /bin/true (`skiff-runtime run` = create, start, wait,
 # delete) in a busybox bundle whose config.json is docker_spec's (what `skiff run` uses), once with
 # Docker's default seccomp profile and once with the same spec minus linux.seccomp. Prints mean,
