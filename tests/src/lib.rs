@@ -262,7 +262,12 @@ pub fn skiff(root: &Path, args: &[&str]) -> Output {
 
 /// Run `skiff`, assert success, and return stdout.
 pub fn skiff_ok(root: &Path, args: &[&str]) -> String {
-    let o = skiff(root, args);
+    expect_ok(args, skiff(root, args))
+}
+
+/// Assert that the `skiff args` run that produced `o` succeeded (naming its output if not) and
+/// return its stdout.
+pub fn expect_ok(args: &[&str], o: Output) -> String {
     assert!(
         o.status.success(),
         "skiff {args:?} failed ({}): {}{}",
@@ -271,4 +276,17 @@ pub fn skiff_ok(root: &Path, args: &[&str]) -> String {
         stderr(&o)
     );
     String::from_utf8(o.stdout).unwrap()
+}
+
+/// `skiff --root <root> args...` with stdin closed, and `--cgroup-parent=<cgroup>` added to `run`
+/// and `create` so a test's containers sit under a cgroup parent of its own.
+pub fn skiff_cmd(root: &Path, cgroup: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(bin("skiff"));
+    c.arg("--root").arg(root);
+    let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    if matches!(args.first(), Some(&"run") | Some(&"create")) {
+        v.insert(1, format!("--cgroup-parent={cgroup}"));
+    }
+    c.args(v).stdin(Stdio::null());
+    c
 }

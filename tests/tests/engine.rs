@@ -8,7 +8,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use skiff_tests::{bin, busybox_rootfs, require_root, stderr, stdout, unique};
+use skiff_tests::{
+    bin, busybox_rootfs, expect_ok, require_root, skiff_cmd, stderr, stdout, unique,
+};
 
 /// A private skiff root with a busybox image and a cgroup parent of its own.
 struct Env {
@@ -45,14 +47,7 @@ impl Env {
 
     /// `skiff --root R ARGS` with `--cgroup-parent` added to run/create.
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(bin("skiff"));
-        c.arg("--root").arg(self.root());
-        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        if matches!(args.first(), Some(&"run") | Some(&"create")) {
-            v.insert(1, format!("--cgroup-parent={}", self.cgroup));
-        }
-        c.args(v).stdin(Stdio::null());
-        c
+        skiff_cmd(&self.root(), &self.cgroup, args)
     }
 
     fn sk(&self, args: &[&str]) -> Output {
@@ -60,15 +55,7 @@ impl Env {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let o = self.sk(args);
-        assert!(
-            o.status.success(),
-            "skiff {args:?} failed ({}): {}{}",
-            o.status,
-            stdout(&o),
-            stderr(&o)
-        );
-        stdout(&o)
+        expect_ok(args, self.sk(args))
     }
 
     fn inspect(&self, name: &str) -> Value {

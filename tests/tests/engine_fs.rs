@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use skiff_tests::{bin, busybox_rootfs, require_root, stderr, stdout, unique};
+use skiff_tests::{busybox_rootfs, expect_ok, require_root, skiff_cmd, stderr, stdout, unique};
 
 /// A private skiff root with a busybox image (plus /opt/dir/{a,b} for diff) and a cgroup parent.
 struct Env {
@@ -55,14 +55,7 @@ impl Env {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(bin("skiff"));
-        c.arg("--root").arg(self.root());
-        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        if matches!(args.first(), Some(&"run") | Some(&"create")) {
-            v.insert(1, format!("--cgroup-parent={}", self.cgroup));
-        }
-        c.args(v).stdin(Stdio::null());
-        c
+        skiff_cmd(&self.root(), &self.cgroup, args)
     }
 
     fn sk(&self, args: &[&str]) -> Output {
@@ -70,15 +63,7 @@ impl Env {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let o = self.sk(args);
-        assert!(
-            o.status.success(),
-            "skiff {args:?} failed ({}): {}{}",
-            o.status,
-            stdout(&o),
-            stderr(&o)
-        );
-        stdout(&o)
+        expect_ok(args, self.sk(args))
     }
 
     /// Fails with exit 1 and a one-line message containing `want`.
