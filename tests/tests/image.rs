@@ -493,3 +493,53 @@ fn load_killed_at_random_points_never_shows_a_half_image() {
     let leftovers: Vec<_> = std::fs::read_dir(root.join("snapshots")).unwrap().collect();
     assert!(leftovers.is_empty());
 }
+
+/// `skiff save` writes a docker-archive that Debian's podman loads (in a private podman root, vfs
+/// driver), keeping the image id and tag, and `skiff save --format oci` an archive podman loads too.
+#[test]
+fn podman_loads_skiff_save_archives() {
+    let (t, rootfs, root) = setup();
+    ok(
+        &root,
+        &["import", rootfs.to_str().unwrap(), "skiff-test/pod:v1"],
+    );
+    let id = ok(
+        &root,
+        &["image", "inspect", "-f", "{{.Id}}", "skiff-test/pod:v1"],
+    );
+    let id = id.trim().trim_start_matches("sha256:").to_string();
+    let p = t.path();
+    let podman = format!(
+        "podman --root {0}/podman/root --runroot {0}/podman/run --storage-driver vfs",
+        p.display()
+    );
+    let dar = p.join("docker.tar");
+    ok(
+        &root,
+        &["save", "-o", dar.to_str().unwrap(), "skiff-test/pod:v1"],
+    );
+    let out = sh(&format!("{podman} load -i {}", dar.display()));
+    assert!(out.contains("skiff-test/pod:v1"), "{out}");
+    let got = sh(&format!(
+        "{podman} image inspect --format '{{{{.Id}}}}' skiff-test/pod:v1"
+    ));
+    assert_eq!(got.trim(), id, "podman sees the same image id");
+    let oar = p.join("oci.tar");
+    ok(
+        &root,
+        &[
+            "save",
+            "--format",
+            "oci",
+            "-o",
+            oar.to_str().unwrap(),
+            "skiff-test/pod:v1",
+        ],
+    );
+    let out = sh(&format!("{podman} load -i {}", oar.display()));
+    assert!(out.contains("Loaded image"), "{out}");
+    // podman's vfs layers are plain directories under the temp dir; nothing stays mounted.
+    assert!(!std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(p.to_str().unwrap()));
+}
