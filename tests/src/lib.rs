@@ -290,3 +290,44 @@ pub fn skiff_cmd(root: &Path, cgroup: &str, args: &[&str]) -> Command {
     c.args(v).stdin(Stdio::null());
     c
 }
+
+/// The directories of the cgroup parent `cgroup` in every hierarchy under /sys/fs/cgroup.
+pub fn cgroup_parent_dirs(cgroup: &str) -> Vec<PathBuf> {
+    std::fs::read_dir("/sys/fs/cgroup")
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path().join(cgroup))
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Tear down what an engine test made under `root`: remove every container (with its anonymous
+/// volumes), lazily unmount whatever is still mounted below `root`, and remove the test's cgroup
+/// parent `cgroup` (and its child groups) in every hierarchy.
+pub fn clean_engine_root(root: &Path, cgroup: &str) {
+    if let Ok(o) = skiff_cmd(root, cgroup, &["ps", "-aq"]).output() {
+        for id in stdout(&o).split_whitespace() {
+            let _ = skiff_cmd(root, cgroup, &["rm", "-f", "-v", id]).output();
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for l in mounts.lines() {
+        if let Some(mp) = l.split_whitespace().nth(4) {
+            if mp.starts_with(root.to_str().unwrap()) {
+                let _ = Command::new("umount").arg("-l").arg(mp).status();
+            }
+        }
+    }
+    for d in cgroup_parent_dirs(cgroup) {
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                if e.path().is_dir() {
+                    let _ = std::fs::remove_dir(e.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(&d);
+    }
+}

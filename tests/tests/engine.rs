@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use skiff_tests::{
-    bin, busybox_rootfs, expect_ok, require_root, skiff_cmd, stderr, stdout, unique,
+    bin, busybox_rootfs, cgroup_parent_dirs, clean_engine_root, expect_ok, require_root, skiff_cmd,
+    stderr, stdout, unique,
 };
 
 /// A private skiff root with a busybox image and a cgroup parent of its own.
@@ -68,16 +69,7 @@ impl Env {
     }
 
     fn cgroup_dirs(&self) -> Vec<PathBuf> {
-        let mut v = Vec::new();
-        if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
-            for e in rd.flatten() {
-                let p = e.path().join(&self.cgroup);
-                if p.is_dir() {
-                    v.push(p);
-                }
-            }
-        }
-        v
+        cgroup_parent_dirs(&self.cgroup)
     }
 
     /// Everything a removed container could leave behind.
@@ -125,30 +117,7 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        if let Ok(o) = self.cmd(&["ps", "-aq"]).output() {
-            for id in stdout(&o).split_whitespace() {
-                let _ = self.cmd(&["rm", "-f", "-v", id]).output();
-            }
-        }
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let root = self.root();
-        for l in mounts.lines() {
-            if let Some(mp) = l.split_whitespace().nth(4) {
-                if mp.starts_with(root.to_str().unwrap()) {
-                    let _ = Command::new("umount").arg("-l").arg(mp).status();
-                }
-            }
-        }
-        for d in self.cgroup_dirs() {
-            if let Ok(rd) = std::fs::read_dir(&d) {
-                for e in rd.flatten() {
-                    if e.path().is_dir() {
-                        let _ = std::fs::remove_dir(e.path());
-                    }
-                }
-            }
-            let _ = std::fs::remove_dir(&d);
-        }
+        clean_engine_root(&self.root(), &self.cgroup);
     }
 }
 

@@ -8,7 +8,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use skiff_tests::{busybox_rootfs, expect_ok, require_root, skiff_cmd, stderr, stdout, unique};
+use skiff_tests::{
+    busybox_rootfs, clean_engine_root, expect_ok, require_root, skiff_cmd, stderr, stdout, unique,
+};
 
 /// A private skiff root with a busybox image (plus /opt/dir/{a,b} for diff) and a cgroup parent.
 struct Env {
@@ -101,45 +103,11 @@ impl Env {
             .filter(|l| l.contains(root.to_str().unwrap()))
             .count()
     }
-
-    fn cgroup_dirs(&self) -> Vec<PathBuf> {
-        std::fs::read_dir("/sys/fs/cgroup")
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.path().join(&self.cgroup))
-                    .filter(|p| p.is_dir())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
 }
 
 impl Drop for Env {
     fn drop(&mut self) {
-        if let Ok(o) = self.cmd(&["ps", "-aq"]).output() {
-            for id in stdout(&o).split_whitespace() {
-                let _ = self.cmd(&["rm", "-f", "-v", id]).output();
-            }
-        }
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let root = self.root();
-        for l in mounts.lines() {
-            if let Some(mp) = l.split_whitespace().nth(4) {
-                if mp.starts_with(root.to_str().unwrap()) {
-                    let _ = Command::new("umount").arg("-l").arg(mp).status();
-                }
-            }
-        }
-        for d in self.cgroup_dirs() {
-            if let Ok(rd) = std::fs::read_dir(&d) {
-                for e in rd.flatten() {
-                    if e.path().is_dir() {
-                        let _ = std::fs::remove_dir(e.path());
-                    }
-                }
-            }
-            let _ = std::fs::remove_dir(&d);
-        }
+        clean_engine_root(&self.root(), &self.cgroup);
     }
 }
 
