@@ -295,24 +295,7 @@ fn layer_tar<W: Write>(
                     crate::fsops::sized(File::from(fd), st.st_size as u64),
                 )?;
             }
-            libc::S_IFLNK => {
-                let target = crate::fsops::readlinkat(dir, &name)?;
-                h.set_entry_type(tar::EntryType::Symlink);
-                b.append_link(&mut h, &r, Path::new(&target))?;
-            }
-            t @ (libc::S_IFCHR | libc::S_IFBLK | libc::S_IFIFO) => {
-                h.set_entry_type(match t {
-                    libc::S_IFCHR => tar::EntryType::Char,
-                    libc::S_IFBLK => tar::EntryType::Block,
-                    _ => tar::EntryType::Fifo,
-                });
-                if t != libc::S_IFIFO {
-                    h.set_device_major(libc::major(st.st_rdev))?;
-                    h.set_device_minor(libc::minor(st.st_rdev))?;
-                }
-                b.append_data(&mut h, &r, io::empty())?;
-            }
-            _ => {}
+            _ => crate::fsops::append_special(b, &mut h, dir, &name, &r, &st)?,
         }
     }
     Ok(())

@@ -275,6 +275,39 @@ fn header_for(st: &libc::stat) -> tar::Header {
     h
 }
 
+/// Appends the symlink, device node or fifo `name` in `dir` (lstat'ed as `st`, its header `h`
+/// already carrying mode, owner and time) as `tar_name`. Anything else (sockets, which have no
+/// tar form; docker skips them too) is skipped. Shared by `export`/`cp` and `commit`.
+pub(crate) fn append_special<W: Write>(
+    b: &mut tar::Builder<W>,
+    h: &mut tar::Header,
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    tar_name: &Path,
+    st: &libc::stat,
+) -> io::Result<()> {
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFLNK => {
+            let target = readlinkat(dir, name)?;
+            h.set_entry_type(tar::EntryType::Symlink);
+            b.append_link(h, tar_name, Path::new(&target))
+        }
+        t @ (libc::S_IFCHR | libc::S_IFBLK | libc::S_IFIFO) => {
+            h.set_entry_type(match t {
+                libc::S_IFCHR => tar::EntryType::Char,
+                libc::S_IFBLK => tar::EntryType::Block,
+                _ => tar::EntryType::Fifo,
+            });
+            if t != libc::S_IFIFO {
+                h.set_device_major(libc::major(st.st_rdev))?;
+                h.set_device_minor(libc::minor(st.st_rdev))?;
+            }
+            b.append_data(h, tar_name, io::empty())
+        }
+        _ => Ok(()),
+    }
+}
+
 impl Walk {
     /// Appends `name` in `dir` (and, for a directory, everything below it) as `tar_name`; an
     /// empty `tar_name` for a directory appends only its children.
@@ -318,25 +351,7 @@ impl Walk {
                 h.set_size(st.st_size as u64);
                 b.append_data(&mut h, tar_name, sized(f, st.st_size as u64))?;
             }
-            libc::S_IFLNK => {
-                let target = readlinkat(dir, name)?;
-                h.set_entry_type(tar::EntryType::Symlink);
-                b.append_link(&mut h, tar_name, Path::new(&target))?;
-            }
-            t @ (libc::S_IFCHR | libc::S_IFBLK | libc::S_IFIFO) => {
-                h.set_entry_type(match t {
-                    libc::S_IFCHR => tar::EntryType::Char,
-                    libc::S_IFBLK => tar::EntryType::Block,
-                    _ => tar::EntryType::Fifo,
-                });
-                if t != libc::S_IFIFO {
-                    h.set_device_major(libc::major(st.st_rdev))?;
-                    h.set_device_minor(libc::minor(st.st_rdev))?;
-                }
-                b.append_data(&mut h, tar_name, io::empty())?;
-            }
-            // Sockets have no tar form; docker skips them too.
-            _ => {}
+            _ => append_special(b, &mut h, dir, name, tar_name, &st)?,
         }
         Ok(())
     }
