@@ -4,6 +4,9 @@
 # `skiff-runtime run` of a bundle with the same config.json (the one the engine generated) and a
 # copy of the rootfs, and against `docker run --rm --network none busybox true` on the same image
 # when Debian's dockerd can be started here (its own socket, data root and exec root).
+# Layout as installed: container roots, images and the database on the disk under test (the
+# engine's --root, default /var/lib/skiff), per-run state on a tmpfs as /run is (skiff's --runroot,
+# default /run/skiff; the bare runtime's --root, default /run/skiff-runtime, as runc uses /run/runc).
 # Then the idle memory of N monitors (`skiff run -d … sleep`), and of docker's shims if docker ran.
 # Prints mean times and `ratio skiff/runtime = X`, `ratio skiff/docker = Y`.
 # Needs root, hyperfine, jq, bc, busybox-static; DOCKER=0 skips docker. RUNS, N tune the sizes;
@@ -22,10 +25,11 @@ N=${N:-100}
 DOCKER=${DOCKER:-1}
 B=$(mktemp -d /tmp/skiff-bench-run.XXXXXX)
 R=$B/root
+RUN=$B/run
 DSOCK=$B/docker.sock
 cleanup() {
-    ids=$("$SKIFF" --root "$R" ps -aq 2>/dev/null || true)
-    [ -n "$ids" ] && "$SKIFF" --root "$R" rm -f $ids >/dev/null 2>&1 || true
+    ids=$($SK ps -aq 2>/dev/null || true)
+    [ -n "$ids" ] && $SK rm -f $ids >/dev/null 2>&1 || true
     if [ -f "$B/docker.pid" ]; then
         ids=$(docker -H "unix://$DSOCK" ps -aq 2>/dev/null || true)
         [ -n "$ids" ] && docker -H "unix://$DSOCK" rm -f $ids >/dev/null 2>&1 || true
@@ -42,17 +46,21 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+mkdir -p "$RUN"
+mount -t tmpfs -o mode=0700 skiff-bench-run "$RUN"
+SK="$SKIFF --root $R --runroot $RUN"
+
 mkdir -p "$B/rootfs/bin" "$B/rootfs/etc" "$B/rootfs/proc" "$B/rootfs/sys" "$B/rootfs/dev" "$B/rootfs/tmp"
 cp /bin/busybox "$B/rootfs/bin/busybox"
 for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$B/rootfs/bin/$a"; done
 echo 'root:x:0:0:root:/root:/bin/sh' > "$B/rootfs/etc/passwd"
 echo 'root:x:0:' > "$B/rootfs/etc/group"
-"$SKIFF" --root "$R" import -c 'CMD ["sh"]' "$B/rootfs" busybox:latest >/dev/null
+$SK import -c 'CMD ["sh"]' "$B/rootfs" busybox:latest >/dev/null
 
 # The bundle for the bare runtime: the config.json skiff generates for this container.
-id=$("$SKIFF" --root "$R" create --cgroup-parent skiff-bench busybox true)
-"$SKIFF" --root "$R" start "$id" >/dev/null
-"$SKIFF" --root "$R" wait "$id" >/dev/null
+id=$($SK create --cgroup-parent skiff-bench busybox true)
+$SK start "$id" >/dev/null
+$SK wait "$id" >/dev/null
 mkdir -p "$B/bundle"
 cp -a "$B/rootfs" "$B/bundle/rootfs"
 jq '.linux.cgroupsPath = "/skiff-bench/bare"' "$R/containers/$id/config.json" > "$B/bundle/config.json"
@@ -67,7 +75,7 @@ if [ "$DOCKER" = 1 ] && command -v dockerd >/dev/null && command -v docker >/dev
         >"$B/dockerd.log" 2>&1 &
     for _ in $(seq 100); do docker -H "unix://$DSOCK" info >/dev/null 2>&1 && break; sleep 0.2; done
     if docker -H "unix://$DSOCK" info >/dev/null 2>&1 &&
-        "$SKIFF" --root "$R" save busybox:latest | docker -H "unix://$DSOCK" load >/dev/null 2>&1; then
+        $SK save busybox:latest | docker -H "unix://$DSOCK" load >/dev/null 2>&1; then
         DOCKER_CMD="docker -H unix://$DSOCK run --rm --network none busybox true"
     else
         echo "docker: dockerd did not come up here (see $B/dockerd.log); not measured"
@@ -77,13 +85,13 @@ fi
 echo "== run --rm busybox true ($RUNS runs)"
 if [ -n "$DOCKER_CMD" ]; then
     hyperfine -N --warmup 5 --runs "$RUNS" --export-json "$B/h.json" \
-        "$SKIFF --root $R run --rm --cgroup-parent skiff-bench busybox true" \
-        "$RT --root $B/rt run --bundle $B/bundle bare" \
+        "$SK run --rm --cgroup-parent skiff-bench busybox true" \
+        "$RT --root $RUN/rt run --bundle $B/bundle bare" \
         "$DOCKER_CMD" >/dev/null
 else
     hyperfine -N --warmup 5 --runs "$RUNS" --export-json "$B/h.json" \
-        "$SKIFF --root $R run --rm --cgroup-parent skiff-bench busybox true" \
-        "$RT --root $B/rt run --bundle $B/bundle bare" >/dev/null
+        "$SK run --rm --cgroup-parent skiff-bench busybox true" \
+        "$RT --root $RUN/rt run --bundle $B/bundle bare" >/dev/null
 fi
 S=$(mean 0); T=$(mean 1)
 printf 'skiff run --rm %.2f ms   skiff-runtime run %.2f ms\n' "$S" "$T"
@@ -96,7 +104,7 @@ fi
 
 echo "== idle memory of $N containers (busybox sleep)"
 for _ in $(seq "$N"); do
-    "$SKIFF" --root "$R" run -d --cgroup-parent skiff-bench busybox sleep 100000 >/dev/null
+    $SK run -d --cgroup-parent skiff-bench busybox sleep 100000 >/dev/null
 done
 sleep 1
 sum() { awk -v k="$1" '$1 == k":" {s += $2; n++} END {printf "%d %d", s, n}'; }

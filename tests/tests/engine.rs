@@ -77,6 +77,19 @@ impl Env {
         let root = self.root();
         let ids = self.ok(&["ps", "-aq"]);
         assert_eq!(ids.trim(), "", "containers left: {ids}");
+        // A --rm monitor deletes the container's tree (renamed aside) right after it answers.
+        let trash = || -> Vec<String> {
+            std::fs::read_dir(root.join("containers"))
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !trash().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(trash(), Vec::<String>::new(), "container trees left");
         // Entries named by a container id (the runtime keeps e.g. its seccomp cache there too).
         let entries = |p: PathBuf| -> Vec<String> {
             std::fs::read_dir(&p)
@@ -911,6 +924,27 @@ fn restart_policies_and_attach() {
         (5, "started\n"),
         "a stopped container starts again"
     );
+}
+
+#[test]
+fn run_rm_uses_a_volatile_overlay_and_trees_are_swept() {
+    let env = Env::new();
+    let count = "grep -c volatile /proc/self/mountinfo || true";
+    let o = env.ok(&["run", "--rm", "busybox", "sh", "-c", count]);
+    assert_eq!(o.trim(), "1", "a --rm container's overlay is volatile");
+    let o = env.ok(&["run", "--name", "kept", "busybox", "sh", "-c", count]);
+    assert_eq!(o.trim(), "0", "a kept container's overlay syncs");
+    // The kept container starts again on the same upper and work directories.
+    env.ok(&["start", "kept"]);
+    assert_eq!(env.ok(&["wait", "kept"]).trim(), "0");
+    env.ok(&["rm", "kept"]);
+    // A tree whose removal was interrupted (the process killed after the rename) is swept.
+    let orphan = env.root().join("containers/.removing-0123456789abcdef");
+    std::fs::create_dir_all(orphan.join("upper/etc")).unwrap();
+    std::fs::write(orphan.join("upper/etc/hosts"), "x").unwrap();
+    env.ok(&["ps", "-a"]);
+    assert!(!orphan.exists(), "ps sweeps interrupted removals");
+    env.assert_no_leftovers();
 }
 
 #[test]

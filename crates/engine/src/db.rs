@@ -44,6 +44,23 @@ pub fn open(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// WAL size above which a closing engine checkpoints: about 64 frames of 4 KiB pages.
+const WAL_TRIM_BYTES: u64 = 64 * 4120;
+
+/// Checkpoints and truncates the WAL once it has grown past [`WAL_TRIM_BYTES`]. No daemon keeps
+/// the database open, so most skiff processes are the first to open it and SQLite rebuilds the
+/// WAL index by reading every frame; left to the automatic checkpoint (1000 pages) that is up to
+/// 4 MB of reads per command. Best effort and never waits: a busy database is trimmed next time.
+pub fn trim_wal(conn: &Connection, wal: &Path) {
+    let big = std::fs::metadata(wal)
+        .map(|m| m.len() > WAL_TRIM_BYTES)
+        .unwrap_or(false);
+    if big {
+        let _ = conn.busy_timeout(std::time::Duration::ZERO);
+        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    }
+}
+
 fn row_to(r: &rusqlite::Row) -> rusqlite::Result<(String, String, String, i64)> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
 }
@@ -248,4 +265,46 @@ pub fn containers_using_image(root: &Path, image_id: &str) -> Result<Vec<String>
         .collect::<rusqlite::Result<Vec<String>>>()
         .map_err(db("find image users"))?;
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_wal_is_checkpointed_and_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("skiff.db");
+        let wal = dir.path().join("skiff.db-wal");
+        // A second connection stands for the other skiff processes: with it open, no closing
+        // connection is the last one, so SQLite's own checkpoint-on-close never runs.
+        let other = open(&path).unwrap();
+        let conn = open(&path).unwrap();
+        for i in 0..200 {
+            conn.execute(
+                "INSERT INTO containers(id, name, created, record, state) VALUES(?1, ?1, '', ?2, '{}')",
+                params![format!("c{i}"), "x".repeat(3000)],
+            )
+            .unwrap();
+        }
+        let before = std::fs::metadata(&wal).unwrap().len();
+        assert!(
+            before > WAL_TRIM_BYTES,
+            "the WAL only reached {before} bytes"
+        );
+        trim_wal(&conn, &wal);
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
+        // Nothing was lost, and both connections still work.
+        let n: i64 = other
+            .query_row("SELECT count(*) FROM containers", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 200);
+        // A short WAL is left alone (no checkpoint for a few frames).
+        conn.execute("DELETE FROM containers WHERE id = 'c0'", [])
+            .unwrap();
+        let small = std::fs::metadata(&wal).unwrap().len();
+        assert!(small > 0 && small < WAL_TRIM_BYTES);
+        trim_wal(&conn, &wal);
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), small);
+    }
 }

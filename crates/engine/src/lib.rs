@@ -101,3 +101,11 @@ impl Engine {
         self.root.join("locks").join(id)
     }
 }
+
+impl Drop for Engine {
+    /// Keeps the WAL short (see [`db::trim_wal`]): the first process to open the database after
+    /// the others closed it rebuilds SQLite's WAL index by reading every frame in the WAL.
+    fn drop(&mut self) {
+        db::trim_wal(&self.conn, &self.root.join("skiff.db-wal"));
+    }
+}

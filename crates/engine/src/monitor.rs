@@ -168,7 +168,8 @@ fn write_all(fd: RawFd, mut data: &[u8]) -> bool {
     true
 }
 
-fn read_to_end(fd: RawFd) -> Vec<u8> {
+/// Reads one newline-terminated message (or everything up to EOF, if the writer died first).
+fn read_message(fd: RawFd) -> Vec<u8> {
     let mut out = Vec::new();
     let mut buf = [0u8; 1024];
     loop {
@@ -181,6 +182,9 @@ fn read_to_end(fd: RawFd) -> Vec<u8> {
             return out;
         }
         out.extend_from_slice(&buf[..n as usize]);
+        if out.ends_with(b"\n") {
+            return out;
+        }
     }
 }
 
@@ -226,8 +230,20 @@ fn dup_onto(fd: RawFd, target: RawFd) {
     unsafe { libc::dup2(fd, target) };
 }
 
-/// Forks the create+start child. Returns the container's stdio or (exit code, message).
-fn spawn(a: &MonitorArgs, restarts: i64) -> Result<Io, (i32, String)> {
+/// Forks the create+start child and records the outcome in the state database. Returns the
+/// container's stdio or (exit code, message), and the database connection it opened while the
+/// child worked (on the other CPU, off the start's critical path).
+fn spawn(a: &MonitorArgs, restarts: i64) -> (Result<Io, (i32, String)>, Option<crate::Engine>) {
+    let mut engine = None;
+    let r = spawn_inner(a, restarts, &mut engine);
+    (r, engine)
+}
+
+fn spawn_inner(
+    a: &MonitorArgs,
+    restarts: i64,
+    engine: &mut Option<crate::Engine>,
+) -> Result<Io, (i32, String)> {
     let fail = |m: &str| {
         (
             125,
@@ -285,23 +301,32 @@ fn spawn(a: &MonitorArgs, restarts: i64) -> Result<Io, (i32, String)> {
             Some((_, y)) => skiff_runtime::container::Console::Fd(y),
             None => skiff_runtime::container::Console::None,
         };
-        let msg = create_and_start(a, console, restarts);
+        let msg = create_and_start(a, console);
         let _ = write_all(ready_w.as_raw_fd(), msg.as_bytes());
         exit_child(0);
     }
     drop(ready_w);
     drop(child_fds);
-    let msg = String::from_utf8_lossy(&read_to_end(ready_r.as_raw_fd())).into_owned();
-    wait_pid(pid);
+    *engine = crate::Engine::open(&a.root, Some(&a.runroot)).ok();
+    let msg = String::from_utf8_lossy(&read_message(ready_r.as_raw_fd())).into_owned();
     let Some(rest) = msg.strip_prefix('P') else {
+        wait_pid(pid);
         let (code, m) = msg
             .strip_prefix('E')
             .and_then(|r| r.split_once(' '))
-            .map(|(c, m)| (c.parse().unwrap_or(125), m.to_string()))
+            .map(|(c, m)| (c.parse().unwrap_or(125), m.trim_end().to_string()))
             .unwrap_or((125, "monitor: the container did not start".to_string()));
+        if let Some(e) = engine.as_ref() {
+            record_start_failure(e, a, code, &m, restarts);
+        }
         return Err((code, m));
     };
+    // The child exits right after its report; the serve loop reaps it with the container's
+    // other children, so the start does not wait for its teardown.
     io.pid = rest.trim().parse().unwrap_or(0);
+    if let Some(e) = engine.as_ref() {
+        record_running(e, a, io.pid, restarts);
+    }
     if let Some((x, _)) = console_pair {
         match skiff_runtime::console::recv_master(x.as_raw_fd()) {
             Ok(m) => io.out = Some(m),
@@ -311,13 +336,8 @@ fn spawn(a: &MonitorArgs, restarts: i64) -> Result<Io, (i32, String)> {
     Ok(io)
 }
 
-/// In the forked child: runtime create + start, then the state database. Returns `P<pid>` or
-/// `E<code> <message>`.
-fn create_and_start(
-    a: &MonitorArgs,
-    console: skiff_runtime::container::Console,
-    restarts: i64,
-) -> String {
+/// In the forked child: runtime create + start. Returns `P<pid>\n` or `E<code> <message>\n`.
+fn create_and_start(a: &MonitorArgs, console: skiff_runtime::container::Console) -> String {
     let rt = a.runroot.join("runtime");
     // Leftovers of a previous run (a monitor killed before it cleaned up).
     let _ = skiff_runtime::container::delete(&rt, &a.id, true);
@@ -328,63 +348,62 @@ fn create_and_start(
         console,
         ..Default::default()
     };
-    let r = skiff_runtime::container::create(opts)
-        .and_then(|_| skiff_runtime::container::start(&rt, &a.id));
-    let engine = crate::Engine::open(&a.root, Some(&a.runroot));
+    let r = skiff_runtime::container::create(opts);
+    let r = r.and_then(|_| skiff_runtime::container::start(&rt, &a.id));
     match r {
-        Ok(st) => {
-            if let Ok(e) = &engine {
-                // SAFETY: getppid has no preconditions.
-                let monitor = unsafe { libc::getppid() };
-                let state = crate::model::State {
-                    status: "running".into(),
-                    running: true,
-                    pid: st.pid,
-                    started_at: crate::proc::now(),
-                    finished_at: crate::model::ZERO_TIME.into(),
-                    monitor_pid: monitor,
-                    monitor_start: crate::proc::start_time(monitor).unwrap_or(0),
-                    ..Default::default()
-                };
-                let _ = e.set_state_restarts(&a.id, &state, restarts);
-                if let Ok(Some(c)) = e.get(&a.id) {
-                    e.event(&c, "start", &[]);
-                }
-            }
-            format!("P{}", st.pid)
-        }
+        Ok(st) => format!("P{}\n", st.pid),
         Err(err) => {
             let _ = skiff_runtime::container::delete(&rt, &a.id, true);
-            let msg = err.to_string();
-            let code = crate::error::start_code(&msg);
-            if let Ok(e) = &engine {
-                if let Ok(Some(c)) = e.get(&a.id) {
-                    let mut state = c.state.clone();
-                    if restarts == c.restart_count && !c.state.running {
-                        // First start: docker leaves a failed container "created".
-                        state.status = if c.state.started_at.is_empty()
-                            || c.state.started_at == crate::model::ZERO_TIME
-                        {
-                            "created".into()
-                        } else {
-                            "exited".into()
-                        };
-                    } else {
-                        state.status = "exited".into();
-                    }
-                    state.running = false;
-                    state.restarting = false;
-                    state.pid = 0;
-                    state.exit_code = code;
-                    state.error = msg.clone();
-                    state.monitor_pid = 0;
-                    state.monitor_start = 0;
-                    let _ = e.set_state(&a.id, &state);
-                }
-            }
-            format!("E{code} {msg}")
+            let msg = err.to_string().replace('\n', " ");
+            format!("E{} {msg}\n", crate::error::start_code(&msg))
         }
     }
+}
+
+/// Records a started container: running, its init and this monitor.
+fn record_running(e: &crate::Engine, a: &MonitorArgs, pid: i32, restarts: i64) {
+    // SAFETY: getpid has no preconditions.
+    let monitor = unsafe { libc::getpid() };
+    let state = crate::model::State {
+        status: "running".into(),
+        running: true,
+        pid,
+        started_at: crate::proc::now(),
+        finished_at: crate::model::ZERO_TIME.into(),
+        monitor_pid: monitor,
+        monitor_start: crate::proc::start_time(monitor).unwrap_or(0),
+        ..Default::default()
+    };
+    let _ = e.set_state_restarts(&a.id, &state, restarts);
+    if let Ok(Some(c)) = e.get(&a.id) {
+        e.event(&c, "start", &[]);
+    }
+}
+
+/// Records a failed start (docker leaves a container that never ran "created").
+fn record_start_failure(e: &crate::Engine, a: &MonitorArgs, code: i32, msg: &str, restarts: i64) {
+    let Ok(Some(c)) = e.get(&a.id) else {
+        return;
+    };
+    let mut state = c.state.clone();
+    if restarts == c.restart_count && !c.state.running {
+        state.status =
+            if c.state.started_at.is_empty() || c.state.started_at == crate::model::ZERO_TIME {
+                "created".into()
+            } else {
+                "exited".into()
+            };
+    } else {
+        state.status = "exited".into();
+    }
+    state.running = false;
+    state.restarting = false;
+    state.pid = 0;
+    state.exit_code = code;
+    state.error = msg.to_string();
+    state.monitor_pid = 0;
+    state.monitor_start = 0;
+    let _ = e.set_state(&a.id, &state);
 }
 
 fn oom_killed(cg: &skiff_cgroups::Cgroup) -> bool {
@@ -420,7 +439,17 @@ enum After {
 }
 
 /// In a forked child: OOM check, runtime delete, exit file, database state (or removal).
-fn record_exit(a: &MonitorArgs, code: i32, started_ok: bool, after: After, restarts: i64) -> i32 {
+/// `held` is the monitor's open connection, if it kept one (otherwise one is opened here).
+/// Returns the removed (--rm) container's directory tree, for the caller to delete once it has
+/// reported the exit.
+fn record_exit(
+    a: &MonitorArgs,
+    code: i32,
+    started_ok: bool,
+    after: After,
+    restarts: i64,
+    held: Option<&crate::Engine>,
+) -> Option<PathBuf> {
     let rt = a.runroot.join("runtime");
     let oom = skiff_runtime::state::State::load(&rt, &a.id)
         .map(|st| oom_killed(&st.cgroup))
@@ -428,14 +457,23 @@ fn record_exit(a: &MonitorArgs, code: i32, started_ok: bool, after: After, resta
     let _ = skiff_runtime::container::delete(&rt, &a.id, true);
     let finished = crate::proc::now();
     let dir = a.container_dir();
-    if started_ok {
+    // A --rm container is removed right below; only a kept one needs its exit on disk.
+    if started_ok && !(a.auto_remove && after == After::Final) {
         let tmp = dir.join(".exit.tmp");
         if std::fs::write(&tmp, format!("{code} {} {finished}\n", oom as u8)).is_ok() {
             let _ = std::fs::rename(&tmp, dir.join("exit"));
         }
     }
-    let Ok(e) = crate::Engine::open(&a.root, Some(&a.runroot)) else {
-        return 1;
+    let opened;
+    let e = match held {
+        Some(e) => e,
+        None => match crate::Engine::open(&a.root, Some(&a.runroot)) {
+            Ok(e) => {
+                opened = e;
+                &opened
+            }
+            Err(_) => return None,
+        },
     };
     if started_ok {
         if let Ok(Some(c)) = e.get(&a.id) {
@@ -450,18 +488,20 @@ fn record_exit(a: &MonitorArgs, code: i32, started_ok: bool, after: After, resta
         if a.auto_remove {
             // The spawning CLI may still hold the lock for a moment; `rm -f` holds it while it
             // waits for us and removes the container itself (it leaves a `removing` marker).
+            // Poll finely at first: the CLI that started us lets go within a millisecond.
             let deadline = Instant::now() + Duration::from_secs(10);
+            let mut pause = Duration::from_micros(200);
             while !a.run_dir().join("removing").exists() && Instant::now() < deadline {
                 if let Ok(Some(_l)) = crate::lock::Lock::try_acquire(&e.lock_path(&a.id)) {
-                    let _ = e.remove_files(&a.id, true);
-                    return 0;
+                    return e.remove_files_deferred(&a.id, true).ok().flatten();
                 }
-                std::thread::sleep(Duration::from_millis(5));
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(5));
             }
         }
     }
     let Ok(Some(c)) = e.get(&a.id) else {
-        return 0;
+        return None;
     };
     let mut st = c.state.clone();
     if started_ok {
@@ -486,7 +526,7 @@ fn record_exit(a: &MonitorArgs, code: i32, started_ok: bool, after: After, resta
         st.monitor_start = 0;
     }
     let _ = e.set_state_restarts(&a.id, &st, restarts);
-    0
+    None
 }
 
 fn should_restart(a: &MonitorArgs, code: i32, restarts: i64) -> bool {
@@ -935,10 +975,17 @@ pub fn main(args: &[String]) -> i32 {
     );
     let mut restarts = a.restarts;
     let mut delay = Duration::from_millis(100);
+    let mut trash = None;
     let final_code = loop {
         let began = Instant::now();
         let first = notify.is_some();
-        let (code, started_ok) = match spawn(&a, restarts) {
+        let (spawned, mut engine) = spawn(&a, restarts);
+        // A foreground run's CLI waits for the exit record and the --rm removal: keep the
+        // connection for them. Otherwise close it, so an idle monitor holds no SQLite memory.
+        if !(first && a.attach_fd) {
+            engine = None;
+        }
+        let (code, started_ok) = match spawned {
             Ok(mut io) => {
                 if let Some(n) = notify.take() {
                     let _ = write_all(n.as_raw_fd(), format!("0 {}\n", io.pid).as_bytes());
@@ -962,10 +1009,15 @@ pub fn main(args: &[String]) -> i32 {
         };
         if !again {
             // The monitor exits next: no need to keep this work out of its memory.
-            record_exit(&a, code, started_ok, after, restarts);
+            trash = record_exit(&a, code, started_ok, after, restarts, engine.as_ref());
             break code;
         }
-        in_child(|| record_exit(&a, code, started_ok, after, restarts));
+        // Never use a connection across fork.
+        drop(engine);
+        in_child(|| {
+            record_exit(&a, code, started_ok, after, restarts, None);
+            0
+        });
         if began.elapsed() >= Duration::from_secs(10) {
             delay = Duration::from_millis(100);
         }
@@ -978,12 +1030,19 @@ pub fn main(args: &[String]) -> i32 {
         }
         delay = (delay * 2).min(Duration::from_secs(60));
         if a.run_dir().join("norestart").exists() {
-            in_child(|| record_exit(&a, code, false, After::Final, restarts));
+            in_child(|| {
+                record_exit(&a, code, false, After::Final, restarts, None);
+                0
+            });
             break code;
         }
         restarts += 1;
     };
     broadcast(&mut clients, attach::EXIT, &final_code.to_be_bytes());
+    drop(clients);
+    if let Some(t) = trash {
+        crate::ops::remove_trash(&t);
+    }
     let _ = std::io::stdout().flush();
     0
 }

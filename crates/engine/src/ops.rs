@@ -4,9 +4,7 @@
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, IoCtx, Result};
@@ -14,6 +12,15 @@ use crate::lock::Lock;
 use crate::model::{Container, State};
 use crate::monitor::MonitorArgs;
 use crate::{proc, spec, volumes_api, Engine};
+
+/// Name prefix of a removed container's directory tree awaiting deletion.
+const TRASH_PREFIX: &str = ".removing-";
+
+/// Deletes a tree renamed aside by [`Engine::remove_files_deferred`] (best effort: a tree that
+/// cannot be deleted now is retried by the next sweep).
+pub fn remove_trash(p: &Path) {
+    let _ = std::fs::remove_dir_all(p);
+}
 
 /// What `exec` runs.
 #[derive(Debug, Clone, Default)]
@@ -206,12 +213,14 @@ impl Engine {
         if !proc::is_mountpoint(&rootfs) {
             let lowers: Vec<std::path::PathBuf> =
                 c.lower_dirs.iter().map(std::path::PathBuf::from).collect();
-            skiff_image::overlay::mount_overlay(
-                &lowers,
-                &dir.join("upper"),
-                &dir.join("work"),
-                &rootfs,
-            )?;
+            // A --rm container's upper layer is thrown away when it exits: skip the writeback
+            // (and the sync on unmount) that only a kept container needs.
+            let mount = if c.host_config.auto_remove {
+                skiff_image::overlay::mount_overlay_volatile
+            } else {
+                skiff_image::overlay::mount_overlay
+            };
+            mount(&lowers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
         }
         let spec = match spec::build(&c, &dir, &rootfs) {
             Ok(s) => s,
@@ -364,6 +373,18 @@ impl Engine {
     /// Removes everything of a stopped container (caller holds its lock): rootfs mount, runtime
     /// state, directories, database row and, with `volumes`, its anonymous volumes.
     pub fn remove_files(&self, id: &str, volumes: bool) -> Result<()> {
+        if let Some(trash) = self.remove_files_deferred(id, volumes)? {
+            remove_trash(&trash);
+        }
+        Ok(())
+    }
+
+    /// [`Engine::remove_files`] except the deletion of the container's directory tree, which is
+    /// renamed aside (`containers/.removing-<id>`) and returned for the caller to delete with
+    /// [`remove_trash`] once it has answered whoever waits (containerd's snapshotter removes the
+    /// same way). The container is gone from the database and its name is free on return; a
+    /// tree left by a killed process is deleted by the next [`Engine::sweep`].
+    pub fn remove_files_deferred(&self, id: &str, volumes: bool) -> Result<Option<PathBuf>> {
         let c = self.get(id)?;
         let dir = self.container_dir(id);
         proc::unmount(&dir.join("rootfs"));
@@ -378,12 +399,22 @@ impl Engine {
             }
             self.event(c, "destroy", &[]);
         }
+        let trash = self
+            .root
+            .join("containers")
+            .join(format!("{TRASH_PREFIX}{id}"));
+        let moved = match std::fs::rename(&dir, &trash) {
+            Ok(()) => Some(trash),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(_) => {
+                // Keep the container (row included) rather than half-remove it.
+                std::fs::remove_dir_all(&dir).ctx(|| format!("remove {}", dir.display()))?;
+                None
+            }
+        };
         self.delete_row(id)?;
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).ctx(|| format!("remove {}", dir.display()))?;
-        }
         let _ = std::fs::remove_file(self.lock_path(id));
-        Ok(())
+        Ok(moved)
     }
 
     /// Removes what a `skiff` killed in the middle of `create` left: container directories without
@@ -394,6 +425,12 @@ impl Engine {
         };
         for e in rd.flatten() {
             let id = e.file_name().to_string_lossy().into_owned();
+            if id.starts_with(TRASH_PREFIX) {
+                // A removal whose process died before it deleted the tree (or one in progress:
+                // deleting it twice is harmless).
+                remove_trash(&e.path());
+                continue;
+            }
             if known.iter().any(|c| c.id == id) {
                 continue;
             }
@@ -754,8 +791,12 @@ fn readonly_exe() -> Option<OwnedFd> {
     (r == 0).then_some(fd)
 }
 
-/// Spawns `skiff monitor` fully detached (double fork + setsid) with fd 3 = a notification pipe and
-/// fd 4 = `attach`; waits for its report: the init's pid, or the start error (126/127/125).
+/// Spawns `skiff monitor` in its own session with fd 3 = a notification pipe and fd 4 = `attach`;
+/// waits for its report: the init's pid, or the start error (126/127/125).
+///
+/// `posix_spawn` (a vfork, so the cost does not grow with this process's size) rather than a
+/// double fork: the monitor is our child until we exit and is then reparented, and the only wait
+/// for it is the read of its report below.
 fn spawn_monitor(a: &MonitorArgs, attach: Option<OwnedFd>) -> Result<i32> {
     let exe = std::fs::read_link("/proc/self/exe").ctx(|| "find the skiff binary".into())?;
     // Exec the monitor straight from a read-only view of the binary, so it need not re-exec itself
@@ -764,6 +805,10 @@ fn spawn_monitor(a: &MonitorArgs, attach: Option<OwnedFd>) -> Result<i32> {
     let exe = match &ro {
         Some(fd) => std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
         None => exe,
+    };
+    let spawn_err = |what: &str, rc: i32| Error::Io {
+        what: format!("spawn the monitor: {what}"),
+        source: std::io::Error::from_raw_os_error(rc),
     };
     let mut p = [0i32; 2];
     // SAFETY: pipe2 fills two descriptors we own.
@@ -780,43 +825,81 @@ fn spawn_monitor(a: &MonitorArgs, attach: Option<OwnedFd>) -> Result<i32> {
             std::os::fd::FromRawFd::from_raw_fd(p[1]),
         )
     };
-    let nfd = wr.as_raw_fd();
-    let afd = attach.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1);
-    let mut cmd = Command::new(exe);
-    cmd.arg0("skiff")
-        .arg("monitor")
-        .args(a.to_args())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: the closure only calls async-signal-safe functions (fcntl, dup2, fork, setsid, _exit).
-    unsafe {
-        cmd.pre_exec(move || {
-            let n2 = libc::fcntl(nfd, libc::F_DUPFD_CLOEXEC, 10);
-            let a2 = if afd >= 0 {
-                libc::fcntl(afd, libc::F_DUPFD_CLOEXEC, 10)
-            } else {
-                -1
-            };
-            if n2 < 0 || libc::dup2(n2, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if a2 >= 0 && libc::dup2(a2, 4) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            match libc::fork() {
-                -1 => return Err(std::io::Error::last_os_error()),
-                0 => {}
-                _ => libc::_exit(0),
-            }
-            libc::setsid();
-            Ok(())
-        });
+    let cstr = |s: &str| std::ffi::CString::new(s).map_err(|e| Error::Other(e.to_string()));
+    let path = cstr(&exe.to_string_lossy())?;
+    let mut args = vec![cstr("skiff")?, cstr("monitor")?];
+    for x in a.to_args() {
+        args.push(cstr(&x)?);
     }
-    let mut child = cmd.spawn().ctx(|| "spawn the monitor".into())?;
+    let mut argv: Vec<*mut libc::c_char> = args.iter().map(|c| c.as_ptr().cast_mut()).collect();
+    argv.push(std::ptr::null_mut());
+    let env: Vec<std::ffi::CString> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut kv = k.into_encoded_bytes();
+            kv.push(b'=');
+            kv.extend(v.into_encoded_bytes());
+            std::ffi::CString::new(kv).ok()
+        })
+        .collect();
+    let mut envp: Vec<*mut libc::c_char> = env.iter().map(|c| c.as_ptr().cast_mut()).collect();
+    envp.push(std::ptr::null_mut());
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .ctx(|| "open /dev/null".into())?;
+    // SAFETY: the posix_spawn objects are initialised before use and destroyed on every path;
+    // every pointer handed to them (paths, argv, envp) outlives the posix_spawn call.
+    let _monitor_pid = unsafe {
+        let mut fa: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+        let mut at: libc::posix_spawnattr_t = std::mem::zeroed();
+        libc::posix_spawn_file_actions_init(&mut fa);
+        libc::posix_spawnattr_init(&mut at);
+        let mut rc = 0;
+        for t in 0..3 {
+            rc |= libc::posix_spawn_file_actions_adddup2(&mut fa, null.as_raw_fd(), t);
+        }
+        rc |= libc::posix_spawn_file_actions_adddup2(&mut fa, wr.as_raw_fd(), 3);
+        if let Some(f) = &attach {
+            rc |= libc::posix_spawn_file_actions_adddup2(&mut fa, f.as_raw_fd(), 4);
+        }
+        // A session of its own (no terminal signals from ours) and default signal handling
+        // (this process ignores SIGPIPE; an ignored signal would stay ignored across exec).
+        let mut def: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut def);
+        libc::sigaddset(&mut def, libc::SIGPIPE);
+        let mut mask: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut mask);
+        rc |= libc::posix_spawnattr_setsigdefault(&mut at, &def);
+        rc |= libc::posix_spawnattr_setsigmask(&mut at, &mask);
+        rc |= libc::posix_spawnattr_setflags(
+            &mut at,
+            libc::POSIX_SPAWN_SETSID
+                | (libc::POSIX_SPAWN_SETSIGDEF | libc::POSIX_SPAWN_SETSIGMASK) as libc::c_short,
+        );
+        let mut pid: libc::pid_t = 0;
+        if rc == 0 {
+            rc = libc::posix_spawn(
+                &mut pid,
+                path.as_ptr(),
+                &fa,
+                &at,
+                argv.as_ptr(),
+                envp.as_ptr(),
+            );
+        } else {
+            rc = libc::EINVAL;
+        }
+        libc::posix_spawn_file_actions_destroy(&mut fa);
+        libc::posix_spawnattr_destroy(&mut at);
+        if rc != 0 {
+            return Err(spawn_err(&exe.to_string_lossy(), rc));
+        }
+        pid
+    };
     drop(wr);
     drop(attach);
-    let _ = child.wait();
+    drop(null);
     let mut s = String::new();
     let _ = std::fs::File::from(rd).read_to_string(&mut s);
     let s = s.trim();

@@ -48,6 +48,44 @@ fn check_opt_path(p: &Path) -> Result<String> {
 /// Mounts overlayfs at `target` with `lowers` (bottom layer first), `upper` and `work`. An empty
 /// `lowers` is not allowed by overlayfs; give at least one layer.
 pub fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<()> {
+    mount_overlay_with(lowers, upper, work, target, false)
+}
+
+/// Like [`mount_overlay`], with overlayfs' `volatile` option (Linux 5.10+): the overlay never
+/// syncs its upper layer, so unmounting it costs no writeback of the host filesystem. For
+/// containers that are discarded when they exit (`--rm`), as Podman does; a kernel without the
+/// option gets a normal mount.
+pub fn mount_overlay_volatile(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> Result<()> {
+    match mount_overlay_with(lowers, upper, work, target, true) {
+        Err(Error::Io { ref source, .. }) if source.raw_os_error() == Some(libc::EINVAL) => {
+            mount_overlay_with(lowers, upper, work, target, false)
+        }
+        r => r,
+    }
+}
+
+/// A volatile mount leaves `work/work/incompat/volatile` behind, and overlayfs refuses that work
+/// directory until it is gone. Our unmounts are clean, so the upper layer is whole: drop the
+/// marker so the next mount (volatile or not) succeeds.
+fn clear_volatile_marker(work: &Path) {
+    let marker = work.join("work/incompat/volatile");
+    if fs::symlink_metadata(&marker).is_ok() {
+        let _ = fs::remove_dir_all(&marker);
+    }
+}
+
+fn mount_overlay_with(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    volatile: bool,
+) -> Result<()> {
     if lowers.is_empty() {
         return Err(Error::invalid(
             "overlay mount",
@@ -59,11 +97,13 @@ pub fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Pat
         lower.push(check_opt_path(l)?);
     }
     let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
+        "lowerdir={},upperdir={},workdir={}{}",
         lower.join(":"),
         check_opt_path(upper)?,
-        check_opt_path(work)?
+        check_opt_path(work)?,
+        if volatile { ",volatile" } else { "" }
     );
+    clear_volatile_marker(work);
     if opts.len() >= 4096 {
         return Err(Error::invalid(
             "overlay mount",

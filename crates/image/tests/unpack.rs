@@ -384,3 +384,57 @@ fn overlay_mount_and_copy_fallback_agree() {
     // SAFETY: valid path.
     assert_eq!(unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) }, 0);
 }
+
+/// A `--rm` container's overlay is volatile; overlayfs then marks the work directory and refuses
+/// it for any later mount unless the marker is cleared. The upper layer must also survive.
+#[test]
+fn volatile_overlay_mounts_again_after_a_clean_unmount() {
+    let e = env();
+    let base = e.snap.parent().unwrap().to_path_buf();
+    let l1 = base.join("vl1");
+    fs::create_dir_all(&l1).unwrap();
+    fs::write(l1.join("base"), "b").unwrap();
+    let (up, work, mnt) = (base.join("vup"), base.join("vwork"), base.join("vmnt"));
+    for d in [&up, &work, &mnt] {
+        fs::create_dir_all(d).unwrap();
+    }
+    let mountinfo_line = || {
+        fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .find(|l| l.contains(mnt.to_str().unwrap()))
+            .map(str::to_string)
+            .unwrap_or_default()
+    };
+    let umount = || {
+        let c = std::ffi::CString::new(mnt.to_str().unwrap()).unwrap();
+        // SAFETY: valid path.
+        assert_eq!(unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) }, 0);
+    };
+    skiff_image::overlay::mount_overlay_volatile(std::slice::from_ref(&l1), &up, &work, &mnt)
+        .expect("volatile overlay mount");
+    assert!(
+        mountinfo_line().contains("volatile"),
+        "not volatile: {}",
+        mountinfo_line()
+    );
+    fs::write(mnt.join("kept"), "k").unwrap();
+    umount();
+    assert!(work.join("work/incompat/volatile").exists());
+    for volatile in [false, true] {
+        let r = if volatile {
+            skiff_image::overlay::mount_overlay_volatile(
+                std::slice::from_ref(&l1),
+                &up,
+                &work,
+                &mnt,
+            )
+        } else {
+            skiff_image::overlay::mount_overlay(std::slice::from_ref(&l1), &up, &work, &mnt)
+        };
+        r.expect("the work directory of a volatile mount mounts again");
+        assert_eq!(fs::read(mnt.join("kept")).unwrap(), b"k");
+        assert_eq!(fs::read(mnt.join("base")).unwrap(), b"b");
+        umount();
+    }
+}

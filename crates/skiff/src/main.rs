@@ -88,12 +88,56 @@ pub enum Command {
     Fs(fscmds::FsCommand),
 }
 
+/// `skiff run` with only the `run` grammar: clap builds every command it knows before it parses,
+/// and the whole docker-sized tree costs more than half a millisecond per start. Anything this
+/// cannot parse (including `--help` and every error) goes to the full parser, so messages and
+/// help are the full CLI's.
+#[derive(Parser, Debug)]
+#[command(name = "skiff", disable_help_flag = true, disable_version_flag = true)]
+struct RunOnly {
+    #[arg(long, global = true, default_value = "/var/lib/skiff")]
+    root: PathBuf,
+    #[arg(long, global = true)]
+    runroot: Option<PathBuf>,
+    #[command(subcommand)]
+    command: RunOnlyCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum RunOnlyCommand {
+    Run(containers::RunArgs),
+}
+
+fn fast_run_parse(argv: &[String]) -> Option<Cli> {
+    // Only when `run` is the first word that is not a global flag or its value.
+    let mut words = argv.iter().skip(1);
+    let verb = loop {
+        match words.next()?.as_str() {
+            "--root" | "--runroot" => {
+                words.next()?;
+            }
+            w if w.starts_with("--root=") || w.starts_with("--runroot=") => {}
+            w => break w,
+        }
+    };
+    if verb != "run" {
+        return None;
+    }
+    let p = RunOnly::try_parse_from(argv).ok()?;
+    let RunOnlyCommand::Run(a) = p.command;
+    Some(Cli {
+        root: p.root,
+        runroot: p.runroot,
+        command: Command::Containers(Box::new(containers::TopCommand::Run(a))),
+    })
+}
+
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
     if argv.get(1).map(String::as_str) == Some("monitor") {
         std::process::exit(containers::monitor(&argv[2..]));
     }
-    let cli = Cli::parse();
+    let cli = fast_run_parse(&argv).unwrap_or_else(Cli::parse);
     if let Command::Containers(c) = &cli.command {
         std::process::exit(containers::run(&cli, c));
     }
