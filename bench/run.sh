@@ -4,9 +4,13 @@
 # `skiff-runtime run` of a bundle with the same config.json (the one the engine generated) and a
 # copy of the rootfs, and against `docker run --rm --network none busybox true` on the same image
 # when Debian's dockerd can be started here (its own socket, data root and exec root).
-# Layout as installed: container roots, images and the database on the disk under test (the
-# engine's --root, default /var/lib/skiff), per-run state on a tmpfs as /run is (skiff's --runroot,
-# default /run/skiff; the bare runtime's --root, default /run/skiff-runtime, as runc uses /run/runc).
+# Layout as installed: container roots, images, the database, the bare runtime's bundle and
+# docker's data root on a fresh journaled ext4 (a loop-mounted image, as /var/lib is on a typical
+# host; BENCH_DISK=tmp uses a directory in /tmp instead), per-run state on a tmpfs as /run is
+# (skiff's --runroot, default /run/skiff; the bare runtime's --root, default /run/skiff-runtime,
+# as runc uses /run/runc). This machine's root filesystem is ext4 without a journal, where every
+# new inode scans the inodes deleted in the last minutes: hundreds of runs a second make that
+# scan dominate whichever side creates more files, so results there swing by 20%.
 # Then the idle memory of N monitors (`skiff run -d … sleep`), and of docker's shims if docker ran.
 # Prints mean times and `ratio skiff/runtime = X`, `ratio skiff/docker = Y`.
 # Needs root, hyperfine, jq, bc, busybox-static; DOCKER=0 skips docker. RUNS, N tune the sizes;
@@ -24,7 +28,8 @@ RUNS=${RUNS:-100}
 N=${N:-100}
 DOCKER=${DOCKER:-1}
 B=$(mktemp -d /tmp/skiff-bench-run.XXXXXX)
-R=$B/root
+D=$B/disk
+R=$D/root
 RUN=$B/run
 DSOCK=$B/docker.sock
 cleanup() {
@@ -46,8 +51,18 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-mkdir -p "$RUN"
+mkdir -p "$RUN" "$D"
 mount -t tmpfs -o mode=0700 skiff-bench-run "$RUN"
+if [ "${BENCH_DISK:-ext4}" = ext4 ]; then
+    if truncate -s 8G "$B/disk.img" && mkfs.ext4 -q -F "$B/disk.img" &&
+        mount -o loop "$B/disk.img" "$D"; then
+        echo "disk: fresh journaled ext4 on a loop device"
+    else
+        echo "disk: no loop device here; using $D on $(df --output=fstype /tmp | tail -1)"
+    fi
+else
+    echo "disk: $D on $(df --output=fstype /tmp | tail -1)"
+fi
 SK="$SKIFF --root $R --runroot $RUN"
 
 mkdir -p "$B/rootfs/bin" "$B/rootfs/etc" "$B/rootfs/proc" "$B/rootfs/sys" "$B/rootfs/dev" "$B/rootfs/tmp"
@@ -61,9 +76,9 @@ $SK import -c 'CMD ["sh"]' "$B/rootfs" busybox:latest >/dev/null
 id=$($SK create --cgroup-parent skiff-bench busybox true)
 $SK start "$id" >/dev/null
 $SK wait "$id" >/dev/null
-mkdir -p "$B/bundle"
-cp -a "$B/rootfs" "$B/bundle/rootfs"
-jq '.linux.cgroupsPath = "/skiff-bench/bare"' "$R/containers/$id/config.json" > "$B/bundle/config.json"
+mkdir -p "$D/bundle"
+cp -a "$B/rootfs" "$D/bundle/rootfs"
+jq '.linux.cgroupsPath = "/skiff-bench/bare"' "$R/containers/$id/config.json" > "$D/bundle/config.json"
 
 mean() { jq -r ".results[$1].mean * 1000" "$B/h.json"; }
 ratio() { echo "$1 / $2" | bc -l | cut -c1-5; }
@@ -71,7 +86,7 @@ ratio() { echo "$1 / $2" | bc -l | cut -c1-5; }
 DOCKER_CMD=""
 if [ "$DOCKER" = 1 ] && command -v dockerd >/dev/null && command -v docker >/dev/null; then
     dockerd --iptables=false --ip6tables=false --bridge=none -H "unix://$DSOCK" \
-        --data-root "$B/docker" --exec-root "$B/dexec" --pidfile "$B/docker.pid" \
+        --data-root "$D/docker" --exec-root "$B/dexec" --pidfile "$B/docker.pid" \
         >"$B/dockerd.log" 2>&1 &
     for _ in $(seq 100); do docker -H "unix://$DSOCK" info >/dev/null 2>&1 && break; sleep 0.2; done
     if docker -H "unix://$DSOCK" info >/dev/null 2>&1 &&
@@ -86,12 +101,12 @@ echo "== run --rm busybox true ($RUNS runs)"
 if [ -n "$DOCKER_CMD" ]; then
     hyperfine -N --warmup 5 --runs "$RUNS" --export-json "$B/h.json" \
         "$SK run --rm --cgroup-parent skiff-bench busybox true" \
-        "$RT --root $RUN/rt run --bundle $B/bundle bare" \
+        "$RT --root $RUN/rt run --bundle $D/bundle bare" \
         "$DOCKER_CMD" >/dev/null
 else
     hyperfine -N --warmup 5 --runs "$RUNS" --export-json "$B/h.json" \
         "$SK run --rm --cgroup-parent skiff-bench busybox true" \
-        "$RT --root $RUN/rt run --bundle $B/bundle bare" >/dev/null
+        "$RT --root $RUN/rt run --bundle $D/bundle bare" >/dev/null
 fi
 S=$(mean 0); T=$(mean 1)
 printf 'skiff run --rm %.2f ms   skiff-runtime run %.2f ms\n' "$S" "$T"

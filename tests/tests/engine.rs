@@ -947,6 +947,41 @@ fn run_rm_uses_a_volatile_overlay_and_trees_are_swept() {
     env.assert_no_leftovers();
 }
 
+/// `run` starts the monitor before the container exists; when the create fails the monitor must
+/// go away with it.
+#[test]
+fn a_failed_run_leaves_no_monitor() {
+    let env = Env::new();
+    env.ok(&["create", "--name", "taken", "busybox", "true"]);
+    for args in [
+        &["run", "--name", "taken", "busybox", "true"][..],
+        &["run", "-d", "--name", "taken", "busybox", "true"][..],
+        &["run", "--rm", "busybox", "/no/such/program"][..],
+    ] {
+        let o = env.sk(args);
+        assert!(!o.status.success(), "{args:?} succeeded");
+    }
+    let root = env.root();
+    let mine = || -> Vec<String> {
+        let o = Command::new("pgrep")
+            .args(["-af", "skiff monitor"])
+            .output()
+            .unwrap();
+        stdout(&o)
+            .lines()
+            .filter(|l| l.contains(root.to_str().unwrap()))
+            .map(str::to_string)
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !mine().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(mine(), Vec::<String>::new(), "monitors left");
+    env.ok(&["rm", "taken"]);
+    env.assert_no_leftovers();
+}
+
 #[test]
 fn fifty_parallel_run_rm_leave_nothing_behind() {
     let env = Env::new();

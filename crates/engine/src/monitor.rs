@@ -113,7 +113,16 @@ impl MonitorArgs {
                 _ => return None,
             }
         }
-        (!a.id.is_empty()).then_some(a)
+        Some(a)
+    }
+
+    /// The arguments a pre-started monitor receives on fd 3 once its container exists (everything
+    /// but `--root`, `--runroot` and `--attach-fd`, which it was started with).
+    pub fn deferred_args(&self) -> Vec<String> {
+        let mut v = self.to_args();
+        v.drain(..4);
+        v.retain(|x| x != "--attach-fd");
+        v
     }
 
     fn container_dir(&self) -> PathBuf {
@@ -494,6 +503,10 @@ fn record_exit(
             while !a.run_dir().join("removing").exists() && Instant::now() < deadline {
                 if let Ok(Some(_l)) = crate::lock::Lock::try_acquire(&e.lock_path(&a.id)) {
                     return e.remove_files_deferred(&a.id, true).ok().flatten();
+                }
+                // Someone else removed it (the CLI does when the start failed): nothing to wait for.
+                if !e.lock_path(&a.id).exists() || matches!(e.get(&a.id), Ok(None)) {
+                    return None;
                 }
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(5));
@@ -913,10 +926,22 @@ fn serve(
 
 /// Entry point of `skiff monitor ARGS`; returns the process exit code.
 pub fn main(args: &[String]) -> i32 {
-    let Some(a) = MonitorArgs::parse(args) else {
+    let Some(mut a) = MonitorArgs::parse(args) else {
         eprintln!("skiff monitor: bad arguments");
         return 2;
     };
+    if a.id.is_empty() {
+        // Started ahead of its container (see `ops::prespawn_monitor`): the rest of the arguments
+        // arrive on fd 3 as one line; end of file means the container was never made.
+        let line = read_message(3);
+        let line = String::from_utf8_lossy(&line);
+        let mut all: Vec<String> = args.to_vec();
+        all.extend(line.split_whitespace().map(str::to_string));
+        match MonitorArgs::parse(&all) {
+            Some(full) if !full.id.is_empty() => a = full,
+            _ => return 0,
+        }
+    }
     let keep_from = if a.attach_fd { 5 } else { 4 };
     // SAFETY: process-wide settings of a single-threaded process; close_range drops every fd we
     // inherited beyond stdio, the notification pipe and the attach client.
@@ -927,7 +952,7 @@ pub fn main(args: &[String]) -> i32 {
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
         libc::signal(libc::SIGINT, libc::SIG_IGN);
     }
-    // SAFETY: fd 3 is the notification pipe our spawner passed; we own it from here.
+    // SAFETY: fd 3 is the notification pipe (or socket) our spawner passed; we own it from here.
     let mut notify = Some(unsafe { OwnedFd::from_raw_fd(3) });
     let mut clients: Vec<Client> = Vec::new();
     if a.attach_fd {
@@ -1041,6 +1066,12 @@ pub fn main(args: &[String]) -> i32 {
     broadcast(&mut clients, attach::EXIT, &final_code.to_be_bytes());
     drop(clients);
     if let Some(t) = trash {
+        // Background work now: whatever runs next (often the next container) goes first.
+        // SAFETY: sched_setscheduler on this process with a valid sched_param.
+        unsafe {
+            let p = libc::sched_param { sched_priority: 0 };
+            libc::sched_setscheduler(0, libc::SCHED_IDLE, &p);
+        }
         crate::ops::remove_trash(&t);
     }
     let _ = std::io::stdout().flush();

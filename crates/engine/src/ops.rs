@@ -195,6 +195,21 @@ impl Engine {
     /// monitor; `attach` is a socket the monitor treats as an attached client from the first byte.
     /// Returns the init's pid. A container that is already running is left alone (pid returned).
     pub fn start(&self, s: &str, attach: Option<OwnedFd>) -> Result<i32> {
+        self.start_with(s, attach, None)
+    }
+
+    /// [`Engine::start`] with a monitor started beforehand ([`prespawn_monitor`], which took
+    /// the attach socket if there is one).
+    pub fn start_prespawned(&self, s: &str, monitor: PendingMonitor) -> Result<i32> {
+        self.start_with(s, None, Some(monitor))
+    }
+
+    fn start_with(
+        &self,
+        s: &str,
+        attach: Option<OwnedFd>,
+        pending: Option<PendingMonitor>,
+    ) -> Result<i32> {
         let id = self.resolve_id(s)?;
         let _l = self.lock(&id)?;
         let c = self.reconcile_locked(&id)?;
@@ -255,10 +270,14 @@ impl Engine {
                 .get("max-file")
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(1),
-            attach_fd: attach.is_some(),
+            attach_fd: attach.is_some() || pending.as_ref().is_some_and(|p| p.attach),
             restarts: c.restart_count,
         };
-        match spawn_monitor(&margs, attach) {
+        let spawned = match pending {
+            Some(p) => p.go(&margs),
+            None => spawn_monitor(&margs, attach),
+        };
+        match spawned {
             Ok(pid) => Ok(pid),
             Err(err) => {
                 if c.host_config.auto_remove {
@@ -757,6 +776,14 @@ fn check_executable(rootfs: &Path, arg0: &str, env: &[String]) -> Result<()> {
     })
 }
 
+/// A close-on-exec duplicate of `fd` numbered 10 or higher (the original is closed).
+fn above_stdio(fd: OwnedFd) -> Option<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own returns a new one or -1.
+    let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
+    // SAFETY: a fresh descriptor we now own.
+    (n >= 0).then(|| unsafe { std::os::fd::FromRawFd::from_raw_fd(n) })
+}
+
 /// A detached, read-only bind mount of our own binary (`open_tree` + `mount_setattr`), or `None`
 /// where that is not permitted.
 fn readonly_exe() -> Option<OwnedFd> {
@@ -791,17 +818,87 @@ fn readonly_exe() -> Option<OwnedFd> {
     (r == 0).then_some(fd)
 }
 
-/// Spawns `skiff monitor` in its own session with fd 3 = a notification pipe and fd 4 = `attach`;
-/// waits for its report: the init's pid, or the start error (126/127/125).
+/// A `skiff monitor` started before its container exists, so that its exec and start-up run on
+/// the other CPU while `run` creates the container, mounts its rootfs and writes its bundle. It
+/// waits for the rest of its arguments ([`PendingMonitor::go`]); dropping this ends it.
+pub struct PendingMonitor {
+    sock: OwnedFd,
+    attach: bool,
+}
+
+impl PendingMonitor {
+    /// Hands the monitor its container; returns like [`Engine::start`] (the init's pid).
+    fn go(self, a: &MonitorArgs) -> Result<i32> {
+        let line = format!("{}\n", a.deferred_args().join(" "));
+        let mut f = std::fs::File::from(self.sock);
+        std::io::Write::write_all(&mut f, line.as_bytes())
+            .ctx(|| format!("container {}: hand over to the monitor", a.id))?;
+        read_report(f, &a.id)
+    }
+}
+
+/// Starts a monitor for a container `run` is about to create (see [`PendingMonitor`]); `attach`
+/// is the foreground CLI's pre-connected attach socket.
+pub fn prespawn_monitor(
+    root: &Path,
+    runroot: &Path,
+    attach: Option<OwnedFd>,
+) -> Result<PendingMonitor> {
+    let mut args: Vec<String> = vec![
+        "--root".into(),
+        root.to_string_lossy().into_owned(),
+        "--runroot".into(),
+        runroot.to_string_lossy().into_owned(),
+    ];
+    let has_attach = attach.is_some();
+    if has_attach {
+        args.push("--attach-fd".into());
+    }
+    Ok(PendingMonitor {
+        sock: exec_monitor(&args, attach)?,
+        attach: has_attach,
+    })
+}
+
+/// Spawns `skiff monitor` for a created container and waits for its report: the init's pid, or
+/// the start error (126/127/125).
+fn spawn_monitor(a: &MonitorArgs, attach: Option<OwnedFd>) -> Result<i32> {
+    let sock = exec_monitor(&a.to_args(), attach)?;
+    read_report(std::fs::File::from(sock), &a.id)
+}
+
+/// Reads a monitor's report from our end of its fd 3.
+fn read_report(mut f: std::fs::File, id: &str) -> Result<i32> {
+    let mut s = String::new();
+    let _ = f.read_to_string(&mut s);
+    let s = s.trim();
+    let (code, rest) = s.split_once(' ').unwrap_or((s, ""));
+    match code.parse::<i32>() {
+        Ok(0) => Ok(rest.trim().parse().unwrap_or(0)),
+        Ok(code) => Err(Error::Start {
+            msg: rest.to_string(),
+            code,
+        }),
+        Err(_) => Err(Error::Start {
+            msg: format!("container {id}: the monitor exited before the container started"),
+            code: 125,
+        }),
+    }
+}
+
+/// Executes `skiff monitor ARGS` in its own session with fd 3 = one end of a socket pair (the
+/// other is returned: arguments go in, the report comes out) and fd 4 = `attach`.
 ///
 /// `posix_spawn` (a vfork, so the cost does not grow with this process's size) rather than a
-/// double fork: the monitor is our child until we exit and is then reparented, and the only wait
-/// for it is the read of its report below.
-fn spawn_monitor(a: &MonitorArgs, attach: Option<OwnedFd>) -> Result<i32> {
+/// double fork: the monitor is our child until we exit and is then reparented; nothing waits
+/// for it but the read of its report.
+fn exec_monitor(margs: &[String], attach: Option<OwnedFd>) -> Result<OwnedFd> {
     let exe = std::fs::read_link("/proc/self/exe").ctx(|| "find the skiff binary".into())?;
     // Exec the monitor straight from a read-only view of the binary, so it need not re-exec itself
     // for CVE-2019-5736 (one exec instead of two); fall back to the path.
-    let ro = readonly_exe();
+    // Every descriptor the child's file actions read sits above the ones they write (0-4), so
+    // no dup2 overwrites a source (or the exe path) before it is used.
+    let ro = readonly_exe().and_then(above_stdio);
     let exe = match &ro {
         Some(fd) => std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
         None => exe,
@@ -810,26 +907,23 @@ fn spawn_monitor(a: &MonitorArgs, attach: Option<OwnedFd>) -> Result<i32> {
         what: format!("spawn the monitor: {what}"),
         source: std::io::Error::from_raw_os_error(rc),
     };
-    let mut p = [0i32; 2];
-    // SAFETY: pipe2 fills two descriptors we own.
-    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(Error::Io {
-            what: "monitor pipe".into(),
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| Error::Io {
+        what: "monitor socket".into(),
+        source: e,
+    })?;
+    let high = |fd: OwnedFd| {
+        above_stdio(fd).ok_or_else(|| Error::Io {
+            what: "monitor descriptors".into(),
             source: std::io::Error::last_os_error(),
-        });
-    }
-    // SAFETY: both descriptors were just created.
-    let (rd, wr): (OwnedFd, OwnedFd) = unsafe {
-        (
-            std::os::fd::FromRawFd::from_raw_fd(p[0]),
-            std::os::fd::FromRawFd::from_raw_fd(p[1]),
-        )
+        })
     };
+    let (ours, theirs) = (OwnedFd::from(ours), high(OwnedFd::from(theirs))?);
+    let attach = attach.map(high).transpose()?;
     let cstr = |s: &str| std::ffi::CString::new(s).map_err(|e| Error::Other(e.to_string()));
     let path = cstr(&exe.to_string_lossy())?;
     let mut args = vec![cstr("skiff")?, cstr("monitor")?];
-    for x in a.to_args() {
-        args.push(cstr(&x)?);
+    for x in margs {
+        args.push(cstr(x)?);
     }
     let mut argv: Vec<*mut libc::c_char> = args.iter().map(|c| c.as_ptr().cast_mut()).collect();
     argv.push(std::ptr::null_mut());
@@ -848,9 +942,10 @@ fn spawn_monitor(a: &MonitorArgs, attach: Option<OwnedFd>) -> Result<i32> {
         .write(true)
         .open("/dev/null")
         .ctx(|| "open /dev/null".into())?;
+    let null = high(OwnedFd::from(null))?;
     // SAFETY: the posix_spawn objects are initialised before use and destroyed on every path;
     // every pointer handed to them (paths, argv, envp) outlives the posix_spawn call.
-    let _monitor_pid = unsafe {
+    unsafe {
         let mut fa: libc::posix_spawn_file_actions_t = std::mem::zeroed();
         let mut at: libc::posix_spawnattr_t = std::mem::zeroed();
         libc::posix_spawn_file_actions_init(&mut fa);
@@ -859,7 +954,7 @@ fn spawn_monitor(a: &MonitorArgs, attach: Option<OwnedFd>) -> Result<i32> {
         for t in 0..3 {
             rc |= libc::posix_spawn_file_actions_adddup2(&mut fa, null.as_raw_fd(), t);
         }
-        rc |= libc::posix_spawn_file_actions_adddup2(&mut fa, wr.as_raw_fd(), 3);
+        rc |= libc::posix_spawn_file_actions_adddup2(&mut fa, theirs.as_raw_fd(), 3);
         if let Some(f) = &attach {
             rc |= libc::posix_spawn_file_actions_adddup2(&mut fa, f.as_raw_fd(), 4);
         }
@@ -895,27 +990,6 @@ fn spawn_monitor(a: &MonitorArgs, attach: Option<OwnedFd>) -> Result<i32> {
         if rc != 0 {
             return Err(spawn_err(&exe.to_string_lossy(), rc));
         }
-        pid
-    };
-    drop(wr);
-    drop(attach);
-    drop(null);
-    let mut s = String::new();
-    let _ = std::fs::File::from(rd).read_to_string(&mut s);
-    let s = s.trim();
-    let (code, rest) = s.split_once(' ').unwrap_or((s, ""));
-    match code.parse::<i32>() {
-        Ok(0) => Ok(rest.trim().parse().unwrap_or(0)),
-        Ok(code) => Err(Error::Start {
-            msg: rest.to_string(),
-            code,
-        }),
-        Err(_) => Err(Error::Start {
-            msg: format!(
-                "container {}: the monitor exited before the container started",
-                a.id
-            ),
-            code: 125,
-        }),
     }
+    Ok(ours)
 }

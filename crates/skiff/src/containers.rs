@@ -741,6 +741,19 @@ fn foreground(e: &Engine, id: &str, o: AttachOpts, proxy: bool) -> Result<i32> {
     let (client, mon) = UnixStream::pair()?;
     (&client).write_all(&attach::hello(&o))?;
     let pid = e.start(id, Some(OwnedFd::from(mon)))?;
+    follow(e, id, client, o, proxy, pid)
+}
+
+/// The attached part of a foreground container: signal proxying and the output stream; returns
+/// its exit code.
+fn follow(
+    e: &Engine,
+    id: &str,
+    client: UnixStream,
+    o: AttachOpts,
+    proxy: bool,
+    pid: i32,
+) -> Result<i32> {
     if proxy {
         proxy_signals(pid);
     }
@@ -793,23 +806,31 @@ fn proxy_signals(pid: i32) {
 }
 
 fn run_cmd(ctx: &Ctx, a: &RunArgs) -> Result<i32> {
-    let (e, c) = create_container(ctx, a, !a.detach)?;
+    // The monitor starts first and finishes its exec while we create the container (see
+    // `PendingMonitor`); a monitor that never gets its container just exits.
+    let runroot = ctx
+        .runroot
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| skiff_engine::default_runroot(ctx.root));
     if a.detach {
-        e.start(&c.id, None)?;
+        let pending = ops::prespawn_monitor(ctx.root, &runroot, None)?;
+        let (e, c) = create_container(ctx, a, false)?;
+        e.start_prespawned(&c.id, pending)?;
         println!("{}", c.id);
         return Ok(0);
     }
-    foreground(
-        &e,
-        &c.id,
-        AttachOpts {
-            stdin: a.interactive,
-            stdout: true,
-            stderr: true,
-            tty: a.tty,
-        },
-        a.sig_proxy,
-    )
+    let o = AttachOpts {
+        stdin: a.interactive,
+        stdout: true,
+        stderr: true,
+        tty: a.tty,
+    };
+    let (client, mon) = UnixStream::pair()?;
+    (&client).write_all(&attach::hello(&o))?;
+    let pending = ops::prespawn_monitor(ctx.root, &runroot, Some(OwnedFd::from(mon)))?;
+    let (e, c) = create_container(ctx, a, true)?;
+    let pid = e.start_prespawned(&c.id, pending)?;
+    follow(&e, &c.id, client, o, a.sig_proxy, pid)
 }
 
 fn start(ctx: &Ctx, a: &StartArgs) -> Result<i32> {

@@ -1,5 +1,13 @@
 //! `skiff`: the docker-compatible command line. Thin: parses flags as docker does and calls the
 //! engine and image crates. Errors print as `skiff: <message>` and exit 125, like docker's CLI.
+//!
+//! `no_main`: the C `main` below is the entry point, so Rust's start-up (which reads
+//! /proc/self/maps to find the main thread's stack guard and maps an alternate signal stack) does
+//! not run: every `run` executes this binary twice (the CLI and its monitor), and neither needs
+//! that work. A stack overflow still faults on the guard page.
+#![cfg_attr(not(test), no_main)]
+// In the unit-test build the harness supplies `main`, so the entry point below is unused there.
+#![cfg_attr(test, allow(dead_code))]
 
 mod containers;
 mod fscmds;
@@ -132,7 +140,17 @@ fn fast_run_parse(argv: &[String]) -> Option<Cli> {
     })
 }
 
-fn main() {
+/// The process entry point (see the crate documentation); arguments come from `std::env::args`.
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    // As Rust's own start-up does: a closed pipe is an EPIPE error to handle, not a signal.
+    // SAFETY: setting a signal's disposition to "ignore" has no preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    cli_main();
+    0
+}
+
+fn cli_main() {
     let argv: Vec<String> = std::env::args().collect();
     if argv.get(1).map(String::as_str) == Some("monitor") {
         std::process::exit(containers::monitor(&argv[2..]));
