@@ -274,36 +274,7 @@ pub fn parse_time_bound(s: &str, now_nanos: i64) -> Option<i64> {
 
 /// Parses a Go duration such as `1h30m`, `10m`, `45s`, `500ms`.
 pub fn parse_go_duration(s: &str) -> Option<Duration> {
-    let mut rest = s;
-    let mut total = 0f64;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let n_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if n_end == 0 {
-            return None;
-        }
-        let n: f64 = rest[..n_end].parse().ok()?;
-        rest = &rest[n_end..];
-        let u_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = match &rest[..u_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += n * unit;
-        rest = &rest[u_end..];
-    }
-    Some(Duration::from_secs_f64(total))
+    skiff_runtime::util::parse_go_duration(s).ok()
 }
 
 /// Filters of `skiff events --filter`: values of one key are OR-ed, keys are AND-ed (docker's rule).

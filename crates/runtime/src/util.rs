@@ -229,3 +229,70 @@ mod tests {
         assert!(parse_signal("0").is_err());
     }
 }
+
+/// Parses a Go-style duration (`300ms`, `1.5s`, `1m30s`, `2h`; a bare `0` is zero), as runc's
+/// `events --interval` and docker's `--since 10m` take them. The error names the input.
+pub fn parse_go_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+    let bad = |why: &str| format!("invalid duration {s:?}{why}");
+    let mut total = 0f64;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(bad(""));
+    }
+    if rest == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    while !rest.is_empty() {
+        let n_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| bad(": missing unit"))?;
+        let n: f64 = rest[..n_end].parse().map_err(|_| bad(""))?;
+        rest = &rest[n_end..];
+        let u_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match &rest[..u_end] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            u => return Err(bad(&format!(": unknown unit {u:?}"))),
+        };
+        total += n * mult;
+        rest = &rest[u_end..];
+    }
+    std::time::Duration::try_from_secs_f64(total).map_err(|_| bad(""))
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::parse_go_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(
+            parse_go_duration("300ms").unwrap(),
+            Duration::from_millis(300)
+        );
+        assert_eq!(parse_go_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(
+            parse_go_duration("1.5s").unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            parse_go_duration("1h30m").unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(parse_go_duration("0").unwrap(), Duration::ZERO);
+        assert!(parse_go_duration("5").is_err());
+        assert!(parse_go_duration("5x")
+            .unwrap_err()
+            .contains("unknown unit"));
+        assert!(parse_go_duration("").is_err());
+        assert!(parse_go_duration("h").is_err());
+    }
+}

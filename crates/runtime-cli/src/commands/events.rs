@@ -23,38 +23,7 @@ pub struct Args {
 
 /// Parse a Go-style duration (`300ms`, `1.5s`, `1m30s`, `2h`).
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
-    let mut total = 0f64;
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        anyhow::bail!("invalid duration {s:?}");
-    }
-    if rest == "0" {
-        return Ok(Duration::ZERO);
-    }
-    while !rest.is_empty() {
-        let n_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| anyhow::anyhow!("invalid duration {s:?}: missing unit"))?;
-        let n: f64 = rest[..n_end]
-            .parse()
-            .map_err(|_| anyhow::anyhow!("invalid duration {s:?}"))?;
-        rest = &rest[n_end..];
-        let u_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let mult = match &rest[..u_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            u => anyhow::bail!("invalid duration {s:?}: unknown unit {u:?}"),
-        };
-        total += n * mult;
-        rest = &rest[u_end..];
-    }
-    Duration::try_from_secs_f64(total).map_err(|_| anyhow::anyhow!("invalid duration {s:?}"))
+    skiff_runtime::util::parse_go_duration(s).map_err(anyhow::Error::msg)
 }
 
 /// One event line, fields in runc's order.
@@ -156,21 +125,5 @@ pub fn run(cli: &super::Cli, a: &Args) -> anyhow::Result<i32> {
             }
             return Ok(0);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_duration;
-    use std::time::Duration;
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
-        assert_eq!(parse_duration("300ms").unwrap(), Duration::from_millis(300));
-        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("5x").is_err());
     }
 }
