@@ -13,7 +13,8 @@
 # scan dominate whichever side creates more files, so results there swing by 20%.
 # Then the idle memory of N monitors (`skiff run -d … sleep`), and of docker's shims if docker ran.
 # Prints mean times and `ratio skiff/runtime = X`, `ratio skiff/docker = Y`.
-# Needs root, hyperfine, jq, bc, busybox-static; DOCKER=0 skips docker. RUNS, N tune the sizes;
+# Podman too (its conmon is the monitor to compare with). Needs root, hyperfine, jq, bc,
+# busybox-static; DOCKER=0 skips docker, PODMAN=0 podman. RUNS, N tune the sizes;
 # SKIFF_BIN_DIR skips the build.
 set -eu
 cd "$(dirname "$0")/.."
@@ -27,6 +28,7 @@ RT=$SKIFF_BIN_DIR/skiff-runtime
 RUNS=${RUNS:-100}
 N=${N:-100}
 DOCKER=${DOCKER:-1}
+PODMAN=${PODMAN:-1}
 B=$(mktemp -d /tmp/skiff-bench-run.XXXXXX)
 D=$B/disk
 R=$D/root
@@ -35,6 +37,9 @@ DSOCK=$B/docker.sock
 cleanup() {
     ids=$($SK ps -aq 2>/dev/null || true)
     [ -n "$ids" ] && $SK rm -f $ids >/dev/null 2>&1 || true
+    if [ -n "${CONTAINERS_CONF:-}" ]; then
+        podman rm -af -t 0 >/dev/null 2>&1 || true
+    fi
     if [ -f "$B/docker.pid" ]; then
         ids=$(docker -H "unix://$DSOCK" ps -aq 2>/dev/null || true)
         [ -n "$ids" ] && docker -H "unix://$DSOCK" rm -f $ids >/dev/null 2>&1 || true
@@ -42,13 +47,17 @@ cleanup() {
         sleep 2
     fi
     grep " $B" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-    for d in /sys/fs/cgroup/*/skiff-bench /sys/fs/cgroup/unified/skiff-bench; do
+    # podman (cgroupfs manager) puts conmon under libpod_parent: remove it if we made it.
+    parents="/sys/fs/cgroup/*/skiff-bench /sys/fs/cgroup/unified/skiff-bench"
+    [ -n "$LIBPOD_PARENT_BEFORE" ] || parents="$parents /sys/fs/cgroup/*/libpod_parent /sys/fs/cgroup/unified/libpod_parent"
+    for d in $parents; do
         [ -d "$d" ] || continue
         find "$d" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null || true
         rmdir "$d" 2>/dev/null || true
     done
     rm -rf "$B"
 }
+LIBPOD_PARENT_BEFORE=$(ls -d /sys/fs/cgroup/*/libpod_parent 2>/dev/null || true)
 trap cleanup EXIT INT TERM
 
 mkdir -p "$RUN" "$D"
@@ -97,24 +106,68 @@ if [ "$DOCKER" = 1 ] && command -v dockerd >/dev/null && command -v docker >/dev
     fi
 fi
 
-echo "== run --rm busybox true ($RUNS runs)"
-if [ -n "$DOCKER_CMD" ]; then
-    hyperfine -N --warmup 5 --runs "$RUNS" --export-json "$B/h.json" \
-        "$SK run --rm --cgroup-parent skiff-bench busybox true" \
-        "$RT --root $RUN/rt run --bundle $D/bundle bare" \
-        "$DOCKER_CMD" >/dev/null
-else
-    hyperfine -N --warmup 5 --runs "$RUNS" --export-json "$B/h.json" \
-        "$SK run --rm --cgroup-parent skiff-bench busybox true" \
-        "$RT --root $RUN/rt run --bundle $D/bundle bare" >/dev/null
+# Podman 4 with runc (crun refuses hybrid cgroup hosts), cgroupfs, no network, and no default
+# ulimits (raising hard limits needs CAP_SYS_RESOURCE, which this machine lacks); its storage on
+# the same disk, its run state on the same tmpfs.
+PODMAN_CMD=""
+PODMAN_OK=""
+if [ "$PODMAN" = 1 ] && command -v podman >/dev/null; then
+    mkdir -p "$B/podman"
+    cat >"$B/podman/containers.conf" <<EOF
+[containers]
+default_ulimits = []
+netns = "none"
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "$RUN/podman/events.log"
+runtime = "runc"
+tmp_dir = "$RUN/podman/tmp"
+static_dir = "$D/podman/libpod"
+volume_path = "$D/podman/volumes"
+EOF
+    cat >"$B/podman/storage.conf" <<EOF
+[storage]
+driver = "overlay"
+graphroot = "$D/podman/storage"
+runroot = "$RUN/podman/storage"
+EOF
+    export CONTAINERS_CONF="$B/podman/containers.conf" CONTAINERS_STORAGE_CONF="$B/podman/storage.conf"
+    PODMAN_CMD="podman run --rm --network none --cgroup-parent /skiff-bench busybox true"
+    if $SK save busybox:latest | podman load >/dev/null 2>&1 &&
+        podman run -d --network none --cgroup-parent /skiff-bench busybox true >/dev/null 2>&1; then
+        PODMAN_OK=1
+        # Podman 4.3's attached run waits for conmon, and conmon here stays until its 20 s timeout
+        # (measured: 20.2 s for `podman run busybox true`, 0.1 s with -d): time it only where an
+        # attached run finishes promptly.
+        if ! timeout 5 $PODMAN_CMD >/dev/null 2>&1; then
+            echo "podman: an attached run waits out conmon's 20 s timeout here; run --rm not timed"
+            PODMAN_CMD=""
+        fi
+    else
+        echo "podman: does not run here; not measured"
+        PODMAN_CMD=""
+    fi
 fi
+
+echo "== run --rm busybox true ($RUNS runs)"
+set -- "$SK run --rm --cgroup-parent skiff-bench busybox true" "$RT --root $RUN/rt run --bundle $D/bundle bare"
+[ -n "$DOCKER_CMD" ] && set -- "$@" "$DOCKER_CMD"
+[ -n "$PODMAN_CMD" ] && set -- "$@" "$PODMAN_CMD"
+hyperfine -N --warmup 5 --runs "$RUNS" --export-json "$B/h.json" "$@" >/dev/null
 S=$(mean 0); T=$(mean 1)
 printf 'skiff run --rm %.2f ms   skiff-runtime run %.2f ms\n' "$S" "$T"
 echo "ratio skiff/runtime = $(ratio "$S" "$T")"
+i=2
 if [ -n "$DOCKER_CMD" ]; then
-    D=$(mean 2)
-    printf 'docker run --rm %.2f ms\n' "$D"
-    echo "ratio skiff/docker = $(ratio "$S" "$D")"
+    DT=$(mean $i); i=$((i + 1))
+    printf 'docker run --rm %.2f ms\n' "$DT"
+    echo "ratio skiff/docker = $(ratio "$S" "$DT")"
+fi
+if [ -n "$PODMAN_CMD" ]; then
+    PT=$(mean $i)
+    printf 'podman run --rm %.2f ms\n' "$PT"
+    echo "ratio skiff/podman = $(ratio "$S" "$PT")"
 fi
 
 echo "== idle memory of $N containers (busybox sleep)"
@@ -141,5 +194,19 @@ if [ -n "$DOCKER_CMD" ]; then
         set -- $rss; RS=$1; CNT=$2
         set -- $pss; PS=$1
         echo "containerd shims: $CNT, RSS avg $((RS / CNT)) KiB, PSS avg $((PS / CNT)) KiB"
+    fi
+fi
+if [ -n "$PODMAN_OK" ]; then
+    for _ in $(seq 10); do
+        podman run -d --network none --cgroup-parent /skiff-bench busybox sleep 100000 >/dev/null
+    done
+    sleep 1
+    mons=$(pgrep -f "conmon .*$RUN/podman" || true)
+    if [ -n "$mons" ]; then
+        rss=$(for p in $mons; do cat "/proc/$p/smaps_rollup"; done | sum Rss)
+        pss=$(for p in $mons; do cat "/proc/$p/smaps_rollup"; done | sum Pss)
+        set -- $rss; RS=$1; CNT=$2
+        set -- $pss; PS=$1
+        echo "podman conmons: $CNT, RSS avg $((RS / CNT)) KiB, PSS avg $((PS / CNT)) KiB"
     fi
 fi
