@@ -176,37 +176,28 @@ for _ in $(seq "$N"); do
 done
 sleep 1
 sum() { awk -v k="$1" '$1 == k":" {s += $2; n++} END {printf "%d %d", s, n}'; }
-pids=$(pgrep -f "skiff monitor --root $R " || true)
-rss=$(for p in $pids; do cat "/proc/$p/smaps_rollup"; done | sum Rss)
-pss=$(for p in $pids; do cat "/proc/$p/smaps_rollup"; done | sum Pss)
-priv=$(for p in $pids; do cat "/proc/$p/smaps_rollup"; done | sum Private_Dirty)
-set -- $rss; RS=$1; CNT=$2
-set -- $pss; PS=$1
-set -- $priv; PD=$1
-echo "skiff monitors: $CNT, RSS avg $((RS / CNT)) KiB, PSS avg $((PS / CNT)) KiB, private dirty avg $((PD / CNT)) KiB"
+# report LABEL PID...: average RSS, PSS and private dirty memory of the processes.
+report() {
+    label=$1; shift
+    [ $# -gt 0 ] || { echo "$label: none found"; return; }
+    rss=$(for p in "$@"; do cat "/proc/$p/smaps_rollup"; done | sum Rss)
+    pss=$(for p in "$@"; do cat "/proc/$p/smaps_rollup"; done | sum Pss)
+    priv=$(for p in "$@"; do cat "/proc/$p/smaps_rollup"; done | sum Private_Dirty)
+    set -- $rss; RS=$1; CNT=$2
+    set -- $pss; PS=$1
+    set -- $priv; PD=$1
+    echo "$label: $CNT, RSS avg $((RS / CNT)) KiB, PSS avg $((PS / CNT)) KiB, private dirty avg $((PD / CNT)) KiB"
+}
+report "skiff monitors" $(pgrep -f "skiff monitor --root $R " || true)
 if [ -n "$DOCKER_CMD" ]; then
     for _ in $(seq 10); do docker -H "unix://$DSOCK" run -d --network none busybox sleep 100000 >/dev/null; done
     sleep 1
-    shims=$(pgrep -f containerd-shim || true)
-    if [ -n "$shims" ]; then
-        rss=$(for p in $shims; do cat "/proc/$p/smaps_rollup"; done | sum Rss)
-        pss=$(for p in $shims; do cat "/proc/$p/smaps_rollup"; done | sum Pss)
-        set -- $rss; RS=$1; CNT=$2
-        set -- $pss; PS=$1
-        echo "containerd shims: $CNT, RSS avg $((RS / CNT)) KiB, PSS avg $((PS / CNT)) KiB"
-    fi
+    report "containerd shims" $(pgrep -f containerd-shim || true)
 fi
 if [ -n "$PODMAN_OK" ]; then
     for _ in $(seq 10); do
         podman run -d --network none --cgroup-parent /skiff-bench busybox sleep 100000 >/dev/null
     done
     sleep 1
-    mons=$(pgrep -f "conmon .*$RUN/podman" || true)
-    if [ -n "$mons" ]; then
-        rss=$(for p in $mons; do cat "/proc/$p/smaps_rollup"; done | sum Rss)
-        pss=$(for p in $mons; do cat "/proc/$p/smaps_rollup"; done | sum Pss)
-        set -- $rss; RS=$1; CNT=$2
-        set -- $pss; PS=$1
-        echo "podman conmons: $CNT, RSS avg $((RS / CNT)) KiB, PSS avg $((PS / CNT)) KiB"
-    fi
+    report "podman conmons" $(pgrep -f "conmon .*$RUN/podman" || true)
 fi
