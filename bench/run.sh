@@ -96,6 +96,7 @@ DOCKER_CMD=""
 if [ "$DOCKER" = 1 ] && command -v dockerd >/dev/null && command -v docker >/dev/null; then
     dockerd --iptables=false --ip6tables=false --bridge=none -H "unix://$DSOCK" \
         --data-root "$D/docker" --exec-root "$B/dexec" --pidfile "$B/docker.pid" \
+        --cgroup-parent skiff-bench \
         >"$B/dockerd.log" 2>&1 &
     for _ in $(seq 100); do docker -H "unix://$DSOCK" info >/dev/null 2>&1 && break; sleep 0.2; done
     if docker -H "unix://$DSOCK" info >/dev/null 2>&1 &&

@@ -29,6 +29,12 @@ cleanup() {
     fi
     # Whatever dockerd or skiff left mounted under the work dir (tmpfs volumes, overlay).
     grep " $W" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
+    # Docker's containers' cgroups went under our own parent (--cgroup-parent): remove it.
+    for d in /sys/fs/cgroup/*/skiff-compat /sys/fs/cgroup/unified/skiff-compat; do
+        [ -d "$d" ] || continue
+        find "$d" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null
+        rmdir "$d" 2>/dev/null
+    done
     [ "${KEEP:-0}" = 1 ] && echo "compat: kept $W" || rm -rf "$W"
 }
 trap cleanup EXIT
@@ -50,6 +56,7 @@ if [ -z "${DOCKER_HOST:-}" ]; then
     dockerd --iptables=false --ip6tables=false --bridge=none --host "$DOCKER_HOST" \
         --data-root "$W/docker/data" --exec-root "$W/docker/exec" --pidfile "$W/docker/docker.pid" \
         --containerd-namespace skiff-compat --containerd-plugins-namespace skiff-compat-plugins \
+        --cgroup-parent skiff-compat \
         >"$W/docker/dockerd.log" 2>&1 &
     DPID=$!
     i=0
