@@ -242,9 +242,14 @@ fn dup_onto(fd: RawFd, target: RawFd) {
 /// Forks the create+start child and records the outcome in the state database. Returns the
 /// container's stdio or (exit code, message), and the database connection it opened while the
 /// child worked (on the other CPU, off the start's critical path).
-fn spawn(a: &MonitorArgs, restarts: i64) -> (Result<Io, (i32, String)>, Option<crate::Engine>) {
+/// `meanwhile` runs in the monitor once the child is forked (set-up that can wait until then).
+fn spawn(
+    a: &MonitorArgs,
+    restarts: i64,
+    meanwhile: &mut dyn FnMut(),
+) -> (Result<Io, (i32, String)>, Option<crate::Engine>) {
     let mut engine = None;
-    let r = spawn_inner(a, restarts, &mut engine);
+    let r = spawn_inner(a, restarts, &mut engine, meanwhile);
     (r, engine)
 }
 
@@ -252,6 +257,7 @@ fn spawn_inner(
     a: &MonitorArgs,
     restarts: i64,
     engine: &mut Option<crate::Engine>,
+    meanwhile: &mut dyn FnMut(),
 ) -> Result<Io, (i32, String)> {
     let fail = |m: &str| {
         (
@@ -316,7 +322,10 @@ fn spawn_inner(
     }
     drop(ready_w);
     drop(child_fds);
+    meanwhile();
     *engine = crate::Engine::open(&a.root, Some(&a.runroot)).ok();
+    // Read the record now, while the child works, for the start event.
+    let record = engine.as_ref().and_then(|e| e.get(&a.id).ok().flatten());
     let msg = String::from_utf8_lossy(&read_message(ready_r.as_raw_fd())).into_owned();
     let Some(rest) = msg.strip_prefix('P') else {
         wait_pid(pid);
@@ -334,7 +343,7 @@ fn spawn_inner(
     // other children, so the start does not wait for its teardown.
     io.pid = rest.trim().parse().unwrap_or(0);
     if let Some(e) = engine.as_ref() {
-        record_running(e, a, io.pid, restarts);
+        record_running(e, a, io.pid, restarts, record.as_ref());
     }
     if let Some((x, _)) = console_pair {
         match skiff_runtime::console::recv_master(x.as_raw_fd()) {
@@ -370,7 +379,13 @@ fn create_and_start(a: &MonitorArgs, console: skiff_runtime::container::Console)
 }
 
 /// Records a started container: running, its init and this monitor.
-fn record_running(e: &crate::Engine, a: &MonitorArgs, pid: i32, restarts: i64) {
+fn record_running(
+    e: &crate::Engine,
+    a: &MonitorArgs,
+    pid: i32,
+    restarts: i64,
+    record: Option<&crate::Container>,
+) {
     // SAFETY: getpid has no preconditions.
     let monitor = unsafe { libc::getpid() };
     let state = crate::model::State {
@@ -384,8 +399,8 @@ fn record_running(e: &crate::Engine, a: &MonitorArgs, pid: i32, restarts: i64) {
         ..Default::default()
     };
     let _ = e.set_state_restarts(&a.id, &state, restarts);
-    if let Ok(Some(c)) = e.get(&a.id) {
-        e.event(&c, "start", &[]);
+    if let Some(c) = record {
+        e.event(c, "start", &[]);
     }
 }
 
@@ -992,19 +1007,25 @@ pub fn main(args: &[String]) -> i32 {
         }
         return 1;
     };
-    let listener = listen(&a.run_dir());
-    let mut log = LogWriter::open(
-        &a.container_dir().join("ctr.log"),
-        a.log_max_size,
-        a.log_max_file,
-    );
+    // The attach socket and the log file are made while the first create child works.
+    let mut listener = None;
+    let mut log = None;
     let mut restarts = a.restarts;
     let mut delay = Duration::from_millis(100);
     let mut trash = None;
     let final_code = loop {
         let began = Instant::now();
         let first = notify.is_some();
-        let (spawned, mut engine) = spawn(&a, restarts);
+        let (spawned, mut engine) = spawn(&a, restarts, &mut || {
+            if log.is_none() {
+                listener = listen(&a.run_dir());
+                log = Some(LogWriter::open(
+                    &a.container_dir().join("ctr.log"),
+                    a.log_max_size,
+                    a.log_max_file,
+                ));
+            }
+        });
         // A foreground run's CLI waits for the exit record and the --rm removal: keep the
         // connection for them. Otherwise close it, so an idle monitor holds no SQLite memory.
         if !(first && a.attach_fd) {
@@ -1016,7 +1037,14 @@ pub fn main(args: &[String]) -> i32 {
                     let _ = write_all(n.as_raw_fd(), format!("0 {}\n", io.pid).as_bytes());
                 }
                 // Pre-connected clients (foreground run) may have queued stdin already.
-                let code = serve(&a, &mut io, &sfd, listener.as_ref(), &mut clients, &mut log);
+                let log = log.get_or_insert_with(|| {
+                    LogWriter::open(
+                        &a.container_dir().join("ctr.log"),
+                        a.log_max_size,
+                        a.log_max_file,
+                    )
+                });
+                let code = serve(&a, &mut io, &sfd, listener.as_ref(), &mut clients, log);
                 (code, true)
             }
             Err((code, msg)) => {
