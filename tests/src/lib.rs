@@ -331,3 +331,75 @@ pub fn clean_engine_root(root: &Path, cgroup: &str) {
         let _ = std::fs::remove_dir(&d);
     }
 }
+
+/// A Debian `docker-registry` serving plain HTTP on 127.0.0.1 from temporary storage; killed on drop.
+pub struct Registry {
+    /// The registry process.
+    pub child: std::process::Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Its storage, config and log.
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plain registry (image deletion enabled).
+pub fn registry() -> Registry {
+    registry_with(|_| (String::new(), String::new()))
+}
+
+/// A registry whose config gets extra YAML: `extra(dir)` returns lines for under `http:` (indented
+/// by four spaces) and top-level sections.
+pub fn registry_with(extra: impl FnOnce(&Path) -> (String, String)) -> Registry {
+    let dir = tempfile::Builder::new()
+        .prefix("skiff-registry-")
+        .tempdir()
+        .unwrap();
+    let port = free_port();
+    let (http_extra, top_extra) = extra(dir.path());
+    let cfg = dir.path().join("config.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{http_extra}{top_extra}",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.path().join("registry.log")).unwrap(),
+        ))
+        .spawn()
+        .expect("Debian's docker-registry must be installed");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Registry { child, port, dir };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!(
+        "docker-registry did not start on port {port}: {}",
+        std::fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default()
+    );
+}

@@ -2,15 +2,14 @@
 //! `skiff import` (and, for the seed demo, pulled from a real `docker-registry` on 127.0.0.1), real
 //! overlay mounts, monitors, cgroups under a per-test `skiff-test-*` parent, and SQLite state.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use skiff_tests::{
-    bin, busybox_rootfs, cgroup_parent_dirs, clean_engine_root, expect_ok, require_root, skiff_cmd,
-    stderr, stdout, unique,
+    bin, busybox_rootfs, cgroup_parent_dirs, clean_engine_root, expect_ok, registry, require_root,
+    skiff_cmd, stderr, stdout, unique,
 };
 
 /// A private skiff root with a busybox image and a cgroup parent of its own.
@@ -132,60 +131,6 @@ impl Drop for Env {
     fn drop(&mut self) {
         clean_engine_root(&self.root(), &self.cgroup);
     }
-}
-
-struct Registry {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn registry() -> Registry {
-    let dir = tempfile::Builder::new()
-        .prefix("skiff-registry-")
-        .tempdir()
-        .unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let cfg = dir.path().join("config.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("Debian's docker-registry must be installed");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Registry {
-                child,
-                port,
-                _dir: dir,
-            };
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("docker-registry did not start on port {port}");
 }
 
 fn sh(cmd: &str) -> Output {

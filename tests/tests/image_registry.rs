@@ -7,83 +7,13 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use serde_json::{json, Value};
-use skiff_tests::{bin, busybox_rootfs};
-
-struct Registry {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn registry() -> Registry {
-    registry_with(|_| (String::new(), String::new()))
-}
-
-/// A registry whose config gets extra YAML: `extra(dir)` returns lines for under `http:` (indented
-/// by four spaces) and top-level sections.
-fn registry_with(extra: impl FnOnce(&Path) -> (String, String)) -> Registry {
-    let dir = tempfile::Builder::new()
-        .prefix("skiff-registry-")
-        .tempdir()
-        .unwrap();
-    let port = free_port();
-    let (http_extra, top_extra) = extra(dir.path());
-    let cfg = dir.path().join("config.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{http_extra}{top_extra}",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            std::fs::File::create(dir.path().join("registry.log")).unwrap(),
-        ))
-        .spawn()
-        .expect("Debian's docker-registry must be installed");
-    for _ in 0..100 {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Registry {
-                child,
-                port,
-                _dir: dir,
-            };
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!(
-        "docker-registry did not start on port {port}: {}",
-        std::fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default()
-    );
-}
+use skiff_tests::{bin, busybox_rootfs, free_port, registry, registry_with, Registry};
 
 use skiff_tests::{skiff, skiff_ok as ok};
 
@@ -1274,7 +1204,7 @@ fn https_registry_certificates_are_verified() {
     let rootfs = p.join("rootfs");
     let hosts = p.join("hosts");
     std::fs::write(&hosts, "127.0.0.1 registry.skiff-test localhost\n").unwrap();
-    let ca = reg._dir.path().join("ca.crt");
+    let ca = reg.dir.path().join("ca.crt");
     let name = format!("registry.skiff-test:{}/skiff-test/tls:1", reg.port);
     let in_ns = |root: &Path, trust: bool, args: &[&str]| -> Output {
         let mut c = Command::new("unshare");
