@@ -871,6 +871,31 @@ fn restart_policies_and_attach() {
     );
 }
 
+/// docker's CLI exits 125 on a usage error (clap's default is 2); help is not an error.
+#[test]
+fn usage_errors_exit_125_and_help_exits_0() {
+    let env = Env::new();
+    for args in [
+        &["run", "--bogus", "busybox", "true"][..],
+        &["run"][..],
+        &["ps", "--bogus"][..],
+        &["no-such-command"][..],
+    ] {
+        let o = env.sk(args);
+        assert_eq!(code(&o), 125, "{args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).is_empty(), "{args:?} says why");
+    }
+    for args in [
+        &["run", "--help"][..],
+        &["ps", "--help"][..],
+        &["--version"][..],
+    ] {
+        let o = env.sk(args);
+        assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
+        assert!(!stdout(&o).is_empty(), "{args:?} prints to stdout");
+    }
+}
+
 #[test]
 fn run_rm_uses_a_volatile_overlay_and_trees_are_swept() {
     let env = Env::new();

@@ -442,9 +442,10 @@ fn completions_and_man_pages() {
             assert!(out.contains(sub), "{shell} completion lacks {sub}");
         }
     }
+    // A shell skiff does not know is a usage error: 125, as docker's CLI exits on those.
     assert_eq!(
         skiff(t.path(), &["completion", "tcsh"]).status.code(),
-        Some(2)
+        Some(125)
     );
     let dir = t.path().join("man");
     let o = skiff(t.path(), &["generate-man", dir.to_str().unwrap()]);

@@ -155,7 +155,14 @@ fn cli_main() {
     if argv.get(1).map(String::as_str) == Some("monitor") {
         std::process::exit(containers::monitor(&argv[2..]));
     }
-    let cli = fast_run_parse(&argv).unwrap_or_else(Cli::parse);
+    let cli = match fast_run_parse(&argv).map(Ok).unwrap_or_else(Cli::try_parse) {
+        Ok(cli) => cli,
+        // Usage errors exit 125 as docker's CLI does (clap would exit 2); help and version 0.
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { 125 } else { 0 });
+        }
+    };
     if let Command::Containers(c) = &cli.command {
         std::process::exit(containers::run(&cli, c));
     }
