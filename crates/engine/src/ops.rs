@@ -784,40 +784,6 @@ fn above_stdio(fd: OwnedFd) -> Option<OwnedFd> {
     (n >= 0).then(|| unsafe { std::os::fd::FromRawFd::from_raw_fd(n) })
 }
 
-/// A detached, read-only bind mount of our own binary (`open_tree` + `mount_setattr`), or `None`
-/// where that is not permitted.
-fn readonly_exe() -> Option<OwnedFd> {
-    const OPEN_TREE_CLONE: u32 = 1;
-    const MOUNT_ATTR_RDONLY: u64 = 1;
-    // SAFETY: valid C string; open_tree returns a new fd or -1.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            c"/proc/self/exe".as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as u32,
-        )
-    };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: fd is a fresh descriptor we own.
-    let fd: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) };
-    let attr: [u64; 4] = [MOUNT_ATTR_RDONLY, 0, 0, 0];
-    // SAFETY: mount_setattr on our detached tree with a valid mount_attr of the given size.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            attr.as_ptr(),
-            std::mem::size_of_val(&attr),
-        )
-    };
-    (r == 0).then_some(fd)
-}
-
 /// A `skiff monitor` started before its container exists, so that its exec and start-up run on
 /// the other CPU while `run` creates the container, mounts its rootfs and writes its bundle. It
 /// waits for the rest of its arguments ([`PendingMonitor::go`]); dropping this ends it.
@@ -898,7 +864,7 @@ fn exec_monitor(margs: &[String], attach: Option<OwnedFd>) -> Result<OwnedFd> {
     // for CVE-2019-5736 (one exec instead of two); fall back to the path.
     // Every descriptor the child's file actions read sits above the ones they write (0-4), so
     // no dup2 overwrites a source (or the exe path) before it is used.
-    let ro = readonly_exe().and_then(above_stdio);
+    let ro = skiff_runtime::sealed::readonly_self().and_then(above_stdio);
     let exe = match &ro {
         Some(fd) => std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
         None => exe,

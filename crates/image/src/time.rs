@@ -119,6 +119,12 @@ pub fn ago(secs: i64) -> String {
 
 /// Docker's human size (go-units HumanSizeWithPrecision(size, 3)): decimal units, 3 significant digits.
 pub fn human_size(size: u64) -> String {
+    human_size_precision(size, 3)
+}
+
+/// go-units' HumanSizeWithPrecision: decimal units (`B kB MB …`) and `precision` (≥ 3)
+/// significant digits, trailing zeros trimmed (`1.049MB` with 4, `512kB`, `32B`).
+pub fn human_size_precision(size: u64, precision: usize) -> String {
     let units = ["B", "kB", "MB", "GB", "TB", "PB"];
     let mut v = size as f64;
     let mut i = 0;
@@ -126,14 +132,15 @@ pub fn human_size(size: u64) -> String {
         v /= 1000.0;
         i += 1;
     }
-    // %.4g then trim, like Go's %.*g with precision 3 → 3 significant digits.
-    let digits = if v >= 100.0 {
-        0
+    // Go's %.*g: the integer digits count towards the precision.
+    let int_digits = if v >= 100.0 {
+        3
     } else if v >= 10.0 {
-        1
-    } else {
         2
+    } else {
+        1
     };
+    let digits = precision.saturating_sub(int_digits);
     let mut s = format!("{v:.digits$}");
     if s.contains('.') {
         s = s.trim_end_matches('0').trim_end_matches('.').to_string();

@@ -32,8 +32,9 @@ pub fn running_sealed() -> bool {
     unsafe { libc::fstatvfs(f.as_raw_fd(), &mut st) == 0 && st.f_flag & libc::ST_RDONLY != 0 }
 }
 
-/// A detached, read-only bind mount of our own binary (needs CAP_SYS_ADMIN for its mount ns).
-fn readonly_self() -> Option<OwnedFd> {
+/// A detached, read-only bind mount of our own binary (needs CAP_SYS_ADMIN for its mount ns);
+/// `/proc/self/fd/<fd>` then executes this binary without making the host file anyone's exe.
+pub fn readonly_self() -> Option<OwnedFd> {
     // SAFETY: valid C string; open_tree returns a new fd or -1.
     let t = unsafe {
         libc::syscall(

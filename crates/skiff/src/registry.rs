@@ -12,6 +12,7 @@ use skiff_image::names::{familiar, Name, DEFAULT_DOMAIN};
 use skiff_image::pull::{self, Fetcher, Progress};
 use skiff_image::registry::{Client, RegistryConfig};
 use skiff_image::spec::{self, Descriptor, Document, ImageConfig};
+use skiff_image::time::human_size_precision;
 use skiff_image::{Digest, Platform, Store};
 
 use crate::images::{resolve, LoginArgs, LogoutArgs, ManifestInspectArgs, PullArgs, PushArgs};
@@ -27,33 +28,10 @@ fn short(d: &Digest) -> String {
     d.short().to_string()
 }
 
-/// Docker's human sizes: decimal units, 4 significant digits (`1.049MB`, `512kB`, `32B`).
-fn human(n: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u + 1 < units.len() {
-        v /= 1000.0;
-        u += 1;
-    }
-    let digits = if v >= 100.0 {
-        1
-    } else if v >= 10.0 {
-        2
-    } else {
-        3
-    };
-    let mut s = format!("{v:.digits$}");
-    if s.contains('.') {
-        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
-    }
-    format!("{s}{}", units[u])
-}
-
 /// Docker's progress bar: `[=====>      ]  1.049MB/2.813MB`.
 fn bar(done: u64, total: u64) -> String {
     if total == 0 {
-        return human(done);
+        return human_size_precision(done, 4);
     }
     let width = 50usize;
     let filled = ((done.min(total) as f64 / total as f64) * width as f64) as usize;
@@ -67,8 +45,8 @@ fn bar(done: u64, total: u64) -> String {
         "[{}{tip}{}] {:>8}/{}",
         "=".repeat(eq),
         " ".repeat(sp),
-        human(done),
-        human(total)
+        human_size_precision(done, 4),
+        human_size_precision(total, 4)
     )
 }
 
@@ -116,7 +94,11 @@ impl Status {
         if self.width >= 110 || total == 0 {
             bar(done, total)
         } else {
-            format!("{:>8}/{}", human(done), human(total))
+            format!(
+                "{:>8}/{}",
+                human_size_precision(done, 4),
+                human_size_precision(total, 4)
+            )
         }
     }
 
@@ -576,11 +558,11 @@ mod tests {
 
     #[test]
     fn sizes_and_bars_like_docker() {
-        assert_eq!(human(32), "32B");
-        assert_eq!(human(512_000), "512kB");
-        assert_eq!(human(1_049_000), "1.049MB");
-        assert_eq!(human(2_813_000), "2.813MB");
-        assert_eq!(human(123_456_789), "123.5MB");
+        assert_eq!(human_size_precision(32, 4), "32B");
+        assert_eq!(human_size_precision(512_000, 4), "512kB");
+        assert_eq!(human_size_precision(1_049_000, 4), "1.049MB");
+        assert_eq!(human_size_precision(2_813_000, 4), "2.813MB");
+        assert_eq!(human_size_precision(123_456_789, 4), "123.5MB");
         let b = bar(50, 100);
         assert!(b.starts_with("[=========================>"), "{b}");
         assert!(b.ends_with("     50B/100B"), "{b}");
