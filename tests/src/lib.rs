@@ -403,3 +403,65 @@ pub fn registry_with(extra: impl FnOnce(&Path) -> (String, String)) -> Registry 
         std::fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default()
     );
 }
+
+/// A private engine root with a busybox image made by `skiff import` and a cgroup parent of its
+/// own, for the engine suites; everything it made is removed on drop.
+pub struct EngineEnv {
+    /// Holds `rootfs/` (the imported tree) and `root/` (the engine's --root).
+    pub dir: tempfile::TempDir,
+    /// The `--cgroup-parent` given to run/create.
+    pub cgroup: String,
+}
+
+impl EngineEnv {
+    /// `name` labels the temp dir and the cgroup parent; `extra` adds files to the busybox tree
+    /// before it is imported.
+    pub fn new(name: &str, extra: impl FnOnce(&Path)) -> EngineEnv {
+        require_root();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("skiff-{name}-"))
+            .tempdir()
+            .unwrap();
+        let env = EngineEnv {
+            dir,
+            cgroup: unique(&format!("skiff-test-{name}")),
+        };
+        let rootfs = env.dir.path().join("rootfs");
+        busybox_rootfs(&rootfs);
+        extra(&rootfs);
+        env.ok(&[
+            "import",
+            "-c",
+            "CMD [\"sh\"]",
+            rootfs.to_str().unwrap(),
+            "busybox:latest",
+        ]);
+        env
+    }
+
+    /// The engine's --root.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// `skiff --root R ARGS` with `--cgroup-parent` added to run/create.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        skiff_cmd(&self.root(), &self.cgroup, args)
+    }
+
+    /// Runs `skiff ARGS`.
+    pub fn sk(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs `skiff ARGS`, which must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        expect_ok(args, self.sk(args))
+    }
+}
+
+impl Drop for EngineEnv {
+    fn drop(&mut self) {
+        clean_engine_root(&self.root(), &self.cgroup);
+    }
+}

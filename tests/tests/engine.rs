@@ -7,55 +7,21 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use skiff_tests::{
-    bin, busybox_rootfs, cgroup_parent_dirs, clean_engine_root, expect_ok, registry, require_root,
-    skiff_cmd, stderr, stdout, unique,
-};
+use skiff_tests::{bin, cgroup_parent_dirs, registry, stderr, stdout, EngineEnv};
 
-/// A private skiff root with a busybox image and a cgroup parent of its own.
-struct Env {
-    dir: tempfile::TempDir,
-    cgroup: String,
+/// The shared engine environment plus this suite's checks.
+struct Env(EngineEnv);
+
+impl std::ops::Deref for Env {
+    type Target = EngineEnv;
+    fn deref(&self) -> &EngineEnv {
+        &self.0
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        require_root();
-        let dir = tempfile::Builder::new()
-            .prefix("skiff-engine-")
-            .tempdir()
-            .unwrap();
-        let env = Env {
-            dir,
-            cgroup: unique("skiff-test-engine"),
-        };
-        busybox_rootfs(&env.dir.path().join("rootfs"));
-        let rootfs = env.dir.path().join("rootfs");
-        env.ok(&[
-            "import",
-            "-c",
-            "CMD [\"sh\"]",
-            rootfs.to_str().unwrap(),
-            "busybox:latest",
-        ]);
-        env
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("root")
-    }
-
-    /// `skiff --root R ARGS` with `--cgroup-parent` added to run/create.
-    fn cmd(&self, args: &[&str]) -> Command {
-        skiff_cmd(&self.root(), &self.cgroup, args)
-    }
-
-    fn sk(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        expect_ok(args, self.sk(args))
+        Env(EngineEnv::new("engine", |_| {}))
     }
 
     fn inspect(&self, name: &str) -> Value {
@@ -124,12 +90,6 @@ impl Env {
             .output()
             .expect("sqlite3 (scripts/deps.sh) must be installed");
         assert_eq!(stdout(&o).trim(), "0", "database rows left: {}", stderr(&o));
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        clean_engine_root(&self.root(), &self.cgroup);
     }
 }
 

@@ -8,45 +8,26 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use skiff_tests::{
-    busybox_rootfs, clean_engine_root, expect_ok, require_root, skiff_cmd, stderr, stdout, unique,
-};
+use skiff_tests::{stderr, stdout, unique, EngineEnv};
 
-/// A private skiff root with a busybox image (plus /opt/dir/{a,b} for diff) and a cgroup parent.
-struct Env {
-    dir: tempfile::TempDir,
-    cgroup: String,
+/// The shared engine environment, its image with /opt/dir/{a,b} (for diff) and /etc/motd.
+struct Env(EngineEnv);
+
+impl std::ops::Deref for Env {
+    type Target = EngineEnv;
+    fn deref(&self) -> &EngineEnv {
+        &self.0
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        require_root();
-        let dir = tempfile::Builder::new()
-            .prefix("skiff-enginefs-")
-            .tempdir()
-            .unwrap();
-        let env = Env {
-            dir,
-            cgroup: unique("skiff-test-enginefs"),
-        };
-        let rootfs = env.dir.path().join("rootfs");
-        busybox_rootfs(&rootfs);
-        std::fs::create_dir_all(rootfs.join("opt/dir")).unwrap();
-        std::fs::write(rootfs.join("opt/dir/a"), "a\n").unwrap();
-        std::fs::write(rootfs.join("opt/dir/b"), "b\n").unwrap();
-        std::fs::write(rootfs.join("etc/motd"), "hello\n").unwrap();
-        env.ok(&[
-            "import",
-            "-c",
-            "CMD [\"sh\"]",
-            rootfs.to_str().unwrap(),
-            "busybox:latest",
-        ]);
-        env
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("root")
+        Env(EngineEnv::new("enginefs", |rootfs| {
+            std::fs::create_dir_all(rootfs.join("opt/dir")).unwrap();
+            std::fs::write(rootfs.join("opt/dir/a"), "a\n").unwrap();
+            std::fs::write(rootfs.join("opt/dir/b"), "b\n").unwrap();
+            std::fs::write(rootfs.join("etc/motd"), "hello\n").unwrap();
+        }))
     }
 
     /// A scratch directory on the host side of the test.
@@ -54,18 +35,6 @@ impl Env {
         let p = self.dir.path().join("host").join(name);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         p
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        skiff_cmd(&self.root(), &self.cgroup, args)
-    }
-
-    fn sk(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        expect_ok(args, self.sk(args))
     }
 
     /// Fails with exit 1 and a one-line message containing `want`.
@@ -102,12 +71,6 @@ impl Env {
             .lines()
             .filter(|l| l.contains(root.to_str().unwrap()))
             .count()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        clean_engine_root(&self.root(), &self.cgroup);
     }
 }
 
