@@ -250,6 +250,27 @@ pub fn require_root() {
     assert_eq!(euid, 0, "integration tests must run as root");
 }
 
+/// Record that one assertion was skipped because the host lacks an optional feature: prints
+/// `SKIP <test>: <reason>` on stderr and, when `SKIFF_SKIP_LOG` names a file (tests/run-all.sh
+/// sets it), appends the same line there so the run's summary counts it. Call it instead of the
+/// assertion, never instead of the whole test.
+pub fn skip(reason: &str) {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("?");
+    let line = format!("SKIP {test}: {reason}\n");
+    eprint!("{line}");
+    if let Some(path) = std::env::var_os("SKIFF_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+}
+
 /// Run `skiff --root <root> args...` and capture its output.
 pub fn skiff(root: &Path, args: &[&str]) -> Output {
     Command::new(bin("skiff"))

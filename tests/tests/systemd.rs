@@ -23,7 +23,7 @@ impl Systemd {
     fn boot() -> Option<Systemd> {
         require_root();
         if !Path::new(SYSTEMD).exists() {
-            eprintln!("skip: {SYSTEMD} is not installed");
+            skip(&format!("{SYSTEMD} is not installed"));
             return None;
         }
         let unified = Path::new("/sys/fs/cgroup/unified");
@@ -32,7 +32,7 @@ impl Systemd {
         } else if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
             PathBuf::from("/sys/fs/cgroup")
         } else {
-            eprintln!("skip: no cgroup2 hierarchy on this host");
+            skip("no cgroup2 hierarchy on this host");
             return None;
         };
         let cgroup = base.join(unique("skiff-test-systemd"));
