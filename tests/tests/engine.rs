@@ -1116,3 +1116,48 @@ fn without_root_a_clear_error() {
         stderr(&o)
     );
 }
+
+/// `run --blkio-weight`: out of range is an error; on a host whose io schedulers offer weights it
+/// reaches the container's blkio cgroup; on one without (no BFQ/CFQ) it is discarded with docker's
+/// warning and the container still runs, with `HostConfig.BlkioWeight` 0 as docker records it.
+#[test]
+fn blkio_weight_applied_or_discarded_with_dockers_warning() {
+    let env = Env::new();
+    let o = env.sk(&["run", "--rm", "--blkio-weight", "5", "busybox", "true"]);
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("range of blkio weight is from 10 to 1000"),
+        "{}",
+        stderr(&o)
+    );
+    let o = env.sk(&[
+        "run",
+        "--name",
+        "bw",
+        "--blkio-weight",
+        "300",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/blkio/blkio.bfq.weight /sys/fs/cgroup/blkio/blkio.weight 2>/dev/null; true",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let offered = skiff_cgroups::Layout::probe().unwrap().offers_io_weight();
+    let recorded = env.fmt("bw", "{{.HostConfig.BlkioWeight}}");
+    if offered {
+        assert!(!stderr(&o).contains("WARNING"), "{}", stderr(&o));
+        assert_eq!(recorded, "300");
+        assert!(stdout(&o).contains("300"), "weight inside: {}", stdout(&o));
+    } else {
+        assert!(
+            stderr(&o).contains(
+                "WARNING: Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded."
+            ),
+            "{}",
+            stderr(&o)
+        );
+        assert_eq!(recorded, "0");
+        skiff_tests::skip("blkio weight inside the container: no io scheduler here offers weights");
+    }
+    env.ok(&["rm", "bw"]);
+}

@@ -67,7 +67,8 @@ fn pids_limit_stops_a_fork_bomb() {
 fn cpu_and_limits_read_back_from_cgroup_files() {
     require_root();
     let mut b = Bundle::busybox(&["sleep", "1000"]);
-    b.config["linux"]["resources"] = json!({"cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0"}, "blockIO": {"weight": 300}});
+    b.config["linux"]["resources"] =
+        json!({"cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0"}});
     b.write();
     let rt = Runtime::new();
     let id = unique("cpu");
@@ -88,6 +89,49 @@ fn cpu_and_limits_read_back_from_cgroup_files() {
     assert_eq!(read("pids", "pids.max"), "7");
     ok(&rt.out(&["delete", "-f", &id]));
     assert!(!Path::new(&format!("/sys/fs/cgroup/cpu{p}")).exists());
+}
+
+/// `linux.resources.blockIO.weight` needs an io scheduler with weights (BFQ or CFQ). Where the
+/// host has one, the weight reaches the cgroup; where it has none, the runtime refuses the
+/// container as runc does (runc fails writing the missing file) and leaves nothing behind.
+#[test]
+fn blkio_weight_is_applied_or_refused_by_host_support() {
+    require_root();
+    let mut b = Bundle::busybox(&["sleep", "1000"]);
+    b.config["linux"]["resources"] = json!({"blockIO": {"weight": 300}});
+    b.write();
+    let rt = Runtime::new();
+    let id = unique("blkio");
+    let out = rt.out_detached(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+    let p = cg(&b);
+    let layout = skiff_cgroups::Layout::probe().unwrap();
+    if layout.offers_io_weight() {
+        ok(&out);
+        let dir = format!("/sys/fs/cgroup/blkio{p}");
+        let f = ["blkio.bfq.weight", "blkio.weight"]
+            .into_iter()
+            .find(|f| Path::new(&dir).join(f).exists())
+            .unwrap();
+        let v = std::fs::read_to_string(Path::new(&dir).join(f)).unwrap();
+        assert_eq!(v.split_whitespace().last(), Some("300"), "{f}: {v}");
+        ok(&rt.out(&["delete", "-f", &id]));
+    } else {
+        assert!(
+            !out.status.success(),
+            "a weight no scheduler offers must fail"
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("has no blkio.weight (the host's io scheduler offers no weights)"),
+            "{err}"
+        );
+        assert!(
+            !rt.out(&["state", &id]).status.success(),
+            "a refused container leaves no state"
+        );
+        assert!(!Path::new(&format!("/sys/fs/cgroup/blkio{p}")).exists());
+        skip("blkio weight read-back: no io scheduler here offers weights (no bfq/cfq)");
+    }
 }
 
 #[test]

@@ -123,6 +123,24 @@ impl Layout {
         Ok(self)
     }
 
+    /// Whether this host can weight block I/O per cgroup (docker's `BlkioWeight` in `info`): on
+    /// v1 the blkio hierarchy's root offers `blkio.weight` (CFQ) or `blkio.bfq.weight` (BFQ); on
+    /// v2 the `io` controller is available and either BFQ is an io scheduler of some block device
+    /// or the root offers the iocost model (`io.cost.qos`), which is what gives children
+    /// `io.bfq.weight` / `io.weight`. Without BFQ and CFQ (e.g. only mq-deadline, kyber, none)
+    /// there is nothing a weight could be written to.
+    pub fn offers_io_weight(&self) -> bool {
+        if let Some(b) = self.v1.get("blkio") {
+            return b.join("blkio.weight").exists() || b.join("blkio.bfq.weight").exists();
+        }
+        let Some(u) = &self.unified else {
+            return false;
+        };
+        let io = std::fs::read_to_string(u.join("cgroup.controllers"))
+            .is_ok_and(|c| c.split_whitespace().any(|w| w == "io"));
+        io && (u.join("io.cost.qos").exists() || bfq_scheduler_present())
+    }
+
     /// Parse `/proc/self/mountinfo` text.
     pub fn from_mountinfo(info: &str) -> Layout {
         let mut l = Layout::default();
@@ -174,6 +192,19 @@ impl Layout {
             .cloned();
         l
     }
+}
+
+/// Whether any block device lists BFQ among its io schedulers (`/sys/block/*/queue/scheduler`).
+pub fn bfq_scheduler_present() -> bool {
+    let Ok(rd) = std::fs::read_dir("/sys/block") else {
+        return false;
+    };
+    rd.flatten().any(|d| {
+        std::fs::read_to_string(d.path().join("queue/scheduler")).is_ok_and(|s| {
+            s.split_whitespace()
+                .any(|w| w.trim_matches(|c| c == '[' || c == ']') == "bfq")
+        })
+    })
 }
 
 fn unescape(s: &str) -> String {

@@ -74,6 +74,8 @@ pub struct CreateRequest {
     pub cpus: Option<String>,
     /// `--pids-limit`.
     pub pids_limit: Option<i64>,
+    /// `--blkio-weight` (10-1000, 0 = unset).
+    pub blkio_weight: Option<u16>,
     /// `--ulimit`.
     pub ulimits: Vec<String>,
     /// `--stop-signal`.
@@ -412,7 +414,9 @@ pub fn create(
     store: &Store,
     img: &ImageRecord,
     req: &CreateRequest,
-) -> Result<Container> {
+) -> Result<(Container, Vec<String>)> {
+    let mut warnings = Vec::new();
+    let blkio_weight = blkio_weight(req.blkio_weight, &mut warnings)?;
     let icfg = image_config(store, img)?;
     let given_name = match &req.name {
         Some(n) => Some(names::validate_name(n)?),
@@ -668,7 +672,7 @@ pub fn create(
     let dir = e.container_dir(&id);
     let _lock = crate::lock::Lock::create(&e.lock_path(&id))?;
     std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
-    let result = (|| -> Result<Container> {
+    let result = (|| -> Result<(Container, Vec<String>)> {
         for d in ["upper", "work", "rootfs"] {
             std::fs::create_dir_all(dir.join(d))
                 .ctx(|| format!("create {}", dir.join(d).display()))?;
@@ -761,6 +765,7 @@ pub fn create(
                 memory,
                 nano_cpus,
                 pids_limit: req.pids_limit,
+                blkio_weight,
                 ulimits: (!ulimits.is_empty()).then_some(ulimits),
                 tmpfs: (!tmpfs_map.is_empty()).then_some(tmpfs_map),
                 cgroup_parent: req.cgroup_parent.clone().unwrap_or_default(),
@@ -799,7 +804,7 @@ pub fn create(
             }
         }
         e.event(&c, "create", &[]);
-        Ok(c)
+        Ok((c, warnings))
     })();
     if result.is_err() {
         let _ = volumes_api::release(e, &id, true);
@@ -808,6 +813,30 @@ pub fn create(
         let _ = std::fs::remove_file(e.lock_path(&id));
     }
     result
+}
+
+/// `--blkio-weight` as docker's daemon treats it: 0 is unset; outside 10-1000 is an error; on a
+/// host whose io schedulers offer no weights (no BFQ/CFQ) the weight is discarded with docker's
+/// warning rather than failing the run (the runtime itself refuses such a weight, as runc does).
+fn blkio_weight(w: Option<u16>, warnings: &mut Vec<String>) -> Result<u16> {
+    let w = w.unwrap_or(0);
+    if w == 0 {
+        return Ok(0);
+    }
+    if !(10..=1000).contains(&w) {
+        return Err(Error::Invalid(format!(
+            "invalid argument \"{w}\" for \"--blkio-weight\" flag: range of blkio weight is from 10 to 1000"
+        )));
+    }
+    let offered = skiff_cgroups::Layout::probe().is_ok_and(|l| l.offers_io_weight());
+    if !offered {
+        warnings.push(
+            "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded."
+                .into(),
+        );
+        return Ok(0);
+    }
+    Ok(w)
 }
 
 #[cfg(test)]

@@ -135,6 +135,8 @@ pub struct HostConfig {
     pub nano_cpus: i64,
     /// `--pids-limit`.
     pub pids_limit: Option<i64>,
+    /// `--blkio-weight` (0 = unset).
+    pub blkio_weight: u16,
     /// `--ulimit`.
     pub ulimits: Option<Vec<Ulimit>>,
     /// `--tmpfs` target → options.

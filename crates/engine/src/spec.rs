@@ -269,7 +269,7 @@ pub fn build(c: &Container, dir: &Path, rootfs: &Path) -> Result<Spec> {
         ..Default::default()
     };
     let spec = docker_spec(&o).map_err(|e| Error::Invalid(e.to_string()))?;
-    let mut spec = fill_unapplied(spec, &o)?;
+    let mut spec = fill_unapplied(spec, &o, h.blkio_weight)?;
     if h.init == Some(true) {
         // dir is <root>/containers/<id>.
         let root = dir
@@ -292,7 +292,7 @@ fn cap_name(c: &str) -> String {
 
 /// Applies the resource, rlimit and capability flags that `docker_spec` leaves unset (it fills in
 /// more of them as the security work lands; anything it already set is kept).
-fn fill_unapplied(spec: Spec, o: &DockerSpecOpts) -> Result<Spec> {
+fn fill_unapplied(spec: Spec, o: &DockerSpecOpts, blkio_weight: u16) -> Result<Spec> {
     use serde_json::{json, Value};
     let mut v = serde_json::to_value(&spec).map_err(|e| Error::Other(e.to_string()))?;
     let res = &mut v["linux"]["resources"];
@@ -309,6 +309,9 @@ fn fill_unapplied(spec: Spec, o: &DockerSpecOpts) -> Result<Spec> {
             res["cpu"]["quota"] = json!((c * 100_000.0) as i64);
             res["cpu"]["period"] = json!(100_000u64);
         }
+    }
+    if blkio_weight != 0 {
+        res["blockIO"]["weight"] = json!(blkio_weight);
     }
     if let Some(p) = o.pids_limit {
         if res["pids"]["limit"].is_null() && p != 0 {

@@ -110,6 +110,9 @@ pub struct RunArgs {
     /// Tune container pids limit (set -1 for unlimited)
     #[arg(long = "pids-limit", allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
+    /// Block IO (relative weight), between 10 and 1000, or 0 to disable (default 0)
+    #[arg(long = "blkio-weight")]
+    pub blkio_weight: Option<u16>,
     /// Ulimit options
     #[arg(long)]
     pub ulimit: Vec<String>,
@@ -711,6 +714,7 @@ fn request(a: &RunArgs, attach: bool) -> CreateRequest {
         memory: a.memory.clone(),
         cpus: a.cpus.clone(),
         pids_limit: a.pids_limit,
+        blkio_weight: a.blkio_weight,
         ulimits: a.ulimit.clone(),
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
@@ -726,7 +730,10 @@ fn create_container(ctx: &Ctx, a: &RunArgs, attach: bool) -> Result<(Engine, Con
     let e = ctx.engine()?;
     let store = ctx.store()?;
     let img = find_image(&store, a)?;
-    let c = skiff_engine::create::create(&e, &store, &img, &request(a, attach))?;
+    let (c, warnings) = skiff_engine::create::create(&e, &store, &img, &request(a, attach))?;
+    for w in warnings {
+        eprintln!("WARNING: {w}");
+    }
     Ok((e, c))
 }
 
