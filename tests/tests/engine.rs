@@ -1161,3 +1161,242 @@ fn blkio_weight_applied_or_discarded_with_dockers_warning() {
     }
     env.ok(&["rm", "bw"]);
 }
+
+/// The resource flags docker users type, each checked from inside the container (its own cgroup
+/// files, /proc, /dev) and in `inspect` under docker's HostConfig names.
+#[test]
+fn resource_and_device_flags_apply_inside_the_container() {
+    let env = Env::new();
+    let memsw = Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists();
+    // A block device to throttle: the first whole disk in /sys/block that has a /dev node.
+    let disk = std::fs::read_dir("/sys/block")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("loop") && !n.starts_with("ram"))
+        .map(|n| format!("/dev/{n}"))
+        .find(|p| Path::new(p).exists());
+    let mut args: Vec<String> = [
+        "run",
+        "--rm",
+        "-m",
+        "64m",
+        "--memory-reservation",
+        "32m",
+        "--memory-swappiness",
+        "10",
+        "--oom-kill-disable",
+        "-c",
+        "512",
+        "--cpu-period",
+        "50000",
+        "--cpu-quota",
+        "25000",
+        "--cpuset-cpus",
+        "0",
+        "--cpuset-mems",
+        "0",
+        "--oom-score-adj",
+        "300",
+        "--shm-size",
+        "16m",
+        "--sysctl",
+        "kernel.shmmax=1000000",
+        "--group-add",
+        "nogroup",
+        "--group-add",
+        "1234",
+        "--device",
+        "/dev/zero:/dev/myzero",
+        "--device",
+        "/dev/loop-control:/dev/myctl:r",
+        "--device-cgroup-rule",
+        "c 1:9 rw",
+        "--kernel-memory",
+        "64m",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if memsw {
+        args.extend(["--memory-swap".into(), "128m".into()]);
+    } else {
+        skiff_tests::skip("--memory-swap read-back: swap accounting is off on this host");
+    }
+    if let Some(d) = &disk {
+        args.extend(["--device-read-bps".into(), format!("{d}:1mb")]);
+    } else {
+        skiff_tests::skip("--device-read-bps: no block device node here");
+    }
+    let script = "cd /sys/fs/cgroup; \
+        echo res=$(cat memory/memory.soft_limit_in_bytes); \
+        echo swp=$(cat memory/memory.swappiness); \
+        echo oom=$(grep oom_kill_disable memory/memory.oom_control); \
+        echo msw=$(cat memory/memory.memsw.limit_in_bytes 2>/dev/null); \
+        echo shares=$(cat cpu/cpu.shares) period=$(cat cpu/cpu.cfs_period_us) quota=$(cat cpu/cpu.cfs_quota_us); \
+        echo cpus=$(cat cpuset/cpuset.cpus) mems=$(cat cpuset/cpuset.mems); \
+        echo adj=$(cat /proc/self/oom_score_adj); \
+        echo shm=$(df -k /dev/shm | tail -1 | awk '{print $2}'); \
+        echo shmmax=$(cat /proc/sys/kernel/shmmax); \
+        echo groups=$(id -G); \
+        echo zero=$(head -c 3 /dev/myzero | wc -c); \
+        echo r=$( (: < /dev/myctl) 2>/dev/null && echo ok || echo denied); \
+        echo w=$( (: > /dev/myctl) 2>/dev/null && echo ok || echo denied); \
+        echo bps=$(cat blkio/blkio.throttle.read_bps_device)";
+    args.extend(["busybox".into(), "sh".into(), "-c".into(), script.into()]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = env.sk(&refs);
+    let out = stdout(&o);
+    assert_eq!(code(&o), 0, "{out} {}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("WARNING: Specifying a kernel memory limit is deprecated"),
+        "{err}"
+    );
+    for want in [
+        "res=33554432",
+        "swp=10",
+        "oom=oom_kill_disable 1",
+        "shares=512 period=50000 quota=25000",
+        "cpus=0 mems=0",
+        "adj=300",
+        "shm=16384",
+        "shmmax=1000000",
+        "zero=3",
+        "r=ok",
+        "w=denied",
+    ] {
+        assert!(out.contains(want), "{want:?} missing in:\n{out}");
+    }
+    let groups = out.lines().find(|l| l.starts_with("groups=")).unwrap();
+    assert!(
+        groups.contains("65534") && groups.contains("1234"),
+        "{groups}"
+    );
+    if memsw {
+        assert!(out.contains("msw=134217728"), "{out}");
+    }
+    if let Some(d) = &disk {
+        let rdev = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(d).unwrap().rdev()
+        };
+        let (ma, mi) = (libc::major(rdev), libc::minor(rdev));
+        assert!(out.contains(&format!("bps={ma}:{mi} 1048576")), "{out}");
+    }
+    // Kept in inspect under docker's names.
+    env.ok(&[
+        "create",
+        "--name",
+        "hc",
+        "--memory-reservation",
+        "32m",
+        "--cpuset-cpus",
+        "0",
+        "--pid",
+        "host",
+        "--ipc",
+        "none",
+        "--shm-size",
+        "16m",
+        "--annotation",
+        "a.b=c",
+        "--device",
+        "/dev/zero",
+        "busybox",
+        "true",
+    ]);
+    let hc = &env.inspect("hc")["HostConfig"];
+    assert_eq!(hc["MemoryReservation"], 33554432);
+    assert_eq!(hc["CpusetCpus"], "0");
+    assert_eq!(hc["PidMode"], "host");
+    assert_eq!(hc["IpcMode"], "none");
+    assert_eq!(hc["ShmSize"], 16777216);
+    assert_eq!(hc["Annotations"]["a.b"], "c");
+    assert_eq!(hc["Devices"][0]["PathOnHost"], "/dev/zero");
+    assert_eq!(hc["Devices"][0]["CgroupPermissions"], "rwm");
+    env.ok(&["rm", "hc"]);
+    // Bad values: one line naming the flag, exit 125, nothing recorded.
+    for bad in [
+        &["--memory-swap", "32m", "-m", "64m"][..],
+        &["--memory-swappiness", "101"][..],
+        &["--cpu-period", "10"][..],
+        &["--cpus", "1", "--cpu-quota", "50000"][..],
+        &["--cpuset-cpus", "0-999"][..],
+        &["--oom-score-adj", "-1001"][..],
+        &["--shm-size", "-1"][..],
+        &["--device", "/etc/passwd"][..],
+        &["--device-cgroup-rule", "x 1:2 r"][..],
+        &["--pid", "container:nope"][..],
+        &["--uts", "host", "-h", "name"][..],
+        &["--userns", "remap"][..],
+    ] {
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(bad);
+        a.extend(["busybox", "true"]);
+        let o = env.sk(&a);
+        assert_eq!(code(&o), 125, "{bad:?}: {}", stderr(&o));
+        assert_eq!(
+            stderr(&o).trim().lines().count(),
+            1,
+            "{bad:?}: {}",
+            stderr(&o)
+        );
+    }
+    assert_eq!(env.ok(&["ps", "-aq"]).trim(), "");
+}
+
+/// `--pid`, `--ipc` and `--uts`: the host's namespaces, another container's, or none.
+#[test]
+fn namespace_modes_host_container_and_none() {
+    let env = Env::new();
+    let host_init = std::fs::read_to_string("/proc/1/comm").unwrap();
+    let o = env.ok(&[
+        "run",
+        "--rm",
+        "--pid",
+        "host",
+        "busybox",
+        "cat",
+        "/proc/1/comm",
+    ]);
+    assert_eq!(o, host_init);
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let o = env.ok(&["run", "--rm", "--uts", "host", "busybox", "hostname"]);
+    assert_eq!(o.trim(), host_name.trim());
+    let o = env.ok(&[
+        "run",
+        "--rm",
+        "--ipc",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "grep -c ' /dev/shm ' /proc/mounts || true",
+    ]);
+    assert_eq!(o.trim(), "0");
+    // Join a running container's pid and ipc namespaces.
+    env.ok(&["run", "-d", "--name", "peer", "busybox", "sleep", "1000"]);
+    let pid = env.fmt("peer", "{{.State.Pid}}");
+    let peer_ipc = std::fs::read_link(format!("/proc/{pid}/ns/ipc")).unwrap();
+    let o = env.ok(&[
+        "run",
+        "--rm",
+        "--pid",
+        "container:peer",
+        "--ipc",
+        "container:peer",
+        "busybox",
+        "sh",
+        "-c",
+        "ps -o comm | grep -c sleep; readlink /proc/self/ns/ipc",
+    ]);
+    assert_eq!(
+        o.split_whitespace().collect::<Vec<_>>(),
+        ["1", peer_ipc.to_str().unwrap()],
+        "{o}"
+    );
+    env.ok(&["rm", "-f", "peer"]);
+    let o = env.sk(&["run", "--rm", "--pid", "container:peer", "busybox", "true"]);
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+}

@@ -76,6 +76,8 @@ pub struct CreateRequest {
     pub pids_limit: Option<i64>,
     /// `--blkio-weight` (10-1000, 0 = unset).
     pub blkio_weight: Option<u16>,
+    /// Resource, namespace and device flags beyond the basics (`--memory-swap`, `--pid`, …).
+    pub host: crate::hostflags::HostFlags,
     /// `--ulimit`.
     pub ulimits: Vec<String>,
     /// `--stop-signal`.
@@ -527,6 +529,14 @@ pub fn create(
         }
         None => 0,
     };
+    let extras = crate::hostflags::resolve(
+        &req.host,
+        memory,
+        nano_cpus,
+        req.hostname.is_some(),
+        &|name| Ok(e.container(name)?.id),
+        &mut warnings,
+    )?;
     let mut ulimits = Vec::new();
     for u in &req.ulimits {
         ulimits.push(parse_ulimit(u)?);
@@ -766,6 +776,7 @@ pub fn create(
                 nano_cpus,
                 pids_limit: req.pids_limit,
                 blkio_weight,
+                extra: extras,
                 ulimits: (!ulimits.is_empty()).then_some(ulimits),
                 tmpfs: (!tmpfs_map.is_empty()).then_some(tmpfs_map),
                 cgroup_parent: req.cgroup_parent.clone().unwrap_or_default(),

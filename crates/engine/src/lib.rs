@@ -22,6 +22,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod fsops;
+pub mod hostflags;
 pub mod info;
 pub mod init;
 pub mod inspect;

@@ -137,6 +137,9 @@ pub struct HostConfig {
     pub pids_limit: Option<i64>,
     /// `--blkio-weight` (0 = unset).
     pub blkio_weight: u16,
+    /// Resource, namespace and device settings under docker's names (`MemorySwap`, `PidMode`, …).
+    #[serde(flatten)]
+    pub extra: crate::hostflags::HostExtras,
     /// `--ulimit`.
     pub ulimits: Option<Vec<Ulimit>>,
     /// `--tmpfs` target → options.

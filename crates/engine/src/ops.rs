@@ -237,7 +237,17 @@ impl Engine {
             };
             mount(&lowers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
         }
-        let spec = match spec::build(&c, &dir, &rootfs) {
+        let peer_pid = |peer: &str| -> Result<i32> {
+            let p = self.reconcile(self.container(peer)?)?;
+            match p.state.status.as_str() {
+                "running" | "paused" if p.state.pid > 0 => Ok(p.state.pid),
+                s => Err(Error::State(format!(
+                    "cannot join the namespaces of container {}: it is {s}, not running",
+                    p.name
+                ))),
+            }
+        };
+        let spec = match spec::build(&c, &dir, &rootfs, &peer_pid) {
             Ok(s) => s,
             Err(e) => {
                 proc::unmount(&rootfs);

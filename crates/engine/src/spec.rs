@@ -185,8 +185,14 @@ pub fn cgroups_path(c: &Container) -> String {
     format!("/{parent}/{}", c.id)
 }
 
-/// Builds the OCI spec of `c` whose rootfs is mounted at `rootfs`; `dir` is the container dir.
-pub fn build(c: &Container, dir: &Path, rootfs: &Path) -> Result<Spec> {
+/// Builds the OCI spec of `c` whose rootfs is mounted at `rootfs`; `dir` is the container dir;
+/// `peer_pid` gives the running pid of another container (for `--pid/--ipc container:X`).
+pub fn build(
+    c: &Container,
+    dir: &Path,
+    rootfs: &Path,
+    peer_pid: &dyn Fn(&str) -> Result<i32>,
+) -> Result<Spec> {
     let user = resolve_user(rootfs, &c.config.user)?;
     if !c.config.working_dir.is_empty() {
         mkdir_in_root(rootfs, &c.config.working_dir)?;
@@ -268,8 +274,27 @@ pub fn build(c: &Container, dir: &Path, rootfs: &Path) -> Result<Spec> {
         cgroups_path: Some(cgroups_path(c)),
         ..Default::default()
     };
+    let mut o = o;
+    crate::hostflags::apply_opts(&h.extra, &mut o);
     let spec = docker_spec(&o).map_err(|e| Error::Invalid(e.to_string()))?;
     let mut spec = fill_unapplied(spec, &o, h.blkio_weight)?;
+    let mut ns = std::collections::BTreeMap::new();
+    for (t, mode) in [("pid", &h.extra.pid_mode), ("ipc", &h.extra.ipc_mode)] {
+        if let Some(peer) = crate::hostflags::container_ref(mode) {
+            let pid = peer_pid(peer)?;
+            ns.insert(t, format!("/proc/{pid}/ns/{t}"));
+        }
+    }
+    let gids = match &h.extra.group_add {
+        Some(g) => crate::hostflags::resolve_groups(
+            g,
+            &read_in_root(rootfs, "etc/group").unwrap_or_default(),
+        )?,
+        None => Vec::new(),
+    };
+    let mut v = serde_json::to_value(&spec).map_err(|e| Error::Other(e.to_string()))?;
+    crate::hostflags::apply_spec(&h.extra, &mut v, &ns, &gids)?;
+    spec = serde_json::from_value(v).map_err(|e| Error::Other(format!("spec: {e}")))?;
     if h.init == Some(true) {
         // dir is <root>/containers/<id>.
         let root = dir

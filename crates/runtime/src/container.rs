@@ -25,10 +25,10 @@ pub enum Console {
 }
 
 /// The device cgroup rules of `res` followed by what every container may use, as runc does: mknod
-/// of anything, the default devices, ptys, tun, and every `linux.devices` entry.
+/// of anything, the default devices, ptys and tun (not the `linux.devices` entries: their access
+/// is what `linux.resources.devices` grants).
 fn with_default_devices(
     res: &oci_spec::runtime::LinuxResources,
-    spec: &Spec,
 ) -> oci_spec::runtime::LinuxResources {
     let mut res = res.clone();
     if res.devices().is_none() {
@@ -57,19 +57,8 @@ fn with_default_devices(
         rules.push(rule("c", Some(ma), Some(mi), "rwm"));
     }
     rules.push(rule("c", Some(136), None, "rwm"));
-    for d in spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.devices().clone())
-        .unwrap_or_default()
-    {
-        let t = match d.typ() {
-            oci_spec::runtime::LinuxDeviceType::B => "b",
-            oci_spec::runtime::LinuxDeviceType::P => continue,
-            _ => "c",
-        };
-        rules.push(rule(t, Some(d.major()), Some(d.minor()), "rwm"));
-    }
+    // `linux.devices` entries get nodes, not access: as with runc, access comes only from
+    // `linux.resources.devices` (docker's `--device /dev/x:/dev/x:r` is read-only that way).
     // Drop nulls (wildcards) so they deserialize as absent.
     for r in rules.iter_mut() {
         if let Some(o) = r.as_object_mut() {
@@ -287,7 +276,7 @@ fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::
     let split = !slow && !rootless && !cg.is_systemd();
     let resources = linux
         .and_then(|l| l.resources().as_ref())
-        .map(|r| with_default_devices(r, &spec));
+        .map(with_default_devices);
     let made = if split {
         cg.create_part(true)
     } else {

@@ -113,6 +113,9 @@ pub struct RunArgs {
     /// Block IO (relative weight), between 10 and 1000, or 0 to disable (default 0)
     #[arg(long = "blkio-weight")]
     pub blkio_weight: Option<u16>,
+    /// Resource, namespace and device flags.
+    #[command(flatten)]
+    pub host: crate::hostargs::HostArgs,
     /// Ulimit options
     #[arg(long)]
     pub ulimit: Vec<String>,
@@ -715,6 +718,7 @@ fn request(a: &RunArgs, attach: bool) -> CreateRequest {
         cpus: a.cpus.clone(),
         pids_limit: a.pids_limit,
         blkio_weight: a.blkio_weight,
+        host: a.host.flags(),
         ulimits: a.ulimit.clone(),
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,

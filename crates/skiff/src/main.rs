@@ -11,6 +11,7 @@
 
 mod containers;
 mod fscmds;
+mod hostargs;
 mod images;
 mod registry;
 mod system;
