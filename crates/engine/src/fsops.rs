@@ -263,6 +263,8 @@ pub(crate) fn sized(f: File, size: u64) -> impl Read {
 struct Walk {
     /// (dev, ino) → first tar name, for hard links.
     links: HashMap<(u64, u64), PathBuf>,
+    /// Sockets met (tar has no form for them; docker skips them with a warning too).
+    skipped: Vec<PathBuf>,
 }
 
 fn header_for(st: &libc::stat) -> tar::Header {
@@ -298,10 +300,14 @@ pub(crate) fn append_special<W: Write>(
                 libc::S_IFBLK => tar::EntryType::Block,
                 _ => tar::EntryType::Fifo,
             });
-            if t != libc::S_IFIFO {
-                h.set_device_major(libc::major(st.st_rdev))?;
-                h.set_device_minor(libc::minor(st.st_rdev))?;
-            }
+            // A FIFO's device fields are zeros (empty fields are not valid octal for readers).
+            let (major, minor) = if t == libc::S_IFIFO {
+                (0, 0)
+            } else {
+                (libc::major(st.st_rdev), libc::minor(st.st_rdev))
+            };
+            h.set_device_major(major)?;
+            h.set_device_minor(minor)?;
             b.append_data(h, tar_name, io::empty())
         }
         _ => Ok(()),
@@ -309,6 +315,25 @@ pub(crate) fn append_special<W: Write>(
 }
 
 impl Walk {
+    /// For a non-directory with several names: appends a hard link to the first name this walk
+    /// archived and returns true, or remembers this name as the first and returns false.
+    fn hardlink<W: Write>(
+        &mut self,
+        b: &mut tar::Builder<W>,
+        h: &mut tar::Header,
+        st: &libc::stat,
+        tar_name: &Path,
+    ) -> io::Result<bool> {
+        let key = (st.st_dev, st.st_ino);
+        if let Some(first) = self.links.get(&key) {
+            h.set_entry_type(tar::EntryType::Link);
+            b.append_link(h, tar_name, first)?;
+            return Ok(true);
+        }
+        self.links.insert(key, tar_name.to_path_buf());
+        Ok(false)
+    }
+
     /// Appends `name` in `dir` (and, for a directory, everything below it) as `tar_name`; an
     /// empty `tar_name` for a directory appends only its children.
     fn append<W: Write>(
@@ -335,15 +360,9 @@ impl Walk {
                     self.append(b, sub.as_fd(), &k, &tar_name.join(&k))?;
                 }
             }
+            libc::S_IFSOCK => self.skipped.push(tar_name.to_path_buf()),
+            _ if st.st_nlink > 1 && self.hardlink(b, &mut h, &st, tar_name)? => {}
             libc::S_IFREG => {
-                if st.st_nlink > 1 {
-                    let key = (st.st_dev, st.st_ino);
-                    if let Some(first) = self.links.get(&key) {
-                        h.set_entry_type(tar::EntryType::Link);
-                        return b.append_link(&mut h, tar_name, first);
-                    }
-                    self.links.insert(key, tar_name.to_path_buf());
-                }
                 let fd = sys::openat(dir, name, libc::O_RDONLY, 0)?;
                 append_xattrs(b, fd.as_fd())?;
                 let f = File::from(fd);
@@ -358,12 +377,12 @@ impl Walk {
 }
 
 /// Writes a tar of `loc` to `out`: named `top` (or, with `top` empty and a directory, its
-/// children at the top level).
-fn archive<W: Write>(loc: &Loc, top: &Path, out: W) -> io::Result<W> {
+/// children at the top level). Returns the writer and the sockets that were skipped.
+fn archive<W: Write>(loc: &Loc, top: &Path, out: W) -> io::Result<(W, Vec<PathBuf>)> {
     let mut b = tar::Builder::new(out);
     let mut w = Walk::default();
     w.append(&mut b, loc.dir.as_fd(), &loc.name, top)?;
-    b.into_inner()
+    Ok((b.into_inner()?, w.skipped))
 }
 
 /// Where and how a tar is extracted.
@@ -374,6 +393,22 @@ struct Dest<'a> {
     base: PathBuf,
     /// Keep the archive's uid/gid (`-a`); otherwise files belong to the caller.
     keep_owner: bool,
+    /// The host side: an existing FIFO, socket or device node is never replaced (a copy could
+    /// otherwise unlink a host's `/dev/null`); inside a container it is, as docker does.
+    host: bool,
+}
+
+/// What an existing non-regular file is called in errors.
+fn kind_name(st: &libc::stat) -> &'static str {
+    match kind(st) {
+        libc::S_IFIFO => "named pipe (FIFO)",
+        libc::S_IFSOCK => "socket",
+        libc::S_IFCHR => "character device file",
+        libc::S_IFBLK => "block device file",
+        libc::S_IFLNK => "symbolic link",
+        libc::S_IFDIR => "directory",
+        _ => "file",
+    }
 }
 
 /// Cleans an entry name: no leading `/`, no `.`; `..` is refused.
@@ -452,6 +487,17 @@ fn extract<R: Read>(d: &Dest<'_>, input: R) -> io::Result<()> {
                     ),
                 ));
             }
+            if d.host && !matches!(kind(&st), libc::S_IFREG | libc::S_IFLNK) {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "cannot overwrite {} {} on the host",
+                        kind_name(&st),
+                        full.display()
+                    ),
+                ));
+            }
+            // A regular file or a symlink is replaced, never written through.
             sys::unlinkat(pd, &name, false)?;
         }
         match et {
@@ -487,10 +533,20 @@ fn extract<R: Read>(d: &Dest<'_>, input: R) -> io::Result<()> {
                     tar::EntryType::Block => libc::S_IFBLK,
                     _ => libc::S_IFIFO,
                 };
-                let major = h.device_major()?.unwrap_or(0);
-                let minor = h.device_minor()?.unwrap_or(0);
+                // Other tools leave a FIFO's device fields empty: they do not matter for it.
+                let (major, minor) = if et == tar::EntryType::Fifo {
+                    (0, 0)
+                } else {
+                    (
+                        h.device_major()?.unwrap_or(0),
+                        h.device_minor()?.unwrap_or(0),
+                    )
+                };
                 sys::mknodat(pd, &name, t | mode, major, minor)?;
                 sys::lchownat(pd, &name, uid, gid)?;
+                // mknod applied the umask: set the archive's mode exactly.
+                crate::outfile::chmod_nofollow(pd, &name, mode)?;
+                sys::set_times(pd, &name, mtime)?;
             }
             // Pax/GNU metadata entries are consumed by the tar reader; anything else is skipped.
             _ => {}
@@ -618,8 +674,86 @@ fn src_info(loc: &Loc, path: &str) -> Result<SrcInfo> {
     })
 }
 
+/// What a `cp` did that its caller should tell the user.
+#[derive(Debug, Default)]
+pub struct CpReport {
+    /// Sockets in the source that were not copied (tar has no form for them), named as the
+    /// source side names them (`/host/dir/sock`, `container:/dir/sock`).
+    pub skipped_sockets: Vec<PathBuf>,
+}
+
+impl CpReport {
+    /// A report of `skipped` archive names (below `top`), renamed to paths below `src`.
+    fn skipped(src: &str, top: &Path, skipped: Vec<PathBuf>) -> CpReport {
+        let base = src.trim_end_matches("/.").trim_end_matches('/');
+        let skipped_sockets = skipped
+            .into_iter()
+            .map(|p| match p.strip_prefix(top) {
+                Ok(rest) if rest.as_os_str().is_empty() => PathBuf::from(src),
+                Ok(rest) => PathBuf::from(format!("{base}/{}", rest.display())),
+                Err(_) => p,
+            })
+            .collect();
+        CpReport { skipped_sockets }
+    }
+}
+
+/// What is at a host destination the user named: its file type after following a symlink the
+/// user named (as docker does), or `None` when nothing is there. A FIFO, socket or device node is
+/// refused (docker's `ValidateOutputPath`), and so is a dangling symlink: skiff writes only into
+/// a directory or over a regular file. Returns the path to use (the symlink resolved).
+fn host_dest(dest: &str) -> Result<(String, Option<u32>)> {
+    let invalid = |why: String| Error::Invalid(format!("invalid output path: {dest:?} {why}"));
+    let p = Path::new(dest);
+    let lst = match std::fs::symlink_metadata(p) {
+        Ok(md) => md,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let parent = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if !parent.is_dir() {
+                return Err(Error::Invalid(format!(
+                    "invalid output path: directory {:?} does not exist",
+                    parent.display().to_string()
+                )));
+            }
+            return Ok((dest.to_string(), None));
+        }
+        Err(e) => return Err(io_err(format!("stat {dest}"))(e)),
+    };
+    let mut dest = dest.to_string();
+    if lst.file_type().is_symlink() {
+        let resolved = std::fs::canonicalize(p)
+            .map_err(|_| invalid("is a symbolic link to nothing".into()))?;
+        let slash = if dest.ends_with('/') { "/" } else { "" };
+        dest = format!("{}{slash}", resolved.display());
+    }
+    let md = std::fs::metadata(&dest).map_err(io_err(format!("stat {dest}")))?;
+    let ft = md.file_type();
+    if ft.is_dir() {
+        return Ok((dest, Some(libc::S_IFDIR)));
+    }
+    if ft.is_file() {
+        return Ok((dest, Some(libc::S_IFREG)));
+    }
+    use std::os::unix::fs::FileTypeExt;
+    let what = if ft.is_char_device() || ft.is_block_device() {
+        "a device"
+    } else if ft.is_fifo() {
+        "a named pipe (FIFO)"
+    } else if ft.is_socket() {
+        "a socket"
+    } else {
+        "an irregular file"
+    };
+    Err(invalid(format!(
+        "must be a directory or a regular file: got {what}"
+    )))
+}
+
 /// `cp` between a container and the host or a tar stream. `stdin`/`stdout` carry the stream
-/// for `-`. Returns the number of bytes of tar written or read.
+/// for `-`. Sockets are skipped and listed in the report, as docker does.
 pub fn copy(
     e: &Engine,
     src: &CpEnd,
@@ -627,7 +761,7 @@ pub fn copy(
     opts: &CpOptions,
     stdin: &mut dyn Read,
     stdout: &mut dyn Write,
-) -> Result<()> {
+) -> Result<CpReport> {
     match (src, dst) {
         (CpEnd::Container { container, path }, to) => {
             let m = e.mount_root(container, true)?;
@@ -654,18 +788,17 @@ pub fn copy(
                     } else {
                         PathBuf::from(&info.base)
                     };
-                    archive(&loc, &top, stdout)
+                    let (_, skipped) = archive(&loc, &top, stdout)
                         .map_err(io_err(format!("archive {container}:{path}")))?;
-                    Ok(())
+                    Ok(CpReport::skipped(
+                        &format!("{container}:{path}"),
+                        &top,
+                        skipped,
+                    ))
                 }
                 CpEnd::Local(dest) => {
-                    let dk = std::fs::metadata(dest).ok().map(|md| {
-                        if md.is_dir() {
-                            libc::S_IFDIR
-                        } else {
-                            libc::S_IFREG
-                        }
-                    });
+                    let (dest, dk) = host_dest(dest)?;
+                    let dest = dest.as_str();
                     let (dir, top) = plan(&info, dest, dk)?;
                     let dir = if dir.as_os_str().is_empty() {
                         PathBuf::from(".")
@@ -678,9 +811,15 @@ pub fn copy(
                         root: dfd.as_fd(),
                         base: PathBuf::new(),
                         keep_owner: opts.archive,
+                        host: true,
                     };
-                    pipe(&loc, &top, &d)
-                        .map_err(io_err(format!("copy {container}:{path} to {dest}")))
+                    let skipped = pipe(&loc, &top, &d)
+                        .map_err(io_err(format!("copy {container}:{path} to {dest}")))?;
+                    Ok(CpReport::skipped(
+                        &format!("{container}:{path}"),
+                        &top,
+                        skipped,
+                    ))
                 }
                 CpEnd::Container { .. } => Err(Error::Invalid(
                     "copying between containers is not supported".into(),
@@ -705,8 +844,11 @@ pub fn copy(
                         root: m.root.as_fd(),
                         base: r,
                         keep_owner: opts.archive,
+                        host: false,
                     };
-                    extract(&d, stdin).map_err(io_err(format!("extract into {container}:{path}")))
+                    extract(&d, stdin)
+                        .map_err(io_err(format!("extract into {container}:{path}")))?;
+                    Ok(CpReport::default())
                 }
                 CpEnd::Local(src) => {
                     let sp = Path::new(src);
@@ -726,6 +868,7 @@ pub fn copy(
                         root: m.root.as_fd(),
                         base: rel(&dir.to_string_lossy()),
                         keep_owner: opts.archive,
+                        host: false,
                     };
                     // The target directory must exist (and be a directory) inside the container.
                     sys::open_in_root(m.root.as_fd(), &d.base, libc::O_PATH | libc::O_DIRECTORY, 0)
@@ -733,8 +876,9 @@ pub fn copy(
                             "destination directory {container}:{}",
                             dir.display()
                         )))?;
-                    pipe(&loc, &top, &d)
-                        .map_err(io_err(format!("copy {src} to {container}:{path}")))
+                    let skipped = pipe(&loc, &top, &d)
+                        .map_err(io_err(format!("copy {src} to {container}:{path}")))?;
+                    Ok(CpReport::skipped(src, &top, skipped))
                 }
                 CpEnd::Container { .. } => unreachable!("handled above"),
             }
@@ -768,13 +912,14 @@ fn local_split(p: &Path, follow: bool) -> Result<(PathBuf, OsString)> {
     }
 }
 
-/// Archives `loc` as `top` and extracts it at `d` through an in-process pipe (a thread writes).
-fn pipe(loc: &Loc, top: &Path, d: &Dest<'_>) -> io::Result<()> {
+/// Archives `loc` as `top` and extracts it at `d` through an in-process pipe (a thread writes);
+/// returns the sockets the archiver skipped.
+fn pipe(loc: &Loc, top: &Path, d: &Dest<'_>) -> io::Result<Vec<PathBuf>> {
     let (r, w) = nix::unistd::pipe().map_err(io::Error::from)?;
     let r = File::from(r);
     let w = File::from(w);
     std::thread::scope(|s| {
-        let writer = s.spawn(move || archive(loc, top, w).map(drop));
+        let writer = s.spawn(move || archive(loc, top, w).map(|(_, skipped)| skipped));
         let res = extract(d, r);
         let wres = writer
             .join()

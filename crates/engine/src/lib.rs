@@ -32,6 +32,7 @@ pub mod model;
 pub mod monitor;
 pub mod names;
 pub mod ops;
+pub mod outfile;
 pub mod proc;
 pub mod prune;
 pub mod spec;

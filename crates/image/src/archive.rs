@@ -171,16 +171,32 @@ fn clean(p: &Path) -> Option<String> {
 
 const SMALL: &[&str] = &["manifest.json", "index.json", "repositories", "oci-layout"];
 
-/// Reads an archive (docker-archive or oci-archive, plain or compressed) into the store.
+/// Reads an archive (docker-archive or oci-archive, plain or compressed) into the store. A failed
+/// load leaves the store as it was: blobs and snapshots it added for images it did not record
+/// are removed again.
 pub fn load<R: Read + Send>(store: &Store, input: R) -> Result<Vec<Loaded>> {
+    store.undo_on_error(|| load_inner(store, input))
+}
+
+fn load_inner<R: Read + Send>(store: &Store, input: R) -> Result<Vec<Loaded>> {
     let plain = compress::decompress(BufReader::with_capacity(256 * 1024, input))
         .ctx(|| "read archive".into())?;
     let mut ar = tar::Archive::new(plain);
     let mut small: HashMap<String, Vec<u8>> = HashMap::new();
     let mut files: HashMap<String, (Digest, u64)> = HashMap::new();
     let mut links: HashMap<String, String> = HashMap::new();
-    for entry in ar.entries().ctx(|| "read archive".into())? {
-        let mut entry = entry.ctx(|| "read archive".into())?;
+    // The tar reader's messages can quote raw header bytes: say what is wrong, not the junk.
+    let bad = |e: io::Error| {
+        Error::invalid(
+            "archive",
+            format!(
+                "not a well-formed tar archive ({})",
+                crate::import::tar_reason(&e)
+            ),
+        )
+    };
+    for entry in ar.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
         let path = entry
             .path()
             .ctx(|| "read archive entry".into())?
@@ -199,7 +215,15 @@ pub fn load<R: Read + Send>(store: &Store, input: R) -> Result<Vec<Loaded>> {
                     continue;
                 }
                 let mut w = store.blob_writer()?;
-                io::copy(&mut entry, &mut w).ctx(|| format!("read {name} from archive"))?;
+                let size = entry.header().entry_size().unwrap_or(0);
+                let got =
+                    io::copy(&mut entry, &mut w).ctx(|| format!("read {name} from archive"))?;
+                if got < size {
+                    return Err(Error::invalid(
+                        "archive",
+                        format!("truncated: {name} has {got} of {size} bytes"),
+                    ));
+                }
                 let expected = name
                     .strip_prefix("blobs/sha256/")
                     .and_then(|h| Digest::parse(&format!("sha256:{h}")).ok());

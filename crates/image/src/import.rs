@@ -164,15 +164,98 @@ fn tar_dir<W: Write>(dir: &Path, out: W) -> Result<W> {
     b.into_inner().ctx(|| "finish tar".into())
 }
 
-/// Imports a root filesystem as a new one-layer image.
+/// A reader that copies everything it reads into `w` and counts it.
+struct Tee<'a, R, W> {
+    r: R,
+    w: &'a mut W,
+    n: u64,
+}
+
+impl<R: Read, W: Write> Read for Tee<'_, R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.r.read(buf)?;
+        self.w.write_all(&buf[..n])?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+/// `s` with everything but printable ASCII replaced by `?`, at most 80 characters: an error
+/// about junk input must never echo the junk's raw bytes to a terminal.
+pub(crate) fn printable(s: &str) -> String {
+    s.chars()
+        .take(80)
+        .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
+        .collect()
+}
+
+/// The fixed part of a tar reader error (`numeric field was not a number: <raw bytes> when
+/// getting cksum for <raw name>` → `numeric field was not a number`).
+pub(crate) fn tar_reason(e: &io::Error) -> String {
+    let t = e.to_string();
+    let t = t.split(" when ").next().unwrap_or("");
+    let t = t.split(':').next().unwrap_or("");
+    printable(t.trim())
+}
+
+/// Copies a tar stream from `plain` into `out`, checking on the way that it is a well-formed tar
+/// archive (headers, checksums, every entry's data complete), so junk is refused before any of it
+/// is committed to the store.
+fn copy_checked_tar<R: Read, W: Write>(plain: R, out: &mut W, source: &str) -> Result<()> {
+    let mut tee = Tee {
+        r: plain,
+        w: out,
+        n: 0,
+    };
+    let bad = |what: String| Error::invalid(format!("import source {source:?}"), what);
+    {
+        let mut ar = tar::Archive::new(&mut tee);
+        let entries = ar
+            .entries()
+            .map_err(|e| bad(format!("not a tar archive ({})", tar_reason(&e))))?;
+        for (i, entry) in entries.enumerate() {
+            let mut entry = entry.map_err(|e| {
+                let r = tar_reason(&e);
+                if i == 0 && !r.contains("EOF") {
+                    bad(format!("not a tar archive ({r})"))
+                } else if r.contains("EOF") || r.contains("entire block") {
+                    bad(format!("truncated tar archive (after entry {i})"))
+                } else {
+                    bad(format!("corrupt tar archive at entry {} ({r})", i + 1))
+                }
+            })?;
+            let size = entry.header().entry_size().unwrap_or(0);
+            let got = io::copy(&mut entry, &mut io::sink())
+                .map_err(|e| bad(format!("read entry {}: {}", i + 1, tar_reason(&e))))?;
+            if got < size {
+                return Err(bad(format!(
+                    "truncated tar archive (entry {} has {got} of {size} bytes)",
+                    i + 1
+                )));
+            }
+        }
+    }
+    // What follows the end-of-archive blocks (padding) belongs to the layer too.
+    io::copy(&mut tee, &mut io::sink()).ctx(|| format!("read import source {source:?}"))?;
+    Ok(())
+}
+
+/// Imports a root filesystem as a new one-layer image. A failure leaves the content store as it
+/// was: nothing is committed until the source has been read whole and checked, and blobs or
+/// snapshots committed before a later step failed are removed again.
 pub fn import(store: &Store, source: ImportSource, opts: &ImportOptions) -> Result<ImageRecord> {
+    store.undo_on_error(|| import_inner(store, source, opts))
+}
+
+fn import_inner(store: &Store, source: ImportSource, opts: &ImportOptions) -> Result<ImageRecord> {
     let blob = store.blob_writer()?;
     let gz = flate2::write::GzEncoder::new(blob, flate2::Compression::new(3));
     let mut hw = HashingWriter::new(gz);
     match source {
         ImportSource::Tarball(r) => {
-            let mut plain = compress::decompress(r).ctx(|| "read import source".into())?;
-            io::copy(&mut plain, &mut hw).ctx(|| "read import source".into())?;
+            let what = format!("import source {:?}", printable(&opts.source_name));
+            let plain = compress::decompress(r).ctx(|| format!("read {what}"))?;
+            copy_checked_tar(plain, &mut hw, &printable(&opts.source_name))?;
         }
         ImportSource::Dir(d) => {
             hw = tar_dir(&d, hw)?;

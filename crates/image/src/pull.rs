@@ -314,8 +314,21 @@ impl Read for ChannelReader {
 
 /// Pulls `reference` (a tag or `sha256:` digest) of repository `repo` (`domain/path`) for
 /// `platform` (the host's when `None`), recording it under `repo:tag` when pulled by tag. A
-/// single-platform image must match an explicitly requested platform, as in docker.
+/// single-platform image must match an explicitly requested platform, as in docker. A pull that
+/// fails (digest mismatch, a registry that keeps dropping the connection) removes the blobs and
+/// snapshots it had committed for layers that did arrive, so it leaves the store as it was.
 pub fn pull(
+    store: &Store,
+    f: &dyn Fetcher,
+    repo: &str,
+    reference: &str,
+    requested: Option<&Platform>,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<PullResult> {
+    store.undo_on_error(|| pull_inner(store, f, repo, reference, requested, progress))
+}
+
+fn pull_inner(
     store: &Store,
     f: &dyn Fetcher,
     repo: &str,

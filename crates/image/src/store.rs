@@ -95,6 +95,14 @@ pub struct GcReport {
     pub ran: bool,
 }
 
+/// The blobs and snapshots present at one moment, so a failed operation can remove exactly what
+/// it added ([`Store::discard_new`]).
+#[derive(Debug, Clone, Default)]
+pub struct ContentMark {
+    blobs: HashSet<String>,
+    snapshots: HashSet<String>,
+}
+
 /// The image store.
 pub struct Store {
     root: PathBuf,
@@ -858,6 +866,88 @@ impl Store {
             .collect())
     }
 
+    /// The blob and snapshot names every recorded image references.
+    fn referenced(&self) -> Result<(HashSet<String>, HashSet<String>)> {
+        let mut keep_blobs = HashSet::new();
+        let mut keep_snaps = HashSet::new();
+        for img in self.list()? {
+            keep_blobs.insert(img.manifest_digest.hex().to_string());
+            keep_blobs.insert(img.id.hex().to_string());
+            let (m, _) = self.manifest(&img.manifest_digest)?;
+            for l in &m.layers {
+                keep_blobs.insert(l.digest.hex().to_string());
+            }
+            let (c, _) = self.config(&img.id)?;
+            for ch in Digest::chain_ids(&c.rootfs.diff_ids) {
+                keep_snaps.insert(ch.hex().to_string());
+            }
+        }
+        Ok((keep_blobs, keep_snaps))
+    }
+
+    /// Names of the entries of a store directory (temp entries, `.`-prefixed, left out).
+    fn names_in(dir: &Path) -> Result<HashSet<String>> {
+        Ok(fs::read_dir(dir)
+            .ctx(|| format!("read {}", dir.display()))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect())
+    }
+
+    /// The blobs and snapshots present now (see [`Store::discard_new`]).
+    pub fn mark(&self) -> Result<ContentMark> {
+        Ok(ContentMark {
+            blobs: Self::names_in(&self.root.join("content/blobs/sha256"))?,
+            snapshots: Self::names_in(&self.root.join("snapshots"))?,
+        })
+    }
+
+    /// After a failed import, load or pull: deletes the blobs and snapshots that appeared since
+    /// `mark` and that no image references, so the failure leaves the store as it found it. Like
+    /// [`Store::gc`] it runs only when no other skiff process has the store open (another one may
+    /// be about to record an image over the same blobs); otherwise it returns false and the next
+    /// `image prune` removes them. Blobs that were there before are never touched (a pull killed
+    /// earlier keeps its blobs for the next pull to reuse).
+    pub fn discard_new(&self, mark: &ContentMark) -> Result<bool> {
+        if !sys::flock(self.gc_lock.as_fd(), true, true).ctx(|| "lock store".into())? {
+            return Ok(false);
+        }
+        let result = (|| -> Result<()> {
+            let now = self.mark()?;
+            let (keep_blobs, keep_snaps) = self.referenced()?;
+            let blobs = self.root.join("content/blobs/sha256");
+            for b in now.blobs.difference(&mark.blobs) {
+                if !keep_blobs.contains(b) {
+                    let p = blobs.join(b);
+                    fs::remove_file(&p).ctx(|| format!("remove {}", p.display()))?;
+                }
+            }
+            let snaps = self.root.join("snapshots");
+            for sn in now.snapshots.difference(&mark.snapshots) {
+                if !keep_snaps.contains(sn) {
+                    let p = snaps.join(sn);
+                    sys::remove_all(&p).ctx(|| format!("remove {}", p.display()))?;
+                }
+            }
+            sys::fsync_dir(&blobs).ctx(|| format!("fsync {}", blobs.display()))
+        })();
+        sys::flock(self.gc_lock.as_fd(), false, false).ctx(|| "lock store".into())?;
+        result.map(|()| true)
+    }
+
+    /// Runs `op`; if it fails, removes what it added to the store ([`Store::discard_new`]) and
+    /// returns its error.
+    pub fn undo_on_error<T>(&self, op: impl FnOnce() -> Result<T>) -> Result<T> {
+        let mark = self.mark()?;
+        let r = op();
+        if r.is_err() {
+            // Best effort: the operation's own error is the one to report.
+            let _ = self.discard_new(&mark);
+        }
+        r
+    }
+
     /// Deletes blobs and snapshots no image references. Runs only when no other skiff process has
     /// the store open (otherwise reports `ran: false`).
     pub fn gc(&self) -> Result<GcReport> {
@@ -866,20 +956,7 @@ impl Store {
             return Ok(report);
         }
         let result = (|| -> Result<()> {
-            let mut keep_blobs = HashSet::new();
-            let mut keep_snaps = HashSet::new();
-            for img in self.list()? {
-                keep_blobs.insert(img.manifest_digest.hex().to_string());
-                keep_blobs.insert(img.id.hex().to_string());
-                let (m, _) = self.manifest(&img.manifest_digest)?;
-                for l in &m.layers {
-                    keep_blobs.insert(l.digest.hex().to_string());
-                }
-                let (c, _) = self.config(&img.id)?;
-                for ch in Digest::chain_ids(&c.rootfs.diff_ids) {
-                    keep_snaps.insert(ch.hex().to_string());
-                }
-            }
+            let (keep_blobs, keep_snaps) = self.referenced()?;
             let blobs = self.root.join("content/blobs/sha256");
             for e in fs::read_dir(&blobs)
                 .ctx(|| format!("read {}", blobs.display()))?

@@ -9,6 +9,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use skiff_engine::commit::{self, CommitOptions};
 use skiff_engine::fsops::{self, CpEnd, CpOptions};
+use skiff_engine::outfile::OutputFile;
 use skiff_engine::prune;
 use skiff_engine::Engine;
 use skiff_image::time::human_size;
@@ -198,8 +199,14 @@ pub fn cp(root: &Path, runroot: Option<&Path>, a: &CpArgs) -> Result<i32> {
     };
     let mut stdin = io::stdin().lock();
     let mut stdout = io::BufWriter::new(io::stdout().lock());
-    fsops::copy(&e, &src, &dst, &opts, &mut stdin, &mut stdout)?;
+    let report = fsops::copy(&e, &src, &dst, &opts, &mut stdin, &mut stdout)?;
     stdout.flush()?;
+    for p in &report.skipped_sockets {
+        eprintln!(
+            "WARNING: skipping {:?}: it is a socket (sockets cannot be copied)",
+            p.display().to_string()
+        );
+    }
     Ok(0)
 }
 
@@ -216,29 +223,20 @@ pub fn diff(root: &Path, runroot: Option<&Path>, a: &DiffArgs) -> Result<i32> {
 
 /// `export`.
 pub fn export(root: &Path, runroot: Option<&Path>, a: &ExportArgs) -> Result<i32> {
-    let e = engine(root, runroot)?;
-    match &a.output {
-        Some(path) if path != "-" => {
-            // Write beside the target and rename, so a failed export leaves no partial file.
-            let tmp = format!("{path}.skiff-export-{}", std::process::id());
-            let r = (|| -> Result<()> {
-                let f = std::fs::File::create(&tmp).with_context(|| format!("create {tmp}"))?;
-                let mut w = io::BufWriter::new(f);
-                fsops::export(&e, &a.container, &mut w)?;
-                let f = w.into_inner().map_err(|e| anyhow!("write {path}: {e}"))?;
-                f.sync_all().with_context(|| format!("write {path}"))?;
-                std::fs::rename(&tmp, path).with_context(|| format!("rename {tmp} to {path}"))?;
-                Ok(())
-            })();
-            if r.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
-            r?;
+    match a.output.as_deref().filter(|p| *p != "-") {
+        Some(path) => {
+            // Checked before the container is looked at, as docker does; the archive goes to a
+            // temp file beside the target, so a failed export leaves no partial file.
+            let mut out = OutputFile::create(Path::new(path), 0o600).context("export")?;
+            let e = engine(root, runroot)?;
+            fsops::export(&e, &a.container, &mut out)?;
+            out.commit().context("export")?;
         }
-        _ => {
+        None => {
             if io::stdout().is_terminal() {
                 bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
             }
+            let e = engine(root, runroot)?;
             let mut w = io::BufWriter::new(io::stdout().lock());
             fsops::export(&e, &a.container, &mut w)?;
             w.flush()?;

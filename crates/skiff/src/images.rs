@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
+use skiff_engine::outfile::OutputFile;
 use skiff_image::names::{self, familiar, split_tag};
 use skiff_image::store::ImageRecord;
 use skiff_image::{archive, import, time, Digest, Platform, Store};
@@ -704,32 +705,32 @@ fn save(store: &Store, a: &SaveArgs) -> Result<i32> {
         "oci" | "oci-archive" => archive::ArchiveFormat::Oci,
         other => bail!("unknown archive format {other:?} (docker or oci)"),
     };
-    let mut items = Vec::new();
-    for s in &a.images {
-        let img = resolve(store, s)?;
-        // A name saves that name; an id saves the image with all of its names.
-        let names = match names::normalize(s).ok().filter(|n| img.tags.contains(n)) {
-            Some(n) => vec![n],
-            None => img.tags.clone(),
-        };
-        items.push((img, names));
-    }
-    match &a.output {
+    let save_items = || -> Result<Vec<_>> {
+        let mut items = Vec::new();
+        for s in &a.images {
+            let img = resolve(store, s)?;
+            // A name saves that name; an id saves the image with all of its names.
+            let names = match names::normalize(s).ok().filter(|n| img.tags.contains(n)) {
+                Some(n) => vec![n],
+                None => img.tags.clone(),
+            };
+            items.push((img, names));
+        }
+        Ok(items)
+    };
+    match a.output.as_deref().filter(|p| p.as_os_str() != "-") {
         Some(p) => {
-            let tmp = p.with_extension(format!("skiff-tmp-{}", std::process::id()));
-            let f =
-                std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
-            let r = archive::save(store, &items, format, io::BufWriter::new(f));
-            if let Err(e) = r {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e.into());
-            }
-            std::fs::rename(&tmp, p).with_context(|| format!("write {}", p.display()))?;
+            // Docker's order: the output path is checked before any image is looked at.
+            let mut out = OutputFile::create(p, 0o600).context("save")?;
+            let items = save_items()?;
+            archive::save(store, &items, format, &mut out)?;
+            out.commit().context("save")?;
         }
         None => {
             if io::stdout().is_terminal() {
                 bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
             }
+            let items = save_items()?;
             archive::save(
                 store,
                 &items,

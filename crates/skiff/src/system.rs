@@ -605,13 +605,42 @@ fn completion(a: &CompletionArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// Creates `dir` and its missing ancestors with exactly `mode` (not the umask's); existing
+/// directories are left as they are.
+fn create_dirs(dir: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut missing = Vec::new();
+    let mut d = Some(dir);
+    while let Some(p) =
+        d.filter(|p| !p.as_os_str().is_empty() && std::fs::symlink_metadata(p).is_err())
+    {
+        missing.push(p);
+        d = p.parent();
+    }
+    for p in missing.into_iter().rev() {
+        match std::fs::create_dir(p) {
+            Ok(()) => std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Writes `skiff.1` and one page per (nested) subcommand, `skiff-volume-create.1` style.
 fn generate_man(a: &ManArgs) -> Result<i32> {
     fn render(cmd: &clap::Command, name: &str, dir: &Path, n: &mut usize) -> Result<()> {
         let mut buf = Vec::new();
         clap_mangen::Man::new(cmd.clone()).render(&mut buf)?;
         let path = dir.join(format!("{name}.1"));
-        std::fs::write(&path, buf).with_context(|| format!("write {}", path.display()))?;
+        // Man pages are documentation for everyone: 0644, whatever the umask; a symlink or
+        // special file already at a page's name is refused, never written through.
+        let mut f =
+            skiff_engine::outfile::OutputFile::create(&path, 0o644).context("generate-man")?;
+        f.write_all(&buf)
+            .and_then(|()| f.flush())
+            .with_context(|| format!("write {}", path.display()))?;
+        f.commit().context("generate-man")?;
         *n += 1;
         for sub in cmd.get_subcommands() {
             if sub.is_hide_set() || sub.get_name() == "help" {
@@ -621,7 +650,7 @@ fn generate_man(a: &ManArgs) -> Result<i32> {
         }
         Ok(())
     }
-    std::fs::create_dir_all(&a.dir).with_context(|| format!("create {}", a.dir.display()))?;
+    create_dirs(&a.dir, 0o755).with_context(|| format!("create {}", a.dir.display()))?;
     let mut cmd = Cli::command();
     cmd.build();
     let mut n = 0;
