@@ -1123,7 +1123,8 @@ fn ps(ctx: &Ctx, a: &PsArgs) -> Result<i32> {
     if a.size {
         default.push_str("\t{{.Size}}");
     }
-    let t = Template::or_default(a.format.as_deref(), &default)?;
+    let t =
+        Template::or_default(a.format.as_deref(), &default)?.typed("*formatter.ContainerContext");
     write!(out, "{}", t.render_all(&values, &headers(PS_HEADERS))?)?;
     Ok(0)
 }
@@ -1520,7 +1521,8 @@ fn stats(ctx: &Ctx, a: &StatsArgs) -> Result<i32> {
     let t = Template::or_default(
         a.format.as_deref(),
         "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}",
-    )?;
+    )?
+    .typed("*container.statsContext");
     loop {
         let cs: Vec<Container> = if a.containers.is_empty() {
             e.list()?

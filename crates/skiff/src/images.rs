@@ -499,7 +499,7 @@ fn ls(store: &Store, a: &LsArgs) -> Result<i32> {
         }
         f => f.map(str::to_string),
     };
-    let t = Template::or_default(format.as_deref(), default)?;
+    let t = Template::or_default(format.as_deref(), default)?.typed("*formatter.imageContext");
     let values: Vec<Value> = rows.into_iter().map(|(_, v)| v).collect();
     write!(out, "{}", t.render_all(&values, &headers(IMAGE_HEADERS))?)?;
     Ok(0)
@@ -739,7 +739,8 @@ fn history(store: &Store, a: &HistoryArgs) -> Result<i32> {
     let t = Template::or_default(
         a.format.as_deref(),
         "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}",
-    )?;
+    )?
+    .typed("*formatter.historyContext");
     write!(out, "{}", t.render_all(&rows, &headers(HISTORY_HEADERS))?)?;
     Ok(0)
 }

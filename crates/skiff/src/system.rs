@@ -155,7 +155,10 @@ fn version_json() -> Value {
 fn version(a: &VersionArgs) -> Result<i32> {
     let v = version_json();
     if let Some(f) = &a.format {
-        println!("{}", Template::new(f)?.render(&v)?);
+        println!(
+            "{}",
+            Template::new(f)?.typed("command.VersionInfo").render(&v)?
+        );
         return Ok(0);
     }
     let c = &v["Client"];
@@ -303,7 +306,7 @@ fn info_json(root: &Path) -> Result<Value> {
 fn info_cmd(cli: &Cli, a: &InfoArgs) -> Result<i32> {
     let v = info_json(&cli.root)?;
     if let Some(f) = &a.format {
-        println!("{}", Template::new(f)?.render(&v)?);
+        println!("{}", Template::new(f)?.typed("system.Info").render(&v)?);
         return Ok(0);
     }
     let s = |k: &str| match &v[k] {
@@ -445,7 +448,8 @@ fn df(cli: &Cli, a: &DfArgs) -> Result<i32> {
         let t = Template::or_default(
             Some(f),
             "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}",
-        )?;
+        )?
+        .typed("*formatter.diskUsageImagesContext");
         let h = headers(&[
             ("Type", "TYPE"),
             ("TotalCount", "TOTAL"),
@@ -540,7 +544,11 @@ fn events_cmd(cli: &Cli, a: &EventsArgs) -> Result<i32> {
     let since = bound("since", &a.since)?;
     let until = bound("until", &a.until)?;
     let filter = EventFilter::parse(&a.filter).map_err(anyhow::Error::msg)?;
-    let template = a.format.as_deref().map(Template::new).transpose()?;
+    let template = a
+        .format
+        .as_deref()
+        .map(|f| Template::new(f).map(|t| t.typed("events.Message")))
+        .transpose()?;
     let mut out = io::stdout().lock();
     let mut print = |ev: &events::Event| -> bool {
         if !filter.matches(ev) {

@@ -20,6 +20,7 @@ pub fn go_format(v: &Value) -> String {
 pub struct Template {
     table: bool,
     tmpl: skiff_template::Template,
+    root_type: Option<&'static str>,
 }
 
 impl Template {
@@ -36,7 +37,11 @@ impl Template {
             .replace("\\t", "\t")
             .replace("\\n", "\n");
         let tmpl = skiff_template::Template::parse(&body).map_err(TemplateError)?;
-        Ok(Template { table, tmpl })
+        Ok(Template {
+            table,
+            tmpl,
+            root_type: None,
+        })
     }
 
     /// The command's format: the user's, or `default` when none (or just `table`) was given.
@@ -47,9 +52,27 @@ impl Template {
         }
     }
 
+    /// Declares the rows as docker's Go struct `name` (list contexts, version, info): a field
+    /// they lack is an error rather than `<no value>`.
+    pub fn typed(mut self, name: &'static str) -> Template {
+        self.root_type = Some(name);
+        self
+    }
+
+    fn opts(&self) -> Options {
+        Options {
+            root_type: self.root_type,
+            ..Options::default()
+        }
+    }
+
     /// Renders one value (without a trailing newline).
     pub fn render(&self, v: &Value) -> Result<String, TemplateError> {
-        self.tmpl.execute(v).map_err(TemplateError)
+        let mut out = String::new();
+        self.tmpl
+            .execute_into(&mut out, v, self.opts())
+            .map_err(TemplateError)?;
+        Ok(out)
     }
 
     /// The header row of a table: the template run over `headers` (field name → column name)
@@ -69,7 +92,7 @@ impl Template {
         let mut buf = String::new();
         for r in rows {
             self.tmpl
-                .execute_into(&mut buf, r, Options::default())
+                .execute_into(&mut buf, r, self.opts())
                 .map_err(TemplateError)?;
             buf.push('\n');
         }

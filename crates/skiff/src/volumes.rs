@@ -245,7 +245,8 @@ fn ls(vols: &Volumes, a: &LsArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    let t = Template::or_default(a.format.as_deref(), "table {{.Driver}}\t{{.Name}}")?;
+    let t = Template::or_default(a.format.as_deref(), "table {{.Driver}}\t{{.Name}}")?
+        .typed("*formatter.volumeContext");
     let rows: Vec<Value> = list.iter().map(row).collect();
     write!(out, "{}", t.render_all(&rows, &header())?)?;
     Ok(0)

@@ -85,6 +85,7 @@ enum Flow {
 }
 
 pub(crate) struct State<'a, 'o> {
+    pub root: &'a Value,
     pub src: &'a str,
     pub trees: &'a HashMap<String, Vec<Node>>,
     pub name: String,
@@ -535,6 +536,14 @@ impl<'a, 'o> State<'a, 'o> {
                     );
                 }
                 if !m.contains_key(name) {
+                    if let (Some(t), Val::Ref(r)) = (self.opts.root_type, &receiver) {
+                        if std::ptr::eq(*r, self.root) {
+                            return Err(self.arg_err(
+                                node,
+                                format!("can't evaluate field {name} in type {t}"),
+                            ));
+                        }
+                    }
                     if self.opts.missing_key_error {
                         return Err(self.arg_err(
                             node,

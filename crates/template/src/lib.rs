@@ -46,6 +46,10 @@ pub struct Options {
     pub header: bool,
     /// Go's `missingkey=error`: a missing map key is an error instead of `<no value>`.
     pub missing_key_error: bool,
+    /// The data's top-level object stands for a Go struct of this type (docker's list rows,
+    /// version and info are structs): a field it lacks is an error, `can't evaluate field X in
+    /// type T`, where a map would give `<no value>`.
+    pub root_type: Option<&'static str>,
 }
 
 /// A parsed template (the main one and every `define`/`block` in it).
@@ -81,6 +85,7 @@ impl Template {
             ));
         };
         let mut st = exec::State {
+            root: data,
             src: &self.src,
             trees: &self.trees,
             name: String::new(),

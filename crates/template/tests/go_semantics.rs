@@ -330,6 +330,24 @@ fn missingkey_error_and_header_modes() {
             .contains("map has no entry for key \"Missing\""),
         "{e}"
     );
+    // A struct-like root: its missing fields are errors, maps inside it still give <no value>.
+    let opts = Options {
+        root_type: Some("*formatter.ContainerContext"),
+        ..Options::default()
+    };
+    for (src, want) in [
+        ("{{.Nope}}", Err("template: :1:2: executing \"\" at <.Nope>: can't evaluate field Nope in type *formatter.ContainerContext")),
+        ("{{.Config.Labels.zz}}", Ok("<no value>")),
+        ("{{with .State}}{{.Nope}}{{end}}", Ok("<no value>")),
+        ("{{.Id}}", Ok("abc123")),
+    ] {
+        let mut out = String::new();
+        let r = Template::parse(src).unwrap().execute_into(&mut out, &d, opts);
+        match want {
+            Ok(w) => assert_eq!((r, out.as_str()), (Ok(()), w), "{src}"),
+            Err(w) => assert_eq!(r.unwrap_err().to_string(), w, "{src}"),
+        }
+    }
     // docker's header functions leave header names as they are; pad still pads.
     let h = json!({"ID": "CONTAINER ID", "Names": "NAMES"});
     let opts = Options {
