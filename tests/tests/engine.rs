@@ -1400,3 +1400,148 @@ fn namespace_modes_host_container_and_none() {
     let o = env.sk(&["run", "--rm", "--pid", "container:peer", "busybox", "true"]);
     assert_eq!(code(&o), 125, "{}", stderr(&o));
 }
+
+/// issue 23: `--format` is Go's text/template with docker's functions, tables and `json`.
+#[test]
+fn format_templates_go_and_docker() {
+    let env = Env::new();
+    let host = env.dir.path().join("fmt-host");
+    std::fs::create_dir_all(&host).unwrap();
+    let bind = format!("{}:/data", host.display());
+    env.ok(&[
+        "run", "-d", "--name", "t1", "-l", "b=2", "-l", "a=1", "-v", &bind, "busybox", "sleep",
+        "1000",
+    ]);
+    env.ok(&["create", "--name", "t2", "busybox"]);
+    // Go's control structures, variables and functions on inspect's JSON.
+    assert_eq!(
+        env.fmt("t1", "{{range .Mounts}}{{.Destination}} {{end}}"),
+        "/data"
+    );
+    assert_eq!(
+        env.fmt("t1", "{{if .State.Running}}up{{else}}down{{end}}"),
+        "up"
+    );
+    assert_eq!(
+        env.fmt("t2", "{{if .State.Running}}up{{else}}down{{end}}"),
+        "down"
+    );
+    assert_eq!(
+        env.fmt("t1", "{{with .State}}{{.Status}}{{end}}"),
+        "running"
+    );
+    assert_eq!(
+        env.fmt(
+            "t1",
+            "{{range $k, $v := .Config.Labels}}{{$k}}={{$v}};{{end}}"
+        ),
+        "a=1;b=2;"
+    );
+    let pid = env.fmt("t1", "{{.State.Pid}}");
+    assert!(pid.parse::<u32>().unwrap() > 0, "{pid}");
+    assert_eq!(
+        env.fmt("t1", "{{printf \"%s-%d\" .Name .State.Pid}}"),
+        format!("/t1-{pid}")
+    );
+    assert_eq!(
+        env.fmt(
+            "t1",
+            "{{$n := len .Config.Cmd}}{{if gt $n 1}}{{join .Config.Cmd \" \"}}{{end}}"
+        ),
+        "sleep 1000"
+    );
+    assert_eq!(env.fmt("t1", "{{.Nope}}"), "<no value>");
+    // One output line per object, in order.
+    assert_eq!(
+        env.ok(&["inspect", "-f", "{{.Name}}", "t1", "t2"]),
+        "/t1\n/t2\n"
+    );
+    // A template that does not parse: docker's message and exit status 64.
+    let o = env.sk(&["inspect", "-f", "{{.Id", "t1"]);
+    assert_eq!(code(&o), 64, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("template parsing error: template: :1: unclosed action"),
+        "{}",
+        stderr(&o)
+    );
+    // An execution error names the column and the node, as Go does.
+    let o = env.sk(&["inspect", "-f", "{{.Name.Foo}}", "t1"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "template: :1:2: executing \"\" at <.Name.Foo>: can't evaluate field Foo in type string"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    // --format json: the compact array on one line.
+    let j = env.ok(&["inspect", "--format", "json", "t1", "t2"]);
+    assert_eq!(j.lines().count(), 1, "{j}");
+    let v: Value = serde_json::from_str(&j).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert_eq!(v[0]["Name"], "/t1");
+    // ps: table headers are docker's, columns aligned by Go's tabwriter (min width 10, pad 3).
+    let t = env.ok(&["ps", "--format", "table {{.Names}}\\t{{.State}}\\t{{.ID}}"]);
+    let lines: Vec<&str> = t.lines().collect();
+    assert_eq!(lines[0], "NAMES     STATE     CONTAINER ID", "{t}");
+    assert!(lines[1].starts_with("t1        running   "), "{t}");
+    assert_eq!(lines.len(), 2, "{t}");
+    let t = env.ok(&[
+        "ps",
+        "-a",
+        "--format",
+        "table {{upper .Names}}: {{.Status}}",
+    ]);
+    assert!(t.starts_with("NAMES: STATUS\n"), "{t}");
+    assert!(t.contains("T2: Created"), "{t}");
+    // ps rows are docker's ContainerContext struct: an unknown field is an error, not <no value>.
+    let o = env.sk(&["ps", "--format", "{{.Nope}}"]);
+    assert_ne!(code(&o), 0);
+    assert!(
+        stderr(&o).contains("at <.Nope>: can't evaluate field Nope in type"),
+        "{}",
+        stderr(&o)
+    );
+    // `json` and `{{json .}}`: one object per line with docker's field names.
+    for f in ["json", "{{json .}}"] {
+        let out = env.ok(&["ps", "-a", "--format", f]);
+        assert_eq!(out.lines().count(), 2, "{out}");
+        for line in out.lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            for k in [
+                "ID", "Names", "Image", "Command", "Status", "State", "Labels",
+            ] {
+                assert!(v[k].is_string(), "{k} in {line}");
+            }
+        }
+    }
+    // images: {{json .}}, and tables with custom text between columns.
+    let out = env.ok(&["images", "--format", "{{json .}}"]);
+    let v: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(v["Repository"], "busybox");
+    assert_eq!(v["Tag"], "latest");
+    assert_eq!(
+        env.ok(&["images", "--format", "table {{.Repository}}:{{.Tag}}"]),
+        "REPOSITORY:TAG\nbusybox:latest\n"
+    );
+    let t = env.ok(&["images"]);
+    assert!(
+        t.starts_with("REPOSITORY   TAG       IMAGE ID       CREATED"),
+        "{t}"
+    );
+    // history: docker's IMAGE header for .ID.
+    let t = env.ok(&[
+        "history",
+        "--format",
+        "table {{.ID}}\\t{{.Size}}",
+        "busybox",
+    ]);
+    assert!(t.starts_with("IMAGE"), "{t}");
+    assert!(!t.starts_with("IMAGE ID"), "{t}");
+    // system df: docker's strings for counts.
+    let out = env.ok(&["system", "df", "--format", "{{json .}}"]);
+    let first: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(first["Type"], "Images");
+    assert_eq!(first["TotalCount"], "1");
+    env.ok(&["rm", "-f", "t1", "t2"]);
+}

@@ -19,7 +19,7 @@ use skiff_image::store::ImageRecord;
 use skiff_image::Store;
 
 use crate::images;
-use crate::template::Template;
+use crate::template::{headers, Template};
 use crate::Cli;
 
 /// Flags of `run` and `create`.
@@ -1066,11 +1066,25 @@ fn matches_filter(c: &Container, f: &str) -> Result<bool> {
     })
 }
 
+/// docker's `ps` table headers (formatter.NewContainerContext).
 const PS_HEADERS: &[(&str, &str)] = &[
     ("ID", "CONTAINER ID"),
-    ("RunningFor", "CREATED"),
+    ("Names", "NAMES"),
+    ("Image", "IMAGE"),
+    ("Command", "COMMAND"),
     ("CreatedAt", "CREATED AT"),
+    ("RunningFor", "CREATED"),
+    ("Ports", "PORTS"),
+    ("State", "STATE"),
+    ("Status", "STATUS"),
+    ("Size", "SIZE"),
+    ("Labels", "LABELS"),
+    ("Mounts", "MOUNTS"),
     ("LocalVolumes", "LOCAL VOLUMES"),
+    ("Networks", "NETWORKS"),
+    ("Platform", "PLATFORM"),
+    ("HealthStatus", "HEALTH STATUS"),
+    ("IPAddresses", "IP ADDRESSES"),
 ];
 
 fn ps(ctx: &Ctx, a: &PsArgs) -> Result<i32> {
@@ -1116,18 +1130,13 @@ fn ps(ctx: &Ctx, a: &PsArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    let fmt = match &a.format {
-        Some(f) if f != "table" => f.clone(),
-        _ => {
-            let mut f = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}".to_string();
-            if a.size {
-                f.push_str("\t{{.Size}}");
-            }
-            f
-        }
-    };
-    let t = Template::new(&fmt)?;
-    write!(out, "{}", t.render_all_with(&values, PS_HEADERS)?)?;
+    let mut default = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}".to_string();
+    if a.size {
+        default.push_str("\t{{.Size}}");
+    }
+    let t =
+        Template::or_default(a.format.as_deref(), &default)?.typed("*formatter.ContainerContext");
+    write!(out, "{}", t.render_all(&values, &headers(PS_HEADERS))?)?;
     Ok(0)
 }
 
@@ -1178,11 +1187,31 @@ fn inspect(ctx: &Ctx, a: &InspectArgs, any_type: bool) -> Result<i32> {
         });
     }
     let mut out = io::stdout().lock();
-    match &a.format {
+    match a.format.as_deref() {
+        // docker 28: `--format json` prints the array compactly on one line.
+        Some("json") => writeln!(out, "{}", skiff_template::to_json(&Value::from(values)))?,
         Some(f) => {
-            let t = Template::new(f)?;
+            let t = match Template::new(f) {
+                Ok(t) => t,
+                Err(e) => {
+                    drop(out);
+                    eprintln!("skiff: {e}");
+                    return Ok(64);
+                }
+            };
+            // As docker: an element whose template fails is reported, the others printed.
+            let mut printed = false;
             for v in &values {
-                writeln!(out, "{}", t.render(v)?)?;
+                match t.render(v) {
+                    Ok(s) => {
+                        writeln!(out, "{s}")?;
+                        printed = true;
+                    }
+                    Err(e) => missing.push(e.to_string()),
+                }
+            }
+            if !printed {
+                writeln!(out)?;
             }
         }
         None => {
@@ -1401,7 +1430,7 @@ fn top(ctx: &Ctx, a: &TopArgs) -> Result<i32> {
             rows.push(cells.join("\t"));
         }
     }
-    println!("{}", crate::template::tabwrite(&rows));
+    println!("{}", crate::template::tabwrite_rows(&rows));
     Ok(0)
 }
 
@@ -1485,8 +1514,10 @@ fn stats_row(e: &Engine, c: &Container, a: &StatsArgs) -> Result<Value> {
     }))
 }
 
+/// docker's `stats` table headers.
 const STATS_HEADERS: &[(&str, &str)] = &[
     ("ID", "CONTAINER ID"),
+    ("Name", "NAME"),
     ("Container", "CONTAINER"),
     ("CPUPerc", "CPU %"),
     ("MemUsage", "MEM USAGE / LIMIT"),
@@ -1498,10 +1529,11 @@ const STATS_HEADERS: &[(&str, &str)] = &[
 
 fn stats(ctx: &Ctx, a: &StatsArgs) -> Result<i32> {
     let e = ctx.engine()?;
-    let fmt = a.format.clone().unwrap_or_else(|| {
-        "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}".into()
-    });
-    let t = Template::new(&fmt)?;
+    let t = Template::or_default(
+        a.format.as_deref(),
+        "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}",
+    )?
+    .typed("*container.statsContext");
     loop {
         let cs: Vec<Container> = if a.containers.is_empty() {
             e.list()?
@@ -1522,7 +1554,7 @@ fn stats(ctx: &Ctx, a: &StatsArgs) -> Result<i32> {
                 Err(_) => {}
             }
         }
-        let text = t.render_all_with(&rows, STATS_HEADERS)?;
+        let text = t.render_all(&rows, &headers(STATS_HEADERS))?;
         if !a.no_stream {
             print!("\x1b[2J\x1b[H");
         }

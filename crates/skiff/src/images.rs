@@ -12,7 +12,32 @@ use skiff_image::names::{self, familiar, split_tag};
 use skiff_image::store::ImageRecord;
 use skiff_image::{archive, import, time, Digest, Platform, Store};
 
-use crate::template::{go_format, Template};
+use crate::template::{go_format, headers, Template};
+
+/// docker's `images` table headers (formatter.newImageContext).
+const IMAGE_HEADERS: &[(&str, &str)] = &[
+    ("ID", "IMAGE ID"),
+    ("Repository", "REPOSITORY"),
+    ("Tag", "TAG"),
+    ("Digest", "DIGEST"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("Size", "SIZE"),
+    ("Containers", "CONTAINERS"),
+    ("VirtualSize", "SIZE"),
+    ("SharedSize", "SHARED SIZE"),
+    ("UniqueSize", "UNIQUE SIZE"),
+];
+
+/// docker's `history` table headers.
+const HISTORY_HEADERS: &[(&str, &str)] = &[
+    ("ID", "IMAGE"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("CreatedBy", "CREATED BY"),
+    ("Size", "SIZE"),
+    ("Comment", "COMMENT"),
+];
 use crate::{Cli, Command};
 
 /// `skiff image ...`
@@ -458,17 +483,26 @@ fn ls(store: &Store, a: &LsArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    let fmt = match &a.format {
-        Some(f) => f.clone(),
-        None if a.digests => {
-            "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
-                .into()
-        }
-        None => "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}".into(),
+    // docker's defaults (formatter.NewImageFormat), `--digests` adding the digest column.
+    let default = if a.digests {
+        "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{if .CreatedSince }}{{.CreatedSince}}{{else}}N/A{{end}}\t{{.Size}}"
+    } else {
+        "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{if .CreatedSince }}{{.CreatedSince}}{{else}}N/A{{end}}\t{{.Size}}"
     };
-    let t = Template::new(&fmt)?;
+    let format = match a.format.as_deref() {
+        Some(f)
+            if f.starts_with("table")
+                && f != "table"
+                && a.digests
+                && !f.contains("{{.Digest}}") =>
+        {
+            Some(format!("{f}\t{{{{.Digest}}}}"))
+        }
+        f => f.map(str::to_string),
+    };
+    let t = Template::or_default(format.as_deref(), default)?.typed("*formatter.imageContext");
     let values: Vec<Value> = rows.into_iter().map(|(_, v)| v).collect();
-    write!(out, "{}", t.render_all(&values)?)?;
+    write!(out, "{}", t.render_all(&values, &headers(IMAGE_HEADERS))?)?;
     Ok(0)
 }
 
@@ -545,11 +579,29 @@ fn inspect(store: &Store, a: &InspectArgs) -> Result<i32> {
         }
     }
     let mut out = io::stdout().lock();
-    match &a.format {
+    match a.format.as_deref() {
+        Some("json") => writeln!(out, "{}", skiff_template::to_json(&Value::from(values)))?,
         Some(f) => {
-            let t = Template::new(f)?;
+            let t = match Template::new(f) {
+                Ok(t) => t,
+                Err(e) => {
+                    drop(out);
+                    eprintln!("skiff: {e}");
+                    return Ok(64);
+                }
+            };
+            let mut printed = false;
             for v in &values {
-                writeln!(out, "{}", t.render(v)?)?;
+                match t.render(v) {
+                    Ok(s) => {
+                        writeln!(out, "{s}")?;
+                        printed = true;
+                    }
+                    Err(e) => missing.push(e.to_string()),
+                }
+            }
+            if !printed {
+                writeln!(out)?;
             }
         }
         None => {
@@ -685,17 +737,12 @@ fn history(store: &Store, a: &HistoryArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    let fmt = a.format.clone().unwrap_or_else(|| {
-        "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}".into()
-    });
-    let t = Template::new(&fmt)?;
-    let mut text = t.render_all(&rows)?;
-    if t.is_table() {
-        text = text
-            .replacen("IMAGE ID", "IMAGE", 1)
-            .replacen("IMAGE   ", "IMAGE      ", 1);
-    }
-    write!(out, "{text}")?;
+    let t = Template::or_default(
+        a.format.as_deref(),
+        "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}",
+    )?
+    .typed("*formatter.historyContext");
+    write!(out, "{}", t.render_all(&rows, &headers(HISTORY_HEADERS))?)?;
     Ok(0)
 }
 

@@ -13,8 +13,7 @@ use skiff_engine::volumes::Volumes;
 use skiff_image::time::human_size;
 use skiff_image::Store;
 
-use crate::template::{tabwrite, Template};
-use crate::volumes::json_alias;
+use crate::template::{headers, tabwrite_rows, Template};
 use crate::Cli;
 
 /// `skiff system ...`
@@ -156,7 +155,10 @@ fn version_json() -> Value {
 fn version(a: &VersionArgs) -> Result<i32> {
     let v = version_json();
     if let Some(f) = &a.format {
-        println!("{}", Template::new(json_alias(f))?.render(&v)?);
+        println!(
+            "{}",
+            Template::new(f)?.typed("command.VersionInfo").render(&v)?
+        );
         return Ok(0);
     }
     let c = &v["Client"];
@@ -304,7 +306,7 @@ fn info_json(root: &Path) -> Result<Value> {
 fn info_cmd(cli: &Cli, a: &InfoArgs) -> Result<i32> {
     let v = info_json(&cli.root)?;
     if let Some(f) = &a.format {
-        println!("{}", Template::new(json_alias(f))?.render(&v)?);
+        println!("{}", Template::new(f)?.typed("system.Info").render(&v)?);
         return Ok(0);
     }
     let s = |k: &str| match &v[k] {
@@ -432,32 +434,30 @@ fn df(cli: &Cli, a: &DfArgs) -> Result<i32> {
     let vol_reclaim: u64 = vol_rows.iter().filter(|v| v.1 == 0).map(|v| v.2).sum();
 
     let rows = vec![
-        json!({"Type": "Images", "TotalCount": images.len(), "Active": img_active,
+        json!({"Type": "Images", "TotalCount": images.len().to_string(), "Active": img_active.to_string(),
                "Size": human_size(img_total), "Reclaimable": pct(img_reclaim, img_total)}),
-        json!({"Type": "Containers", "TotalCount": ctrs.len(), "Active": ctr_active,
+        json!({"Type": "Containers", "TotalCount": ctrs.len().to_string(), "Active": ctr_active.to_string(),
                "Size": human_size(ctr_total), "Reclaimable": pct(ctr_reclaim, ctr_total)}),
-        json!({"Type": "Local Volumes", "TotalCount": vlist.len(), "Active": vol_active,
+        json!({"Type": "Local Volumes", "TotalCount": vlist.len().to_string(), "Active": vol_active.to_string(),
                "Size": human_size(vol_total), "Reclaimable": pct(vol_reclaim, vol_total)}),
-        json!({"Type": "Build Cache", "TotalCount": 0, "Active": 0,
+        json!({"Type": "Build Cache", "TotalCount": "0", "Active": "0",
                "Size": "0B", "Reclaimable": "0B"}),
     ];
     let mut out = io::stdout().lock();
     if let Some(f) = &a.format {
-        let t = Template::new(json_alias(f))?;
-        let mut lines = Vec::new();
-        if t.is_table() {
-            lines.push(t.render(&json!({"Type": "TYPE", "TotalCount": "TOTAL",
-                "Active": "ACTIVE", "Size": "SIZE", "Reclaimable": "RECLAIMABLE"}))?);
-        }
-        for r in &rows {
-            lines.push(t.render(r)?);
-        }
-        let text = if t.is_table() {
-            tabwrite(&lines)
-        } else {
-            lines.join("\n")
-        };
-        writeln!(out, "{text}")?;
+        let t = Template::or_default(
+            Some(f),
+            "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}",
+        )?
+        .typed("*formatter.diskUsageImagesContext");
+        let h = headers(&[
+            ("Type", "TYPE"),
+            ("TotalCount", "TOTAL"),
+            ("Active", "ACTIVE"),
+            ("Size", "SIZE"),
+            ("Reclaimable", "RECLAIMABLE"),
+        ]);
+        write!(out, "{}", t.render_all(&rows, &h)?)?;
         return Ok(0);
     }
     if !a.verbose {
@@ -466,13 +466,13 @@ fn df(cli: &Cli, a: &DfArgs) -> Result<i32> {
             lines.push(format!(
                 "{}\t{}\t{}\t{}\t{}",
                 r["Type"].as_str().unwrap_or(""),
-                r["TotalCount"],
-                r["Active"],
+                r["TotalCount"].as_str().unwrap_or(""),
+                r["Active"].as_str().unwrap_or(""),
                 r["Size"].as_str().unwrap_or(""),
                 r["Reclaimable"].as_str().unwrap_or("")
             ));
         }
-        writeln!(out, "{}", tabwrite(&lines))?;
+        writeln!(out, "{}", tabwrite_rows(&lines))?;
         return Ok(0);
     }
     // -v: one table per kind, like docker.
@@ -504,7 +504,7 @@ fn df(cli: &Cli, a: &DfArgs) -> Result<i32> {
             ));
         }
     }
-    writeln!(out, "{}\n", tabwrite(&lines))?;
+    writeln!(out, "{}\n", tabwrite_rows(&lines))?;
     writeln!(out, "Containers space usage:\n")?;
     let mut lines = vec!["CONTAINER ID\tIMAGE\tSIZE\tSTATUS".to_string()];
     for (c, (_, size, _)) in ctrs.iter().zip(&ctr_sizes) {
@@ -519,13 +519,13 @@ fn df(cli: &Cli, a: &DfArgs) -> Result<i32> {
             c.status
         ));
     }
-    writeln!(out, "{}\n", tabwrite(&lines))?;
+    writeln!(out, "{}\n", tabwrite_rows(&lines))?;
     writeln!(out, "Local Volumes space usage:\n")?;
     let mut lines = vec!["VOLUME NAME\tLINKS\tSIZE".to_string()];
     for (n, l, s) in &vol_rows {
         lines.push(format!("{n}\t{l}\t{}", human_size(*s)));
     }
-    writeln!(out, "{}\n", tabwrite(&lines))?;
+    writeln!(out, "{}\n", tabwrite_rows(&lines))?;
     writeln!(out, "Build cache usage: 0B")?;
     Ok(0)
 }
@@ -547,7 +547,7 @@ fn events_cmd(cli: &Cli, a: &EventsArgs) -> Result<i32> {
     let template = a
         .format
         .as_deref()
-        .map(|f| Template::new(json_alias(f)))
+        .map(|f| Template::new(f).map(|t| t.typed("events.Message")))
         .transpose()?;
     let mut out = io::stdout().lock();
     let mut print = |ev: &events::Event| -> bool {

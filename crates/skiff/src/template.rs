@@ -1,307 +1,196 @@
-//! A small subset of Go's text/template, enough for docker's `--format`: literal text, `{{.Field}}`,
-//! `{{.A.B}}`, `{{json .}}` / `{{json .Field}}`, `{{.Field | json}}`, `{{upper .F}}`, `{{lower .F}}`,
-//! `{{index .Map "key"}}`, `{{println .F}}`, and the `table` prefix with aligned columns and
-//! docker's header names.
+//! docker's `--format` on top of Go's templates (crate skiff-template): the `table` directive
+//! (headers rendered by running the template over the command's header names with docker's
+//! header functions, columns aligned by Go's tabwriter with minwidth 10, padding 3), `json` as
+//! `{{json .}}`, and the `\t` / `\n` escapes docker expands.
 
 use serde_json::Value;
+use skiff_template::Options;
 
-/// Errors of template parsing/evaluation.
+/// Errors of template parsing/evaluation, worded as docker words them.
 #[derive(Debug, thiserror::Error)]
-#[error("template: {0}")]
-pub struct TemplateError(String);
-
-enum Piece {
-    Text(String),
-    Action(String),
-}
-
-fn parse(t: &str) -> Result<Vec<Piece>, TemplateError> {
-    let mut out = Vec::new();
-    let mut rest = t;
-    while let Some(start) = rest.find("{{") {
-        if start > 0 {
-            out.push(Piece::Text(rest[..start].to_string()));
-        }
-        let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .ok_or_else(|| TemplateError(format!("unclosed action in {t:?}")))?;
-        let mut action = after[..end].trim();
-        action = action.trim_start_matches('-').trim_end_matches('-').trim();
-        out.push(Piece::Action(action.to_string()));
-        rest = &after[end + 2..];
-    }
-    if !rest.is_empty() {
-        out.push(Piece::Text(rest.to_string()));
-    }
-    Ok(out)
-}
-
-fn lookup<'a>(v: &'a Value, path: &str) -> Result<&'a Value, TemplateError> {
-    if path == "." {
-        return Ok(v);
-    }
-    let p = path
-        .strip_prefix('.')
-        .ok_or_else(|| TemplateError(format!("unsupported expression {path:?}")))?;
-    let mut cur = v;
-    for field in p.split('.') {
-        cur = match cur.get(field) {
-            Some(x) => x,
-            None => {
-                return Err(TemplateError(format!(
-                    "can't evaluate field {field} in type {}",
-                    type_name(cur)
-                )))
-            }
-        };
-    }
-    Ok(cur)
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Object(_) => "map",
-        Value::Array(_) => "slice",
-        Value::String(_) => "string",
-        _ => "value",
-    }
-}
+#[error("template parsing error: {0}")]
+pub struct TemplateError(skiff_template::Error);
 
 /// Formats a value the way Go's `fmt.Print` shows decoded JSON.
 pub fn go_format(v: &Value) -> String {
-    match v {
-        Value::Null => "<no value>".into(),
-        Value::String(s) => s.clone(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::Array(a) => format!(
-            "[{}]",
-            a.iter().map(go_format).collect::<Vec<_>>().join(" ")
-        ),
-        Value::Object(m) => format!(
-            "map[{}]",
-            m.iter()
-                .map(|(k, v)| format!("{k}:{}", go_format(v)))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
-    }
-}
-
-fn eval(action: &str, v: &Value) -> Result<String, TemplateError> {
-    let mut stages = action.split('|').map(str::trim);
-    let first = stages.next().unwrap_or("");
-    let words = split_words(first);
-    let mut cur: Value = match words.as_slice() {
-        [] => return Ok(String::new()),
-        [path] => lookup(v, path)?.clone(),
-        [f, path] => apply(f, lookup(v, path)?.clone())?,
-        [f, path, key] if *f == "index" => {
-            let m = lookup(v, path)?;
-            let k = key.trim_matches('"');
-            match (m, k.parse::<usize>()) {
-                (Value::Array(a), Ok(i)) => a.get(i).cloned().unwrap_or(Value::Null),
-                _ => m.get(k).cloned().unwrap_or(Value::Null),
-            }
-        }
-        [f, path, sep] if *f == "join" => {
-            let m = lookup(v, path)?;
-            let sep = sep.trim_matches('"');
-            let parts: Vec<String> = m.as_array().into_iter().flatten().map(go_format).collect();
-            Value::String(parts.join(sep))
-        }
-        _ => {
-            return Err(TemplateError(format!(
-                "unsupported action {{{{{action}}}}}"
-            )))
-        }
-    };
-    for f in stages {
-        cur = apply(f, cur)?;
-    }
-    Ok(go_format(&cur))
-}
-
-fn split_words(s: &str) -> Vec<&str> {
-    s.split_whitespace().collect()
-}
-
-fn apply(f: &str, v: Value) -> Result<Value, TemplateError> {
-    Ok(match f {
-        "json" => Value::String(serde_json::to_string(&v).unwrap_or_default()),
-        "upper" => Value::String(go_format(&v).to_uppercase()),
-        "lower" => Value::String(go_format(&v).to_lowercase()),
-        "println" => Value::String(format!("{}\n", go_format(&v))),
-        "print" => Value::String(go_format(&v)),
-        "title" => Value::String(
-            go_format(&v)
-                .split(' ')
-                .map(|w| {
-                    let mut c = w.chars();
-                    match c.next() {
-                        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
-                        None => String::new(),
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(" "),
-        ),
-        "len" => Value::from(match &v {
-            Value::Array(a) => a.len(),
-            Value::Object(m) => m.len(),
-            Value::String(s) => s.len(),
-            _ => 0,
-        }),
-        other => return Err(TemplateError(format!("function {other:?} not defined"))),
-    })
+    skiff_template::sprint(v)
 }
 
 /// A compiled `--format`.
 pub struct Template {
     table: bool,
-    pieces: Vec<Piece>,
-}
-
-fn header_for(action: &str) -> String {
-    let field = action
-        .split_whitespace()
-        .last()
-        .unwrap_or("")
-        .trim_start_matches('.');
-    match field {
-        "ID" => "IMAGE ID".into(),
-        "CreatedSince" => "CREATED".into(),
-        "CreatedAt" => "CREATED AT".into(),
-        "CreatedBy" => "CREATED BY".into(),
-        "" => String::new(),
-        f => {
-            let mut s = String::new();
-            for (i, c) in f.chars().enumerate() {
-                if i > 0 && c.is_uppercase() {
-                    s.push(' ');
-                }
-                s.extend(c.to_uppercase());
-            }
-            s
-        }
-    }
+    tmpl: skiff_template::Template,
+    root_type: Option<&'static str>,
 }
 
 impl Template {
-    /// Compiles a format string (`table ...` or a plain template). `\t` and `\n` escapes are honoured.
+    /// Compiles a format as docker's formatter does: `table ...` or a plain template, `json`
+    /// meaning `{{json .}}`; surrounding spaces trimmed and `\t` / `\n` escapes honoured.
     pub fn new(format: &str) -> Result<Template, TemplateError> {
-        let f = format.replace("\\t", "\t").replace("\\n", "\n");
-        let (table, body) = match f.strip_prefix("table") {
-            Some(rest) => (true, rest.trim_start().to_string()),
-            None => (false, f),
+        let (table, body) = match format.strip_prefix("table") {
+            Some(rest) => (true, rest),
+            None if format == "json" => (false, "{{json .}}"),
+            None => (false, format),
         };
+        let body = body
+            .trim_matches(' ')
+            .replace("\\t", "\t")
+            .replace("\\n", "\n");
+        let tmpl = skiff_template::Template::parse(&body).map_err(TemplateError)?;
         Ok(Template {
             table,
-            pieces: parse(&body)?,
+            tmpl,
+            root_type: None,
         })
     }
-    /// True for `table` formats.
-    pub fn is_table(&self) -> bool {
-        self.table
+
+    /// The command's format: the user's, or `default` when none (or just `table`) was given.
+    pub fn or_default(format: Option<&str>, default: &str) -> Result<Template, TemplateError> {
+        match format {
+            None | Some("") | Some("table") => Template::new(default),
+            Some(f) => Template::new(f),
+        }
     }
-    /// Renders one value.
+
+    /// Declares the rows as docker's Go struct `name` (list contexts, version, info): a field
+    /// they lack is an error rather than `<no value>`.
+    pub fn typed(mut self, name: &'static str) -> Template {
+        self.root_type = Some(name);
+        self
+    }
+
+    fn opts(&self) -> Options {
+        Options {
+            root_type: self.root_type,
+            ..Options::default()
+        }
+    }
+
+    /// Renders one value (without a trailing newline).
     pub fn render(&self, v: &Value) -> Result<String, TemplateError> {
-        let mut s = String::new();
-        for p in &self.pieces {
-            match p {
-                Piece::Text(t) => s.push_str(t),
-                Piece::Action(a) => s.push_str(&eval(a, v)?),
-            }
-        }
-        Ok(s)
-    }
-    /// The header row of a table format.
-    pub fn header(&self) -> String {
-        let mut s = String::new();
-        for p in &self.pieces {
-            match p {
-                Piece::Text(t) => s.push_str(t),
-                Piece::Action(a) => s.push_str(&header_for(a)),
-            }
-        }
-        s
-    }
-    /// Renders all rows (with the header and column alignment for tables), one line each.
-    pub fn render_all(&self, rows: &[Value]) -> Result<String, TemplateError> {
-        self.render_all_with(rows, &[])
-    }
-    /// Like [`Template::render_all`], with header names for fields given by the caller
-    /// (`("ID", "CONTAINER ID")`) taking precedence over the defaults.
-    pub fn render_all_with(
-        &self,
-        rows: &[Value],
-        headers: &[(&str, &str)],
-    ) -> Result<String, TemplateError> {
-        let mut lines = Vec::new();
-        if self.table && headers.is_empty() {
-            lines.push(self.header());
-        } else if self.table {
-            let mut h = String::new();
-            for p in &self.pieces {
-                match p {
-                    Piece::Text(t) => h.push_str(t),
-                    Piece::Action(a) => {
-                        let field = a
-                            .split_whitespace()
-                            .last()
-                            .unwrap_or("")
-                            .trim_start_matches('.');
-                        match headers.iter().find(|(f, _)| *f == field) {
-                            Some((_, name)) => h.push_str(name),
-                            None => h.push_str(&header_for(a)),
-                        }
-                    }
-                }
-            }
-            lines.push(h);
-        }
-        for r in rows {
-            lines.push(self.render(r)?);
-        }
-        let mut out = if self.table {
-            tabwrite(&lines)
-        } else {
-            lines.join("\n")
-        };
-        if !out.is_empty() {
-            out.push('\n');
-        }
+        let mut out = String::new();
+        self.tmpl
+            .execute_into(&mut out, v, self.opts())
+            .map_err(TemplateError)?;
         Ok(out)
+    }
+
+    /// The header row of a table: the template run over `headers` (field name → column name)
+    /// with docker's header functions; as in docker, an error just ends the row early.
+    pub fn header(&self, headers: &Value) -> String {
+        let mut out = String::new();
+        let opts = Options {
+            header: true,
+            ..Options::default()
+        };
+        let _ = self.tmpl.execute_into(&mut out, headers, opts);
+        out
+    }
+
+    /// Renders every row, one per line; tables get their header row and aligned columns.
+    pub fn render_all(&self, rows: &[Value], headers: &Value) -> Result<String, TemplateError> {
+        let mut buf = String::new();
+        for r in rows {
+            self.tmpl
+                .execute_into(&mut buf, r, self.opts())
+                .map_err(TemplateError)?;
+            buf.push('\n');
+        }
+        if !self.table {
+            return Ok(buf);
+        }
+        let mut text = self.header(headers);
+        text.push('\n');
+        text.push_str(&buf);
+        Ok(tabwrite(&text))
     }
 }
 
-/// Aligns tab-separated cells like Go's tabwriter(minwidth 10, padding 3).
-pub fn tabwrite(lines: &[String]) -> String {
-    let rows: Vec<Vec<&str>> = lines.iter().map(|l| l.split('\t').collect()).collect();
-    let ncols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let mut widths = vec![0usize; ncols];
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            if i + 1 < r.len() {
-                widths[i] = widths[i].max((c.chars().count() + 3).max(10));
+/// Header names from `(field, header)` pairs.
+pub fn headers(pairs: &[(&str, &str)]) -> Value {
+    Value::Object(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+            .collect(),
+    )
+}
+
+/// Columns past this many in one line are left as text (bounds the column recursion).
+const MAX_COLUMNS: usize = 1000;
+
+struct TabWriter<'a> {
+    lines: Vec<Vec<&'a str>>,
+    widths: Vec<usize>,
+    out: String,
+}
+
+impl<'a> TabWriter<'a> {
+    fn write_lines(&mut self, line0: usize, line1: usize) {
+        for i in line0..line1 {
+            for (j, cell) in self.lines[i].iter().enumerate() {
+                self.out.push_str(cell);
+                if j < self.widths.len() {
+                    let w = cell.chars().count();
+                    self.out
+                        .extend(std::iter::repeat_n(' ', self.widths[j].saturating_sub(w)));
+                }
+            }
+            if i + 1 < self.lines.len() {
+                self.out.push('\n');
             }
         }
     }
-    rows.iter()
-        .map(|r| {
-            let mut s = String::new();
-            for (i, c) in r.iter().enumerate() {
-                if i + 1 < r.len() {
-                    s.push_str(&format!("{c:<w$}", w = widths[i]));
-                } else {
-                    s.push_str(c);
-                }
+
+    /// Go's tabwriter.format: a column's width is set per block of consecutive lines that have
+    /// a tab-terminated cell in that column.
+    fn format(&mut self, mut line0: usize, line1: usize) {
+        let column = self.widths.len();
+        let mut this = line0;
+        while this < line1 {
+            if column + 1 >= self.lines[this].len() {
+                this += 1;
+                continue;
             }
-            s.trim_end().to_string()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+            self.write_lines(line0, this);
+            line0 = this;
+            let mut width = 10; // minwidth
+            while this < line1 {
+                let line = &self.lines[this];
+                if column + 1 >= line.len() {
+                    break;
+                }
+                width = width.max(line[column].chars().count() + 3); // padding
+                this += 1;
+            }
+            self.widths.push(width);
+            self.format(line0, this);
+            self.widths.pop();
+            line0 = this;
+        }
+        self.write_lines(line0, line1);
+    }
+}
+
+/// Aligns tab-terminated cells like docker's `tabwriter.NewWriter(out, 10, 1, 3, ' ', 0)`.
+pub fn tabwrite(text: &str) -> String {
+    let lines = text
+        .split(['\n', '\x0c'])
+        .map(|l| l.splitn(MAX_COLUMNS + 1, ['\t', '\x0b']).collect())
+        .collect();
+    let mut tw = TabWriter {
+        lines,
+        widths: Vec::new(),
+        out: String::with_capacity(text.len() + 64),
+    };
+    let n = tw.lines.len();
+    tw.format(0, n);
+    tw.out
+}
+
+/// Aligns already-built rows (tab-separated cells, one row each) and joins them with newlines.
+pub fn tabwrite_rows(rows: &[String]) -> String {
+    tabwrite(&rows.join("\n"))
 }
 
 #[cfg(test)]
@@ -310,35 +199,57 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn renders() {
-        let v = json!({"ID": "abc", "Config": {"Cmd": ["sh", "-c"]}, "Labels": {"a": "b"}});
-        assert_eq!(Template::new("{{.ID}}").unwrap().render(&v).unwrap(), "abc");
+    fn tables_and_plain_formats() {
+        let v = json!({"ID": "abc", "Names": "web", "Labels": "", "Size": "1B"});
+        let h = headers(&[("ID", "CONTAINER ID"), ("Names", "NAMES"), ("Size", "SIZE")]);
+        let t = Template::new("table {{.ID}}\\t{{.Names}}").unwrap();
         assert_eq!(
-            Template::new("{{.Config.Cmd}}")
-                .unwrap()
-                .render(&v)
-                .unwrap(),
-            "[sh -c]"
+            t.render_all(std::slice::from_ref(&v), &h).unwrap(),
+            "CONTAINER ID   NAMES\nabc            web\n"
         );
+        // Short columns are at least 10 wide; empty rows still print the header.
+        let t = Template::new("table {{.Names}}\t{{.Size}}").unwrap();
+        assert_eq!(t.render_all(&[], &h).unwrap(), "NAMES     SIZE\n");
         assert_eq!(
-            Template::new("{{json .Config.Cmd}}")
-                .unwrap()
-                .render(&v)
-                .unwrap(),
-            r#"["sh","-c"]"#
+            t.render_all(std::slice::from_ref(&v), &h).unwrap(),
+            "NAMES     SIZE\nweb       1B\n"
         );
+        // Header functions leave names alone; `pad` pads them as it pads the cells.
+        let t = Template::new("table {{upper .Names}}\t{{json .ID}}").unwrap();
         assert_eq!(
-            Template::new("{{index .Labels \"a\"}}")
-                .unwrap()
-                .render(&v)
-                .unwrap(),
-            "b"
+            t.render_all(std::slice::from_ref(&v), &h).unwrap(),
+            "NAMES     CONTAINER ID\nWEB       \"abc\"\n"
         );
-        assert!(Template::new("{{.Nope}}").unwrap().render(&v).is_err());
-        let t = Template::new("table {{.ID}}\\t{{.ID}}").unwrap();
+        // Plain and json formats: one line per row, no header.
+        let t = Template::new("{{.ID}}: {{.Names}}").unwrap();
         assert_eq!(
-            t.render_all(&[v]).unwrap(),
-            "IMAGE ID   IMAGE ID\nabc        abc\n"
+            t.render_all(&[v.clone(), v.clone()], &h).unwrap(),
+            "abc: web\nabc: web\n"
         );
+        let t = Template::new("json").unwrap();
+        assert_eq!(
+            t.render_all(std::slice::from_ref(&v), &h).unwrap(),
+            "{\"ID\":\"abc\",\"Labels\":\"\",\"Names\":\"web\",\"Size\":\"1B\"}\n"
+        );
+        assert!(Template::new("{{.ID").is_err());
+        let e = Template::new("{{.ID.X}}").unwrap().render(&v).unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with("template parsing error: template: :1:2: executing"));
+    }
+
+    #[test]
+    fn tabwriter_blocks_like_go() {
+        // Column widths are per block of consecutive lines having that column.
+        let s = tabwrite("aaaa\tbbb\td\naa\tb\tdd\na\t\naa\tcccc\teee\n");
+        assert_eq!(
+            s,
+            "aaaa      bbb       d\naa        b         dd\na         \naa        cccc      eee\n"
+        );
+        // Text without tabs passes through; a trailing partial line has no newline added.
+        assert_eq!(tabwrite("plain\nx"), "plain\nx");
+        // Hostile column counts do not recurse without bound.
+        let many = "\t".repeat(100_000);
+        assert!(tabwrite(&many).len() >= 10 * MAX_COLUMNS);
     }
 }

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use skiff_engine::volumes::{label_matches, Volume, VolumeError, Volumes};
 
-use crate::template::{tabwrite, Template};
+use crate::template::Template;
 use crate::Cli;
 
 /// `skiff volume ...`
@@ -245,23 +245,10 @@ fn ls(vols: &Volumes, a: &LsArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    let format = a
-        .format
-        .clone()
-        .unwrap_or_else(|| "table {{.Driver}}\t{{.Name}}".to_string());
-    let t = Template::new(json_alias(&format))?;
+    let t = Template::or_default(a.format.as_deref(), "table {{.Driver}}\t{{.Name}}")?
+        .typed("*formatter.volumeContext");
     let rows: Vec<Value> = list.iter().map(row).collect();
-    if t.is_table() {
-        let mut lines = vec![t.render(&header())?];
-        for r in &rows {
-            lines.push(t.render(r)?);
-        }
-        writeln!(out, "{}", tabwrite(&lines))?;
-    } else {
-        for r in &rows {
-            writeln!(out, "{}", t.render(r)?)?;
-        }
-    }
+    write!(out, "{}", t.render_all(&rows, &header())?)?;
     Ok(0)
 }
 
@@ -279,15 +266,17 @@ fn inspect(vols: &Volumes, a: &InspectArgs) -> Result<i32> {
         }
     }
     let mut out = io::stdout().lock();
-    match &a.format {
+    match a.format.as_deref() {
+        // docker 28: `--format json` prints the array compactly on one line.
+        Some("json") => writeln!(out, "{}", skiff_template::to_json(&Value::Array(found)))?,
         Some(f) => {
-            let t = Template::new(json_alias(f))?;
+            let t = Template::new(f)?;
             for v in &found {
                 // Templates see docker's Go struct, where an empty map prints as map[].
                 // `{{json .}}` shows the daemon's JSON (null) unchanged.
                 let mut v = v.clone();
                 for k in ["Labels", "Options"] {
-                    if v[k].is_null() && json_alias(f) != "{{json .}}" {
+                    if v[k].is_null() && f != "{{json .}}" {
                         v[k] = json!({});
                     }
                 }
@@ -300,15 +289,6 @@ fn inspect(vols: &Volumes, a: &InspectArgs) -> Result<i32> {
         }
     }
     Ok(if failed { 1 } else { 0 })
-}
-
-/// docker ≥ 24 accepts `--format json` for `--format '{{json .}}'`.
-pub fn json_alias(f: &str) -> &str {
-    if f == "json" {
-        "{{json .}}"
-    } else {
-        f
-    }
 }
 
 /// Re-indents serde's 2-space pretty JSON with 4 spaces, as docker prints it.
