@@ -481,11 +481,17 @@ pub fn repair(root: &Path, runroot: Option<&Path>) -> Result<RepairReport> {
     let db = root.join(DB_FILE);
     // A damaged file goes aside, never away; so does a write-ahead log left without its file.
     let stale_wal = !db.exists() && root.join(format!("{DB_FILE}-wal")).exists();
-    let damaged = db.exists()
-        && matches!(
-            statedb::open(root),
-            Err(statedb::StateDbError::Corrupt { .. })
-        );
+    // A zero-length file counts as damaged: beside a leftover WAL, SQLite would rebuild a
+    // partial database from it.
+    let zero = std::fs::metadata(&db)
+        .map(|m| m.len() == 0)
+        .unwrap_or(false);
+    let damaged = zero
+        || (db.exists()
+            && matches!(
+                statedb::open(root),
+                Err(statedb::StateDbError::Corrupt { .. })
+            ));
     if damaged || stale_wal {
         let moved = statedb::move_aside(root).map_err(|e| Error::Io {
             what: format!("move {} aside", db.display()),
