@@ -281,6 +281,8 @@ fn the_sweep_deletes_only_marked_trees() {
     let unknown = root.join("containers").join("ab".repeat(32));
     std::fs::create_dir_all(unknown.join("upper")).unwrap();
     std::fs::write(unknown.join("upper/data"), "x").unwrap();
+    // With its (free) lock file, as every container has: what the old sweep keyed on.
+    std::fs::write(root.join("locks").join("ab".repeat(32)), "").unwrap();
     let creating = root
         .join("containers")
         .join(format!(".creating-{}", "cd".repeat(32)));
@@ -306,6 +308,7 @@ fn the_sweep_deletes_only_marked_trees() {
         )
     );
     std::fs::remove_dir_all(&unknown).unwrap();
+    std::fs::remove_file(root.join("locks").join("ab".repeat(32))).unwrap();
     assert_eq!(code(&env.sk(&["system", "check"])), 0);
     // Every container directory holds the copy of its record the repair reads.
     let id = env
