@@ -679,9 +679,17 @@ pub fn create(
             .unwrap_or_else(|| id[..12].to_string()),
         None => id[..12].to_string(),
     };
-    let dir = e.container_dir(&id);
+    // The tree is built under `.creating-<id>` and renamed to `<id>` once its row exists, so a
+    // create killed half-way leaves a tree positively marked as garbage (see `Engine::sweep`)
+    // and every `containers/<id>` has (or had) a record.
+    let final_dir = e.container_dir(&id);
+    let dir = e
+        .root
+        .join("containers")
+        .join(format!("{}{id}", crate::ops::CREATING_PREFIX));
     let _lock = crate::lock::Lock::create(&e.lock_path(&id))?;
     std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+    let mut inserted = false;
     let result = (|| -> Result<(Container, Vec<String>)> {
         for d in ["upper", "work", "rootfs"] {
             std::fs::create_dir_all(dir.join(d))
@@ -814,10 +822,19 @@ pub fn create(
                 }
             }
         }
+        inserted = true;
+        // A fresh tree: a plain write (a torn copy can only be left with its `.creating-` tree).
+        let rec = serde_json::to_vec(&c).map_err(|err| Error::Other(err.to_string()))?;
+        let rec_path = dir.join(crate::ops::RECORD_FILE);
+        std::fs::write(&rec_path, rec).ctx(|| format!("write {}", rec_path.display()))?;
+        std::fs::rename(&dir, &final_dir).ctx(|| format!("create {}", final_dir.display()))?;
         e.event(&c, "create", &[]);
         Ok((c, warnings))
     })();
     if result.is_err() {
+        if inserted {
+            let _ = e.delete_row(&id);
+        }
         let _ = volumes_api::release(e, &id, true);
         crate::proc::unmount(&dir.join("rootfs"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -848,6 +865,18 @@ fn blkio_weight(w: Option<u16>, warnings: &mut Vec<String>) -> Result<u16> {
         return Ok(0);
     }
     Ok(w)
+}
+
+/// Writes `c` (docker's record, as the database holds it) to `<dir>/container.json`: the copy
+/// `skiff system check --repair` rebuilds a lost database from. Replaced atomically (temp file
+/// and rename), so a crash leaves the old copy or the new one.
+pub fn write_record(dir: &Path, c: &Container) -> Result<()> {
+    let data = serde_json::to_vec(c).map_err(|err| Error::Other(err.to_string()))?;
+    let tmp = dir.join(".container.json.tmp");
+    let path = dir.join(crate::ops::RECORD_FILE);
+    std::fs::write(&tmp, data)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .ctx(|| format!("write {}", path.display()))
 }
 
 #[cfg(test)]

@@ -20,9 +20,11 @@ CREATE TABLE IF NOT EXISTS containers(
 );
 ";
 
-/// Opens the database with WAL, a generous busy timeout and the engine's schema.
-pub fn open(path: &Path) -> Result<Connection> {
-    let conn = Connection::open(path).map_err(db("open"))?;
+/// Opens `<root>/skiff.db` through the state database's gate ([`skiff_image::statedb::open`]:
+/// refuses a lost, emptied or damaged database beside data) with WAL, a generous busy timeout
+/// and the engine's schema.
+pub fn open(root: &Path) -> Result<Connection> {
+    let conn = skiff_image::statedb::open(root)?;
     conn.busy_timeout(std::time::Duration::from_secs(60))
         .map_err(db("busy timeout"))?;
     let mode: String = conn
@@ -255,7 +257,7 @@ impl Engine {
 /// Ids of the containers created from image `image_id` (`sha256:…`), for `rmi`/`image prune`
 /// (docker refuses to delete an image a container uses). Opens the database under `root` directly.
 pub fn containers_using_image(root: &Path, image_id: &str) -> Result<Vec<String>> {
-    let conn = open(&root.join("skiff.db"))?;
+    let conn = open(root)?;
     let mut stmt = conn
         .prepare("SELECT id FROM containers WHERE json_extract(record, '$.Image') = ?1")
         .map_err(db("find image users"))?;
@@ -274,12 +276,11 @@ mod tests {
     #[test]
     fn a_long_wal_is_checkpointed_and_truncated() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("skiff.db");
         let wal = dir.path().join("skiff.db-wal");
         // A second connection stands for the other skiff processes: with it open, no closing
         // connection is the last one, so SQLite's own checkpoint-on-close never runs.
-        let other = open(&path).unwrap();
-        let conn = open(&path).unwrap();
+        let other = open(dir.path()).unwrap();
+        let conn = open(dir.path()).unwrap();
         for i in 0..200 {
             conn.execute(
                 "INSERT INTO containers(id, name, created, record, state) VALUES(?1, ?1, '', ?2, '{}')",

@@ -47,6 +47,9 @@ pub enum Error {
     /// The image store failed.
     #[error("{0}")]
     Image(#[from] skiff_image::Error),
+    /// The state database is missing, empty beside data, or damaged.
+    #[error(transparent)]
+    StateDb(#[from] skiff_image::statedb::StateDbError),
     /// The runtime library failed.
     #[error("{0}")]
     Runtime(#[from] skiff_runtime::Error),
@@ -75,9 +78,16 @@ impl<T> IoCtx<T> for std::io::Result<T> {
 
 /// Attaches a message to SQLite errors.
 pub(crate) fn db(what: &str) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
-    move |source| Error::Db {
-        what: what.to_string(),
-        source,
+    move |source| {
+        let what = if skiff_image::statedb::is_corrupt(&source) {
+            format!(
+                "{what} (the file is damaged: {})",
+                skiff_image::statedb::REPAIR_HINT
+            )
+        } else {
+            what.to_string()
+        };
+        Error::Db { what, source }
     }
 }
 

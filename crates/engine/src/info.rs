@@ -198,7 +198,11 @@ pub fn container_counts(list: &[ContainerSummary]) -> (u64, u64, u64, u64) {
 
 /// Opens `<root>/skiff.db` read-mostly for the reports (WAL, busy timeout).
 pub fn open_db(root: &Path) -> rusqlite::Result<Connection> {
-    let c = Connection::open(root.join("skiff.db"))?;
+    // Never create the file: a missing database is the state gate's to report.
+    let c = Connection::open_with_flags(
+        root.join("skiff.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
     c.busy_timeout(std::time::Duration::from_secs(30))?;
     Ok(c)
 }

@@ -16,6 +16,7 @@
 //! ```
 
 pub mod attach;
+pub mod check;
 pub mod commit;
 pub mod create;
 pub mod db;
@@ -78,7 +79,7 @@ impl Engine {
         ] {
             std::fs::create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
         }
-        let conn = db::open(&root.join("skiff.db"))?;
+        let conn = db::open(root)?;
         Ok(Engine {
             root: root.to_path_buf(),
             runroot,

@@ -215,6 +215,11 @@ pub fn new_id() -> String {
     }
 }
 
+/// True for a full container id: 64 lowercase hex digits.
+pub fn is_full_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// A random `adjective_surname`.
 pub fn random_name() -> String {
     let r = random_bytes(4);

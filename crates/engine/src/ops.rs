@@ -14,7 +14,14 @@ use crate::monitor::MonitorArgs;
 use crate::{proc, spec, volumes_api, Engine};
 
 /// Name prefix of a removed container's directory tree awaiting deletion.
-const TRASH_PREFIX: &str = ".removing-";
+pub const TRASH_PREFIX: &str = ".removing-";
+
+/// Name prefix of a container's directory tree while `create` builds it (renamed to the bare id
+/// once its row is written).
+pub const CREATING_PREFIX: &str = ".creating-";
+
+/// Name of the copy of a container's record kept in its directory, for `system check --repair`.
+pub const RECORD_FILE: &str = "container.json";
 
 /// Deletes a tree renamed aside by [`Engine::remove_files_deferred`] (best effort: a tree that
 /// cannot be deleted now is retried by the next sweep).
@@ -121,7 +128,7 @@ impl Engine {
     pub fn list(&self) -> Result<Vec<Container>> {
         let mut out = Vec::new();
         let raw = self.list_raw()?;
-        self.sweep(&raw);
+        self.sweep();
         for c in raw {
             match self.reconcile(c) {
                 Ok(c) => out.push(c),
@@ -446,32 +453,51 @@ impl Engine {
         Ok(moved)
     }
 
-    /// Removes what a `skiff` killed in the middle of `create` left: container directories without
-    /// a database row whose lock nobody holds (a create in progress holds it).
-    pub fn sweep(&self, known: &[Container]) {
+    /// Removes what killed processes left, and only what is positively marked as garbage:
+    /// trees renamed aside for removal (`.removing-<id>`) and trees of a `create` that died
+    /// before it finished (`.creating-<id>` whose lock nobody holds; rolled forward instead
+    /// when its row was already written). A container directory the database lacks is never
+    /// removed here: a lost database is repaired from those directories (`skiff system check
+    /// --repair`), never "cleaned".
+    pub fn sweep(&self) {
         let Ok(rd) = std::fs::read_dir(self.root.join("containers")) else {
             return;
         };
         for e in rd.flatten() {
-            let id = e.file_name().to_string_lossy().into_owned();
-            if id.starts_with(TRASH_PREFIX) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(TRASH_PREFIX) {
                 // A removal whose process died before it deleted the tree (or one in progress:
                 // deleting it twice is harmless).
                 remove_trash(&e.path());
                 continue;
             }
-            if known.iter().any(|c| c.id == id) {
-                continue;
-            }
-            let Ok(Some(_l)) = Lock::try_acquire(&self.lock_path(&id)) else {
+            let Some(id) = name.strip_prefix(CREATING_PREFIX) else {
                 continue;
             };
-            if matches!(self.get(&id), Ok(None)) {
-                let dir = self.container_dir(&id);
-                proc::unmount(&dir.join("rootfs"));
-                let _ = std::fs::remove_dir_all(&dir);
-                let _ = std::fs::remove_dir_all(self.run_dir(&id));
-                let _ = std::fs::remove_file(self.lock_path(&id));
+            if !crate::names::is_full_id(id) {
+                continue;
+            }
+            let lock = self.lock_path(id);
+            let _held = if lock.exists() {
+                match Lock::try_acquire(&lock) {
+                    Ok(Some(l)) => Some(l),
+                    // A create in progress (or a lock we cannot read: leave it alone).
+                    _ => continue,
+                }
+            } else {
+                None
+            };
+            let dir = self.container_dir(id);
+            match self.get(id) {
+                Ok(Some(_)) if !dir.exists() => {
+                    let _ = std::fs::rename(e.path(), &dir);
+                }
+                Ok(None) => {
+                    proc::unmount(&e.path().join("rootfs"));
+                    let _ = std::fs::remove_dir_all(e.path());
+                    let _ = std::fs::remove_file(&lock);
+                }
+                _ => {}
             }
         }
     }
@@ -563,6 +589,8 @@ impl Engine {
         self.set_name(&id, &new)?;
         let mut renamed = c.clone();
         renamed.name = new;
+        // Keep the on-disk copy of the record in step (best effort: the row is the truth).
+        let _ = crate::create::write_record(&self.container_dir(&id), &renamed);
         self.event(&renamed, "rename", &[("oldName", &format!("/{}", c.name))]);
         Ok(())
     }

@@ -50,6 +50,9 @@ use crate::events::{self, Event};
 /// Age after which a use by a container missing from the `containers` table is forgotten.
 pub const STALE_USE_SECS: i64 = 300;
 
+/// Name of the copy of a volume's record kept beside its `_data`, for `skiff system check --repair`.
+pub const RECORD_FILE: &str = "volume.json";
+
 /// Label docker ≥ 23 puts on anonymous volumes.
 pub const ANONYMOUS_LABEL: &str = "com.docker.volume.anonymous";
 
@@ -89,6 +92,9 @@ pub enum VolumeError {
         /// The cause.
         cause: rusqlite::Error,
     },
+    /// The state database is missing, empty beside data, or damaged.
+    #[error(transparent)]
+    StateDb(#[from] skiff_image::statedb::StateDbError),
     /// A filesystem error.
     #[error("volume {what}: {path}: {cause}")]
     Io {
@@ -227,9 +233,8 @@ const COLUMNS: &str = "name, driver, created, labels, options, anonymous";
 impl Volumes {
     /// Opens the volume store of `root` with its own connection to `<root>/skiff.db`.
     pub fn open(root: &Path) -> Result<Volumes> {
-        let path = root.join("skiff.db");
         fs::create_dir_all(root).map_err(io_err("store", root))?;
-        let db = Connection::open(&path).map_err(db_err("open"))?;
+        let db = skiff_image::statedb::open(root)?;
         Self::with_connection(root, db)
     }
 
@@ -349,6 +354,16 @@ impl Volumes {
             .create(&data)
             .map_err(io_err(format!("create {name}"), &data))?;
         let now = skiff_image::time::now_unix();
+        // The record's copy beside `_data`, for `skiff system check --repair` (best effort: the
+        // row below is the truth; without the copy a repair restores a plain local volume).
+        let meta = serde_json::json!({
+            "Driver": driver,
+            "CreatedAt": now,
+            "Labels": labels,
+            "Options": driver_opts,
+            "Anonymous": anonymous,
+        });
+        let _ = fs::write(vdir.join(RECORD_FILE), meta.to_string());
         // OR IGNORE: a racing creator of the same name won; its row is the volume.
         self.db
             .execute(
@@ -370,6 +385,60 @@ impl Volumes {
             &Event::new("volume", "create", &name).attr("driver", driver),
         );
         self.get(&name)
+    }
+
+    /// Recreates the row of a volume whose directory `volumes/<name>` exists but whose record
+    /// was lost (`skiff system check --repair`): from the `volume.json` copy written at create
+    /// when there is one, else as a plain local volume (anonymous when the name is 64 hex
+    /// digits, as anonymous names are). Returns `None` when the volume already has a row.
+    pub fn adopt(&self, name: &str) -> Result<Option<Volume>> {
+        if !valid_name(name) {
+            return Err(VolumeError::InvalidName(name.to_string()));
+        }
+        if self.find(name)?.is_some() {
+            return Ok(None);
+        }
+        let vdir = self.dir().join(name);
+        let meta: serde_json::Value = fs::read(vdir.join(RECORD_FILE))
+            .ok()
+            .and_then(|d| serde_json::from_slice(&d).ok())
+            .unwrap_or_default();
+        let hexname = name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit());
+        let anonymous = meta["Anonymous"].as_bool().unwrap_or(hexname);
+        let mut labels: BTreeMap<String, String> =
+            serde_json::from_value(meta["Labels"].clone()).unwrap_or_default();
+        if anonymous {
+            labels.entry(ANONYMOUS_LABEL.to_string()).or_default();
+        }
+        let options: BTreeMap<String, String> =
+            serde_json::from_value(meta["Options"].clone()).unwrap_or_default();
+        let created = meta["CreatedAt"].as_i64().unwrap_or_else(|| {
+            fs::metadata(&vdir)
+                .map(|m| m.mtime())
+                .unwrap_or_else(|_| skiff_image::time::now_unix())
+        });
+        let data = vdir.join("_data");
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&data)
+            .map_err(io_err(format!("adopt {name}"), &data))?;
+        // Whatever is in `_data` is the volume's content: never copy an image over it.
+        self.db
+            .execute(
+                "INSERT OR IGNORE INTO volumes(name, driver, created, labels, options, anonymous, populated)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)",
+                params![
+                    name,
+                    meta["Driver"].as_str().unwrap_or("local"),
+                    created,
+                    serde_json::to_string(&labels).expect("labels serialize"),
+                    serde_json::to_string(&options).expect("options serialize"),
+                    anonymous as i64
+                ],
+            )
+            .map_err(db_err(format!("adopt {name}")))?;
+        self.get(name).map(Some)
     }
 
     fn find(&self, name: &str) -> Result<Option<Volume>> {

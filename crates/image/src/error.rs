@@ -61,6 +61,9 @@ pub enum Error {
     /// A registry operation failed.
     #[error("registry: {0}")]
     Registry(String),
+    /// The state database is missing, empty beside data, or damaged.
+    #[error(transparent)]
+    StateDb(#[from] crate::statedb::StateDbError),
 }
 
 /// Result alias of skiff-image.

@@ -18,6 +18,7 @@ pub mod platform;
 pub mod pull;
 pub mod registry;
 pub mod spec;
+pub mod statedb;
 pub mod store;
 pub mod sys;
 pub mod time;

@@ -242,7 +242,7 @@ impl Store {
             .open(&gc_path)
             .ctx(|| format!("open {}", gc_path.display()))?;
         let exclusive = sys::flock(gc_lock.as_fd(), true, true).ctx(|| "lock store".into())?;
-        let conn = Connection::open(root.join("skiff.db")).map_err(|e| Error::db("open", e))?;
+        let conn = crate::statedb::open(&root)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(|e| Error::db("busy timeout", e))?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -263,7 +263,12 @@ impl Store {
         }
         if exclusive {
             store.sweep()?;
-            store.write_index_json()?;
+            // index.json is regenerated from the records (a crash may have left it behind them),
+            // except when there are no records at all: then it is the only list of the images
+            // left, kept for `skiff system check --repair` rather than emptied.
+            if !store.list()?.is_empty() || store.index_json_manifests().is_empty() {
+                store.write_index_json()?;
+            }
         }
         // Downgrade (or wait) to a shared lock held for the life of the store.
         sys::flock(store.gc_lock.as_fd(), false, false).ctx(|| "lock store".into())?;
@@ -853,6 +858,15 @@ impl Store {
         let json =
             serde_json::to_vec_pretty(&index).map_err(|e| Error::invalid("index.json", e))?;
         write_atomic(&self.content_dir().join("index.json"), &json)
+    }
+
+    /// The descriptors listed in `content/index.json` (empty when it is missing or unreadable).
+    pub fn index_json_manifests(&self) -> Vec<Descriptor> {
+        fs::read(self.content_dir().join("index.json"))
+            .ok()
+            .and_then(|d| serde_json::from_slice::<Index>(&d).ok())
+            .map(|i| i.manifests)
+            .unwrap_or_default()
     }
 
     /// Snapshot directories (`.../fs`) of an image, bottom layer first.

@@ -8,7 +8,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use skiff_engine::attach::{self, AttachOpts};
@@ -508,7 +508,7 @@ impl Ctx<'_> {
             // Held for the life of this short-lived process.
             std::mem::forget(lock);
         }
-        Store::open(self.root).map_err(|e| anyhow!("open image store {}: {e}", self.root.display()))
+        Store::open(self.root).with_context(|| format!("open image store {}", self.root.display()))
     }
 }
 
@@ -518,7 +518,7 @@ fn fail(e: &anyhow::Error, run_like: bool) -> i32 {
     eprintln!("skiff: {e:#}");
     match e.downcast_ref::<EngineError>() {
         Some(EngineError::Start { code, .. }) => *code,
-        _ if run_like => 125,
+        _ if run_like || crate::is_state_db_error(e) => 125,
         _ => 1,
     }
 }

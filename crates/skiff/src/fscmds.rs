@@ -129,7 +129,7 @@ fn engine(root: &Path, runroot: Option<&Path>) -> Result<Engine> {
 }
 
 fn store(root: &Path) -> Result<Store> {
-    Store::open(root).map_err(|e| anyhow!("open image store {}: {e}", root.display()))
+    Store::open(root).with_context(|| format!("open image store {}", root.display()))
 }
 
 /// `system prune` (dispatched from system.rs): the exit code (docker's 1 on errors).
@@ -140,7 +140,11 @@ pub fn run_system_prune(cli: &Cli, a: &SystemPruneArgs) -> i32 {
         Ok(code) => code,
         Err(e) => {
             eprintln!("skiff: {}", one_line(&e));
-            1
+            if crate::is_state_db_error(&e) {
+                125
+            } else {
+                1
+            }
         }
     }
 }
@@ -158,7 +162,11 @@ pub fn run(cli: &Cli, cmd: &FsCommand) -> i32 {
         Ok(code) => code,
         Err(e) => {
             eprintln!("skiff: {}", one_line(&e));
-            1
+            if crate::is_state_db_error(&e) {
+                125
+            } else {
+                1
+            }
         }
     }
 }

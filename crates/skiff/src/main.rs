@@ -141,6 +141,27 @@ fn fast_run_parse(argv: &[String]) -> Option<Cli> {
     })
 }
 
+/// True when `e` is (or wraps) a refusal of the state database (lost, emptied or damaged beside
+/// data): such errors exit 125 whatever the command, as engine errors do in docker.
+pub fn is_state_db_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<skiff_image::statedb::StateDbError>()
+            .is_some()
+            || matches!(
+                c.downcast_ref::<skiff_engine::Error>(),
+                Some(skiff_engine::Error::StateDb(_))
+            )
+            || matches!(
+                c.downcast_ref::<skiff_image::Error>(),
+                Some(skiff_image::Error::StateDb(_))
+            )
+            || matches!(
+                c.downcast_ref::<skiff_engine::volumes::VolumeError>(),
+                Some(skiff_engine::volumes::VolumeError::StateDb(_))
+            )
+    })
+}
+
 /// The process entry point (see the crate documentation); arguments come from `std::env::args`.
 #[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {

@@ -27,6 +27,16 @@ pub enum SystemCommand {
     Info(InfoArgs),
     /// Remove unused data
     Prune(crate::fscmds::SystemPruneArgs),
+    /// Compare the state database with the disk; --repair rebuilds lost records from disk
+    Check(CheckArgs),
+}
+
+/// Flags of `system check`.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Rebuild container, image and volume records from disk (a damaged database is moved aside)
+    #[arg(long)]
+    pub repair: bool,
 }
 
 /// Flags of `version`.
@@ -659,6 +669,28 @@ fn generate_man(a: &ManArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// `system check [--repair]`: one line per problem (and per repair action) on stdout; exit 0
+/// when the database and the disk agree (after the repair), 1 when problems remain.
+fn check_cmd(cli: &Cli, a: &CheckArgs) -> Result<i32> {
+    let runroot = cli.runroot.as_deref();
+    let problems = if a.repair {
+        let rep = skiff_engine::check::repair(&cli.root, runroot)
+            .with_context(|| format!("repair {}", cli.root.display()))?;
+        let mut out = io::stdout().lock();
+        for l in &rep.actions {
+            writeln!(out, "{l}")?;
+        }
+        rep.problems
+    } else {
+        skiff_engine::check::check(&cli.root, runroot)
+    };
+    let mut out = io::stdout().lock();
+    for p in &problems {
+        writeln!(out, "{p}")?;
+    }
+    Ok(if problems.is_empty() { 0 } else { 1 })
+}
+
 /// Runs a system-level command; returns the exit code.
 pub fn run(cli: &Cli) -> Result<i32> {
     use crate::Command as C;
@@ -668,6 +700,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         C::Events(a) | C::System(SystemCommand::Events(a)) => events_cmd(cli, a),
         C::System(SystemCommand::Df(a)) => df(cli, a),
         C::System(SystemCommand::Prune(a)) => Ok(crate::fscmds::run_system_prune(cli, a)),
+        C::System(SystemCommand::Check(a)) => check_cmd(cli, a),
         C::Completion(a) => completion(a),
         C::GenerateMan(a) => generate_man(a),
         _ => bail!("internal error: not a system command"),

@@ -109,7 +109,7 @@ pub fn run(cli: &Cli, cmd: &VolumeCommand) -> Result<i32> {
         Ok(code) => Ok(code),
         Err(e) => {
             eprintln!("skiff: {e:#}");
-            Ok(1)
+            Ok(if crate::is_state_db_error(&e) { 125 } else { 1 })
         }
     }
 }
