@@ -34,6 +34,7 @@ pub mod ops;
 pub mod proc;
 pub mod prune;
 pub mod spec;
+pub mod tty;
 pub mod volumes;
 pub mod volumes_api;
 
