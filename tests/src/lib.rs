@@ -486,3 +486,185 @@ impl Drop for EngineEnv {
         clean_engine_root(&self.root(), &self.cgroup);
     }
 }
+
+/// A command running on a pseudo-terminal of the test's own, as from an interactive shell: the
+/// slave is its stdin, stdout, stderr and controlling terminal (new session, TIOCSCTTY), the test
+/// holds the master. Killed on drop.
+pub struct Pty {
+    /// The pty master: what the user's terminal emulator would hold.
+    pub master: std::os::fd::OwnedFd,
+    /// A slave descriptor kept open, to read the terminal's settings after the child exits.
+    pub slave: std::os::fd::OwnedFd,
+    /// The command.
+    pub child: std::process::Child,
+    /// Everything read from the master so far.
+    pub seen: Vec<u8>,
+    /// How much of `seen` [`Pty::expect`] has consumed.
+    pos: usize,
+}
+
+impl Pty {
+    /// Spawns `cmd` on a new pty of `rows` x `cols` (its stdio is replaced by the slave).
+    pub fn spawn(mut cmd: Command, rows: u16, cols: u16) -> Pty {
+        use std::os::unix::process::CommandExt;
+        // Both ends close-on-exec from the start: other tests' children must not inherit them.
+        let (master, slave, _) = skiff_runtime::console::open_pty(rows, cols).expect("open a pty");
+        let io = |fd: &std::os::fd::OwnedFd| Stdio::from(fd.try_clone().unwrap());
+        cmd.stdin(io(&slave)).stdout(io(&slave)).stderr(io(&slave));
+        // SAFETY: between fork and exec the closure only makes async-signal-safe system calls:
+        // a new session, then fd 0 (the slave) becomes its controlling terminal.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("spawn on a pty");
+        Pty {
+            master,
+            slave,
+            child,
+            seen: Vec::new(),
+            pos: 0,
+        }
+    }
+
+    /// Reads what the master has within `timeout` (returns early at EOF/EIO).
+    pub fn read_for(&mut self, timeout: std::time::Duration) {
+        use std::os::fd::AsRawFd;
+        let end = std::time::Instant::now() + timeout;
+        loop {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            let mut p = libc::pollfd {
+                fd: self.master.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            let r = unsafe { libc::poll(&mut p, 1, left.as_millis() as i32) };
+            if r <= 0 {
+                return;
+            }
+            let mut buf = [0u8; 4096];
+            // SAFETY: reading into a buffer we own.
+            let n = unsafe { libc::read(self.master.as_raw_fd(), buf.as_mut_ptr().cast(), 4096) };
+            if n <= 0 {
+                return;
+            }
+            self.seen.extend_from_slice(&buf[..n as usize]);
+            if left.is_zero() {
+                return;
+            }
+        }
+    }
+
+    /// Waits up to `secs` for `needle` in the output after the previous match; returns the
+    /// output up to and including it (panics with everything seen when it does not come).
+    pub fn expect(&mut self, needle: &str, secs: u64) -> String {
+        match self.try_expect(needle, std::time::Duration::from_secs(secs)) {
+            Some(s) => s,
+            None => panic!(
+                "{needle:?} did not appear within {secs} s; the terminal showed {:?}",
+                self.text()
+            ),
+        }
+    }
+
+    /// [`Pty::expect`] that returns `None` on timeout.
+    pub fn try_expect(&mut self, needle: &str, timeout: std::time::Duration) -> Option<String> {
+        use std::os::fd::AsRawFd;
+        let end = std::time::Instant::now() + timeout;
+        loop {
+            let hay = &self.seen[self.pos..];
+            if let Some(i) = hay
+                .windows(needle.len())
+                .position(|w| w == needle.as_bytes())
+            {
+                let got = String::from_utf8_lossy(&hay[..i + needle.len()]).into_owned();
+                self.pos += i + needle.len();
+                return Some(got);
+            }
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let mut p = libc::pollfd {
+                fd: self.master.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            if unsafe { libc::poll(&mut p, 1, left.as_millis().min(200) as i32) } > 0 {
+                let mut buf = [0u8; 4096];
+                // SAFETY: reading into a buffer we own.
+                let n =
+                    unsafe { libc::read(self.master.as_raw_fd(), buf.as_mut_ptr().cast(), 4096) };
+                if n > 0 {
+                    self.seen.extend_from_slice(&buf[..n as usize]);
+                } else {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            }
+        }
+    }
+
+    /// Types `bytes` (as the terminal emulator sends keys).
+    pub fn write(&self, bytes: &[u8]) {
+        let f = std::fs::File::from(self.master.try_clone().unwrap());
+        std::io::Write::write_all(&mut &f, bytes).unwrap();
+    }
+
+    /// Resizes the terminal: TIOCSWINSZ on the master, which makes the kernel send SIGWINCH to
+    /// the terminal's foreground process group (the child).
+    pub fn resize(&self, rows: u16, cols: u16) {
+        use std::os::fd::AsRawFd;
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads the winsize we pass.
+        unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    }
+
+    /// Waits up to `secs` for the child to exit; `None` if it is still running.
+    pub fn wait(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                self.read_for(std::time::Duration::from_millis(50));
+                return Some(st);
+            }
+            if std::time::Instant::now() >= end {
+                return None;
+            }
+            self.read_for(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// The local-mode flags of the terminal now (ICANON, ECHO, ISIG… as the child left them).
+    pub fn lflag(&self) -> libc::tcflag_t {
+        use std::os::fd::AsRawFd;
+        // SAFETY: termios is plain data that tcgetattr fills.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid descriptor and termios pointer.
+        let r = unsafe { libc::tcgetattr(self.slave.as_raw_fd(), &mut t) };
+        assert_eq!(r, 0, "tcgetattr on the test's pty");
+        t.c_lflag
+    }
+
+    /// Everything read so far, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.seen).into_owned()
+    }
+}
+
+impl Drop for Pty {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

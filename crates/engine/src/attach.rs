@@ -8,6 +8,10 @@
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::tty::{self, Detacher, Ended, Terminal};
 
 /// Stdin data (client → monitor).
 pub const STDIN: u8 = 0;
@@ -63,7 +67,7 @@ pub fn short_path(dir: &std::path::Path) -> io::Result<(OwnedFd, String)> {
 }
 
 /// What an attaching client wants.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct AttachOpts {
     /// Forward our stdin.
     pub stdin: bool,
@@ -71,8 +75,13 @@ pub struct AttachOpts {
     pub stdout: bool,
     /// Receive stderr.
     pub stderr: bool,
-    /// The container has a tty (raw mode, resize, ctrl-p ctrl-q detaches).
+    /// The container has a tty (raw mode, resize, detach keys).
     pub tty: bool,
+    /// The detach sequence (empty: docker's default, ctrl-p ctrl-q).
+    pub detach_keys: Vec<u8>,
+    /// Attaching to a running container: nudge its size (rows+1, cols+1, then the real size) so
+    /// a full-screen program or a shell redraws, as docker does.
+    pub redraw: bool,
 }
 
 /// The HELLO frame for `o`.
@@ -81,124 +90,128 @@ pub fn hello(o: &AttachOpts) -> Vec<u8> {
     frame(HELLO, &[flags])
 }
 
-fn winsize(fd: i32) -> Option<(u16, u16)> {
-    let mut ws = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ fills the winsize we pass.
-    if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_row > 0 {
-        Some((ws.ws_row, ws.ws_col))
-    } else {
-        None
-    }
-}
-
 fn resize_frame(rows: u16, cols: u16) -> Vec<u8> {
     let mut p = rows.to_be_bytes().to_vec();
     p.extend_from_slice(&cols.to_be_bytes());
     frame(RESIZE, &p)
 }
 
-/// Raw mode on our terminal for the life of the guard.
-struct RawMode {
-    old: Option<libc::termios>,
-}
-
-impl RawMode {
-    fn enter(fd: i32) -> RawMode {
-        // SAFETY: termios is plain data; tcgetattr fills it.
-        let mut t: libc::termios = unsafe { std::mem::zeroed() };
-        // SAFETY: valid fd and termios pointer.
-        if unsafe { libc::tcgetattr(fd, &mut t) } != 0 {
-            return RawMode { old: None };
-        }
-        let old = t;
-        // SAFETY: cfmakeraw edits the struct we own; tcsetattr applies it.
-        unsafe {
-            libc::cfmakeraw(&mut t);
-            libc::tcsetattr(fd, libc::TCSANOW, &t);
-        }
-        RawMode { old: Some(old) }
+/// Blocks SIGWINCH in the calling thread (and the threads it starts later), so that only the
+/// signalfd of [`stream_after_hello`] receives it. Call before starting other threads.
+pub fn block_winch() {
+    // SAFETY: building a signal set and adding it to this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGWINCH);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }
 
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        if let Some(old) = self.old {
-            // SAFETY: restores the settings saved by `enter`.
-            unsafe { libc::tcsetattr(0, libc::TCSANOW, &old) };
-        }
-    }
-}
-
-/// Streams between our stdio and the monitor until the container exits (`Ok(Some(code))`), the user
-/// detaches with ctrl-p ctrl-q (`Ok(None)`), or the monitor goes away (`Ok(None)`).
-pub fn stream(sock: UnixStream, o: AttachOpts) -> io::Result<Option<i32>> {
+/// Streams between our stdio and the monitor until the container exits, the user detaches, or
+/// the monitor goes away.
+pub fn stream(sock: UnixStream, o: AttachOpts) -> io::Result<Ended> {
     (&sock).write_all(&hello(&o))?;
     stream_after_hello(sock, o)
 }
 
 /// [`stream`] for a socket whose HELLO was already sent (the pre-connected foreground client).
-pub fn stream_after_hello(sock: UnixStream, o: AttachOpts) -> io::Result<Option<i32>> {
+/// With a tty: our terminal in raw mode (stdin forwarded) or without output processing, window
+/// sizes at start and on SIGWINCH, and the detach keys matched in stdin.
+pub fn stream_after_hello(sock: UnixStream, o: AttachOpts) -> io::Result<Ended> {
     let mut w = sock.try_clone()?;
-    // SAFETY: isatty on fd 0.
-    let stdin_tty = unsafe { libc::isatty(0) } == 1;
-    let _raw = (o.tty && o.stdin && stdin_tty).then(|| RawMode::enter(0));
+    block_winch();
+    let winch = if o.tty {
+        use nix::sys::signal::{SigSet, Signal};
+        let mut set = SigSet::empty();
+        set.add(Signal::SIGWINCH);
+        nix::sys::signalfd::SignalFd::with_flags(
+            &set,
+            nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
+        )
+        .ok()
+    } else {
+        None
+    };
+    let _term = if o.tty {
+        Terminal::for_session(o.stdin)
+    } else {
+        None
+    };
     if o.tty {
-        if let Some((r, c)) = winsize(0).or_else(|| winsize(1)) {
+        if let Some((r, c)) = tty::local_size() {
+            if o.redraw {
+                w.write_all(&resize_frame(r.saturating_add(1), c.saturating_add(1)))?;
+            }
             w.write_all(&resize_frame(r, c))?;
         }
     }
-    if o.stdin {
+    let detached = Arc::new(AtomicBool::new(false));
+    if o.stdin || winch.is_some() {
         let tty = o.tty;
+        let stdin = o.stdin;
         let detach_sock = sock.try_clone()?;
+        let detached = detached.clone();
+        let mut keys = Detacher::new(if !tty {
+            &[]
+        } else if o.detach_keys.is_empty() {
+            tty::DEFAULT_DETACH_KEYS
+        } else {
+            &o.detach_keys
+        });
         std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
-            let mut last_size = winsize(0);
-            let mut saw_ctrl_p = false;
+            let mut fwd = Vec::with_capacity(buf.len());
+            let mut stdin_open = stdin;
             loop {
-                let mut p = libc::pollfd {
-                    fd: 0,
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd.
-                let r = unsafe { libc::poll(&mut p, 1, 200) };
-                if tty {
-                    let now = winsize(0);
-                    if now != last_size {
-                        last_size = now;
-                        if let Some((r, c)) = now {
-                            if w.write_all(&resize_frame(r, c)).is_err() {
-                                return;
-                            }
+                let winch_fd = winch.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1);
+                if !stdin_open && winch_fd < 0 {
+                    return;
+                }
+                let mut p = [
+                    libc::pollfd {
+                        fd: if stdin_open { 0 } else { -1 },
+                        events: libc::POLLIN,
+                        revents: 0,
+                    },
+                    libc::pollfd {
+                        fd: winch_fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    },
+                ];
+                // SAFETY: a valid array of pollfd of the given length.
+                if unsafe { libc::poll(p.as_mut_ptr(), 2, -1) } <= 0 {
+                    continue;
+                }
+                if p[1].revents != 0 {
+                    if let Some(f) = &winch {
+                        while let Ok(Some(_)) = f.read_signal() {}
+                    }
+                    if let Some((r, c)) = tty::local_size() {
+                        if w.write_all(&resize_frame(r, c)).is_err() {
+                            return;
                         }
                     }
                 }
-                if r <= 0 {
+                if p[0].revents == 0 {
                     continue;
                 }
                 // SAFETY: reading into a buffer we own from fd 0.
                 let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
                 if n <= 0 {
                     let _ = w.write_all(&frame(STDIN_EOF, &[]));
+                    stdin_open = false;
+                    continue;
+                }
+                fwd.clear();
+                let detach = keys.feed(&buf[..n as usize], &mut fwd);
+                if !fwd.is_empty() && w.write_all(&frame(STDIN, &fwd)).is_err() {
                     return;
                 }
-                let data = &buf[..n as usize];
-                if tty {
-                    // ctrl-p ctrl-q detaches, as in docker.
-                    for &b in data {
-                        if saw_ctrl_p && b == 0x11 {
-                            let _ = detach_sock.shutdown(std::net::Shutdown::Both);
-                            return;
-                        }
-                        saw_ctrl_p = b == 0x10;
-                    }
-                }
-                if w.write_all(&frame(STDIN, data)).is_err() {
+                if detach {
+                    detached.store(true, Ordering::SeqCst);
+                    let _ = detach_sock.shutdown(std::net::Shutdown::Both);
                     return;
                 }
             }
@@ -207,6 +220,13 @@ pub fn stream_after_hello(sock: UnixStream, o: AttachOpts) -> io::Result<Option<
     let mut r = io::BufReader::new(sock);
     let mut out = io::stdout();
     let mut err = io::stderr();
+    let gone = || {
+        if detached.load(Ordering::SeqCst) {
+            Ended::Detached
+        } else {
+            Ended::Closed
+        }
+    };
     loop {
         match read_frame(&mut r) {
             Ok(Some((STDOUT, d))) => {
@@ -218,11 +238,10 @@ pub fn stream_after_hello(sock: UnixStream, o: AttachOpts) -> io::Result<Option<
                 err.flush()?;
             }
             Ok(Some((EXIT, d))) if d.len() == 4 => {
-                return Ok(Some(i32::from_be_bytes([d[0], d[1], d[2], d[3]])))
+                return Ok(Ended::Exited(i32::from_be_bytes([d[0], d[1], d[2], d[3]])))
             }
             Ok(Some(_)) => {}
-            Ok(None) => return Ok(None),
-            Err(_) => return Ok(None),
+            Ok(None) | Err(_) => return Ok(gone()),
         }
     }
 }

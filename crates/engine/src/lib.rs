@@ -37,6 +37,7 @@ pub mod outfile;
 pub mod proc;
 pub mod prune;
 pub mod spec;
+pub mod tty;
 pub mod volumes;
 pub mod volumes_api;
 

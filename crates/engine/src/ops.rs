@@ -46,6 +46,8 @@ pub struct ExecRequest {
     pub user: Option<String>,
     /// `-w`.
     pub workdir: Option<String>,
+    /// The detach sequence of an interactive tty (empty: docker's default, ctrl-p ctrl-q).
+    pub detach_keys: Vec<u8>,
 }
 
 fn signal(s: &str) -> Result<i32> {
@@ -629,9 +631,10 @@ impl Engine {
             .map_err(|e| Error::Other(format!("container {}: stats: {e}", c.name)))
     }
 
-    /// `exec`: runs a process in the container with the CLI's stdio; returns its exit code (0 with
-    /// `-d`). 126/127 come back as [`Error::Start`].
-    pub fn exec(&self, s: &str, req: &ExecRequest) -> Result<i32> {
+    /// `exec`: runs a process in the container with the CLI's stdio; returns how it ended (exit
+    /// code 0 with `-d`). With `-t` this process relays the pty itself ([`crate::tty::relay_exec`]):
+    /// live output, raw mode, window sizes, detach keys. 126/127 come back as [`Error::Start`].
+    pub fn exec(&self, s: &str, req: &ExecRequest) -> Result<crate::tty::Ended> {
         let c = self.container(s)?;
         if c.state.status == "paused" {
             return Err(Error::State(format!(
@@ -691,9 +694,21 @@ impl Engine {
         check_executable(&rootfs, &req.cmd[0], &env)?;
         process.set_env(Some(env));
         process.set_args(Some(req.cmd.clone()));
-        process.set_terminal(Some(req.tty && !req.detach));
+        let tty = req.tty && !req.detach;
+        process.set_terminal(Some(tty));
+        if tty {
+            // The shell starts with the right size (docker's ConsoleSize); resizes follow.
+            if let Some((rows, cols)) = crate::tty::local_size() {
+                let size = oci_spec::runtime::BoxBuilder::default()
+                    .height(u32::from(rows))
+                    .width(u32::from(cols))
+                    .build()
+                    .map_err(|e| Error::Other(format!("exec: console size: {e}")))?;
+                process.set_console_size(Some(size));
+            }
+        }
         let saved = redirect_stdio(req)?;
-        let r = skiff_runtime::exec::exec(skiff_runtime::exec::ExecOpts {
+        let opts = skiff_runtime::exec::ExecOpts {
             root: self.runtime_root(),
             id: c.id.clone(),
             process,
@@ -701,16 +716,32 @@ impl Engine {
             pid_file: None,
             detach: req.detach,
             preserve_fds: 0,
-        });
-        drop(saved);
-        match r {
-            Ok(code) => Ok(code),
-            Err(e) => {
-                let msg = e.to_string();
-                let code = crate::error::start_code(&msg);
-                Err(Error::Start { msg, code })
-            }
+        };
+        let start_err = |e: skiff_runtime::Error| {
+            let msg = e.to_string();
+            let code = crate::error::start_code(&msg);
+            Error::Start { msg, code }
+        };
+        if !tty {
+            let r = skiff_runtime::exec::exec(opts);
+            drop(saved);
+            return r.map(crate::tty::Ended::Exited).map_err(start_err);
         }
+        let spawned = skiff_runtime::exec::spawn(opts);
+        drop(saved);
+        let spawned = spawned.map_err(start_err)?;
+        let Some(master) = spawned.master else {
+            return Err(Error::Other(format!(
+                "exec in {}: no terminal came back from the container",
+                c.name
+            )));
+        };
+        let keys = if req.detach_keys.is_empty() {
+            crate::tty::DEFAULT_DETACH_KEYS
+        } else {
+            &req.detach_keys
+        };
+        crate::tty::relay_exec(spawned.pid, master, req.interactive, keys)
     }
 }
 

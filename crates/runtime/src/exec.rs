@@ -32,6 +32,27 @@ pub struct ExecOpts {
 
 /// Run the exec; returns the process's exit code (0 when detached).
 pub fn exec(o: ExecOpts) -> Result<i32> {
+    let detach = o.detach;
+    let s = spawn(o)?;
+    if detach {
+        return Ok(0);
+    }
+    forward::wait(s.pid, s.master)
+}
+
+/// A started exec process.
+#[derive(Debug)]
+pub struct Spawned {
+    /// Its pid (in our pid namespace); our child unless detached (we are its subreaper).
+    pub pid: i32,
+    /// The pty master when `process.terminal` was asked for without a console socket.
+    pub master: Option<OwnedFd>,
+}
+
+/// Starts the exec process and returns without waiting for it: the caller reaps it (this process
+/// is made a child subreaper with every forwarded signal blocked, see [`forward::block_signals`])
+/// and relays its terminal. With `detach`, nothing is left to the caller.
+pub fn spawn(o: ExecOpts) -> Result<Spawned> {
     let st = State::load(&o.root, &o.id)?;
     match st.status(&o.root) {
         Status::Running | Status::Created => {}
@@ -243,13 +264,13 @@ pub fn exec(o: ExecOpts) -> Result<i32> {
         })?;
     }
     if o.detach {
-        return Ok(0);
+        return Ok(Spawned { pid, master: None });
     }
     let master = match master_rx {
         Some(rx) => Some(console::recv_master(rx.as_raw_fd())?),
         None => None,
     };
-    forward::wait(pid, master)
+    Ok(Spawned { pid, master })
 }
 
 fn exec_child(

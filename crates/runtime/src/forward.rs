@@ -56,10 +56,14 @@ fn copy_winsize(from: i32, to: i32) {
 pub fn wait(pid: i32, master: Option<OwnedFd>) -> Result<i32> {
     let mut mask = forwarded();
     mask.add(Signal::SIGCHLD);
-    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).map_err(|e| Error::Sys {
-        what: "signalfd".into(),
-        errno: e,
-    })?;
+    // Non-blocking: the loop below drains it, and a blocking read of an empty signalfd would stall
+    // the terminal relay until the next signal.
+    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(
+        |e| Error::Sys {
+            what: "signalfd".into(),
+            errno: e,
+        },
+    )?;
     let stdin = std::io::stdin();
     let restore = master.as_ref().and_then(|_| make_raw(stdin.as_fd()));
     if let Some(m) = &master {

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use skiff_engine::attach::{self, AttachOpts};
 use skiff_engine::create::CreateRequest;
 use skiff_engine::ops::{self, ExecRequest};
+use skiff_engine::tty::{self, Ended};
 use skiff_engine::{Container, Engine, Error as EngineError};
 use skiff_image::store::ImageRecord;
 use skiff_image::Store;
@@ -149,6 +150,9 @@ pub struct RunArgs {
     /// Proxy received signals to the process (accepted for compatibility)
     #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub sig_proxy: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys")]
+    pub detach_keys: Option<String>,
     /// Image
     pub image: String,
     /// Command and arguments
@@ -165,6 +169,9 @@ pub struct StartArgs {
     /// Attach container's STDIN
     #[arg(short, long)]
     pub interactive: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys")]
+    pub detach_keys: Option<String>,
     /// Containers
     #[arg(required = true)]
     pub containers: Vec<String>,
@@ -307,6 +314,9 @@ pub struct ExecArgs {
     /// Give extended privileges to the command (accepted; the container's privileges apply)
     #[arg(long)]
     pub privileged: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys")]
+    pub detach_keys: Option<String>,
     /// Container
     pub container: String,
     /// Command and arguments
@@ -323,7 +333,7 @@ pub struct AttachArgs {
     /// Proxy all received signals to the process (accepted for compatibility)
     #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub sig_proxy: bool,
-    /// Override the key sequence for detaching a container (only ctrl-p,ctrl-q)
+    /// Override the key sequence for detaching a container
     #[arg(long = "detach-keys")]
     pub detach_keys: Option<String>,
     /// Container
@@ -755,6 +765,39 @@ fn foreground(e: &Engine, id: &str, o: AttachOpts, proxy: bool) -> Result<i32> {
     follow(e, id, client, o, proxy, pid)
 }
 
+/// The detach sequence: `--detach-keys`, else `detachKeys` of docker's config.json, else
+/// ctrl-p,ctrl-q. A bad flag is an error; a bad config value falls back to the default with a
+/// warning (docker's CLI does the same).
+fn detach_keys(flag: Option<&str>) -> Result<Vec<u8>> {
+    if let Some(f) = flag.filter(|f| !f.is_empty()) {
+        return Ok(tty::parse_detach_keys(f)?);
+    }
+    let path = skiff_image::credentials::DockerConfig::default_dir().join("config.json");
+    let configured = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| v.get("detachKeys")?.as_str().map(String::from))
+        .filter(|k| !k.is_empty());
+    match configured.map(|k| tty::parse_detach_keys(&k)) {
+        Some(Ok(k)) => Ok(k),
+        Some(Err(err)) => {
+            eprintln!("skiff: {}: {err}; using ctrl-p,ctrl-q", path.display());
+            Ok(tty::DEFAULT_DETACH_KEYS.to_vec())
+        }
+        None => Ok(tty::DEFAULT_DETACH_KEYS.to_vec()),
+    }
+}
+
+/// docker's check before streaming a tty: `-i` with `-t` needs a terminal on stdin (docker exits
+/// 1 here, even for `run`).
+fn check_tty(attach_stdin: bool, tty: bool) -> Option<i32> {
+    if attach_stdin && tty && !tty::isatty(0) {
+        eprintln!("skiff: the input device is not a TTY");
+        return Some(1);
+    }
+    None
+}
+
 /// The attached part of a foreground container: signal proxying and the output stream; returns
 /// its exit code.
 fn follow(
@@ -765,14 +808,17 @@ fn follow(
     proxy: bool,
     pid: i32,
 ) -> Result<i32> {
+    // Before any thread starts: SIGWINCH must reach only the stream's signalfd.
+    attach::block_winch();
     if proxy {
         proxy_signals(pid);
     }
-    let code = attach::stream_after_hello(client, o)?;
-    match code {
-        Some(c) => Ok(c),
-        None => {
-            // Detached (ctrl-p ctrl-q) or the monitor vanished: report what the engine knows.
+    match attach::stream_after_hello(client, o)? {
+        Ended::Exited(c) => Ok(c),
+        // docker's run and start -a detach quietly, exit 0.
+        Ended::Detached => Ok(0),
+        Ended::Closed => {
+            // The monitor vanished: report what the engine knows.
             match e.container(id) {
                 Ok(c) if c.is_active() => Ok(0),
                 Ok(c) => Ok(c.state.exit_code),
@@ -823,6 +869,12 @@ fn run_cmd(ctx: &Ctx, a: &RunArgs) -> Result<i32> {
         .runroot
         .map(Path::to_path_buf)
         .unwrap_or_else(|| skiff_engine::default_runroot(ctx.root));
+    let keys = detach_keys(a.detach_keys.as_deref())?;
+    if !a.detach {
+        if let Some(code) = check_tty(a.interactive, a.tty) {
+            return Ok(code);
+        }
+    }
     if a.detach {
         let pending = ops::prespawn_monitor(ctx.root, &runroot, None)?;
         let (e, c) = create_container(ctx, a, false)?;
@@ -835,6 +887,8 @@ fn run_cmd(ctx: &Ctx, a: &RunArgs) -> Result<i32> {
         stdout: true,
         stderr: true,
         tty: a.tty,
+        detach_keys: keys,
+        redraw: false,
     };
     let (client, mon) = UnixStream::pair()?;
     (&client).write_all(&attach::hello(&o))?;
@@ -852,15 +906,22 @@ fn start(ctx: &Ctx, a: &StartArgs) -> Result<i32> {
                 "you cannot start and attach multiple containers at once"
             ));
         }
+        let keys = detach_keys(a.detach_keys.as_deref())?;
         let c = e.container(&a.containers[0])?;
         let o = AttachOpts {
             stdin: a.interactive && c.config.open_stdin,
             stdout: true,
             stderr: true,
             tty: c.config.tty,
+            detach_keys: keys,
+            redraw: c.is_active(),
         };
         if c.is_active() {
-            return attach_running(&e, &c, o);
+            // docker's start -a of a running container just attaches; a detach exits 0.
+            return attach_running(&e, &c, o).map(|ended| match ended {
+                Ended::Exited(code) => code,
+                _ => 0,
+            });
         }
         return foreground(&e, &c.id, o, true);
     }
@@ -1247,6 +1308,12 @@ fn exec(ctx: &Ctx, a: &ExecArgs) -> Result<i32> {
         );
     }
     env.extend(a.env.iter().cloned());
+    let keys = detach_keys(a.detach_keys.as_deref())?;
+    if !a.detach {
+        if let Some(code) = check_tty(a.interactive, a.tty) {
+            return Ok(code);
+        }
+    }
     let r = e.exec(
         &a.container,
         &ExecRequest {
@@ -1257,10 +1324,16 @@ fn exec(ctx: &Ctx, a: &ExecArgs) -> Result<i32> {
             env,
             user: a.user.clone(),
             workdir: a.workdir.clone(),
+            detach_keys: keys,
         },
     );
     match r {
-        Ok(code) => Ok(code),
+        Ok(Ended::Exited(code)) => Ok(code),
+        // docker's exec reports the detach as an error, exit 1; the process keeps running.
+        Ok(_) => {
+            eprintln!("skiff: read escape sequence");
+            Ok(1)
+        }
         Err(EngineError::Start { msg, code }) => {
             eprintln!("skiff: {msg}");
             Ok(code)
@@ -1269,17 +1342,19 @@ fn exec(ctx: &Ctx, a: &ExecArgs) -> Result<i32> {
     }
 }
 
-fn attach_running(e: &Engine, c: &Container, o: AttachOpts) -> Result<i32> {
+/// Attaches to a running container's monitor; returns how the session ended (a vanished monitor
+/// is reported with the exit code the engine recorded).
+fn attach_running(e: &Engine, c: &Container, o: AttachOpts) -> Result<Ended> {
     let dir = e.run_dir(&c.id);
     let (_fd, path) = attach::short_path(&dir)?;
     let sock = UnixStream::connect(&path).map_err(|err| anyhow!("attach to {}: {err}", c.name))?;
-    match attach::stream(sock, o)? {
-        Some(code) => Ok(code),
-        None => match e.container(&c.id) {
-            Ok(c) if !c.is_active() => Ok(c.state.exit_code),
-            _ => Ok(0),
+    Ok(match attach::stream(sock, o)? {
+        Ended::Closed => match e.container(&c.id) {
+            Ok(c) if !c.is_active() => Ended::Exited(c.state.exit_code),
+            _ => Ended::Exited(0),
         },
-    }
+        ended => ended,
+    })
 }
 
 fn attach_cmd(ctx: &Ctx, a: &AttachArgs) -> Result<i32> {
@@ -1295,16 +1370,26 @@ fn attach_cmd(ctx: &Ctx, a: &AttachArgs) -> Result<i32> {
             "You cannot attach to a paused container, unpause it first"
         ));
     }
-    attach_running(
-        &e,
-        &c,
-        AttachOpts {
-            stdin: c.config.open_stdin && !a.no_stdin,
-            stdout: true,
-            stderr: true,
-            tty: c.config.tty,
-        },
-    )
+    let keys = detach_keys(a.detach_keys.as_deref())?;
+    if let Some(code) = check_tty(!a.no_stdin, c.config.tty) {
+        return Ok(code);
+    }
+    let o = AttachOpts {
+        stdin: c.config.open_stdin && !a.no_stdin,
+        stdout: true,
+        stderr: true,
+        tty: c.config.tty,
+        detach_keys: keys,
+        redraw: true,
+    };
+    match attach_running(&e, &c, o)? {
+        Ended::Exited(code) => Ok(code),
+        // docker's attach reports the detach as an error, exit 1; the container keeps running.
+        _ => {
+            eprintln!("skiff: read escape sequence");
+            Ok(1)
+        }
+    }
 }
 
 fn now_nanos() -> i128 {
