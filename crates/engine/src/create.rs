@@ -2,9 +2,11 @@
 //! directory (`upper/`, `work/`, `rootfs/`, hostname, hosts, resolv.conf) and volumes.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use skiff_image::perms;
 use skiff_image::store::ImageRecord;
 use skiff_image::Store;
 
@@ -648,8 +650,11 @@ pub fn create(
     }
     for p in &pending {
         if p.mp.kind == "bind" && !Path::new(&p.mp.source).exists() {
-            // Docker creates missing `-v` host directories.
-            std::fs::create_dir_all(&p.mp.source)
+            // Docker creates missing `-v` host directories (0755, whatever the umask).
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(&p.mp.source)
                 .ctx(|| format!("create bind source {}", p.mp.source))?;
         }
     }
@@ -667,20 +672,35 @@ pub fn create(
     };
     let dir = e.container_dir(&id);
     let _lock = crate::lock::Lock::create(&e.lock_path(&id))?;
-    std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+    // Private: it holds the writable layer (setuid files a container made) and config.json (the
+    // environment). Inside it, `upper` is the container's `/` (overlayfs gives the root its mode)
+    // and the three files bind-mounted into the container stay readable for its users.
+    perms::mkdir(&dir, perms::PRIVATE_DIR).ctx(|| format!("create {}", dir.display()))?;
     let result = (|| -> Result<Container> {
-        for d in ["upper", "work", "rootfs"] {
-            std::fs::create_dir_all(dir.join(d))
+        perms::mkdir_shared(&dir.join("upper"), perms::SHARED_DIR)
+            .ctx(|| format!("create {}/upper", dir.display()))?;
+        for d in ["work", "rootfs"] {
+            perms::mkdir(&dir.join(d), perms::PRIVATE_DIR)
                 .ctx(|| format!("create {}", dir.join(d).display()))?;
         }
-        std::fs::write(dir.join("hostname"), format!("{hostname}\n"))
-            .ctx(|| format!("write {}/hostname", dir.display()))?;
-        std::fs::write(dir.join("hosts"), spec::hosts_file(&hostname, &network))
-            .ctx(|| format!("write {}/hosts", dir.display()))?;
-        std::fs::write(dir.join("resolv.conf"), spec::resolv_conf(&network))
-            .ctx(|| format!("write {}/resolv.conf", dir.display()))?;
-        std::fs::write(dir.join("ctr.log"), b"")
-            .ctx(|| format!("write {}/ctr.log", dir.display()))?;
+        let files = [
+            ("hostname", format!("{hostname}\n"), perms::SHARED_FILE),
+            (
+                "hosts",
+                spec::hosts_file(&hostname, &network),
+                perms::SHARED_FILE,
+            ),
+            (
+                "resolv.conf",
+                spec::resolv_conf(&network),
+                perms::SHARED_FILE,
+            ),
+            ("ctr.log", String::new(), perms::PRIVATE_FILE),
+        ];
+        for (name, data, mode) in files {
+            perms::write_file(&dir.join(name), data.as_bytes(), mode)
+                .ctx(|| format!("write {}/{name}", dir.display()))?;
+        }
         let mut mounts = Vec::new();
         let mut volumes = Vec::new();
         for p in pending {

@@ -22,7 +22,7 @@ CREATE TABLE IF NOT EXISTS containers(
 
 /// Opens the database with WAL, a generous busy timeout and the engine's schema.
 pub fn open(path: &Path) -> Result<Connection> {
-    let conn = Connection::open(path).map_err(db("open"))?;
+    let conn = skiff_image::perms::open_db(path).map_err(db("open"))?;
     conn.busy_timeout(std::time::Duration::from_secs(60))
         .map_err(db("busy timeout"))?;
     let mode: String = conn

@@ -198,7 +198,7 @@ pub fn container_counts(list: &[ContainerSummary]) -> (u64, u64, u64, u64) {
 
 /// Opens `<root>/skiff.db` read-mostly for the reports (WAL, busy timeout).
 pub fn open_db(root: &Path) -> rusqlite::Result<Connection> {
-    let c = Connection::open(root.join("skiff.db"))?;
+    let c = skiff_image::perms::open_db(&root.join("skiff.db"))?;
     c.busy_timeout(std::time::Duration::from_secs(30))?;
     Ok(c)
 }

@@ -228,8 +228,8 @@ impl Volumes {
     /// Opens the volume store of `root` with its own connection to `<root>/skiff.db`.
     pub fn open(root: &Path) -> Result<Volumes> {
         let path = root.join("skiff.db");
-        fs::create_dir_all(root).map_err(io_err("store", root))?;
-        let db = Connection::open(&path).map_err(db_err("open"))?;
+        skiff_image::perms::open_root(root).map_err(io_err("store", root))?;
+        let db = skiff_image::perms::open_db(&path).map_err(db_err("open"))?;
         Self::with_connection(root, db)
     }
 
@@ -260,11 +260,10 @@ impl Volumes {
             }
         }
         db.execute_batch(SCHEMA).map_err(db_err("create schema"))?;
+        // 0700 (docker: 0701, for user-namespace remapping, which skiff does not do): a host user
+        // must not reach a volume's data.
         let dir = root.join("volumes");
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o701)
-            .create(&dir)
+        skiff_image::perms::mkdir(&dir, skiff_image::perms::PRIVATE_DIR)
             .map_err(io_err("store", &dir))?;
         let v = Volumes {
             root: root.to_path_buf(),
@@ -343,10 +342,10 @@ impl Volumes {
         }
         let vdir = self.dir().join(&name);
         let data = vdir.join("_data");
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(&data)
+        // `volumes/<name>` is private; `_data` is what containers see at the mount point (0755,
+        // as docker's, until the copy-up gives it the image's mode).
+        skiff_image::perms::mkdir(&vdir, skiff_image::perms::PRIVATE_DIR)
+            .and_then(|_| skiff_image::perms::mkdir_shared(&data, skiff_image::perms::SHARED_DIR))
             .map_err(io_err(format!("create {name}"), &data))?;
         let now = skiff_image::time::now_unix();
         // OR IGNORE: a racing creator of the same name won; its row is the volume.
@@ -614,12 +613,7 @@ impl Volumes {
 
     fn lock(&self) -> Result<File> {
         let p = self.dir().join(".lock");
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&p)
-            .map_err(io_err("lock", &p))?;
+        let f = skiff_image::perms::lock_file(&p).map_err(io_err("lock", &p))?;
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(io_err("lock", &p)(io::Error::last_os_error()));
@@ -1248,7 +1242,11 @@ fn copy_entry(
             .read(true)
             .custom_flags(libc::O_NOFOLLOW)
             .open(src)?;
-        let mut to = OpenOptions::new().write(true).create_new(true).open(dst)?;
+        let mut to = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dst)?;
         io::copy(&mut from, &mut to)?;
         drop(to);
         copy_meta(src, dst, &m)
