@@ -48,6 +48,12 @@ pub fn umask() -> u32 {
     })
 }
 
+/// True when the umask takes bits away from a mode that shares something with group or other
+/// (private modes are never checked: the umask cannot widen them, and reading it costs syscalls).
+fn narrowed(mode: u32) -> bool {
+    mode & 0o077 != 0 && mode & umask() != 0
+}
+
 /// `mkdir(path, mode)`; `Ok(false)` when something already exists there (its mode is left alone).
 pub fn mkdir(path: &Path, mode: u32) -> io::Result<bool> {
     match fs::DirBuilder::new().mode(mode).create(path) {
@@ -69,7 +75,7 @@ pub fn mkdir_all(path: &Path, mode: u32) -> io::Result<()> {
 /// `mode` even under a narrow umask; `Ok(false)` when it already existed.
 pub fn mkdir_shared(path: &Path, mode: u32) -> io::Result<bool> {
     let made = mkdir(path, mode)?;
-    if made && mode & umask() != 0 {
+    if made && narrowed(mode) {
         fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
     }
     Ok(made)
@@ -85,7 +91,7 @@ pub fn write_file(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
         .mode(mode)
         .custom_flags(libc::O_CLOEXEC)
         .open(path)?;
-    if mode & umask() != 0 {
+    if narrowed(mode) {
         f.set_permissions(fs::Permissions::from_mode(mode))?;
     }
     f.write_all(data)
