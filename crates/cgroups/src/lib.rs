@@ -307,7 +307,7 @@ impl Cgroup {
             }
             // Fast path: the parent usually exists, so one mkdir does it.
             let mut missing = Vec::new();
-            match std::fs::create_dir(dir) {
+            match mkdir(dir) {
                 Ok(()) => missing.push((dir.to_path_buf(), true)),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -325,7 +325,7 @@ impl Cgroup {
             }
             for (d, done) in &missing {
                 if !done {
-                    match std::fs::create_dir(d) {
+                    match mkdir(d) {
                         Ok(()) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                         Err(e) => return Err(io_err(d, e)),
@@ -571,4 +571,11 @@ fn remove_tree(dir: &Path) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         r => r,
     }
+}
+
+/// `mkdir` of a cgroup directory with mode 0755 whatever the umask (runc's mode): a umask of 0
+/// would let any host user create child cgroups.
+fn mkdir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().mode(0o755).create(dir)
 }

@@ -641,7 +641,7 @@ fn repair_records(
         }
         let lock = e.lock_path(&id);
         if !lock.exists() {
-            std::fs::write(&lock, b"").map_err(|err| Error::Io {
+            skiff_image::perms::lock_file(&lock).map_err(|err| Error::Io {
                 what: format!("create lock {}", lock.display()),
                 source: err,
             })?;

@@ -2,9 +2,11 @@
 //! directory (`upper/`, `work/`, `rootfs/`, hostname, hosts, resolv.conf) and volumes.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use skiff_image::perms;
 use skiff_image::store::ImageRecord;
 use skiff_image::Store;
 
@@ -662,8 +664,11 @@ pub fn create(
     }
     for p in &pending {
         if p.mp.kind == "bind" && !Path::new(&p.mp.source).exists() {
-            // Docker creates missing `-v` host directories.
-            std::fs::create_dir_all(&p.mp.source)
+            // Docker creates missing `-v` host directories (0755, whatever the umask).
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(&p.mp.source)
                 .ctx(|| format!("create bind source {}", p.mp.source))?;
         }
     }
@@ -688,21 +693,36 @@ pub fn create(
         .join("containers")
         .join(format!("{}{id}", crate::ops::CREATING_PREFIX));
     let _lock = crate::lock::Lock::create(&e.lock_path(&id))?;
-    std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+    // Private: it holds the writable layer (setuid files a container made) and config.json (the
+    // environment). Inside it, `upper` is the container's `/` (overlayfs gives the root its mode)
+    // and the three files bind-mounted into the container stay readable for its users.
+    perms::mkdir(&dir, perms::PRIVATE_DIR).ctx(|| format!("create {}", dir.display()))?;
     let mut inserted = false;
     let result = (|| -> Result<(Container, Vec<String>)> {
-        for d in ["upper", "work", "rootfs"] {
-            std::fs::create_dir_all(dir.join(d))
+        perms::mkdir_shared(&dir.join("upper"), perms::SHARED_DIR)
+            .ctx(|| format!("create {}/upper", dir.display()))?;
+        for d in ["work", "rootfs"] {
+            perms::mkdir(&dir.join(d), perms::PRIVATE_DIR)
                 .ctx(|| format!("create {}", dir.join(d).display()))?;
         }
-        std::fs::write(dir.join("hostname"), format!("{hostname}\n"))
-            .ctx(|| format!("write {}/hostname", dir.display()))?;
-        std::fs::write(dir.join("hosts"), spec::hosts_file(&hostname, &network))
-            .ctx(|| format!("write {}/hosts", dir.display()))?;
-        std::fs::write(dir.join("resolv.conf"), spec::resolv_conf(&network))
-            .ctx(|| format!("write {}/resolv.conf", dir.display()))?;
-        std::fs::write(dir.join("ctr.log"), b"")
-            .ctx(|| format!("write {}/ctr.log", dir.display()))?;
+        let files = [
+            ("hostname", format!("{hostname}\n"), perms::SHARED_FILE),
+            (
+                "hosts",
+                spec::hosts_file(&hostname, &network),
+                perms::SHARED_FILE,
+            ),
+            (
+                "resolv.conf",
+                spec::resolv_conf(&network),
+                perms::SHARED_FILE,
+            ),
+            ("ctr.log", String::new(), perms::PRIVATE_FILE),
+        ];
+        for (name, data, mode) in files {
+            perms::write_file(&dir.join(name), data.as_bytes(), mode)
+                .ctx(|| format!("write {}/{name}", dir.display()))?;
+        }
         let mut mounts = Vec::new();
         let mut volumes = Vec::new();
         for p in pending {
@@ -826,7 +846,8 @@ pub fn create(
         // A fresh tree: a plain write (a torn copy can only be left with its `.creating-` tree).
         let rec = serde_json::to_vec(&c).map_err(|err| Error::Other(err.to_string()))?;
         let rec_path = dir.join(crate::ops::RECORD_FILE);
-        std::fs::write(&rec_path, rec).ctx(|| format!("write {}", rec_path.display()))?;
+        perms::write_file(&rec_path, &rec, perms::PRIVATE_FILE)
+            .ctx(|| format!("write {}", rec_path.display()))?;
         std::fs::rename(&dir, &final_dir).ctx(|| format!("create {}", final_dir.display()))?;
         e.event(&c, "create", &[]);
         Ok((c, warnings))
@@ -874,7 +895,7 @@ pub fn write_record(dir: &Path, c: &Container) -> Result<()> {
     let data = serde_json::to_vec(c).map_err(|err| Error::Other(err.to_string()))?;
     let tmp = dir.join(".container.json.tmp");
     let path = dir.join(crate::ops::RECORD_FILE);
-    std::fs::write(&tmp, data)
+    perms::write_file(&tmp, &data, perms::PRIVATE_FILE)
         .and_then(|()| std::fs::rename(&tmp, &path))
         .ctx(|| format!("write {}", path.display()))
 }

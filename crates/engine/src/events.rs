@@ -224,12 +224,7 @@ pub fn emit_bounded(root: &Path, ev: &Event, max: u64) -> Result<(), EventError>
 
 fn rotate(root: &Path, _seen: u64, max: u64) -> Result<(), EventError> {
     let lock_path = root.join("events.lock");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io_err(&lock_path))?;
+    let lock = skiff_image::perms::lock_file(&lock_path).map_err(io_err(&lock_path))?;
     flock(&lock, libc::LOCK_EX).map_err(io_err(&lock_path))?;
     let path = log_path(root);
     // Another writer may have rotated while we waited: check again under the lock.

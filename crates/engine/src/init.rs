@@ -47,13 +47,14 @@ pub fn init_binary_path(root: &Path) -> Result<PathBuf, InitError> {
         let p = p.to_path_buf();
         move |cause| InitError::Io { path: p, cause }
     };
-    fs::create_dir_all(&dir).map_err(err(&dir))?;
+    skiff_image::perms::open_root(root).map_err(err(root))?;
+    skiff_image::perms::mkdir(&dir, skiff_image::perms::PRIVATE_DIR).map_err(err(&dir))?;
     let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), INIT_ID));
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o755)
+        .mode(0o700)
         .open(&tmp)
         .map_err(err(&tmp))?;
     f.write_all(INIT_BINARY).map_err(err(&tmp))?;

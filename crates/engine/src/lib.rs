@@ -47,6 +47,7 @@ pub use model::Container;
 use std::path::{Path, PathBuf};
 
 use error::IoCtx;
+use skiff_image::perms;
 
 /// An open engine: paths plus a connection to the state database.
 pub struct Engine {
@@ -73,12 +74,17 @@ impl Engine {
         let runroot = runroot
             .map(Path::to_path_buf)
             .unwrap_or_else(|| default_runroot(root));
+        // Both roots private (0700), repaired once if an older skiff made them under the umask
+        // (see skiff_image::perms); below them every directory is made 0700 at creation.
+        for r in [root, runroot.as_path()] {
+            perms::open_root(r).ctx(|| format!("create {}", r.display()))?;
+        }
         for d in [
             root.join("containers"),
             root.join("locks"),
             runroot.join("containers"),
         ] {
-            std::fs::create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
+            perms::mkdir(&d, perms::PRIVATE_DIR).ctx(|| format!("create {}", d.display()))?;
         }
         let conn = db::open(root)?;
         Ok(Engine {

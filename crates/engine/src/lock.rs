@@ -3,6 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::error::{IoCtx, Result};
@@ -17,6 +18,8 @@ fn open(path: &Path, create: bool) -> std::io::Result<File> {
         .create(create)
         .truncate(false)
         .write(true)
+        .mode(skiff_image::perms::PRIVATE_FILE)
+        .custom_flags(libc::O_CLOEXEC)
         .open(path)
 }
 

@@ -4,6 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Longest partial line kept before it is written out on its own (docker uses 16 KiB).
@@ -44,7 +45,13 @@ fn escape_into(out: &mut Vec<u8>, s: &str) {
 impl LogWriter {
     /// Opens (appending) `path`; `max_size` 0 means no rotation.
     pub fn open(path: &Path, max_size: u64, max_file: u32) -> LogWriter {
-        let file = OpenOptions::new().create(true).append(true).open(path).ok();
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(skiff_image::perms::PRIVATE_FILE)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)
+            .ok();
         let size = file
             .as_ref()
             .and_then(|f| f.metadata().ok())
@@ -78,6 +85,8 @@ impl LogWriter {
             .create(true)
             .write(true)
             .truncate(true)
+            .mode(skiff_image::perms::PRIVATE_FILE)
+            .custom_flags(libc::O_CLOEXEC)
             .open(&self.path)
             .ok();
         self.size = 0;

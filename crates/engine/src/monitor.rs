@@ -484,7 +484,10 @@ fn record_exit(
     // A --rm container is removed right below; only a kept one needs its exit on disk.
     if started_ok && !(a.auto_remove && after == After::Final) {
         let tmp = dir.join(".exit.tmp");
-        if std::fs::write(&tmp, format!("{code} {} {finished}\n", oom as u8)).is_ok() {
+        let line = format!("{code} {} {finished}\n", oom as u8);
+        if skiff_image::perms::write_file(&tmp, line.as_bytes(), skiff_image::perms::PRIVATE_FILE)
+            .is_ok()
+        {
             let _ = std::fs::rename(&tmp, dir.join("exit"));
         }
     }
@@ -583,7 +586,19 @@ fn signalfd_chld() -> Option<OwnedFd> {
 fn listen(dir: &Path) -> Option<OwnedFd> {
     let (_d, path) = attach::short_path(dir).ok()?;
     let _ = std::fs::remove_file(dir.join("attach.sock"));
-    let l = std::os::unix::net::UnixListener::bind(&path).ok()?;
+    // The socket file gets the socket inode's mode (less the umask) at bind: make it 0600 first.
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::Stream,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .ok()?;
+    skiff_image::perms::fchmod(&sock, skiff_image::perms::PRIVATE_FILE).ok()?;
+    let addr = nix::sys::socket::UnixAddr::new(path.as_str()).ok()?;
+    nix::sys::socket::bind(sock.as_raw_fd(), &addr).ok()?;
+    nix::sys::socket::listen(&sock, nix::sys::socket::Backlog::new(128).ok()?).ok()?;
+    let l = std::os::unix::net::UnixListener::from(sock);
     l.set_nonblocking(true).ok()?;
     Some(OwnedFd::from(l))
 }

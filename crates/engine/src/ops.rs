@@ -12,6 +12,7 @@ use crate::lock::Lock;
 use crate::model::{Container, State};
 use crate::monitor::MonitorArgs;
 use crate::{proc, spec, volumes_api, Engine};
+use skiff_image::perms;
 
 /// Name prefix of a removed container's directory tree awaiting deletion.
 pub const TRASH_PREFIX: &str = ".removing-";
@@ -264,12 +265,13 @@ impl Engine {
             }
         };
         let data = serde_json::to_vec(&spec).map_err(|e| Error::Other(e.to_string()))?;
-        std::fs::write(dir.join("config.json"), data)
+        // 0600: the environment in it is the container's secrets.
+        perms::write_file(&dir.join("config.json"), &data, perms::PRIVATE_FILE)
             .ctx(|| format!("write {}/config.json", dir.display()))?;
         let _ = std::fs::remove_file(dir.join("exit"));
         let run = self.run_dir(&id);
         let _ = std::fs::remove_dir_all(&run);
-        std::fs::create_dir_all(&run).ctx(|| format!("create {}", run.display()))?;
+        perms::mkdir(&run, perms::PRIVATE_DIR).ctx(|| format!("create {}", run.display()))?;
         let logcfg = &c.host_config.log_config.config;
         let margs = MonitorArgs {
             root: self.root.clone(),
@@ -311,7 +313,7 @@ impl Engine {
     fn mark_no_restart(&self, id: &str) {
         let run = self.run_dir(id);
         if run.is_dir() {
-            let _ = std::fs::write(run.join("norestart"), b"");
+            let _ = perms::write_file(&run.join("norestart"), b"", perms::PRIVATE_FILE);
         }
     }
 
@@ -391,7 +393,11 @@ impl Engine {
                 )));
             }
             self.mark_no_restart(&id);
-            let _ = std::fs::write(self.run_dir(&id).join("removing"), b"");
+            let _ = perms::write_file(
+                &self.run_dir(&id).join("removing"),
+                b"",
+                perms::PRIVATE_FILE,
+            );
             let rt = self.runtime_root();
             if let Ok(st) = skiff_runtime::state::State::load(&rt, &id) {
                 let _ = st.cgroup.kill_all(libc::SIGKILL);

@@ -233,7 +233,7 @@ const COLUMNS: &str = "name, driver, created, labels, options, anonymous";
 impl Volumes {
     /// Opens the volume store of `root` with its own connection to `<root>/skiff.db`.
     pub fn open(root: &Path) -> Result<Volumes> {
-        fs::create_dir_all(root).map_err(io_err("store", root))?;
+        skiff_image::perms::open_root(root).map_err(io_err("store", root))?;
         let db = skiff_image::statedb::open(root)?;
         Self::with_connection(root, db)
     }
@@ -265,11 +265,10 @@ impl Volumes {
             }
         }
         db.execute_batch(SCHEMA).map_err(db_err("create schema"))?;
+        // 0700 (docker: 0701, for user-namespace remapping, which skiff does not do): a host user
+        // must not reach a volume's data.
         let dir = root.join("volumes");
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o701)
-            .create(&dir)
+        skiff_image::perms::mkdir(&dir, skiff_image::perms::PRIVATE_DIR)
             .map_err(io_err("store", &dir))?;
         let v = Volumes {
             root: root.to_path_buf(),
@@ -348,10 +347,10 @@ impl Volumes {
         }
         let vdir = self.dir().join(&name);
         let data = vdir.join("_data");
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(&data)
+        // `volumes/<name>` is private; `_data` is what containers see at the mount point (0755,
+        // as docker's, until the copy-up gives it the image's mode).
+        skiff_image::perms::mkdir(&vdir, skiff_image::perms::PRIVATE_DIR)
+            .and_then(|_| skiff_image::perms::mkdir_shared(&data, skiff_image::perms::SHARED_DIR))
             .map_err(io_err(format!("create {name}"), &data))?;
         let now = skiff_image::time::now_unix();
         // The record's copy beside `_data`, for `skiff system check --repair` (best effort: the
@@ -363,7 +362,11 @@ impl Volumes {
             "Options": driver_opts,
             "Anonymous": anonymous,
         });
-        let _ = fs::write(vdir.join(RECORD_FILE), meta.to_string());
+        let _ = skiff_image::perms::write_file(
+            &vdir.join(RECORD_FILE),
+            meta.to_string().as_bytes(),
+            skiff_image::perms::PRIVATE_FILE,
+        );
         // OR IGNORE: a racing creator of the same name won; its row is the volume.
         self.db
             .execute(
@@ -683,12 +686,7 @@ impl Volumes {
 
     fn lock(&self) -> Result<File> {
         let p = self.dir().join(".lock");
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&p)
-            .map_err(io_err("lock", &p))?;
+        let f = skiff_image::perms::lock_file(&p).map_err(io_err("lock", &p))?;
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(io_err("lock", &p)(io::Error::last_os_error()));
@@ -1317,7 +1315,11 @@ fn copy_entry(
             .read(true)
             .custom_flags(libc::O_NOFOLLOW)
             .open(src)?;
-        let mut to = OpenOptions::new().write(true).create_new(true).open(dst)?;
+        let mut to = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dst)?;
         io::copy(&mut from, &mut to)?;
         drop(to);
         copy_meta(src, dst, &m)

@@ -14,6 +14,7 @@ pub mod error;
 pub mod import;
 pub mod names;
 pub mod overlay;
+pub mod perms;
 pub mod platform;
 pub mod pull;
 pub mod registry;

@@ -173,8 +173,13 @@ pub fn prepare_rootfs(
     let target = dir.join("rootfs");
     let upper = dir.join("upper");
     let work = dir.join("work");
-    for d in [&target, &upper, &work] {
-        fs::create_dir_all(d).ctx(|| format!("create {}", d.display()))?;
+    // `upper` becomes the container's `/` (overlayfs takes the root's mode from it); the mount
+    // point and overlay's work dir are skiff's own.
+    crate::perms::mkdir_shared(&upper, crate::perms::SHARED_DIR)
+        .ctx(|| format!("create {}", upper.display()))?;
+    for d in [&target, &work] {
+        crate::perms::mkdir(d, crate::perms::PRIVATE_DIR)
+            .ctx(|| format!("create {}", d.display()))?;
     }
     if !force_copy {
         match mount_overlay(&lowers, &upper, &work, &target) {

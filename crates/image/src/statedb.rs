@@ -247,7 +247,7 @@ pub fn open(root: &Path) -> Result<Connection, StateDbError> {
             }
         }
     };
-    let conn = Connection::open(&path).map_err(sql("open"))?;
+    let conn = crate::perms::open_db(&path).map_err(sql("open"))?;
     conn.busy_timeout(std::time::Duration::from_secs(60))
         .map_err(sql("busy timeout"))?;
     let version: i64 = conn

@@ -16,9 +16,10 @@
 //! in-flight files.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -29,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::compress;
 use crate::digest::{Digest, Hasher, HashingReader, HashingWriter};
 use crate::error::{Error, IoContext, Result};
+use crate::perms;
 use crate::platform::Platform;
 use crate::spec::{self, Descriptor, ImageConfig, Index, Manifest};
 use crate::sys;
@@ -213,7 +215,7 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(".{}", unique("tmp")));
     let r = (|| -> io::Result<()> {
-        let mut f = File::create(&tmp)?;
+        let mut f = perms::create_private(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
         fs::rename(&tmp, path)?;
@@ -230,17 +232,19 @@ impl Store {
     /// no other skiff process is using it.
     pub fn open(root: impl AsRef<Path>) -> Result<Store> {
         let root = root.as_ref().to_path_buf();
-        for d in ["content/blobs/sha256", "snapshots", "tmp"] {
-            fs::create_dir_all(root.join(d))
+        perms::open_root(&root).ctx(|| format!("create {}", root.display()))?;
+        for d in [
+            "content",
+            "content/blobs",
+            "content/blobs/sha256",
+            "snapshots",
+            "tmp",
+        ] {
+            perms::mkdir(&root.join(d), perms::PRIVATE_DIR)
                 .ctx(|| format!("create {}", root.join(d).display()))?;
         }
         let gc_path = root.join("gc.lock");
-        let gc_lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&gc_path)
-            .ctx(|| format!("open {}", gc_path.display()))?;
+        let gc_lock = perms::lock_file(&gc_path).ctx(|| format!("open {}", gc_path.display()))?;
         let exclusive = sys::flock(gc_lock.as_fd(), true, true).ctx(|| "lock store".into())?;
         let conn = crate::statedb::open(&root)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
@@ -342,13 +346,16 @@ impl Store {
     /// A new directory under `tmp/` (swept at startup if we crash).
     pub fn temp_dir(&self, prefix: &str) -> Result<PathBuf> {
         let p = self.root.join("tmp").join(unique(prefix));
-        fs::create_dir(&p).ctx(|| format!("create {}", p.display()))?;
+        fs::DirBuilder::new()
+            .mode(perms::PRIVATE_DIR)
+            .create(&p)
+            .ctx(|| format!("create {}", p.display()))?;
         Ok(p)
     }
     /// Starts writing a blob.
     pub fn blob_writer(&self) -> Result<BlobWriter> {
         let tmp = self.root.join("tmp").join(unique("blob"));
-        let f = File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
+        let f = perms::create_private(&tmp).ctx(|| format!("create {}", tmp.display()))?;
         Ok(BlobWriter {
             inner: HashingWriter::new(io::BufWriter::with_capacity(256 * 1024, f)),
             tmp,
@@ -413,7 +420,11 @@ impl Store {
             .join("snapshots")
             .join(format!(".{}", unique("tmp")));
         let fsdir = tmp.join("fs");
-        fs::create_dir_all(&fsdir).ctx(|| format!("create {}", fsdir.display()))?;
+        // The snapshot directory is private (it holds an image's setuid files); `fs` is the
+        // layer's root directory, which the unpacker gives the layer's `./` mode if it has one.
+        perms::mkdir(&tmp, perms::PRIVATE_DIR)
+            .and_then(|_| perms::mkdir_shared(&fsdir, perms::SHARED_DIR))
+            .ctx(|| format!("create {}", fsdir.display()))?;
         let result = (|| -> Result<u64> {
             let plain =
                 compress::decompress(layer).ctx(|| format!("decompress layer {diff_id}"))?;
@@ -433,7 +444,8 @@ impl Store {
                 size: stats.size,
             };
             let json = serde_json::to_vec(&meta).map_err(|e| Error::invalid("snapshot meta", e))?;
-            fs::write(tmp.join("meta.json"), json).ctx(|| format!("write {}", tmp.display()))?;
+            perms::write_file(&tmp.join("meta.json"), &json, perms::PRIVATE_FILE)
+                .ctx(|| format!("write {}", tmp.display()))?;
             Ok(stats.size)
         })();
         let size = match result {
@@ -517,12 +529,7 @@ impl Store {
 
     fn lock_meta(&self) -> Result<File> {
         let p = self.root.join("meta.lock");
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&p)
-            .ctx(|| format!("open {}", p.display()))?;
+        let f = perms::lock_file(&p).ctx(|| format!("open {}", p.display()))?;
         sys::flock(f.as_fd(), true, false).ctx(|| format!("lock {}", p.display()))?;
         Ok(f)
     }

@@ -140,6 +140,14 @@ fn exec_sock_path(dir_fd: &OwnedFd) -> String {
 fn listen_exec_sock(dir: &Path) -> Result<OwnedFd> {
     let dfd = crate::fsutil::open_path(dir, libc::O_PATH | libc::O_DIRECTORY)?;
     let sock = unix_stream()?;
+    // bind gives the socket file the socket inode's mode (less the umask).
+    // SAFETY: fchmod on the socket we just made.
+    if unsafe { libc::fchmod(sock.as_raw_fd(), crate::fsutil::STATE_FILE_MODE) } < 0 {
+        return Err(Error::Sys {
+            what: "chmod exec.sock".into(),
+            errno: nix::errno::Errno::last(),
+        });
+    }
     let addr =
         nix::sys::socket::UnixAddr::new(exec_sock_path(&dfd).as_str()).map_err(|e| Error::Sys {
             what: "exec.sock address".into(),
@@ -190,8 +198,7 @@ pub(crate) fn connect_unix(path: &str) -> Result<OwnedFd> {
 
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let tmp = path.with_extension("skiff-tmp");
-    std::fs::write(&tmp, pid.to_string()).at(&tmp)?;
-    std::fs::rename(&tmp, path).at(path)
+    crate::fsutil::write_state_file(&tmp, path, pid.to_string().as_bytes())
 }
 
 /// Create a container: set up namespaces, rootfs and process, leaving it waiting for `start`.
@@ -231,9 +238,17 @@ fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::
         }
     });
 
-    std::fs::create_dir_all(&o.root).at(&o.root)?;
+    // The state root and each container's directory are 0700: state.json holds the config (the
+    // environment) and exec.sock starts the container.
+    crate::fsutil::mkdir_state(&o.root).at(&o.root)?;
     let dir = state::container_dir(&o.root, &o.id);
-    match std::fs::create_dir(&dir) {
+    let made = {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(crate::fsutil::STATE_DIR_MODE)
+            .create(&dir)
+    };
+    match made {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             return Err(Error::Exists(o.id.clone()))

@@ -254,14 +254,7 @@ pub fn spawn(o: ExecOpts) -> Result<Spawned> {
     }
     if let Some(p) = pid_file {
         let tmp = p.with_extension("skiff-tmp");
-        std::fs::write(&tmp, pid.to_string()).map_err(|e| Error::Io {
-            path: tmp.clone(),
-            source: e,
-        })?;
-        std::fs::rename(&tmp, &p).map_err(|e| Error::Io {
-            path: p.clone(),
-            source: e,
-        })?;
+        crate::fsutil::write_state_file(&tmp, &p, pid.to_string().as_bytes())?;
     }
     if o.detach {
         return Ok(Spawned { pid, master: None });

@@ -237,3 +237,39 @@ pub fn write_file(path: &Path, data: &str) -> Result<()> {
         source,
     })
 }
+
+/// Mode of the runtime's state directories (the state root and `<root>/<id>`).
+pub const STATE_DIR_MODE: u32 = 0o700;
+/// Mode of the runtime's state files (state.json, pid files, exec.sock, seccomp cache entries).
+pub const STATE_FILE_MODE: u32 = 0o600;
+
+/// `mkdir -p` with [`STATE_DIR_MODE`] for every directory it makes (given at creation, so the
+/// umask can only narrow it).
+pub fn mkdir_state(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(STATE_DIR_MODE)
+        .create(path)
+}
+
+/// Writes `data` to `tmp` (created or truncated with [`STATE_FILE_MODE`]) and renames it to `path`.
+pub fn write_state_file(tmp: &Path, path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| Error::Io { path: p, source }
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(STATE_FILE_MODE)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(tmp)
+        .map_err(io(tmp))?;
+    f.write_all(data).map_err(io(tmp))?;
+    drop(f);
+    std::fs::rename(tmp, path).map_err(io(path))
+}

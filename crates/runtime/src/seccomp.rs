@@ -421,9 +421,11 @@ fn store_entry(
     // Write a private temp file, make it durable, then rename: readers see a whole entry or none.
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let r = (|| {
+        use std::os::unix::fs::OpenOptionsExt;
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(crate::fsutil::STATE_FILE_MODE)
             .open(&tmp)?;
         f.write_all(&b)?;
         f.sync_all()?;

@@ -1,7 +1,7 @@
 //! On-disk state of one container under the runtime root (`<root>/<id>/state.json`) and the live
 //! status derived from it, in the shape runc reports.
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use skiff_cgroups::Cgroup;
 use std::collections::BTreeMap;
@@ -119,8 +119,7 @@ impl State {
         let dir = container_dir(root, &self.id);
         let tmp = dir.join("state.json.tmp");
         let data = serde_json::to_vec(self).map_err(|e| Error::Other(e.to_string()))?;
-        std::fs::write(&tmp, data).at(&tmp)?;
-        std::fs::rename(&tmp, dir.join("state.json")).at(dir.join("state.json"))
+        crate::fsutil::write_state_file(&tmp, &dir.join("state.json"), &data)
     }
 
     /// True if the init process is still alive (and is the same process).

@@ -505,14 +505,18 @@ impl Ctx<'_> {
         // Container commands only read the store (and pull): they hold a shared lock on its
         // gc.lock first, so opening it skips the crash sweep and index.json rewrite (fsyncs) that
         // the image commands do when they find the store idle.
-        std::fs::create_dir_all(self.root)
-            .map_err(|e| anyhow!("create {}: {e}", self.root.display()))?;
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.root.join("gc.lock"))
-            .map_err(|e| anyhow!("open {}/gc.lock: {e}", self.root.display()))?;
+        // Store::open below makes and repairs the root (perms::open_root); only a missing root
+        // needs it first.
+        let gc = self.root.join("gc.lock");
+        let lock = skiff_image::perms::lock_file(&gc)
+            .or_else(|e| {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(e);
+                }
+                skiff_image::perms::open_root(self.root)?;
+                skiff_image::perms::lock_file(&gc)
+            })
+            .map_err(|e| anyhow!("open {}: {e}", gc.display()))?;
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_SH) } == 0 {
             // Held for the life of this short-lived process.

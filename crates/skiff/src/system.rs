@@ -588,7 +588,8 @@ fn events_cmd(cli: &Cli, a: &EventsArgs) -> Result<i32> {
     if until.is_some_and(|u| u <= now) {
         return Ok(0);
     }
-    std::fs::create_dir_all(&cli.root).with_context(|| format!("create {}", cli.root.display()))?;
+    skiff_image::perms::open_root(&cli.root)
+        .with_context(|| format!("create {}", cli.root.display()))?;
     // With a window into the past the live file is read from its start and what `read` already
     // printed is skipped, so nothing written in between is lost.
     let from_start = since.is_some();

@@ -118,9 +118,11 @@ pub fn report_error(cli: &Cli, e: &anyhow::Error) {
     let msg = format!("{e:#}");
     if let Some(log) = &cli.log {
         use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(log)
         {
             let line = if cli.log_format == "json" {
