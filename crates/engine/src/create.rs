@@ -10,10 +10,10 @@ use skiff_image::Store;
 
 use crate::error::{Error, IoCtx, Result};
 use crate::model::{
-    Config, Container, HostConfig, LogConfig, MountPoint, MountSpec, RestartPolicy, State, Ulimit,
+    Config, Container, HostConfig, LogConfig, MountPoint, MountSpec, RestartPolicy, State,
     ZERO_TIME,
 };
-use crate::{names, spec, volumes_api, Engine};
+use crate::{flags, names, spec, volumes_api, Engine};
 
 /// The flags of `run`/`create`, as typed.
 #[derive(Debug, Clone, Default)]
@@ -72,14 +72,16 @@ pub struct CreateRequest {
     pub memory: Option<String>,
     /// `--cpus`.
     pub cpus: Option<String>,
-    /// `--pids-limit`.
-    pub pids_limit: Option<i64>,
+    /// `--pids-limit`, as typed.
+    pub pids_limit: Option<String>,
+    /// `--shm-size`, as typed.
+    pub shm_size: Option<String>,
     /// `--ulimit`.
     pub ulimits: Vec<String>,
     /// `--stop-signal`.
     pub stop_signal: Option<String>,
-    /// `--stop-timeout`.
-    pub stop_timeout: Option<i64>,
+    /// `--stop-timeout`, as typed.
+    pub stop_timeout: Option<String>,
     /// `--network`.
     pub network: Option<String>,
     /// `--cgroup-parent`.
@@ -121,87 +123,15 @@ fn read_lines(p: &Path, what: &str) -> Result<Vec<String>> {
 }
 
 fn env_entry(e: &str) -> Result<Option<String>> {
-    if e.is_empty() || e.starts_with('=') {
-        return Err(Error::Invalid(format!("invalid environment variable: {e}")));
-    }
+    flags::env(e)?;
     if e.contains('=') {
         return Ok(Some(e.to_string()));
     }
     Ok(std::env::var(e).ok().map(|v| format!("{e}={v}")))
 }
 
-/// Parses `--restart`.
-pub fn parse_restart(s: &str) -> Result<RestartPolicy> {
-    let (name, n) = match s.split_once(':') {
-        Some((a, b)) => (a, Some(b)),
-        None => (s, None),
-    };
-    let bad = || Error::Invalid(format!("invalid restart policy format: {s}"));
-    match (name, n) {
-        ("no" | "", None) => Ok(RestartPolicy {
-            name: "no".into(),
-            maximum_retry_count: 0,
-        }),
-        ("always" | "unless-stopped", None) => Ok(RestartPolicy {
-            name: name.into(),
-            maximum_retry_count: 0,
-        }),
-        ("on-failure", n) => Ok(RestartPolicy {
-            name: name.into(),
-            maximum_retry_count: match n {
-                Some(n) => n.parse().map_err(|_| bad())?,
-                None => 0,
-            },
-        }),
-        ("always" | "unless-stopped" | "no", Some(_)) => Err(Error::Invalid(format!(
-            "invalid restart policy format: maximum retry count cannot be used with restart policy '{name}'"
-        ))),
-        _ => Err(bad()),
-    }
-}
-
-/// Parses `--ulimit name=soft[:hard]`.
-pub fn parse_ulimit(s: &str) -> Result<Ulimit> {
-    let bad = || Error::Invalid(format!("invalid ulimit argument: {s}"));
-    let (name, v) = s.split_once('=').ok_or_else(bad)?;
-    let known = [
-        "core",
-        "cpu",
-        "data",
-        "fsize",
-        "locks",
-        "memlock",
-        "msgqueue",
-        "nice",
-        "nofile",
-        "nproc",
-        "rss",
-        "rtprio",
-        "rttime",
-        "sigpending",
-        "stack",
-        "as",
-    ];
-    if !known.contains(&name) {
-        return Err(Error::Invalid(format!("invalid ulimit type: {name}")));
-    }
-    let (soft, hard) = match v.split_once(':') {
-        Some((a, b)) => (a, b),
-        None => (v, v),
-    };
-    let soft: i64 = soft.parse().map_err(|_| bad())?;
-    let hard: i64 = hard.parse().map_err(|_| bad())?;
-    if soft > hard {
-        return Err(Error::Invalid(format!(
-            "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
-        )));
-    }
-    Ok(Ulimit {
-        name: name.into(),
-        soft,
-        hard,
-    })
-}
+/// Docker's /dev/shm size (64 MiB).
+pub const DEFAULT_SHM_SIZE: i64 = 64 << 20;
 
 /// A mount still to be realized (volumes are created once the id exists).
 struct PendingMount {
@@ -297,8 +227,18 @@ fn parse_mount_flag(v: &str) -> Result<(PendingMount, MountSpec)> {
             "source" | "src" => src = val.to_string(),
             "target" | "destination" | "dst" => dst = val.to_string(),
             "readonly" | "ro" => ro = matches!(val, "true" | "1"),
-            "tmpfs-size" => tmpfs_opts.push(format!("size={val}")),
-            "tmpfs-mode" => tmpfs_opts.push(format!("mode={val}")),
+            "tmpfs-size" => {
+                let b = flags::ram_in_bytes(val).map_err(|_| {
+                    flags::bad_flag("--mount", v, format!("invalid value for tmpfs-size: {val}"))
+                })?;
+                tmpfs_opts.push(format!("size={b}"))
+            }
+            "tmpfs-mode" => {
+                flags::tmpfs_mode(val).map_err(|_| {
+                    flags::bad_flag("--mount", v, format!("invalid value for tmpfs-mode: {val}"))
+                })?;
+                tmpfs_opts.push(format!("mode={val}"))
+            }
             "bind-propagation" | "volume-nocopy" | "consistency" | "volume-driver" => {}
             _ => {
                 return Err(Error::Invalid(format!(
@@ -389,6 +329,14 @@ fn parse_tmpfs_flag(v: &str) -> Result<(PendingMount, String, String)> {
     if !opts.is_empty() {
         o = opts.split(',').map(String::from).collect();
     }
+    for opt in &o {
+        let checked = match opt.split_once('=') {
+            Some(("size", v)) => flags::tmpfs_size(v),
+            Some(("mode", v)) => flags::tmpfs_mode(v),
+            _ => Ok(()),
+        };
+        checked.map_err(|why| flags::bad_flag("--tmpfs", v, why))?;
+    }
     if !o.iter().any(|x| x.starts_with("size=")) {
         o.push("size=65536k".into());
     }
@@ -422,6 +370,12 @@ pub fn create(
     let mut env: Vec<String> = strings(&icfg["Env"]).unwrap_or_default();
     for f in &req.env_files {
         for l in read_lines(f, "env file")? {
+            if l.split_once('=').map_or(l.as_str(), |x| x.0).is_empty() {
+                return Err(Error::Invalid(format!(
+                    "--env-file {}: poorly formatted environment: no variable name on line '{l}'",
+                    f.display()
+                )));
+            }
             if let Some(kv) = env_entry(&l)? {
                 set_env(&mut env, kv);
             }
@@ -470,22 +424,9 @@ pub fn create(
         }
         labels.insert(k.to_string(), v.to_string());
     }
-    let network = req.network.clone().unwrap_or_else(|| "default".into());
-    match network.as_str() {
-        "none" | "host" | "default" | "bridge" => {}
-        n => {
-            return Err(Error::Invalid(format!(
-                "network {n} not found (only none and host are available in this build)"
-            )))
-        }
-    }
-    let network = if network == "bridge" {
-        "default".to_string()
-    } else {
-        network
-    };
+    let network = flags::network(req.network.as_deref())?;
     let restart = match &req.restart {
-        Some(r) => parse_restart(r)?,
+        Some(r) => flags::restart(r)?,
         None => RestartPolicy {
             name: "no".into(),
             maximum_retry_count: 0,
@@ -497,35 +438,36 @@ pub fn create(
         ));
     }
     let memory = match &req.memory {
-        Some(m) => {
-            let b = spec::parse_size(m)?;
-            if b > 0 && b < 6 << 20 {
-                return Err(Error::Invalid("Minimum memory limit allowed is 6MB".into()));
-            }
-            b
-        }
+        Some(m) => flags::memory(m)?,
         None => 0,
     };
     let nano_cpus = match &req.cpus {
         Some(c) => {
-            let f: f64 = c.parse().map_err(|_| {
-                Error::Invalid(format!("invalid argument \"{c}\" for \"--cpus\" flag"))
-            })?;
-            let ncpu = std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1) as f64;
-            if f <= 0.0 || f > ncpu {
-                return Err(Error::Invalid(format!(
-                    "range of CPUs is from 0.01 to {ncpu:.2}, as there are only {ncpu} CPUs available"
-                )));
-            }
-            (f * 1e9) as i64
+            let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+            flags::nano_cpus(c, ncpu)?
         }
         None => 0,
     };
+    let shm_size = match &req.shm_size {
+        Some(s) => match flags::shm_size(s)? {
+            0 => DEFAULT_SHM_SIZE,
+            n => n,
+        },
+        None => DEFAULT_SHM_SIZE,
+    };
+    let pids_limit = req
+        .pids_limit
+        .as_deref()
+        .map(flags::pids_limit)
+        .transpose()?;
+    let stop_timeout = req
+        .stop_timeout
+        .as_deref()
+        .map(flags::stop_timeout)
+        .transpose()?;
     let mut ulimits = Vec::new();
     for u in &req.ulimits {
-        ulimits.push(parse_ulimit(u)?);
+        ulimits.push(flags::ulimit(u)?);
     }
     if let Some(s) = &req.stop_signal {
         skiff_runtime::util::parse_signal(s)
@@ -745,7 +687,7 @@ pub fn create(
                     .stop_signal
                     .clone()
                     .or_else(|| icfg["StopSignal"].as_str().map(String::from)),
-                stop_timeout: req.stop_timeout,
+                stop_timeout,
                 ..Default::default()
             },
             host_config: HostConfig {
@@ -760,7 +702,8 @@ pub fn create(
                 security_opt: (!req.security_opt.is_empty()).then(|| req.security_opt.clone()),
                 memory,
                 nano_cpus,
-                pids_limit: req.pids_limit,
+                pids_limit,
+                shm_size,
                 ulimits: (!ulimits.is_empty()).then_some(ulimits),
                 tmpfs: (!tmpfs_map.is_empty()).then_some(tmpfs_map),
                 cgroup_parent: req.cgroup_parent.clone().unwrap_or_default(),
@@ -816,17 +759,6 @@ mod tests {
 
     #[test]
     fn flags() {
-        assert_eq!(
-            parse_restart("on-failure:3").unwrap().maximum_retry_count,
-            3
-        );
-        assert_eq!(parse_restart("always").unwrap().name, "always");
-        assert!(parse_restart("always:2").is_err());
-        assert!(parse_restart("sometimes").is_err());
-        let u = parse_ulimit("nofile=100:200").unwrap();
-        assert_eq!((u.soft, u.hard), (100, 200));
-        assert!(parse_ulimit("nofile=300:200").is_err());
-        assert!(parse_ulimit("bogus=1").is_err());
         let p = parse_volume_flag("/tmp:/data:ro").unwrap();
         assert_eq!((p.mp.kind.as_str(), p.mp.rw), ("bind", false));
         let p = parse_volume_flag("vol1:/data").unwrap();
@@ -837,6 +769,14 @@ mod tests {
         assert!(parse_mount_flag("type=bind,target=/x").is_err());
         let (p, s) = parse_mount_flag("type=tmpfs,target=/t,tmpfs-size=1m").unwrap();
         assert_eq!(s.kind, "tmpfs");
-        assert!(p.mp.options.contains("size=1m"));
+        assert!(p.mp.options.contains("size=1048576"), "{}", p.mp.options);
+        assert!(parse_mount_flag("type=tmpfs,target=/t,tmpfs-size=-1").is_err());
+        assert!(parse_mount_flag("type=tmpfs,target=/t,tmpfs-mode=99").is_err());
+        assert!(parse_tmpfs_flag("/t:size=64m,mode=1777").is_ok());
+        let e = parse_tmpfs_flag("/t:size=-1").err().unwrap().to_string();
+        assert_eq!(
+            e,
+            "invalid argument \"/t:size=-1\" for \"--tmpfs\" flag: invalid size: '-1'"
+        );
     }
 }

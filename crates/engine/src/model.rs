@@ -137,6 +137,8 @@ pub struct HostConfig {
     pub pids_limit: Option<i64>,
     /// `--ulimit`.
     pub ulimits: Option<Vec<Ulimit>>,
+    /// `--shm-size` bytes (0 in records made before the flag existed: docker's 64 MiB).
+    pub shm_size: i64,
     /// `--tmpfs` target → options.
     pub tmpfs: Option<BTreeMap<String, String>>,
     /// `--cgroup-parent`.

@@ -146,24 +146,9 @@ fn bind(src: &Path, dst: &str, ro: bool, propagation: &str) -> Result<Mount> {
     serde_json::from_value(v).map_err(|e| Error::Other(format!("mount {dst}: {e}")))
 }
 
-/// Parses docker's memory sizes (`512m`, `1g`, `1024`, `10k`, `1.5g`).
+/// Parses docker's memory sizes (`512m`, `1g`, `1024`, `10k`, `1.5g`): [`crate::flags::ram_in_bytes`].
 pub fn parse_size(s: &str) -> Result<i64> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mul) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| Error::Invalid(format!("invalid size: '{s}'")))?;
-    if n < 0.0 {
-        return Err(Error::Invalid(format!("invalid size: '{s}'")));
-    }
-    Ok((n * mul as f64) as i64)
+    crate::flags::ram_in_bytes(s).map_err(Error::Invalid)
 }
 
 /// Creates `path` (a directory) inside the rootfs if missing, never leaving the rootfs.
@@ -222,6 +207,13 @@ pub fn build(c: &Container, dir: &Path, rootfs: &Path) -> Result<Spec> {
         }
     }
     let user_dests: Vec<&str> = c.mounts.iter().map(|m| m.destination.as_str()).collect();
+    let shm = c.host_config.shm_size;
+    if shm > 0 && shm != crate::create::DEFAULT_SHM_SIZE && !user_dests.contains(&"/dev/shm") {
+        // Replaces docker_spec's default /dev/shm (64 MiB).
+        let v = serde_json::json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+            "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={shm}")]});
+        mounts.push(serde_json::from_value(v).map_err(|e| Error::Other(format!("/dev/shm: {e}")))?);
+    }
     for f in ["hostname", "hosts", "resolv.conf"] {
         let dst = format!("/etc/{f}");
         if !user_dests.contains(&dst.as_str()) {

@@ -102,14 +102,17 @@ pub struct RunArgs {
     #[arg(long = "security-opt")]
     pub security_opt: Vec<String>,
     /// Memory limit
-    #[arg(short = 'm', long)]
+    #[arg(short = 'm', long, allow_hyphen_values = true)]
     pub memory: Option<String>,
     /// Number of CPUs
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub cpus: Option<String>,
     /// Tune container pids limit (set -1 for unlimited)
     #[arg(long = "pids-limit", allow_hyphen_values = true)]
-    pub pids_limit: Option<i64>,
+    pub pids_limit: Option<String>,
+    /// Size of /dev/shm
+    #[arg(long = "shm-size", allow_hyphen_values = true)]
+    pub shm_size: Option<String>,
     /// Ulimit options
     #[arg(long)]
     pub ulimit: Vec<String>,
@@ -118,7 +121,7 @@ pub struct RunArgs {
     pub stop_signal: Option<String>,
     /// Timeout (in seconds) to stop a container
     #[arg(long = "stop-timeout", allow_hyphen_values = true)]
-    pub stop_timeout: Option<i64>,
+    pub stop_timeout: Option<String>,
     /// Pull image before running ("always", "missing", "never")
     #[arg(long, default_value = "missing")]
     pub pull: String,
@@ -710,10 +713,11 @@ fn request(a: &RunArgs, attach: bool) -> CreateRequest {
         security_opt: a.security_opt.clone(),
         memory: a.memory.clone(),
         cpus: a.cpus.clone(),
-        pids_limit: a.pids_limit,
+        pids_limit: a.pids_limit.clone(),
+        shm_size: a.shm_size.clone(),
         ulimits: a.ulimit.clone(),
         stop_signal: a.stop_signal.clone(),
-        stop_timeout: a.stop_timeout,
+        stop_timeout: a.stop_timeout.clone(),
         network: a.network.clone(),
         cgroup_parent: a.cgroup_parent.clone(),
         log_driver: a.log_driver.clone(),
