@@ -354,13 +354,59 @@ fn parse_tmpfs_flag(v: &str) -> Result<(PendingMount, String, String)> {
     ))
 }
 
+/// What `run` keeps from creating its container for the start: the rootfs stays mounted
+/// (`volatile` for `--rm`) and the OCI spec built to validate the container is the one it runs.
+pub struct Prepared {
+    /// The container's config.json.
+    pub spec: oci_spec::runtime::Spec,
+}
+
 /// Validates the request and creates the container; returns the record (state `created`).
+/// Everything that can be checked is checked before anything is recorded, including the OCI
+/// spec of the container (capabilities, security options, seccomp profile, the user in the
+/// image's /etc/passwd); a failure leaves no row, name, directory, mount or volume use behind.
 pub fn create(
     e: &Engine,
     store: &Store,
     img: &ImageRecord,
     req: &CreateRequest,
 ) -> Result<Container> {
+    create_inner(e, store, img, req, false).map(|(c, _)| c)
+}
+
+/// [`create`] for `run`: the container's rootfs stays mounted and its spec is handed to
+/// [`Engine::start_new`], so the start neither mounts nor builds it again.
+pub fn create_prepared(
+    e: &Engine,
+    store: &Store,
+    img: &ImageRecord,
+    req: &CreateRequest,
+) -> Result<(Container, Prepared)> {
+    let (c, spec) = create_inner(e, store, img, req, true)?;
+    let spec = spec.ok_or_else(|| Error::Other(format!("container {}: no spec", c.id)))?;
+    Ok((c, Prepared { spec }))
+}
+
+/// Checks that need neither the image nor the disk, so that a bad value is refused before
+/// anything (a named volume, a bind source directory) is created.
+fn precheck_security(req: &CreateRequest) -> Result<()> {
+    let invalid = |e: skiff_runtime::docker::DockerSpecError| Error::Invalid(e.to_string());
+    for c in &req.cap_add {
+        skiff_runtime::docker::normalize_cap("--cap-add", c).map_err(invalid)?;
+    }
+    for c in &req.cap_drop {
+        skiff_runtime::docker::normalize_cap("--cap-drop", c).map_err(invalid)?;
+    }
+    skiff_runtime::docker::check_security_opts(&req.security_opt).map_err(invalid)
+}
+
+fn create_inner(
+    e: &Engine,
+    store: &Store,
+    img: &ImageRecord,
+    req: &CreateRequest,
+    keep_mounted: bool,
+) -> Result<(Container, Option<oci_spec::runtime::Spec>)> {
     let icfg = image_config(store, img)?;
     let given_name = match &req.name {
         Some(n) => Some(names::validate_name(n)?),
@@ -506,6 +552,7 @@ pub fn create(
         }
         log_config.config.insert(k.into(), v.into());
     }
+    precheck_security(req)?;
     // Mounts (parsed before anything touches the disk).
     let mut pending = Vec::new();
     let mut binds = Vec::new();
@@ -597,6 +644,10 @@ pub fn create(
     }
 
     let lowers = store.layer_dirs(img)?;
+    let user = req
+        .user
+        .clone()
+        .unwrap_or_else(|| icfg["User"].as_str().unwrap_or("").to_string());
     let id = names::new_id();
     let hostname = match &req.hostname {
         Some(h) => h.clone(),
@@ -610,7 +661,7 @@ pub fn create(
     let dir = e.container_dir(&id);
     let _lock = crate::lock::Lock::create(&e.lock_path(&id))?;
     std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
-    let result = (|| -> Result<Container> {
+    let result = (|| -> Result<(Container, Option<oci_spec::runtime::Spec>)> {
         for d in ["upper", "work", "rootfs"] {
             std::fs::create_dir_all(dir.join(d))
                 .ctx(|| format!("create {}", dir.join(d).display()))?;
@@ -623,6 +674,19 @@ pub fn create(
             .ctx(|| format!("write {}/resolv.conf", dir.display()))?;
         std::fs::write(dir.join("ctr.log"), b"")
             .ctx(|| format!("write {}/ctr.log", dir.display()))?;
+        // The rootfs is mounted now: the user is resolved and volumes populated from it, and
+        // `run` starts on it (volatile for --rm: its upper layer is thrown away at exit).
+        let rootfs = dir.join("rootfs");
+        let mount = if req.auto_remove {
+            skiff_image::overlay::mount_overlay_volatile
+        } else {
+            skiff_image::overlay::mount_overlay
+        };
+        mount(&lowers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
+        if !user.is_empty() && pending.iter().any(|p| p.volume.is_some()) {
+            // Before any volume is created.
+            spec::resolve_user(&rootfs, &user)?;
+        }
         let mut mounts = Vec::new();
         let mut volumes = Vec::new();
         for p in pending {
@@ -635,20 +699,9 @@ pub fn create(
             }
             mounts.push(mp);
         }
-        if !volumes.is_empty() {
-            // Fill new volumes with what the image has at their destination.
-            let rootfs = dir.join("rootfs");
-            skiff_image::overlay::mount_overlay(
-                &lowers,
-                &dir.join("upper"),
-                &dir.join("work"),
-                &rootfs,
-            )?;
-            let r = volumes
-                .iter()
-                .try_for_each(|(name, dst)| volumes_api::populate(e, name, &rootfs, dst));
-            crate::proc::unmount(&rootfs);
-            r?;
+        // Fill new volumes with what the image has at their destination.
+        for (name, dst) in &volumes {
+            volumes_api::populate(e, name, &rootfs, dst)?;
         }
         let name = given_name.clone();
         let c = Container {
@@ -661,10 +714,7 @@ pub fn create(
             image_ref: req.image.clone(),
             config: Config {
                 hostname: hostname.clone(),
-                user: req
-                    .user
-                    .clone()
-                    .unwrap_or_else(|| icfg["User"].as_str().unwrap_or("").to_string()),
+                user: user.clone(),
                 attach_stdin: req.attach && req.interactive,
                 attach_stdout: req.attach,
                 attach_stderr: req.attach,
@@ -727,6 +777,8 @@ pub fn create(
             platform: img.platform.os.clone(),
         };
         let mut c = c;
+        // The whole OCI spec, as the start will build it: what it refuses is refused now.
+        let spec = spec::build(&c, &dir, &rootfs)?;
         match name {
             Some(_) => e.insert(&c)?,
             None => {
@@ -742,15 +794,25 @@ pub fn create(
             }
         }
         e.event(&c, "create", &[]);
-        Ok(c)
+        if !keep_mounted {
+            crate::proc::unmount(&rootfs);
+        }
+        Ok((c, keep_mounted.then_some(spec)))
     })();
     if result.is_err() {
-        let _ = volumes_api::release(e, &id, true);
-        crate::proc::unmount(&dir.join("rootfs"));
-        let _ = std::fs::remove_dir_all(&dir);
-        let _ = std::fs::remove_file(e.lock_path(&id));
+        rollback(e, &id);
     }
     result
+}
+
+/// Undoes a create that failed before its row was written: volume uses (anonymous volumes
+/// removed), the rootfs mount, the directory and the lock file.
+fn rollback(e: &Engine, id: &str) {
+    let dir = e.container_dir(id);
+    let _ = volumes_api::release(e, id, true);
+    crate::proc::unmount(&dir.join("rootfs"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(e.lock_path(id));
 }
 
 #[cfg(test)]

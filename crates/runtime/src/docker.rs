@@ -236,6 +236,19 @@ fn parse_security_opts(opts: &[String]) -> Result<SecurityOpts, DockerSpecError>
     Ok(s)
 }
 
+/// Checks `--security-opt` values without building a spec: the keys and values docker takes,
+/// and for `seccomp=PATH` that the profile file can be read and parsed. The engine calls this
+/// before it records a container, so a bad option never leaves one behind.
+pub fn check_security_opts(opts: &[String]) -> Result<(), DockerSpecError> {
+    if let SeccompChoice::Profile(path) = parse_security_opts(opts)?.seccomp {
+        let text = std::fs::read(&path)
+            .map_err(|e| DockerSpecError(format!("--security-opt seccomp={path}: {e}")))?;
+        crate::seccomp_profile::parse(&text)
+            .map_err(|e| DockerSpecError(format!("--security-opt seccomp={path}: {e}")))?;
+    }
+    Ok(())
+}
+
 /// Every capability this kernel knows (up to /proc/sys/kernel/cap_last_cap) that the calling
 /// process's bounding set still holds (a host may withhold some, e.g. CAP_SYS_RESOURCE, and no
 /// container can get those), as `CAP_*` names in kernel order: the set `--privileged` and

@@ -734,6 +734,23 @@ fn create_container(ctx: &Ctx, a: &RunArgs, attach: bool) -> Result<(Engine, Con
     Ok((e, c))
 }
 
+/// `run`'s create then start: the container comes back with its rootfs mounted and its spec
+/// built; a start the engine fails (125) removes it again.
+fn run_container(
+    ctx: &Ctx,
+    a: &RunArgs,
+    attach: bool,
+    monitor: ops::PendingMonitor,
+) -> Result<(Engine, Container, i32)> {
+    let e = ctx.engine()?;
+    let store = ctx.store()?;
+    let img = find_image(&store, a)?;
+    let (c, prepared) =
+        skiff_engine::create::create_prepared(&e, &store, &img, &request(a, attach))?;
+    let pid = e.start_new(&c, monitor, prepared)?;
+    Ok((e, c, pid))
+}
+
 fn create_cmd(ctx: &Ctx, a: &RunArgs) -> Result<i32> {
     let (_, c) = create_container(ctx, a, false)?;
     println!("{}", c.id);
@@ -818,8 +835,7 @@ fn run_cmd(ctx: &Ctx, a: &RunArgs) -> Result<i32> {
         .unwrap_or_else(|| skiff_engine::default_runroot(ctx.root));
     if a.detach {
         let pending = ops::prespawn_monitor(ctx.root, &runroot, None)?;
-        let (e, c) = create_container(ctx, a, false)?;
-        e.start_prespawned(&c.id, pending)?;
+        let (_, c, _) = run_container(ctx, a, false, pending)?;
         println!("{}", c.id);
         return Ok(0);
     }
@@ -832,8 +848,7 @@ fn run_cmd(ctx: &Ctx, a: &RunArgs) -> Result<i32> {
     let (client, mon) = UnixStream::pair()?;
     (&client).write_all(&attach::hello(&o))?;
     let pending = ops::prespawn_monitor(ctx.root, &runroot, Some(OwnedFd::from(mon)))?;
-    let (e, c) = create_container(ctx, a, true)?;
-    let pid = e.start_prespawned(&c.id, pending)?;
+    let (e, c, pid) = run_container(ctx, a, true, pending)?;
     follow(&e, &c.id, client, o, a.sig_proxy, pid)
 }
 
