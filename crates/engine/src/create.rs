@@ -12,10 +12,10 @@ use skiff_image::Store;
 
 use crate::error::{Error, IoCtx, Result};
 use crate::model::{
-    Config, Container, HostConfig, LogConfig, MountPoint, MountSpec, RestartPolicy, State, Ulimit,
+    Config, Container, HostConfig, LogConfig, MountPoint, MountSpec, RestartPolicy, State,
     ZERO_TIME,
 };
-use crate::{names, spec, volumes_api, Engine};
+use crate::{flags, names, spec, volumes_api, Engine};
 
 /// The flags of `run`/`create`, as typed.
 #[derive(Debug, Clone, Default)]
@@ -74,18 +74,18 @@ pub struct CreateRequest {
     pub memory: Option<String>,
     /// `--cpus`.
     pub cpus: Option<String>,
-    /// `--pids-limit`.
-    pub pids_limit: Option<i64>,
+    /// `--pids-limit`, as typed.
+    pub pids_limit: Option<String>,
     /// `--blkio-weight` (10-1000, 0 = unset).
     pub blkio_weight: Option<u16>,
-    /// Resource, namespace and device flags beyond the basics (`--memory-swap`, `--pid`, …).
+    /// Resource, namespace and device flags beyond the basics (`--memory-swap`, `--pid`, `--shm-size`, …).
     pub host: crate::hostflags::HostFlags,
     /// `--ulimit`.
     pub ulimits: Vec<String>,
     /// `--stop-signal`.
     pub stop_signal: Option<String>,
-    /// `--stop-timeout`.
-    pub stop_timeout: Option<i64>,
+    /// `--stop-timeout`, as typed.
+    pub stop_timeout: Option<String>,
     /// `--network`.
     pub network: Option<String>,
     /// `--cgroup-parent`.
@@ -127,87 +127,15 @@ fn read_lines(p: &Path, what: &str) -> Result<Vec<String>> {
 }
 
 fn env_entry(e: &str) -> Result<Option<String>> {
-    if e.is_empty() || e.starts_with('=') {
-        return Err(Error::Invalid(format!("invalid environment variable: {e}")));
-    }
+    flags::env(e)?;
     if e.contains('=') {
         return Ok(Some(e.to_string()));
     }
     Ok(std::env::var(e).ok().map(|v| format!("{e}={v}")))
 }
 
-/// Parses `--restart`.
-pub fn parse_restart(s: &str) -> Result<RestartPolicy> {
-    let (name, n) = match s.split_once(':') {
-        Some((a, b)) => (a, Some(b)),
-        None => (s, None),
-    };
-    let bad = || Error::Invalid(format!("invalid restart policy format: {s}"));
-    match (name, n) {
-        ("no" | "", None) => Ok(RestartPolicy {
-            name: "no".into(),
-            maximum_retry_count: 0,
-        }),
-        ("always" | "unless-stopped", None) => Ok(RestartPolicy {
-            name: name.into(),
-            maximum_retry_count: 0,
-        }),
-        ("on-failure", n) => Ok(RestartPolicy {
-            name: name.into(),
-            maximum_retry_count: match n {
-                Some(n) => n.parse().map_err(|_| bad())?,
-                None => 0,
-            },
-        }),
-        ("always" | "unless-stopped" | "no", Some(_)) => Err(Error::Invalid(format!(
-            "invalid restart policy format: maximum retry count cannot be used with restart policy '{name}'"
-        ))),
-        _ => Err(bad()),
-    }
-}
-
-/// Parses `--ulimit name=soft[:hard]`.
-pub fn parse_ulimit(s: &str) -> Result<Ulimit> {
-    let bad = || Error::Invalid(format!("invalid ulimit argument: {s}"));
-    let (name, v) = s.split_once('=').ok_or_else(bad)?;
-    let known = [
-        "core",
-        "cpu",
-        "data",
-        "fsize",
-        "locks",
-        "memlock",
-        "msgqueue",
-        "nice",
-        "nofile",
-        "nproc",
-        "rss",
-        "rtprio",
-        "rttime",
-        "sigpending",
-        "stack",
-        "as",
-    ];
-    if !known.contains(&name) {
-        return Err(Error::Invalid(format!("invalid ulimit type: {name}")));
-    }
-    let (soft, hard) = match v.split_once(':') {
-        Some((a, b)) => (a, b),
-        None => (v, v),
-    };
-    let soft: i64 = soft.parse().map_err(|_| bad())?;
-    let hard: i64 = hard.parse().map_err(|_| bad())?;
-    if soft > hard {
-        return Err(Error::Invalid(format!(
-            "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
-        )));
-    }
-    Ok(Ulimit {
-        name: name.into(),
-        soft,
-        hard,
-    })
-}
+/// Docker's /dev/shm size (64 MiB).
+pub const DEFAULT_SHM_SIZE: i64 = crate::hostflags::DEFAULT_SHM;
 
 /// A mount still to be realized (volumes are created once the id exists).
 struct PendingMount {
@@ -303,8 +231,18 @@ fn parse_mount_flag(v: &str) -> Result<(PendingMount, MountSpec)> {
             "source" | "src" => src = val.to_string(),
             "target" | "destination" | "dst" => dst = val.to_string(),
             "readonly" | "ro" => ro = matches!(val, "true" | "1"),
-            "tmpfs-size" => tmpfs_opts.push(format!("size={val}")),
-            "tmpfs-mode" => tmpfs_opts.push(format!("mode={val}")),
+            "tmpfs-size" => {
+                let b = flags::ram_in_bytes(val).map_err(|_| {
+                    flags::bad_flag("--mount", v, format!("invalid value for tmpfs-size: {val}"))
+                })?;
+                tmpfs_opts.push(format!("size={b}"))
+            }
+            "tmpfs-mode" => {
+                flags::tmpfs_mode(val).map_err(|_| {
+                    flags::bad_flag("--mount", v, format!("invalid value for tmpfs-mode: {val}"))
+                })?;
+                tmpfs_opts.push(format!("mode={val}"))
+            }
             "bind-propagation" | "volume-nocopy" | "consistency" | "volume-driver" => {}
             _ => {
                 return Err(Error::Invalid(format!(
@@ -395,6 +333,14 @@ fn parse_tmpfs_flag(v: &str) -> Result<(PendingMount, String, String)> {
     if !opts.is_empty() {
         o = opts.split(',').map(String::from).collect();
     }
+    for opt in &o {
+        let checked = match opt.split_once('=') {
+            Some(("size", v)) => flags::tmpfs_size(v),
+            Some(("mode", v)) => flags::tmpfs_mode(v),
+            _ => Ok(()),
+        };
+        checked.map_err(|why| flags::bad_flag("--tmpfs", v, why))?;
+    }
     if !o.iter().any(|x| x.starts_with("size=")) {
         o.push("size=65536k".into());
     }
@@ -412,13 +358,61 @@ fn parse_tmpfs_flag(v: &str) -> Result<(PendingMount, String, String)> {
     ))
 }
 
+/// What `run` keeps from creating its container for the start: the rootfs stays mounted
+/// (`volatile` for `--rm`) and the OCI spec built to validate the container is the one it runs.
+pub struct Prepared {
+    /// The container's config.json.
+    pub spec: oci_spec::runtime::Spec,
+    /// Settings discarded on this host, as docker's `WARNING:` lines.
+    pub warnings: Vec<String>,
+}
+
 /// Validates the request and creates the container; returns the record (state `created`).
+/// Everything that can be checked is checked before anything is recorded, including the OCI
+/// spec of the container (capabilities, security options, seccomp profile, the user in the
+/// image's /etc/passwd); a failure leaves no row, name, directory, mount or volume use behind.
 pub fn create(
     e: &Engine,
     store: &Store,
     img: &ImageRecord,
     req: &CreateRequest,
 ) -> Result<(Container, Vec<String>)> {
+    create_inner(e, store, img, req, false).map(|(c, _, w)| (c, w))
+}
+
+/// [`create`] for `run`: the container's rootfs stays mounted and its spec is handed to
+/// [`Engine::start_new`], so the start neither mounts nor builds it again.
+pub fn create_prepared(
+    e: &Engine,
+    store: &Store,
+    img: &ImageRecord,
+    req: &CreateRequest,
+) -> Result<(Container, Prepared)> {
+    let (c, spec, warnings) = create_inner(e, store, img, req, true)?;
+    let spec = spec.ok_or_else(|| Error::Other(format!("container {}: no spec", c.id)))?;
+    Ok((c, Prepared { spec, warnings }))
+}
+
+/// Checks that need neither the image nor the disk, so that a bad value is refused before
+/// anything (a named volume, a bind source directory) is created.
+fn precheck_security(req: &CreateRequest) -> Result<()> {
+    let invalid = |e: skiff_runtime::docker::DockerSpecError| Error::Invalid(e.to_string());
+    for c in &req.cap_add {
+        skiff_runtime::docker::normalize_cap("--cap-add", c).map_err(invalid)?;
+    }
+    for c in &req.cap_drop {
+        skiff_runtime::docker::normalize_cap("--cap-drop", c).map_err(invalid)?;
+    }
+    skiff_runtime::docker::check_security_opts(&req.security_opt).map_err(invalid)
+}
+
+fn create_inner(
+    e: &Engine,
+    store: &Store,
+    img: &ImageRecord,
+    req: &CreateRequest,
+    keep_mounted: bool,
+) -> Result<(Container, Option<oci_spec::runtime::Spec>, Vec<String>)> {
     let mut warnings = Vec::new();
     let blkio_weight = blkio_weight(req.blkio_weight, &mut warnings)?;
     let icfg = image_config(store, img)?;
@@ -430,6 +424,12 @@ pub fn create(
     let mut env: Vec<String> = strings(&icfg["Env"]).unwrap_or_default();
     for f in &req.env_files {
         for l in read_lines(f, "env file")? {
+            if l.split_once('=').map_or(l.as_str(), |x| x.0).is_empty() {
+                return Err(Error::Invalid(format!(
+                    "--env-file {}: poorly formatted environment: no variable name on line '{l}'",
+                    f.display()
+                )));
+            }
             if let Some(kv) = env_entry(&l)? {
                 set_env(&mut env, kv);
             }
@@ -478,22 +478,9 @@ pub fn create(
         }
         labels.insert(k.to_string(), v.to_string());
     }
-    let network = req.network.clone().unwrap_or_else(|| "default".into());
-    match network.as_str() {
-        "none" | "host" | "default" | "bridge" => {}
-        n => {
-            return Err(Error::Invalid(format!(
-                "network {n} not found (only none and host are available in this build)"
-            )))
-        }
-    }
-    let network = if network == "bridge" {
-        "default".to_string()
-    } else {
-        network
-    };
+    let network = flags::network(req.network.as_deref())?;
     let restart = match &req.restart {
-        Some(r) => parse_restart(r)?,
+        Some(r) => flags::restart(r)?,
         None => RestartPolicy {
             name: "no".into(),
             maximum_retry_count: 0,
@@ -505,29 +492,13 @@ pub fn create(
         ));
     }
     let memory = match &req.memory {
-        Some(m) => {
-            let b = spec::parse_size(m)?;
-            if b > 0 && b < 6 << 20 {
-                return Err(Error::Invalid("Minimum memory limit allowed is 6MB".into()));
-            }
-            b
-        }
+        Some(m) => flags::memory(m)?,
         None => 0,
     };
     let nano_cpus = match &req.cpus {
         Some(c) => {
-            let f: f64 = c.parse().map_err(|_| {
-                Error::Invalid(format!("invalid argument \"{c}\" for \"--cpus\" flag"))
-            })?;
-            let ncpu = std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1) as f64;
-            if f <= 0.0 || f > ncpu {
-                return Err(Error::Invalid(format!(
-                    "range of CPUs is from 0.01 to {ncpu:.2}, as there are only {ncpu} CPUs available"
-                )));
-            }
-            (f * 1e9) as i64
+            let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+            flags::nano_cpus(c, ncpu)?
         }
         None => 0,
     };
@@ -539,9 +510,19 @@ pub fn create(
         &|name| Ok(e.container(name)?.id),
         &mut warnings,
     )?;
+    let pids_limit = req
+        .pids_limit
+        .as_deref()
+        .map(flags::pids_limit)
+        .transpose()?;
+    let stop_timeout = req
+        .stop_timeout
+        .as_deref()
+        .map(flags::stop_timeout)
+        .transpose()?;
     let mut ulimits = Vec::new();
     for u in &req.ulimits {
-        ulimits.push(parse_ulimit(u)?);
+        ulimits.push(flags::ulimit(u)?);
     }
     if let Some(s) = &req.stop_signal {
         skiff_runtime::util::parse_signal(s)
@@ -580,6 +561,7 @@ pub fn create(
         }
         log_config.config.insert(k.into(), v.into());
     }
+    precheck_security(req)?;
     // Mounts (parsed before anything touches the disk).
     let mut pending = Vec::new();
     let mut binds = Vec::new();
@@ -674,6 +656,10 @@ pub fn create(
     }
 
     let lowers = store.layer_dirs(img)?;
+    let user = req
+        .user
+        .clone()
+        .unwrap_or_else(|| icfg["User"].as_str().unwrap_or("").to_string());
     let id = names::new_id();
     let hostname = match &req.hostname {
         Some(h) => h.clone(),
@@ -698,7 +684,7 @@ pub fn create(
     // and the three files bind-mounted into the container stay readable for its users.
     perms::mkdir(&dir, perms::PRIVATE_DIR).ctx(|| format!("create {}", dir.display()))?;
     let mut inserted = false;
-    let result = (|| -> Result<(Container, Vec<String>)> {
+    let result = (|| -> Result<(Container, Option<oci_spec::runtime::Spec>)> {
         perms::mkdir_shared(&dir.join("upper"), perms::SHARED_DIR)
             .ctx(|| format!("create {}/upper", dir.display()))?;
         for d in ["work", "rootfs"] {
@@ -723,6 +709,19 @@ pub fn create(
             perms::write_file(&dir.join(name), data.as_bytes(), mode)
                 .ctx(|| format!("write {}/{name}", dir.display()))?;
         }
+        // The rootfs is mounted now: the user is resolved and volumes populated from it, and
+        // `run` starts on it (volatile for --rm: its upper layer is thrown away at exit).
+        let rootfs = dir.join("rootfs");
+        let mount = if req.auto_remove {
+            skiff_image::overlay::mount_overlay_volatile
+        } else {
+            skiff_image::overlay::mount_overlay
+        };
+        mount(&lowers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
+        if !user.is_empty() && pending.iter().any(|p| p.volume.is_some()) {
+            // Before any volume is created.
+            spec::resolve_user(&rootfs, &user)?;
+        }
         let mut mounts = Vec::new();
         let mut volumes = Vec::new();
         for p in pending {
@@ -735,20 +734,9 @@ pub fn create(
             }
             mounts.push(mp);
         }
-        if !volumes.is_empty() {
-            // Fill new volumes with what the image has at their destination.
-            let rootfs = dir.join("rootfs");
-            skiff_image::overlay::mount_overlay(
-                &lowers,
-                &dir.join("upper"),
-                &dir.join("work"),
-                &rootfs,
-            )?;
-            let r = volumes
-                .iter()
-                .try_for_each(|(name, dst)| volumes_api::populate(e, name, &rootfs, dst));
-            crate::proc::unmount(&rootfs);
-            r?;
+        // Fill new volumes with what the image has at their destination.
+        for (name, dst) in &volumes {
+            volumes_api::populate(e, name, &rootfs, dst)?;
         }
         let name = given_name.clone();
         let c = Container {
@@ -761,10 +749,7 @@ pub fn create(
             image_ref: req.image.clone(),
             config: Config {
                 hostname: hostname.clone(),
-                user: req
-                    .user
-                    .clone()
-                    .unwrap_or_else(|| icfg["User"].as_str().unwrap_or("").to_string()),
+                user: user.clone(),
                 attach_stdin: req.attach && req.interactive,
                 attach_stdout: req.attach,
                 attach_stderr: req.attach,
@@ -787,7 +772,7 @@ pub fn create(
                     .stop_signal
                     .clone()
                     .or_else(|| icfg["StopSignal"].as_str().map(String::from)),
-                stop_timeout: req.stop_timeout,
+                stop_timeout,
                 ..Default::default()
             },
             host_config: HostConfig {
@@ -802,7 +787,7 @@ pub fn create(
                 security_opt: (!req.security_opt.is_empty()).then(|| req.security_opt.clone()),
                 memory,
                 nano_cpus,
-                pids_limit: req.pids_limit,
+                pids_limit,
                 blkio_weight,
                 extra: extras,
                 ulimits: (!ulimits.is_empty()).then_some(ulimits),
@@ -828,6 +813,9 @@ pub fn create(
             platform: img.platform.os.clone(),
         };
         let mut c = c;
+        // The whole OCI spec, as the start will build it: what it refuses is refused now. Its
+        // host paths name the final directory (the tree is renamed there below).
+        let spec = spec::build(&c, &final_dir, &rootfs, &|peer| e.running_pid(peer))?;
         match name {
             Some(_) => e.insert(&c)?,
             None => {
@@ -848,20 +836,30 @@ pub fn create(
         let rec_path = dir.join(crate::ops::RECORD_FILE);
         perms::write_file(&rec_path, &rec, perms::PRIVATE_FILE)
             .ctx(|| format!("write {}", rec_path.display()))?;
+        if !keep_mounted {
+            crate::proc::unmount(&rootfs);
+        }
+        // A mount below the tree moves with it.
         std::fs::rename(&dir, &final_dir).ctx(|| format!("create {}", final_dir.display()))?;
         e.event(&c, "create", &[]);
-        Ok((c, warnings))
+        Ok((c, keep_mounted.then_some(spec)))
     })();
     if result.is_err() {
         if inserted {
             let _ = e.delete_row(&id);
         }
-        let _ = volumes_api::release(e, &id, true);
-        crate::proc::unmount(&dir.join("rootfs"));
-        let _ = std::fs::remove_dir_all(&dir);
-        let _ = std::fs::remove_file(e.lock_path(&id));
+        rollback(e, &id, &dir);
     }
-    result
+    result.map(|(c, s)| (c, s, warnings))
+}
+
+/// Undoes a create that failed (its row, if any, is already deleted): volume uses (anonymous
+/// volumes removed), the rootfs mount, the `.creating-` directory and the lock file.
+fn rollback(e: &Engine, id: &str, dir: &Path) {
+    let _ = volumes_api::release(e, id, true);
+    crate::proc::unmount(&dir.join("rootfs"));
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_file(e.lock_path(id));
 }
 
 /// `--blkio-weight` as docker's daemon treats it: 0 is unset; outside 10-1000 is an error; on a
@@ -906,17 +904,6 @@ mod tests {
 
     #[test]
     fn flags() {
-        assert_eq!(
-            parse_restart("on-failure:3").unwrap().maximum_retry_count,
-            3
-        );
-        assert_eq!(parse_restart("always").unwrap().name, "always");
-        assert!(parse_restart("always:2").is_err());
-        assert!(parse_restart("sometimes").is_err());
-        let u = parse_ulimit("nofile=100:200").unwrap();
-        assert_eq!((u.soft, u.hard), (100, 200));
-        assert!(parse_ulimit("nofile=300:200").is_err());
-        assert!(parse_ulimit("bogus=1").is_err());
         let p = parse_volume_flag("/tmp:/data:ro").unwrap();
         assert_eq!((p.mp.kind.as_str(), p.mp.rw), ("bind", false));
         let p = parse_volume_flag("vol1:/data").unwrap();
@@ -927,6 +914,14 @@ mod tests {
         assert!(parse_mount_flag("type=bind,target=/x").is_err());
         let (p, s) = parse_mount_flag("type=tmpfs,target=/t,tmpfs-size=1m").unwrap();
         assert_eq!(s.kind, "tmpfs");
-        assert!(p.mp.options.contains("size=1m"));
+        assert!(p.mp.options.contains("size=1048576"), "{}", p.mp.options);
+        assert!(parse_mount_flag("type=tmpfs,target=/t,tmpfs-size=-1").is_err());
+        assert!(parse_mount_flag("type=tmpfs,target=/t,tmpfs-mode=99").is_err());
+        assert!(parse_tmpfs_flag("/t:size=64m,mode=1777").is_ok());
+        let e = parse_tmpfs_flag("/t:size=-1").err().unwrap().to_string();
+        assert_eq!(
+            e,
+            "invalid argument \"/t:size=-1\" for \"--tmpfs\" flag: invalid size: '-1'"
+        );
     }
 }

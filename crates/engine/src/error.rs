@@ -44,14 +44,14 @@ pub enum Error {
         /// The SQLite error.
         source: rusqlite::Error,
     },
-    /// The image store failed.
-    #[error("{0}")]
+    /// The image store failed (its message once: no repeated cause in `{:#}` chains).
+    #[error(transparent)]
     Image(#[from] skiff_image::Error),
     /// The state database is missing, empty beside data, or damaged.
     #[error(transparent)]
     StateDb(#[from] skiff_image::statedb::StateDbError),
-    /// The runtime library failed.
-    #[error("{0}")]
+    /// The runtime library failed (its message once).
+    #[error(transparent)]
     Runtime(#[from] skiff_runtime::Error),
     /// Anything else.
     #[error("{0}")]

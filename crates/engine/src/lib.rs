@@ -22,6 +22,7 @@ pub mod create;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod flags;
 pub mod fsops;
 pub mod hostflags;
 pub mod info;

@@ -127,6 +127,19 @@ impl Engine {
         self.reconcile(c)
     }
 
+    /// The pid of container `s` (name or id), which must be running or paused: the process
+    /// whose namespaces `--pid/--ipc container:X` join.
+    pub fn running_pid(&self, s: &str) -> Result<i32> {
+        let p = self.reconcile(self.container(s)?)?;
+        match p.state.status.as_str() {
+            "running" | "paused" if p.state.pid > 0 => Ok(p.state.pid),
+            st => Err(Error::State(format!(
+                "cannot join the namespaces of container {}: it is {st}, not running",
+                p.name
+            ))),
+        }
+    }
+
     /// All containers, reconciled, oldest first.
     pub fn list(&self) -> Result<Vec<Container>> {
         let mut out = Vec::new();
@@ -205,13 +218,36 @@ impl Engine {
     /// monitor; `attach` is a socket the monitor treats as an attached client from the first byte.
     /// Returns the init's pid. A container that is already running is left alone (pid returned).
     pub fn start(&self, s: &str, attach: Option<OwnedFd>) -> Result<i32> {
-        self.start_with(s, attach, None)
+        self.start_with(s, attach, None, None)
     }
 
     /// [`Engine::start`] with a monitor started beforehand ([`prespawn_monitor`], which took
     /// the attach socket if there is one).
     pub fn start_prespawned(&self, s: &str, monitor: PendingMonitor) -> Result<i32> {
-        self.start_with(s, None, Some(monitor))
+        self.start_with(s, None, Some(monitor), None)
+    }
+
+    /// Starts a container `run` has just made with [`crate::create::create_prepared`] (its
+    /// rootfs mounted, its spec built) through a prespawned monitor. When the engine fails to
+    /// start it (exit 125), the container is removed again, volumes and all, so a failed `run`
+    /// leaves nothing; when its program cannot be run (126/127) it stays `Created`, as docker
+    /// keeps it, unless it is `--rm`.
+    pub fn start_new(
+        &self,
+        c: &Container,
+        monitor: PendingMonitor,
+        prepared: crate::create::Prepared,
+    ) -> Result<i32> {
+        match self.start_with(&c.id, None, Some(monitor), Some(prepared)) {
+            Err(err) if err.exit_code() == 125 || c.host_config.auto_remove => {
+                // (A --rm container the monitor reported on is already gone: no lock file.)
+                if let Ok(_l) = self.lock(&c.id) {
+                    let _ = self.remove_files(&c.id, true);
+                }
+                Err(err)
+            }
+            r => r,
+        }
     }
 
     fn start_with(
@@ -219,6 +255,7 @@ impl Engine {
         s: &str,
         attach: Option<OwnedFd>,
         pending: Option<PendingMonitor>,
+        prepared: Option<crate::create::Prepared>,
     ) -> Result<i32> {
         let id = self.resolve_id(s)?;
         let _l = self.lock(&id)?;
@@ -235,33 +272,29 @@ impl Engine {
         }
         let dir = self.container_dir(&id);
         let rootfs = dir.join("rootfs");
-        if !proc::is_mountpoint(&rootfs) {
-            let lowers: Vec<std::path::PathBuf> =
-                c.lower_dirs.iter().map(std::path::PathBuf::from).collect();
-            // A --rm container's upper layer is thrown away when it exits: skip the writeback
-            // (and the sync on unmount) that only a kept container needs.
-            let mount = if c.host_config.auto_remove {
-                skiff_image::overlay::mount_overlay_volatile
-            } else {
-                skiff_image::overlay::mount_overlay
-            };
-            mount(&lowers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
-        }
-        let peer_pid = |peer: &str| -> Result<i32> {
-            let p = self.reconcile(self.container(peer)?)?;
-            match p.state.status.as_str() {
-                "running" | "paused" if p.state.pid > 0 => Ok(p.state.pid),
-                s => Err(Error::State(format!(
-                    "cannot join the namespaces of container {}: it is {s}, not running",
-                    p.name
-                ))),
-            }
-        };
-        let spec = match spec::build(&c, &dir, &rootfs, &peer_pid) {
-            Ok(s) => s,
-            Err(e) => {
-                proc::unmount(&rootfs);
-                return Err(e);
+        let spec = match prepared {
+            // Mounted and built by create_prepared, under this same lock file.
+            Some(p) => p.spec,
+            None => {
+                if !proc::is_mountpoint(&rootfs) {
+                    let lowers: Vec<std::path::PathBuf> =
+                        c.lower_dirs.iter().map(std::path::PathBuf::from).collect();
+                    // A --rm container's upper layer is thrown away when it exits: skip the
+                    // writeback (and the sync on unmount) that only a kept container needs.
+                    let mount = if c.host_config.auto_remove {
+                        skiff_image::overlay::mount_overlay_volatile
+                    } else {
+                        skiff_image::overlay::mount_overlay
+                    };
+                    mount(&lowers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
+                }
+                match spec::build(&c, &dir, &rootfs, &|peer| self.running_pid(peer)) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        proc::unmount(&rootfs);
+                        return Err(e);
+                    }
+                }
             }
         };
         let data = serde_json::to_vec(&spec).map_err(|e| Error::Other(e.to_string()))?;

@@ -146,24 +146,9 @@ fn bind(src: &Path, dst: &str, ro: bool, propagation: &str) -> Result<Mount> {
     serde_json::from_value(v).map_err(|e| Error::Other(format!("mount {dst}: {e}")))
 }
 
-/// Parses docker's memory sizes (`512m`, `1g`, `1024`, `10k`, `1.5g`).
+/// Parses docker's memory sizes (`512m`, `1g`, `1024`, `10k`, `1.5g`): [`crate::flags::ram_in_bytes`].
 pub fn parse_size(s: &str) -> Result<i64> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mul) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| Error::Invalid(format!("invalid size: '{s}'")))?;
-    if n < 0.0 {
-        return Err(Error::Invalid(format!("invalid size: '{s}'")));
-    }
-    Ok((n * mul as f64) as i64)
+    crate::flags::ram_in_bytes(s).map_err(Error::Invalid)
 }
 
 /// Creates `path` (a directory) inside the rootfs if missing, never leaving the rootfs.

@@ -5,10 +5,11 @@
 use std::ffi::{CString, OsStr};
 use std::fs;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::error::{Error, IoContext, Result};
 use crate::store::{ImageRecord, Store};
@@ -79,6 +80,17 @@ fn clear_volatile_marker(work: &Path) {
     }
 }
 
+/// Linux's limit on overlayfs lower layers (`OVL_MAX_STACK`).
+pub const MAX_LAYERS: usize = 500;
+
+/// mount(2) copies at most one page of options: deeper stacks (or longer paths) go through
+/// the new mount API instead.
+const PAGE: usize = 4096;
+
+/// fsconfig(2) refuses string values longer than this (`strndup_user(value, 256)`): a longer
+/// layer path is handed over as a descriptor.
+const FSCONFIG_MAX_STRING: usize = 255;
+
 fn mount_overlay_with(
     lowers: &[PathBuf],
     upper: &Path,
@@ -92,27 +104,69 @@ fn mount_overlay_with(
             "an image needs at least one layer",
         ));
     }
-    let mut lower = Vec::new();
-    for l in lowers.iter().rev() {
-        lower.push(check_opt_path(l)?);
-    }
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={}{}",
-        lower.join(":"),
-        check_opt_path(upper)?,
-        check_opt_path(work)?,
-        if volatile { ",volatile" } else { "" }
-    );
-    clear_volatile_marker(work);
-    if opts.len() >= 4096 {
+    if lowers.len() > MAX_LAYERS {
         return Err(Error::invalid(
             "overlay mount",
             format!(
-                "{} layers make the mount options longer than a page",
+                "the image has {} layers; overlayfs stacks at most {MAX_LAYERS}",
                 lowers.len()
             ),
         ));
     }
+    // Top layer first, as overlayfs lists them.
+    let mut lower = Vec::with_capacity(lowers.len());
+    for l in lowers.iter().rev() {
+        lower.push(check_opt_path(l)?);
+    }
+    let layers = Layers {
+        lower,
+        upper: check_opt_path(upper)?,
+        work: check_opt_path(work)?,
+        volatile,
+    };
+    clear_volatile_marker(work);
+    let opts = layers.options(|s| s.to_string());
+    if opts.len() < PAGE {
+        // The common case: one mount(2).
+        return mount_classic(&opts, target);
+    }
+    mount_deep(&layers, target)
+}
+
+/// The paths of one overlay mount, as overlayfs takes them (top lower layer first).
+struct Layers {
+    lower: Vec<String>,
+    upper: String,
+    work: String,
+    volatile: bool,
+}
+
+impl Layers {
+    /// mount(2) options, each path written by `name`.
+    fn options(&self, mut name: impl FnMut(&str) -> String) -> String {
+        let lower: Vec<String> = self.lower.iter().map(|l| name(l)).collect();
+        format!(
+            "lowerdir={},upperdir={},workdir={}{}",
+            lower.join(":"),
+            name(&self.upper),
+            name(&self.work),
+            if self.volatile { ",volatile" } else { "" }
+        )
+    }
+}
+
+fn mount_error(target: &Path, e: io::Error, detail: &str) -> Error {
+    let why = match e.raw_os_error() {
+        Some(libc::ENODEV) => "overlayfs is not available in this kernel".to_string(),
+        Some(libc::EPERM) => "not permitted (rootless without overlay support?)".to_string(),
+        _ if !detail.is_empty() => format!("{e} ({detail})"),
+        _ => e.to_string(),
+    };
+    Error::io(format!("mount overlay at {}: {why}", target.display()), e)
+}
+
+/// One mount(2) with `opts` (shorter than a page).
+fn mount_classic(opts: &str, target: &Path) -> Result<()> {
     let src = CString::new("overlay").map_err(|e| Error::invalid("overlay", e))?;
     let tgt = CString::new(target.as_os_str().as_bytes())
         .map_err(|e| Error::invalid("overlay target", e))?;
@@ -128,18 +182,282 @@ fn mount_overlay_with(
         )
     };
     if r < 0 {
-        let e = io::Error::last_os_error();
-        let why = match e.raw_os_error() {
-            Some(libc::ENODEV) => "overlayfs is not available in this kernel".to_string(),
-            Some(libc::EPERM) => "not permitted (rootless without overlay support?)".to_string(),
-            _ => e.to_string(),
-        };
-        return Err(Error::io(
-            format!("mount overlay at {}: {why}", target.display()),
-            e,
-        ));
+        return Err(mount_error(target, io::Error::last_os_error(), ""));
     }
     Ok(())
+}
+
+/// Whether this kernel's overlayfs takes `lowerdir+` through fsconfig(2) (Linux 6.8+): found out
+/// by the first deep mount of the process and remembered.
+static LOWERDIR_PLUS: AtomicU8 = AtomicU8::new(UNKNOWN);
+/// Whether fsconfig(2) takes layers as descriptors (`FSCONFIG_SET_FD`, Linux 6.13+).
+static LAYER_FDS: AtomicU8 = AtomicU8::new(UNKNOWN);
+const UNKNOWN: u8 = 0;
+const YES: u8 = 1;
+const NO: u8 = 2;
+
+/// Makes deep mounts of this process use the fallback for kernels without `lowerdir+` (classic
+/// mount(2) options naming each layer by a short `/proc/self/fd/N` path), as on Linux < 6.8.
+/// For tests of that path on newer kernels.
+#[doc(hidden)]
+pub fn force_classic_deep_mounts(on: bool) {
+    LOWERDIR_PLUS.store(if on { NO } else { UNKNOWN }, Ordering::Relaxed);
+}
+
+/// Mounts a stack whose mount(2) options would not fit in a page: with the new mount API one
+/// layer at a time (`lowerdir+`), else (older kernels) with classic options that name every
+/// layer by a short `/proc/self/fd/N` path, which holds about 200 layers whatever the root path.
+fn mount_deep(layers: &Layers, target: &Path) -> Result<()> {
+    if LOWERDIR_PLUS.load(Ordering::Relaxed) != NO {
+        match fsapi::mount(layers, target) {
+            Ok(()) => {
+                LOWERDIR_PLUS.store(YES, Ordering::Relaxed);
+                return Ok(());
+            }
+            Err(fsapi::Failure::Unsupported(_))
+                if LOWERDIR_PLUS.load(Ordering::Relaxed) == UNKNOWN =>
+            {
+                LOWERDIR_PLUS.store(NO, Ordering::Relaxed);
+            }
+            Err(fsapi::Failure::Unsupported(e) | fsapi::Failure::Failed(e)) => return Err(e),
+        }
+    }
+    let mut held: Vec<OwnedFd> = Vec::new();
+    let mut err = None;
+    let opts = layers.options(|p| match open_path(p) {
+        Ok(fd) => {
+            let s = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            held.push(fd);
+            s
+        }
+        Err(e) => {
+            err.get_or_insert(Error::path("open", Path::new(p), e));
+            String::new()
+        }
+    });
+    if let Some(e) = err {
+        return Err(e);
+    }
+    if opts.len() >= PAGE {
+        return Err(Error::invalid(
+            "overlay mount",
+            format!(
+                "{} layers do not fit in mount options on this kernel (overlayfs takes them one at a time from Linux 6.8)",
+                layers.lower.len()
+            ),
+        ));
+    }
+    mount_classic(&opts, target)
+}
+
+/// An `O_PATH` descriptor of a layer directory.
+fn open_path(p: &str) -> io::Result<OwnedFd> {
+    let c = CString::new(p).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: a valid NUL-terminated path; the result is checked and owned below.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The new mount API (fsopen, fsconfig, fsmount, move_mount) for overlayfs.
+mod fsapi {
+    use super::*;
+
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSCONFIG_SET_FLAG: libc::c_uint = 0;
+    const FSCONFIG_SET_STRING: libc::c_uint = 1;
+    const FSCONFIG_SET_FD: libc::c_uint = 5;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+
+    /// Why a mount through the new API failed.
+    pub(super) enum Failure {
+        /// This kernel cannot do it this way (no fsopen, no `lowerdir+`): use the fallback.
+        Unsupported(Error),
+        /// A real error (a missing layer, a bad upper directory, ...).
+        Failed(Error),
+    }
+
+    struct Ctx {
+        fs: OwnedFd,
+    }
+
+    impl Ctx {
+        /// The messages the kernel logged on this context (`e overlayfs: ...`), joined.
+        fn log(&self) -> String {
+            let mut out = Vec::new();
+            let mut buf = [0u8; 512];
+            for _ in 0..8 {
+                // SAFETY: reading into a buffer we own, of the length given.
+                let n =
+                    unsafe { libc::read(self.fs.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                if n <= 0 {
+                    break;
+                }
+                let m = String::from_utf8_lossy(&buf[..n as usize]).into_owned();
+                let m = m.get(2..).unwrap_or(&m).trim().to_string();
+                out.push(m);
+            }
+            out.join("; ")
+        }
+
+        fn config(
+            &self,
+            cmd: libc::c_uint,
+            key: Option<&CString>,
+            value: Option<&CString>,
+            aux: libc::c_int,
+        ) -> io::Result<()> {
+            let k = key.map_or(std::ptr::null(), |k| k.as_ptr());
+            let v = value.map_or(std::ptr::null(), |v| v.as_ptr());
+            // SAFETY: fsconfig on our context fd; key and value are NUL-terminated strings
+            // (or null where the command takes none) that outlive the call.
+            let r =
+                unsafe { libc::syscall(libc::SYS_fsconfig, self.fs.as_raw_fd(), cmd, k, v, aux) };
+            if r < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        }
+
+        /// Sets the path parameter `key`: as a string when it is short enough, else as a
+        /// descriptor (or, before Linux 6.13, as the string `/proc/self/fd/N`).
+        fn path(&self, key: &str, p: &str) -> io::Result<()> {
+            let k = cstr(key)?;
+            if p.len() <= FSCONFIG_MAX_STRING {
+                return self.config(FSCONFIG_SET_STRING, Some(&k), Some(&cstr(p)?), 0);
+            }
+            let fd = open_path(p)?;
+            if LAYER_FDS.load(Ordering::Relaxed) != NO {
+                match self.config(FSCONFIG_SET_FD, Some(&k), None, fd.as_raw_fd()) {
+                    Ok(()) => {
+                        LAYER_FDS.store(YES, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EINVAL)
+                            && LAYER_FDS.load(Ordering::Relaxed) == UNKNOWN =>
+                    {
+                        LAYER_FDS.store(NO, Ordering::Relaxed);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let s = cstr(&format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+            self.config(FSCONFIG_SET_STRING, Some(&k), Some(&s), 0)
+        }
+    }
+
+    fn cstr(s: &str) -> io::Result<CString> {
+        CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+    }
+
+    /// fsopen("overlay"), every layer, create, fsmount, move_mount onto `target`.
+    pub(super) fn mount(l: &Layers, target: &Path) -> std::result::Result<(), Failure> {
+        let name = cstr("overlay").map_err(|e| Failure::Failed(mount_error(target, e, "")))?;
+        // SAFETY: fsopen with a valid NUL-terminated name; the result is checked.
+        let fd = unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), FSOPEN_CLOEXEC) };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::ENOSYS) => Failure::Unsupported(mount_error(target, e, "no fsopen")),
+                _ => Failure::Failed(mount_error(target, e, "")),
+            });
+        }
+        // SAFETY: a fresh descriptor nobody else owns.
+        let fs = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
+        let ctx = Ctx { fs };
+        let failed = |e: io::Error, what: &str| {
+            let log = ctx.log();
+            let detail = if log.is_empty() {
+                what.to_string()
+            } else {
+                format!("{what}: {log}")
+            };
+            mount_error(target, e, &detail)
+        };
+        // The source mountinfo shows, as with mount(2).
+        let _ = ctx.config(
+            FSCONFIG_SET_STRING,
+            Some(&cstr("source").map_err(|e| Failure::Failed(failed(e, "source")))?),
+            Some(&name),
+            0,
+        );
+        for (i, p) in l.lower.iter().enumerate() {
+            if let Err(e) = ctx.path("lowerdir+", p) {
+                // Before Linux 6.8 overlayfs does not know `lowerdir+`.
+                let unsupported = i == 0 && e.raw_os_error() == Some(libc::EINVAL);
+                let e = failed(e, &format!("layer {p}"));
+                return Err(if unsupported {
+                    Failure::Unsupported(e)
+                } else {
+                    Failure::Failed(e)
+                });
+            }
+        }
+        ctx.path("upperdir", &l.upper)
+            .map_err(|e| Failure::Failed(failed(e, &format!("upper directory {}", l.upper))))?;
+        ctx.path("workdir", &l.work)
+            .map_err(|e| Failure::Failed(failed(e, &format!("work directory {}", l.work))))?;
+        if l.volatile {
+            let k = cstr("volatile").map_err(|e| Failure::Failed(failed(e, "volatile")))?;
+            ctx.config(FSCONFIG_SET_FLAG, Some(&k), None, 0)
+                .map_err(|e| Failure::Failed(failed(e, "volatile")))?;
+        }
+        if let Err(e) = ctx.config(FSCONFIG_CMD_CREATE, None, None, 0) {
+            let log = ctx.log();
+            // Kernels that parse overlay options the old way (before 6.5) accept any key until
+            // here and log nothing of their own: an unexplained EINVAL means "no lowerdir+".
+            let unsupported = log.is_empty() && e.raw_os_error() == Some(libc::EINVAL);
+            let e = mount_error(target, e, &log);
+            return Err(if unsupported {
+                Failure::Unsupported(e)
+            } else {
+                Failure::Failed(e)
+            });
+        }
+        // SAFETY: fsmount on our configured context; the result is checked.
+        let m = unsafe { libc::syscall(libc::SYS_fsmount, ctx.fs.as_raw_fd(), FSMOUNT_CLOEXEC, 0) };
+        if m < 0 {
+            return Err(Failure::Failed(failed(
+                io::Error::last_os_error(),
+                "fsmount",
+            )));
+        }
+        // SAFETY: a fresh descriptor nobody else owns.
+        let m = unsafe { OwnedFd::from_raw_fd(m as libc::c_int) };
+        let tgt = CString::new(target.as_os_str().as_bytes())
+            .map_err(|_| Failure::Failed(Error::invalid("overlay target", target.display())))?;
+        let empty = cstr("").map_err(|e| Failure::Failed(failed(e, "move_mount")))?;
+        // SAFETY: move_mount of our detached mount fd onto a valid NUL-terminated path.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                m.as_raw_fd(),
+                empty.as_ptr(),
+                libc::AT_FDCWD,
+                tgt.as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH,
+            )
+        };
+        if r < 0 {
+            return Err(Failure::Failed(mount_error(
+                target,
+                io::Error::last_os_error(),
+                "move_mount",
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Unmounts a root filesystem mounted by [`prepare_rootfs`] (no-op for copies).

@@ -236,6 +236,26 @@ fn parse_security_opts(opts: &[String]) -> Result<SecurityOpts, DockerSpecError>
     Ok(s)
 }
 
+/// Checks `--security-opt` values without building a spec: the keys and values docker takes,
+/// and for `seccomp=PATH` that the profile file can be read and parsed. The engine calls this
+/// before it records a container, so a bad option never leaves one behind.
+pub fn check_security_opts(opts: &[String]) -> Result<(), DockerSpecError> {
+    if let SeccompChoice::Profile(path) = parse_security_opts(opts)?.seccomp {
+        let text = std::fs::read(&path)
+            .map_err(|e| DockerSpecError(format!("--security-opt seccomp={path}: {e}")))?;
+        let bad = |e: crate::seccomp_profile::ProfileError| {
+            DockerSpecError(format!("--security-opt seccomp={path}: {e}"))
+        };
+        let p = crate::seccomp_profile::parse(&text).map_err(bad)?;
+        // Resolved for docker's default capabilities: the rules the container's own set picks
+        // are resolved again when its spec is built.
+        let caps: Vec<String> = DEFAULT_CAPS.iter().map(|c| c.to_string()).collect();
+        crate::seccomp_profile::resolve(&p, &caps, &crate::seccomp_profile::Host::current())
+            .map_err(bad)?;
+    }
+    Ok(())
+}
+
 /// Every capability this kernel knows (up to /proc/sys/kernel/cap_last_cap) that the calling
 /// process's bounding set still holds (a host may withhold some, e.g. CAP_SYS_RESOURCE, and no
 /// container can get those), as `CAP_*` names in kernel order: the set `--privileged` and
@@ -718,6 +738,30 @@ pub fn docker_spec(o: &DockerSpecOpts) -> Result<Spec, DockerSpecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn security_opts_are_checked_without_a_spec() {
+        let opts = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(check_security_opts(&opts(&["seccomp=unconfined", "no-new-privileges"])).is_ok());
+        let e = check_security_opts(&opts(&["bogus=1"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown option"), "{e}");
+        let e = check_security_opts(&opts(&["seccomp=/no/such/profile.json"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--security-opt seccomp=/no/such/profile.json: "),
+            "{e}"
+        );
+        let p = std::env::temp_dir().join(format!("skiff-check-opts-{}.json", std::process::id()));
+        std::fs::write(&p, r#"{"defaultAction": "SCMP_ACT_NOPE"}"#).unwrap();
+        let o = opts(&[&format!("seccomp={}", p.display())]);
+        assert!(check_security_opts(&o).is_err());
+        std::fs::write(&p, r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#).unwrap();
+        assert!(check_security_opts(&o).is_ok());
+        let _ = std::fs::remove_file(&p);
+    }
     use oci_spec::runtime::LinuxSeccompAction;
 
     fn base() -> DockerSpecOpts {

@@ -103,14 +103,14 @@ pub struct RunArgs {
     #[arg(long = "security-opt")]
     pub security_opt: Vec<String>,
     /// Memory limit
-    #[arg(short = 'm', long)]
+    #[arg(short = 'm', long, allow_hyphen_values = true)]
     pub memory: Option<String>,
     /// Number of CPUs
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub cpus: Option<String>,
     /// Tune container pids limit (set -1 for unlimited)
     #[arg(long = "pids-limit", allow_hyphen_values = true)]
-    pub pids_limit: Option<i64>,
+    pub pids_limit: Option<String>,
     /// Block IO (relative weight), between 10 and 1000, or 0 to disable (default 0)
     #[arg(long = "blkio-weight")]
     pub blkio_weight: Option<u16>,
@@ -125,7 +125,7 @@ pub struct RunArgs {
     pub stop_signal: Option<String>,
     /// Timeout (in seconds) to stop a container
     #[arg(long = "stop-timeout", allow_hyphen_values = true)]
-    pub stop_timeout: Option<i64>,
+    pub stop_timeout: Option<String>,
     /// Pull image before running ("always", "missing", "never")
     #[arg(long, default_value = "missing")]
     pub pull: String,
@@ -730,12 +730,12 @@ fn request(a: &RunArgs, attach: bool) -> CreateRequest {
         security_opt: a.security_opt.clone(),
         memory: a.memory.clone(),
         cpus: a.cpus.clone(),
-        pids_limit: a.pids_limit,
+        pids_limit: a.pids_limit.clone(),
         blkio_weight: a.blkio_weight,
         host: a.host.flags(),
         ulimits: a.ulimit.clone(),
         stop_signal: a.stop_signal.clone(),
-        stop_timeout: a.stop_timeout,
+        stop_timeout: a.stop_timeout.clone(),
         network: a.network.clone(),
         cgroup_parent: a.cgroup_parent.clone(),
         log_driver: a.log_driver.clone(),
@@ -753,6 +753,26 @@ fn create_container(ctx: &Ctx, a: &RunArgs, attach: bool) -> Result<(Engine, Con
         eprintln!("WARNING: {w}");
     }
     Ok((e, c))
+}
+
+/// `run`'s create then start: the container comes back with its rootfs mounted and its spec
+/// built; a start the engine fails (125) removes it again.
+fn run_container(
+    ctx: &Ctx,
+    a: &RunArgs,
+    attach: bool,
+    monitor: ops::PendingMonitor,
+) -> Result<(Engine, Container, i32)> {
+    let e = ctx.engine()?;
+    let store = ctx.store()?;
+    let img = find_image(&store, a)?;
+    let (c, prepared) =
+        skiff_engine::create::create_prepared(&e, &store, &img, &request(a, attach))?;
+    for w in &prepared.warnings {
+        eprintln!("WARNING: {w}");
+    }
+    let pid = e.start_new(&c, monitor, prepared)?;
+    Ok((e, c, pid))
 }
 
 fn create_cmd(ctx: &Ctx, a: &RunArgs) -> Result<i32> {
@@ -881,8 +901,7 @@ fn run_cmd(ctx: &Ctx, a: &RunArgs) -> Result<i32> {
     }
     if a.detach {
         let pending = ops::prespawn_monitor(ctx.root, &runroot, None)?;
-        let (e, c) = create_container(ctx, a, false)?;
-        e.start_prespawned(&c.id, pending)?;
+        let (_, c, _) = run_container(ctx, a, false, pending)?;
         println!("{}", c.id);
         return Ok(0);
     }
@@ -897,8 +916,7 @@ fn run_cmd(ctx: &Ctx, a: &RunArgs) -> Result<i32> {
     let (client, mon) = UnixStream::pair()?;
     (&client).write_all(&attach::hello(&o))?;
     let pending = ops::prespawn_monitor(ctx.root, &runroot, Some(OwnedFd::from(mon)))?;
-    let (e, c) = create_container(ctx, a, true)?;
-    let pid = e.start_prespawned(&c.id, pending)?;
+    let (e, c, pid) = run_container(ctx, a, true, pending)?;
     follow(&e, &c.id, client, o, a.sig_proxy, pid)
 }
 
