@@ -14,6 +14,9 @@
 //! directory (mode 0700) fsynced, so readers see a whole entry or none.
 
 use super::{compile, CompiledFilter, SeccompError};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 use oci_spec::runtime::LinuxSeccomp;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -201,18 +204,28 @@ impl Miss {
     }
 }
 
+/// Open `name` in the directory `dir` (itself not followed if a symlink), never following a
+/// symlink at `name`.
+fn open_in(dir: &Path, name: &str, flags: OFlag, mode: u32) -> nix::Result<std::fs::File> {
+    let d = nix::fcntl::open(
+        dir,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let f = nix::fcntl::openat(
+        &d,
+        name,
+        flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(mode),
+    )?;
+    Ok(std::fs::File::from(f))
+}
+
 fn read(dir: &Path, key: &str) -> Result<CompiledFilter, Miss> {
-    let path = dir.join(key);
-    let mut f = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(&path)
-    {
+    let mut f = match open_in(dir, key, OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Miss::Absent),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(Miss::Rejected("a symlink".into()))
-        }
+        Err(Errno::ENOENT) => return Err(Miss::Absent),
+        Err(Errno::ELOOP) => return Err(Miss::Rejected("a symlink".into())),
         Err(e) => return Err(Miss::Rejected(format!("open: {e}"))),
     };
     let md = f
@@ -376,23 +389,23 @@ fn store(dir: &Path, key: &str, f: &CompiledFilter) -> std::io::Result<()> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let tmp = dir.join(format!(".tmp-{key}-{}-{nanos}", std::process::id()));
+    let tmp = format!(".tmp-{key}-{}-{nanos}", std::process::id());
     let r = (|| {
-        let mut t = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)?;
+        let mut t = std::fs::File::from(nix::fcntl::openat(
+            &d,
+            tmp.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )?);
         // The umask may have taken bits off; the mode is set, not left to it.
         t.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         t.write_all(&encode(key, f))?;
         t.sync_all()?;
-        std::fs::rename(&tmp, dir.join(key))?;
+        nix::fcntl::renameat(&d, tmp.as_str(), &d, key)?;
         d.sync_all()
     })();
     if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = nix::unistd::unlinkat(&d, tmp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
     }
     r
 }
@@ -478,6 +491,16 @@ mod tests {
         std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert_eq!(get(&a, &root).unwrap().origin, Origin::Compiled);
         assert_eq!(std::fs::metadata(&entry).unwrap().mode() & 0o7777, 0o600);
+        // A symlink in place of an entry is not followed, even to a valid copy.
+        let copy = root.join("copy");
+        std::fs::write(&copy, &good).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::remove_file(&entry).unwrap();
+        std::os::unix::fs::symlink(&copy, &entry).unwrap();
+        assert!(matches!(read(&dir, &first.key), Err(Miss::Rejected(_))));
+        assert_eq!(get(&a, &root).unwrap().origin, Origin::Compiled);
+        assert!(!std::fs::symlink_metadata(&entry).unwrap().is_symlink());
+        assert_eq!(get(&a, &root).unwrap().origin, Origin::Cache);
         // A stale recorded key (another skiff or libseccomp) falls back to the profile's key.
         let stale = "0".repeat(64);
         let r = get_by_key(&stale, &root, || Ok(a.clone())).unwrap();
