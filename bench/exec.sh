@@ -51,7 +51,9 @@ cleanup() {
     done
     rm -rf "$B"
 }
-trap cleanup EXIT INT TERM
+# Also on HUP and PIPE (e.g. `bench/exec.sh | head`): a container or cgroup must not outlive the bench.
+trap cleanup EXIT
+trap 'exit 1' HUP INT PIPE TERM
 # Per-run state on a tmpfs, as /run is.
 mkdir -p "$RUN"
 mount -t tmpfs -o mode=0700 skiff-bench-exec "$RUN"
