@@ -424,3 +424,175 @@ fn notify_profile_delivers_the_listener_fd() {
         );
     }
 }
+
+/// The one entry of a runtime root's compiled-filter cache: (key, path).
+fn only_cache_entry(root: &Path) -> (String, std::path::PathBuf) {
+    let dir = root.join("seccomp@cache");
+    let entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(entries.len(), 1, "one cached program: {entries:?}");
+    let key = entries[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    (key, entries[0].clone())
+}
+
+/// Mode bits of a path.
+fn mode(p: &Path) -> u32 {
+    std::os::unix::fs::MetadataExt::mode(&std::fs::metadata(p).unwrap()) & 0o7777
+}
+
+/// Issue 24: `exec` into a default-profile container loads the program the init loaded, from the
+/// cache by the key the init's state recorded, and compiles nothing (`--debug` says where the
+/// filter came from); the filter is really in force in the exec'd process. The cache is private
+/// whatever the umask (the create runs under umask 277), and a corrupt, truncated or foreign entry
+/// is rejected: the exec still works under the same filter and the entry is written again.
+#[test]
+fn exec_takes_the_init_filter_from_the_cache() {
+    require_root();
+    let rt = Runtime::new();
+    let b = docker_bundle(&[], &["sleep", "1000"]);
+    b.write();
+    let id = unique("seccomp-exec");
+    let log = rt.root.path().join("debug.log");
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    // create under a umask that would leave files 0400 and directories 0500.
+    let dir = tempfile::tempdir().unwrap();
+    let (o, e) = (dir.path().join("out"), dir.path().join("err"));
+    let st = Command::new("sh")
+        .args(["-c", "umask 277 && exec \"$@\"", "sh"])
+        .arg(bin("skiff-runtime"))
+        .arg("--root")
+        .arg(rt.root.path())
+        .args(["--debug", "--log"])
+        .arg(&log)
+        .args(["create", "--bundle", b.path().to_str().unwrap(), &id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&o).unwrap())
+        .stderr(std::fs::File::create(&e).unwrap())
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "create: {}",
+        std::fs::read_to_string(&e).unwrap()
+    );
+    ok(&rt.out(&["start", &id]));
+    let (key, entry) = only_cache_entry(rt.root.path());
+    assert!(
+        logs().contains(&format!("seccomp: compiled filter {key}")),
+        "create compiles the profile once: {}",
+        logs()
+    );
+    assert_eq!(mode(&rt.root.path().join("seccomp@cache")), 0o700);
+    assert_eq!(mode(&entry), 0o600);
+    let good = std::fs::read(&entry).unwrap();
+    let exec = |args: &[&str]| {
+        std::fs::write(&log, "").unwrap();
+        let mut v = vec!["--debug", "--log", log.to_str().unwrap(), "exec", &id];
+        v.extend(args);
+        let out = ok(&rt.out(&v));
+        (out, logs())
+    };
+    let (out, l) = exec(&[
+        "sh",
+        "-c",
+        "grep -E '^Seccomp(_filters)?:' /proc/self/status",
+    ]);
+    assert!(
+        out.contains("Seccomp:\t2") && out.contains("Seccomp_filters:\t1"),
+        "{out}"
+    );
+    assert!(
+        l.contains(&format!("seccomp: filter from cache {key}")),
+        "exec must load the init's cached filter: {l}"
+    );
+    assert!(
+        !l.contains("compiled filter"),
+        "exec compiled a filter: {l}"
+    );
+    assert!(
+        key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()),
+        "entries are named by a SHA-256 key: {key}"
+    );
+    // The filter in force is the default profile's.
+    let (out, _) = exec(&["/bin/probe", "keyctl", "clone3"]);
+    assert!(
+        out.contains("keyctl errno=1") && out.contains("clone3 errno=38"),
+        "{out}"
+    );
+    // A second profile's entry, for the foreign case.
+    let foreign = {
+        let rt2 = Runtime::new();
+        let (okay, _, err) = run_in(&rt2, &["--cap-add", "SYS_ADMIN"], &["true"]);
+        assert!(okay, "{err}");
+        let (k2, p2) = only_cache_entry(rt2.root.path());
+        assert_ne!(k2, key, "another profile is another key");
+        std::fs::read(p2).unwrap()
+    };
+    let mut flipped = good.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x20;
+    for (what, bad) in [
+        ("corrupt", flipped),
+        ("truncated", good[..good.len() / 3].to_vec()),
+        ("foreign", foreign),
+    ] {
+        std::fs::write(&entry, &bad).unwrap();
+        let (out, l) = exec(&[
+            "sh",
+            "-c",
+            "grep -E '^Seccomp:' /proc/self/status; /bin/probe keyctl",
+        ]);
+        assert!(
+            out.contains("Seccomp:\t2") && out.contains("keyctl errno=1"),
+            "{what}: {out}"
+        );
+        assert!(
+            l.contains(&format!("seccomp: cache entry {key} rejected"))
+                && l.contains(&format!("seccomp: compiled filter {key}")),
+            "{what} entry rejected and recompiled: {l}"
+        );
+        assert_eq!(
+            std::fs::read(&entry).unwrap(),
+            good,
+            "{what}: entry rewritten"
+        );
+        assert_eq!(mode(&entry), 0o600);
+        let (_, l) = exec(&["true"]);
+        assert!(
+            l.contains(&format!("seccomp: filter from cache {key}")),
+            "{what}: {l}"
+        );
+    }
+    ok(&rt.out(&["delete", "-f", &id]));
+}
+
+/// `skiff exec` goes through the same path: the engine's exec into a default `skiff run`
+/// container loads the init's filter from the runtime's cache (`skiff -D` prints the runtime's
+/// debug lines), compiling nothing.
+#[test]
+fn skiff_exec_takes_the_init_filter_from_the_cache() {
+    let env = EngineEnv::new("seccomp-exec", |_| {});
+    let name = unique("sx");
+    env.ok(&["run", "-d", "--name", &name, "busybox", "sleep", "1000"]);
+    let (key, _) = only_cache_entry(&env.root().join("run/runtime"));
+    let o = env.sk(&["-D", "exec", &name, "grep", "Seccomp:", "/proc/self/status"]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(stdout(&o).contains("Seccomp:\t2"), "{}", stdout(&o));
+    assert!(
+        err.contains(&format!("seccomp: filter from cache {key}")),
+        "skiff exec must load the init's cached filter: {err}"
+    );
+    assert!(!err.contains("compiled filter"), "{err}");
+    // Without -D nothing extra is printed.
+    let o = env.sk(&["exec", &name, "true"]);
+    assert!(o.status.success() && o.stderr.is_empty(), "{}", stderr(&o));
+    env.ok(&["rm", "-f", &name]);
+}

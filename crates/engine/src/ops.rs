@@ -681,14 +681,21 @@ impl Engine {
                 c.id
             )));
         }
-        let st = self.running_state(&c)?;
+        if !matches!(c.state.status.as_str(), "running" | "paused") {
+            return Err(Error::State(format!("container {} is not running", c.id)));
+        }
         if req.cmd.is_empty() {
             return Err(Error::Invalid("exec requires at least 1 argument".into()));
         }
+        // The runtime state is read once for the process template and the exec itself; the
+        // seccomp filter comes from the runtime's cache by the key the container's init recorded.
+        let rt = self.runtime_root();
+        let target = skiff_runtime::exec::ExecTarget::load(&rt, &c.id)?;
         let rootfs = self.container_dir(&c.id).join("rootfs");
-        let base = st.config["process"].clone();
-        let mut process: oci_spec::runtime::Process = serde_json::from_value(base)
-            .map_err(|e| Error::Other(format!("container {}: stored process: {e}", c.id)))?;
+        let mut process = target
+            .process()
+            .cloned()
+            .ok_or_else(|| Error::Other(format!("container {}: no stored process", c.id)))?;
         let mut env = process.env().clone().unwrap_or_default();
         for e in &req.env {
             let kv = if e.contains('=') {
@@ -748,7 +755,7 @@ impl Engine {
         }
         let saved = redirect_stdio(req)?;
         let opts = skiff_runtime::exec::ExecOpts {
-            root: self.runtime_root(),
+            root: rt,
             id: c.id.clone(),
             process,
             console: skiff_runtime::container::Console::None,
@@ -762,11 +769,11 @@ impl Engine {
             Error::Start { msg, code }
         };
         if !tty {
-            let r = skiff_runtime::exec::exec(opts);
+            let r = skiff_runtime::exec::exec_in(&target, opts);
             drop(saved);
             return r.map(crate::tty::Ended::Exited).map_err(start_err);
         }
-        let spawned = skiff_runtime::exec::spawn(opts);
+        let spawned = skiff_runtime::exec::spawn_in(&target, opts);
         drop(saved);
         let spawned = spawned.map_err(start_err)?;
         let Some(master) = spawned.master else {

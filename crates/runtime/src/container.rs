@@ -306,12 +306,15 @@ fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::
     if let (Some(res), false) = (&resources, split || cg.paths.is_empty() || cg.is_systemd()) {
         cg.apply(res)?;
     }
-    let filter = match linux.and_then(|l| l.seccomp().as_ref()) {
-        Some(s) => Some(
-            crate::seccomp::compile_cached(s, &o.root.join(crate::seccomp::CACHE_DIR))
-                .map_err(|e| Error::Config(format!("linux.seccomp: {e}")))?,
-        ),
-        None => None,
+    // From `<root>/seccomp@cache` when this profile was compiled before; the key goes into the
+    // state so `exec` loads the very same program.
+    let (filter, seccomp_key) = match linux.and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => {
+            let c = crate::seccomp::cache::get(s, &o.root)
+                .map_err(|e| Error::Config(format!("linux.seccomp: {e}")))?;
+            (Some(c.filter), Some(c.key))
+        }
+        None => (None, None),
     };
     let console = match o.console {
         Console::None => None,
@@ -469,6 +472,7 @@ fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::
             .collect(),
         cgroup: cg.clone(),
         started: direct,
+        seccomp_key,
         config: serde_json::to_value(&spec).unwrap_or_default(),
     };
     // Saved while the init sets itself up (the guard removes it again if that fails).

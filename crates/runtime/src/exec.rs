@@ -1,12 +1,18 @@
 //! `exec`: run an additional process inside a running container's namespaces and cgroup, with the
 //! same security settings path (rlimits, caps, user, seccomp) as the init.
+//!
+//! Everything `exec` needs from the container is read once from its state.json ([`ExecTarget`]),
+//! without building the seccomp rules (most of that file): the program the init loaded is read
+//! from `<root>/seccomp@cache` by the key its state records, so nothing is compiled.
 
 use crate::container::Console;
 use crate::error::{Error, Result};
-use crate::state::{State, Status};
+use crate::state::{self, Status};
 use crate::sync::{self, Msg};
 use crate::{console, forward, init, namespaces, util};
-use oci_spec::runtime::{Process, Spec};
+use oci_spec::runtime::{LinuxNamespace, LinuxSeccomp, Process};
+use serde::Deserialize;
+use skiff_cgroups::Cgroup;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -30,10 +36,165 @@ pub struct ExecOpts {
     pub preserve_fds: i32,
 }
 
+/// A container as `exec` sees it, read once from `<root>/<id>/state.json`: the fields of
+/// [`crate::state::State`] that locate the init, its process template, namespace types and the
+/// cache key of its seccomp filter. The seccomp rules are skipped while parsing (serde ignores
+/// them); they are parsed from the same bytes only when the cached program is missing or damaged.
+#[derive(Debug, Deserialize)]
+pub struct ExecTarget {
+    /// Container id.
+    pub id: String,
+    /// Host pid of the init.
+    pub pid: i32,
+    /// Start time of `pid`, to detect pid reuse.
+    pub pid_start: u64,
+    /// Absolute path of the bundle.
+    pub bundle: PathBuf,
+    /// The container's cgroup.
+    pub cgroup: Cgroup,
+    /// True once `start` released the init.
+    pub started: bool,
+    /// Cache key of the init's compiled seccomp filter.
+    #[serde(default)]
+    pub seccomp_key: Option<String>,
+    config: ExecConfig,
+    /// The state file's bytes, for the seccomp section when it must be compiled again.
+    #[serde(skip)]
+    raw: Vec<u8>,
+}
+
+/// The parts of config.json `exec` uses; everything else is skipped unparsed.
+#[derive(Debug, Default, Deserialize)]
+struct ExecConfig {
+    #[serde(rename = "ociVersion", default)]
+    version: String,
+    #[serde(default)]
+    process: Option<Process>,
+    #[serde(default)]
+    linux: Option<ExecLinux>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ExecLinux {
+    #[serde(default)]
+    namespaces: Option<Vec<LinuxNamespace>>,
+    #[serde(default)]
+    seccomp: Option<ExecSeccomp>,
+}
+
+/// Of `linux.seccomp`, only what the parent needs after the process is started.
+#[derive(Debug, Default, Deserialize)]
+struct ExecSeccomp {
+    #[serde(rename = "listenerPath", default)]
+    listener_path: Option<PathBuf>,
+    #[serde(rename = "listenerMetadata", default)]
+    listener_metadata: Option<String>,
+}
+
+/// Only `config.linux.seccomp`, in full.
+#[derive(Deserialize)]
+struct FullSeccomp {
+    config: FullConfig,
+}
+#[derive(Deserialize)]
+struct FullConfig {
+    linux: FullLinux,
+}
+#[derive(Deserialize)]
+struct FullLinux {
+    seccomp: LinuxSeccomp,
+}
+
+impl ExecTarget {
+    /// Read the state of container `id` under `root`.
+    pub fn load(root: &Path, id: &str) -> Result<ExecTarget> {
+        state::validate_id(id)?;
+        let path = state::container_dir(root, id).join("state.json");
+        let raw = match std::fs::read(&path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(id.into()))
+            }
+            Err(e) => return Err(Error::Io { path, source: e }),
+        };
+        let mut t: ExecTarget = serde_json::from_slice(&raw)
+            .map_err(|e| Error::Other(format!("{}: corrupt state: {e}", path.display())))?;
+        t.raw = raw;
+        Ok(t)
+    }
+
+    /// The live status of the container.
+    pub fn status(&self, root: &Path) -> Status {
+        state::live_status(
+            root,
+            &self.id,
+            self.pid,
+            self.pid_start,
+            self.started,
+            &self.cgroup,
+        )
+    }
+
+    /// The container's `process` (the template for an exec's process).
+    pub fn process(&self) -> Option<&Process> {
+        self.config.process.as_ref()
+    }
+
+    /// The container's namespace types (CLONE_* flags), created or joined: the ones an exec joins.
+    fn namespace_flags(&self) -> i32 {
+        let l = self.config.linux.as_ref();
+        l.and_then(|l| l.namespaces.as_ref())
+            .into_iter()
+            .flatten()
+            .fold(0, |f, ns| f | namespaces::flag(ns.typ()))
+    }
+
+    fn seccomp(&self) -> Option<&ExecSeccomp> {
+        self.config.linux.as_ref().and_then(|l| l.seccomp.as_ref())
+    }
+
+    /// `linux.seccomp` in full, parsed from the state file's bytes.
+    fn seccomp_profile(&self) -> Result<LinuxSeccomp> {
+        serde_json::from_slice::<FullSeccomp>(&self.raw)
+            .map(|f| f.config.linux.seccomp)
+            .map_err(|e| {
+                Error::Other(format!(
+                    "container {:?}: stored linux.seccomp: {e}",
+                    self.id
+                ))
+            })
+    }
+
+    /// The init's seccomp program: from the cache by the recorded key; compiled (and the entry
+    /// written again) when the entry is missing or rejected, or the state predates the key.
+    fn filter(&self, root: &Path) -> Result<Option<crate::seccomp::CompiledFilter>> {
+        if self.seccomp().is_none() {
+            return Ok(None);
+        }
+        let cfg = |e: crate::seccomp::SeccompError| Error::Config(format!("linux.seccomp: {e}"));
+        let c = match &self.seccomp_key {
+            Some(k) => crate::seccomp::cache::get_by_key(k, root, || {
+                self.seccomp_profile()
+                    .map_err(|e| crate::seccomp::SeccompError(e.to_string()))
+            })
+            .map_err(cfg)?,
+            None => crate::seccomp::cache::get(&self.seccomp_profile()?, root).map_err(cfg)?,
+        };
+        Ok(Some(c.filter))
+    }
+}
+
 /// Run the exec; returns the process's exit code (0 when detached).
 pub fn exec(o: ExecOpts) -> Result<i32> {
+    let t = ExecTarget::load(&o.root, &o.id)?;
+    exec_in(&t, o)
+}
+
+/// Run the exec in a container already read with [`ExecTarget::load`] (callers that build the
+/// process from the container's own template read the state once).
+pub fn exec_in(t: &ExecTarget, o: ExecOpts) -> Result<i32> {
     let detach = o.detach;
-    let s = spawn(o)?;
+    let s = spawn_in(t, o)?;
     if detach {
         return Ok(0);
     }
@@ -53,8 +214,13 @@ pub struct Spawned {
 /// is made a child subreaper with every forwarded signal blocked, see [`forward::block_signals`])
 /// and relays its terminal. With `detach`, nothing is left to the caller.
 pub fn spawn(o: ExecOpts) -> Result<Spawned> {
-    let st = State::load(&o.root, &o.id)?;
-    match st.status(&o.root) {
+    let t = ExecTarget::load(&o.root, &o.id)?;
+    spawn_in(&t, o)
+}
+
+/// [`spawn`] in a container already read with [`ExecTarget::load`].
+pub fn spawn_in(t: &ExecTarget, o: ExecOpts) -> Result<Spawned> {
+    match t.status(&o.root) {
         Status::Running | Status::Created => {}
         Status::Paused => {
             return Err(Error::State {
@@ -70,8 +236,6 @@ pub fn spawn(o: ExecOpts) -> Result<Spawned> {
         }
     }
     crate::process::validate(&o.process)?;
-    let spec: Spec = serde_json::from_value(st.config.clone())
-        .map_err(|e| Error::Other(format!("container {:?}: stored config: {e}", o.id)))?;
     let pid_file = o.pid_file.as_ref().map(|p| {
         if p.is_absolute() {
             p.clone()
@@ -81,15 +245,14 @@ pub fn spawn(o: ExecOpts) -> Result<Spawned> {
     });
     // Open the init's namespaces (user first); skip ones we already share (setns into our own user
     // namespace is EINVAL).
-    let plan = namespaces::plan(&spec)?;
+    let flags = t.namespace_flags();
     let mut ns: Vec<(i32, OwnedFd)> = Vec::new();
     for f in namespaces::ORDER {
-        let wanted = plan.new_flags & f != 0 || plan.join.iter().any(|(j, _)| *j == f);
-        if !wanted {
+        if flags & f == 0 {
             continue;
         }
         let name = namespaces::proc_name(f);
-        let theirs = format!("/proc/{}/ns/{name}", st.pid);
+        let theirs = format!("/proc/{}/ns/{name}", t.pid);
         let same = match (
             std::fs::metadata(&theirs),
             std::fs::metadata(format!("/proc/self/ns/{name}")),
@@ -105,14 +268,8 @@ pub fn spawn(o: ExecOpts) -> Result<Spawned> {
             crate::fsutil::open_path(Path::new(&theirs), libc::O_RDONLY)?,
         ));
     }
-    let userns = plan.new_flags & libc::CLONE_NEWUSER != 0
-        || plan.join.iter().any(|(j, _)| *j == libc::CLONE_NEWUSER);
-    let filter = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(s) => Some(
-            crate::seccomp::compile(s).map_err(|e| Error::Config(format!("linux.seccomp: {e}")))?,
-        ),
-        None => None,
-    };
+    let userns = flags & libc::CLONE_NEWUSER != 0;
+    let filter = t.filter(&o.root)?;
     let terminal = o.process.terminal().unwrap_or(false);
     let mut master_rx = None;
     let console = match o.console {
@@ -139,12 +296,12 @@ pub fn spawn(o: ExecOpts) -> Result<Spawned> {
     // Join the container's cgroup without the kernel's global migration lock where possible:
     // cloned straight into the unified group, `tasks` for the v1 hierarchies
     // (skiff_cgroups::Cgroup::join_tasks).
-    let (unified, tasks) = if st.cgroup.paths.is_empty() {
+    let (unified, tasks) = if t.cgroup.paths.is_empty() {
         (None, None)
     } else {
         (
-            st.cgroup.open_unified().ok().flatten(),
-            st.cgroup.open_tasks().ok(),
+            t.cgroup.open_unified().ok().flatten(),
+            t.cgroup.open_tasks().ok(),
         )
     };
     let mut in_unified = false;
@@ -166,13 +323,13 @@ pub fn spawn(o: ExecOpts) -> Result<Spawned> {
         let r = (|| -> Result<i32> {
             // SAFETY: getpid has no preconditions.
             let me = unsafe { libc::getpid() };
-            if !st.cgroup.paths.is_empty() {
+            if !t.cgroup.paths.is_empty() {
                 match &tasks {
-                    Some(t) => st.cgroup.join_tasks(t)?,
-                    None => st.cgroup.add_process_v1(me)?,
+                    Some(fds) => t.cgroup.join_tasks(fds)?,
+                    None => t.cgroup.add_process_v1(me)?,
                 }
                 if !in_unified {
-                    st.cgroup.add_process_unified(me)?;
+                    t.cgroup.add_process_unified(me)?;
                 }
             }
             drop(tasks);
@@ -242,12 +399,12 @@ pub fn spawn(o: ExecOpts) -> Result<Spawned> {
     }
     let pid = pid.unwrap_or(0);
     if let Some(fd) = notify {
-        let sc = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-        if let Some(path) = sc.and_then(|s| s.listener_path().as_ref()) {
+        let sc = t.seccomp();
+        if let Some(path) = sc.and_then(|s| s.listener_path.as_ref()) {
             let meta = sc
-                .and_then(|s| s.listener_metadata().clone())
+                .and_then(|s| s.listener_metadata.clone())
                 .unwrap_or_default();
-            let s = serde_json::json!({"ociVersion": spec.version(), "id": o.id, "status": "running", "pid": pid, "bundle": st.bundle});
+            let s = serde_json::json!({"ociVersion": t.config.version, "id": o.id, "status": "running", "pid": pid, "bundle": t.bundle});
             crate::seccomp::send_to_listener(path, &meta, std::os::fd::AsFd::as_fd(&fd), &s)
                 .map_err(|e| Error::Other(format!("linux.seccomp.listenerPath: {e}")))?;
         }

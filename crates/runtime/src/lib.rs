@@ -20,6 +20,7 @@ pub mod fsutil;
 pub mod hooks;
 pub mod idmap;
 pub mod init;
+pub mod log;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;

@@ -14,10 +14,13 @@ use std::io::{Read, Seek};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
+pub mod cache;
+pub use cache::CACHE_DIR;
+
 /// A seccomp configuration error or load failure; the message names the field or syscall.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct SeccompError(String);
+pub struct SeccompError(pub(crate) String);
 
 /// A compiled filter: raw BPF instructions plus the seccomp(2) flags to load them with.
 #[derive(Debug, Clone)]
@@ -123,7 +126,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<CompiledFilter, SeccompError> {
     // A binary tree over syscall numbers instead of a linear list: for a Docker-size allow-list the
     // kernel's attach-time work (it runs the filter for every syscall number to build its action
     // cache) drops from ~0.7 ms to ~0.25 ms per container. libseccomp takes longer to build the
-    // tree, which `compile_cached` pays once per profile.
+    // tree, which the cache (`cache::get`) pays once per profile.
     ctx.set_ctl_optimize(2)
         .map_err(|e| err("filter attribute", e))?;
     for a in s.architectures().iter().flatten() {
@@ -307,136 +310,6 @@ pub fn send_to_listener(
     Ok(())
 }
 
-/// Name of the compiled-filter cache directory under the runtime root. The `@` keeps it apart
-/// from container directories (container ids cannot contain `@`).
-pub const CACHE_DIR: &str = "seccomp@cache";
-
-/// Bumped whenever `compile` changes the program it emits for the same spec.
-const CACHE_FORMAT: u32 = 1;
-
-/// At most this many cached programs; a miss beyond it empties the cache first.
-const CACHE_MAX_ENTRIES: usize = 256;
-
-/// Like [`compile`], but reuses the BPF program compiled earlier for a byte-identical
-/// `linux.seccomp` (libseccomp spends milliseconds on a Docker-size profile; reading the cached
-/// program costs microseconds). An entry is keyed by a hash but trusted only after an exact
-/// comparison of the whole serialized section, the runtime version and the libseccomp version
-/// stored in it, so a hash collision can never select another profile's program. `dir` is
-/// `<runtime root>/seccomp@cache` (mode 0700); a cache that cannot be read or written is skipped.
-pub fn compile_cached(s: &LinuxSeccomp, dir: &Path) -> Result<CompiledFilter, SeccompError> {
-    use std::hash::{Hash, Hasher};
-    let Ok(canon) = serde_json::to_vec(s) else {
-        return compile(s);
-    };
-    let v = libseccomp::ScmpVersion::current()
-        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
-        .unwrap_or_default();
-    let header = format!(
-        "skiff-seccomp {CACHE_FORMAT} {} {} libseccomp {v}\n",
-        env!("CARGO_PKG_VERSION"),
-        std::env::consts::ARCH
-    );
-    let mut h = std::hash::DefaultHasher::new();
-    header.hash(&mut h);
-    canon.hash(&mut h);
-    let path = dir.join(format!("{:016x}", h.finish()));
-    let notify = s.default_action() == LinuxSeccompAction::ScmpActNotify
-        || s.syscalls()
-            .iter()
-            .flatten()
-            .any(|r| r.action() == LinuxSeccompAction::ScmpActNotify);
-    if let Some(program) = std::fs::read(&path)
-        .ok()
-        .and_then(|b| cache_entry(&b, header.as_bytes(), &canon))
-    {
-        let flags = filter_flags(s) | if notify { FLAG_NEW_LISTENER } else { 0 };
-        return Ok(CompiledFilter {
-            program,
-            flags,
-            notify,
-        });
-    }
-    let f = compile(s)?;
-    let _ = store_entry(dir, &path, header.as_bytes(), &canon, &f.program);
-    Ok(f)
-}
-
-/// Entry layout: header line, u32 LE length + serialized section, u32 LE instruction count +
-/// instructions (8 bytes each, native order). Returns the program only when header and section
-/// match exactly and the lengths add up.
-fn cache_entry(b: &[u8], header: &[u8], canon: &[u8]) -> Option<Vec<libc::sock_filter>> {
-    let rest = b.strip_prefix(header)?;
-    let (n, rest) = rest.split_first_chunk::<4>()?;
-    let n = u32::from_le_bytes(*n) as usize;
-    if rest.get(..n)? != canon {
-        return None;
-    }
-    let (count, prog) = rest[n..].split_first_chunk::<4>()?;
-    let count = u32::from_le_bytes(*count) as usize;
-    if count == 0 || count > 4096 || prog.len() != count * 8 {
-        return None;
-    }
-    Some(
-        prog.chunks_exact(8)
-            .map(|c| libc::sock_filter {
-                code: u16::from_ne_bytes([c[0], c[1]]),
-                jt: c[2],
-                jf: c[3],
-                k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
-            })
-            .collect(),
-    )
-}
-
-fn store_entry(
-    dir: &Path,
-    path: &Path,
-    header: &[u8],
-    canon: &[u8],
-    program: &[libc::sock_filter],
-) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            if std::fs::read_dir(dir)?.count() >= CACHE_MAX_ENTRIES {
-                for e in std::fs::read_dir(dir)?.flatten() {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
-        Err(e) => return Err(e),
-    }
-    let mut b = Vec::with_capacity(header.len() + canon.len() + program.len() * 8 + 8);
-    b.extend_from_slice(header);
-    b.extend_from_slice(&(canon.len() as u32).to_le_bytes());
-    b.extend_from_slice(canon);
-    b.extend_from_slice(&(program.len() as u32).to_le_bytes());
-    for i in program {
-        b.extend_from_slice(&i.code.to_ne_bytes());
-        b.extend_from_slice(&[i.jt, i.jf]);
-        b.extend_from_slice(&i.k.to_ne_bytes());
-    }
-    // Write a private temp file, make it durable, then rename: readers see a whole entry or none.
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let r = (|| {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(crate::fsutil::STATE_FILE_MODE)
-            .open(&tmp)?;
-        f.write_all(&b)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    r
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -468,53 +341,6 @@ mod tests {
             serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}),
         );
         assert!(compile(&s).unwrap().uses_notify());
-    }
-
-    #[test]
-    fn cache_reuses_only_an_identical_section() {
-        let dir = std::env::temp_dir().join(format!("skiff-seccomp-cache-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let a = parse(
-            serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}),
-        );
-        let b = parse(
-            serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["rmdir"], "action": "SCMP_ACT_ERRNO"}]}),
-        );
-        let fresh = compile(&a).unwrap();
-        let first = compile_cached(&a, &dir).unwrap();
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
-        let hit = compile_cached(&a, &dir).unwrap();
-        for f in [&first, &hit] {
-            assert_eq!(f.flags, fresh.flags);
-            assert_eq!(f.notify, fresh.notify);
-            assert_eq!(f.program.len(), fresh.program.len());
-            assert!(f
-                .program
-                .iter()
-                .zip(&fresh.program)
-                .all(|(x, y)| (x.code, x.jt, x.jf, x.k) == (y.code, y.jt, y.jf, y.k)));
-        }
-        // An entry whose stored section differs (as after a hash collision) is never used.
-        let entry = std::fs::read_dir(&dir)
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
-        let other = serde_json::to_vec(&b).unwrap();
-        let bytes = std::fs::read(&entry).unwrap();
-        let header_end = bytes.iter().position(|c| *c == b'\n').unwrap() + 1;
-        assert!(cache_entry(&bytes, &bytes[..header_end], &other).is_none());
-        assert!(cache_entry(
-            &bytes[..bytes.len() - 8],
-            &bytes[..header_end],
-            &serde_json::to_vec(&a).unwrap()
-        )
-        .is_none());
-        let fb = compile_cached(&b, &dir).unwrap();
-        assert!(!fb.uses_notify());
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

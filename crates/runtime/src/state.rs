@@ -58,6 +58,11 @@ pub struct State {
     pub cgroup: Cgroup,
     /// True once `start` released the init process.
     pub started: bool,
+    /// The cache key (`<root>/seccomp@cache/<key>`) of the compiled `linux.seccomp` filter the init
+    /// loaded, so `exec` loads the same program without compiling or even parsing the profile.
+    /// Absent without a profile (and in state written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp_key: Option<String>,
     /// The config.json the container was created from (hooks, process, namespaces are needed later).
     pub config: serde_json::Value,
 }
@@ -98,6 +103,32 @@ pub fn pid_start_time(pid: i32) -> Option<u64> {
     it.nth(18)?.parse().ok()
 }
 
+/// True if `pid` is alive and still the process that started at `pid_start`.
+pub fn init_alive(pid: i32, pid_start: u64) -> bool {
+    pid > 0 && pid_start_time(pid) == Some(pid_start)
+}
+
+/// The live status of a container from the fields of its state (see [`State::status`]).
+pub fn live_status(
+    root: &Path,
+    id: &str,
+    pid: i32,
+    pid_start: u64,
+    started: bool,
+    cgroup: &Cgroup,
+) -> Status {
+    if !init_alive(pid, pid_start) {
+        return Status::Stopped;
+    }
+    if !started && container_dir(root, id).join("exec.sock").exists() {
+        return Status::Created;
+    }
+    if cgroup.is_frozen().unwrap_or(false) {
+        return Status::Paused;
+    }
+    Status::Running
+}
+
 impl State {
     /// Load the state of container `id` under `root`.
     pub fn load(root: &Path, id: &str) -> Result<State> {
@@ -124,21 +155,19 @@ impl State {
 
     /// True if the init process is still alive (and is the same process).
     pub fn init_alive(&self) -> bool {
-        self.pid > 0 && pid_start_time(self.pid) == Some(self.pid_start)
+        init_alive(self.pid, self.pid_start)
     }
 
     /// The live status of the container.
     pub fn status(&self, root: &Path) -> Status {
-        if !self.init_alive() {
-            return Status::Stopped;
-        }
-        if !self.started && container_dir(root, &self.id).join("exec.sock").exists() {
-            return Status::Created;
-        }
-        if self.cgroup.is_frozen().unwrap_or(false) {
-            return Status::Paused;
-        }
-        Status::Running
+        live_status(
+            root,
+            &self.id,
+            self.pid,
+            self.pid_start,
+            self.started,
+            &self.cgroup,
+        )
     }
 
     /// The OCI/runc state JSON for `state` and `list --format json`.

@@ -36,6 +36,10 @@ pub struct Cli {
     /// Directory of runtime state (default /run/skiff, or <root>/run when --root is given).
     #[arg(long, global = true)]
     pub runroot: Option<PathBuf>,
+    /// Enable debug mode: the runtime's debug lines (e.g. where exec's seccomp filter came from)
+    /// go to stderr.
+    #[arg(short = 'D', long)]
+    pub debug: bool,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -137,6 +141,7 @@ fn fast_run_parse(argv: &[String]) -> Option<Cli> {
     Some(Cli {
         root: p.root,
         runroot: p.runroot,
+        debug: false,
         command: Command::Containers(Box::new(containers::TopCommand::Run(a))),
     })
 }
@@ -185,6 +190,9 @@ fn cli_main() {
             std::process::exit(if e.use_stderr() { 125 } else { 0 });
         }
     };
+    if cli.debug {
+        skiff_runtime::log::enable_debug(skiff_runtime::log::Sink::default());
+    }
     if let Command::Containers(c) = &cli.command {
         std::process::exit(containers::run(&cli, c));
     }

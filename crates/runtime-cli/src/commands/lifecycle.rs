@@ -331,7 +331,8 @@ pub struct ExecArgs {
 
 /// `exec`.
 pub fn exec(cli: &Cli, a: &ExecArgs) -> Result<i32> {
-    let st = State::load(&cli.root, &a.id)?;
+    // The container's state is read once, here, for both the process template and the exec.
+    let target = skiff_runtime::exec::ExecTarget::load(&cli.root, &a.id)?;
     let process: oci_spec::runtime::Process = if let Some(p) = &a.process {
         let data = std::fs::read(p).with_context(|| format!("process file {}", p.display()))?;
         serde_json::from_slice(&data).with_context(|| format!("process file {}", p.display()))?
@@ -339,8 +340,7 @@ pub fn exec(cli: &Cli, a: &ExecArgs) -> Result<i32> {
         if a.command.is_empty() {
             bail!("exec: no command given");
         }
-        let spec: oci_spec::runtime::Spec = serde_json::from_value(st.config.clone())?;
-        let mut p = spec.process().clone().unwrap_or_default();
+        let mut p = target.process().cloned().unwrap_or_default();
         p.set_args(Some(a.command.clone()));
         p.set_terminal(Some(a.tty));
         let mut env = p.env().clone().unwrap_or_default();
@@ -376,13 +376,6 @@ pub fn exec(cli: &Cli, a: &ExecArgs) -> Result<i32> {
                 let cap: oci_spec::runtime::Capability =
                     serde_json::from_value(serde_json::Value::String(c.clone()))
                         .with_context(|| format!("unknown capability {c:?}"))?;
-                for set in [
-                    caps.bounding().clone(),
-                    caps.effective().clone(),
-                    caps.permitted().clone(),
-                ] {
-                    let _ = set;
-                }
                 let add = |s: &Option<oci_spec::runtime::Capabilities>| {
                     let mut s = s.clone().unwrap_or_default();
                     s.insert(cap);
@@ -415,7 +408,7 @@ pub fn exec(cli: &Cli, a: &ExecArgs) -> Result<i32> {
         detach: a.detach,
         preserve_fds: a.preserve_fds,
     };
-    skiff_runtime::exec::exec(o).with_context(|| format!("container {:?}: exec", a.id))
+    skiff_runtime::exec::exec_in(&target, o).with_context(|| format!("container {:?}: exec", a.id))
 }
 
 /// `features`: what this runtime supports, in the runtime-spec features.md shape.

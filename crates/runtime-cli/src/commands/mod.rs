@@ -26,7 +26,7 @@ pub struct Cli {
     /// Log format: text or json.
     #[arg(long = "log-format", global = true, default_value = "text")]
     pub log_format: String,
-    /// Enable debug logging.
+    /// Enable debug logging (to --log, or stderr): e.g. where the seccomp filter came from.
     #[arg(long, global = true)]
     pub debug: bool,
     /// Use systemd to manage cgroups.
@@ -86,6 +86,12 @@ pub fn main() -> i32 {
     let mut cli = Cli::parse();
     if cli.root == std::path::Path::new(DEFAULT_ROOT) {
         cli.root = default_root();
+    }
+    if cli.debug {
+        skiff_runtime::log::enable_debug(skiff_runtime::log::Sink {
+            path: cli.log.clone(),
+            json: cli.log_format == "json",
+        });
     }
     let res = match cli.command {
         Command::Create(ref a) => lifecycle::create(&cli, a),
