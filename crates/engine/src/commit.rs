@@ -333,6 +333,7 @@ pub fn commit(e: &Engine, store: &Store, s: &str, opts: &CommitOptions) -> Resul
             "ENTRYPOINT",
             "ENV",
             "EXPOSE",
+            "HEALTHCHECK",
             "LABEL",
             "ONBUILD",
             "STOPSIGNAL",
@@ -342,7 +343,7 @@ pub fn commit(e: &Engine, store: &Store, s: &str, opts: &CommitOptions) -> Resul
         ];
         if !OK.contains(&instr.to_ascii_uppercase().as_str()) {
             return Err(Error::Invalid(format!(
-                "--change: {instr} is not a valid change command (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR)"
+                "--change: {instr} is not a valid change command (CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR)"
             )));
         }
     }

@@ -96,6 +96,8 @@ pub struct CreateRequest {
     pub log_opts: Vec<String>,
     /// `--init`.
     pub init: bool,
+    /// `--health-*`, `--no-healthcheck`.
+    pub health: crate::health::HealthFlags,
 }
 
 fn image_config(store: &Store, img: &ImageRecord) -> Result<Value> {
@@ -520,6 +522,7 @@ fn create_inner(
         .as_deref()
         .map(flags::stop_timeout)
         .transpose()?;
+    let healthcheck = crate::health::resolve(&req.health, &icfg)?;
     let mut ulimits = Vec::new();
     for u in &req.ulimits {
         ulimits.push(flags::ulimit(u)?);
@@ -773,6 +776,7 @@ fn create_inner(
                     .clone()
                     .or_else(|| icfg["StopSignal"].as_str().map(String::from)),
                 stop_timeout,
+                healthcheck,
                 ..Default::default()
             },
             host_config: HostConfig {

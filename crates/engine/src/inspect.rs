@@ -13,6 +13,12 @@ pub fn container_json(e: &Engine, c: &Container) -> Value {
     if let Some(o) = state.as_object_mut() {
         o.remove("MonitorPid");
         o.remove("MonitorStart");
+        if let Some(h) = e.health(c) {
+            o.insert(
+                "Health".into(),
+                serde_json::to_value(h).unwrap_or(Value::Null),
+            );
+        }
     }
     let mut lowers: Vec<&str> = c.lower_dirs.iter().map(String::as_str).collect();
     lowers.reverse();

@@ -9,7 +9,8 @@
 //! ```text
 //! <root>/skiff.db                     tables `containers` (+ the image store's tables)
 //! <root>/containers/<id>/             config.json (OCI bundle), rootfs/ (overlay), upper/, work/,
-//!                                     ctr.log (json-file), hostname, hosts, resolv.conf, exit
+//!                                     ctr.log (json-file), hostname, hosts, resolv.conf, exit,
+//!                                     health.json (State.Health, written by the monitor's checks)
 //! <root>/locks/<id>                   the container's flock
 //! <runroot>/runtime/<id>/             the runtime library's state
 //! <runroot>/containers/<id>/          attach.sock, norestart (marker for the monitor)
@@ -24,6 +25,7 @@ pub mod error;
 pub mod events;
 pub mod flags;
 pub mod fsops;
+pub mod health;
 pub mod hostflags;
 pub mod info;
 pub mod init;
@@ -101,6 +103,12 @@ impl Engine {
     /// `<runroot>/containers/<id>`.
     pub fn run_dir(&self, id: &str) -> PathBuf {
         self.runroot.join("containers").join(id)
+    }
+    /// `State.Health` of a container with a healthcheck that has been started (None otherwise:
+    /// docker's `none`).
+    pub fn health(&self, c: &Container) -> Option<health::Health> {
+        health::Probe::from_config(c.config.healthcheck.as_ref())?;
+        health::read(&self.container_dir(&c.id))
     }
     /// The runtime library's state root.
     pub fn runtime_root(&self) -> PathBuf {

@@ -46,6 +46,37 @@ pub struct Config {
     /// `--stop-timeout` seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<i64>,
+    /// `--health-*` flags merged over the image's `Healthcheck` (`Test: ["NONE"]` disables it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<HealthConfig>,
+}
+
+fn is_zero_i64(v: &i64) -> bool {
+    *v == 0
+}
+
+/// Docker's `HealthConfig` (durations in nanoseconds; zero means docker's default).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HealthConfig {
+    /// `[]` inherit, `["NONE"]` off, `["CMD", args…]` or `["CMD-SHELL", command]`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub test: Vec<String>,
+    /// Time between checks (default 30s).
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub interval: i64,
+    /// Time a check may run (default 30s).
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub timeout: i64,
+    /// Time after the start during which failures do not count (default 0).
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub start_period: i64,
+    /// Time between checks during the start period (default 5s).
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub start_interval: i64,
+    /// Consecutive failures that make the container unhealthy (default 3).
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub retries: i64,
 }
 
 /// Docker's restart policy.

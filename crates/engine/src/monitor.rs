@@ -52,6 +52,8 @@ pub struct MonitorArgs {
     pub attach_fd: bool,
     /// Restart count so far (continues the record's count).
     pub restarts: i64,
+    /// The healthcheck to run, if any.
+    pub health: Option<crate::health::Probe>,
 }
 
 impl MonitorArgs {
@@ -71,6 +73,10 @@ impl MonitorArgs {
             "--restarts".into(),
             self.restarts.to_string(),
         ];
+        if let Some(p) = &self.health {
+            v.push("--health".into());
+            v.push(p.encode());
+        }
         for (on, f) in [
             (self.tty, "--tty"),
             (self.stdin, "--stdin"),
@@ -105,6 +111,7 @@ impl MonitorArgs {
                     a.log_max_file = f.parse().ok()?;
                 }
                 "--restarts" => a.restarts = it.next()?.parse().ok()?,
+                "--health" => a.health = Some(crate::health::Probe::decode(it.next()?)?),
                 "--tty" => a.tty = true,
                 "--stdin" => a.stdin = true,
                 "--stdin-once" => a.stdin_once = true,
@@ -357,6 +364,9 @@ fn spawn_inner(
 /// In the forked child: runtime create + start. Returns `P<pid>\n` or `E<code> <message>\n`.
 fn create_and_start(a: &MonitorArgs, console: skiff_runtime::container::Console) -> String {
     let rt = a.runroot.join("runtime");
+    if a.health.is_some() {
+        crate::health::reset_for_start(&a.container_dir());
+    }
     // Leftovers of a previous run (a monitor killed before it cleaned up).
     let _ = skiff_runtime::container::delete(&rt, &a.id, true);
     let opts = skiff_runtime::container::CreateOpts {
@@ -481,6 +491,9 @@ fn record_exit(
     let _ = skiff_runtime::container::delete(&rt, &a.id, true);
     let finished = crate::proc::now();
     let dir = a.container_dir();
+    if a.health.is_some() {
+        crate::health::mark_stopped(&dir);
+    }
     // A --rm container is removed right below; only a kept one needs its exit on disk.
     if started_ok && !(a.auto_remove && after == After::Final) {
         let tmp = dir.join(".exit.tmp");
@@ -826,6 +839,126 @@ fn file_page_runs(
     }
 }
 
+/// The healthcheck of one run: a timerfd in the poll loop, and at most one checker child (see
+/// [`crate::health`]) at a time; the next check is timed from the end of the previous one.
+struct Checks<'a> {
+    probe: &'a crate::health::Probe,
+    timer: OwnedFd,
+    /// The running checker (0: none).
+    pid: i32,
+    /// Still `starting` (before the first success or the first `unhealthy`).
+    starting: bool,
+    began: Instant,
+    began_wall: std::time::SystemTime,
+}
+
+impl<'a> Checks<'a> {
+    fn new(probe: &'a crate::health::Probe) -> Option<Checks<'a>> {
+        // SAFETY: timerfd_create with constant flags; the fd is owned below.
+        let fd = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return None;
+        }
+        let c = Checks {
+            probe,
+            // SAFETY: a fresh descriptor we own.
+            timer: unsafe { OwnedFd::from_raw_fd(fd) },
+            pid: 0,
+            starting: true,
+            began: Instant::now(),
+            began_wall: std::time::SystemTime::now(),
+        };
+        c.arm(c.probe.next_interval(Duration::ZERO, true));
+        Some(c)
+    }
+
+    /// One-shot in `d` (zero disarms).
+    fn arm(&self, d: Duration) {
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: d.as_secs() as libc::time_t,
+                tv_nsec: libc::c_long::from(d.subsec_nanos() as i32),
+            },
+        };
+        // SAFETY: timerfd_settime on our timer with a valid itimerspec.
+        unsafe { libc::timerfd_settime(self.timer.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+    }
+
+    /// The timer fired: fork a checker (unless one still runs).
+    fn fire(&mut self, a: &MonitorArgs) {
+        let mut n = [0u8; 8];
+        // SAFETY: draining the timerfd's 8-byte counter into a buffer we own.
+        unsafe { libc::read(self.timer.as_raw_fd(), n.as_mut_ptr().cast(), n.len()) };
+        if self.pid != 0 {
+            return;
+        }
+        let pid = fork();
+        if pid == 0 {
+            // SAFETY: in the forked child: drop every inherited descriptor (the container's
+            // stdio, attach clients, the signalfd) so none is held open by the check.
+            unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+            let dir = a.container_dir();
+            let cx = crate::health::CheckCtx {
+                root: &a.root,
+                runroot: &a.runroot,
+                id: &a.id,
+                dir: &dir,
+                started: self.began_wall,
+            };
+            exit_child(crate::health::check(&cx, self.probe));
+        }
+        if pid < 0 {
+            self.arm(self.probe.interval);
+            return;
+        }
+        self.pid = pid;
+    }
+
+    /// The checker exited with wait status `st`: note the status, time the next check.
+    fn reaped(&mut self, st: i32) {
+        self.pid = 0;
+        if libc::WIFEXITED(st) {
+            match libc::WEXITSTATUS(st) {
+                crate::health::CODE_STARTING => self.starting = true,
+                crate::health::CODE_HEALTHY | crate::health::CODE_UNHEALTHY => {
+                    self.starting = false
+                }
+                _ => {}
+            }
+        }
+        self.arm(
+            self.probe
+                .next_interval(self.began.elapsed(), self.starting),
+        );
+    }
+
+    /// Stops the checks: kills a running checker, disarms the timer.
+    fn stop(&mut self) {
+        if self.pid > 0 {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            wait_pid(self.pid);
+            self.pid = 0;
+        }
+        self.arm(Duration::ZERO);
+    }
+}
+
+impl Drop for Checks<'_> {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// Serves one run of the container until its init exited and its output drained; returns the code.
 fn serve(
     a: &MonitorArgs,
@@ -840,8 +973,9 @@ fn serve(
     let mut trimmed = false;
     let mut trim_runs: Vec<(usize, usize)> = Vec::new();
     let mut buf = [0u8; 16384];
+    let mut checks = a.health.as_ref().and_then(Checks::new);
     loop {
-        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(4 + clients.len());
+        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(5 + clients.len());
         let pfd = |fd: RawFd| libc::pollfd {
             fd,
             events: libc::POLLIN,
@@ -851,6 +985,7 @@ fn serve(
         fds.push(pfd(listener.map(|l| l.as_raw_fd()).unwrap_or(-1)));
         fds.push(pfd(io.out.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1)));
         fds.push(pfd(io.err.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1)));
+        fds.push(pfd(checks.as_ref().map_or(-1, |c| c.timer.as_raw_fd())));
         for c in clients.iter() {
             fds.push(pfd(c.fd.as_raw_fd()));
         }
@@ -885,6 +1020,12 @@ fn serve(
                 if p == io.pid {
                     exited = Some(skiff_runtime::util::status_code(st));
                     deadline = Some(Instant::now() + Duration::from_millis(2000));
+                    // Checks stop with the container (a running one is killed).
+                    if let Some(c) = checks.as_mut() {
+                        c.stop();
+                    }
+                } else if let Some(c) = checks.as_mut().filter(|c| c.pid == p) {
+                    c.reaped(st);
                 }
             }
         }
@@ -929,10 +1070,15 @@ fn serve(
                 }
             }
         }
-        let nclients = fds.len() - 4;
+        if fds[4].revents != 0 && exited.is_none() {
+            if let Some(c) = checks.as_mut() {
+                c.fire(a);
+            }
+        }
+        let nclients = fds.len() - 5;
         let mut keep = vec![true; clients.len()];
         for (j, c) in clients.iter_mut().enumerate().take(nclients) {
-            if fds[4 + j].revents != 0 {
+            if fds[5 + j].revents != 0 {
                 keep[j] = client_input(c, io, a.stdin_once);
             }
         }

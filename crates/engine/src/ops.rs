@@ -63,11 +63,18 @@ pub fn human_duration(since_rfc3339: &str) -> String {
 }
 
 /// Docker's STATUS column: `Up 5 seconds`, `Up 2 minutes (Paused)`, `Exited (0) 3 seconds ago`,
-/// `Created`, `Restarting (1) 2 seconds ago`.
-pub fn status_text(c: &Container) -> String {
+/// `Created`, `Restarting (1) 2 seconds ago`; a running container with a healthcheck shows its
+/// `health` status too: `Up 5 seconds (healthy)`, `Up 1 second (health: starting)`.
+pub fn status_text(c: &Container, health: Option<&str>) -> String {
     let st = &c.state;
     match st.status.as_str() {
-        "running" => format!("Up {}", human_duration(&st.started_at)),
+        "running" => match health {
+            Some(crate::health::STARTING) => {
+                format!("Up {} (health: starting)", human_duration(&st.started_at))
+            }
+            Some(h) => format!("Up {} ({h})", human_duration(&st.started_at)),
+            None => format!("Up {}", human_duration(&st.started_at)),
+        },
         "paused" => format!("Up {} (Paused)", human_duration(&st.started_at)),
         "restarting" => format!(
             "Restarting ({}) {} ago",
@@ -326,6 +333,7 @@ impl Engine {
                 .unwrap_or(1),
             attach_fd: attach.is_some() || pending.as_ref().is_some_and(|p| p.attach),
             restarts: c.restart_count,
+            health: crate::health::Probe::from_config(c.config.healthcheck.as_ref()),
         };
         let spawned = match pending {
             Some(p) => p.go(&margs),
@@ -567,6 +575,34 @@ impl Engine {
         }
     }
 
+    /// `wait --condition`: docker's wait conditions. `not-running` returns at once for a
+    /// container that is not running (created, exited), `next-exit` waits for its next exit
+    /// (through a restart), `removed` until it is removed; each returns the last exit code.
+    pub fn wait_condition(&self, s: &str, condition: &str) -> Result<i32> {
+        if !matches!(condition, "not-running" | "next-exit" | "removed") {
+            return Err(Error::Invalid(format!(
+                "invalid condition: \"{condition}\" (must be one of not-running, next-exit, removed)"
+            )));
+        }
+        let id = self.resolve_id(s)?;
+        let first = self.container(&id)?;
+        let mut code = first.state.exit_code;
+        loop {
+            let c = match self.get(&id)? {
+                Some(c) => self.reconcile(c)?,
+                None if condition == "removed" => return Ok(code),
+                None => return Err(Error::NoSuchContainer(s.into())),
+            };
+            code = c.state.exit_code;
+            match condition {
+                "not-running" if !c.is_active() => return Ok(code),
+                "next-exit" if c.state.finished_at != first.state.finished_at => return Ok(code),
+                _ => {}
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Waits for the container to stop after the monitor said it exited (used by `run --rm`
     /// whose row is gone): true when it is gone or stopped.
     pub fn wait_settled(&self, id: &str) -> bool {
@@ -598,6 +634,10 @@ impl Engine {
             st.cgroup
                 .thaw()
                 .map_err(|e| Error::Other(format!("unpause {id}: {e}")))?;
+        }
+        if pause && crate::health::Probe::from_config(c.config.healthcheck.as_ref()).is_some() {
+            // docker stops the checks of a paused container and calls it unhealthy.
+            crate::health::mark_stopped(&self.container_dir(&id));
         }
         c.state.status = if pause { "paused" } else { "running" }.into();
         c.state.paused = pause;

@@ -29,7 +29,7 @@ pub struct ImportOptions {
     /// Platform recorded in the config (default: host).
     pub platform: Option<Platform>,
     /// Dockerfile instructions applied to the config (`CMD`, `ENTRYPOINT`, `ENV`, `WORKDIR`, `USER`,
-    /// `LABEL`, `EXPOSE`, `STOPSIGNAL`, `VOLUME`).
+    /// `LABEL`, `EXPOSE`, `STOPSIGNAL`, `VOLUME`, `HEALTHCHECK`).
     pub changes: Vec<String>,
     /// Commit message (history comment).
     pub message: Option<String>,
@@ -58,6 +58,72 @@ fn key_values(arg: &str) -> Vec<(String, String)> {
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
         .collect()
+}
+
+/// The `Healthcheck` object of a Dockerfile `HEALTHCHECK [--interval=D] [--timeout=D]
+/// [--start-period=D] [--start-interval=D] [--retries=N] CMD …` or `HEALTHCHECK NONE`, as docker's
+/// builder records it (durations in nanoseconds, zero fields omitted).
+fn healthcheck(arg: &str) -> Result<Value> {
+    let bad = |why: String| Error::invalid("HEALTHCHECK", why);
+    let mut rest = arg.trim();
+    let mut hc = Map::new();
+    while let Some(opt) = rest.strip_prefix("--") {
+        let end = opt.find(char::is_whitespace).unwrap_or(opt.len());
+        let (kv, tail) = opt.split_at(end);
+        rest = tail.trim_start();
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| bad(format!("option --{kv} needs a value")))?;
+        let field = match k {
+            "interval" => "Interval",
+            "timeout" => "Timeout",
+            "start-period" => "StartPeriod",
+            "start-interval" => "StartInterval",
+            "retries" => {
+                let n: i64 = v
+                    .parse()
+                    .map_err(|_| bad(format!("--retries: invalid number {v:?}")))?;
+                if n < 0 {
+                    return Err(bad(format!("--retries cannot be negative ({n})")));
+                }
+                if n > 0 {
+                    hc.insert("Retries".into(), json!(n));
+                }
+                continue;
+            }
+            _ => return Err(bad(format!("unknown flag: --{k}"))),
+        };
+        let ns = crate::time::parse_go_duration_ns(v).map_err(|e| bad(format!("--{k}: {e}")))?;
+        if ns != 0 && ns < 1_000_000 {
+            return Err(bad(format!("{field} \"{v}\" cannot be less than 1ms")));
+        }
+        if ns != 0 {
+            hc.insert(field.into(), json!(ns));
+        }
+    }
+    let (kind, cmd) = rest
+        .split_once(char::is_whitespace)
+        .map(|(k, c)| (k, c.trim()))
+        .unwrap_or((rest, ""));
+    match kind.to_ascii_uppercase().as_str() {
+        "NONE" if cmd.is_empty() && hc.is_empty() => {
+            hc.insert("Test".into(), json!(["NONE"]));
+        }
+        "NONE" => return Err(bad("NONE takes no arguments or options".into())),
+        "CMD" if !cmd.is_empty() => {
+            let test = match serde_json::from_str::<Vec<String>>(cmd) {
+                Ok(argv) => {
+                    let mut t = vec!["CMD".to_string()];
+                    t.extend(argv);
+                    t
+                }
+                Err(_) => vec!["CMD-SHELL".to_string(), cmd.to_string()],
+            };
+            hc.insert("Test".into(), json!(test));
+        }
+        _ => return Err(bad("expects CMD <command> or NONE".into())),
+    }
+    Ok(Value::Object(hc))
 }
 
 /// Applies `--change` instructions to a docker-style `config` object.
@@ -91,6 +157,9 @@ pub fn apply_changes(cfg: &mut Map<String, Value>, changes: &[String]) -> Result
             }
             "STOPSIGNAL" => {
                 cfg.insert("StopSignal".into(), json!(arg.trim()));
+            }
+            "HEALTHCHECK" => {
+                cfg.insert("Healthcheck".into(), healthcheck(arg)?);
             }
             "LABEL" => {
                 let labels = cfg.entry("Labels").or_insert_with(|| json!({}));

@@ -162,3 +162,123 @@ mod tests {
         assert_eq!(human_size(1_240), "1.24kB");
     }
 }
+
+/// Parses a Go duration (`300ms`, `1.5s`, `1m30s`, `-2s`, `0`) into nanoseconds, as Go's
+/// `time.ParseDuration` (and so docker's duration flags and Dockerfile options) reads it.
+/// The error is Go's wording: `time: invalid duration "x"`, `time: missing unit in duration "5"`.
+pub fn parse_go_duration_ns(s: &str) -> Result<i64, String> {
+    let invalid = || format!("time: invalid duration \"{s}\"");
+    let (neg, mut rest) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    if rest == "0" {
+        return Ok(0);
+    }
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    let mut total: f64 = 0.0;
+    while !rest.is_empty() {
+        let n_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if n_end == 0 || &rest[..n_end] == "." {
+            return Err(invalid());
+        }
+        let n: f64 = rest[..n_end].parse().map_err(|_| invalid())?;
+        rest = &rest[n_end..];
+        let u_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match &rest[..u_end] {
+            "" => return Err(format!("time: missing unit in duration \"{s}\"")),
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            u => return Err(format!("time: unknown unit \"{u}\" in duration \"{s}\"")),
+        };
+        total += n * mult;
+        rest = &rest[u_end..];
+    }
+    if !total.is_finite() || total >= 9.223_372_036_854_775e18 {
+        return Err(invalid());
+    }
+    let ns = total.round() as i64;
+    Ok(if neg { -ns } else { ns })
+}
+
+/// Formats nanoseconds as Go's `time.Duration.String()` does: `300ms`, `30s`, `1.5s`, `1m30s`,
+/// `1h0m0s`, `0s`.
+pub fn format_go_duration(ns: i64) -> String {
+    if ns == 0 {
+        return "0s".into();
+    }
+    let sign = if ns < 0 { "-" } else { "" };
+    let u = ns.unsigned_abs();
+    // Trailing zeros of a fraction are dropped, as Go does.
+    let frac = |v: u64, digits: u32| -> String {
+        let s = format!("{v:0width$}", width = digits as usize);
+        let s = s.trim_end_matches('0');
+        if s.is_empty() {
+            String::new()
+        } else {
+            format!(".{s}")
+        }
+    };
+    if u < 1_000 {
+        return format!("{sign}{u}ns");
+    }
+    if u < 1_000_000 {
+        return format!("{sign}{}{}µs", u / 1_000, frac(u % 1_000, 3));
+    }
+    if u < 1_000_000_000 {
+        return format!("{sign}{}{}ms", u / 1_000_000, frac(u % 1_000_000, 6));
+    }
+    let secs = u / 1_000_000_000;
+    let s = format!("{}{}s", secs % 60, frac(u % 1_000_000_000, 9));
+    if secs < 60 {
+        return format!("{sign}{s}");
+    }
+    let mins = secs / 60;
+    if mins < 60 {
+        return format!("{sign}{mins}m{s}");
+    }
+    format!("{sign}{}h{}m{s}", mins / 60, mins % 60)
+}
+
+#[cfg(test)]
+mod go_duration_tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_format_as_go() {
+        assert_eq!(parse_go_duration_ns("300ms"), Ok(300_000_000));
+        assert_eq!(parse_go_duration_ns("1m30s"), Ok(90_000_000_000));
+        assert_eq!(parse_go_duration_ns("-2s"), Ok(-2_000_000_000));
+        assert_eq!(parse_go_duration_ns("0"), Ok(0));
+        assert_eq!(parse_go_duration_ns("1.5s"), Ok(1_500_000_000));
+        assert!(parse_go_duration_ns("5")
+            .unwrap_err()
+            .contains("missing unit"));
+        assert!(parse_go_duration_ns("abc")
+            .unwrap_err()
+            .contains("invalid duration"));
+        assert!(parse_go_duration_ns("").is_err());
+        for (ns, s) in [
+            (300_000_000, "300ms"),
+            (30_000_000_000, "30s"),
+            (1_500_000_000, "1.5s"),
+            (90_000_000_000, "1m30s"),
+            (3_600_000_000_000, "1h0m0s"),
+            (1_500_000, "1.5ms"),
+            (999, "999ns"),
+            (0, "0s"),
+        ] {
+            assert_eq!(format_go_duration(ns), s);
+        }
+    }
+}

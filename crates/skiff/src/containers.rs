@@ -126,6 +126,27 @@ pub struct RunArgs {
     /// Timeout (in seconds) to stop a container
     #[arg(long = "stop-timeout", allow_hyphen_values = true)]
     pub stop_timeout: Option<String>,
+    /// Command to run to check health
+    #[arg(long = "health-cmd")]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h) (default 0s)
+    #[arg(long = "health-interval", allow_hyphen_values = true)]
+    pub health_interval: Option<String>,
+    /// Consecutive failures needed to report unhealthy
+    #[arg(long = "health-retries", allow_hyphen_values = true)]
+    pub health_retries: Option<String>,
+    /// Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) (default 0s)
+    #[arg(long = "health-start-period", allow_hyphen_values = true)]
+    pub health_start_period: Option<String>,
+    /// Time between running the check during the start period (ms|s|m|h) (default 0s)
+    #[arg(long = "health-start-interval", allow_hyphen_values = true)]
+    pub health_start_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h) (default 0s)
+    #[arg(long = "health-timeout", allow_hyphen_values = true)]
+    pub health_timeout: Option<String>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
     /// Pull image before running ("always", "missing", "never")
     #[arg(long, default_value = "missing")]
     pub pull: String,
@@ -224,9 +245,20 @@ pub struct RmArgs {
     pub containers: Vec<String>,
 }
 
-/// Flags of commands that take only containers (`wait`, `pause`, `unpause`).
+/// Flags of commands that take only containers (`pause`, `unpause`).
 #[derive(Args, Debug)]
 pub struct ContainersArgs {
+    /// Containers
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// Flags of `wait`.
+#[derive(Args, Debug)]
+pub struct WaitArgs {
+    /// Wait until the container is not-running, has its next-exit, or is removed
+    #[arg(long)]
+    pub condition: Option<String>,
     /// Containers
     #[arg(required = true)]
     pub containers: Vec<String>,
@@ -413,7 +445,7 @@ pub enum ContainerCommand {
     #[command(visible_alias = "remove")]
     Rm(RmArgs),
     /// Block until one or more containers stop, then print their exit codes
-    Wait(ContainersArgs),
+    Wait(WaitArgs),
     /// Pause all processes within one or more containers
     Pause(ContainersArgs),
     /// Unpause all processes within one or more containers
@@ -465,7 +497,7 @@ pub enum TopCommand {
     /// Remove one or more containers
     Rm(RmArgs),
     /// Block until one or more containers stop, then print their exit codes
-    Wait(ContainersArgs),
+    Wait(WaitArgs),
     /// Pause all processes within one or more containers
     Pause(ContainersArgs),
     /// Unpause all processes within one or more containers
@@ -741,6 +773,15 @@ fn request(a: &RunArgs, attach: bool) -> CreateRequest {
         log_driver: a.log_driver.clone(),
         log_opts: a.log_opt.clone(),
         init: a.init,
+        health: skiff_engine::health::HealthFlags {
+            cmd: a.health_cmd.clone(),
+            interval: a.health_interval.clone(),
+            timeout: a.health_timeout.clone(),
+            start_period: a.health_start_period.clone(),
+            start_interval: a.health_start_interval.clone(),
+            retries: a.health_retries.clone(),
+            no_healthcheck: a.no_healthcheck,
+        },
     }
 }
 
@@ -997,11 +1038,15 @@ fn rm(ctx: &Ctx, a: &RmArgs) -> Result<i32> {
     })
 }
 
-fn wait(ctx: &Ctx, a: &ContainersArgs) -> Result<i32> {
+fn wait(ctx: &Ctx, a: &WaitArgs) -> Result<i32> {
     let e = ctx.engine()?;
     let mut code = 0;
     for n in &a.containers {
-        match e.wait(n) {
+        let r = match a.condition.as_deref() {
+            Some(cond) => e.wait_condition(n, cond),
+            None => e.wait(n),
+        };
+        match r {
             Ok(c) => println!("{c}"),
             Err(err) => {
                 eprintln!("skiff: {err}");
@@ -1048,7 +1093,7 @@ fn image_size(c: &Container) -> u64 {
     c.lower_dirs.iter().map(|d| dir_size(Path::new(d))).sum()
 }
 
-fn ps_row(e: &Engine, c: &Container, a: &PsArgs) -> Value {
+fn ps_row(e: &Engine, c: &Container, a: &PsArgs, health: Option<&str>) -> Value {
     let id = if a.no_trunc {
         c.id.clone()
     } else {
@@ -1090,7 +1135,7 @@ fn ps_row(e: &Engine, c: &Container, a: &PsArgs) -> Value {
         "RunningFor": skiff_image::time::ago(created),
         "Ports": "",
         "State": c.state.status,
-        "Status": ops::status_text(c),
+        "Status": ops::status_text(c, health),
         "Size": size,
         "Names": c.name,
         "Labels": labels.join(","),
@@ -1100,11 +1145,18 @@ fn ps_row(e: &Engine, c: &Container, a: &PsArgs) -> Value {
     })
 }
 
-fn matches_filter(c: &Container, f: &str) -> Result<bool> {
+fn matches_filter(c: &Container, health: Option<&str>, f: &str) -> Result<bool> {
     let (k, v) = f
         .split_once('=')
         .ok_or_else(|| anyhow!("bad format of filter (expected name=value)"))?;
     Ok(match k {
+        "health" => {
+            use skiff_engine::health::{HEALTHY, NONE, STARTING, UNHEALTHY};
+            if ![STARTING, HEALTHY, UNHEALTHY, NONE].contains(&v) {
+                return Err(anyhow!("Unrecognised filter value for health: {v}"));
+            }
+            health.unwrap_or(NONE) == v
+        }
         "name" => c.name.contains(v.trim_start_matches('/')),
         "id" => c.id.starts_with(v),
         "status" => {
@@ -1180,6 +1232,7 @@ fn ps(ctx: &Ctx, a: &PsArgs) -> Result<i32> {
         if !all && !c.is_active() && !a.filter.iter().any(|f| f.starts_with("status=")) {
             continue;
         }
+        let health = e.health(c).map(|h| h.status);
         let mut ok = true;
         // Filters with the same key are ORed, different keys ANDed (docker's rule).
         let mut by_key: std::collections::BTreeMap<&str, Vec<&String>> = Default::default();
@@ -1192,12 +1245,12 @@ fn ps(ctx: &Ctx, a: &PsArgs) -> Result<i32> {
         for fs in by_key.values() {
             let mut any = false;
             for f in fs {
-                any |= matches_filter(c, f)?;
+                any |= matches_filter(c, health.as_deref(), f)?;
             }
             ok &= any;
         }
         if ok {
-            rows.push(c);
+            rows.push((c, health));
         }
     }
     if a.latest {
@@ -1205,7 +1258,10 @@ fn ps(ctx: &Ctx, a: &PsArgs) -> Result<i32> {
     } else if a.last >= 0 {
         rows.truncate(a.last as usize);
     }
-    let values: Vec<Value> = rows.iter().map(|c| ps_row(&e, c, a)).collect();
+    let values: Vec<Value> = rows
+        .iter()
+        .map(|(c, h)| ps_row(&e, c, a, h.as_deref()))
+        .collect();
     let mut out = io::stdout().lock();
     if a.quiet {
         for v in &values {
