@@ -16,6 +16,7 @@
 //! ```
 
 pub mod attach;
+pub mod boot;
 pub mod check;
 pub mod commit;
 pub mod create;
@@ -39,6 +40,7 @@ pub mod proc;
 pub mod prune;
 pub mod spec;
 pub mod tty;
+pub mod update;
 pub mod volumes;
 pub mod volumes_api;
 
