@@ -294,6 +294,52 @@ fn restart_policy_backoff_retries_and_user_stops() {
         "second delay {:?}",
         gap(1)
     );
+    // Up 10 s, the delay starts over at 100 ms: runs 1-3 fail at once (delays 100, 200,
+    // 400 ms), run 4 lasts 10.5 s, so the delay after it is 100 ms again, not 800.
+    let long = env
+        .ok(&[
+            "run",
+            "-d",
+            "--restart",
+            "on-failure:4",
+            "busybox",
+            "sh",
+            "-c",
+            "n=$(cat /n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /n; \
+             [ $n -eq 4 ] && sleep 10.5; exit 1",
+        ])
+        .trim()
+        .to_string();
+    env.wait_for(&long, "{{.State.Status}} {{.RestartCount}}", "exited 4", 60);
+    let evs = env.events(&long);
+    let times = |action: &str| -> Vec<i64> {
+        evs.iter()
+            .filter(|e| e["Action"] == action)
+            .map(|e| e["timeNano"].as_i64().unwrap())
+            .collect()
+    };
+    let (ls, ld) = (times("start"), times("die"));
+    assert_eq!((ls.len(), ld.len()), (5, 5), "{evs:?}");
+    let lgap = |i: usize| Duration::from_nanos((ls[i + 1] - ld[i]) as u64);
+    assert!(
+        ld[3] - ls[3] >= 10_000_000_000,
+        "run 4 lasted {:?}",
+        Duration::from_nanos((ld[3] - ls[3]) as u64)
+    );
+    assert!(
+        lgap(2) >= Duration::from_millis(390),
+        "third delay {:?}",
+        lgap(2)
+    );
+    assert!(
+        // (Without the reset it would be at least 800 ms, and longer than the one before.)
+        lgap(3) >= Duration::from_millis(90)
+            && (lgap(3) < Duration::from_millis(800) || lgap(3) < lgap(2)),
+        "the delay after a 10 s run was {:?} (the one before it {:?})",
+        lgap(3),
+        lgap(2)
+    );
+
     // Retries used up: boot leaves it; a user start counts from zero again.
     assert_eq!(started(&env.ok(&["system", "boot"])), Vec::<&str>::new());
     env.sk(&["start", "of"]);
