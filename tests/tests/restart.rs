@@ -454,11 +454,18 @@ fn update_running_and_stopped_containers() {
         cgroup_file(&env, "memory.max", "memory/memory.limit_in_bytes"),
         (48u64 << 20).to_string()
     );
-    // The new policy holds: killed behind the engine's back, it comes back.
+    // The new policy holds: killed behind the engine's back, it comes back, with the limits
+    // of an update made while it ran.
+    env.ok(&["update", "--memory", "40m", "up"]);
     let pid = env.pid("up");
     // SAFETY: kill with integer arguments.
     unsafe { libc::kill(pid, libc::SIGKILL) };
     env.wait_for("up", "{{.RestartCount}}", "1", 20);
+    env.wait_for("up", "{{.State.Status}}", "running", 20);
+    assert_eq!(
+        cgroup_file(&env, "memory.max", "memory/memory.limit_in_bytes"),
+        (40u64 << 20).to_string()
+    );
     // --restart on a running container reaches its monitor too.
     env.ok(&["update", "--restart", "no", "up"]);
     env.wait_for("up", "{{.State.Status}}", "running", 20);

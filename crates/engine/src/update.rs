@@ -194,6 +194,52 @@ pub fn updated(
 }
 
 impl Engine {
+    /// Writes the resources of the updated record `n` (the ones a start would write) to the
+    /// cgroup of its running container and to its bundle's `config.json`, which the monitor
+    /// reuses when the restart policy starts the container again.
+    fn apply_resources(&self, n: &Container) -> Result<()> {
+        let id = &n.id;
+        let dir = self.container_dir(id);
+        let built = spec::build(n, &dir, &dir.join("rootfs"), &|peer| self.running_pid(peer))?;
+        let mut res = built
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().clone())
+            .unwrap_or_default();
+        let bundle = dir.join("config.json");
+        let mut spec: oci_spec::runtime::Spec = std::fs::read(&bundle)
+            .ok()
+            .and_then(|d| serde_json::from_slice(&d).ok())
+            .ok_or_else(|| {
+                Error::Other(format!("container {id}: unreadable {}", bundle.display()))
+            })?;
+        if let Some(linux) = spec.linux_mut() {
+            // The device rules stay those the container started with (as runc's update).
+            let devices = linux.resources().as_ref().and_then(|r| r.devices().clone());
+            let mut kept = res.clone();
+            kept.set_devices(devices);
+            linux.set_resources(Some(kept));
+        }
+        let data = serde_json::to_vec(&spec).map_err(|e| Error::Other(e.to_string()))?;
+        let tmp = dir.join(".config.json.tmp");
+        perms::write_file(&tmp, &data, perms::PRIVATE_FILE)
+            .and_then(|()| std::fs::rename(&tmp, &bundle))
+            .map_err(|e| Error::Io {
+                what: format!("write {}", bundle.display()),
+                source: e,
+            })?;
+        // Between two runs of a restart policy there is no cgroup: the next run reads the bundle.
+        if let Ok(st) = skiff_runtime::state::State::load(&self.runtime_root(), id) {
+            if st.init_alive() {
+                res.set_devices(None);
+                st.cgroup
+                    .apply(&res)
+                    .map_err(|e| Error::Other(format!("Cannot update container {id}: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
     /// `update` of container `s` (see the module documentation); returns docker's warnings.
     pub fn update(&self, s: &str, req: &UpdateRequest) -> Result<Vec<String>> {
         let id = self.resolve_id(s)?;
@@ -208,22 +254,8 @@ impl Engine {
             Error::Invalid(m) => Error::Invalid(format!("Cannot update container {id}: {m}")),
             e => e,
         })?;
-        if matches!(c.state.status.as_str(), "running" | "paused") {
-            let st = skiff_runtime::state::State::load(&self.runtime_root(), &id)?;
-            let dir = self.container_dir(&id);
-            let built = spec::build(&n, &dir, &dir.join("rootfs"), &|peer| {
-                self.running_pid(peer)
-            })?;
-            let mut res = built
-                .linux()
-                .as_ref()
-                .and_then(|l| l.resources().clone())
-                .unwrap_or_default();
-            // As runc's update: device rules stay as they are.
-            res.set_devices(None);
-            st.cgroup
-                .apply(&res)
-                .map_err(|e| Error::Other(format!("Cannot update container {id}: {e}")))?;
+        if c.is_active() {
+            self.apply_resources(&n)?;
         }
         if n.host_config.restart_policy != c.host_config.restart_policy {
             let run = self.run_dir(&id);
