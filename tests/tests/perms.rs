@@ -136,6 +136,12 @@ impl Env {
         self.ok(&["save", "-o", tar.to_str().unwrap(), "committed:v1"]);
         self.ok(&["rmi", "committed:v1"]);
         self.ok(&["load", "-i", tar.to_str().unwrap()]);
+        // Restart-policy state: update's policy file for a running monitor, the marker of a
+        // user's stop, boot's lock.
+        self.ok(&["update", "--restart", "always", "keep"]);
+        self.ok(&["run", "-d", "--name", "stopped", "busybox", "sleep", "1000"]);
+        self.ok(&["stop", "-t", "0", "stopped"]);
+        self.ok(&["system", "boot"]);
         id
     }
 }

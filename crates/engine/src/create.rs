@@ -869,7 +869,7 @@ fn rollback(e: &Engine, id: &str, dir: &Path) {
 /// `--blkio-weight` as docker's daemon treats it: 0 is unset; outside 10-1000 is an error; on a
 /// host whose io schedulers offer no weights (no BFQ/CFQ) the weight is discarded with docker's
 /// warning rather than failing the run (the runtime itself refuses such a weight, as runc does).
-fn blkio_weight(w: Option<u16>, warnings: &mut Vec<String>) -> Result<u16> {
+pub(crate) fn blkio_weight(w: Option<u16>, warnings: &mut Vec<String>) -> Result<u16> {
     let w = w.unwrap_or(0);
     if w == 0 {
         return Ok(0);

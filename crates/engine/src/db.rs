@@ -211,6 +211,19 @@ impl Engine {
         Ok(())
     }
 
+    /// Rewrites the record (config, host config, mounts) of `id`; its state, name and restart
+    /// count keep their own columns, so concurrent state writers are never overwritten.
+    pub fn set_record(&self, c: &Container) -> Result<()> {
+        let record = serde_json::to_string(c).map_err(|e| Error::Other(e.to_string()))?;
+        self.conn
+            .execute(
+                "UPDATE containers SET record = ?2 WHERE id = ?1",
+                params![c.id, record],
+            )
+            .map_err(db("update record"))?;
+        Ok(())
+    }
+
     /// Renames `id`; a taken name is a [`Error::NameConflict`].
     pub fn set_name(&self, id: &str, name: &str) -> Result<()> {
         match self.conn.execute(

@@ -17,6 +17,7 @@
 //! ```
 
 pub mod attach;
+pub mod boot;
 pub mod check;
 pub mod commit;
 pub mod create;
@@ -41,6 +42,7 @@ pub mod proc;
 pub mod prune;
 pub mod spec;
 pub mod tty;
+pub mod update;
 pub mod volumes;
 pub mod volumes_api;
 

@@ -577,9 +577,19 @@ fn should_restart(a: &MonitorArgs, code: i32, restarts: i64) -> bool {
     if a.run_dir().join("norestart").exists() || a.auto_remove {
         return false;
     }
-    match a.restart.as_str() {
+    // `update --restart` of a running container leaves the new policy here.
+    let updated = std::fs::read_to_string(a.run_dir().join(crate::update::RESTART_POLICY_FILE));
+    let (policy, max) = match updated
+        .as_deref()
+        .ok()
+        .and_then(|l| l.trim().split_once(':'))
+    {
+        Some((p, m)) => (p.to_string(), m.parse().unwrap_or(0)),
+        None => (a.restart.clone(), a.max_retries),
+    };
+    match policy.as_str() {
         "always" | "unless-stopped" => true,
-        "on-failure" => code != 0 && (a.max_retries <= 0 || restarts < a.max_retries),
+        "on-failure" => code != 0 && (max <= 0 || restarts < max),
         _ => false,
     }
 }

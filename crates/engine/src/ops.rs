@@ -24,6 +24,11 @@ pub const CREATING_PREFIX: &str = ".creating-";
 /// Name of the copy of a container's record kept in its directory, for `system check --repair`.
 pub const RECORD_FILE: &str = "container.json";
 
+/// Name of the marker a user's `stop`/`kill` leaves in the container's persistent directory
+/// (docker's `HasBeenManuallyStopped`: `unless-stopped` is not restarted at boot); a start
+/// removes it.
+pub const MANUAL_STOP_FILE: &str = "stopped-by-user";
+
 /// Deletes a tree renamed aside by [`Engine::remove_files_deferred`] (best effort: a tree that
 /// cannot be deleted now is retried by the next sweep).
 pub fn remove_trash(p: &Path) {
@@ -178,7 +183,7 @@ impl Engine {
         self.reconcile_locked(&c.id)
     }
 
-    fn reconcile_locked(&self, id: &str) -> Result<Container> {
+    pub(crate) fn reconcile_locked(&self, id: &str) -> Result<Container> {
         let mut c = self.must_get(id)?;
         if !c.is_active() || Self::monitor_alive(&c) {
             return Ok(c);
@@ -267,6 +272,32 @@ impl Engine {
         let id = self.resolve_id(s)?;
         let _l = self.lock(&id)?;
         let c = self.reconcile_locked(&id)?;
+        self.start_locked(c, attach, pending, prepared)
+    }
+
+    /// [`crate::boot`]'s start of one container: under the container's lock, reconciled, and only
+    /// when its restart policy says docker's daemon would start it now. True when it started.
+    pub(crate) fn start_at_boot(&self, id: &str) -> Result<bool> {
+        let _l = self.lock(id)?;
+        let c = self.reconcile_locked(id)?;
+        let manual = self.manual_stop_marker(id).exists();
+        if !crate::boot::should_start_at_boot(&c, manual) {
+            return Ok(false);
+        }
+        self.start_locked(c, None, None, None)?;
+        Ok(true)
+    }
+
+    /// Starts `c` (reconciled, its lock held by the caller): docker's `containerStart` with
+    /// `resetRestartManager`, so the restart count starts over and the user's stop is forgotten.
+    fn start_locked(
+        &self,
+        c: Container,
+        attach: Option<OwnedFd>,
+        pending: Option<PendingMonitor>,
+        prepared: Option<crate::create::Prepared>,
+    ) -> Result<i32> {
+        let id = c.id.clone();
         match c.state.status.as_str() {
             "running" | "paused" | "restarting" => return Ok(c.state.pid),
             "removing" | "dead" => {
@@ -309,6 +340,7 @@ impl Engine {
         perms::write_file(&dir.join("config.json"), &data, perms::PRIVATE_FILE)
             .ctx(|| format!("write {}/config.json", dir.display()))?;
         let _ = std::fs::remove_file(dir.join("exit"));
+        let _ = std::fs::remove_file(dir.join(MANUAL_STOP_FILE));
         let run = self.run_dir(&id);
         let _ = std::fs::remove_dir_all(&run);
         perms::mkdir(&run, perms::PRIVATE_DIR).ctx(|| format!("create {}", run.display()))?;
@@ -332,7 +364,7 @@ impl Engine {
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(1),
             attach_fd: attach.is_some() || pending.as_ref().is_some_and(|p| p.attach),
-            restarts: c.restart_count,
+            restarts: 0,
             health: crate::health::Probe::from_config(c.config.healthcheck.as_ref()),
         };
         let spawned = match pending {
@@ -351,10 +383,20 @@ impl Engine {
         }
     }
 
+    /// The monitor must not restart the container after this run (docker's `ExitOnNext`).
     fn mark_no_restart(&self, id: &str) {
         let run = self.run_dir(id);
         if run.is_dir() {
             let _ = perms::write_file(&run.join("norestart"), b"", perms::PRIVATE_FILE);
+        }
+    }
+
+    /// The user stopped the container (docker's `HasBeenManuallyStopped`), recorded beside its
+    /// data so that it survives a reboot (see [`crate::boot`]).
+    fn mark_manual_stop(&self, id: &str) {
+        let dir = self.container_dir(id);
+        if dir.is_dir() {
+            let _ = perms::write_file(&dir.join(MANUAL_STOP_FILE), b"", perms::PRIVATE_FILE);
         }
     }
 
@@ -365,6 +407,7 @@ impl Engine {
             return Ok(());
         }
         self.mark_no_restart(&c.id);
+        self.mark_manual_stop(&c.id);
         let rt = self.runtime_root();
         let t = timeout.or(c.config.stop_timeout).unwrap_or(10);
         let sig = match &c.config.stop_signal {
@@ -408,9 +451,14 @@ impl Engine {
                 c.id
             )));
         }
-        if sig == libc::SIGKILL {
+        // Docker's killWithSignal: SIGKILL, any signal when no stop signal is configured, or
+        // the configured one ends the restart policy for this run; every kill counts as a
+        // manual stop.
+        let stop_sig = c.config.stop_signal.as_deref().map(signal).transpose()?;
+        if sig == libc::SIGKILL || stop_sig.is_none_or(|s| s == sig) {
             self.mark_no_restart(&c.id);
         }
+        self.mark_manual_stop(&c.id);
         skiff_runtime::container::kill(&self.runtime_root(), &c.id, sig, false)?;
         self.event(&c, "kill", &[("signal", &sig.to_string())]);
         Ok(())
@@ -687,7 +735,7 @@ impl Engine {
         )?)
     }
 
-    /// Pids of every process of the container (its cgroup).
+    /// Pids of every process of the container (its cgroup), for `top` (docker's `top` event).
     pub fn pids(&self, s: &str) -> Result<Vec<i32>> {
         let c = self.container(s)?;
         let st = self.running_state(&c)?;
@@ -699,6 +747,8 @@ impl Engine {
             p.push(st.pid);
         }
         p.sort();
+        // `top` is the only reader; docker logs it.
+        self.event(&c, "top", &[]);
         Ok(p)
     }
 
@@ -777,7 +827,31 @@ impl Engine {
             }
             process.set_cwd(w.into());
         }
-        check_executable(&rootfs, &req.cmd[0], &env)?;
+        // Docker's exec events: `exec_create: CMD ARGS` and `exec_start: CMD ARGS` with the
+        // exec's id, `exec_die` with its exit code (not for `-d`: nobody waits for it).
+        let exec_id = crate::names::new_id();
+        let cmdline = format!("{} {}", req.cmd[0], req.cmd[1..].join(" "));
+        self.event(
+            &c,
+            &format!("exec_create: {cmdline}"),
+            &[("execID", &exec_id)],
+        );
+        let died = |code: i32| {
+            self.event(
+                &c,
+                "exec_die",
+                &[("execID", &exec_id), ("exitCode", &code.to_string())],
+            );
+        };
+        if let Err(e) = check_executable(&rootfs, &req.cmd[0], &env) {
+            died(e.exit_code());
+            return Err(e);
+        }
+        self.event(
+            &c,
+            &format!("exec_start: {cmdline}"),
+            &[("execID", &exec_id)],
+        );
         process.set_env(Some(env));
         process.set_args(Some(req.cmd.clone()));
         let tty = req.tty && !req.detach;
@@ -808,14 +882,27 @@ impl Engine {
             let code = crate::error::start_code(&msg);
             Error::Start { msg, code }
         };
+        let ended = |r: &Result<crate::tty::Ended>| match r {
+            Ok(crate::tty::Ended::Exited(code)) if !req.detach => died(*code),
+            Err(e) => died(e.exit_code()),
+            Ok(_) => {}
+        };
         if !tty {
             let r = skiff_runtime::exec::exec_in(&target, opts);
             drop(saved);
-            return r.map(crate::tty::Ended::Exited).map_err(start_err);
+            let r = r.map(crate::tty::Ended::Exited).map_err(start_err);
+            ended(&r);
+            return r;
         }
         let spawned = skiff_runtime::exec::spawn_in(&target, opts);
         drop(saved);
-        let spawned = spawned.map_err(start_err)?;
+        let spawned = match spawned.map_err(start_err) {
+            Ok(s) => s,
+            Err(e) => {
+                died(e.exit_code());
+                return Err(e);
+            }
+        };
         let Some(master) = spawned.master else {
             return Err(Error::Other(format!(
                 "exec in {}: no terminal came back from the container",
@@ -827,7 +914,9 @@ impl Engine {
         } else {
             &req.detach_keys
         };
-        crate::tty::relay_exec(spawned.pid, master, req.interactive, keys)
+        let r = crate::tty::relay_exec(spawned.pid, master, req.interactive, keys);
+        ended(&r);
+        r
     }
 }
 

@@ -228,6 +228,50 @@ pub struct KillArgs {
     pub containers: Vec<String>,
 }
 
+/// Flags of `update`.
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// Block IO (relative weight), between 10 and 1000, or 0 to disable (default 0)
+    #[arg(long = "blkio-weight")]
+    pub blkio_weight: Option<u16>,
+    /// Limit CPU CFS (Completely Fair Scheduler) period
+    #[arg(long = "cpu-period", allow_hyphen_values = true)]
+    pub cpu_period: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares", allow_hyphen_values = true)]
+    pub cpu_shares: Option<i64>,
+    /// Number of CPUs
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpus: Option<String>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// MEMs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    /// Memory limit
+    #[arg(short = 'm', long, allow_hyphen_values = true)]
+    pub memory: Option<String>,
+    /// Memory soft limit
+    #[arg(long = "memory-reservation", allow_hyphen_values = true)]
+    pub memory_reservation: Option<String>,
+    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<String>,
+    /// Restart policy to apply when a container exits
+    #[arg(long)]
+    pub restart: Option<String>,
+    /// Containers
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
 /// Flags of `rm`.
 #[derive(Args, Debug)]
 pub struct RmArgs {
@@ -467,6 +511,8 @@ pub enum ContainerCommand {
     Top(TopArgs),
     /// Display a live stream of container(s) resource usage statistics
     Stats(StatsArgs),
+    /// Update configuration of one or more containers
+    Update(UpdateArgs),
     /// Remove all stopped containers
     Prune(crate::fscmds::ContainerPruneArgs),
     /// Copy files/folders between a container and the local filesystem
@@ -518,6 +564,8 @@ pub enum TopCommand {
     Top(TopArgs),
     /// Display a live stream of container(s) resource usage statistics
     Stats(StatsArgs),
+    /// Update configuration of one or more containers
+    Update(UpdateArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
@@ -628,6 +676,9 @@ pub fn run(cli: &Cli, cmd: &TopCommand) -> i32 {
         TopCommand::Logs(a) | TopCommand::Container(ContainerCommand::Logs(a)) => logs(&ctx, a),
         TopCommand::Top(a) | TopCommand::Container(ContainerCommand::Top(a)) => top(&ctx, a),
         TopCommand::Stats(a) | TopCommand::Container(ContainerCommand::Stats(a)) => stats(&ctx, a),
+        TopCommand::Update(a) | TopCommand::Container(ContainerCommand::Update(a)) => {
+            update(&ctx, a)
+        }
         TopCommand::Container(ContainerCommand::Prune(a)) => {
             crate::fscmds::container_prune(ctx.root, ctx.runroot, a)
         }
@@ -1032,10 +1083,64 @@ fn kill(ctx: &Ctx, a: &KillArgs) -> Result<i32> {
     each(ctx, &a.containers, |e, c| Ok(e.kill(c, &a.signal)?))
 }
 
+/// `update`: docker's output (each container as given, then the warnings) and errors (all of
+/// them at the end, exit 1).
+fn update(ctx: &Ctx, a: &UpdateArgs) -> Result<i32> {
+    let req = skiff_engine::update::UpdateRequest {
+        memory: a.memory.clone(),
+        memory_swap: a.memory_swap.clone(),
+        memory_reservation: a.memory_reservation.clone(),
+        cpus: a.cpus.clone(),
+        cpu_shares: a.cpu_shares,
+        cpu_period: a.cpu_period,
+        cpu_quota: a.cpu_quota,
+        cpuset_cpus: a.cpuset_cpus.clone(),
+        cpuset_mems: a.cpuset_mems.clone(),
+        pids_limit: a.pids_limit.clone(),
+        blkio_weight: a.blkio_weight,
+        restart: a.restart.clone(),
+    };
+    if req.is_empty() {
+        eprintln!("skiff: you must provide one or more flags when using this command");
+        return Ok(1);
+    }
+    let e = ctx.engine()?;
+    let mut out = io::stdout().lock();
+    let (mut warnings, mut errors) = (Vec::new(), Vec::new());
+    for n in &a.containers {
+        match e.update(n, &req) {
+            Ok(w) => {
+                writeln!(out, "{n}")?;
+                warnings.extend(w);
+            }
+            Err(err) => errors.push(err.to_string()),
+        }
+    }
+    for w in &warnings {
+        writeln!(out, "{w}")?;
+    }
+    for err in &errors {
+        eprintln!("skiff: {err}");
+    }
+    Ok(if errors.is_empty() { 0 } else { 1 })
+}
+
 fn rm(ctx: &Ctx, a: &RmArgs) -> Result<i32> {
-    each(ctx, &a.containers, |e, c| {
-        Ok(e.remove(c, a.force, a.volumes)?)
-    })
+    let e = ctx.engine()?;
+    let mut code = 0;
+    for n in &a.containers {
+        match e.remove(n, a.force, a.volumes) {
+            Ok(()) => println!("{n}"),
+            // docker 28: `rm -f` of a container that does not exist is not an error (and says
+            // nothing); a plain `rm` still is.
+            Err(EngineError::NoSuchContainer(_)) if a.force => {}
+            Err(err) => {
+                eprintln!("skiff: {err:#}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
 }
 
 fn wait(ctx: &Ctx, a: &WaitArgs) -> Result<i32> {
@@ -1142,7 +1247,24 @@ fn ps_row(e: &Engine, c: &Container, a: &PsArgs, health: Option<&str>) -> Value 
         "Mounts": mounts.join(","),
         "Networks": if c.host_config.network_mode == "host" { "host" } else { "none" },
         "LocalVolumes": c.mounts.iter().filter(|m| m.kind == "volume").count().to_string(),
+        "Platform": platform_json(&c.platform),
     })
+}
+
+/// docker 28's `Platform` of a `ps` row: the image's OCI platform (`{"architecture", "os"[,
+/// "variant"]}`), null when unknown.
+fn platform_json(p: &str) -> Value {
+    let mut it = p.split('/');
+    match (it.next(), it.next(), it.next()) {
+        (Some(os), Some(arch), variant) if !os.is_empty() && !arch.is_empty() => {
+            let mut v = json!({"architecture": arch, "os": os});
+            if let Some(var) = variant.filter(|v| !v.is_empty()) {
+                v["variant"] = var.into();
+            }
+            v
+        }
+        _ => Value::Null,
+    }
 }
 
 fn matches_filter(c: &Container, health: Option<&str>, f: &str) -> Result<bool> {

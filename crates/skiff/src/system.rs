@@ -29,7 +29,48 @@ pub enum SystemCommand {
     Prune(crate::fscmds::SystemPruneArgs),
     /// Compare the state database with the disk; --repair rebuilds lost records from disk
     Check(CheckArgs),
+    /// Start containers whose restart policy says they run, after a reboot or a dead monitor
+    Boot(BootArgs),
 }
+
+/// Flags of `system boot`.
+#[derive(Args, Debug)]
+pub struct BootArgs {
+    /// Print how to install the boot units (systemd, OpenRC, sysvinit) instead of booting
+    #[arg(long)]
+    pub install: bool,
+    /// Print one boot unit (systemd, openrc, initd) to stdout instead of booting
+    #[arg(long, value_name = "KIND")]
+    pub unit: Option<String>,
+}
+
+/// The boot units of `contrib/`, as shipped: (kind, file name, text, install path, mode, enable).
+const UNITS: [(&str, &str, &str, &str, &str, &str); 3] = [
+    (
+        "systemd",
+        "skiff-boot.service",
+        include_str!("../../../contrib/skiff-boot.service"),
+        "/etc/systemd/system/skiff-boot.service",
+        "0644",
+        "systemctl daemon-reload && systemctl enable skiff-boot.service",
+    ),
+    (
+        "openrc",
+        "skiff-boot.openrc",
+        include_str!("../../../contrib/skiff-boot.openrc"),
+        "/etc/init.d/skiff-boot",
+        "0755",
+        "rc-update add skiff-boot default",
+    ),
+    (
+        "initd",
+        "skiff-boot.initd",
+        include_str!("../../../contrib/skiff-boot.initd"),
+        "/etc/init.d/skiff-boot",
+        "0755",
+        "update-rc.d skiff-boot defaults",
+    ),
+];
 
 /// Flags of `system check`.
 #[derive(Args, Debug)]
@@ -692,6 +733,49 @@ fn check_cmd(cli: &Cli, a: &CheckArgs) -> Result<i32> {
     Ok(if problems.is_empty() { 0 } else { 1 })
 }
 
+/// `system boot`: reconciles, sweeps and starts what the restart policies say runs (see
+/// `skiff_engine::boot`); one `started NAME` line per container on stdout, exit 1 when a start
+/// failed. `--install`/`--unit` only print.
+fn boot_cmd(cli: &Cli, a: &BootArgs) -> Result<i32> {
+    let mut out = io::stdout().lock();
+    if let Some(kind) = &a.unit {
+        let Some(u) = UNITS.iter().find(|u| u.0 == kind.as_str()) else {
+            bail!("unknown unit kind {kind:?}: use systemd, openrc or initd");
+        };
+        out.write_all(u.2.as_bytes())?;
+        return Ok(0);
+    }
+    if a.install {
+        writeln!(
+            out,
+            "skiff has no daemon: `skiff system boot` must run once at boot. Install one unit:"
+        )?;
+        for (kind, file, _, dest, mode, enable) in UNITS {
+            writeln!(
+                out,
+                "  {kind:<8} skiff system boot --unit {kind} > {dest} && chmod {mode} {dest} && {enable}"
+            )?;
+            writeln!(out, "           (the same file as contrib/{file})")?;
+        }
+        writeln!(
+            out,
+            "The units run /usr/bin/skiff; edit ExecStart/command if skiff is installed elsewhere."
+        )?;
+        return Ok(0);
+    }
+    let e = skiff_engine::Engine::open(&cli.root, cli.runroot.as_deref())?;
+    let rep = e
+        .boot()
+        .with_context(|| format!("boot {}", cli.root.display()))?;
+    for (_, name) in &rep.started {
+        writeln!(out, "started {name}")?;
+    }
+    for (name, err) in &rep.failed {
+        eprintln!("skiff: boot: start {name}: {err}");
+    }
+    Ok(if rep.failed.is_empty() { 0 } else { 1 })
+}
+
 /// Runs a system-level command; returns the exit code.
 pub fn run(cli: &Cli) -> Result<i32> {
     use crate::Command as C;
@@ -702,6 +786,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         C::System(SystemCommand::Df(a)) => df(cli, a),
         C::System(SystemCommand::Prune(a)) => Ok(crate::fscmds::run_system_prune(cli, a)),
         C::System(SystemCommand::Check(a)) => check_cmd(cli, a),
+        C::System(SystemCommand::Boot(a)) => boot_cmd(cli, a),
         C::Completion(a) => completion(a),
         C::GenerateMan(a) => generate_man(a),
         _ => bail!("internal error: not a system command"),
