@@ -634,11 +634,21 @@ impl Engine {
         }
         let id = self.resolve_id(s)?;
         let first = self.container(&id)?;
+        let since = crate::events::now_nano();
         let mut code = first.state.exit_code;
         loop {
             let c = match self.get(&id)? {
                 Some(c) => self.reconcile(c)?,
-                None if condition == "removed" => return Ok(code),
+                // Removed between two polls: the exit it may have had since is in the event log.
+                None if condition == "removed" => {
+                    let last_die = crate::events::read(&self.root, since, i64::MAX)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|ev| ev.id == id && ev.action == "die")
+                        .filter_map(|ev| ev.attributes.get("exitCode")?.parse().ok())
+                        .last();
+                    return Ok(last_die.unwrap_or(code));
+                }
                 None => return Err(Error::NoSuchContainer(s.into())),
             };
             code = c.state.exit_code;
