@@ -835,20 +835,36 @@ fn restart_policies_and_attach() {
 #[test]
 fn usage_errors_exit_125_and_help_exits_0() {
     let env = Env::new();
-    for args in [
-        &["run", "--bogus", "busybox", "true"][..],
-        &["run"][..],
-        &["ps", "--bogus"][..],
-        &["no-such-command"][..],
-    ] {
+    // docker 28: bad flags and values exit 125; an unknown command or missing arguments exit 1.
+    // Each says what is wrong on its first line, then the usage and where to read more.
+    #[rustfmt::skip]
+    let table: &[(&[&str], i32, &str, &str)] = &[
+        (&["run", "--bogus", "busybox", "true"], 125, "skiff: unknown flag: --bogus", "Run 'skiff run --help' for more information"),
+        (&["ps", "-Z"], 125, "skiff: unknown shorthand flag: 'Z' in -Z", "Run 'skiff ps --help' for more information"),
+        (&["ps", "-n", "abc"], 125, r#"skiff: invalid argument "abc" for "-n, --last" flag: "#, "Run 'skiff ps --help' for more information"),
+        (&["run"], 1, "skiff: 'skiff run' requires at least 1 argument", "See 'skiff run --help' for more information"),
+        (&["tag", "x"], 1, "skiff: 'skiff tag' requires exactly 2 arguments", "See 'skiff tag --help' for more information"),
+        (&["no-such-command"], 1, "skiff: unknown command: skiff no-such-command", "Run 'skiff --help' for more information"),
+        (&["volume", "bogus"], 1, "skiff: unknown command: skiff volume bogus", "Run 'skiff volume --help' for more information"),
+    ];
+    for (args, want, first, last) in table {
         let o = env.sk(args);
-        assert_eq!(code(&o), 125, "{args:?}: {}", stderr(&o));
-        assert!(!stderr(&o).is_empty(), "{args:?} says why");
+        let err = stderr(&o);
+        assert_eq!(code(&o), *want, "{args:?}: {err}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert!(lines[0].starts_with(first), "{args:?}: {err}");
+        assert_eq!(lines.last(), Some(last), "{args:?}: {err}");
+        assert!(lines.len() <= 5, "{args:?}: not clap's block: {err}");
+        assert!(
+            !err.contains("error:") && !err.contains("tip:"),
+            "{args:?}: {err}"
+        );
     }
     for args in [
         &["run", "--help"][..],
         &["ps", "--help"][..],
         &["--version"][..],
+        &["volume"][..],
     ] {
         let o = env.sk(args);
         assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
@@ -894,7 +910,7 @@ fn a_failed_run_leaves_no_monitor() {
     let root = env.root();
     let mine = || -> Vec<String> {
         let o = Command::new("pgrep")
-            .args(["-af", "skiff monitor"])
+            .args(["-af", "skiff.monitor"])
             .output()
             .unwrap();
         stdout(&o)
