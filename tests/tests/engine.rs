@@ -1561,3 +1561,52 @@ fn format_templates_go_and_docker() {
     assert_eq!(first["TotalCount"], "1");
     env.ok(&["rm", "-f", "t1", "t2"]);
 }
+
+/// The monitor shows in `ps` as `skiff-monitor <id12>` (comm `skiff-monitor`), not as the
+/// `/proc/self/fd/N` it is exec'd through.
+#[test]
+fn monitor_is_named_in_ps() {
+    let env = Env::new();
+    let id = env.ok(&["run", "-d", "--name", "named", "busybox", "sleep", "100"]);
+    let mon = monitor_of(&env, "named");
+    let comm = std::fs::read_to_string(format!("/proc/{mon}/comm")).unwrap();
+    assert_eq!(comm.trim(), "skiff-monitor");
+    let cmdline = std::fs::read_to_string(format!("/proc/{mon}/cmdline")).unwrap();
+    let shown = cmdline.trim_end_matches('\0');
+    assert!(
+        shown.starts_with(&format!("skiff-monitor {}", &id.trim()[..12])),
+        "{shown:?}"
+    );
+    // system check still finds the live monitor.
+    env.ok(&["system", "check"]);
+    env.ok(&["rm", "-f", "named"]);
+}
+
+/// Polish of issue 14.8: registry errors exit 1 (run's 125), an OS error is said once, and
+/// generate-man is listed.
+#[test]
+fn registry_errors_exit_1_and_os_errors_are_said_once() {
+    let env = Env::new();
+    let o = env.sk(&["pull", "127.0.0.1:1/nothing/here"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let o = env.sk(&["run", "--rm", "127.0.0.1:1/nothing/here"]);
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+    let o = env.sk(&[
+        "run",
+        "--rm",
+        "--env-file",
+        "/no/such/env",
+        "busybox",
+        "true",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    let o = Command::new(bin("skiff"))
+        .args(["--root", "/dev/null/x", "images"])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(err.matches("Not a directory").count(), 1, "{err}");
+    let help = env.ok(&["--help"]);
+    assert!(help.contains("generate-man"), "{help}");
+}
