@@ -835,20 +835,36 @@ fn restart_policies_and_attach() {
 #[test]
 fn usage_errors_exit_125_and_help_exits_0() {
     let env = Env::new();
-    for args in [
-        &["run", "--bogus", "busybox", "true"][..],
-        &["run"][..],
-        &["ps", "--bogus"][..],
-        &["no-such-command"][..],
-    ] {
+    // docker 28: bad flags and values exit 125; an unknown command or missing arguments exit 1.
+    // Each says what is wrong on its first line, then the usage and where to read more.
+    #[rustfmt::skip]
+    let table: &[(&[&str], i32, &str, &str)] = &[
+        (&["run", "--bogus", "busybox", "true"], 125, "skiff: unknown flag: --bogus", "Run 'skiff run --help' for more information"),
+        (&["ps", "-Z"], 125, "skiff: unknown shorthand flag: 'Z' in -Z", "Run 'skiff ps --help' for more information"),
+        (&["ps", "-n", "abc"], 125, r#"skiff: invalid argument "abc" for "-n, --last" flag: "#, "Run 'skiff ps --help' for more information"),
+        (&["run"], 1, "skiff: 'skiff run' requires at least 1 argument", "See 'skiff run --help' for more information"),
+        (&["tag", "x"], 1, "skiff: 'skiff tag' requires exactly 2 arguments", "See 'skiff tag --help' for more information"),
+        (&["no-such-command"], 1, "skiff: unknown command: skiff no-such-command", "Run 'skiff --help' for more information"),
+        (&["volume", "bogus"], 1, "skiff: unknown command: skiff volume bogus", "Run 'skiff volume --help' for more information"),
+    ];
+    for (args, want, first, last) in table {
         let o = env.sk(args);
-        assert_eq!(code(&o), 125, "{args:?}: {}", stderr(&o));
-        assert!(!stderr(&o).is_empty(), "{args:?} says why");
+        let err = stderr(&o);
+        assert_eq!(code(&o), *want, "{args:?}: {err}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert!(lines[0].starts_with(first), "{args:?}: {err}");
+        assert_eq!(lines.last(), Some(last), "{args:?}: {err}");
+        assert!(lines.len() <= 5, "{args:?}: not clap's block: {err}");
+        assert!(
+            !err.contains("error:") && !err.contains("tip:"),
+            "{args:?}: {err}"
+        );
     }
     for args in [
         &["run", "--help"][..],
         &["ps", "--help"][..],
         &["--version"][..],
+        &["volume"][..],
     ] {
         let o = env.sk(args);
         assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
@@ -894,7 +910,7 @@ fn a_failed_run_leaves_no_monitor() {
     let root = env.root();
     let mine = || -> Vec<String> {
         let o = Command::new("pgrep")
-            .args(["-af", "skiff monitor"])
+            .args(["-af", "skiff.monitor"])
             .output()
             .unwrap();
         stdout(&o)
@@ -1544,4 +1560,53 @@ fn format_templates_go_and_docker() {
     assert_eq!(first["Type"], "Images");
     assert_eq!(first["TotalCount"], "1");
     env.ok(&["rm", "-f", "t1", "t2"]);
+}
+
+/// The monitor shows in `ps` as `skiff-monitor <id12>` (comm `skiff-monitor`), not as the
+/// `/proc/self/fd/N` it is exec'd through.
+#[test]
+fn monitor_is_named_in_ps() {
+    let env = Env::new();
+    let id = env.ok(&["run", "-d", "--name", "named", "busybox", "sleep", "100"]);
+    let mon = monitor_of(&env, "named");
+    let comm = std::fs::read_to_string(format!("/proc/{mon}/comm")).unwrap();
+    assert_eq!(comm.trim(), "skiff-monitor");
+    let cmdline = std::fs::read_to_string(format!("/proc/{mon}/cmdline")).unwrap();
+    let shown = cmdline.trim_end_matches('\0');
+    assert!(
+        shown.starts_with(&format!("skiff-monitor {}", &id.trim()[..12])),
+        "{shown:?}"
+    );
+    // system check still finds the live monitor.
+    env.ok(&["system", "check"]);
+    env.ok(&["rm", "-f", "named"]);
+}
+
+/// Polish of issue 14.8: registry errors exit 1 (run's 125), an OS error is said once, and
+/// generate-man is listed.
+#[test]
+fn registry_errors_exit_1_and_os_errors_are_said_once() {
+    let env = Env::new();
+    let o = env.sk(&["pull", "127.0.0.1:1/nothing/here"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let o = env.sk(&["run", "--rm", "127.0.0.1:1/nothing/here"]);
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+    let o = env.sk(&[
+        "run",
+        "--rm",
+        "--env-file",
+        "/no/such/env",
+        "busybox",
+        "true",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    let o = Command::new(bin("skiff"))
+        .args(["--root", "/dev/null/x", "images"])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(err.matches("Not a directory").count(), 1, "{err}");
+    let help = env.ok(&["--help"]);
+    assert!(help.contains("generate-man"), "{help}");
 }

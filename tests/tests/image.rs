@@ -68,7 +68,7 @@ fn import_inspect_save_load_round_trip() {
     assert_eq!(v["Os"], "linux");
     assert_eq!(v["RootFS"]["Layers"].as_array().unwrap().len(), 1);
     assert!(v["Size"].as_u64().unwrap() > 1_000_000);
-    let lower = v["GraphDriver"]["Data"]["LowerDir"]
+    let lower = v["GraphDriver"]["Data"]["UpperDir"]
         .as_str()
         .unwrap()
         .to_string();
@@ -461,7 +461,7 @@ fn load_killed_at_random_points_never_shows_a_half_image() {
         for id in ids.lines() {
             assert_eq!(id, want.as_str().unwrap());
             let v = inspect(&root, id);
-            let lower = v["GraphDriver"]["Data"]["LowerDir"]
+            let lower = v["GraphDriver"]["Data"]["UpperDir"]
                 .as_str()
                 .unwrap()
                 .to_string();

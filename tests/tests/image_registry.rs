@@ -91,7 +91,7 @@ fn push_then_pull_into_an_empty_root_gives_the_same_image() {
             reg.port
         )])
     );
-    let lower = b["GraphDriver"]["Data"]["LowerDir"]
+    let lower = b["GraphDriver"]["Data"]["UpperDir"]
         .as_str()
         .unwrap()
         .to_string();
@@ -113,7 +113,7 @@ fn push_then_pull_into_an_empty_root_gives_the_same_image() {
         &t.path().join("c"),
         &["pull", "--platform", "linux/s390x", &name],
     );
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&o.stderr)
             .contains("does not match the specified platform: wanted linux/s390x"),
@@ -128,7 +128,7 @@ fn push_then_pull_into_an_empty_root_gives_the_same_image() {
             &format!("127.0.0.1:{}/skiff-test/bb:nope", reg.port),
         ],
     );
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not found"));
 }
 
@@ -209,7 +209,7 @@ fn multi_arch_index_selects_the_platform() {
     let v = inspect(&arm, &name);
     assert_eq!(v["Architecture"], "arm64");
     assert_eq!(v["Id"], inspect(&root, "multi:arm64")["Id"]);
-    let lower = v["GraphDriver"]["Data"]["LowerDir"]
+    let lower = v["GraphDriver"]["Data"]["UpperDir"]
         .as_str()
         .unwrap()
         .to_string();
@@ -441,7 +441,7 @@ fn basic_auth_over_https_with_login_and_logout() {
     ok(&a, &["import", rootfs.to_str().unwrap(), &name]);
 
     let o = skiff_env(&a, &env, &["push", &name], None);
-    assert_eq!(o.status.code(), Some(125), "{}", err_text(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", err_text(&o));
     assert!(
         err_text(&o).contains(&format!(
             "push access denied for {host}/skiff-test/basic: no basic auth credentials"
@@ -529,7 +529,7 @@ fn basic_auth_over_https_with_login_and_logout() {
     let out = ok_env(&a, &env, &["logout", &host], None);
     assert_eq!(out.trim(), format!("Not logged in to {host}"));
     let o = skiff_env(&p.join("c"), &env, &["pull", &name], None);
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(1));
     assert!(
         err_text(&o).contains("pull access denied"),
         "{}",
@@ -586,7 +586,7 @@ esac
     let a = p.join("a");
     ok(&a, &["import", rootfs.to_str().unwrap(), &name]);
     let o = skiff_env(&a, &env, &["push", &name], None);
-    assert_eq!(o.status.code(), Some(125), "no credentials yet");
+    assert_eq!(o.status.code(), Some(1), "no credentials yet");
 
     let o = skiff_env(
         &a,
@@ -617,7 +617,7 @@ esac
     assert!(out.contains("Removing login credentials"), "{out}");
     assert!(!bindir.join("store").exists());
     let o = skiff_env(&p.join("b"), &env, &["pull", &name], None);
-    assert_eq!(o.status.code(), Some(125), "credentials erased");
+    assert_eq!(o.status.code(), Some(1), "credentials erased");
 
     // credsStore serves every registry; its `get` answer is used as is.
     std::fs::write(
@@ -867,7 +867,7 @@ fn bearer_token_auth_through_a_token_server() {
     ok(&a, &["import", rootfs.to_str().unwrap(), &name]);
 
     let o = skiff_env(&a, &env, &["push", &name], None);
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(1));
     assert!(
         err_text(&o).contains("push access denied"),
         "anonymous tokens only pull: {}",
@@ -936,7 +936,7 @@ fn bearer_token_auth_through_a_token_server() {
     )
     .unwrap();
     let o = skiff_env(&a, &env, &["push", &v2], None);
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(1));
     assert!(
         err_text(&o).contains("incorrect username or password"),
         "{}",
@@ -987,7 +987,7 @@ fn docker_io_pulls_go_to_the_configured_mirrors() {
     )
     .unwrap();
     let o = skiff_env(&p.join("c"), &env, &["pull", "mirrored:1"], None);
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(1));
     assert!(
         err_text(&o).contains("invalid mirror") && err_text(&o).contains("registries.json"),
         "{}",
@@ -1235,7 +1235,7 @@ fn https_registry_certificates_are_verified() {
 
     let b = p.join("b");
     let o = in_ns(&b, false, &["pull", &name]);
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(1));
     assert!(
         err_text(&o).contains("certificate"),
         "an unknown issuer is refused: {}",
@@ -1375,7 +1375,7 @@ fn schema1_manifests_get_a_clear_error() {
     // Plain HTTP: the HTTPS attempt on an insecure registry fails first (no TLS here).
     let o = skiff(t.path(), &["pull", &format!("127.0.0.1:{port}/old/img:1")]);
     let _ = server.join();
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(1));
     let e = err_text(&o);
     assert!(e.contains("schema 1") && e.contains("not supported"), "{e}");
     assert_eq!(e.lines().count(), 1, "one line: {e}");
@@ -1447,10 +1447,10 @@ fn client_certificates_from_the_certs_dir() {
     let a = p.join("a");
     ok(&a, &["import", p.join("rootfs").to_str().unwrap(), &name]);
     let o = run(&a, &["push", &name]);
-    assert_eq!(o.status.code(), Some(125), "no client certificate yet");
+    assert_eq!(o.status.code(), Some(1), "no client certificate yet");
     std::fs::copy(d.join("client.cert"), hostdir.join("client.cert")).unwrap();
     let o = run(&a, &["push", &name]);
-    assert_eq!(o.status.code(), Some(125), "{}", err_text(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", err_text(&o));
     assert!(
         err_text(&o).contains("client.key"),
         "a .cert without its .key is named: {}",

@@ -93,7 +93,9 @@ fn live_runtime(rt: &Path, id: &str) -> Option<(skiff_runtime::state::State, i32
         .parse()
         .ok()?;
     let cmdline = std::fs::read(format!("/proc/{ppid}/cmdline")).unwrap_or_default();
-    let is_monitor = cmdline.split(|b| *b == 0).nth(1) == Some(b"monitor".as_slice());
+    // A monitor names itself `skiff-monitor <id12>` once it knows its container.
+    let is_monitor = cmdline.starts_with(b"skiff-monitor ")
+        || cmdline.split(|b| *b == 0).nth(1) == Some(b"monitor".as_slice());
     Some((st, if is_monitor { ppid } else { 0 }))
 }
 

@@ -1,9 +1,170 @@
 //! Docker's container JSON (`inspect`) from a container record.
+//!
+//! The reference is what the docker 28 CLI prints against Debian's dockerd 20.10 (API 1.41), the
+//! pair `tests/compat/inspect.sh` runs side by side: every key it shows exists here with the same
+//! JSON type. Keys skiff does not model yet (DNS, links, port bindings, …) are filled with docker's
+//! value for "not set" only when the record lacks them, so a field later added to `HostConfig`
+//! shows its own value.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::model::Container;
 use crate::Engine;
+
+/// HostConfig keys docker always shows, with its value for "not set" (API 1.41 shapes).
+fn host_config_defaults() -> [(&'static str, Value); 22] {
+    [
+        ("ContainerIDFile", json!("")),
+        ("PortBindings", json!({})),
+        ("VolumeDriver", json!("")),
+        ("Dns", json!([])),
+        ("DnsOptions", json!([])),
+        ("DnsSearch", json!([])),
+        ("ExtraHosts", Value::Null),
+        ("Cgroup", json!("")),
+        ("Links", Value::Null),
+        ("PublishAllPorts", json!(false)),
+        ("Runtime", json!("runc")),
+        ("ConsoleSize", json!([0, 0])),
+        ("Isolation", json!("")),
+        ("BlkioWeightDevice", json!([])),
+        ("CpuRealtimePeriod", json!(0)),
+        ("CpuRealtimeRuntime", json!(0)),
+        ("DeviceRequests", Value::Null),
+        ("KernelMemoryTCP", json!(0)),
+        ("CpuCount", json!(0)),
+        ("CpuPercent", json!(0)),
+        ("IOMaximumIOps", json!(0)),
+        ("IOMaximumBandwidth", json!(0)),
+    ]
+}
+
+/// HostConfig keys docker omits when empty (`omitempty` in its API types).
+const HOST_CONFIG_OMIT_EMPTY: [&str; 5] = ["Annotations", "Init", "Mounts", "Sysctls", "Tmpfs"];
+
+/// One endpoint of `NetworkSettings.Networks` with every value unset (API 1.41's shape).
+pub fn empty_endpoint() -> Value {
+    json!({
+        "IPAMConfig": null,
+        "Links": null,
+        "Aliases": null,
+        "NetworkID": "",
+        "EndpointID": "",
+        "Gateway": "",
+        "IPAddress": "",
+        "IPPrefixLen": 0,
+        "IPv6Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "MacAddress": "",
+        "DriverOpts": null,
+    })
+}
+
+/// The network `Networks` names for a `NetworkMode`: the default mode is docker's `bridge`
+/// (skiff has no bridge yet, so its endpoint is empty, as dockerd's with `--bridge=none`).
+pub fn network_name(mode: &str) -> &str {
+    match mode {
+        "" | "default" => "bridge",
+        m => m,
+    }
+}
+
+/// `NetworkSettings` of `c`: docker's shape with every value unset (the network code fills them).
+pub fn network_settings(c: &Container) -> Value {
+    let mut networks = Map::new();
+    networks.insert(
+        network_name(&c.host_config.network_mode).to_string(),
+        empty_endpoint(),
+    );
+    json!({
+        "Bridge": "",
+        "SandboxID": "",
+        "HairpinMode": false,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "Ports": {},
+        "SandboxKey": "",
+        "SecondaryIPAddresses": null,
+        "SecondaryIPv6Addresses": null,
+        "EndpointID": "",
+        "Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "IPAddress": "",
+        "IPPrefixLen": 0,
+        "IPv6Gateway": "",
+        "MacAddress": "",
+        "Networks": networks,
+    })
+}
+
+/// `HostConfig` of `c` as docker shows it.
+fn host_config_json(c: &Container) -> Value {
+    let hc = &c.host_config;
+    let mut v = serde_json::to_value(hc).unwrap_or(Value::Null);
+    let Some(o) = v.as_object_mut() else {
+        return v;
+    };
+    if hc.network_mode.is_empty() {
+        o.insert("NetworkMode".into(), json!("default"));
+    }
+    for k in HOST_CONFIG_OMIT_EMPTY {
+        let empty = match o.get(k) {
+            Some(Value::Null) => true,
+            Some(Value::Object(m)) => m.is_empty(),
+            Some(Value::Array(a)) => a.is_empty(),
+            _ => false,
+        };
+        if empty {
+            o.remove(k);
+        }
+    }
+    // docker records `-m` without `--memory-swap` as twice the memory (swap = memory).
+    if hc.memory > 0 && hc.extra.memory_swap == 0 {
+        o.insert("MemorySwap".into(), json!(hc.memory * 2));
+    }
+    if o.get("Ulimits") == Some(&Value::Null) {
+        o.insert("Ulimits".into(), json!([]));
+    }
+    let unconfined = hc.privileged
+        || hc
+            .security_opt
+            .iter()
+            .flatten()
+            .any(|s| s.replace(':', "=") == "systempaths=unconfined");
+    let (masked, readonly) = if unconfined {
+        (Value::Null, Value::Null)
+    } else {
+        (
+            json!(skiff_runtime::docker::MASKED_PATHS),
+            json!(skiff_runtime::docker::READONLY_PATHS),
+        )
+    };
+    o.entry("MaskedPaths").or_insert(masked);
+    o.entry("ReadonlyPaths").or_insert(readonly);
+    for (k, d) in host_config_defaults() {
+        o.entry(k).or_insert(d);
+    }
+    v
+}
+
+/// `Config` of `c` as docker shows it.
+fn config_json(c: &Container) -> Value {
+    let mut v = serde_json::to_value(&c.config).unwrap_or(Value::Null);
+    if let Some(o) = v.as_object_mut() {
+        if c.config.env.is_empty() {
+            o.insert("Env".into(), Value::Null);
+        }
+        o.entry("OnBuild").or_insert(Value::Null);
+        // The default network is docker's bridge, which skiff does not have yet: the container
+        // gets a network namespace with only loopback, which dockerd (`--bridge=none`) reports so.
+        if network_name(&c.host_config.network_mode) == "bridge" {
+            o.insert("NetworkDisabled".into(), json!(true));
+        }
+    }
+    v
+}
 
 /// The `inspect` object of `c`.
 pub fn container_json(e: &Engine, c: &Container) -> Value {
@@ -22,17 +183,6 @@ pub fn container_json(e: &Engine, c: &Container) -> Value {
     }
     let mut lowers: Vec<&str> = c.lower_dirs.iter().map(String::as_str).collect();
     lowers.reverse();
-    let net = if c.host_config.network_mode == "host" {
-        "host"
-    } else {
-        "none"
-    };
-    let mut host_config = serde_json::to_value(&c.host_config).unwrap_or(Value::Null);
-    if let Some(o) = host_config.as_object_mut() {
-        if o.get("NetworkMode") == Some(&json!("default")) {
-            o.insert("NetworkMode".into(), json!("none"));
-        }
-    }
     let mut mounts = serde_json::to_value(&c.mounts).unwrap_or(json!([]));
     for m in mounts.as_array_mut().into_iter().flatten() {
         if let Some(o) = m.as_object_mut() {
@@ -54,12 +204,13 @@ pub fn container_json(e: &Engine, c: &Container) -> Value {
         "Name": format!("/{}", c.name),
         "RestartCount": c.restart_count,
         "Driver": "overlay2",
-        "Platform": if c.platform.is_empty() { "linux" } else { c.platform.as_str() },
+        // docker's container `Platform` is the OS alone.
+        "Platform": c.platform.split('/').next().filter(|os| !os.is_empty()).unwrap_or("linux"),
         "MountLabel": "",
         "ProcessLabel": "",
         "AppArmorProfile": "",
         "ExecIDs": Value::Null,
-        "HostConfig": host_config,
+        "HostConfig": host_config_json(c),
         "GraphDriver": {
             "Data": {
                 "LowerDir": lowers.join(":"),
@@ -70,27 +221,41 @@ pub fn container_json(e: &Engine, c: &Container) -> Value {
             "Name": "overlay2",
         },
         "Mounts": mounts,
-        "Config": c.config,
-        "NetworkSettings": {
-            "Bridge": "",
-            "SandboxID": "",
-            "SandboxKey": "",
-            "HairpinMode": false,
-            "Ports": {},
-            "Gateway": "",
-            "IPAddress": "",
-            "IPPrefixLen": 0,
-            "MacAddress": "",
-            "Networks": {
-                net: {
-                    "NetworkID": "",
-                    "EndpointID": "",
-                    "Gateway": "",
-                    "IPAddress": "",
-                    "IPPrefixLen": 0,
-                    "MacAddress": "",
-                }
-            }
-        },
+        "Config": config_json(c),
+        "NetworkSettings": network_settings(c),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_network_is_docker_bridge_shape() {
+        let mut c = Container::default();
+        c.host_config.network_mode = "default".into();
+        let n = network_settings(&c);
+        assert_eq!(n["Networks"]["bridge"], empty_endpoint());
+        assert_eq!(n["SecondaryIPAddresses"], Value::Null);
+        assert_eq!(config_json(&c)["NetworkDisabled"], true);
+        c.host_config.network_mode = "none".into();
+        assert!(network_settings(&c)["Networks"]["none"].is_object());
+        assert!(config_json(&c).get("NetworkDisabled").is_none());
+    }
+
+    #[test]
+    fn host_config_types_match_docker() {
+        let mut c = Container::default();
+        c.host_config.memory = 64 << 20;
+        let h = host_config_json(&c);
+        assert_eq!(h["MemorySwap"], 128 << 20);
+        assert_eq!(h["Ulimits"], json!([]));
+        assert_eq!(h["Dns"], json!([]));
+        assert_eq!(h["ExtraHosts"], Value::Null);
+        assert_eq!(h["ConsoleSize"], json!([0, 0]));
+        assert!(h.get("Mounts").is_none() && h.get("Init").is_none());
+        assert!(h["MaskedPaths"].is_array());
+        c.host_config.privileged = true;
+        assert_eq!(host_config_json(&c)["MaskedPaths"], Value::Null);
+    }
 }

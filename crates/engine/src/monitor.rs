@@ -1128,6 +1128,18 @@ pub fn main(args: &[String]) -> i32 {
             _ => return 0,
         }
     }
+    // `ps` shows `skiff-monitor <id12>` (with the root when it is not the default one, so
+    // monitors of different roots stay apart) rather than the fd path it was exec'd through.
+    let short = &a.id[..12.min(a.id.len())];
+    let title = match args
+        .iter()
+        .position(|x| x == "--root")
+        .and_then(|i| args.get(i + 1))
+    {
+        Some(r) if r != "/var/lib/skiff" => format!("skiff-monitor {short} --root {r}"),
+        _ => format!("skiff-monitor {short}"),
+    };
+    crate::proc::set_title("skiff-monitor", &title);
     let keep_from = if a.attach_fd { 5 } else { 4 };
     // SAFETY: process-wide settings of a single-threaded process; close_range drops every fd we
     // inherited beyond stdio, the notification pipe and the attach client.

@@ -80,3 +80,40 @@ pub fn unmount(path: &Path) {
 pub fn now() -> String {
     skiff_runtime::util::now_rfc3339()
 }
+
+/// Names this process as `ps` shows it: `comm` (truncated to the kernel's 15 bytes) and the
+/// command line, written over the process's argument block (truncated to its size, so nothing
+/// else moves). For the monitor: `skiff-monitor <id12>`, not the `/proc/self/fd/N` it was
+/// exec'd through.
+pub fn set_title(comm: &str, title: &str) {
+    let comm: Vec<u8> = comm.bytes().filter(|b| *b != 0).take(15).collect();
+    if let Ok(c) = std::ffi::CString::new(comm) {
+        // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes, which `c` is.
+        unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr()) };
+    }
+    // arg_start and arg_end are fields 48 and 49 of /proc/self/stat (45 and 46 after the comm).
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+        return;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let (Some(Ok(start)), Some(Ok(end))) = (
+        f.get(45).map(|s| s.parse::<usize>()),
+        f.get(46).map(|s| s.parse::<usize>()),
+    ) else {
+        return;
+    };
+    if start == 0 || end <= start {
+        return;
+    }
+    let len = end - start;
+    let mut buf: Vec<u8> = title.bytes().filter(|b| *b != 0).take(len - 1).collect();
+    buf.resize(len, 0);
+    // SAFETY: [arg_start, arg_end) is this process's argument block, which the kernel mapped
+    // writable at the top of the main thread's stack for the process's lifetime; the caller (the
+    // single-threaded monitor) has copied its arguments out and never reads argv again, and we
+    // write exactly `len` bytes, the last a NUL.
+    unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), start as *mut u8, len) };
+}

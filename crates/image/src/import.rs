@@ -345,7 +345,9 @@ fn import_inner(store: &Store, source: ImportSource, opts: &ImportOptions) -> Re
     let now = time::rfc3339(time::now_unix());
     let mut cfg = Map::new();
     apply_changes(&mut cfg, &opts.changes)?;
-    let mut history = json!({"created": now, "created_by": "skiff import"});
+    // As docker's import: no `created_by` (history shows an empty CREATED BY), the source in the
+    // comment.
+    let mut history = json!({"created": now});
     let comment = opts
         .message
         .clone()

@@ -127,6 +127,32 @@ pub const DEFAULT_DEVICE_RULES: [(&str, Option<i64>, Option<i64>, &str); 12] = [
     ("c", Some(10), Some(200), "rwm"),
 ];
 
+/// Paths masked in a container unless `--privileged` or `--security-opt systempaths=unconfined`
+/// (docker 28's list, which `inspect` shows as `HostConfig.MaskedPaths`).
+pub const MASKED_PATHS: [&str; 12] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Paths mounted read-only in a container under the same conditions (`HostConfig.ReadonlyPaths`).
+pub const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
 /// Docker's smallest accepted `--memory` (6 MiB).
 pub const MIN_MEMORY: i64 = 6 * 1024 * 1024;
 
@@ -587,27 +613,8 @@ pub fn docker_spec(o: &DockerSpecOpts) -> Result<Spec, DockerSpecError> {
         "resources": resources(o, o.privileged)?,
     });
     if confined_paths {
-        linux["maskedPaths"] = json!([
-            "/proc/asound",
-            "/proc/acpi",
-            "/proc/interrupts",
-            "/proc/kcore",
-            "/proc/keys",
-            "/proc/latency_stats",
-            "/proc/timer_list",
-            "/proc/timer_stats",
-            "/proc/sched_debug",
-            "/proc/scsi",
-            "/sys/firmware",
-            "/sys/devices/virtual/powercap"
-        ]);
-        linux["readonlyPaths"] = json!([
-            "/proc/bus",
-            "/proc/fs",
-            "/proc/irq",
-            "/proc/sys",
-            "/proc/sysrq-trigger"
-        ]);
+        linux["maskedPaths"] = json!(MASKED_PATHS);
+        linux["readonlyPaths"] = json!(READONLY_PATHS);
     }
     if o.privileged {
         linux["devices"] = host_devices().into();

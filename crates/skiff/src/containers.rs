@@ -609,7 +609,7 @@ impl Ctx<'_> {
 /// Prints `skiff: msg` and gives the exit code for an engine error (run-like commands use
 /// 125/126/127, the others docker's 1).
 fn fail(e: &anyhow::Error, run_like: bool) -> i32 {
-    eprintln!("skiff: {e:#}");
+    eprintln!("skiff: {}", crate::error_text(e));
     match e.downcast_ref::<EngineError>() {
         Some(EngineError::Start { code, .. }) => *code,
         _ if run_like || crate::is_state_db_error(e) => 125,
@@ -710,7 +710,7 @@ fn each(ctx: &Ctx, names: &[String], f: impl Fn(&Engine, &str) -> Result<()>) ->
         match f(&e, n) {
             Ok(()) => println!("{n}"),
             Err(err) => {
-                eprintln!("skiff: {err:#}");
+                eprintln!("skiff: {}", crate::error_text(&err));
                 code = 1;
             }
         }
@@ -868,7 +868,9 @@ fn run_container(
 }
 
 fn create_cmd(ctx: &Ctx, a: &RunArgs) -> Result<i32> {
-    let (_, c) = create_container(ctx, a, false)?;
+    // As docker's `create` (which has no -d): the container is made to be attached to (stdout and
+    // stderr, stdin with -i), which `start -a` and inspect's Config.Attach* show.
+    let (_, c) = create_container(ctx, a, true)?;
     println!("{}", c.id);
     Ok(0)
 }

@@ -139,7 +139,7 @@ pub fn run_system_prune(cli: &Cli, a: &SystemPruneArgs) -> i32 {
     match r {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("skiff: {}", one_line(&e));
+            eprintln!("skiff: {}", crate::error_text(&e));
             if crate::is_state_db_error(&e) {
                 125
             } else {
@@ -161,7 +161,7 @@ pub fn run(cli: &Cli, cmd: &FsCommand) -> i32 {
     match r {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("skiff: {}", one_line(&e));
+            eprintln!("skiff: {}", crate::error_text(&e));
             if crate::is_state_db_error(&e) {
                 125
             } else {
@@ -169,21 +169,6 @@ pub fn run(cli: &Cli, cmd: &FsCommand) -> i32 {
             }
         }
     }
-}
-
-/// The error and its causes on one line, skipping a cause whose text the message already holds.
-fn one_line(e: &anyhow::Error) -> String {
-    let mut msg = String::new();
-    for c in e.chain() {
-        let t = c.to_string();
-        if !msg.contains(&t) {
-            if !msg.is_empty() {
-                msg.push_str(": ");
-            }
-            msg.push_str(&t);
-        }
-    }
-    msg
 }
 
 /// `cp`.

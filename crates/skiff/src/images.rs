@@ -536,25 +536,58 @@ pub fn inspect_json(store: &Store, img: &ImageRecord) -> Result<Value> {
         .collect();
     let layers: Vec<String> = cfg.rootfs.diff_ids.iter().map(|d| d.to_string()).collect();
     let chains = Digest::chain_ids(&cfg.rootfs.diff_ids);
-    let dirs: Vec<String> = chains
-        .iter()
-        .rev()
-        .map(|c| store.snapshot_dir(c).join("fs").display().to_string())
-        .collect();
+    // docker's overlay2 layout for an image: its top layer is UpperDir, the others LowerDir
+    // (top first, absent for one layer); MergedDir and WorkDir name where a mount would go.
+    let mut dirs: Vec<std::path::PathBuf> =
+        chains.iter().rev().map(|c| store.snapshot_dir(c)).collect();
+    let mut graph = serde_json::Map::new();
+    if !dirs.is_empty() {
+        let top = dirs.remove(0);
+        if !dirs.is_empty() {
+            let lower: Vec<String> = dirs
+                .iter()
+                .map(|d| d.join("fs").display().to_string())
+                .collect();
+            graph.insert("LowerDir".into(), json!(lower.join(":")));
+        }
+        graph.insert(
+            "MergedDir".into(),
+            json!(top.join("merged").display().to_string()),
+        );
+        graph.insert(
+            "UpperDir".into(),
+            json!(top.join("fs").display().to_string()),
+        );
+        graph.insert(
+            "WorkDir".into(),
+            json!(top.join("work").display().to_string()),
+        );
+    }
+    let comment = rawv
+        .get("comment")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| cfg.history.last().and_then(|h| h.comment.clone()))
+        .unwrap_or_default();
     let mut v = json!({
         "Id": img.id.to_string(),
         "RepoTags": repo_tags,
         "RepoDigests": repo_digests,
         "Parent": "",
-        "Comment": cfg.history.last().and_then(|h| h.comment.clone()).unwrap_or_default(),
+        "Comment": comment,
         "Created": cfg.created.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+        // API 1.41 shows the committing container's id and config (docker-format images only).
+        "Container": rawv.get("container").cloned().unwrap_or(json!("")),
+        "ContainerConfig": docker_config(rawv.get("container_config")),
         "DockerVersion": rawv.get("docker_version").cloned().unwrap_or(json!("")),
         "Author": cfg.author.clone().unwrap_or_default(),
         "Config": docker_config(cfg.config.as_ref()),
         "Architecture": cfg.architecture,
         "Os": cfg.os,
         "Size": img.size,
-        "GraphDriver": {"Data": {"LowerDir": dirs.join(":")}, "Name": "overlay"},
+        // Removed in API 1.44; the reference pair (docker 28 CLI, dockerd 20.10) still shows it.
+        "VirtualSize": img.size,
+        "GraphDriver": {"Data": graph, "Name": "overlay2"},
         "RootFS": {"Type": "layers", "Layers": layers},
         "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
         "Descriptor": {
@@ -604,8 +637,14 @@ fn inspect(store: &Store, a: &InspectArgs) -> Result<i32> {
                 writeln!(out)?;
             }
         }
+        // docker indents with four spaces.
         None => {
-            writeln!(out, "{}", serde_json::to_string_pretty(&values)?)?;
+            let mut buf = Vec::new();
+            let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+            let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+            serde::Serialize::serialize(&values, &mut ser)?;
+            out.write_all(&buf)?;
+            writeln!(out)?;
         }
     }
     if !missing.is_empty() {
@@ -667,7 +706,7 @@ fn rmi(store: &Store, a: &RmArgs) -> Result<i32> {
             Ok(())
         })();
         if let Err(e) = r {
-            eprintln!("Error response from daemon: {e:#}");
+            eprintln!("Error response from daemon: {}", crate::error_text(&e));
             failed = true;
         }
     }
@@ -841,7 +880,15 @@ fn import_cmd(store: &Store, a: &ImportArgs) -> Result<i32> {
     let opts = import::ImportOptions {
         platform,
         changes: a.change.clone(),
-        message: a.message.clone(),
+        // docker's CLI streams a local file as `-`, so its images say "Imported from -"; only a
+        // URL is named.
+        message: a.message.clone().or_else(|| {
+            let url = a.source.starts_with("http://") || a.source.starts_with("https://");
+            Some(format!(
+                "Imported from {}",
+                if url { a.source.as_str() } else { "-" }
+            ))
+        }),
         source_name: if a.source == "-" {
             "-".into()
         } else {

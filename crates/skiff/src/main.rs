@@ -20,7 +20,8 @@ mod volumes;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Global flags and the command.
 #[derive(Parser, Debug)]
@@ -91,7 +92,6 @@ pub enum Command {
     /// Write a shell completion script (bash, zsh, fish) to stdout
     Completion(system::CompletionArgs),
     /// Write man pages for skiff and every subcommand into DIR
-    #[command(hide = true)]
     GenerateMan(system::ManArgs),
     /// Container commands (run, ps, exec, ...)
     #[command(flatten)]
@@ -184,10 +184,19 @@ fn cli_main() {
     }
     let cli = match fast_run_parse(&argv).map(Ok).unwrap_or_else(Cli::try_parse) {
         Ok(cli) => cli,
-        // Usage errors exit 125 as docker's CLI does (clap would exit 2); help and version 0.
-        Err(e) => {
+        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // `skiff volume` alone: docker prints the command's help and succeeds.
+            print!("{}", e.render());
+            std::process::exit(0);
+        }
+        Err(e) if !e.use_stderr() => {
             let _ = e.print();
-            std::process::exit(if e.use_stderr() { 125 } else { 0 });
+            std::process::exit(0);
+        }
+        Err(e) => {
+            let (msg, code) = usage_error(&e, &argv);
+            eprintln!("{msg}");
+            std::process::exit(code);
         }
     };
     if cli.debug {
@@ -212,10 +221,186 @@ fn cli_main() {
     let code = match r {
         Ok(code) => code,
         Err(e) => {
-            let msg = format!("{e:#}");
-            eprintln!("skiff: {msg}");
-            125
+            eprintln!("skiff: {}", error_text(&e));
+            // docker's CLI exits 1 for what its daemon refuses on pull, push and login
+            // (an unreachable registry, a missing manifest, bad credentials).
+            if is_registry_command(&cli.command) && !is_state_db_error(&e) {
+                1
+            } else {
+                125
+            }
         }
     };
     std::process::exit(code);
+}
+
+fn is_registry_command(c: &Command) -> bool {
+    matches!(
+        c,
+        Command::Pull(_)
+            | Command::Push(_)
+            | Command::Login(_)
+            | Command::Logout(_)
+            | Command::Image(images::ImageCommand::Pull(_))
+            | Command::Image(images::ImageCommand::Push(_))
+    )
+}
+
+/// `e` and its causes on one line, each said once: an error whose message already includes its
+/// cause's text (`open x: No such file or directory (os error 2)`) does not repeat it.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for c in e.chain() {
+        let t = c.to_string();
+        if !msg.contains(&t) {
+            if !msg.is_empty() {
+                msg.push_str(": ");
+            }
+            msg.push_str(&t);
+        }
+    }
+    msg
+}
+
+/// The (sub)command `argv` names, as far as it names one: `skiff`, `skiff run`, `skiff volume ls`.
+fn command_for(argv: &[String]) -> clap::Command {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut words = argv.iter().skip(1);
+    while let Some(w) = words.next() {
+        if w == "--root" || w == "--runroot" {
+            words.next();
+            continue;
+        }
+        if w.starts_with('-') {
+            continue;
+        }
+        match cmd.find_subcommand(w) {
+            Some(sub) if cmd.has_subcommands() => {
+                let sub = sub.clone();
+                cmd = sub;
+            }
+            _ => break,
+        }
+    }
+    cmd
+}
+
+fn context(e: &clap::Error, k: ContextKind) -> Option<String> {
+    match e.get(k)? {
+        ContextValue::String(s) => Some(s.clone()),
+        ContextValue::Strings(v) => Some(v.join(" ")),
+        other => Some(other.to_string()),
+    }
+}
+
+/// docker's name of the flag clap shows as `--memory <MEMORY>`: `-m, --memory`.
+fn flag_name(cmd: &clap::Command, shown: &str) -> String {
+    let word = shown.split([' ', '=']).next().unwrap_or(shown);
+    let arg = cmd.get_arguments().find(|a| {
+        word.strip_prefix("--")
+            .is_some_and(|l| a.get_long() == Some(l))
+            || word
+                .strip_prefix('-')
+                .and_then(|s| s.chars().next())
+                .is_some_and(|c| a.get_short() == Some(c) && word.len() == 2)
+    });
+    match arg {
+        Some(a) => match (a.get_short(), a.get_long()) {
+            (Some(s), Some(l)) => format!("-{s}, --{l}"),
+            (None, Some(l)) => format!("--{l}"),
+            (Some(s), None) => format!("-{s}"),
+            (None, None) => word.to_string(),
+        },
+        None => word.to_string(),
+    }
+}
+
+/// docker 28's report of a command line it cannot parse, and its exit status: the error on one
+/// line, the command's usage, and where to read more. Bad flags and values exit 125; an unknown
+/// command or missing arguments exit 1, as docker's do.
+fn usage_error(e: &clap::Error, argv: &[String]) -> (String, i32) {
+    let mut cmd = command_for(argv);
+    let path = cmd
+        .get_bin_name()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("skiff {}", cmd.get_name()))
+        .replace("skiff skiff", "skiff");
+    let usage = cmd
+        .render_usage()
+        .to_string()
+        .replacen("Usage: ", "Usage:  ", 1);
+    let run_help = format!("Run '{path} --help' for more information");
+    match e.kind() {
+        ErrorKind::InvalidSubcommand => {
+            let word = context(e, ContextKind::InvalidSubcommand).unwrap_or_default();
+            let usage = if cmd.get_name() == "skiff" {
+                String::new()
+            } else {
+                format!("{usage}\n\n")
+            };
+            (
+                format!("skiff: unknown command: {path} {word}\n\n{usage}{run_help}"),
+                1,
+            )
+        }
+        ErrorKind::MissingRequiredArgument | ErrorKind::MissingSubcommand => {
+            let req: Vec<&clap::Arg> = cmd
+                .get_positionals()
+                .filter(|a| a.is_required_set())
+                .collect();
+            // docker says "at least" when more arguments may follow (`run IMAGE [COMMAND...]`).
+            let many = cmd
+                .get_positionals()
+                .any(|a| a.get_num_args().is_some_and(|n| n.max_values() > 1));
+            let n = req.len().max(1);
+            let s = if n == 1 { "" } else { "s" };
+            let how = if many { "at least" } else { "exactly" };
+            (
+                format!(
+                    "skiff: '{path}' requires {how} {n} argument{s}\n\n{usage}\n\nSee '{path} --help' for more information"
+                ),
+                1,
+            )
+        }
+        ErrorKind::UnknownArgument => {
+            let arg = context(e, ContextKind::InvalidArg).unwrap_or_default();
+            let what = match arg.strip_prefix('-') {
+                Some(rest) if !rest.starts_with('-') => format!(
+                    "unknown shorthand flag: '{}' in {arg}",
+                    rest.chars().next().unwrap_or('?')
+                ),
+                _ => format!("unknown flag: {arg}"),
+            };
+            (format!("skiff: {what}\n\n{usage}\n\n{run_help}"), 125)
+        }
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
+            let arg = context(e, ContextKind::InvalidArg).unwrap_or_default();
+            let value = context(e, ContextKind::InvalidValue).unwrap_or_default();
+            let why = match std::error::Error::source(e) {
+                Some(s) => s.to_string(),
+                None => match context(e, ContextKind::ValidValue) {
+                    Some(v) => format!("valid values are {v}"),
+                    None => "invalid value".into(),
+                },
+            };
+            (
+                format!(
+                    "skiff: invalid argument \"{value}\" for \"{}\" flag: {why}\n\n{usage}\n\n{run_help}",
+                    flag_name(&cmd, &arg)
+                ),
+                125,
+            )
+        }
+        _ => {
+            let text = e.render().to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("error: ")
+                .to_string();
+            (format!("skiff: {first}\n\n{usage}\n\n{run_help}"), 125)
+        }
+    }
 }

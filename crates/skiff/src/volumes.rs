@@ -108,7 +108,7 @@ pub fn run(cli: &Cli, cmd: &VolumeCommand) -> Result<i32> {
     match run_inner(cli, cmd) {
         Ok(code) => Ok(code),
         Err(e) => {
-            eprintln!("skiff: {e:#}");
+            eprintln!("skiff: {}", crate::error_text(&e));
             Ok(if crate::is_state_db_error(&e) { 125 } else { 1 })
         }
     }
