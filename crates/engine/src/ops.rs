@@ -644,9 +644,9 @@ impl Engine {
                     let last_die = crate::events::read(&self.root, since, i64::MAX)
                         .unwrap_or_default()
                         .into_iter()
+                        .rev()
                         .filter(|ev| ev.id == id && ev.action == "die")
-                        .filter_map(|ev| ev.attributes.get("exitCode")?.parse().ok())
-                        .last();
+                        .find_map(|ev| ev.attributes.get("exitCode")?.parse().ok());
                     return Ok(last_die.unwrap_or(code));
                 }
                 None => return Err(Error::NoSuchContainer(s.into())),
