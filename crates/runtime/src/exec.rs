@@ -253,8 +253,7 @@ pub fn spawn(o: ExecOpts) -> Result<Spawned> {
         }
     }
     if let Some(p) = pid_file {
-        let tmp = p.with_extension("skiff-tmp");
-        crate::fsutil::write_state_file(&tmp, &p, pid.to_string().as_bytes())?;
+        crate::fsutil::write_pid_file(&p, pid)?;
     }
     if o.detach {
         return Ok(Spawned { pid, master: None });
