@@ -66,6 +66,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
         }
         crate::rootfs::mount_options(m)?;
     }
+    crate::procattr::validate(spec)?;
     let plan = crate::namespaces::plan(spec)?;
     let has = |f: i32| plan.new_flags & f != 0 || plan.join.iter().any(|(j, _)| *j == f);
     if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has(libc::CLONE_NEWUTS) {

@@ -181,6 +181,12 @@ pub fn spawn(o: ExecOpts) -> Result<Spawned> {
         })();
         match r {
             Ok(0) => {
+                // linux.personality and linux.memoryPolicy hold for exec'd processes too.
+                if let Err(e) = crate::procattr::apply_linux(spec.linux().as_ref()) {
+                    let _ = cchan.send(&Msg::Error(e.to_string()), None);
+                    // SAFETY: _exit in a forked child.
+                    unsafe { libc::_exit(127) }
+                }
                 let e = exec_child(
                     &o.process,
                     filter.as_ref(),

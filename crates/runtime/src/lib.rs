@@ -21,6 +21,7 @@ pub mod hooks;
 pub mod idmap;
 pub mod init;
 pub mod namespaces;
+pub mod procattr;
 pub mod process;
 pub mod rootfs;
 pub mod sealed;
