@@ -539,21 +539,26 @@ fn reopen(root: &OwnedFd, dest: &Path) -> Result<OwnedFd> {
     })
 }
 
-/// The per-mount flags (those a bind remount can change) of the mount at `fd`.
+/// The per-mount flags (those a bind remount can change) of the mount at `fd`: one fstatvfs.
 fn mount_flags(fd: &OwnedFd) -> MsFlags {
-    use nix::sys::statvfs::FsFlags;
-    let f = nix::sys::statvfs::fstatvfs(fd)
-        .map(|s| s.flags())
-        .unwrap_or(FsFlags::empty());
-    let mut m = locked_flags(fd);
-    if f.contains(FsFlags::ST_RDONLY) {
-        m |= MsFlags::MS_RDONLY;
-    }
-    // ST_NOSYMFOLLOW (0x2000), not yet named by nix.
-    if f.bits() & 0x2000 != 0 {
-        m |= MS_NOSYMFOLLOW;
-    }
-    m
+    let Ok(st) = nix::sys::statvfs::fstatvfs(fd) else {
+        return MsFlags::empty();
+    };
+    let bits = st.flags().bits();
+    // ST_* values (linux/statfs.h); ST_NOSYMFOLLOW is not named by nix.
+    [
+        (0x0001, MsFlags::MS_RDONLY),
+        (0x0002, MsFlags::MS_NOSUID),
+        (0x0004, MsFlags::MS_NODEV),
+        (0x0008, MsFlags::MS_NOEXEC),
+        (0x0400, MsFlags::MS_NOATIME),
+        (0x0800, MsFlags::MS_NODIRATIME),
+        (0x1000, MsFlags::MS_RELATIME),
+        (0x2000, MS_NOSYMFOLLOW),
+    ]
+    .into_iter()
+    .filter(|(st, _)| bits & st != 0)
+    .fold(MsFlags::empty(), |m, (_, f)| m.union(f))
 }
 
 fn mount_one(ctx: &Ctx, root: &OwnedFd, index: usize, m: &Mount, opts: &MountOpts) -> Result<()> {
@@ -618,16 +623,31 @@ fn mount_one(ctx: &Ctx, root: &OwnedFd, index: usize, m: &Mount, opts: &MountOpt
             let cur = mount_flags(&newfd);
             let new = cur.union(want).difference(opts.clear);
             if new != cur {
-                sys(
-                    mount(
-                        None::<&str>,
-                        &fd_path(&newfd),
-                        None::<&str>,
-                        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | new,
-                        None::<&str>,
-                    ),
-                    || "remount bind with options".into(),
-                )?;
+                let r = mount(
+                    None::<&str>,
+                    &fd_path(&newfd),
+                    None::<&str>,
+                    MsFlags::MS_REMOUNT | MsFlags::MS_BIND | new,
+                    None::<&str>,
+                );
+                match r {
+                    Ok(()) => {}
+                    // In a user namespace the source's ro/nosuid/nodev/noexec/atime flags are
+                    // locked: say which asked-for change the kernel refused.
+                    Err(Errno::EPERM) if !cur.intersection(opts.clear).is_empty() => {
+                        return Err(Error::Other(format!(
+                            "bind {}: cannot clear {:?}: locked on the source's mount (user namespace): EPERM",
+                            source.display(),
+                            cur.intersection(opts.clear)
+                        )))
+                    }
+                    Err(errno) => {
+                        return Err(Error::Sys {
+                            what: "remount bind with options".into(),
+                            errno,
+                        })
+                    }
+                }
             }
         }
     } else {
