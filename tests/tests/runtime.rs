@@ -957,3 +957,24 @@ fn unsupported_or_invalid_spec_1_2_settings_are_refused() {
     assert_eq!(f["linux"]["intelRdt"]["enabled"], false);
     assert!(f["linux"].get("netDevices").is_none());
 }
+
+/// `domainname` and `process.noNewPrivileges`, read back from inside (the audit of issue 19: each
+/// accepted setting is seen to take effect).
+#[test]
+fn domainname_and_no_new_privileges_apply() {
+    require_root();
+    let mut b = Bundle::busybox(&[]);
+    b.config["domainname"] = "skiff.example".into();
+    b.config["process"]["noNewPrivileges"] = true.into();
+    let out = ok(&run_sh(
+        &mut b,
+        "cat /proc/sys/kernel/domainname; grep NoNewPrivs /proc/self/status | tr -d ' \\t'",
+    ));
+    assert_eq!(out, "skiff.example\nNoNewPrivs:1\n");
+    b.config["process"]["noNewPrivileges"] = false.into();
+    let out = ok(&run_sh(
+        &mut b,
+        "grep NoNewPrivs /proc/self/status | tr -d ' \\t'",
+    ));
+    assert_eq!(out, "NoNewPrivs:0\n");
+}

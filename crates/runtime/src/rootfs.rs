@@ -185,7 +185,12 @@ fn refused_option(o: &str) -> Option<&'static str> {
 }
 
 /// Parse runtime-spec mount options. Fails on an option that would be accepted but not applied.
-pub fn parse_options(opts: &[String]) -> std::result::Result<MountOpts, String> {
+pub fn parse_options(opts: &[String]) -> Result<MountOpts> {
+    parse(opts).map_err(Error::Config)
+}
+
+/// [`parse_options`] with the bare reason, for [`mount_options`] to prefix with the mount.
+fn parse(opts: &[String]) -> std::result::Result<MountOpts, String> {
     use mount_attr as a;
     let mut m = MountOpts::default();
     for o in opts {
@@ -324,7 +329,7 @@ pub fn parse_options(opts: &[String]) -> std::result::Result<MountOpts, String> 
 /// Parse the options of `m` (`mounts[i]`), naming the mount on error: `mount /data: option "rfoo" unknown`.
 pub fn mount_options(m: &Mount) -> Result<MountOpts> {
     let name = m.destination().display();
-    let mut opts = parse_options(m.options().as_deref().unwrap_or(&[]))
+    let mut opts = parse(m.options().as_deref().unwrap_or(&[]))
         .map_err(|e| Error::Config(format!("mount {name}: {e}")))?;
     let typ = m.typ().as_deref().unwrap_or("");
     if typ == "rbind" {
