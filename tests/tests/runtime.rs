@@ -825,3 +825,156 @@ fn rootfs_propagation_private_and_shared() {
         );
     }
 }
+
+/// runtime-spec 1.2 process attributes, read back from inside the container (and from an `exec`'d
+/// process): linux.personality, process.scheduler, process.ioPriority, linux.memoryPolicy.
+#[test]
+fn personality_scheduler_io_priority_and_memory_policy_apply() {
+    require_root();
+    let rt = Runtime::new();
+    let mut b = Bundle::busybox(&["sleep", "1000"]);
+    let arch = std::env::consts::ARCH;
+    let linux32 = match arch {
+        "x86_64" => Some("i686"),
+        "aarch64" => Some("armv8l"),
+        _ => None,
+    };
+    if linux32.is_some() {
+        b.config["linux"]["personality"] = json!({"domain": "LINUX32"});
+    }
+    b.config["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 7});
+    b.config["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 6});
+    let numa = Path::new("/proc/self/numa_maps").exists();
+    if numa {
+        b.config["linux"]["memoryPolicy"] = json!({"mode": "MPOL_INTERLEAVE", "nodes": "0"});
+    } else {
+        skip("memoryPolicy: this kernel has no NUMA support (/proc/self/numa_maps)");
+    }
+    b.write();
+    let id = unique("attrs");
+    ok(&rt.out_detached(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]));
+    // uname -m; nice and policy (fields 19 and 41 of stat); ionice; the memory policy of the stack.
+    let script = "uname -m; cut -d' ' -f19,41 /proc/self/stat; ionice -p $$; \
+                  grep -c ' interleave:0 ' /proc/self/numa_maps || true";
+    let init = ok(&rt.out(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "cat /proc/1/stat | cut -d' ' -f19,41",
+    ]));
+    assert_eq!(init, "7 3\n", "the init runs SCHED_BATCH at nice 7");
+    let out = ok(&rt.out(&["exec", &id, "sh", "-c", script]));
+    let lines: Vec<&str> = out.lines().collect();
+    if let Some(m) = linux32 {
+        assert_eq!(
+            lines[0], m,
+            "personality LINUX32 holds for exec'd processes: {out}"
+        );
+    }
+    ok(&rt.out(&["delete", "--force", &id]));
+    // The init's own view: run in the foreground.
+    b.config["process"]["args"] = json!(["sh", "-c", script]);
+    let out = ok(&rt.run(&b, &unique("attrs-run")));
+    let lines: Vec<&str> = out.lines().collect();
+    if let Some(m) = linux32 {
+        assert_eq!(lines[0], m, "{out}");
+    }
+    assert_eq!(lines[1], "7 3", "nice 7, SCHED_BATCH (3): {out}");
+    assert!(
+        lines[2].contains("best-effort") && lines[2].contains("prio 6"),
+        "{out}"
+    );
+    if numa {
+        assert_ne!(lines[3], "0", "pages are interleaved over node 0: {out}");
+    }
+}
+
+/// Settings skiff cannot apply are refused in one line naming the field, and absent from
+/// `features`; values the kernel would reject are refused before anything exists.
+#[test]
+fn unsupported_or_invalid_spec_1_2_settings_are_refused() {
+    require_root();
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "linux.intelRdt",
+            Box::new(|c: &mut Value| c["linux"]["intelRdt"] = json!({"closID": "x"})),
+        ),
+        (
+            "linux.netDevices",
+            Box::new(|c: &mut Value| c["linux"]["netDevices"] = json!({"eth9": {}})),
+        ),
+        (
+            "process.execCPUAffinity",
+            Box::new(|c: &mut Value| c["process"]["execCPUAffinity"] = json!({"initial": "0"})),
+        ),
+        (
+            "linux.personality.flags",
+            Box::new(|c: &mut Value| {
+                c["linux"]["personality"] = json!({"domain": "LINUX", "flags": ["X"]})
+            }),
+        ),
+        (
+            "process.scheduler.priority",
+            Box::new(|c: &mut Value| {
+                c["process"]["scheduler"] = json!({"policy": "SCHED_FIFO", "priority": 0})
+            }),
+        ),
+        (
+            "process.ioPriority.priority",
+            Box::new(|c: &mut Value| {
+                c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 9})
+            }),
+        ),
+        (
+            "linux.memoryPolicy.nodes",
+            Box::new(|c: &mut Value| {
+                c["linux"]["memoryPolicy"] = json!({"mode": "MPOL_BIND", "nodes": "1-0"})
+            }),
+        ),
+    ];
+    for (field, f) in cases {
+        let mut b = Bundle::busybox(&["true"]);
+        f(&mut b.config);
+        let rt = Runtime::new();
+        let id = unique("unsup");
+        let o = rt.run(&b, &id);
+        assert_eq!(o.status.code(), Some(1), "{field}");
+        let err = stderr(&o);
+        assert_eq!(err.trim().lines().count(), 1, "{field}: one line: {err}");
+        assert!(err.contains(field), "{field} named in: {err}");
+        assert!(!rt.root.path().join(&id).exists(), "{field}: nothing left");
+    }
+    let f: Value = serde_json::from_slice(
+        &std::process::Command::new(bin("skiff-runtime"))
+            .arg("features")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(f["linux"]["intelRdt"]["enabled"], false);
+    assert!(f["linux"].get("netDevices").is_none());
+}
+
+/// `domainname` and `process.noNewPrivileges`, read back from inside (the audit of issue 19: each
+/// accepted setting is seen to take effect).
+#[test]
+fn domainname_and_no_new_privileges_apply() {
+    require_root();
+    let mut b = Bundle::busybox(&[]);
+    b.config["domainname"] = "skiff.example".into();
+    b.config["process"]["noNewPrivileges"] = true.into();
+    let out = ok(&run_sh(
+        &mut b,
+        "cat /proc/sys/kernel/domainname; grep NoNewPrivs /proc/self/status | tr -d ' \\t'",
+    ));
+    assert_eq!(out, "skiff.example\nNoNewPrivs:1\n");
+    b.config["process"]["noNewPrivileges"] = false.into();
+    let out = ok(&run_sh(
+        &mut b,
+        "grep NoNewPrivs /proc/self/status | tr -d ' \\t'",
+    ));
+    assert_eq!(out, "NoNewPrivs:0\n");
+}

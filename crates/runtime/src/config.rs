@@ -10,6 +10,15 @@ pub fn load(bundle: &Path) -> Result<(Spec, PathBuf)> {
     let data =
         std::fs::read(&path).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
     let spec = parse(&data)?;
+    for m in spec.mounts().iter().flatten() {
+        let ignored = crate::rootfs::ignored_bind_data(m);
+        if !ignored.is_empty() {
+            eprintln!(
+                "skiff-runtime: warning: mount {}: options {ignored:?} ignored: filesystem parameters have no effect on a bind mount",
+                m.destination().display()
+            );
+        }
+    }
     let rootfs = rootfs_path(&spec, bundle)?;
     Ok((spec, rootfs))
 }
@@ -55,7 +64,9 @@ pub fn validate(spec: &Spec) -> Result<()> {
                 m.destination()
             )));
         }
+        crate::rootfs::mount_options(m)?;
     }
+    crate::procattr::validate(spec)?;
     let plan = crate::namespaces::plan(spec)?;
     let has = |f: i32| plan.new_flags & f != 0 || plan.join.iter().any(|(j, _)| *j == f);
     if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has(libc::CLONE_NEWUTS) {

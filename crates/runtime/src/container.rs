@@ -197,8 +197,7 @@ pub(crate) fn connect_unix(path: &str) -> Result<OwnedFd> {
 }
 
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
-    let tmp = path.with_extension("skiff-tmp");
-    crate::fsutil::write_state_file(&tmp, path, pid.to_string().as_bytes())
+    crate::fsutil::write_pid_file(path, pid)
 }
 
 /// Create a container: set up namespaces, rootfs and process, leaving it waiting for `start`.

@@ -338,6 +338,12 @@ pub fn spawn_in(t: &ExecTarget, o: ExecOpts) -> Result<Spawned> {
         })();
         match r {
             Ok(0) => {
+                // linux.personality and linux.memoryPolicy hold for exec'd processes too.
+                if let Err(e) = crate::procattr::apply_linux(spec.linux().as_ref()) {
+                    let _ = cchan.send(&Msg::Error(e.to_string()), None);
+                    // SAFETY: _exit in a forked child.
+                    unsafe { libc::_exit(127) }
+                }
                 let e = exec_child(
                     &o.process,
                     filter.as_ref(),
@@ -410,8 +416,7 @@ pub fn spawn_in(t: &ExecTarget, o: ExecOpts) -> Result<Spawned> {
         }
     }
     if let Some(p) = pid_file {
-        let tmp = p.with_extension("skiff-tmp");
-        crate::fsutil::write_state_file(&tmp, &p, pid.to_string().as_bytes())?;
+        crate::fsutil::write_pid_file(&p, pid)?;
     }
     if o.detach {
         return Ok(Spawned { pid, master: None });

@@ -273,3 +273,169 @@ pub fn write_state_file(tmp: &Path, path: &Path, data: &[u8]) -> Result<()> {
     drop(f);
     std::fs::rename(tmp, path).map_err(io(path))
 }
+
+/// Copy the tree under directory `from` into directory `to` (the `tmpcopyup` mount option: a fresh
+/// tmpfs starts with what its mountpoint held): files, directories, symlinks and device nodes with
+/// their modes and owners. Never follows a symlink; errors name the entry.
+pub fn copy_tree(from: &OwnedFd, to: &OwnedFd) -> Result<()> {
+    use nix::fcntl::{openat, readlinkat, AtFlags, OFlag};
+    use nix::sys::stat::{fchmodat, fstatat, mkdirat, mknodat, FchmodatFlags, Mode, SFlag};
+    use std::os::fd::AsFd;
+    let dup = nix::unistd::dup(from).map_err(|e| Error::Sys {
+        what: "dup".into(),
+        errno: e,
+    })?;
+    let mut dir = nix::dir::Dir::from_fd(dup).map_err(|e| Error::Sys {
+        what: "opendir".into(),
+        errno: e,
+    })?;
+    let names: Vec<CString> = dir
+        .iter()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_owned())
+        .filter(|n| n.to_bytes() != b"." && n.to_bytes() != b"..")
+        .collect();
+    for name in names {
+        let what = |op: &str| format!("{op} {}", name.to_string_lossy());
+        let sys = |op: &str| {
+            let w = what(op);
+            move |errno| Error::Sys { what: w, errno }
+        };
+        let st = fstatat(from.as_fd(), name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map_err(sys("stat"))?;
+        let perm = Mode::from_bits_truncate(st.st_mode & 0o7777);
+        let fmt = st.st_mode & libc::S_IFMT;
+        match fmt {
+            libc::S_IFDIR => {
+                mkdirat(to.as_fd(), name.as_c_str(), Mode::from_bits_truncate(0o700))
+                    .map_err(sys("mkdir"))?;
+                let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+                let src = openat(from.as_fd(), name.as_c_str(), flags, Mode::empty())
+                    .map_err(sys("open"))?;
+                let dst = openat(to.as_fd(), name.as_c_str(), flags, Mode::empty())
+                    .map_err(sys("open"))?;
+                copy_tree(&src, &dst)?;
+            }
+            libc::S_IFREG => {
+                let src = openat(
+                    from.as_fd(),
+                    name.as_c_str(),
+                    OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(sys("open"))?;
+                let dst = openat(
+                    to.as_fd(),
+                    name.as_c_str(),
+                    OFlag::O_WRONLY
+                        | OFlag::O_CREAT
+                        | OFlag::O_EXCL
+                        | OFlag::O_NOFOLLOW
+                        | OFlag::O_CLOEXEC,
+                    Mode::from_bits_truncate(0o600),
+                )
+                .map_err(sys("create"))?;
+                let mut src = std::fs::File::from(src);
+                let mut dst = std::fs::File::from(dst);
+                std::io::copy(&mut src, &mut dst)
+                    .map_err(|e| Error::Other(format!("{}: {e}", what("copy"))))?;
+            }
+            libc::S_IFLNK => {
+                let target = readlinkat(from.as_fd(), name.as_c_str()).map_err(sys("readlink"))?;
+                nix::unistd::symlinkat(target.as_os_str(), to.as_fd(), name.as_c_str())
+                    .map_err(sys("symlink"))?;
+            }
+            _ => {
+                mknodat(
+                    to.as_fd(),
+                    name.as_c_str(),
+                    SFlag::from_bits_truncate(fmt),
+                    perm,
+                    st.st_rdev,
+                )
+                .map_err(sys("mknod"))?;
+            }
+        }
+        nix::unistd::fchownat(
+            to.as_fd(),
+            name.as_c_str(),
+            Some(nix::unistd::Uid::from_raw(st.st_uid)),
+            Some(nix::unistd::Gid::from_raw(st.st_gid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(sys("chown"))?;
+        if fmt != libc::S_IFLNK {
+            // After chown, which clears setuid/setgid bits.
+            fchmodat(
+                to.as_fd(),
+                name.as_c_str(),
+                perm,
+                FchmodatFlags::FollowSymlink,
+            )
+            .map_err(sys("chmod"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Write `pid` to `path` atomically, as runc does (`--pid-file`): a temporary file with a random
+/// name in the same directory, created O_EXCL|O_NOFOLLOW (a symlink planted at any name is never
+/// followed), mode 0644, then renamed over `path` (which replaces a symlink there, never its target).
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    use nix::fcntl::{open, openat, renameat, OFlag};
+    use nix::sys::stat::Mode;
+    use std::io::Write;
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::Other(format!("pid file {}: not a file name", path.display())))?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let sys = |what: String| move |errno| Error::Sys { what, errno };
+    let dirfd = open(
+        dir,
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys(format!("pid file: open {}", dir.display())))?;
+    let mut rnd = [0u8; 8];
+    // SAFETY: getrandom writes at most rnd.len() bytes into the local buffer.
+    let n = unsafe { libc::getrandom(rnd.as_mut_ptr() as *mut libc::c_void, rnd.len(), 0) };
+    if n != rnd.len() as isize {
+        return Err(Error::Sys {
+            what: "pid file: getrandom".into(),
+            errno: Errno::last(),
+        });
+    }
+    let suffix: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
+    let tmp = format!(".{}.{suffix}", name.to_string_lossy());
+    let fd = openat(
+        &dirfd,
+        tmp.as_str(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o644),
+    )
+    .map_err(sys(format!("pid file: create {}/{tmp}", dir.display())))?;
+    let res = (|| {
+        nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(0o644))
+            .map_err(sys(format!("pid file: chmod {}/{tmp}", dir.display())))?;
+        let mut f = std::fs::File::from(fd);
+        f.write_all(pid.to_string().as_bytes())
+            .map_err(|source| Error::Io {
+                path: dir.join(&tmp),
+                source,
+            })?;
+        drop(f);
+        renameat(&dirfd, tmp.as_str(), &dirfd, name)
+            .map_err(sys(format!("pid file: rename to {}", path.display())))
+    })();
+    if res.is_err() {
+        let _ = nix::unistd::unlinkat(
+            &dirfd,
+            tmp.as_str(),
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        );
+    }
+    res
+}

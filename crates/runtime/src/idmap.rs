@@ -3,7 +3,6 @@
 //! privileges) and attached by the container init with move_mount(2).
 
 use crate::error::{Error, Result};
-use crate::rootfs::parse_options;
 use nix::errno::Errno;
 use oci_spec::runtime::{LinuxIdMapping, Spec};
 use std::collections::HashMap;
@@ -66,7 +65,7 @@ pub fn prepare(spec: &Spec) -> Result<HashMap<usize, OwnedFd>> {
     let mut out = HashMap::new();
     let linux = spec.linux().as_ref();
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
-        let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
+        let opts = crate::rootfs::mount_options(m)?;
         let has_maps = m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty());
         if !opts.idmap && !has_maps {
             continue;

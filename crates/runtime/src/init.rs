@@ -226,6 +226,7 @@ fn prepare_process(
     if let Some(l) = &listener {
         keep.push(l.as_raw_fd());
     }
+    crate::procattr::apply_linux(a.spec.linux().as_ref())?;
     let notify = apply_process(p, seccomp, userns, a.preserve_fds, &keep)?;
     if let Some(fd) = &notify {
         a.chan.send(&Msg::SeccompFd, Some(fd.as_raw_fd()))?;
@@ -273,6 +274,22 @@ fn accept_start(listener: &OwnedFd) -> Result<OwnedFd> {
     }
 }
 
+/// Write `value` to the first of `/proc/thread-self/attr/<names>` that exists: the LSM context the
+/// next execve switches to.
+fn set_exec_attr(names: &[&str], value: &str) -> std::io::Result<()> {
+    let mut last = std::io::Error::from_raw_os_error(libc::ENOENT);
+    for n in names {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/thread-self/attr/{n}"))
+        {
+            Ok(mut f) => return std::io::Write::write_all(&mut f, value.as_bytes()),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// Apply rlimits, no_new_privs, seccomp, capabilities, user, cwd; close stray fds. Returns the seccomp
 /// notify fd if the filter has one.
 pub fn apply_process(
@@ -283,13 +300,23 @@ pub fn apply_process(
     keep: &[RawFd],
 ) -> Result<Option<OwnedFd>> {
     process::set_rlimits(p)?;
-    if let Some(prof) = p.apparmor_profile() {
-        if !prof.is_empty() && !std::path::Path::new("/sys/kernel/security/apparmor").exists() {
+    // Before capabilities are dropped: a real-time class or a raised priority needs them.
+    crate::procattr::apply_process(p)?;
+    // Like runc: a profile or label is applied (at the execve) when its LSM is enabled, and only
+    // warned about when the host has no such LSM.
+    if let Some(prof) = p.apparmor_profile().as_deref().filter(|s| !s.is_empty()) {
+        if std::path::Path::new("/sys/kernel/security/apparmor").exists() {
+            set_exec_attr(&["apparmor/exec", "exec"], &format!("exec {prof}"))
+                .map_err(|e| Error::Other(format!("process.apparmorProfile {prof:?}: {e}")))?;
+        } else {
             eprintln!("skiff-runtime: warning: process.apparmorProfile {prof:?} ignored: AppArmor is not enabled on this host");
         }
     }
-    if let Some(l) = p.selinux_label() {
-        if !l.is_empty() && !std::path::Path::new("/sys/fs/selinux/enforce").exists() {
+    if let Some(l) = p.selinux_label().as_deref().filter(|s| !s.is_empty()) {
+        if std::path::Path::new("/sys/fs/selinux/enforce").exists() {
+            set_exec_attr(&["exec"], l)
+                .map_err(|e| Error::Other(format!("process.selinuxLabel {l:?}: {e}")))?;
+        } else {
             eprintln!("skiff-runtime: warning: process.selinuxLabel ignored: SELinux is not enabled on this host");
         }
     }

@@ -36,6 +36,7 @@ fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
 
 /// Validate the process section (called at create time, before anything is set up).
 pub fn validate(p: &Process) -> Result<()> {
+    crate::procattr::validate_process(p)?;
     let args = p.args().as_deref().unwrap_or(&[]);
     if args.is_empty() || args[0].is_empty() {
         return Err(Error::Config(

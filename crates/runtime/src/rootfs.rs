@@ -27,12 +27,16 @@ pub struct MountOpts {
     pub clear: MsFlags,
     /// Propagation flags applied after mounting.
     pub propagation: Vec<MsFlags>,
-    /// Filesystem-specific data (unknown options).
+    /// Filesystem-specific data (options this table does not know), passed to the filesystem.
     pub data: Vec<String>,
     /// `bind` or `rbind` given.
     pub bind: bool,
     /// `idmap`/`ridmap` given.
     pub idmap: bool,
+    /// `tmpcopyup` given: a tmpfs starts with a copy of what was under its mountpoint.
+    pub tmpcopyup: bool,
+    /// Recursive attributes (`rro`, `rnosuid`, ...) for mount_setattr(2) with AT_RECURSIVE.
+    pub recursive: RecAttrs,
 }
 
 impl Default for MountOpts {
@@ -44,18 +48,158 @@ impl Default for MountOpts {
             data: Vec::new(),
             bind: false,
             idmap: false,
+            tmpcopyup: false,
+            recursive: RecAttrs::default(),
         }
+    }
+}
+
+/// MOUNT_ATTR_* bits of mount_setattr(2) (linux/mount.h).
+pub mod mount_attr {
+    /// Read-only.
+    pub const RDONLY: u64 = 0x1;
+    /// Ignore suid and sgid bits.
+    pub const NOSUID: u64 = 0x2;
+    /// Disallow access to device special files.
+    pub const NODEV: u64 = 0x4;
+    /// Disallow program execution.
+    pub const NOEXEC: u64 = 0x8;
+    /// The mask of the atime mode (an enum, not bits).
+    pub const ATIME_MASK: u64 = 0x70;
+    /// Atime mode: relatime (the kernel's default).
+    pub const RELATIME: u64 = 0x0;
+    /// Atime mode: never update atime.
+    pub const NOATIME: u64 = 0x10;
+    /// Atime mode: always update atime.
+    pub const STRICTATIME: u64 = 0x20;
+    /// Do not update directory access times.
+    pub const NODIRATIME: u64 = 0x80;
+    /// Idmapped mount.
+    pub const IDMAP: u64 = 0x0010_0000;
+    /// Do not follow symlinks.
+    pub const NOSYMFOLLOW: u64 = 0x0020_0000;
+}
+
+/// The `struct mount_attr` of mount_setattr(2), for a whole mount tree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecAttrs {
+    /// MOUNT_ATTR_* bits to set.
+    pub set: u64,
+    /// MOUNT_ATTR_* bits to clear.
+    pub clr: u64,
+}
+
+impl RecAttrs {
+    /// True when no recursive attribute was asked for (the common case: no syscall at all).
+    pub fn is_empty(&self) -> bool {
+        self.set == 0 && self.clr == 0
+    }
+
+    fn set_bit(&mut self, bit: u64) {
+        self.set |= bit;
+        self.clr &= !bit;
+    }
+
+    fn clear_bit(&mut self, bit: u64) {
+        self.clr |= bit;
+        self.set &= !bit;
+    }
+
+    fn atime(&mut self, mode: u64) {
+        self.clr |= mount_attr::ATIME_MASK;
+        self.set = (self.set & !mount_attr::ATIME_MASK) | mode;
     }
 }
 
 /// MS_NOSYMFOLLOW (Linux 5.10), not yet named by nix.
 const MS_NOSYMFOLLOW: MsFlags = MsFlags::from_bits_retain(256);
 
-/// Parse runtime-spec mount options.
-pub fn parse_options(opts: &[String]) -> MountOpts {
+/// Every mount option this runtime applies, as `skiff-runtime features` lists them (`mountOptions`).
+/// Options outside this list are handed to the filesystem as data for a non-bind mount (the kernel
+/// refuses what it does not know) and refused for a bind mount.
+pub const MOUNT_OPTIONS: &[&str] = &[
+    "async",
+    "atime",
+    "bind",
+    "defaults",
+    "dev",
+    "diratime",
+    "dirsync",
+    "exec",
+    "idmap",
+    "noatime",
+    "nodev",
+    "nodiratime",
+    "noexec",
+    "nomand",
+    "norelatime",
+    "nostrictatime",
+    "nosuid",
+    "nosymfollow",
+    "private",
+    "ratime",
+    "rbind",
+    "rdev",
+    "rdiratime",
+    "relatime",
+    "rexec",
+    "ridmap",
+    "rnoatime",
+    "rnodev",
+    "rnodiratime",
+    "rnoexec",
+    "rnorelatime",
+    "rnostrictatime",
+    "rnosuid",
+    "rnosymfollow",
+    "ro",
+    "rprivate",
+    "rrelatime",
+    "rro",
+    "rrw",
+    "rshared",
+    "rslave",
+    "rstrictatime",
+    "rsuid",
+    "rsymfollow",
+    "runbindable",
+    "rw",
+    "shared",
+    "slave",
+    "strictatime",
+    "suid",
+    "symfollow",
+    "sync",
+    "tmpcopyup",
+    "unbindable",
+];
+
+/// Options that are refused with the reason, rather than accepted and silently not applied.
+fn refused_option(o: &str) -> Option<&'static str> {
+    Some(match o {
+        "mand" => "mandatory locking was removed from Linux (5.15); the kernel ignores it",
+        "remount" => "remounting is not supported in mounts[]",
+        "copy-symlink" => "not supported (a crun extension)",
+        _ => return None,
+    })
+}
+
+/// Parse runtime-spec mount options. Fails on an option that would be accepted but not applied.
+pub fn parse_options(opts: &[String]) -> Result<MountOpts> {
+    parse(opts).map_err(Error::Config)
+}
+
+/// [`parse_options`] with the bare reason, for [`mount_options`] to prefix with the mount.
+fn parse(opts: &[String]) -> std::result::Result<MountOpts, String> {
+    use mount_attr as a;
     let mut m = MountOpts::default();
     for o in opts {
+        if let Some(why) = refused_option(o) {
+            return Err(format!("option {o:?}: {why}"));
+        }
+        let rec = &mut m.recursive;
         let (set, clear) = match o.as_str() {
+            "defaults" => continue,
             "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
             "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
             "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
@@ -67,8 +211,6 @@ pub fn parse_options(opts: &[String]) -> MountOpts {
             "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
             "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
             "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
-            "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
-            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
             "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
             "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
             "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
@@ -92,51 +234,173 @@ pub fn parse_options(opts: &[String]) -> MountOpts {
                 m.idmap = true;
                 continue;
             }
-            "private" => {
-                m.propagation.push(MsFlags::MS_PRIVATE);
+            "tmpcopyup" => {
+                m.tmpcopyup = true;
                 continue;
             }
-            "rprivate" => {
-                m.propagation.push(MsFlags::MS_PRIVATE | MsFlags::MS_REC);
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
+            | "runbindable" => {
+                let rec = o.starts_with('r');
+                let p = match o.trim_start_matches('r') {
+                    "private" => MsFlags::MS_PRIVATE,
+                    "shared" => MsFlags::MS_SHARED,
+                    "slave" => MsFlags::MS_SLAVE,
+                    _ => MsFlags::MS_UNBINDABLE,
+                };
+                m.propagation
+                    .push(if rec { p | MsFlags::MS_REC } else { p });
                 continue;
             }
-            "shared" => {
-                m.propagation.push(MsFlags::MS_SHARED);
+            // Recursive attributes: mount_setattr(2) with AT_RECURSIVE on the whole tree.
+            "rro" => {
+                rec.set_bit(a::RDONLY);
                 continue;
             }
-            "rshared" => {
-                m.propagation.push(MsFlags::MS_SHARED | MsFlags::MS_REC);
+            "rrw" => {
+                rec.clear_bit(a::RDONLY);
                 continue;
             }
-            "slave" => {
-                m.propagation.push(MsFlags::MS_SLAVE);
+            "rnosuid" => {
+                rec.set_bit(a::NOSUID);
                 continue;
             }
-            "rslave" => {
-                m.propagation.push(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+            "rsuid" => {
+                rec.clear_bit(a::NOSUID);
                 continue;
             }
-            "unbindable" => {
-                m.propagation.push(MsFlags::MS_UNBINDABLE);
+            "rnodev" => {
+                rec.set_bit(a::NODEV);
                 continue;
             }
-            "runbindable" => {
-                m.propagation.push(MsFlags::MS_UNBINDABLE | MsFlags::MS_REC);
+            "rdev" => {
+                rec.clear_bit(a::NODEV);
                 continue;
             }
-            // Recursive mount_setattr(2) variants and crun/podman extensions: accepted, best effort.
-            "rro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
-            "rrw" | "rnosuid" | "rsuid" | "rnodev" | "rdev" | "rnoexec" | "rexec" | "tmpcopyup"
-            | "copy-symlink" => continue,
+            "rnoexec" => {
+                rec.set_bit(a::NOEXEC);
+                continue;
+            }
+            "rexec" => {
+                rec.clear_bit(a::NOEXEC);
+                continue;
+            }
+            "rnodiratime" => {
+                rec.set_bit(a::NODIRATIME);
+                continue;
+            }
+            "rdiratime" => {
+                rec.clear_bit(a::NODIRATIME);
+                continue;
+            }
+            "rnosymfollow" => {
+                rec.set_bit(a::NOSYMFOLLOW);
+                continue;
+            }
+            "rsymfollow" => {
+                rec.clear_bit(a::NOSYMFOLLOW);
+                continue;
+            }
+            // The atime mode is one value: the last option wins. "Not noatime" and "not
+            // strictatime" are the kernel's default, relatime; "not relatime" is strictatime.
+            "rrelatime" | "ratime" | "rnostrictatime" => {
+                rec.atime(a::RELATIME);
+                continue;
+            }
+            "rnoatime" => {
+                rec.atime(a::NOATIME);
+                continue;
+            }
+            "rstrictatime" | "rnorelatime" => {
+                rec.atime(a::STRICTATIME);
+                continue;
+            }
             other => {
                 m.data.push(other.to_string());
                 continue;
             }
         };
-        m.flags = (m.flags | set) & !clear;
-        m.clear |= clear;
+        // difference(), not `& !`: bitflags' `!` drops bits nix does not name (MS_NOSYMFOLLOW).
+        m.flags = m.flags.union(set).difference(clear);
+        m.clear = m.clear.union(clear).difference(set);
     }
-    m
+    Ok(m)
+}
+
+/// Parse the options of `m` (`mounts[i]`), naming the mount on error: `mount /data: option "rfoo" unknown`.
+pub fn mount_options(m: &Mount) -> Result<MountOpts> {
+    let name = m.destination().display();
+    let mut opts = parse(m.options().as_deref().unwrap_or(&[]))
+        .map_err(|e| Error::Config(format!("mount {name}: {e}")))?;
+    let typ = m.typ().as_deref().unwrap_or("");
+    if typ == "rbind" {
+        opts.flags |= MsFlags::MS_REC;
+    }
+    let bind = opts.bind || typ == "bind" || typ == "rbind";
+    // A bind mount (and the runtime's own cgroup mounts) pass no data to a filesystem: an option
+    // not in the table would be dropped, so it is refused. The one exception: `key=value`
+    // filesystem parameters on a bind mount, which runc, crun and youki accept and which
+    // runtime-tools' own `mounts` test sets; `config::load` warns about them by name.
+    let cgroup = typ == "cgroup" || typ == "cgroup2";
+    if let Some(o) = opts
+        .data
+        .iter()
+        .find(|o| cgroup || bind && !o.contains('='))
+    {
+        return Err(Error::Config(format!("mount {name}: option {o:?} unknown")));
+    }
+    if bind {
+        for (f, o) in [
+            (MsFlags::MS_SYNCHRONOUS, "sync"),
+            (MsFlags::MS_DIRSYNC, "dirsync"),
+        ] {
+            if opts.flags.contains(f) {
+                return Err(Error::Config(format!(
+                    "mount {name}: option {o:?} is a filesystem flag, which a bind mount cannot change"
+                )));
+            }
+        }
+    }
+    if opts.tmpcopyup && typ != "tmpfs" {
+        return Err(Error::Config(format!(
+            "mount {name}: option \"tmpcopyup\" is only valid for a tmpfs"
+        )));
+    }
+    Ok(opts)
+}
+
+/// Filesystem parameters (`key=value`) given to a bind mount, which has no filesystem to give
+/// them to: accepted as runc does, and named in a warning by `config::load`.
+pub fn ignored_bind_data(m: &Mount) -> Vec<String> {
+    let typ = m.typ().as_deref().unwrap_or("");
+    match mount_options(m) {
+        Ok(o) if o.bind || typ == "bind" || typ == "rbind" => o.data,
+        _ => Vec::new(),
+    }
+}
+
+/// Apply recursive attributes to the mount tree at `fd` with one mount_setattr(2) (AT_RECURSIVE).
+pub fn set_attrs_recursive(
+    fd: &OwnedFd,
+    attrs: RecAttrs,
+    userns_fd: Option<i32>,
+) -> nix::Result<()> {
+    let ma: [u64; 4] = [attrs.set, attrs.clr, 0, userns_fd.unwrap_or(0) as u64];
+    // SAFETY: `ma` is a struct mount_attr (attr_set, attr_clr, propagation, userns_fd) of the size
+    // passed; the empty path is a valid C string; AT_EMPTY_PATH makes the call act on `fd`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as u32,
+            ma.as_ptr(),
+            std::mem::size_of_val(&ma),
+        )
+    };
+    if r < 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
 }
 
 /// Flags of an existing mount that must be preserved on a bind remount (locked in user namespaces).
@@ -265,24 +529,55 @@ fn open_root(rootfs: &Path) -> Result<OwnedFd> {
 pub fn mount_all(ctx: &Ctx) -> Result<()> {
     let root = open_root(&ctx.rootfs)?;
     for (i, m) in ctx.spec.mounts().iter().flatten().enumerate() {
-        mount_one(ctx, &root, i, m)
+        let opts = mount_options(m)?;
+        mount_one(ctx, &root, i, m, &opts)
             .map_err(|e| Error::Other(format!("mount {}: {e}", m.destination().display())))?;
     }
     Ok(())
 }
 
-fn mount_one(ctx: &Ctx, root: &OwnedFd, index: usize, m: &Mount) -> Result<()> {
+/// Reopen the mount now at `dest` (O_PATH: the walk ends on the top mount).
+fn reopen(root: &OwnedFd, dest: &Path) -> Result<OwnedFd> {
+    openat_in_root(root.as_raw_fd(), dest, libc::O_PATH, 0).map_err(|e| Error::Sys {
+        what: "reopen".into(),
+        errno: e,
+    })
+}
+
+/// The per-mount flags (those a bind remount can change) of the mount at `fd`: one fstatvfs.
+fn mount_flags(fd: &OwnedFd) -> MsFlags {
+    let Ok(st) = nix::sys::statvfs::fstatvfs(fd) else {
+        return MsFlags::empty();
+    };
+    let bits = st.flags().bits();
+    // ST_* values (linux/statfs.h); ST_NOSYMFOLLOW is not named by nix.
+    [
+        (0x0001, MsFlags::MS_RDONLY),
+        (0x0002, MsFlags::MS_NOSUID),
+        (0x0004, MsFlags::MS_NODEV),
+        (0x0008, MsFlags::MS_NOEXEC),
+        (0x0400, MsFlags::MS_NOATIME),
+        (0x0800, MsFlags::MS_NODIRATIME),
+        (0x1000, MsFlags::MS_RELATIME),
+        (0x2000, MS_NOSYMFOLLOW),
+    ]
+    .into_iter()
+    .filter(|(st, _)| bits & st != 0)
+    .fold(MsFlags::empty(), |m, (_, f)| m.union(f))
+}
+
+fn mount_one(ctx: &Ctx, root: &OwnedFd, index: usize, m: &Mount, opts: &MountOpts) -> Result<()> {
     let dest = m.destination();
     if !dest.is_absolute() {
         return Err(Error::Config(format!(
             "mounts: destination {dest:?} must be absolute"
         )));
     }
-    let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
     let typ = m.typ().clone().unwrap_or_default();
-    let is_bind = opts.bind || typ == "bind" || ctx.idmapped.contains_key(&index);
+    let is_bind = opts.bind || typ == "bind" || typ == "rbind" || ctx.idmapped.contains_key(&index);
     if typ == "cgroup" || typ == "cgroup2" {
-        return mount_cgroup(ctx, root, m, &opts);
+        mount_cgroup(ctx, root, m, opts)?;
+        return finish_mount(root, dest, opts);
     }
     let source = m.source().clone().unwrap_or_default();
     // Create the mountpoint: a file when binding a non-directory, else a directory.
@@ -300,9 +595,6 @@ fn mount_one(ctx: &Ctx, root: &OwnedFd, index: usize, m: &Mount) -> Result<()> {
     } else {
         Kind::Dir
     };
-    if dest == Path::new("/dev") && typ == "tmpfs" || !is_bind {
-        // Nothing special.
-    }
     let target = mkdir_all_in_root(root.as_raw_fd(), dest, kind)?;
     let tpath = fd_path(&target);
     let data = opts.data.join(",");
@@ -313,10 +605,7 @@ fn mount_one(ctx: &Ctx, root: &OwnedFd, index: usize, m: &Mount) -> Result<()> {
     };
     if is_bind {
         let src_fd = crate::fsutil::open_path(&source, libc::O_PATH)?;
-        let mut f = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
-        if !opts.flags.contains(MsFlags::MS_REC) && typ == "rbind" {
-            f |= MsFlags::MS_REC;
-        }
+        let f = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
         if let Some(tree) = ctx.idmapped.get(&index) {
             crate::idmap::attach(tree, &target)?;
         } else {
@@ -331,28 +620,60 @@ fn mount_one(ctx: &Ctx, root: &OwnedFd, index: usize, m: &Mount) -> Result<()> {
                 || format!("bind {}", source.display()),
             )?;
         }
-        let rest = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
-        if !rest.is_empty() {
-            let newfd = openat_in_root(root.as_raw_fd(), dest, libc::O_PATH, 0).map_err(|e| {
-                Error::Sys {
-                    what: "reopen".into(),
-                    errno: e,
-                }
-            })?;
-            let keep = locked_flags(&newfd);
-            sys(
-                mount(
+        // A bind mount starts with the source mount's flags; remount (top mount only, as
+        // runc does) when the options change any of them.
+        let want = opts.flags.difference(MsFlags::MS_BIND | MsFlags::MS_REC);
+        if !want.is_empty() || !opts.clear.is_empty() {
+            let newfd = reopen(root, dest)?;
+            let cur = mount_flags(&newfd);
+            let new = cur.union(want).difference(opts.clear);
+            if new != cur {
+                let r = mount(
                     None::<&str>,
                     &fd_path(&newfd),
                     None::<&str>,
-                    MsFlags::MS_REMOUNT | MsFlags::MS_BIND | rest | keep,
+                    MsFlags::MS_REMOUNT | MsFlags::MS_BIND | new,
                     None::<&str>,
-                ),
-                || "remount bind with options".into(),
-            )?;
+                );
+                match r {
+                    Ok(()) => {}
+                    // In a user namespace the source's ro/nosuid/nodev/noexec/atime flags are
+                    // locked: say which asked-for change the kernel refused.
+                    Err(Errno::EPERM) if !cur.intersection(opts.clear).is_empty() => {
+                        return Err(Error::Other(format!(
+                            "bind {}: cannot clear {:?}: locked on the source's mount (user namespace): EPERM",
+                            source.display(),
+                            cur.intersection(opts.clear)
+                        )))
+                    }
+                    Err(errno) => {
+                        return Err(Error::Sys {
+                            what: "remount bind with options".into(),
+                            errno,
+                        })
+                    }
+                }
+            }
         }
     } else {
-        let flags = opts.flags & !MsFlags::MS_REMOUNT;
+        // Read what is under the mountpoint before the tmpfs hides it.
+        let below = if opts.tmpcopyup {
+            Some(
+                openat_in_root(
+                    root.as_raw_fd(),
+                    dest,
+                    libc::O_DIRECTORY | libc::O_RDONLY,
+                    0,
+                )
+                .map_err(|e| Error::Sys {
+                    what: "tmpcopyup: open the mountpoint".into(),
+                    errno: e,
+                })?,
+            )
+        } else {
+            None
+        };
+        let flags = opts.flags;
         let src = if source.as_os_str().is_empty() {
             PathBuf::from(&typ)
         } else {
@@ -379,21 +700,24 @@ fn mount_one(ctx: &Ctx, root: &OwnedFd, index: usize, m: &Mount) -> Result<()> {
                     ),
                     || format!("bind {host}"),
                 )?;
-                let newfd =
-                    openat_in_root(root.as_raw_fd(), dest, libc::O_PATH, 0).map_err(|e| {
-                        Error::Sys {
-                            what: "reopen".into(),
-                            errno: e,
-                        }
-                    })?;
+                let newfd = reopen(root, dest)?;
                 let keep = locked_flags(&newfd);
-                let _ = mount(
-                    None::<&str>,
-                    &fd_path(&newfd),
-                    None::<&str>,
-                    MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags | keep,
-                    None::<&str>,
-                );
+                sys(
+                    mount(
+                        None::<&str>,
+                        &fd_path(&newfd),
+                        None::<&str>,
+                        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags | keep,
+                        None::<&str>,
+                    ),
+                    || format!("remount the bound {host} with options"),
+                )?;
+            }
+            (Err(Errno::EINVAL), _) if data.is_some() => {
+                return Err(Error::Other(format!(
+                    "{typ} refused the options {:?} (unknown option or bad value): EINVAL",
+                    data.unwrap_or_default()
+                )))
             }
             (Err(e), _) => {
                 return Err(Error::Sys {
@@ -402,25 +726,50 @@ fn mount_one(ctx: &Ctx, root: &OwnedFd, index: usize, m: &Mount) -> Result<()> {
                 })
             }
         }
-    }
-    if !opts.propagation.is_empty() {
-        let newfd =
-            openat_in_root(root.as_raw_fd(), dest, libc::O_PATH, 0).map_err(|e| Error::Sys {
-                what: "reopen".into(),
+        if let Some(below) = below {
+            let top = openat_in_root(
+                root.as_raw_fd(),
+                dest,
+                libc::O_DIRECTORY | libc::O_RDONLY,
+                0,
+            )
+            .map_err(|e| Error::Sys {
+                what: "tmpcopyup: open the tmpfs".into(),
                 errno: e,
             })?;
-        for p in &opts.propagation {
-            sys(
-                mount(
-                    None::<&str>,
-                    &fd_path(&newfd),
-                    None::<&str>,
-                    *p,
-                    None::<&str>,
-                ),
-                || "set propagation".into(),
-            )?;
+            crate::fsutil::copy_tree(&below, &top)
+                .map_err(|e| Error::Other(format!("tmpcopyup: {e}")))?;
         }
+    }
+    finish_mount(root, dest, opts)
+}
+
+/// After the mount itself: propagation, then the recursive attributes (one mount_setattr(2), and
+/// only when some were asked for).
+fn finish_mount(root: &OwnedFd, dest: &Path, opts: &MountOpts) -> Result<()> {
+    if opts.propagation.is_empty() && opts.recursive.is_empty() {
+        return Ok(());
+    }
+    let newfd = reopen(root, dest)?;
+    for p in &opts.propagation {
+        sys(
+            mount(
+                None::<&str>,
+                &fd_path(&newfd),
+                None::<&str>,
+                *p,
+                None::<&str>,
+            ),
+            || "set propagation".into(),
+        )?;
+    }
+    if !opts.recursive.is_empty() {
+        sys(set_attrs_recursive(&newfd, opts.recursive, None), || {
+            format!(
+                "mount_setattr(AT_RECURSIVE, set {:#x}, clear {:#x})",
+                opts.recursive.set, opts.recursive.clr
+            )
+        })?;
     }
     Ok(())
 }
@@ -430,7 +779,9 @@ fn mount_one(ctx: &Ctx, root: &OwnedFd, index: usize, m: &Mount) -> Result<()> {
 fn mount_cgroup(ctx: &Ctx, root: &OwnedFd, m: &Mount, opts: &MountOpts) -> Result<()> {
     let dest = m.destination();
     let target = mkdir_all_in_root(root.as_raw_fd(), dest, Kind::Dir)?;
-    let flags = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+    let flags = opts
+        .flags
+        .difference(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
     let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     if v2 {
         // Bind the container's own cgroup directory: the same view a cgroup2 mount inside its cgroup
@@ -725,7 +1076,7 @@ pub fn create_devices(ctx: &Ctx) -> Result<()> {
     let mut cache = None;
     let dev_bound = ctx.spec.mounts().iter().flatten().any(|m| {
         m.destination() == Path::new("/dev")
-            && parse_options(m.options().as_deref().unwrap_or(&[])).bind
+            && parse_options(m.options().as_deref().unwrap_or(&[])).is_ok_and(|o| o.bind)
     });
     let devices: Vec<LinuxDevice> = ctx
         .spec
