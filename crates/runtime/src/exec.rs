@@ -80,6 +80,12 @@ struct ExecLinux {
     namespaces: Option<Vec<LinuxNamespace>>,
     #[serde(default)]
     seccomp: Option<ExecSeccomp>,
+    /// `linux.personality`, kept as JSON: applied to exec'd processes too.
+    #[serde(default)]
+    personality: Option<serde_json::Value>,
+    /// `linux.memoryPolicy`, kept as JSON: applied to exec'd processes too.
+    #[serde(default, rename = "memoryPolicy")]
+    memory_policy: Option<serde_json::Value>,
 }
 
 /// Of `linux.seccomp`, only what the parent needs after the process is started.
@@ -147,6 +153,27 @@ impl ExecTarget {
             .into_iter()
             .flatten()
             .fold(0, |f, ns| f | namespaces::flag(ns.typ()))
+    }
+
+    /// `linux.personality` and `linux.memoryPolicy` as the runtime-spec type (None when
+    /// neither is set), parsed before the clone so the child only applies them.
+    fn process_attrs(&self) -> Result<Option<oci_spec::runtime::Linux>> {
+        let Some(l) = self.config.linux.as_ref() else {
+            return Ok(None);
+        };
+        if l.personality.is_none() && l.memory_policy.is_none() {
+            return Ok(None);
+        }
+        let mut v = serde_json::Map::new();
+        if let Some(p) = &l.personality {
+            v.insert("personality".into(), p.clone());
+        }
+        if let Some(m) = &l.memory_policy {
+            v.insert("memoryPolicy".into(), m.clone());
+        }
+        serde_json::from_value(serde_json::Value::Object(v))
+            .map(Some)
+            .map_err(|e| Error::Config(format!("container {:?}: stored linux: {e}", self.id)))
     }
 
     fn seccomp(&self) -> Option<&ExecSeccomp> {
@@ -292,6 +319,7 @@ pub fn spawn_in(t: &ExecTarget, o: ExecOpts) -> Result<Spawned> {
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
         forward::block_signals()?;
     }
+    let attrs = t.process_attrs()?;
     let (pchan, cchan) = sync::pair()?;
     // Join the container's cgroup without the kernel's global migration lock where possible:
     // cloned straight into the unified group, `tasks` for the v1 hierarchies
@@ -339,7 +367,7 @@ pub fn spawn_in(t: &ExecTarget, o: ExecOpts) -> Result<Spawned> {
         match r {
             Ok(0) => {
                 // linux.personality and linux.memoryPolicy hold for exec'd processes too.
-                if let Err(e) = crate::procattr::apply_linux(spec.linux().as_ref()) {
+                if let Err(e) = crate::procattr::apply_linux(attrs.as_ref()) {
                     let _ = cchan.send(&Msg::Error(e.to_string()), None);
                     // SAFETY: _exit in a forked child.
                     unsafe { libc::_exit(127) }
