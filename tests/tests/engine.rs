@@ -112,11 +112,15 @@ fn seed_demo_verbatim_with_auto_pull_from_a_registry() {
     let env = Env::new();
     let skiff = format!("{} --root {}", bin("skiff").display(), env.root().display());
     let cg = &env.cgroup;
+    // `script` gives `exec -it` a terminal. Its stdin is a pipe that stays open while the exec
+    // runs: at EOF on stdin, script types an end-of-file byte into the session (with the
+    // terminal in raw mode, as `exec -it` puts it, strace shows a NUL), which skiff forwards like
+    // any typed key and the container's tty echoes as `^@` into the output under test.
     let script = format!(
         r#"set -e
 {skiff} run --cgroup-parent={cg} -dit --name alpine {image} /bin/ash
 ps -fp $({skiff} inspect -f '{{{{.State.Pid}}}}' alpine)
-script -qec "{skiff} exec -it alpine ps aux" /dev/null
+sleep 5 | script -qec "{skiff} exec -it alpine ps aux" /dev/null
 ROOT_FS=$({skiff} inspect $({skiff} ps -q --filter "name=alpine") | jq '.[0].GraphDriver.Data.MergedDir' | sed 's/"//g')
 ls $ROOT_FS/bin | grep ash
 "#
