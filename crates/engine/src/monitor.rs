@@ -667,16 +667,6 @@ fn broadcast(clients: &mut Vec<Client>, kind: u8, data: &[u8]) {
     });
 }
 
-fn set_winsize(fd: RawFd, rows: u16, cols: u16) {
-    let ws = libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads the winsize we pass.
-    unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
-}
 
 /// Handles the frames a client sent; false when it should be dropped.
 fn client_input(c: &mut Client, io: &mut Io, stdin_once: bool) -> bool {
@@ -717,7 +707,7 @@ fn client_input(c: &mut Client, io: &mut Io, stdin_once: bool) -> bool {
                 if let (true, Some(m)) = (io.tty, io.out.as_ref()) {
                     let rows = u16::from_be_bytes([payload[0], payload[1]]);
                     let cols = u16::from_be_bytes([payload[2], payload[3]]);
-                    set_winsize(m.as_raw_fd(), rows, cols);
+                    crate::tty::set_size(m.as_raw_fd(), rows, cols);
                 }
             }
             _ => {}
