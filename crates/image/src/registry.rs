@@ -343,8 +343,13 @@ fn body_text_limited(r: Response, max: u64) -> String {
     s
 }
 
-/// The first `code: message` of a distribution-spec error body, lowercased code as docker shows.
+/// The first `code: message` of a distribution-spec error body, lowercased code as docker shows;
+/// control characters of the (untrusted) body are escaped so the message stays one line.
 pub fn registry_message(status: StatusCode, body: &str) -> String {
+    crate::error::one_line(&body_message(status, body))
+}
+
+fn body_message(status: StatusCode, body: &str) -> String {
     if let Ok(v) = serde_json::from_str::<Value>(body) {
         if let Some(e) = v.get("errors").and_then(|e| e.get(0)) {
             let code = e.get("code").and_then(Value::as_str).unwrap_or("");
@@ -1226,5 +1231,23 @@ mod tests {
             registry_message(StatusCode::BAD_GATEWAY, ""),
             "502 Bad Gateway"
         );
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/registry_auth.rs): a short non-JSON body was put into
+    /// the error as sent, so a registry (or a proxy) could print newlines and terminal escape
+    /// sequences through `skiff pull`'s one-line error. JSON strings can carry them too.
+    #[test]
+    fn registry_message_is_one_line() {
+        assert_eq!(
+            registry_message(StatusCode::REQUEST_TIMEOUT, "\0"),
+            "408 Request Timeout: \\u{0}"
+        );
+        let m = registry_message(StatusCode::NOT_FOUND, "gone\n\x1b[2Jfake: ok");
+        assert_eq!(m, "404 Not Found: gone\\n\\u{1b}[2Jfake: ok");
+        let m = registry_message(
+            StatusCode::NOT_FOUND,
+            r#"{"errors":[{"code":"X","message":"a\r\nb"}]}"#,
+        );
+        assert_eq!(m, "x: a\\r\\nb");
     }
 }
