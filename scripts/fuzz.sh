@@ -1,8 +1,10 @@
 #!/bin/sh
-# Build the libFuzzer targets in fuzz/ and run each for SECONDS (default 5), one after the other.
+# Build the libFuzzer targets in fuzz/ and run each for SECONDS (default 5; tests/run-all.sh passes
+# 3), one after the other.
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #
-# The targets are built with plain cargo, not cargo-fuzz (installing it compiles ~100 crates, minutes
+# The targets are built with plain cargo, not cargo-fuzz (installing it compiles 56 crates, and
+# `cargo fuzz build` instruments every dependency in a target directory of its own: 7.5 CPU-minutes
 # on this 2-core machine): the same coverage flags cargo-fuzz passes (SanitizerCoverage with 8-bit
 # counters, PC table, compare tracing, stack depth; --cfg fuzzing) are given only to the crates
 # whose parsing we want the fuzzer to see — the fuzz targets, skiff-image, skiff-runtime, oci-spec
@@ -12,8 +14,9 @@
 # of every dependency. (RUSTC_BOOTSTRAP also makes proc-macro2 rebuild, and with it the derive
 # crates and their users: a later plain `cargo build` rebuilds those once.)
 #
-# Environment: FUZZ_PROFILE=release for an optimized build (bench/fuzz.sh), FUZZ_SANITIZER=address to
-# add AddressSanitizer to the instrumented crates, CARGO_TARGET_DIR to build elsewhere.
+# Environment: FUZZ_PROFILE=release for an optimized build (every dependency then builds anew),
+# FUZZ_SANITIZER=address to add AddressSanitizer to the instrumented crates, CARGO_TARGET_DIR to
+# build elsewhere.
 #
 # Each target reads its committed seeds (fuzz/seeds/TARGET) and grows fuzz/corpus/TARGET; a crash is
 # written to fuzz/artifacts/TARGET/ and fails the script (reproduce: run the printed binary with the

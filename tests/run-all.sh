@@ -47,7 +47,7 @@ for t in tests/dropin/*.sh; do
 done
 # Every fuzz target (fuzz/, its own workspace) for a few seconds each: catches a parser that panics
 # on its committed seeds or on what a short run finds. bench/fuzz.sh runs them for minutes.
-check fuzz sh scripts/fuzz.sh "${SKIFF_FUZZ_SECONDS:-5}"
+check fuzz sh scripts/fuzz.sh "${SKIFF_FUZZ_SECONDS:-3}"
 # Remove the (empty) cgroup parents the tests used.
 for d in /sys/fs/cgroup/*/skiff-test /sys/fs/cgroup/*/skiff /sys/fs/cgroup/skiff-test /sys/fs/cgroup/skiff; do
     [ -d "$d" ] && rmdir "$d" 2>/dev/null || true
