@@ -7,6 +7,8 @@ set -eu
 cd "$(dirname "$0")/.."
 secs=${1:-300}
 [ $# -gt 0 ] && shift
+# Only this run's logs are summed up below.
+rm -f fuzz/artifacts/*.log
 sh scripts/fuzz.sh "$secs" "$@"
 for log in fuzz/artifacts/*.log; do
     t=$(basename "$log" .log)
