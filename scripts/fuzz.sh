@@ -44,6 +44,11 @@ CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target} RUSTC_BOOTSTRAP=1 \
     cargo -Zprofile-rustflags build --quiet --profile "$profile" --manifest-path fuzz/Cargo.toml --bins "$@"
 echo "fuzz: built the targets in $(($(date +%s) - start)) s"
 
+# layer_tar unpacks into $TMPDIR/skiff-fuzz-layer.PID: a private directory removed afterwards.
+TMPDIR=$(mktemp -d "${TMPDIR:-/tmp}/skiff-fuzz.XXXXXX")
+export TMPDIR
+trap 'rm -rf "$TMPDIR"' EXIT
+
 dir=debug
 [ "$profile" = dev ] || dir=$profile
 bin=${CARGO_TARGET_DIR:-$PWD/target}/$dir
