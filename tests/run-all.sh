@@ -1,6 +1,7 @@
 #!/bin/sh
 # Run every check skiff has: formatting, clippy, unit tests and the integration tests that start real
-# containers (needs root), then the drop-in test with containerd. Dependencies: scripts/deps.sh.
+# containers (needs root), then the drop-in test with containerd and a short run of every fuzz
+# target. Dependencies: scripts/deps.sh.
 #
 # Every check runs even when an earlier one fails (cargo test --no-fail-fast), so one failure never
 # hides another; the run ends with one summary line (passed, failed, ignored, skipped assertions)
@@ -29,6 +30,7 @@ check() {
 }
 
 check fmt cargo fmt --all -- --check
+check fmt-fuzz cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 check clippy cargo clippy --workspace --all-targets -- -D warnings
 if ! cargo build --workspace --bins; then
     echo "run-all.sh: build failed; nothing else can run" >&2
@@ -43,6 +45,9 @@ for t in tests/dropin/*.sh; do
     [ -f "$t" ] || continue
     check "$t" sh "$t" "$PWD/target/debug/skiff-runtime"
 done
+# Every fuzz target (fuzz/, its own workspace) for a few seconds each: catches a parser that panics
+# on its committed seeds or on what a short run finds. bench/fuzz.sh runs them for minutes.
+check fuzz sh scripts/fuzz.sh "${SKIFF_FUZZ_SECONDS:-3}"
 # Remove the (empty) cgroup parents the tests used.
 for d in /sys/fs/cgroup/*/skiff-test /sys/fs/cgroup/*/skiff /sys/fs/cgroup/skiff-test /sys/fs/cgroup/skiff; do
     [ -d "$d" ] && rmdir "$d" 2>/dev/null || true

@@ -667,7 +667,6 @@ fn broadcast(clients: &mut Vec<Client>, kind: u8, data: &[u8]) {
     });
 }
 
-
 /// Handles the frames a client sent; false when it should be dropped.
 fn client_input(c: &mut Client, io: &mut Io, stdin_once: bool) -> bool {
     let mut buf = [0u8; 8192];

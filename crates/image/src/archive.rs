@@ -169,6 +169,47 @@ fn clean(p: &Path) -> Option<String> {
     Some(parts.join("/"))
 }
 
+/// Parses an archive's docker `manifest.json`: each entry with its `RepoTags` normalized to full
+/// names (the part of `load` that reads untrusted JSON without touching the store).
+pub fn parse_manifest_json(bytes: &[u8]) -> Result<Vec<(DockerManifestEntry, Vec<String>)>> {
+    let entries: Vec<DockerManifestEntry> =
+        serde_json::from_slice(bytes).map_err(|e| Error::invalid("archive manifest.json", e))?;
+    entries
+        .into_iter()
+        .map(|e| {
+            let names = e
+                .repo_tags
+                .iter()
+                .flatten()
+                .map(|t| names::normalize(t))
+                .collect::<Result<Vec<_>>>()?;
+            Ok((e, names))
+        })
+        .collect()
+}
+
+/// Parses an archive's OCI `index.json`: each manifest descriptor with the full image name its
+/// annotations give, if any (the part of `load` that reads untrusted JSON without the store).
+pub fn parse_index_json(bytes: &[u8]) -> Result<Vec<(Descriptor, Option<String>)>> {
+    let idx: Index =
+        serde_json::from_slice(bytes).map_err(|e| Error::invalid("archive index.json", e))?;
+    idx.manifests
+        .into_iter()
+        .map(|d| {
+            let ann = d.annotations.as_ref();
+            let name = ann
+                .and_then(|a| a.get(spec::ANNOTATION_IMAGE_NAME))
+                .or_else(|| {
+                    ann.and_then(|a| a.get(spec::ANNOTATION_REF_NAME))
+                        .filter(|r| r.contains('/') || r.contains(':'))
+                })
+                .map(|n| names::normalize(n))
+                .transpose()?;
+            Ok((d, name))
+        })
+        .collect()
+}
+
 const SMALL: &[&str] = &["manifest.json", "index.json", "repositories", "oci-layout"];
 
 /// Reads an archive (docker-archive or oci-archive, plain or compressed) into the store. A failed
@@ -282,9 +323,7 @@ fn load_inner<R: Read + Send>(store: &Store, input: R) -> Result<Vec<Loaded>> {
 
     let mut loaded = Vec::new();
     if let Some(m) = small.get("manifest.json") {
-        let entries: Vec<DockerManifestEntry> =
-            serde_json::from_slice(m).map_err(|e| Error::invalid("archive manifest.json", e))?;
-        for e in entries {
+        for (e, names) in parse_manifest_json(m)? {
             let (cfg_digest, cfg_size) = lookup(&e.config)?;
             let mut layers = Vec::new();
             for l in &e.layers {
@@ -307,12 +346,6 @@ fn load_inner<R: Read + Send>(store: &Store, input: R) -> Result<Vec<Loaded>> {
             };
             let mb = serde_json::to_vec(&manifest).map_err(|e| Error::invalid("manifest", e))?;
             let md = store.put_blob(&mb, None)?;
-            let names = e
-                .repo_tags
-                .unwrap_or_default()
-                .iter()
-                .map(|t| names::normalize(t))
-                .collect::<Result<Vec<_>>>()?;
             let rec = store.record_image(&NewImage {
                 manifest: Descriptor::new(spec::OCI_MANIFEST, md, mb.len() as u64),
                 index_digest: None,
@@ -326,21 +359,8 @@ fn load_inner<R: Read + Send>(store: &Store, input: R) -> Result<Vec<Loaded>> {
     let idx = small
         .get("index.json")
         .ok_or_else(|| Error::invalid("archive", "neither manifest.json nor index.json found"))?;
-    let idx: Index =
-        serde_json::from_slice(idx).map_err(|e| Error::invalid("archive index.json", e))?;
-    for d in &idx.manifests {
-        let ann = d.annotations.clone().unwrap_or_default();
-        let name = ann
-            .get(spec::ANNOTATION_IMAGE_NAME)
-            .cloned()
-            .or_else(|| {
-                ann.get(spec::ANNOTATION_REF_NAME)
-                    .filter(|r| r.contains('/') || r.contains(':'))
-                    .cloned()
-            })
-            .map(|n| names::normalize(&n))
-            .transpose()?;
-        let mut desc = d.clone();
+    for (d, name) in parse_index_json(idx)? {
+        let mut desc = d;
         let data = store.read_blob(&desc.digest)?;
         let mut index_digest = None;
         if let Document::Index(inner) = spec::parse_document(&data, Some(&desc.media_type))? {

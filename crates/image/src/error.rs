@@ -6,7 +6,7 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A filesystem operation failed.
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", one_line(&.source.to_string()))]
     Io {
         /// What was being done, naming the object.
         context: String,
@@ -64,6 +64,24 @@ pub enum Error {
     /// The state database is missing, empty beside data, or damaged.
     #[error(transparent)]
     StateDb(#[from] crate::statedb::StateDbError),
+}
+
+/// `msg` with control characters escaped, so an error quoting untrusted text stays on one line: an
+/// I/O error may quote hostile bytes (the tar crate puts a corrupt header's raw name in its message),
+/// a registry's error body is whatever the server sent.
+pub(crate) fn one_line(msg: &str) -> String {
+    if !msg.chars().any(char::is_control) {
+        return msg.to_string();
+    }
+    msg.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Result alias of skiff-image.

@@ -241,6 +241,34 @@ pub fn parse_challenges<'a>(values: impl IntoIterator<Item = &'a str>) -> Option
         .cloned()
 }
 
+/// The token server URL a Bearer challenge names (its `realm`) and the host to pick certificates
+/// for; `host` is the registry that sent the challenge.
+pub fn token_realm(host: &str, ch: &Challenge) -> Result<(Url, String)> {
+    let realm = ch.params.get("realm").ok_or_else(|| {
+        Error::Registry(format!("registry {host}: bearer challenge without realm"))
+    })?;
+    let url = Url::parse(realm)
+        .map_err(|e| Error::Registry(format!("registry {host}: token realm {realm:?}: {e}")))?;
+    let realm_host = match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => host.to_string(),
+    };
+    Ok((url, realm_host))
+}
+
+/// The bearer token in a token server's JSON answer (`token`, else `access_token`).
+pub fn parse_token_response(realm: &str, body: &str) -> Result<String> {
+    let v: Value = serde_json::from_str(body)
+        .map_err(|e| Error::Registry(format!("token server {realm}: {e}")))?;
+    v.get("token")
+        .or_else(|| v.get("access_token"))
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| Error::Registry(format!("token server {realm}: no token in the answer")))
+}
+
 #[derive(Debug, Clone)]
 enum Auth {
     Anonymous,
@@ -315,8 +343,13 @@ fn body_text_limited(r: Response, max: u64) -> String {
     s
 }
 
-/// The first `code: message` of a distribution-spec error body, lowercased code as docker shows.
-fn registry_message(status: StatusCode, body: &str) -> String {
+/// The first `code: message` of a distribution-spec error body, lowercased code as docker shows;
+/// control characters of the (untrusted) body are escaped so the message stays one line.
+pub fn registry_message(status: StatusCode, body: &str) -> String {
+    crate::error::one_line(&body_message(status, body))
+}
+
+fn body_message(status: StatusCode, body: &str) -> String {
     if let Ok(v) = serde_json::from_str::<Value>(body) {
         if let Some(e) = v.get("errors").and_then(|e| e.get(0)) {
             let code = e.get("code").and_then(Value::as_str).unwrap_or("");
@@ -576,16 +609,8 @@ impl Client {
         scopes: &[String],
         cred: Option<&Credential>,
     ) -> Result<String> {
-        let realm = ch.params.get("realm").ok_or_else(|| {
-            Error::Registry(format!("registry {host}: bearer challenge without realm"))
-        })?;
-        let mut url = Url::parse(realm)
-            .map_err(|e| Error::Registry(format!("registry {host}: token realm {realm:?}: {e}")))?;
-        let realm_host = match (url.host_str(), url.port()) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            (Some(h), None) => h.to_string(),
-            _ => host.to_string(),
-        };
+        let (mut url, realm_host) = token_realm(host, ch)?;
+        let realm = ch.params.get("realm").map(String::as_str).unwrap_or("");
         let http = self.http(&realm_host, lax)?;
         let service = ch.params.get("service").cloned().unwrap_or_default();
         let req = match cred {
@@ -644,14 +669,7 @@ impl Client {
                 registry_message(status, &b)
             )));
         }
-        let v: Value = serde_json::from_str(&body_text(r))
-            .map_err(|e| Error::Registry(format!("token server {realm}: {e}")))?;
-        v.get("token")
-            .or_else(|| v.get("access_token"))
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-            .map(str::to_string)
-            .ok_or_else(|| Error::Registry(format!("token server {realm}: no token in the answer")))
+        parse_token_response(realm, &body_text(r))
     }
 
     fn authorize(
@@ -1213,5 +1231,23 @@ mod tests {
             registry_message(StatusCode::BAD_GATEWAY, ""),
             "502 Bad Gateway"
         );
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/registry_auth.rs): a short non-JSON body was put into
+    /// the error as sent, so a registry (or a proxy) could print newlines and terminal escape
+    /// sequences through `skiff pull`'s one-line error. JSON strings can carry them too.
+    #[test]
+    fn registry_message_is_one_line() {
+        assert_eq!(
+            registry_message(StatusCode::REQUEST_TIMEOUT, "\0"),
+            "408 Request Timeout: \\u{0}"
+        );
+        let m = registry_message(StatusCode::NOT_FOUND, "gone\n\x1b[2Jfake: ok");
+        assert_eq!(m, "404 Not Found: gone\\n\\u{1b}[2Jfake: ok");
+        let m = registry_message(
+            StatusCode::NOT_FOUND,
+            r#"{"errors":[{"code":"X","message":"a\r\nb"}]}"#,
+        );
+        assert_eq!(m, "x: a\\r\\nb");
     }
 }

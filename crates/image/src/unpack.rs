@@ -413,6 +413,26 @@ pub fn unpack_layer<R: Read>(reader: R, dest: &Path, opts: &UnpackOptions) -> Re
 mod tests {
     use super::*;
 
+    /// Found by fuzzing (fuzz/fuzz_targets/layer_tar.rs): a header whose checksum is not a number
+    /// made the tar crate's error quote the header's raw name, newline and escape sequence included,
+    /// so `skiff pull`/`load` printed a multi-line error with terminal control bytes from the layer.
+    #[test]
+    fn corrupt_header_error_is_one_line() {
+        let mut block = [0u8; 1024];
+        let name = b"evil\n\x1b[31mred\rname";
+        block[..name.len()].copy_from_slice(name);
+        block[148..156].copy_from_slice(b"zzzzzzz\0");
+        block[257..263].copy_from_slice(b"ustar\0");
+        let d = tempfile::tempdir().unwrap();
+        let opts = UnpackOptions { rootless: true };
+        let e = unpack_layer(&block[..], d.path(), &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("read layer tar: "), "{e}");
+        assert!(!e.chars().any(char::is_control), "{e:?}");
+        assert!(e.contains("evil\\n\\u{1b}[31mred\\rname"), "{e}");
+    }
+
     #[test]
     fn components_refuse_dotdot() {
         assert!(components(b"a/../b").is_err());

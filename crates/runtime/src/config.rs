@@ -29,14 +29,28 @@ pub fn parse(data: &[u8]) -> Result<Spec> {
     let spec: Spec = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if path == "." || path.is_empty() {
-            Error::Config(inner.to_string())
+        // The path and serde's message quote keys and values of the document as they are.
+        Error::Config(one_line(&if path == "." || path.is_empty() {
+            inner.to_string()
         } else {
-            Error::Config(format!("{path}: {inner}"))
-        }
+            format!("{path}: {inner}")
+        }))
     })?;
     validate(&spec)?;
     Ok(spec)
+}
+
+/// `msg` with control characters escaped, so an error quoting the document stays on one line.
+fn one_line(msg: &str) -> String {
+    msg.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Semantic checks beyond the JSON schema.
@@ -106,4 +120,24 @@ fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         )));
     }
     Ok(canon)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzzing (fuzz/fuzz_targets/runtime_config.rs): serde_path_to_error's path quotes an
+    /// unknown key as written, so a key holding a carriage return (or a newline, or an escape
+    /// sequence) split the one-line error and could rewrite the terminal line it was printed on.
+    #[test]
+    fn error_quoting_the_document_is_one_line() {
+        let e = parse(br#"{"oc;Ve\rsioex":"#).unwrap_err().to_string();
+        assert!(!e.chars().any(char::is_control), "{e:?}");
+        assert!(e.contains("oc;Ve\\rsioex"), "{e}");
+        let e = parse(br#"{"ociVersion":"1.0.2","root":{"path":"r"},"linux":{"namespaces":[{"type":"pid\n\u001b[2J"}]}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(!e.chars().any(char::is_control), "{e:?}");
+        assert!(e.contains("linux.namespaces[0].type"), "{e}");
+    }
 }
