@@ -199,3 +199,22 @@ put("registry_auth", "basic", 'Basic realm="a \\"quoted\\" realm", charset=UTF-8
     '{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":null}]}')
 put("registry_auth", "unquoted", "bearer realm=http://127.0.0.1:5001/auth,service=x\0"
     '{"access_token":"t"}')
+
+
+# template: Go template text, NUL, optional JSON data (docker users' --format idioms).
+for i, t in enumerate([
+    "{{.Name}}",
+    "{{range .Mounts}}{{.Destination}} {{end}}",
+    "{{if .State.Running}}up{{else}}down{{end}}",
+    "{{with .State}}{{.Status}}{{end}}",
+    "{{range $k, $v := .Config.Labels}}{{$k}}={{$v}}{{end}}",
+    '{{printf "%s-%d" .Name .State.Pid}}',
+    "{{json .}}",
+    'table {{.Name}}\t{{upper .State.Status}}',
+    '{{define "x"}}{{.}}{{end}}{{template "x" .Name}}',
+    "{{- range $i, $e := .Config.Env}}{{if eq $i 0}}{{continue}}{{end}}{{$e}}{{break}}{{end -}}",
+    '{{index .Config.Labels "a"}} {{len .Mounts}} {{slice .Name 1}}',
+    '{{join (split "a,b" ",") "+"}} {{truncate .Name 3}} {{pad .Name 1 1}}',
+]):
+    put("template", "seed%02d" % i, t)
+put("template", "with-data", '{{.A.B}}\x00{"A": {"B": [1, 2.5, null, true]}}')
