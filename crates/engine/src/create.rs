@@ -88,6 +88,16 @@ pub struct CreateRequest {
     pub stop_timeout: Option<String>,
     /// `--network`.
     pub network: Option<String>,
+    /// `-p/--publish`.
+    pub publish: Vec<String>,
+    /// `-P/--publish-all`.
+    pub publish_all: bool,
+    /// `--expose`.
+    pub expose: Vec<String>,
+    /// `--ip`.
+    pub ip: Option<String>,
+    /// `--mac-address`.
+    pub mac_address: Option<String>,
     /// `--cgroup-parent`.
     pub cgroup_parent: Option<String>,
     /// `--log-driver`.
@@ -478,7 +488,16 @@ fn create_inner(
         }
         labels.insert(k.to_string(), v.to_string());
     }
-    let network = flags::network(req.network.as_deref())?;
+    let network = e.resolve_network(&flags::network(req.network.as_deref())?)?;
+    let port_bindings = crate::network::port_bindings(&req.publish)?;
+    if !crate::network::is_bridge(&network)
+        && (!port_bindings.is_empty() || req.ip.is_some() || req.mac_address.is_some())
+        && network != "host"
+    {
+        return Err(Error::Invalid(format!(
+            "-p, --ip and --mac-address need a bridge network (--network {network} has none)"
+        )));
+    }
     let restart = match &req.restart {
         Some(r) => flags::restart(r)?,
         None => RestartPolicy {
@@ -773,6 +792,21 @@ fn create_inner(
                     .clone()
                     .or_else(|| icfg["StopSignal"].as_str().map(String::from)),
                 stop_timeout,
+                exposed_ports: {
+                    let mut m: BTreeMap<String, Value> = icfg["ExposedPorts"]
+                        .as_object()
+                        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                        .unwrap_or_default();
+                    for x in req.expose.iter().chain(port_bindings.keys()) {
+                        let k = if x.contains('/') {
+                            x.clone()
+                        } else {
+                            format!("{x}/tcp")
+                        };
+                        m.insert(k, serde_json::json!({}));
+                    }
+                    (!m.is_empty()).then_some(m)
+                },
                 ..Default::default()
             },
             host_config: HostConfig {
@@ -797,6 +831,10 @@ fn create_inner(
                 init: req.init.then_some(true),
                 mounts: (!mount_specs.is_empty()).then_some(mount_specs),
                 volumes_from: (!vfrom_ids.is_empty()).then_some(vfrom_ids),
+                port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+                publish_all_ports: req.publish_all,
+                ip_address: req.ip.clone(),
+                mac_address: req.mac_address.clone(),
             },
             mounts,
             state: State {
@@ -815,7 +853,9 @@ fn create_inner(
         let mut c = c;
         // The whole OCI spec, as the start will build it: what it refuses is refused now. Its
         // host paths name the final directory (the tree is renamed there below).
-        let spec = spec::build(&c, &final_dir, &rootfs, &|peer| e.running_pid(peer))?;
+        let spec = spec::build(&c, &final_dir, &rootfs, e.netns_path(&c), &|peer| {
+            e.running_pid(peer)
+        })?;
         match name {
             Some(_) => e.insert(&c)?,
             None => {

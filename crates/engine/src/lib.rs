@@ -33,6 +33,7 @@ pub mod logs;
 pub mod model;
 pub mod monitor;
 pub mod names;
+pub mod network;
 pub mod ops;
 pub mod outfile;
 pub mod proc;

@@ -132,9 +132,24 @@ pub struct RunArgs {
     /// Set platform if server is multi-platform capable
     #[arg(long)]
     pub platform: Option<String>,
-    /// Connect a container to a network (none, host)
+    /// Connect a container to a network (bridge, a user network, none, host)
     #[arg(long, visible_alias = "net")]
     pub network: Option<String>,
+    /// Publish a container's port(s) to the host
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Expose a port or a range of ports
+    #[arg(long)]
+    pub expose: Vec<String>,
+    /// IPv4 address (e.g., 172.30.100.104)
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Container MAC address (e.g., 92:d0:c6:0a:29:33)
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
     /// Optional parent cgroup for the container
     #[arg(long = "cgroup-parent")]
     pub cgroup_parent: Option<String>,
@@ -737,6 +752,11 @@ fn request(a: &RunArgs, attach: bool) -> CreateRequest {
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout.clone(),
         network: a.network.clone(),
+        publish: a.publish.clone(),
+        publish_all: a.publish_all,
+        expose: a.expose.clone(),
+        ip: a.ip.clone(),
+        mac_address: a.mac_address.clone(),
         cgroup_parent: a.cgroup_parent.clone(),
         log_driver: a.log_driver.clone(),
         log_opts: a.log_opt.clone(),

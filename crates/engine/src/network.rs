@@ -1,0 +1,196 @@
+//! The engine's side of skiff-net: which network a container's `--network` names, attaching it
+//! before its monitor starts (the namespace at `<runroot>/netns/<id>` is what the OCI spec joins),
+//! detaching when it exits, freeing its address on `rm`, and the /etc/hosts of containers on a
+//! user-defined network (their peers' names: skiff's daemonless container DNS), rewritten in
+//! place — the files are bind-mounted, so a rename would not reach a running container.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use skiff_net::{AttachRequest, Net, PortRequest};
+
+use crate::error::{Error, Result};
+use crate::model::{Container, PortBinding};
+use crate::Engine;
+
+/// Whether `mode` puts the container on a bridge network (the default one or a user's).
+pub fn is_bridge(mode: &str) -> bool {
+    !matches!(mode, "" | "none" | "host" | "default") && !mode.starts_with("container:")
+}
+
+/// skiff-net's error as the engine's (exit 125, message kept).
+pub fn net_err(e: skiff_net::Error) -> Error {
+    match e {
+        skiff_net::Error::NotFound(n) => Error::Invalid(format!("network {n} not found")),
+        e => Error::Invalid(e.to_string()),
+    }
+}
+
+/// `-p` values and `-P` as docker records them in HostConfig.PortBindings (keys `80/tcp`).
+pub fn port_bindings(publish: &[String]) -> Result<BTreeMap<String, Vec<PortBinding>>> {
+    let mut out: BTreeMap<String, Vec<PortBinding>> = BTreeMap::new();
+    for p in publish {
+        for r in skiff_net::ports::parse(p).map_err(net_err)? {
+            out.entry(format!("{}/{}", r.port, r.proto))
+                .or_default()
+                .push(PortBinding {
+                    host_ip: r.host_ip.map(|i| i.to_string()).unwrap_or_default(),
+                    host_port: if r.host_port == 0 {
+                        String::new()
+                    } else {
+                        r.host_port.to_string()
+                    },
+                });
+        }
+    }
+    Ok(out)
+}
+
+/// The port requests of a container: its bindings, plus its exposed ports under `-P`.
+fn port_requests(c: &Container) -> Result<Vec<PortRequest>> {
+    let mut out = Vec::new();
+    let mut bound = std::collections::BTreeSet::new();
+    for (k, v) in c.host_config.port_bindings.iter().flatten() {
+        bound.insert(k.clone());
+        for b in v {
+            let spec = format!("{}:{}:{k}", b.host_ip, b.host_port);
+            out.extend(skiff_net::ports::parse(&spec).map_err(net_err)?);
+        }
+    }
+    if c.host_config.publish_all_ports {
+        let exposed: Vec<String> = c
+            .config
+            .exposed_ports
+            .iter()
+            .flatten()
+            .map(|(k, _)| k.clone())
+            .filter(|k| !bound.contains(k))
+            .collect();
+        out.extend(skiff_net::ports::publish_all(&exposed).map_err(net_err)?);
+    }
+    Ok(out)
+}
+
+impl Engine {
+    /// The networks of this engine's root.
+    pub fn net(&self) -> Result<Net<'_>> {
+        Net::new(&self.conn, &self.root, &self.runroot).map_err(net_err)
+    }
+
+    /// `--network` at create time: the mode to record (`bridge` for the default network unless
+    /// daemon.json disables it; a user network by its name, which must exist).
+    pub fn resolve_network(&self, mode: &str) -> Result<String> {
+        if mode == "default" {
+            let net = self.net()?;
+            return Ok(if net.cfg.bridge == "none" {
+                "default".into()
+            } else {
+                "bridge".into()
+            });
+        }
+        if !is_bridge(mode) {
+            return Ok(mode.to_string());
+        }
+        let net = self.net()?;
+        if mode == "bridge" && net.cfg.bridge == "none" {
+            return Err(Error::Invalid(
+                "network bridge not found (the default bridge is disabled: \"bridge\": \"none\" in daemon.json)".into(),
+            ));
+        }
+        Ok(net.find(mode, &crate::proc::now()).map_err(net_err)?.name)
+    }
+
+    /// The namespace path a bridge-networked container's spec joins.
+    pub fn netns_path(&self, c: &Container) -> Option<PathBuf> {
+        is_bridge(&c.host_config.network_mode).then(|| skiff_net::netns::path(&self.runroot, &c.id))
+    }
+
+    /// Attaches `c` to its network before its process starts: namespace, veth, address,
+    /// published ports; then its /etc/hosts and its peers'.
+    pub fn attach_network(&self, c: &Container) -> Result<()> {
+        if !is_bridge(&c.host_config.network_mode) {
+            return Ok(());
+        }
+        let net = self.net()?;
+        let n = net
+            .find(&c.host_config.network_mode, &crate::proc::now())
+            .map_err(net_err)?;
+        let req = AttachRequest {
+            container: c.id.clone(),
+            name: c.name.clone(),
+            ip: match &c.host_config.ip_address {
+                Some(s) => Some(
+                    s.parse()
+                        .map_err(|_| Error::Invalid(format!("invalid IPv4 address: {s}")))?,
+                ),
+                None => None,
+            },
+            mac: c.host_config.mac_address.clone(),
+            ports: port_requests(c)?,
+        };
+        let ep = net.attach(&n, &req).map_err(net_err)?;
+        let _ = ep;
+        self.write_hosts(&net, &c.id, true);
+        Ok(())
+    }
+
+    /// Undoes [`Engine::attach_network`] when the container stops (its address is kept).
+    pub fn detach_network(&self, id: &str) {
+        if let Ok(net) = self.net() {
+            let _ = net.detach(id);
+        }
+    }
+
+    /// Frees the container's addresses (on `rm`) and drops its name from its peers' hosts.
+    pub fn release_network(&self, id: &str) -> Result<()> {
+        let net = self.net()?;
+        let peers: Vec<String> = net
+            .peers(id)
+            .map_err(net_err)?
+            .into_iter()
+            .map(|p| p.container)
+            .collect();
+        net.release(id).map_err(net_err)?;
+        for p in peers {
+            self.write_hosts(&net, &p, false);
+        }
+        Ok(())
+    }
+
+    /// Rewrites the /etc/hosts of `id` (its address, hostname and peers), and with `peers` the
+    /// files of everyone on its user networks.
+    fn write_hosts(&self, net: &Net<'_>, id: &str, peers: bool) {
+        let Ok(Some(c)) = self.get(id) else { return };
+        let Ok(mine) = net.endpoints(id) else { return };
+        let Ok(others) = net.peers(id) else { return };
+        let mut s = String::from(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+        );
+        if let Some(e) = mine.first() {
+            s.push_str(&format!("{}\t{}\n", e.ip, c.config.hostname));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for p in &others {
+            if seen.insert(p.container.clone()) {
+                s.push_str(&format!("{}\t{}\n", p.ip, p.name));
+            }
+        }
+        let path = self.container_dir(id).join("hosts");
+        // In place: the container sees this inode through its bind mount.
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+        {
+            use std::io::Write;
+            let _ = f.write_all(s.as_bytes());
+        }
+        if peers {
+            for p in others {
+                if seen.remove(&p.container) {
+                    self.write_hosts(net, &p.container, false);
+                }
+            }
+        }
+    }
+}
