@@ -16,11 +16,15 @@ pub fn container_json(e: &Engine, c: &Container) -> Value {
     }
     let mut lowers: Vec<&str> = c.lower_dirs.iter().map(String::as_str).collect();
     lowers.reverse();
-    let net = if c.host_config.network_mode == "host" {
-        "host"
-    } else {
-        "none"
+    let net = match c.host_config.network_mode.as_str() {
+        "host" => "host".to_string(),
+        m if crate::network::is_bridge(m) => m.to_string(),
+        _ => "none".to_string(),
     };
+    let eps = e
+        .net()
+        .and_then(|n| n.endpoints(&c.id).map_err(crate::network::net_err))
+        .unwrap_or_default();
     let mut host_config = serde_json::to_value(&c.host_config).unwrap_or(Value::Null);
     if let Some(o) = host_config.as_object_mut() {
         if o.get("NetworkMode") == Some(&json!("default")) {
@@ -65,26 +69,81 @@ pub fn container_json(e: &Engine, c: &Container) -> Value {
         },
         "Mounts": mounts,
         "Config": c.config,
-        "NetworkSettings": {
-            "Bridge": "",
-            "SandboxID": "",
-            "SandboxKey": "",
-            "HairpinMode": false,
-            "Ports": {},
+        "NetworkSettings": network_settings(e, c, &net, &eps),
+    })
+}
+
+/// `inspect`'s NetworkSettings: the container's endpoints, published ports and exposed ones.
+fn network_settings(e: &Engine, c: &Container, net: &str, eps: &[skiff_net::Endpoint]) -> Value {
+    let mut ports = serde_json::Map::new();
+    if crate::network::is_bridge(&c.host_config.network_mode) {
+        for k in c.config.exposed_ports.iter().flatten().map(|(k, _)| k) {
+            ports.insert(k.clone(), Value::Null);
+        }
+    }
+    for ep in eps {
+        for p in &ep.ports {
+            let k = format!("{}/{}", p.port, p.proto);
+            let b = json!({"HostIp": p.host_ip, "HostPort": p.host_port.to_string()});
+            match ports.get_mut(&k).and_then(Value::as_array_mut) {
+                Some(a) => a.push(b),
+                None => {
+                    ports.insert(k, json!([b]));
+                }
+            }
+        }
+    }
+    let endpoint = |ep: Option<&skiff_net::Endpoint>| match ep {
+        Some(ep) => json!({
+            "IPAMConfig": Value::Null,
+            "Links": Value::Null,
+            "Aliases": Value::Null,
+            "MacAddress": ep.mac,
+            "NetworkID": ep.network.id,
+            "EndpointID": ep.endpoint_id,
+            "Gateway": ep.network.gateway.to_string(),
+            "IPAddress": ep.ip.to_string(),
+            "IPPrefixLen": ep.network.prefix,
+            "IPv6Gateway": "",
+            "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0,
+            "DNSNames": if ep.network.name == "bridge" { Value::Null } else {
+                json!([c.name, &c.id[..12]])
+            },
+        }),
+        None => json!({
+            "NetworkID": "",
+            "EndpointID": "",
             "Gateway": "",
             "IPAddress": "",
             "IPPrefixLen": 0,
             "MacAddress": "",
-            "Networks": {
-                net: {
-                    "NetworkID": "",
-                    "EndpointID": "",
-                    "Gateway": "",
-                    "IPAddress": "",
-                    "IPPrefixLen": 0,
-                    "MacAddress": "",
-                }
-            }
+        }),
+    };
+    let mut networks = serde_json::Map::new();
+    if eps.is_empty() {
+        networks.insert(net.to_string(), endpoint(None));
+    }
+    for ep in eps {
+        networks.insert(ep.network.name.clone(), endpoint(Some(ep)));
+    }
+    // Docker fills the top-level fields from the default bridge only.
+    let def = eps.iter().find(|ep| ep.network.name == "bridge");
+    let active = c.is_active();
+    json!({
+        "Bridge": "",
+        "SandboxID": "",
+        "SandboxKey": if active && !eps.is_empty() {
+            skiff_net::netns::path(&e.runroot, &c.id).to_string_lossy().into_owned()
+        } else {
+            String::new()
         },
+        "HairpinMode": false,
+        "Ports": ports,
+        "Gateway": def.map(|d| d.network.gateway.to_string()).unwrap_or_default(),
+        "IPAddress": def.map(|d| d.ip.to_string()).unwrap_or_default(),
+        "IPPrefixLen": def.map(|d| d.network.prefix).unwrap_or(0),
+        "MacAddress": def.map(|d| d.mac.clone()).unwrap_or_default(),
+        "Networks": networks,
     })
 }

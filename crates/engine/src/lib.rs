@@ -45,6 +45,8 @@ pub mod volumes_api;
 
 pub use error::{Error, Result};
 pub use model::Container;
+/// The network crate, for callers that name its types (networks, endpoints).
+pub use skiff_net;
 
 use std::path::{Path, PathBuf};
 

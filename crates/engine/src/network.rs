@@ -167,7 +167,12 @@ impl Engine {
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
         );
         if let Some(e) = mine.first() {
-            s.push_str(&format!("{}\t{}\n", e.ip, c.config.hostname));
+            // On a user network the container's own name resolves too, as with docker's DNS.
+            if e.network.name != "bridge" && c.name != c.config.hostname {
+                s.push_str(&format!("{}\t{}\t{}\n", e.ip, c.config.hostname, c.name));
+            } else {
+                s.push_str(&format!("{}\t{}\n", e.ip, c.config.hostname));
+            }
         }
         let mut seen = std::collections::BTreeSet::new();
         for p in &others {
@@ -192,5 +197,41 @@ impl Engine {
                 }
             }
         }
+    }
+}
+
+/// The network a container is on, as `ps` shows it (`none` for no network).
+pub fn network_name(c: &Container) -> &str {
+    match c.host_config.network_mode.as_str() {
+        "default" | "" => "none",
+        m => m,
+    }
+}
+
+impl Engine {
+    /// `ps`'s PORTS: `0.0.0.0:8080->80/tcp, 443/tcp` (published, then exposed-only ports).
+    pub fn ports_text(&self, c: &Container) -> String {
+        if !is_bridge(&c.host_config.network_mode) {
+            return String::new();
+        }
+        let eps = self
+            .net()
+            .and_then(|n| n.endpoints(&c.id).map_err(net_err))
+            .unwrap_or_default();
+        let mut published = std::collections::BTreeSet::new();
+        let mut out: Vec<String> = Vec::new();
+        for p in eps.iter().flat_map(|e| &e.ports) {
+            published.insert(format!("{}/{}", p.port, p.proto));
+            out.push(format!(
+                "{}:{}->{}/{}",
+                p.host_ip, p.host_port, p.port, p.proto
+            ));
+        }
+        for k in c.config.exposed_ports.iter().flatten().map(|(k, _)| k) {
+            if !published.contains(k) {
+                out.push(k.clone());
+            }
+        }
+        out.join(", ")
     }
 }

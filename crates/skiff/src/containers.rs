@@ -256,6 +256,15 @@ pub struct RenameArgs {
     pub new_name: String,
 }
 
+/// Flags of `port`.
+#[derive(Args, Debug)]
+pub struct PortArgs {
+    /// Container
+    pub container: String,
+    /// PRIVATE_PORT[/PROTO]
+    pub port: Option<String>,
+}
+
 /// Flags of `ps`.
 #[derive(Args, Debug)]
 pub struct PsArgs {
@@ -435,6 +444,8 @@ pub enum ContainerCommand {
     Unpause(ContainersArgs),
     /// Rename a container
     Rename(RenameArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(PortArgs),
     /// List containers
     #[command(visible_alias = "ps", visible_alias = "list")]
     Ls(PsArgs),
@@ -487,6 +498,8 @@ pub enum TopCommand {
     Unpause(ContainersArgs),
     /// Rename a container
     Rename(RenameArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(PortArgs),
     /// List containers
     Ps(PsArgs),
     /// Return low-level information on containers or images
@@ -601,6 +614,7 @@ pub fn run(cli: &Cli, cmd: &TopCommand) -> i32 {
             .engine()
             .and_then(|e| Ok(e.rename(&a.container, &a.new_name)?))
             .map(|_| 0),
+        TopCommand::Port(a) | TopCommand::Container(ContainerCommand::Port(a)) => port(&ctx, a),
         TopCommand::Ps(a) | TopCommand::Container(ContainerCommand::Ls(a)) => ps(&ctx, a),
         TopCommand::Inspect(a) => inspect(&ctx, a, true),
         TopCommand::Container(ContainerCommand::Inspect(a)) => inspect(&ctx, a, false),
@@ -1108,14 +1122,14 @@ fn ps_row(e: &Engine, c: &Container, a: &PsArgs) -> Value {
         "Command": command_text(c, !a.no_trunc),
         "CreatedAt": skiff_image::time::docker_date(created),
         "RunningFor": skiff_image::time::ago(created),
-        "Ports": "",
+        "Ports": e.ports_text(c),
         "State": c.state.status,
         "Status": ops::status_text(c),
         "Size": size,
         "Names": c.name,
         "Labels": labels.join(","),
         "Mounts": mounts.join(","),
-        "Networks": if c.host_config.network_mode == "host" { "host" } else { "none" },
+        "Networks": skiff_engine::network::network_name(c),
         "LocalVolumes": c.mounts.iter().filter(|m| m.kind == "volume").count().to_string(),
     })
 }
@@ -1157,14 +1171,7 @@ fn matches_filter(c: &Container, f: &str) -> Result<bool> {
         }
         "exited" => c.state.status == "exited" && c.state.exit_code.to_string() == v,
         "volume" => c.mounts.iter().any(|m| m.name == v || m.destination == v),
-        "network" => {
-            let n = if c.host_config.network_mode == "host" {
-                "host"
-            } else {
-                "none"
-            };
-            n == v
-        }
+        "network" => skiff_engine::network::network_name(c) == v,
         _ => return Err(anyhow!("invalid filter '{k}'")),
     })
 }
@@ -1706,4 +1713,42 @@ pub fn monitor(args: &[String]) -> i32 {
         return 1;
     }
     skiff_engine::monitor::main(args)
+}
+
+/// `port C [PORT[/PROTO]]`: `80/tcp -> 0.0.0.0:8080` lines, or just the host side of one port.
+fn port(ctx: &Ctx, a: &PortArgs) -> Result<i32> {
+    let e = ctx.engine()?;
+    let c = e.container(&a.container)?;
+    let eps = e
+        .net()?
+        .endpoints(&c.id)
+        .map_err(skiff_engine::network::net_err)?;
+    let want = a.port.as_ref().map(|p| {
+        if p.contains('/') {
+            p.clone()
+        } else {
+            format!("{p}/tcp")
+        }
+    });
+    let mut lines = Vec::new();
+    for p in eps.iter().flat_map(|e| &e.ports) {
+        let key = format!("{}/{}", p.port, p.proto);
+        let host = format!("{}:{}", p.host_ip, p.host_port);
+        match &want {
+            Some(w) if *w == key => lines.push(host),
+            Some(_) => {}
+            None => lines.push(format!("{key} -> {host}")),
+        }
+    }
+    if let (Some(w), true) = (&want, lines.is_empty()) {
+        return Err(anyhow!(
+            "No public port '{w}' published for {}",
+            a.container
+        ));
+    }
+    let mut out = io::stdout().lock();
+    for l in lines {
+        writeln!(out, "{l}")?;
+    }
+    Ok(0)
 }
