@@ -128,8 +128,7 @@ impl Engine {
             mac: c.host_config.mac_address.clone(),
             ports: port_requests(c)?,
         };
-        let ep = net.attach(&n, &req).map_err(net_err)?;
-        let _ = ep;
+        net.attach(&n, &req).map_err(net_err)?;
         self.write_hosts(&net, &c.id, true);
         Ok(())
     }

@@ -436,7 +436,8 @@ impl<'a> Net<'a> {
         n: &Network,
     ) -> Result<(netlink::Link, std::fs::File)> {
         let l = self.lock(false)?;
-        if let Some(b) = nl.link(&n.bridge)? {
+        // The common case, without parsing a netlink answer: an ioctl and a sysfs read.
+        if let Some(b) = quick_link(&n.bridge) {
             return Ok((b, l));
         }
         drop(l);
@@ -450,10 +451,14 @@ impl<'a> Net<'a> {
             Some(m) => m,
             None => nl.default_mtu().map_err(what)?,
         };
-        nl.add_bridge(&n.bridge, mtu).map_err(what)?;
+        nl.add_bridge(&n.bridge).map_err(what)?;
         let b = nl
             .link(&n.bridge)?
             .ok_or_else(|| what(Error::Netlink("vanished after creation".into())))?;
+        // Set after creation: only an MTU changed on a bridge sticks (one given at creation
+        // follows its ports, 1500 with none), and veths take the bridge's.
+        nl.set_up_mtu(b.index, mtu).map_err(what)?;
+        let b = netlink::Link { mtu, ..b };
         nl.add_addr(b.index, n.gateway, n.prefix).map_err(what)?;
         // Published ports answer on 127.0.0.1: DNAT'd loopback traffic must be routable out of
         // the bridge (and is masqueraded there, see nft).
@@ -507,11 +512,7 @@ impl<'a> Net<'a> {
         };
         let mut nl = netlink::Netlink::open().map_err(ctx)?;
         let (bridge, _lock) = self.ensure_bridge(&mut nl, n)?;
-        // The host's MTU (a bridge without ports reports 1500 whatever it was made with).
-        let mtu = match self.cfg.mtu {
-            Some(m) => m,
-            None => nl.default_mtu().unwrap_or(bridge.mtu),
-        };
+        let mtu = bridge.mtu;
         let host_if = veth_name(&ep.endpoint_id);
         let path = self.netns_path(id);
         // A namespace left by a crash is replaced.
@@ -645,6 +646,22 @@ impl<'a> Net<'a> {
         self.detach(container)?;
         store::release(self.conn, container)
     }
+}
+
+/// Index and MTU of link `name` through `if_nametoindex` and sysfs.
+fn quick_link(name: &str) -> Option<netlink::Link> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: if_nametoindex reads the NUL-terminated string we own.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if index == 0 {
+        return None;
+    }
+    let mtu = std::fs::read_to_string(format!("/sys/class/net/{name}/mtu"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(netlink::Link { index, mtu })
 }
 
 /// The host side of an endpoint's veth pair.

@@ -146,13 +146,13 @@ impl Netlink {
         }
     }
 
-    /// Creates bridge `name` (up, `mtu`); `Ok(false)` when it already existed.
-    pub fn add_bridge(&mut self, name: &str, mtu: u32) -> Result<bool> {
+    /// Creates bridge `name` (up; its MTU is set afterwards, see [`Netlink::set_up_mtu`]);
+    /// `Ok(false)` when it already existed.
+    pub fn add_bridge(&mut self, name: &str) -> Result<bool> {
         let mut m = LinkMessage::default();
         m.header.flags = LinkFlags::Up;
         m.header.change_mask = LinkFlags::Up;
         m.attributes.push(LinkAttribute::IfName(name.to_string()));
-        m.attributes.push(LinkAttribute::Mtu(mtu));
         m.attributes
             .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
                 InfoKind::Bridge,
