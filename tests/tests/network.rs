@@ -274,6 +274,28 @@ fn default_bridge_ping_publish_and_cleanup() {
         .is_err(),
         "the port still answers after rm"
     );
+    // --add-host and --dns* land in the files a bridge container gets (no traffic sent).
+    let o = env.ok(&[
+        "run",
+        "--rm",
+        "--add-host",
+        "db.example:10.9.8.7",
+        "--dns",
+        "10.9.8.53",
+        "--dns-search",
+        "example.test",
+        "--dns-option",
+        "ndots:2",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /etc/hosts /etc/resolv.conf",
+    ]);
+    assert!(o.contains("10.9.8.7\tdb.example"), "{o}");
+    assert!(o.contains("nameserver 10.9.8.53"), "{o}");
+    assert!(o.contains("search example.test"), "{o}");
+    assert!(o.contains("options ndots:2"), "{o}");
+    assert_eq!(o.matches("nameserver").count(), 1, "{o}");
     // `stop` unpublishes too, and keeps the address for the next start.
     env.ok(&["stop", "-t", "0", "ca"]);
     assert_eq!(env.endpoint_rows(ia["Id"].as_str().unwrap()), 1);

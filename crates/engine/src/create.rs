@@ -98,6 +98,14 @@ pub struct CreateRequest {
     pub ip: Option<String>,
     /// `--mac-address`.
     pub mac_address: Option<String>,
+    /// `--add-host host:ip`.
+    pub add_host: Vec<String>,
+    /// `--dns`.
+    pub dns: Vec<String>,
+    /// `--dns-search`.
+    pub dns_search: Vec<String>,
+    /// `--dns-option`.
+    pub dns_option: Vec<String>,
     /// `--cgroup-parent`.
     pub cgroup_parent: Option<String>,
     /// `--log-driver`.
@@ -490,6 +498,14 @@ fn create_inner(
     }
     let network = e.resolve_network(&flags::network(req.network.as_deref())?)?;
     let port_bindings = crate::network::port_bindings(&req.publish)?;
+    let extra_hosts = crate::network::extra_hosts(&req.add_host)?;
+    for d in &req.dns {
+        if d.parse::<std::net::IpAddr>().is_err() {
+            return Err(Error::Invalid(format!(
+                "invalid argument \"{d}\" for \"--dns\" flag: {d} is not an ip address"
+            )));
+        }
+    }
     if !crate::network::is_bridge(&network)
         && (!port_bindings.is_empty() || req.ip.is_some() || req.mac_address.is_some())
         && network != "host"
@@ -714,12 +730,12 @@ fn create_inner(
             ("hostname", format!("{hostname}\n"), perms::SHARED_FILE),
             (
                 "hosts",
-                spec::hosts_file(&hostname, &network),
+                spec::hosts_file(&hostname, &network) + &extra_hosts.join(""),
                 perms::SHARED_FILE,
             ),
             (
                 "resolv.conf",
-                spec::resolv_conf(&network),
+                crate::network::resolv_conf(&network, &req.dns, &req.dns_search, &req.dns_option),
                 perms::SHARED_FILE,
             ),
             ("ctr.log", String::new(), perms::PRIVATE_FILE),
@@ -835,6 +851,10 @@ fn create_inner(
                 publish_all_ports: req.publish_all,
                 ip_address: req.ip.clone(),
                 mac_address: req.mac_address.clone(),
+                extra_hosts: (!req.add_host.is_empty()).then(|| req.add_host.clone()),
+                dns: (!req.dns.is_empty()).then(|| req.dns.clone()),
+                dns_search: (!req.dns_search.is_empty()).then(|| req.dns_search.clone()),
+                dns_options: (!req.dns_option.is_empty()).then(|| req.dns_option.clone()),
             },
             mounts,
             state: State {

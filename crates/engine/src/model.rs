@@ -168,6 +168,14 @@ pub struct HostConfig {
     /// `--mac-address`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mac_address: Option<String>,
+    /// `--add-host host:ip`.
+    pub extra_hosts: Option<Vec<String>>,
+    /// `--dns`.
+    pub dns: Option<Vec<String>>,
+    /// `--dns-search`.
+    pub dns_search: Option<Vec<String>>,
+    /// `--dns-option`.
+    pub dns_options: Option<Vec<String>>,
 }
 
 /// One host binding of a published port.

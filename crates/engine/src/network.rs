@@ -173,6 +173,9 @@ impl Engine {
                 s.push_str(&format!("{}\t{}\n", e.ip, c.config.hostname));
             }
         }
+        if let Ok(extra) = extra_hosts(c.host_config.extra_hosts.as_deref().unwrap_or_default()) {
+            s.push_str(&extra.join(""));
+        }
         let mut seen = std::collections::BTreeSet::new();
         for p in &others {
             if seen.insert(p.container.clone()) {
@@ -233,4 +236,53 @@ impl Engine {
         }
         out.join(", ")
     }
+}
+
+/// `--add-host host:ip` (or `host=ip`) values as /etc/hosts lines.
+pub fn extra_hosts(v: &[String]) -> Result<Vec<String>> {
+    v.iter()
+        .map(|h| {
+            let (name, ip) = h
+                .split_once('=')
+                .or_else(|| h.split_once(':'))
+                .ok_or_else(|| Error::Invalid(format!("bad format for add-host: \"{h}\"")))?;
+            let ip = ip.trim_start_matches('[').trim_end_matches(']');
+            if name.is_empty() || ip.parse::<std::net::IpAddr>().is_err() {
+                return Err(Error::Invalid(format!(
+                    "invalid IP address in add-host: \"{ip}\""
+                )));
+            }
+            Ok(format!("{ip}\t{name}\n"))
+        })
+        .collect()
+}
+
+/// The container's resolv.conf: `--dns`/`--dns-search`/`--dns-option` replace the host's
+/// entries of the same kind, as in docker.
+pub fn resolv_conf(network: &str, dns: &[String], search: &[String], opts: &[String]) -> String {
+    let base = crate::spec::resolv_conf(network);
+    if dns.is_empty() && search.is_empty() && opts.is_empty() {
+        return base;
+    }
+    let mut out = String::new();
+    for l in base.lines() {
+        let t = l.trim_start();
+        let replaced = (!dns.is_empty() && t.starts_with("nameserver"))
+            || (!search.is_empty() && (t.starts_with("search") || t.starts_with("domain")))
+            || (!opts.is_empty() && t.starts_with("options"));
+        if !replaced {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    for d in dns {
+        out.push_str(&format!("nameserver {d}\n"));
+    }
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    if !opts.is_empty() {
+        out.push_str(&format!("options {}\n", opts.join(" ")));
+    }
+    out
 }

@@ -150,6 +150,18 @@ pub struct RunArgs {
     /// Container MAC address (e.g., 92:d0:c6:0a:29:33)
     #[arg(long = "mac-address")]
     pub mac_address: Option<String>,
+    /// Add a custom host-to-IP mapping (host:ip)
+    #[arg(long = "add-host")]
+    pub add_host: Vec<String>,
+    /// Set custom DNS servers
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
+    /// Set DNS options
+    #[arg(long = "dns-option", visible_alias = "dns-opt")]
+    pub dns_option: Vec<String>,
     /// Optional parent cgroup for the container
     #[arg(long = "cgroup-parent")]
     pub cgroup_parent: Option<String>,
@@ -771,6 +783,10 @@ fn request(a: &RunArgs, attach: bool) -> CreateRequest {
         expose: a.expose.clone(),
         ip: a.ip.clone(),
         mac_address: a.mac_address.clone(),
+        add_host: a.add_host.clone(),
+        dns: a.dns.clone(),
+        dns_search: a.dns_search.clone(),
+        dns_option: a.dns_option.clone(),
         cgroup_parent: a.cgroup_parent.clone(),
         log_driver: a.log_driver.clone(),
         log_opts: a.log_opt.clone(),
