@@ -296,6 +296,35 @@ fn default_bridge_ping_publish_and_cleanup() {
     assert!(o.contains("search example.test"), "{o}");
     assert!(o.contains("options ndots:2"), "{o}");
     assert_eq!(o.matches("nameserver").count(), 1, "{o}");
+    // --network container:X shares X's namespace.
+    let o = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:cb",
+        "busybox",
+        "ip",
+        "-4",
+        "-o",
+        "addr",
+        "show",
+        "eth0",
+    ]);
+    assert!(o.contains(&format!("{ip_b}/24")), "{o}");
+    // A table deleted under a live bridge (nft flush ruleset, a firewall reload) is written
+    // again by the next publish.
+    Command::new("nft")
+        .args(["delete", "table", "ip", &env.table])
+        .status()
+        .unwrap();
+    let port2 = skiff_tests::free_port();
+    let publish2 = format!("127.0.0.1:{port2}:80");
+    env.ok(&[
+        "run", "-d", "--name", "web2", "-p", &publish2, "-v", &vol, "busybox", "httpd", "-f", "-p",
+        "80", "-h", "/www",
+    ]);
+    assert!(http_get(port2).contains("hello from the container"));
+    env.ok(&["rm", "-f", "web2"]);
     // `stop` unpublishes too, and keeps the address for the next start.
     env.ok(&["stop", "-t", "0", "ca"]);
     assert_eq!(env.endpoint_rows(ia["Id"].as_str().unwrap()), 1);

@@ -269,9 +269,9 @@ pub fn network(n: Option<&str>) -> Result<String> {
     match n {
         None | Some("default") | Some("") => Ok("default".into()),
         Some(m @ ("none" | "host")) => Ok(m.into()),
-        Some(c) if c.starts_with("container:") => Err(Error::Invalid(format!(
-            "--network {c}: joining another container's network namespace is not supported yet"
-        ))),
+        Some("container:") => Err(Error::Invalid(
+            "invalid argument \"container:\" for \"--network\" flag: no container named".into(),
+        )),
         Some(n) => Ok(n.into()),
     }
 }
@@ -456,7 +456,8 @@ mod tests {
         assert_eq!(network(Some("host")).unwrap(), "host");
         assert_eq!(network(Some("none")).unwrap(), "none");
         assert_eq!(network(Some("bridge")).unwrap(), "bridge");
-        assert!(network(Some("container:web")).is_err());
+        assert_eq!(network(Some("container:web")).unwrap(), "container:web");
+        assert!(network(Some("container:")).is_err());
         for v in ["64m", "65536k", "50%", "100", "1G"] {
             assert!(tmpfs_size(v).is_ok(), "{v}");
         }

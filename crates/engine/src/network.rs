@@ -88,6 +88,10 @@ impl Engine {
                 "bridge".into()
             });
         }
+        if let Some(peer) = mode.strip_prefix("container:") {
+            // Recorded by id, as --pid/--ipc container:X are; it must be running at start.
+            return Ok(format!("container:{}", self.resolve_id(peer)?));
+        }
         if !is_bridge(mode) {
             return Ok(mode.to_string());
         }

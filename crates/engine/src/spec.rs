@@ -249,6 +249,11 @@ pub fn build(
         security_opt: h.security_opt.clone().unwrap_or_default(),
         network: match netns {
             _ if h.network_mode == "host" => NetworkNs::Host,
+            // --network container:X: X's namespace, while X runs.
+            _ if h.network_mode.starts_with("container:") => NetworkNs::Path(format!(
+                "/proc/{}/ns/net",
+                peer_pid(&h.network_mode["container:".len()..])?
+            )),
             // A bridge network's namespace, made and configured by skiff-net before the start.
             Some(p) => NetworkNs::Path(p.to_string_lossy().into_owned()),
             None => NetworkNs::New,

@@ -160,6 +160,11 @@ pub fn new_id() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// The first default pool that overlaps none of `taken` (networks and host routes).
+pub fn first_free_pool(taken: &[(Ipv4Addr, u8)]) -> Option<(Ipv4Addr, u8)> {
+    pools().find(|p| !taken.iter().any(|t| store::overlaps(*p, *t)))
+}
+
 /// Candidate subnets for networks without `--subnet` (docker's default pools).
 fn pools() -> impl Iterator<Item = (Ipv4Addr, u8)> {
     (17..=31u8)
@@ -216,13 +221,11 @@ impl<'a> Net<'a> {
             .map(|n| (n.subnet, n.prefix))
             .chain(self.host_routes())
             .collect();
-        pools()
-            .find(|p| !taken.iter().any(|t| store::overlaps(*p, *t)))
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "network \"{name}\": no free subnet in the default address pools; give --subnet"
-                ))
-            })
+        first_free_pool(&taken).ok_or_else(|| {
+            Error::Invalid(format!(
+                "network \"{name}\": no free subnet in the default address pools; give --subnet"
+            ))
+        })
     }
 
     /// The default `bridge` network, recorded on first use.
@@ -596,8 +599,26 @@ impl<'a> Net<'a> {
                 port: r.port,
             });
         }
-        nft::apply(&nft::port_elems("add", &self.cfg.nft_table, &dnat))
-            .map_err(|e| Error::Invalid(format!("container {}: publish ports: {e}", ep.name)))?;
+        let t = &self.cfg.nft_table;
+        let add = nft::port_elems("add", t, &dnat);
+        if nft::apply(&add).is_err() {
+            // The table was flushed or deleted under a live bridge (nft flush ruleset, a
+            // firewall reload): write it again with this network, in the same transaction.
+            let n = &ep.network;
+            let mut cmds = nft::table_setup(t);
+            if !n.internal {
+                cmds.extend(nft::network_elems(
+                    "add",
+                    t,
+                    (n.subnet, n.prefix),
+                    &n.bridge,
+                ));
+            }
+            cmds.extend(add);
+            nft::apply(&cmds).map_err(|e| {
+                Error::Invalid(format!("container {}: publish ports: {e}", ep.name))
+            })?;
+        }
         store::set_ports(self.conn, &ep.network.id, &ep.container, &out)?;
         Ok(out)
     }
@@ -675,4 +696,44 @@ fn parse_mac(s: &str) -> Result<[u8; 6]> {
         .filter_map(|x| u8::from_str_radix(x, 16).ok())
         .collect();
     <[u8; 6]>::try_from(v).map_err(|_| Error::Invalid(format!("invalid MAC address: {s}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pools_skip_what_host_routes_and_networks_take() {
+        assert_eq!(
+            first_free_pool(&[]),
+            Some((Ipv4Addr::new(172, 17, 0, 0), 16))
+        );
+        // A host route inside 172.17/16 (e.g. a VPN) moves the default bridge on, as docker.
+        let taken = [
+            (Ipv4Addr::new(172, 17, 3, 0), 24),
+            (Ipv4Addr::new(172, 18, 0, 0), 16),
+        ];
+        assert_eq!(
+            first_free_pool(&taken),
+            Some((Ipv4Addr::new(172, 19, 0, 0), 16))
+        );
+        // A wide route covering all of 172.16/12 leaves the 192.168 pools.
+        let taken = [(Ipv4Addr::new(172, 16, 0, 0), 12)];
+        assert_eq!(
+            first_free_pool(&taken),
+            Some((Ipv4Addr::new(192, 168, 0, 0), 20))
+        );
+        let all = [
+            (Ipv4Addr::new(172, 16, 0, 0), 12),
+            (Ipv4Addr::new(192, 168, 0, 0), 16),
+        ];
+        assert_eq!(first_free_pool(&all), None);
+        assert!(valid_name("web_1.a-b") && !valid_name("-x") && !valid_name("a b"));
+        assert_eq!(veth_name(&"ab".repeat(32)).len(), 15);
+        assert_eq!(
+            parse_mac("02:42:ac:11:00:02").unwrap(),
+            [2, 0x42, 0xac, 0x11, 0, 2]
+        );
+        assert!(parse_mac("02:42").is_err());
+    }
 }
