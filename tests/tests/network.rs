@@ -441,6 +441,27 @@ fn user_network_names_and_removal() {
         "ping -c 1 -W 5 alpha && ping -c 1 -W 5 beta",
     ]);
     assert!(o.contains(&format!("PING alpha ({ip})")), "{o}");
+    // connect/disconnect: a default-bridge container joins the user network as eth1, reaches
+    // alpha by name there, and leaves again.
+    env.ok(&["run", "-d", "--name", "gamma", "busybox", "sleep", "1000"]);
+    env.ok(&["network", "connect", &name, "gamma"]);
+    let o = env.ok(&[
+        "exec",
+        "gamma",
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth1; ping -c 1 -W 5 alpha",
+    ]);
+    assert!(o.contains(&format!("10.200.{o2}.")), "{o}");
+    assert!(o.contains("1 packets received"), "{o}");
+    let o = env.sk(&["network", "connect", &name, "gamma"]);
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    env.ok(&["network", "disconnect", &name, "gamma"]);
+    let o = env.sk(&["exec", "gamma", "ip", "-o", "link", "show", "eth1"]);
+    assert_ne!(code(&o), 0, "eth1 still there: {}", stdout(&o));
+    let o = env.ok(&["exec", "alpha", "cat", "/etc/hosts"]);
+    assert!(!o.contains("gamma"), "{o}");
+    env.ok(&["rm", "-f", "gamma"]);
     let o = env.sk(&["network", "rm", &name]);
     assert_ne!(code(&o), 0, "a used network must not be removable");
     assert!(stderr(&o).contains("active endpoints"), "{}", stderr(&o));

@@ -290,3 +290,68 @@ pub fn resolv_conf(network: &str, dns: &[String], search: &[String], opts: &[Str
     }
     out
 }
+
+impl Engine {
+    /// `network connect NET C`: an address on `NET` now, an interface now if C runs (else at
+    /// its next start); the names on NET's containers' /etc/hosts are rewritten.
+    pub fn connect_network(&self, network: &str, container: &str, ip: Option<&str>) -> Result<()> {
+        let id = self.resolve_id(container)?;
+        let _l = self.lock(&id)?;
+        let c = self.reconcile_locked(&id)?;
+        if !is_bridge(&c.host_config.network_mode) {
+            return Err(Error::Invalid(format!(
+                "container {} is on network \"{}\": only containers on a bridge network can be connected to another",
+                c.name,
+                network_name(&c)
+            )));
+        }
+        let net = self.net()?;
+        let n = net.find(network, &crate::proc::now()).map_err(net_err)?;
+        let req = AttachRequest {
+            container: c.id.clone(),
+            name: c.name.clone(),
+            ip: match ip {
+                Some(s) => Some(
+                    s.parse()
+                        .map_err(|_| Error::Invalid(format!("invalid IPv4 address: {s}")))?,
+                ),
+                None => None,
+            },
+            mac: None,
+            ports: Vec::new(),
+        };
+        net.connect(&n, &req, c.is_active()).map_err(net_err)?;
+        self.write_hosts(&net, &c.id, true);
+        Ok(())
+    }
+
+    /// `network disconnect NET C`.
+    pub fn disconnect_network(&self, network: &str, container: &str) -> Result<()> {
+        let id = self.resolve_id(container)?;
+        let _l = self.lock(&id)?;
+        let c = self
+            .get(&id)?
+            .ok_or_else(|| Error::NoSuchContainer(container.into()))?;
+        let net = self.net()?;
+        let n = net.find(network, &crate::proc::now()).map_err(net_err)?;
+        if n.name == c.host_config.network_mode {
+            return Err(Error::Invalid(format!(
+                "container {}: network \"{}\" is the one it was created on; skiff disconnects only networks added with network connect",
+                c.name, n.name
+            )));
+        }
+        let peers: Vec<String> = net
+            .endpoints_of(&n)
+            .map_err(net_err)?
+            .into_iter()
+            .map(|e| e.container)
+            .filter(|p| *p != id)
+            .collect();
+        net.disconnect(&n, &id, &c.name).map_err(net_err)?;
+        self.write_hosts(&net, &id, false);
+        for p in peers {
+            self.write_hosts(&net, &p, false);
+        }
+        Ok(())
+    }
+}

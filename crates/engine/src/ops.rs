@@ -108,7 +108,7 @@ impl Engine {
         let _ = crate::events::emit(&self.root, &ev);
     }
 
-    fn lock(&self, id: &str) -> Result<Lock> {
+    pub(crate) fn lock(&self, id: &str) -> Result<Lock> {
         if !self.lock_path(id).exists() {
             return Err(Error::NoSuchContainer(id.into()));
         }
@@ -171,7 +171,7 @@ impl Engine {
         self.reconcile_locked(&c.id)
     }
 
-    fn reconcile_locked(&self, id: &str) -> Result<Container> {
+    pub(crate) fn reconcile_locked(&self, id: &str) -> Result<Container> {
         let mut c = self.must_get(id)?;
         if !c.is_active() || Self::monitor_alive(&c) {
             return Ok(c);

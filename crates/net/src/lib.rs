@@ -431,22 +431,19 @@ impl<'a> Net<'a> {
         Ok(f)
     }
 
-    /// Returns the bridge of `n`, setting it up (device, address, sysctls, NAT) when missing;
-    /// the returned lock keeps a concurrent setup from being seen half-done.
-    fn ensure_bridge(
-        &self,
-        nl: &mut netlink::Netlink,
-        n: &Network,
-    ) -> Result<(netlink::Link, std::fs::File)> {
+    /// Returns the bridge of `n`, setting it up (device, address, sysctls, NAT) when missing.
+    /// The setup holds an exclusive lock, the check a shared one: a bridge is never seen
+    /// half-made.
+    fn ensure_bridge(&self, nl: &mut netlink::Netlink, n: &Network) -> Result<netlink::Link> {
         let l = self.lock(false)?;
         // The common case, without parsing a netlink answer: an ioctl and a sysfs read.
         if let Some(b) = quick_link(&n.bridge) {
-            return Ok((b, l));
+            return Ok(b);
         }
         drop(l);
-        let l = self.lock(true)?;
+        let _l = self.lock(true)?;
         if let Some(b) = nl.link(&n.bridge)? {
-            return Ok((b, l));
+            return Ok(b);
         }
         let what =
             |e: Error| Error::Invalid(format!("network \"{}\": bridge {}: {e}", n.name, n.bridge));
@@ -491,7 +488,7 @@ impl<'a> Net<'a> {
             let _ = nl.del_link(&n.bridge);
             return Err(what(e));
         }
-        Ok((b, l))
+        Ok(b)
     }
 
     /// Attaches container `req.container` to `n` as its `eth0`: address (kept until
@@ -514,7 +511,7 @@ impl<'a> Net<'a> {
             ))
         };
         let mut nl = netlink::Netlink::open().map_err(ctx)?;
-        let (bridge, _lock) = self.ensure_bridge(&mut nl, n)?;
+        let bridge = self.ensure_bridge(&mut nl, n)?;
         let mtu = bridge.mtu;
         let host_if = veth_name(&ep.endpoint_id);
         let path = self.netns_path(id);
@@ -542,6 +539,16 @@ impl<'a> Net<'a> {
             }
             Ok(())
         })();
+        // Networks connected while it was stopped (`network connect`) come back as eth1, eth2…
+        let r = r.and_then(|()| {
+            for extra in store::endpoints(self.conn, Some(id))?
+                .iter()
+                .filter(|e| e.network.id != n.id)
+            {
+                self.plumb(&mut nl, &nsf, &mut inner, extra)?;
+            }
+            Ok(())
+        });
         if let Err(e) = r {
             let _ = nl.del_link(&host_if);
             netns::remove(&path);
@@ -558,6 +565,100 @@ impl<'a> Net<'a> {
             }
         }
         Ok(ep)
+    }
+
+    /// Puts an extra endpoint into a configured namespace as its first free `ethN` (no default
+    /// route: the first network keeps it, as in docker).
+    fn plumb(
+        &self,
+        nl: &mut netlink::Netlink,
+        nsf: &std::fs::File,
+        inner: &mut netlink::Netlink,
+        ep: &Endpoint,
+    ) -> Result<()> {
+        let n = &ep.network;
+        let bridge = self.ensure_bridge(nl, n)?;
+        let host_if = veth_name(&ep.endpoint_id);
+        let _ = nl.del_link(&host_if);
+        let mut k = 1;
+        while inner.link(&format!("eth{k}"))?.is_some() {
+            k += 1;
+        }
+        let name = format!("eth{k}");
+        nl.add_veth(
+            &host_if,
+            bridge.index,
+            bridge.mtu,
+            &name,
+            parse_mac(&ep.mac)?,
+            nsf.as_raw_fd(),
+        )?;
+        let l = inner.link(&name)?.ok_or_else(|| {
+            Error::Netlink(format!("{name} missing in the container's namespace"))
+        })?;
+        inner.add_addr(l.index, ep.ip, n.prefix)?;
+        inner.set_up_mtu(l.index, bridge.mtu)
+    }
+
+    /// `network connect`: an address on `n` for the container, plumbed now when it runs
+    /// (`running`), else at its next start.
+    pub fn connect(&self, n: &Network, req: &AttachRequest, running: bool) -> Result<Endpoint> {
+        if self
+            .endpoints(&req.container)?
+            .iter()
+            .any(|e| e.network.id == n.id)
+        {
+            return Err(Error::Invalid(format!(
+                "endpoint with name {} already exists in network {}",
+                req.name, n.name
+            )));
+        }
+        let ep = store::allocate(
+            self.conn,
+            n,
+            &req.container,
+            &req.name,
+            req.ip,
+            req.mac.as_deref(),
+            &new_id(),
+        )?;
+        if running {
+            let path = self.netns_path(&req.container);
+            let r = (|| -> Result<()> {
+                let nsf = std::fs::File::open(&path).ctx(|| format!("open {}", path.display()))?;
+                let mut inner = netns::enter(&path)?;
+                let mut nl = netlink::Netlink::open()?;
+                self.plumb(&mut nl, &nsf, &mut inner, &ep)
+            })();
+            if let Err(e) = r {
+                let _ = store::release_one(self.conn, &n.id, &req.container);
+                return Err(Error::Invalid(format!(
+                    "container {}: connect to network \"{}\": {e}",
+                    req.name, n.name
+                )));
+            }
+        }
+        Ok(ep)
+    }
+
+    /// `network disconnect`: removes the container's interface on `n` (if it runs) and frees
+    /// its address there.
+    pub fn disconnect(&self, n: &Network, container: &str, name: &str) -> Result<()> {
+        let Some(ep) = self
+            .endpoints(container)?
+            .into_iter()
+            .find(|e| e.network.id == n.id)
+        else {
+            return Err(Error::Invalid(format!(
+                "container {name} is not connected to network {}",
+                n.name
+            )));
+        };
+        if let Ok(mut nl) = netlink::Netlink::open() {
+            let _ = nl.del_link(&veth_name(&ep.endpoint_id));
+        }
+        self.unpublish(&ep);
+        store::release_one(self.conn, &n.id, container)
     }
 
     fn publish(&self, ep: &Endpoint, reqs: &[PortRequest]) -> Result<Vec<Published>> {
@@ -635,6 +736,18 @@ impl<'a> Net<'a> {
         // would wait for an RCU grace period: 18 ms measured, most of a `run --rm`.
         netns::remove(&self.netns_path(container));
         for e in eps.iter().filter(|e| !e.ports.is_empty()) {
+            self.unpublish(e);
+            store::set_ports(self.conn, &e.network.id, container, &[])?;
+        }
+        Ok(())
+    }
+
+    /// Deletes an endpoint's published ports from the nft maps.
+    fn unpublish(&self, e: &Endpoint) {
+        if e.ports.is_empty() {
+            return;
+        }
+        {
             let d: Vec<nft::Dnat> = e
                 .ports
                 .iter()
@@ -657,9 +770,7 @@ impl<'a> Net<'a> {
                     let _ = nft::apply(&nft::port_elems("delete", t, one));
                 }
             }
-            store::set_ports(self.conn, &e.network.id, container, &[])?;
         }
-        Ok(())
     }
 
     /// [`Net::detach`], then frees the container's addresses (on `rm`).

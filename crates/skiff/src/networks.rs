@@ -26,6 +26,34 @@ pub enum NetworkCommand {
     Rm(RmArgs),
     /// Remove all unused networks
     Prune(PruneArgs),
+    /// Connect a container to a network
+    Connect(ConnectArgs),
+    /// Disconnect a container from a network
+    Disconnect(DisconnectArgs),
+}
+
+/// Flags of `network connect`.
+#[derive(Args, Debug)]
+pub struct ConnectArgs {
+    /// IPv4 address (e.g., "172.30.100.104")
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Network
+    pub network: String,
+    /// Container
+    pub container: String,
+}
+
+/// Flags of `network disconnect`.
+#[derive(Args, Debug)]
+pub struct DisconnectArgs {
+    /// Force the container to disconnect from a network
+    #[arg(short, long)]
+    pub force: bool,
+    /// Network
+    pub network: String,
+    /// Container
+    pub container: String,
 }
 
 /// Flags of `network create`.
@@ -267,6 +295,12 @@ pub fn run(cli: &Cli, cmd: &NetworkCommand) -> Result<i32> {
                 }
             }
             return Ok(if failed { 1 } else { 0 });
+        }
+        NetworkCommand::Connect(a) => {
+            e.connect_network(&a.network, &a.container, a.ip.as_deref())?;
+        }
+        NetworkCommand::Disconnect(a) => {
+            e.disconnect_network(&a.network, &a.container)?;
         }
         NetworkCommand::Prune(_) => {
             let nets = e.net()?.list(&now).map_err(net_err)?;
