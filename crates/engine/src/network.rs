@@ -139,6 +139,11 @@ impl Engine {
 
     /// Undoes [`Engine::attach_network`] when the container stops (its address is kept).
     pub fn detach_network(&self, id: &str) {
+        // Every exit comes here: a stat keeps containers without a bridge network (no namespace
+        // of ours) off the database.
+        if !skiff_net::netns::path(&self.runroot, id).exists() {
+            return;
+        }
         if let Ok(net) = self.net() {
             let _ = net.detach(id);
         }
