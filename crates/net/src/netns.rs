@@ -53,6 +53,12 @@ pub fn create(target: &Path) -> Result<(File, Netlink)> {
                 e.into(),
             )
         })?;
+        // No IPv6 in the container (docker's default without --ipv6): no link-local addresses,
+        // DAD or router solicitations for the kernel to run on its interfaces. /proc/sys/net is
+        // the opening thread's namespace's. Best effort: a kernel without IPv6 has no such file.
+        for k in ["all", "default"] {
+            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{k}/disable_ipv6"), "1");
+        }
         // The socket belongs to the namespace it is created in, whatever thread uses it later.
         Netlink::open()
     })
