@@ -1,5 +1,6 @@
 #!/bin/sh
-# `skiff run --rm busybox true` — the whole daemonless path: CLI, SQLite, overlay mount, config.json,
+# `skiff run --rm --network none busybox true` (docker is timed with --network none too; the bridge
+# costs are bench/net.sh's) — the whole daemonless path: CLI, SQLite, overlay mount, config.json,
 # monitor spawn, runtime create+start, exit, cleanup and removal — against a bare
 # `skiff-runtime run` of a bundle with the same config.json (the one the engine generated) and a
 # copy of the rootfs, and against `docker run --rm --network none busybox true` on the same image
@@ -152,7 +153,7 @@ EOF
 fi
 
 echo "== run --rm busybox true ($RUNS runs)"
-set -- "$SK run --rm --cgroup-parent skiff-bench busybox true" "$RT --root $RUN/rt run --bundle $D/bundle bare"
+set -- "$SK run --rm --network none --cgroup-parent skiff-bench busybox true" "$RT --root $RUN/rt run --bundle $D/bundle bare"
 [ -n "$DOCKER_CMD" ] && set -- "$@" "$DOCKER_CMD"
 [ -n "$PODMAN_CMD" ] && set -- "$@" "$PODMAN_CMD"
 hyperfine -N --warmup 5 --runs "$RUNS" --export-json "$B/h.json" "$@" >/dev/null
@@ -173,7 +174,7 @@ fi
 
 echo "== idle memory of $N containers (busybox sleep)"
 for _ in $(seq "$N"); do
-    $SK run -d --cgroup-parent skiff-bench busybox sleep 100000 >/dev/null
+    $SK run -d --network none --cgroup-parent skiff-bench busybox sleep 100000 >/dev/null
 done
 sleep 1
 sum() { awk -v k="$1" '$1 == k":" {s += $2; n++} END {printf "%d %d", s, n}'; }

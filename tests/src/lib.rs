@@ -271,8 +271,34 @@ pub fn skip(reason: &str) {
     }
 }
 
+/// Gives a test root a `daemon.json` with the default bridge disabled (`"bridge": "none"`, as
+/// `dockerd -b none`) unless it has one: the default bridge is a host-wide device and subnet, so
+/// only the network suite, which picks a bridge name and subnet of its own, uses one.
+pub fn no_default_bridge(root: &Path) {
+    let cfg = root.join("daemon.json");
+    if !cfg.exists() {
+        use std::os::unix::fs::DirBuilderExt;
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root);
+        // 0600, as skiff's own files: the permissions audit walks the root too.
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&cfg)
+        {
+            let _ = f.write_all(b"{\"bridge\": \"none\"}\n");
+        }
+    }
+}
+
 /// Run `skiff --root <root> args...` and capture its output.
 pub fn skiff(root: &Path, args: &[&str]) -> Output {
+    no_default_bridge(root);
     Command::new(bin("skiff"))
         .arg("--root")
         .arg(root)
@@ -302,6 +328,7 @@ pub fn expect_ok(args: &[&str], o: Output) -> String {
 /// `skiff --root <root> args...` with stdin closed, and `--cgroup-parent=<cgroup>` added to `run`
 /// and `create` so a test's containers sit under a cgroup parent of its own.
 pub fn skiff_cmd(root: &Path, cgroup: &str, args: &[&str]) -> Command {
+    no_default_bridge(root);
     let mut c = Command::new(bin("skiff"));
     c.arg("--root").arg(root);
     let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();

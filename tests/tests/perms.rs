@@ -52,6 +52,7 @@ impl Env {
 
     /// `skiff --root R ARGS` under umask 000, `--cgroup-parent` added to run/create.
     fn sk(&self, args: &[&str]) -> Output {
+        skiff_tests::no_default_bridge(&self.root());
         let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         if matches!(args.first(), Some(&"run") | Some(&"create")) {
             v.insert(1, format!("--cgroup-parent={}", self.cgroup));

@@ -129,8 +129,9 @@ fn bad_flag_values_are_refused_in_one_line_and_record_nothing() {
         (&["--ulimit", "wings=1"], "invalid ulimit type: wings"),
         (&["--stop-timeout", "1.5"], r#"invalid argument "1.5" for "--stop-timeout" flag"#),
         (&["--stop-timeout", "soon"], "invalid syntax"),
-        (&["--network", "bridge"], r#"network "bridge": not found (skiff has no bridge networks yet; use --network none or host)"#),
-        (&["--network", "nosuchnet"], r#"network "nosuchnet": not found"#),
+        // These roots disable the default bridge (tests/src: no_default_bridge).
+        (&["--network", "bridge"], r#"network bridge not found (the default bridge is disabled: "bridge": "none" in daemon.json)"#),
+        (&["--network", "nosuchnet"], "network nosuchnet not found"),
         (&["-e", "=x"], r#"invalid argument "=x" for "-e, --env" flag: invalid environment variable: =x"#),
         (&["-e", ""], "invalid environment variable"),
     ];

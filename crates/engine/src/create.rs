@@ -88,6 +88,24 @@ pub struct CreateRequest {
     pub stop_timeout: Option<String>,
     /// `--network`.
     pub network: Option<String>,
+    /// `-p/--publish`.
+    pub publish: Vec<String>,
+    /// `-P/--publish-all`.
+    pub publish_all: bool,
+    /// `--expose`.
+    pub expose: Vec<String>,
+    /// `--ip`.
+    pub ip: Option<String>,
+    /// `--mac-address`.
+    pub mac_address: Option<String>,
+    /// `--add-host host:ip`.
+    pub add_host: Vec<String>,
+    /// `--dns`.
+    pub dns: Vec<String>,
+    /// `--dns-search`.
+    pub dns_search: Vec<String>,
+    /// `--dns-option`.
+    pub dns_option: Vec<String>,
     /// `--cgroup-parent`.
     pub cgroup_parent: Option<String>,
     /// `--log-driver`.
@@ -480,7 +498,24 @@ fn create_inner(
         }
         labels.insert(k.to_string(), v.to_string());
     }
-    let network = flags::network(req.network.as_deref())?;
+    let network = e.resolve_network(&flags::network(req.network.as_deref())?)?;
+    let port_bindings = crate::network::port_bindings(&req.publish)?;
+    let extra_hosts = crate::network::extra_hosts(&req.add_host)?;
+    for d in &req.dns {
+        if d.parse::<std::net::IpAddr>().is_err() {
+            return Err(Error::Invalid(format!(
+                "invalid argument \"{d}\" for \"--dns\" flag: {d} is not an ip address"
+            )));
+        }
+    }
+    if !crate::network::is_bridge(&network)
+        && (!port_bindings.is_empty() || req.ip.is_some() || req.mac_address.is_some())
+        && network != "host"
+    {
+        return Err(Error::Invalid(format!(
+            "-p, --ip and --mac-address need a bridge network (--network {network} has none)"
+        )));
+    }
     let restart = match &req.restart {
         Some(r) => flags::restart(r)?,
         None => RestartPolicy {
@@ -698,12 +733,12 @@ fn create_inner(
             ("hostname", format!("{hostname}\n"), perms::SHARED_FILE),
             (
                 "hosts",
-                spec::hosts_file(&hostname, &network),
+                spec::hosts_file(&hostname, &network) + &extra_hosts.join(""),
                 perms::SHARED_FILE,
             ),
             (
                 "resolv.conf",
-                spec::resolv_conf(&network),
+                crate::network::resolv_conf(&network, &req.dns, &req.dns_search, &req.dns_option),
                 perms::SHARED_FILE,
             ),
             ("ctr.log", String::new(), perms::PRIVATE_FILE),
@@ -777,6 +812,21 @@ fn create_inner(
                     .or_else(|| icfg["StopSignal"].as_str().map(String::from)),
                 stop_timeout,
                 healthcheck,
+                exposed_ports: {
+                    let mut m: BTreeMap<String, Value> = icfg["ExposedPorts"]
+                        .as_object()
+                        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                        .unwrap_or_default();
+                    for x in req.expose.iter().chain(port_bindings.keys()) {
+                        let k = if x.contains('/') {
+                            x.clone()
+                        } else {
+                            format!("{x}/tcp")
+                        };
+                        m.insert(k, serde_json::json!({}));
+                    }
+                    (!m.is_empty()).then_some(m)
+                },
                 ..Default::default()
             },
             host_config: HostConfig {
@@ -801,6 +851,14 @@ fn create_inner(
                 init: req.init.then_some(true),
                 mounts: (!mount_specs.is_empty()).then_some(mount_specs),
                 volumes_from: (!vfrom_ids.is_empty()).then_some(vfrom_ids),
+                port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+                publish_all_ports: req.publish_all,
+                ip_address: req.ip.clone(),
+                mac_address: req.mac_address.clone(),
+                extra_hosts: (!req.add_host.is_empty()).then(|| req.add_host.clone()),
+                dns: (!req.dns.is_empty()).then(|| req.dns.clone()),
+                dns_search: (!req.dns_search.is_empty()).then(|| req.dns_search.clone()),
+                dns_options: (!req.dns_option.is_empty()).then(|| req.dns_option.clone()),
             },
             mounts,
             state: State {
@@ -819,7 +877,9 @@ fn create_inner(
         let mut c = c;
         // The whole OCI spec, as the start will build it: what it refuses is refused now. Its
         // host paths name the final directory (the tree is renamed there below).
-        let spec = spec::build(&c, &final_dir, &rootfs, &|peer| e.running_pid(peer))?;
+        let spec = spec::build(&c, &final_dir, &rootfs, e.netns_path(&c), &|peer| {
+            e.running_pid(peer)
+        })?;
         match name {
             Some(_) => e.insert(&c)?,
             None => {

@@ -263,19 +263,16 @@ pub fn env(s: &str) -> Result<()> {
     Ok(())
 }
 
-/// `--network`: the mode recorded for the container. No flag means `default` (today a private
-/// namespace with only `lo`); `none` and `host` exist; skiff has no bridge networks yet, so
-/// `bridge` and any other name are errors that say so.
+/// `--network`, checked for shape: `default` without the flag, `none`, `host`, or a network
+/// name (resolved against the database by [`crate::Engine::resolve_network`]).
 pub fn network(n: Option<&str>) -> Result<String> {
     match n {
-        None | Some("default") => Ok("default".into()),
+        None | Some("default") | Some("") => Ok("default".into()),
         Some(m @ ("none" | "host")) => Ok(m.into()),
-        Some(c) if c.starts_with("container:") => Err(Error::Invalid(format!(
-            "--network {c}: joining another container's network namespace is not supported yet"
-        ))),
-        Some(n) => Err(Error::Invalid(format!(
-            "network \"{n}\": not found (skiff has no bridge networks yet; use --network none or host)"
-        ))),
+        Some("container:") => Err(Error::Invalid(
+            "invalid argument \"container:\" for \"--network\" flag: no container named".into(),
+        )),
+        Some(n) => Ok(n.into()),
     }
 }
 
@@ -458,11 +455,9 @@ mod tests {
         assert_eq!(network(None).unwrap(), "default");
         assert_eq!(network(Some("host")).unwrap(), "host");
         assert_eq!(network(Some("none")).unwrap(), "none");
-        assert_eq!(
-            msg(network(Some("bridge"))),
-            "network \"bridge\": not found (skiff has no bridge networks yet; use --network none or host)"
-        );
-        assert!(network(Some("container:web")).is_err());
+        assert_eq!(network(Some("bridge")).unwrap(), "bridge");
+        assert_eq!(network(Some("container:web")).unwrap(), "container:web");
+        assert!(network(Some("container:")).is_err());
         for v in ["64m", "65536k", "50%", "100", "1G"] {
             assert!(tmpfs_size(v).is_ok(), "{v}");
         }

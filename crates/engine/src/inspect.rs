@@ -144,7 +144,16 @@ fn host_config_json(c: &Container) -> Value {
     o.entry("MaskedPaths").or_insert(masked);
     o.entry("ReadonlyPaths").or_insert(readonly);
     for (k, d) in host_config_defaults() {
-        o.entry(k).or_insert(d);
+        // A field the record has but leaves unset (null) shows docker's "not set" value too.
+        match o.get(k) {
+            None => {
+                o.insert(k.into(), d);
+            }
+            Some(Value::Null) if !d.is_null() => {
+                o.insert(k.into(), d);
+            }
+            _ => {}
+        }
     }
     v
 }
@@ -183,6 +192,17 @@ pub fn container_json(e: &Engine, c: &Container) -> Value {
     }
     let mut lowers: Vec<&str> = c.lower_dirs.iter().map(String::as_str).collect();
     lowers.reverse();
+    let eps = e
+        .net()
+        .and_then(|n| n.endpoints(&c.id).map_err(crate::network::net_err))
+        .unwrap_or_default();
+    let mut cfg = config_json(c);
+    if !eps.is_empty() {
+        // A real endpoint: the network is not disabled (see config_json).
+        if let Some(o) = cfg.as_object_mut() {
+            o.remove("NetworkDisabled");
+        }
+    }
     let mut mounts = serde_json::to_value(&c.mounts).unwrap_or(json!([]));
     for m in mounts.as_array_mut().into_iter().flatten() {
         if let Some(o) = m.as_object_mut() {
@@ -221,9 +241,69 @@ pub fn container_json(e: &Engine, c: &Container) -> Value {
             "Name": "overlay2",
         },
         "Mounts": mounts,
-        "Config": config_json(c),
-        "NetworkSettings": network_settings(c),
+        "Config": cfg,
+        "NetworkSettings": network_settings_live(e, c, &eps),
     })
+}
+
+/// `inspect`'s NetworkSettings: the container's endpoints, published ports and exposed ones.
+fn network_settings_live(e: &Engine, c: &Container, eps: &[skiff_net::Endpoint]) -> Value {
+    if eps.is_empty() {
+        // No endpoint (none, host, or the bridge switched off): docker's shape, values unset.
+        return network_settings(c);
+    }
+    let mut ports = serde_json::Map::new();
+    if crate::network::is_bridge(&c.host_config.network_mode) {
+        for k in c.config.exposed_ports.iter().flatten().map(|(k, _)| k) {
+            ports.insert(k.clone(), Value::Null);
+        }
+    }
+    for ep in eps {
+        for p in &ep.ports {
+            let k = format!("{}/{}", p.port, p.proto);
+            let b = json!({"HostIp": p.host_ip, "HostPort": p.host_port.to_string()});
+            match ports.get_mut(&k).and_then(Value::as_array_mut) {
+                Some(a) => a.push(b),
+                None => {
+                    ports.insert(k, json!([b]));
+                }
+            }
+        }
+    }
+    let endpoint = |ep: &skiff_net::Endpoint| {
+        let mut v = empty_endpoint();
+        v["MacAddress"] = json!(ep.mac);
+        v["NetworkID"] = json!(ep.network.id);
+        v["EndpointID"] = json!(ep.endpoint_id);
+        v["Gateway"] = json!(ep.network.gateway.to_string());
+        v["IPAddress"] = json!(ep.ip.to_string());
+        v["IPPrefixLen"] = json!(ep.network.prefix);
+        v
+    };
+    let mut networks = serde_json::Map::new();
+    for ep in eps {
+        networks.insert(ep.network.name.clone(), endpoint(ep));
+    }
+    // Docker fills the top-level fields from the default bridge only.
+    let def = eps.iter().find(|ep| ep.network.name == "bridge");
+    let mut v = network_settings(c);
+    v["SandboxKey"] = json!(if c.is_active() {
+        skiff_net::netns::path(&e.runroot, &c.id)
+            .to_string_lossy()
+            .into_owned()
+    } else {
+        String::new()
+    });
+    v["Ports"] = Value::Object(ports);
+    v["Networks"] = Value::Object(networks);
+    if let Some(d) = def {
+        v["EndpointID"] = json!(d.endpoint_id);
+        v["Gateway"] = json!(d.network.gateway.to_string());
+        v["IPAddress"] = json!(d.ip.to_string());
+        v["IPPrefixLen"] = json!(d.network.prefix);
+        v["MacAddress"] = json!(d.mac);
+    }
+    v
 }
 
 #[cfg(test)]

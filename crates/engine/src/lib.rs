@@ -36,6 +36,7 @@ pub mod logs;
 pub mod model;
 pub mod monitor;
 pub mod names;
+pub mod network;
 pub mod ops;
 pub mod outfile;
 pub mod proc;
@@ -48,6 +49,8 @@ pub mod volumes_api;
 
 pub use error::{Error, Result};
 pub use model::Container;
+/// The network crate, for callers that name its types (networks, endpoints).
+pub use skiff_net;
 
 use std::path::{Path, PathBuf};
 

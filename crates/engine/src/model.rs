@@ -49,6 +49,9 @@ pub struct Config {
     /// `--health-*` flags merged over the image's `Healthcheck` (`Test: ["NONE"]` disables it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<HealthConfig>,
+    /// The image's ExposedPorts plus `--expose` (`80/tcp` → `{}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
 }
 
 fn is_zero_i64(v: &i64) -> bool {
@@ -144,7 +147,8 @@ pub struct MountSpec {
 pub struct HostConfig {
     /// `-v` values.
     pub binds: Option<Vec<String>>,
-    /// `default` (= none until bridges exist), `none`, `host`.
+    /// `bridge` (the default network), a user network's name, `none`, `host`, or `default`
+    /// (no network: the default bridge is disabled with `"bridge": "none"` in daemon.json).
     pub network_mode: String,
     /// `--restart`.
     pub restart_policy: RestartPolicy,
@@ -185,6 +189,34 @@ pub struct HostConfig {
     pub mounts: Option<Vec<MountSpec>>,
     /// `--volumes-from`.
     pub volumes_from: Option<Vec<String>>,
+    /// `-p`: `80/tcp` → bindings, as docker records them.
+    pub port_bindings: Option<BTreeMap<String, Vec<PortBinding>>>,
+    /// `-P`.
+    pub publish_all_ports: bool,
+    /// `--ip`, `--mac-address` (docker keeps them in the endpoint config; kept here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip_address: Option<String>,
+    /// `--mac-address`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
+    /// `--add-host host:ip`.
+    pub extra_hosts: Option<Vec<String>>,
+    /// `--dns`.
+    pub dns: Option<Vec<String>>,
+    /// `--dns-search`.
+    pub dns_search: Option<Vec<String>>,
+    /// `--dns-option`.
+    pub dns_options: Option<Vec<String>>,
+}
+
+/// One host binding of a published port.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PortBinding {
+    /// Host address (empty = all).
+    pub host_ip: String,
+    /// Host port (empty = any free one).
+    pub host_port: String,
 }
 
 /// One mount of a container as `inspect` shows it in `Mounts`.

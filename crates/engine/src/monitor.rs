@@ -525,6 +525,8 @@ fn record_exit(
     }
     if after == After::Final {
         crate::proc::unmount(&dir.join("rootfs"));
+        // Veth, namespace and published ports go with the process; the address stays until rm.
+        e.detach_network(&a.id);
         if a.auto_remove {
             // The spawning CLI may still hold the lock for a moment; `rm -f` holds it while it
             // waits for us and removes the container itself (it leaves a `removing` marker).

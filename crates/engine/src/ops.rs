@@ -120,7 +120,7 @@ impl Engine {
         let _ = crate::events::emit(&self.root, &ev);
     }
 
-    fn lock(&self, id: &str) -> Result<Lock> {
+    pub(crate) fn lock(&self, id: &str) -> Result<Lock> {
         if !self.lock_path(id).exists() {
             return Err(Error::NoSuchContainer(id.into()));
         }
@@ -326,7 +326,9 @@ impl Engine {
                     };
                     mount(&lowers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
                 }
-                match spec::build(&c, &dir, &rootfs, &|peer| self.running_pid(peer)) {
+                match spec::build(&c, &dir, &rootfs, self.netns_path(&c), &|peer| {
+                    self.running_pid(peer)
+                }) {
                     Ok(s) => s,
                     Err(e) => {
                         proc::unmount(&rootfs);
@@ -367,6 +369,9 @@ impl Engine {
             restarts: 0,
             health: crate::health::Probe::from_config(c.config.healthcheck.as_ref()),
         };
+        // The network is up before the container's first instruction, as with docker.
+        // (A failed attach undoes itself; start_new removes a failed `run`'s container.)
+        self.attach_network(&c)?;
         let spawned = match pending {
             Some(p) => p.go(&margs),
             None => spawn_monitor(&margs, attach),
@@ -374,6 +379,7 @@ impl Engine {
         match spawned {
             Ok(pid) => Ok(pid),
             Err(err) => {
+                self.detach_network(&id);
                 if c.host_config.auto_remove {
                     // The monitor cannot take our lock to honour --rm; do it here.
                     let _ = self.remove_files(&id, true);
@@ -526,6 +532,11 @@ impl Engine {
             let _ = skiff_runtime::container::delete(&rt, id, true);
         }
         let _ = std::fs::remove_dir_all(self.run_dir(id));
+        if c.as_ref()
+            .is_some_and(|c| crate::network::is_bridge(&c.host_config.network_mode))
+        {
+            self.release_network(id)?;
+        }
         if let Some(c) = &c {
             if c.mounts.iter().any(|m| m.kind == "volume") {
                 volumes_api::release(self, id, volumes)?;

@@ -176,6 +176,7 @@ pub fn build(
     c: &Container,
     dir: &Path,
     rootfs: &Path,
+    netns: Option<std::path::PathBuf>,
     peer_pid: &dyn Fn(&str) -> Result<i32>,
 ) -> Result<Spec> {
     let user = resolve_user(rootfs, &c.config.user)?;
@@ -246,10 +247,16 @@ pub fn build(
         cap_add: h.cap_add.clone().unwrap_or_default(),
         cap_drop: h.cap_drop.clone().unwrap_or_default(),
         security_opt: h.security_opt.clone().unwrap_or_default(),
-        network: if h.network_mode == "host" {
-            NetworkNs::Host
-        } else {
-            NetworkNs::New
+        network: match netns {
+            _ if h.network_mode == "host" => NetworkNs::Host,
+            // --network container:X: X's namespace, while X runs.
+            _ if h.network_mode.starts_with("container:") => NetworkNs::Path(format!(
+                "/proc/{}/ns/net",
+                peer_pid(&h.network_mode["container:".len()..])?
+            )),
+            // A bridge network's namespace, made and configured by skiff-net before the start.
+            Some(p) => NetworkNs::Path(p.to_string_lossy().into_owned()),
+            None => NetworkNs::New,
         },
         mounts,
         ulimits,

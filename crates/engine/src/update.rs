@@ -200,7 +200,9 @@ impl Engine {
     fn apply_resources(&self, n: &Container) -> Result<()> {
         let id = &n.id;
         let dir = self.container_dir(id);
-        let built = spec::build(n, &dir, &dir.join("rootfs"), &|peer| self.running_pid(peer))?;
+        let built = spec::build(n, &dir, &dir.join("rootfs"), self.netns_path(n), &|peer| {
+            self.running_pid(peer)
+        })?;
         let mut res = built
             .linux()
             .as_ref()

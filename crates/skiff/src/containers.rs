@@ -153,9 +153,36 @@ pub struct RunArgs {
     /// Set platform if server is multi-platform capable
     #[arg(long)]
     pub platform: Option<String>,
-    /// Connect a container to a network (none, host)
+    /// Connect a container to a network (bridge, a user network, none, host)
     #[arg(long, visible_alias = "net")]
     pub network: Option<String>,
+    /// Publish a container's port(s) to the host
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Expose a port or a range of ports
+    #[arg(long)]
+    pub expose: Vec<String>,
+    /// IPv4 address (e.g., 172.30.100.104)
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Container MAC address (e.g., 92:d0:c6:0a:29:33)
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
+    /// Add a custom host-to-IP mapping (host:ip)
+    #[arg(long = "add-host")]
+    pub add_host: Vec<String>,
+    /// Set custom DNS servers
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
+    /// Set DNS options
+    #[arg(long = "dns-option", visible_alias = "dns-opt")]
+    pub dns_option: Vec<String>,
     /// Optional parent cgroup for the container
     #[arg(long = "cgroup-parent")]
     pub cgroup_parent: Option<String>,
@@ -315,6 +342,15 @@ pub struct RenameArgs {
     pub container: String,
     /// New name
     pub new_name: String,
+}
+
+/// Flags of `port`.
+#[derive(Args, Debug)]
+pub struct PortArgs {
+    /// Container
+    pub container: String,
+    /// PRIVATE_PORT[/PROTO]
+    pub port: Option<String>,
 }
 
 /// Flags of `ps`.
@@ -496,6 +532,8 @@ pub enum ContainerCommand {
     Unpause(ContainersArgs),
     /// Rename a container
     Rename(RenameArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(PortArgs),
     /// List containers
     #[command(visible_alias = "ps", visible_alias = "list")]
     Ls(PsArgs),
@@ -550,6 +588,8 @@ pub enum TopCommand {
     Unpause(ContainersArgs),
     /// Rename a container
     Rename(RenameArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(PortArgs),
     /// List containers
     Ps(PsArgs),
     /// Return low-level information on containers or images
@@ -666,6 +706,7 @@ pub fn run(cli: &Cli, cmd: &TopCommand) -> i32 {
             .engine()
             .and_then(|e| Ok(e.rename(&a.container, &a.new_name)?))
             .map(|_| 0),
+        TopCommand::Port(a) | TopCommand::Container(ContainerCommand::Port(a)) => port(&ctx, a),
         TopCommand::Ps(a) | TopCommand::Container(ContainerCommand::Ls(a)) => ps(&ctx, a),
         TopCommand::Inspect(a) => inspect(&ctx, a, true),
         TopCommand::Container(ContainerCommand::Inspect(a)) => inspect(&ctx, a, false),
@@ -820,6 +861,15 @@ fn request(a: &RunArgs, attach: bool) -> CreateRequest {
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout.clone(),
         network: a.network.clone(),
+        publish: a.publish.clone(),
+        publish_all: a.publish_all,
+        expose: a.expose.clone(),
+        ip: a.ip.clone(),
+        mac_address: a.mac_address.clone(),
+        add_host: a.add_host.clone(),
+        dns: a.dns.clone(),
+        dns_search: a.dns_search.clone(),
+        dns_option: a.dns_option.clone(),
         cgroup_parent: a.cgroup_parent.clone(),
         log_driver: a.log_driver.clone(),
         log_opts: a.log_opt.clone(),
@@ -1240,14 +1290,14 @@ fn ps_row(e: &Engine, c: &Container, a: &PsArgs, health: Option<&str>) -> Value 
         "Command": command_text(c, !a.no_trunc),
         "CreatedAt": skiff_image::time::docker_date(created),
         "RunningFor": skiff_image::time::ago(created),
-        "Ports": "",
+        "Ports": e.ports_text(c),
         "State": c.state.status,
         "Status": ops::status_text(c, health),
         "Size": size,
         "Names": c.name,
         "Labels": labels.join(","),
         "Mounts": mounts.join(","),
-        "Networks": if c.host_config.network_mode == "host" { "host" } else { "none" },
+        "Networks": skiff_engine::network::network_name(c),
         "LocalVolumes": c.mounts.iter().filter(|m| m.kind == "volume").count().to_string(),
         "Platform": platform_json(&c.platform),
     })
@@ -1313,14 +1363,7 @@ fn matches_filter(c: &Container, health: Option<&str>, f: &str) -> Result<bool> 
         }
         "exited" => c.state.status == "exited" && c.state.exit_code.to_string() == v,
         "volume" => c.mounts.iter().any(|m| m.name == v || m.destination == v),
-        "network" => {
-            let n = if c.host_config.network_mode == "host" {
-                "host"
-            } else {
-                "none"
-            };
-            n == v
-        }
+        "network" => skiff_engine::network::network_name(c) == v,
         _ => return Err(anyhow!("invalid filter '{k}'")),
     })
 }
@@ -1866,4 +1909,42 @@ pub fn monitor(args: &[String]) -> i32 {
         return 1;
     }
     skiff_engine::monitor::main(args)
+}
+
+/// `port C [PORT[/PROTO]]`: `80/tcp -> 0.0.0.0:8080` lines, or just the host side of one port.
+fn port(ctx: &Ctx, a: &PortArgs) -> Result<i32> {
+    let e = ctx.engine()?;
+    let c = e.container(&a.container)?;
+    let eps = e
+        .net()?
+        .endpoints(&c.id)
+        .map_err(skiff_engine::network::net_err)?;
+    let want = a.port.as_ref().map(|p| {
+        if p.contains('/') {
+            p.clone()
+        } else {
+            format!("{p}/tcp")
+        }
+    });
+    let mut lines = Vec::new();
+    for p in eps.iter().flat_map(|e| &e.ports) {
+        let key = format!("{}/{}", p.port, p.proto);
+        let host = format!("{}:{}", p.host_ip, p.host_port);
+        match &want {
+            Some(w) if *w == key => lines.push(host),
+            Some(_) => {}
+            None => lines.push(format!("{key} -> {host}")),
+        }
+    }
+    if let (Some(w), true) = (&want, lines.is_empty()) {
+        return Err(anyhow!(
+            "No public port '{w}' published for {}",
+            a.container
+        ));
+    }
+    let mut out = io::stdout().lock();
+    for l in lines {
+        writeln!(out, "{l}")?;
+    }
+    Ok(0)
 }

@@ -13,6 +13,7 @@ mod containers;
 mod fscmds;
 mod hostargs;
 mod images;
+mod networks;
 mod registry;
 mod system;
 mod template;
@@ -80,6 +81,9 @@ pub enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(volumes::VolumeCommand),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(networks::NetworkCommand),
     /// Manage skiff (df, events, info, prune)
     #[command(subcommand)]
     System(system::SystemCommand),
@@ -210,6 +214,7 @@ fn cli_main() {
     }
     let r = match &cli.command {
         Command::Volume(c) => volumes::run(&cli, c),
+        Command::Network(c) => networks::run(&cli, c),
         Command::System(_)
         | Command::Version(_)
         | Command::Info(_)

@@ -1,0 +1,362 @@
+//! The engine's side of skiff-net: which network a container's `--network` names, attaching it
+//! before its monitor starts (the namespace at `<runroot>/netns/<id>` is what the OCI spec joins),
+//! detaching when it exits, freeing its address on `rm`, and the /etc/hosts of containers on a
+//! user-defined network (their peers' names: skiff's daemonless container DNS), rewritten in
+//! place — the files are bind-mounted, so a rename would not reach a running container.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use skiff_net::{AttachRequest, Net, PortRequest};
+
+use crate::error::{Error, Result};
+use crate::model::{Container, PortBinding};
+use crate::Engine;
+
+/// Whether `mode` puts the container on a bridge network (the default one or a user's).
+pub fn is_bridge(mode: &str) -> bool {
+    !matches!(mode, "" | "none" | "host" | "default") && !mode.starts_with("container:")
+}
+
+/// skiff-net's error as the engine's (exit 125, message kept).
+pub fn net_err(e: skiff_net::Error) -> Error {
+    match e {
+        skiff_net::Error::NotFound(n) => Error::Invalid(format!("network {n} not found")),
+        e => Error::Invalid(e.to_string()),
+    }
+}
+
+/// `-p` values and `-P` as docker records them in HostConfig.PortBindings (keys `80/tcp`).
+pub fn port_bindings(publish: &[String]) -> Result<BTreeMap<String, Vec<PortBinding>>> {
+    let mut out: BTreeMap<String, Vec<PortBinding>> = BTreeMap::new();
+    for p in publish {
+        for r in skiff_net::ports::parse(p).map_err(net_err)? {
+            out.entry(format!("{}/{}", r.port, r.proto))
+                .or_default()
+                .push(PortBinding {
+                    host_ip: r.host_ip.map(|i| i.to_string()).unwrap_or_default(),
+                    host_port: if r.host_port == 0 {
+                        String::new()
+                    } else {
+                        r.host_port.to_string()
+                    },
+                });
+        }
+    }
+    Ok(out)
+}
+
+/// The port requests of a container: its bindings, plus its exposed ports under `-P`.
+fn port_requests(c: &Container) -> Result<Vec<PortRequest>> {
+    let mut out = Vec::new();
+    let mut bound = std::collections::BTreeSet::new();
+    for (k, v) in c.host_config.port_bindings.iter().flatten() {
+        bound.insert(k.clone());
+        for b in v {
+            let spec = format!("{}:{}:{k}", b.host_ip, b.host_port);
+            out.extend(skiff_net::ports::parse(&spec).map_err(net_err)?);
+        }
+    }
+    if c.host_config.publish_all_ports {
+        let exposed: Vec<String> = c
+            .config
+            .exposed_ports
+            .iter()
+            .flatten()
+            .map(|(k, _)| k.clone())
+            .filter(|k| !bound.contains(k))
+            .collect();
+        out.extend(skiff_net::ports::publish_all(&exposed).map_err(net_err)?);
+    }
+    Ok(out)
+}
+
+impl Engine {
+    /// The networks of this engine's root.
+    pub fn net(&self) -> Result<Net<'_>> {
+        Net::new(&self.conn, &self.root, &self.runroot).map_err(net_err)
+    }
+
+    /// `--network` at create time: the mode to record (`bridge` for the default network unless
+    /// daemon.json disables it; a user network by its name, which must exist).
+    pub fn resolve_network(&self, mode: &str) -> Result<String> {
+        if mode == "default" {
+            let net = self.net()?;
+            return Ok(if net.cfg.bridge == "none" {
+                "default".into()
+            } else {
+                "bridge".into()
+            });
+        }
+        if let Some(peer) = mode.strip_prefix("container:") {
+            // Recorded by id, as --pid/--ipc container:X are; it must be running at start.
+            return Ok(format!("container:{}", self.resolve_id(peer)?));
+        }
+        if !is_bridge(mode) {
+            return Ok(mode.to_string());
+        }
+        let net = self.net()?;
+        if mode == "bridge" && net.cfg.bridge == "none" {
+            return Err(Error::Invalid(
+                "network bridge not found (the default bridge is disabled: \"bridge\": \"none\" in daemon.json)".into(),
+            ));
+        }
+        Ok(net.find(mode, &crate::proc::now()).map_err(net_err)?.name)
+    }
+
+    /// The namespace path a bridge-networked container's spec joins.
+    pub fn netns_path(&self, c: &Container) -> Option<PathBuf> {
+        is_bridge(&c.host_config.network_mode).then(|| skiff_net::netns::path(&self.runroot, &c.id))
+    }
+
+    /// Attaches `c` to its network before its process starts: namespace, veth, address,
+    /// published ports; then its /etc/hosts and its peers'.
+    pub fn attach_network(&self, c: &Container) -> Result<()> {
+        if !is_bridge(&c.host_config.network_mode) {
+            return Ok(());
+        }
+        let net = self.net()?;
+        let n = net
+            .find(&c.host_config.network_mode, &crate::proc::now())
+            .map_err(net_err)?;
+        let req = AttachRequest {
+            container: c.id.clone(),
+            name: c.name.clone(),
+            ip: match &c.host_config.ip_address {
+                Some(s) => Some(
+                    s.parse()
+                        .map_err(|_| Error::Invalid(format!("invalid IPv4 address: {s}")))?,
+                ),
+                None => None,
+            },
+            mac: c.host_config.mac_address.clone(),
+            ports: port_requests(c)?,
+        };
+        net.attach(&n, &req).map_err(net_err)?;
+        self.write_hosts(&net, &c.id, true);
+        Ok(())
+    }
+
+    /// Undoes [`Engine::attach_network`] when the container stops (its address is kept).
+    pub fn detach_network(&self, id: &str) {
+        // Every exit comes here: a stat keeps containers without a bridge network (no namespace
+        // of ours) off the database.
+        if !skiff_net::netns::path(&self.runroot, id).exists() {
+            return;
+        }
+        if let Ok(net) = self.net() {
+            let _ = net.detach(id);
+        }
+    }
+
+    /// Frees the container's addresses (on `rm`) and drops its name from its peers' hosts.
+    pub fn release_network(&self, id: &str) -> Result<()> {
+        let net = self.net()?;
+        let peers: Vec<String> = net
+            .peers(id)
+            .map_err(net_err)?
+            .into_iter()
+            .map(|p| p.container)
+            .collect();
+        net.release(id).map_err(net_err)?;
+        for p in peers {
+            self.write_hosts(&net, &p, false);
+        }
+        Ok(())
+    }
+
+    /// Rewrites the /etc/hosts of `id` (its address, hostname and peers), and with `peers` the
+    /// files of everyone on its user networks.
+    fn write_hosts(&self, net: &Net<'_>, id: &str, peers: bool) {
+        let Ok(Some(c)) = self.get(id) else { return };
+        let Ok(mine) = net.endpoints(id) else { return };
+        let Ok(others) = net.peers(id) else { return };
+        let mut s = String::from(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+        );
+        if let Some(e) = mine.first() {
+            // On a user network the container's own name resolves too, as with docker's DNS.
+            if e.network.name != "bridge" && c.name != c.config.hostname {
+                s.push_str(&format!("{}\t{}\t{}\n", e.ip, c.config.hostname, c.name));
+            } else {
+                s.push_str(&format!("{}\t{}\n", e.ip, c.config.hostname));
+            }
+        }
+        if let Ok(extra) = extra_hosts(c.host_config.extra_hosts.as_deref().unwrap_or_default()) {
+            s.push_str(&extra.join(""));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for p in &others {
+            if seen.insert(p.container.clone()) {
+                s.push_str(&format!("{}\t{}\n", p.ip, p.name));
+            }
+        }
+        let path = self.container_dir(id).join("hosts");
+        // In place: the container sees this inode through its bind mount.
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+        {
+            use std::io::Write;
+            let _ = f.write_all(s.as_bytes());
+        }
+        if peers {
+            for p in others {
+                if seen.remove(&p.container) {
+                    self.write_hosts(net, &p.container, false);
+                }
+            }
+        }
+    }
+}
+
+/// The network a container is on, as `ps` shows it (`none` for no network).
+pub fn network_name(c: &Container) -> &str {
+    match c.host_config.network_mode.as_str() {
+        "default" | "" => "none",
+        m => m,
+    }
+}
+
+impl Engine {
+    /// `ps`'s PORTS: `0.0.0.0:8080->80/tcp, 443/tcp` (published, then exposed-only ports).
+    pub fn ports_text(&self, c: &Container) -> String {
+        if !is_bridge(&c.host_config.network_mode) {
+            return String::new();
+        }
+        let eps = self
+            .net()
+            .and_then(|n| n.endpoints(&c.id).map_err(net_err))
+            .unwrap_or_default();
+        let mut published = std::collections::BTreeSet::new();
+        let mut out: Vec<String> = Vec::new();
+        for p in eps.iter().flat_map(|e| &e.ports) {
+            published.insert(format!("{}/{}", p.port, p.proto));
+            out.push(format!(
+                "{}:{}->{}/{}",
+                p.host_ip, p.host_port, p.port, p.proto
+            ));
+        }
+        for k in c.config.exposed_ports.iter().flatten().map(|(k, _)| k) {
+            if !published.contains(k) {
+                out.push(k.clone());
+            }
+        }
+        out.join(", ")
+    }
+}
+
+/// `--add-host host:ip` (or `host=ip`) values as /etc/hosts lines.
+pub fn extra_hosts(v: &[String]) -> Result<Vec<String>> {
+    v.iter()
+        .map(|h| {
+            let (name, ip) = h
+                .split_once('=')
+                .or_else(|| h.split_once(':'))
+                .ok_or_else(|| Error::Invalid(format!("bad format for add-host: \"{h}\"")))?;
+            let ip = ip.trim_start_matches('[').trim_end_matches(']');
+            if name.is_empty() || ip.parse::<std::net::IpAddr>().is_err() {
+                return Err(Error::Invalid(format!(
+                    "invalid IP address in add-host: \"{ip}\""
+                )));
+            }
+            Ok(format!("{ip}\t{name}\n"))
+        })
+        .collect()
+}
+
+/// The container's resolv.conf: `--dns`/`--dns-search`/`--dns-option` replace the host's
+/// entries of the same kind, as in docker.
+pub fn resolv_conf(network: &str, dns: &[String], search: &[String], opts: &[String]) -> String {
+    let base = crate::spec::resolv_conf(network);
+    if dns.is_empty() && search.is_empty() && opts.is_empty() {
+        return base;
+    }
+    let mut out = String::new();
+    for l in base.lines() {
+        let t = l.trim_start();
+        let replaced = (!dns.is_empty() && t.starts_with("nameserver"))
+            || (!search.is_empty() && (t.starts_with("search") || t.starts_with("domain")))
+            || (!opts.is_empty() && t.starts_with("options"));
+        if !replaced {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    for d in dns {
+        out.push_str(&format!("nameserver {d}\n"));
+    }
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    if !opts.is_empty() {
+        out.push_str(&format!("options {}\n", opts.join(" ")));
+    }
+    out
+}
+
+impl Engine {
+    /// `network connect NET C`: an address on `NET` now, an interface now if C runs (else at
+    /// its next start); the names on NET's containers' /etc/hosts are rewritten.
+    pub fn connect_network(&self, network: &str, container: &str, ip: Option<&str>) -> Result<()> {
+        let id = self.resolve_id(container)?;
+        let _l = self.lock(&id)?;
+        let c = self.reconcile_locked(&id)?;
+        if !is_bridge(&c.host_config.network_mode) {
+            return Err(Error::Invalid(format!(
+                "container {} is on network \"{}\": only containers on a bridge network can be connected to another",
+                c.name,
+                network_name(&c)
+            )));
+        }
+        let net = self.net()?;
+        let n = net.find(network, &crate::proc::now()).map_err(net_err)?;
+        let req = AttachRequest {
+            container: c.id.clone(),
+            name: c.name.clone(),
+            ip: match ip {
+                Some(s) => Some(
+                    s.parse()
+                        .map_err(|_| Error::Invalid(format!("invalid IPv4 address: {s}")))?,
+                ),
+                None => None,
+            },
+            mac: None,
+            ports: Vec::new(),
+        };
+        net.connect(&n, &req, c.is_active()).map_err(net_err)?;
+        self.write_hosts(&net, &c.id, true);
+        Ok(())
+    }
+
+    /// `network disconnect NET C`.
+    pub fn disconnect_network(&self, network: &str, container: &str) -> Result<()> {
+        let id = self.resolve_id(container)?;
+        let _l = self.lock(&id)?;
+        let c = self
+            .get(&id)?
+            .ok_or_else(|| Error::NoSuchContainer(container.into()))?;
+        let net = self.net()?;
+        let n = net.find(network, &crate::proc::now()).map_err(net_err)?;
+        if n.name == c.host_config.network_mode {
+            return Err(Error::Invalid(format!(
+                "container {}: network \"{}\" is the one it was created on; skiff disconnects only networks added with network connect",
+                c.name, n.name
+            )));
+        }
+        let peers: Vec<String> = net
+            .endpoints_of(&n)
+            .map_err(net_err)?
+            .into_iter()
+            .map(|e| e.container)
+            .filter(|p| *p != id)
+            .collect();
+        net.disconnect(&n, &id, &c.name).map_err(net_err)?;
+        self.write_hosts(&net, &id, false);
+        for p in peers {
+            self.write_hosts(&net, &p, false);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,155 @@
+//! `-p/--publish` values as docker parses them: `80`, `8080:80`, `127.0.0.1:8080:80/tcp`,
+//! `127.0.0.1::80`, `8080-8081:80-81/udp`, and `-P` over the image's exposed ports.
+
+use std::net::Ipv4Addr;
+
+use crate::{Error, Result};
+
+/// One requested binding (host port 0 = pick a free one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortRequest {
+    /// Host address (`None` = all).
+    pub host_ip: Option<Ipv4Addr>,
+    /// Host port (0 = any free).
+    pub host_port: u16,
+    /// Container port.
+    pub port: u16,
+    /// `tcp`, `udp` or `sctp`.
+    pub proto: String,
+}
+
+fn range(s: &str, what: &str, v: &str) -> Result<(u16, u16)> {
+    let bad = || Error::Invalid(format!("invalid {what} in \"{v}\": \"{s}\""));
+    match s.split_once('-') {
+        Some((a, b)) => {
+            let (a, b): (u16, u16) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+            if a == 0 || b < a {
+                return Err(bad());
+            }
+            Ok((a, b))
+        }
+        None => {
+            let a: u16 = s.parse().map_err(|_| bad())?;
+            if a == 0 && what != "host port" {
+                return Err(bad());
+            }
+            Ok((a, a))
+        }
+    }
+}
+
+/// Parses one `-p` value into one request per port.
+pub fn parse(v: &str) -> Result<Vec<PortRequest>> {
+    let (spec, proto) = match v.rsplit_once('/') {
+        Some((s, p)) => (s, p.to_ascii_lowercase()),
+        None => (v, "tcp".to_string()),
+    };
+    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+        return Err(Error::Invalid(format!("invalid proto: {proto}")));
+    }
+    let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
+    let (ip, host, ctr) = match parts.as_slice() {
+        [c] => ("", "", *c),
+        [c, h] => ("", *h, *c),
+        [c, h, i] => (*i, *h, *c),
+        _ => {
+            return Err(Error::Invalid(format!(
+                "invalid port specification: \"{v}\""
+            )))
+        }
+    };
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    let host_ip = match ip {
+        "" | "0.0.0.0" => None,
+        s => Some(s.parse::<Ipv4Addr>().map_err(|_| {
+            Error::Invalid(format!(
+                "invalid IP address: {s} (only IPv4 host addresses are supported)"
+            ))
+        })?),
+    };
+    let (c0, c1) = range(ctr, "containerPort", v)?;
+    let (h0, h1) = if host.is_empty() {
+        (0, 0)
+    } else {
+        range(host, "host port", v)?
+    };
+    if h0 != 0 && h1 - h0 != c1 - c0 {
+        if c0 == c1 && h1 > h0 {
+            return Err(Error::Invalid(format!(
+                "\"{v}\": a host port range for one container port is not supported; give one host port"
+            )));
+        }
+        return Err(Error::Invalid(format!(
+            "invalid ranges specified for container and host Ports: {ctr} and {host}"
+        )));
+    }
+    Ok((c0..=c1)
+        .enumerate()
+        .map(|(i, port)| PortRequest {
+            host_ip,
+            host_port: if h0 == 0 { 0 } else { h0 + i as u16 },
+            port,
+            proto: proto.clone(),
+        })
+        .collect())
+}
+
+/// `-P`: every exposed port (`80/tcp` keys of the image's ExposedPorts) on a free host port.
+pub fn publish_all(exposed: &[String]) -> Result<Vec<PortRequest>> {
+    let mut out = Vec::new();
+    for e in exposed {
+        let (p, proto) = e.split_once('/').unwrap_or((e, "tcp"));
+        out.extend(parse(&format!("{p}/{proto}"))?);
+    }
+    Ok(out)
+}
+
+/// Checks that `ip:port` is free on the host (and, for port 0, picks a free one) by binding
+/// it for a moment, as docker's proxy would hold it.
+pub fn reserve(host_ip: Option<Ipv4Addr>, port: u16, proto: &str) -> Result<u16> {
+    let ip = host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let r = if proto == "udp" {
+        std::net::UdpSocket::bind((ip, port)).and_then(|s| s.local_addr())
+    } else {
+        std::net::TcpListener::bind((ip, port)).and_then(|s| s.local_addr())
+    };
+    match r {
+        Ok(a) => Ok(a.port()),
+        Err(e) => Err(Error::Invalid(format!(
+            "Bind for {ip}:{port} failed: port is already allocated ({e})"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs() {
+        let p = parse("8080:80").unwrap();
+        assert_eq!(
+            p,
+            vec![PortRequest {
+                host_ip: None,
+                host_port: 8080,
+                port: 80,
+                proto: "tcp".into()
+            }]
+        );
+        let p = parse("127.0.0.1:8080:80/udp").unwrap();
+        assert_eq!(p[0].host_ip, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(p[0].proto, "udp");
+        let p = parse("127.0.0.1::80").unwrap();
+        assert_eq!(p[0].host_port, 0);
+        let p = parse("80").unwrap();
+        assert_eq!((p[0].host_port, p[0].port), (0, 80));
+        let p = parse("8000-8002:80-82").unwrap();
+        assert_eq!(p.len(), 3);
+        assert_eq!((p[2].host_port, p[2].port), (8002, 82));
+        assert!(parse("8000-8002:80-81").is_err());
+        assert!(parse("x:80").is_err());
+        assert!(parse("80/icmp").is_err());
+        assert_eq!(publish_all(&["53/udp".into()]).unwrap()[0].proto, "udp");
+    }
+}

@@ -1,0 +1,486 @@
+//! Networks and endpoints in the state database (`skiff.db`, opened by the engine through the
+//! state database's gate): the `networks` table, and `endpoints`, which is the IPAM — one row
+//! per (network, container) holding its address, MAC and published ports, allocated in an
+//! immediate transaction (so concurrent runs never get the same address: `UNIQUE(network, ip)`
+//! backs that) and deleted only when the container is removed (no reuse before).
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS networks(
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  bridge TEXT NOT NULL UNIQUE,
+  subnet TEXT NOT NULL,
+  gateway TEXT NOT NULL,
+  created TEXT NOT NULL,
+  internal INTEGER NOT NULL DEFAULT 0,
+  labels TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS endpoints(
+  network TEXT NOT NULL,
+  container TEXT NOT NULL,
+  name TEXT NOT NULL,
+  ip TEXT NOT NULL,
+  mac TEXT NOT NULL,
+  endpoint TEXT NOT NULL,
+  ports TEXT NOT NULL DEFAULT '[]',
+  PRIMARY KEY(network, container),
+  UNIQUE(network, ip)
+);
+";
+
+pub(crate) fn db(what: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    move |e| Error::Db(what.to_string(), e)
+}
+
+/// Creates the tables if needed.
+pub fn init(conn: &Connection) -> Result<()> {
+    conn.execute_batch(SCHEMA)
+        .map_err(db("create network tables"))
+}
+
+/// A network as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    /// 64-hex id.
+    pub id: String,
+    /// Name (`bridge` for the default one).
+    pub name: String,
+    /// Bridge device.
+    pub bridge: String,
+    /// Subnet address.
+    pub subnet: Ipv4Addr,
+    /// Subnet prefix length.
+    pub prefix: u8,
+    /// Gateway (the bridge's address).
+    pub gateway: Ipv4Addr,
+    /// RFC 3339 creation time.
+    pub created: String,
+    /// `--internal`: no masquerade.
+    pub internal: bool,
+    /// `--label`.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Network {
+    /// `10.1.0.0/16`.
+    pub fn cidr(&self) -> String {
+        format!("{}/{}", self.subnet, self.prefix)
+    }
+    /// Whether `ip` lies in the subnet.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        in_subnet(ip, self.subnet, self.prefix)
+    }
+}
+
+/// One published port of an endpoint (host port resolved).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    /// Host address (`0.0.0.0` = all).
+    pub host_ip: String,
+    /// Host port.
+    pub host_port: u16,
+    /// Container port.
+    pub port: u16,
+    /// `tcp` or `udp`.
+    pub proto: String,
+}
+
+/// A container's attachment to one network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The network.
+    pub network: Network,
+    /// Container id.
+    pub container: String,
+    /// Container name (its DNS name on user networks).
+    pub name: String,
+    /// Address.
+    pub ip: Ipv4Addr,
+    /// MAC address, `02:42:…`.
+    pub mac: String,
+    /// 64-hex endpoint id.
+    pub endpoint_id: String,
+    /// Published ports.
+    pub ports: Vec<Published>,
+}
+
+/// Whether `ip` is in `net/len`.
+pub fn in_subnet(ip: Ipv4Addr, net: Ipv4Addr, len: u8) -> bool {
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    u32::from(ip) & mask == u32::from(net) & mask
+}
+
+/// Whether two subnets overlap.
+pub fn overlaps(a: (Ipv4Addr, u8), b: (Ipv4Addr, u8)) -> bool {
+    let len = a.1.min(b.1);
+    in_subnet(a.0, b.0, len)
+}
+
+/// Parses `10.1.0.0/16` (host bits are cleared).
+pub fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
+    let (a, l) = s.split_once('/')?;
+    let a: Ipv4Addr = a.parse().ok()?;
+    let l: u8 = l.parse().ok()?;
+    if l > 30 {
+        return None;
+    }
+    let mask = if l == 0 { 0 } else { u32::MAX << (32 - l) };
+    Some((Ipv4Addr::from(u32::from(a) & mask), l))
+}
+
+fn row_network(r: &rusqlite::Row) -> rusqlite::Result<Network> {
+    let subnet: String = r.get(3)?;
+    let (net, len) = parse_cidr(&subnet).unwrap_or((Ipv4Addr::UNSPECIFIED, 0));
+    let gw: String = r.get(4)?;
+    let labels: String = r.get(7)?;
+    Ok(Network {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        bridge: r.get(2)?,
+        subnet: net,
+        prefix: len,
+        gateway: gw.parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
+        created: r.get(5)?,
+        internal: r.get::<_, i64>(6)? != 0,
+        labels: serde_json::from_str(&labels).unwrap_or_default(),
+    })
+}
+
+const NET_COLS: &str = "id, name, bridge, subnet, gateway, created, internal, labels";
+
+/// All networks, by name.
+pub fn networks(conn: &Connection) -> Result<Vec<Network>> {
+    let mut st = conn
+        .prepare_cached(&format!("SELECT {NET_COLS} FROM networks ORDER BY name"))
+        .map_err(db("list networks"))?;
+    let v = st
+        .query_map([], row_network)
+        .map_err(db("list networks"))?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db("list networks"))?;
+    Ok(v)
+}
+
+/// The network with this name, full id or unique id prefix.
+pub fn network(conn: &Connection, s: &str) -> Result<Option<Network>> {
+    let q = format!("SELECT {NET_COLS} FROM networks WHERE name = ?1 OR id = ?1");
+    if let Some(n) = conn
+        .query_row(&q, [s], row_network)
+        .optional()
+        .map_err(db("find network"))?
+    {
+        return Ok(Some(n));
+    }
+    if s.len() < 3 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    let m: Vec<Network> = networks(conn)?
+        .into_iter()
+        .filter(|n| n.id.starts_with(s))
+        .collect();
+    Ok(if m.len() == 1 {
+        m.into_iter().next()
+    } else {
+        None
+    })
+}
+
+/// Records a new network; errors name the clash.
+pub fn insert_network(conn: &Connection, n: &Network) -> Result<()> {
+    for o in networks(conn)? {
+        if o.name == n.name {
+            return Err(Error::Exists(n.name.clone()));
+        }
+        if overlaps((o.subnet, o.prefix), (n.subnet, n.prefix)) {
+            return Err(Error::Invalid(format!(
+                "network \"{}\": subnet {} overlaps \"{}\" ({})",
+                n.name,
+                n.cidr(),
+                o.name,
+                o.cidr()
+            )));
+        }
+    }
+    conn.execute(
+        "INSERT INTO networks(id, name, bridge, subnet, gateway, created, internal, labels) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            n.id,
+            n.name,
+            n.bridge,
+            n.cidr(),
+            n.gateway.to_string(),
+            n.created,
+            n.internal as i64,
+            serde_json::to_string(&n.labels).unwrap_or_else(|_| "{}".into())
+        ],
+    )
+    .map_err(|e| match e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+            Error::Exists(n.name.clone())
+        }
+        e => Error::Db(format!("record network \"{}\"", n.name), e),
+    })?;
+    Ok(())
+}
+
+/// Deletes a network's row.
+pub fn delete_network(conn: &Connection, id: &str) -> Result<()> {
+    conn.execute("DELETE FROM networks WHERE id = ?1", [id])
+        .map_err(db("delete network"))?;
+    Ok(())
+}
+
+fn row_endpoint(r: &rusqlite::Row, n: Network) -> rusqlite::Result<Endpoint> {
+    let ip: String = r.get(3)?;
+    let ports: String = r.get(6)?;
+    Ok(Endpoint {
+        network: n,
+        container: r.get(1)?,
+        name: r.get(2)?,
+        ip: ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
+        mac: r.get(4)?,
+        endpoint_id: r.get(5)?,
+        ports: serde_json::from_str(&ports).unwrap_or_default(),
+    })
+}
+
+/// Endpoints of a container (`Some(id)`) or of every container, with their networks.
+pub fn endpoints(conn: &Connection, container: Option<&str>) -> Result<Vec<Endpoint>> {
+    let nets: BTreeMap<String, Network> = networks(conn)?
+        .into_iter()
+        .map(|n| (n.id.clone(), n))
+        .collect();
+    let mut st = conn
+        .prepare_cached(
+            "SELECT network, container, name, ip, mac, endpoint, ports FROM endpoints WHERE ?1 IS NULL OR container = ?1 ORDER BY network, ip",
+        )
+        .map_err(db("list endpoints"))?;
+    let rows = st
+        .query_map([container], |r| {
+            let nid: String = r.get(0)?;
+            Ok((nid, r.get::<_, String>(1)?))
+        })
+        .map_err(db("list endpoints"))?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db("list endpoints"))?;
+    let mut out = Vec::new();
+    for (nid, cid) in rows {
+        let Some(n) = nets.get(&nid) else { continue };
+        let e = conn
+            .query_row(
+                "SELECT network, container, name, ip, mac, endpoint, ports FROM endpoints WHERE network = ?1 AND container = ?2",
+                [&nid, &cid],
+                |r| row_endpoint(r, n.clone()),
+            )
+            .map_err(db("read endpoint"))?;
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// Endpoints on network `id`.
+pub fn network_endpoints(conn: &Connection, id: &str) -> Result<Vec<Endpoint>> {
+    Ok(endpoints(conn, None)?
+        .into_iter()
+        .filter(|e| e.network.id == id)
+        .collect())
+}
+
+/// `02:42:` followed by the address, as docker derives it.
+pub fn mac_of(ip: Ipv4Addr) -> String {
+    let o = ip.octets();
+    format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
+}
+
+/// Allocates (or returns the existing) endpoint of `container` on `n`: the lowest free address
+/// (or `want`), in one immediate transaction.
+pub fn allocate(
+    conn: &Connection,
+    n: &Network,
+    container: &str,
+    name: &str,
+    want: Option<Ipv4Addr>,
+    mac: Option<&str>,
+    endpoint_id: &str,
+) -> Result<Endpoint> {
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(db("begin address allocation"))?;
+    let r = (|| -> Result<Endpoint> {
+        if let Some(e) = endpoints(conn, Some(container))?
+            .into_iter()
+            .find(|e| e.network.id == n.id)
+        {
+            return Ok(e);
+        }
+        let mut st = conn
+            .prepare_cached("SELECT ip FROM endpoints WHERE network = ?1")
+            .map_err(db("list addresses"))?;
+        let used: std::collections::HashSet<u32> = st
+            .query_map([&n.id], |r| r.get::<_, String>(0))
+            .map_err(db("list addresses"))?
+            .filter_map(|r| r.ok()?.parse::<Ipv4Addr>().ok().map(u32::from))
+            .collect();
+        let base = u32::from(n.subnet);
+        let size = 1u64 << (32 - n.prefix);
+        let ip = match want {
+            Some(ip) => {
+                let v = u32::from(ip);
+                if !n.contains(ip) || v == base || v as u64 == base as u64 + size - 1 {
+                    return Err(Error::Invalid(format!(
+                        "network \"{}\": address {ip} is not in subnet {}",
+                        n.name,
+                        n.cidr()
+                    )));
+                }
+                if used.contains(&v) || ip == n.gateway {
+                    return Err(Error::Invalid(format!(
+                        "network \"{}\": address {ip} is already in use",
+                        n.name
+                    )));
+                }
+                ip
+            }
+            None => (1..size - 1)
+                .map(|o| base + o as u32)
+                .find(|v| *v != u32::from(n.gateway) && !used.contains(v))
+                .map(Ipv4Addr::from)
+                .ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "network \"{}\": no free address in {}",
+                        n.name,
+                        n.cidr()
+                    ))
+                })?,
+        };
+        let mac = mac.map(str::to_string).unwrap_or_else(|| mac_of(ip));
+        conn.execute(
+            "INSERT INTO endpoints(network, container, name, ip, mac, endpoint) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![n.id, container, name, ip.to_string(), mac, endpoint_id],
+        )
+        .map_err(db("record endpoint"))?;
+        Ok(Endpoint {
+            network: n.clone(),
+            container: container.to_string(),
+            name: name.to_string(),
+            ip,
+            mac,
+            endpoint_id: endpoint_id.to_string(),
+            ports: Vec::new(),
+        })
+    })();
+    match r {
+        Ok(e) => {
+            conn.execute_batch("COMMIT")
+                .map_err(db("commit address allocation"))?;
+            Ok(e)
+        }
+        Err(err) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(err)
+        }
+    }
+}
+
+/// Records the ports an endpoint publishes.
+pub fn set_ports(
+    conn: &Connection,
+    network: &str,
+    container: &str,
+    ports: &[Published],
+) -> Result<()> {
+    conn.execute(
+        "UPDATE endpoints SET ports = ?3 WHERE network = ?1 AND container = ?2",
+        params![
+            network,
+            container,
+            serde_json::to_string(ports).unwrap_or_else(|_| "[]".into())
+        ],
+    )
+    .map_err(db("record published ports"))?;
+    Ok(())
+}
+
+/// Frees a container's addresses (all its endpoints).
+pub fn release(conn: &Connection, container: &str) -> Result<()> {
+    conn.execute("DELETE FROM endpoints WHERE container = ?1", [container])
+        .map_err(db("release addresses"))?;
+    Ok(())
+}
+
+/// Frees a container's address on one network.
+pub fn release_one(conn: &Connection, network: &str, container: &str) -> Result<()> {
+    conn.execute(
+        "DELETE FROM endpoints WHERE network = ?1 AND container = ?2",
+        [network, container],
+    )
+    .map_err(db("release address"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_math() {
+        assert_eq!(
+            parse_cidr("10.1.2.3/16"),
+            Some((Ipv4Addr::new(10, 1, 0, 0), 16))
+        );
+        assert!(overlaps(
+            parse_cidr("10.1.0.0/16").unwrap(),
+            parse_cidr("10.1.5.0/24").unwrap()
+        ));
+        assert!(!overlaps(
+            parse_cidr("10.1.0.0/16").unwrap(),
+            parse_cidr("10.2.0.0/16").unwrap()
+        ));
+        assert_eq!(mac_of(Ipv4Addr::new(172, 17, 0, 2)), "02:42:ac:11:00:02");
+    }
+
+    #[test]
+    fn allocation_is_lowest_free_and_unique() {
+        let conn = Connection::open_in_memory().unwrap();
+        init(&conn).unwrap();
+        let n = Network {
+            id: "n1".into(),
+            name: "t".into(),
+            bridge: "br-t".into(),
+            subnet: Ipv4Addr::new(10, 9, 0, 0),
+            prefix: 29,
+            gateway: Ipv4Addr::new(10, 9, 0, 1),
+            created: String::new(),
+            internal: false,
+            labels: BTreeMap::new(),
+        };
+        insert_network(&conn, &n).unwrap();
+        let a = allocate(&conn, &n, "c1", "a", None, None, "e1").unwrap();
+        let b = allocate(&conn, &n, "c2", "b", None, None, "e2").unwrap();
+        assert_eq!(a.ip, Ipv4Addr::new(10, 9, 0, 2));
+        assert_eq!(b.ip, Ipv4Addr::new(10, 9, 0, 3));
+        // Idempotent per container.
+        assert_eq!(
+            allocate(&conn, &n, "c1", "a", None, None, "e9").unwrap().ip,
+            a.ip
+        );
+        release(&conn, "c1").unwrap();
+        assert_eq!(
+            allocate(&conn, &n, "c3", "c", None, None, "e3").unwrap().ip,
+            a.ip
+        );
+        assert!(allocate(&conn, &n, "c4", "d", Some(b.ip), None, "e4").is_err());
+        for i in 5..9 {
+            let _ = allocate(&conn, &n, &format!("c{i}"), "x", None, None, "e");
+        }
+        // /29: 6 hosts less the gateway.
+        assert_eq!(network_endpoints(&conn, "n1").unwrap().len(), 5);
+    }
+}
