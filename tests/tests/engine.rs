@@ -1470,7 +1470,15 @@ fn format_templates_go_and_docker() {
         ),
         "sleep 1000"
     );
-    assert_eq!(env.fmt("t1", "{{.Nope}}"), "<no value>");
+    // A key the object lacks is an error, as docker 28's inspect reports it (checked side by side
+    // in tests/compat/commands.txt).
+    let o = env.sk(&["inspect", "-f", "{{.Nope}}", "t1"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("executing \"\" at <.Nope>: map has no entry for key \"Nope\""),
+        "{}",
+        stderr(&o)
+    );
     // One output line per object, in order.
     assert_eq!(
         env.ok(&["inspect", "-f", "{{.Name}}", "t1", "t2"]),

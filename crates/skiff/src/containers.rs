@@ -1463,6 +1463,7 @@ fn inspect(ctx: &Ctx, a: &InspectArgs, any_type: bool) -> Result<i32> {
     };
     let mut values = Vec::new();
     let mut missing = Vec::new();
+    let mut failed_templates: Vec<String> = Vec::new();
     for n in &a.names {
         if want_containers {
             match e.container(n) {
@@ -1497,7 +1498,7 @@ fn inspect(ctx: &Ctx, a: &InspectArgs, any_type: bool) -> Result<i32> {
         // docker 28: `--format json` prints the array compactly on one line.
         Some("json") => writeln!(out, "{}", skiff_template::to_json(&Value::from(values)))?,
         Some(f) => {
-            let t = match Template::new(f) {
+            let t = match Template::new(f).map(Template::inspect) {
                 Ok(t) => t,
                 Err(e) => {
                     drop(out);
@@ -1513,7 +1514,8 @@ fn inspect(ctx: &Ctx, a: &InspectArgs, any_type: bool) -> Result<i32> {
                         writeln!(out, "{s}")?;
                         printed = true;
                     }
-                    Err(e) => missing.push(e.to_string()),
+                    // docker prints a template's failure as it is, without "Error: ".
+                    Err(e) => failed_templates.push(e.to_string()),
                 }
             }
             if !printed {
@@ -1529,9 +1531,14 @@ fn inspect(ctx: &Ctx, a: &InspectArgs, any_type: bool) -> Result<i32> {
             writeln!(out)?;
         }
     }
-    if !missing.is_empty() {
+    for e in &failed_templates {
+        eprintln!("{e}");
+    }
+    if !missing.is_empty() || !failed_templates.is_empty() {
         drop(out);
-        eprintln!("Error: {}", missing.join("\nError: "));
+        if !missing.is_empty() {
+            eprintln!("Error: {}", missing.join("\nError: "));
+        }
         return Ok(1);
     }
     Ok(0)

@@ -605,6 +605,7 @@ pub fn inspect_json(store: &Store, img: &ImageRecord) -> Result<Value> {
 fn inspect(store: &Store, a: &InspectArgs) -> Result<i32> {
     let mut values = Vec::new();
     let mut missing = Vec::new();
+    let mut failed_templates: Vec<String> = Vec::new();
     for s in &a.images {
         match resolve(store, s) {
             Ok(img) => values.push(inspect_json(store, &img)?),
@@ -615,7 +616,7 @@ fn inspect(store: &Store, a: &InspectArgs) -> Result<i32> {
     match a.format.as_deref() {
         Some("json") => writeln!(out, "{}", skiff_template::to_json(&Value::from(values)))?,
         Some(f) => {
-            let t = match Template::new(f) {
+            let t = match Template::new(f).map(Template::inspect) {
                 Ok(t) => t,
                 Err(e) => {
                     drop(out);
@@ -630,7 +631,8 @@ fn inspect(store: &Store, a: &InspectArgs) -> Result<i32> {
                         writeln!(out, "{s}")?;
                         printed = true;
                     }
-                    Err(e) => missing.push(e.to_string()),
+                    // docker prints a template's failure as it is, without "Error: ".
+                    Err(e) => failed_templates.push(e.to_string()),
                 }
             }
             if !printed {
@@ -647,8 +649,13 @@ fn inspect(store: &Store, a: &InspectArgs) -> Result<i32> {
             writeln!(out)?;
         }
     }
-    if !missing.is_empty() {
-        eprintln!("Error: {}", missing.join("\nError: "));
+    for e in &failed_templates {
+        eprintln!("{e}");
+    }
+    if !missing.is_empty() || !failed_templates.is_empty() {
+        if !missing.is_empty() {
+            eprintln!("Error: {}", missing.join("\nError: "));
+        }
         return Ok(1);
     }
     Ok(0)

@@ -271,7 +271,7 @@ pub fn run(cli: &Cli, cmd: &NetworkCommand) -> Result<i32> {
             }
             match &a.format {
                 Some(f) => {
-                    let t = Template::new(f)?;
+                    let t = Template::new(f)?.inspect();
                     for d in &docs {
                         writeln!(out, "{}", t.render(d)?)?;
                     }

@@ -21,6 +21,7 @@ pub struct Template {
     table: bool,
     tmpl: skiff_template::Template,
     root_type: Option<&'static str>,
+    missing_key_error: bool,
 }
 
 impl Template {
@@ -41,6 +42,7 @@ impl Template {
             table,
             tmpl,
             root_type: None,
+            missing_key_error: false,
         })
     }
 
@@ -59,9 +61,17 @@ impl Template {
         self
     }
 
+    /// `inspect`'s mode: the data is the object's JSON as a map, and a key it lacks is an error
+    /// (`map has no entry for key "X"`), as docker 28's `inspect -f` reports it.
+    pub fn inspect(mut self) -> Template {
+        self.missing_key_error = true;
+        self
+    }
+
     fn opts(&self) -> Options {
         Options {
             root_type: self.root_type,
+            missing_key_error: self.missing_key_error,
             ..Options::default()
         }
     }

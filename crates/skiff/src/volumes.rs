@@ -270,7 +270,7 @@ fn inspect(vols: &Volumes, a: &InspectArgs) -> Result<i32> {
         // docker 28: `--format json` prints the array compactly on one line.
         Some("json") => writeln!(out, "{}", skiff_template::to_json(&Value::Array(found)))?,
         Some(f) => {
-            let t = Template::new(f)?;
+            let t = Template::new(f)?.inspect();
             for v in &found {
                 // Templates see docker's Go struct, where an empty map prints as map[].
                 // `{{json .}}` shows the daemon's JSON (null) unchanged.
