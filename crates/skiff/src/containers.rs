@@ -1463,7 +1463,6 @@ fn inspect(ctx: &Ctx, a: &InspectArgs, any_type: bool) -> Result<i32> {
     };
     let mut values = Vec::new();
     let mut missing = Vec::new();
-    let mut failed_templates: Vec<String> = Vec::new();
     for n in &a.names {
         if want_containers {
             match e.container(n) {
@@ -1493,55 +1492,7 @@ fn inspect(ctx: &Ctx, a: &InspectArgs, any_type: bool) -> Result<i32> {
             format!("No such container: {n}")
         });
     }
-    let mut out = io::stdout().lock();
-    match a.format.as_deref() {
-        // docker 28: `--format json` prints the array compactly on one line.
-        Some("json") => writeln!(out, "{}", skiff_template::to_json(&Value::from(values)))?,
-        Some(f) => {
-            let t = match Template::new(f).map(Template::inspect) {
-                Ok(t) => t,
-                Err(e) => {
-                    drop(out);
-                    eprintln!("skiff: {e}");
-                    return Ok(64);
-                }
-            };
-            // As docker: an element whose template fails is reported, the others printed.
-            let mut printed = false;
-            for v in &values {
-                match t.render(v) {
-                    Ok(s) => {
-                        writeln!(out, "{s}")?;
-                        printed = true;
-                    }
-                    // docker prints a template's failure as it is, without "Error: ".
-                    Err(e) => failed_templates.push(e.to_string()),
-                }
-            }
-            if !printed {
-                writeln!(out)?;
-            }
-        }
-        None => {
-            let mut buf = Vec::new();
-            let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-            let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-            serde::Serialize::serialize(&values, &mut ser)?;
-            out.write_all(&buf)?;
-            writeln!(out)?;
-        }
-    }
-    for e in &failed_templates {
-        eprintln!("{e}");
-    }
-    if !missing.is_empty() || !failed_templates.is_empty() {
-        drop(out);
-        if !missing.is_empty() {
-            eprintln!("Error: {}", missing.join("\nError: "));
-        }
-        return Ok(1);
-    }
-    Ok(0)
+    crate::template::print_inspect(&values, a.format.as_deref(), &missing)
 }
 
 fn exec(ctx: &Ctx, a: &ExecArgs) -> Result<i32> {

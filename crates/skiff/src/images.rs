@@ -605,60 +605,13 @@ pub fn inspect_json(store: &Store, img: &ImageRecord) -> Result<Value> {
 fn inspect(store: &Store, a: &InspectArgs) -> Result<i32> {
     let mut values = Vec::new();
     let mut missing = Vec::new();
-    let mut failed_templates: Vec<String> = Vec::new();
     for s in &a.images {
         match resolve(store, s) {
             Ok(img) => values.push(inspect_json(store, &img)?),
             Err(e) => missing.push(e.to_string()),
         }
     }
-    let mut out = io::stdout().lock();
-    match a.format.as_deref() {
-        Some("json") => writeln!(out, "{}", skiff_template::to_json(&Value::from(values)))?,
-        Some(f) => {
-            let t = match Template::new(f).map(Template::inspect) {
-                Ok(t) => t,
-                Err(e) => {
-                    drop(out);
-                    eprintln!("skiff: {e}");
-                    return Ok(64);
-                }
-            };
-            let mut printed = false;
-            for v in &values {
-                match t.render(v) {
-                    Ok(s) => {
-                        writeln!(out, "{s}")?;
-                        printed = true;
-                    }
-                    // docker prints a template's failure as it is, without "Error: ".
-                    Err(e) => failed_templates.push(e.to_string()),
-                }
-            }
-            if !printed {
-                writeln!(out)?;
-            }
-        }
-        // docker indents with four spaces.
-        None => {
-            let mut buf = Vec::new();
-            let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-            let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-            serde::Serialize::serialize(&values, &mut ser)?;
-            out.write_all(&buf)?;
-            writeln!(out)?;
-        }
-    }
-    for e in &failed_templates {
-        eprintln!("{e}");
-    }
-    if !missing.is_empty() || !failed_templates.is_empty() {
-        if !missing.is_empty() {
-            eprintln!("Error: {}", missing.join("\nError: "));
-        }
-        return Ok(1);
-    }
-    Ok(0)
+    crate::template::print_inspect(&values, a.format.as_deref(), &missing)
 }
 
 fn rmi(store: &Store, a: &RmArgs) -> Result<i32> {

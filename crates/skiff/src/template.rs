@@ -203,6 +203,73 @@ pub fn tabwrite_rows(rows: &[String]) -> String {
     tabwrite(&rows.join("\n"))
 }
 
+/// Prints `inspect`'s objects as docker 28 does and returns the exit code: pretty JSON (four-space
+/// indent) without `--format`, the compact array with `--format json`, else the template per
+/// object (exit 64 when it does not parse; an object whose template fails is reported on stderr as
+/// it is, the others still print); then `Error: <missing>` per object not found. Exit 1 when
+/// anything failed.
+pub fn print_inspect(
+    values: &[serde_json::Value],
+    format: Option<&str>,
+    missing: &[String],
+) -> anyhow::Result<i32> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let mut failed = Vec::new();
+    match format {
+        // docker 28: `--format json` prints the array compactly on one line.
+        Some("json") => writeln!(
+            out,
+            "{}",
+            skiff_template::to_json(&serde_json::Value::from(values.to_vec()))
+        )?,
+        Some(f) => {
+            let t = match Template::new(f).map(Template::inspect) {
+                Ok(t) => t,
+                Err(e) => {
+                    drop(out);
+                    eprintln!("skiff: {e}");
+                    return Ok(64);
+                }
+            };
+            let mut printed = false;
+            for v in values {
+                match t.render(v) {
+                    Ok(s) => {
+                        writeln!(out, "{s}")?;
+                        printed = true;
+                    }
+                    // docker prints a template's failure as it is, without "Error: ".
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            if !printed {
+                writeln!(out)?;
+            }
+        }
+        None => {
+            let mut buf = Vec::new();
+            let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+            let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+            serde::Serialize::serialize(values, &mut ser)?;
+            out.write_all(&buf)?;
+            writeln!(out)?;
+        }
+    }
+    drop(out);
+    for e in &failed {
+        eprintln!("{e}");
+    }
+    if !missing.is_empty() {
+        eprintln!("Error: {}", missing.join("\nError: "));
+    }
+    Ok(if missing.is_empty() && failed.is_empty() {
+        0
+    } else {
+        1
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
