@@ -564,8 +564,10 @@ impl Volumes {
             };
             match self.attach(container_id, &v.name) {
                 Ok(()) => break v,
-                // Removed between get and attach by another process: make it again.
-                Err(VolumeError::NotFound(_)) if name.is_some() && attempts < 3 => attempts += 1,
+                // Removed between get and attach by another process: make it again. Once
+                // attached it is in use and no remover can take it, so this ends; the bound only
+                // guards against a remover spinning in a loop (3 was lost to one under load).
+                Err(VolumeError::NotFound(_)) if name.is_some() && attempts < 100 => attempts += 1,
                 Err(e) => return Err(e),
             }
         };
