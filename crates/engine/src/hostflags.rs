@@ -189,10 +189,9 @@ pub fn resolve(
     let mut x = HostExtras {
         shm_size: DEFAULT_SHM,
         ipc_mode: "private".into(),
-        cgroupns_mode: if skiff_cgroups::Layout::probe()
-            .map(|l| l.driver() == skiff_cgroups::Driver::V2)
-            .unwrap_or(false)
-        {
+        // docker's default: private on a pure cgroup v2 host (cgroup2 at /sys/fs/cgroup: one
+        // stat, not a mountinfo read on every create), host otherwise.
+        cgroupns_mode: if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
             "private".into()
         } else {
             "host".into()
