@@ -154,9 +154,6 @@ fn env_entry(e: &str) -> Result<Option<String>> {
     Ok(std::env::var(e).ok().map(|v| format!("{e}={v}")))
 }
 
-/// Docker's /dev/shm size (64 MiB).
-pub const DEFAULT_SHM_SIZE: i64 = crate::hostflags::DEFAULT_SHM;
-
 /// A mount still to be realized (volumes are created once the id exists).
 struct PendingMount {
     mp: MountPoint,

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
+use crate::flags::bad_flag;
 use crate::spec::parse_size;
 
 /// The flags as typed on the command line (or given by an API client).
@@ -157,16 +158,10 @@ pub struct HostExtras {
 /// docker's default `/dev/shm` size.
 pub const DEFAULT_SHM: i64 = 64 << 20;
 
-fn invalid(flag: &str, v: impl std::fmt::Display, why: impl std::fmt::Display) -> Error {
-    Error::Invalid(format!(
-        "invalid argument \"{v}\" for \"{flag}\" flag: {why}"
-    ))
-}
-
 fn kv(flag: &str, s: &str) -> Result<(String, String)> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(invalid(flag, s, "expected KEY=VALUE")),
+        _ => Err(bad_flag(flag, s, "expected KEY=VALUE")),
     }
 }
 
@@ -203,7 +198,7 @@ pub fn resolve(
         x.memory_swap = if s.trim() == "-1" {
             -1
         } else {
-            parse_size(s).map_err(|e| invalid("--memory-swap", s, e))?
+            parse_size(s).map_err(|e| bad_flag("--memory-swap", s, e))?
         };
         if x.memory_swap > 0 && memory == 0 {
             return Err(Error::Invalid(
@@ -222,7 +217,7 @@ pub fn resolve(
         }
     }
     if let Some(s) = &f.memory_reservation {
-        x.memory_reservation = parse_size(s).map_err(|e| invalid("--memory-reservation", s, e))?;
+        x.memory_reservation = parse_size(s).map_err(|e| bad_flag("--memory-reservation", s, e))?;
         if x.memory_reservation > 0 && x.memory_reservation < 6 << 20 {
             return Err(Error::Invalid(
                 "Minimum memory reservation allowed is 6MB".into(),
@@ -244,7 +239,7 @@ pub fn resolve(
         x.memory_swappiness = (s != -1).then_some(s);
     }
     if let Some(k) = &f.kernel_memory {
-        let v = parse_size(k).map_err(|e| invalid("--kernel-memory", k, e))?;
+        let v = parse_size(k).map_err(|e| bad_flag("--kernel-memory", k, e))?;
         if v != 0 {
             warnings.push(
                 "Specifying a kernel memory limit is deprecated and will be removed in a future release."
@@ -270,7 +265,11 @@ pub fn resolve(
     // CPU.
     if let Some(s) = f.cpu_shares {
         if s < 0 {
-            return Err(invalid("-c, --cpu-shares", s, "must not be negative"));
+            return Err(bad_flag(
+                "-c, --cpu-shares",
+                &s.to_string(),
+                "must not be negative",
+            ));
         }
         x.cpu_shares = s;
     }
@@ -328,9 +327,9 @@ pub fn resolve(
     }
     // /dev/shm, sysctls, groups, annotations.
     if let Some(s) = &f.shm_size {
-        let v = parse_size(s).map_err(|e| invalid("--shm-size", s, e))?;
+        let v = crate::flags::shm_size(s)?;
         if v <= 0 {
-            return Err(invalid("--shm-size", s, "must be greater than 0"));
+            return Err(bad_flag("--shm-size", s, "must be greater than 0"));
         }
         x.shm_size = v;
     }
@@ -340,7 +339,7 @@ pub fn resolve(
     }
     for g in &f.group_add {
         if g.is_empty() || g.contains(':') {
-            return Err(invalid("--group-add", g, "not a group name or id"));
+            return Err(bad_flag("--group-add", g, "not a group name or id"));
         }
         x.group_add.get_or_insert_with(Vec::new).push(g.clone());
     }
@@ -351,7 +350,7 @@ pub fn resolve(
     // Namespaces.
     let joined = |flag: &str, v: &str| -> Result<String> {
         match container_ref(v) {
-            Some("") => Err(invalid(flag, v, "no container named")),
+            Some("") => Err(bad_flag(flag, v, "no container named")),
             Some(name) => Ok(format!("container:{}", resolve(name)?)),
             None => Ok(v.to_string()),
         }
@@ -360,7 +359,7 @@ pub fn resolve(
         x.pid_mode = match p.as_str() {
             "" | "host" => p.clone(),
             v if v.starts_with("container:") => joined("--pid", v)?,
-            v => return Err(invalid("--pid", v, "expected host or container:<name|id>")),
+            v => return Err(bad_flag("--pid", v, "expected host or container:<name|id>")),
         };
     }
     if let Some(i) = &f.ipc {
@@ -369,7 +368,7 @@ pub fn resolve(
             "private" | "shareable" | "none" | "host" => i.clone(),
             v if v.starts_with("container:") => joined("--ipc", v)?,
             v => {
-                return Err(invalid(
+                return Err(bad_flag(
                     "--ipc",
                     v,
                     "expected private, shareable, none, host or container:<name|id>",
@@ -386,7 +385,7 @@ pub fn resolve(
                 ))
             }
             "host" => x.uts_mode = "host".into(),
-            v => return Err(invalid("--uts", v, "expected host")),
+            v => return Err(bad_flag("--uts", v, "expected host")),
         }
     }
     if let Some(u) = &f.userns {
@@ -394,7 +393,7 @@ pub fn resolve(
             "" => {}
             "host" => x.userns_mode = "host".into(),
             v => {
-                return Err(invalid(
+                return Err(bad_flag(
                     "--userns",
                     v,
                     "skiff does not remap users yet; only host is accepted",
@@ -405,7 +404,7 @@ pub fn resolve(
     if let Some(c) = &f.cgroupns {
         match c.as_str() {
             "host" | "private" => x.cgroupns_mode = c.clone(),
-            v => return Err(invalid("--cgroupns", v, "expected host or private")),
+            v => return Err(bad_flag("--cgroupns", v, "expected host or private")),
         }
     }
     // Devices.
@@ -517,7 +516,7 @@ fn parse_device(d: &str) -> Result<DeviceMapping> {
         [h, c] => (*h, *c, "rwm"),
         [h, c, p] => (*h, *c, *p),
         _ => {
-            return Err(invalid(
+            return Err(bad_flag(
                 "--device",
                 d,
                 "expected HOST[:CONTAINER[:PERMISSIONS]]",
@@ -525,14 +524,14 @@ fn parse_device(d: &str) -> Result<DeviceMapping> {
         }
     };
     if !valid_perms(perms) {
-        return Err(invalid(
+        return Err(bad_flag(
             "--device",
             d,
             format!("bad permissions {perms:?} (any of r, w, m)"),
         ));
     }
     if !host.starts_with('/') || !ctr.starts_with('/') {
-        return Err(invalid("--device", d, "device paths must be absolute"));
+        return Err(bad_flag("--device", d, "device paths must be absolute"));
     }
     device_node(host)?;
     Ok(DeviceMapping {
@@ -545,7 +544,7 @@ fn parse_device(d: &str) -> Result<DeviceMapping> {
 /// `c 1:3 rwm` → (type, major, minor, access); `*` is a wildcard (None).
 fn parse_cgroup_rule(r: &str) -> Result<(String, Option<i64>, Option<i64>, String)> {
     let bad = || {
-        invalid("--device-cgroup-rule", r, "expected 'TYPE MAJOR:MINOR PERMS' (TYPE a, b or c; * for any number; PERMS of r, w, m)")
+        bad_flag("--device-cgroup-rule", r, "expected 'TYPE MAJOR:MINOR PERMS' (TYPE a, b or c; * for any number; PERMS of r, w, m)")
     };
     let f: Vec<&str> = r.split_whitespace().collect();
     let [t, mm, p] = f.as_slice() else {
@@ -568,19 +567,19 @@ fn parse_cgroup_rule(r: &str) -> Result<(String, Option<i64>, Option<i64>, Strin
 fn parse_throttle(flag: &str, t: &str, bytes: bool) -> Result<ThrottleDevice> {
     let (path, rate) = t
         .rsplit_once(':')
-        .ok_or_else(|| invalid(flag, t, "expected DEVICE:RATE"))?;
+        .ok_or_else(|| bad_flag(flag, t, "expected DEVICE:RATE"))?;
     let rate = if bytes {
-        parse_size(rate).map_err(|e| invalid(flag, t, e))?
+        parse_size(rate).map_err(|e| bad_flag(flag, t, e))?
     } else {
         rate.parse::<i64>()
-            .map_err(|_| invalid(flag, t, "the rate must be a positive integer"))?
+            .map_err(|_| bad_flag(flag, t, "the rate must be a positive integer"))?
     };
     if rate < 0 {
-        return Err(invalid(flag, t, "the rate must be positive"));
+        return Err(bad_flag(flag, t, "the rate must be positive"));
     }
     let (kind, ..) = device_node(path)?;
     if kind != 'b' {
-        return Err(invalid(flag, t, format!("{path} is not a block device")));
+        return Err(bad_flag(flag, t, format!("{path} is not a block device")));
     }
     Ok(ThrottleDevice {
         path: path.into(),
