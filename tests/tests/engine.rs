@@ -421,6 +421,64 @@ fn logs_with_tail_timestamps_follow_and_rotation() {
     let out = env.ok(&["logs", "ro"]);
     assert!(out.ends_with("line199\n"), "{out}");
     assert!(!out.starts_with("line0\n"), "old lines were rotated away");
+    // --log-driver none: a foreground run still prints, nothing is kept, `logs` refuses (exit 1,
+    // docker's message); `local` keeps logs with its own defaults and reports its type.
+    let o = env.ok(&[
+        "run",
+        "--name",
+        "nolog",
+        "--log-driver",
+        "none",
+        "busybox",
+        "echo",
+        "shown",
+    ]);
+    assert_eq!(o, "shown\n");
+    let o = env.sk(&["logs", "nolog"]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("configured logging driver does not support reading"),
+        "{}",
+        stderr(&o)
+    );
+    let path = PathBuf::from(env.fmt("nolog", "{{.LogPath}}"));
+    assert_eq!(std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0), 0);
+    assert_eq!(env.fmt("nolog", "{{.HostConfig.LogConfig.Type}}"), "none");
+    env.ok(&[
+        "run",
+        "--name",
+        "lolog",
+        "--log-driver",
+        "local",
+        "busybox",
+        "echo",
+        "kept",
+    ]);
+    assert_eq!(env.ok(&["logs", "lolog"]), "kept\n");
+    assert_eq!(env.fmt("lolog", "{{.HostConfig.LogConfig.Type}}"), "local");
+    // --runtime: the built-in one by name, or a clear refusal (125), never a silent substitute.
+    assert_eq!(
+        env.ok(&[
+            "run",
+            "--rm",
+            "--runtime",
+            "skiff-runtime",
+            "busybox",
+            "echo",
+            "rt"
+        ]),
+        "rt\n"
+    );
+    let o = env.sk(&["run", "--rm", "--runtime", "runc", "busybox", "true"]);
+    assert_eq!(code(&o), 125);
+    assert!(
+        stderr(&o).contains("unknown or invalid runtime name: runc"),
+        "{}",
+        stderr(&o)
+    );
+    let o = env.sk(&["run", "--log-driver", "syslog", "busybox", "true"]);
+    assert_eq!(code(&o), 125);
+    assert!(stderr(&o).contains("log driver syslog"), "{}", stderr(&o));
 }
 
 #[test]

@@ -456,6 +456,14 @@ fn user_network_names_and_removal() {
     assert!(o.contains("1 packets received"), "{o}");
     let o = env.sk(&["network", "connect", &name, "gamma"]);
     assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    // rename: the new name resolves for peers (and the old one no longer), as with docker's DNS.
+    env.ok(&["rename", "alpha", "alef"]);
+    let o = env.ok(&["exec", "gamma", "cat", "/etc/hosts"]);
+    assert!(o.contains(&format!("{ip}\talef")), "{o}");
+    assert!(!o.contains("alpha"), "{o}");
+    let o = env.ok(&["exec", "alef", "cat", "/etc/hosts"]);
+    assert!(o.contains("alef"), "{o}");
+    env.ok(&["rename", "alef", "alpha"]);
     env.ok(&["network", "disconnect", &name, "gamma"]);
     let o = env.sk(&["exec", "gamma", "ip", "-o", "link", "show", "eth1"]);
     assert_ne!(code(&o), 0, "eth1 still there: {}", stdout(&o));

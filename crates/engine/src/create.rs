@@ -565,11 +565,21 @@ fn create_inner(
     }
     let mut log_config = LogConfig::default();
     if let Some(d) = &req.log_driver {
-        if d != "json-file" {
-            return Err(Error::Invalid(format!(
-                "log driver {d}: only json-file is supported"
-            )));
+        // `local` keeps docker's local-driver defaults (20 MB × 5 files) over the json-file
+        // writer; `none` keeps nothing and `logs` refuses to read, as with docker.
+        match d.as_str() {
+            "json-file" | "local" | "none" => log_config.kind = d.clone(),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "log driver {d}: not supported (json-file, local and none are)"
+                )))
+            }
         }
+    }
+    if log_config.kind == "none" && !req.log_opts.is_empty() {
+        return Err(Error::Invalid(
+            "log driver none: it does not take --log-opt".into(),
+        ));
     }
     for o in &req.log_opts {
         let (k, v) = o
@@ -590,7 +600,8 @@ fn create_inner(
             "compress" | "labels" | "env" | "tag" => {}
             _ => {
                 return Err(Error::Invalid(format!(
-                    "unknown log opt '{k}' for json-file log driver"
+                    "unknown log opt '{k}' for {} log driver",
+                    log_config.kind
                 )))
             }
         }

@@ -328,10 +328,11 @@ pub fn resolve(
     // /dev/shm, sysctls, groups, annotations.
     if let Some(s) = &f.shm_size {
         let v = crate::flags::shm_size(s)?;
-        if v <= 0 {
-            return Err(bad_flag("--shm-size", s, "must be greater than 0"));
+        if v < 0 {
+            return Err(bad_flag("--shm-size", s, "SHM size can not be less than 0"));
         }
-        x.shm_size = v;
+        // 0 means the default size, as dockerd reads a zero ShmSize.
+        x.shm_size = if v == 0 { DEFAULT_SHM } else { v };
     }
     for s in &f.sysctls {
         let (k, v) = kv("--sysctl", s)?;
@@ -838,7 +839,7 @@ mod tests {
         f.shm_size = Some("-1".into());
         assert!(go(&f, 0, 0).is_err());
         f.shm_size = Some("0".into());
-        assert!(go(&f, 0, 0).is_err());
+        assert_eq!(go(&f, 0, 0).unwrap().shm_size, DEFAULT_SHM);
         f.shm_size = Some("128m".into());
         assert_eq!(go(&f, 0, 0).unwrap().shm_size, 128 << 20);
         let mut f = flags();

@@ -48,6 +48,8 @@ pub struct MonitorArgs {
     pub log_max_size: u64,
     /// `max-file`.
     pub log_max_file: u32,
+    /// `--log-driver none`: output is relayed to attached clients but not kept.
+    pub log_none: bool,
     /// fd 4 is a pre-connected attach client.
     pub attach_fd: bool,
     /// Restart count so far (continues the record's count).
@@ -83,6 +85,7 @@ impl MonitorArgs {
             (self.stdin_once, "--stdin-once"),
             (self.auto_remove, "--rm"),
             (self.attach_fd, "--attach-fd"),
+            (self.log_none, "--no-log"),
         ] {
             if on {
                 v.push(f.into());
@@ -117,6 +120,7 @@ impl MonitorArgs {
                 "--stdin-once" => a.stdin_once = true,
                 "--rm" => a.auto_remove = true,
                 "--attach-fd" => a.attach_fd = true,
+                "--no-log" => a.log_none = true,
                 _ => return None,
             }
         }
@@ -1193,11 +1197,7 @@ pub fn main(args: &[String]) -> i32 {
         let (spawned, mut engine) = spawn(&a, restarts, &mut || {
             if log.is_none() {
                 listener = listen(&a.run_dir());
-                log = Some(LogWriter::open(
-                    &a.container_dir().join("ctr.log"),
-                    a.log_max_size,
-                    a.log_max_file,
-                ));
+                log = Some(open_log(&a));
             }
         });
         // A foreground run's CLI waits for the exit record and the --rm removal: keep the
@@ -1211,13 +1211,7 @@ pub fn main(args: &[String]) -> i32 {
                     let _ = write_all(n.as_raw_fd(), format!("0 {}\n", io.pid).as_bytes());
                 }
                 // Pre-connected clients (foreground run) may have queued stdin already.
-                let log = log.get_or_insert_with(|| {
-                    LogWriter::open(
-                        &a.container_dir().join("ctr.log"),
-                        a.log_max_size,
-                        a.log_max_file,
-                    )
-                });
+                let log = log.get_or_insert_with(|| open_log(&a));
                 let code = serve(&a, &mut io, &sfd, listener.as_ref(), &mut clients, log);
                 (code, true)
             }
@@ -1280,6 +1274,19 @@ pub fn main(args: &[String]) -> i32 {
     0
 }
 
+/// The container's log writer: `ctr.log` with its rotation settings, or nothing (`none` driver).
+fn open_log(a: &MonitorArgs) -> LogWriter {
+    if a.log_none {
+        LogWriter::discard()
+    } else {
+        LogWriter::open(
+            &a.container_dir().join("ctr.log"),
+            a.log_max_size,
+            a.log_max_file,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1297,6 +1304,7 @@ mod tests {
             log_max_size: 1000,
             log_max_file: 2,
             attach_fd: true,
+            log_none: true,
             restarts: 1,
             ..Default::default()
         };

@@ -165,6 +165,18 @@ impl Engine {
         Ok(())
     }
 
+    /// Gives a renamed container its new name on its networks and in its peers' /etc/hosts
+    /// (best effort: a container never attached has nothing to update).
+    pub fn rename_network(&self, id: &str, name: &str) {
+        let Ok(net) = self.net() else { return };
+        if net.endpoints(id).map(|e| e.is_empty()).unwrap_or(true) {
+            return;
+        }
+        if net.rename(id, name).is_ok() {
+            self.write_hosts(&net, id, true);
+        }
+    }
+
     /// Rewrites the /etc/hosts of `id` (its address, hostname and peers), and with `peers` the
     /// files of everyone on its user networks.
     fn write_hosts(&self, net: &Net<'_>, id: &str, peers: bool) {

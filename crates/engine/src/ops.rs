@@ -347,6 +347,7 @@ impl Engine {
         let _ = std::fs::remove_dir_all(&run);
         perms::mkdir(&run, perms::PRIVATE_DIR).ctx(|| format!("create {}", run.display()))?;
         let logcfg = &c.host_config.log_config.config;
+        let local_log = c.host_config.log_config.kind == "local";
         let margs = MonitorArgs {
             root: self.root.clone(),
             runroot: self.runroot.clone(),
@@ -360,11 +361,12 @@ impl Engine {
             log_max_size: logcfg
                 .get("max-size")
                 .and_then(|s| spec::parse_size(s).ok())
-                .unwrap_or(0) as u64,
+                .unwrap_or(if local_log { 20 << 20 } else { 0 }) as u64,
             log_max_file: logcfg
                 .get("max-file")
                 .and_then(|s| s.parse().ok())
-                .unwrap_or(1),
+                .unwrap_or(if local_log { 5 } else { 1 }),
+            log_none: c.host_config.log_config.kind == "none",
             attach_fd: attach.is_some() || pending.as_ref().is_some_and(|p| p.attach),
             restarts: 0,
             health: crate::health::Probe::from_config(c.config.healthcheck.as_ref()),
@@ -741,6 +743,7 @@ impl Engine {
         renamed.name = new;
         // Keep the on-disk copy of the record in step (best effort: the row is the truth).
         let _ = crate::create::write_record(&self.container_dir(&id), &renamed);
+        self.rename_network(&id, &renamed.name);
         self.event(&renamed, "rename", &[("oldName", &format!("/{}", c.name))]);
         Ok(())
     }

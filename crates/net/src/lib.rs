@@ -773,6 +773,11 @@ impl<'a> Net<'a> {
         }
     }
 
+    /// Records a container's new name on its endpoints (`rename`).
+    pub fn rename(&self, container: &str, name: &str) -> Result<()> {
+        store::rename(self.conn, container, name)
+    }
+
     /// [`Net::detach`], then frees the container's addresses (on `rm`).
     pub fn release(&self, container: &str) -> Result<()> {
         self.detach(container)?;

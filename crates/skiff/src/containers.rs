@@ -8,7 +8,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use skiff_engine::attach::{self, AttachOpts};
@@ -186,6 +186,9 @@ pub struct RunArgs {
     /// Optional parent cgroup for the container
     #[arg(long = "cgroup-parent")]
     pub cgroup_parent: Option<String>,
+    /// Runtime to use for this container (only the built-in skiff-runtime)
+    #[arg(long = "runtime")]
+    pub runtime: Option<String>,
     /// Logging driver for the container
     #[arg(long = "log-driver")]
     pub log_driver: Option<String>,
@@ -886,7 +889,20 @@ fn request(a: &RunArgs, attach: bool) -> CreateRequest {
     }
 }
 
+/// `--runtime`: the engine runs containers with its built-in runtime library, `skiff-runtime`;
+/// another name is refused (dockerd's message), never silently replaced by the built-in one.
+fn check_runtime(a: &RunArgs) -> Result<()> {
+    match a.runtime.as_deref() {
+        None | Some("skiff-runtime") => Ok(()),
+        Some(r) => Err(skiff_engine::Error::Invalid(format!(
+            "unknown or invalid runtime name: {r} (skiff runs containers with its built-in skiff-runtime; other OCI runtimes are not supported)"
+        ))
+        .into()),
+    }
+}
+
 fn create_container(ctx: &Ctx, a: &RunArgs, attach: bool) -> Result<(Engine, Container)> {
+    check_runtime(a)?;
     let e = ctx.engine()?;
     let store = ctx.store()?;
     let img = find_image(&store, a)?;
@@ -905,6 +921,7 @@ fn run_container(
     attach: bool,
     monitor: ops::PendingMonitor,
 ) -> Result<(Engine, Container, i32)> {
+    check_runtime(a)?;
     let e = ctx.engine()?;
     let store = ctx.store()?;
     let img = find_image(&store, a)?;
@@ -1606,6 +1623,9 @@ fn logs(ctx: &Ctx, a: &LogsArgs) -> Result<i32> {
     use skiff_engine::logs;
     let e = ctx.engine()?;
     let c = e.container(&a.container)?;
+    if c.host_config.log_config.kind == "none" {
+        bail!("configured logging driver does not support reading");
+    }
     let path = e.container_dir(&c.id).join("ctr.log");
     let now = now_nanos();
     let since = match &a.since {
