@@ -58,8 +58,10 @@ pub struct HostFlags {
     pub cgroupns: Option<String>,
     /// `--annotation KEY=VALUE`.
     pub annotations: Vec<String>,
-    /// `--device HOST[:CONTAINER[:PERMS]]`.
+    /// `--device HOST[:CONTAINER[:PERMS]]` or a CDI name `vendor.com/class=name`.
     pub devices: Vec<String>,
+    /// `--gpus` (resolved through CDI devices of kind nvidia.com/gpu).
+    pub gpus: Option<String>,
     /// `--device-cgroup-rule 'TYPE MAJOR:MINOR PERMS'`.
     pub device_cgroup_rules: Vec<String>,
     /// `--device-read-bps DEVICE:RATE`.
@@ -153,6 +155,9 @@ pub struct HostExtras {
     /// `--device-write-iops`.
     #[serde(rename = "BlkioDeviceWriteIOps")]
     pub blkio_device_write_iops: Vec<ThrottleDevice>,
+    /// CDI devices and `--gpus` (docker's `DeviceRequests`), applied from CDI spec files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_requests: Option<Vec<crate::cdi::DeviceRequest>>,
 }
 
 /// docker's default `/dev/shm` size.
@@ -409,8 +414,27 @@ pub fn resolve(
         }
     }
     // Devices.
+    let mut cdi_names = Vec::new();
     for d in &f.devices {
-        x.devices.push(parse_device(d)?);
+        if crate::cdi::is_qualified_name(d) {
+            cdi_names.push(d.clone());
+        } else {
+            x.devices.push(parse_device(d)?);
+        }
+    }
+    let mut requests = Vec::new();
+    if !cdi_names.is_empty() {
+        requests.push(crate::cdi::DeviceRequest {
+            driver: "cdi".into(),
+            device_ids: Some(cdi_names),
+            ..Default::default()
+        });
+    }
+    if let Some(g) = &f.gpus {
+        requests.push(crate::cdi::parse_gpus(g)?);
+    }
+    if !requests.is_empty() {
+        x.device_requests = Some(requests);
     }
     for r in &f.device_cgroup_rules {
         parse_cgroup_rule(r)?;

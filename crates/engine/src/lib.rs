@@ -18,6 +18,7 @@
 
 pub mod attach;
 pub mod boot;
+pub mod cdi;
 pub mod check;
 pub mod commit;
 pub mod create;

@@ -286,6 +286,14 @@ pub fn build(
     };
     let mut v = serde_json::to_value(&spec).map_err(|e| Error::Other(e.to_string()))?;
     crate::hostflags::apply_spec(&h.extra, &mut v, &ns, &gids)?;
+    if let Some(reqs) = &h.extra.device_requests {
+        // dir is <root>/containers/<id>; the CDI spec directories are the engine's settings.
+        let root = dir
+            .parent()
+            .and_then(Path::parent)
+            .ok_or_else(|| Error::Other(format!("container dir {}", dir.display())))?;
+        crate::cdi::apply(root, reqs, &mut v)?;
+    }
     spec = serde_json::from_value(v).map_err(|e| Error::Other(format!("spec: {e}")))?;
     if h.init == Some(true) {
         // dir is <root>/containers/<id>.
