@@ -909,7 +909,7 @@ fn create_inner(
         perms::write_file(&rec_path, &rec, perms::PRIVATE_FILE)
             .ctx(|| format!("write {}", rec_path.display()))?;
         if !keep_mounted {
-            crate::proc::unmount(&rootfs);
+            crate::proc::unmount_container(&dir);
         }
         // A mount below the tree moves with it.
         std::fs::rename(&dir, &final_dir).ctx(|| format!("create {}", final_dir.display()))?;
@@ -929,7 +929,7 @@ fn create_inner(
 /// volumes removed), the rootfs mount, the `.creating-` directory and the lock file.
 fn rollback(e: &Engine, id: &str, dir: &Path) {
     let _ = volumes_api::release(e, id, true);
-    crate::proc::unmount(&dir.join("rootfs"));
+    crate::proc::unmount_container(&dir);
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_file(e.lock_path(id));
 }

@@ -726,9 +726,8 @@ pub fn apply_spec(
             a.extend(devs);
         }
     }
-    // /dev/shm: sized, or absent with --ipc none. (With --ipc container:X the SysV and mqueue
-    // IPC namespace is X's; /dev/shm stays the container's own tmpfs: sharing X's would need
-    // X's tmpfs mounted on the host, as docker's `shareable` mode does.)
+    // /dev/shm: sized, or absent with --ipc none. (shareable, host and container:X bind a
+    // host-side tmpfs instead: spec::build's shm_source.)
     if let Some(mounts) = v["mounts"].as_array_mut() {
         if x.ipc_mode == "none" {
             mounts.retain(|m| m["destination"] != "/dev/shm");

@@ -528,7 +528,7 @@ fn record_exit(
         }
     }
     if after == After::Final {
-        crate::proc::unmount(&dir.join("rootfs"));
+        crate::proc::unmount_container(&dir);
         // Veth, namespace and published ports go with the process; the address stays until rm.
         e.detach_network(&a.id);
         if a.auto_remove {

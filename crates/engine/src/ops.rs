@@ -205,7 +205,7 @@ impl Engine {
             Some(x) => x,
             None => (if killed { 137 } else { 255 }, false, proc::now()),
         };
-        proc::unmount(&dir.join("rootfs"));
+        proc::unmount_container(&dir);
         if c.host_config.auto_remove {
             self.remove_files(id, true)?;
             return Err(Error::NoSuchContainer(id.into()));
@@ -337,6 +337,15 @@ impl Engine {
                 }
             }
         };
+        if c.host_config.extra.ipc_mode == "shareable" {
+            if let Err(e) = proc::mount_shm(&dir, c.host_config.extra.shm_size) {
+                proc::unmount_container(&dir);
+                return Err(Error::Other(format!(
+                    "container {}: mount its shareable /dev/shm: {e}",
+                    c.name
+                )));
+            }
+        }
         let data = serde_json::to_vec(&spec).map_err(|e| Error::Other(e.to_string()))?;
         // 0600: the environment in it is the container's secrets.
         perms::write_file(&dir.join("config.json"), &data, perms::PRIVATE_FILE)
@@ -528,7 +537,7 @@ impl Engine {
     pub fn remove_files_deferred(&self, id: &str, volumes: bool) -> Result<Option<PathBuf>> {
         let c = self.get(id)?;
         let dir = self.container_dir(id);
-        proc::unmount(&dir.join("rootfs"));
+        proc::unmount_container(&dir);
         let rt = self.runtime_root();
         if rt.join(id).exists() {
             let _ = skiff_runtime::container::delete(&rt, id, true);
@@ -603,7 +612,7 @@ impl Engine {
                     let _ = std::fs::rename(e.path(), &dir);
                 }
                 Ok(None) => {
-                    proc::unmount(&e.path().join("rootfs"));
+                    proc::unmount_container(&e.path());
                     let _ = std::fs::remove_dir_all(e.path());
                     let _ = std::fs::remove_file(&lock);
                 }
