@@ -929,7 +929,7 @@ fn create_inner(
 /// volumes removed), the rootfs mount, the `.creating-` directory and the lock file.
 fn rollback(e: &Engine, id: &str, dir: &Path) {
     let _ = volumes_api::release(e, id, true);
-    crate::proc::unmount_container(&dir);
+    crate::proc::unmount_container(dir);
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_file(e.lock_path(id));
 }
