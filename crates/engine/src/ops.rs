@@ -861,7 +861,8 @@ impl Engine {
             process.set_cwd(w.into());
         }
         // Docker's exec events: `exec_create: CMD ARGS` and `exec_start: CMD ARGS` with the
-        // exec's id, `exec_die` with its exit code (not for `-d`: nobody waits for it).
+        // exec's id, `exec_die` with its exit code (for `-d` a small waiter process, the exec's
+        // parent, records it when the process ends).
         let exec_id = crate::names::new_id();
         let cmdline = format!("{} {}", req.cmd[0], req.cmd[1..].join(" "));
         self.event(
@@ -920,6 +921,11 @@ impl Engine {
             Err(e) => died(e.exit_code()),
             Ok(_) => {}
         };
+        if req.detach {
+            let r = detached_exec(&target, opts, &died);
+            drop(saved);
+            return r.map(|()| crate::tty::Ended::Exited(0)).map_err(start_err);
+        }
         if !tty {
             let r = skiff_runtime::exec::exec_in(&target, opts);
             drop(saved);
@@ -950,6 +956,69 @@ impl Engine {
         let r = crate::tty::relay_exec(spawned.pid, master, req.interactive, keys);
         ended(&r);
         r
+    }
+}
+
+/// `exec -d`: forks a waiter (its own session, stdio on /dev/null, no inherited descriptor but
+/// its report pipe, so it holds no lock or database handle) that starts the process as its child,
+/// reports the start, waits, and calls `died` with the exit code. Returns once the process runs.
+fn detached_exec(
+    target: &skiff_runtime::exec::ExecTarget,
+    mut opts: skiff_runtime::exec::ExecOpts,
+    died: &dyn Fn(i32),
+) -> std::result::Result<(), skiff_runtime::Error> {
+    use std::io::{Read, Write};
+    let (r, w) = nix::unistd::pipe().map_err(|errno| skiff_runtime::Error::Sys {
+        what: "exec -d: pipe".into(),
+        errno,
+    })?;
+    opts.detach = false;
+    // SAFETY: the CLI is single-threaded here; the child only calls the runtime's spawn/wait,
+    // writes to the pipe and an event file, and leaves with _exit (no destructors run).
+    match unsafe { nix::unistd::fork() } {
+        Err(errno) => Err(skiff_runtime::Error::Sys {
+            what: "exec -d: fork".into(),
+            errno,
+        }),
+        Ok(nix::unistd::ForkResult::Child) => {
+            drop(r);
+            let keep = w.as_raw_fd();
+            // SAFETY: closes descriptors this child does not own any more use for; the pipe's
+            // write end is kept (ranges around it).
+            unsafe {
+                libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
+                libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32);
+            }
+            let _ = nix::unistd::setsid();
+            let mut w = std::fs::File::from(w);
+            let code = match skiff_runtime::exec::spawn_in(target, opts) {
+                Ok(s) => {
+                    let _ = w.write_all(b"0");
+                    drop(w);
+                    skiff_runtime::forward::wait(s.pid, s.master).unwrap_or(255)
+                }
+                Err(e) => {
+                    let _ = w.write_all(format!("1{e}").as_bytes());
+                    // SAFETY: leaving the forked child without running the parent's destructors.
+                    unsafe { libc::_exit(1) };
+                }
+            };
+            died(code);
+            // SAFETY: as above.
+            unsafe { libc::_exit(0) };
+        }
+        Ok(nix::unistd::ForkResult::Parent { .. }) => {
+            drop(w);
+            let mut msg = String::new();
+            let _ = std::fs::File::from(r).read_to_string(&mut msg);
+            match msg.strip_prefix('1') {
+                None if msg == "0" => Ok(()),
+                Some(e) => Err(skiff_runtime::Error::Other(e.to_string())),
+                None => Err(skiff_runtime::Error::Other(
+                    "exec -d: the waiter process died before starting the process".into(),
+                )),
+            }
+        }
     }
 }
 
