@@ -432,7 +432,11 @@ impl Engine {
         // seccomp profile: what the runtime was given.
         let sc = linux.as_ref().and_then(|l| l.seccomp().clone());
         let opts = h.security_opt.clone().unwrap_or_default();
-        r.seccomp.profile = if sc.is_none() {
+        let unconfined_by_flag = h.privileged
+            || opts
+                .iter()
+                .any(|o| o == "seccomp=unconfined" || o == "seccomp:unconfined");
+        r.seccomp.profile = if unconfined_by_flag || (sc.is_none() && spec.is_some()) {
             "unconfined".into()
         } else if opts
             .iter()

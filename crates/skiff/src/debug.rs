@@ -386,7 +386,11 @@ pub fn image_text(r: &ImageReport) -> String {
     o.push_str(&format!(
         "\nUser: {}{}\n",
         r.user,
-        if r.runs_as_root { " (root)" } else { "" }
+        if r.runs_as_root && r.user != "root" {
+            " (root)"
+        } else {
+            ""
+        }
     ));
     o.push_str(&format!("Command: {}\n", r.command.join(" ")));
     o.push_str(&format!(
