@@ -1023,7 +1023,7 @@ fn detached_exec(
 }
 
 /// Restores fds 0-2 when dropped.
-struct SavedStdio(Vec<(i32, OwnedFd)>);
+pub(crate) struct SavedStdio(Vec<(i32, OwnedFd)>);
 
 impl Drop for SavedStdio {
     fn drop(&mut self) {
@@ -1035,7 +1035,7 @@ impl Drop for SavedStdio {
 }
 
 /// `exec` without `-i` reads /dev/null; `-d` writes to /dev/null too.
-fn redirect_stdio(req: &ExecRequest) -> Result<SavedStdio> {
+pub(crate) fn redirect_stdio(req: &ExecRequest) -> Result<SavedStdio> {
     let mut saved = Vec::new();
     let targets: &[i32] = match (req.detach, req.interactive) {
         (true, _) => &[0, 1, 2],
@@ -1213,6 +1213,9 @@ fn exec_monitor(margs: &[String], attach: Option<OwnedFd>) -> Result<OwnedFd> {
     let ro = skiff_runtime::sealed::readonly_self().and_then(above_stdio);
     let exe = match &ro {
         Some(fd) => std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+        // Already running from a sealed view (`debug` starting a temporary container): its
+        // path is no file on the host, but the view itself can be executed again.
+        None if skiff_runtime::sealed::running_sealed() => "/proc/self/exe".into(),
         None => exe,
     };
     let spawn_err = |what: &str, rc: i32| Error::Io {

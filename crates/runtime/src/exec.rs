@@ -247,6 +247,35 @@ pub fn spawn(o: ExecOpts) -> Result<Spawned> {
 
 /// [`spawn`] in a container already read with [`ExecTarget::load`].
 pub fn spawn_in(t: &ExecTarget, o: ExecOpts) -> Result<Spawned> {
+    spawn_with(t, o, None)
+}
+
+/// How a debug process (`skiff debug`) differs from an exec: its own mount view with a toolbox
+/// ([`crate::debugview`]), and optionally no seccomp filter (`--privileged`).
+#[derive(Debug)]
+pub struct DebugOpts {
+    /// The toolbox, opened on the host.
+    pub toolbox: crate::debugview::Prepared,
+    /// Leave the container's seccomp filter out.
+    pub unconfined: bool,
+}
+
+/// [`spawn_in`] for a debug process.
+pub fn spawn_debug(t: &ExecTarget, o: ExecOpts, d: &DebugOpts) -> Result<Spawned> {
+    spawn_with(t, o, Some(d))
+}
+
+/// [`exec_in`] for a debug process.
+pub fn exec_debug(t: &ExecTarget, o: ExecOpts, d: &DebugOpts) -> Result<i32> {
+    let detach = o.detach;
+    let s = spawn_with(t, o, Some(d))?;
+    if detach {
+        return Ok(0);
+    }
+    forward::wait(s.pid, s.master)
+}
+
+fn spawn_with(t: &ExecTarget, o: ExecOpts, debug: Option<&DebugOpts>) -> Result<Spawned> {
     match t.status(&o.root) {
         Status::Running | Status::Created => {}
         Status::Paused => {
@@ -296,7 +325,10 @@ pub fn spawn_in(t: &ExecTarget, o: ExecOpts) -> Result<Spawned> {
         ));
     }
     let userns = flags & libc::CLONE_NEWUSER != 0;
-    let filter = t.filter(&o.root)?;
+    let filter = match debug {
+        Some(d) if d.unconfined => None,
+        _ => t.filter(&o.root)?,
+    };
     let terminal = o.process.terminal().unwrap_or(false);
     let mut master_rx = None;
     let console = match o.console {
@@ -371,6 +403,15 @@ pub fn spawn_in(t: &ExecTarget, o: ExecOpts) -> Result<Spawned> {
                     let _ = cchan.send(&Msg::Error(e.to_string()), None);
                     // SAFETY: _exit in a forked child.
                     unsafe { libc::_exit(127) }
+                }
+                // A debug process builds its own view of the container's filesystem while it
+                // still has the privileges to mount.
+                if let Some(d) = debug {
+                    if let Err(e) = crate::debugview::enter(&d.toolbox) {
+                        let _ = cchan.send(&Msg::Error(format!("debug view: {e}")), None);
+                        // SAFETY: _exit in a forked child.
+                        unsafe { libc::_exit(125) }
+                    }
                 }
                 let e = exec_child(
                     &o.process,

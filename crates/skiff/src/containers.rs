@@ -616,15 +616,15 @@ pub enum TopCommand {
 
 /// The engine paths from the global flags.
 pub struct Ctx<'a> {
-    root: &'a Path,
-    runroot: Option<&'a Path>,
+    pub(crate) root: &'a Path,
+    pub(crate) runroot: Option<&'a Path>,
 }
 
 impl Ctx<'_> {
-    fn engine(&self) -> Result<Engine> {
+    pub(crate) fn engine(&self) -> Result<Engine> {
         Ok(Engine::open(self.root, self.runroot)?)
     }
-    fn store(&self) -> Result<Store> {
+    pub(crate) fn store(&self) -> Result<Store> {
         // Container commands only read the store (and pull): they hold a shared lock on its
         // gc.lock first, so opening it skips the crash sweep and index.json rewrite (fsyncs) that
         // the image commands do when they find the store idle.
@@ -953,7 +953,7 @@ fn foreground(e: &Engine, id: &str, o: AttachOpts, proxy: bool) -> Result<i32> {
 /// The detach sequence: `--detach-keys`, else `detachKeys` of docker's config.json, else
 /// ctrl-p,ctrl-q. A bad flag is an error; a bad config value falls back to the default with a
 /// warning (docker's CLI does the same).
-fn detach_keys(flag: Option<&str>) -> Result<Vec<u8>> {
+pub(crate) fn detach_keys(flag: Option<&str>) -> Result<Vec<u8>> {
     if let Some(f) = flag.filter(|f| !f.is_empty()) {
         return Ok(tty::parse_detach_keys(f)?);
     }

@@ -10,6 +10,7 @@
 #![cfg_attr(test, allow(dead_code))]
 
 mod containers;
+mod debug;
 mod fscmds;
 mod hostargs;
 mod images;
@@ -97,6 +98,10 @@ pub enum Command {
     Completion(system::CompletionArgs),
     /// Write man pages for skiff and every subcommand into DIR
     GenerateMan(system::ManArgs),
+    /// Open a shell with tools in a container or image, even one without a shell
+    Debug(debug::DebugArgs),
+    /// Explain what isolates a container (or what an image would run with)
+    Explain(debug::ExplainArgs),
     /// Container commands (run, ps, exec, ...)
     #[command(flatten)]
     Containers(Box<containers::TopCommand>),
@@ -211,6 +216,11 @@ fn cli_main() {
     }
     if let Command::Fs(c) = &cli.command {
         std::process::exit(fscmds::run(&cli, c));
+    }
+    match &cli.command {
+        Command::Debug(a) => std::process::exit(debug::debug(&cli, a)),
+        Command::Explain(a) => std::process::exit(debug::explain(&cli, a)),
+        _ => {}
     }
     let r = match &cli.command {
         Command::Volume(c) => volumes::run(&cli, c),
