@@ -577,10 +577,21 @@ pub fn load(o: &Options) -> Result<Project> {
                 services.insert(n.clone(), s);
                 origin.insert(n, inc_files[0].clone());
             }
+            // Their names are this project's (the included project's default names dropped).
+            let unnamed = |k: &str, mut v: Value| {
+                if v["name"] == json!(format!("included_{k}")) {
+                    if let Some(o) = v.as_object_mut() {
+                        o.remove("name");
+                    }
+                }
+                v
+            };
             for (k, v) in sub.networks {
+                let v = unnamed(&k, v);
                 networks.entry(k).or_insert(v);
             }
             for (k, v) in sub.volumes {
+                let v = unnamed(&k, v);
                 volumes.entry(k).or_insert(v);
             }
         }

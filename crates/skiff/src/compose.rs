@@ -858,7 +858,8 @@ impl Prefixes {
         let mut services: Vec<String> = cs.iter().map(|c| label(c, SERVICE).to_string()).collect();
         services.dedup();
         Prefixes {
-            width: cs.iter().map(|c| c.name.len()).max().unwrap_or(0),
+            // compose v2 pads names to the longest plus one: `p-web-1  | `.
+            width: cs.iter().map(|c| c.name.len() + 1).max().unwrap_or(0),
             color,
             services,
             none,
