@@ -846,3 +846,87 @@ impl Project {
 pub fn to_yaml(v: &Value) -> std::result::Result<String, String> {
     serde_norway::to_string(v).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(text: &str, profiles: &[&str], env: &[(&str, &str)]) -> Result<Project> {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("Some-Dir_X");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("compose.yaml"), text).unwrap();
+        load(&Options {
+            profiles: profiles.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            cwd: dir,
+            ..Default::default()
+        })
+    }
+
+    const TEXT: &str = "services:\n  a:\n    image: x\n  b:\n    image: x\n    profiles: [dev]\n  c:\n    image: x\n    profiles: [dev, test]\n    depends_on: [a]\n";
+
+    #[test]
+    fn profiles() {
+        let names = |p: Project| p.services.keys().cloned().collect::<Vec<_>>().join(",");
+        assert_eq!(names(project(TEXT, &[], &[]).unwrap()), "a");
+        assert_eq!(names(project(TEXT, &["dev"], &[]).unwrap()), "a,b,c");
+        assert_eq!(names(project(TEXT, &["test"], &[]).unwrap()), "a,c");
+        assert_eq!(names(project(TEXT, &["*"], &[]).unwrap()), "a,b,c");
+        assert_eq!(
+            names(project(TEXT, &[], &[("COMPOSE_PROFILES", "test, dev")]).unwrap()),
+            "a,b,c"
+        );
+        // An enabled service needing a disabled one is refused.
+        let t = "services:\n  a:\n    image: x\n    depends_on: [b]\n  b:\n    image: x\n    profiles: [p]\n";
+        let e = project(t, &[], &[]).unwrap_err().to_string();
+        assert!(e.contains("disabled by its profiles"), "{e}");
+    }
+
+    #[test]
+    fn project_names() {
+        assert_eq!(project(TEXT, &[], &[]).unwrap().name, "some-dir_x");
+        assert_eq!(
+            project(&format!("name: given\n{TEXT}"), &[], &[])
+                .unwrap()
+                .name,
+            "given"
+        );
+        assert_eq!(
+            project(
+                &format!("name: given\n{TEXT}"),
+                &[],
+                &[("COMPOSE_PROJECT_NAME", "env")]
+            )
+            .unwrap()
+            .name,
+            "env"
+        );
+        assert!(project(&format!("name: Bad!\n{TEXT}"), &[], &[]).is_err());
+        assert_eq!(normalize_project_name("_My App.2"), "myapp2");
+    }
+
+    #[test]
+    fn order_and_cycles() {
+        let p = project(TEXT, &["*"], &[]).unwrap();
+        assert_eq!(p.order().unwrap(), vec!["a", "b", "c"]);
+        let t = "services:\n  a:\n    image: x\n    depends_on: [b]\n  b:\n    image: x\n    depends_on: [a]\n";
+        let e = project(t, &[], &[])
+            .unwrap()
+            .order()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cycle"), "{e}");
+    }
+
+    #[test]
+    fn locate_lines() {
+        let t = "services:\n  web:\n    image: x\n    ports:\n      - 80\n  db:\n    image: y\n";
+        let p = |s: &str| s.split('.').map(String::from).collect::<Vec<_>>();
+        assert_eq!(locate(t, &p("services.db.image")), Some(7));
+        assert_eq!(locate(t, &p("services.web.ports.0")), Some(4));
+    }
+}

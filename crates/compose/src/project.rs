@@ -98,6 +98,44 @@ pub fn project_containers(e: &Engine, name: &str, oneoff: bool) -> Result<Vec<Co
     Ok(v)
 }
 
+/// Starts containers in parallel, one engine per thread.
+pub fn start_all(e: &Engine, ids: &[(String, String)], quiet: bool) -> Result<()> {
+    if let [(id, name)] = ids {
+        progress(quiet, "Container", name, "Starting");
+        e.start(id, None)?;
+        progress(quiet, "Container", name, "Started");
+        return Ok(());
+    }
+    let (root, runroot) = (e.root.clone(), e.runroot.clone());
+    let errors: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = ids
+            .iter()
+            .map(|(id, name)| {
+                let (root, runroot) = (root.clone(), runroot.clone());
+                s.spawn(move || -> std::result::Result<(), String> {
+                    let e = Engine::open(&root, Some(&runroot)).map_err(|e| e.to_string())?;
+                    progress(quiet, "Container", name, "Starting");
+                    e.start(id, None)
+                        .map_err(|e| format!("container {name}: {e}"))?;
+                    progress(quiet, "Container", name, "Started");
+                    Ok(())
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .filter_map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a start thread panicked".into()))
+                    .err()
+            })
+            .collect()
+    });
+    match errors.first() {
+        Some(m) => Err(Error::Invalid(m.clone())),
+        None => Ok(()),
+    }
+}
+
 /// Stops (then, with `remove`, removes) containers in parallel, one engine per thread.
 pub fn stop_all(
     e: &Engine,
@@ -497,100 +535,103 @@ impl Runner<'_> {
         self.ensure_volumes()?;
         let mut recreated: BTreeSet<String> = BTreeSet::new();
         let mut out = Vec::new();
-        for n in &targets {
-            let svc = &self.p.services[n];
-            let (image, img) = &images[n];
-            if !o.no_start {
-                self.wait_deps(n, o.wait_timeout)?;
-            }
-            let hash = service::config_hash(svc, &img.id.to_string());
-            let want = service::replicas(svc, o.scale.get(n).copied());
-            if want > 1 && svc.get("container_name").is_some() {
-                return Err(Error::Invalid(format!(
+        // A level at a time: its services converged in order, then their containers started
+        // in parallel (their dependencies are in earlier levels, already started and waited for).
+        for level in self.levels(&targets) {
+            let mut to_start: Vec<(String, String)> = Vec::new();
+            for n in &level {
+                let svc = &self.p.services[n];
+                let (image, img) = &images[n];
+                if !o.no_start {
+                    self.wait_deps(n, o.wait_timeout)?;
+                }
+                let hash = service::config_hash(svc, &img.id.to_string());
+                let want = service::replicas(svc, o.scale.get(n).copied());
+                if want > 1 && svc.get("container_name").is_some() {
+                    return Err(Error::Invalid(format!(
                     "service {n:?}: container_name {:?} can run only one container (scale {want})",
                     svc["container_name"].as_str().unwrap_or_default()
                 )));
-            }
-            // A dependency this service is bound to (its network namespace, its volumes, or
-            // `restart: true`) was recreated: recreate this one too.
-            let bound: Vec<String> = svc["depends_on"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter(|(_, c)| c["restart"].as_bool() == Some(true))
-                .map(|(d, _)| d.clone())
-                .chain(
-                    svc["network_mode"]
-                        .as_str()
-                        .and_then(|m| m.strip_prefix("service:"))
-                        .map(String::from),
-                )
-                .chain(
-                    svc["volumes_from"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|v| v.as_str())
-                        .map(|v| v.split(':').next().unwrap_or_default().to_string()),
-                )
-                .collect();
-            let dep_changed = bound.iter().any(|d| recreated.contains(d));
-            let mut have: BTreeMap<u32, Container> = BTreeMap::new();
-            let mut extra = Vec::new();
-            for c in self.service_containers(n)? {
-                let k = number(&c);
-                if k == 0 || k > want || have.contains_key(&k) {
-                    extra.push((c.id.clone(), c.name.clone()));
-                } else {
-                    have.insert(k, c);
                 }
-            }
-            stop_all(&self.e, &extra, o.timeout, true, false, self.quiet)?;
-            let mut mine = Vec::new();
-            for k in 1..=want {
-                let c = match have.remove(&k) {
-                    Some(c) => {
-                        let stale = label(&c, HASH) != hash;
-                        if !o.no_recreate && (o.force_recreate || stale || dep_changed) {
-                            progress(self.quiet, "Container", &c.name, "Recreate");
-                            stop_all(
-                                &self.e,
-                                &[(c.id.clone(), c.name.clone())],
-                                o.timeout,
-                                true,
-                                false,
-                                true,
-                            )?;
-                            recreated.insert(n.clone());
-                            let c = self.create_one(n, svc, k, image, img, false, &|_| {})?;
-                            progress(self.quiet, "Container", &c.name, "Recreated");
-                            c
-                        } else {
-                            if c.is_active() {
-                                progress(self.quiet, "Container", &c.name, "Running");
+                // A dependency this service is bound to (its network namespace, its volumes, or
+                // `restart: true`) was recreated: recreate this one too.
+                let bound: Vec<String> = svc["depends_on"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(_, c)| c["restart"].as_bool() == Some(true))
+                    .map(|(d, _)| d.clone())
+                    .chain(
+                        svc["network_mode"]
+                            .as_str()
+                            .and_then(|m| m.strip_prefix("service:"))
+                            .map(String::from),
+                    )
+                    .chain(
+                        svc["volumes_from"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|v| v.as_str())
+                            .map(|v| v.split(':').next().unwrap_or_default().to_string()),
+                    )
+                    .collect();
+                let dep_changed = bound.iter().any(|d| recreated.contains(d));
+                let mut have: BTreeMap<u32, Container> = BTreeMap::new();
+                let mut extra = Vec::new();
+                for c in self.service_containers(n)? {
+                    let k = number(&c);
+                    if k == 0 || k > want || have.contains_key(&k) {
+                        extra.push((c.id.clone(), c.name.clone()));
+                    } else {
+                        have.insert(k, c);
+                    }
+                }
+                stop_all(&self.e, &extra, o.timeout, true, false, self.quiet)?;
+                let mut mine = Vec::new();
+                for k in 1..=want {
+                    let c = match have.remove(&k) {
+                        Some(c) => {
+                            let stale = label(&c, HASH) != hash;
+                            if !o.no_recreate && (o.force_recreate || stale || dep_changed) {
+                                progress(self.quiet, "Container", &c.name, "Recreate");
+                                stop_all(
+                                    &self.e,
+                                    &[(c.id.clone(), c.name.clone())],
+                                    o.timeout,
+                                    true,
+                                    false,
+                                    true,
+                                )?;
+                                recreated.insert(n.clone());
+                                let c = self.create_one(n, svc, k, image, img, false, &|_| {})?;
+                                progress(self.quiet, "Container", &c.name, "Recreated");
+                                c
+                            } else {
+                                if c.is_active() {
+                                    progress(self.quiet, "Container", &c.name, "Running");
+                                }
+                                c
                             }
-                            c
                         }
+                        None => {
+                            recreated.insert(n.clone());
+                            self.create_one(n, svc, k, image, img, false, &|_| {})?
+                        }
+                    };
+                    mine.push(c);
+                }
+                for c in &mine {
+                    if !self.e.container(&c.id)?.is_active() {
+                        to_start.push((c.id.clone(), c.name.clone()));
                     }
-                    None => {
-                        recreated.insert(n.clone());
-                        self.create_one(n, svc, k, image, img, false, &|_| {})?
-                    }
-                };
-                mine.push(c);
+                }
+                if o.services.is_empty() || o.services.contains(n) {
+                    out.extend(mine);
+                }
             }
             if !o.no_start {
-                for c in &mine {
-                    let cur = self.e.container(&c.id)?;
-                    if !cur.is_active() {
-                        progress(self.quiet, "Container", &c.name, "Starting");
-                        self.e.start(&c.id, None)?;
-                        progress(self.quiet, "Container", &c.name, "Started");
-                    }
-                }
-            }
-            if o.services.is_empty() || o.services.contains(n) {
-                out.extend(mine);
+                start_all(&self.e, &to_start, self.quiet)?;
             }
         }
         self.orphans(o.remove_orphans, o.timeout)?;
