@@ -881,6 +881,7 @@ fn create_inner(
                 .map(|p| p.to_string_lossy().into_owned())
                 .collect(),
             platform: img.platform.os.clone(),
+            network_aliases: Vec::new(),
         };
         let mut c = c;
         // The whole OCI spec, as the start will build it: what it refuses is refused now. Its

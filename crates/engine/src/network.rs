@@ -200,7 +200,17 @@ impl Engine {
         let mut seen = std::collections::BTreeSet::new();
         for p in &others {
             if seen.insert(p.container.clone()) {
-                s.push_str(&format!("{}\t{}\n", p.ip, p.name));
+                let aliases: String = self
+                    .get(&p.container)
+                    .ok()
+                    .flatten()
+                    .map(|pc| pc.network_aliases)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|a| **a != p.name)
+                    .map(|a| format!("\t{a}"))
+                    .collect();
+                s.push_str(&format!("{}\t{}{aliases}\n", p.ip, p.name));
             }
         }
         let path = self.container_dir(id).join("hosts");
@@ -309,6 +319,18 @@ pub fn resolv_conf(network: &str, dns: &[String], search: &[String], opts: &[Str
 }
 
 impl Engine {
+    /// Records the names (besides its own) that peers on its user networks resolve container
+    /// `id` by; they reach the peers' /etc/hosts when it is attached or connected.
+    pub fn set_network_aliases(&self, id: &str, aliases: &[String]) -> Result<()> {
+        let _l = self.lock(id)?;
+        let mut c = self
+            .get(id)?
+            .ok_or_else(|| Error::NoSuchContainer(id.into()))?;
+        c.network_aliases = aliases.to_vec();
+        self.set_record(&c)?;
+        crate::create::write_record(&self.container_dir(id), &c)
+    }
+
     /// `network connect NET C`: an address on `NET` now, an interface now if C runs (else at
     /// its next start); the names on NET's containers' /etc/hosts are rewritten.
     pub fn connect_network(&self, network: &str, container: &str, ip: Option<&str>) -> Result<()> {

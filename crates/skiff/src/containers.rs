@@ -763,7 +763,12 @@ fn each(ctx: &Ctx, names: &[String], f: impl Fn(&Engine, &str) -> Result<()>) ->
 }
 
 /// Calls the registry pull with its output on stderr (stdout belongs to the container).
-fn auto_pull(store: &Store, image: &str, platform: Option<&str>, quiet: bool) -> Result<()> {
+pub(crate) fn auto_pull(
+    store: &Store,
+    image: &str,
+    platform: Option<&str>,
+    quiet: bool,
+) -> Result<()> {
     let _ = io::stdout().flush();
     // SAFETY: dup/dup2 on the standard fds; restored below.
     let saved = unsafe { libc::dup(1) };
@@ -943,7 +948,7 @@ fn create_cmd(ctx: &Ctx, a: &RunArgs) -> Result<i32> {
 }
 
 /// Streams a foreground container through a pre-connected attach socket; returns its exit code.
-fn foreground(e: &Engine, id: &str, o: AttachOpts, proxy: bool) -> Result<i32> {
+pub(crate) fn foreground(e: &Engine, id: &str, o: AttachOpts, proxy: bool) -> Result<i32> {
     let (client, mon) = UnixStream::pair()?;
     (&client).write_all(&attach::hello(&o))?;
     let pid = e.start(id, Some(OwnedFd::from(mon)))?;

@@ -9,6 +9,7 @@
 // In the unit-test build the harness supplies `main`, so the entry point below is unused there.
 #![cfg_attr(test, allow(dead_code))]
 
+mod compose;
 mod containers;
 mod debug;
 mod fscmds;
@@ -102,6 +103,8 @@ pub enum Command {
     Debug(debug::DebugArgs),
     /// Explain what isolates a container (or what an image would run with)
     Explain(debug::ExplainArgs),
+    /// Define and run multi-container applications (docker compose)
+    Compose(Box<compose::ComposeArgs>),
     /// Container commands (run, ps, exec, ...)
     #[command(flatten)]
     Containers(Box<containers::TopCommand>),
@@ -187,11 +190,17 @@ pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) ->
 }
 
 fn cli_main() {
-    let argv: Vec<String> = std::env::args().collect();
+    let mut argv: Vec<String> = std::env::args().collect();
+    if argv.first().is_some_and(|a| compose::is_compose_name(a)) {
+        argv.insert(1, "compose".into());
+    }
     if argv.get(1).map(String::as_str) == Some("monitor") {
         std::process::exit(containers::monitor(&argv[2..]));
     }
-    let cli = match fast_run_parse(&argv).map(Ok).unwrap_or_else(Cli::try_parse) {
+    let cli = match fast_run_parse(&argv)
+        .map(Ok)
+        .unwrap_or_else(|| Cli::try_parse_from(&argv))
+    {
         Ok(cli) => cli,
         Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             // `skiff volume` alone: docker prints the command's help and succeeds.
@@ -213,6 +222,9 @@ fn cli_main() {
     }
     if let Command::Containers(c) = &cli.command {
         std::process::exit(containers::run(&cli, c));
+    }
+    if let Command::Compose(c) = &cli.command {
+        std::process::exit(compose::run(&cli, c));
     }
     if let Command::Fs(c) = &cli.command {
         std::process::exit(fscmds::run(&cli, c));
