@@ -972,6 +972,7 @@ fn serve(
     listener: Option<&OwnedFd>,
     clients: &mut Vec<Client>,
     log: &mut LogWriter,
+    mut dns: Option<&mut skiff_net::dns::Server>,
 ) -> i32 {
     let mut exited: Option<i32> = None;
     let mut deadline: Option<Instant> = None;
@@ -991,6 +992,9 @@ fn serve(
         fds.push(pfd(io.out.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1)));
         fds.push(pfd(io.err.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1)));
         fds.push(pfd(checks.as_ref().map_or(-1, |c| c.timer.as_raw_fd())));
+        let dns_fds = dns.as_ref().map_or([-1, -1], |d| d.fds());
+        fds.push(pfd(dns_fds[0]));
+        fds.push(pfd(dns_fds[1]));
         for c in clients.iter() {
             fds.push(pfd(c.fd.as_raw_fd()));
         }
@@ -1080,10 +1084,18 @@ fn serve(
                 c.fire(a);
             }
         }
-        let nclients = fds.len() - 5;
+        if let Some(d) = dns.as_deref_mut() {
+            if fds[5].revents != 0 {
+                d.on_query();
+            }
+            if fds[6].revents != 0 {
+                d.on_answer();
+            }
+        }
+        let nclients = fds.len() - 7;
         let mut keep = vec![true; clients.len()];
         for (j, c) in clients.iter_mut().enumerate().take(nclients) {
-            if fds[5 + j].revents != 0 {
+            if fds[7 + j].revents != 0 {
                 keep[j] = client_input(c, io, a.stdin_once);
             }
         }
@@ -1191,6 +1203,9 @@ pub fn main(args: &[String]) -> i32 {
     let mut restarts = a.restarts;
     let mut delay = Duration::from_millis(100);
     let mut trash = None;
+    // The embedded DNS server (user networks), bound once the namespace exists; it lives
+    // across restarts, as the namespace does.
+    let mut dns = None;
     let final_code = loop {
         let began = Instant::now();
         let first = notify.is_some();
@@ -1212,7 +1227,18 @@ pub fn main(args: &[String]) -> i32 {
                 }
                 // Pre-connected clients (foreground run) may have queued stdin already.
                 let log = log.get_or_insert_with(|| open_log(&a));
-                let code = serve(&a, &mut io, &sfd, listener.as_ref(), &mut clients, log);
+                if dns.is_none() {
+                    dns = embedded_dns(&a);
+                }
+                let code = serve(
+                    &a,
+                    &mut io,
+                    &sfd,
+                    listener.as_ref(),
+                    &mut clients,
+                    log,
+                    dns.as_mut(),
+                );
                 (code, true)
             }
             Err((code, msg)) => {
@@ -1272,6 +1298,21 @@ pub fn main(args: &[String]) -> i32 {
     }
     let _ = std::io::stdout().flush();
     0
+}
+
+/// The embedded DNS server of a container on a user network (its directory holds the
+/// upstream list the engine wrote at create), bound in its network namespace; None otherwise or
+/// when it cannot be bound (the container then resolves through /etc/hosts alone, as before).
+fn embedded_dns(a: &MonitorArgs) -> Option<skiff_net::dns::Server> {
+    let dir = a.container_dir();
+    let upstream = std::fs::read_to_string(dir.join(skiff_net::dns::UPSTREAM_FILE)).ok()?;
+    let netns = skiff_net::netns::path(&a.runroot, &a.id);
+    skiff_net::dns::Server::bind(
+        &netns,
+        &dir.join("hosts"),
+        skiff_net::dns::parse_upstreams(&upstream),
+    )
+    .ok()
 }
 
 /// The container's log writer: `ctr.log` with its rotation settings, or nothing (`none` driver).
