@@ -531,7 +531,10 @@ fn debug_commit_keeps_the_session_of_an_image_or_a_stopped_container() {
     let ls = debug_ok(&env, &["scratch:1", "--", "ls", "/"]);
     assert!(ls.contains("suid") && !ls.contains("made"), "{ls}");
 
-    // A stopped container: its own changes and the session's.
+    // A stopped container: its own changes and the session's. (A session left by a killed
+    // skiff, whose temporary container is gone, is cleaned up by the next one.)
+    let stale = env.root().join("debug/sessions/0123abc/upper");
+    std::fs::create_dir_all(&stale).unwrap();
     env.ok(&["create", "--name", "st", "scratch:1"]);
     let note = env.dir.path().join("note");
     std::fs::write(&note, "note\n").unwrap();

@@ -376,12 +376,10 @@ impl<'a> Temporary<'a> {
                 return Err(err);
             }
         };
-        let what = match from {
-            Some(c) => format!("container {}", c.name),
-            None => format!(
-                "image {}",
-                img.tags.first().cloned().unwrap_or(img.id.to_string())
-            ),
+        let what = match (from, img.tags.first()) {
+            (Some(c), _) => format!("container {}", c.name),
+            (None, Some(t)) => format!("image {}", skiff_image::names::familiar(t)),
+            (None, None) => format!("image {}", img.id),
         };
         let mut t = Temporary {
             e,
@@ -415,6 +413,15 @@ impl Temporary<'_> {
         let io = |what: String| move |source| Error::Io { what, source };
         perms::mkdir_all(&sessions, perms::PRIVATE_DIR)
             .map_err(io(format!("create {}", sessions.display())))?;
+        // Sessions of a skiff killed mid-way: their temporary containers are gone too.
+        if let Ok(rd) = std::fs::read_dir(&sessions) {
+            for d in rd.filter_map(|d| d.ok()) {
+                let id = d.file_name().to_string_lossy().into_owned();
+                if matches!(self.e.container(&id), Err(Error::NoSuchContainer(_))) {
+                    let _ = skiff_image::sys::remove_all(&d.path());
+                }
+            }
+        }
         let dir = sessions.join(&self.container.id);
         let _cleanup = RemoveDir(dir.clone());
         perms::mkdir(&dir, perms::PRIVATE_DIR).map_err(io(format!("create {}", dir.display())))?;

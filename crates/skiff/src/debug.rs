@@ -45,7 +45,7 @@ pub struct DebugArgs {
     #[arg(long)]
     pub commit: bool,
     /// With --commit: tag the new image
-    #[arg(long, value_name = "NAME", requires = "commit")]
+    #[arg(long, value_name = "NAME")]
     pub tag: Option<String>,
     /// With install: accept a file that is not a static executable
     #[arg(short, long)]
@@ -151,6 +151,7 @@ fn debug_inner(cli: &Cli, a: &DebugArgs) -> Result<i32> {
         return tools(cli, a);
     }
     let tag = match &a.tag {
+        Some(_) if !a.commit => return Err(anyhow!("--tag needs --commit")),
         Some(r) => Some(
             skiff_image::names::normalize(r)
                 .map_err(|e| anyhow!("invalid reference format: {r}: {e}"))?,
