@@ -199,6 +199,10 @@ pub fn rule(rel: &[&OsStr]) -> Rule {
         [b"containers", _, b"upper" | b"work" | b"rootfs", ..] => Rule::Content,
         [b"containers", _, b"hostname" | b"hosts" | b"resolv.conf"] => Rule::Shared,
         [b"volumes", _, b"_data", ..] => Rule::Content,
+        // `skiff debug install`'s tools (mounted into debug sessions, run by any uid) and a
+        // `debug --commit` session's writable layer.
+        [b"debug", b"toolbox", b"bin", ..] => Rule::Content,
+        [b"debug", b"sessions", _, b"upper" | b"work", ..] => Rule::Content,
         [b"init", name] if name.starts_with(b"skiff-init-") => Rule::Executable,
         _ => Rule::Private,
     }
