@@ -127,6 +127,13 @@ fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// True when `pid` has exited (gone, or a zombie not yet reaped).
+fn gone(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.contains(") Z "))
+        .unwrap_or(true)
+}
+
 fn kv(k: &str, v: &str) -> pb::KeyValue {
     pb::KeyValue {
         key: k.into(),
@@ -617,10 +624,7 @@ fn cri_pods_run_by_skiff_runtime_as_the_default_runtime() {
     assert_eq!(s.state, pb::CONTAINER_EXITED);
     assert_eq!(s.exit_code, 143);
     assert!(s.finished_at >= s.started_at, "{s:?}");
-    assert!(
-        !Path::new(&format!("/proc/{spid}")).exists()
-            || status_field(spid, "State").starts_with('Z')
-    );
+    assert!(gone(spid), "the server's process is still running");
     let sdir = node.skiff_root.join("k8s.io").join(&srv);
     wait_for("skiff-runtime deletes the stopped container", 10, || {
         !sdir.exists()
@@ -647,11 +651,6 @@ fn cri_pods_run_by_skiff_runtime_as_the_default_runtime() {
     c.stop_pod_sandbox(&web).unwrap();
     let ws = c.pod_sandbox_status(&web).unwrap().status.unwrap();
     assert_eq!(ws.state, pb::SANDBOX_NOTREADY);
-    let gone = |pid: i32| {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.contains(") Z "))
-            .unwrap_or(true)
-    };
     wait_for("the pod's processes exit", 10, || {
         gone(pause) && gone(sidepid)
     });
@@ -664,6 +663,16 @@ fn cri_pods_run_by_skiff_runtime_as_the_default_runtime() {
         !ipam.exists(),
         "the stopped pod's address is still allocated"
     );
+    let ready = c
+        .list_pod_sandbox(pb::PodSandboxFilter {
+            state: Some(pb::PodSandboxStateValue {
+                state: pb::SANDBOX_READY,
+            }),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(ready.len(), 1);
+    assert_eq!(ready[0].id, other);
     let side_state = c.container_status(&sc).unwrap().status.unwrap();
     assert_eq!(side_state.state, pb::CONTAINER_EXITED);
     // RemovePodSandbox: the pod and its containers are gone from CRI and from skiff-runtime.
@@ -769,7 +778,7 @@ fn cri_runtime_class_skiff_beside_runc() {
         c.remove_container(ctr).unwrap();
         c.stop_pod_sandbox(pod).unwrap();
         c.remove_pod_sandbox(pod).unwrap();
-        assert!(!Path::new(&format!("/proc/{pid}/stat")).exists());
+        assert!(gone(*pid), "{pid} still running after StopContainer");
     }
     assert!(c.list_pod_sandbox(Default::default()).unwrap().is_empty());
     let skiff_ns = node.skiff_root.join("k8s.io");

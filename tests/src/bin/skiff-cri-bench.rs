@@ -23,6 +23,7 @@ fn main() {
     let image = node.pause_image.clone();
     let handlers = ["skiff", "runc"];
     let mut times: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    let mut steps = [[Duration::ZERO; 7]; 2];
     // Two warm-up rounds (page cache, first shim, seccomp cache), then the measured ones; the
     // order alternates so neither handler always runs right after the other.
     for i in 0..iterations + 2 {
@@ -42,14 +43,28 @@ fn main() {
             };
             ctr.linux = Some(Default::default());
             let t = Instant::now();
+            let mut lap = Instant::now();
+            let mut split = |k: usize| {
+                if i >= 2 {
+                    steps[h][k] += lap.elapsed();
+                }
+                lap = Instant::now();
+            };
             let mut run = || -> Result<(), skiff_tests::cri::Status> {
                 let id = c.run_pod_sandbox(&pod, handlers[h])?;
+                split(0);
                 let cid = c.create_container(&id, &ctr, &pod)?;
+                split(1);
                 c.start_container(&cid)?;
+                split(2);
                 c.stop_container(&cid, 0)?;
+                split(3);
                 c.remove_container(&cid)?;
+                split(4);
                 c.stop_pod_sandbox(&id)?;
+                split(5);
                 c.remove_pod_sandbox(&id)?;
+                split(6);
                 Ok(())
             };
             if let Err(e) = run() {
@@ -80,6 +95,25 @@ fn main() {
             ms(v[v.len() / 2]),
             ms(v[0]),
             v.len()
+        );
+    }
+    println!("mean per call (ms)    skiff   runc");
+    for (k, call) in [
+        "RunPodSandbox",
+        "CreateContainer",
+        "StartContainer",
+        "StopContainer",
+        "RemoveContainer",
+        "StopPodSandbox",
+        "RemovePodSandbox",
+    ]
+    .iter()
+    .enumerate()
+    {
+        println!(
+            "  {call:<18} {:>7.1} {:>7.1}",
+            ms(steps[0][k]) / times[0].len() as f64,
+            ms(steps[1][k]) / times[1].len() as f64
         );
     }
     println!("ratio skiff/runc = {:.2}", means[0] / means[1]);
