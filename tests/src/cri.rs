@@ -1316,3 +1316,55 @@ pub fn image_spec(image: &str) -> pb::ImageSpec {
         annotations: HashMap::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    #[test]
+    fn messages_use_the_cri_field_numbers() {
+        // VersionRequest{version: "v1"}: field 1, length-delimited.
+        let v = pb::VersionRequest {
+            version: "v1".into(),
+        };
+        assert_eq!(v.encode_to_vec(), b"\x0a\x02v1");
+        // StopContainerRequest{container_id: "c", timeout: 2}: fields 1 and 2 (varint).
+        let s = pb::StopContainerRequest {
+            container_id: "c".into(),
+            timeout: 2,
+        };
+        assert_eq!(s.encode_to_vec(), b"\x0a\x01c\x10\x02");
+        // RunPodSandboxRequest.runtime_handler is field 2; the config's linux part is field 8.
+        let r = pb::RunPodSandboxRequest {
+            config: Some(pb::PodSandboxConfig {
+                linux: Some(pb::LinuxPodSandboxConfig {
+                    cgroup_parent: "/p".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            runtime_handler: "skiff".into(),
+        };
+        assert_eq!(
+            r.encode_to_vec(),
+            b"\x0a\x06\x42\x04\x0a\x02/p\x12\x05skiff".to_vec()
+        );
+        // Fields a reader does not know (a newer server's) are skipped.
+        let mut with_extra = v.encode_to_vec();
+        with_extra.extend_from_slice(b"\xa2\x06\x01x");
+        assert_eq!(
+            pb::VersionResponse::decode(&with_extra[..])
+                .unwrap()
+                .version,
+            "v1"
+        );
+    }
+
+    #[test]
+    fn grpc_messages_are_percent_decoded() {
+        assert_eq!(percent_decode("no%20such%20image"), "no such image");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%41"), "%zzA");
+    }
+}

@@ -467,7 +467,13 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 
     /// The node's cgroup parent directories in every hierarchy that has one.
     fn cgroup_dirs(&self) -> Vec<PathBuf> {
-        crate::cgroup_parent_dirs(&self.cgroup)
+        let mut v = crate::cgroup_parent_dirs(&self.cgroup);
+        // A pure cgroup v2 host has the group right under /sys/fs/cgroup.
+        let unified = Path::new("/sys/fs/cgroup").join(&self.cgroup);
+        if unified.join("cgroup.procs").exists() {
+            v.push(unified);
+        }
+        v
     }
 
     /// Mount points under the node's directory, deepest first.
