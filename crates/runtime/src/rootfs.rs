@@ -566,6 +566,37 @@ fn mount_flags(fd: &OwnedFd) -> MsFlags {
     .fold(MsFlags::empty(), |m, (_, f)| m.union(f))
 }
 
+/// procfs and sysfs go on an ordinary directory only (runc: "must be mounted on ordinary
+/// directory"): a symlink or file planted at the destination is refused instead of followed, so
+/// an image cannot move /proc where masked paths do not reach.
+fn ordinary_directory(root: &OwnedFd, dest: &Path, typ: &str) -> Result<()> {
+    let (Some(parent), Some(name)) = (dest.parent(), dest.file_name()) else {
+        return Ok(());
+    };
+    let Ok(dir) = openat_in_root(
+        root.as_raw_fd(),
+        parent,
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+    ) else {
+        // A missing parent is created below, with an ordinary directory in it.
+        return Ok(());
+    };
+    match nix::sys::stat::fstatat(&dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) if st.st_mode & libc::S_IFMT != libc::S_IFDIR => {
+            let what = if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+                "a symlink"
+            } else {
+                "not a directory"
+            };
+            Err(Error::Config(format!(
+                "mounts: {typ} on {dest:?}: must be mounted on an ordinary directory ({dest:?} in the rootfs is {what})"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn mount_one(ctx: &Ctx, root: &OwnedFd, index: usize, m: &Mount, opts: &MountOpts) -> Result<()> {
     let dest = m.destination();
     if !dest.is_absolute() {
@@ -595,6 +626,9 @@ fn mount_one(ctx: &Ctx, root: &OwnedFd, index: usize, m: &Mount, opts: &MountOpt
     } else {
         Kind::Dir
     };
+    if typ == "proc" || typ == "sysfs" {
+        ordinary_directory(root, dest, &typ)?;
+    }
     let target = mkdir_all_in_root(root.as_raw_fd(), dest, kind)?;
     let tpath = fd_path(&target);
     let data = opts.data.join(",");

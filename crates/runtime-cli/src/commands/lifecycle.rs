@@ -335,7 +335,9 @@ pub fn exec(cli: &Cli, a: &ExecArgs) -> Result<i32> {
     let target = skiff_runtime::exec::ExecTarget::load(&cli.root, &a.id)?;
     let process: oci_spec::runtime::Process = if let Some(p) = &a.process {
         let data = std::fs::read(p).with_context(|| format!("process file {}", p.display()))?;
-        serde_json::from_slice(&data).with_context(|| format!("process file {}", p.display()))?
+        target
+            .process_from_json(&data)
+            .with_context(|| format!("process file {}", p.display()))?
     } else {
         if a.command.is_empty() {
             bail!("exec: no command given");

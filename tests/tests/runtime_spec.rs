@@ -1,0 +1,263 @@
+//! runtime-spec behaviours where skiff-runtime must mean what runc means (issue 19): each test runs
+//! the same config.json under skiff-runtime and, when `runc` is installed, under runc 1.1.5 (its
+//! own `--root`), and compares what is observed inside the container.
+
+use serde_json::{json, Value};
+use skiff_tests::*;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+/// One runtime binary (skiff-runtime or runc) with a private `--root`; deletes every container it
+/// started when dropped, even when the test failed.
+struct Rt {
+    name: &'static str,
+    bin: PathBuf,
+    root: tempfile::TempDir,
+    ids: std::cell::RefCell<Vec<String>>,
+}
+
+impl Rt {
+    fn skiff() -> Rt {
+        Rt::with("skiff", bin("skiff-runtime"))
+    }
+
+    /// runc, when installed (else the comparison is skipped with a reason).
+    fn runc() -> Option<Rt> {
+        let ok = Command::new("runc")
+            .arg("--version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !ok {
+            skip("runc is not installed: no side-by-side comparison");
+            return None;
+        }
+        Some(Rt::with("runc", PathBuf::from("runc")))
+    }
+
+    fn with(name: &'static str, bin: PathBuf) -> Rt {
+        Rt {
+            name,
+            bin,
+            root: tempfile::Builder::new()
+                .prefix("rt-spec-")
+                .tempdir()
+                .unwrap(),
+            ids: Default::default(),
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.arg("--root").arg(self.root.path()).args(args);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    fn out(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// `run -d` (stdio through files: the container keeps them open).
+    fn run_d(&self, b: &Bundle, id: &str) -> Output {
+        b.write();
+        self.ids.borrow_mut().push(id.to_string());
+        let dir = tempfile::tempdir().unwrap();
+        let (o, e) = (dir.path().join("out"), dir.path().join("err"));
+        let status = self
+            .cmd(&["run", "-d", "--bundle", b.path().to_str().unwrap(), id])
+            .stdout(std::fs::File::create(&o).unwrap())
+            .stderr(std::fs::File::create(&e).unwrap())
+            .status()
+            .unwrap();
+        Output {
+            status,
+            stdout: std::fs::read(&o).unwrap(),
+            stderr: std::fs::read(&e).unwrap(),
+        }
+    }
+
+    /// `run` in the foreground.
+    fn run(&self, b: &Bundle, id: &str) -> Output {
+        b.write();
+        self.ids.borrow_mut().push(id.to_string());
+        self.out(&["run", "--bundle", b.path().to_str().unwrap(), id])
+    }
+
+    /// `exec --process FILE id`, the process written from `p`.
+    fn exec_process(&self, id: &str, p: &Value) -> Output {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), serde_json::to_vec(p).unwrap()).unwrap();
+        self.out(&["exec", "--process", f.path().to_str().unwrap(), id])
+    }
+}
+
+impl Drop for Rt {
+    fn drop(&mut self) {
+        for id in self.ids.borrow().iter() {
+            let _ = self.out(&["delete", "--force", id]);
+        }
+    }
+}
+
+/// The runtimes to compare: skiff first, then runc when installed.
+fn runtimes() -> Vec<Rt> {
+    let mut v = vec![Rt::skiff()];
+    v.extend(Rt::runc());
+    v
+}
+
+/// A busybox bundle whose cgroup is fresh for each runtime (they run one after the other).
+fn bundle(args: &[&str]) -> Bundle {
+    Bundle::busybox(args)
+}
+
+fn fresh_cgroup(b: &mut Bundle) {
+    b.config["linux"]["cgroupsPath"] = format!("/skiff-test/{}", unique("c")).into();
+}
+
+/// Item 2 of issue 19: `exec --process FILE` with fields left out. Each absent field means what it
+/// means to runc 1.1.5: no `user` is root, no `capabilities` is the container's own set, no
+/// `noNewPrivileges`/`rlimits`/`env`/`user.umask` is not inherited from the container, no `cwd`
+/// or `args` is refused, no PATH means a bare program name is not found.
+#[test]
+fn exec_process_file_with_absent_fields_matches_runc() {
+    require_root();
+    let mut b = bundle(&["sleep", "1000"]);
+    b.config["process"]["noNewPrivileges"] = true.into();
+    b.config["process"]["user"]["umask"] = 0o077.into();
+    b.config["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 777, "soft": 777}]);
+    b.config["process"]["capabilities"] = json!({
+        "bounding": ["CAP_KILL", "CAP_CHOWN"], "effective": ["CAP_KILL", "CAP_CHOWN"],
+        "permitted": ["CAP_KILL", "CAP_CHOWN"], "inheritable": [], "ambient": []});
+    let probe = "grep -E '^Cap|NoNewPrivs' /proc/self/status | tr -d '\\t'; id; umask; \
+                 env | grep -v -E '^(SHLVL|PWD|PATH)=' | sort; ulimit -n; pwd";
+    let cases: Vec<(&str, Value)> = vec![
+        (
+            "minimal",
+            json!({"args": ["/bin/sh", "-c", probe], "cwd": "/tmp"}),
+        ),
+        (
+            "no caps",
+            json!({"args": ["/bin/sh", "-c", probe], "cwd": "/", "capabilities": {}}),
+        ),
+        (
+            "uid only",
+            json!({"args": ["/bin/sh", "-c", "id"], "cwd": "/", "user": {"uid": 5}}),
+        ),
+        ("no cwd", json!({"args": ["/bin/sh", "-c", "true"]})),
+        (
+            "relative cwd",
+            json!({"args": ["/bin/sh", "-c", "true"], "cwd": "tmp"}),
+        ),
+        ("no args", json!({"cwd": "/"})),
+        ("no PATH", json!({"args": ["sh", "-c", "true"], "cwd": "/"})),
+    ];
+    let mut seen: Vec<Vec<(bool, String)>> = Vec::new();
+    for rt in runtimes() {
+        fresh_cgroup(&mut b);
+        let id = unique("xp");
+        ok(&rt.run_d(&b, &id));
+        let mut res = Vec::new();
+        for (name, p) in &cases {
+            let o = rt.exec_process(&id, p);
+            eprintln!("{} {name}: {} {}", rt.name, stdout(&o), stderr(&o));
+            res.push((o.status.success(), stdout(&o)));
+        }
+        // skiff's own expectations, independent of runc.
+        if rt.name == "skiff" {
+            let (good, out) = &res[0];
+            assert!(good, "minimal process.json runs");
+            assert_eq!(
+                *out,
+                "CapInh:0000000000000000\nCapPrm:0000000000000021\nCapEff:0000000000000021\n\
+                 CapBnd:0000000000000021\nCapAmb:0000000000000000\nNoNewPrivs:0\n\
+                 uid=0(root) gid=0(root)\n0022\nHOME=/root\n"
+                    .to_string()
+                    + &format!("{}\n/tmp\n", host_nofile()),
+                "the container's capabilities, nothing else inherited"
+            );
+            assert!(
+                res[1].0
+                    && res[1].1.contains(
+                        "CapPrm:0000000000000000\nCapEff:0000000000000000\nCapBnd:0000000000000000"
+                    ),
+                "{:?}",
+                res[1]
+            );
+            assert_eq!(res[2], (true, "uid=5 gid=0(root)\n".to_string()));
+            for (i, (name, _)) in cases.iter().enumerate().skip(3) {
+                assert!(!res[i].0, "{name} is refused");
+            }
+        }
+        seen.push(res);
+    }
+    if let [a, b] = &seen[..] {
+        for (i, (name, _)) in cases.iter().enumerate() {
+            assert_eq!(a[i], b[i], "{name}: skiff vs runc");
+        }
+    }
+}
+
+fn host_nofile() -> u64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) };
+    r.rlim_cur
+}
+
+/// Item 3 of issue 19: procfs and sysfs are mounted on an ordinary directory only. A symlink (or a
+/// file) planted at the destination is refused with one line naming the mount, and nothing is
+/// created where the link points — runc 1.1.5 refuses the same configs ("must be mounted on
+/// ordinary directory").
+#[test]
+fn proc_and_sys_on_a_symlink_or_file_are_refused_like_runc() {
+    require_root();
+    for (dest, what) in [
+        ("proc", "symlink"),
+        ("sys", "symlink"),
+        ("proc", "file"),
+        ("sys", "file"),
+    ] {
+        for rt in runtimes() {
+            let b = bundle(&["true"]);
+            let r = b.rootfs();
+            std::fs::remove_dir(r.join(dest)).unwrap();
+            if what == "symlink" {
+                std::os::unix::fs::symlink("tmp/elsewhere", r.join(dest)).unwrap();
+            } else {
+                std::fs::write(r.join(dest), "").unwrap();
+            }
+            let id = unique("symproc");
+            let o = rt.run(&b, &id);
+            let err = stderr(&o);
+            assert!(
+                !o.status.success(),
+                "{}: /{dest} as a {what} is refused",
+                rt.name
+            );
+            assert!(
+                !r.join("tmp/elsewhere").exists(),
+                "{}: the link's target was not created",
+                rt.name
+            );
+            if rt.name == "skiff" {
+                assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+                assert!(
+                    err.contains("must be mounted on an ordinary directory")
+                        && err.contains(&format!("\"/{dest}\"")),
+                    "{err}"
+                );
+                assert!(!rt.root.path().join(&id).exists(), "nothing left");
+            } else {
+                assert!(
+                    err.contains("must be mounted on ordinary directory"),
+                    "{err}"
+                );
+            }
+        }
+    }
+}
