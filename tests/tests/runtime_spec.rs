@@ -261,3 +261,55 @@ fn proc_and_sys_on_a_symlink_or_file_are_refused_like_runc() {
         }
     }
 }
+
+/// Item 4 of issue 19: a time namespace together with a new user namespace. The offsets are
+/// written through a descriptor opened before the switch to the mapped root (which makes
+/// `/proc/self` unwritable); the container sees its boottime shifted in `/proc/uptime` and both
+/// offsets in its `timens_offsets`. (runc 1.1.5 has no time namespace: nothing to compare.)
+#[test]
+fn time_namespace_offsets_with_a_new_user_namespace() {
+    require_root();
+    if !std::path::Path::new("/proc/self/ns/time").exists() {
+        skip("this kernel has no time namespaces");
+        return;
+    }
+    let mut b = bundle(&[
+        "sh",
+        "-c",
+        "cut -d. -f1 /proc/uptime; id -u; cat /proc/self/timens_offsets | tr -s ' '",
+    ]);
+    let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.push(json!({"type": "user"}));
+    ns.push(json!({"type": "time"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["timeOffsets"] = json!({
+        "boottime": {"secs": 86400 * 1000, "nanosecs": 0},
+        "monotonic": {"secs": 3600, "nanosecs": 5}});
+    let st = Command::new("chown")
+        .args(["-R", "100000:100000"])
+        .arg(b.rootfs())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let host_up: u64 = std::fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let rt = Rt::skiff();
+    let out = ok(&rt.run(&b, &unique("timens")));
+    let lines: Vec<&str> = out.lines().collect();
+    let up: u64 = lines[0].parse().unwrap();
+    assert!(
+        up >= host_up + 86400 * 1000 && up < host_up + 86400 * 1000 + 120,
+        "uptime {up} is the host's {host_up} plus the boottime offset: {out}"
+    );
+    assert_eq!(
+        &lines[1..],
+        ["0", "monotonic 3600 5", "boottime 86400000 0"],
+        "root in the user namespace, both offsets: {out}"
+    );
+}

@@ -539,8 +539,11 @@ fn stage1(joins: &[(i32, OwnedFd)], plan: &namespaces::Plan, args: InitArgs) -> 
     let r = (|| -> Result<i32> {
         namespaces::setns_all(joins)?;
         let newf = plan.new_flags & !libc::CLONE_NEWCGROUP;
+        let mut offsets = None;
         if newf & libc::CLONE_NEWUSER != 0 {
             namespaces::unshare(libc::CLONE_NEWUSER)?;
+            // Before the uid switch below makes /proc/self unwritable for us.
+            offsets = namespaces::open_time_offsets(&plan.time_offsets)?;
             args.chan.send(&Msg::MapRequest, None)?;
             args.chan.expect(&Msg::Go)?;
             // SAFETY: plain integer syscalls.
@@ -549,8 +552,11 @@ fn stage1(joins: &[(i32, OwnedFd)], plan: &namespaces::Plan, args: InitArgs) -> 
                 libc::setresuid(0, 0, 0);
             }
         }
+        if offsets.is_none() {
+            offsets = namespaces::open_time_offsets(&plan.time_offsets)?;
+        }
         namespaces::unshare(newf & !libc::CLONE_NEWUSER)?;
-        namespaces::write_time_offsets(&plan.time_offsets)?;
+        namespaces::write_time_offsets(offsets, &plan.time_offsets)?;
         util::raw_clone(0)
     })();
     match r {
