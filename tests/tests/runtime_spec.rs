@@ -313,3 +313,187 @@ fn time_namespace_offsets_with_a_new_user_namespace() {
         "root in the user namespace, both offsets: {out}"
     );
 }
+
+/// Item 5 of issue 19: a hook that names no `env` gets what runc 1.1.5 gives it — the runtime's
+/// own environment for the hooks the runtime runs (started in the bundle directory), the
+/// container process's `env` for createContainer (started in the rootfs) and that plus HOME for
+/// startContainer; `"env": []` is an empty environment.
+#[test]
+fn hooks_without_env_get_the_environment_runc_gives_them() {
+    require_root();
+    let mut seen = Vec::new();
+    for rt in runtimes() {
+        let log = tempfile::tempdir().unwrap();
+        let lp = log.path().display().to_string();
+        let mut b = bundle(&["true"]);
+        b.bind(log.path(), "/hooklog", false);
+        let dump = |dir: &str, name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("env | sort > {dir}/{name}; pwd >> {dir}/{name}")]});
+        let mut empty = dump(&lp, "emptyenv");
+        empty["env"] = json!([]);
+        b.config["hooks"] = json!({
+            "prestart": [dump(&lp, "prestart")],
+            "createRuntime": [dump(&lp, "createRuntime"), empty],
+            "createContainer": [dump(&lp, "createContainer")],
+            "startContainer": [dump("/hooklog", "startContainer")],
+            "poststart": [dump(&lp, "poststart")],
+            "poststop": [dump(&lp, "poststop")],
+        });
+        b.write();
+        let id = unique("hookenv");
+        rt.ids.borrow_mut().push(id.clone());
+        let o = rt
+            .cmd(&["run", "--bundle", b.path().to_str().unwrap(), &id])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", "/root")
+            .env("HOOK_PROBE", "from the caller")
+            .current_dir("/")
+            .output()
+            .unwrap();
+        ok(&o);
+        let bundle_dir = std::fs::canonicalize(b.path()).unwrap();
+        let mut files = Vec::new();
+        for name in [
+            "prestart",
+            "createRuntime",
+            "emptyenv",
+            "createContainer",
+            "startContainer",
+            "poststart",
+            "poststop",
+        ] {
+            let text = std::fs::read_to_string(log.path().join(name))
+                .unwrap_or_else(|e| panic!("{}: hook {name} ran: {e}", rt.name));
+            files.push((name, text.replace(bundle_dir.to_str().unwrap(), "BUNDLE")));
+        }
+        if rt.name == "skiff" {
+            let host =
+                "HOME=/root\nHOOK_PROBE=from the caller\nPATH=/usr/bin:/bin\nPWD=BUNDLE\nBUNDLE\n";
+            let want = [
+                ("prestart", host),
+                ("createRuntime", host),
+                ("emptyenv", "PWD=BUNDLE\nBUNDLE\n"),
+                ("createContainer", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nPWD=BUNDLE/rootfs\nTERM=xterm\nBUNDLE/rootfs\n"),
+                ("startContainer", "HOME=/root\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nPWD=/\nSHLVL=1\nTERM=xterm\n/\n"),
+                ("poststart", host),
+                ("poststop", host),
+            ];
+            for ((name, got), (_, want)) in files.iter().zip(want) {
+                assert_eq!(got, want, "skiff: {name} hook's environment and cwd");
+            }
+        }
+        seen.push(files);
+    }
+    if let [a, b] = &seen[..] {
+        for (x, y) in a.iter().zip(b) {
+            assert_eq!(x, y, "skiff vs runc");
+        }
+    }
+}
+
+/// What a failing hook does to the operation, per kind (README "Hooks"): createRuntime and
+/// createContainer fail `create` and leave nothing, as in runc; startContainer fails `start`
+/// (the spec; runc 1.1.5 prints the error but exits 0) and the container is stopped, as in runc;
+/// poststart and poststop only warn, the hooks after the failed one still run (the spec; runc
+/// stops the list, and 1.1.5 runs poststart during `create`, failing it); `delete` succeeds.
+#[test]
+fn failing_hooks_fail_or_warn_per_kind() {
+    require_root();
+    for kind in [
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+        "poststart",
+        "poststop",
+    ] {
+        for rt in runtimes() {
+            let marks = tempfile::tempdir().unwrap();
+            let second = marks.path().join("second");
+            let mut b = bundle(&["sleep", "100"]);
+            let path2 = if kind == "startContainer" {
+                b.bind(marks.path(), "/marks", false);
+                "/marks/second".to_string()
+            } else {
+                second.display().to_string()
+            };
+            b.config["hooks"] = json!({kind: [
+                {"path": "/bin/false"},
+                {"path": "/bin/sh", "args": ["sh", "-c", format!("echo ran > {path2}")]}]});
+            b.write();
+            let id = unique("hookfail");
+            rt.ids.borrow_mut().push(id.clone());
+            let bp = b.path().to_str().unwrap();
+            let create = {
+                let dir = tempfile::tempdir().unwrap();
+                let e = dir.path().join("err");
+                let st = rt
+                    .cmd(&["create", "--bundle", bp, &id])
+                    .stdout(Stdio::null())
+                    .stderr(std::fs::File::create(&e).unwrap())
+                    .status()
+                    .unwrap();
+                (st.success(), std::fs::read_to_string(&e).unwrap())
+            };
+            let start = rt.out(&["start", &id]);
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let state = rt.out(&["state", &id]);
+            let status = serde_json::from_slice::<Value>(&state.stdout)
+                .map(|v| v["status"].as_str().unwrap_or("").to_string())
+                .unwrap_or_default();
+            let _ = rt.out(&["kill", &id, "KILL"]);
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let delete = rt.out(&["delete", &id]);
+            let gone = !rt.out(&["state", &id]).status.success();
+            let ran_second = second.exists();
+            let what = format!(
+                "{} {kind}: create {create:?}, start {} {}, status {status:?}, delete {} {}, second hook ran {ran_second}",
+                rt.name,
+                start.status,
+                stderr(&start),
+                delete.status,
+                stderr(&delete)
+            );
+            eprintln!("{what}");
+            assert!(gone, "{what}: nothing left after delete");
+            match (kind, rt.name) {
+                ("createRuntime" | "createContainer", _) => {
+                    assert!(!create.0 && create.1.contains("hook"), "{what}");
+                    assert!(!ran_second, "{what}: the list stops");
+                }
+                ("startContainer", name) => {
+                    assert!(create.0, "{what}");
+                    assert_eq!(status, "stopped", "{what}: the process never ran");
+                    assert!(!ran_second, "{what}: the list stops");
+                    if name == "skiff" {
+                        assert!(!start.status.success(), "{what}: start fails");
+                        assert!(stderr(&start).contains("StartContainer hook #0"), "{what}");
+                    }
+                }
+                ("poststart", "skiff") => {
+                    assert!(create.0 && start.status.success(), "{what}");
+                    assert_eq!(status, "running", "{what}");
+                    assert!(
+                        stderr(&start).contains("warning: Poststart hook #0"),
+                        "{what}"
+                    );
+                    assert!(ran_second, "{what}: the hooks after it still run");
+                }
+                ("poststart", _) => {
+                    assert!(!create.0, "{what}: runc 1.1.5 runs poststart in create");
+                }
+                ("poststop", name) => {
+                    assert!(create.0 && start.status.success(), "{what}");
+                    assert!(delete.status.success(), "{what}: delete succeeds");
+                    if name == "skiff" {
+                        assert!(
+                            stderr(&delete).contains("warning: Poststop hook #0"),
+                            "{what}"
+                        );
+                        assert!(ran_second, "{what}: the hooks after it still run");
+                    }
+                }
+                _ => unreachable!(),
+            }
+        }
+    }
+}

@@ -493,15 +493,21 @@ fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::
             Msg::HooksRequest => {
                 let s = hook_state(&o.id, "creating", pid, &bundle, &spec);
                 let h = spec.hooks().as_ref();
+                let ctx = hooks::Ctx {
+                    cwd: Some(&bundle),
+                    env: None,
+                };
                 hooks::run(
                     hooks::Kind::Prestart,
                     h.and_then(|h| h.prestart().as_ref()),
                     &s,
+                    ctx,
                 )?;
                 hooks::run(
                     hooks::Kind::CreateRuntime,
                     h.and_then(|h| h.create_runtime().as_ref()),
                     &s,
+                    ctx,
                 )?;
                 pchan.send(&Msg::HooksDone, None)?;
             }
@@ -645,13 +651,16 @@ fn poststart(st: &State) {
     let spec: Option<Spec> = serde_json::from_value(st.config.clone()).ok();
     if let Some(spec) = spec {
         let s = hook_state(&st.id, "running", st.pid, &st.bundle, &spec);
-        if let Err(e) = hooks::run(
+        // Failures are warnings (printed by hooks::run); the container keeps running.
+        let _ = hooks::run(
             hooks::Kind::Poststart,
             spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()),
             &s,
-        ) {
-            eprintln!("skiff-runtime: warning: {e}");
-        }
+            hooks::Ctx {
+                cwd: Some(&st.bundle),
+                env: None,
+            },
+        );
     }
 }
 
@@ -753,13 +762,16 @@ fn destroy(root: &Path, st: &State) -> Result<()> {
     remove_state_dir(&dir)?;
     if let Some(spec) = spec {
         let s = hook_state(&st.id, "stopped", 0, &st.bundle, &spec);
-        if let Err(e) = hooks::run(
+        // Failures are warnings (printed by hooks::run); the container is deleted.
+        let _ = hooks::run(
             hooks::Kind::Poststop,
             spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()),
             &s,
-        ) {
-            eprintln!("skiff-runtime: warning: {e}");
-        }
+            hooks::Ctx {
+                cwd: Some(&st.bundle),
+                env: None,
+            },
+        );
     }
     Ok(())
 }
