@@ -11,6 +11,8 @@ use std::process::{Command, Output, Stdio};
 /// started when dropped, even when the test failed.
 struct Rt {
     name: &'static str,
+    /// Words put before the binary (e.g. `nsenter --net=…`).
+    prefix: Vec<String>,
     bin: PathBuf,
     root: tempfile::TempDir,
     ids: std::cell::RefCell<Vec<String>>,
@@ -38,6 +40,7 @@ impl Rt {
     fn with(name: &'static str, bin: PathBuf) -> Rt {
         Rt {
             name,
+            prefix: Vec::new(),
             bin,
             root: tempfile::Builder::new()
                 .prefix("rt-spec-")
@@ -48,7 +51,14 @@ impl Rt {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.bin);
+        let mut c = match self.prefix.split_first() {
+            Some((p, rest)) => {
+                let mut c = Command::new(p);
+                c.args(rest).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
         c.arg("--root").arg(self.root.path()).args(args);
         c.stdin(Stdio::null());
         c
@@ -496,4 +506,225 @@ fn failing_hooks_fail_or_warn_per_kind() {
             }
         }
     }
+}
+
+fn cpus_allowed(status: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+/// Item 6 of issue 19: `process.execCPUAffinity` is applied to `exec`'d processes (`final` once in
+/// the container's cgroup; `initial` while the runtime joins it) and not to the init, whose
+/// affinity stays the cgroup's (the spec: "not applicable to the container's init process").
+/// runc 1.1.5 has no execCPUAffinity: nothing to compare.
+#[test]
+fn exec_cpu_affinity_applies_to_exec_not_to_the_init() {
+    require_root();
+    let all = cpus_allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 || all == "0" {
+        skip("execCPUAffinity: this host has fewer than 2 CPUs to tell affinities apart");
+        return;
+    }
+    let mut b = bundle(&["sleep", "1000"]);
+    b.config["process"]["execCPUAffinity"] = json!({"final": "1"});
+    let rt = Rt::skiff();
+    let id = unique("affinity");
+    ok(&rt.run_d(&b, &id));
+    let init = ok(&rt.out(&["exec", &id, "cat", "/proc/1/status"]));
+    assert_ne!(cpus_allowed(&init), "1", "the init is not pinned: {init}");
+    let templ = ok(&rt.out(&["exec", &id, "cat", "/proc/self/status"]));
+    assert_eq!(cpus_allowed(&templ), "1", "exec from the config's process");
+    let probe = json!(["cat", "/proc/self/status"]);
+    let both = ok(&rt.exec_process(
+        &id,
+        &json!({"args": probe, "cwd": "/", "env": ["PATH=/bin"],
+                "execCPUAffinity": {"initial": "1", "final": "0"}}),
+    ));
+    assert_eq!(cpus_allowed(&both), "0", "final wins once in the cgroup");
+    let initial = rt.exec_process(
+        &id,
+        &json!({"args": probe, "cwd": "/", "env": ["PATH=/bin"],
+                "execCPUAffinity": {"initial": "0"}}),
+    );
+    ok(&initial);
+    let bad = rt.exec_process(
+        &id,
+        &json!({"args": probe, "cwd": "/", "env": ["PATH=/bin"],
+                "execCPUAffinity": {"final": "5000"}}),
+    );
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("process.execCPUAffinity.final"),
+        "{}",
+        stderr(&bad)
+    );
+}
+
+/// A network namespace made (and removed) by the test, standing in for the host: the runtime
+/// runs in it under `nsenter`, so no interface of the real host is touched.
+struct TestNetns(String);
+
+impl TestNetns {
+    fn new() -> TestNetns {
+        let name = unique("skns");
+        let o = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "ip netns add: {}", stderr(&o));
+        TestNetns(name)
+    }
+
+    fn ip(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .arg("-n")
+            .arg(&self.0)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// `link` with address 10.99.0.1/24, up: a dummy where the kernel has them, else one end of a
+    /// veth pair.
+    fn add_link(&self, link: &str) {
+        if !self
+            .ip(&["link", "add", link, "type", "dummy"])
+            .status
+            .success()
+        {
+            let peer = format!("{link}p");
+            ok(&self.ip(&["link", "add", link, "type", "veth", "peer", "name", &peer]));
+        }
+        ok(&self.ip(&["addr", "add", "10.99.0.1/24", "dev", link]));
+        ok(&self.ip(&["link", "set", link, "up"]));
+    }
+
+    fn mac(&self, link: &str) -> Option<String> {
+        let o = self.ip(&["-o", "link", "show", link]);
+        o.status.success().then(|| {
+            let t = stdout(&o);
+            t.split_whitespace()
+                .skip_while(|w| *w != "link/ether")
+                .nth(1)
+                .unwrap_or("")
+                .to_string()
+        })
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+/// Item 6 of issue 19: `linux.netDevices` moves a host interface into the container's network
+/// namespace under its new `name`, with its MAC, addresses and up state, and `delete` brings it
+/// back under its host name — also after the init has exited (the namespace is held). A missing
+/// interface, or a failure later in `create`, leaves the host as it was. (runc 1.1.5 ignores
+/// `netDevices`: nothing to compare.)
+#[test]
+fn net_devices_move_in_renamed_and_back_on_delete() {
+    require_root();
+    let ns = TestNetns::new();
+    ns.add_link("skd0");
+    let mac = ns.mac("skd0").unwrap();
+    let mut rt = Rt::skiff();
+    rt.prefix = vec!["nsenter".into(), format!("--net=/run/netns/{}", ns.0)];
+    let mut b = bundle(&["sleep", "1000"]);
+    b.config["linux"]["netDevices"] = json!({"skd0": {"name": "ctr0"}});
+    let id = unique("netdev");
+    ok(&rt.run_d(&b, &id));
+    let inside = ok(&rt.out(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "ip -o addr show ctr0; ip -o link show ctr0; cat /sys/class/net/ctr0/address",
+    ]));
+    assert!(
+        inside.contains("inet 10.99.0.1/24"),
+        "address kept: {inside}"
+    );
+    assert!(inside.contains(",UP"), "still up: {inside}");
+    assert!(inside.trim_end().ends_with(&mac), "MAC kept: {inside}");
+    assert!(
+        ns.mac("skd0").is_none(),
+        "gone from the host while the container runs"
+    );
+    // The init exits first; delete still finds the interface in the held namespace.
+    ok(&rt.out(&["kill", &id, "KILL"]));
+    for _ in 0..200 {
+        if stdout(&rt.out(&["state", &id])).contains("\"stopped\"") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    ok(&rt.out(&["delete", &id]));
+    assert_eq!(
+        ns.mac("skd0").as_deref(),
+        Some(mac.as_str()),
+        "back under its host name"
+    );
+    let back = stdout(&ns.ip(&["-o", "addr", "show", "skd0"]));
+    assert!(
+        back.contains("inet 10.99.0.1/24"),
+        "with its address: {back}"
+    );
+    assert!(!rt.root.path().join(&id).exists(), "state and hold removed");
+
+    // A failure after the move (a createRuntime hook) brings it back too.
+    b.config["hooks"] = json!({"createRuntime": [{"path": "/bin/false"}]});
+    fresh_cgroup(&mut b);
+    let o = rt.run_d(&b, &unique("netdev-hook"));
+    assert!(!o.status.success());
+    assert_eq!(
+        ns.mac("skd0").as_deref(),
+        Some(mac.as_str()),
+        "{}",
+        stderr(&o)
+    );
+
+    // A missing interface: one line naming it, nothing left.
+    b.config["hooks"] = json!({});
+    b.config["linux"]["netDevices"] = json!({"skd9": {}});
+    fresh_cgroup(&mut b);
+    let id = unique("netdev-missing");
+    let o = rt.run_d(&b, &id);
+    let err = stderr(&o);
+    assert!(!o.status.success());
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("linux.netDevices") && err.contains("\"skd9\""),
+        "{err}"
+    );
+    assert!(!rt.root.path().join(&id).exists());
+}
+
+/// `linux.intelRdt` is refused in one line that says why (no resctrl here), and `features` says
+/// it is not supported; netDevices and execCPUAffinity are listed.
+#[test]
+fn intel_rdt_refused_and_features_list_what_is_applied() {
+    require_root();
+    let mut b = bundle(&["true"]);
+    b.config["linux"]["intelRdt"] = json!({"closID": "x"});
+    let rt = Rt::skiff();
+    let o = rt.run(&b, &unique("rdt"));
+    let err = stderr(&o);
+    assert!(!o.status.success());
+    assert!(err.contains("linux.intelRdt"), "{err}");
+    if !std::path::Path::new("/sys/fs/resctrl/info").exists() {
+        assert!(err.contains("no resctrl filesystem"), "{err}");
+    }
+    let f: Value = serde_json::from_slice(&rt.out(&["features"]).stdout).unwrap();
+    assert_eq!(f["linux"]["intelRdt"]["enabled"], false);
+    assert_eq!(f["linux"]["netDevices"]["enabled"], true);
+    assert_eq!(
+        f["annotations"]["org.opencontainers.runtime-spec.features.skiff.execCPUAffinity"],
+        "initial,final"
+    );
 }

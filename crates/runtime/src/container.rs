@@ -94,6 +94,8 @@ pub struct CreateOpts {
 
 /// Removes a half-created container when create fails.
 struct Cleanup {
+    /// linux.netDevices moved in (brought back first: the hold lives in `dir`).
+    netdevs: Vec<crate::netdev::Dev>,
     dir: Option<PathBuf>,
     pid_file: Option<PathBuf>,
     cgroup: Option<Cgroup>,
@@ -102,6 +104,11 @@ struct Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
+        if let (false, Some(d)) = (self.netdevs.is_empty(), &self.dir) {
+            if let Err(e) = crate::netdev::move_out(&self.netdevs, self.child, d) {
+                eprintln!("skiff-runtime: warning: {e}");
+            }
+        }
         if let Some(pid) = self.child {
             // SAFETY: kill/waitpid with integer arguments.
             unsafe {
@@ -260,6 +267,7 @@ fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::
         }
     }
     let mut guard = Cleanup {
+        netdevs: Vec::new(),
         dir: Some(dir.clone()),
         pid_file: None,
         cgroup: None,
@@ -491,6 +499,12 @@ fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::
         };
         match m {
             Msg::HooksRequest => {
+                // Before the hooks: prestart/createRuntime hooks see the devices in place.
+                let devs = crate::netdev::devices(&spec);
+                if !devs.is_empty() {
+                    crate::netdev::move_in(&devs, pid, &dir)?;
+                    guard.netdevs = devs;
+                }
                 let s = hook_state(&o.id, "creating", pid, &bundle, &spec);
                 let h = spec.hooks().as_ref();
                 let ctx = hooks::Ctx {
@@ -532,6 +546,7 @@ fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::
             other => return Err(Error::Other(format!("sync: unexpected {other:?}"))),
         }
     }
+    guard.netdevs.clear();
     guard.dir = None;
     guard.pid_file = None;
     guard.cgroup = None;
@@ -759,6 +774,19 @@ fn destroy(root: &Path, st: &State) -> Result<()> {
         .then(|| serde_json::from_value(st.config.clone()).ok())
         .flatten();
     let dir = state::container_dir(root, &st.id);
+    // linux.netDevices go back to the host (from the namespace held since create: the init may
+    // be gone) before the state directory holding that hold is removed.
+    let net_devices = st.config["linux"]["netDevices"]
+        .as_object()
+        .is_some_and(|d| !d.is_empty());
+    if net_devices {
+        if let Ok(spec) = serde_json::from_value::<Spec>(st.config.clone()) {
+            if let Err(e) = crate::netdev::move_out(&crate::netdev::devices(&spec), None, &dir) {
+                eprintln!("skiff-runtime: warning: container {:?}: {e}", st.id);
+            }
+        }
+        crate::netdev::release(&dir);
+    }
     remove_state_dir(&dir)?;
     if let Some(spec) = spec {
         let s = hook_state(&st.id, "stopped", 0, &st.bundle, &spec);

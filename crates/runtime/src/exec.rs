@@ -317,6 +317,7 @@ pub fn spawn_in(t: &ExecTarget, o: ExecOpts) -> Result<Spawned> {
         }
     }
     crate::process::validate(&o.process)?;
+    let affinity = crate::procattr::exec_affinity(&o.process)?;
     let pid_file = o.pid_file.as_ref().map(|p| {
         if p.is_absolute() {
             p.clone()
@@ -387,7 +388,10 @@ pub fn spawn_in(t: &ExecTarget, o: ExecOpts) -> Result<Spawned> {
         )
     };
     let mut in_unified = false;
-    let c = match unified.as_ref().map(|fd| fd.as_raw_fd()) {
+    // execCPUAffinity.initial holds *before* the cgroup transition, so the child is not cloned
+    // straight into the unified group then: it pins itself, then joins.
+    let into = unified.as_ref().filter(|_| affinity.initial.is_none());
+    let c = match into.map(|fd| fd.as_raw_fd()) {
         Some(fd) => match util::clone_into_cgroup(0, fd) {
             Ok(c) => {
                 in_unified = true;
@@ -403,6 +407,9 @@ pub fn spawn_in(t: &ExecTarget, o: ExecOpts) -> Result<Spawned> {
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
         let r = (|| -> Result<i32> {
+            if let Some(set) = &affinity.initial {
+                crate::procattr::set_affinity(set, "initial")?;
+            }
             // SAFETY: getpid has no preconditions.
             let me = unsafe { libc::getpid() };
             if !t.cgroup.paths.is_empty() {
@@ -420,8 +427,14 @@ pub fn spawn_in(t: &ExecTarget, o: ExecOpts) -> Result<Spawned> {
         })();
         match r {
             Ok(0) => {
-                // linux.personality and linux.memoryPolicy hold for exec'd processes too.
-                if let Err(e) = crate::procattr::apply_linux(attrs.as_ref()) {
+                // In the container's cgroup now: execCPUAffinity.final (without it the
+                // kernel's choice stands, as the spec says). linux.personality and
+                // linux.memoryPolicy hold for exec'd processes too.
+                let r = match &affinity.last {
+                    Some(set) => crate::procattr::set_affinity(set, "final"),
+                    None => Ok(()),
+                };
+                if let Err(e) = r.and_then(|()| crate::procattr::apply_linux(attrs.as_ref())) {
                     let _ = cchan.send(&Msg::Error(e.to_string()), None);
                     // SAFETY: _exit in a forked child.
                     unsafe { libc::_exit(127) }

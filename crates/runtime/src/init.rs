@@ -111,10 +111,16 @@ fn setup(a: &mut InitArgs) -> Result<Started> {
             a.cgroup.join_tasks(&tasks)?;
         }
     }
+    // linux.netDevices are moved by the parent in the same pause as these hooks.
     let runtime_hooks = a.spec.hooks().as_ref().is_some_and(|h| {
         h.prestart().as_ref().is_some_and(|v| !v.is_empty())
             || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
-    });
+    }) || a
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.net_devices().as_ref())
+        .is_some_and(|d| !d.is_empty());
     // In our cgroup now; with prestart/createRuntime hooks we stay dumpable until they have run
     // (they may open our /proc/<pid>/ns files).
     if !runtime_hooks {

@@ -437,10 +437,15 @@ pub fn features() -> Result<i32> {
             },
             "apparmor": {"enabled": true},
             "selinux": {"enabled": true},
-            "intelRdt": {"enabled": false},
+            "intelRdt": {"enabled": false, "schemata": false},
+            "netDevices": {"enabled": true},
             "mountExtensions": {"idmap": {"enabled": true}}
         },
-        "annotations": {"org.opencontainers.runtime-spec.features.skiff.version": env!("CARGO_PKG_VERSION")}
+        // runtime-spec 1.2's features have no field for these process settings; say so here.
+        "annotations": {
+            "org.opencontainers.runtime-spec.features.skiff.version": env!("CARGO_PKG_VERSION"),
+            "org.opencontainers.runtime-spec.features.skiff.execCPUAffinity": "initial,final"
+        }
     });
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(0)
