@@ -728,3 +728,51 @@ fn intel_rdt_refused_and_features_list_what_is_applied() {
         "initial,final"
     );
 }
+
+/// runc's checkProcMount: nothing but procfs on /proc and nothing inside /proc except the files
+/// lxcfs emulates — also when a symlink in the image leads there. Each case is run under both
+/// runtimes and must be refused (or accepted) by both.
+#[test]
+fn mounts_inside_proc_are_refused_like_runc() {
+    require_root();
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("cpuinfo"), "fake cpuinfo\n").unwrap();
+    let dir = host.path().display().to_string();
+    let file = host.path().join("cpuinfo").display().to_string();
+    // (type, source, destination, accepted)
+    let cases = [
+        ("bind", dir.as_str(), "/proc/sys", false),
+        ("bind", dir.as_str(), "/proc/../proc/sys", false),
+        ("bind", dir.as_str(), "/sysl/kernel", false),
+        ("bind", file.as_str(), "/proc/cpuinfo", true),
+        ("bind", "/proc", "/proc", true),
+        ("bind", dir.as_str(), "/procfoo", true),
+    ];
+    for (typ, src, dst, accepted) in cases {
+        for rt in runtimes() {
+            let mut b = bundle(&["sh", "-c", "head -1 /proc/cpuinfo"]);
+            std::os::unix::fs::symlink("/proc/sys", b.rootfs().join("sysl")).unwrap();
+            let opts = if typ == "bind" {
+                json!(["rbind"])
+            } else {
+                json!([])
+            };
+            b.config["mounts"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"destination": dst, "type": typ, "source": src, "options": opts}));
+            let o = rt.run(&b, &unique("procmnt"));
+            let what = format!("{} {typ} {src} on {dst}: {}", rt.name, stderr(&o));
+            assert_eq!(o.status.success(), accepted, "{what}");
+            if accepted && dst == "/proc/cpuinfo" {
+                assert_eq!(stdout(&o), "fake cpuinfo\n", "{what}");
+            }
+            if !accepted {
+                assert!(stderr(&o).contains("is inside /proc"), "{what}");
+                if rt.name == "skiff" {
+                    assert_eq!(stderr(&o).trim().lines().count(), 1, "{what}");
+                }
+            }
+        }
+    }
+}
