@@ -445,11 +445,26 @@ fn failing_hooks_fail_or_warn_per_kind() {
                 (st.success(), std::fs::read_to_string(&e).unwrap())
             };
             let start = rt.out(&["start", &id]);
-            std::thread::sleep(std::time::Duration::from_millis(300));
-            let state = rt.out(&["state", &id]);
-            let status = serde_json::from_slice::<Value>(&state.stdout)
-                .map(|v| v["status"].as_str().unwrap_or("").to_string())
-                .unwrap_or_default();
+            // runc's start returns before its init runs startContainer hooks: wait (up to 10 s
+            // on a loaded host) for the status to settle.
+            let status_now = || {
+                serde_json::from_slice::<Value>(&rt.out(&["state", &id]).stdout)
+                    .map(|v| v["status"].as_str().unwrap_or("").to_string())
+                    .unwrap_or_default()
+            };
+            let mut status = status_now();
+            for _ in 0..1000 {
+                let settled = if kind == "startContainer" {
+                    status == "stopped"
+                } else {
+                    status != "created"
+                };
+                if settled || status.is_empty() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                status = status_now();
+            }
             let _ = rt.out(&["kill", &id, "KILL"]);
             std::thread::sleep(std::time::Duration::from_millis(200));
             let delete = rt.out(&["delete", &id]);
@@ -658,7 +673,7 @@ fn net_devices_move_in_renamed_and_back_on_delete() {
     );
     // The init exits first; delete still finds the interface in the held namespace.
     ok(&rt.out(&["kill", &id, "KILL"]));
-    for _ in 0..200 {
+    for _ in 0..1000 {
         if stdout(&rt.out(&["state", &id])).contains("\"stopped\"") {
             break;
         }
