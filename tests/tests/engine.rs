@@ -69,7 +69,26 @@ impl Env {
         assert_eq!(entries(root.join("containers")), Vec::<String>::new());
         assert_eq!(entries(root.join("run/containers")), Vec::<String>::new());
         assert_eq!(entries(root.join("locks")), Vec::<String>::new());
-        assert_eq!(entries(root.join("run/runtime")), Vec::<String>::new());
+        let left = entries(root.join("run/runtime"));
+        // What a leftover runtime state says (and whether its init lives), to find the path
+        // that left it.
+        let detail: Vec<String> = left
+            .iter()
+            .map(|id| {
+                let st =
+                    std::fs::read_to_string(root.join("run/runtime").join(id).join("state.json"))
+                        .unwrap_or_else(|e| format!("no state.json: {e}"));
+                let files: Vec<String> = std::fs::read_dir(root.join("run/runtime").join(id))
+                    .map(|rd| {
+                        rd.flatten()
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                format!("{id}: files {files:?} state {st}")
+            })
+            .collect();
+        assert!(left.is_empty(), "runtime state left: {detail:#?}");
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         assert!(
             !mounts.contains(root.to_str().unwrap()),

@@ -354,7 +354,15 @@ fn spawn_inner(
     // other children, so the start does not wait for its teardown.
     io.pid = rest.trim().parse().unwrap_or(0);
     if let Some(e) = engine.as_ref() {
-        record_running(e, a, io.pid, restarts, record.as_ref());
+        if !record_running(e, a, io.pid, restarts, record.as_ref()) {
+            // `rm -f` took the row while this start was under way (the CLI that held the lock
+            // was killed): the container must not run on without a record. Its init goes, and
+            // record_exit deletes the runtime state and cgroup.
+            // SAFETY: kill with integer arguments; io.pid is our container's init.
+            unsafe { libc::kill(io.pid, libc::SIGKILL) };
+            wait_pid(io.pid);
+            return Err((137, REMOVED_WHILE_STARTING.into()));
+        }
     }
     if let Some((x, _)) = console_pair {
         match skiff_runtime::console::recv_master(x.as_raw_fd()) {
@@ -392,14 +400,18 @@ fn create_and_start(a: &MonitorArgs, console: skiff_runtime::container::Console)
     }
 }
 
-/// Records a started container: running, its init and this monitor.
+/// The start error of a container whose record was removed while its monitor started it.
+const REMOVED_WHILE_STARTING: &str = "monitor: the container was removed while it started";
+
+/// Records a started container: running, its init and this monitor. False when the record is
+/// gone (removed meanwhile); a database error counts as recorded (the sweep reconciles).
 fn record_running(
     e: &crate::Engine,
     a: &MonitorArgs,
     pid: i32,
     restarts: i64,
     record: Option<&crate::Container>,
-) {
+) -> bool {
     // SAFETY: getpid has no preconditions.
     let monitor = unsafe { libc::getpid() };
     let state = crate::model::State {
@@ -412,10 +424,13 @@ fn record_running(
         monitor_start: crate::proc::start_time(monitor).unwrap_or(0),
         ..Default::default()
     };
-    let _ = e.set_state_restarts(&a.id, &state, restarts);
+    if let Ok(false) = e.set_state_if_present(&a.id, &state, restarts) {
+        return false;
+    }
     if let Some(c) = record {
         e.event(c, "start", &[]);
     }
+    true
 }
 
 /// Records a failed start (docker leaves a container that never ran "created").
@@ -1206,6 +1221,7 @@ pub fn main(args: &[String]) -> i32 {
     // The embedded DNS server (user networks), bound once the namespace exists; it lives
     // across restarts, as the namespace does.
     let mut dns = None;
+    let mut removed = false;
     let final_code = loop {
         let began = Instant::now();
         let first = notify.is_some();
@@ -1245,10 +1261,11 @@ pub fn main(args: &[String]) -> i32 {
                 if let Some(n) = notify.take() {
                     let _ = write_all(n.as_raw_fd(), format!("{code} {msg}\n").as_bytes());
                 }
+                removed = msg == REMOVED_WHILE_STARTING;
                 (code, false)
             }
         };
-        let again = (started_ok || !first) && should_restart(&a, code, restarts);
+        let again = !removed && (started_ok || !first) && should_restart(&a, code, restarts);
         let after = if again {
             After::Restarting
         } else {
