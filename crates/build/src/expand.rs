@@ -121,6 +121,25 @@ impl Lexer<'_> {
         Ok(())
     }
 
+    /// Expands a heredoc body (`COPY <<EOF` with an unquoted delimiter): variables only; quotes
+    /// are kept and the escape character only protects a `$`.
+    pub fn heredoc(&self, body: &str) -> Result<String, ExpandError> {
+        let chars: Vec<char> = body.chars().collect();
+        let mut c = Cur { s: &chars, i: 0 };
+        let mut out = String::new();
+        while let Some(ch) = c.next() {
+            match ch {
+                '$' => out.push_str(&self.dollar(&mut c)?),
+                x if x == self.escape && c.peek() == Some('$') => {
+                    c.next();
+                    out.push('$');
+                }
+                x => out.push(x),
+            }
+        }
+        Ok(out)
+    }
+
     fn lookup(&self, name: &str) -> Option<String> {
         (self.env)(name)
     }
@@ -483,6 +502,19 @@ mod tests {
         assert_eq!(
             l.words("x $S \"$S\" ''").unwrap(),
             vec!["x", "a", "b", "a b", ""]
+        );
+    }
+
+    #[test]
+    fn heredoc_bodies() {
+        let env = |k: &str| (k == "A").then(|| "x".to_string());
+        let l = Lexer {
+            escape: '\\',
+            env: &env,
+        };
+        assert_eq!(
+            l.heredoc("'$A' \"${A}\" \\$A \\n\n").unwrap(),
+            "'x' \"x\" $A \\n\n"
         );
     }
 

@@ -9,6 +9,7 @@
 // In the unit-test build the harness supplies `main`, so the entry point below is unused there.
 #![cfg_attr(test, allow(dead_code))]
 
+mod build;
 mod containers;
 mod fscmds;
 mod hostargs;
@@ -97,6 +98,11 @@ pub enum Command {
     Completion(system::CompletionArgs),
     /// Write man pages for skiff and every subcommand into DIR
     GenerateMan(system::ManArgs),
+    /// Build an image from a Dockerfile
+    Build(build::BuildArgs),
+    /// Manage builds (prune, du)
+    #[command(subcommand)]
+    Builder(build::BuilderCommand),
     /// Container commands (run, ps, exec, ...)
     #[command(flatten)]
     Containers(Box<containers::TopCommand>),
@@ -186,6 +192,9 @@ fn cli_main() {
     if argv.get(1).map(String::as_str) == Some("monitor") {
         std::process::exit(containers::monitor(&argv[2..]));
     }
+    if argv.get(1).map(String::as_str) == Some(skiff_build::run::STEP_COMMAND) {
+        std::process::exit(skiff_build::run::step_main(&argv[2..]));
+    }
     let cli = match fast_run_parse(&argv).map(Ok).unwrap_or_else(Cli::try_parse) {
         Ok(cli) => cli,
         Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
@@ -212,7 +221,11 @@ fn cli_main() {
     if let Command::Fs(c) = &cli.command {
         std::process::exit(fscmds::run(&cli, c));
     }
+    if let Command::Build(a) = &cli.command {
+        std::process::exit(build::build(&cli, a));
+    }
     let r = match &cli.command {
+        Command::Builder(c) => build::builder(&cli, c),
         Command::Volume(c) => volumes::run(&cli, c),
         Command::Network(c) => networks::run(&cli, c),
         Command::System(_)

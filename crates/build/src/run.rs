@@ -1,0 +1,226 @@
+//! RUN steps: a container over an overlay of the parent's layer snapshots, made by skiff-runtime
+//! with docker's defaults (capabilities, seccomp profile, masked paths, a new network namespace
+//! unless `--network host`). The runtime clones the container from a fresh single-threaded child
+//! (`skiff __build-run`, exec'd from a read-only view of our binary like the monitor), whose
+//! stdout and stderr are one pipe read here and streamed to the progress output.
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use skiff_image::overlay::{self, Rootfs, RootfsKind};
+use skiff_image::perms;
+use skiff_runtime::docker::{docker_spec, DockerSpecOpts, NetworkNs};
+
+use crate::BuildError;
+
+/// The hidden subcommand of the skiff binary that runs one step's container.
+pub const STEP_COMMAND: &str = "__build-run";
+
+/// What a RUN step executes.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// process.args.
+    pub args: Vec<String>,
+    /// Environment (KEY=VALUE).
+    pub env: Vec<String>,
+    /// Working directory.
+    pub cwd: String,
+    /// User as written (`name`, `uid:gid`, …), resolved in the rootfs.
+    pub user: String,
+    /// Share the host's network namespace.
+    pub host_network: bool,
+    /// Files bind-mounted read-only: (host file, container path).
+    pub files: Vec<(PathBuf, String)>,
+}
+
+/// A mounted overlay that is unmounted when dropped.
+pub struct Mounted {
+    /// The merged root.
+    pub root: PathBuf,
+    /// The upper directory (the step's changes).
+    pub upper: PathBuf,
+    mounted: bool,
+}
+
+impl Mounted {
+    /// Mounts `lowers` (bottom first; none: an empty root) with a fresh upper under `work`.
+    pub fn new(lowers: &[PathBuf], work: &Path) -> Result<Mounted, BuildError> {
+        let root = work.join("rootfs");
+        let upper = work.join("upper");
+        let wd = work.join("work");
+        for d in [&root, &upper, &wd] {
+            perms::mkdir(d, perms::PRIVATE_DIR)
+                .map_err(|e| BuildError::Other(format!("create {}: {e}", d.display())))?;
+        }
+        // The upper is the new layer's root: world-readable like an image root.
+        perms::fchmod(
+            &std::fs::File::open(&upper)
+                .map_err(|e| BuildError::Other(format!("open {}: {e}", upper.display())))?,
+            0o755,
+        )
+        .map_err(|e| BuildError::Other(format!("chmod {}: {e}", upper.display())))?;
+        let mut lowers = lowers.to_vec();
+        if lowers.is_empty() {
+            let empty = work.join("empty");
+            perms::mkdir(&empty, 0o755)
+                .map_err(|e| BuildError::Other(format!("create {}: {e}", empty.display())))?;
+            lowers.push(empty);
+        }
+        overlay::mount_overlay_volatile(&lowers, &upper, &wd, &root)?;
+        Ok(Mounted {
+            root,
+            upper,
+            mounted: true,
+        })
+    }
+
+    /// Unmounts now (the upper directory stays).
+    pub fn unmount(&mut self) -> Result<(), BuildError> {
+        if self.mounted {
+            self.mounted = false;
+            overlay::unmount(&Rootfs {
+                path: self.root.clone(),
+                kind: RootfsKind::Overlay,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = self.unmount();
+    }
+}
+
+/// Runs `spec` in a container over `m.root`; `out` gets its output as it comes. Returns the
+/// exit code.
+pub fn run(
+    runroot: &Path,
+    m: &Mounted,
+    work: &Path,
+    id: &str,
+    spec: &RunSpec,
+    out: &mut dyn FnMut(&[u8]),
+) -> Result<i32, BuildError> {
+    let user = skiff_engine::spec::resolve_user(&m.root, &spec.user)?;
+    if spec.cwd != "/" {
+        skiff_engine::spec::mkdir_in_root(&m.root, &spec.cwd)?;
+    }
+    let mut env = spec.env.clone();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", user.home));
+    }
+    let mut mounts = Vec::new();
+    for (src, dst) in &spec.files {
+        let v = serde_json::json!({"destination": dst, "type": "bind", "source": src,
+            "options": ["rbind", "ro", "nosuid", "nodev"]});
+        mounts.push(serde_json::from_value(v).map_err(|e| BuildError::Other(e.to_string()))?);
+    }
+    let o = DockerSpecOpts {
+        args: spec.args.clone(),
+        env,
+        cwd: spec.cwd.clone(),
+        uid: user.uid,
+        gid: user.gid,
+        additional_gids: user.groups,
+        hostname: "buildkitsandbox".into(),
+        network: if spec.host_network {
+            NetworkNs::Host
+        } else {
+            NetworkNs::New
+        },
+        mounts,
+        cgroups_path: Some(format!("/skiff/{id}")),
+        ..Default::default()
+    };
+    let mut s = docker_spec(&o).map_err(|e| BuildError::Other(e.to_string()))?;
+    let mut root = s.root().clone().unwrap_or_default();
+    root.set_path(m.root.clone());
+    root.set_readonly(Some(false));
+    s.set_root(Some(root));
+    let cfg = serde_json::to_vec(&s).map_err(|e| BuildError::Other(e.to_string()))?;
+    perms::write_file(&work.join("config.json"), &cfg, perms::PRIVATE_FILE)
+        .map_err(|e| BuildError::Other(format!("write the step's config.json: {e}")))?;
+
+    let rt = runroot.join("runtime");
+    perms::mkdir_all(&rt, perms::PRIVATE_DIR)
+        .map_err(|e| BuildError::Other(format!("create {}: {e}", rt.display())))?;
+    let (r, w) = pipe()?;
+    let w2 = w
+        .try_clone()
+        .map_err(|e| BuildError::Other(format!("pipe: {e}")))?;
+    let ro = skiff_runtime::sealed::readonly_self();
+    let exe = match &ro {
+        Some(fd) => PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+        None => PathBuf::from("/proc/self/exe"),
+    };
+    let mut child = Command::new(&exe)
+        .arg0("skiff")
+        .arg(STEP_COMMAND)
+        .arg(&rt)
+        .arg(id)
+        .arg(work)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(w))
+        .stderr(Stdio::from(w2))
+        .spawn()
+        .map_err(|e| BuildError::Other(format!("start the step's container: {e}")))?;
+    drop(ro);
+    let mut f = std::fs::File::from(r);
+    let mut buf = [0u8; 8192];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(BuildError::Other(format!("read the step's output: {e}"))),
+        }
+    }
+    let st = child
+        .wait()
+        .map_err(|e| BuildError::Other(format!("wait for the step's container: {e}")))?;
+    use std::os::unix::process::ExitStatusExt;
+    Ok(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)))
+}
+
+use std::os::unix::process::CommandExt;
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), BuildError> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a two-int array for pipe2 to fill.
+    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    if r < 0 {
+        return Err(BuildError::Other(format!(
+            "pipe: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    use std::os::fd::FromRawFd;
+    // SAFETY: both fds were just created by pipe2 and are owned by nothing else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// `skiff __build-run RUNTIME_ROOT ID BUNDLE`: runs the container and exits with its code.
+pub fn step_main(args: &[String]) -> i32 {
+    let [rt, id, bundle] = args else {
+        eprintln!("skiff: {STEP_COMMAND}: expects RUNTIME_ROOT ID BUNDLE");
+        return 125;
+    };
+    let opts = skiff_runtime::container::CreateOpts {
+        root: PathBuf::from(rt),
+        id: id.clone(),
+        bundle: PathBuf::from(bundle),
+        ..Default::default()
+    };
+    match skiff_runtime::container::run(opts, false) {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = e.to_string().replace('\n', " ");
+            eprintln!("{msg}");
+            skiff_engine::error::start_code(&msg)
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! `skiff build` and `skiff builder prune|du`: flags as docker's, the context from a directory,
+//! a tarball or stdin, progress as BuildKit's plain output on stderr.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context, Result};
+use clap::{Args, Subcommand};
+use skiff_build::progress::{Plain, Progress, Quiet};
+use skiff_build::{BuildError, BuildOptions};
+use skiff_image::store::Store;
+use skiff_image::{names, perms, sys};
+
+use crate::Cli;
+
+/// Flags of `build`.
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// Name and optionally a tag in the "name:tag" format
+    #[arg(short = 't', long = "tag")]
+    pub tag: Vec<String>,
+    /// Name of the Dockerfile (default: "PATH/Dockerfile"; "-" reads it from stdin)
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<String>,
+    /// Set the target build stage to build
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Set build-time variables
+    #[arg(long = "build-arg")]
+    pub build_arg: Vec<String>,
+    /// Set metadata for an image
+    #[arg(long)]
+    pub label: Vec<String>,
+    /// Do not use cache when building the image
+    #[arg(long = "no-cache")]
+    pub no_cache: bool,
+    /// Suppress the build output and print image ID on success
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Write the image ID to the file
+    #[arg(long)]
+    pub iidfile: Option<PathBuf>,
+    /// Set type of progress output ("auto", "plain", "tty", "quiet")
+    #[arg(long, default_value = "auto")]
+    pub progress: String,
+    /// Set the networking mode for the RUN instructions during build ("default", "none", "host")
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Set target platform for build (only the host's)
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Always attempt to pull all referenced images (refused: skiff builds from local images)
+    #[arg(long)]
+    pub pull: bool,
+    /// Remove intermediate containers after a successful build (always)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", hide = true)]
+    pub rm: bool,
+    /// Always remove intermediate containers (always)
+    #[arg(long = "force-rm", hide = true)]
+    pub force_rm: bool,
+    /// Build context: a directory, a tarball, or "-" for stdin
+    #[arg(value_name = "PATH")]
+    pub path: String,
+}
+
+/// `builder` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum BuilderCommand {
+    /// Remove build cache
+    Prune(PruneArgs),
+    /// Show build cache disk usage
+    Du(DuArgs),
+}
+
+/// Flags of `builder prune`.
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Remove all unused build cache, not just dangling ones
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Provide filter values (e.g. "until=24h")
+    #[arg(long)]
+    pub filter: Vec<String>,
+}
+
+/// Flags of `builder du`.
+#[derive(Args, Debug)]
+pub struct DuArgs {
+    /// Provide a more verbose output
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+/// A directory removed when dropped.
+struct TempDir(Option<PathBuf>);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = sys::remove_all(p);
+        }
+    }
+}
+
+fn is_tar(data: &[u8]) -> bool {
+    let mut rd = match skiff_image::compress::decompress(data) {
+        Ok(r) => r,
+        Err(_) => return false,
+    };
+    let mut head = [0u8; 512];
+    let mut n = 0;
+    while n < head.len() {
+        match rd.read(&mut head[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    n >= 262 && &head[257..262] == b"ustar"
+}
+
+fn unpack_context(store: &Store, data: &[u8]) -> Result<PathBuf> {
+    let dir = store.temp_dir("build-context")?;
+    let rd = skiff_image::compress::decompress(data).context("read the context archive")?;
+    skiff_image::unpack::unpack_layer(rd, &dir, &Default::default())
+        .context("unpack the context archive")?;
+    Ok(dir)
+}
+
+/// Runs `build`; returns the exit code.
+pub fn build(cli: &Cli, a: &BuildArgs) -> i32 {
+    match build_inner(cli, a) {
+        Ok(code) => code,
+        Err(e) => {
+            match e.downcast_ref::<BuildError>() {
+                Some(BuildError::RunFailed { step, msg, output }) => {
+                    eprintln!("------\n > {step}:");
+                    let lines: Vec<&str> = output.lines().collect();
+                    for l in &lines[lines.len().saturating_sub(20)..] {
+                        eprintln!("{l}");
+                    }
+                    eprintln!("------\nERROR: failed to solve: {msg}");
+                }
+                Some(be) => eprintln!("ERROR: failed to solve: {be}"),
+                None => eprintln!("ERROR: {}", crate::error_text(&e)),
+            }
+            1
+        }
+    }
+}
+
+fn build_inner(cli: &Cli, a: &BuildArgs) -> Result<i32> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(anyhow!(
+            "build needs root privileges (rootless mode is not supported yet); run skiff as root"
+        ));
+    }
+    if a.pull {
+        return Err(anyhow!(
+            "--pull: skiff build uses local images only; pull the base images with `skiff pull` first"
+        ));
+    }
+    if let Some(p) = &a.platform {
+        let host = skiff_image::platform::Platform::host();
+        let want = skiff_image::platform::Platform::parse(p)?;
+        if !want.matches(&host) {
+            return Err(anyhow!(
+                "--platform={p}: only the host platform ({}/{}) can be built here",
+                host.os,
+                host.architecture
+            ));
+        }
+    }
+    let progress = match a.progress.as_str() {
+        "auto" | "plain" | "tty" | "quiet" | "rawjson" => a.progress.as_str(),
+        p => {
+            return Err(anyhow!(
+                "invalid progress mode {p:?}: use auto, plain, tty or quiet"
+            ))
+        }
+    };
+    let host_network = match a.network.as_deref() {
+        None | Some("default") | Some("none") | Some("bridge") => false,
+        Some("host") => true,
+        Some(n) => return Err(anyhow!("--network={n}: must be default, none or host")),
+    };
+    let store = Store::open(&cli.root)
+        .with_context(|| format!("open image store {}", cli.root.display()))?;
+    let mut tags = Vec::new();
+    for t in &a.tag {
+        tags.push(names::normalize(t).map_err(|e| anyhow!("invalid tag {t:?}: {e}"))?);
+    }
+    // The context and the Dockerfile.
+    let mut stdin_used = false;
+    let mut read_stdin = || -> Result<Vec<u8>> {
+        if stdin_used {
+            return Err(anyhow!(
+                "the context and the Dockerfile cannot both be read from stdin"
+            ));
+        }
+        stdin_used = true;
+        let mut v = Vec::new();
+        std::io::stdin().read_to_end(&mut v).context("read stdin")?;
+        Ok(v)
+    };
+    let mut tmp = TempDir(None);
+    let mut dockerfile_text: Option<String> = None;
+    let context: PathBuf = if a.path == "-" {
+        let data = read_stdin()?;
+        if is_tar(&data) {
+            let d = unpack_context(&store, &data)?;
+            tmp.0 = Some(d.clone());
+            d
+        } else {
+            // `docker build - < Dockerfile`: no context at all.
+            dockerfile_text =
+                Some(String::from_utf8(data).context("the Dockerfile on stdin is not UTF-8")?);
+            let d = store.temp_dir("build-context")?;
+            tmp.0 = Some(d.clone());
+            d
+        }
+    } else {
+        let p = PathBuf::from(&a.path);
+        let md = std::fs::metadata(&p).map_err(|e| {
+            anyhow!(
+                "unable to prepare context: path {:?} not found: {e}",
+                a.path
+            )
+        })?;
+        if md.is_dir() {
+            p
+        } else {
+            let data = std::fs::read(&p).with_context(|| format!("read {}", p.display()))?;
+            if !is_tar(&data) {
+                return Err(anyhow!(
+                    "unable to prepare context: {} is neither a directory nor a tar archive",
+                    a.path
+                ));
+            }
+            let d = unpack_context(&store, &data)?;
+            tmp.0 = Some(d.clone());
+            d
+        }
+    };
+    let (df_name, df_path): (String, Option<PathBuf>) = match a.file.as_deref() {
+        Some("-") => {
+            let data = read_stdin()?;
+            dockerfile_text =
+                Some(String::from_utf8(data).context("the Dockerfile on stdin is not UTF-8")?);
+            ("Dockerfile".into(), None)
+        }
+        Some(f) => {
+            let p = if Path::new(f).is_absolute() || a.path == "-" {
+                PathBuf::from(f)
+            } else {
+                // docker: -f is relative to the working directory.
+                PathBuf::from(f)
+            };
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| f.to_string());
+            (name, Some(p))
+        }
+        None if dockerfile_text.is_some() => ("Dockerfile".into(), None),
+        None => {
+            let p = context.join("Dockerfile");
+            let p = if p.exists() || !context.join("dockerfile").exists() {
+                p
+            } else {
+                context.join("dockerfile")
+            };
+            ("Dockerfile".into(), Some(p))
+        }
+    };
+    let dockerfile = match (dockerfile_text, &df_path) {
+        (Some(t), _) => t,
+        (None, Some(p)) => std::fs::read_to_string(p)
+            .map_err(|e| anyhow!("failed to read dockerfile: open {}: {e}", p.display()))?,
+        (None, None) => unreachable!("a Dockerfile source is always chosen"),
+    };
+    // .dockerignore: <Dockerfile>.dockerignore beside a named Dockerfile wins.
+    let mut ignore_text = String::new();
+    let beside = df_path.as_ref().map(|p| {
+        let mut s = p.as_os_str().to_owned();
+        s.push(".dockerignore");
+        PathBuf::from(s)
+    });
+    for cand in beside
+        .into_iter()
+        .chain(std::iter::once(context.join(".dockerignore")))
+    {
+        if let Ok(t) = std::fs::read_to_string(&cand) {
+            ignore_text = t;
+            break;
+        }
+    }
+    let ignore = skiff_build::ignore::Matcher::parse(&ignore_text)
+        .map_err(|e| anyhow!(".dockerignore: {e}"))?;
+    let mut build_args = BTreeMap::new();
+    for ba in &a.build_arg {
+        match ba.split_once('=') {
+            Some((k, v)) => {
+                build_args.insert(k.to_string(), v.to_string());
+            }
+            None => {
+                if let Ok(v) = std::env::var(ba) {
+                    build_args.insert(ba.clone(), v);
+                }
+            }
+        }
+    }
+    let mut labels = Vec::new();
+    for l in &a.label {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        labels.push((k.to_string(), v.to_string()));
+    }
+    let runroot = cli
+        .runroot
+        .clone()
+        .unwrap_or_else(|| skiff_engine::default_runroot(&cli.root));
+    let resolve =
+        |s: &Store, name: &str| crate::images::resolve(s, name).map_err(|e| e.to_string());
+    let o = BuildOptions {
+        root: cli.root.clone(),
+        runroot,
+        context,
+        dockerfile_name: df_name,
+        dockerfile,
+        ignore,
+        target: a.target.clone(),
+        build_args,
+        labels,
+        tags,
+        no_cache: a.no_cache,
+        host_network,
+        resolve: &resolve,
+    };
+    let quiet = a.quiet || progress == "quiet";
+    let rec = if quiet {
+        skiff_build::build(&store, &o, &mut Quiet)
+    } else {
+        let mut p = Plain::new(std::io::stderr());
+        let r = skiff_build::build(&store, &o, &mut p);
+        if let Err(e) = &r {
+            if !matches!(e, BuildError::RunFailed { .. }) {
+                p.warn("");
+            }
+        }
+        r
+    }?;
+    if let Some(f) = &a.iidfile {
+        perms::write_file(f, rec.id.as_str().as_bytes(), 0o600)
+            .with_context(|| format!("write the image id to {}", f.display()))?;
+    }
+    if a.quiet {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", rec.id);
+    }
+    Ok(0)
+}
+
+/// Runs `builder prune|du`.
+pub fn builder(cli: &Cli, c: &BuilderCommand) -> Result<i32> {
+    let cache = skiff_build::cache::Cache::open(&cli.root)?;
+    match c {
+        BuilderCommand::Prune(a) => {
+            let _ = (a.all, a.force);
+            let mut before = None;
+            for f in &a.filter {
+                match f.split_once('=') {
+                    Some(("until", v)) => {
+                        let ns = skiff_image::time::parse_go_duration_ns(v)
+                            .map_err(|e| anyhow!("--filter until={v}: {e}"))?;
+                        before = Some(skiff_image::time::now_unix() - ns / 1_000_000_000);
+                    }
+                    _ => {
+                        return Err(anyhow!(
+                            "invalid filter {f:?}: only until=DURATION is supported"
+                        ))
+                    }
+                }
+            }
+            let (n, bytes) = cache.prune(before)?;
+            let store = Store::open(&cli.root)?;
+            let gc = store.gc()?;
+            let _ = n;
+            println!(
+                "Total:\t{}",
+                skiff_image::time::human_size(bytes.max(gc.bytes))
+            );
+            Ok(0)
+        }
+        BuilderCommand::Du(a) => {
+            let list = cache.list()?;
+            let mut out = std::io::stdout().lock();
+            let mut total = 0;
+            if a.verbose {
+                for e in &list {
+                    writeln!(
+                        out,
+                        "ID:\t\t{}\nDescription:\t{}\nSize:\t\t{}\nCreated at:\t{}\nLast used:\t{}\n",
+                        &e.key[..25.min(e.key.len())],
+                        e.description,
+                        skiff_image::time::human_size(e.size),
+                        skiff_image::time::rfc3339(e.created),
+                        skiff_image::time::ago(e.last_used),
+                    )?;
+                }
+            } else {
+                writeln!(
+                    out,
+                    "{:<28}{:<13}{:<10}LAST ACCESSED",
+                    "ID", "RECLAIMABLE", "SIZE"
+                )?;
+                for e in &list {
+                    writeln!(
+                        out,
+                        "{:<28}{:<13}{:<10}{}",
+                        &e.key[..25.min(e.key.len())],
+                        "true",
+                        skiff_image::time::human_size(e.size),
+                        skiff_image::time::ago(e.last_used)
+                    )?;
+                }
+            }
+            for e in &list {
+                total += e.size;
+            }
+            writeln!(
+                out,
+                "Shared:\t\t0B\nPrivate:\t{}\nReclaimable:\t{}\nTotal:\t\t{}",
+                skiff_image::time::human_size(total),
+                skiff_image::time::human_size(total),
+                skiff_image::time::human_size(total)
+            )?;
+            Ok(0)
+        }
+    }
+}
