@@ -918,7 +918,10 @@ impl<'a> Builder<'a> {
         let (digest, size, diff_id) = match r {
             Ok(x) => x,
             Err(e) => {
-                p.error(v, &e.to_string());
+                match &e {
+                    BuildError::RunFailed { msg, .. } => p.error(v, msg),
+                    e => p.error(v, &e.to_string()),
+                }
                 return Err(e);
             }
         };

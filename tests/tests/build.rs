@@ -1,0 +1,564 @@
+//! `skiff build` end to end: a corpus of small Dockerfiles written here, one concern each, built
+//! over a busybox image made with `skiff import` in a private `--root`; the results are checked
+//! through `skiff image inspect` and by running the image (file contents, owners, modes).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Output, Stdio};
+
+use serde_json::Value;
+use skiff_tests::{stderr, stdout, EngineEnv};
+
+struct Env(EngineEnv);
+
+impl std::ops::Deref for Env {
+    type Target = EngineEnv;
+    fn deref(&self) -> &EngineEnv {
+        &self.0
+    }
+}
+
+impl Env {
+    fn new(name: &str) -> Env {
+        Env(EngineEnv::new(name, |_| {}))
+    }
+
+    /// A context directory with `files` (path, contents).
+    fn ctx(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let d = self.dir.path().join("ctx").join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        for (p, c) in files {
+            let f = d.join(p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, c).unwrap();
+        }
+        d
+    }
+
+    fn build(&self, ctx: &std::path::Path, args: &[&str]) -> Output {
+        let mut a = vec!["build", "--progress=plain"];
+        a.extend_from_slice(args);
+        a.push(ctx.to_str().unwrap());
+        self.sk(&a)
+    }
+
+    fn build_ok(&self, ctx: &std::path::Path, args: &[&str]) -> String {
+        let o = self.build(ctx, args);
+        assert!(
+            o.status.success(),
+            "build {args:?} failed ({}): {}{}",
+            o.status,
+            stdout(&o),
+            stderr(&o)
+        );
+        stderr(&o)
+    }
+
+    fn inspect(&self, image: &str) -> Value {
+        let out = self.ok(&["image", "inspect", image]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        v[0].clone()
+    }
+
+    fn sh(&self, image: &str, cmd: &str) -> String {
+        self.ok(&["run", "--rm", image, "sh", "-c", cmd])
+    }
+
+    /// The `created_by` of each history entry.
+    fn history(&self, image: &str) -> Vec<String> {
+        let id = self.inspect(image)["Id"].as_str().unwrap().to_string();
+        let out = self.ok(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", &id]);
+        let mut v: Vec<String> = out.lines().map(String::from).collect();
+        v.reverse();
+        v
+    }
+}
+
+#[test]
+fn config_instructions_and_expansion() {
+    let env = Env::new("build-config");
+    let df = r#"
+# syntax=docker/dockerfile:1
+ARG BASE=busybox
+FROM ${BASE} AS base
+ARG V
+ARG W=${V:-fallback}
+ENV A=1 B="two words" \
+    C=${W}
+ENV LEGACY value with spaces
+LABEL org.test.v="${V:+set}" "quoted key"=x
+EXPOSE 80 53/udp
+VOLUME ["/data"]
+USER nobody
+WORKDIR /srv
+WORKDIR sub
+STOPSIGNAL SIGQUIT
+HEALTHCHECK --interval=5s --retries=2 CMD wget -q localhost
+SHELL ["/bin/sh", "-ec"]
+ONBUILD RUN echo triggered
+MAINTAINER someone
+ENTRYPOINT echo entry
+CMD ["x"]
+"#;
+    let ctx = env.ctx("c", &[("Dockerfile", df)]);
+    env.build_ok(
+        &ctx,
+        &["-t", "cfg", "--build-arg", "V=val", "--label", "extra=1"],
+    );
+    let i = env.inspect("cfg");
+    let c = &i["Config"];
+    let envs: Vec<&str> = c["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(envs.contains(&"A=1"), "{envs:?}");
+    assert!(envs.contains(&"B=two words"), "{envs:?}");
+    assert!(envs.contains(&"C=val"), "{envs:?}");
+    assert!(envs.contains(&"LEGACY=value with spaces"), "{envs:?}");
+    assert_eq!(c["Labels"]["org.test.v"], "set");
+    assert_eq!(c["Labels"]["quoted key"], "x");
+    assert_eq!(c["Labels"]["extra"], "1");
+    assert!(c["ExposedPorts"]["80/tcp"].is_object());
+    assert!(c["ExposedPorts"]["53/udp"].is_object());
+    assert!(c["Volumes"]["/data"].is_object());
+    assert_eq!(c["User"], "nobody");
+    assert_eq!(c["WorkingDir"], "/srv/sub");
+    assert_eq!(c["StopSignal"], "SIGQUIT");
+    assert_eq!(
+        c["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "wget -q localhost"])
+    );
+    assert_eq!(c["Healthcheck"]["Interval"], 5_000_000_000i64);
+    assert_eq!(c["Healthcheck"]["Retries"], 2);
+    assert_eq!(c["Shell"], serde_json::json!(["/bin/sh", "-ec"]));
+    assert_eq!(c["OnBuild"], serde_json::json!(["RUN echo triggered"]));
+    assert_eq!(i["Author"], "someone");
+    // Shell-form ENTRYPOINT uses the SHELL in effect; CMD after it stays.
+    assert_eq!(
+        c["Entrypoint"],
+        serde_json::json!(["/bin/sh", "-ec", "echo entry"])
+    );
+    assert_eq!(c["Cmd"], serde_json::json!(["x"]));
+    let h = env.history("cfg");
+    assert!(
+        h.contains(&"ENV A=1 B=two words C=val".to_string()),
+        "{h:?}"
+    );
+    assert!(h.contains(&"WORKDIR /srv/sub".to_string()), "{h:?}");
+    assert!(h.contains(&"USER nobody".to_string()), "{h:?}");
+}
+
+#[test]
+fn onbuild_triggers_run_in_children() {
+    let env = Env::new("build-onbuild");
+    let parent = env.ctx(
+        "p",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nONBUILD RUN echo from-trigger > /trig\n",
+        )],
+    );
+    env.build_ok(&parent, &["-t", "parent"]);
+    let child = env.ctx("c", &[("Dockerfile", "FROM parent\nRUN cat /trig\n")]);
+    let log = env.build_ok(&child, &["-t", "child"]);
+    assert!(log.contains("from-trigger"), "{log}");
+    assert_eq!(env.sh("child", "cat /trig"), "from-trigger\n");
+    assert!(env.inspect("child")["Config"]["OnBuild"].is_null());
+}
+
+#[test]
+fn run_and_copy_files_owners_modes() {
+    let env = Env::new("build-files");
+    let df = "FROM busybox
+WORKDIR /app
+RUN echo made-by-run > run.txt && echo app:x:1234:1234::/home/app:/bin/sh >> /etc/passwd && echo app:x:1234: >> /etc/group && chmod 1777 /tmp
+COPY a.txt b*.txt ./
+COPY dir /app/dircopy/
+COPY --chown=app:app --chmod=640 a.txt owned.txt
+COPY dir/sub/deep.txt /abs/renamed
+USER app
+RUN id -u > /tmp/uid
+";
+    let ctx = env.ctx(
+        "f",
+        &[
+            ("Dockerfile", df),
+            ("a.txt", "A\n"),
+            ("b1.txt", "B1\n"),
+            ("b2.txt", "B2\n"),
+            ("c.txt", "C\n"),
+            ("dir/top.txt", "top\n"),
+            ("dir/sub/deep.txt", "deep\n"),
+        ],
+    );
+    std::fs::set_permissions(
+        ctx.join("b1.txt"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    env.build_ok(&ctx, &["-t", "files"]);
+    let out = env.sh(
+        "files",
+        "cat /app/run.txt /app/a.txt /app/b1.txt /app/b2.txt /app/dircopy/top.txt /app/dircopy/sub/deep.txt /abs/renamed /tmp/uid; \
+         test -e /app/c.txt || echo no-c; test -e /app/dircopy/dir || echo contents-only; \
+         stat -c '%U:%G %a' /app/owned.txt /app/a.txt /app/b1.txt",
+    );
+    assert_eq!(
+        out,
+        "made-by-run\nA\nB1\nB2\ntop\ndeep\ndeep\n1234\nno-c\ncontents-only\napp:app 640\nroot:root 644\nroot:root 755\n"
+    );
+    // Each RUN/COPY is a layer on top of busybox's one.
+    let layers = env.inspect("files")["RootFS"]["Layers"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(layers, 1 + 6);
+}
+
+#[test]
+fn multi_stage_copy_from_and_target() {
+    let env = Env::new("build-stages");
+    let df = "FROM busybox AS builder
+RUN mkdir /out && echo artifact > /out/art && chown 42:43 /out/art
+FROM busybox AS unused
+RUN echo unused-stage-ran && exit 7
+FROM busybox
+COPY --from=builder /out/art /art
+COPY --from=0 /out /out2
+RUN stat -c '%u:%g' /art > /owner
+";
+    let ctx = env.ctx("s", &[("Dockerfile", df)]);
+    let log = env.build_ok(&ctx, &["-t", "final"]);
+    assert!(
+        !log.contains("unused-stage-ran"),
+        "an unneeded stage was built: {log}"
+    );
+    assert_eq!(
+        env.sh("final", "cat /art /out2/art /owner"),
+        "artifact\nartifact\n42:43\n"
+    );
+    // --target stops at the named stage.
+    env.build_ok(&ctx, &["-t", "onlybuilder", "--target", "builder"]);
+    assert_eq!(env.sh("onlybuilder", "cat /out/art"), "artifact\n");
+    let o = env.build(&ctx, &["--target", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("target stage \"nope\" could not be found"));
+}
+
+#[test]
+fn cache_hits_and_misses_exactly_where_expected() {
+    let env = Env::new("build-cache");
+    let df = "FROM busybox
+RUN echo first-run-$((40+2)) && echo x > /one
+COPY a /a
+RUN echo second-run-$((40+2)) && cat /a > /b
+COPY b /bb
+CMD [\"cat\", \"/bb\"]
+";
+    let ctx = env.ctx("k", &[("Dockerfile", df), ("a", "a1\n"), ("b", "b1\n")]);
+    let cached = |log: &str| log.matches("CACHED").count();
+    let log = env.build_ok(&ctx, &["-t", "k"]);
+    assert_eq!(cached(&log), 0, "{log}");
+    assert!(log.contains("first-run-42"));
+    let id1 = env.inspect("k")["Id"].clone();
+    // No change: every step from the cache, no RUN executes, same image.
+    let log = env.build_ok(&ctx, &["-t", "k"]);
+    assert_eq!(cached(&log), 4, "{log}");
+    assert!(!log.contains("first-run-42") && !log.contains("second-run-42"));
+    assert_eq!(env.inspect("k")["Id"], id1);
+    // Changing b rebuilds only its COPY.
+    std::fs::write(ctx.join("b"), "b2\n").unwrap();
+    let log = env.build_ok(&ctx, &["-t", "k"]);
+    assert_eq!(cached(&log), 3, "{log}");
+    assert_eq!(env.sh("k", "cat /bb"), "b2\n");
+    // Changing a rebuilds from its COPY on: the first RUN stays cached.
+    std::fs::write(ctx.join("a"), "a2\n").unwrap();
+    let log = env.build_ok(&ctx, &["-t", "k"]);
+    assert_eq!(cached(&log), 1, "{log}");
+    assert!(!log.contains("first-run-42") && log.contains("second-run-42"));
+    assert_eq!(env.sh("k", "cat /b"), "a2\n");
+    // A changed file mode is a change too.
+    std::fs::set_permissions(
+        ctx.join("b"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let log = env.build_ok(&ctx, &["-t", "k"]);
+    assert_eq!(cached(&log), 3, "{log}");
+    // --no-cache runs everything.
+    let log = env.build_ok(&ctx, &["-t", "k", "--no-cache"]);
+    assert_eq!(cached(&log), 0, "{log}");
+    // A changed build arg used by RUN misses from that RUN.
+    let df2 = "FROM busybox\nARG X=1\nRUN echo x=$X > /x\n";
+    let ctx2 = env.ctx("k2", &[("Dockerfile", df2)]);
+    env.build_ok(&ctx2, &["-t", "k2"]);
+    let log = env.build_ok(&ctx2, &["-t", "k2", "--build-arg", "X=2"]);
+    assert_eq!(cached(&log), 0, "{log}");
+    assert_eq!(env.sh("k2", "cat /x"), "x=2\n");
+    // builder du lists the cache, builder prune empties it.
+    let du = env.ok(&["builder", "du"]);
+    assert!(du.contains("Total:"), "{du}");
+    env.ok(&["builder", "prune", "-f"]);
+    let log = env.build_ok(&ctx2, &["-t", "k2", "--build-arg", "X=2"]);
+    assert_eq!(cached(&log), 0, "{log}");
+}
+
+#[test]
+fn dockerignore_patterns_and_exceptions() {
+    let env = Env::new("build-ignore");
+    let df = "FROM busybox\nCOPY . /ctx/\nRUN cd /ctx && find . -type f | sort\n";
+    let ctx = env.ctx(
+        "i",
+        &[
+            ("Dockerfile", df),
+            (
+                ".dockerignore",
+                "# comment\n*.md\n!README.md\nsecret\n**/*.tmp\n/build/out\n",
+            ),
+            ("README.md", "r"),
+            ("NOTES.md", "n"),
+            ("keep.txt", "k"),
+            ("secret/key", "s"),
+            ("a/b/c.tmp", "t"),
+            ("a/b/c.txt", "t"),
+            ("build/out/x", "x"),
+            ("build/in/y", "y"),
+        ],
+    );
+    env.build_ok(&ctx, &["-t", "ign"]);
+    let files = env.sh("ign", "cd /ctx && find . -type f | sort");
+    assert_eq!(
+        files,
+        "./.dockerignore\n./Dockerfile\n./README.md\n./a/b/c.txt\n./build/in/y\n./keep.txt\n"
+    );
+    // <Dockerfile>.dockerignore beside a named Dockerfile wins over the context's.
+    std::fs::create_dir_all(ctx.join("df")).unwrap();
+    std::fs::write(ctx.join("df/Build.file"), df).unwrap();
+    std::fs::write(ctx.join("df/Build.file.dockerignore"), "keep.txt\ndf\n").unwrap();
+    let f = ctx.join("df/Build.file");
+    env.build_ok(&ctx, &["-t", "ign2", "-f", f.to_str().unwrap()]);
+    let files = env.sh("ign2", "cd /ctx && find . -type f | sort");
+    assert!(
+        !files.contains("keep.txt") && files.contains("NOTES.md"),
+        "{files}"
+    );
+    // An ignored file cannot be named by COPY.
+    let ctx3 = env.ctx(
+        "i3",
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY secret.txt /\n"),
+            (".dockerignore", "secret.txt\n"),
+            ("secret.txt", "s"),
+        ],
+    );
+    let o = env.build(&ctx3, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("secret.txt"), "{}", stderr(&o));
+}
+
+#[test]
+fn heredocs_run_and_copy() {
+    let env = Env::new("build-heredoc");
+    let df = "FROM busybox
+ARG NAME=world
+RUN <<EOF
+echo line1 > /h1
+echo line2 >> /h1
+EOF
+RUN cat <<A > /h2 && cat <<-B > /h3
+first $NAME
+A
+\t\ttabbed
+\tB
+COPY <<EOT /greeting
+hello ${NAME}
+EOT
+COPY <<'EOT' /raw
+hello ${NAME}
+EOT
+COPY <<X <<Y /multi/
+x-content
+X
+y-content
+Y
+RUN <<EOF
+#!/bin/sh
+echo shebang-script-ran > /h4
+EOF
+";
+    let ctx = env.ctx("h", &[("Dockerfile", df)]);
+    env.build_ok(&ctx, &["-t", "here"]);
+    assert_eq!(
+        env.sh(
+            "here",
+            "cat /h1 /h2 /h3 /greeting /raw /multi/X /multi/Y /h4"
+        ),
+        "line1\nline2\nfirst world\ntabbed\nhello world\nhello ${NAME}\nx-content\ny-content\nshebang-script-ran\n"
+    );
+}
+
+#[test]
+fn parse_and_expansion_errors_name_line_and_column() {
+    let env = Env::new("build-errors");
+    let cases: &[(&str, &str)] = &[
+        (
+            "FROM busybox\nRUN true\n  BOGUS x\n",
+            "Dockerfile:3:3: unknown instruction: BOGUS",
+        ),
+        (
+            "FROM busybox\nCOPY --nope=1 a b\n",
+            "Dockerfile:2:6: unknown flag: --nope",
+        ),
+        (
+            "FROM busybox\nRUN <<EOF\necho never ends\n",
+            "Dockerfile:2:5: unterminated heredoc",
+        ),
+        (
+            "FROM busybox\nARG V\nENV X=${V?must_be_set}\n",
+            "Dockerfile:3: V: must_be_set",
+        ),
+        (
+            "FROM busybox\nCOPY missing.txt /\n",
+            "Dockerfile:2: failed to compute cache key: \"missing.txt\": not found",
+        ),
+        (
+            "RUN true\nFROM busybox\n",
+            "Dockerfile:1: no build stage in current context",
+        ),
+        (
+            "FROM busybox\nADD https://example.com/x.tgz /\n",
+            "downloading from a URL is not supported",
+        ),
+        ("FROM nosuchimage\n", "Dockerfile:1: nosuchimage"),
+    ];
+    for (i, (df, want)) in cases.iter().enumerate() {
+        let ctx = env.ctx(&format!("e{i}"), &[("Dockerfile", df)]);
+        let o = env.build(&ctx, &["-t", "bad"]);
+        assert_eq!(o.status.code(), Some(1), "{df}");
+        let err = stderr(&o);
+        assert!(err.contains(want), "{df:?}: want {want:?} in:\n{err}");
+    }
+    // The offending line is shown.
+    let ctx = env.ctx("show", &[("Dockerfile", "FROM busybox\n  BOGUS x\n")]);
+    let err = stderr(&env.build(&ctx, &[]));
+    assert!(err.contains("    2 |   BOGUS x"), "{err}");
+    // Nothing was tagged.
+    assert!(!env.sk(&["image", "inspect", "bad"]).status.success());
+}
+
+#[test]
+fn failing_run_exits_1_naming_the_step_with_its_output() {
+    let env = Env::new("build-fail");
+    let df = "FROM busybox\nRUN echo boom-out && echo boom-err >&2 && exit 3\n";
+    let ctx = env.ctx("f", &[("Dockerfile", df)]);
+    let o = env.build(&ctx, &["-t", "failed"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("[stage-0 2/2] RUN echo boom-out"),
+        "step not named: {err}"
+    );
+    assert!(
+        err.contains("boom-out") && err.contains("boom-err"),
+        "{err}"
+    );
+    assert!(
+        err.contains("did not complete successfully: exit code: 3"),
+        "{err}"
+    );
+    assert!(!env.sk(&["image", "inspect", "failed"]).status.success());
+    // The default RUN network is an empty namespace: only lo.
+    let ctx = env.ctx(
+        "n",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN ls /sys/class/net > /nets\n",
+        )],
+    );
+    env.build_ok(&ctx, &["-t", "net"]);
+    assert_eq!(env.sh("net", "cat /nets"), "lo\n");
+}
+
+#[test]
+fn add_extracts_local_tar_archives() {
+    let env = Env::new("build-add");
+    let ctx = env.ctx(
+        "a",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nADD arch.tar.gz /dest/\nADD plain.txt /p.txt\n",
+            ),
+            ("plain.txt", "plain\n"),
+            ("src/inner/file", "inside\n"),
+        ],
+    );
+    let st = std::process::Command::new("tar")
+        .args(["czf", "arch.tar.gz", "-C", "src", "inner"])
+        .current_dir(&ctx)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    env.build_ok(&ctx, &["-t", "added"]);
+    assert_eq!(
+        env.sh("added", "cat /dest/inner/file /p.txt"),
+        "inside\nplain\n"
+    );
+}
+
+#[test]
+fn stdin_dockerfile_tar_context_quiet_and_iidfile() {
+    let env = Env::new("build-stdin");
+    let ctx = env.ctx("s", &[("data.txt", "from-context\n")]);
+    let iid = env.dir.path().join("iid");
+    // -f -: the Dockerfile from stdin, the context from PATH; -q prints only the id.
+    let mut c = env.cmd(&[
+        "build",
+        "-q",
+        "-t",
+        "fromstdin",
+        "--iidfile",
+        iid.to_str().unwrap(),
+        "-f",
+        "-",
+        ctx.to_str().unwrap(),
+    ]);
+    let mut ch = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    ch.stdin
+        .take()
+        .unwrap()
+        .write_all(b"FROM busybox\nCOPY data.txt /\n")
+        .unwrap();
+    let o = ch.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = stdout(&o).trim().to_string();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id:?}");
+    assert!(stderr(&o).is_empty(), "-q printed progress: {}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&iid).unwrap(), id);
+    assert_eq!(env.inspect("fromstdin")["Id"], id.as_str());
+    // `-`: a tar context on stdin.
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nCOPY data.txt /t\n").unwrap();
+    let tar = std::process::Command::new("tar")
+        .args(["cf", "-", "."])
+        .current_dir(&ctx)
+        .output()
+        .unwrap();
+    let mut c = env.cmd(&["build", "-t", "fromtar", "-"]);
+    let mut ch = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    ch.stdin.take().unwrap().write_all(&tar.stdout).unwrap();
+    let o = ch.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(env.sh("fromtar", "cat /t"), "from-context\n");
+}
