@@ -562,3 +562,56 @@ fn stdin_dockerfile_tar_context_quiet_and_iidfile() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(env.sh("fromtar", "cat /t"), "from-context\n");
 }
+
+#[test]
+fn run_mounts_cache_tmpfs_bind_secret() {
+    let env = Env::new("build-mounts");
+    let df = "FROM busybox
+RUN --mount=type=cache,target=/cache,id=c1 n=$(cat /cache/n 2>/dev/null || echo 0); echo $((n+1)) > /cache/n; echo count=$((n+1))
+RUN --mount=type=tmpfs,target=/scratch echo x > /scratch/y && ls /scratch > /tmpfs-list
+RUN --mount=type=bind,source=sub,target=/mnt/src cat /mnt/src/f > /from-bind
+RUN --mount=type=secret,id=tok,required cat /run/secrets/tok | wc -c > /secret-len
+RUN --mount=type=bind,source=sub,target=/mnt/rw,rw echo changed > /mnt/rw/f && cat /mnt/rw/f > /rw-seen
+";
+    let ctx = env.ctx("m", &[("Dockerfile", df), ("sub/f", "bound\n")]);
+    let secret = env.dir.path().join("secret.txt");
+    std::fs::write(&secret, "s3cret").unwrap();
+    let sarg = format!("id=tok,src={}", secret.display());
+    let log = env.build_ok(&ctx, &["-t", "mnt", "--secret", &sarg]);
+    assert!(log.contains("count=1"), "{log}");
+    // The cache directory outlives the build; --no-cache still sees it.
+    let log = env.build_ok(&ctx, &["-t", "mnt", "--no-cache", "--secret", &sarg]);
+    assert!(log.contains("count=2"), "{log}");
+    assert_eq!(
+        env.sh(
+            "mnt",
+            "cat /tmpfs-list /from-bind /secret-len /rw-seen; ls -d /cache /scratch /mnt /run/secrets 2>&1 | grep -c 'No such file'"
+        ),
+        "y\nbound\n6\nchanged\n4\n"
+    );
+    // rw binds never write back into the context.
+    assert_eq!(
+        std::fs::read_to_string(ctx.join("sub/f")).unwrap(),
+        "bound\n"
+    );
+    // A changed bound file is a cache miss for that RUN only.
+    std::fs::write(ctx.join("sub/f"), "bound2\n").unwrap();
+    let log = env.build_ok(&ctx, &["-t", "mnt", "--secret", &sarg]);
+    assert_eq!(log.matches("CACHED").count(), 2, "{log}");
+    assert_eq!(env.sh("mnt", "cat /from-bind"), "bound2\n");
+    // A required secret that is not given fails the build.
+    let o = env.build(&ctx, &["-t", "mnt", "--no-cache"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("secret tok: not provided"),
+        "{}",
+        stderr(&o)
+    );
+    // ssh mounts are refused clearly.
+    let ctx2 = env.ctx(
+        "ssh",
+        &[("Dockerfile", "FROM busybox\nRUN --mount=type=ssh true\n")],
+    );
+    let o = env.build(&ctx2, &[]);
+    assert!(stderr(&o).contains("not supported"), "{}", stderr(&o));
+}

@@ -25,6 +25,7 @@ use crate::cache::Cache;
 use crate::copy::{self, SrcRoot, WriteOpts};
 use crate::expand::Lexer;
 use crate::ignore::Matcher;
+use crate::mounts::{MountReq, SecretSource};
 use crate::parse::{self, Command, CopyArgs, Dockerfile, Form, Instruction, Source};
 use crate::progress::Progress;
 use crate::run::{self, Mounted, RunSpec};
@@ -72,6 +73,8 @@ pub struct BuildOptions<'a> {
     pub no_cache: bool,
     /// `--network host` for every RUN.
     pub host_network: bool,
+    /// `--secret` values by id.
+    pub secrets: BTreeMap<String, SecretSource>,
     /// Resolves an image name to a local image.
     pub resolve: &'a dyn Fn(&Store, &str) -> Result<ImageRecord, String>,
 }
@@ -955,11 +958,63 @@ impl<'a> Builder<'a> {
         name: &str,
         p: &mut dyn Progress,
     ) -> Result<(), BuildError> {
-        if let Some(m) = mounts.first() {
-            return Err(self.err(
-                i,
-                format!("RUN --mount={m}: mounts are not supported by skiff build yet"),
-            ));
+        // --mount values, expanded, parsed, and what of them enters the cache key.
+        let mut reqs = Vec::new();
+        let mut mount_key = String::new();
+        for m in mounts {
+            let m = self.ex(i, m, st, cx)?;
+            let r = crate::mounts::parse(&m).map_err(|e| self.err(i, e))?;
+            mount_key.push_str(&m);
+            mount_key.push('\0');
+            if let MountReq::Bind { source, from, .. } = &r {
+                // The bound content is part of the key (a stage's by its key).
+                match from {
+                    None => {
+                        let sroot = SrcRoot {
+                            fd: sys::open_dir(&self.o.context).map_err(|e| {
+                                self.err(i, format!("open {}: {e}", self.o.context.display()))
+                            })?,
+                            ignore: Some(&self.o.ignore),
+                            keep_owner: false,
+                        };
+                        let mut h = sha2::Sha256::new();
+                        let found = sroot
+                            .glob(if source.is_empty() { "." } else { source })
+                            .map_err(|e| self.err(i, format!("--mount source {source}: {e}")))?;
+                        if found.is_empty() {
+                            return Err(self.err(
+                                i,
+                                format!(
+                                    "--mount: source {source:?} not found in the build context"
+                                ),
+                            ));
+                        }
+                        for f in &found {
+                            sroot.digest(f, &mut h).map_err(|e| {
+                                self.err(i, format!("--mount source {source}: {e}"))
+                            })?;
+                        }
+                        mount_key.push_str(&skiff_image::digest::to_hex(&h.finalize()));
+                    }
+                    Some(f) => match self.stage_index(f).and_then(|x| self.done.get(&x)) {
+                        Some(s) => mount_key.push_str(&s.key),
+                        None => {
+                            let rec = (self.o.resolve)(self.store, f)
+                                .map_err(|e| self.err(i, format!("--mount from={f}: {e}")))?;
+                            mount_key.push_str(rec.id.as_str());
+                        }
+                    },
+                }
+            }
+            if let MountReq::Secret { id, required, .. } = &r {
+                if *required && !self.o.secrets.contains_key(id) {
+                    return Err(self.err(
+                        i,
+                        format!("secret {id}: not provided (--secret id={id},src=…)"),
+                    ));
+                }
+            }
+            reqs.push(r);
         }
         if let Some(s) = security {
             if s != "sandbox" {
@@ -1058,6 +1113,7 @@ impl<'a> Builder<'a> {
             &serde_json::to_string(&env_now).unwrap_or_default(),
             if host_network { "host" } else { "none" },
             &heredoc_bodies.join("\0"),
+            &mount_key,
         ]);
         let spec0 = RunSpec {
             args,
@@ -1072,17 +1128,29 @@ impl<'a> Builder<'a> {
             },
             user: st.str_field("User"),
             host_network,
-            files: Vec::new(),
+            mounts: Vec::new(),
         };
         let runroot = self.o.runroot.clone();
         let step_name = name.to_string();
-        self.layer_step(st, key, &created_by, name, p, &mut |_b, m, tmp, v, p| {
+        self.layer_step(st, key, &created_by, name, p, &mut |b, m, tmp, v, p| {
             let mut spec = spec0.clone();
             for h in &files {
                 let f = tmp.join(format!("heredoc-{}", h.name));
                 skiff_image::perms::write_file(&f, h.content.as_bytes(), 0o755)
                     .map_err(|e| BuildError::Other(format!("write heredoc {}: {e}", h.name)))?;
-                spec.files.push((f, format!("/dev/pipes/{}", h.name)));
+                spec.mounts.push(crate::mounts::bind(
+                    &f,
+                    &format!("/dev/pipes/{}", h.name),
+                    true,
+                )?);
+            }
+            // Held until the step's container is gone: overlays and cache locks.
+            let mut guards = MountGuards::default();
+            for (n, r) in reqs.iter().enumerate() {
+                let mnt = b.prepare_mount(i, r, tmp, n, &mut guards)?;
+                if let Some(mnt) = mnt {
+                    spec.mounts.push(mnt);
+                }
             }
             let id = format!("build-{}", skiff_engine::names::new_id());
             let mut output = Vec::new();
@@ -1102,6 +1170,138 @@ impl<'a> Builder<'a> {
             }
             Ok(())
         })
+    }
+
+    /// The OCI mount of one `RUN --mount` (None: an optional secret that was not given).
+    fn prepare_mount(
+        &self,
+        i: &Instruction,
+        r: &MountReq,
+        tmp: &Path,
+        n: usize,
+        g: &mut MountGuards,
+    ) -> Result<Option<Value>, BuildError> {
+        let other =
+            |what: &str, e: &dyn std::fmt::Display| self.err(i, format!("--mount: {what}: {e}"));
+        Ok(Some(match r {
+            MountReq::Tmpfs { target, size } => {
+                let mut opts = vec!["nosuid".to_string(), "nodev".into()];
+                if let Some(sz) = size {
+                    opts.push(format!("size={sz}"));
+                }
+                json!({"destination": target, "type": "tmpfs", "source": "tmpfs", "options": opts})
+            }
+            MountReq::Cache {
+                target,
+                id,
+                sharing,
+                ro,
+                mode,
+                uid,
+                gid,
+            } => {
+                let base = self.o.root.join("builder").join("cache");
+                skiff_image::perms::mkdir_all(&base, skiff_image::perms::PRIVATE_DIR)
+                    .map_err(|e| other("cache directory", &e))?;
+                let name = sha(&["cache", id]);
+                let dir = base.join(&name);
+                let lock = skiff_image::perms::lock_file(&base.join(format!("{name}.lock")))
+                    .map_err(|e| other("cache lock", &e))?;
+                if sharing != "shared" {
+                    sys::flock(lock.as_fd(), true, false).map_err(|e| other("cache lock", &e))?;
+                }
+                if !dir.exists() {
+                    let t = base.join(format!(".new-{name}"));
+                    let _ = sys::remove_all(&t);
+                    std::fs::create_dir(&t).map_err(|e| other("cache directory", &e))?;
+                    let f = std::fs::File::open(&t).map_err(|e| other("cache directory", &e))?;
+                    sys::lchownat(f.as_fd(), OsStr::new(""), *uid, *gid)
+                        .map_err(|e| other("cache directory", &e))?;
+                    sys::fchmod(f.as_fd(), *mode).map_err(|e| other("cache directory", &e))?;
+                    std::fs::rename(&t, &dir).map_err(|e| other("cache directory", &e))?;
+                }
+                g.locks.push(lock);
+                crate::mounts::bind(&dir, target, *ro)?
+            }
+            MountReq::Bind {
+                target,
+                source,
+                from,
+                rw,
+            } => {
+                let root: PathBuf = match from {
+                    None => self.o.context.clone(),
+                    Some(f) => {
+                        let s = match self.stage_index(f).and_then(|x| self.done.get(&x)) {
+                            Some(s) => s.clone(),
+                            None => {
+                                let rec = (self.o.resolve)(self.store, f)
+                                    .map_err(|e| self.err(i, format!("--mount from={f}: {e}")))?;
+                                self.image_state(&rec)?
+                            }
+                        };
+                        let lowers = s.lowers(self.store)?;
+                        let d = tmp.join(format!("from-{n}"));
+                        skiff_image::perms::mkdir(&d, skiff_image::perms::PRIVATE_DIR)
+                            .map_err(|e| other("mount", &e))?;
+                        let m = Mounted::new(&lowers, &d)?;
+                        let r = m.root.clone();
+                        g.overlays.push(m);
+                        r
+                    }
+                };
+                // The source resolved inside its root, as a host path.
+                let rootfd = sys::open_dir(&root).map_err(|e| other("source", &e))?;
+                let fd = sys::open_in_root(
+                    rootfd.as_fd(),
+                    Path::new(source.trim_start_matches('/')),
+                    libc::O_PATH,
+                    0,
+                )
+                .map_err(|e| self.err(i, format!("--mount: source {source:?}: {e}")))?;
+                let real = std::fs::read_link(format!(
+                    "/proc/self/fd/{}",
+                    std::os::fd::AsRawFd::as_raw_fd(&fd)
+                ))
+                .map_err(|e| other("source", &e))?;
+                let src = if *rw {
+                    // Writes go to a throwaway upper directory.
+                    let d = tmp.join(format!("rw-{n}"));
+                    skiff_image::perms::mkdir(&d, skiff_image::perms::PRIVATE_DIR)
+                        .map_err(|e| other("mount", &e))?;
+                    if real.is_dir() {
+                        let m = Mounted::new(std::slice::from_ref(&real), &d)?;
+                        let r = m.root.clone();
+                        g.overlays.push(m);
+                        r
+                    } else {
+                        let f = d.join("file");
+                        std::fs::copy(&real, &f).map_err(|e| other("source", &e))?;
+                        f
+                    }
+                } else {
+                    real
+                };
+                crate::mounts::bind(&src, target, !*rw)?
+            }
+            MountReq::Secret {
+                id, target, mode, ..
+            } => {
+                let Some(sec) = self.o.secrets.get(id) else {
+                    return Ok(None);
+                };
+                let data = match sec {
+                    SecretSource::File(p) => std::fs::read(p).map_err(|e| {
+                        self.err(i, format!("secret {id}: read {}: {e}", p.display()))
+                    })?,
+                    SecretSource::Value(v) => v.clone(),
+                };
+                let f = tmp.join(format!("secret-{n}"));
+                skiff_image::perms::write_file(&f, &data, *mode)
+                    .map_err(|e| other("secret", &e))?;
+                crate::mounts::bind(&f, target, true)?
+            }
+        }))
     }
 
     /// The ids of `--chown` (names resolved in the destination root).
@@ -1455,6 +1655,13 @@ impl<'a> Builder<'a> {
         drop(src_mount);
         r
     }
+}
+
+/// What a RUN step's mounts hold until its container is gone.
+#[derive(Default)]
+struct MountGuards {
+    overlays: Vec<Mounted>,
+    locks: Vec<std::fs::File>,
 }
 
 /// A temporary directory removed when dropped.

@@ -11,6 +11,7 @@ pub mod exec;
 pub mod expand;
 pub mod glob;
 pub mod ignore;
+pub mod mounts;
 pub mod parse;
 pub mod progress;
 pub mod run;

@@ -31,8 +31,9 @@ pub struct RunSpec {
     pub user: String,
     /// Share the host's network namespace.
     pub host_network: bool,
-    /// Files bind-mounted read-only: (host file, container path).
-    pub files: Vec<(PathBuf, String)>,
+    /// Extra OCI mounts (`RUN --mount`, heredoc scripts); their mount points are removed from
+    /// the step's changes afterwards.
+    pub mounts: Vec<serde_json::Value>,
 }
 
 /// A mounted overlay that is unmounted when dropped.
@@ -114,10 +115,15 @@ pub fn run(
         env.push(format!("HOME={}", user.home));
     }
     let mut mounts = Vec::new();
-    for (src, dst) in &spec.files {
-        let v = serde_json::json!({"destination": dst, "type": "bind", "source": src,
-            "options": ["rbind", "ro", "nosuid", "nodev"]});
-        mounts.push(serde_json::from_value(v).map_err(|e| BuildError::Other(e.to_string()))?);
+    let mut made = Vec::new();
+    for v in &spec.mounts {
+        if let Some(d) = v["destination"].as_str() {
+            if let Some(first) = first_missing(&m.root, d) {
+                made.push(first);
+            }
+        }
+        mounts
+            .push(serde_json::from_value(v.clone()).map_err(|e| BuildError::Other(e.to_string()))?);
     }
     let o = DockerSpecOpts {
         args: spec.args.clone(),
@@ -182,11 +188,46 @@ pub fn run(
     let st = child
         .wait()
         .map_err(|e| BuildError::Other(format!("wait for the step's container: {e}")))?;
+    // Mount points the runtime made for the step's mounts are not the step's changes.
+    for rel in made {
+        let p = m.upper.join(&rel);
+        if std::fs::symlink_metadata(&p).is_ok() {
+            let _ = skiff_image::sys::remove_all(&p);
+        }
+    }
     use std::os::unix::process::ExitStatusExt;
     Ok(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)))
 }
 
 use std::os::unix::process::CommandExt;
+
+/// The first component of `dest` (absolute, in the container) missing from `root`, relative.
+fn first_missing(root: &Path, dest: &str) -> Option<String> {
+    let fd = skiff_image::sys::open_dir(root).ok()?;
+    let mut cur = String::new();
+    for comp in dest.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        if !cur.is_empty() {
+            cur.push('/');
+        }
+        cur.push_str(comp);
+        let (dir, name) = match cur.rsplit_once('/') {
+            Some((d, n)) => (d, n),
+            None => ("", cur.as_str()),
+        };
+        let d = skiff_image::sys::open_in_root(
+            std::os::fd::AsFd::as_fd(&fd),
+            Path::new(dir),
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+        )
+        .ok()?;
+        match skiff_image::sys::lstatat(std::os::fd::AsFd::as_fd(&d), std::ffi::OsStr::new(name)) {
+            Ok(Some(_)) => {}
+            _ => return Some(cur),
+        }
+    }
+    None
+}
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), BuildError> {
     let mut fds = [0; 2];

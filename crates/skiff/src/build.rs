@@ -47,6 +47,12 @@ pub struct BuildArgs {
     /// Set the networking mode for the RUN instructions during build ("default", "none", "host")
     #[arg(long)]
     pub network: Option<String>,
+    /// Secret to expose to the build (format: "id=mysecret[,src=/local/secret]" or "id=x,env=VAR")
+    #[arg(long)]
+    pub secret: Vec<String>,
+    /// SSH agent socket or keys to expose to the build (not supported)
+    #[arg(long)]
+    pub ssh: Vec<String>,
     /// Set target platform for build (only the host's)
     #[arg(long)]
     pub platform: Option<String>,
@@ -163,6 +169,16 @@ fn build_inner(cli: &Cli, a: &BuildArgs) -> Result<i32> {
         return Err(anyhow!(
             "--pull: skiff build uses local images only; pull the base images with `skiff pull` first"
         ));
+    }
+    if let Some(s) = a.ssh.first() {
+        return Err(anyhow!(
+            "--ssh {s}: ssh agent forwarding is not supported by skiff build"
+        ));
+    }
+    let mut secrets = BTreeMap::new();
+    for s in &a.secret {
+        let (id, src) = skiff_build::mounts::parse_secret(s).map_err(|e| anyhow!(e))?;
+        secrets.insert(id, src);
     }
     if let Some(p) = &a.platform {
         let host = skiff_image::platform::Platform::host();
@@ -338,6 +354,7 @@ fn build_inner(cli: &Cli, a: &BuildArgs) -> Result<i32> {
         tags,
         no_cache: a.no_cache,
         host_network,
+        secrets,
         resolve: &resolve,
     };
     let quiet = a.quiet || progress == "quiet";
@@ -386,6 +403,22 @@ pub fn builder(cli: &Cli, c: &BuilderCommand) -> Result<i32> {
                 }
             }
             let (n, bytes) = cache.prune(before)?;
+            if before.is_none() {
+                // RUN --mount=type=cache directories go too (each under its lock).
+                let dir = cli.root.join("builder").join("cache");
+                if let Ok(rd) = std::fs::read_dir(&dir) {
+                    for e in rd.flatten() {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        if name.ends_with(".lock") || name.starts_with('.') {
+                            continue;
+                        }
+                        let lock = perms::lock_file(&dir.join(format!("{name}.lock")))?;
+                        sys::flock(std::os::fd::AsFd::as_fd(&lock), true, false)?;
+                        sys::remove_all(&e.path())
+                            .with_context(|| format!("remove {}", e.path().display()))?;
+                    }
+                }
+            }
             let store = Store::open(&cli.root)?;
             let gc = store.gc()?;
             let _ = n;
