@@ -214,7 +214,8 @@ RUN id -u > /tmp/uid
         .as_array()
         .unwrap()
         .len();
-    assert_eq!(layers, 1 + 6);
+    // (WORKDIR /app makes a layer: busybox has no /app.)
+    assert_eq!(layers, 1 + 7);
 }
 
 #[test]
@@ -614,4 +615,232 @@ RUN --mount=type=bind,source=sub,target=/mnt/rw,rw echo changed > /mnt/rw/f && c
     );
     let o = env.build(&ctx2, &[]);
     assert!(stderr(&o).contains("not supported"), "{}", stderr(&o));
+}
+
+/// Debian's dockerd with a data root, exec root and socket of its own; stopped on drop.
+struct Dockerd {
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+    cgroup: String,
+}
+
+impl Dockerd {
+    fn start() -> Option<Dockerd> {
+        if std::process::Command::new("dockerd")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            skiff_tests::skip("dockerd is not installed: no side-by-side build");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("skiff-build-dockerd-")
+            .tempdir()
+            .unwrap();
+        let cgroup = skiff_tests::unique("skiff-test-build-dockerd");
+        let p = dir.path();
+        let child = std::process::Command::new("dockerd")
+            .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
+            .arg(format!("-H=unix://{}", p.join("d.sock").display()))
+            .arg(format!("--data-root={}", p.join("data").display()))
+            .arg(format!("--exec-root={}", p.join("exec").display()))
+            .arg(format!("--pidfile={}", p.join("d.pid").display()))
+            .arg(format!("--cgroup-parent={cgroup}"))
+            .stdout(std::fs::File::create(p.join("d.log")).unwrap())
+            .stderr(std::fs::File::create(p.join("d.err")).unwrap())
+            .spawn()
+            .unwrap();
+        let d = Dockerd { dir, child, cgroup };
+        for _ in 0..150 {
+            if d.docker(&["info"]).status.success() {
+                return Some(d);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        skiff_tests::skip("dockerd did not come up here: no side-by-side build");
+        None
+    }
+
+    fn cmd(&self, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new("docker");
+        c.env("DOCKER_BUILDKIT", "0")
+            .arg("-H")
+            .arg(format!(
+                "unix://{}",
+                self.dir.path().join("d.sock").display()
+            ))
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.docker(args);
+        assert!(
+            o.status.success(),
+            "docker {args:?}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        stdout(&o)
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let ids = self.docker(&["ps", "-aq"]);
+        for id in stdout(&ids).split_whitespace() {
+            let _ = self.docker(&["rm", "-f", id]);
+        }
+        // SAFETY: kill with the pid of our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let me = self.dir.path().to_string_lossy().into_owned();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut targets: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|t| t.starts_with(&me))
+            .collect();
+        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        for t in targets {
+            let c = std::ffi::CString::new(t).unwrap();
+            // SAFETY: a NUL-terminated path; MNT_DETACH on a mount this test's dockerd made.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+        for d in skiff_tests::cgroup_parent_dirs(&self.cgroup) {
+            let _ = std::fs::remove_dir(&d);
+        }
+    }
+}
+
+#[test]
+fn side_by_side_with_dockerd_legacy_builder() {
+    let env = Env::new("build-sbs");
+    let Some(d) = Dockerd::start() else {
+        return;
+    };
+    // Docker gets the same busybox image.
+    let save = env.cmd(&["save", "busybox:latest"]).output().unwrap();
+    assert!(save.status.success());
+    let mut load = d.cmd(&["load"]);
+    let mut ch = load
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    ch.stdin.take().unwrap().write_all(&save.stdout).unwrap();
+    assert!(ch.wait_with_output().unwrap().status.success());
+    let df = "FROM busybox
+ARG V=1
+ENV A=1 B=\"two words\" C=${V:-none}
+LABEL l1=v1 \"l 2\"=\"v 2\"
+EXPOSE 80 53/udp
+VOLUME /data
+WORKDIR /app
+COPY a.txt dir ./
+COPY --chown=65534:65534 a.txt /owned/
+RUN echo v$V > run.txt && mkdir -p sub/deep && chown 65534 run.txt && chmod 600 a.txt
+USER nobody
+STOPSIGNAL SIGQUIT
+HEALTHCHECK --interval=5s --retries=3 CMD true
+SHELL [\"/bin/sh\", \"-ec\"]
+ONBUILD RUN echo hi
+ENTRYPOINT [\"sh\"]
+CMD [\"-c\", \"cat run.txt\"]
+";
+    let ctx = env.ctx(
+        "sbs",
+        &[
+            ("Dockerfile", df),
+            ("a.txt", "a\n"),
+            ("dir/x", "x\n"),
+            ("dir/sub/y", "y\n"),
+        ],
+    );
+    env.build_ok(&ctx, &["-t", "sbs", "--build-arg", "V=7"]);
+    d.ok(&[
+        "build",
+        "-q",
+        "--network",
+        "none",
+        "--build-arg",
+        "V=7",
+        "-t",
+        "sbs",
+        ctx.to_str().unwrap(),
+    ]);
+    let ours = env.inspect("sbs")["Config"].clone();
+    let theirs: Value = serde_json::from_str(&d.ok(&["image", "inspect", "sbs"])).unwrap();
+    let theirs = theirs[0]["Config"].clone();
+    for k in [
+        "Env",
+        "Cmd",
+        "Entrypoint",
+        "WorkingDir",
+        "User",
+        "ExposedPorts",
+        "Volumes",
+        "Labels",
+        "Healthcheck",
+        "StopSignal",
+        "Shell",
+        "OnBuild",
+    ] {
+        assert_eq!(ours[k], theirs[k], "Config.{k}: skiff vs docker");
+    }
+    // The same files, owners, modes and sizes.
+    let list = "find /app /owned | sort | xargs stat -c '%n %F %a %u:%g %s'";
+    let ours = env.ok(&[
+        "run",
+        "--rm",
+        "-u",
+        "0",
+        "--entrypoint",
+        "",
+        "sbs",
+        "sh",
+        "-c",
+        list,
+    ]);
+    let theirs = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-u",
+        "0",
+        "--entrypoint",
+        "",
+        "sbs",
+        "sh",
+        "-c",
+        list,
+    ]);
+    assert_eq!(ours, theirs, "file trees differ");
+    // And the skiff-built image runs under docker.
+    let save = env.cmd(&["save", "sbs"]).output().unwrap();
+    assert!(save.status.success());
+    d.ok(&["rmi", "sbs"]);
+    let mut load = d.cmd(&["load"]);
+    let mut ch = load
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    ch.stdin.take().unwrap().write_all(&save.stdout).unwrap();
+    assert!(ch.wait_with_output().unwrap().status.success());
+    assert_eq!(d.ok(&["run", "--rm", "--network", "none", "sbs"]), "v7\n");
 }

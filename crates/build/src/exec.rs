@@ -218,6 +218,36 @@ impl State {
             cmd_set: false,
         })
     }
+    /// Whether `rel` exists in the state's filesystem: the topmost layer that has it, or a
+    /// whiteout of it or of a parent, decides.
+    fn path_exists(&self, store: &Store, rel: &str) -> Result<bool, BuildError> {
+        let lowers = self.lowers(store)?;
+        let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
+        for l in lowers.iter().rev() {
+            let mut p = l.clone();
+            for (n, c) in comps.iter().enumerate() {
+                p.push(c);
+                match std::fs::symlink_metadata(&p) {
+                    Ok(md) => {
+                        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+                        if md.file_type().is_char_device() && md.rdev() == 0 {
+                            return Ok(false);
+                        }
+                        if n + 1 == comps.len() {
+                            return Ok(true);
+                        }
+                        if !md.is_dir() {
+                            // A symlinked parent: leave the answer to the RUN/COPY that needs it.
+                            return Ok(true);
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        Ok(false)
+    }
+
     /// The unpacked layer directories (bottom first).
     fn lowers(&self, store: &Store) -> Result<Vec<PathBuf>, BuildError> {
         if self.layers.is_empty() {
@@ -714,7 +744,21 @@ impl<'a> Builder<'a> {
                 };
                 let cleaned = crate::ignore::clean(&joined);
                 st.cfg().insert("WorkingDir".into(), json!(cleaned));
-                self.meta_step(st, &format!("WORKDIR {cleaned}"));
+                let rel = cleaned.trim_start_matches('/').to_string();
+                if rel.is_empty() || st.path_exists(self.store, &rel)? {
+                    self.meta_step(st, &format!("WORKDIR {cleaned}"));
+                } else {
+                    // The directory is made as a layer of its own, as BuildKit does.
+                    let created_by = format!("WORKDIR {cleaned}");
+                    let key = sha(&[&st.key, &created_by]);
+                    self.layer_step(st, key, &created_by, name, p, &mut |b, m, _tmp, _v, _p| {
+                        let root = sys::open_dir(&m.root)
+                            .map_err(|e| BuildError::Other(format!("open the step's root: {e}")))?;
+                        copy::mkdir_all(root.as_fd(), &rel, (0, 0))
+                            .map_err(|e| b.err(i, format!("WORKDIR {cleaned}: {e}")))?;
+                        Ok(())
+                    })?;
+                }
             }
             Command::User(u) => {
                 let u = self.ex(i, u, st, cx)?;
