@@ -844,3 +844,88 @@ CMD [\"-c\", \"cat run.txt\"]
     assert!(ch.wait_with_output().unwrap().status.success());
     assert_eq!(d.ok(&["run", "--rm", "--network", "none", "sbs"]), "v7\n");
 }
+
+#[test]
+fn outputs_named_contexts_metadata_and_no_cache_filter() {
+    let env = Env::new("build-outputs");
+    let df = "FROM busybox AS a
+RUN echo a-ran-$((40+2)) | tee /a && ln -s a /link
+FROM scratch
+COPY --from=a /a /link /
+COPY --from=extra e.txt /e
+";
+    let ctx = env.ctx("o", &[("Dockerfile", df)]);
+    let extra = env.ctx("extra", &[("e.txt", "named\n")]);
+    let out = env.dir.path().join("out");
+    let tarf = env.dir.path().join("out.tar");
+    let md = env.dir.path().join("md.json");
+    let bc = format!("extra={}", extra.display());
+    let local = format!("type=local,dest={}", out.display());
+    let tar = format!("type=tar,dest={}", tarf.display());
+    env.build_ok(
+        &ctx,
+        &[
+            "-t",
+            "outs",
+            "--build-context",
+            &bc,
+            "-o",
+            &local,
+            "-o",
+            &tar,
+            "--metadata-file",
+            md.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("a")).unwrap(),
+        "a-ran-42\n"
+    );
+    assert_eq!(std::fs::read_to_string(out.join("e")).unwrap(), "named\n");
+    // A symlink named as a COPY source is followed, as docker does.
+    assert_eq!(
+        std::fs::read_to_string(out.join("link")).unwrap(),
+        "a-ran-42\n"
+    );
+    assert!(!std::fs::symlink_metadata(out.join("link"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let list = std::process::Command::new("tar")
+        .arg("tf")
+        .arg(&tarf)
+        .output()
+        .unwrap();
+    let names = stdout(&list);
+    assert!(
+        names.lines().any(|l| l == "a") && names.lines().any(|l| l == "e"),
+        "{names}"
+    );
+    let m: Value = serde_json::from_slice(&std::fs::read(&md).unwrap()).unwrap();
+    assert_eq!(m["containerimage.config.digest"], env.inspect("outs")["Id"]);
+    assert_eq!(m["image.name"], "docker.io/library/outs:latest");
+    // --no-cache-filter reruns only that stage's steps.
+    let log = env.build_ok(
+        &ctx,
+        &[
+            "-t",
+            "outs",
+            "--build-context",
+            &bc,
+            "--no-cache-filter",
+            "a",
+        ],
+    );
+    assert!(log.contains("a-ran-42"), "{log}");
+    let log = env.build_ok(&ctx, &["-t", "outs", "--build-context", &bc]);
+    assert!(!log.contains("a-ran-42"), "{log}");
+    // Unsupported outputs and contexts are refused clearly.
+    let o = env.build(&ctx, &["-o", "type=registry,dest=x"]);
+    assert!(stderr(&o).contains("unsupported type"), "{}", stderr(&o));
+    let o = env.build(&ctx, &["--build-context", "x=https://example.com/r.git"]);
+    assert!(
+        stderr(&o).contains("only local directories"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -75,8 +75,21 @@ pub struct BuildOptions<'a> {
     pub host_network: bool,
     /// `--secret` values by id.
     pub secrets: BTreeMap<String, SecretSource>,
+    /// `--build-context name=dir|docker-image://ref`.
+    pub contexts: BTreeMap<String, NamedContext>,
+    /// `--no-cache-filter` stage names.
+    pub no_cache_filter: Vec<String>,
     /// Resolves an image name to a local image.
     pub resolve: &'a dyn Fn(&Store, &str) -> Result<ImageRecord, String>,
+}
+
+/// A `--build-context` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// A local directory.
+    Dir(PathBuf),
+    /// `docker-image://ref`: a local image.
+    Image(String),
 }
 
 /// The state of a stage after some steps.
@@ -294,6 +307,7 @@ pub fn build(
         done: HashMap::new(),
         cache: Cache::open(&o.root)?,
         used_args: HashSet::new(),
+        no_cache_now: false,
     };
     b.split()?;
     let target = match &o.target {
@@ -366,6 +380,7 @@ struct Builder<'a> {
     done: HashMap<usize, State>,
     cache: Cache,
     used_args: HashSet<String>,
+    no_cache_now: bool,
 }
 
 fn platform_args() -> Vec<(String, String)> {
@@ -561,9 +576,20 @@ impl<'a> Builder<'a> {
             .stage_index(&base)
             .filter(|i| *i < idx && self.stages[*i].name.is_some());
         let v = p.start(&format!("[{label} 1/{total}] FROM {base}"));
-        let mut st = match from_idx {
-            Some(i) => self.stage(i, p, chain)?,
-            None => self.base_state(&from, &base)?,
+        let mut st = match (self.o.contexts.get(&base), from_idx) {
+            (Some(NamedContext::Image(r)), _) => {
+                let rec = (self.o.resolve)(self.store, r)
+                    .map_err(|e| self.err(&from, format!("--build-context {base}: {e}")))?;
+                self.image_state(&rec)?
+            }
+            (Some(NamedContext::Dir(_)), _) => {
+                return Err(self.err(
+                    &from,
+                    format!("FROM {base}: a directory build context cannot be a base image"),
+                ))
+            }
+            (None, Some(i)) => self.stage(i, p, chain)?,
+            (None, None) => self.base_state(&from, &base)?,
         };
         st.cmd_set = false;
         p.done(v);
@@ -588,6 +614,11 @@ impl<'a> Builder<'a> {
         }
         for (n, ins) in instrs.iter().enumerate() {
             let name = format!("[{label} {}/{total}] {}", n + 2, ins.original);
+            self.no_cache_now = self
+                .o
+                .no_cache_filter
+                .iter()
+                .any(|f| f.eq_ignore_ascii_case(&label));
             self.step(&mut st, &mut cx, ins, &name, p)?;
         }
         chain.pop();
@@ -938,7 +969,7 @@ impl<'a> Builder<'a> {
         work: &mut StepWork<'_, 'a>,
     ) -> Result<(), BuildError> {
         let v = p.start(name);
-        if !self.o.no_cache {
+        if !self.o.no_cache && !self.no_cache_now {
             if let Some(m) = self.cache.get(&key)? {
                 if let Some(mut s) = State::load(self.store, &key, &m) {
                     s.cmd_set = st.cmd_set;
@@ -1445,19 +1476,33 @@ impl<'a> Builder<'a> {
         }
         // The source tree: the context, another stage or an image.
         let mut src_state = None;
+        let mut named_dir = None;
         if let Some(f) = &from {
             let idx = self.stage_index(f);
+            let idx = match self.o.contexts.get(f) {
+                Some(NamedContext::Dir(d)) => {
+                    named_dir = Some(d.clone());
+                    None
+                }
+                Some(NamedContext::Image(_)) => None,
+                None => idx,
+            };
             let s = match idx {
-                Some(ix) => self.done.get(&ix).cloned().ok_or_else(|| {
+                Some(ix) => Some(self.done.get(&ix).cloned().ok_or_else(|| {
                     self.err(i, format!("--from={f}: stage not built before this one"))
-                })?,
+                })?),
+                None if named_dir.is_some() => None,
                 None => {
-                    let rec = (self.o.resolve)(self.store, f)
+                    let r = match self.o.contexts.get(f) {
+                        Some(NamedContext::Image(r)) => r.clone(),
+                        _ => f.clone(),
+                    };
+                    let rec = (self.o.resolve)(self.store, &r)
                         .map_err(|e| self.err(i, format!("--from={f}: {e}")))?;
-                    self.image_state(&rec)?
+                    Some(self.image_state(&rec)?)
                 }
             };
-            src_state = Some(s);
+            src_state = s;
         }
         let excludes = if c.excludes.is_empty() {
             None
@@ -1473,7 +1518,7 @@ impl<'a> Builder<'a> {
         let src_tmp;
         let mut src_mount = None;
         let src_dir: PathBuf = match &src_state {
-            None => self.o.context.clone(),
+            None => named_dir.clone().unwrap_or_else(|| self.o.context.clone()),
             Some(s) => {
                 let lowers = s.lowers(self.store)?;
                 src_tmp = TempDir(self.store.temp_dir("build-src")?);
@@ -1483,7 +1528,7 @@ impl<'a> Builder<'a> {
                 r
             }
         };
-        let ignore = if src_state.is_none() {
+        let ignore = if src_state.is_none() && named_dir.is_none() {
             Some(&self.o.ignore)
         } else {
             None

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod copy;
 pub mod exec;
 pub mod expand;
+pub mod export;
 pub mod glob;
 pub mod ignore;
 pub mod mounts;
@@ -16,7 +17,7 @@ pub mod parse;
 pub mod progress;
 pub mod run;
 
-pub use exec::{build, BuildOptions};
+pub use exec::{build, BuildOptions, NamedContext};
 
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]

@@ -53,6 +53,18 @@ pub struct BuildArgs {
     /// SSH agent socket or keys to expose to the build (not supported)
     #[arg(long)]
     pub ssh: Vec<String>,
+    /// Additional build contexts (e.g., name=path or name=docker-image://ref)
+    #[arg(long = "build-context")]
+    pub build_context: Vec<String>,
+    /// Do not cache specified stages
+    #[arg(long = "no-cache-filter")]
+    pub no_cache_filter: Vec<String>,
+    /// Output destination (format: "type=local,dest=path"; types local, tar, docker, oci, image)
+    #[arg(short = 'o', long = "output")]
+    pub output: Vec<String>,
+    /// Write build result metadata to a file
+    #[arg(long = "metadata-file")]
+    pub metadata_file: Option<PathBuf>,
     /// Set target platform for build (only the host's)
     #[arg(long)]
     pub platform: Option<String>,
@@ -174,6 +186,30 @@ fn build_inner(cli: &Cli, a: &BuildArgs) -> Result<i32> {
         return Err(anyhow!(
             "--ssh {s}: ssh agent forwarding is not supported by skiff build"
         ));
+    }
+    let mut outputs = Vec::new();
+    for o in &a.output {
+        outputs.push(skiff_build::export::parse_output(o).map_err(|e| anyhow!(e))?);
+    }
+    let mut contexts = BTreeMap::new();
+    for c in &a.build_context {
+        let (k, v) = c
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--build-context {c}: expected name=path"))?;
+        let nc = if let Some(r) = v.strip_prefix("docker-image://") {
+            skiff_build::NamedContext::Image(r.to_string())
+        } else if v.contains("://") || v.starts_with("git@") {
+            return Err(anyhow!(
+                "--build-context {c}: only local directories and docker-image:// are supported"
+            ));
+        } else {
+            let p = PathBuf::from(v);
+            if !p.is_dir() {
+                return Err(anyhow!("--build-context {c}: {v} is not a directory"));
+            }
+            skiff_build::NamedContext::Dir(p)
+        };
+        contexts.insert(k.to_string(), nc);
     }
     let mut secrets = BTreeMap::new();
     for s in &a.secret {
@@ -355,6 +391,8 @@ fn build_inner(cli: &Cli, a: &BuildArgs) -> Result<i32> {
         no_cache: a.no_cache,
         host_network,
         secrets,
+        contexts,
+        no_cache_filter: a.no_cache_filter.clone(),
         resolve: &resolve,
     };
     let quiet = a.quiet || progress == "quiet";
@@ -370,6 +408,24 @@ fn build_inner(cli: &Cli, a: &BuildArgs) -> Result<i32> {
         }
         r
     }?;
+    for out in &outputs {
+        export(&store, &rec, out)?;
+    }
+    if let Some(f) = &a.metadata_file {
+        let md = serde_json::json!({
+            "containerimage.config.digest": rec.id.as_str(),
+            "containerimage.digest": rec.manifest_digest.as_str(),
+            "containerimage.descriptor": {
+                "mediaType": rec.manifest_media_type,
+                "digest": rec.manifest_digest.as_str(),
+                "size": rec.manifest_size,
+            },
+            "image.name": rec.tags.join(","),
+        });
+        let text = serde_json::to_vec_pretty(&md)?;
+        perms::write_file(f, &text, 0o600)
+            .with_context(|| format!("write the build metadata to {}", f.display()))?;
+    }
     if let Some(f) = &a.iidfile {
         perms::write_file(f, rec.id.as_str().as_bytes(), 0o600)
             .with_context(|| format!("write the image id to {}", f.display()))?;
@@ -379,6 +435,52 @@ fn build_inner(cli: &Cli, a: &BuildArgs) -> Result<i32> {
         let _ = writeln!(out, "{}", rec.id);
     }
     Ok(0)
+}
+
+fn export(
+    store: &Store,
+    rec: &skiff_image::store::ImageRecord,
+    out: &skiff_build::export::Output,
+) -> Result<()> {
+    use skiff_build::export::Output;
+    let to = |dest: &str, f: &mut dyn FnMut(&mut dyn Write) -> Result<()>| -> Result<()> {
+        if dest == "-" {
+            let mut o = std::io::stdout().lock();
+            f(&mut o)?;
+            o.flush()?;
+            Ok(())
+        } else {
+            let mut file = skiff_engine::outfile::OutputFile::create(Path::new(dest), 0o600)
+                .with_context(|| format!("--output {dest}"))?;
+            f(&mut file)?;
+            file.commit().with_context(|| format!("--output {dest}"))?;
+            Ok(())
+        }
+    };
+    match out {
+        Output::Local(d) => skiff_build::export::to_dir(store, rec, d)?,
+        Output::Tar(dest) => to(dest, &mut |w| {
+            Ok(skiff_build::export::to_tar(store, rec, w)?)
+        })?,
+        Output::Archive { oci, dest } => {
+            let format = if *oci {
+                skiff_image::archive::ArchiveFormat::Oci
+            } else {
+                skiff_image::archive::ArchiveFormat::Docker
+            };
+            let items = vec![(rec.clone(), rec.tags.clone())];
+            to(dest, &mut |w| {
+                Ok(skiff_image::archive::save(store, &items, format, w)?)
+            })?
+        }
+        Output::Image(names) => {
+            for n in names {
+                let full = names::normalize(n).map_err(|e| anyhow!("--output name {n:?}: {e}"))?;
+                store.tag(&rec.id, &full)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs `builder prune|du`.

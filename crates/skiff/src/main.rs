@@ -99,7 +99,7 @@ pub enum Command {
     /// Write man pages for skiff and every subcommand into DIR
     GenerateMan(system::ManArgs),
     /// Build an image from a Dockerfile
-    Build(build::BuildArgs),
+    Build(Box<build::BuildArgs>),
     /// Manage builds (prune, du)
     #[command(subcommand)]
     Builder(build::BuilderCommand),
