@@ -929,3 +929,48 @@ COPY --from=extra e.txt /e
         stderr(&o)
     );
 }
+
+#[test]
+fn context_index_never_serves_stale_digests() {
+    let env = Env::new("build-ctxindex");
+    let ctx = env.ctx(
+        "x",
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY . /ctx/\n"),
+            ("f1", "aaaa\n"),
+            ("f2", "bbbb\n"),
+        ],
+    );
+    let old = std::fs::FileTimes::new()
+        .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000));
+    for f in ["f1", "f2", "Dockerfile"] {
+        std::fs::File::options()
+            .write(true)
+            .open(ctx.join(f))
+            .unwrap()
+            .set_times(old)
+            .unwrap();
+    }
+    // Files changed in the last seconds are not indexed (their mtime may still move).
+    std::thread::sleep(std::time::Duration::from_millis(3100));
+    env.build_ok(&ctx, &["-t", "ix"]);
+    let db = rusqlite::Connection::open(env.root().join("skiff.db")).unwrap();
+    let n: i64 = db
+        .query_row("SELECT COUNT(*) FROM build_context_index", [], |r| r.get(0))
+        .unwrap();
+    assert!(n >= 2, "context files were not indexed ({n} rows)");
+    drop(db);
+    let log = env.build_ok(&ctx, &["-t", "ix"]);
+    assert_eq!(log.matches("CACHED").count(), 1, "{log}");
+    // Same size, same mtime, other contents: the changed ctime makes it a miss.
+    std::fs::write(ctx.join("f1"), "cccc\n").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(ctx.join("f1"))
+        .unwrap()
+        .set_times(old)
+        .unwrap();
+    let log = env.build_ok(&ctx, &["-t", "ix"]);
+    assert_eq!(log.matches("CACHED").count(), 0, "{log}");
+    assert_eq!(env.sh("ix", "cat /ctx/f1"), "cccc\n");
+}

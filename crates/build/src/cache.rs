@@ -8,6 +8,7 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension};
 use skiff_image::digest::Digest;
 
+use crate::copy::{CtxIndex, IndexEntry};
 use crate::BuildError;
 
 /// An open cache.
@@ -50,6 +51,17 @@ impl Cache {
                 size INTEGER NOT NULL DEFAULT 0,
                 created INTEGER NOT NULL,
                 last_used INTEGER NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS build_context_index (
+                root TEXT NOT NULL,
+                path TEXT NOT NULL,
+                dev INTEGER NOT NULL,
+                ino INTEGER NOT NULL,
+                size INTEGER NOT NULL,
+                mtime INTEGER NOT NULL,
+                ctime INTEGER NOT NULL,
+                digest TEXT NOT NULL,
+                PRIMARY KEY (root, path)
             );",
         )
         .map_err(db)?;
@@ -95,6 +107,62 @@ impl Cache {
             )
             .map_err(db)?;
         Ok(())
+    }
+
+    /// The file index of the context at `root` (a canonical path).
+    pub fn load_index(&self, root: &str) -> Result<CtxIndex, BuildError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT path, dev, ino, size, mtime, ctime, digest FROM build_context_index WHERE root = ?1")
+            .map_err(db)?;
+        let rows = st
+            .query_map(params![root], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    IndexEntry {
+                        dev: r.get::<_, i64>(1)? as u64,
+                        ino: r.get::<_, i64>(2)? as u64,
+                        size: r.get(3)?,
+                        mtime_ns: r.get(4)?,
+                        ctime_ns: r.get(5)?,
+                        digest: r.get(6)?,
+                    },
+                ))
+            })
+            .map_err(db)?;
+        let mut ix = CtxIndex::default();
+        for r in rows {
+            let (p, e) = r.map_err(db)?;
+            ix.entries.insert(p, e);
+        }
+        Ok(ix)
+    }
+
+    /// Stores the entries this build made, in one transaction.
+    pub fn save_index(&mut self, root: &str, ix: &CtxIndex) -> Result<(), BuildError> {
+        if ix.changed.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction().map_err(db)?;
+        {
+            let mut st = tx
+                .prepare_cached("INSERT OR REPLACE INTO build_context_index (root, path, dev, ino, size, mtime, ctime, digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
+                .map_err(db)?;
+            for (p, e) in &ix.changed {
+                st.execute(params![
+                    root,
+                    p,
+                    e.dev as i64,
+                    e.ino as i64,
+                    e.size,
+                    e.mtime_ns,
+                    e.ctime_ns,
+                    e.digest
+                ])
+                .map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)
     }
 
     /// Every row, newest first.

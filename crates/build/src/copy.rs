@@ -15,8 +15,50 @@ use skiff_image::sys;
 use crate::glob;
 use crate::ignore::Matcher;
 
+/// A context file's digest, valid while its identity and times are unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// st_dev.
+    pub dev: u64,
+    /// st_ino.
+    pub ino: u64,
+    /// st_size.
+    pub size: i64,
+    /// st_mtime in nanoseconds.
+    pub mtime_ns: i64,
+    /// st_ctime in nanoseconds (a chmod, chown or rename-over changes it).
+    pub ctime_ns: i64,
+    /// sha256 of the contents, hex.
+    pub digest: String,
+}
+
+/// The context's file index: paths to digests, so an unchanged file is not read again.
+#[derive(Debug, Default)]
+pub struct CtxIndex {
+    /// Known entries by context-relative path.
+    pub entries: std::collections::HashMap<String, IndexEntry>,
+    /// Entries made or refreshed by this build.
+    pub changed: Vec<(String, IndexEntry)>,
+}
+
+fn ns(sec: i64, nsec: i64) -> i64 {
+    sec.saturating_mul(1_000_000_000).saturating_add(nsec)
+}
+
+impl IndexEntry {
+    fn matches(&self, st: &libc::stat) -> bool {
+        self.dev == st.st_dev
+            && self.ino == st.st_ino
+            && self.size == st.st_size
+            && self.mtime_ns == ns(st.st_mtime, st.st_mtime_nsec)
+            && self.ctime_ns == ns(st.st_ctime, st.st_ctime_nsec)
+    }
+}
+
 /// A tree to read sources from.
 pub struct SrcRoot<'a> {
+    /// The context's file index (context only).
+    pub index: Option<std::rc::Rc<std::cell::RefCell<CtxIndex>>>,
     /// Its root directory, opened.
     pub fd: OwnedFd,
     /// `.dockerignore` (context only).
@@ -177,9 +219,38 @@ impl SrcRoot<'_> {
         self.walk(&f.rel, true, &mut |rel, dir, name, st| {
             visit(rel, st, &mut |h| match st.st_mode & libc::S_IFMT {
                 libc::S_IFREG => {
+                    if let Some(ix) = &self.index {
+                        if let Some(e) = ix.borrow().entries.get(rel) {
+                            if e.matches(st) {
+                                h.update(e.digest.as_bytes());
+                                return Ok(());
+                            }
+                        }
+                    }
                     let fd = sys::openat(dir, name, libc::O_RDONLY, 0)?;
                     let mut file = File::from(fd);
-                    io::copy(&mut file, &mut HashW(h))?;
+                    let mut fh = sha2::Sha256::new();
+                    io::copy(&mut file, &mut HashW(&mut fh))?;
+                    let d = skiff_image::digest::to_hex(&fh.finalize());
+                    h.update(d.as_bytes());
+                    if let Some(ix) = &self.index {
+                        // A file modified within the last seconds may change again within the
+                        // same mtime tick: not recorded (git's "racy" rule).
+                        let now = skiff_image::time::now_unix();
+                        if st.st_mtime < now - 2 && st.st_ctime < now - 2 {
+                            let e = IndexEntry {
+                                dev: st.st_dev,
+                                ino: st.st_ino,
+                                size: st.st_size,
+                                mtime_ns: ns(st.st_mtime, st.st_mtime_nsec),
+                                ctime_ns: ns(st.st_ctime, st.st_ctime_nsec),
+                                digest: d,
+                            };
+                            let mut ix = ix.borrow_mut();
+                            ix.entries.insert(rel.to_string(), e.clone());
+                            ix.changed.push((rel.to_string(), e));
+                        }
+                    }
                     Ok(())
                 }
                 libc::S_IFLNK => {

@@ -298,6 +298,12 @@ pub fn build(
     ));
     let df = parse::parse(&o.dockerfile_name, &o.dockerfile).map_err(BuildError::Parse)?;
     p.done(v);
+    let cache = Cache::open(&o.root)?;
+    let ctx_key = std::fs::canonicalize(&o.context)
+        .unwrap_or_else(|_| o.context.clone())
+        .to_string_lossy()
+        .into_owned();
+    let ctx_index = cache.load_index(&ctx_key)?;
     let mut b = Builder {
         store,
         o,
@@ -305,9 +311,10 @@ pub fn build(
         stages: Vec::new(),
         meta: Vec::new(),
         done: HashMap::new(),
-        cache: Cache::open(&o.root)?,
+        cache,
         used_args: HashSet::new(),
         no_cache_now: false,
+        ctx_index: std::rc::Rc::new(std::cell::RefCell::new(ctx_index)),
     };
     b.split()?;
     let target = match &o.target {
@@ -322,7 +329,11 @@ pub fn build(
         }
         None => b.stages.len() - 1,
     };
-    let mut st = b.stage(target, p, &mut Vec::new())?;
+    let r = b.stage(target, p, &mut Vec::new());
+    // What was learnt about the context is kept even when the build failed.
+    let ix = b.ctx_index.replace(Default::default());
+    b.cache.save_index(&ctx_key, &ix)?;
+    let mut st = r?;
     let unused: Vec<&String> = o
         .build_args
         .keys()
@@ -381,6 +392,7 @@ struct Builder<'a> {
     cache: Cache,
     used_args: HashSet<String>,
     no_cache_now: bool,
+    ctx_index: std::rc::Rc<std::cell::RefCell<crate::copy::CtxIndex>>,
 }
 
 fn platform_args() -> Vec<(String, String)> {
@@ -1051,6 +1063,7 @@ impl<'a> Builder<'a> {
                             })?,
                             ignore: Some(&self.o.ignore),
                             keep_owner: false,
+                            index: Some(self.ctx_index.clone()),
                         };
                         let mut h = sha2::Sha256::new();
                         let found = sroot
@@ -1538,6 +1551,7 @@ impl<'a> Builder<'a> {
                 .map_err(|e| self.err(i, format!("open {}: {e}", src_dir.display())))?,
             ignore,
             keep_owner: src_state.is_some(),
+            index: (src_state.is_none() && named_dir.is_none()).then(|| self.ctx_index.clone()),
         };
         // Expand the sources and hash them.
         let mut hasher = sha2::Sha256::new();

@@ -120,6 +120,7 @@ pub fn to_dir(store: &Store, img: &ImageRecord, dest: &Path) -> Result<(), Build
             fd: sys::open_dir(root).map_err(|e| BuildError::Other(e.to_string()))?,
             ignore: None,
             keep_owner: true,
+            index: None,
         };
         let top = Found {
             rel: String::new(),
