@@ -974,3 +974,60 @@ fn context_index_never_serves_stale_digests() {
     assert_eq!(log.matches("CACHED").count(), 0, "{log}");
     assert_eq!(env.sh("ix", "cat /ctx/f1"), "cccc\n");
 }
+
+#[test]
+fn interrupted_build_leaves_nothing_behind() {
+    let env = Env::new("build-interrupt");
+    let ctx = env.ctx(
+        "s",
+        &[("Dockerfile", "FROM busybox\nRUN echo started; sleep 60\n")],
+    );
+    let mut ch = env
+        .cmd(&[
+            "build",
+            "--progress=plain",
+            "-t",
+            "never",
+            ctx.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the step to run, then stop the build as `kill` or a closing terminal would.
+    let mut err = ch.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("started") {
+        let n = std::io::Read::read(&mut err, &mut buf).unwrap();
+        assert!(
+            n > 0,
+            "build ended early: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let t0 = std::time::Instant::now();
+    // SAFETY: kill with the pid of our own child.
+    unsafe { libc::kill(ch.id() as i32, libc::SIGTERM) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    let st = ch.wait().unwrap();
+    assert_eq!(st.code(), Some(128 + libc::SIGTERM), "{rest}");
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(20),
+        "the RUN was not stopped"
+    );
+    assert!(rest.contains("build interrupted"), "{rest}");
+    let root = env.root().to_string_lossy().into_owned();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.lines().any(|l| l.contains(&root)),
+        "mounts left under {root}"
+    );
+    let tmp: Vec<_> = std::fs::read_dir(env.root().join("tmp"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(tmp.is_empty(), "temporary directories left: {tmp:?}");
+    assert!(!env.sk(&["image", "inspect", "never"]).status.success());
+}

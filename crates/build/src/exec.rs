@@ -721,6 +721,9 @@ impl<'a> Builder<'a> {
         name: &str,
         p: &mut dyn Progress,
     ) -> Result<(), BuildError> {
+        if crate::run::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) != 0 {
+            return Err(BuildError::Interrupted);
+        }
         match &i.cmd {
             Command::From { .. } => unreachable!("FROM splits stages"),
             Command::Env(kv) => {
@@ -1005,6 +1008,12 @@ impl<'a> Builder<'a> {
             )?)
         })();
         let _ = sys::remove_all(&tmp);
+        let r = match r {
+            Err(_) if crate::run::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) != 0 => {
+                Err(BuildError::Interrupted)
+            }
+            r => r,
+        };
         let (digest, size, diff_id) = match r {
             Ok(x) => x,
             Err(e) => {

@@ -53,6 +53,9 @@ pub enum BuildError {
     /// The engine failed.
     #[error("{0}")]
     Engine(#[from] skiff_engine::Error),
+    /// SIGINT, SIGTERM or SIGHUP stopped the build (nothing half-made is left).
+    #[error("build interrupted")]
+    Interrupted,
     /// Anything else, with context.
     #[error("{0}")]
     Other(String),

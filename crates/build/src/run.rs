@@ -15,6 +15,47 @@ use skiff_runtime::docker::{docker_spec, DockerSpecOpts, NetworkNs};
 
 use crate::BuildError;
 
+/// Set when the build got SIGINT, SIGTERM or SIGHUP: the executor stops before its next step.
+pub static INTERRUPTED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// The running step's container (runtime root, id), killed when the build is interrupted.
+static CURRENT_STEP: std::sync::Mutex<Option<(PathBuf, String)>> = std::sync::Mutex::new(None);
+
+/// Turns SIGINT, SIGTERM and SIGHUP into a clean stop: they are blocked in this thread (and the
+/// threads it starts later) and a watcher thread records them, kills the running step's
+/// container and lets the executor fail the build normally, so its overlay mounts and
+/// temporary directories are removed. Call once, before any other thread starts.
+pub fn guard_signals() {
+    // SAFETY: sigset manipulation on a local, zero-initialised set; pthread_sigmask on this
+    // thread; the watcher only calls sigwait/kill and stores atomics.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            return;
+        }
+        let set_copy = set;
+        std::thread::spawn(move || loop {
+            let mut sig = 0;
+            // SAFETY: a valid signal set and out pointer.
+            if libc::sigwait(&set_copy, &mut sig) != 0 {
+                continue;
+            }
+            INTERRUPTED.store(sig, std::sync::atomic::Ordering::SeqCst);
+            // As docker cancels a build: the step's processes are killed; its runtime child then
+            // deletes the container and the executor unwinds.
+            if let Ok(cur) = CURRENT_STEP.lock() {
+                if let Some((rt, id)) = cur.as_ref() {
+                    let _ = skiff_runtime::container::kill(rt, id, libc::SIGKILL, true);
+                }
+            }
+        });
+    }
+}
+
 /// The hidden subcommand of the skiff binary that runs one step's container.
 pub const STEP_COMMAND: &str = "__build-run";
 
@@ -175,6 +216,14 @@ pub fn run(
         .spawn()
         .map_err(|e| BuildError::Other(format!("start the step's container: {e}")))?;
     drop(ro);
+    if let Ok(mut cur) = CURRENT_STEP.lock() {
+        *cur = Some((rt.clone(), id.to_string()));
+    }
+    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) != 0 {
+        // Interrupted while starting: the watcher may have missed this container.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let _ = skiff_runtime::container::kill(&rt, id, libc::SIGKILL, true);
+    }
     let mut f = std::fs::File::from(r);
     let mut buf = [0u8; 8192];
     loop {
@@ -185,9 +234,11 @@ pub fn run(
             Err(e) => return Err(BuildError::Other(format!("read the step's output: {e}"))),
         }
     }
-    let st = child
-        .wait()
-        .map_err(|e| BuildError::Other(format!("wait for the step's container: {e}")))?;
+    let st = child.wait();
+    if let Ok(mut cur) = CURRENT_STEP.lock() {
+        *cur = None;
+    }
+    let st = st.map_err(|e| BuildError::Other(format!("wait for the step's container: {e}")))?;
     // Mount points the runtime made for the step's mounts are not the step's changes.
     for rel in made {
         let p = m.upper.join(&rel);

@@ -150,10 +150,17 @@ fn unpack_context(store: &Store, data: &[u8]) -> Result<PathBuf> {
 
 /// Runs `build`; returns the exit code.
 pub fn build(cli: &Cli, a: &BuildArgs) -> i32 {
+    skiff_build::run::guard_signals();
     match build_inner(cli, a) {
         Ok(code) => code,
         Err(e) => {
             match e.downcast_ref::<BuildError>() {
+                Some(BuildError::Interrupted) => {
+                    eprintln!("ERROR: build interrupted");
+                    let sig =
+                        skiff_build::run::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst);
+                    return 128 + sig;
+                }
                 Some(BuildError::RunFailed { step, msg, output }) => {
                     eprintln!("------\n > {step}:");
                     let lines: Vec<&str> = output.lines().collect();
