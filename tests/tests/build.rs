@@ -180,6 +180,9 @@ COPY --chown=app:app --chmod=640 a.txt owned.txt
 COPY dir/sub/deep.txt /abs/renamed
 USER app
 RUN id -u > /tmp/uid
+USER root
+RUN rm -r /root /app/b2.txt
+USER app
 ";
     let ctx = env.ctx(
         "f",
@@ -201,13 +204,14 @@ RUN id -u > /tmp/uid
     env.build_ok(&ctx, &["-t", "files"]);
     let out = env.sh(
         "files",
-        "cat /app/run.txt /app/a.txt /app/b1.txt /app/b2.txt /app/dircopy/top.txt /app/dircopy/sub/deep.txt /abs/renamed /tmp/uid; \
+        "cat /app/run.txt /app/a.txt /app/b1.txt /app/dircopy/top.txt /app/dircopy/sub/deep.txt /abs/renamed /tmp/uid; \
          test -e /app/c.txt || echo no-c; test -e /app/dircopy/dir || echo contents-only; \
+         test -e /root || test -e /app/b2.txt || echo deleted; \
          stat -c '%U:%G %a' /app/owned.txt /app/a.txt /app/b1.txt",
     );
     assert_eq!(
         out,
-        "made-by-run\nA\nB1\nB2\ntop\ndeep\ndeep\n1234\nno-c\ncontents-only\napp:app 640\nroot:root 644\nroot:root 755\n"
+        "made-by-run\nA\nB1\ntop\ndeep\ndeep\n1234\nno-c\ncontents-only\ndeleted\napp:app 640\nroot:root 644\nroot:root 755\n"
     );
     // Each RUN/COPY is a layer on top of busybox's one.
     let layers = env.inspect("files")["RootFS"]["Layers"]
@@ -215,7 +219,7 @@ RUN id -u > /tmp/uid
         .unwrap()
         .len();
     // (WORKDIR /app makes a layer: busybox has no /app.)
-    assert_eq!(layers, 1 + 7);
+    assert_eq!(layers, 1 + 8);
 }
 
 #[test]
