@@ -1035,3 +1035,31 @@ fn interrupted_build_leaves_nothing_behind() {
     assert!(tmp.is_empty(), "temporary directories left: {tmp:?}");
     assert!(!env.sk(&["image", "inspect", "never"]).status.success());
 }
+
+#[test]
+fn terminal_progress_redraws_and_collapses() {
+    let env = Env::new("build-tty");
+    let ctx = env.ctx(
+        "t",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN for i in 1 2 3; do echo tick-$((i*11)); sleep 0.3; done\n",
+        )],
+    );
+    let cmd = env.cmd(&["build", "-t", "tty", ctx.to_str().unwrap()]);
+    let mut pty = skiff_tests::Pty::spawn(cmd, 30, 100);
+    // While the step runs its output shows under it; the finished display has the header.
+    pty.expect(" => => # tick-33", 60);
+    pty.expect("FINISHED", 60);
+    let st = pty.wait(30).expect("build did not exit");
+    assert!(st.success());
+    // The last frame (after the final cursor-up) lists the step without its output lines.
+    let text = pty.text();
+    let last = text.rsplit("\x1b[J").next().unwrap();
+    assert!(
+        last.contains("[+] Building") && last.contains("FINISHED"),
+        "{last}"
+    );
+    assert!(last.contains("RUN for i in 1 2 3"), "{last}");
+    assert!(!last.contains("=> => #"), "output not collapsed: {last}");
+}

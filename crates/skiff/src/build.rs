@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Args, Subcommand};
-use skiff_build::progress::{Plain, Progress, Quiet};
+use skiff_build::progress::{Plain, Progress, Quiet, Tty};
 use skiff_build::{BuildError, BuildOptions};
 use skiff_image::store::Store;
 use skiff_image::{names, perms, sys};
@@ -405,6 +405,13 @@ fn build_inner(cli: &Cli, a: &BuildArgs) -> Result<i32> {
     let quiet = a.quiet || progress == "quiet";
     let rec = if quiet {
         skiff_build::build(&store, &o, &mut Quiet)
+    } else if progress == "tty"
+        || (progress == "auto" && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    {
+        let mut p = Tty::new(std::io::stderr());
+        let r = skiff_build::build(&store, &o, &mut p);
+        p.finish();
+        r
     } else {
         let mut p = Plain::new(std::io::stderr());
         let r = skiff_build::build(&store, &o, &mut p);
