@@ -99,11 +99,23 @@ ONBUILD RUN echo triggered
 MAINTAINER someone
 ENTRYPOINT echo entry
 CMD ["x"]
+ARG TARGETARCH
+ARG TARGETPLATFORM
+ENV ARCH=${TARGETARCH} PLAT=${TARGETPLATFORM} PROXY=${http_proxy:-unset}
 "#;
     let ctx = env.ctx("c", &[("Dockerfile", df)]);
     env.build_ok(
         &ctx,
-        &["-t", "cfg", "--build-arg", "V=val", "--label", "extra=1"],
+        &[
+            "-t",
+            "cfg",
+            "--build-arg",
+            "V=val",
+            "--label",
+            "extra=1",
+            "--build-arg",
+            "http_proxy=http://proxy:3128",
+        ],
     );
     let i = env.inspect("cfg");
     let c = &i["Config"];
@@ -117,6 +129,17 @@ CMD ["x"]
     assert!(envs.contains(&"B=two words"), "{envs:?}");
     assert!(envs.contains(&"C=val"), "{envs:?}");
     assert!(envs.contains(&"LEGACY=value with spaces"), "{envs:?}");
+    // Platform ARGs are predefined (declared to be used in a stage); proxy ARGs are not
+    // expanded unless declared.
+    let arch = std::env::consts::ARCH
+        .replace("x86_64", "amd64")
+        .replace("aarch64", "arm64");
+    assert!(envs.contains(&format!("ARCH={arch}").as_str()), "{envs:?}");
+    assert!(
+        envs.contains(&format!("PLAT=linux/{arch}").as_str()),
+        "{envs:?}"
+    );
+    assert!(envs.contains(&"PROXY=unset"), "{envs:?}");
     assert_eq!(c["Labels"]["org.test.v"], "set");
     assert_eq!(c["Labels"]["quoted key"], "x");
     assert_eq!(c["Labels"]["extra"], "1");

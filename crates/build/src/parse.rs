@@ -1233,4 +1233,60 @@ mod tests {
         }
         assert!(parse("df", "COPY --link=maybe a b").is_err());
     }
+
+    /// Mutated Dockerfiles (a fixed pseudo-random sequence) never panic the parser, the
+    /// expander or the ignore matcher, and errors point into the file.
+    #[test]
+    fn mutations_never_panic() {
+        let seed = "# escape=\\\nARG A=${B:-x}\nFROM busybox AS b\nRUN <<EOF cat <<-'X'\nbody $A\nEOF\n\tx\n\tX\nCOPY [\"a\", \"b\"] /d/\nENV K=\"v w\" L='x' \\\n  M=${N#*/}\nHEALTHCHECK --interval=1s CMD [\"true\"]\nONBUILD ADD . /\n";
+        let pieces = [
+            "\\", "\"", "'", "$", "{", "}", "<<", "<<-", "\n", "[", "]", "-", "=", "#", "`", " ",
+            "\t", "${", ":-", ":?", "%%", "//", "--", "EOF", "FROM", "\u{e9}", "\r\n",
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let mut s: Vec<char> = seed.chars().collect();
+            for _ in 0..(next() % 6 + 1) {
+                let pos = (next() as usize) % (s.len() + 1);
+                match next() % 3 {
+                    0 if !s.is_empty() => {
+                        s.remove(pos.min(s.len() - 1));
+                    }
+                    _ => {
+                        let p = pieces[(next() as usize) % pieces.len()];
+                        for (k, c) in p.chars().enumerate() {
+                            s.insert(pos + k, c);
+                        }
+                    }
+                }
+            }
+            let text: String = s.into_iter().collect();
+            let lines = text.split('\n').count();
+            match parse("Dockerfile", &text) {
+                Ok(d) => {
+                    let env = |k: &str| (k == "A").then(|| "a b".to_string());
+                    let l = crate::expand::Lexer {
+                        escape: d.escape,
+                        env: &env,
+                    };
+                    for w in text.split_whitespace() {
+                        let _ = l.word(w);
+                        let _ = l.words(w);
+                        let _ = l.heredoc(w);
+                    }
+                }
+                Err(e) => {
+                    assert!(e.line >= 1 && e.line <= lines, "{e:?} in {text:?}");
+                    assert!(!e.msg.contains('\n'), "{e:?}");
+                }
+            }
+            let _ = crate::ignore::Matcher::parse(&text).map(|m| m.excluded("a/b/c"));
+        }
+    }
 }
