@@ -1007,7 +1007,10 @@ fn interrupted_build_leaves_nothing_behind() {
     let env = Env::new("build-interrupt");
     let ctx = env.ctx(
         "s",
-        &[("Dockerfile", "FROM busybox\nRUN echo started; sleep 60\n")],
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo started-$((6*7)); sleep 60\n",
+        )],
     );
     let mut ch = env
         .cmd(&[
@@ -1025,7 +1028,7 @@ fn interrupted_build_leaves_nothing_behind() {
     let mut err = ch.stderr.take().unwrap();
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&seen).contains("started") {
+    while !String::from_utf8_lossy(&seen).contains("started-42") {
         let n = std::io::Read::read(&mut err, &mut buf).unwrap();
         assert!(
             n > 0,
@@ -1085,4 +1088,64 @@ fn terminal_progress_redraws_and_collapses() {
     );
     assert!(last.contains("RUN for i in 1 2 3"), "{last}");
     assert!(!last.contains("=> => #"), "output not collapsed: {last}");
+}
+
+#[test]
+fn killed_build_is_swept_by_the_next_command() {
+    let env = Env::new("build-killed");
+    let ctx = env.ctx(
+        "k",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo started-$((6*7)); sleep 2\n",
+        )],
+    );
+    let mut ch = env
+        .cmd(&["build", "--progress=plain", ctx.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = ch.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("started-42") {
+        let n = std::io::Read::read(&mut err, &mut buf).unwrap();
+        assert!(
+            n > 0,
+            "build ended early: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // SIGKILL: no cleanup runs; the step's overlay stays mounted under <root>/tmp.
+    ch.kill().unwrap();
+    ch.wait().unwrap();
+    let tmp = env.root().join("tmp");
+    let prefix = format!("{}/", tmp.display());
+    let mounted = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&prefix)))
+            .count()
+    };
+    assert!(
+        mounted() > 0,
+        "the killed build left no mount to sweep: {prefix} {}",
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("build-killed"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // The step's container ends on its own (sleep 2); then the next command sweeps.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    env.ok(&["images"]);
+    assert_eq!(mounted(), 0, "stale build mounts were not detached");
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
+    // And building works again.
+    env.build_ok(&ctx, &[]);
 }
