@@ -497,16 +497,19 @@ fn failing_run_exits_1_naming_the_step_with_its_output() {
         "{err}"
     );
     assert!(!env.sk(&["image", "inspect", "failed"]).status.success());
-    // The default RUN network is an empty namespace: only lo.
+    // The default RUN network is a namespace of its own with only lo, which is up, and
+    // /etc/hosts names localhost; neither the hosts file nor its mount point is in the layer.
     let ctx = env.ctx(
         "n",
         &[(
             "Dockerfile",
-            "FROM busybox\nRUN ls /sys/class/net > /nets\n",
+            "FROM busybox\nRUN ls /sys/class/net > /nets && ping -c1 -W1 localhost >/dev/null && echo up > /lo && grep -c buildkitsandbox /etc/hosts > /hosts-seen\n",
         )],
     );
     env.build_ok(&ctx, &["-t", "net"]);
-    assert_eq!(env.sh("net", "cat /nets"), "lo\n");
+    assert_eq!(env.sh("net", "cat /nets /lo /hosts-seen"), "lo\nup\n1\n");
+    let h = env.sh("net", "cat /etc/hosts");
+    assert!(!h.contains("buildkitsandbox"), "{h}");
 }
 
 #[test]

@@ -155,9 +155,31 @@ pub fn run(
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", user.home));
     }
+    let mut extra = spec.mounts.clone();
+    // /etc/hosts (localhost and the sandbox's name) and, with the host's network, its
+    // resolv.conf, as BuildKit gives a step; only where the image has an /etc (a mount point
+    // made in a missing /etc would take the step's own /etc changes out with it).
+    if m.root.join("etc").is_dir() && !m.root.join("etc").is_symlink() {
+        let hosts = work.join("hosts");
+        perms::write_file(
+            &hosts,
+            b"127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+            0o644,
+        )
+        .map_err(|e| BuildError::Other(format!("write the step's hosts file: {e}")))?;
+        extra.push(crate::mounts::bind(&hosts, "/etc/hosts", false)?);
+        if spec.host_network {
+            if let Ok(rc) = std::fs::read("/etc/resolv.conf") {
+                let f = work.join("resolv.conf");
+                perms::write_file(&f, &rc, 0o644)
+                    .map_err(|e| BuildError::Other(format!("write the step's resolv.conf: {e}")))?;
+                extra.push(crate::mounts::bind(&f, "/etc/resolv.conf", false)?);
+            }
+        }
+    }
     let mut mounts = Vec::new();
     let mut made = Vec::new();
-    for v in &spec.mounts {
+    for v in &extra {
         if let Some(d) = v["destination"].as_str() {
             if let Some(first) = first_missing(&m.root, d) {
                 made.push(first);
@@ -174,10 +196,12 @@ pub fn run(
         gid: user.gid,
         additional_gids: user.groups,
         hostname: "buildkitsandbox".into(),
+        // The step child's own network namespace: a new one with the loopback up (see
+        // step_main), unless the host's is asked for.
         network: if spec.host_network {
             NetworkNs::Host
         } else {
-            NetworkNs::New
+            NetworkNs::Path("/proc/self/ns/net".into())
         },
         mounts,
         cgroups_path: Some(format!("/skiff/{id}")),
@@ -210,6 +234,11 @@ pub fn run(
         .arg(&rt)
         .arg(id)
         .arg(work)
+        .arg(if spec.host_network {
+            "hostnet"
+        } else {
+            "newnet"
+        })
         .stdin(Stdio::null())
         .stdout(Stdio::from(w))
         .stderr(Stdio::from(w2))
@@ -295,12 +324,51 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), BuildError> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// `skiff __build-run RUNTIME_ROOT ID BUNDLE`: runs the container and exits with its code.
+/// A new network namespace for this process with its loopback interface up (docker's
+/// `--network none`: `lo` only, but usable).
+fn new_netns_with_lo() -> std::io::Result<()> {
+    // SAFETY: unshare with a flag constant.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a datagram socket for interface ioctls; closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by socket and nothing else owns it.
+    let sock = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: an all-zero ifreq is valid; the name fits (3 bytes of 16).
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, c) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *c as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS with a valid socket and ifreq.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// `skiff __build-run RUNTIME_ROOT ID BUNDLE newnet|hostnet`: runs the container (in a new
+/// network namespace with `lo` up, or the host's) and exits with its code.
 pub fn step_main(args: &[String]) -> i32 {
-    let [rt, id, bundle] = args else {
-        eprintln!("skiff: {STEP_COMMAND}: expects RUNTIME_ROOT ID BUNDLE");
+    let [rt, id, bundle, net] = args else {
+        eprintln!("skiff: {STEP_COMMAND}: expects RUNTIME_ROOT ID BUNDLE newnet|hostnet");
         return 125;
     };
+    if net == "newnet" {
+        if let Err(e) = new_netns_with_lo() {
+            eprintln!("skiff: build step network namespace: {e}");
+            return 125;
+        }
+    }
     let opts = skiff_runtime::container::CreateOpts {
         root: PathBuf::from(rt),
         id: id.clone(),
