@@ -1152,3 +1152,39 @@ fn killed_build_is_swept_by_the_next_command() {
     // And building works again.
     env.build_ok(&ctx, &[]);
 }
+
+#[test]
+fn independent_stages_build_at_the_same_time() {
+    let env = Env::new("build-parallel");
+    // Each stage waits (up to 10 s) for a mark the other leaves in a shared cache mount: built
+    // one after the other, the first would give up.
+    let df = "FROM busybox AS a
+RUN --mount=type=cache,id=sync,target=/s touch /s/a; for i in $(seq 100); do [ -e /s/b ] && echo a-saw-$((1+1)) && exit 0; sleep 0.1; done; exit 1
+FROM busybox AS b
+RUN --mount=type=cache,id=sync,target=/s touch /s/b; for i in $(seq 100); do [ -e /s/a ] && echo b-saw-$((1+1)) && exit 0; sleep 0.1; done; exit 1
+FROM busybox
+COPY --from=a /etc/passwd /pa
+COPY --from=b /etc/passwd /pb
+";
+    let ctx = env.ctx("p", &[("Dockerfile", df)]);
+    let log = env.build_ok(&ctx, &["-t", "par"]);
+    assert!(log.contains("a-saw-2") && log.contains("b-saw-2"), "{log}");
+    env.sh("par", "test -e /pa && test -e /pb");
+    // A failing stage fails the build with its own error, not the cancellation of the other.
+    let df2 = "FROM busybox AS good
+RUN sleep 1
+FROM busybox AS bad
+RUN echo bad-stage-$((6*7)) && exit 4
+FROM busybox
+COPY --from=good /etc/passwd /a
+COPY --from=bad /etc/passwd /b
+";
+    let ctx2 = env.ctx("p2", &[("Dockerfile", df2)]);
+    let o = env.build(&ctx2, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("exit code: 4") && err.contains("bad-stage-42"),
+        "{err}"
+    );
+}

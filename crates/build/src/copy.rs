@@ -58,7 +58,7 @@ impl IndexEntry {
 /// A tree to read sources from.
 pub struct SrcRoot<'a> {
     /// The context's file index (context only).
-    pub index: Option<std::rc::Rc<std::cell::RefCell<CtxIndex>>>,
+    pub index: Option<std::sync::Arc<std::sync::Mutex<CtxIndex>>>,
     /// Its root directory, opened.
     pub fd: OwnedFd,
     /// `.dockerignore` (context only).
@@ -220,11 +220,13 @@ impl SrcRoot<'_> {
             visit(rel, st, &mut |h| match st.st_mode & libc::S_IFMT {
                 libc::S_IFREG => {
                     if let Some(ix) = &self.index {
-                        if let Some(e) = ix.borrow().entries.get(rel) {
-                            if e.matches(st) {
-                                h.update(e.digest.as_bytes());
-                                return Ok(());
-                            }
+                        let known = ix
+                            .lock()
+                            .ok()
+                            .and_then(|ix| ix.entries.get(rel).filter(|e| e.matches(st)).cloned());
+                        if let Some(e) = known {
+                            h.update(e.digest.as_bytes());
+                            return Ok(());
                         }
                     }
                     let fd = sys::openat(dir, name, libc::O_RDONLY, 0)?;
@@ -246,9 +248,10 @@ impl SrcRoot<'_> {
                                 ctime_ns: ns(st.st_ctime, st.st_ctime_nsec),
                                 digest: d,
                             };
-                            let mut ix = ix.borrow_mut();
-                            ix.entries.insert(rel.to_string(), e.clone());
-                            ix.changed.push((rel.to_string(), e));
+                            if let Ok(mut ix) = ix.lock() {
+                                ix.entries.insert(rel.to_string(), e.clone());
+                                ix.changed.push((rel.to_string(), e));
+                            }
                         }
                     }
                     Ok(())

@@ -80,7 +80,7 @@ pub struct BuildOptions<'a> {
     /// `--no-cache-filter` stage names.
     pub no_cache_filter: Vec<String>,
     /// Resolves an image name to a local image.
-    pub resolve: &'a dyn Fn(&Store, &str) -> Result<ImageRecord, String>,
+    pub resolve: &'a (dyn Fn(&Store, &str) -> Result<ImageRecord, String> + Sync),
 }
 
 /// A `--build-context` value.
@@ -101,6 +101,7 @@ struct State {
     cmd_set: bool,
 }
 
+#[derive(Clone)]
 struct StageDef {
     name: Option<String>,
     base: String,
@@ -290,7 +291,7 @@ impl State {
 pub fn build(
     store: &Store,
     o: &BuildOptions<'_>,
-    p: &mut dyn Progress,
+    p: &mut (dyn Progress + Send),
 ) -> Result<ImageRecord, BuildError> {
     let v = p.start(&format!(
         "[internal] load build definition from {}",
@@ -314,7 +315,8 @@ pub fn build(
         cache,
         used_args: HashSet::new(),
         no_cache_now: false,
-        ctx_index: std::rc::Rc::new(std::cell::RefCell::new(ctx_index)),
+        ctx_index: std::sync::Arc::new(std::sync::Mutex::new(ctx_index)),
+        abort: Default::default(),
     };
     b.split()?;
     let target = match &o.target {
@@ -329,9 +331,21 @@ pub fn build(
         }
         None => b.stages.len() - 1,
     };
-    let r = b.stage(target, p, &mut Vec::new());
+    let shared = SharedProgress(std::sync::Mutex::new(p));
+    let r = b
+        .parallel_deps(target, &shared)
+        .and_then(|()| b.stage(target, &mut &shared, &mut Vec::new()));
+    let p = shared
+        .0
+        .into_inner()
+        .map_err(|_| BuildError::Other("progress poisoned".into()))?;
     // What was learnt about the context is kept even when the build failed.
-    let ix = b.ctx_index.replace(Default::default());
+    let ix = std::mem::take(
+        &mut *b
+            .ctx_index
+            .lock()
+            .map_err(|_| BuildError::Other("context index poisoned".into()))?,
+    );
     b.cache.save_index(&ctx_key, &ix)?;
     let mut st = r?;
     let unused: Vec<&String> = o
@@ -392,7 +406,51 @@ struct Builder<'a> {
     cache: Cache,
     used_args: HashSet<String>,
     no_cache_now: bool,
-    ctx_index: std::rc::Rc<std::cell::RefCell<crate::copy::CtxIndex>>,
+    ctx_index: std::sync::Arc<std::sync::Mutex<crate::copy::CtxIndex>>,
+    /// Set when a stage built in parallel failed: the others stop at their next step.
+    abort: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// A stage finished on another thread: its index, final state and the build args it used.
+type StageDone = (usize, State, HashSet<String>);
+
+/// The progress shared by stages built in parallel.
+struct SharedProgress<'p>(std::sync::Mutex<&'p mut (dyn Progress + Send)>);
+
+impl Progress for &SharedProgress<'_> {
+    fn start(&mut self, name: &str) -> usize {
+        self.0.lock().map(|mut p| p.start(name)).unwrap_or(0)
+    }
+    fn log(&mut self, id: usize, data: &[u8]) {
+        if let Ok(mut p) = self.0.lock() {
+            p.log(id, data)
+        }
+    }
+    fn detail(&mut self, id: usize, text: &str) {
+        if let Ok(mut p) = self.0.lock() {
+            p.detail(id, text)
+        }
+    }
+    fn cached(&mut self, id: usize) {
+        if let Ok(mut p) = self.0.lock() {
+            p.cached(id)
+        }
+    }
+    fn done(&mut self, id: usize) {
+        if let Ok(mut p) = self.0.lock() {
+            p.done(id)
+        }
+    }
+    fn error(&mut self, id: usize, msg: &str) {
+        if let Ok(mut p) = self.0.lock() {
+            p.error(id, msg)
+        }
+    }
+    fn warn(&mut self, msg: &str) {
+        if let Ok(mut p) = self.0.lock() {
+            p.warn(msg)
+        }
+    }
 }
 
 fn platform_args() -> Vec<(String, String)> {
@@ -524,6 +582,136 @@ impl<'a> Builder<'a> {
             .name
             .clone()
             .unwrap_or_else(|| format!("stage-{idx}"))
+    }
+
+    /// The stages `idx` needs first: its FROM stage and those named by `COPY --from` and
+    /// `RUN --mount from=`.
+    fn deps_of(&self, idx: usize) -> Vec<usize> {
+        let mut v: Vec<usize> = self.stages[idx]
+            .instrs
+            .iter()
+            .filter_map(|i| match &i.cmd {
+                Command::Copy(c) => c.from.clone(),
+                Command::Run { mounts, .. } => mounts.iter().find_map(|m| {
+                    m.split(',')
+                        .find_map(|kv| kv.strip_prefix("from=").map(String::from))
+                }),
+                _ => None,
+            })
+            .filter(|f| !self.o.contexts.contains_key(f))
+            .filter_map(|f| self.stage_index(&f))
+            .filter(|d| *d < idx)
+            .collect();
+        let from = &self.stages[idx].from;
+        if let Ok(base) = self.expand_with(from, &self.stages[idx].base.clone(), &self.meta) {
+            if !self.o.contexts.contains_key(&base) {
+                if let Some(b) = self
+                    .stage_index(&base)
+                    .filter(|b| *b < idx && self.stages[*b].name.is_some())
+                {
+                    v.push(b);
+                }
+            }
+        }
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// A builder for another thread: the same plan and finished stages, its own database
+    /// connection.
+    fn fork(&self) -> Result<Builder<'a>, BuildError> {
+        Ok(Builder {
+            store: self.store,
+            o: self.o,
+            df: self.df.clone(),
+            stages: self.stages.clone(),
+            meta: self.meta.clone(),
+            done: self.done.clone(),
+            cache: Cache::open(&self.o.root)?,
+            used_args: HashSet::new(),
+            no_cache_now: false,
+            ctx_index: self.ctx_index.clone(),
+            abort: self.abort.clone(),
+        })
+    }
+
+    /// Builds the stages the target needs, independent ones at the same time (each wave: every
+    /// needed stage whose own needs are done), leaving the target itself to the caller.
+    fn parallel_deps(&mut self, target: usize, p: &SharedProgress<'_>) -> Result<(), BuildError> {
+        let mut needed = HashSet::new();
+        let mut todo = vec![target];
+        while let Some(x) = todo.pop() {
+            for d in self.deps_of(x) {
+                if needed.insert(d) {
+                    todo.push(d);
+                }
+            }
+        }
+        loop {
+            let mut wave: Vec<usize> = needed
+                .iter()
+                .copied()
+                .filter(|s| !self.done.contains_key(s))
+                .filter(|s| self.deps_of(*s).iter().all(|d| self.done.contains_key(d)))
+                .collect();
+            if wave.is_empty() {
+                return Ok(());
+            }
+            wave.sort_unstable();
+            if wave.len() == 1 {
+                let mut pp = p;
+                self.stage(wave[0], &mut pp, &mut Vec::new())?;
+                continue;
+            }
+            let mut forks = Vec::new();
+            for &s in &wave {
+                forks.push((s, self.fork()?));
+            }
+            let results: Vec<Result<StageDone, BuildError>> = std::thread::scope(|sc| {
+                let hs: Vec<_> = forks
+                    .into_iter()
+                    .map(|(s, mut b)| {
+                        sc.spawn(move || {
+                            let mut pp = p;
+                            let r = b.stage(s, &mut pp, &mut Vec::new());
+                            if r.is_err() {
+                                b.abort.store(true, std::sync::atomic::Ordering::SeqCst);
+                            }
+                            r.map(|st| (s, st, b.used_args))
+                        })
+                    })
+                    .collect();
+                hs.into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(BuildError::Other("a stage's thread panicked".into()))
+                        })
+                    })
+                    .collect()
+            });
+            let mut first_err = None;
+            for r in results {
+                match r {
+                    Ok((s, st, used)) => {
+                        self.done.insert(s, st);
+                        self.used_args.extend(used);
+                    }
+                    // The stage that failed first is the one to report, not those cancelled.
+                    Err(e) => {
+                        let cancelled = |e: &BuildError| matches!(e, BuildError::Other(m) if m.starts_with("cancelled:"));
+                        match &first_err {
+                            None => first_err = Some(e),
+                            Some(f) if cancelled(f) && !cancelled(&e) => first_err = Some(e),
+                            Some(_) => {}
+                        }
+                    }
+                }
+            }
+            if let Some(e) = first_err {
+                return Err(e);
+            }
+        }
     }
 
     /// Builds stage `idx` (and what it needs), memoized.
@@ -723,6 +911,11 @@ impl<'a> Builder<'a> {
     ) -> Result<(), BuildError> {
         if crate::run::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) != 0 {
             return Err(BuildError::Interrupted);
+        }
+        if self.abort.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(BuildError::Other(
+                "cancelled: a stage built alongside failed".into(),
+            ));
         }
         match &i.cmd {
             Command::From { .. } => unreachable!("FROM splits stages"),
