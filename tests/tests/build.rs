@@ -1188,3 +1188,48 @@ COPY --from=bad /etc/passwd /b
         "{err}"
     );
 }
+
+#[test]
+fn missing_base_is_pulled_and_built_images_push() {
+    let env = Env::new("build-pull");
+    let reg = skiff_tests::registry();
+    let base = format!("127.0.0.1:{}/build/base:1", reg.port);
+    env.ok(&["tag", "busybox:latest", &base]);
+    env.ok(&["push", &base]);
+    env.ok(&["rmi", &base]);
+    // FROM an image that is not local: pulled, its output kept off stdout (-q prints the id).
+    let ctx = env.ctx(
+        "p",
+        &[(
+            "Dockerfile",
+            &format!("FROM {base}\nRUN echo pulled-base > /m\n") as &str,
+        )],
+    );
+    env.build_ok(&ctx, &["-t", "frompull"]);
+    let o = env.build(&ctx, &["-q", "--pull", "-t", "frompull"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = stdout(&o);
+    assert!(
+        id.trim().starts_with("sha256:") && id.lines().count() == 1,
+        "{id:?}"
+    );
+    assert_eq!(env.sh("frompull", "cat /m"), "pulled-base\n");
+    // The built image goes to the registry and comes back.
+    let pushed = format!("127.0.0.1:{}/build/app:1", reg.port);
+    env.ok(&["tag", "frompull", &pushed]);
+    env.ok(&["push", &pushed]);
+    env.ok(&["rmi", &pushed, "frompull"]);
+    env.ok(&["pull", &pushed]);
+    assert_eq!(env.sh(&pushed, "cat /m"), "pulled-base\n");
+    // A base that is nowhere fails with the registry's error, on the FROM line.
+    let ctx2 = env.ctx(
+        "q",
+        &[(
+            "Dockerfile",
+            &format!("FROM 127.0.0.1:{}/build/none:1\n", reg.port) as &str,
+        )],
+    );
+    let o = env.build(&ctx2, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("Dockerfile:1:"), "{}", stderr(&o));
+}

@@ -846,12 +846,8 @@ impl<'a> Builder<'a> {
                 cmd_set: false,
             });
         }
-        let rec = (self.o.resolve)(self.store, base).map_err(|e| {
-            self.err(
-                from,
-                format!("{base}: {e} (skiff build uses local images; pull or load it first)"),
-            )
-        })?;
+        let rec = (self.o.resolve)(self.store, base)
+            .map_err(|e| self.err(from, format!("{base}: {e}")))?;
         self.image_state(&rec)
     }
 

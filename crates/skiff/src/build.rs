@@ -68,7 +68,7 @@ pub struct BuildArgs {
     /// Set target platform for build (only the host's)
     #[arg(long)]
     pub platform: Option<String>,
-    /// Always attempt to pull all referenced images (refused: skiff builds from local images)
+    /// Always attempt to pull all referenced images
     #[arg(long)]
     pub pull: bool,
     /// Remove intermediate containers after a successful build (always)
@@ -182,11 +182,6 @@ fn build_inner(cli: &Cli, a: &BuildArgs) -> Result<i32> {
     if unsafe { libc::geteuid() } != 0 {
         return Err(anyhow!(
             "build needs root privileges (rootless mode is not supported yet); run skiff as root"
-        ));
-    }
-    if a.pull {
-        return Err(anyhow!(
-            "--pull: skiff build uses local images only; pull the base images with `skiff pull` first"
         ));
     }
     if let Some(s) = a.ssh.first() {
@@ -382,8 +377,29 @@ fn build_inner(cli: &Cli, a: &BuildArgs) -> Result<i32> {
         .runroot
         .clone()
         .unwrap_or_else(|| skiff_engine::default_runroot(&cli.root));
+    // Base images: the local one, else (and always with --pull, once per name) pulled as
+    // `docker build` does.
+    let pulled = std::sync::Mutex::new(std::collections::HashSet::<String>::new());
     let resolve =
-        |s: &Store, name: &str| crate::images::resolve(s, name).map_err(|e| e.to_string());
+        |s: &Store, name: &str| -> std::result::Result<skiff_image::store::ImageRecord, String> {
+            let again = pulled.lock().map(|p| p.contains(name)).unwrap_or(false);
+            if !a.pull || again {
+                if let Ok(img) = crate::images::resolve(s, name) {
+                    return Ok(img);
+                }
+                if again {
+                    return Err(format!("No such image: {name}"));
+                }
+            }
+            if name.starts_with("sha256:") || names::Name::parse(name).is_err() {
+                return crate::images::resolve(s, name).map_err(|e| e.to_string());
+            }
+            if let Ok(mut p) = pulled.lock() {
+                p.insert(name.to_string());
+            }
+            pull_quietly(s, name).map_err(|e| crate::error_text(&e))?;
+            crate::images::resolve(s, name).map_err(|e| e.to_string())
+        };
     let o = BuildOptions {
         root: cli.root.clone(),
         runroot,
@@ -495,6 +511,38 @@ fn export(
         }
     }
     Ok(())
+}
+
+/// Pulls `name` with its output on stderr (stdout is the image id's with -q); one pull at a
+/// time, as stdout is redirected for the process while it runs.
+fn pull_quietly(store: &Store, name: &str) -> Result<()> {
+    static PULL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = PULL.lock();
+    let _ = std::io::stdout().flush();
+    // SAFETY: dup/dup2 on the standard descriptors; restored below.
+    let saved = unsafe { libc::dup(1) };
+    // SAFETY: as above.
+    unsafe { libc::dup2(2, 1) };
+    let r = crate::registry::pull(
+        store,
+        &crate::images::PullArgs {
+            all_tags: false,
+            platform: None,
+            quiet: true,
+            insecure: false,
+            disable_content_trust: true,
+            name: name.to_string(),
+        },
+    );
+    let _ = std::io::stdout().flush();
+    if saved >= 0 {
+        // SAFETY: restoring stdout from our dup, then closing the dup.
+        unsafe {
+            libc::dup2(saved, 1);
+            libc::close(saved);
+        }
+    }
+    r.map(|_| ())
 }
 
 /// Runs `builder prune|du`.
