@@ -83,7 +83,7 @@ echo 'root:x:0:' > "$B/rootfs/etc/group"
 $SK import -c 'CMD ["sh"]' "$B/rootfs" busybox:latest >/dev/null
 
 # The bundle for the bare runtime: the config.json skiff generates for this container.
-id=$($SK create --cgroup-parent skiff-bench busybox true)
+id=$($SK create --network none --cgroup-parent skiff-bench busybox true)
 $SK start "$id" >/dev/null
 $SK wait "$id" >/dev/null
 mkdir -p "$D/bundle"
@@ -190,7 +190,7 @@ report() {
     set -- $priv; PD=$1
     echo "$label: $CNT, RSS avg $((RS / CNT)) KiB, PSS avg $((PS / CNT)) KiB, private dirty avg $((PD / CNT)) KiB"
 }
-report "skiff monitors" $(pgrep -f "skiff monitor --root $R " || true)
+report "skiff monitors" $(pgrep -f "^skiff-monitor [0-9a-f]{12} --root $R\$" || true)
 if [ -n "$DOCKER_CMD" ]; then
     for _ in $(seq 10); do docker -H "unix://$DSOCK" run -d --network none busybox sleep 100000 >/dev/null; done
     sleep 1

@@ -1156,12 +1156,12 @@ fn killed_build_is_swept_by_the_next_command() {
 #[test]
 fn independent_stages_build_at_the_same_time() {
     let env = Env::new("build-parallel");
-    // Each stage waits (up to 10 s) for a mark the other leaves in a shared cache mount: built
+    // Each stage waits (up to 60 s) for a mark the other leaves in a shared cache mount: built
     // one after the other, the first would give up.
     let df = "FROM busybox AS a
-RUN --mount=type=cache,id=sync,target=/s touch /s/a; for i in $(seq 100); do [ -e /s/b ] && echo a-saw-$((1+1)) && exit 0; sleep 0.1; done; exit 1
+RUN --mount=type=cache,id=sync,target=/s touch /s/a; for i in $(seq 600); do [ -e /s/b ] && echo a-saw-$((1+1)) && exit 0; sleep 0.1; done; exit 1
 FROM busybox AS b
-RUN --mount=type=cache,id=sync,target=/s touch /s/b; for i in $(seq 100); do [ -e /s/a ] && echo b-saw-$((1+1)) && exit 0; sleep 0.1; done; exit 1
+RUN --mount=type=cache,id=sync,target=/s touch /s/b; for i in $(seq 600); do [ -e /s/a ] && echo b-saw-$((1+1)) && exit 0; sleep 0.1; done; exit 1
 FROM busybox
 COPY --from=a /etc/passwd /pa
 COPY --from=b /etc/passwd /pb

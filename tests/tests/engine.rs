@@ -421,6 +421,64 @@ fn logs_with_tail_timestamps_follow_and_rotation() {
     let out = env.ok(&["logs", "ro"]);
     assert!(out.ends_with("line199\n"), "{out}");
     assert!(!out.starts_with("line0\n"), "old lines were rotated away");
+    // --log-driver none: a foreground run still prints, nothing is kept, `logs` refuses (exit 1,
+    // docker's message); `local` keeps logs with its own defaults and reports its type.
+    let o = env.ok(&[
+        "run",
+        "--name",
+        "nolog",
+        "--log-driver",
+        "none",
+        "busybox",
+        "echo",
+        "shown",
+    ]);
+    assert_eq!(o, "shown\n");
+    let o = env.sk(&["logs", "nolog"]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("configured logging driver does not support reading"),
+        "{}",
+        stderr(&o)
+    );
+    let path = PathBuf::from(env.fmt("nolog", "{{.LogPath}}"));
+    assert_eq!(std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0), 0);
+    assert_eq!(env.fmt("nolog", "{{.HostConfig.LogConfig.Type}}"), "none");
+    env.ok(&[
+        "run",
+        "--name",
+        "lolog",
+        "--log-driver",
+        "local",
+        "busybox",
+        "echo",
+        "kept",
+    ]);
+    assert_eq!(env.ok(&["logs", "lolog"]), "kept\n");
+    assert_eq!(env.fmt("lolog", "{{.HostConfig.LogConfig.Type}}"), "local");
+    // --runtime: the built-in one by name, or a clear refusal (125), never a silent substitute.
+    assert_eq!(
+        env.ok(&[
+            "run",
+            "--rm",
+            "--runtime",
+            "skiff-runtime",
+            "busybox",
+            "echo",
+            "rt"
+        ]),
+        "rt\n"
+    );
+    let o = env.sk(&["run", "--rm", "--runtime", "runc", "busybox", "true"]);
+    assert_eq!(code(&o), 125);
+    assert!(
+        stderr(&o).contains("unknown or invalid runtime name: runc"),
+        "{}",
+        stderr(&o)
+    );
+    let o = env.sk(&["run", "--log-driver", "syslog", "busybox", "true"]);
+    assert_eq!(code(&o), 125);
+    assert!(stderr(&o).contains("log driver syslog"), "{}", stderr(&o));
 }
 
 #[test]
@@ -1395,8 +1453,41 @@ fn namespace_modes_host_container_and_none() {
         "grep -c ' /dev/shm ' /proc/mounts || true",
     ]);
     assert_eq!(o.trim(), "0");
-    // Join a running container's pid and ipc namespaces.
-    env.ok(&["run", "-d", "--name", "peer", "busybox", "sleep", "1000"]);
+    // --ipc host: the host's /dev/shm.
+    let host_shm = std::path::Path::new("/dev/shm").join(skiff_tests::unique("skiff-ipc-host"));
+    std::fs::write(&host_shm, "host shm\n").unwrap();
+    let o = env.sk(&[
+        "run",
+        "--rm",
+        "--ipc",
+        "host",
+        "busybox",
+        "cat",
+        &host_shm.to_string_lossy(),
+    ]);
+    let _ = std::fs::remove_file(&host_shm);
+    assert_eq!(stdout(&o), "host shm\n", "{}", stderr(&o));
+    // A private container's IPC cannot be joined (dockerd's refusal).
+    env.ok(&["run", "-d", "--name", "priv", "busybox", "sleep", "1000"]);
+    let o = env.sk(&["run", "--rm", "--ipc", "container:priv", "busybox", "true"]);
+    assert_eq!(code(&o), 125);
+    assert!(stderr(&o).contains("non-shareable IPC"), "{}", stderr(&o));
+    env.ok(&["rm", "-f", "priv"]);
+    // Join a running shareable container's pid and ipc namespaces, and its /dev/shm.
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "peer",
+        "--ipc",
+        "shareable",
+        "--shm-size",
+        "8m",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    env.ok(&["exec", "peer", "sh", "-c", "echo shared > /dev/shm/x"]);
     let pid = env.fmt("peer", "{{.State.Pid}}");
     let peer_ipc = std::fs::read_link(format!("/proc/{pid}/ns/ipc")).unwrap();
     let o = env.ok(&[
@@ -1409,12 +1500,32 @@ fn namespace_modes_host_container_and_none() {
         "busybox",
         "sh",
         "-c",
-        "ps -o comm | grep -c sleep; readlink /proc/self/ns/ipc",
+        "ps -o comm | grep -c sleep; readlink /proc/self/ns/ipc; cat /dev/shm/x; echo back > /dev/shm/y; df -k /dev/shm | tail -1",
     ]);
+    let words: Vec<&str> = o.split_whitespace().collect();
     assert_eq!(
-        o.split_whitespace().collect::<Vec<_>>(),
-        ["1", peer_ipc.to_str().unwrap()],
+        words[..3],
+        ["1", peer_ipc.to_str().unwrap(), "shared"],
         "{o}"
+    );
+    // The 8m size is the donor's tmpfs.
+    assert_eq!(words[4], "8192", "{o}");
+    assert_eq!(env.ok(&["exec", "peer", "cat", "/dev/shm/y"]), "back\n");
+    let shm_dir = env
+        .root()
+        .join("containers")
+        .join(env.fmt("peer", "{{.Id}}"))
+        .join("shm");
+    let mounted = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .contains(&format!(" {} ", shm_dir.display()))
+    };
+    assert!(mounted(), "shareable /dev/shm is a host-side tmpfs");
+    env.ok(&["stop", "-t", "0", "peer"]);
+    assert!(
+        !mounted(),
+        "a stopped container's /dev/shm tmpfs is unmounted"
     );
     env.ok(&["rm", "-f", "peer"]);
     let o = env.sk(&["run", "--rm", "--pid", "container:peer", "busybox", "true"]);

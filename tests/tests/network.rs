@@ -438,9 +438,14 @@ fn user_network_names_and_removal() {
         "busybox",
         "sh",
         "-c",
-        "ping -c 1 -W 5 alpha && ping -c 1 -W 5 beta",
+        "ping -c 1 -W 5 alpha && ping -c 1 -W 5 beta && head -1 /etc/resolv.conf && nslookup alpha",
     ]);
     assert!(o.contains(&format!("PING alpha ({ip})")), "{o}");
+    // The embedded DNS server (docker's 127.0.0.11, served by the container's monitor inside its
+    // namespace) answers for peers: nslookup asks it directly, not /etc/hosts.
+    assert!(o.contains("nameserver 127.0.0.11"), "{o}");
+    assert!(o.contains("Server:\t\t127.0.0.11"), "{o}");
+    assert!(o.contains(&format!("Address: {ip}")), "{o}");
     // connect/disconnect: a default-bridge container joins the user network as eth1, reaches
     // alpha by name there, and leaves again.
     env.ok(&["run", "-d", "--name", "gamma", "busybox", "sleep", "1000"]);
@@ -456,6 +461,14 @@ fn user_network_names_and_removal() {
     assert!(o.contains("1 packets received"), "{o}");
     let o = env.sk(&["network", "connect", &name, "gamma"]);
     assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    // rename: the new name resolves for peers (and the old one no longer), as with docker's DNS.
+    env.ok(&["rename", "alpha", "alef"]);
+    let o = env.ok(&["exec", "gamma", "cat", "/etc/hosts"]);
+    assert!(o.contains(&format!("{ip}\talef")), "{o}");
+    assert!(!o.contains("alpha"), "{o}");
+    let o = env.ok(&["exec", "alef", "cat", "/etc/hosts"]);
+    assert!(o.contains("alef"), "{o}");
+    env.ok(&["rename", "alef", "alpha"]);
     env.ok(&["network", "disconnect", &name, "gamma"]);
     let o = env.sk(&["exec", "gamma", "ip", "-o", "link", "show", "eth1"]);
     assert_ne!(code(&o), 0, "eth1 still there: {}", stdout(&o));

@@ -558,6 +558,23 @@ fn rm_ps_json_exec_events_and_prune_filters() {
     assert_eq!(die["Actor"]["Attributes"]["exitCode"], "5");
     assert_eq!(die["Actor"]["Attributes"]["execID"], exec_id);
     assert!(actions.iter().any(|a| a == "top"), "{actions:?}");
+    // exec -d returns at once; its exec_die (with the code) comes when the process ends, and
+    // the waiter that recorded it holds no lock: a stop right after works.
+    env.ok(&["exec", "-d", "js", "sh", "-c", "sleep 2; exit 3"]);
+    let ps = env.ok(&["exec", "js", "ps", "-o", "args"]);
+    assert!(
+        ps.contains("sleep 2"),
+        "exec -d waited for its process: {ps}"
+    );
+    let found = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        env.events(&id)
+            .iter()
+            .any(|e| e["Action"] == "exec_die" && e["Actor"]["Attributes"]["exitCode"] == "3")
+    });
+    assert!(found, "no exec_die with code 3 for exec -d");
+    let o = env.sk(&["exec", "-d", "js", "nosuchcmd"]);
+    assert_eq!(code(&o), 127, "{}", stderr(&o));
 
     // container prune with label and until filters.
     for (name, label) in [("p1", "keep=no"), ("p2", "keep=yes")] {

@@ -477,3 +477,44 @@ fn completions_and_man_pages() {
         assert!(String::from_utf8_lossy(&o.stdout).contains("volume"));
     }
 }
+
+/// Completions know the engine's objects: bash completes container, image and volume names from
+/// the same root the command line names (the words are the ones bash would pass).
+#[test]
+fn completions_complete_object_names() {
+    let env = skiff_tests::EngineEnv::new("complete", |_| {});
+    env.ok(&["create", "--name", "compme", "busybox", "true"]);
+    env.ok(&["volume", "create", "volcomp"]);
+    let script = env.dir.path().join("skiff.bash");
+    std::fs::write(&script, env.ok(&["completion", "bash"])).unwrap();
+    let root = env.root();
+    let complete = |words: &[&str]| -> Vec<String> {
+        let mut all = vec![bin("skiff").to_string_lossy().into_owned()];
+        all.extend(["--root".to_string(), root.to_string_lossy().into_owned()]);
+        all.extend(words.iter().map(|w| w.to_string()));
+        let quoted: Vec<String> = all.iter().map(|w| format!("'{w}'")).collect();
+        let prog = format!(
+            "source '{}'; COMP_WORDS=({}); COMP_CWORD={}; _skiff_dynamic \"${{COMP_WORDS[0]}}\" \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            script.display(),
+            quoted.join(" "),
+            all.len() - 1
+        );
+        let o = Command::new("bash").arg("-c").arg(&prog).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(complete(&["start", "co"]), ["compme"]);
+    assert_eq!(complete(&["rm", ""]), ["compme"]);
+    // `stop` offers running containers only: compme never started.
+    assert!(complete(&["stop", ""]).is_empty());
+    assert_eq!(complete(&["run", "busy"]), ["busybox:latest"]);
+    assert_eq!(complete(&["volume", "rm", "vol"]), ["volcomp"]);
+    // Flags still come from the static script.
+    assert!(complete(&["start", "--"]).iter().any(|f| f == "--attach"));
+    env.ok(&["rm", "compme"]);
+    env.ok(&["volume", "rm", "volcomp"]);
+}

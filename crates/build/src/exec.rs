@@ -1194,6 +1194,7 @@ impl<'a> Builder<'a> {
                 self.store,
                 &m.upper,
                 "the build step",
+                &[],
             )?)
         })();
         let _ = sys::remove_all(&tmp);
@@ -1493,9 +1494,14 @@ impl<'a> Builder<'a> {
                 let dir = base.join(&name);
                 let lock = skiff_image::perms::lock_file(&base.join(format!("{name}.lock")))
                     .map_err(|e| other("cache lock", &e))?;
-                if sharing != "shared" {
-                    sys::flock(lock.as_fd(), true, false).map_err(|e| other("cache lock", &e))?;
-                }
+                // Users hold the directory's lock, shared or (`locked`, `private`) exclusive,
+                // so `builder prune` waits for them; making it is serialized by another lock
+                // (two stages may ask for it at once).
+                sys::flock(lock.as_fd(), sharing != "shared", false)
+                    .map_err(|e| other("cache lock", &e))?;
+                let making = skiff_image::perms::lock_file(&base.join(".make.lock"))
+                    .map_err(|e| other("cache lock", &e))?;
+                sys::flock(making.as_fd(), true, false).map_err(|e| other("cache lock", &e))?;
                 if !dir.exists() {
                     let t = base.join(format!(".new-{name}"));
                     let _ = sys::remove_all(&t);
@@ -1506,6 +1512,7 @@ impl<'a> Builder<'a> {
                     sys::fchmod(f.as_fd(), *mode).map_err(|e| other("cache directory", &e))?;
                     std::fs::rename(&t, &dir).map_err(|e| other("cache directory", &e))?;
                 }
+                drop(making);
                 g.locks.push(lock);
                 crate::mounts::bind(&dir, target, *ro)?
             }

@@ -565,11 +565,21 @@ fn create_inner(
     }
     let mut log_config = LogConfig::default();
     if let Some(d) = &req.log_driver {
-        if d != "json-file" {
-            return Err(Error::Invalid(format!(
-                "log driver {d}: only json-file is supported"
-            )));
+        // `local` keeps docker's local-driver defaults (20 MB × 5 files) over the json-file
+        // writer; `none` keeps nothing and `logs` refuses to read, as with docker.
+        match d.as_str() {
+            "json-file" | "local" | "none" => log_config.kind = d.clone(),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "log driver {d}: not supported (json-file, local and none are)"
+                )))
+            }
         }
+    }
+    if log_config.kind == "none" && !req.log_opts.is_empty() {
+        return Err(Error::Invalid(
+            "log driver none: it does not take --log-opt".into(),
+        ));
     }
     for o in &req.log_opts {
         let (k, v) = o
@@ -590,7 +600,8 @@ fn create_inner(
             "compress" | "labels" | "env" | "tag" => {}
             _ => {
                 return Err(Error::Invalid(format!(
-                    "unknown log opt '{k}' for json-file log driver"
+                    "unknown log opt '{k}' for {} log driver",
+                    log_config.kind
                 )))
             }
         }
@@ -726,6 +737,21 @@ fn create_inner(
             perms::mkdir(&dir.join(d), perms::PRIVATE_DIR)
                 .ctx(|| format!("create {}", dir.join(d).display()))?;
         }
+        let embedded = crate::network::embedded_dns(&network);
+        let resolv = if embedded {
+            crate::network::resolv_conf_embedded(&req.dns_search, &req.dns_option)
+        } else {
+            crate::network::resolv_conf(&network, &req.dns, &req.dns_search, &req.dns_option)
+        };
+        if embedded {
+            let up = crate::network::dns_upstreams(&req.dns);
+            perms::write_file(
+                &dir.join(skiff_net::dns::UPSTREAM_FILE),
+                up.as_bytes(),
+                perms::PRIVATE_FILE,
+            )
+            .ctx(|| format!("write {}/{}", dir.display(), skiff_net::dns::UPSTREAM_FILE))?;
+        }
         let files = [
             ("hostname", format!("{hostname}\n"), perms::SHARED_FILE),
             (
@@ -733,11 +759,7 @@ fn create_inner(
                 spec::hosts_file(&hostname, &network) + &extra_hosts.join(""),
                 perms::SHARED_FILE,
             ),
-            (
-                "resolv.conf",
-                crate::network::resolv_conf(&network, &req.dns, &req.dns_search, &req.dns_option),
-                perms::SHARED_FILE,
-            ),
+            ("resolv.conf", resolv, perms::SHARED_FILE),
             ("ctr.log", String::new(), perms::PRIVATE_FILE),
         ];
         for (name, data, mode) in files {
@@ -870,6 +892,7 @@ fn create_inner(
                 .map(|p| p.to_string_lossy().into_owned())
                 .collect(),
             platform: img.platform.os.clone(),
+            network_aliases: Vec::new(),
         };
         let mut c = c;
         // The whole OCI spec, as the start will build it: what it refuses is refused now. Its
@@ -898,7 +921,7 @@ fn create_inner(
         perms::write_file(&rec_path, &rec, perms::PRIVATE_FILE)
             .ctx(|| format!("write {}", rec_path.display()))?;
         if !keep_mounted {
-            crate::proc::unmount(&rootfs);
+            crate::proc::unmount_container(&dir);
         }
         // A mount below the tree moves with it.
         std::fs::rename(&dir, &final_dir).ctx(|| format!("create {}", final_dir.display()))?;
@@ -918,7 +941,7 @@ fn create_inner(
 /// volumes removed), the rootfs mount, the `.creating-` directory and the lock file.
 fn rollback(e: &Engine, id: &str, dir: &Path) {
     let _ = volumes_api::release(e, id, true);
-    crate::proc::unmount(&dir.join("rootfs"));
+    crate::proc::unmount_container(dir);
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_file(e.lock_path(id));
 }

@@ -58,8 +58,10 @@ pub struct HostFlags {
     pub cgroupns: Option<String>,
     /// `--annotation KEY=VALUE`.
     pub annotations: Vec<String>,
-    /// `--device HOST[:CONTAINER[:PERMS]]`.
+    /// `--device HOST[:CONTAINER[:PERMS]]` or a CDI name `vendor.com/class=name`.
     pub devices: Vec<String>,
+    /// `--gpus` (resolved through CDI devices of kind nvidia.com/gpu).
+    pub gpus: Option<String>,
     /// `--device-cgroup-rule 'TYPE MAJOR:MINOR PERMS'`.
     pub device_cgroup_rules: Vec<String>,
     /// `--device-read-bps DEVICE:RATE`.
@@ -153,6 +155,9 @@ pub struct HostExtras {
     /// `--device-write-iops`.
     #[serde(rename = "BlkioDeviceWriteIOps")]
     pub blkio_device_write_iops: Vec<ThrottleDevice>,
+    /// CDI devices and `--gpus` (docker's `DeviceRequests`), applied from CDI spec files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_requests: Option<Vec<crate::cdi::DeviceRequest>>,
 }
 
 /// docker's default `/dev/shm` size.
@@ -328,10 +333,11 @@ pub fn resolve(
     // /dev/shm, sysctls, groups, annotations.
     if let Some(s) = &f.shm_size {
         let v = crate::flags::shm_size(s)?;
-        if v <= 0 {
-            return Err(bad_flag("--shm-size", s, "must be greater than 0"));
+        if v < 0 {
+            return Err(bad_flag("--shm-size", s, "SHM size can not be less than 0"));
         }
-        x.shm_size = v;
+        // 0 means the default size, as dockerd reads a zero ShmSize.
+        x.shm_size = if v == 0 { DEFAULT_SHM } else { v };
     }
     for s in &f.sysctls {
         let (k, v) = kv("--sysctl", s)?;
@@ -408,8 +414,27 @@ pub fn resolve(
         }
     }
     // Devices.
+    let mut cdi_names = Vec::new();
     for d in &f.devices {
-        x.devices.push(parse_device(d)?);
+        if crate::cdi::is_qualified_name(d) {
+            cdi_names.push(d.clone());
+        } else {
+            x.devices.push(parse_device(d)?);
+        }
+    }
+    let mut requests = Vec::new();
+    if !cdi_names.is_empty() {
+        requests.push(crate::cdi::DeviceRequest {
+            driver: "cdi".into(),
+            device_ids: Some(cdi_names),
+            ..Default::default()
+        });
+    }
+    if let Some(g) = &f.gpus {
+        requests.push(crate::cdi::parse_gpus(g)?);
+    }
+    if !requests.is_empty() {
+        x.device_requests = Some(requests);
     }
     for r in &f.device_cgroup_rules {
         parse_cgroup_rule(r)?;
@@ -701,9 +726,8 @@ pub fn apply_spec(
             a.extend(devs);
         }
     }
-    // /dev/shm: sized, or absent with --ipc none. (With --ipc container:X the SysV and mqueue
-    // IPC namespace is X's; /dev/shm stays the container's own tmpfs: sharing X's would need
-    // X's tmpfs mounted on the host, as docker's `shareable` mode does.)
+    // /dev/shm: sized, or absent with --ipc none. (shareable, host and container:X bind a
+    // host-side tmpfs instead: spec::build's shm_source.)
     if let Some(mounts) = v["mounts"].as_array_mut() {
         if x.ipc_mode == "none" {
             mounts.retain(|m| m["destination"] != "/dev/shm");
@@ -838,7 +862,7 @@ mod tests {
         f.shm_size = Some("-1".into());
         assert!(go(&f, 0, 0).is_err());
         f.shm_size = Some("0".into());
-        assert!(go(&f, 0, 0).is_err());
+        assert_eq!(go(&f, 0, 0).unwrap().shm_size, DEFAULT_SHM);
         f.shm_size = Some("128m".into());
         assert_eq!(go(&f, 0, 0).unwrap().shm_size, 128 << 20);
         let mut f = flags();

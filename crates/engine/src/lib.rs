@@ -18,12 +18,15 @@
 
 pub mod attach;
 pub mod boot;
+pub mod cdi;
 pub mod check;
 pub mod commit;
 pub mod create;
 pub mod db;
+pub mod debug;
 pub mod error;
 pub mod events;
+pub mod explain;
 pub mod flags;
 pub mod fsops;
 pub mod health;

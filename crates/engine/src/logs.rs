@@ -67,6 +67,18 @@ impl LogWriter {
         }
     }
 
+    /// A writer that keeps nothing (`--log-driver none`).
+    pub fn discard() -> LogWriter {
+        LogWriter {
+            path: PathBuf::new(),
+            file: None,
+            size: 0,
+            max_size: 0,
+            max_file: 1,
+            partial: [Vec::new(), Vec::new()],
+        }
+    }
+
     fn rotate(&mut self) {
         self.file = None;
         let name = |i: u32| {
@@ -93,6 +105,9 @@ impl LogWriter {
     }
 
     fn write_line(&mut self, stream: usize, line: &[u8]) {
+        if self.file.is_none() && self.path.as_os_str().is_empty() {
+            return;
+        }
         let mut rec = Vec::with_capacity(line.len() + 80);
         rec.extend_from_slice(b"{\"log\":\"");
         escape_into(&mut rec, &String::from_utf8_lossy(line));

@@ -328,6 +328,10 @@ pub struct Container {
     pub lower_dirs: Vec<String>,
     /// `linux/amd64`.
     pub platform: String,
+    /// More names its peers on user networks resolve it by (compose's service name and
+    /// `aliases`, docker's `EndpointSettings.Aliases`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub network_aliases: Vec<String>,
 }
 
 impl Container {

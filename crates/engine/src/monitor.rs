@@ -48,6 +48,8 @@ pub struct MonitorArgs {
     pub log_max_size: u64,
     /// `max-file`.
     pub log_max_file: u32,
+    /// `--log-driver none`: output is relayed to attached clients but not kept.
+    pub log_none: bool,
     /// fd 4 is a pre-connected attach client.
     pub attach_fd: bool,
     /// Restart count so far (continues the record's count).
@@ -83,6 +85,7 @@ impl MonitorArgs {
             (self.stdin_once, "--stdin-once"),
             (self.auto_remove, "--rm"),
             (self.attach_fd, "--attach-fd"),
+            (self.log_none, "--no-log"),
         ] {
             if on {
                 v.push(f.into());
@@ -117,6 +120,7 @@ impl MonitorArgs {
                 "--stdin-once" => a.stdin_once = true,
                 "--rm" => a.auto_remove = true,
                 "--attach-fd" => a.attach_fd = true,
+                "--no-log" => a.log_none = true,
                 _ => return None,
             }
         }
@@ -524,7 +528,7 @@ fn record_exit(
         }
     }
     if after == After::Final {
-        crate::proc::unmount(&dir.join("rootfs"));
+        crate::proc::unmount_container(&dir);
         // Veth, namespace and published ports go with the process; the address stays until rm.
         e.detach_network(&a.id);
         if a.auto_remove {
@@ -968,6 +972,7 @@ fn serve(
     listener: Option<&OwnedFd>,
     clients: &mut Vec<Client>,
     log: &mut LogWriter,
+    mut dns: Option<&mut skiff_net::dns::Server>,
 ) -> i32 {
     let mut exited: Option<i32> = None;
     let mut deadline: Option<Instant> = None;
@@ -987,6 +992,9 @@ fn serve(
         fds.push(pfd(io.out.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1)));
         fds.push(pfd(io.err.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1)));
         fds.push(pfd(checks.as_ref().map_or(-1, |c| c.timer.as_raw_fd())));
+        let dns_fds = dns.as_ref().map_or([-1, -1], |d| d.fds());
+        fds.push(pfd(dns_fds[0]));
+        fds.push(pfd(dns_fds[1]));
         for c in clients.iter() {
             fds.push(pfd(c.fd.as_raw_fd()));
         }
@@ -1076,10 +1084,18 @@ fn serve(
                 c.fire(a);
             }
         }
-        let nclients = fds.len() - 5;
+        if let Some(d) = dns.as_deref_mut() {
+            if fds[5].revents != 0 {
+                d.on_query();
+            }
+            if fds[6].revents != 0 {
+                d.on_answer();
+            }
+        }
+        let nclients = fds.len() - 7;
         let mut keep = vec![true; clients.len()];
         for (j, c) in clients.iter_mut().enumerate().take(nclients) {
-            if fds[5 + j].revents != 0 {
+            if fds[7 + j].revents != 0 {
                 keep[j] = client_input(c, io, a.stdin_once);
             }
         }
@@ -1187,17 +1203,16 @@ pub fn main(args: &[String]) -> i32 {
     let mut restarts = a.restarts;
     let mut delay = Duration::from_millis(100);
     let mut trash = None;
+    // The embedded DNS server (user networks), bound once the namespace exists; it lives
+    // across restarts, as the namespace does.
+    let mut dns = None;
     let final_code = loop {
         let began = Instant::now();
         let first = notify.is_some();
         let (spawned, mut engine) = spawn(&a, restarts, &mut || {
             if log.is_none() {
                 listener = listen(&a.run_dir());
-                log = Some(LogWriter::open(
-                    &a.container_dir().join("ctr.log"),
-                    a.log_max_size,
-                    a.log_max_file,
-                ));
+                log = Some(open_log(&a));
             }
         });
         // A foreground run's CLI waits for the exit record and the --rm removal: keep the
@@ -1211,14 +1226,19 @@ pub fn main(args: &[String]) -> i32 {
                     let _ = write_all(n.as_raw_fd(), format!("0 {}\n", io.pid).as_bytes());
                 }
                 // Pre-connected clients (foreground run) may have queued stdin already.
-                let log = log.get_or_insert_with(|| {
-                    LogWriter::open(
-                        &a.container_dir().join("ctr.log"),
-                        a.log_max_size,
-                        a.log_max_file,
-                    )
-                });
-                let code = serve(&a, &mut io, &sfd, listener.as_ref(), &mut clients, log);
+                let log = log.get_or_insert_with(|| open_log(&a));
+                if dns.is_none() {
+                    dns = embedded_dns(&a);
+                }
+                let code = serve(
+                    &a,
+                    &mut io,
+                    &sfd,
+                    listener.as_ref(),
+                    &mut clients,
+                    log,
+                    dns.as_mut(),
+                );
                 (code, true)
             }
             Err((code, msg)) => {
@@ -1280,6 +1300,34 @@ pub fn main(args: &[String]) -> i32 {
     0
 }
 
+/// The embedded DNS server of a container on a user network (its directory holds the
+/// upstream list the engine wrote at create), bound in its network namespace; None otherwise or
+/// when it cannot be bound (the container then resolves through /etc/hosts alone, as before).
+fn embedded_dns(a: &MonitorArgs) -> Option<skiff_net::dns::Server> {
+    let dir = a.container_dir();
+    let upstream = std::fs::read_to_string(dir.join(skiff_net::dns::UPSTREAM_FILE)).ok()?;
+    let netns = skiff_net::netns::path(&a.runroot, &a.id);
+    skiff_net::dns::Server::bind(
+        &netns,
+        &dir.join("hosts"),
+        skiff_net::dns::parse_upstreams(&upstream),
+    )
+    .ok()
+}
+
+/// The container's log writer: `ctr.log` with its rotation settings, or nothing (`none` driver).
+fn open_log(a: &MonitorArgs) -> LogWriter {
+    if a.log_none {
+        LogWriter::discard()
+    } else {
+        LogWriter::open(
+            &a.container_dir().join("ctr.log"),
+            a.log_max_size,
+            a.log_max_file,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1297,6 +1345,7 @@ mod tests {
             log_max_size: 1000,
             log_max_file: 2,
             attach_fd: true,
+            log_none: true,
             restarts: 1,
             ..Default::default()
         };

@@ -165,6 +165,18 @@ impl Engine {
         Ok(())
     }
 
+    /// Gives a renamed container its new name on its networks and in its peers' /etc/hosts
+    /// (best effort: a container never attached has nothing to update).
+    pub fn rename_network(&self, id: &str, name: &str) {
+        let Ok(net) = self.net() else { return };
+        if net.endpoints(id).map(|e| e.is_empty()).unwrap_or(true) {
+            return;
+        }
+        if net.rename(id, name).is_ok() {
+            self.write_hosts(&net, id, true);
+        }
+    }
+
     /// Rewrites the /etc/hosts of `id` (its address, hostname and peers), and with `peers` the
     /// files of everyone on its user networks.
     fn write_hosts(&self, net: &Net<'_>, id: &str, peers: bool) {
@@ -188,7 +200,17 @@ impl Engine {
         let mut seen = std::collections::BTreeSet::new();
         for p in &others {
             if seen.insert(p.container.clone()) {
-                s.push_str(&format!("{}\t{}\n", p.ip, p.name));
+                let aliases: String = self
+                    .get(&p.container)
+                    .ok()
+                    .flatten()
+                    .map(|pc| pc.network_aliases)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|a| **a != p.name)
+                    .map(|a| format!("\t{a}"))
+                    .collect();
+                s.push_str(&format!("{}\t{}{aliases}\n", p.ip, p.name));
             }
         }
         let path = self.container_dir(id).join("hosts");
@@ -266,6 +288,56 @@ pub fn extra_hosts(v: &[String]) -> Result<Vec<String>> {
         .collect()
 }
 
+/// Whether containers on `network` use the embedded DNS server at 127.0.0.11 (docker: the
+/// user-defined networks; the default bridge, host, none and container:X do not).
+pub fn embedded_dns(network: &str) -> bool {
+    !matches!(network, "bridge" | "default" | "host" | "none" | "")
+        && !network.starts_with("container:")
+}
+
+/// resolv.conf of a container on a user network: the embedded server, the host's search
+/// domains (or `--dns-search`), `ndots:0` as docker writes, and `--dns-option`s.
+pub fn resolv_conf_embedded(search: &[String], opts: &[String]) -> String {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut out = format!("nameserver {}\n", skiff_net::dns::ADDR);
+    if search.is_empty() {
+        for l in host.lines() {
+            let t = l.trim_start();
+            if t.starts_with("search") || t.starts_with("domain") {
+                out.push_str(t);
+                out.push('\n');
+            }
+        }
+    } else {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    let mut o = vec!["ndots:0".to_string()];
+    o.extend(opts.iter().filter(|x| !x.starts_with("ndots:")).cloned());
+    if let Some(n) = opts.iter().find(|x| x.starts_with("ndots:")) {
+        o[0] = n.clone();
+    }
+    out.push_str(&format!("options {}\n", o.join(" ")));
+    out
+}
+
+/// The upstream servers the embedded DNS server forwards to: `--dns`, else the host's.
+pub fn dns_upstreams(dns: &[String]) -> String {
+    if !dns.is_empty() {
+        return dns.iter().map(|d| format!("{d}\n")).collect();
+    }
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    skiff_net::dns::parse_upstreams(
+        &host
+            .lines()
+            .filter(|l| l.trim_start().starts_with("nameserver"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .iter()
+    .map(|a| format!("{}\n", a.ip()))
+    .collect()
+}
+
 /// The container's resolv.conf: `--dns`/`--dns-search`/`--dns-option` replace the host's
 /// entries of the same kind, as in docker.
 pub fn resolv_conf(network: &str, dns: &[String], search: &[String], opts: &[String]) -> String {
@@ -297,6 +369,18 @@ pub fn resolv_conf(network: &str, dns: &[String], search: &[String], opts: &[Str
 }
 
 impl Engine {
+    /// Records the names (besides its own) that peers on its user networks resolve container
+    /// `id` by; they reach the peers' /etc/hosts when it is attached or connected.
+    pub fn set_network_aliases(&self, id: &str, aliases: &[String]) -> Result<()> {
+        let _l = self.lock(id)?;
+        let mut c = self
+            .get(id)?
+            .ok_or_else(|| Error::NoSuchContainer(id.into()))?;
+        c.network_aliases = aliases.to_vec();
+        self.set_record(&c)?;
+        crate::create::write_record(&self.container_dir(id), &c)
+    }
+
     /// `network connect NET C`: an address on `NET` now, an interface now if C runs (else at
     /// its next start); the names on NET's containers' /etc/hosts are rewritten.
     pub fn connect_network(&self, network: &str, container: &str, ip: Option<&str>) -> Result<()> {

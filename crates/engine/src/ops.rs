@@ -205,7 +205,7 @@ impl Engine {
             Some(x) => x,
             None => (if killed { 137 } else { 255 }, false, proc::now()),
         };
-        proc::unmount(&dir.join("rootfs"));
+        proc::unmount_container(&dir);
         if c.host_config.auto_remove {
             self.remove_files(id, true)?;
             return Err(Error::NoSuchContainer(id.into()));
@@ -337,6 +337,15 @@ impl Engine {
                 }
             }
         };
+        if c.host_config.extra.ipc_mode == "shareable" {
+            if let Err(e) = proc::mount_shm(&dir, c.host_config.extra.shm_size) {
+                proc::unmount_container(&dir);
+                return Err(Error::Other(format!(
+                    "container {}: mount its shareable /dev/shm: {e}",
+                    c.name
+                )));
+            }
+        }
         let data = serde_json::to_vec(&spec).map_err(|e| Error::Other(e.to_string()))?;
         // 0600: the environment in it is the container's secrets.
         perms::write_file(&dir.join("config.json"), &data, perms::PRIVATE_FILE)
@@ -347,6 +356,7 @@ impl Engine {
         let _ = std::fs::remove_dir_all(&run);
         perms::mkdir(&run, perms::PRIVATE_DIR).ctx(|| format!("create {}", run.display()))?;
         let logcfg = &c.host_config.log_config.config;
+        let local_log = c.host_config.log_config.kind == "local";
         let margs = MonitorArgs {
             root: self.root.clone(),
             runroot: self.runroot.clone(),
@@ -360,11 +370,12 @@ impl Engine {
             log_max_size: logcfg
                 .get("max-size")
                 .and_then(|s| spec::parse_size(s).ok())
-                .unwrap_or(0) as u64,
+                .unwrap_or(if local_log { 20 << 20 } else { 0 }) as u64,
             log_max_file: logcfg
                 .get("max-file")
                 .and_then(|s| s.parse().ok())
-                .unwrap_or(1),
+                .unwrap_or(if local_log { 5 } else { 1 }),
+            log_none: c.host_config.log_config.kind == "none",
             attach_fd: attach.is_some() || pending.as_ref().is_some_and(|p| p.attach),
             restarts: 0,
             health: crate::health::Probe::from_config(c.config.healthcheck.as_ref()),
@@ -526,7 +537,7 @@ impl Engine {
     pub fn remove_files_deferred(&self, id: &str, volumes: bool) -> Result<Option<PathBuf>> {
         let c = self.get(id)?;
         let dir = self.container_dir(id);
-        proc::unmount(&dir.join("rootfs"));
+        proc::unmount_container(&dir);
         let rt = self.runtime_root();
         if rt.join(id).exists() {
             let _ = skiff_runtime::container::delete(&rt, id, true);
@@ -601,7 +612,7 @@ impl Engine {
                     let _ = std::fs::rename(e.path(), &dir);
                 }
                 Ok(None) => {
-                    proc::unmount(&e.path().join("rootfs"));
+                    proc::unmount_container(&e.path());
                     let _ = std::fs::remove_dir_all(e.path());
                     let _ = std::fs::remove_file(&lock);
                 }
@@ -741,6 +752,7 @@ impl Engine {
         renamed.name = new;
         // Keep the on-disk copy of the record in step (best effort: the row is the truth).
         let _ = crate::create::write_record(&self.container_dir(&id), &renamed);
+        self.rename_network(&id, &renamed.name);
         self.event(&renamed, "rename", &[("oldName", &format!("/{}", c.name))]);
         Ok(())
     }
@@ -849,7 +861,8 @@ impl Engine {
             process.set_cwd(w.into());
         }
         // Docker's exec events: `exec_create: CMD ARGS` and `exec_start: CMD ARGS` with the
-        // exec's id, `exec_die` with its exit code (not for `-d`: nobody waits for it).
+        // exec's id, `exec_die` with its exit code (for `-d` a small waiter process, the exec's
+        // parent, records it when the process ends).
         let exec_id = crate::names::new_id();
         let cmdline = format!("{} {}", req.cmd[0], req.cmd[1..].join(" "));
         self.event(
@@ -908,6 +921,11 @@ impl Engine {
             Err(e) => died(e.exit_code()),
             Ok(_) => {}
         };
+        if req.detach {
+            let r = detached_exec(&target, opts, &died);
+            drop(saved);
+            return r.map(|()| crate::tty::Ended::Exited(0)).map_err(start_err);
+        }
         if !tty {
             let r = skiff_runtime::exec::exec_in(&target, opts);
             drop(saved);
@@ -941,8 +959,71 @@ impl Engine {
     }
 }
 
+/// `exec -d`: forks a waiter (its own session, stdio on /dev/null, no inherited descriptor but
+/// its report pipe, so it holds no lock or database handle) that starts the process as its child,
+/// reports the start, waits, and calls `died` with the exit code. Returns once the process runs.
+fn detached_exec(
+    target: &skiff_runtime::exec::ExecTarget,
+    mut opts: skiff_runtime::exec::ExecOpts,
+    died: &dyn Fn(i32),
+) -> std::result::Result<(), skiff_runtime::Error> {
+    use std::io::{Read, Write};
+    let (r, w) = nix::unistd::pipe().map_err(|errno| skiff_runtime::Error::Sys {
+        what: "exec -d: pipe".into(),
+        errno,
+    })?;
+    opts.detach = false;
+    // SAFETY: the CLI is single-threaded here; the child only calls the runtime's spawn/wait,
+    // writes to the pipe and an event file, and leaves with _exit (no destructors run).
+    match unsafe { nix::unistd::fork() } {
+        Err(errno) => Err(skiff_runtime::Error::Sys {
+            what: "exec -d: fork".into(),
+            errno,
+        }),
+        Ok(nix::unistd::ForkResult::Child) => {
+            drop(r);
+            let keep = w.as_raw_fd();
+            // SAFETY: closes descriptors this child does not own any more use for; the pipe's
+            // write end is kept (ranges around it).
+            unsafe {
+                libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
+                libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32);
+            }
+            let _ = nix::unistd::setsid();
+            let mut w = std::fs::File::from(w);
+            let code = match skiff_runtime::exec::spawn_in(target, opts) {
+                Ok(s) => {
+                    let _ = w.write_all(b"0");
+                    drop(w);
+                    skiff_runtime::forward::wait(s.pid, s.master).unwrap_or(255)
+                }
+                Err(e) => {
+                    let _ = w.write_all(format!("1{e}").as_bytes());
+                    // SAFETY: leaving the forked child without running the parent's destructors.
+                    unsafe { libc::_exit(1) };
+                }
+            };
+            died(code);
+            // SAFETY: as above.
+            unsafe { libc::_exit(0) };
+        }
+        Ok(nix::unistd::ForkResult::Parent { .. }) => {
+            drop(w);
+            let mut msg = String::new();
+            let _ = std::fs::File::from(r).read_to_string(&mut msg);
+            match msg.strip_prefix('1') {
+                None if msg == "0" => Ok(()),
+                Some(e) => Err(skiff_runtime::Error::Other(e.to_string())),
+                None => Err(skiff_runtime::Error::Other(
+                    "exec -d: the waiter process died before starting the process".into(),
+                )),
+            }
+        }
+    }
+}
+
 /// Restores fds 0-2 when dropped.
-struct SavedStdio(Vec<(i32, OwnedFd)>);
+pub(crate) struct SavedStdio(Vec<(i32, OwnedFd)>);
 
 impl Drop for SavedStdio {
     fn drop(&mut self) {
@@ -954,7 +1035,7 @@ impl Drop for SavedStdio {
 }
 
 /// `exec` without `-i` reads /dev/null; `-d` writes to /dev/null too.
-fn redirect_stdio(req: &ExecRequest) -> Result<SavedStdio> {
+pub(crate) fn redirect_stdio(req: &ExecRequest) -> Result<SavedStdio> {
     let mut saved = Vec::new();
     let targets: &[i32] = match (req.detach, req.interactive) {
         (true, _) => &[0, 1, 2],
@@ -1132,6 +1213,9 @@ fn exec_monitor(margs: &[String], attach: Option<OwnedFd>) -> Result<OwnedFd> {
     let ro = skiff_runtime::sealed::readonly_self().and_then(above_stdio);
     let exe = match &ro {
         Some(fd) => std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+        // Already running from a sealed view (`debug` starting a temporary container): its
+        // path is no file on the host, but the view itself can be executed again.
+        None if skiff_runtime::sealed::running_sealed() => "/proc/self/exe".into(),
         None => exe,
     };
     let spawn_err = |what: &str, rc: i32| Error::Io {

@@ -76,6 +76,43 @@ pub fn unmount(path: &Path) {
     }
 }
 
+/// Unmounts what the engine mounted for a stopped container under its directory `dir`: the
+/// rootfs overlay and a `--ipc shareable` /dev/shm tmpfs (`shm`; containers that joined it keep
+/// their own reference to it until they stop).
+pub fn unmount_container(dir: &Path) {
+    unmount(&dir.join("rootfs"));
+    unmount(&dir.join(SHM_DIR));
+}
+
+/// The directory of a container's shareable /dev/shm tmpfs, under its container directory.
+pub const SHM_DIR: &str = "shm";
+
+/// Mounts the `--ipc shareable` /dev/shm tmpfs of the container whose directory is `dir` (at
+/// `<dir>/shm`, a private 0700 directory; the tmpfs itself is 1777 as /dev/shm is), unless it is
+/// mounted already.
+pub fn mount_shm(dir: &Path, size: i64) -> std::io::Result<()> {
+    let target = dir.join(SHM_DIR);
+    if is_mountpoint(&target) {
+        return Ok(());
+    }
+    skiff_image::perms::mkdir(&target, skiff_image::perms::PRIVATE_DIR)?;
+    let size = if size > 0 {
+        size
+    } else {
+        crate::hostflags::DEFAULT_SHM
+    };
+    nix::mount::mount(
+        Some("shm"),
+        &target,
+        Some("tmpfs"),
+        nix::mount::MsFlags::MS_NOSUID
+            | nix::mount::MsFlags::MS_NODEV
+            | nix::mount::MsFlags::MS_NOEXEC,
+        Some(format!("mode=1777,size={size}").as_str()),
+    )
+    .map_err(std::io::Error::from)
+}
+
 /// Current time as RFC 3339 with nanoseconds.
 pub fn now() -> String {
     skiff_runtime::util::now_rfc3339()

@@ -286,6 +286,15 @@ pub fn build(
     };
     let mut v = serde_json::to_value(&spec).map_err(|e| Error::Other(e.to_string()))?;
     crate::hostflags::apply_spec(&h.extra, &mut v, &ns, &gids)?;
+    shm_source(&h.extra.ipc_mode, dir, &mut v)?;
+    if let Some(reqs) = &h.extra.device_requests {
+        // dir is <root>/containers/<id>; the CDI spec directories are the engine's settings.
+        let root = dir
+            .parent()
+            .and_then(Path::parent)
+            .ok_or_else(|| Error::Other(format!("container dir {}", dir.display())))?;
+        crate::cdi::apply(root, reqs, &mut v)?;
+    }
     spec = serde_json::from_value(v).map_err(|e| Error::Other(format!("spec: {e}")))?;
     if h.init == Some(true) {
         // dir is <root>/containers/<id>.
@@ -296,6 +305,47 @@ pub fn build(
         crate::init::apply(&mut spec, root).map_err(|e| Error::Other(format!("--init: {e}")))?;
     }
     Ok(spec)
+}
+
+/// /dev/shm as docker's IPC modes give it: `shareable` binds the container's own tmpfs (mounted
+/// at `<dir>/shm` by the start, so others can join it), `container:X` binds X's (refused unless X
+/// is shareable and running, as dockerd does), `host` binds the host's /dev/shm; the other modes
+/// keep the runtime's private tmpfs (or none).
+fn shm_source(mode: &str, dir: &Path, v: &mut serde_json::Value) -> Result<()> {
+    let src = match mode {
+        "shareable" => dir.join(crate::proc::SHM_DIR),
+        "host" => {
+            if !crate::proc::is_mountpoint(Path::new("/dev/shm")) {
+                return Err(Error::Invalid(
+                    "/dev/shm is not mounted, but must be for --ipc=host".into(),
+                ));
+            }
+            std::path::PathBuf::from("/dev/shm")
+        }
+        m => match crate::hostflags::container_ref(m) {
+            Some(x) => {
+                let p = dir
+                    .parent()
+                    .map(|d| d.join(x).join(crate::proc::SHM_DIR))
+                    .unwrap_or_default();
+                if !crate::proc::is_mountpoint(&p) {
+                    return Err(Error::Invalid(format!(
+                        "can't join IPC of container {x}: non-shareable IPC (hint: use IpcMode:shareable for the donor container)"
+                    )));
+                }
+                p
+            }
+            None => return Ok(()),
+        },
+    };
+    if let Some(mounts) = v["mounts"].as_array_mut() {
+        mounts.retain(|m| m["destination"] != "/dev/shm");
+        mounts.push(
+            serde_json::json!({"destination": "/dev/shm", "type": "bind",
+            "source": src, "options": ["rbind", "nosuid", "noexec", "nodev"]}),
+        );
+    }
+    Ok(())
 }
 
 fn cap_name(c: &str) -> String {

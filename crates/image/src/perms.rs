@@ -208,6 +208,10 @@ pub fn rule(rel: &[&OsStr]) -> Rule {
         }
         [b"tmp", _, b"upper" | b"work" | b"rootfs" | b"empty", ..] => Rule::Content,
         [b"tmp", _, d, ..] if d.starts_with(b"from-") || d.starts_with(b"rw-") => Rule::Content,
+        // `skiff debug install`'s tools (mounted into debug sessions, run by any uid) and a
+        // `debug --commit` session's writable layer.
+        [b"debug", b"toolbox", b"bin", ..] => Rule::Content,
+        [b"debug", b"sessions", _, b"upper" | b"work", ..] => Rule::Content,
         [b"init", name] if name.starts_with(b"skiff-init-") => Rule::Executable,
         _ => Rule::Private,
     }

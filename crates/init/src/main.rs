@@ -8,6 +8,10 @@
 //! skiff-init, with CMD's exit code, or 128+N when CMD was killed by signal N. An exec failure
 //! exits 127 (not found) or 126 (cannot execute), like a shell.
 //!
+//! `skiff-init --pause` runs no command: it reaps whatever is reparented to it and exits 0 on
+//! SIGTERM, SIGINT or SIGHUP (the idle PID 1 of `skiff debug`'s temporary containers, which may
+//! hold nothing else that can run).
+//!
 //! This file must build alone with `rustc` (no crates), because the engine's build script compiles
 //! it as a fully static binary; hence the handful of libc declarations below (Linux, 64-bit glibc
 //! or musl layouts).
@@ -82,10 +86,42 @@ fn exit_code(status: i32) -> i32 {
     }
 }
 
+/// `--pause`: reap and wait for a stop signal.
+fn pause() -> ! {
+    // SAFETY: plain syscalls on valid local storage; single-threaded.
+    unsafe {
+        if getpid() != 1 {
+            prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+        }
+        let mut all = SigSet([0; 16]);
+        sigfillset(&mut all);
+        for s in SYNCHRONOUS {
+            sigdelset(&mut all, s);
+        }
+        sigprocmask(SIG_SETMASK, &all, std::ptr::null_mut());
+        let tick = Timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        };
+        let mut info = SigInfo([0; 32]);
+        loop {
+            let sig = sigtimedwait(&all, &mut info, &tick);
+            if sig == 1 || sig == 2 || sig == 15 {
+                _exit(0);
+            }
+            let mut status = 0;
+            while waitpid(-1, &mut status, WNOHANG) > 0 {}
+        }
+    }
+}
+
 fn main() {
     let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();
     if args.first().is_some_and(|a| a == "--") {
         args.remove(0);
+    }
+    if args.len() == 1 && args[0] == "--pause" {
+        pause();
     }
     if args.is_empty() {
         die("usage: skiff-init [--] CMD [ARG...]", 1);

@@ -11,6 +11,7 @@
 //! container publishes ports. Settings come from `<root>/daemon.json` (or
 //! `/etc/skiff/daemon.json`): `bip`, `bridge`, `mtu`, `ip-forward`, `nft-table`.
 
+pub mod dns;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
@@ -771,6 +772,11 @@ impl<'a> Net<'a> {
                 }
             }
         }
+    }
+
+    /// Records a container's new name on its endpoints (`rename`).
+    pub fn rename(&self, container: &str, name: &str) -> Result<()> {
+        store::rename(self.conn, container, name)
     }
 
     /// [`Net::detach`], then frees the container's addresses (on `rm`).

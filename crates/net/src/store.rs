@@ -408,6 +408,16 @@ pub fn set_ports(
     Ok(())
 }
 
+/// Renames a container on every network it is on (its DNS name on user networks).
+pub fn rename(conn: &Connection, container: &str, name: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE endpoints SET name = ?2 WHERE container = ?1",
+        params![container, name],
+    )
+    .map_err(db("rename endpoint"))?;
+    Ok(())
+}
+
 /// Frees a container's addresses (all its endpoints).
 pub fn release(conn: &Connection, container: &str) -> Result<()> {
     conn.execute("DELETE FROM endpoints WHERE container = ?1", [container])

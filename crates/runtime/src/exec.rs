@@ -176,6 +176,60 @@ impl ExecTarget {
             .map_err(|e| Error::Config(format!("container {:?}: stored linux: {e}", self.id)))
     }
 
+    /// The process of `exec --process FILE`, read from `data` with runc 1.1.5's handling of
+    /// absent fields (observed side by side, see tests/tests/runtime_spec.rs): `cwd` and `args`
+    /// must be given; `user` defaults to uid 0 / gid 0; absent `capabilities`,
+    /// `apparmorProfile` and `selinuxLabel` are the container's own (runc's finalizeNamespace
+    /// falls back to the container config); `env`, `rlimits`, `noNewPrivileges`, `terminal`
+    /// and `user.umask` are not inherited (no variables but HOME, the caller's limits, no
+    /// no_new_privs, no terminal, umask 0022). A `selinuxLabel` on a host without SELinux is
+    /// refused, as runc's validateProcessSpec does.
+    pub fn process_from_json(&self, data: &[u8]) -> Result<Process> {
+        let bad = |m: String| Error::Other(format!("process: {m}"));
+        let mut v: serde_json::Value =
+            serde_json::from_slice(data).map_err(|e| bad(e.to_string()))?;
+        let Some(o) = v.as_object_mut() else {
+            return Err(bad("must be a JSON object".into()));
+        };
+        match o.get("cwd").and_then(|c| c.as_str()) {
+            None | Some("") => return Err(bad("cwd: must not be empty".into())),
+            Some(c) if !c.starts_with('/') => {
+                return Err(bad(format!("cwd: {c:?} must be an absolute path")))
+            }
+            Some(_) => {}
+        }
+        if o.get("args")
+            .and_then(|a| a.as_array())
+            .is_none_or(|a| a.is_empty())
+        {
+            return Err(bad("args: must not be empty".into()));
+        }
+        o.entry("user")
+            .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+        let mut p: Process = serde_json::from_value(v).map_err(|e| bad(e.to_string()))?;
+        let own = self.process();
+        if p.capabilities().is_none() {
+            p.set_capabilities(Some(
+                own.and_then(|c| c.capabilities().clone())
+                    .unwrap_or_else(crate::process::no_capabilities),
+            ));
+        }
+        if p.apparmor_profile().as_deref().unwrap_or("").is_empty() {
+            p.set_apparmor_profile(own.and_then(|c| c.apparmor_profile().clone()));
+        }
+        if !p.selinux_label().as_deref().unwrap_or("").is_empty()
+            && !Path::new("/sys/fs/selinux/enforce").exists()
+        {
+            return Err(bad(
+                "selinuxLabel: SELinux is disabled or not supported on this host".into(),
+            ));
+        }
+        if p.selinux_label().as_deref().unwrap_or("").is_empty() {
+            p.set_selinux_label(own.and_then(|c| c.selinux_label().clone()));
+        }
+        Ok(p)
+    }
+
     fn seccomp(&self) -> Option<&ExecSeccomp> {
         self.config.linux.as_ref().and_then(|l| l.seccomp.as_ref())
     }
@@ -247,6 +301,35 @@ pub fn spawn(o: ExecOpts) -> Result<Spawned> {
 
 /// [`spawn`] in a container already read with [`ExecTarget::load`].
 pub fn spawn_in(t: &ExecTarget, o: ExecOpts) -> Result<Spawned> {
+    spawn_with(t, o, None)
+}
+
+/// How a debug process (`skiff debug`) differs from an exec: its own mount view with a toolbox
+/// ([`crate::debugview`]), and optionally no seccomp filter (`--privileged`).
+#[derive(Debug)]
+pub struct DebugOpts {
+    /// The toolbox, opened on the host.
+    pub toolbox: crate::debugview::Prepared,
+    /// Leave the container's seccomp filter out.
+    pub unconfined: bool,
+}
+
+/// [`spawn_in`] for a debug process.
+pub fn spawn_debug(t: &ExecTarget, o: ExecOpts, d: &DebugOpts) -> Result<Spawned> {
+    spawn_with(t, o, Some(d))
+}
+
+/// [`exec_in`] for a debug process.
+pub fn exec_debug(t: &ExecTarget, o: ExecOpts, d: &DebugOpts) -> Result<i32> {
+    let detach = o.detach;
+    let s = spawn_with(t, o, Some(d))?;
+    if detach {
+        return Ok(0);
+    }
+    forward::wait(s.pid, s.master)
+}
+
+fn spawn_with(t: &ExecTarget, o: ExecOpts, debug: Option<&DebugOpts>) -> Result<Spawned> {
     match t.status(&o.root) {
         Status::Running | Status::Created => {}
         Status::Paused => {
@@ -263,6 +346,7 @@ pub fn spawn_in(t: &ExecTarget, o: ExecOpts) -> Result<Spawned> {
         }
     }
     crate::process::validate(&o.process)?;
+    let affinity = crate::procattr::exec_affinity(&o.process)?;
     let pid_file = o.pid_file.as_ref().map(|p| {
         if p.is_absolute() {
             p.clone()
@@ -296,7 +380,10 @@ pub fn spawn_in(t: &ExecTarget, o: ExecOpts) -> Result<Spawned> {
         ));
     }
     let userns = flags & libc::CLONE_NEWUSER != 0;
-    let filter = t.filter(&o.root)?;
+    let filter = match debug {
+        Some(d) if d.unconfined => None,
+        _ => t.filter(&o.root)?,
+    };
     let terminal = o.process.terminal().unwrap_or(false);
     let mut master_rx = None;
     let console = match o.console {
@@ -333,7 +420,10 @@ pub fn spawn_in(t: &ExecTarget, o: ExecOpts) -> Result<Spawned> {
         )
     };
     let mut in_unified = false;
-    let c = match unified.as_ref().map(|fd| fd.as_raw_fd()) {
+    // execCPUAffinity.initial holds *before* the cgroup transition, so the child is not cloned
+    // straight into the unified group then: it pins itself, then joins.
+    let into = unified.as_ref().filter(|_| affinity.initial.is_none());
+    let c = match into.map(|fd| fd.as_raw_fd()) {
         Some(fd) => match util::clone_into_cgroup(0, fd) {
             Ok(c) => {
                 in_unified = true;
@@ -349,6 +439,9 @@ pub fn spawn_in(t: &ExecTarget, o: ExecOpts) -> Result<Spawned> {
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
         let r = (|| -> Result<i32> {
+            if let Some(set) = &affinity.initial {
+                crate::procattr::set_affinity(set, "initial")?;
+            }
             // SAFETY: getpid has no preconditions.
             let me = unsafe { libc::getpid() };
             if !t.cgroup.paths.is_empty() {
@@ -366,11 +459,26 @@ pub fn spawn_in(t: &ExecTarget, o: ExecOpts) -> Result<Spawned> {
         })();
         match r {
             Ok(0) => {
-                // linux.personality and linux.memoryPolicy hold for exec'd processes too.
-                if let Err(e) = crate::procattr::apply_linux(attrs.as_ref()) {
+                // In the container's cgroup now: execCPUAffinity.final (without it the
+                // kernel's choice stands, as the spec says). linux.personality and
+                // linux.memoryPolicy hold for exec'd processes too.
+                let r = match &affinity.last {
+                    Some(set) => crate::procattr::set_affinity(set, "final"),
+                    None => Ok(()),
+                };
+                if let Err(e) = r.and_then(|()| crate::procattr::apply_linux(attrs.as_ref())) {
                     let _ = cchan.send(&Msg::Error(e.to_string()), None);
                     // SAFETY: _exit in a forked child.
                     unsafe { libc::_exit(127) }
+                }
+                // A debug process builds its own view of the container's filesystem while it
+                // still has the privileges to mount.
+                if let Some(d) = debug {
+                    if let Err(e) = crate::debugview::enter(&d.toolbox) {
+                        let _ = cchan.send(&Msg::Error(format!("debug view: {e}")), None);
+                        // SAFETY: _exit in a forked child.
+                        unsafe { libc::_exit(125) }
+                    }
                 }
                 let e = exec_child(
                     &o.process,

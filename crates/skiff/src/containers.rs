@@ -8,7 +8,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use skiff_engine::attach::{self, AttachOpts};
@@ -186,6 +186,9 @@ pub struct RunArgs {
     /// Optional parent cgroup for the container
     #[arg(long = "cgroup-parent")]
     pub cgroup_parent: Option<String>,
+    /// Runtime to use for this container (only the built-in skiff-runtime)
+    #[arg(long = "runtime")]
+    pub runtime: Option<String>,
     /// Logging driver for the container
     #[arg(long = "log-driver")]
     pub log_driver: Option<String>,
@@ -613,15 +616,15 @@ pub enum TopCommand {
 
 /// The engine paths from the global flags.
 pub struct Ctx<'a> {
-    root: &'a Path,
-    runroot: Option<&'a Path>,
+    pub(crate) root: &'a Path,
+    pub(crate) runroot: Option<&'a Path>,
 }
 
 impl Ctx<'_> {
-    fn engine(&self) -> Result<Engine> {
+    pub(crate) fn engine(&self) -> Result<Engine> {
         Ok(Engine::open(self.root, self.runroot)?)
     }
-    fn store(&self) -> Result<Store> {
+    pub(crate) fn store(&self) -> Result<Store> {
         // Container commands only read the store (and pull): they hold a shared lock on its
         // gc.lock first, so opening it skips the crash sweep and index.json rewrite (fsyncs) that
         // the image commands do when they find the store idle.
@@ -760,7 +763,12 @@ fn each(ctx: &Ctx, names: &[String], f: impl Fn(&Engine, &str) -> Result<()>) ->
 }
 
 /// Calls the registry pull with its output on stderr (stdout belongs to the container).
-fn auto_pull(store: &Store, image: &str, platform: Option<&str>, quiet: bool) -> Result<()> {
+pub(crate) fn auto_pull(
+    store: &Store,
+    image: &str,
+    platform: Option<&str>,
+    quiet: bool,
+) -> Result<()> {
     let _ = io::stdout().flush();
     // SAFETY: dup/dup2 on the standard fds; restored below.
     let saved = unsafe { libc::dup(1) };
@@ -886,7 +894,20 @@ fn request(a: &RunArgs, attach: bool) -> CreateRequest {
     }
 }
 
+/// `--runtime`: the engine runs containers with its built-in runtime library, `skiff-runtime`;
+/// another name is refused (dockerd's message), never silently replaced by the built-in one.
+fn check_runtime(a: &RunArgs) -> Result<()> {
+    match a.runtime.as_deref() {
+        None | Some("skiff-runtime") => Ok(()),
+        Some(r) => Err(skiff_engine::Error::Invalid(format!(
+            "unknown or invalid runtime name: {r} (skiff runs containers with its built-in skiff-runtime; other OCI runtimes are not supported)"
+        ))
+        .into()),
+    }
+}
+
 fn create_container(ctx: &Ctx, a: &RunArgs, attach: bool) -> Result<(Engine, Container)> {
+    check_runtime(a)?;
     let e = ctx.engine()?;
     let store = ctx.store()?;
     let img = find_image(&store, a)?;
@@ -905,6 +926,7 @@ fn run_container(
     attach: bool,
     monitor: ops::PendingMonitor,
 ) -> Result<(Engine, Container, i32)> {
+    check_runtime(a)?;
     let e = ctx.engine()?;
     let store = ctx.store()?;
     let img = find_image(&store, a)?;
@@ -926,7 +948,7 @@ fn create_cmd(ctx: &Ctx, a: &RunArgs) -> Result<i32> {
 }
 
 /// Streams a foreground container through a pre-connected attach socket; returns its exit code.
-fn foreground(e: &Engine, id: &str, o: AttachOpts, proxy: bool) -> Result<i32> {
+pub(crate) fn foreground(e: &Engine, id: &str, o: AttachOpts, proxy: bool) -> Result<i32> {
     let (client, mon) = UnixStream::pair()?;
     (&client).write_all(&attach::hello(&o))?;
     let pid = e.start(id, Some(OwnedFd::from(mon)))?;
@@ -936,7 +958,7 @@ fn foreground(e: &Engine, id: &str, o: AttachOpts, proxy: bool) -> Result<i32> {
 /// The detach sequence: `--detach-keys`, else `detachKeys` of docker's config.json, else
 /// ctrl-p,ctrl-q. A bad flag is an error; a bad config value falls back to the default with a
 /// warning (docker's CLI does the same).
-fn detach_keys(flag: Option<&str>) -> Result<Vec<u8>> {
+pub(crate) fn detach_keys(flag: Option<&str>) -> Result<Vec<u8>> {
     if let Some(f) = flag.filter(|f| !f.is_empty()) {
         return Ok(tty::parse_detach_keys(f)?);
     }
@@ -1606,6 +1628,9 @@ fn logs(ctx: &Ctx, a: &LogsArgs) -> Result<i32> {
     use skiff_engine::logs;
     let e = ctx.engine()?;
     let c = e.container(&a.container)?;
+    if c.host_config.log_config.kind == "none" {
+        bail!("configured logging driver does not support reading");
+    }
     let path = e.container_dir(&c.id).join("ctr.log");
     let now = now_nanos();
     let since = match &a.since {

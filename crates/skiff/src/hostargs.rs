@@ -67,9 +67,12 @@ pub struct HostArgs {
     /// Add an annotation to the container (passed through to the OCI runtime)
     #[arg(long)]
     pub annotation: Vec<String>,
-    /// Add a host device to the container
+    /// Add a host device to the container (a path, or a CDI name vendor.com/class=name)
     #[arg(long)]
     pub device: Vec<String>,
+    /// GPU devices to add to the container ('all' to pass all GPUs), through CDI
+    #[arg(long)]
+    pub gpus: Option<String>,
     /// Add a rule to the cgroup allowed devices list
     #[arg(long = "device-cgroup-rule")]
     pub device_cgroup_rule: Vec<String>,
@@ -112,6 +115,7 @@ impl HostArgs {
             cgroupns: self.cgroupns.clone(),
             annotations: self.annotation.clone(),
             devices: self.device.clone(),
+            gpus: self.gpus.clone(),
             device_cgroup_rules: self.device_cgroup_rule.clone(),
             device_read_bps: self.device_read_bps.clone(),
             device_write_bps: self.device_write_bps.clone(),

@@ -10,7 +10,9 @@
 #![cfg_attr(test, allow(dead_code))]
 
 mod build;
+mod compose;
 mod containers;
+mod debug;
 mod fscmds;
 mod hostargs;
 mod images;
@@ -103,6 +105,12 @@ pub enum Command {
     /// Manage builds (prune, du)
     #[command(subcommand)]
     Builder(build::BuilderCommand),
+    /// Open a shell with tools in a container or image, even one without a shell
+    Debug(debug::DebugArgs),
+    /// Explain what isolates a container (or what an image would run with)
+    Explain(debug::ExplainArgs),
+    /// Define and run multi-container applications (docker compose)
+    Compose(Box<compose::ComposeArgs>),
     /// Container commands (run, ps, exec, ...)
     #[command(flatten)]
     Containers(Box<containers::TopCommand>),
@@ -188,14 +196,20 @@ pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) ->
 }
 
 fn cli_main() {
-    let argv: Vec<String> = std::env::args().collect();
+    let mut argv: Vec<String> = std::env::args().collect();
+    if argv.first().is_some_and(|a| compose::is_compose_name(a)) {
+        argv.insert(1, "compose".into());
+    }
     if argv.get(1).map(String::as_str) == Some("monitor") {
         std::process::exit(containers::monitor(&argv[2..]));
     }
     if argv.get(1).map(String::as_str) == Some(skiff_build::run::STEP_COMMAND) {
         std::process::exit(skiff_build::run::step_main(&argv[2..]));
     }
-    let cli = match fast_run_parse(&argv).map(Ok).unwrap_or_else(Cli::try_parse) {
+    let cli = match fast_run_parse(&argv)
+        .map(Ok)
+        .unwrap_or_else(|| Cli::try_parse_from(&argv))
+    {
         Ok(cli) => cli,
         Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             // `skiff volume` alone: docker prints the command's help and succeeds.
@@ -218,11 +232,17 @@ fn cli_main() {
     if let Command::Containers(c) = &cli.command {
         std::process::exit(containers::run(&cli, c));
     }
+    if let Command::Compose(c) = &cli.command {
+        std::process::exit(compose::run(&cli, c));
+    }
     if let Command::Fs(c) = &cli.command {
         std::process::exit(fscmds::run(&cli, c));
     }
-    if let Command::Build(a) = &cli.command {
-        std::process::exit(build::build(&cli, a));
+    match &cli.command {
+        Command::Build(a) => std::process::exit(build::build(&cli, a)),
+        Command::Debug(a) => std::process::exit(debug::debug(&cli, a)),
+        Command::Explain(a) => std::process::exit(debug::explain(&cli, a)),
+        _ => {}
     }
     let r = match &cli.command {
         Command::Builder(c) => build::builder(&cli, c),

@@ -645,17 +645,123 @@ fn completion(a: &CompletionArgs) -> Result<i32> {
     let mut out = io::stdout().lock();
     match a.shell {
         Shell::Bash => {
-            clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, "skiff", &mut out)
+            clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, "skiff", &mut out);
+            out.write_all(BASH_DYNAMIC.as_bytes())?;
         }
         Shell::Zsh => {
-            clap_complete::generate(clap_complete::Shell::Zsh, &mut cmd, "skiff", &mut out)
+            clap_complete::generate(clap_complete::Shell::Zsh, &mut cmd, "skiff", &mut out);
+            out.write_all(ZSH_DYNAMIC.as_bytes())?;
         }
         Shell::Fish => {
-            clap_complete::generate(clap_complete::Shell::Fish, &mut cmd, "skiff", &mut out)
+            clap_complete::generate(clap_complete::Shell::Fish, &mut cmd, "skiff", &mut out);
+            out.write_all(FISH_DYNAMIC.as_bytes())?;
         }
     }
     Ok(0)
 }
+
+// Dynamic completion of object names: the static scripts (clap_complete) know the commands and
+// flags; these wrappers complete the positional words of the commands that take containers,
+// images, volumes or networks from the engine itself (`ps`, `images`, `volume ls`, `network ls`
+// with `--format`), passing the command line's own --root/--runroot along.
+
+/// bash: `_skiff_dynamic` answers for object names and defers to clap's `_skiff` otherwise.
+const BASH_DYNAMIC: &str = r#"
+_skiff_names() {
+    local kind=$1 i global=()
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        case "${COMP_WORDS[i]}" in
+            --root|--runroot) global+=("${COMP_WORDS[i]}" "${COMP_WORDS[i+1]}") ;;
+        esac
+    done
+    case "$kind" in
+        containers) "${COMP_WORDS[0]}" "${global[@]}" ps -a --format '{{.Names}}' 2>/dev/null ;;
+        running) "${COMP_WORDS[0]}" "${global[@]}" ps --format '{{.Names}}' 2>/dev/null ;;
+        images) "${COMP_WORDS[0]}" "${global[@]}" images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | grep -v '<none>' ;;
+        volumes) "${COMP_WORDS[0]}" "${global[@]}" volume ls -q 2>/dev/null ;;
+        networks) "${COMP_WORDS[0]}" "${global[@]}" network ls --format '{{.Name}}' 2>/dev/null ;;
+    esac
+}
+_skiff_dynamic() {
+    local cur=${COMP_WORDS[COMP_CWORD]} i w words=() kind=""
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        w=${COMP_WORDS[i]}
+        case "$w" in
+            --root|--runroot) ((i++)) ;;
+            -*) ;;
+            *) words+=("$w") ;;
+        esac
+    done
+    if [[ $cur != -* ]]; then
+        case "${words[0]}" in
+            start|rm|logs|inspect|port|rename|wait|diff|commit|export|cp|update|explain|debug) kind=containers ;;
+            stop|restart|kill|exec|attach|pause|unpause|top|stats) kind=running ;;
+            rmi|push|tag|save|history) kind=images ;;
+            run|create) [ ${#words[@]} -eq 1 ] && kind=images ;;
+            container) case "${words[1]}" in
+                start|rm|logs|inspect|port|rename|wait|diff|commit|export|update) kind=containers ;;
+                stop|restart|kill|exec|attach|pause|unpause|top|stats) kind=running ;;
+                esac ;;
+            image) case "${words[1]}" in rm|inspect|push|tag|save|history) kind=images ;; esac ;;
+            volume) case "${words[1]}" in rm|inspect) kind=volumes ;; esac ;;
+            network) case "${words[1]}" in
+                rm|inspect) kind=networks ;;
+                connect|disconnect) [ ${#words[@]} -eq 2 ] && kind=networks || kind=containers ;;
+                esac ;;
+        esac
+    fi
+    if [ -n "$kind" ]; then
+        local IFS=$'
+'
+        COMPREPLY=($(compgen -W "$(_skiff_names "$kind")" -- "$cur"))
+        return 0
+    fi
+    _skiff "$@"
+}
+complete -F _skiff_dynamic -o bashdefault -o default skiff
+"#;
+
+/// zsh: the same table, answered with compadd before clap's `_skiff`.
+const ZSH_DYNAMIC: &str = r#"
+_skiff_dynamic() {
+    local -a global rest names
+    local i kind=""
+    for ((i = 2; i < CURRENT; i++)); do
+        case "${words[i]}" in
+            --root|--runroot) global+=("${words[i]}" "${words[i+1]}"); ((i++)) ;;
+            -*) ;;
+            *) rest+=("${words[i]}") ;;
+        esac
+    done
+    if [[ ${words[CURRENT]} != -* ]]; then
+        case "${rest[1]}" in
+            start|rm|logs|inspect|port|rename|wait|diff|commit|export|cp|update|explain|debug) kind=containers ;;
+            stop|restart|kill|exec|attach|pause|unpause|top|stats) kind=running ;;
+            rmi|push|tag|save|history) kind=images ;;
+            run|create) (( ${#rest} == 1 )) && kind=images ;;
+            volume) [[ ${rest[2]} == (rm|inspect) ]] && kind=volumes ;;
+            network) [[ ${rest[2]} == (rm|inspect) ]] && kind=networks ;;
+        esac
+    fi
+    case "$kind" in
+        containers) names=(${(f)"$(${words[1]} $global ps -a --format '{{.Names}}' 2>/dev/null)"}) ;;
+        running) names=(${(f)"$(${words[1]} $global ps --format '{{.Names}}' 2>/dev/null)"}) ;;
+        images) names=(${(f)"$(${words[1]} $global images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null)"}) ;;
+        volumes) names=(${(f)"$(${words[1]} $global volume ls -q 2>/dev/null)"}) ;;
+        networks) names=(${(f)"$(${words[1]} $global network ls --format '{{.Name}}' 2>/dev/null)"}) ;;
+        *) _skiff "$@"; return ;;
+    esac
+    compadd -a names
+}
+compdef _skiff_dynamic skiff
+"#;
+
+/// fish: conditions on the subcommand, candidates from the engine.
+const FISH_DYNAMIC: &str = r#"
+complete -c skiff -n '__fish_seen_subcommand_from start rm logs inspect port rename wait diff commit export cp update explain debug' -f -a '(skiff ps -a --format "{{.Names}}" 2>/dev/null)'
+complete -c skiff -n '__fish_seen_subcommand_from stop restart kill exec attach pause unpause top stats' -f -a '(skiff ps --format "{{.Names}}" 2>/dev/null)'
+complete -c skiff -n '__fish_seen_subcommand_from rmi push tag save history' -f -a '(skiff images --format "{{.Repository}}:{{.Tag}}" 2>/dev/null)'
+"#;
 
 /// Creates `dir` and its missing ancestors with exactly `mode` (not the umask's); existing
 /// directories are left as they are.

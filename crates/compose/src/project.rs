@@ -1,0 +1,780 @@
+//! A loaded project run over the engine: converging services to their containers (create,
+//! recreate when the configuration hash changed, scale), in dependency order with the
+//! `depends_on` conditions waited for; stopping in reverse order; the project's networks and
+//! volumes; and the listing and log views of its containers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use skiff_engine::{Container, Engine};
+use skiff_image::store::ImageRecord;
+use skiff_image::Store;
+
+use crate::load::Project;
+use crate::service::{self, HASH, NUMBER, ONEOFF, PROJECT, SERVICE};
+use crate::{Error, Result};
+
+/// How the runner finds and pulls images (the CLI's registry code).
+pub trait Images {
+    /// The image store.
+    fn store(&self) -> &Store;
+    /// The local image `name` refers to, if any.
+    fn find(&self, name: &str) -> Option<ImageRecord>;
+    /// Pulls `name` (progress on stderr).
+    fn pull(&self, name: &str) -> std::result::Result<(), String>;
+}
+
+/// `up`'s options.
+#[derive(Debug, Clone, Default)]
+pub struct UpOpts {
+    /// Services named on the command line (empty = all).
+    pub services: Vec<String>,
+    /// `--force-recreate`.
+    pub force_recreate: bool,
+    /// `--no-recreate`.
+    pub no_recreate: bool,
+    /// `--no-deps`.
+    pub no_deps: bool,
+    /// `--no-start` (`create`).
+    pub no_start: bool,
+    /// `--remove-orphans`.
+    pub remove_orphans: bool,
+    /// `--scale SERVICE=N`.
+    pub scale: BTreeMap<String, u32>,
+    /// `-t`: seconds a recreated container gets to stop.
+    pub timeout: Option<i64>,
+    /// How long a `depends_on` condition may take.
+    pub wait_timeout: Option<Duration>,
+    /// `--pull`: `always`, `missing`, `never` (empty: the services' pull_policy).
+    pub pull: String,
+}
+
+/// The value of label `k` of `c` (empty when absent).
+pub fn label<'a>(c: &'a Container, k: &str) -> &'a str {
+    c.config.labels.get(k).map(String::as_str).unwrap_or("")
+}
+
+/// The container number of `c`.
+pub fn number(c: &Container) -> u32 {
+    label(c, NUMBER).parse().unwrap_or(0)
+}
+
+/// Runs a project's operations against one engine.
+pub struct Runner<'a> {
+    /// The engine.
+    pub e: Engine,
+    /// The project.
+    pub p: &'a Project,
+    /// Image lookups and pulls.
+    pub images: &'a dyn Images,
+    /// No progress lines.
+    pub quiet: bool,
+}
+
+/// A compose v2 progress line (` Container p-web-1  Started`), on stderr.
+pub fn progress(quiet: bool, kind: &str, name: &str, what: &str) {
+    if !quiet {
+        eprintln!(" {kind} {name}  {what}");
+    }
+}
+
+/// The containers of project `name` in engine `e` (one-off `run` containers with `oneoff`),
+/// by service and number.
+pub fn project_containers(e: &Engine, name: &str, oneoff: bool) -> Result<Vec<Container>> {
+    let mut v: Vec<Container> = e
+        .list()?
+        .into_iter()
+        .filter(|c| label(c, PROJECT) == name)
+        .filter(|c| oneoff || label(c, ONEOFF) != "True")
+        .collect();
+    v.sort_by(|a, b| {
+        label(a, SERVICE)
+            .cmp(label(b, SERVICE))
+            .then(number(a).cmp(&number(b)))
+            .then(a.name.cmp(&b.name))
+    });
+    Ok(v)
+}
+
+/// Starts containers in parallel, one engine per thread.
+pub fn start_all(e: &Engine, ids: &[(String, String)], quiet: bool) -> Result<()> {
+    if let [(id, name)] = ids {
+        progress(quiet, "Container", name, "Starting");
+        e.start(id, None)?;
+        progress(quiet, "Container", name, "Started");
+        return Ok(());
+    }
+    let (root, runroot) = (e.root.clone(), e.runroot.clone());
+    let errors: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = ids
+            .iter()
+            .map(|(id, name)| {
+                let (root, runroot) = (root.clone(), runroot.clone());
+                s.spawn(move || -> std::result::Result<(), String> {
+                    let e = Engine::open(&root, Some(&runroot)).map_err(|e| e.to_string())?;
+                    progress(quiet, "Container", name, "Starting");
+                    e.start(id, None)
+                        .map_err(|e| format!("container {name}: {e}"))?;
+                    progress(quiet, "Container", name, "Started");
+                    Ok(())
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .filter_map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a start thread panicked".into()))
+                    .err()
+            })
+            .collect()
+    });
+    match errors.first() {
+        Some(m) => Err(Error::Invalid(m.clone())),
+        None => Ok(()),
+    }
+}
+
+/// Stops (then, with `remove`, removes) containers in parallel, one engine per thread.
+pub fn stop_all(
+    e: &Engine,
+    ids: &[(String, String)],
+    timeout: Option<i64>,
+    remove: bool,
+    volumes: bool,
+    quiet: bool,
+) -> Result<()> {
+    let root = e.root.clone();
+    let runroot = e.runroot.clone();
+    let errors: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = ids
+            .iter()
+            .map(|(id, name)| {
+                let (root, runroot) = (root.clone(), runroot.clone());
+                s.spawn(move || -> std::result::Result<(), String> {
+                    let e = Engine::open(&root, Some(&runroot)).map_err(|e| e.to_string())?;
+                    let c = e.container(id).map_err(|e| e.to_string())?;
+                    if c.is_active() {
+                        progress(quiet, "Container", name, "Stopping");
+                        e.stop(id, timeout)
+                            .map_err(|e| format!("container {name}: {e}"))?;
+                        progress(quiet, "Container", name, "Stopped");
+                    }
+                    if remove {
+                        progress(quiet, "Container", name, "Removing");
+                        e.remove(id, true, volumes)
+                            .map_err(|e| format!("container {name}: {e}"))?;
+                        progress(quiet, "Container", name, "Removed");
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .filter_map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a stop thread panicked".into()))
+                    .err()
+            })
+            .collect()
+    });
+    match errors.first() {
+        Some(m) => Err(Error::Invalid(m.clone())),
+        None => Ok(()),
+    }
+}
+
+impl Runner<'_> {
+    /// The project's containers (see [`project_containers`]).
+    pub fn containers(&self, oneoff: bool) -> Result<Vec<Container>> {
+        project_containers(&self.e, &self.p.name, oneoff)
+    }
+
+    /// The containers of `service`.
+    pub fn service_containers(&self, service: &str) -> Result<Vec<Container>> {
+        Ok(self
+            .containers(false)?
+            .into_iter()
+            .filter(|c| label(c, SERVICE) == service)
+            .collect())
+    }
+
+    /// The services named (all when empty), with their dependencies when `deps`, in dependency
+    /// order. An unknown name is an error.
+    pub fn select(&self, names: &[String], deps: bool) -> Result<Vec<String>> {
+        for n in names {
+            if !self.p.services.contains_key(n) {
+                return Err(Error::Invalid(if self.p.disabled.contains_key(n) {
+                    format!("service {n:?} is not enabled by the active profiles")
+                } else {
+                    format!("no such service: {n}")
+                }));
+            }
+        }
+        let order = self.p.order()?;
+        if names.is_empty() {
+            return Ok(order);
+        }
+        let mut want: BTreeSet<String> = names.iter().cloned().collect();
+        if deps {
+            let mut stack: Vec<String> = names.to_vec();
+            while let Some(n) = stack.pop() {
+                for d in self.p.services[&n]["depends_on"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|x| x.0)
+                {
+                    if self.p.services.contains_key(d) && want.insert(d.clone()) {
+                        stack.push(d.clone());
+                    }
+                }
+            }
+        }
+        Ok(order.into_iter().filter(|n| want.contains(n)).collect())
+    }
+
+    /// The image of a service, pulled as its `pull_policy` (or `--pull`) says; a service that
+    /// only has `build:` and no image yet is refused (builds are not wired in yet).
+    pub fn image(&self, name: &str, svc: &Value, pull: &str) -> Result<(String, ImageRecord)> {
+        let image = service::image_name(self.p, name, svc);
+        let policy = if pull.is_empty() {
+            svc["pull_policy"].as_str().unwrap_or("missing").to_string()
+        } else {
+            pull.to_string()
+        };
+        let has_build = svc.get("build").is_some();
+        if matches!(policy.as_str(), "always" | "daily" | "weekly") && !has_build {
+            progress(self.quiet, "Image", &image, "Pulling");
+            self.images.pull(&image).map_err(Error::Invalid)?;
+            progress(self.quiet, "Image", &image, "Pulled");
+        }
+        if let Some(img) = self.images.find(&image) {
+            return Ok((image, img));
+        }
+        if has_build {
+            return Err(Error::Invalid(format!(
+                "service {name:?} has a build: section and its image {image:?} does not exist: skiff compose cannot build yet (build not available); build and tag {image:?} first"
+            )));
+        }
+        if policy == "never" {
+            return Err(Error::Invalid(format!(
+                "service {name:?}: image {image:?} not found and pull_policy is never"
+            )));
+        }
+        progress(self.quiet, "Image", &image, "Pulling");
+        self.images.pull(&image).map_err(Error::Invalid)?;
+        progress(self.quiet, "Image", &image, "Pulled");
+        self.images
+            .find(&image)
+            .map(|i| (image.clone(), i))
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "service {name:?}: image {image:?} not found after pull"
+                ))
+            })
+    }
+
+    /// Creates the project's networks that do not exist yet (external ones must exist).
+    pub fn ensure_networks(&self, services: &[String]) -> Result<()> {
+        let used: BTreeSet<&str> = services
+            .iter()
+            .filter_map(|s| self.p.services.get(s))
+            .flat_map(|s| {
+                s["networks"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|x| x.0.as_str())
+            })
+            .collect();
+        let net = self.e.net()?;
+        for (key, n) in &self.p.networks {
+            if !used.contains(key.as_str()) {
+                continue;
+            }
+            let name = n["name"].as_str().unwrap_or(key);
+            let now = skiff_engine::proc::now();
+            if net.find(name, &now).is_ok() {
+                continue;
+            }
+            if n["external"].as_bool() == Some(true) {
+                return Err(Error::Invalid(format!(
+                    "network {name} declared as external, but could not be found"
+                )));
+            }
+            let ipam = &n["ipam"]["config"][0];
+            let mut labels = BTreeMap::new();
+            labels.insert(service::NETWORK.to_string(), key.clone());
+            labels.insert(PROJECT.to_string(), self.p.name.clone());
+            labels.insert(
+                service::VERSION.to_string(),
+                service::COMPOSE_VERSION.to_string(),
+            );
+            for (k, v) in n["labels"].as_object().into_iter().flatten() {
+                labels.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
+            }
+            progress(self.quiet, "Network", name, "Creating");
+            net.create(
+                &skiff_engine::skiff_net::CreateRequest {
+                    name: name.to_string(),
+                    subnet: ipam["subnet"].as_str().map(String::from),
+                    gateway: ipam["gateway"].as_str().map(String::from),
+                    internal: n["internal"].as_bool().unwrap_or(false),
+                    labels,
+                },
+                &now,
+            )
+            .map_err(skiff_engine::network::net_err)?;
+            progress(self.quiet, "Network", name, "Created");
+        }
+        Ok(())
+    }
+
+    /// Creates the project's named volumes that do not exist yet (external ones must exist).
+    pub fn ensure_volumes(&self) -> Result<()> {
+        let vols = skiff_engine::volumes::Volumes::open(&self.e.root)?;
+        for (key, v) in &self.p.volumes {
+            let name = v["name"].as_str().unwrap_or(key);
+            if vols.get(name).is_ok() {
+                continue;
+            }
+            if v["external"].as_bool() == Some(true) {
+                return Err(Error::Invalid(format!(
+                    "external volume {name:?} not found"
+                )));
+            }
+            let mut labels = BTreeMap::new();
+            labels.insert(service::VOLUME.to_string(), key.clone());
+            labels.insert(PROJECT.to_string(), self.p.name.clone());
+            labels.insert(
+                service::VERSION.to_string(),
+                service::COMPOSE_VERSION.to_string(),
+            );
+            for (k, x) in v["labels"].as_object().into_iter().flatten() {
+                labels.insert(k.clone(), x.as_str().unwrap_or_default().to_string());
+            }
+            let opts: BTreeMap<String, String> = v["driver_opts"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, x)| (k.clone(), x.as_str().unwrap_or_default().to_string()))
+                .collect();
+            progress(self.quiet, "Volume", name, "Creating");
+            vols.create(Some(name), &opts, &labels)?;
+            progress(self.quiet, "Volume", name, "Created");
+        }
+        Ok(())
+    }
+
+    fn first_container(&self, service: &str) -> Option<String> {
+        self.service_containers(service)
+            .ok()?
+            .into_iter()
+            .next()
+            .map(|c| c.name)
+    }
+
+    /// Creates container `n` of a service (its extra networks connected, its aliases set).
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_one(
+        &self,
+        name: &str,
+        svc: &Value,
+        n: u32,
+        image: &str,
+        img: &ImageRecord,
+        oneoff: bool,
+        adjust: &dyn Fn(&mut skiff_engine::create::CreateRequest),
+    ) -> Result<Container> {
+        let first = |s: &str| self.first_container(s);
+        let peers = service::Peers {
+            first_container: &first,
+        };
+        let mut req = service::request(
+            self.p,
+            name,
+            svc,
+            n,
+            image,
+            &img.id.to_string(),
+            oneoff,
+            &peers,
+        )?;
+        adjust(&mut req);
+        let cname = req.name.clone().unwrap_or_default();
+        progress(self.quiet, "Container", &cname, "Creating");
+        let (c, warnings) = skiff_engine::create::create(&self.e, self.images.store(), img, &req)?;
+        for w in warnings {
+            eprintln!("WARNING: {w}");
+        }
+        if svc.get("network_mode").is_none() {
+            let nets = service::networks(self.p, name, svc);
+            let mut aliases: Vec<String> = Vec::new();
+            for (_, a, _) in &nets {
+                for x in a {
+                    if !aliases.contains(x) {
+                        aliases.push(x.clone());
+                    }
+                }
+            }
+            self.e.set_network_aliases(&c.id, &aliases)?;
+            for (net, _, ip) in nets.iter().skip(1) {
+                self.e.connect_network(net, &c.id, ip.as_deref())?;
+            }
+        }
+        progress(self.quiet, "Container", &c.name, "Created");
+        Ok(c)
+    }
+
+    /// Waits for the `depends_on` conditions of `name`.
+    pub fn wait_deps(&self, name: &str, timeout: Option<Duration>) -> Result<()> {
+        let svc = &self.p.services[name];
+        for (dep, spec) in svc["depends_on"].as_object().into_iter().flatten() {
+            if !self.p.services.contains_key(dep) {
+                continue;
+            }
+            let cond = spec["condition"].as_str().unwrap_or("service_started");
+            let required = spec["required"].as_bool().unwrap_or(true);
+            if cond == "service_started" {
+                continue;
+            }
+            let cs = self.service_containers(dep)?;
+            if cs.is_empty() && !required {
+                continue;
+            }
+            for c in cs {
+                let r = self.wait_one(&c, cond, timeout);
+                match r {
+                    Err(e) if !required => eprintln!("WARNING: optional dependency {dep:?}: {e}"),
+                    r => r?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn wait_one(&self, c: &Container, cond: &str, timeout: Option<Duration>) -> Result<()> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        progress(self.quiet, "Container", &c.name, "Waiting");
+        loop {
+            let cur = self.e.container(&c.id)?;
+            match cond {
+                "service_healthy" => {
+                    if !cur.is_active() {
+                        return Err(Error::Invalid(format!(
+                            "dependency failed to start: container {} exited ({})",
+                            cur.name, cur.state.exit_code
+                        )));
+                    }
+                    if cur
+                        .config
+                        .healthcheck
+                        .as_ref()
+                        .is_none_or(|h| h.test.first().map(String::as_str) == Some("NONE"))
+                    {
+                        return Err(Error::Invalid(format!(
+                            "dependency failed to start: container {} has no healthcheck configured",
+                            cur.name
+                        )));
+                    }
+                    match self.e.health(&cur).map(|h| h.status) {
+                        Some(s) if s == "healthy" => {
+                            progress(self.quiet, "Container", &c.name, "Healthy");
+                            return Ok(());
+                        }
+                        Some(s) if s == "unhealthy" => {
+                            return Err(Error::Invalid(format!(
+                                "dependency failed to start: container {} is unhealthy",
+                                cur.name
+                            )))
+                        }
+                        _ => {}
+                    }
+                }
+                _ => {
+                    if !cur.is_active() && cur.state.status != "created" {
+                        if cur.state.exit_code == 0 {
+                            progress(self.quiet, "Container", &c.name, "Exited");
+                            return Ok(());
+                        }
+                        return Err(Error::Invalid(format!(
+                            "service {:?} didn't complete successfully: exit {}",
+                            label(&cur, SERVICE),
+                            cur.state.exit_code
+                        )));
+                    }
+                }
+            }
+            if deadline.is_some_and(|d| Instant::now() > d) {
+                return Err(Error::Invalid(format!(
+                    "timed out waiting for container {} to be {}",
+                    cur.name,
+                    if cond == "service_healthy" {
+                        "healthy"
+                    } else {
+                        "completed"
+                    }
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `up`/`create`: converges the selected services (and their dependencies) and starts
+    /// them; returns the containers of the selected services.
+    pub fn up(&self, o: &UpOpts) -> Result<Vec<Container>> {
+        let targets = self.select(&o.services, !o.no_deps)?;
+        // Images first, so a missing one changes nothing.
+        let mut images = BTreeMap::new();
+        for n in &targets {
+            images.insert(n.clone(), self.image(n, &self.p.services[n], &o.pull)?);
+        }
+        self.ensure_networks(&targets)?;
+        self.ensure_volumes()?;
+        let mut recreated: BTreeSet<String> = BTreeSet::new();
+        let mut out = Vec::new();
+        // A level at a time: its services converged in order, then their containers started
+        // in parallel (their dependencies are in earlier levels, already started and waited for).
+        for level in self.levels(&targets) {
+            let mut to_start: Vec<(String, String)> = Vec::new();
+            for n in &level {
+                let svc = &self.p.services[n];
+                let (image, img) = &images[n];
+                if !o.no_start {
+                    self.wait_deps(n, o.wait_timeout)?;
+                }
+                let hash = service::config_hash(svc, &img.id.to_string());
+                let want = service::replicas(svc, o.scale.get(n).copied());
+                if want > 1 && svc.get("container_name").is_some() {
+                    return Err(Error::Invalid(format!(
+                    "service {n:?}: container_name {:?} can run only one container (scale {want})",
+                    svc["container_name"].as_str().unwrap_or_default()
+                )));
+                }
+                // A dependency this service is bound to (its network namespace, its volumes, or
+                // `restart: true`) was recreated: recreate this one too.
+                let bound: Vec<String> = svc["depends_on"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(_, c)| c["restart"].as_bool() == Some(true))
+                    .map(|(d, _)| d.clone())
+                    .chain(
+                        svc["network_mode"]
+                            .as_str()
+                            .and_then(|m| m.strip_prefix("service:"))
+                            .map(String::from),
+                    )
+                    .chain(
+                        svc["volumes_from"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|v| v.as_str())
+                            .map(|v| v.split(':').next().unwrap_or_default().to_string()),
+                    )
+                    .collect();
+                let dep_changed = bound.iter().any(|d| recreated.contains(d));
+                let mut have: BTreeMap<u32, Container> = BTreeMap::new();
+                let mut extra = Vec::new();
+                for c in self.service_containers(n)? {
+                    let k = number(&c);
+                    if k == 0 || k > want || have.contains_key(&k) {
+                        extra.push((c.id.clone(), c.name.clone()));
+                    } else {
+                        have.insert(k, c);
+                    }
+                }
+                stop_all(&self.e, &extra, o.timeout, true, false, self.quiet)?;
+                let mut mine = Vec::new();
+                for k in 1..=want {
+                    let c = match have.remove(&k) {
+                        Some(c) => {
+                            let stale = label(&c, HASH) != hash;
+                            if !o.no_recreate && (o.force_recreate || stale || dep_changed) {
+                                progress(self.quiet, "Container", &c.name, "Recreate");
+                                stop_all(
+                                    &self.e,
+                                    &[(c.id.clone(), c.name.clone())],
+                                    o.timeout,
+                                    true,
+                                    false,
+                                    true,
+                                )?;
+                                recreated.insert(n.clone());
+                                let c = self.create_one(n, svc, k, image, img, false, &|_| {})?;
+                                progress(self.quiet, "Container", &c.name, "Recreated");
+                                c
+                            } else {
+                                if c.is_active() {
+                                    progress(self.quiet, "Container", &c.name, "Running");
+                                }
+                                c
+                            }
+                        }
+                        None => {
+                            recreated.insert(n.clone());
+                            self.create_one(n, svc, k, image, img, false, &|_| {})?
+                        }
+                    };
+                    mine.push(c);
+                }
+                for c in &mine {
+                    if !self.e.container(&c.id)?.is_active() {
+                        to_start.push((c.id.clone(), c.name.clone()));
+                    }
+                }
+                if o.services.is_empty() || o.services.contains(n) {
+                    out.extend(mine);
+                }
+            }
+            if !o.no_start {
+                start_all(&self.e, &to_start, self.quiet)?;
+            }
+        }
+        self.orphans(o.remove_orphans, o.timeout)?;
+        Ok(out)
+    }
+
+    /// Containers of services no longer in the model: removed with `remove`, else a warning.
+    pub fn orphans(&self, remove: bool, timeout: Option<i64>) -> Result<()> {
+        let known: BTreeSet<&String> = self
+            .p
+            .services
+            .keys()
+            .chain(self.p.disabled.keys())
+            .collect();
+        let orphans: Vec<(String, String)> = self
+            .containers(false)?
+            .into_iter()
+            .filter(|c| !known.contains(&label(c, SERVICE).to_string()))
+            .map(|c| (c.id, c.name))
+            .collect();
+        if orphans.is_empty() {
+            return Ok(());
+        }
+        if remove {
+            stop_all(&self.e, &orphans, timeout, true, false, self.quiet)
+        } else {
+            eprintln!(
+                "WARNING: Found orphan containers ({}) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.",
+                orphans.iter().map(|o| o.1.as_str()).collect::<Vec<_>>().join(", ")
+            );
+            Ok(())
+        }
+    }
+
+    /// `down`: stops and removes the project's containers (dependents first), its networks, and
+    /// with `volumes` its named volumes and anonymous ones.
+    pub fn down(&self, volumes: bool, remove_orphans: bool, timeout: Option<i64>) -> Result<()> {
+        let order = self.p.order()?;
+        let all = self.containers(true)?;
+        let known: BTreeSet<&String> = self
+            .p
+            .services
+            .keys()
+            .chain(self.p.disabled.keys())
+            .collect();
+        // Orphans (and one-off containers) first, then the services in reverse order, a level
+        // at a time: each service's containers in parallel.
+        let mut groups: Vec<Vec<(String, String)>> = Vec::new();
+        let orphans: Vec<(String, String)> = all
+            .iter()
+            .filter(|c| !known.contains(&label(c, SERVICE).to_string()))
+            .map(|c| (c.id.clone(), c.name.clone()))
+            .collect();
+        if !orphans.is_empty() {
+            if remove_orphans {
+                groups.push(orphans);
+            } else {
+                eprintln!(
+                    "WARNING: Found orphan containers ({}) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.",
+                    orphans.iter().map(|o| o.1.as_str()).collect::<Vec<_>>().join(", ")
+                );
+            }
+        }
+        let oneoffs: Vec<(String, String)> = all
+            .iter()
+            .filter(|c| {
+                label(c, ONEOFF) == "True" && known.contains(&label(c, SERVICE).to_string())
+            })
+            .map(|c| (c.id.clone(), c.name.clone()))
+            .collect();
+        if !oneoffs.is_empty() {
+            groups.push(oneoffs);
+        }
+        for level in self.levels(&order).into_iter().rev() {
+            let g: Vec<(String, String)> = all
+                .iter()
+                .filter(|c| {
+                    label(c, ONEOFF) != "True" && level.contains(&label(c, SERVICE).to_string())
+                })
+                .map(|c| (c.id.clone(), c.name.clone()))
+                .collect();
+            if !g.is_empty() {
+                groups.push(g);
+            }
+        }
+        for g in groups {
+            stop_all(&self.e, &g, timeout, true, volumes, self.quiet)?;
+        }
+        let net = self.e.net()?;
+        let now = skiff_engine::proc::now();
+        for n in self.p.networks.values() {
+            if n["external"].as_bool() == Some(true) {
+                continue;
+            }
+            let name = n["name"].as_str().unwrap_or_default();
+            if net.find(name, &now).is_ok() {
+                progress(self.quiet, "Network", name, "Removing");
+                net.remove(name).map_err(skiff_engine::network::net_err)?;
+                progress(self.quiet, "Network", name, "Removed");
+            }
+        }
+        if volumes {
+            let vols = skiff_engine::volumes::Volumes::open(&self.e.root)?;
+            for v in self.p.volumes.values() {
+                if v["external"].as_bool() == Some(true) {
+                    continue;
+                }
+                let name = v["name"].as_str().unwrap_or_default();
+                if vols.get(name).is_ok() {
+                    progress(self.quiet, "Volume", name, "Removing");
+                    vols.remove(name, false)?;
+                    progress(self.quiet, "Volume", name, "Removed");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The services in levels: each level depends only on earlier ones.
+    pub fn levels(&self, order: &[String]) -> Vec<Vec<String>> {
+        let mut level: BTreeMap<&str, usize> = BTreeMap::new();
+        for n in order {
+            let l = self.p.services[n]["depends_on"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(d, _)| level.get(d.as_str()).map(|x| x + 1))
+                .max()
+                .unwrap_or(0);
+            level.insert(n, l);
+        }
+        let mut out: Vec<Vec<String>> = Vec::new();
+        for (n, l) in level {
+            while out.len() <= l {
+                out.push(Vec::new());
+            }
+            out[l].push(n.to_string());
+        }
+        out
+    }
+
+    /// The directory holding a container's log.
+    pub fn log_path(&self, c: &Container) -> PathBuf {
+        self.e.container_dir(&c.id).join("ctr.log")
+    }
+}
