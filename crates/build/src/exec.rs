@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 use sha2::Digest as _;
@@ -1183,7 +1182,6 @@ impl<'a> Builder<'a> {
                 }
             }
         }
-        let t0 = Instant::now();
         let lowers = st.lowers(self.store)?;
         let tmp = self.store.temp_dir("build")?;
         let r = (|| -> Result<(Digest, u64, Digest), BuildError> {
@@ -1226,7 +1224,6 @@ impl<'a> Builder<'a> {
         st.key = key.clone();
         let (mdesc, _) = st.persist(self.store)?;
         self.cache.put(&key, &mdesc.digest, created_by, size)?;
-        let _ = t0;
         p.done(v);
         Ok(())
     }
@@ -1895,29 +1892,22 @@ impl<'a> Builder<'a> {
                     .map_err(io)?;
                 }
             }
-            for (pattern, f) in &found {
+            for (_, f) in &found {
                 // ADD: a local tar archive is extracted into the destination directory.
-                if add && !f.is_dir {
-                    if let Some(kind) = archive_kind(&src_dir, &f.rel) {
-                        let dfd = copy::mkdir_all(root.as_fd(), &dest_rel, own).map_err(io)?;
-                        let file = sys::open_in_root(
-                            sroot.fd.as_fd(),
-                            Path::new(&f.rel),
-                            libc::O_RDONLY,
-                            0,
-                        )
-                        .map_err(io)?;
-                        let _ = kind;
-                        let rd = skiff_image::compress::decompress(std::fs::File::from(file))
+                if add && !f.is_dir && is_archive(&src_dir, &f.rel) {
+                    let dfd = copy::mkdir_all(root.as_fd(), &dest_rel, own).map_err(io)?;
+                    let file =
+                        sys::open_in_root(sroot.fd.as_fd(), Path::new(&f.rel), libc::O_RDONLY, 0)
                             .map_err(io)?;
-                        let dpath = PathBuf::from(format!(
-                            "/proc/self/fd/{}",
-                            std::os::fd::AsRawFd::as_raw_fd(&dfd)
-                        ));
-                        skiff_image::unpack::unpack_layer(rd, &dpath, &Default::default())
-                            .map_err(|e| b.err(i, format!("ADD {}: extract: {e}", f.rel)))?;
-                        continue;
-                    }
+                    let rd =
+                        skiff_image::compress::decompress(std::fs::File::from(file)).map_err(io)?;
+                    let dpath = PathBuf::from(format!(
+                        "/proc/self/fd/{}",
+                        std::os::fd::AsRawFd::as_raw_fd(&dfd)
+                    ));
+                    skiff_image::unpack::unpack_layer(rd, &dpath, &Default::default())
+                        .map_err(|e| b.err(i, format!("ADD {}: extract: {e}", f.rel)))?;
+                    continue;
                 }
                 let base_name = f.rel.rsplit('/').next().unwrap_or(&f.rel).to_string();
                 if c.parents {
@@ -1937,7 +1927,6 @@ impl<'a> Builder<'a> {
                         .map_err(io)?;
                     continue;
                 }
-                let _ = pattern;
                 if f.is_dir {
                     // A directory's contents go into the destination.
                     let dfd = copy::mkdir_all(root.as_fd(), &dest_rel, own).map_err(io)?;
@@ -1982,7 +1971,11 @@ impl Drop for TempDir {
 }
 
 /// Whether a context file is a tar archive (plain or compressed) that ADD extracts.
-fn archive_kind(ctx: &Path, rel: &str) -> Option<&'static str> {
+fn is_archive(ctx: &Path, rel: &str) -> bool {
+    archive_head(ctx, rel).is_some()
+}
+
+fn archive_head(ctx: &Path, rel: &str) -> Option<()> {
     use std::io::Read;
     let d = sys::open_dir(ctx).ok()?;
     let f = sys::open_in_root(d.as_fd(), Path::new(rel), libc::O_RDONLY, 0).ok()?;
@@ -1996,5 +1989,5 @@ fn archive_kind(ctx: &Path, rel: &str) -> Option<&'static str> {
             Err(_) => return None,
         }
     }
-    (n >= 262 && &head[257..262] == b"ustar").then_some("tar")
+    (n >= 262 && &head[257..262] == b"ustar").then_some(())
 }

@@ -550,6 +550,7 @@ pub fn builder(cli: &Cli, c: &BuilderCommand) -> Result<i32> {
     let cache = skiff_build::cache::Cache::open(&cli.root)?;
     match c {
         BuilderCommand::Prune(a) => {
+            // -a/-f: there is no dangling/used distinction to make and no prompt to skip.
             let _ = (a.all, a.force);
             let mut before = None;
             for f in &a.filter {
@@ -566,7 +567,7 @@ pub fn builder(cli: &Cli, c: &BuilderCommand) -> Result<i32> {
                     }
                 }
             }
-            let (n, bytes) = cache.prune(before)?;
+            let (_, bytes) = cache.prune(before)?;
             if before.is_none() {
                 // RUN --mount=type=cache directories go too (each under its lock).
                 let dir = cli.root.join("builder").join("cache");
@@ -585,7 +586,6 @@ pub fn builder(cli: &Cli, c: &BuilderCommand) -> Result<i32> {
             }
             let store = Store::open(&cli.root)?;
             let gc = store.gc()?;
-            let _ = n;
             println!(
                 "Total:\t{}",
                 skiff_image::time::human_size(bytes.max(gc.bytes))
