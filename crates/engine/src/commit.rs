@@ -305,6 +305,40 @@ fn layer_tar<W: Write>(
     Ok(())
 }
 
+/// Writes an overlay upper directory into the content store as a gzip OCI layer (whiteouts
+/// as `.wh.` entries, the engine's mount point files left out); returns the blob's digest and
+/// size and the layer's diff id. `what` names the owner in errors; `skip` lists absolute paths
+/// left out with everything below them. Also used by skiff-build.
+pub fn write_layer(
+    store: &Store,
+    upper: &Path,
+    what: &str,
+    skip: &[&str],
+) -> Result<(Digest, u64, Digest)> {
+    let ufd = sys::open_dir(upper).map_err(io_err(format!("open {}", upper.display())))?;
+    let blob = store.blob_writer()?;
+    let gz = flate2::write::GzEncoder::new(blob, flate2::Compression::new(3));
+    let mut b = tar::Builder::new(HashingWriter::new(gz));
+    layer_tar(
+        &mut b,
+        ufd.as_fd(),
+        Path::new(""),
+        &mut BTreeMap::new(),
+        skip,
+    )
+    .map_err(io_err(format!("archive changes of {what}")))?;
+    let hw = b
+        .into_inner()
+        .map_err(io_err(format!("archive changes of {what}")))?;
+    let diff_id = hw.hasher.clone().finish();
+    let blob = hw
+        .inner
+        .finish()
+        .map_err(io_err(format!("compress layer of {what}")))?;
+    let (layer_digest, layer_size) = blob.commit(None)?;
+    Ok((layer_digest, layer_size, diff_id))
+}
+
 /// Options of `commit`.
 #[derive(Debug, Clone)]
 pub struct CommitOptions {
@@ -414,28 +448,7 @@ pub fn commit_layer(
         .map_err(|err| Error::Other(format!("image config {}: {err}", parent.id)))?;
 
     // The layer.
-    let what = &l.what;
-    let ufd = sys::open_dir(l.upper).map_err(io_err(format!("open {}", l.upper.display())))?;
-    let blob = store.blob_writer()?;
-    let gz = flate2::write::GzEncoder::new(blob, flate2::Compression::new(3));
-    let mut b = tar::Builder::new(HashingWriter::new(gz));
-    layer_tar(
-        &mut b,
-        ufd.as_fd(),
-        Path::new(""),
-        &mut BTreeMap::new(),
-        l.skip,
-    )
-    .map_err(io_err(format!("archive changes of {what}")))?;
-    let hw = b
-        .into_inner()
-        .map_err(io_err(format!("archive changes of {what}")))?;
-    let diff_id = hw.hasher.clone().finish();
-    let blob = hw
-        .inner
-        .finish()
-        .map_err(io_err(format!("compress layer of {what}")))?;
-    let (layer_digest, layer_size) = blob.commit(None)?;
+    let (layer_digest, layer_size, diff_id) = write_layer(store, l.upper, &l.what, l.skip)?;
 
     // The config: the parent's, with the container's process settings, then --change.
     let now = skiff_image::time::rfc3339(skiff_image::time::now_unix());

@@ -9,6 +9,7 @@
 // In the unit-test build the harness supplies `main`, so the entry point below is unused there.
 #![cfg_attr(test, allow(dead_code))]
 
+mod build;
 mod compose;
 mod containers;
 mod debug;
@@ -99,6 +100,11 @@ pub enum Command {
     Completion(system::CompletionArgs),
     /// Write man pages for skiff and every subcommand into DIR
     GenerateMan(system::ManArgs),
+    /// Build an image from a Dockerfile
+    Build(Box<build::BuildArgs>),
+    /// Manage builds (prune, du)
+    #[command(subcommand)]
+    Builder(build::BuilderCommand),
     /// Open a shell with tools in a container or image, even one without a shell
     Debug(debug::DebugArgs),
     /// Explain what isolates a container (or what an image would run with)
@@ -197,6 +203,9 @@ fn cli_main() {
     if argv.get(1).map(String::as_str) == Some("monitor") {
         std::process::exit(containers::monitor(&argv[2..]));
     }
+    if argv.get(1).map(String::as_str) == Some(skiff_build::run::STEP_COMMAND) {
+        std::process::exit(skiff_build::run::step_main(&argv[2..]));
+    }
     let cli = match fast_run_parse(&argv)
         .map(Ok)
         .unwrap_or_else(|| Cli::try_parse_from(&argv))
@@ -230,11 +239,13 @@ fn cli_main() {
         std::process::exit(fscmds::run(&cli, c));
     }
     match &cli.command {
+        Command::Build(a) => std::process::exit(build::build(&cli, a)),
         Command::Debug(a) => std::process::exit(debug::debug(&cli, a)),
         Command::Explain(a) => std::process::exit(debug::explain(&cli, a)),
         _ => {}
     }
     let r = match &cli.command {
+        Command::Builder(c) => build::builder(&cli, c),
         Command::Volume(c) => volumes::run(&cli, c),
         Command::Network(c) => networks::run(&cli, c),
         Command::System(_)
