@@ -516,6 +516,22 @@ fn exec_env_user_workdir_and_exit_codes() {
         "65534\n"
     );
     assert_eq!(env.ok(&["exec", "-w", "/tmp", "ex", "pwd"]), "/tmp\n");
+    // After the image (run) or the container (exec) every word is the command's, even one that
+    // looks like a flag of skiff's (`-c` is --cpu-shares, `-t` --tty), as with docker.
+    assert_eq!(
+        env.ok(&[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "sh",
+            "busybox",
+            "-c",
+            "echo e $0"
+        ]),
+        "e sh\n"
+    );
+    // `exec ex -w …`: "-w" is the program (not found: 127), not --workdir.
+    assert_eq!(code(&env.sk(&["exec", "ex", "-w", "/tmp"])), 127);
     assert_eq!(code(&env.sk(&["exec", "ex", "sh", "-c", "exit 7"])), 7);
     let o = env.sk(&["exec", "ex", "nosuchcmd"]);
     assert_eq!(code(&o), 127, "{}", stderr(&o));
