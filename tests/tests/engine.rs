@@ -1488,6 +1488,12 @@ fn namespace_modes_host_container_and_none() {
         "grep -c ' /dev/shm ' /proc/mounts || true",
     ]);
     assert_eq!(o.trim(), "0");
+    // --network none: a namespace of its own whose loopback is up, as docker's.
+    let o = env.ok(&[
+        "run", "--rm", "--network", "none", "busybox", "sh", "-c",
+        "ip -o link show | grep -v ' lo:' | wc -l; ping -c 1 -W 5 127.0.0.1 | grep -c '1 packets received'",
+    ]);
+    assert_eq!(o.split_whitespace().collect::<Vec<_>>(), ["0", "1"], "{o}");
     // --ipc host: the host's /dev/shm.
     let host_shm = std::path::Path::new("/dev/shm").join(skiff_tests::unique("skiff-ipc-host"));
     std::fs::write(&host_shm, "host shm\n").unwrap();

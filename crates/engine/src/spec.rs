@@ -287,6 +287,18 @@ pub fn build(
     let mut v = serde_json::to_value(&spec).map_err(|e| Error::Other(e.to_string()))?;
     crate::hostflags::apply_spec(&h.extra, &mut v, &ns, &gids)?;
     shm_source(&h.extra.ipc_mode, dir, &mut v)?;
+    // A network namespace of its own with no network (`--network none`): loopback up, as
+    // docker's sandbox has it (the runtime does it on this annotation).
+    let new_netns = v["linux"]["namespaces"].as_array().is_some_and(|l| {
+        l.iter()
+            .any(|n| n["type"] == "network" && n.get("path").is_none())
+    });
+    if new_netns {
+        if !v["annotations"].is_object() {
+            v["annotations"] = serde_json::json!({});
+        }
+        v["annotations"][skiff_runtime::init::LOOPBACK_ANNOTATION] = "up".into();
+    }
     if let Some(reqs) = &h.extra.device_requests {
         // dir is <root>/containers/<id>; the CDI spec directories are the engine's settings.
         let root = dir

@@ -157,6 +157,15 @@ fn setup(a: &mut InitArgs) -> Result<Started> {
             }
         }
     }
+    if has(plan, libc::CLONE_NEWNET)
+        && a.spec
+            .annotations()
+            .as_ref()
+            .and_then(|m| m.get(LOOPBACK_ANNOTATION))
+            .is_some_and(|v| v == "up")
+    {
+        loopback_up()?;
+    }
     let ctx = rootfs::Ctx {
         spec: a.spec,
         rootfs: a.rootfs.clone(),
@@ -493,4 +502,41 @@ pub fn check_executable(p: &oci_spec::runtime::Process) -> Result<()> {
     let env = process::build_env(p);
     let args = p.args().clone().unwrap_or_default();
     process::find_executable(&args[0], &env).map(|_| ())
+}
+
+/// Annotation asking the runtime to bring `lo` up in a network namespace it creates (docker's
+/// `--network none` has a working loopback; runc leaves it down, so without the annotation
+/// skiff-runtime does too).
+pub const LOOPBACK_ANNOTATION: &str = "io.skiff.network.loopback";
+
+/// Sets `lo` up in the current network namespace (one ioctl on a datagram socket).
+fn loopback_up() -> Result<()> {
+    let sys = |what: &str| Error::Sys {
+        what: format!("loopback: {what}"),
+        errno: nix::errno::Errno::last(),
+    };
+    // SAFETY: plain socket(2) call; the fd is closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(sys("socket"));
+    }
+    // SAFETY: an all-zero ifreq is valid; the name fits (3 bytes with its NUL).
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: ioctls on our socket with an ifreq we own; the union's flags member is the one
+    // SIOCGIFFLAGS/SIOCSIFFLAGS use.
+    let r = unsafe {
+        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr) < 0 {
+            -1
+        } else {
+            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr)
+        }
+    };
+    let err = (r < 0).then(|| sys("set lo up"));
+    // SAFETY: closing the socket we opened.
+    unsafe { libc::close(fd) };
+    err.map_or(Ok(()), Err)
 }
