@@ -250,7 +250,20 @@ pub fn container_json(e: &Engine, c: &Container) -> Value {
 fn network_settings_live(e: &Engine, c: &Container, eps: &[skiff_net::Endpoint]) -> Value {
     if eps.is_empty() {
         // No endpoint (none, host, or the bridge switched off): docker's shape, values unset.
-        return network_settings(c);
+        let mut v = network_settings(c);
+        let mode = c.host_config.network_mode.as_str();
+        if c.network_detached {
+            v["Networks"] = json!({});
+        } else if matches!(mode, "host" | "none") {
+            // docker's built-in networks have ids (stable, kept in the state database).
+            if let Ok((id, _)) = e.net().and_then(|n| {
+                n.builtin(mode, &crate::proc::now())
+                    .map_err(crate::network::net_err)
+            }) {
+                v["Networks"][mode]["NetworkID"] = json!(id);
+            }
+        }
+        return v;
     }
     let mut ports = serde_json::Map::new();
     if crate::network::is_bridge(&c.host_config.network_mode) {
@@ -278,6 +291,16 @@ fn network_settings_live(e: &Engine, c: &Container, eps: &[skiff_net::Endpoint])
         v["Gateway"] = json!(ep.network.gateway.to_string());
         v["IPAddress"] = json!(ep.ip.to_string());
         v["IPPrefixLen"] = json!(ep.network.prefix);
+        if ep.network.name != "bridge" {
+            // docker 28: Aliases are the given ones; DNSNames every name the embedded DNS
+            // answers for it (name, aliases, short id, hostname).
+            if !c.network_aliases.is_empty() {
+                v["Aliases"] = json!(c.network_aliases);
+            }
+            v["DNSNames"] = json!(crate::network::dns_names(c));
+        } else {
+            v["DNSNames"] = Value::Null;
+        }
         v
     };
     let mut networks = serde_json::Map::new();

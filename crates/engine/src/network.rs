@@ -35,10 +35,10 @@ pub fn port_bindings(publish: &[String]) -> Result<BTreeMap<String, Vec<PortBind
                 .or_default()
                 .push(PortBinding {
                     host_ip: r.host_ip.map(|i| i.to_string()).unwrap_or_default(),
-                    host_port: if r.host_port == 0 {
-                        String::new()
-                    } else {
-                        r.host_port.to_string()
+                    host_port: match (r.host_port, r.host_port_end) {
+                        (0, _) => String::new(),
+                        (a, b) if b > a => format!("{a}-{b}"),
+                        (a, _) => a.to_string(),
                     },
                 });
         }
@@ -116,6 +116,11 @@ impl Engine {
             return Ok(());
         }
         let net = self.net()?;
+        if c.network_detached {
+            net.attach_bare(&c.id, &c.name).map_err(net_err)?;
+            self.write_hosts(&net, &c.id, true);
+            return Ok(());
+        }
         let n = net
             .find(&c.host_config.network_mode, &crate::proc::now())
             .map_err(net_err)?;
@@ -186,31 +191,47 @@ impl Engine {
         let mut s = String::from(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
         );
+        let host = match c.config.domainname.as_str() {
+            "" => c.config.hostname.clone(),
+            d => format!("{}.{d}\t{}", c.config.hostname, c.config.hostname),
+        };
         if let Some(e) = mine.first() {
-            // On a user network the container's own name resolves too, as with docker's DNS.
-            if e.network.name != "bridge" && c.name != c.config.hostname {
-                s.push_str(&format!("{}\t{}\t{}\n", e.ip, c.config.hostname, c.name));
+            // On a user network the container's own names resolve too, as with docker's DNS.
+            if e.network.name != "bridge" {
+                let names: Vec<String> = dns_names(&c)
+                    .into_iter()
+                    .filter(|n| *n != c.config.hostname)
+                    .collect();
+                s.push_str(&format!("{}\t{host}", e.ip));
+                for n in names {
+                    s.push('\t');
+                    s.push_str(&n);
+                }
+                s.push('\n');
             } else {
-                s.push_str(&format!("{}\t{}\n", e.ip, c.config.hostname));
+                s.push_str(&format!("{}\t{host}\n", e.ip));
             }
         }
-        if let Ok(extra) = extra_hosts(c.host_config.extra_hosts.as_deref().unwrap_or_default()) {
+        let gw = mine.first().map(|e| e.network.gateway);
+        if let Ok(extra) = extra_hosts(c.host_config.extra_hosts.as_deref().unwrap_or_default(), gw)
+        {
             s.push_str(&extra.join(""));
         }
         let mut seen = std::collections::BTreeSet::new();
         for p in &others {
-            if seen.insert(p.container.clone()) {
-                let aliases: String = self
-                    .get(&p.container)
-                    .ok()
-                    .flatten()
-                    .map(|pc| pc.network_aliases)
-                    .unwrap_or_default()
-                    .iter()
-                    .filter(|a| **a != p.name)
-                    .map(|a| format!("\t{a}"))
-                    .collect();
-                s.push_str(&format!("{}\t{}{aliases}\n", p.ip, p.name));
+            if seen.insert((p.container.clone(), p.ip)) {
+                // Its name, aliases and short id (docker 28's DNSNames), by its current name.
+                let names = match self.get(&p.container).ok().flatten() {
+                    Some(pc) => {
+                        let mut v = dns_names(&pc);
+                        if v.first() != Some(&p.name) {
+                            v.insert(0, p.name.clone());
+                        }
+                        v
+                    }
+                    None => vec![p.name.clone()],
+                };
+                s.push_str(&format!("{}\t{}\n", p.ip, names.join("\t")));
             }
         }
         let path = self.container_dir(id).join("hosts");
@@ -225,7 +246,7 @@ impl Engine {
         }
         if peers {
             for p in others {
-                if seen.remove(&p.container) {
+                if seen.remove(&(p.container.clone(), p.ip)) {
                     self.write_hosts(net, &p.container, false);
                 }
             }
@@ -269,8 +290,25 @@ impl Engine {
     }
 }
 
-/// `--add-host host:ip` (or `host=ip`) values as /etc/hosts lines.
-pub fn extra_hosts(v: &[String]) -> Result<Vec<String>> {
+/// The names a container answers to on a user network, docker 28's `DNSNames`: its name, its
+/// aliases, its short id and its hostname, without repeats.
+pub fn dns_names(c: &Container) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    let all = std::iter::once(c.name.clone())
+        .chain(c.network_aliases.iter().cloned())
+        .chain(std::iter::once(c.short_id().to_string()))
+        .chain(std::iter::once(c.config.hostname.clone()));
+    for n in all {
+        if !n.is_empty() && !v.contains(&n) {
+            v.push(n);
+        }
+    }
+    v
+}
+
+/// `--add-host host:ip` (or `host=ip`) values as /etc/hosts lines; `host-gateway` stands for
+/// `gateway`, the gateway of the container's network (`None`: not known yet, checked only).
+pub fn extra_hosts(v: &[String], gateway: Option<std::net::Ipv4Addr>) -> Result<Vec<String>> {
     v.iter()
         .map(|h| {
             let (name, ip) = h
@@ -278,6 +316,12 @@ pub fn extra_hosts(v: &[String]) -> Result<Vec<String>> {
                 .or_else(|| h.split_once(':'))
                 .ok_or_else(|| Error::Invalid(format!("bad format for add-host: \"{h}\"")))?;
             let ip = ip.trim_start_matches('[').trim_end_matches(']');
+            if ip == "host-gateway" && !name.is_empty() {
+                return Ok(match gateway {
+                    Some(g) => format!("{g}\t{name}\n"),
+                    None => String::new(),
+                });
+            }
             if name.is_empty() || ip.parse::<std::net::IpAddr>().is_err() {
                 return Err(Error::Invalid(format!(
                     "invalid IP address in add-host: \"{ip}\""
@@ -423,12 +467,6 @@ impl Engine {
             .ok_or_else(|| Error::NoSuchContainer(container.into()))?;
         let net = self.net()?;
         let n = net.find(network, &crate::proc::now()).map_err(net_err)?;
-        if n.name == c.host_config.network_mode {
-            return Err(Error::Invalid(format!(
-                "container {}: network \"{}\" is the one it was created on; skiff disconnects only networks added with network connect",
-                c.name, n.name
-            )));
-        }
         let peers: Vec<String> = net
             .endpoints_of(&n)
             .map_err(net_err)?
@@ -437,6 +475,14 @@ impl Engine {
             .filter(|p| *p != id)
             .collect();
         net.disconnect(&n, &id, &c.name).map_err(net_err)?;
+        if n.name == c.host_config.network_mode && !c.network_detached {
+            // docker allows it: the container keeps its NetworkMode and is on no network (or
+            // the ones connected since) until connected again.
+            let mut c = c.clone();
+            c.network_detached = true;
+            self.set_record(&c)?;
+            crate::create::write_record(&self.container_dir(&id), &c)?;
+        }
         self.write_hosts(&net, &id, false);
         for p in peers {
             self.write_hosts(&net, &p, false);

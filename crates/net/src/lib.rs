@@ -128,7 +128,20 @@ pub struct CreateRequest {
     pub internal: bool,
     /// `--label`.
     pub labels: std::collections::BTreeMap<String, String>,
+    /// `--ip-range` (CIDR inside the subnet).
+    pub ip_range: Option<String>,
+    /// `--attachable`.
+    pub attachable: bool,
+    /// `--opt k=v` (`com.docker.network.bridge.name` names the bridge).
+    pub options: std::collections::BTreeMap<String, String>,
+    /// `--ipv6`.
+    pub ipv6: bool,
+    /// `--subnet` values that are IPv6 (with `--ipv6`; a ULA /64 is picked when absent).
+    pub subnet6: Option<String>,
 }
+
+/// The option naming a network's bridge device.
+pub const BRIDGE_NAME_OPT: &str = "com.docker.network.bridge.name";
 
 /// What attaching a container asks for.
 #[derive(Debug, Clone, Default)]
@@ -262,6 +275,7 @@ impl<'a> Net<'a> {
             created: created.to_string(),
             internal: false,
             labels: Default::default(),
+            extra: Default::default(),
         };
         match store::insert_network(self.conn, &n) {
             Ok(()) => Ok(n),
@@ -281,6 +295,11 @@ impl<'a> Net<'a> {
         store::network(self.conn, s)?.ok_or_else(|| Error::NotFound(s.to_string()))
     }
 
+    /// The stable id and creation time of docker's built-in `host` or `none` network.
+    pub fn builtin(&self, name: &str, created: &str) -> Result<(String, String)> {
+        store::builtin(self.conn, name, &new_id(), created)
+    }
+
     /// All networks (the default one included once it was used).
     pub fn list(&self, created: &str) -> Result<Vec<Network>> {
         self.default_network(created)?;
@@ -296,8 +315,16 @@ impl<'a> Net<'a> {
             )));
         }
         if matches!(name.as_str(), "bridge" | "host" | "none" | "default") {
+            // dockerd's words.
+            return Err(Error::Invalid(
+                format!("operation is not permitted on predefined {name} network ")
+                    .trim_end()
+                    .to_string(),
+            ));
+        }
+        if req.ipv6 || req.subnet6.is_some() {
             return Err(Error::Invalid(format!(
-                "network \"{name}\": {name} is a pre-defined network and cannot be created"
+                "network \"{name}\": --ipv6 is not supported yet"
             )));
         }
         self.default_network(created)?;
@@ -323,9 +350,50 @@ impl<'a> Net<'a> {
             }
             None => Ipv4Addr::from(u32::from(subnet) + 1),
         };
+        if let Some(r) = &req.ip_range {
+            let ok = store::parse_cidr(r)
+                .filter(|(a, l)| *l >= prefix && store::in_subnet(*a, subnet, prefix));
+            if ok.is_none() {
+                return Err(Error::Invalid(format!(
+                    "network \"{name}\": invalid --ip-range {r}: not a CIDR inside subnet {subnet}/{prefix}"
+                )));
+            }
+        }
         let id = new_id();
+        let bridge = match req.options.get(BRIDGE_NAME_OPT) {
+            Some(b) => {
+                if b.is_empty()
+                    || b.len() > 15
+                    || !b
+                        .bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c))
+                {
+                    return Err(Error::Invalid(format!(
+                        "network \"{name}\": invalid bridge name \"{b}\" (1 to 15 of [a-zA-Z0-9_.-])"
+                    )));
+                }
+                if quick_link(b).is_some() {
+                    return Err(Error::Invalid(format!(
+                        "network \"{name}\": bridge name {b}: a link of that name exists on the host"
+                    )));
+                }
+                b.clone()
+            }
+            None => format!("br-{}", &id[..12]),
+        };
+        let extra = store::Extra {
+            ip_range: req
+                .ip_range
+                .as_deref()
+                .and_then(store::parse_cidr)
+                .map(|(a, l)| format!("{a}/{l}")),
+            attachable: req.attachable,
+            options: req.options.clone(),
+            subnet6: None,
+            gateway6: None,
+        };
         let n = Network {
-            bridge: format!("br-{}", &id[..12]),
+            bridge,
             id,
             name: name.clone(),
             subnet,
@@ -334,6 +402,7 @@ impl<'a> Net<'a> {
             created: created.to_string(),
             internal: req.internal,
             labels: req.labels.clone(),
+            extra,
         };
         store::insert_network(self.conn, &n)?;
         Ok(n)
@@ -581,7 +650,7 @@ impl<'a> Net<'a> {
         let bridge = self.ensure_bridge(nl, n)?;
         let host_if = veth_name(&ep.endpoint_id);
         let _ = nl.del_link(&host_if);
-        let mut k = 1;
+        let mut k = 0;
         while inner.link(&format!("eth{k}"))?.is_some() {
             k += 1;
         }
@@ -598,7 +667,34 @@ impl<'a> Net<'a> {
             Error::Netlink(format!("{name} missing in the container's namespace"))
         })?;
         inner.add_addr(l.index, ep.ip, n.prefix)?;
-        inner.set_up_mtu(l.index, bridge.mtu)
+        inner.set_up_mtu(l.index, bridge.mtu)?;
+        if k == 0 && !n.internal {
+            // The container's only interface (its first network was disconnected): it routes.
+            inner.add_default_route(n.gateway)?;
+        }
+        Ok(())
+    }
+
+    /// Starts a container whose first network was disconnected (`network disconnect`): a
+    /// namespace with the networks it was connected to since, the first as `eth0`.
+    pub fn attach_bare(&self, container: &str, name: &str) -> Result<()> {
+        let ctx = |e: Error| Error::Invalid(format!("container {name}: networks: {e}"));
+        let path = self.netns_path(container);
+        netns::remove(&path);
+        let (nsf, mut inner) = netns::create(&path).map_err(ctx)?;
+        let r = (|| -> Result<()> {
+            inner.set_up(1)?;
+            let mut nl = netlink::Netlink::open()?;
+            for ep in store::endpoints(self.conn, Some(container))? {
+                self.plumb(&mut nl, &nsf, &mut inner, &ep)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = r {
+            netns::remove(&path);
+            return Err(ctx(e));
+        }
+        Ok(())
     }
 
     /// `network connect`: an address on `n` for the container, plumbed now when it runs
@@ -675,18 +771,34 @@ impl<'a> Net<'a> {
                 .host_ip
                 .map(|i| i.to_string())
                 .unwrap_or_else(|| "0.0.0.0".into());
-            let clash = |p: &Published| {
+            let clash = |p: &Published, port: u16| {
                 p.proto == r.proto
-                    && p.host_port == r.host_port
+                    && p.host_port == port
                     && (p.host_ip == ip || p.host_ip == "0.0.0.0" || ip == "0.0.0.0")
             };
-            if r.host_port != 0 && (others.iter().any(clash) || out.iter().any(clash)) {
-                return Err(Error::Invalid(format!(
-                    "Bind for {ip}:{} failed: port is already allocated",
-                    r.host_port
-                )));
-            }
-            let hp = ports::reserve(r.host_ip, r.host_port, &r.proto)?;
+            let taken = |port: u16| {
+                others.iter().any(|p| clash(p, port)) || out.iter().any(|p| clash(p, port))
+            };
+            let hp = if r.host_port_end > r.host_port {
+                // A host range for one container port: the first free one, as docker.
+                (r.host_port..=r.host_port_end)
+                    .filter(|p| !taken(*p))
+                    .find_map(|p| ports::reserve(r.host_ip, p, &r.proto).ok())
+                    .ok_or_else(|| {
+                        Error::Invalid(format!(
+                            "Bind for {ip}:{}-{} failed: all ports are allocated",
+                            r.host_port, r.host_port_end
+                        ))
+                    })?
+            } else {
+                if r.host_port != 0 && taken(r.host_port) {
+                    return Err(Error::Invalid(format!(
+                        "Bind for {ip}:{} failed: port is already allocated",
+                        r.host_port
+                    )));
+                }
+                ports::reserve(r.host_ip, r.host_port, &r.proto)?
+            };
             out.push(Published {
                 host_ip: ip,
                 host_port: hp,

@@ -10,8 +10,11 @@ use crate::{Error, Result};
 pub struct PortRequest {
     /// Host address (`None` = all).
     pub host_ip: Option<Ipv4Addr>,
-    /// Host port (0 = any free).
+    /// Host port (0 = any free); with `host_port_end`, the first of a range.
     pub host_port: u16,
+    /// Last port of a host range given for one container port (`8000-8010:80`: the first free
+    /// one is taken), 0 otherwise.
+    pub host_port_end: u16,
     /// Container port.
     pub port: u16,
     /// `tcp`, `udp` or `sctp`.
@@ -75,9 +78,14 @@ pub fn parse(v: &str) -> Result<Vec<PortRequest>> {
     };
     if h0 != 0 && h1 - h0 != c1 - c0 {
         if c0 == c1 && h1 > h0 {
-            return Err(Error::Invalid(format!(
-                "\"{v}\": a host port range for one container port is not supported; give one host port"
-            )));
+            // docker: one container port, a host range to pick a free port from.
+            return Ok(vec![PortRequest {
+                host_ip,
+                host_port: h0,
+                host_port_end: h1,
+                port: c0,
+                proto,
+            }]);
         }
         return Err(Error::Invalid(format!(
             "invalid ranges specified for container and host Ports: {ctr} and {host}"
@@ -88,6 +96,7 @@ pub fn parse(v: &str) -> Result<Vec<PortRequest>> {
         .map(|(i, port)| PortRequest {
             host_ip,
             host_port: if h0 == 0 { 0 } else { h0 + i as u16 },
+            host_port_end: 0,
             port,
             proto: proto.clone(),
         })
@@ -133,6 +142,7 @@ mod tests {
             vec![PortRequest {
                 host_ip: None,
                 host_port: 8080,
+                host_port_end: 0,
                 port: 80,
                 proto: "tcp".into()
             }]
@@ -148,6 +158,20 @@ mod tests {
         assert_eq!(p.len(), 3);
         assert_eq!((p[2].host_port, p[2].port), (8002, 82));
         assert!(parse("8000-8002:80-81").is_err());
+        let p = parse("127.0.0.1:9000-9001:80-81/udp").unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(
+            (p[1].host_port, p[1].port, p[1].proto.as_str()),
+            (9001, 81, "udp")
+        );
+        assert_eq!(p[1].host_ip, Some(Ipv4Addr::LOCALHOST));
+        let p = parse("8000-8010:80").unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!(
+            (p[0].host_port, p[0].host_port_end, p[0].port),
+            (8000, 8010, 80)
+        );
+        assert!(parse("8010-8000:80").is_err());
         assert!(parse("x:80").is_err());
         assert!(parse("80/icmp").is_err());
         assert_eq!(publish_all(&["53/udp".into()]).unwrap()[0].proto, "udp");

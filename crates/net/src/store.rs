@@ -23,6 +23,11 @@ CREATE TABLE IF NOT EXISTS networks(
   internal INTEGER NOT NULL DEFAULT 0,
   labels TEXT NOT NULL DEFAULT '{}'
 );
+CREATE TABLE IF NOT EXISTS builtin_networks(
+  name TEXT PRIMARY KEY,
+  id TEXT NOT NULL,
+  created TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS endpoints(
   network TEXT NOT NULL,
   container TEXT NOT NULL,
@@ -40,10 +45,60 @@ pub(crate) fn db(what: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
     move |e| Error::Db(what.to_string(), e)
 }
 
-/// Creates the tables if needed.
+/// Creates the tables if needed (and the `extra` column of databases made before it).
 pub fn init(conn: &Connection) -> Result<()> {
     conn.execute_batch(SCHEMA)
-        .map_err(db("create network tables"))
+        .map_err(db("create network tables"))?;
+    let has_extra: bool = conn
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('networks') WHERE name = 'extra'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(db("read network table"))?
+        > 0;
+    if !has_extra {
+        match conn.execute_batch("ALTER TABLE networks ADD COLUMN extra TEXT NOT NULL DEFAULT '{}'")
+        {
+            Ok(()) => {}
+            // A concurrent command added it first.
+            Err(e) if e.to_string().contains("duplicate column") => {}
+            Err(e) => return Err(Error::Db("add network column".into(), e)),
+        }
+    }
+    Ok(())
+}
+
+/// The stable id of docker's built-in network `name` (`host` or `none`), recorded on first use
+/// with its creation time.
+pub fn builtin(conn: &Connection, name: &str, id: &str, created: &str) -> Result<(String, String)> {
+    conn.execute(
+        "INSERT OR IGNORE INTO builtin_networks(name, id, created) VALUES (?1, ?2, ?3)",
+        params![name, id, created],
+    )
+    .map_err(db("record built-in network"))?;
+    conn.query_row(
+        "SELECT id, created FROM builtin_networks WHERE name = ?1",
+        [name],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .map_err(db("read built-in network"))
+}
+
+/// Settings of a network beyond its subnet, kept as JSON in the `extra` column.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Extra {
+    /// `--ip-range`: automatic addresses come from this CIDR only.
+    pub ip_range: Option<String>,
+    /// `--attachable` (accepted; every skiff network takes `network connect`).
+    pub attachable: bool,
+    /// `--opt` values as given (`com.docker.network.bridge.name`, …).
+    pub options: BTreeMap<String, String>,
+    /// `--ipv6`: the IPv6 subnet (`fd00:1::/64`).
+    pub subnet6: Option<String>,
+    /// `--ipv6`: the IPv6 gateway (the bridge's address).
+    pub gateway6: Option<String>,
 }
 
 /// A network as recorded.
@@ -67,12 +122,18 @@ pub struct Network {
     pub internal: bool,
     /// `--label`.
     pub labels: BTreeMap<String, String>,
+    /// `--ip-range`, `--attachable`, `--opt`, IPv6.
+    pub extra: Extra,
 }
 
 impl Network {
     /// `10.1.0.0/16`.
     pub fn cidr(&self) -> String {
         format!("{}/{}", self.subnet, self.prefix)
+    }
+    /// `--ip-range` as an address and prefix.
+    pub fn ip_range(&self) -> Option<(Ipv4Addr, u8)> {
+        self.extra.ip_range.as_deref().and_then(parse_cidr)
     }
     /// Whether `ip` lies in the subnet.
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
@@ -141,6 +202,7 @@ fn row_network(r: &rusqlite::Row) -> rusqlite::Result<Network> {
     let (net, len) = parse_cidr(&subnet).unwrap_or((Ipv4Addr::UNSPECIFIED, 0));
     let gw: String = r.get(4)?;
     let labels: String = r.get(7)?;
+    let extra: String = r.get(8)?;
     Ok(Network {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -151,10 +213,11 @@ fn row_network(r: &rusqlite::Row) -> rusqlite::Result<Network> {
         created: r.get(5)?,
         internal: r.get::<_, i64>(6)? != 0,
         labels: serde_json::from_str(&labels).unwrap_or_default(),
+        extra: serde_json::from_str(&extra).unwrap_or_default(),
     })
 }
 
-const NET_COLS: &str = "id, name, bridge, subnet, gateway, created, internal, labels";
+const NET_COLS: &str = "id, name, bridge, subnet, gateway, created, internal, labels, extra";
 
 /// All networks, by name.
 pub fn networks(conn: &Connection) -> Result<Vec<Network>> {
@@ -199,6 +262,12 @@ pub fn insert_network(conn: &Connection, n: &Network) -> Result<()> {
         if o.name == n.name {
             return Err(Error::Exists(n.name.clone()));
         }
+        if o.bridge == n.bridge {
+            return Err(Error::Invalid(format!(
+                "network \"{}\": bridge name {} is used by network \"{}\"",
+                n.name, n.bridge, o.name
+            )));
+        }
         if overlaps((o.subnet, o.prefix), (n.subnet, n.prefix)) {
             return Err(Error::Invalid(format!(
                 "network \"{}\": subnet {} overlaps \"{}\" ({})",
@@ -210,7 +279,7 @@ pub fn insert_network(conn: &Connection, n: &Network) -> Result<()> {
         }
     }
     conn.execute(
-        "INSERT INTO networks(id, name, bridge, subnet, gateway, created, internal, labels) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO networks(id, name, bridge, subnet, gateway, created, internal, labels, extra) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             n.id,
             n.name,
@@ -219,7 +288,8 @@ pub fn insert_network(conn: &Connection, n: &Network) -> Result<()> {
             n.gateway.to_string(),
             n.created,
             n.internal as i64,
-            serde_json::to_string(&n.labels).unwrap_or_else(|_| "{}".into())
+            serde_json::to_string(&n.labels).unwrap_or_else(|_| "{}".into()),
+            serde_json::to_string(&n.extra).unwrap_or_else(|_| "{}".into())
         ],
     )
     .map_err(|e| match e {
@@ -350,6 +420,10 @@ pub fn allocate(
             }
             None => (1..size - 1)
                 .map(|o| base + o as u32)
+                .filter(|v| match n.ip_range() {
+                    Some((r, l)) => in_subnet(Ipv4Addr::from(*v), r, l),
+                    None => true,
+                })
                 .find(|v| *v != u32::from(n.gateway) && !used.contains(v))
                 .map(Ipv4Addr::from)
                 .ok_or_else(|| {
@@ -470,6 +544,7 @@ mod tests {
             created: String::new(),
             internal: false,
             labels: BTreeMap::new(),
+            extra: Extra::default(),
         };
         insert_network(&conn, &n).unwrap();
         let a = allocate(&conn, &n, "c1", "a", None, None, "e1").unwrap();
