@@ -136,9 +136,11 @@ impl Drop for NetEnv {
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .output();
-        let _ = Command::new("nft")
-            .args(["delete", "table", "ip", &self.table])
-            .output();
+        for family in ["ip", "ip6"] {
+            let _ = Command::new("nft")
+                .args(["delete", "table", family, &self.table])
+                .output();
+        }
     }
 }
 
@@ -912,4 +914,121 @@ fn ip_range_bridge_name_and_disconnect_primary() {
     env.ok(&["restart", "-t", "0", "lone"]);
     let o = env.ok(&["exec", "lone", "ip", "-4", "-o", "addr", "show", "eth0"]);
     assert!(o.contains(&format!("10.200.{od}.2/24")), "{o}");
+}
+
+/// `network create --ipv6`: a ULA subnet (given, or picked), addresses on the bridge and in the
+/// containers without DAD, an IPv6 default route, masquerade in the `ip6` table, AAAA answers
+/// from the embedded DNS, `GlobalIPv6Address` in inspect; `network rm` takes it all away.
+#[test]
+fn ipv6_network() {
+    let has_v6 = std::fs::read_to_string("/proc/net/if_inet6")
+        .map(|s| !s.trim().is_empty())
+        .unwrap_or(false);
+    if !has_v6 {
+        skiff_tests::skip("the host has no IPv6 (/proc/net/if_inet6)");
+        return;
+    }
+    let env = NetEnv::new("ipv6");
+    let o6 = free_octet(&env, 4, &[]);
+    let n6 = format!("v{}", env.table);
+    let ula = format!(
+        "fd5c:{:x}:{:x}:1",
+        std::process::id() & 0xffff,
+        o6 + 0x100 * (SEQ.load(Ordering::SeqCst) & 0xff)
+    );
+    let v6 = format!("{ula}::/64");
+    let nid = env
+        .ok(&[
+            "network",
+            "create",
+            "--ipv6",
+            "--subnet",
+            &format!("10.200.{o6}.0/24"),
+            "--subnet",
+            &v6,
+            &n6,
+        ])
+        .trim()
+        .to_string();
+    let insp: Value = serde_json::from_str(&env.ok(&["network", "inspect", &n6])).unwrap();
+    assert_eq!(insp[0]["EnableIPv6"], true);
+    assert_eq!(insp[0]["IPAM"]["Config"][1]["Subnet"], v6.as_str());
+    assert_eq!(
+        insp[0]["IPAM"]["Config"][1]["Gateway"],
+        format!("{ula}::1").as_str()
+    );
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "six1",
+        "--network",
+        &n6,
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let ep = &env.inspect("six1")["NetworkSettings"]["Networks"][&n6];
+    let a6 = format!("{ula}::2");
+    assert_eq!(ep["GlobalIPv6Address"], a6.as_str(), "{ep}");
+    assert_eq!(ep["GlobalIPv6PrefixLen"], 64);
+    assert_eq!(ep["IPv6Gateway"], format!("{ula}::1").as_str());
+    let bridge = format!("br-{}", &nid[..12]);
+    let o = Command::new("ip")
+        .args(["-6", "-o", "addr", "show", "dev", &bridge])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&o).contains(&format!("{ula}::1/64")),
+        "{}",
+        stdout(&o)
+    );
+    let o = env.ok(&[
+        "run", "--rm", "--network", &n6, "busybox", "sh", "-c",
+        &format!("ip -6 -o addr show eth0; ip -6 route; ping -c 1 -W 5 {a6}; ping -c 1 -W 5 {ula}::1; nslookup -type=aaaa six1"),
+    ]);
+    assert!(o.contains(&format!("{ula}::3/64")), "{o}");
+    assert!(o.contains(&format!("default via {ula}::1")), "{o}");
+    assert_eq!(o.matches("1 packets received").count(), 2, "{o}");
+    assert!(o.contains(&format!("Address: {a6}")), "{o}");
+    let o = Command::new("nft")
+        .args(["list", "table", "ip6", &env.table])
+        .output()
+        .unwrap();
+    assert!(stdout(&o).contains(&v6), "{}", stdout(&o));
+    // Without an IPv6 subnet: a ULA /64 is picked.
+    let o7 = free_octet(&env, 5, &[o6]);
+    let n7 = format!("w{}", env.table);
+    env.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        &format!("10.200.{o7}.0/24"),
+        &n7,
+    ]);
+    let insp: Value = serde_json::from_str(&env.ok(&["network", "inspect", &n7])).unwrap();
+    let s = insp[0]["IPAM"]["Config"][1]["Subnet"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(s.starts_with("fd") && s.ends_with("::/64"), "{s}");
+    env.ok(&["network", "rm", &n7]);
+    let o = env.sk(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd00::/130",
+        "bad6",
+    ]);
+    assert_ne!(code(&o), 0);
+    env.ok(&["rm", "-f", "six1"]);
+    env.ok(&["network", "rm", &n6]);
+    assert!(!link_exists(&bridge), "{bridge} left");
+    let o = Command::new("nft")
+        .args(["list", "table", "ip6", &env.table])
+        .output()
+        .unwrap();
+    assert!(!stdout(&o).contains(&v6), "{}", stdout(&o));
 }

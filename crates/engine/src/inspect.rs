@@ -291,6 +291,13 @@ fn network_settings_live(e: &Engine, c: &Container, eps: &[skiff_net::Endpoint])
         v["Gateway"] = json!(ep.network.gateway.to_string());
         v["IPAddress"] = json!(ep.ip.to_string());
         v["IPPrefixLen"] = json!(ep.network.prefix);
+        if let (Some(ip6), Some((_, len6)), Some(gw6)) =
+            (ep.ip6(), ep.network.subnet6(), ep.network.gateway6())
+        {
+            v["GlobalIPv6Address"] = json!(ip6.to_string());
+            v["GlobalIPv6PrefixLen"] = json!(len6);
+            v["IPv6Gateway"] = json!(gw6.to_string());
+        }
         if ep.network.name != "bridge" {
             // docker 28: Aliases are the given ones; DNSNames every name the embedded DNS
             // answers for it (name, aliases, short id, hostname).

@@ -202,12 +202,11 @@ impl Engine {
                     .into_iter()
                     .filter(|n| *n != c.config.hostname)
                     .collect();
-                s.push_str(&format!("{}\t{host}", e.ip));
-                for n in names {
-                    s.push('\t');
-                    s.push_str(&n);
+                let tail: String = names.iter().map(|n| format!("\t{n}")).collect();
+                s.push_str(&format!("{}\t{host}{tail}\n", e.ip));
+                if let Some(ip6) = e.ip6() {
+                    s.push_str(&format!("{ip6}\t{host}{tail}\n"));
                 }
-                s.push('\n');
             } else {
                 s.push_str(&format!("{}\t{host}\n", e.ip));
             }
@@ -232,6 +231,9 @@ impl Engine {
                     None => vec![p.name.clone()],
                 };
                 s.push_str(&format!("{}\t{}\n", p.ip, names.join("\t")));
+                if let Some(ip6) = p.ip6() {
+                    s.push_str(&format!("{ip6}\t{}\n", names.join("\t")));
+                }
             }
         }
         let path = self.container_dir(id).join("hosts");

@@ -322,9 +322,9 @@ impl<'a> Net<'a> {
                     .to_string(),
             ));
         }
-        if req.ipv6 || req.subnet6.is_some() {
+        if req.subnet6.is_some() && !req.ipv6 {
             return Err(Error::Invalid(format!(
-                "network \"{name}\": --ipv6 is not supported yet"
+                "network \"{name}\": an IPv6 subnet needs --ipv6"
             )));
         }
         self.default_network(created)?;
@@ -381,6 +381,31 @@ impl<'a> Net<'a> {
             }
             None => format!("br-{}", &id[..12]),
         };
+        let (subnet6, gateway6) = if req.ipv6 {
+            if !Path::new("/proc/net/if_inet6").exists() {
+                return Err(Error::Invalid(format!(
+                    "network \"{name}\": --ipv6: IPv6 is disabled on this host"
+                )));
+            }
+            let (net6, len6) = match &req.subnet6 {
+                Some(s) => store::parse_cidr6(s).ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "network \"{name}\": invalid subnet {s} (an IPv6 CIDR from /48 to /120)"
+                    ))
+                })?,
+                None => (random_ula(), 64),
+            };
+            if 128 - u32::from(len6) < 32 - u32::from(prefix) {
+                return Err(Error::Invalid(format!(
+                    "network \"{name}\": IPv6 subnet {net6}/{len6} is smaller than IPv4 subnet {subnet}/{prefix} (addresses go in pairs)"
+                )));
+            }
+            let off = u32::from(gateway) - u32::from(subnet);
+            let gw6 = std::net::Ipv6Addr::from(u128::from(net6) + off as u128);
+            (Some(format!("{net6}/{len6}")), Some(gw6.to_string()))
+        } else {
+            (None, None)
+        };
         let extra = store::Extra {
             ip_range: req
                 .ip_range
@@ -389,8 +414,8 @@ impl<'a> Net<'a> {
                 .map(|(a, l)| format!("{a}/{l}")),
             attachable: req.attachable,
             options: req.options.clone(),
-            subnet6: None,
-            gateway6: None,
+            subnet6,
+            gateway6,
         };
         let n = Network {
             bridge,
@@ -440,6 +465,14 @@ impl<'a> Net<'a> {
                     (n.subnet, n.prefix),
                     &n.bridge,
                 ));
+                if let Some(s6) = &n.extra.subnet6 {
+                    let _ = nft::apply(&nft::network6_elems(
+                        "delete",
+                        &self.cfg.nft_table,
+                        s6,
+                        &n.bridge,
+                    ));
+                }
             }
         }
     }
@@ -554,6 +587,38 @@ impl<'a> Net<'a> {
                 &n.bridge,
             ));
         }
+        if let (Some(s6), Some((_, len6)), Some(gw6)) =
+            (&n.extra.subnet6, n.subnet6(), n.gateway6())
+        {
+            // --ipv6: the gateway on the bridge (no DAD), forwarding, masquerade in the ip6
+            // table of the same name.
+            let _ = std::fs::write(
+                format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", n.bridge),
+                "0",
+            );
+            if let Err(e) = nl.add_addr6(b.index, gw6, len6) {
+                let _ = nl.del_link(&n.bridge);
+                return Err(what(e));
+            }
+            if self.cfg.ip_forward && !n.internal {
+                let p = "/proc/sys/net/ipv6/conf/all/forwarding";
+                if std::fs::read_to_string(p)
+                    .map(|s| s.trim() != "1")
+                    .unwrap_or(false)
+                {
+                    let _ = std::fs::write(p, "1");
+                }
+            }
+            cmds.extend(nft::table6_setup(&self.cfg.nft_table));
+            if !n.internal {
+                cmds.extend(nft::network6_elems(
+                    "add",
+                    &self.cfg.nft_table,
+                    s6,
+                    &n.bridge,
+                ));
+            }
+        }
         if let Err(e) = nft::apply(&cmds) {
             let _ = nl.del_link(&n.bridge);
             return Err(what(e));
@@ -607,7 +672,7 @@ impl<'a> Net<'a> {
             if !n.internal {
                 inner.add_default_route(n.gateway)?;
             }
-            Ok(())
+            setup6(&nsf, &mut inner, "eth0", eth0.index, &ep, !n.internal)
         })();
         // Networks connected while it was stopped (`network connect`) come back as eth1, eth2…
         let r = r.and_then(|()| {
@@ -672,7 +737,7 @@ impl<'a> Net<'a> {
             // The container's only interface (its first network was disconnected): it routes.
             inner.add_default_route(n.gateway)?;
         }
-        Ok(())
+        setup6(nsf, inner, &name, l.index, ep, k == 0 && !n.internal)
     }
 
     /// Starts a container whose first network was disconnected (`network disconnect`): a
@@ -896,6 +961,37 @@ impl<'a> Net<'a> {
         self.detach(container)?;
         store::release(self.conn, container)
     }
+}
+
+/// An `--ipv6` network's side of an interface in a container's namespace: IPv6 on (the
+/// namespace starts with it off), its address without DAD, and with `route` the default route.
+fn setup6(
+    nsf: &std::fs::File,
+    inner: &mut netlink::Netlink,
+    ifname: &str,
+    index: u32,
+    ep: &Endpoint,
+    route: bool,
+) -> Result<()> {
+    let (Some(ip6), Some((_, len6)), Some(gw6)) =
+        (ep.ip6(), ep.network.subnet6(), ep.network.gateway6())
+    else {
+        return Ok(());
+    };
+    netns::sysctl(nsf, "ipv6/conf/lo/disable_ipv6", "0")?;
+    netns::sysctl(nsf, &format!("ipv6/conf/{ifname}/disable_ipv6"), "0")?;
+    inner.add_addr6(index, ip6, len6)?;
+    if route {
+        inner.add_default_route6(gw6)?;
+    }
+    Ok(())
+}
+
+/// A random unique local IPv6 /64 (RFC 4193: `fd` and a 40-bit random global id).
+fn random_ula() -> std::net::Ipv6Addr {
+    let id = new_id();
+    let g = u64::from_str_radix(&id[..10], 16).unwrap_or(1);
+    std::net::Ipv6Addr::from((0xfdu128 << 120) | (u128::from(g) << 80))
 }
 
 /// Index and MTU of link `name` through `if_nametoindex` and sysfs.

@@ -111,6 +111,27 @@ pub fn port_elems(verb: &str, table: &str, ports: &[Dnat]) -> Vec<String> {
         .collect()
 }
 
+/// The `ip6` table of the same name for `--ipv6` networks: outbound masquerade of their IPv6
+/// subnets (ULA) leaving by another interface than a bridge; written like [`table_setup`].
+pub fn table6_setup(table: &str) -> Vec<String> {
+    vec![
+        format!("add table ip6 {table}"),
+        format!("add set ip6 {table} nets {{ type ipv6_addr; flags interval; }}"),
+        format!("add set ip6 {table} bridges {{ type ifname; }}"),
+        format!("add chain ip6 {table} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}"),
+        format!("flush chain ip6 {table} postrouting"),
+        format!("add rule ip6 {table} postrouting ip6 saddr @nets oifname != @bridges masquerade"),
+    ]
+}
+
+/// `add`/`delete` of an `--ipv6` network's elements in the `ip6` table.
+pub fn network6_elems(verb: &str, table: &str, subnet6: &str, bridge: &str) -> Vec<String> {
+    vec![
+        format!("{verb} element ip6 {table} nets {{ {subnet6} }}"),
+        format!("{verb} element ip6 {table} bridges {{ \"{bridge}\" }}"),
+    ]
+}
+
 /// `delete table` (tests and clean-up).
 pub fn delete_table(table: &str) -> Vec<String> {
     vec![format!("delete table ip {table}")]

@@ -5,7 +5,7 @@
 //! backs that) and deleted only when the container is removed (no reuse before).
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -131,6 +131,21 @@ impl Network {
     pub fn cidr(&self) -> String {
         format!("{}/{}", self.subnet, self.prefix)
     }
+    /// The IPv6 subnet (`--ipv6`).
+    pub fn subnet6(&self) -> Option<(Ipv6Addr, u8)> {
+        self.extra.subnet6.as_deref().and_then(parse_cidr6)
+    }
+    /// The IPv6 gateway (`--ipv6`).
+    pub fn gateway6(&self) -> Option<Ipv6Addr> {
+        self.extra.gateway6.as_deref()?.parse().ok()
+    }
+    /// The IPv6 address going with IPv4 address `ip` on this network: the same host offset in
+    /// the IPv6 subnet, so it is as unique as the IPv4 one and needs no allocation of its own.
+    pub fn ip6_of(&self, ip: Ipv4Addr) -> Option<Ipv6Addr> {
+        let (net, _) = self.subnet6()?;
+        let off = u32::from(ip).wrapping_sub(u32::from(self.subnet));
+        Some(Ipv6Addr::from(u128::from(net) + off as u128))
+    }
     /// `--ip-range` as an address and prefix.
     pub fn ip_range(&self) -> Option<(Ipv4Addr, u8)> {
         self.extra.ip_range.as_deref().and_then(parse_cidr)
@@ -152,6 +167,13 @@ pub struct Published {
     pub port: u16,
     /// `tcp` or `udp`.
     pub proto: String,
+}
+
+impl Endpoint {
+    /// Its IPv6 address on an `--ipv6` network.
+    pub fn ip6(&self) -> Option<Ipv6Addr> {
+        self.network.ip6_of(self.ip)
+    }
 }
 
 /// A container's attachment to one network.
@@ -183,6 +205,25 @@ pub fn in_subnet(ip: Ipv4Addr, net: Ipv4Addr, len: u8) -> bool {
 pub fn overlaps(a: (Ipv4Addr, u8), b: (Ipv4Addr, u8)) -> bool {
     let len = a.1.min(b.1);
     in_subnet(a.0, b.0, len)
+}
+
+/// Parses `fd00:1::/64` (host bits are cleared); prefixes from /48 to /120.
+pub fn parse_cidr6(s: &str) -> Option<(Ipv6Addr, u8)> {
+    let (a, l) = s.split_once('/')?;
+    let a: Ipv6Addr = a.parse().ok()?;
+    let l: u8 = l.parse().ok()?;
+    if !(48..=120).contains(&l) {
+        return None;
+    }
+    let mask = u128::MAX << (128 - l);
+    Some((Ipv6Addr::from(u128::from(a) & mask), l))
+}
+
+/// Whether two IPv6 subnets overlap.
+pub fn overlaps6(a: (Ipv6Addr, u8), b: (Ipv6Addr, u8)) -> bool {
+    let len = a.1.min(b.1);
+    let mask = u128::MAX << (128 - len);
+    u128::from(a.0) & mask == u128::from(b.0) & mask
 }
 
 /// Parses `10.1.0.0/16` (host bits are cleared).
@@ -267,6 +308,17 @@ pub fn insert_network(conn: &Connection, n: &Network) -> Result<()> {
                 "network \"{}\": bridge name {} is used by network \"{}\"",
                 n.name, n.bridge, o.name
             )));
+        }
+        if let (Some(a), Some(b)) = (o.subnet6(), n.subnet6()) {
+            if overlaps6(a, b) {
+                return Err(Error::Invalid(format!(
+                    "network \"{}\": subnet {} overlaps \"{}\" ({})",
+                    n.name,
+                    n.extra.subnet6.as_deref().unwrap_or(""),
+                    o.name,
+                    o.extra.subnet6.as_deref().unwrap_or("")
+                )));
+            }
         }
         if overlaps((o.subnet, o.prefix), (n.subnet, n.prefix)) {
             return Err(Error::Invalid(format!(

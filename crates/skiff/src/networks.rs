@@ -146,7 +146,10 @@ fn inspect_json(e: &Engine, n: &skiff_engine::skiff_net::Network) -> Result<Valu
                 "EndpointID": ep.endpoint_id,
                 "MacAddress": ep.mac,
                 "IPv4Address": format!("{}/{}", ep.ip, n.prefix),
-                "IPv6Address": "",
+                "IPv6Address": match (ep.ip6(), n.subnet6()) {
+                    (Some(a), Some((_, l))) => format!("{a}/{l}"),
+                    _ => String::new(),
+                },
             }),
         );
     }
@@ -169,11 +172,14 @@ fn inspect_json(e: &Engine, n: &skiff_engine::skiff_net::Network) -> Result<Valu
         "Scope": "local",
         "Driver": "bridge",
         "EnableIPv4": true,
-        "EnableIPv6": false,
+        "EnableIPv6": n.extra.subnet6.is_some(),
         "IPAM": {
             "Driver": "default",
             "Options": null,
-            "Config": [ipam],
+            "Config": match (&n.extra.subnet6, &n.extra.gateway6) {
+                (Some(s6), Some(g6)) => json!([ipam, {"Subnet": s6, "Gateway": g6}]),
+                _ => json!([ipam]),
+            },
         },
         "Internal": n.internal,
         "Attachable": n.extra.attachable,
