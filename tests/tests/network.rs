@@ -162,10 +162,16 @@ fn wait_until(what: &str, f: impl Fn() -> bool) {
 
 /// GET / from 127.0.0.1:port, retried while the server starts.
 fn http_get(port: u16) -> String {
+    http_get_at(&format!("127.0.0.1:{port}"))
+}
+
+/// GET / from `addr` (`[::1]:8080` too), retried while the server starts.
+fn http_get_at(addr: &str) -> String {
+    let port = addr;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let r = (|| -> std::io::Result<String> {
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+            let mut s = std::net::TcpStream::connect(addr)?;
             s.set_read_timeout(Some(Duration::from_secs(3)))?;
             s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
             let mut out = String::new();
@@ -174,7 +180,7 @@ fn http_get(port: u16) -> String {
         })();
         match r {
             Ok(s) if s.contains("200") => return s,
-            r if Instant::now() > deadline => panic!("127.0.0.1:{port}: {r:?}"),
+            r if Instant::now() > deadline => panic!("{port}: {r:?}"),
             _ => std::thread::sleep(Duration::from_millis(100)),
         }
     }
@@ -996,6 +1002,77 @@ fn ipv6_network() {
         .output()
         .unwrap();
     assert!(stdout(&o).contains(&v6), "{}", stdout(&o));
+    // -p PORT:80 answers on the host's IPv6 addresses too (here the bridge's, a local address
+    // the test owns), -p [ADDR]:PORT:80 on that address only, both DNAT'd in the kernel.
+    let www = env.dir.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "hello over IPv6\n").unwrap();
+    let vol = format!("{}:/www:ro", www.display());
+    let (p1, p2) = (free_ports(1), free_ports(1));
+    let (pub1, pub2) = (format!("{p1}:80"), format!("[{ula}::1]:{p2}:80"));
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web6",
+        "--network",
+        &n6,
+        "-p",
+        &pub1,
+        "-p",
+        &pub2,
+        "-v",
+        &vol,
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    let ports = env.ok(&["port", "web6"]);
+    assert!(ports.contains(&format!("80/tcp -> [::]:{p1}")), "{ports}");
+    assert!(
+        ports.contains(&format!("80/tcp -> [{ula}::1]:{p2}")),
+        "{ports}"
+    );
+    let body = http_get_at(&format!("[{ula}::1]:{p1}"));
+    assert!(body.contains("hello over IPv6"), "{body}");
+    let body = http_get_at(&format!("[{ula}::1]:{p2}"));
+    assert!(body.contains("hello over IPv6"), "{body}");
+    let nft6 = || {
+        stdout(
+            &Command::new("nft")
+                .args(["list", "table", "ip6", &env.table])
+                .output()
+                .unwrap(),
+        )
+    };
+    assert!(
+        nft6().contains(&format!("{ula}::1 . tcp . {p2}")),
+        "{}",
+        nft6()
+    );
+    env.ok(&["rm", "-f", "web6"]);
+    assert!(!nft6().contains(&format!(". {p2} :")), "{}", nft6());
+    assert!(!nft6().contains(&format!(". {p1} :")), "{}", nft6());
+    // An IPv6 host address needs an IPv6 network; the IPv6 loopback cannot be DNAT'd.
+    let o = env.sk(&["run", "--rm", "-p", &pub2, "busybox", "true"]);
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+    assert!(stderr(&o).contains("has no IPv6"), "{}", stderr(&o));
+    let o = env.sk(&[
+        "run",
+        "--rm",
+        "--network",
+        &n6,
+        "-p",
+        "[::1]:9:80",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+    assert!(stderr(&o).contains("IPv6 loopback"), "{}", stderr(&o));
     // Without an IPv6 subnet: a ULA /64 is picked.
     let o7 = free_octet(&env, 5, &[o6]);
     let n7 = format!("w{}", env.table);

@@ -53,7 +53,11 @@ fn port_requests(c: &Container) -> Result<Vec<PortRequest>> {
     for (k, v) in c.host_config.port_bindings.iter().flatten() {
         bound.insert(k.clone());
         for b in v {
-            let spec = format!("{}:{}:{k}", b.host_ip, b.host_port);
+            let spec = if b.host_ip.contains(':') {
+                format!("[{}]:{}:{k}", b.host_ip, b.host_port)
+            } else {
+                format!("{}:{}:{k}", b.host_ip, b.host_port)
+            };
             out.extend(skiff_net::ports::parse(&spec).map_err(net_err)?);
         }
     }
@@ -278,10 +282,12 @@ impl Engine {
         let mut out: Vec<String> = Vec::new();
         for p in eps.iter().flat_map(|e| &e.ports) {
             published.insert(format!("{}/{}", p.port, p.proto));
-            out.push(format!(
-                "{}:{}->{}/{}",
-                p.host_ip, p.host_port, p.port, p.proto
-            ));
+            let host = if p.host_ip.contains(':') {
+                format!("[{}]", p.host_ip)
+            } else {
+                p.host_ip.clone()
+            };
+            out.push(format!("{host}:{}->{}/{}", p.host_port, p.port, p.proto));
         }
         for k in c.config.exposed_ports.iter().flatten().map(|(k, _)| k) {
             if !published.contains(k) {

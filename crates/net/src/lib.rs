@@ -831,18 +831,30 @@ impl<'a> Net<'a> {
             .collect();
         let mut out: Vec<Published> = Vec::new();
         let mut dnat = Vec::new();
+        let ip6 = ep.ip6();
         for r in reqs {
+            if r.host_ip.is_some_and(|i| i.is_ipv6()) && ip6.is_none() {
+                return Err(Error::Invalid(format!(
+                    "container {}: -p {}: network \"{}\" has no IPv6 (network create --ipv6)",
+                    ep.name,
+                    r.host_ip.map(|i| i.to_string()).unwrap_or_default(),
+                    ep.network.name
+                )));
+            }
             let ip = r
                 .host_ip
                 .map(|i| i.to_string())
                 .unwrap_or_else(|| "0.0.0.0".into());
             let clash = |p: &Published, port: u16| {
-                p.proto == r.proto
-                    && p.host_port == port
-                    && (p.host_ip == ip || p.host_ip == "0.0.0.0" || ip == "0.0.0.0")
+                p.proto == r.proto && p.host_port == port && binds_clash(&p.host_ip, &ip)
             };
             let taken = |port: u16| {
                 others.iter().any(|p| clash(p, port)) || out.iter().any(|p| clash(p, port))
+            };
+            let shown = if ip.contains(':') {
+                format!("[{ip}]")
+            } else {
+                ip.clone()
             };
             let hp = if r.host_port_end > r.host_port {
                 // A host range for one container port: the first free one, as docker.
@@ -851,18 +863,22 @@ impl<'a> Net<'a> {
                     .find_map(|p| ports::reserve(r.host_ip, p, &r.proto).ok())
                     .ok_or_else(|| {
                         Error::Invalid(format!(
-                            "Bind for {ip}:{}-{} failed: all ports are allocated",
+                            "Bind for {shown}:{}-{} failed: all ports are allocated",
                             r.host_port, r.host_port_end
                         ))
                     })?
             } else {
                 if r.host_port != 0 && taken(r.host_port) {
                     return Err(Error::Invalid(format!(
-                        "Bind for {ip}:{} failed: port is already allocated",
+                        "Bind for {shown}:{} failed: port is already allocated",
                         r.host_port
                     )));
                 }
                 ports::reserve(r.host_ip, r.host_port, &r.proto)?
+            };
+            let addr = match (r.host_ip, ip6) {
+                (Some(std::net::IpAddr::V6(_)), Some(a6)) => std::net::IpAddr::V6(a6),
+                _ => std::net::IpAddr::V4(ep.ip),
             };
             out.push(Published {
                 host_ip: ip,
@@ -874,9 +890,25 @@ impl<'a> Net<'a> {
                 host_ip: r.host_ip,
                 proto: r.proto.clone(),
                 host_port: hp,
-                addr: ep.ip,
+                addr,
                 port: r.port,
             });
+            if let (None, Some(a6)) = (r.host_ip, ip6) {
+                // Every local address: the IPv6 ones too on an --ipv6 network, as docker.
+                out.push(Published {
+                    host_ip: "::".into(),
+                    host_port: hp,
+                    port: r.port,
+                    proto: r.proto.clone(),
+                });
+                dnat.push(nft::Dnat {
+                    host_ip: None,
+                    proto: r.proto.clone(),
+                    host_port: hp,
+                    addr: std::net::IpAddr::V6(a6),
+                    port: r.port,
+                });
+            }
         }
         let t = &self.cfg.nft_table;
         let add = nft::port_elems("add", t, &dnat);
@@ -892,6 +924,12 @@ impl<'a> Net<'a> {
                     (n.subnet, n.prefix),
                     &n.bridge,
                 ));
+            }
+            if let Some(s6) = &n.extra.subnet6 {
+                cmds.extend(nft::table6_setup(t));
+                if !n.internal {
+                    cmds.extend(nft::network6_elems("add", t, s6, &n.bridge));
+                }
             }
             cmds.extend(add);
             nft::apply(&cmds).map_err(|e| {
@@ -929,16 +967,19 @@ impl<'a> Net<'a> {
             let d: Vec<nft::Dnat> = e
                 .ports
                 .iter()
-                .map(|p| nft::Dnat {
-                    host_ip: p
-                        .host_ip
-                        .parse()
-                        .ok()
-                        .filter(|i: &Ipv4Addr| !i.is_unspecified()),
-                    proto: p.proto.clone(),
-                    host_port: p.host_port,
-                    addr: e.ip,
-                    port: p.port,
+                .filter_map(|p| {
+                    let host: std::net::IpAddr = p.host_ip.parse().ok()?;
+                    let addr = match host {
+                        std::net::IpAddr::V6(_) => std::net::IpAddr::V6(e.ip6()?),
+                        std::net::IpAddr::V4(_) => std::net::IpAddr::V4(e.ip),
+                    };
+                    Some(nft::Dnat {
+                        host_ip: Some(host).filter(|i| !i.is_unspecified()),
+                        proto: p.proto.clone(),
+                        host_port: p.host_port,
+                        addr,
+                        port: p.port,
+                    })
                 })
                 .collect();
             let t = &self.cfg.nft_table;
@@ -992,6 +1033,14 @@ fn random_ula() -> std::net::Ipv6Addr {
     let id = new_id();
     let g = u64::from_str_radix(&id[..10], 16).unwrap_or(1);
     std::net::Ipv6Addr::from((0xfdu128 << 120) | (u128::from(g) << 80))
+}
+
+/// Whether two published host addresses conflict on one port: the same address, or a wildcard
+/// (`0.0.0.0`, `::`) and an address of its family.
+fn binds_clash(a: &str, b: &str) -> bool {
+    let v6 = |s: &str| s.contains(':');
+    let any = |s: &str| s == "0.0.0.0" || s == "::";
+    a == b || (v6(a) == v6(b) && (any(a) || any(b)))
 }
 
 /// Index and MTU of link `name` through `if_nametoindex` and sysfs.

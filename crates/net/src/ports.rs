@@ -1,15 +1,15 @@
 //! `-p/--publish` values as docker parses them: `80`, `8080:80`, `127.0.0.1:8080:80/tcp`,
 //! `127.0.0.1::80`, `8080-8081:80-81/udp`, and `-P` over the image's exposed ports.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use crate::{Error, Result};
 
 /// One requested binding (host port 0 = pick a free one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortRequest {
-    /// Host address (`None` = all).
-    pub host_ip: Option<Ipv4Addr>,
+    /// Host address (`None` = all; an IPv6 one, `[::1]`, needs an `--ipv6` network).
+    pub host_ip: Option<IpAddr>,
     /// Host port (0 = any free); with `host_port_end`, the first of a range.
     pub host_port: u16,
     /// Last port of a host range given for one container port (`8000-8010:80`: the first free
@@ -64,12 +64,16 @@ pub fn parse(v: &str) -> Result<Vec<PortRequest>> {
     let ip = ip.trim_start_matches('[').trim_end_matches(']');
     let host_ip = match ip {
         "" | "0.0.0.0" => None,
-        s => Some(s.parse::<Ipv4Addr>().map_err(|_| {
-            Error::Invalid(format!(
-                "invalid IP address: {s} (only IPv4 host addresses are supported)"
-            ))
-        })?),
+        s => Some(
+            s.parse::<IpAddr>()
+                .map_err(|_| Error::Invalid(format!("invalid IP address: {s}")))?,
+        ),
     };
+    if host_ip.is_some_and(|i| i.is_ipv6() && i.is_loopback()) {
+        return Err(Error::Invalid(format!(
+            "\"{v}\": the IPv6 loopback cannot be forwarded in the kernel (IPv6 has no route_localnet and skiff runs no userland proxy); publish on 127.0.0.1 or another host address"
+        )));
+    }
     let (c0, c1) = range(ctr, "containerPort", v)?;
     let (h0, h1) = if host.is_empty() {
         (0, 0)
@@ -115,8 +119,8 @@ pub fn publish_all(exposed: &[String]) -> Result<Vec<PortRequest>> {
 
 /// Checks that `ip:port` is free on the host (and, for port 0, picks a free one) by binding
 /// it for a moment, as docker's proxy would hold it.
-pub fn reserve(host_ip: Option<Ipv4Addr>, port: u16, proto: &str) -> Result<u16> {
-    let ip = host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+pub fn reserve(host_ip: Option<IpAddr>, port: u16, proto: &str) -> Result<u16> {
+    let ip = host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let r = if proto == "udp" {
         std::net::UdpSocket::bind((ip, port)).and_then(|s| s.local_addr())
     } else {
@@ -148,7 +152,7 @@ mod tests {
             }]
         );
         let p = parse("127.0.0.1:8080:80/udp").unwrap();
-        assert_eq!(p[0].host_ip, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(p[0].host_ip, Some(Ipv4Addr::LOCALHOST.into()));
         assert_eq!(p[0].proto, "udp");
         let p = parse("127.0.0.1::80").unwrap();
         assert_eq!(p[0].host_port, 0);
@@ -164,7 +168,11 @@ mod tests {
             (p[1].host_port, p[1].port, p[1].proto.as_str()),
             (9001, 81, "udp")
         );
-        assert_eq!(p[1].host_ip, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(p[1].host_ip, Some(Ipv4Addr::LOCALHOST.into()));
+        assert!(parse("[::1]:8080:80").is_err());
+        let p = parse("[fd00::1]:8080:80").unwrap();
+        assert_eq!(p[0].host_ip, Some("fd00::1".parse().unwrap()));
+        assert_eq!(p[0].host_port, 8080);
         let p = parse("8000-8010:80").unwrap();
         assert_eq!(p.len(), 1);
         assert_eq!(

@@ -1955,7 +1955,11 @@ fn port(ctx: &Ctx, a: &PortArgs) -> Result<i32> {
     let mut lines = Vec::new();
     for p in eps.iter().flat_map(|e| &e.ports) {
         let key = format!("{}/{}", p.port, p.proto);
-        let host = format!("{}:{}", p.host_ip, p.host_port);
+        let host = if p.host_ip.contains(':') {
+            format!("[{}]:{}", p.host_ip, p.host_port)
+        } else {
+            format!("{}:{}", p.host_ip, p.host_port)
+        };
         match &want {
             Some(w) if *w == key => lines.push(host),
             Some(_) => {}
