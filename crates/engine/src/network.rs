@@ -251,8 +251,10 @@ impl Engine {
             let _ = f.write_all(s.as_bytes());
         }
         if peers {
+            // Once per peer, however many networks it shares with `id`.
+            let mut done = std::collections::BTreeSet::new();
             for p in others {
-                if seen.remove(&(p.container.clone(), p.ip)) {
+                if done.insert(p.container.clone()) {
                     self.write_hosts(net, &p.container, false);
                 }
             }
