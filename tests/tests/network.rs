@@ -1031,6 +1031,35 @@ fn ipv6_network() {
         "-h",
         "/www",
     ]);
+    // [::]:PORT:80 is every local IPv6 address (and no IPv4 one).
+    let p3 = free_ports(1);
+    let pub3 = format!("[::]:{p3}:80");
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web6b",
+        "--network",
+        &n6,
+        "-p",
+        &pub3,
+        "-v",
+        &vol,
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    let body = http_get_at(&format!("[{ula}::1]:{p3}"));
+    assert!(body.contains("hello over IPv6"), "{body}");
+    assert_eq!(
+        env.ok(&["port", "web6b"]).trim(),
+        format!("80/tcp -> [::]:{p3}")
+    );
+    env.ok(&["rm", "-f", "web6b"]);
     let ports = env.ok(&["port", "web6"]);
     assert!(ports.contains(&format!("80/tcp -> [::]:{p1}")), "{ports}");
     assert!(

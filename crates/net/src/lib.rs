@@ -887,7 +887,8 @@ impl<'a> Net<'a> {
                 proto: r.proto.clone(),
             });
             dnat.push(nft::Dnat {
-                host_ip: r.host_ip,
+                // `[::]:8080:80`: every local IPv6 address.
+                host_ip: r.host_ip.filter(|i| !i.is_unspecified()),
                 proto: r.proto.clone(),
                 host_port: hp,
                 addr,
