@@ -899,6 +899,14 @@ fn ip_range_bridge_name_and_disconnect_primary() {
     env.ok(&["restart", "-t", "0", "lone"]);
     let o = env.ok(&["exec", "lone", "ip", "-o", "link"]);
     assert!(!o.contains("eth0"), "{o}");
+    // Its namespace (lo only) goes when it stops, as any container's.
+    let lone_id = env.inspect("lone")["Id"].as_str().unwrap().to_string();
+    env.ok(&["stop", "-t", "0", "lone"]);
+    assert!(
+        !env.root().join("run/netns").join(&lone_id).exists(),
+        "the namespace of a container without networks was left"
+    );
+    env.ok(&["start", "lone"]);
     // Connected to another: eth0 there with the default route, kept over a restart.
     env.ok(&[
         "network",

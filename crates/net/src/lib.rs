@@ -945,13 +945,15 @@ impl<'a> Net<'a> {
     /// ports) and keeps its addresses; idempotent.
     pub fn detach(&self, container: &str) -> Result<()> {
         let eps = self.endpoints(container)?;
-        if eps.is_empty() {
+        let path = self.netns_path(container);
+        if eps.is_empty() && !path.exists() {
             return Ok(());
         }
         // Unbinding the namespace is enough: the kernel destroys it (and the veth pair with it)
         // once the container's last process is gone, off our path. Deleting the veth here
-        // would wait for an RCU grace period: 18 ms measured, most of a `run --rm`.
-        netns::remove(&self.netns_path(container));
+        // would wait for an RCU grace period: 18 ms measured, most of a `run --rm`. (A
+        // container whose networks were all disconnected has a namespace and no endpoint.)
+        netns::remove(&path);
         for e in eps.iter().filter(|e| !e.ports.is_empty()) {
             self.unpublish(e);
             store::set_ports(self.conn, &e.network.id, container, &[])?;
