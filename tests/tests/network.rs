@@ -770,6 +770,25 @@ fn aliases_short_ids_and_several_networks() {
     );
     assert!(o.contains(&format!("default via 10.200.{oa}.1")), "{o}");
     assert!(o.contains("1 packets received"), "{o}");
+    // Aliases are per network: `network connect --alias` names srv on nb only, and its
+    // --network-alias names stay on na.
+    env.ok(&["network", "connect", "--alias", "extra", &nb, "srv"]);
+    let i = env.inspect("srv");
+    let on_b = &i["NetworkSettings"]["Networks"][&nb];
+    assert_eq!(on_b["Aliases"], serde_json::json!(["extra"]), "{on_b}");
+    assert_eq!(
+        i["NetworkSettings"]["Networks"][&na]["Aliases"],
+        serde_json::json!(["db", "cache"])
+    );
+    let ip_b = on_b["IPAddress"].as_str().unwrap().to_string();
+    let o = env.ok(&["exec", "multi", "nslookup", "extra"]);
+    assert!(o.contains(&format!("Address: {ip_b}")), "{o}");
+    let o = env.ok(&["exec", "multi", "cat", "/etc/hosts"]);
+    assert!(
+        o.lines()
+            .any(|l| l.starts_with(&format!("{ip_b}\t")) && !l.contains("db")),
+        "{o}"
+    );
     let o = env.sk(&[
         "run",
         "--rm",

@@ -301,10 +301,10 @@ fn network_settings_live(e: &Engine, c: &Container, eps: &[skiff_net::Endpoint])
         if ep.network.name != "bridge" {
             // docker 28: Aliases are the given ones; DNSNames every name the embedded DNS
             // answers for it (name, aliases, short id, hostname).
-            if !c.network_aliases.is_empty() {
-                v["Aliases"] = json!(c.network_aliases);
+            if !ep.aliases.is_empty() {
+                v["Aliases"] = json!(ep.aliases);
             }
-            v["DNSNames"] = json!(crate::network::dns_names(c));
+            v["DNSNames"] = json!(crate::network::dns_names(c, &ep.aliases));
         } else {
             v["DNSNames"] = Value::Null;
         }

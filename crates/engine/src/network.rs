@@ -140,6 +140,8 @@ impl Engine {
             },
             mac: c.host_config.mac_address.clone(),
             ports: port_requests(c)?,
+            // `--network-alias` (compose: its aliases) name it on the network it was created on.
+            aliases: c.network_aliases.clone(),
         };
         net.attach(&n, &req).map_err(net_err)?;
         self.write_hosts(&net, &c.id, true);
@@ -202,7 +204,7 @@ impl Engine {
         if let Some(e) = mine.first() {
             // On a user network the container's own names resolve too, as with docker's DNS.
             if e.network.name != "bridge" {
-                let names: Vec<String> = dns_names(&c)
+                let names: Vec<String> = dns_names(&c, &e.aliases)
                     .into_iter()
                     .filter(|n| *n != c.config.hostname)
                     .collect();
@@ -226,7 +228,7 @@ impl Engine {
                 // Its name, aliases and short id (docker 28's DNSNames), by its current name.
                 let names = match self.get(&p.container).ok().flatten() {
                     Some(pc) => {
-                        let mut v = dns_names(&pc);
+                        let mut v = dns_names(&pc, &p.aliases);
                         if v.first() != Some(&p.name) {
                             v.insert(0, p.name.clone());
                         }
@@ -300,12 +302,12 @@ impl Engine {
     }
 }
 
-/// The names a container answers to on a user network, docker 28's `DNSNames`: its name, its
-/// aliases, its short id and its hostname, without repeats.
-pub fn dns_names(c: &Container) -> Vec<String> {
+/// The names a container answers to on a user network where it has `aliases`, docker 28's
+/// `DNSNames`: its name, those aliases, its short id and its hostname, without repeats.
+pub fn dns_names(c: &Container, aliases: &[String]) -> Vec<String> {
     let mut v: Vec<String> = Vec::new();
     let all = std::iter::once(c.name.clone())
-        .chain(c.network_aliases.iter().cloned())
+        .chain(aliases.iter().cloned())
         .chain(std::iter::once(c.short_id().to_string()))
         .chain(std::iter::once(c.config.hostname.clone()));
     for n in all {
@@ -423,8 +425,9 @@ pub fn resolv_conf(network: &str, dns: &[String], search: &[String], opts: &[Str
 }
 
 impl Engine {
-    /// Records the names (besides its own) that peers on its user networks resolve container
-    /// `id` by; they reach the peers' /etc/hosts when it is attached or connected.
+    /// Records the names (besides its own) that peers resolve container `id` by on the network it
+    /// was created on (and on those [`Engine::connect_network`] adds without aliases of their
+    /// own); they reach the peers' /etc/hosts when it is attached or connected.
     pub fn set_network_aliases(&self, id: &str, aliases: &[String]) -> Result<()> {
         let _l = self.lock(id)?;
         let mut c = self
@@ -436,8 +439,21 @@ impl Engine {
     }
 
     /// `network connect NET C`: an address on `NET` now, an interface now if C runs (else at
-    /// its next start); the names on NET's containers' /etc/hosts are rewritten.
+    /// its next start); the names on NET's containers' /etc/hosts are rewritten. C's aliases
+    /// there are its recorded ones (compose gives a service its names on every network).
     pub fn connect_network(&self, network: &str, container: &str, ip: Option<&str>) -> Result<()> {
+        self.connect_network_as(network, container, ip, None)
+    }
+
+    /// [`Engine::connect_network`] with the aliases C gets on NET (`network connect --alias`;
+    /// `None`: its recorded ones).
+    pub fn connect_network_as(
+        &self,
+        network: &str,
+        container: &str,
+        ip: Option<&str>,
+        aliases: Option<&[String]>,
+    ) -> Result<()> {
         let id = self.resolve_id(container)?;
         let _l = self.lock(&id)?;
         let c = self.reconcile_locked(&id)?;
@@ -462,7 +478,16 @@ impl Engine {
             },
             mac: None,
             ports: Vec::new(),
+            aliases: aliases
+                .map(<[String]>::to_vec)
+                .unwrap_or_else(|| c.network_aliases.clone()),
         };
+        if !req.aliases.is_empty() && !embedded_dns(&n.name) {
+            return Err(Error::Invalid(
+                "network-scoped alias is supported only for containers in user defined networks"
+                    .into(),
+            ));
+        }
         net.connect(&n, &req, c.is_active()).map_err(net_err)?;
         self.write_hosts(&net, &c.id, true);
         Ok(())

@@ -156,6 +156,8 @@ pub struct AttachRequest {
     pub mac: Option<String>,
     /// Published ports.
     pub ports: Vec<PortRequest>,
+    /// Its names on this network besides its own.
+    pub aliases: Vec<String>,
 }
 
 /// A random 64-hex id.
@@ -639,6 +641,10 @@ impl<'a> Net<'a> {
             req.mac.as_deref(),
             &new_id(),
         )?;
+        if ep.aliases != req.aliases {
+            store::set_aliases(self.conn, &n.id, id, &req.aliases)?;
+            ep.aliases = req.aliases.clone();
+        }
         let ctx = |e: Error| {
             Error::Invalid(format!(
                 "container {}: network \"{}\": {e}",
@@ -775,7 +781,7 @@ impl<'a> Net<'a> {
                 req.name, n.name
             )));
         }
-        let ep = store::allocate(
+        let mut ep = store::allocate(
             self.conn,
             n,
             &req.container,
@@ -784,6 +790,10 @@ impl<'a> Net<'a> {
             req.mac.as_deref(),
             &new_id(),
         )?;
+        if !req.aliases.is_empty() {
+            store::set_aliases(self.conn, &n.id, &req.container, &req.aliases)?;
+            ep.aliases = req.aliases.clone();
+        }
         if running {
             let path = self.netns_path(&req.container);
             let r = (|| -> Result<()> {

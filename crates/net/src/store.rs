@@ -57,6 +57,23 @@ pub fn init(conn: &Connection) -> Result<()> {
         )
         .map_err(db("read network table"))?
         > 0;
+    let has_aliases: bool = conn
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('endpoints') WHERE name = 'aliases'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(db("read endpoint table"))?
+        > 0;
+    if !has_aliases {
+        match conn
+            .execute_batch("ALTER TABLE endpoints ADD COLUMN aliases TEXT NOT NULL DEFAULT '[]'")
+        {
+            Ok(()) => {}
+            Err(e) if e.to_string().contains("duplicate column") => {}
+            Err(e) => return Err(Error::Db("add endpoint column".into(), e)),
+        }
+    }
     if !has_extra {
         match conn.execute_batch("ALTER TABLE networks ADD COLUMN extra TEXT NOT NULL DEFAULT '{}'")
         {
@@ -193,6 +210,8 @@ pub struct Endpoint {
     pub endpoint_id: String,
     /// Published ports.
     pub ports: Vec<Published>,
+    /// Its names on this network besides its own (`--network-alias`, `network connect --alias`).
+    pub aliases: Vec<String>,
 }
 
 /// Whether `ip` is in `net/len`.
@@ -363,6 +382,7 @@ pub fn delete_network(conn: &Connection, id: &str) -> Result<()> {
 fn row_endpoint(r: &rusqlite::Row, n: Network) -> rusqlite::Result<Endpoint> {
     let ip: String = r.get(3)?;
     let ports: String = r.get(6)?;
+    let aliases: String = r.get(7)?;
     Ok(Endpoint {
         network: n,
         container: r.get(1)?,
@@ -371,6 +391,7 @@ fn row_endpoint(r: &rusqlite::Row, n: Network) -> rusqlite::Result<Endpoint> {
         mac: r.get(4)?,
         endpoint_id: r.get(5)?,
         ports: serde_json::from_str(&ports).unwrap_or_default(),
+        aliases: serde_json::from_str(&aliases).unwrap_or_default(),
     })
 }
 
@@ -398,7 +419,7 @@ pub fn endpoints(conn: &Connection, container: Option<&str>) -> Result<Vec<Endpo
         let Some(n) = nets.get(&nid) else { continue };
         let e = conn
             .query_row(
-                "SELECT network, container, name, ip, mac, endpoint, ports FROM endpoints WHERE network = ?1 AND container = ?2",
+                "SELECT network, container, name, ip, mac, endpoint, ports, aliases FROM endpoints WHERE network = ?1 AND container = ?2",
                 [&nid, &cid],
                 |r| row_endpoint(r, n.clone()),
             )
@@ -500,6 +521,7 @@ pub fn allocate(
             mac,
             endpoint_id: endpoint_id.to_string(),
             ports: Vec::new(),
+            aliases: Vec::new(),
         })
     })();
     match r {
@@ -531,6 +553,25 @@ pub fn set_ports(
         ],
     )
     .map_err(db("record published ports"))?;
+    Ok(())
+}
+
+/// Records the aliases of a container on one network.
+pub fn set_aliases(
+    conn: &Connection,
+    network: &str,
+    container: &str,
+    aliases: &[String],
+) -> Result<()> {
+    conn.execute(
+        "UPDATE endpoints SET aliases = ?3 WHERE network = ?1 AND container = ?2",
+        params![
+            network,
+            container,
+            serde_json::to_string(aliases).unwrap_or_else(|_| "[]".into())
+        ],
+    )
+    .map_err(db("record aliases"))?;
     Ok(())
 }
 

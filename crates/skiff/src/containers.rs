@@ -937,7 +937,8 @@ fn extra_networks<'a>(e: &Engine, a: &'a RunArgs) -> Result<&'a [String]> {
 /// so nothing half-made is left.
 fn connect_extra(e: &Engine, id: &str, nets: &[String]) -> Result<()> {
     for n in nets {
-        if let Err(err) = e.connect_network(n, id, None) {
+        // docker: --network-alias names it on the first network only.
+        if let Err(err) = e.connect_network_as(n, id, None, Some(&[])) {
             let _ = e.remove(id, true, true);
             return Err(err.into());
         }

@@ -38,6 +38,9 @@ pub struct ConnectArgs {
     /// IPv4 address (e.g., "172.30.100.104")
     #[arg(long)]
     pub ip: Option<String>,
+    /// Add network-scoped alias for the container
+    #[arg(long)]
+    pub alias: Vec<String>,
     /// Network
     pub network: String,
     /// Container
@@ -433,7 +436,7 @@ pub fn run(cli: &Cli, cmd: &NetworkCommand) -> Result<i32> {
             return Ok(if failed { 1 } else { 0 });
         }
         NetworkCommand::Connect(a) => {
-            e.connect_network(&a.network, &a.container, a.ip.as_deref())?;
+            e.connect_network_as(&a.network, &a.container, a.ip.as_deref(), Some(&a.alias))?;
         }
         NetworkCommand::Disconnect(a) => {
             e.disconnect_network(&a.network, &a.container)?;
