@@ -1165,3 +1165,25 @@ fn ipv6_network() {
         .unwrap();
     assert!(!stdout(&o).contains(&v6), "{}", stdout(&o));
 }
+
+/// With the default bridge disabled (`"bridge": "none"`, as `dockerd -b none`) `network ls` has
+/// docker's `host` and `none` rows only, and the `network` commands' refusals exit 1, as docker's
+/// CLI does (no bridge, link or nft table is made here).
+#[test]
+fn no_default_bridge_lists_builtins_and_network_errors_exit_1() {
+    let env = EngineEnv::new("nobridge", |_| {});
+    let ls = env.ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
+    assert_eq!(ls, "host host\nnone null\n");
+    for args in [
+        &["network", "create", "host"][..],
+        &["network", "create", "-d", "null", "x"],
+        &["network", "inspect", "nosuchnet"],
+        &["network", "rm", "none"],
+    ] {
+        let o = env.sk(args);
+        assert_eq!(code(&o), 1, "{args:?}: {}", stderr(&o));
+    }
+    let o = env.sk(&["network", "inspect", "bridge"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("not found"), "{}", stderr(&o));
+}

@@ -292,6 +292,10 @@ impl<'a> Net<'a> {
     /// The network named (or with id / id prefix) `s`; `bridge` is recorded on first use.
     pub fn find(&self, s: &str, created: &str) -> Result<Network> {
         if s == "bridge" || s == "default" {
+            if self.cfg.bridge == "none" {
+                // The default bridge is disabled (`"bridge": "none"`, as `dockerd -b none`).
+                return Err(Error::NotFound(s.to_string()));
+            }
             return self.default_network(created);
         }
         store::network(self.conn, s)?.ok_or_else(|| Error::NotFound(s.to_string()))
@@ -304,8 +308,15 @@ impl<'a> Net<'a> {
 
     /// All networks (the default one included once it was used).
     pub fn list(&self, created: &str) -> Result<Vec<Network>> {
-        self.default_network(created)?;
-        store::networks(self.conn)
+        if self.cfg.bridge != "none" {
+            self.default_network(created)?;
+            return store::networks(self.conn);
+        }
+        // Disabled: a row recorded before it was disabled is not shown.
+        Ok(store::networks(self.conn)?
+            .into_iter()
+            .filter(|n| n.name != "bridge")
+            .collect())
     }
 
     /// `network create`.
@@ -329,7 +340,10 @@ impl<'a> Net<'a> {
                 "network \"{name}\": an IPv6 subnet needs --ipv6"
             )));
         }
-        self.default_network(created)?;
+        if self.cfg.bridge != "none" {
+            // Recorded first, so user networks keep clear of its range.
+            self.default_network(created)?;
+        }
         let (subnet, prefix) = match &req.subnet {
             Some(s) => store::parse_cidr(s).ok_or_else(|| {
                 Error::Invalid(format!(
