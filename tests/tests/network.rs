@@ -136,9 +136,11 @@ impl Drop for NetEnv {
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .output();
-        let _ = Command::new("nft")
-            .args(["delete", "table", "ip", &self.table])
-            .output();
+        for family in ["ip", "ip6"] {
+            let _ = Command::new("nft")
+                .args(["delete", "table", family, &self.table])
+                .output();
+        }
     }
 }
 
@@ -160,10 +162,16 @@ fn wait_until(what: &str, f: impl Fn() -> bool) {
 
 /// GET / from 127.0.0.1:port, retried while the server starts.
 fn http_get(port: u16) -> String {
+    http_get_at(&format!("127.0.0.1:{port}"))
+}
+
+/// GET / from `addr` (`[::1]:8080` too), retried while the server starts.
+fn http_get_at(addr: &str) -> String {
+    let port = addr;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let r = (|| -> std::io::Result<String> {
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+            let mut s = std::net::TcpStream::connect(addr)?;
             s.set_read_timeout(Some(Duration::from_secs(3)))?;
             s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
             let mut out = String::new();
@@ -172,7 +180,7 @@ fn http_get(port: u16) -> String {
         })();
         match r {
             Ok(s) if s.contains("200") => return s,
-            r if Instant::now() > deadline => panic!("127.0.0.1:{port}: {r:?}"),
+            r if Instant::now() > deadline => panic!("{port}: {r:?}"),
             _ => std::thread::sleep(Duration::from_millis(100)),
         }
     }
@@ -493,4 +501,689 @@ fn user_network_names_and_removal() {
 
 fn skiff_tests_used(octet: u32) -> bool {
     used_octets().contains(&octet)
+}
+
+/// A free 10.200.x octet for one more subnet of a test, clear of the host's routes and of
+/// `avoid` (the test's other subnets).
+fn free_octet(env: &NetEnv, k: u32, avoid: &[u32]) -> u32 {
+    let base: u32 = env.prefix.rsplit('.').next().unwrap().parse().unwrap();
+    let mut o = (base + 60 + 37 * k) % 250 + 1;
+    while skiff_tests_used(o) || avoid.contains(&o) || o == base {
+        o = o % 250 + 1;
+    }
+    o
+}
+
+/// `n` consecutive free TCP and UDP ports on 127.0.0.1.
+fn free_ports(n: u16) -> u16 {
+    loop {
+        let p = skiff_tests::free_port();
+        if p > 60000 {
+            continue;
+        }
+        let ok = (p..p + n).all(|q| {
+            std::net::TcpListener::bind(("127.0.0.1", q)).is_ok()
+                && std::net::UdpSocket::bind(("127.0.0.1", q)).is_ok()
+        });
+        if ok {
+            return p;
+        }
+    }
+}
+
+/// `-p` ranges as docker parses them (a range onto a range, UDP with a host address, a host
+/// range for one container port taking the first free one), and docker's built-in networks:
+/// `bridge`, `host` and `none` in `network ls` with stable ids, refused by `network create` and
+/// `network rm`, and named in the inspect of a `--network host` container.
+#[test]
+fn port_ranges_and_builtin_networks() {
+    let env = NetEnv::new("ranges");
+    let p = free_ports(2);
+    let spec = format!("127.0.0.1:{p}-{}:80-81", p + 1);
+    env.ok(&[
+        "run", "-d", "--name", "r1", "-p", &spec, "busybox", "sleep", "1000",
+    ]);
+    let i = env.inspect("r1");
+    let ports = &i["NetworkSettings"]["Ports"];
+    assert_eq!(
+        ports["80/tcp"][0]["HostPort"],
+        p.to_string().as_str(),
+        "{ports}"
+    );
+    assert_eq!(ports["81/tcp"][0]["HostPort"], (p + 1).to_string().as_str());
+    let q = free_ports(2);
+    let spec = format!("127.0.0.1:{q}-{}:80-81/udp", q + 1);
+    env.ok(&[
+        "run", "-d", "--name", "r2", "-p", &spec, "busybox", "sleep", "1000",
+    ]);
+    let o = env.ok(&["port", "r2"]);
+    assert!(o.contains(&format!("81/udp -> 127.0.0.1:{}", q + 1)), "{o}");
+    let nft = env.nft();
+    assert!(
+        nft.contains(&format!("127.0.0.1 . udp . {}", q + 1)),
+        "{nft}"
+    );
+    // A host range for one container port: the first free one (r is held by the test).
+    let r = free_ports(4);
+    let hold = std::net::TcpListener::bind(("127.0.0.1", r)).unwrap();
+    let spec = format!("127.0.0.1:{r}-{}:80", r + 3);
+    env.ok(&[
+        "run", "-d", "--name", "r3", "-p", &spec, "busybox", "sleep", "1000",
+    ]);
+    let i = env.inspect("r3");
+    assert_eq!(
+        i["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"],
+        (r + 1).to_string().as_str()
+    );
+    assert_eq!(
+        i["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"],
+        format!("{r}-{}", r + 3).as_str()
+    );
+    // The next container on the same range takes the next free port.
+    env.ok(&[
+        "run", "-d", "--name", "r4", "-p", &spec, "busybox", "sleep", "1000",
+    ]);
+    assert_eq!(
+        env.inspect("r4")["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"],
+        (r + 2).to_string().as_str()
+    );
+    drop(hold);
+    let o = env.sk(&["run", "-d", "-p", "8010-8000:80", "busybox", "true"]);
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+
+    // Built-in networks.
+    let ls = env.ok(&[
+        "network",
+        "ls",
+        "--no-trunc",
+        "--format",
+        "{{.ID}} {{.Name}} {{.Driver}}",
+    ]);
+    let rows: Vec<Vec<&str>> = ls.lines().map(|l| l.split(' ').collect()).collect();
+    let names: Vec<&str> = rows.iter().map(|r| r[1]).collect();
+    assert_eq!(names, ["bridge", "host", "none"], "{ls}");
+    assert_eq!(rows[1][2], "host");
+    assert_eq!(rows[2][2], "null");
+    assert_eq!(rows[1][0].len(), 64);
+    let ls2 = env.ok(&[
+        "network",
+        "ls",
+        "--no-trunc",
+        "--format",
+        "{{.ID}} {{.Name}} {{.Driver}}",
+    ]);
+    assert_eq!(ls, ls2, "built-in ids must be stable");
+    for n in ["host", "none", "bridge"] {
+        let o = env.sk(&["network", "create", n]);
+        assert_ne!(code(&o), 0);
+        assert!(
+            stderr(&o).contains(&format!(
+                "operation is not permitted on predefined {n} network"
+            )),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let o = env.sk(&["network", "rm", "none"]);
+    assert_ne!(code(&o), 0);
+    assert!(stderr(&o).contains("none is a pre-defined network and cannot be removed"));
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hh",
+        "--network",
+        "host",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let i = env.inspect("hh");
+    assert_eq!(
+        i["NetworkSettings"]["Networks"]["host"]["NetworkID"],
+        rows[1][0]
+    );
+    let insp: Value = serde_json::from_str(&env.ok(&["network", "inspect", "host"])).unwrap();
+    assert_eq!(insp[0]["Driver"], "host");
+    assert_eq!(insp[0]["Id"], rows[1][0]);
+    assert_eq!(
+        insp[0]["Containers"][i["Id"].as_str().unwrap()]["Name"],
+        "hh"
+    );
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "nn",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(
+        env.inspect("nn")["NetworkSettings"]["Networks"]["none"]["NetworkID"],
+        rows[2][0]
+    );
+}
+
+/// docker 28's names on a user network: a container answers to its name, its `--network-alias`es
+/// and its short id (in /etc/hosts, so the embedded DNS answers them too), shown as `Aliases` and
+/// `DNSNames`; several `--network` flags put it on all of them; `--add-host …:host-gateway` and
+/// `--domainname`.
+#[test]
+fn aliases_short_ids_and_several_networks() {
+    let env = NetEnv::new("alias");
+    let oa = free_octet(&env, 0, &[]);
+    let ob = free_octet(&env, 1, &[oa]);
+    let (na, nb) = (format!("a{}", env.table), format!("b{}", env.table));
+    env.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &format!("10.200.{oa}.0/24"),
+        &na,
+    ]);
+    env.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &format!("10.200.{ob}.0/24"),
+        &nb,
+    ]);
+    let id = env
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "srv",
+            "--network",
+            &na,
+            "--network-alias",
+            "db",
+            "--network-alias",
+            "cache",
+            "busybox",
+            "sleep",
+            "1000",
+        ])
+        .trim()
+        .to_string();
+    let short = &id[..12];
+    let i = env.inspect("srv");
+    let ep = &i["NetworkSettings"]["Networks"][&na];
+    let ip = ep["IPAddress"].as_str().unwrap().to_string();
+    assert_eq!(ep["Aliases"], serde_json::json!(["db", "cache"]), "{ep}");
+    assert_eq!(
+        ep["DNSNames"],
+        serde_json::json!(["srv", "db", "cache", short]),
+        "{ep}"
+    );
+    let script = format!("nslookup db; nslookup {short}; ping -c 1 -W 5 cache");
+    let o = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &na,
+        "busybox",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert_eq!(o.matches(&format!("Address: {ip}")).count(), 2, "{o}");
+    assert!(o.contains(&format!("PING cache ({ip})")), "{o}");
+    // An alias needs a user network, as in docker.
+    let o = env.sk(&["run", "--rm", "--network-alias", "x", "busybox", "true"]);
+    assert_eq!(code(&o), 125);
+    assert!(
+        stderr(&o).contains("network-scoped alias"),
+        "{}",
+        stderr(&o)
+    );
+    // Two --network flags: both networks, the first one routes.
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "multi",
+        "--network",
+        &na,
+        "--network",
+        &nb,
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let i = env.inspect("multi");
+    let nets = i["NetworkSettings"]["Networks"].as_object().unwrap();
+    assert!(nets.contains_key(&na) && nets.contains_key(&nb), "{nets:?}");
+    let o = env.ok(&[
+        "exec",
+        "multi",
+        "sh",
+        "-c",
+        "ip -4 -o addr; ip route; ping -c 1 -W 5 db",
+    ]);
+    assert!(
+        o.contains(&format!("10.200.{oa}.")) && o.contains(&format!("10.200.{ob}.")),
+        "{o}"
+    );
+    assert!(o.contains(&format!("default via 10.200.{oa}.1")), "{o}");
+    assert!(o.contains("1 packets received"), "{o}");
+    // Aliases are per network: `network connect --alias` names srv on nb only, and its
+    // --network-alias names stay on na.
+    env.ok(&["network", "connect", "--alias", "extra", &nb, "srv"]);
+    let i = env.inspect("srv");
+    let on_b = &i["NetworkSettings"]["Networks"][&nb];
+    assert_eq!(on_b["Aliases"], serde_json::json!(["extra"]), "{on_b}");
+    assert_eq!(
+        i["NetworkSettings"]["Networks"][&na]["Aliases"],
+        serde_json::json!(["db", "cache"])
+    );
+    let ip_b = on_b["IPAddress"].as_str().unwrap().to_string();
+    let o = env.ok(&["exec", "multi", "nslookup", "extra"]);
+    assert!(o.contains(&format!("Address: {ip_b}")), "{o}");
+    let o = env.ok(&["exec", "multi", "cat", "/etc/hosts"]);
+    assert!(
+        o.lines()
+            .any(|l| l.starts_with(&format!("{ip_b}\t")) && !l.contains("db")),
+        "{o}"
+    );
+    let o = env.sk(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--network",
+        &na,
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+    assert_eq!(
+        env.ok(&["ps", "-aq"]).lines().count(),
+        2,
+        "a refused create must leave nothing"
+    );
+    // host-gateway is the network's gateway; --domainname sets the UTS domain name.
+    let o = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &na,
+        "--hostname",
+        "box",
+        "--domainname",
+        "example.test",
+        "--add-host",
+        "host.docker.internal:host-gateway",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /proc/sys/kernel/domainname /etc/hosts; ping -c 1 -W 5 host.docker.internal",
+    ]);
+    assert!(o.starts_with("example.test\n"), "{o}");
+    assert!(
+        o.contains(&format!("10.200.{oa}.1\thost.docker.internal")),
+        "{o}"
+    );
+    assert!(o.contains("box.example.test\tbox"), "{o}");
+    assert!(o.contains("1 packets received"), "{o}");
+    let o = env.ok(&[
+        "run",
+        "--rm",
+        "--add-host",
+        "gw:host-gateway",
+        "busybox",
+        "cat",
+        "/etc/hosts",
+    ]);
+    assert!(o.contains(&format!("{}.1\tgw", env.prefix)), "{o}");
+}
+
+/// `network create --ip-range --opt com.docker.network.bridge.name= --attachable`, other
+/// drivers refused, and `network disconnect` of the network a container was created on.
+#[test]
+fn ip_range_bridge_name_and_disconnect_primary() {
+    let env = NetEnv::new("iprange");
+    let oc = free_octet(&env, 2, &[]);
+    let od = free_octet(&env, 3, &[oc]);
+    let (nc, nd) = (format!("c{}", env.table), format!("d{}", env.table));
+    let br = format!("skb{}", env.table.trim_start_matches("sk"));
+    let br = &br[..br.len().min(15)];
+    let o = env.sk(&["network", "create", "-d", "macvlan", "x"]);
+    assert_ne!(code(&o), 0);
+    assert!(stderr(&o).contains("macvlan"), "{}", stderr(&o));
+    let o = env.sk(&[
+        "network",
+        "create",
+        "--subnet",
+        &format!("10.200.{oc}.0/24"),
+        "--ip-range",
+        "10.9.0.0/25",
+        &nc,
+    ]);
+    assert_ne!(
+        code(&o),
+        0,
+        "an ip-range outside the subnet must be refused"
+    );
+    env.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &format!("10.200.{oc}.0/24"),
+        "--ip-range",
+        &format!("10.200.{oc}.128/25"),
+        "--opt",
+        &format!("com.docker.network.bridge.name={br}"),
+        "--attachable",
+        &nc,
+    ]);
+    let insp: Value = serde_json::from_str(&env.ok(&["network", "inspect", &nc])).unwrap();
+    assert_eq!(insp[0]["Attachable"], true);
+    assert_eq!(
+        insp[0]["IPAM"]["Config"][0]["IPRange"],
+        format!("10.200.{oc}.128/25").as_str()
+    );
+    assert_eq!(insp[0]["Options"]["com.docker.network.bridge.name"], br);
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lone",
+        "--network",
+        &nc,
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert!(link_exists(br), "bridge {br} missing");
+    let ip = env.inspect("lone")["NetworkSettings"]["Networks"][&nc]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(ip, format!("10.200.{oc}.128"));
+    // Disconnect the network it was created on: no interface, no network in inspect.
+    env.ok(&["network", "disconnect", &nc, "lone"]);
+    let o = env.ok(&["exec", "lone", "ip", "-o", "link"]);
+    assert!(!o.contains("eth0"), "{o}");
+    assert_eq!(
+        env.inspect("lone")["NetworkSettings"]["Networks"],
+        serde_json::json!({})
+    );
+    // The network is free to go now; the container starts again on no network.
+    env.ok(&["network", "rm", &nc]);
+    assert!(!link_exists(br), "bridge {br} left");
+    env.ok(&["restart", "-t", "0", "lone"]);
+    let o = env.ok(&["exec", "lone", "ip", "-o", "link"]);
+    assert!(!o.contains("eth0"), "{o}");
+    // Its namespace (lo only) goes when it stops, as any container's.
+    let lone_id = env.inspect("lone")["Id"].as_str().unwrap().to_string();
+    env.ok(&["stop", "-t", "0", "lone"]);
+    assert!(
+        !env.root().join("run/netns").join(&lone_id).exists(),
+        "the namespace of a container without networks was left"
+    );
+    env.ok(&["start", "lone"]);
+    // Connected to another: eth0 there with the default route, kept over a restart.
+    env.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &format!("10.200.{od}.0/24"),
+        &nd,
+    ]);
+    env.ok(&["network", "connect", &nd, "lone"]);
+    let o = env.ok(&[
+        "exec",
+        "lone",
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth0; ip route",
+    ]);
+    assert!(o.contains(&format!("10.200.{od}.2/24")), "{o}");
+    assert!(o.contains(&format!("default via 10.200.{od}.1")), "{o}");
+    env.ok(&["restart", "-t", "0", "lone"]);
+    let o = env.ok(&["exec", "lone", "ip", "-4", "-o", "addr", "show", "eth0"]);
+    assert!(o.contains(&format!("10.200.{od}.2/24")), "{o}");
+}
+
+/// `network create --ipv6`: a ULA subnet (given, or picked), addresses on the bridge and in the
+/// containers without DAD, an IPv6 default route, masquerade in the `ip6` table, AAAA answers
+/// from the embedded DNS, `GlobalIPv6Address` in inspect; `network rm` takes it all away.
+#[test]
+fn ipv6_network() {
+    let has_v6 = std::fs::read_to_string("/proc/net/if_inet6")
+        .map(|s| !s.trim().is_empty())
+        .unwrap_or(false);
+    if !has_v6 {
+        skiff_tests::skip("the host has no IPv6 (/proc/net/if_inet6)");
+        return;
+    }
+    let env = NetEnv::new("ipv6");
+    let o6 = free_octet(&env, 4, &[]);
+    let n6 = format!("v{}", env.table);
+    let ula = format!(
+        "fd5c:{:x}:{:x}:1",
+        std::process::id() & 0xffff,
+        o6 + 0x100 * (SEQ.load(Ordering::SeqCst) & 0xff)
+    );
+    let v6 = format!("{ula}::/64");
+    let nid = env
+        .ok(&[
+            "network",
+            "create",
+            "--ipv6",
+            "--subnet",
+            &format!("10.200.{o6}.0/24"),
+            "--subnet",
+            &v6,
+            &n6,
+        ])
+        .trim()
+        .to_string();
+    let insp: Value = serde_json::from_str(&env.ok(&["network", "inspect", &n6])).unwrap();
+    assert_eq!(insp[0]["EnableIPv6"], true);
+    assert_eq!(insp[0]["IPAM"]["Config"][1]["Subnet"], v6.as_str());
+    assert_eq!(
+        insp[0]["IPAM"]["Config"][1]["Gateway"],
+        format!("{ula}::1").as_str()
+    );
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "six1",
+        "--network",
+        &n6,
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let ep = &env.inspect("six1")["NetworkSettings"]["Networks"][&n6];
+    let a6 = format!("{ula}::2");
+    assert_eq!(ep["GlobalIPv6Address"], a6.as_str(), "{ep}");
+    assert_eq!(ep["GlobalIPv6PrefixLen"], 64);
+    assert_eq!(ep["IPv6Gateway"], format!("{ula}::1").as_str());
+    let bridge = format!("br-{}", &nid[..12]);
+    let o = Command::new("ip")
+        .args(["-6", "-o", "addr", "show", "dev", &bridge])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&o).contains(&format!("{ula}::1/64")),
+        "{}",
+        stdout(&o)
+    );
+    let o = env.ok(&[
+        "run", "--rm", "--network", &n6, "busybox", "sh", "-c",
+        &format!("ip -6 -o addr show eth0; ip -6 route; ping -c 1 -W 5 {a6}; ping -c 1 -W 5 {ula}::1; nslookup -type=aaaa six1"),
+    ]);
+    assert!(o.contains(&format!("{ula}::3/64")), "{o}");
+    assert!(o.contains(&format!("default via {ula}::1")), "{o}");
+    assert_eq!(o.matches("1 packets received").count(), 2, "{o}");
+    assert!(o.contains(&format!("Address: {a6}")), "{o}");
+    let o = Command::new("nft")
+        .args(["list", "table", "ip6", &env.table])
+        .output()
+        .unwrap();
+    assert!(stdout(&o).contains(&v6), "{}", stdout(&o));
+    // -p PORT:80 answers on the host's IPv6 addresses too (here the bridge's, a local address
+    // the test owns), -p [ADDR]:PORT:80 on that address only, both DNAT'd in the kernel.
+    let www = env.dir.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "hello over IPv6\n").unwrap();
+    let vol = format!("{}:/www:ro", www.display());
+    let (p1, p2) = (free_ports(1), free_ports(1));
+    let (pub1, pub2) = (format!("{p1}:80"), format!("[{ula}::1]:{p2}:80"));
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web6",
+        "--network",
+        &n6,
+        "-p",
+        &pub1,
+        "-p",
+        &pub2,
+        "-v",
+        &vol,
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    // [::]:PORT:80 is every local IPv6 address (and no IPv4 one).
+    let p3 = free_ports(1);
+    let pub3 = format!("[::]:{p3}:80");
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web6b",
+        "--network",
+        &n6,
+        "-p",
+        &pub3,
+        "-v",
+        &vol,
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    let body = http_get_at(&format!("[{ula}::1]:{p3}"));
+    assert!(body.contains("hello over IPv6"), "{body}");
+    assert_eq!(
+        env.ok(&["port", "web6b"]).trim(),
+        format!("80/tcp -> [::]:{p3}")
+    );
+    env.ok(&["rm", "-f", "web6b"]);
+    let ports = env.ok(&["port", "web6"]);
+    assert!(ports.contains(&format!("80/tcp -> [::]:{p1}")), "{ports}");
+    assert!(
+        ports.contains(&format!("80/tcp -> [{ula}::1]:{p2}")),
+        "{ports}"
+    );
+    let body = http_get_at(&format!("[{ula}::1]:{p1}"));
+    assert!(body.contains("hello over IPv6"), "{body}");
+    let body = http_get_at(&format!("[{ula}::1]:{p2}"));
+    assert!(body.contains("hello over IPv6"), "{body}");
+    let nft6 = || {
+        stdout(
+            &Command::new("nft")
+                .args(["list", "table", "ip6", &env.table])
+                .output()
+                .unwrap(),
+        )
+    };
+    assert!(
+        nft6().contains(&format!("{ula}::1 . tcp . {p2}")),
+        "{}",
+        nft6()
+    );
+    env.ok(&["rm", "-f", "web6"]);
+    assert!(!nft6().contains(&format!(". {p2} :")), "{}", nft6());
+    assert!(!nft6().contains(&format!(". {p1} :")), "{}", nft6());
+    // An IPv6 host address needs an IPv6 network; the IPv6 loopback cannot be DNAT'd.
+    let o = env.sk(&["run", "--rm", "-p", &pub2, "busybox", "true"]);
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+    assert!(stderr(&o).contains("has no IPv6"), "{}", stderr(&o));
+    let o = env.sk(&[
+        "run",
+        "--rm",
+        "--network",
+        &n6,
+        "-p",
+        "[::1]:9:80",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+    assert!(stderr(&o).contains("IPv6 loopback"), "{}", stderr(&o));
+    // Without an IPv6 subnet: a ULA /64 is picked.
+    let o7 = free_octet(&env, 5, &[o6]);
+    let n7 = format!("w{}", env.table);
+    env.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        &format!("10.200.{o7}.0/24"),
+        &n7,
+    ]);
+    let insp: Value = serde_json::from_str(&env.ok(&["network", "inspect", &n7])).unwrap();
+    let s = insp[0]["IPAM"]["Config"][1]["Subnet"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(s.starts_with("fd") && s.ends_with("::/64"), "{s}");
+    env.ok(&["network", "rm", &n7]);
+    let o = env.sk(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd00::/130",
+        "bad6",
+    ]);
+    assert_ne!(code(&o), 0);
+    env.ok(&["rm", "-f", "six1"]);
+    env.ok(&["network", "rm", &n6]);
+    assert!(!link_exists(&bridge), "{bridge} left");
+    let o = Command::new("nft")
+        .args(["list", "table", "ip6", &env.table])
+        .output()
+        .unwrap();
+    assert!(!stdout(&o).contains(&v6), "{}", stdout(&o));
+}
+
+/// With the default bridge disabled (`"bridge": "none"`, as `dockerd -b none`) `network ls` has
+/// docker's `host` and `none` rows only, and the `network` commands' refusals exit 1, as docker's
+/// CLI does (no bridge, link or nft table is made here).
+#[test]
+fn no_default_bridge_lists_builtins_and_network_errors_exit_1() {
+    let env = EngineEnv::new("nobridge", |_| {});
+    let ls = env.ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
+    assert_eq!(ls, "host host\nnone null\n");
+    for args in [
+        &["network", "create", "host"][..],
+        &["network", "create", "-d", "null", "x"],
+        &["network", "inspect", "nosuchnet"],
+        &["network", "rm", "none"],
+    ] {
+        let o = env.sk(args);
+        assert_eq!(code(&o), 1, "{args:?}: {}", stderr(&o));
+    }
+    let o = env.sk(&["network", "inspect", "bridge"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("not found"), "{}", stderr(&o));
 }

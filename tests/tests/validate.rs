@@ -132,6 +132,11 @@ fn bad_flag_values_are_refused_in_one_line_and_record_nothing() {
         // These roots disable the default bridge (tests/src: no_default_bridge).
         (&["--network", "bridge"], r#"network bridge not found (the default bridge is disabled: "bridge": "none" in daemon.json)"#),
         (&["--network", "nosuchnet"], "network nosuchnet not found"),
+        (&["--network-alias", "x"], "network-scoped alias is supported only for containers in user defined networks"),
+        (&["--network", "none", "--network", "other"], "conflicting options: cannot attach both user-defined and non-user-defined network-modes"),
+        (&["--add-host", "gw:host-gateway"], "unable to derive the IP value for host-gateway"),
+        (&["-p", "[::1]:8080:80"], "the IPv6 loopback cannot be forwarded"),
+        (&["-p", "8010-8000:80"], "invalid host port"),
         (&["-e", "=x"], r#"invalid argument "=x" for "-e, --env" flag: invalid environment variable: =x"#),
         (&["-e", ""], "invalid environment variable"),
     ];

@@ -323,6 +323,7 @@ impl Runner<'_> {
                     gateway: ipam["gateway"].as_str().map(String::from),
                     internal: n["internal"].as_bool().unwrap_or(false),
                     labels,
+                    ..Default::default()
                 },
                 &now,
             )

@@ -100,6 +100,10 @@ pub struct CreateRequest {
     pub mac_address: Option<String>,
     /// `--add-host host:ip`.
     pub add_host: Vec<String>,
+    /// `--network-alias` (names on the container's user networks).
+    pub network_aliases: Vec<String>,
+    /// `--domainname`.
+    pub domainname: Option<String>,
     /// `--dns`.
     pub dns: Vec<String>,
     /// `--dns-search`.
@@ -497,7 +501,36 @@ fn create_inner(
     }
     let network = e.resolve_network(&flags::network(req.network.as_deref())?)?;
     let port_bindings = crate::network::port_bindings(&req.publish)?;
-    let extra_hosts = crate::network::extra_hosts(&req.add_host)?;
+    let gateway = if req.add_host.iter().any(|h| h.ends_with("host-gateway")) {
+        // host-gateway: the gateway of the container's network, else the default bridge's.
+        let net = e.net()?;
+        let mode = if crate::network::is_bridge(&network) {
+            network.as_str()
+        } else {
+            "bridge"
+        };
+        match net.find(mode, &crate::proc::now()) {
+            Ok(n) if net.cfg.bridge != "none" || mode != "bridge" => Some(n.gateway),
+            _ => {
+                return Err(Error::Invalid(
+                    "unable to derive the IP value for host-gateway (no bridge network)".into(),
+                ))
+            }
+        }
+    } else {
+        None
+    };
+    let extra_hosts = crate::network::extra_hosts(&req.add_host, gateway)?;
+    if !req.network_aliases.is_empty() && !crate::network::embedded_dns(&network) {
+        return Err(Error::Invalid(
+            "network-scoped alias is supported only for containers in user defined networks".into(),
+        ));
+    }
+    if let Some(d) = &req.domainname {
+        if d.len() > 255 || d.bytes().any(|b| b.is_ascii_whitespace() || b == b'/') {
+            return Err(Error::Invalid(format!("invalid domainname: {d:?}")));
+        }
+    }
     for d in &req.dns {
         if d.parse::<std::net::IpAddr>().is_err() {
             return Err(Error::Invalid(format!(
@@ -806,6 +839,7 @@ fn create_inner(
             image_ref: req.image.clone(),
             config: Config {
                 hostname: hostname.clone(),
+                domainname: req.domainname.clone().unwrap_or_default(),
                 user: user.clone(),
                 attach_stdin: req.attach && req.interactive,
                 attach_stdout: req.attach,
@@ -846,7 +880,6 @@ fn create_inner(
                     }
                     (!m.is_empty()).then_some(m)
                 },
-                ..Default::default()
             },
             host_config: HostConfig {
                 binds: (!binds.is_empty()).then_some(binds),
@@ -892,7 +925,8 @@ fn create_inner(
                 .map(|p| p.to_string_lossy().into_owned())
                 .collect(),
             platform: img.platform.os.clone(),
-            network_aliases: Vec::new(),
+            network_aliases: req.network_aliases.clone(),
+            network_detached: false,
         };
         let mut c = c;
         // The whole OCI spec, as the start will build it: what it refuses is refused now. Its

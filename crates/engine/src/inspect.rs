@@ -250,7 +250,20 @@ pub fn container_json(e: &Engine, c: &Container) -> Value {
 fn network_settings_live(e: &Engine, c: &Container, eps: &[skiff_net::Endpoint]) -> Value {
     if eps.is_empty() {
         // No endpoint (none, host, or the bridge switched off): docker's shape, values unset.
-        return network_settings(c);
+        let mut v = network_settings(c);
+        let mode = c.host_config.network_mode.as_str();
+        if c.network_detached {
+            v["Networks"] = json!({});
+        } else if matches!(mode, "host" | "none") {
+            // docker's built-in networks have ids (stable, kept in the state database).
+            if let Ok((id, _)) = e.net().and_then(|n| {
+                n.builtin(mode, &crate::proc::now())
+                    .map_err(crate::network::net_err)
+            }) {
+                v["Networks"][mode]["NetworkID"] = json!(id);
+            }
+        }
+        return v;
     }
     let mut ports = serde_json::Map::new();
     if crate::network::is_bridge(&c.host_config.network_mode) {
@@ -278,6 +291,23 @@ fn network_settings_live(e: &Engine, c: &Container, eps: &[skiff_net::Endpoint])
         v["Gateway"] = json!(ep.network.gateway.to_string());
         v["IPAddress"] = json!(ep.ip.to_string());
         v["IPPrefixLen"] = json!(ep.network.prefix);
+        if let (Some(ip6), Some((_, len6)), Some(gw6)) =
+            (ep.ip6(), ep.network.subnet6(), ep.network.gateway6())
+        {
+            v["GlobalIPv6Address"] = json!(ip6.to_string());
+            v["GlobalIPv6PrefixLen"] = json!(len6);
+            v["IPv6Gateway"] = json!(gw6.to_string());
+        }
+        if ep.network.name != "bridge" {
+            // docker 28: Aliases are the given ones; DNSNames every name the embedded DNS
+            // answers for it (name, aliases, short id, hostname).
+            if !ep.aliases.is_empty() {
+                v["Aliases"] = json!(ep.aliases);
+            }
+            v["DNSNames"] = json!(crate::network::dns_names(c, &ep.aliases));
+        } else {
+            v["DNSNames"] = Value::Null;
+        }
         v
     };
     let mut networks = serde_json::Map::new();

@@ -332,6 +332,10 @@ pub struct Container {
     /// `aliases`, docker's `EndpointSettings.Aliases`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub network_aliases: Vec<String>,
+    /// The network it was created on was disconnected (`network disconnect`): it starts on
+    /// the networks connected since, or none.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub network_detached: bool,
 }
 
 impl Container {

@@ -1225,6 +1225,11 @@ pub fn main(args: &[String]) -> i32 {
     let final_code = loop {
         let began = Instant::now();
         let first = notify.is_some();
+        if dns.is_none() {
+            // Before the process starts: its first query must find the socket bound (it queues
+            // until the serve loop reads it), not an ICMP port-unreachable.
+            dns = embedded_dns(&a);
+        }
         let (spawned, mut engine) = spawn(&a, restarts, &mut || {
             if log.is_none() {
                 listener = listen(&a.run_dir());
@@ -1243,9 +1248,6 @@ pub fn main(args: &[String]) -> i32 {
                 }
                 // Pre-connected clients (foreground run) may have queued stdin already.
                 let log = log.get_or_insert_with(|| open_log(&a));
-                if dns.is_none() {
-                    dns = embedded_dns(&a);
-                }
                 let code = serve(
                     &a,
                     &mut io,

@@ -35,10 +35,10 @@ pub fn port_bindings(publish: &[String]) -> Result<BTreeMap<String, Vec<PortBind
                 .or_default()
                 .push(PortBinding {
                     host_ip: r.host_ip.map(|i| i.to_string()).unwrap_or_default(),
-                    host_port: if r.host_port == 0 {
-                        String::new()
-                    } else {
-                        r.host_port.to_string()
+                    host_port: match (r.host_port, r.host_port_end) {
+                        (0, _) => String::new(),
+                        (a, b) if b > a => format!("{a}-{b}"),
+                        (a, _) => a.to_string(),
                     },
                 });
         }
@@ -53,7 +53,11 @@ fn port_requests(c: &Container) -> Result<Vec<PortRequest>> {
     for (k, v) in c.host_config.port_bindings.iter().flatten() {
         bound.insert(k.clone());
         for b in v {
-            let spec = format!("{}:{}:{k}", b.host_ip, b.host_port);
+            let spec = if b.host_ip.contains(':') {
+                format!("[{}]:{}:{k}", b.host_ip, b.host_port)
+            } else {
+                format!("{}:{}:{k}", b.host_ip, b.host_port)
+            };
             out.extend(skiff_net::ports::parse(&spec).map_err(net_err)?);
         }
     }
@@ -116,6 +120,11 @@ impl Engine {
             return Ok(());
         }
         let net = self.net()?;
+        if c.network_detached {
+            net.attach_bare(&c.id, &c.name).map_err(net_err)?;
+            self.write_hosts(&net, &c.id, true);
+            return Ok(());
+        }
         let n = net
             .find(&c.host_config.network_mode, &crate::proc::now())
             .map_err(net_err)?;
@@ -131,6 +140,8 @@ impl Engine {
             },
             mac: c.host_config.mac_address.clone(),
             ports: port_requests(c)?,
+            // `--network-alias` (compose: its aliases) name it on the network it was created on.
+            aliases: c.network_aliases.clone(),
         };
         net.attach(&n, &req).map_err(net_err)?;
         self.write_hosts(&net, &c.id, true);
@@ -186,31 +197,49 @@ impl Engine {
         let mut s = String::from(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
         );
+        let host = match c.config.domainname.as_str() {
+            "" => c.config.hostname.clone(),
+            d => format!("{}.{d}\t{}", c.config.hostname, c.config.hostname),
+        };
         if let Some(e) = mine.first() {
-            // On a user network the container's own name resolves too, as with docker's DNS.
-            if e.network.name != "bridge" && c.name != c.config.hostname {
-                s.push_str(&format!("{}\t{}\t{}\n", e.ip, c.config.hostname, c.name));
+            // On a user network the container's own names resolve too, as with docker's DNS.
+            if e.network.name != "bridge" {
+                let names: Vec<String> = dns_names(&c, &e.aliases)
+                    .into_iter()
+                    .filter(|n| *n != c.config.hostname)
+                    .collect();
+                let tail: String = names.iter().map(|n| format!("\t{n}")).collect();
+                s.push_str(&format!("{}\t{host}{tail}\n", e.ip));
+                if let Some(ip6) = e.ip6() {
+                    s.push_str(&format!("{ip6}\t{host}{tail}\n"));
+                }
             } else {
-                s.push_str(&format!("{}\t{}\n", e.ip, c.config.hostname));
+                s.push_str(&format!("{}\t{host}\n", e.ip));
             }
         }
-        if let Ok(extra) = extra_hosts(c.host_config.extra_hosts.as_deref().unwrap_or_default()) {
+        let gw = mine.first().map(|e| e.network.gateway);
+        if let Ok(extra) = extra_hosts(c.host_config.extra_hosts.as_deref().unwrap_or_default(), gw)
+        {
             s.push_str(&extra.join(""));
         }
         let mut seen = std::collections::BTreeSet::new();
         for p in &others {
-            if seen.insert(p.container.clone()) {
-                let aliases: String = self
-                    .get(&p.container)
-                    .ok()
-                    .flatten()
-                    .map(|pc| pc.network_aliases)
-                    .unwrap_or_default()
-                    .iter()
-                    .filter(|a| **a != p.name)
-                    .map(|a| format!("\t{a}"))
-                    .collect();
-                s.push_str(&format!("{}\t{}{aliases}\n", p.ip, p.name));
+            if seen.insert((p.container.clone(), p.ip)) {
+                // Its name, aliases and short id (docker 28's DNSNames), by its current name.
+                let names = match self.get(&p.container).ok().flatten() {
+                    Some(pc) => {
+                        let mut v = dns_names(&pc, &p.aliases);
+                        if v.first() != Some(&p.name) {
+                            v.insert(0, p.name.clone());
+                        }
+                        v
+                    }
+                    None => vec![p.name.clone()],
+                };
+                s.push_str(&format!("{}\t{}\n", p.ip, names.join("\t")));
+                if let Some(ip6) = p.ip6() {
+                    s.push_str(&format!("{ip6}\t{}\n", names.join("\t")));
+                }
             }
         }
         let path = self.container_dir(id).join("hosts");
@@ -224,8 +253,10 @@ impl Engine {
             let _ = f.write_all(s.as_bytes());
         }
         if peers {
+            // Once per peer, however many networks it shares with `id`.
+            let mut done = std::collections::BTreeSet::new();
             for p in others {
-                if seen.remove(&p.container) {
+                if done.insert(p.container.clone()) {
                     self.write_hosts(net, &p.container, false);
                 }
             }
@@ -255,10 +286,12 @@ impl Engine {
         let mut out: Vec<String> = Vec::new();
         for p in eps.iter().flat_map(|e| &e.ports) {
             published.insert(format!("{}/{}", p.port, p.proto));
-            out.push(format!(
-                "{}:{}->{}/{}",
-                p.host_ip, p.host_port, p.port, p.proto
-            ));
+            let host = if p.host_ip.contains(':') {
+                format!("[{}]", p.host_ip)
+            } else {
+                p.host_ip.clone()
+            };
+            out.push(format!("{host}:{}->{}/{}", p.host_port, p.port, p.proto));
         }
         for k in c.config.exposed_ports.iter().flatten().map(|(k, _)| k) {
             if !published.contains(k) {
@@ -269,8 +302,25 @@ impl Engine {
     }
 }
 
-/// `--add-host host:ip` (or `host=ip`) values as /etc/hosts lines.
-pub fn extra_hosts(v: &[String]) -> Result<Vec<String>> {
+/// The names a container answers to on a user network where it has `aliases`, docker 28's
+/// `DNSNames`: its name, those aliases, its short id and its hostname, without repeats.
+pub fn dns_names(c: &Container, aliases: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    let all = std::iter::once(c.name.clone())
+        .chain(aliases.iter().cloned())
+        .chain(std::iter::once(c.short_id().to_string()))
+        .chain(std::iter::once(c.config.hostname.clone()));
+    for n in all {
+        if !n.is_empty() && !v.contains(&n) {
+            v.push(n);
+        }
+    }
+    v
+}
+
+/// `--add-host host:ip` (or `host=ip`) values as /etc/hosts lines; `host-gateway` stands for
+/// `gateway`, the gateway of the container's network (`None`: not known yet, checked only).
+pub fn extra_hosts(v: &[String], gateway: Option<std::net::Ipv4Addr>) -> Result<Vec<String>> {
     v.iter()
         .map(|h| {
             let (name, ip) = h
@@ -278,6 +328,12 @@ pub fn extra_hosts(v: &[String]) -> Result<Vec<String>> {
                 .or_else(|| h.split_once(':'))
                 .ok_or_else(|| Error::Invalid(format!("bad format for add-host: \"{h}\"")))?;
             let ip = ip.trim_start_matches('[').trim_end_matches(']');
+            if ip == "host-gateway" && !name.is_empty() {
+                return Ok(match gateway {
+                    Some(g) => format!("{g}\t{name}\n"),
+                    None => String::new(),
+                });
+            }
             if name.is_empty() || ip.parse::<std::net::IpAddr>().is_err() {
                 return Err(Error::Invalid(format!(
                     "invalid IP address in add-host: \"{ip}\""
@@ -369,8 +425,9 @@ pub fn resolv_conf(network: &str, dns: &[String], search: &[String], opts: &[Str
 }
 
 impl Engine {
-    /// Records the names (besides its own) that peers on its user networks resolve container
-    /// `id` by; they reach the peers' /etc/hosts when it is attached or connected.
+    /// Records the names (besides its own) that peers resolve container `id` by on the network it
+    /// was created on (and on those [`Engine::connect_network`] adds without aliases of their
+    /// own); they reach the peers' /etc/hosts when it is attached or connected.
     pub fn set_network_aliases(&self, id: &str, aliases: &[String]) -> Result<()> {
         let _l = self.lock(id)?;
         let mut c = self
@@ -382,8 +439,21 @@ impl Engine {
     }
 
     /// `network connect NET C`: an address on `NET` now, an interface now if C runs (else at
-    /// its next start); the names on NET's containers' /etc/hosts are rewritten.
+    /// its next start); the names on NET's containers' /etc/hosts are rewritten. C's aliases
+    /// there are its recorded ones (compose gives a service its names on every network).
     pub fn connect_network(&self, network: &str, container: &str, ip: Option<&str>) -> Result<()> {
+        self.connect_network_as(network, container, ip, None)
+    }
+
+    /// [`Engine::connect_network`] with the aliases C gets on NET (`network connect --alias`;
+    /// `None`: its recorded ones).
+    pub fn connect_network_as(
+        &self,
+        network: &str,
+        container: &str,
+        ip: Option<&str>,
+        aliases: Option<&[String]>,
+    ) -> Result<()> {
         let id = self.resolve_id(container)?;
         let _l = self.lock(&id)?;
         let c = self.reconcile_locked(&id)?;
@@ -408,7 +478,16 @@ impl Engine {
             },
             mac: None,
             ports: Vec::new(),
+            aliases: aliases
+                .map(<[String]>::to_vec)
+                .unwrap_or_else(|| c.network_aliases.clone()),
         };
+        if !req.aliases.is_empty() && !embedded_dns(&n.name) {
+            return Err(Error::Invalid(
+                "network-scoped alias is supported only for containers in user defined networks"
+                    .into(),
+            ));
+        }
         net.connect(&n, &req, c.is_active()).map_err(net_err)?;
         self.write_hosts(&net, &c.id, true);
         Ok(())
@@ -423,12 +502,6 @@ impl Engine {
             .ok_or_else(|| Error::NoSuchContainer(container.into()))?;
         let net = self.net()?;
         let n = net.find(network, &crate::proc::now()).map_err(net_err)?;
-        if n.name == c.host_config.network_mode {
-            return Err(Error::Invalid(format!(
-                "container {}: network \"{}\" is the one it was created on; skiff disconnects only networks added with network connect",
-                c.name, n.name
-            )));
-        }
         let peers: Vec<String> = net
             .endpoints_of(&n)
             .map_err(net_err)?
@@ -437,6 +510,14 @@ impl Engine {
             .filter(|p| *p != id)
             .collect();
         net.disconnect(&n, &id, &c.name).map_err(net_err)?;
+        if n.name == c.host_config.network_mode && !c.network_detached {
+            // docker allows it: the container keeps its NetworkMode and is on no network (or
+            // the ones connected since) until connected again.
+            let mut c = c.clone();
+            c.network_detached = true;
+            self.set_record(&c)?;
+            crate::create::write_record(&self.container_dir(&id), &c)?;
+        }
         self.write_hosts(&net, &id, false);
         for p in peers {
             self.write_hosts(&net, &p, false);

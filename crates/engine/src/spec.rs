@@ -286,6 +286,14 @@ pub fn build(
     };
     let mut v = serde_json::to_value(&spec).map_err(|e| Error::Other(e.to_string()))?;
     crate::hostflags::apply_spec(&h.extra, &mut v, &ns, &gids)?;
+    let uts = v["linux"]["namespaces"].as_array().is_some_and(|a| {
+        a.iter()
+            .any(|n| n["type"] == "uts" && n.get("path").is_none())
+    });
+    if !c.config.domainname.is_empty() && uts {
+        // --domainname: the UTS namespace's domain name (setdomainname in the runtime).
+        v["domainname"] = serde_json::json!(c.config.domainname);
+    }
     shm_source(&h.extra.ipc_mode, dir, &mut v)?;
     // A network namespace of its own with no network (`--network none`): loopback up, as
     // docker's sandbox has it (the runtime does it on this annotation).

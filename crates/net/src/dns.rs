@@ -1,7 +1,8 @@
 //! The embedded DNS server of containers on user-defined networks, as docker's 127.0.0.11.
 //!
 //! Without a daemon, each such container's monitor serves it: a UDP socket bound to
-//! `127.0.0.11:53` inside the container's network namespace answers A queries for the names in
+//! `127.0.0.11:53` inside the container's network namespace answers A (and, on `--ipv6`
+//! networks, AAAA) queries for the names in
 //! the container's own `/etc/hosts` (which the engine keeps current: its address and hostname,
 //! its peers on its user networks, their aliases, `--add-host`), answers other record types of
 //! those names with an empty NOERROR (so resolvers do not fall through to search domains), and
@@ -9,7 +10,7 @@
 //! from the host's namespace, relaying the answer back.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -24,6 +25,7 @@ pub const ADDR: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
 pub const UPSTREAM_FILE: &str = "dns-upstream";
 
 const TYPE_A: u16 = 1;
+const TYPE_AAAA: u16 = 28;
 const CLASS_IN: u16 = 1;
 const MAX_PENDING: usize = 256;
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
@@ -88,8 +90,8 @@ pub fn parse_query(p: &[u8]) -> Option<Question> {
     })
 }
 
-/// A response to `query` (whose question is `q`) with `rcode` and A records for `ips`.
-pub fn response(query: &[u8], q: &Question, rcode: u8, ips: &[Ipv4Addr], ttl: u32) -> Vec<u8> {
+/// A response to `query` (whose question is `q`) with `rcode` and A/AAAA records for `ips`.
+pub fn response(query: &[u8], q: &Question, rcode: u8, ips: &[IpAddr], ttl: u32) -> Vec<u8> {
     let mut r = Vec::with_capacity(q.end + ips.len() * 16);
     r.extend_from_slice(&query[..2]);
     // QR, opcode 0, AA, RD copied, RA.
@@ -104,22 +106,26 @@ pub fn response(query: &[u8], q: &Question, rcode: u8, ips: &[Ipv4Addr], ttl: u3
     for ip in ips {
         // A pointer to the question's name at offset 12.
         r.extend_from_slice(&[0xc0, 0x0c]);
-        r.extend_from_slice(&TYPE_A.to_be_bytes());
+        let (t, data) = match ip {
+            IpAddr::V4(a) => (TYPE_A, a.octets().to_vec()),
+            IpAddr::V6(a) => (TYPE_AAAA, a.octets().to_vec()),
+        };
+        r.extend_from_slice(&t.to_be_bytes());
         r.extend_from_slice(&CLASS_IN.to_be_bytes());
         r.extend_from_slice(&ttl.to_be_bytes());
-        r.extend_from_slice(&4u16.to_be_bytes());
-        r.extend_from_slice(&ip.octets());
+        r.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        r.extend_from_slice(&data);
     }
     r
 }
 
-/// The IPv4 names of a hosts file: lower-cased name → addresses, in file order.
-pub fn parse_hosts(text: &str) -> HashMap<String, Vec<Ipv4Addr>> {
-    let mut m: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
+/// The names of a hosts file: lower-cased name → addresses (IPv4 and IPv6), in file order.
+pub fn parse_hosts(text: &str) -> HashMap<String, Vec<IpAddr>> {
+    let mut m: HashMap<String, Vec<IpAddr>> = HashMap::new();
     for line in text.lines() {
         let line = line.split('#').next().unwrap_or("");
         let mut f = line.split_whitespace();
-        let Some(Ok(ip)) = f.next().map(str::parse::<Ipv4Addr>) else {
+        let Some(Ok(ip)) = f.next().map(str::parse::<IpAddr>) else {
             continue;
         };
         for name in f {
@@ -152,7 +158,7 @@ pub struct Server {
     listen: UdpSocket,
     forward: UdpSocket,
     hosts_path: PathBuf,
-    hosts: HashMap<String, Vec<Ipv4Addr>>,
+    hosts: HashMap<String, Vec<IpAddr>>,
     hosts_stamp: Option<(i64, i64, u64)>,
     upstreams: Vec<SocketAddr>,
     pending: HashMap<u16, (SocketAddr, u16, Instant)>,
@@ -230,11 +236,15 @@ impl Server {
             let Some(q) = parse_query(p) else { continue };
             self.refresh_hosts();
             if let Some(ips) = self.hosts.get(&q.name).filter(|_| q.qclass == CLASS_IN) {
-                let ips = if q.qtype == TYPE_A {
-                    ips.clone()
-                } else {
-                    Vec::new()
-                };
+                let ips: Vec<IpAddr> = ips
+                    .iter()
+                    .filter(|ip| match q.qtype {
+                        TYPE_A => ip.is_ipv4(),
+                        TYPE_AAAA => ip.is_ipv6(),
+                        _ => false,
+                    })
+                    .copied()
+                    .collect();
                 let _ = self.listen.send_to(&response(p, &q, 0, &ips, 600), from);
                 continue;
             }
@@ -302,7 +312,7 @@ mod tests {
         let q = parse_query(&p).unwrap();
         assert_eq!(q.name, "web.example");
         assert_eq!(q.end, p.len());
-        let r = response(&p, &q, 0, &[Ipv4Addr::new(10, 0, 0, 2)], 600);
+        let r = response(&p, &q, 0, &[IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))], 600);
         assert_eq!(&r[..2], &[0x12, 0x34]);
         assert_eq!(r[2] & 0x80, 0x80, "QR set");
         assert_eq!(u16::from_be_bytes([r[6], r[7]]), 1, "one answer");
@@ -319,10 +329,16 @@ mod tests {
     #[test]
     fn hosts_and_upstreams() {
         let h = parse_hosts("127.0.0.1\tlocalhost\n10.1.0.2\tabc alpha al\n::1 v6only\n10.1.0.3 web # c\n10.1.0.4 web\n");
-        assert_eq!(h["alpha"], [Ipv4Addr::new(10, 1, 0, 2)]);
-        assert_eq!(h["al"], [Ipv4Addr::new(10, 1, 0, 2)]);
+        let a: IpAddr = Ipv4Addr::new(10, 1, 0, 2).into();
+        assert_eq!(h["alpha"], [a]);
+        assert_eq!(h["al"], [a]);
         assert_eq!(h["web"].len(), 2);
-        assert!(!h.contains_key("v6only"));
+        assert_eq!(h["v6only"], ["::1".parse::<IpAddr>().unwrap()]);
+        let p = query("v6only", TYPE_AAAA);
+        let q = parse_query(&p).unwrap();
+        let r = response(&p, &q, 0, &h["v6only"], 600);
+        assert_eq!(&r[r.len() - 18..r.len() - 16], &[0, 16]);
+        assert_eq!(r[r.len() - 1], 1);
         let u = parse_upstreams("search x\nnameserver 10.0.0.1\n# c\nnameserver ::1\n192.0.2.1\n");
         assert_eq!(u.len(), 3);
         assert_eq!(u[0], "10.0.0.1:53".parse().unwrap());

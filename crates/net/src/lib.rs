@@ -128,7 +128,20 @@ pub struct CreateRequest {
     pub internal: bool,
     /// `--label`.
     pub labels: std::collections::BTreeMap<String, String>,
+    /// `--ip-range` (CIDR inside the subnet).
+    pub ip_range: Option<String>,
+    /// `--attachable`.
+    pub attachable: bool,
+    /// `--opt k=v` (`com.docker.network.bridge.name` names the bridge).
+    pub options: std::collections::BTreeMap<String, String>,
+    /// `--ipv6`.
+    pub ipv6: bool,
+    /// `--subnet` values that are IPv6 (with `--ipv6`; a ULA /64 is picked when absent).
+    pub subnet6: Option<String>,
 }
+
+/// The option naming a network's bridge device.
+pub const BRIDGE_NAME_OPT: &str = "com.docker.network.bridge.name";
 
 /// What attaching a container asks for.
 #[derive(Debug, Clone, Default)]
@@ -143,6 +156,8 @@ pub struct AttachRequest {
     pub mac: Option<String>,
     /// Published ports.
     pub ports: Vec<PortRequest>,
+    /// Its names on this network besides its own.
+    pub aliases: Vec<String>,
 }
 
 /// A random 64-hex id.
@@ -262,6 +277,7 @@ impl<'a> Net<'a> {
             created: created.to_string(),
             internal: false,
             labels: Default::default(),
+            extra: Default::default(),
         };
         match store::insert_network(self.conn, &n) {
             Ok(()) => Ok(n),
@@ -276,15 +292,31 @@ impl<'a> Net<'a> {
     /// The network named (or with id / id prefix) `s`; `bridge` is recorded on first use.
     pub fn find(&self, s: &str, created: &str) -> Result<Network> {
         if s == "bridge" || s == "default" {
+            if self.cfg.bridge == "none" {
+                // The default bridge is disabled (`"bridge": "none"`, as `dockerd -b none`).
+                return Err(Error::NotFound(s.to_string()));
+            }
             return self.default_network(created);
         }
         store::network(self.conn, s)?.ok_or_else(|| Error::NotFound(s.to_string()))
     }
 
+    /// The stable id and creation time of docker's built-in `host` or `none` network.
+    pub fn builtin(&self, name: &str, created: &str) -> Result<(String, String)> {
+        store::builtin(self.conn, name, &new_id(), created)
+    }
+
     /// All networks (the default one included once it was used).
     pub fn list(&self, created: &str) -> Result<Vec<Network>> {
-        self.default_network(created)?;
-        store::networks(self.conn)
+        if self.cfg.bridge != "none" {
+            self.default_network(created)?;
+            return store::networks(self.conn);
+        }
+        // Disabled: a row recorded before it was disabled is not shown.
+        Ok(store::networks(self.conn)?
+            .into_iter()
+            .filter(|n| n.name != "bridge")
+            .collect())
     }
 
     /// `network create`.
@@ -296,11 +328,22 @@ impl<'a> Net<'a> {
             )));
         }
         if matches!(name.as_str(), "bridge" | "host" | "none" | "default") {
+            // dockerd's words.
+            return Err(Error::Invalid(
+                format!("operation is not permitted on predefined {name} network ")
+                    .trim_end()
+                    .to_string(),
+            ));
+        }
+        if req.subnet6.is_some() && !req.ipv6 {
             return Err(Error::Invalid(format!(
-                "network \"{name}\": {name} is a pre-defined network and cannot be created"
+                "network \"{name}\": an IPv6 subnet needs --ipv6"
             )));
         }
-        self.default_network(created)?;
+        if self.cfg.bridge != "none" {
+            // Recorded first, so user networks keep clear of its range.
+            self.default_network(created)?;
+        }
         let (subnet, prefix) = match &req.subnet {
             Some(s) => store::parse_cidr(s).ok_or_else(|| {
                 Error::Invalid(format!(
@@ -323,9 +366,75 @@ impl<'a> Net<'a> {
             }
             None => Ipv4Addr::from(u32::from(subnet) + 1),
         };
+        if let Some(r) = &req.ip_range {
+            let ok = store::parse_cidr(r)
+                .filter(|(a, l)| *l >= prefix && store::in_subnet(*a, subnet, prefix));
+            if ok.is_none() {
+                return Err(Error::Invalid(format!(
+                    "network \"{name}\": invalid --ip-range {r}: not a CIDR inside subnet {subnet}/{prefix}"
+                )));
+            }
+        }
         let id = new_id();
+        let bridge = match req.options.get(BRIDGE_NAME_OPT) {
+            Some(b) => {
+                if b.is_empty()
+                    || b.len() > 15
+                    || !b
+                        .bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c))
+                {
+                    return Err(Error::Invalid(format!(
+                        "network \"{name}\": invalid bridge name \"{b}\" (1 to 15 of [a-zA-Z0-9_.-])"
+                    )));
+                }
+                if quick_link(b).is_some() {
+                    return Err(Error::Invalid(format!(
+                        "network \"{name}\": bridge name {b}: a link of that name exists on the host"
+                    )));
+                }
+                b.clone()
+            }
+            None => format!("br-{}", &id[..12]),
+        };
+        let (subnet6, gateway6) = if req.ipv6 {
+            if !Path::new("/proc/net/if_inet6").exists() {
+                return Err(Error::Invalid(format!(
+                    "network \"{name}\": --ipv6: IPv6 is disabled on this host"
+                )));
+            }
+            let (net6, len6) = match &req.subnet6 {
+                Some(s) => store::parse_cidr6(s).ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "network \"{name}\": invalid subnet {s} (an IPv6 CIDR from /48 to /120)"
+                    ))
+                })?,
+                None => (random_ula(), 64),
+            };
+            if 128 - u32::from(len6) < 32 - u32::from(prefix) {
+                return Err(Error::Invalid(format!(
+                    "network \"{name}\": IPv6 subnet {net6}/{len6} is smaller than IPv4 subnet {subnet}/{prefix} (addresses go in pairs)"
+                )));
+            }
+            let off = u32::from(gateway) - u32::from(subnet);
+            let gw6 = std::net::Ipv6Addr::from(u128::from(net6) + off as u128);
+            (Some(format!("{net6}/{len6}")), Some(gw6.to_string()))
+        } else {
+            (None, None)
+        };
+        let extra = store::Extra {
+            ip_range: req
+                .ip_range
+                .as_deref()
+                .and_then(store::parse_cidr)
+                .map(|(a, l)| format!("{a}/{l}")),
+            attachable: req.attachable,
+            options: req.options.clone(),
+            subnet6,
+            gateway6,
+        };
         let n = Network {
-            bridge: format!("br-{}", &id[..12]),
+            bridge,
             id,
             name: name.clone(),
             subnet,
@@ -334,6 +443,7 @@ impl<'a> Net<'a> {
             created: created.to_string(),
             internal: req.internal,
             labels: req.labels.clone(),
+            extra,
         };
         store::insert_network(self.conn, &n)?;
         Ok(n)
@@ -371,6 +481,14 @@ impl<'a> Net<'a> {
                     (n.subnet, n.prefix),
                     &n.bridge,
                 ));
+                if let Some(s6) = &n.extra.subnet6 {
+                    let _ = nft::apply(&nft::network6_elems(
+                        "delete",
+                        &self.cfg.nft_table,
+                        s6,
+                        &n.bridge,
+                    ));
+                }
             }
         }
     }
@@ -485,6 +603,38 @@ impl<'a> Net<'a> {
                 &n.bridge,
             ));
         }
+        if let (Some(s6), Some((_, len6)), Some(gw6)) =
+            (&n.extra.subnet6, n.subnet6(), n.gateway6())
+        {
+            // --ipv6: the gateway on the bridge (no DAD), forwarding, masquerade in the ip6
+            // table of the same name.
+            let _ = std::fs::write(
+                format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", n.bridge),
+                "0",
+            );
+            if let Err(e) = nl.add_addr6(b.index, gw6, len6) {
+                let _ = nl.del_link(&n.bridge);
+                return Err(what(e));
+            }
+            if self.cfg.ip_forward && !n.internal {
+                let p = "/proc/sys/net/ipv6/conf/all/forwarding";
+                if std::fs::read_to_string(p)
+                    .map(|s| s.trim() != "1")
+                    .unwrap_or(false)
+                {
+                    let _ = std::fs::write(p, "1");
+                }
+            }
+            cmds.extend(nft::table6_setup(&self.cfg.nft_table));
+            if !n.internal {
+                cmds.extend(nft::network6_elems(
+                    "add",
+                    &self.cfg.nft_table,
+                    s6,
+                    &n.bridge,
+                ));
+            }
+        }
         if let Err(e) = nft::apply(&cmds) {
             let _ = nl.del_link(&n.bridge);
             return Err(what(e));
@@ -505,6 +655,10 @@ impl<'a> Net<'a> {
             req.mac.as_deref(),
             &new_id(),
         )?;
+        if ep.aliases != req.aliases {
+            store::set_aliases(self.conn, &n.id, id, &req.aliases)?;
+            ep.aliases = req.aliases.clone();
+        }
         let ctx = |e: Error| {
             Error::Invalid(format!(
                 "container {}: network \"{}\": {e}",
@@ -538,7 +692,7 @@ impl<'a> Net<'a> {
             if !n.internal {
                 inner.add_default_route(n.gateway)?;
             }
-            Ok(())
+            setup6(&nsf, &mut inner, "eth0", eth0.index, &ep, !n.internal)
         })();
         // Networks connected while it was stopped (`network connect`) come back as eth1, eth2…
         let r = r.and_then(|()| {
@@ -581,7 +735,7 @@ impl<'a> Net<'a> {
         let bridge = self.ensure_bridge(nl, n)?;
         let host_if = veth_name(&ep.endpoint_id);
         let _ = nl.del_link(&host_if);
-        let mut k = 1;
+        let mut k = 0;
         while inner.link(&format!("eth{k}"))?.is_some() {
             k += 1;
         }
@@ -598,7 +752,34 @@ impl<'a> Net<'a> {
             Error::Netlink(format!("{name} missing in the container's namespace"))
         })?;
         inner.add_addr(l.index, ep.ip, n.prefix)?;
-        inner.set_up_mtu(l.index, bridge.mtu)
+        inner.set_up_mtu(l.index, bridge.mtu)?;
+        if k == 0 && !n.internal {
+            // The container's only interface (its first network was disconnected): it routes.
+            inner.add_default_route(n.gateway)?;
+        }
+        setup6(nsf, inner, &name, l.index, ep, k == 0 && !n.internal)
+    }
+
+    /// Starts a container whose first network was disconnected (`network disconnect`): a
+    /// namespace with the networks it was connected to since, the first as `eth0`.
+    pub fn attach_bare(&self, container: &str, name: &str) -> Result<()> {
+        let ctx = |e: Error| Error::Invalid(format!("container {name}: networks: {e}"));
+        let path = self.netns_path(container);
+        netns::remove(&path);
+        let (nsf, mut inner) = netns::create(&path).map_err(ctx)?;
+        let r = (|| -> Result<()> {
+            inner.set_up(1)?;
+            let mut nl = netlink::Netlink::open()?;
+            for ep in store::endpoints(self.conn, Some(container))? {
+                self.plumb(&mut nl, &nsf, &mut inner, &ep)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = r {
+            netns::remove(&path);
+            return Err(ctx(e));
+        }
+        Ok(())
     }
 
     /// `network connect`: an address on `n` for the container, plumbed now when it runs
@@ -614,7 +795,7 @@ impl<'a> Net<'a> {
                 req.name, n.name
             )));
         }
-        let ep = store::allocate(
+        let mut ep = store::allocate(
             self.conn,
             n,
             &req.container,
@@ -623,6 +804,10 @@ impl<'a> Net<'a> {
             req.mac.as_deref(),
             &new_id(),
         )?;
+        if !req.aliases.is_empty() {
+            store::set_aliases(self.conn, &n.id, &req.container, &req.aliases)?;
+            ep.aliases = req.aliases.clone();
+        }
         if running {
             let path = self.netns_path(&req.container);
             let r = (|| -> Result<()> {
@@ -670,23 +855,55 @@ impl<'a> Net<'a> {
             .collect();
         let mut out: Vec<Published> = Vec::new();
         let mut dnat = Vec::new();
+        let ip6 = ep.ip6();
         for r in reqs {
+            if r.host_ip.is_some_and(|i| i.is_ipv6()) && ip6.is_none() {
+                return Err(Error::Invalid(format!(
+                    "container {}: -p {}: network \"{}\" has no IPv6 (network create --ipv6)",
+                    ep.name,
+                    r.host_ip.map(|i| i.to_string()).unwrap_or_default(),
+                    ep.network.name
+                )));
+            }
             let ip = r
                 .host_ip
                 .map(|i| i.to_string())
                 .unwrap_or_else(|| "0.0.0.0".into());
-            let clash = |p: &Published| {
-                p.proto == r.proto
-                    && p.host_port == r.host_port
-                    && (p.host_ip == ip || p.host_ip == "0.0.0.0" || ip == "0.0.0.0")
+            let clash = |p: &Published, port: u16| {
+                p.proto == r.proto && p.host_port == port && binds_clash(&p.host_ip, &ip)
             };
-            if r.host_port != 0 && (others.iter().any(clash) || out.iter().any(clash)) {
-                return Err(Error::Invalid(format!(
-                    "Bind for {ip}:{} failed: port is already allocated",
-                    r.host_port
-                )));
-            }
-            let hp = ports::reserve(r.host_ip, r.host_port, &r.proto)?;
+            let taken = |port: u16| {
+                others.iter().any(|p| clash(p, port)) || out.iter().any(|p| clash(p, port))
+            };
+            let shown = if ip.contains(':') {
+                format!("[{ip}]")
+            } else {
+                ip.clone()
+            };
+            let hp = if r.host_port_end > r.host_port {
+                // A host range for one container port: the first free one, as docker.
+                (r.host_port..=r.host_port_end)
+                    .filter(|p| !taken(*p))
+                    .find_map(|p| ports::reserve(r.host_ip, p, &r.proto).ok())
+                    .ok_or_else(|| {
+                        Error::Invalid(format!(
+                            "Bind for {shown}:{}-{} failed: all ports are allocated",
+                            r.host_port, r.host_port_end
+                        ))
+                    })?
+            } else {
+                if r.host_port != 0 && taken(r.host_port) {
+                    return Err(Error::Invalid(format!(
+                        "Bind for {shown}:{} failed: port is already allocated",
+                        r.host_port
+                    )));
+                }
+                ports::reserve(r.host_ip, r.host_port, &r.proto)?
+            };
+            let addr = match (r.host_ip, ip6) {
+                (Some(std::net::IpAddr::V6(_)), Some(a6)) => std::net::IpAddr::V6(a6),
+                _ => std::net::IpAddr::V4(ep.ip),
+            };
             out.push(Published {
                 host_ip: ip,
                 host_port: hp,
@@ -694,12 +911,29 @@ impl<'a> Net<'a> {
                 proto: r.proto.clone(),
             });
             dnat.push(nft::Dnat {
-                host_ip: r.host_ip,
+                // `[::]:8080:80`: every local IPv6 address.
+                host_ip: r.host_ip.filter(|i| !i.is_unspecified()),
                 proto: r.proto.clone(),
                 host_port: hp,
-                addr: ep.ip,
+                addr,
                 port: r.port,
             });
+            if let (None, Some(a6)) = (r.host_ip, ip6) {
+                // Every local address: the IPv6 ones too on an --ipv6 network, as docker.
+                out.push(Published {
+                    host_ip: "::".into(),
+                    host_port: hp,
+                    port: r.port,
+                    proto: r.proto.clone(),
+                });
+                dnat.push(nft::Dnat {
+                    host_ip: None,
+                    proto: r.proto.clone(),
+                    host_port: hp,
+                    addr: std::net::IpAddr::V6(a6),
+                    port: r.port,
+                });
+            }
         }
         let t = &self.cfg.nft_table;
         let add = nft::port_elems("add", t, &dnat);
@@ -716,6 +950,12 @@ impl<'a> Net<'a> {
                     &n.bridge,
                 ));
             }
+            if let Some(s6) = &n.extra.subnet6 {
+                cmds.extend(nft::table6_setup(t));
+                if !n.internal {
+                    cmds.extend(nft::network6_elems("add", t, s6, &n.bridge));
+                }
+            }
             cmds.extend(add);
             nft::apply(&cmds).map_err(|e| {
                 Error::Invalid(format!("container {}: publish ports: {e}", ep.name))
@@ -729,13 +969,15 @@ impl<'a> Net<'a> {
     /// ports) and keeps its addresses; idempotent.
     pub fn detach(&self, container: &str) -> Result<()> {
         let eps = self.endpoints(container)?;
-        if eps.is_empty() {
+        let path = self.netns_path(container);
+        if eps.is_empty() && !path.exists() {
             return Ok(());
         }
         // Unbinding the namespace is enough: the kernel destroys it (and the veth pair with it)
         // once the container's last process is gone, off our path. Deleting the veth here
-        // would wait for an RCU grace period: 18 ms measured, most of a `run --rm`.
-        netns::remove(&self.netns_path(container));
+        // would wait for an RCU grace period: 18 ms measured, most of a `run --rm`. (A
+        // container whose networks were all disconnected has a namespace and no endpoint.)
+        netns::remove(&path);
         for e in eps.iter().filter(|e| !e.ports.is_empty()) {
             self.unpublish(e);
             store::set_ports(self.conn, &e.network.id, container, &[])?;
@@ -752,16 +994,19 @@ impl<'a> Net<'a> {
             let d: Vec<nft::Dnat> = e
                 .ports
                 .iter()
-                .map(|p| nft::Dnat {
-                    host_ip: p
-                        .host_ip
-                        .parse()
-                        .ok()
-                        .filter(|i: &Ipv4Addr| !i.is_unspecified()),
-                    proto: p.proto.clone(),
-                    host_port: p.host_port,
-                    addr: e.ip,
-                    port: p.port,
+                .filter_map(|p| {
+                    let host: std::net::IpAddr = p.host_ip.parse().ok()?;
+                    let addr = match host {
+                        std::net::IpAddr::V6(_) => std::net::IpAddr::V6(e.ip6()?),
+                        std::net::IpAddr::V4(_) => std::net::IpAddr::V4(e.ip),
+                    };
+                    Some(nft::Dnat {
+                        host_ip: Some(host).filter(|i| !i.is_unspecified()),
+                        proto: p.proto.clone(),
+                        host_port: p.host_port,
+                        addr,
+                        port: p.port,
+                    })
                 })
                 .collect();
             let t = &self.cfg.nft_table;
@@ -784,6 +1029,45 @@ impl<'a> Net<'a> {
         self.detach(container)?;
         store::release(self.conn, container)
     }
+}
+
+/// An `--ipv6` network's side of an interface in a container's namespace: IPv6 on (the
+/// namespace starts with it off), its address without DAD, and with `route` the default route.
+fn setup6(
+    nsf: &std::fs::File,
+    inner: &mut netlink::Netlink,
+    ifname: &str,
+    index: u32,
+    ep: &Endpoint,
+    route: bool,
+) -> Result<()> {
+    let (Some(ip6), Some((_, len6)), Some(gw6)) =
+        (ep.ip6(), ep.network.subnet6(), ep.network.gateway6())
+    else {
+        return Ok(());
+    };
+    netns::sysctl(nsf, "ipv6/conf/lo/disable_ipv6", "0")?;
+    netns::sysctl(nsf, &format!("ipv6/conf/{ifname}/disable_ipv6"), "0")?;
+    inner.add_addr6(index, ip6, len6)?;
+    if route {
+        inner.add_default_route6(gw6)?;
+    }
+    Ok(())
+}
+
+/// A random unique local IPv6 /64 (RFC 4193: `fd` and a 40-bit random global id).
+fn random_ula() -> std::net::Ipv6Addr {
+    let id = new_id();
+    let g = u64::from_str_radix(&id[..10], 16).unwrap_or(1);
+    std::net::Ipv6Addr::from((0xfdu128 << 120) | (u128::from(g) << 80))
+}
+
+/// Whether two published host addresses conflict on one port: the same address, or a wildcard
+/// (`0.0.0.0`, `::`) and an address of its family.
+fn binds_clash(a: &str, b: &str) -> bool {
+    let v6 = |s: &str| s.contains(':');
+    let any = |s: &str| s == "0.0.0.0" || s == "::";
+    a == b || (v6(a) == v6(b) && (any(a) || any(b)))
 }
 
 /// Index and MTU of link `name` through `if_nametoindex` and sysfs.

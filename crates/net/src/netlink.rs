@@ -2,7 +2,7 @@
 //! addresses, routes. One blocking socket per namespace, one request and its ack at a time; no
 //! `ip` execs (3 ms each here) and no async runtime in the short-lived CLI.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, RawFd};
 
 use netlink_packet_core::{
@@ -271,6 +271,46 @@ impl Netlink {
             Err(Error::Io(_, e)) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
             r => r.map(|_| ()),
         }
+    }
+
+    /// Adds `addr/len` (IPv6) to link `index` without duplicate address detection, so it is
+    /// usable at once (EEXIST is success).
+    pub fn add_addr6(&mut self, index: u32, addr: Ipv6Addr, len: u8) -> Result<()> {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet6;
+        m.header.prefix_len = len;
+        m.header.index = index;
+        m.attributes
+            .push(AddressAttribute::Address(IpAddr::V6(addr)));
+        m.attributes.push(AddressAttribute::Flags(
+            netlink_packet_route::address::AddressFlags::Nodad,
+        ));
+        match self.request(
+            RouteNetlinkMessage::NewAddress(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            &format!("add address {addr}/{len}"),
+        ) {
+            Err(Error::Io(_, e)) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            r => r.map(|_| ()),
+        }
+    }
+
+    /// Adds the IPv6 default route via `gw`.
+    pub fn add_default_route6(&mut self, gw: Ipv6Addr) -> Result<()> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet6;
+        m.header.table = RouteHeader::RT_TABLE_MAIN;
+        m.header.protocol = RouteProtocol::Boot;
+        m.header.scope = RouteScope::Universe;
+        m.header.kind = RouteType::Unicast;
+        m.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet6(gw)));
+        self.request(
+            RouteNetlinkMessage::NewRoute(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            &format!("add default route via {gw}"),
+        )?;
+        Ok(())
     }
 
     /// Adds the default route via `gw`.

@@ -87,6 +87,22 @@ pub fn enter(target: &Path) -> Result<Netlink> {
     .map_err(|_| Error::Netlink("network namespace thread panicked".into()))?
 }
 
+/// Writes `/proc/sys/net/<key>` inside the namespace `ns` (e.g. `ipv6/conf/eth0/disable_ipv6`).
+pub fn sysctl(ns: &File, key: &str, value: &str) -> Result<()> {
+    let f = ns
+        .try_clone()
+        .ctx(|| "duplicate a namespace descriptor".into())?;
+    let (key, value) = (key.to_string(), value.to_string());
+    std::thread::spawn(move || -> Result<()> {
+        setns(f.as_fd(), CloneFlags::CLONE_NEWNET)
+            .map_err(|e| Error::Io("enter network namespace".into(), e.into()))?;
+        let p = format!("/proc/sys/net/{key}");
+        std::fs::write(&p, &value).ctx(|| format!("write {p}"))
+    })
+    .join()
+    .map_err(|_| Error::Netlink("network namespace thread panicked".into()))?
+}
+
 /// Unbinds and deletes the namespace at `target` (the kernel frees it with its last process).
 pub fn remove(target: &Path) {
     let _ = umount2(target, MntFlags::MNT_DETACH);

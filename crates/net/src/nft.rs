@@ -23,17 +23,17 @@ use std::process::{Command, Stdio};
 
 use crate::{Error, Result};
 
-/// One published port as nftables sees it.
+/// One published port as nftables sees it (in the `ip6` table when `addr` is IPv6).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dnat {
-    /// Host address the port is bound to (`None` = every local address).
-    pub host_ip: Option<std::net::Ipv4Addr>,
+    /// Host address the port is bound to (`None` = every local address of `addr`'s family).
+    pub host_ip: Option<std::net::IpAddr>,
     /// `tcp` or `udp`.
     pub proto: String,
     /// Host port.
     pub host_port: u16,
     /// Container address.
-    pub addr: std::net::Ipv4Addr,
+    pub addr: std::net::IpAddr,
     /// Container port.
     pub port: u16,
 }
@@ -106,9 +106,49 @@ pub fn port_elems(verb: &str, table: &str, ports: &[Dnat]) -> Vec<String> {
             } else {
                 format!(" : {} . {}", p.addr, p.port)
             };
-            format!("{verb} element ip {table} {name} {{ {key}{val} }}")
+            let family = if p.addr.is_ipv6() { "ip6" } else { "ip" };
+            format!("{verb} element {family} {table} {name} {{ {key}{val} }}")
         })
         .collect()
+}
+
+/// The `ip6` table of the same name for `--ipv6` networks, shaped as the `ip` one: outbound
+/// masquerade of their IPv6 subnets (ULA), published ports (`pany`, `pip`) DNAT'd to the
+/// containers' IPv6 addresses; written like [`table_setup`].
+pub fn table6_setup(table: &str) -> Vec<String> {
+    let mut c = vec![
+        format!("add table ip6 {table}"),
+        format!("add set ip6 {table} nets {{ type ipv6_addr; flags interval; }}"),
+        format!("add set ip6 {table} bridges {{ type ifname; }}"),
+        format!("add map ip6 {table} pany {{ type inet_proto . inet_service : ipv6_addr . inet_service; }}"),
+        format!("add map ip6 {table} pip {{ type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; }}"),
+        format!("add chain ip6 {table} pub"),
+        format!("add chain ip6 {table} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}"),
+        format!("add chain ip6 {table} output {{ type nat hook output priority -100; policy accept; }}"),
+        format!("add chain ip6 {table} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}"),
+    ];
+    for ch in ["pub", "prerouting", "output", "postrouting"] {
+        c.push(format!("flush chain ip6 {table} {ch}"));
+    }
+    c.extend([
+        format!(
+            "add rule ip6 {table} pub dnat ip6 to ip6 daddr . meta l4proto . th dport map @pip"
+        ),
+        format!("add rule ip6 {table} pub dnat ip6 to meta l4proto . th dport map @pany"),
+        format!("add rule ip6 {table} prerouting fib daddr type local jump pub"),
+        format!("add rule ip6 {table} output fib daddr type local jump pub"),
+        format!("add rule ip6 {table} postrouting ip6 saddr @nets oifname != @bridges masquerade"),
+        format!("add rule ip6 {table} postrouting ip6 saddr ::1 oifname @bridges masquerade"),
+    ]);
+    c
+}
+
+/// `add`/`delete` of an `--ipv6` network's elements in the `ip6` table.
+pub fn network6_elems(verb: &str, table: &str, subnet6: &str, bridge: &str) -> Vec<String> {
+    vec![
+        format!("{verb} element ip6 {table} nets {{ {subnet6} }}"),
+        format!("{verb} element ip6 {table} bridges {{ \"{bridge}\" }}"),
+    ]
 }
 
 /// `delete table` (tests and clean-up).

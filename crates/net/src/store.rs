@@ -5,7 +5,7 @@
 //! backs that) and deleted only when the container is removed (no reuse before).
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -22,6 +22,11 @@ CREATE TABLE IF NOT EXISTS networks(
   created TEXT NOT NULL,
   internal INTEGER NOT NULL DEFAULT 0,
   labels TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS builtin_networks(
+  name TEXT PRIMARY KEY,
+  id TEXT NOT NULL,
+  created TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS endpoints(
   network TEXT NOT NULL,
@@ -40,10 +45,77 @@ pub(crate) fn db(what: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
     move |e| Error::Db(what.to_string(), e)
 }
 
-/// Creates the tables if needed.
+/// Creates the tables if needed (and the `extra` column of databases made before it).
 pub fn init(conn: &Connection) -> Result<()> {
     conn.execute_batch(SCHEMA)
-        .map_err(db("create network tables"))
+        .map_err(db("create network tables"))?;
+    let has_extra: bool = conn
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('networks') WHERE name = 'extra'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(db("read network table"))?
+        > 0;
+    let has_aliases: bool = conn
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('endpoints') WHERE name = 'aliases'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(db("read endpoint table"))?
+        > 0;
+    if !has_aliases {
+        match conn
+            .execute_batch("ALTER TABLE endpoints ADD COLUMN aliases TEXT NOT NULL DEFAULT '[]'")
+        {
+            Ok(()) => {}
+            Err(e) if e.to_string().contains("duplicate column") => {}
+            Err(e) => return Err(Error::Db("add endpoint column".into(), e)),
+        }
+    }
+    if !has_extra {
+        match conn.execute_batch("ALTER TABLE networks ADD COLUMN extra TEXT NOT NULL DEFAULT '{}'")
+        {
+            Ok(()) => {}
+            // A concurrent command added it first.
+            Err(e) if e.to_string().contains("duplicate column") => {}
+            Err(e) => return Err(Error::Db("add network column".into(), e)),
+        }
+    }
+    Ok(())
+}
+
+/// The stable id of docker's built-in network `name` (`host` or `none`), recorded on first use
+/// with its creation time.
+pub fn builtin(conn: &Connection, name: &str, id: &str, created: &str) -> Result<(String, String)> {
+    conn.execute(
+        "INSERT OR IGNORE INTO builtin_networks(name, id, created) VALUES (?1, ?2, ?3)",
+        params![name, id, created],
+    )
+    .map_err(db("record built-in network"))?;
+    conn.query_row(
+        "SELECT id, created FROM builtin_networks WHERE name = ?1",
+        [name],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .map_err(db("read built-in network"))
+}
+
+/// Settings of a network beyond its subnet, kept as JSON in the `extra` column.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Extra {
+    /// `--ip-range`: automatic addresses come from this CIDR only.
+    pub ip_range: Option<String>,
+    /// `--attachable` (accepted; every skiff network takes `network connect`).
+    pub attachable: bool,
+    /// `--opt` values as given (`com.docker.network.bridge.name`, …).
+    pub options: BTreeMap<String, String>,
+    /// `--ipv6`: the IPv6 subnet (`fd00:1::/64`).
+    pub subnet6: Option<String>,
+    /// `--ipv6`: the IPv6 gateway (the bridge's address).
+    pub gateway6: Option<String>,
 }
 
 /// A network as recorded.
@@ -67,12 +139,33 @@ pub struct Network {
     pub internal: bool,
     /// `--label`.
     pub labels: BTreeMap<String, String>,
+    /// `--ip-range`, `--attachable`, `--opt`, IPv6.
+    pub extra: Extra,
 }
 
 impl Network {
     /// `10.1.0.0/16`.
     pub fn cidr(&self) -> String {
         format!("{}/{}", self.subnet, self.prefix)
+    }
+    /// The IPv6 subnet (`--ipv6`).
+    pub fn subnet6(&self) -> Option<(Ipv6Addr, u8)> {
+        self.extra.subnet6.as_deref().and_then(parse_cidr6)
+    }
+    /// The IPv6 gateway (`--ipv6`).
+    pub fn gateway6(&self) -> Option<Ipv6Addr> {
+        self.extra.gateway6.as_deref()?.parse().ok()
+    }
+    /// The IPv6 address going with IPv4 address `ip` on this network: the same host offset in
+    /// the IPv6 subnet, so it is as unique as the IPv4 one and needs no allocation of its own.
+    pub fn ip6_of(&self, ip: Ipv4Addr) -> Option<Ipv6Addr> {
+        let (net, _) = self.subnet6()?;
+        let off = u32::from(ip).wrapping_sub(u32::from(self.subnet));
+        Some(Ipv6Addr::from(u128::from(net) + off as u128))
+    }
+    /// `--ip-range` as an address and prefix.
+    pub fn ip_range(&self) -> Option<(Ipv4Addr, u8)> {
+        self.extra.ip_range.as_deref().and_then(parse_cidr)
     }
     /// Whether `ip` lies in the subnet.
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
@@ -93,6 +186,13 @@ pub struct Published {
     pub proto: String,
 }
 
+impl Endpoint {
+    /// Its IPv6 address on an `--ipv6` network.
+    pub fn ip6(&self) -> Option<Ipv6Addr> {
+        self.network.ip6_of(self.ip)
+    }
+}
+
 /// A container's attachment to one network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -110,6 +210,8 @@ pub struct Endpoint {
     pub endpoint_id: String,
     /// Published ports.
     pub ports: Vec<Published>,
+    /// Its names on this network besides its own (`--network-alias`, `network connect --alias`).
+    pub aliases: Vec<String>,
 }
 
 /// Whether `ip` is in `net/len`.
@@ -122,6 +224,25 @@ pub fn in_subnet(ip: Ipv4Addr, net: Ipv4Addr, len: u8) -> bool {
 pub fn overlaps(a: (Ipv4Addr, u8), b: (Ipv4Addr, u8)) -> bool {
     let len = a.1.min(b.1);
     in_subnet(a.0, b.0, len)
+}
+
+/// Parses `fd00:1::/64` (host bits are cleared); prefixes from /48 to /120.
+pub fn parse_cidr6(s: &str) -> Option<(Ipv6Addr, u8)> {
+    let (a, l) = s.split_once('/')?;
+    let a: Ipv6Addr = a.parse().ok()?;
+    let l: u8 = l.parse().ok()?;
+    if !(48..=120).contains(&l) {
+        return None;
+    }
+    let mask = u128::MAX << (128 - l);
+    Some((Ipv6Addr::from(u128::from(a) & mask), l))
+}
+
+/// Whether two IPv6 subnets overlap.
+pub fn overlaps6(a: (Ipv6Addr, u8), b: (Ipv6Addr, u8)) -> bool {
+    let len = a.1.min(b.1);
+    let mask = u128::MAX << (128 - len);
+    u128::from(a.0) & mask == u128::from(b.0) & mask
 }
 
 /// Parses `10.1.0.0/16` (host bits are cleared).
@@ -141,6 +262,7 @@ fn row_network(r: &rusqlite::Row) -> rusqlite::Result<Network> {
     let (net, len) = parse_cidr(&subnet).unwrap_or((Ipv4Addr::UNSPECIFIED, 0));
     let gw: String = r.get(4)?;
     let labels: String = r.get(7)?;
+    let extra: String = r.get(8)?;
     Ok(Network {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -151,10 +273,11 @@ fn row_network(r: &rusqlite::Row) -> rusqlite::Result<Network> {
         created: r.get(5)?,
         internal: r.get::<_, i64>(6)? != 0,
         labels: serde_json::from_str(&labels).unwrap_or_default(),
+        extra: serde_json::from_str(&extra).unwrap_or_default(),
     })
 }
 
-const NET_COLS: &str = "id, name, bridge, subnet, gateway, created, internal, labels";
+const NET_COLS: &str = "id, name, bridge, subnet, gateway, created, internal, labels, extra";
 
 /// All networks, by name.
 pub fn networks(conn: &Connection) -> Result<Vec<Network>> {
@@ -199,6 +322,23 @@ pub fn insert_network(conn: &Connection, n: &Network) -> Result<()> {
         if o.name == n.name {
             return Err(Error::Exists(n.name.clone()));
         }
+        if o.bridge == n.bridge {
+            return Err(Error::Invalid(format!(
+                "network \"{}\": bridge name {} is used by network \"{}\"",
+                n.name, n.bridge, o.name
+            )));
+        }
+        if let (Some(a), Some(b)) = (o.subnet6(), n.subnet6()) {
+            if overlaps6(a, b) {
+                return Err(Error::Invalid(format!(
+                    "network \"{}\": subnet {} overlaps \"{}\" ({})",
+                    n.name,
+                    n.extra.subnet6.as_deref().unwrap_or(""),
+                    o.name,
+                    o.extra.subnet6.as_deref().unwrap_or("")
+                )));
+            }
+        }
         if overlaps((o.subnet, o.prefix), (n.subnet, n.prefix)) {
             return Err(Error::Invalid(format!(
                 "network \"{}\": subnet {} overlaps \"{}\" ({})",
@@ -210,7 +350,7 @@ pub fn insert_network(conn: &Connection, n: &Network) -> Result<()> {
         }
     }
     conn.execute(
-        "INSERT INTO networks(id, name, bridge, subnet, gateway, created, internal, labels) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO networks(id, name, bridge, subnet, gateway, created, internal, labels, extra) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             n.id,
             n.name,
@@ -219,7 +359,8 @@ pub fn insert_network(conn: &Connection, n: &Network) -> Result<()> {
             n.gateway.to_string(),
             n.created,
             n.internal as i64,
-            serde_json::to_string(&n.labels).unwrap_or_else(|_| "{}".into())
+            serde_json::to_string(&n.labels).unwrap_or_else(|_| "{}".into()),
+            serde_json::to_string(&n.extra).unwrap_or_else(|_| "{}".into())
         ],
     )
     .map_err(|e| match e {
@@ -241,6 +382,7 @@ pub fn delete_network(conn: &Connection, id: &str) -> Result<()> {
 fn row_endpoint(r: &rusqlite::Row, n: Network) -> rusqlite::Result<Endpoint> {
     let ip: String = r.get(3)?;
     let ports: String = r.get(6)?;
+    let aliases: String = r.get(7)?;
     Ok(Endpoint {
         network: n,
         container: r.get(1)?,
@@ -249,6 +391,7 @@ fn row_endpoint(r: &rusqlite::Row, n: Network) -> rusqlite::Result<Endpoint> {
         mac: r.get(4)?,
         endpoint_id: r.get(5)?,
         ports: serde_json::from_str(&ports).unwrap_or_default(),
+        aliases: serde_json::from_str(&aliases).unwrap_or_default(),
     })
 }
 
@@ -276,7 +419,7 @@ pub fn endpoints(conn: &Connection, container: Option<&str>) -> Result<Vec<Endpo
         let Some(n) = nets.get(&nid) else { continue };
         let e = conn
             .query_row(
-                "SELECT network, container, name, ip, mac, endpoint, ports FROM endpoints WHERE network = ?1 AND container = ?2",
+                "SELECT network, container, name, ip, mac, endpoint, ports, aliases FROM endpoints WHERE network = ?1 AND container = ?2",
                 [&nid, &cid],
                 |r| row_endpoint(r, n.clone()),
             )
@@ -350,6 +493,10 @@ pub fn allocate(
             }
             None => (1..size - 1)
                 .map(|o| base + o as u32)
+                .filter(|v| match n.ip_range() {
+                    Some((r, l)) => in_subnet(Ipv4Addr::from(*v), r, l),
+                    None => true,
+                })
                 .find(|v| *v != u32::from(n.gateway) && !used.contains(v))
                 .map(Ipv4Addr::from)
                 .ok_or_else(|| {
@@ -374,6 +521,7 @@ pub fn allocate(
             mac,
             endpoint_id: endpoint_id.to_string(),
             ports: Vec::new(),
+            aliases: Vec::new(),
         })
     })();
     match r {
@@ -405,6 +553,25 @@ pub fn set_ports(
         ],
     )
     .map_err(db("record published ports"))?;
+    Ok(())
+}
+
+/// Records the aliases of a container on one network.
+pub fn set_aliases(
+    conn: &Connection,
+    network: &str,
+    container: &str,
+    aliases: &[String],
+) -> Result<()> {
+    conn.execute(
+        "UPDATE endpoints SET aliases = ?3 WHERE network = ?1 AND container = ?2",
+        params![
+            network,
+            container,
+            serde_json::to_string(aliases).unwrap_or_else(|_| "[]".into())
+        ],
+    )
+    .map_err(db("record aliases"))?;
     Ok(())
 }
 
@@ -470,6 +637,7 @@ mod tests {
             created: String::new(),
             internal: false,
             labels: BTreeMap::new(),
+            extra: Extra::default(),
         };
         insert_network(&conn, &n).unwrap();
         let a = allocate(&conn, &n, "c1", "a", None, None, "e1").unwrap();

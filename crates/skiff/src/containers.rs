@@ -153,9 +153,16 @@ pub struct RunArgs {
     /// Set platform if server is multi-platform capable
     #[arg(long)]
     pub platform: Option<String>,
-    /// Connect a container to a network (bridge, a user network, none, host)
+    /// Connect a container to a network (bridge, a user network, none, host); repeated: the
+    /// first is the primary, the others are connected before the start
     #[arg(long, visible_alias = "net")]
-    pub network: Option<String>,
+    pub network: Vec<String>,
+    /// Add network-scoped alias for the container
+    #[arg(long = "network-alias", visible_alias = "net-alias")]
+    pub network_alias: Vec<String>,
+    /// Container NIS domain name
+    #[arg(long)]
+    pub domainname: Option<String>,
     /// Publish a container's port(s) to the host
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
@@ -868,7 +875,9 @@ fn request(a: &RunArgs, attach: bool) -> CreateRequest {
         ulimits: a.ulimit.clone(),
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout.clone(),
-        network: a.network.clone(),
+        network: a.network.first().cloned(),
+        network_aliases: a.network_alias.clone(),
+        domainname: a.domainname.clone(),
         publish: a.publish.clone(),
         publish_all: a.publish_all,
         expose: a.expose.clone(),
@@ -906,15 +915,48 @@ fn check_runtime(a: &RunArgs) -> Result<()> {
     }
 }
 
+/// More `--network` flags (docker 28): every one must be a user network, checked before the
+/// container exists; they are connected before it starts ([`connect_extra`]).
+fn extra_networks<'a>(e: &Engine, a: &'a RunArgs) -> Result<&'a [String]> {
+    let extra = &a.network[a.network.len().min(1)..];
+    if !extra.is_empty() {
+        for n in &a.network {
+            if !skiff_engine::network::embedded_dns(n) {
+                return Err(skiff_engine::Error::Invalid(
+                    "conflicting options: cannot attach both user-defined and non-user-defined network-modes".into(),
+                )
+                .into());
+            }
+            e.resolve_network(n)?;
+        }
+    }
+    Ok(extra)
+}
+
+/// Connects a created container to its further `--network`s; on failure it is removed again,
+/// so nothing half-made is left.
+fn connect_extra(e: &Engine, id: &str, nets: &[String]) -> Result<()> {
+    for n in nets {
+        // docker: --network-alias names it on the first network only.
+        if let Err(err) = e.connect_network_as(n, id, None, Some(&[])) {
+            let _ = e.remove(id, true, true);
+            return Err(err.into());
+        }
+    }
+    Ok(())
+}
+
 fn create_container(ctx: &Ctx, a: &RunArgs, attach: bool) -> Result<(Engine, Container)> {
     check_runtime(a)?;
     let e = ctx.engine()?;
     let store = ctx.store()?;
     let img = find_image(&store, a)?;
+    let extra_nets = extra_networks(&e, a)?;
     let (c, warnings) = skiff_engine::create::create(&e, &store, &img, &request(a, attach))?;
     for w in warnings {
         eprintln!("WARNING: {w}");
     }
+    connect_extra(&e, &c.id, extra_nets)?;
     Ok((e, c))
 }
 
@@ -930,11 +972,13 @@ fn run_container(
     let e = ctx.engine()?;
     let store = ctx.store()?;
     let img = find_image(&store, a)?;
+    let extra_nets = extra_networks(&e, a)?;
     let (c, prepared) =
         skiff_engine::create::create_prepared(&e, &store, &img, &request(a, attach))?;
     for w in &prepared.warnings {
         eprintln!("WARNING: {w}");
     }
+    connect_extra(&e, &c.id, extra_nets)?;
     let pid = e.start_new(&c, monitor, prepared)?;
     Ok((e, c, pid))
 }
@@ -1912,7 +1956,11 @@ fn port(ctx: &Ctx, a: &PortArgs) -> Result<i32> {
     let mut lines = Vec::new();
     for p in eps.iter().flat_map(|e| &e.ports) {
         let key = format!("{}/{}", p.port, p.proto);
-        let host = format!("{}:{}", p.host_ip, p.host_port);
+        let host = if p.host_ip.contains(':') {
+            format!("[{}]:{}", p.host_ip, p.host_port)
+        } else {
+            format!("{}:{}", p.host_ip, p.host_port)
+        };
         match &want {
             Some(w) if *w == key => lines.push(host),
             Some(_) => {}

@@ -343,8 +343,11 @@ fn cli_main() {
         Err(e) => {
             eprintln!("skiff: {}", error_text(&e));
             // docker's CLI exits 1 for what its daemon refuses on pull, push and login
-            // (an unreachable registry, a missing manifest, bad credentials).
-            if is_registry_command(&cli.command) && !is_state_db_error(&e) {
+            // (an unreachable registry, a missing manifest, bad credentials), and on the
+            // `network` commands (a predefined or overlapping network, a missing one…).
+            if (is_registry_command(&cli.command) || matches!(cli.command, Command::Network(_)))
+                && !is_state_db_error(&e)
+            {
                 1
             } else {
                 125

@@ -38,6 +38,9 @@ pub struct ConnectArgs {
     /// IPv4 address (e.g., "172.30.100.104")
     #[arg(long)]
     pub ip: Option<String>,
+    /// Add network-scoped alias for the container
+    #[arg(long)]
+    pub alias: Vec<String>,
     /// Network
     pub network: String,
     /// Container
@@ -62,12 +65,25 @@ pub struct CreateArgs {
     /// Driver to manage the Network
     #[arg(short, long, default_value = "bridge")]
     pub driver: String,
-    /// Subnet in CIDR format that represents a network segment
+    /// Subnet in CIDR format that represents a network segment (an IPv4 one, and an IPv6 one
+    /// with --ipv6)
     #[arg(long)]
-    pub subnet: Option<String>,
+    pub subnet: Vec<String>,
     /// IPv4 Gateway for the master subnet
     #[arg(long)]
     pub gateway: Option<String>,
+    /// Allocate container ip from a sub-range
+    #[arg(long = "ip-range")]
+    pub ip_range: Option<String>,
+    /// Enable manual container attachment
+    #[arg(long)]
+    pub attachable: bool,
+    /// Enable or disable IPv6 address assignment
+    #[arg(long, default_missing_value = "true", num_args = 0..=1, action = clap::ArgAction::Set, default_value_t = false)]
+    pub ipv6: bool,
+    /// Set driver specific options
+    #[arg(short = 'o', long = "opt")]
+    pub opt: Vec<String>,
     /// Restrict external access to the network
     #[arg(long)]
     pub internal: bool,
@@ -133,9 +149,24 @@ fn inspect_json(e: &Engine, n: &skiff_engine::skiff_net::Network) -> Result<Valu
                 "EndpointID": ep.endpoint_id,
                 "MacAddress": ep.mac,
                 "IPv4Address": format!("{}/{}", ep.ip, n.prefix),
-                "IPv6Address": "",
+                "IPv6Address": match (ep.ip6(), n.subnet6()) {
+                    (Some(a), Some((_, l))) => format!("{a}/{l}"),
+                    _ => String::new(),
+                },
             }),
         );
+    }
+    let mut options = serde_json::Map::new();
+    for (k, v) in &n.extra.options {
+        options.insert(k.clone(), json!(v));
+    }
+    options.insert(
+        skiff_engine::skiff_net::BRIDGE_NAME_OPT.into(),
+        json!(n.bridge),
+    );
+    let mut ipam = json!({"Subnet": n.cidr(), "Gateway": n.gateway.to_string()});
+    if let Some(r) = &n.extra.ip_range {
+        ipam["IPRange"] = json!(r);
     }
     Ok(json!({
         "Name": n.name,
@@ -144,33 +175,87 @@ fn inspect_json(e: &Engine, n: &skiff_engine::skiff_net::Network) -> Result<Valu
         "Scope": "local",
         "Driver": "bridge",
         "EnableIPv4": true,
-        "EnableIPv6": false,
+        "EnableIPv6": n.extra.subnet6.is_some(),
         "IPAM": {
             "Driver": "default",
             "Options": null,
-            "Config": [{"Subnet": n.cidr(), "Gateway": n.gateway.to_string()}],
+            "Config": match (&n.extra.subnet6, &n.extra.gateway6) {
+                (Some(s6), Some(g6)) => json!([ipam, {"Subnet": s6, "Gateway": g6}]),
+                _ => json!([ipam]),
+            },
         },
         "Internal": n.internal,
+        "Attachable": n.extra.attachable,
+        "Ingress": false,
+        "ConfigFrom": {"Network": ""},
+        "ConfigOnly": false,
+        "Containers": containers,
+        "Options": options,
+        "Labels": n.labels,
+    }))
+}
+
+/// `network inspect host|none`: docker's built-in networks and the containers on them.
+fn builtin_json(e: &Engine, name: &str, now: &str) -> Result<Value> {
+    let (id, created) = e.net()?.builtin(name, now).map_err(net_err)?;
+    let mut containers = serde_json::Map::new();
+    for c in e
+        .list()?
+        .into_iter()
+        .filter(|c| c.host_config.network_mode == name && c.is_active())
+    {
+        containers.insert(
+            c.id.clone(),
+            json!({"Name": c.name, "EndpointID": "", "MacAddress": "", "IPv4Address": "", "IPv6Address": ""}),
+        );
+    }
+    Ok(json!({
+        "Name": name,
+        "Id": id,
+        "Created": created,
+        "Scope": "local",
+        "Driver": if name == "none" { "null" } else { "host" },
+        "EnableIPv4": true,
+        "EnableIPv6": false,
+        "IPAM": {"Driver": "default", "Options": null, "Config": []},
+        "Internal": false,
         "Attachable": false,
         "Ingress": false,
         "ConfigFrom": {"Network": ""},
         "ConfigOnly": false,
         "Containers": containers,
-        "Options": {"com.docker.network.bridge.name": n.bridge},
-        "Labels": n.labels,
+        "Options": {},
+        "Labels": {},
     }))
 }
 
-/// Containers recorded on network `name` (started or not).
+/// `host` or `none` when `s` names one of them (by name, id or id prefix).
+fn builtin_name(e: &Engine, s: &str, now: &str) -> Result<Option<&'static str>> {
+    for name in ["host", "none"] {
+        if s == name {
+            return Ok(Some(name));
+        }
+        let (id, _) = e.net()?.builtin(name, now).map_err(net_err)?;
+        if s.len() >= 3 && id.starts_with(s) {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
+}
+
+/// Containers recorded on network `name` (started or not), but for those disconnected from it.
 fn users(e: &Engine, name: &str) -> Result<Vec<String>> {
     Ok(e.list()?
         .into_iter()
-        .filter(|c| c.host_config.network_mode == name)
+        .filter(|c| c.host_config.network_mode == name && !c.network_detached)
         .map(|c| c.name)
         .collect())
 }
 
 fn remove(e: &Engine, s: &str) -> Result<String> {
+    if let Some(b) = builtin_name(e, s, &skiff_engine::proc::now())? {
+        bail!("{b} is a pre-defined network and cannot be removed");
+    }
     let net = e.net()?;
     let n = net.find(s, &skiff_engine::proc::now()).map_err(net_err)?;
     let u = users(e, &n.name)?;
@@ -193,11 +278,36 @@ pub fn run(cli: &Cli, cmd: &NetworkCommand) -> Result<i32> {
     let mut out = io::stdout().lock();
     match cmd {
         NetworkCommand::Create(a) => {
-            if a.driver != "bridge" {
-                bail!(
-                    "plugin \"{}\" not found (skiff has the bridge driver only)",
-                    a.driver
-                );
+            match a.driver.as_str() {
+                "bridge" => {}
+                d @ ("host" | "null") => {
+                    bail!("only one instance of \"{d}\" network is allowed")
+                }
+                d @ ("overlay" | "macvlan" | "ipvlan") => bail!(
+                    "network {}: the {d} driver is not supported (skiff has the bridge driver only)",
+                    a.name
+                ),
+                d => bail!("plugin \"{d}\" not found (skiff has the bridge driver only)"),
+            }
+            let (mut v4, mut v6) = (None, None);
+            for s in &a.subnet {
+                let slot = if s.contains(':') { &mut v6 } else { &mut v4 };
+                if slot.is_some() {
+                    bail!(
+                        "network {}: more than one {} subnet (skiff takes one of each)",
+                        a.name,
+                        if s.contains(':') { "IPv6" } else { "IPv4" }
+                    );
+                }
+                *slot = Some(s.clone());
+            }
+            if v6.is_some() && !a.ipv6 {
+                bail!("network {}: an IPv6 subnet needs --ipv6", a.name);
+            }
+            let mut options = std::collections::BTreeMap::new();
+            for o in &a.opt {
+                let (k, v) = o.split_once('=').unwrap_or((o, ""));
+                options.insert(k.to_string(), v.to_string());
             }
             let labels = a
                 .label
@@ -212,10 +322,15 @@ pub fn run(cli: &Cli, cmd: &NetworkCommand) -> Result<i32> {
                 .create(
                     &skiff_engine::skiff_net::CreateRequest {
                         name: a.name.clone(),
-                        subnet: a.subnet.clone(),
+                        subnet: v4,
                         gateway: a.gateway.clone(),
                         internal: a.internal,
                         labels,
+                        ip_range: a.ip_range.clone(),
+                        attachable: a.attachable,
+                        options,
+                        ipv6: a.ipv6,
+                        subnet6: v6,
                     },
                     &now,
                 )
@@ -223,24 +338,44 @@ pub fn run(cli: &Cli, cmd: &NetworkCommand) -> Result<i32> {
             writeln!(out, "{}", n.id)?;
         }
         NetworkCommand::Ls(a) => {
-            let nets = e.net()?.list(&now).map_err(net_err)?;
+            let net = e.net()?;
+            let nets = net.list(&now).map_err(net_err)?;
+            // (id, name, driver, ipv6, internal, created); docker's built-in host and none too.
+            let mut all: Vec<(String, String, &str, bool, bool, String)> = nets
+                .iter()
+                .map(|n| {
+                    (
+                        n.id.clone(),
+                        n.name.clone(),
+                        "bridge",
+                        n.extra.subnet6.is_some(),
+                        n.internal,
+                        n.created.clone(),
+                    )
+                })
+                .collect();
+            for (name, driver) in [("host", "host"), ("none", "null")] {
+                let (id, created) = net.builtin(name, &now).map_err(net_err)?;
+                all.push((id, name.to_string(), driver, false, false, created));
+            }
+            all.sort_by(|x, y| x.1.cmp(&y.1));
             if a.quiet {
-                for n in &nets {
-                    writeln!(out, "{}", if a.no_trunc { &n.id } else { &n.id[..12] })?;
+                for n in &all {
+                    writeln!(out, "{}", if a.no_trunc { &n.0 } else { &n.0[..12] })?;
                 }
                 return Ok(0);
             }
-            let rows: Vec<Value> = nets
+            let rows: Vec<Value> = all
                 .iter()
                 .map(|n| {
                     json!({
-                        "ID": if a.no_trunc { n.id.clone() } else { n.id[..12].to_string() },
-                        "Name": n.name,
-                        "Driver": "bridge",
+                        "ID": if a.no_trunc { n.0.clone() } else { n.0[..12].to_string() },
+                        "Name": n.1,
+                        "Driver": n.2,
                         "Scope": "local",
-                        "IPv6": "false",
-                        "Internal": n.internal.to_string(),
-                        "CreatedAt": n.created,
+                        "IPv6": n.3.to_string(),
+                        "Internal": n.4.to_string(),
+                        "CreatedAt": n.5,
                     })
                 })
                 .collect();
@@ -264,6 +399,10 @@ pub fn run(cli: &Cli, cmd: &NetworkCommand) -> Result<i32> {
             let mut docs = Vec::new();
             let mut missing = None;
             for s in &a.networks {
+                if let Some(b) = builtin_name(&e, s, &now)? {
+                    docs.push(builtin_json(&e, b, &now)?);
+                    continue;
+                }
                 match net.find(s, &now) {
                     Ok(n) => docs.push(inspect_json(&e, &n)?),
                     Err(err) => missing = Some(net_err(err)),
@@ -297,7 +436,7 @@ pub fn run(cli: &Cli, cmd: &NetworkCommand) -> Result<i32> {
             return Ok(if failed { 1 } else { 0 });
         }
         NetworkCommand::Connect(a) => {
-            e.connect_network(&a.network, &a.container, a.ip.as_deref())?;
+            e.connect_network_as(&a.network, &a.container, a.ip.as_deref(), Some(&a.alias))?;
         }
         NetworkCommand::Disconnect(a) => {
             e.disconnect_network(&a.network, &a.container)?;
