@@ -73,10 +73,11 @@ pub struct Runner<'a> {
     pub quiet: bool,
 }
 
-/// A compose v2 progress line (` Container p-web-1  Started`), on stderr.
+/// A compose v2 progress event (` Container p-web-1  Started`), shown as
+/// [`crate::progress`]'s mode says.
 pub fn progress(quiet: bool, kind: &str, name: &str, what: &str) {
     if !quiet {
-        eprintln!(" {kind} {name}  {what}");
+        crate::progress::event(kind, name, what);
     }
 }
 
@@ -402,6 +403,9 @@ impl Runner<'_> {
             oneoff,
             &peers,
         )?;
+        for v in self.file_mounts(name, svc)? {
+            req.volumes.push(v);
+        }
         adjust(&mut req);
         let cname = req.name.clone().unwrap_or_default();
         progress(self.quiet, "Container", &cname, "Creating");
@@ -411,21 +415,102 @@ impl Runner<'_> {
         }
         if svc.get("network_mode").is_none() {
             let nets = service::networks(self.p, name, svc);
+            // Each network's aliases apply on that network only; the union stays in
+            // `network_aliases` for readers that know no per-network ones.
             let mut aliases: Vec<String> = Vec::new();
-            for (_, a, _) in &nets {
+            let mut on: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for (net, a, _) in &nets {
                 for x in a {
                     if !aliases.contains(x) {
                         aliases.push(x.clone());
                     }
                 }
+                on.insert(net.clone(), a.clone());
             }
             self.e.set_network_aliases(&c.id, &aliases)?;
+            self.e.set_network_aliases_on(&c.id, &on)?;
             for (net, _, ip) in nets.iter().skip(1) {
                 self.e.connect_network(net, &c.id, ip.as_deref())?;
             }
         }
         progress(self.quiet, "Container", &c.name, "Created");
         Ok(c)
+    }
+
+    /// Where the project keeps the files it writes for containers (secrets and configs given
+    /// as content or environment, or with an owner or mode): `<root>/compose/<project>`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.e.root.join("compose").join(&self.p.name)
+    }
+
+    /// The `-v` binds of service `name`'s secrets and configs (read-only). A host file is bound
+    /// as it is; content, and a file whose owner or mode is set, is written (mode 0444 unless
+    /// set, owned as set) under [`Runner::data_dir`] and that is bound.
+    fn file_mounts(&self, name: &str, svc: &Value) -> Result<Vec<String>> {
+        use service::FileSource;
+        let mounts = service::file_mounts(self.p, name, svc)?;
+        let mut out = Vec::new();
+        for (i, m) in mounts.into_iter().enumerate() {
+            let what = format!("service {name:?}: {} {:?}", m.kind, m.source);
+            let io = |e: std::io::Error, p: &std::path::Path| {
+                Error::Invalid(format!("{what}: {}: {e}", p.display()))
+            };
+            let shaped = m.uid.is_some() || m.gid.is_some() || m.mode.is_some();
+            let host = match &m.from {
+                FileSource::File(f) if !shaped => {
+                    let md = std::fs::metadata(f).map_err(|e| io(e, f))?;
+                    if !md.is_file() && !md.is_dir() {
+                        return Err(Error::Invalid(format!(
+                            "{what}: {} is not a file",
+                            f.display()
+                        )));
+                    }
+                    f.clone()
+                }
+                src => {
+                    let bytes = match src {
+                        FileSource::Content(b) => b.clone(),
+                        FileSource::File(f) => {
+                            // Never through a symlink the user named: its target is read as
+                            // the file it names, with O_NOFOLLOW on the last component.
+                            use std::io::Read;
+                            use std::os::unix::fs::OpenOptionsExt;
+                            let mut b = Vec::new();
+                            std::fs::OpenOptions::new()
+                                .read(true)
+                                .custom_flags(libc::O_NOFOLLOW)
+                                .open(f)
+                                .and_then(|mut h| h.read_to_end(&mut b))
+                                .map_err(|e| io(e, f))?;
+                            b
+                        }
+                    };
+                    let dir = self.data_dir().join(name);
+                    skiff_image::perms::mkdir_all(&dir, 0o700).map_err(|e| io(e, &dir))?;
+                    let p = dir.join(format!("{}-{i}-{}", m.kind, m.source.replace('/', "_")));
+                    let mode = m.mode.unwrap_or(0o444);
+                    let _ = std::fs::remove_file(&p);
+                    skiff_image::perms::write_file(&p, &bytes, 0o600).map_err(|e| io(e, &p))?;
+                    std::os::unix::fs::chown(&p, m.uid.or(Some(0)), m.gid.or(Some(0)))
+                        .map_err(|e| io(e, &p))?;
+                    std::fs::set_permissions(
+                        &p,
+                        std::os::unix::fs::PermissionsExt::from_mode(mode),
+                    )
+                    .map_err(|e| io(e, &p))?;
+                    p
+                }
+            };
+            let hs = host.to_string_lossy();
+            if hs.contains(':') || m.target.contains(':') {
+                return Err(Error::Invalid(format!(
+                    "{what}: paths with ':' cannot be mounted ({hs} -> {})",
+                    m.target
+                )));
+            }
+            out.push(format!("{hs}:{}:ro", m.target));
+        }
+        Ok(out)
     }
 
     /// Waits for the `depends_on` conditions of `name`.
@@ -732,6 +817,11 @@ impl Runner<'_> {
                 net.remove(name).map_err(skiff_engine::network::net_err)?;
                 progress(self.quiet, "Network", name, "Removed");
             }
+        }
+        let data = self.data_dir();
+        if data.exists() {
+            std::fs::remove_dir_all(&data)
+                .map_err(|e| Error::Invalid(format!("remove {}: {e}", data.display())))?;
         }
         if volumes {
             let vols = skiff_engine::volumes::Volumes::open(&self.e.root)?;

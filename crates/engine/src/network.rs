@@ -197,20 +197,34 @@ impl Engine {
         if let Ok(extra) = extra_hosts(c.host_config.extra_hosts.as_deref().unwrap_or_default()) {
             s.push_str(&extra.join(""));
         }
+        // One line per peer with its name (on the first network it shares with `id`), then a
+        // line per further shared network that gives it more aliases there.
         let mut seen = std::collections::BTreeSet::new();
+        let mut written: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        let mut records: std::collections::BTreeMap<String, Option<Container>> = Default::default();
         for p in &others {
-            if seen.insert(p.container.clone()) {
-                let aliases: String = self
-                    .get(&p.container)
-                    .ok()
-                    .flatten()
-                    .map(|pc| pc.network_aliases)
-                    .unwrap_or_default()
-                    .iter()
-                    .filter(|a| **a != p.name)
-                    .map(|a| format!("\t{a}"))
-                    .collect();
+            seen.insert(p.container.clone());
+            let pc = records
+                .entry(p.container.clone())
+                .or_insert_with(|| self.get(&p.container).ok().flatten());
+            let names = written.entry(p.container.clone()).or_default();
+            let first = names.is_empty();
+            if first {
+                names.push(p.name.clone());
+            }
+            let more: Vec<String> = pc
+                .as_ref()
+                .map(|pc| pc.aliases_on(&p.network.name).to_vec())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|a| !names.contains(a))
+                .collect();
+            names.extend(more.iter().cloned());
+            let aliases: String = more.iter().map(|a| format!("\t{a}")).collect();
+            if first {
                 s.push_str(&format!("{}\t{}{aliases}\n", p.ip, p.name));
+            } else if !aliases.is_empty() {
+                s.push_str(&format!("{}{aliases}\n", p.ip));
             }
         }
         let path = self.container_dir(id).join("hosts");
@@ -327,6 +341,22 @@ impl Engine {
             .get(id)?
             .ok_or_else(|| Error::NoSuchContainer(id.into()))?;
         c.network_aliases = aliases.to_vec();
+        self.set_record(&c)?;
+        crate::create::write_record(&self.container_dir(id), &c)
+    }
+
+    /// Records the aliases of container `id` per network name (they replace the ones of
+    /// [`Engine::set_network_aliases`] on the networks named).
+    pub fn set_network_aliases_on(
+        &self,
+        id: &str,
+        aliases: &std::collections::BTreeMap<String, Vec<String>>,
+    ) -> Result<()> {
+        let _l = self.lock(id)?;
+        let mut c = self
+            .get(id)?
+            .ok_or_else(|| Error::NoSuchContainer(id.into()))?;
+        c.network_aliases_on = aliases.clone();
         self.set_record(&c)?;
         crate::create::write_record(&self.container_dir(id), &c)
     }

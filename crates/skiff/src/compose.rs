@@ -44,6 +44,9 @@ pub struct ComposeArgs {
     /// Produce monochrome output
     #[arg(long)]
     pub no_color: bool,
+    /// Set type of progress output (auto, tty, plain, quiet)
+    #[arg(long, default_value = "auto")]
+    pub progress: String,
     /// The command.
     #[command(subcommand)]
     pub command: ComposeCommand,
@@ -92,6 +95,14 @@ pub enum ComposeCommand {
     Images(Services),
     /// Pull service images
     Pull(Services),
+    /// Push service images
+    Push(PushArgs),
+    /// Receive real time events from containers
+    Events(EventsArgs),
+    /// Copy files/folders between a service container and the local filesystem
+    Cp(CpArgs),
+    /// Block until the first service container stops
+    Wait(WaitArgs),
     /// Show the Docker Compose version information
     Version,
 }
@@ -161,9 +172,72 @@ pub struct UpArgs {
     pub services: Vec<String>,
 }
 
+/// `push`.
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// Push what it can and ignores images with push failures
+    #[arg(long)]
+    pub ignore_push_failures: bool,
+    /// Push without printing progress information
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Services
+    pub services: Vec<String>,
+}
+
+/// `events`.
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    /// Output events as a stream of json objects
+    #[arg(long)]
+    pub json: bool,
+    /// Show all events created since timestamp
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Stream events until this timestamp
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Services
+    pub services: Vec<String>,
+}
+
+/// `cp`.
+#[derive(Args, Debug)]
+pub struct CpArgs {
+    /// Index of the container if service has multiple replicas
+    #[arg(long)]
+    pub index: Option<u32>,
+    /// Archive mode (copy all uid/gid information)
+    #[arg(short = 'a', long)]
+    pub archive: bool,
+    /// Always follow symbol link in SRC_PATH
+    #[arg(short = 'L', long)]
+    pub follow_link: bool,
+    /// SERVICE:SRC_PATH or a local path or -
+    #[arg(allow_hyphen_values = true)]
+    pub src: String,
+    /// SERVICE:DEST_PATH or a local path or -
+    #[arg(allow_hyphen_values = true)]
+    pub dest: String,
+}
+
+/// `wait`.
+#[derive(Args, Debug)]
+pub struct WaitArgs {
+    /// Drops project when the first container stops
+    #[arg(long)]
+    pub down_project: bool,
+    /// Services
+    #[arg(required = true)]
+    pub services: Vec<String>,
+}
+
 /// `down`.
 #[derive(Args, Debug)]
 pub struct DownArgs {
+    /// Remove images used by services. "local" remove only images that don't have a custom tag ("local"|"all")
+    #[arg(long)]
+    pub rmi: Option<String>,
     /// Remove named volumes declared in the "volumes" section and anonymous volumes
     #[arg(short = 'v', long)]
     pub volumes: bool,
@@ -215,6 +289,12 @@ pub struct LogsArgs {
     /// Produce monochrome output
     #[arg(long)]
     pub no_color: bool,
+    /// Show logs since timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Show logs before a timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes)
+    #[arg(long)]
+    pub until: Option<String>,
     /// Services
     pub services: Vec<String>,
 }
@@ -472,6 +552,10 @@ fn run_inner(cli: &Cli, a: &ComposeArgs) -> Result<i32> {
             "compose needs root privileges (rootless mode is not supported yet)"
         ));
     }
+    skiff_compose::progress::set_mode(
+        skiff_compose::progress::Mode::parse(&a.progress, io::stderr().is_terminal())
+            .map_err(anyhow::Error::msg)?,
+    );
     let images = CliImages {
         store: open_store(cli)?,
     };
@@ -486,9 +570,21 @@ fn run_inner(cli: &Cli, a: &ComposeArgs) -> Result<i32> {
         ComposeCommand::Up(u) => up(&runner, u, color && !u.no_color, false),
         ComposeCommand::Create(u) => up(&runner, u, false, true),
         ComposeCommand::Down(d) => {
+            let rmi = match d.rmi.as_deref() {
+                None => None,
+                Some(m @ ("local" | "all")) => Some(m),
+                Some(m) => return Err(anyhow!("invalid --rmi option {m:?}: use local or all")),
+            };
             runner.down(d.volumes, d.remove_orphans, d.timeout)?;
+            if let Some(m) = rmi {
+                down_images(&runner, m)?;
+            }
             Ok(0)
         }
+        ComposeCommand::Push(p) => push(&runner, p),
+        ComposeCommand::Events(ev) => events(&runner, ev),
+        ComposeCommand::Cp(c) => cp(cli, &runner, c),
+        ComposeCommand::Wait(w) => wait(&runner, w),
         ComposeCommand::Ps(p) => ps(&runner, p),
         ComposeCommand::Logs(l) => logs(&runner, l, color && !l.no_color),
         ComposeCommand::Start(s) => {
@@ -931,13 +1027,14 @@ fn follow_logs(
     logs: &[Followed],
     timestamps: bool,
     tail: Option<usize>,
+    window: Window,
     stop: &AtomicBool,
 ) {
     std::thread::scope(|s| {
         for (id, path, prefix) in logs {
             let (root, runroot) = roots.clone();
             s.spawn(move || {
-                let entries = skiff_engine::logs::read_all(path);
+                let entries = in_window(skiff_engine::logs::read_all(path), window);
                 let start = tail.map(|n| entries.len().saturating_sub(n)).unwrap_or(0);
                 for en in &entries[start..] {
                     if !print_line(prefix, en, timestamps) {
@@ -951,7 +1048,12 @@ fn follow_logs(
                 skiff_engine::logs::follow(
                     path,
                     offset,
-                    |en| print_line(prefix, en, timestamps),
+                    |en| {
+                        if en.nanos > window.1 {
+                            return false;
+                        }
+                        en.nanos < window.0 || print_line(prefix, en, timestamps)
+                    },
                     || {
                         stop.load(Ordering::SeqCst)
                             || INTERRUPTED.load(Ordering::SeqCst)
@@ -963,8 +1065,37 @@ fn follow_logs(
     });
 }
 
+/// `--since`/`--until` as Unix nanoseconds (inclusive bounds).
+type Window = (i128, i128);
+
+fn in_window(v: Vec<skiff_engine::logs::Entry>, w: Window) -> Vec<skiff_engine::logs::Entry> {
+    v.into_iter()
+        .filter(|e| e.nanos >= w.0 && e.nanos <= w.1)
+        .collect()
+}
+
+/// A `--since`/`--until` value: a timestamp, Unix seconds or a duration ago.
+fn time_bound(flag: &str, v: &Option<String>) -> Result<Option<i64>> {
+    match v {
+        None => Ok(None),
+        Some(s) => skiff_engine::events::parse_time_bound(s, skiff_engine::events::now_nano())
+            .map(Some)
+            .ok_or_else(|| {
+                anyhow!("invalid value for --{flag}: {s:?} is not a timestamp or duration")
+            }),
+    }
+}
+
 fn logs(r: &Runner, a: &LogsArgs, color: bool) -> Result<i32> {
     let cs = containers_of(r, &a.services)?;
+    let window: Window = (
+        time_bound("since", &a.since)?
+            .map(i128::from)
+            .unwrap_or(i128::MIN),
+        time_bound("until", &a.until)?
+            .map(i128::from)
+            .unwrap_or(i128::MAX),
+    );
     let tail: Option<usize> = match a.tail.as_str() {
         "all" | "" => None,
         t => Some(
@@ -976,7 +1107,7 @@ fn logs(r: &Runner, a: &LogsArgs, color: bool) -> Result<i32> {
     let prefixes = Prefixes::new(&cs, color, a.no_log_prefix);
     if !a.follow {
         for c in &cs {
-            let entries = skiff_engine::logs::read_all(&r.log_path(c));
+            let entries = in_window(skiff_engine::logs::read_all(&r.log_path(c)), window);
             let start = tail.map(|n| entries.len().saturating_sub(n)).unwrap_or(0);
             let p = prefixes.of(c);
             for en in &entries[start..] {
@@ -993,6 +1124,7 @@ fn logs(r: &Runner, a: &LogsArgs, color: bool) -> Result<i32> {
         &followed(r, &cs, &prefixes),
         a.timestamps,
         tail,
+        window,
         &stop,
     );
     Ok(0)
@@ -1039,6 +1171,7 @@ fn up(r: &Runner, a: &UpArgs, color: bool, create_only: bool) -> Result<i32> {
         wait_timeout: wait_timeout.or(Some(Duration::from_secs(600))),
         pull: a.pull.clone(),
     })?;
+    skiff_compose::progress::finish();
     if a.wait {
         let deadline = wait_timeout.map(|t| Instant::now() + t);
         for c in &cs {
@@ -1093,7 +1226,7 @@ fn attached(r: &Runner, cs: &[Container], a: &UpArgs, color: bool) -> Result<i32
     let roots = (r.e.root.clone(), r.e.runroot.clone());
     let logs = followed(r, cs, &prefixes);
     std::thread::scope(|s| -> Result<()> {
-        s.spawn(|| follow_logs(roots, &logs, false, None, &stop));
+        s.spawn(|| follow_logs(roots, &logs, false, None, (i128::MIN, i128::MAX), &stop));
         let mut reported = std::collections::BTreeSet::new();
         let mut exit_from: Option<i32> = None;
         loop {
@@ -1227,6 +1360,7 @@ fn run_oneoff(r: &Runner, a: &RunArgs) -> Result<i32> {
         }
         if let Some(ep) = &a.entrypoint {
             req.entrypoint = Some(ep.clone());
+            req.entrypoint_args.clear();
             req.cmd = a.command.clone();
         }
         req.env.extend(a.env.iter().cloned());
@@ -1295,4 +1429,248 @@ fn ls(cli: &Cli, a: &LsArgs) -> Result<i32> {
         table(&["NAME", "STATUS", "CONFIG FILES"], &rows);
     }
     Ok(0)
+}
+
+/// `down --rmi`: the services' images (`local`: only those named after the project, that is
+/// built for it and not given an `image:`), untagged, and deleted when nothing else names or
+/// uses them.
+fn down_images(r: &Runner, mode: &str) -> Result<()> {
+    let store = r.images.store();
+    let mut names: Vec<String> = Vec::new();
+    for (n, svc) in r.p.services.iter().chain(r.p.disabled.iter()) {
+        if mode == "local" && svc.get("image").is_some() {
+            continue;
+        }
+        let name = service::image_name(r.p, n, svc);
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    for name in names {
+        let Ok(img) = crate::images::resolve(store, &name) else {
+            continue;
+        };
+        let Ok(full) = skiff_image::names::normalize(&name) else {
+            continue;
+        };
+        proj::progress(false, "Image", &name, "Removing");
+        if img.tags.contains(&full) {
+            store.untag(&full)?;
+            crate::images::image_event(store, "untag", &img.id, &img.id.to_string());
+        }
+        let users = skiff_engine::db::containers_using_image(store.root(), &img.id.to_string())?;
+        if img.tags.len() <= 1 && users.is_empty() {
+            store.delete_image(&img.id)?;
+            crate::images::image_event(store, "delete", &img.id, &img.id.to_string());
+        }
+        proj::progress(false, "Image", &name, "Removed");
+    }
+    store.gc()?;
+    Ok(())
+}
+
+/// `push`: each selected service's image (services without `image:` are skipped, as compose
+/// v2 does).
+fn push(r: &Runner, a: &PushArgs) -> Result<i32> {
+    for n in r.select(&a.services, false)? {
+        let svc = &r.p.services[&n];
+        let Some(image) = svc["image"].as_str() else {
+            continue;
+        };
+        proj::progress(a.quiet, "Image", image, "Pushing");
+        let res = crate::registry::push(
+            r.images.store(),
+            &crate::images::PushArgs {
+                all_tags: false,
+                quiet: true,
+                insecure: false,
+                disable_content_trust: true,
+                name: image.to_string(),
+            },
+        );
+        match res {
+            Ok(_) => proj::progress(a.quiet, "Image", image, "Pushed"),
+            Err(e) if a.ignore_push_failures => {
+                proj::progress(a.quiet, "Image", image, "Error");
+                eprintln!(
+                    "WARNING: service {n:?}: push {image}: {}",
+                    crate::error_text(&e)
+                );
+            }
+            Err(e) => return Err(e.context(format!("service {n:?}: push {image}"))),
+        }
+    }
+    Ok(0)
+}
+
+/// `events`: the engine's container events of this project (`--json`: compose v2's objects),
+/// stored ones first with `--since`, then live ones until `--until` or Ctrl-C.
+fn events(r: &Runner, a: &EventsArgs) -> Result<i32> {
+    use skiff_engine::events;
+    let since = time_bound("since", &a.since)?;
+    let until = time_bound("until", &a.until)?;
+    for s in &a.services {
+        if !r.p.services.contains_key(s) && !r.p.disabled.contains_key(s) {
+            return Err(anyhow!("no such service: {s}"));
+        }
+    }
+    let project = r.p.name.clone();
+    let mut out = io::stdout().lock();
+    let mut print = |ev: &events::Event| -> bool {
+        if ev.kind != "container"
+            || ev.attributes.get(service::PROJECT) != Some(&project)
+            || ev.attributes.get(service::ONEOFF).map(String::as_str) == Some("True")
+        {
+            return true;
+        }
+        let svc = ev
+            .attributes
+            .get(service::SERVICE)
+            .cloned()
+            .unwrap_or_default();
+        if !a.services.is_empty() && !a.services.contains(&svc) {
+            return true;
+        }
+        // compose v2 leaves its own labels out of the attributes.
+        let attrs: BTreeMap<&String, &String> = ev
+            .attributes
+            .iter()
+            .filter(|(k, _)| !k.starts_with("com.docker.compose."))
+            .collect();
+        let time = events::rfc3339_nano(ev.time_nano);
+        let line = if a.json {
+            json!({
+                "time": time, "type": "container", "service": svc, "id": ev.id,
+                "action": ev.action, "attributes": attrs,
+            })
+            .to_string()
+        } else {
+            let list: Vec<String> = attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!(
+                "{time} container {} {} ({})",
+                ev.action,
+                ev.id,
+                list.join(", ")
+            )
+        };
+        writeln!(out, "{line}").is_ok() && out.flush().is_ok()
+    };
+    let now = events::now_nano();
+    if since.is_some() || until.is_some() {
+        for ev in events::read(&r.e.root, since.unwrap_or(0), until.unwrap_or(now).min(now))? {
+            if !print(&ev) {
+                return Ok(0);
+            }
+        }
+    }
+    if until.is_some_and(|u| u <= now) {
+        return Ok(0);
+    }
+    catch_interrupts();
+    events::follow(&r.e.root, false, until, |ev| {
+        !INTERRUPTED.load(Ordering::SeqCst) && print(ev)
+    })?;
+    Ok(0)
+}
+
+/// `cp`: `SERVICE:PATH` names the service's container `--index` (default: the first; copying
+/// into a service without `--index` copies into each of its containers, as compose v2 does).
+fn cp(cli: &Cli, r: &Runner, a: &CpArgs) -> Result<i32> {
+    use skiff_engine::fsops::CpEnd;
+    let to = matches!(CpEnd::parse(&a.dest), CpEnd::Container { .. });
+    let (end, other) = if to {
+        (&a.dest, &a.src)
+    } else {
+        (&a.src, &a.dest)
+    };
+    let CpEnd::Container {
+        container: svc,
+        path,
+    } = CpEnd::parse(end)
+    else {
+        return Err(anyhow!(
+            "copying between services is not supported; name one SERVICE:PATH and a local path"
+        ));
+    };
+    if matches!(CpEnd::parse(other), CpEnd::Container { .. }) {
+        return Err(anyhow!("copying between services is not supported"));
+    }
+    let cs: Vec<Container> = r
+        .service_containers(&svc)
+        .map_err(|e| anyhow!("{e}"))?
+        .into_iter()
+        .filter(|c| match a.index {
+            Some(i) => proj::number(c) == i,
+            None => true,
+        })
+        .collect();
+    let cs: Vec<Container> = if to && a.index.is_none() && a.src != "-" {
+        cs
+    } else {
+        cs.into_iter().take(1).collect()
+    };
+    if cs.is_empty() {
+        return Err(anyhow!(
+            "service {svc:?} has no container{}",
+            a.index
+                .map(|i| format!(" with index {i}"))
+                .unwrap_or_default()
+        ));
+    }
+    for c in cs {
+        let there = format!("{}:{path}", c.name);
+        let (src, dest) = if to {
+            (a.src.clone(), there)
+        } else {
+            (there, a.dest.clone())
+        };
+        crate::fscmds::cp(
+            &cli.root,
+            cli.runroot.as_deref(),
+            &crate::fscmds::CpArgs {
+                archive: a.archive,
+                follow_link: a.follow_link,
+                quiet: true,
+                src,
+                dest,
+            },
+        )?;
+    }
+    Ok(0)
+}
+
+/// `wait`: blocks until the first container of the services stops; exits with its code
+/// (`--down-project`: then takes the project down).
+fn wait(r: &Runner, a: &WaitArgs) -> Result<i32> {
+    r.select(&a.services, false)?;
+    let cs: Vec<Container> = r
+        .containers(false)?
+        .into_iter()
+        .filter(|c| a.services.iter().any(|s| s == label(c, SERVICE)))
+        .collect();
+    if cs.is_empty() {
+        return Err(anyhow!("no containers for services {:?}", a.services));
+    }
+    catch_interrupts();
+    let code = loop {
+        let mut done = None;
+        for c in &cs {
+            let cur = r.e.container(&c.id)?;
+            if !cur.is_active() {
+                done = Some(cur.state.exit_code);
+                break;
+            }
+        }
+        if let Some(code) = done {
+            break code;
+        }
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            return Ok(130);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    if a.down_project {
+        r.down(false, false, None)?;
+    }
+    Ok(code)
 }
