@@ -97,6 +97,8 @@ pub enum ComposeCommand {
     Pull(Services),
     /// Push service images
     Push(PushArgs),
+    /// Build or rebuild services
+    Build(BuildArgs),
     /// Receive real time events from containers
     Events(EventsArgs),
     /// Copy files/folders between a service container and the local filesystem
@@ -156,7 +158,7 @@ pub struct UpArgs {
     /// Pull image before running ("always"|"missing"|"never")
     #[arg(long, default_value = "")]
     pub pull: String,
-    /// Build images before starting containers (not available yet)
+    /// Build images before starting containers
     #[arg(long)]
     pub build: bool,
     /// Don't build an image, even if it's policy
@@ -168,6 +170,25 @@ pub struct UpArgs {
     /// Don't print prefix in logs
     #[arg(long)]
     pub no_log_prefix: bool,
+    /// Services
+    pub services: Vec<String>,
+}
+
+/// `build`.
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// Do not use cache when building the image
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Always attempt to pull a newer version of the image
+    #[arg(long)]
+    pub pull: bool,
+    /// Set build-time variables for services
+    #[arg(long)]
+    pub build_arg: Vec<String>,
+    /// Don't print anything to STDOUT
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
     /// Services
     pub services: Vec<String>,
 }
@@ -582,6 +603,29 @@ fn run_inner(cli: &Cli, a: &ComposeArgs) -> Result<i32> {
             Ok(0)
         }
         ComposeCommand::Push(p) => push(&runner, p),
+        ComposeCommand::Build(b) => {
+            for n in runner.select(&b.services, false)? {
+                let mut svc = project.services[&n].clone();
+                if svc.get("build").is_none() {
+                    continue;
+                }
+                for kv in &b.build_arg {
+                    let (k, v) = match kv.split_once('=') {
+                        Some((k, v)) => (k.to_string(), json!(v)),
+                        None => (kv.clone(), Value::Null),
+                    };
+                    if let Some(args) = svc["build"]
+                        .as_object_mut()
+                        .map(|m| m.entry("args").or_insert_with(|| json!({})))
+                        .and_then(Value::as_object_mut)
+                    {
+                        args.insert(k, v);
+                    }
+                }
+                runner.build(&n, &svc, b.no_cache, b.pull)?;
+            }
+            Ok(0)
+        }
         ComposeCommand::Events(ev) => events(&runner, ev),
         ComposeCommand::Cp(c) => cp(cli, &runner, c),
         ComposeCommand::Wait(w) => wait(&runner, w),
@@ -746,7 +790,7 @@ fn run_inner(cli: &Cli, a: &ComposeArgs) -> Result<i32> {
                 if svc.get("image").is_none() {
                     continue;
                 }
-                runner.image(&n, svc, "always")?;
+                runner.image(&n, svc, "always", proj::BuildPolicy::Never)?;
             }
             Ok(0)
         }
@@ -1131,10 +1175,8 @@ fn logs(r: &Runner, a: &LogsArgs, color: bool) -> Result<i32> {
 }
 
 fn up(r: &Runner, a: &UpArgs, color: bool, create_only: bool) -> Result<i32> {
-    if a.build {
-        return Err(anyhow!(
-            "up --build: building images is not available yet in skiff compose"
-        ));
+    if a.build && a.no_build {
+        return Err(anyhow!("--build and --no-build are incompatible"));
     }
     let mut scale = BTreeMap::new();
     for s in &a.scale {
@@ -1170,6 +1212,13 @@ fn up(r: &Runner, a: &UpArgs, color: bool, create_only: bool) -> Result<i32> {
         timeout: a.timeout,
         wait_timeout: wait_timeout.or(Some(Duration::from_secs(600))),
         pull: a.pull.clone(),
+        build: if a.build {
+            proj::BuildPolicy::Always
+        } else if a.no_build {
+            proj::BuildPolicy::Never
+        } else {
+            proj::BuildPolicy::Missing
+        },
     })?;
     skiff_compose::progress::finish();
     if a.wait {
@@ -1337,7 +1386,7 @@ fn run_oneoff(r: &Runner, a: &RunArgs) -> Result<i32> {
         r.ensure_networks(std::slice::from_ref(&a.service))?;
         r.ensure_volumes()?;
     }
-    let (image, img) = r.image(&a.service, svc, "")?;
+    let (image, img) = r.image(&a.service, svc, "", proj::BuildPolicy::Missing)?;
     let tty = !a.no_tty && io::stdin().is_terminal() && !a.detach;
     let hex: String = skiff_engine::names::random_bytes(6)
         .iter()
@@ -1546,8 +1595,14 @@ fn events(r: &Runner, a: &EventsArgs) -> Result<i32> {
             .to_string()
         } else {
             let list: Vec<String> = attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            // compose v2's text time: `2006-01-02 15:04:05.000000`.
+            let short = format!(
+                "{} {}",
+                &time[..10.min(time.len())],
+                time.get(11..26).unwrap_or("")
+            );
             format!(
-                "{time} container {} {} ({})",
+                "{short} container {} {} ({})",
                 ev.action,
                 ev.id,
                 list.join(", ")
