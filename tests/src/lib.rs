@@ -1,6 +1,9 @@
 //! Shared helpers for skiff's integration tests: locating the built binaries, building a busybox
 //! bundle from Debian's busybox-static, and running the runtime as a subprocess.
 
+pub mod cri;
+pub mod cri_node;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -477,3 +477,188 @@ fn explain_an_image() {
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("no-such-container"), "{}", stderr(&o));
 }
+
+fn last_line(s: &str) -> String {
+    s.lines().last().unwrap_or("").to_string()
+}
+
+#[test]
+fn debug_commit_keeps_the_session_of_an_image_or_a_stopped_container() {
+    let env = scratch_env("debug-commit");
+    let original = env.ok(&["inspect", "-f", "{{.Id}}", "scratch:1"]);
+    // A session on the image: a file written (with a shell for `run` to use), one deleted, one
+    // deep in new directories.
+    let out = debug_ok(
+        &env,
+        &[
+            "--commit",
+            "--tag",
+            "x",
+            "scratch:1",
+            "--",
+            "sh",
+            "-c",
+            "cp /.skiff-debug/bin/busybox /busybox && echo made > /made && rm /suid && \
+             mkdir -p /var/lib/t && echo deep > /var/lib/t/f",
+        ],
+    );
+    let id = last_line(&out);
+    assert!(id.starts_with("sha256:"), "{out}");
+    assert_eq!(env.ok(&["inspect", "-f", "{{.Id}}", "x"]).trim(), id);
+    let seen = env.ok(&[
+        "run",
+        "--rm",
+        "x",
+        "/busybox",
+        "sh",
+        "-c",
+        "cat /made /var/lib/t/f; ls -a /; ls /suid 2>&1 || echo suid-gone",
+    ]);
+    assert!(seen.contains("made\ndeep\n"), "{seen}");
+    assert!(seen.contains("suid-gone"), "{seen}");
+    assert!(seen.contains("app"), "{seen}");
+    // Neither the toolbox nor the temporary container's own mounts are in the image.
+    assert!(!seen.contains(".skiff-debug"), "{seen}");
+    assert!(!seen.contains(".skiff-tools"), "{seen}");
+    // The image's config is the parent's, not the temporary container's `skiff-init --pause`.
+    assert_eq!(
+        env.ok(&["image", "inspect", "-f", "{{json .Config.Cmd}}", "x"])
+            .trim(),
+        r#"["/app","--pause"]"#
+    );
+    // The original image is unchanged.
+    assert_eq!(env.ok(&["inspect", "-f", "{{.Id}}", "scratch:1"]), original);
+    let ls = debug_ok(&env, &["scratch:1", "--", "ls", "/"]);
+    assert!(ls.contains("suid") && !ls.contains("made"), "{ls}");
+
+    // A stopped container: its own changes and the session's. (A session left by a killed
+    // skiff, whose temporary container is gone, is cleaned up by the next one.)
+    let stale = env.root().join("debug/sessions/0123abc/upper");
+    std::fs::create_dir_all(&stale).unwrap();
+    env.ok(&["create", "--name", "st", "scratch:1"]);
+    let note = env.dir.path().join("note");
+    std::fs::write(&note, "note\n").unwrap();
+    env.ok(&["cp", note.to_str().unwrap(), "st:/note"]);
+    let out = debug_ok(
+        &env,
+        &[
+            "--commit",
+            "--tag",
+            "y",
+            "st",
+            "--",
+            "sh",
+            "-c",
+            "echo more > /more",
+        ],
+    );
+    assert!(last_line(&out).starts_with("sha256:"), "{out}");
+    let both = debug_ok(&env, &["y", "--", "cat", "/note", "/more"]);
+    assert_eq!(both, "note\nmore\n");
+
+    // A running container's changes are `skiff commit`'s job.
+    env.ok(&["run", "-d", "--name", "app", "scratch:1"]);
+    let images = env.ok(&["images", "-q", "-a"]);
+    let o = debug(&env, &["--commit", "app", "--", "true"]);
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+    assert!(stderr(&o).contains("skiff commit"), "{}", stderr(&o));
+    assert_eq!(env.ok(&["images", "-q", "-a"]), images);
+
+    // Nothing left behind: no temporary containers, no session directories.
+    let ps = env.ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    let mut names: Vec<&str> = ps.lines().collect();
+    names.sort();
+    assert_eq!(names, ["app", "st"], "{ps}");
+    let sessions = env.root().join("debug").join("sessions");
+    assert_eq!(std::fs::read_dir(&sessions).unwrap().count(), 0);
+    env.ok(&["rm", "-f", "app", "st"]);
+}
+
+#[test]
+fn debug_install_adds_tools_to_every_later_session() {
+    let env = scratch_env("debug-install");
+    env.ok(&["run", "-d", "--name", "app", "scratch:1"]);
+    let o = debug(&env, &["app", "--", "sh", "-c", "command -v my-init"]);
+    assert_ne!(code(&o), 0, "{}", stdout(&o));
+
+    // A static binary (the workspace's skiff-init) under another name.
+    let tool = env.dir.path().join("my-init");
+    std::fs::write(&tool, skiff_engine::init::INIT_BINARY).unwrap();
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(
+        debug_ok(&env, &["install", tool.to_str().unwrap()]).trim(),
+        "my-init"
+    );
+    let ls = debug_ok(&env, &["ls"]);
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with("my-init ") && l.ends_with("static")),
+        "{ls}"
+    );
+    let bin = env.root().join("debug").join("toolbox").join("bin");
+    let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&bin.join("my-init")), 0o755);
+    assert_eq!(mode(bin.parent().unwrap()), 0o700);
+    // On PATH in the session, before the busybox toolbox, and it runs (skiff-init running the
+    // toolbox's echo); for another uid too.
+    for user in ["0", "65534"] {
+        let out = debug_ok(
+            &env,
+            &[
+                "-u",
+                user,
+                "app",
+                "--",
+                "sh",
+                "-c",
+                "command -v my-init; my-init echo via-tool",
+            ],
+        );
+        assert_eq!(out, "/.skiff-tools/my-init\nvia-tool\n", "-u {user}");
+    }
+    // Read-only in the session; nothing of it in the container.
+    let o = debug(&env, &["app", "--", "rm", "/.skiff-tools/my-init"]);
+    assert_ne!(code(&o), 0);
+    let o = env.sk(&["exec", "app", "/.skiff-tools/my-init", "true"]);
+    assert_eq!(code(&o), 127, "{}", stderr(&o));
+
+    // Refused: a symlink, a file that is not executable, a dynamically linked binary.
+    let link = env.dir.path().join("link");
+    std::os::unix::fs::symlink(&tool, &link).unwrap();
+    let o = debug(&env, &["install", link.to_str().unwrap()]);
+    assert_eq!(code(&o), 125);
+    assert!(stderr(&o).contains("symbolic link"), "{}", stderr(&o));
+    let plain = env.dir.path().join("plain");
+    std::fs::write(&plain, skiff_engine::init::INIT_BINARY).unwrap();
+    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = debug(&env, &["install", plain.to_str().unwrap()]);
+    assert_eq!(code(&o), 125);
+    assert!(stderr(&o).contains("not executable"), "{}", stderr(&o));
+    let dynamic = ["/bin/ls", "/usr/bin/ls", "/bin/true", "/usr/bin/env"]
+        .into_iter()
+        .find(|p| {
+            std::fs::read(p)
+                .is_ok_and(|b| b.starts_with(b"\x7fELF") && !skiff_engine::debug::is_static_elf(&b))
+        });
+    match dynamic {
+        Some(d) => {
+            let o = debug(&env, &["install", d]);
+            assert_eq!(code(&o), 125);
+            assert!(stderr(&o).contains("dynamically linked"), "{}", stderr(&o));
+            assert!(!bin.join(Path::new(d).file_name().unwrap()).exists());
+        }
+        None => skip("no dynamically linked binary on this host"),
+    }
+    let o = debug(&env, &["install"]);
+    assert_eq!(code(&o), 125);
+
+    // Uninstalled: gone from the list and from later sessions.
+    assert_eq!(debug_ok(&env, &["uninstall", "my-init"]).trim(), "my-init");
+    assert!(!debug_ok(&env, &["ls"]).contains("my-init"));
+    let o = debug(&env, &["app", "--", "sh", "-c", "command -v my-init"]);
+    assert_ne!(code(&o), 0, "{}", stdout(&o));
+    let o = debug(&env, &["uninstall", "my-init"]);
+    assert_eq!(code(&o), 125);
+    assert!(stderr(&o).contains("no such tool"), "{}", stderr(&o));
+    env.ok(&["rm", "-f", "app"]);
+}

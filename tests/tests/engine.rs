@@ -69,7 +69,26 @@ impl Env {
         assert_eq!(entries(root.join("containers")), Vec::<String>::new());
         assert_eq!(entries(root.join("run/containers")), Vec::<String>::new());
         assert_eq!(entries(root.join("locks")), Vec::<String>::new());
-        assert_eq!(entries(root.join("run/runtime")), Vec::<String>::new());
+        let left = entries(root.join("run/runtime"));
+        // What a leftover runtime state says (and whether its init lives), to find the path
+        // that left it.
+        let detail: Vec<String> = left
+            .iter()
+            .map(|id| {
+                let st =
+                    std::fs::read_to_string(root.join("run/runtime").join(id).join("state.json"))
+                        .unwrap_or_else(|e| format!("no state.json: {e}"));
+                let files: Vec<String> = std::fs::read_dir(root.join("run/runtime").join(id))
+                    .map(|rd| {
+                        rd.flatten()
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                format!("{id}: files {files:?} state {st}")
+            })
+            .collect();
+        assert!(left.is_empty(), "runtime state left: {detail:#?}");
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         assert!(
             !mounts.contains(root.to_str().unwrap()),
@@ -497,6 +516,22 @@ fn exec_env_user_workdir_and_exit_codes() {
         "65534\n"
     );
     assert_eq!(env.ok(&["exec", "-w", "/tmp", "ex", "pwd"]), "/tmp\n");
+    // After the image (run) or the container (exec) every word is the command's, even one that
+    // looks like a flag of skiff's (`-c` is --cpu-shares, `-t` --tty), as with docker.
+    assert_eq!(
+        env.ok(&[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "sh",
+            "busybox",
+            "-c",
+            "echo e $0"
+        ]),
+        "e sh\n"
+    );
+    // `exec ex -w …`: "-w" is the program (not found: 127), not --workdir.
+    assert_eq!(code(&env.sk(&["exec", "ex", "-w", "/tmp"])), 127);
     assert_eq!(code(&env.sk(&["exec", "ex", "sh", "-c", "exit 7"])), 7);
     let o = env.sk(&["exec", "ex", "nosuchcmd"]);
     assert_eq!(code(&o), 127, "{}", stderr(&o));

@@ -438,9 +438,14 @@ fn user_network_names_and_removal() {
         "busybox",
         "sh",
         "-c",
-        "ping -c 1 -W 5 alpha && ping -c 1 -W 5 beta",
+        "ping -c 1 -W 5 alpha && ping -c 1 -W 5 beta && head -1 /etc/resolv.conf && nslookup alpha",
     ]);
     assert!(o.contains(&format!("PING alpha ({ip})")), "{o}");
+    // The embedded DNS server (docker's 127.0.0.11, served by the container's monitor inside its
+    // namespace) answers for peers: nslookup asks it directly, not /etc/hosts.
+    assert!(o.contains("nameserver 127.0.0.11"), "{o}");
+    assert!(o.contains("Server:\t\t127.0.0.11"), "{o}");
+    assert!(o.contains(&format!("Address: {ip}")), "{o}");
     // connect/disconnect: a default-bridge container joins the user network as eth1, reaches
     // alpha by name there, and leaves again.
     env.ok(&["run", "-d", "--name", "gamma", "busybox", "sleep", "1000"]);

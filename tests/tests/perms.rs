@@ -11,6 +11,8 @@
 //! * `containers/<id>/{hostname,hosts,resolv.conf}` are 0644: they are bind-mounted into the
 //!   container and read there by any uid (docker: 0644), and their directory is private;
 //! * `init/skiff-init-*` is 0755: it is the `--init` PID 1, executed by the container's user;
+//! * `debug/toolbox/bin` (the tools of `skiff debug install`, each 0755) is 0755: it is mounted
+//!   into debug sessions, whose processes run as the container's user;
 //! * content trees keep the image's or the container's modes and are not entered:
 //!   `snapshots/<chain>/fs` (a layer), `containers/<id>/upper` (the writable layer, which is the
 //!   container's `/`, so it is exactly 0755), `work` and `rootfs` (overlay's), and
@@ -143,6 +145,12 @@ impl Env {
         self.ok(&["run", "-d", "--name", "stopped", "busybox", "sleep", "1000"]);
         self.ok(&["stop", "-t", "0", "stopped"]);
         self.ok(&["system", "boot"]);
+        // A tool of `debug install`: a shared directory (mounted into debug sessions) in a
+        // private one.
+        let tool = self.dir.path().join("tool");
+        std::fs::write(&tool, skiff_engine::init::INIT_BINARY).unwrap();
+        std::fs::set_permissions(&tool, PermissionsExt::from_mode(0o755)).unwrap();
+        self.ok(&["debug", "install", tool.to_str().unwrap()]);
         id
     }
 }
@@ -172,6 +180,9 @@ fn allowed(rel: &[String]) -> Allowed {
         ["containers", _, "hostname" | "hosts" | "resolv.conf"] => Allowed::Exactly(0o644),
         ["volumes", _, "_data"] => Allowed::Content,
         ["init", n] if n.starts_with("skiff-init-") => Allowed::Exactly(0o755),
+        ["debug", "toolbox", "bin"] => Allowed::Exactly(0o755),
+        ["debug", "sessions", _, "upper"] => Allowed::Exactly(0o755),
+        ["debug", "sessions", _, "work"] => Allowed::Content,
         _ => Allowed::Private,
     }
 }

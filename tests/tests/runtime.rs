@@ -903,11 +903,11 @@ fn unsupported_or_invalid_spec_1_2_settings_are_refused() {
         ),
         (
             "linux.netDevices",
-            Box::new(|c: &mut Value| c["linux"]["netDevices"] = json!({"eth9": {}})),
+            Box::new(|c: &mut Value| c["linux"]["netDevices"] = json!({"skiff-none9": {}})),
         ),
         (
-            "process.execCPUAffinity",
-            Box::new(|c: &mut Value| c["process"]["execCPUAffinity"] = json!({"initial": "0"})),
+            "process.execCPUAffinity.final",
+            Box::new(|c: &mut Value| c["process"]["execCPUAffinity"] = json!({"final": "3-1"})),
         ),
         (
             "linux.personality.flags",
@@ -955,7 +955,7 @@ fn unsupported_or_invalid_spec_1_2_settings_are_refused() {
     )
     .unwrap();
     assert_eq!(f["linux"]["intelRdt"]["enabled"], false);
-    assert!(f["linux"].get("netDevices").is_none());
+    assert_eq!(f["linux"]["netDevices"]["enabled"], true);
 }
 
 /// `domainname` and `process.noNewPrivileges`, read back from inside (the audit of issue 19: each

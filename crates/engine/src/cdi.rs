@@ -330,10 +330,17 @@ fn qualified(reqs: &[DeviceRequest], reg: &Registry) -> Result<Vec<String>> {
         }
         let gpu = |n: &str| format!("{GPU_KIND}={n}");
         let no_driver = || {
+            // Go's %v of [][]string, as dockerd prints it: [[gpu]].
+            let caps: Vec<String> = r
+                .capabilities
+                .iter()
+                .flatten()
+                .map(|c| format!("[{}]", c.join(" ")))
+                .collect();
             Error::Invalid(format!(
-                "could not select device driver {:?} with capabilities: {:?} (skiff resolves --gpus through CDI devices of kind {GPU_KIND}; none match)",
+                "could not select device driver {:?} with capabilities: [{}]",
                 r.driver,
-                r.capabilities.clone().unwrap_or_default()
+                caps.join(" ")
             ))
         };
         let names = reg.names_of(GPU_KIND);

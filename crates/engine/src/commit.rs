@@ -230,12 +230,16 @@ fn layer_tar<W: Write>(
     dir: BorrowedFd<'_>,
     rel: &Path,
     links: &mut BTreeMap<(u64, u64), PathBuf>,
+    skip: &[&str],
 ) -> io::Result<()> {
     let mut names = sys::list_dir(dir)?;
     names.sort();
     for name in names {
         let r = rel.join(&name);
         if is_engine_path(&abs(&r)) && !matches!(abs(&r).as_str(), "/dev" | "/proc" | "/sys") {
+            continue;
+        }
+        if skip.contains(&abs(&r).as_str()) {
             continue;
         }
         let Some(st) = sys::lstatat(dir, &name)? else {
@@ -273,7 +277,7 @@ fn layer_tar<W: Write>(
                 }
                 // The kernel filesystems' mount points stay empty in the image.
                 if !matches!(abs(&r).as_str(), "/dev" | "/proc" | "/sys") {
-                    layer_tar(b, sub.as_fd(), &r, links)?;
+                    layer_tar(b, sub.as_fd(), &r, links, skip)?;
                 }
             }
             libc::S_IFREG => {
@@ -299,6 +303,40 @@ fn layer_tar<W: Write>(
         }
     }
     Ok(())
+}
+
+/// Writes an overlay upper directory into the content store as a gzip OCI layer (whiteouts
+/// as `.wh.` entries, the engine's mount point files left out); returns the blob's digest and
+/// size and the layer's diff id. `what` names the owner in errors; `skip` lists absolute paths
+/// left out with everything below them. Also used by skiff-build.
+pub fn write_layer(
+    store: &Store,
+    upper: &Path,
+    what: &str,
+    skip: &[&str],
+) -> Result<(Digest, u64, Digest)> {
+    let ufd = sys::open_dir(upper).map_err(io_err(format!("open {}", upper.display())))?;
+    let blob = store.blob_writer()?;
+    let gz = flate2::write::GzEncoder::new(blob, flate2::Compression::new(3));
+    let mut b = tar::Builder::new(HashingWriter::new(gz));
+    layer_tar(
+        &mut b,
+        ufd.as_fd(),
+        Path::new(""),
+        &mut BTreeMap::new(),
+        skip,
+    )
+    .map_err(io_err(format!("archive changes of {what}")))?;
+    let hw = b
+        .into_inner()
+        .map_err(io_err(format!("archive changes of {what}")))?;
+    let diff_id = hw.hasher.clone().finish();
+    let blob = hw
+        .inner
+        .finish()
+        .map_err(io_err(format!("compress layer of {what}")))?;
+    let (layer_digest, layer_size) = blob.commit(None)?;
+    Ok((layer_digest, layer_size, diff_id))
 }
 
 /// Options of `commit`.
@@ -367,30 +405,50 @@ fn commit_inner(
     c: &Container,
     opts: &CommitOptions,
 ) -> Result<ImageRecord> {
-    let parent_id = Digest::parse(&c.image)?;
-    let parent = store.get(&parent_id)?;
+    let parent = store.get(&Digest::parse(&c.image)?)?;
+    let upper = e.container_dir(&c.id).join("upper");
+    let mut created_by = vec![c.path.clone()];
+    created_by.extend(c.args.iter().cloned());
+    let layer = NewLayer {
+        upper: &upper,
+        what: format!("container {}", c.name),
+        process: Some(&c.config),
+        created_by: created_by.join(" "),
+        skip: &[],
+    };
+    commit_layer(store, &parent, &layer, opts)
+}
+
+/// One writable layer to record as an image on top of a parent image ([`commit_layer`]).
+#[derive(Debug, Clone)]
+pub struct NewLayer<'a> {
+    /// The overlay upper directory holding the changes.
+    pub upper: &'a Path,
+    /// What the changes are of, for messages (`container "web"`).
+    pub what: String,
+    /// The container's process settings to put in the image config (None: the parent's stay).
+    pub process: Option<&'a crate::model::Config>,
+    /// The history entry's `created_by`.
+    pub created_by: String,
+    /// Absolute paths left out of the layer with everything below them (e.g. a debug toolbox).
+    pub skip: &'a [&'a str],
+}
+
+/// Records the upper directory `l.upper` as a new layer on top of `parent`, as a new image
+/// (tagged `opts.tag`); `commit` of a container and `debug --commit` both end here.
+pub fn commit_layer(
+    store: &Store,
+    parent: &ImageRecord,
+    l: &NewLayer<'_>,
+    opts: &CommitOptions,
+) -> Result<ImageRecord> {
     let (pmanifest, _) = store.manifest(&parent.manifest_digest)?;
     let pconfig = store.read_blob(&parent.id)?;
     let mut config: Value = serde_json::from_slice(&pconfig)
         .map_err(|err| Error::Other(format!("image config {}: {err}", parent.id)))?;
 
     // The layer.
-    let upper = e.container_dir(&c.id).join("upper");
-    let ufd = sys::open_dir(&upper).map_err(io_err(format!("open {}", upper.display())))?;
-    let blob = store.blob_writer()?;
-    let gz = flate2::write::GzEncoder::new(blob, flate2::Compression::new(3));
-    let mut b = tar::Builder::new(HashingWriter::new(gz));
-    layer_tar(&mut b, ufd.as_fd(), Path::new(""), &mut BTreeMap::new())
-        .map_err(io_err(format!("archive changes of container {}", c.name)))?;
-    let hw = b
-        .into_inner()
-        .map_err(io_err(format!("archive changes of container {}", c.name)))?;
-    let diff_id = hw.hasher.clone().finish();
-    let blob = hw
-        .inner
-        .finish()
-        .map_err(io_err(format!("compress layer of container {}", c.name)))?;
-    let (layer_digest, layer_size) = blob.commit(None)?;
+    let (layer_digest, layer_size, diff_id) = write_layer(store, l.upper, &l.what, l.skip)?;
 
     // The config: the parent's, with the container's process settings, then --change.
     let now = skiff_image::time::rfc3339(skiff_image::time::now_unix());
@@ -398,14 +456,15 @@ fn commit_inner(
         Some(Value::Object(m)) => m.clone(),
         _ => serde_json::Map::new(),
     };
-    let cc = &c.config;
-    cfg.insert("Env".into(), json!(cc.env));
-    cfg.insert("Cmd".into(), json!(cc.cmd));
-    cfg.insert("Entrypoint".into(), json!(cc.entrypoint));
-    cfg.insert("WorkingDir".into(), json!(cc.working_dir));
-    cfg.insert("User".into(), json!(cc.user));
-    if !cc.labels.is_empty() {
-        cfg.insert("Labels".into(), json!(cc.labels));
+    if let Some(cc) = l.process {
+        cfg.insert("Env".into(), json!(cc.env));
+        cfg.insert("Cmd".into(), json!(cc.cmd));
+        cfg.insert("Entrypoint".into(), json!(cc.entrypoint));
+        cfg.insert("WorkingDir".into(), json!(cc.working_dir));
+        cfg.insert("User".into(), json!(cc.user));
+        if !cc.labels.is_empty() {
+            cfg.insert("Labels".into(), json!(cc.labels));
+        }
     }
     skiff_image::import::apply_changes(&mut cfg, &opts.changes)?;
     config["config"] = Value::Object(cfg);
@@ -419,9 +478,7 @@ fn commit_inner(
         .unwrap_or_default();
     diff_ids.push(json!(diff_id.as_str()));
     config["rootfs"] = json!({"type": "layers", "diff_ids": diff_ids});
-    let mut created_by = vec![c.path.clone()];
-    created_by.extend(c.args.iter().cloned());
-    let mut h = json!({"created": now, "created_by": created_by.join(" ")});
+    let mut h = json!({"created": now, "created_by": l.created_by});
     if let Some(a) = &opts.author {
         h["author"] = json!(a);
     }

@@ -745,6 +745,21 @@ fn create_inner(
             perms::mkdir(&dir.join(d), perms::PRIVATE_DIR)
                 .ctx(|| format!("create {}", dir.join(d).display()))?;
         }
+        let embedded = crate::network::embedded_dns(&network);
+        let resolv = if embedded {
+            crate::network::resolv_conf_embedded(&req.dns_search, &req.dns_option)
+        } else {
+            crate::network::resolv_conf(&network, &req.dns, &req.dns_search, &req.dns_option)
+        };
+        if embedded {
+            let up = crate::network::dns_upstreams(&req.dns);
+            perms::write_file(
+                &dir.join(skiff_net::dns::UPSTREAM_FILE),
+                up.as_bytes(),
+                perms::PRIVATE_FILE,
+            )
+            .ctx(|| format!("write {}/{}", dir.display(), skiff_net::dns::UPSTREAM_FILE))?;
+        }
         let files = [
             ("hostname", format!("{hostname}\n"), perms::SHARED_FILE),
             (
@@ -752,11 +767,7 @@ fn create_inner(
                 spec::hosts_file(&hostname, &network) + &extra_hosts.join(""),
                 perms::SHARED_FILE,
             ),
-            (
-                "resolv.conf",
-                crate::network::resolv_conf(&network, &req.dns, &req.dns_search, &req.dns_option),
-                perms::SHARED_FILE,
-            ),
+            ("resolv.conf", resolv, perms::SHARED_FILE),
             ("ctr.log", String::new(), perms::PRIVATE_FILE),
         ];
         for (name, data, mode) in files {

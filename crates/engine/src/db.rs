@@ -211,6 +211,20 @@ impl Engine {
         Ok(())
     }
 
+    /// Writes the state and restart count of `id` if its row still exists; false when it is
+    /// gone (removed while its monitor was starting it).
+    pub fn set_state_if_present(&self, id: &str, st: &State, restarts: i64) -> Result<bool> {
+        let state = serde_json::to_string(st).map_err(|e| Error::Other(e.to_string()))?;
+        let n = self
+            .conn
+            .execute(
+                "UPDATE containers SET state = ?2, restart_count = ?3 WHERE id = ?1",
+                params![id, state, restarts],
+            )
+            .map_err(db("update state"))?;
+        Ok(n > 0)
+    }
+
     /// Rewrites the record (config, host config, mounts) of `id`; its state, name and restart
     /// count keep their own columns, so concurrent state writers are never overwritten.
     pub fn set_record(&self, c: &Container) -> Result<()> {

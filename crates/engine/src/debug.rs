@@ -8,13 +8,19 @@
 //! template: its user, capabilities, no_new_privs, rlimits and its cached seccomp filter), unless
 //! `--privileged` asks for every capability and no seccomp filter. A stopped container or an image
 //! is debugged in a temporary container ([`Temporary`]) with the same filesystem, idle behind
-//! `skiff-init --pause`, removed when the debug session ends.
+//! `skiff-init --pause`, removed when the debug session ends; with `--commit`
+//! ([`Temporary::debug_commit`]) the session's writes go to an upper directory under the engine
+//! root instead of a tmpfs, and become one layer of a new image on top of the temporary
+//! container's image.
+//!
+//! `skiff debug install` keeps extra static tools in `<root>/debug/toolbox/bin` ([`install_tool`]),
+//! attached read-only at `/.skiff-tools` in every debug session and put on PATH.
 
 use std::path::{Path, PathBuf};
 
 use skiff_image::store::ImageRecord;
 use skiff_image::Store;
-use skiff_runtime::debugview::{Toolbox, DEBUG_DIR};
+use skiff_runtime::debugview::{Toolbox, DEBUG_DIR, TOOLS_DIR};
 
 use crate::error::{Error, Result};
 use crate::model::Container;
@@ -41,6 +47,9 @@ pub struct DebugRequest {
     pub privileged: bool,
     /// The detach sequence of an interactive tty (empty: docker's default).
     pub detach_keys: Vec<u8>,
+    /// A directory (with `upper` and `work` in it) that keeps the debug view's writes, instead
+    /// of a tmpfs (`--commit`; see [`Temporary::debug_commit`]).
+    pub upper: Option<PathBuf>,
 }
 
 /// Places a static busybox is looked for on the host, in order.
@@ -93,8 +102,12 @@ pub fn host_busybox() -> Result<Toolbox> {
 }
 
 fn read_head(p: &Path) -> std::io::Result<Vec<u8>> {
+    file_head(std::fs::File::open(p)?)
+}
+
+/// The first 64 KiB of a file (where an ELF file's program headers are).
+fn file_head(mut f: std::fs::File) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    let mut f = std::fs::File::open(p)?;
     let mut b = vec![0u8; 64 * 1024];
     let mut n = 0;
     while n < b.len() {
@@ -140,8 +153,14 @@ impl Engine {
             .cloned()
             .ok_or_else(|| Error::Other(format!("container {}: no stored process", c.name)))?;
         let mut env = process.env().clone().unwrap_or_default();
-        // The toolbox goes last on PATH: the container's own programs keep their names.
-        let extra = toolbox.path_dirs().join(":");
+        // The toolbox goes last on PATH: the container's own programs keep their names; the
+        // installed tools come before the toolbox's.
+        let tools = self.installed_tools_dir()?;
+        let mut dirs = toolbox.path_dirs();
+        if tools.is_some() {
+            dirs.insert(0, TOOLS_DIR.to_string());
+        }
+        let extra = dirs.join(":");
         match env.iter_mut().find(|e| e.starts_with("PATH=")) {
             Some(p) => {
                 p.push(':');
@@ -235,8 +254,15 @@ impl Engine {
                 process.set_console_size(Some(size));
             }
         }
+        let mut prepared = toolbox.prepare()?;
+        if let Some(t) = &tools {
+            prepared = prepared.with_tools(t)?;
+        }
+        if let Some(u) = &req.upper {
+            prepared = prepared.with_upper(u)?;
+        }
         let dopts = skiff_runtime::exec::DebugOpts {
-            toolbox: toolbox.prepare()?,
+            toolbox: prepared,
             unconfined: req.privileged,
         };
         self.event(c, "exec_create: debug", &[]);
@@ -291,6 +317,8 @@ pub struct Temporary<'a> {
     /// The running temporary container.
     pub container: Container,
     committed: Option<ImageRecord>,
+    image: ImageRecord,
+    what: String,
 }
 
 impl<'a> Temporary<'a> {
@@ -348,15 +376,88 @@ impl<'a> Temporary<'a> {
                 return Err(err);
             }
         };
+        let what = match (from, img.tags.first()) {
+            (Some(c), _) => format!("container {}", c.name),
+            (None, Some(t)) => format!("image {}", skiff_image::names::familiar(t)),
+            (None, None) => format!("image {}", img.id),
+        };
         let mut t = Temporary {
             e,
             store,
             container: c,
             committed,
+            image: img,
+            what,
         };
         t.e.start(&t.container.id, None)?;
         t.container = t.e.container(&t.container.id)?;
         Ok(t)
+    }
+}
+
+impl Temporary<'_> {
+    /// Runs the debug session with its writes kept in a directory under the engine root, then
+    /// records them as one layer on top of the temporary container's image (the image debugged,
+    /// or the stopped container committed): a new image, tagged `tag`, with the parent's config.
+    /// The toolbox directories and the container's mounts (proc, dev, sys, hosts files, volumes,
+    /// binds) are not in the layer. The image is made whatever the session's exit code; not when
+    /// the debug process could not start.
+    pub fn debug_commit(
+        &self,
+        req: &DebugRequest,
+        toolbox: &Toolbox,
+        tag: Option<String>,
+    ) -> Result<(crate::tty::Ended, ImageRecord)> {
+        use skiff_image::perms;
+        let sessions = self.e.root.join("debug").join("sessions");
+        let io = |what: String| move |source| Error::Io { what, source };
+        perms::mkdir_all(&sessions, perms::PRIVATE_DIR)
+            .map_err(io(format!("create {}", sessions.display())))?;
+        // Sessions of a skiff killed mid-way: their temporary containers are gone too.
+        if let Ok(rd) = std::fs::read_dir(&sessions) {
+            for d in rd.filter_map(|d| d.ok()) {
+                let id = d.file_name().to_string_lossy().into_owned();
+                if matches!(self.e.container(&id), Err(Error::NoSuchContainer(_))) {
+                    let _ = skiff_image::sys::remove_all(&d.path());
+                }
+            }
+        }
+        let dir = sessions.join(&self.container.id);
+        let _cleanup = RemoveDir(dir.clone());
+        perms::mkdir(&dir, perms::PRIVATE_DIR).map_err(io(format!("create {}", dir.display())))?;
+        // The upper's own mode is the mode of `/` in the debug view.
+        perms::mkdir_shared(&dir.join("upper"), perms::SHARED_DIR)
+            .map_err(io(format!("create {}/upper", dir.display())))?;
+        perms::mkdir(&dir.join("work"), perms::PRIVATE_DIR)
+            .map_err(io(format!("create {}/work", dir.display())))?;
+        let mut r = req.clone();
+        r.upper = Some(dir.clone());
+        let ended = self.e.debug(&self.container, &r, toolbox)?;
+        let layer = crate::commit::NewLayer {
+            upper: &dir.join("upper"),
+            what: format!("the debug session of {}", self.what),
+            process: None,
+            created_by: format!("skiff debug --commit {}", self.what),
+            skip: &[DEBUG_DIR, TOOLS_DIR],
+        };
+        let opts = crate::commit::CommitOptions {
+            message: Some(format!("skiff debug --commit of {}", self.what)),
+            author: None,
+            changes: Vec::new(),
+            pause: false,
+            tag,
+        };
+        let img = crate::commit::commit_layer(self.store, &self.image, &layer, &opts)?;
+        Ok((ended, img))
+    }
+}
+
+/// Removes a directory tree (a `--commit` session's upper and work) on drop.
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = skiff_image::sys::remove_all(&self.0);
     }
 }
 
@@ -372,6 +473,193 @@ impl Drop for Temporary<'_> {
 /// Where the toolbox appears in the debug view.
 pub fn toolbox_dir() -> &'static str {
     DEBUG_DIR
+}
+
+/// One tool of `skiff debug install`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tool {
+    /// Its name (the command on PATH).
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// False when it was installed with `--force` although it is not a static ELF executable.
+    pub is_static: bool,
+}
+
+impl Engine {
+    /// `<root>/debug/toolbox/bin`: the tools of `skiff debug install`.
+    pub fn tools_dir(&self) -> PathBuf {
+        self.root.join("debug").join("toolbox").join("bin")
+    }
+
+    /// The tools directory when it holds at least one tool.
+    fn installed_tools_dir(&self) -> Result<Option<PathBuf>> {
+        let dir = self.tools_dir();
+        let any = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .any(|e| !e.file_name().as_encoded_bytes().starts_with(b".")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(source) => {
+                return Err(Error::Io {
+                    what: format!("read {}", dir.display()),
+                    source,
+                })
+            }
+        };
+        Ok(any.then_some(dir))
+    }
+
+    /// The installed tools, by name.
+    pub fn list_tools(&self) -> Result<Vec<Tool>> {
+        use std::os::fd::AsFd;
+        let dir = self.tools_dir();
+        let fd = match skiff_image::sys::open_dir(&dir) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(Error::Io {
+                    what: format!("open {}", dir.display()),
+                    source,
+                })
+            }
+        };
+        let mut out = Vec::new();
+        let names = skiff_image::sys::list_dir(fd.as_fd()).map_err(|source| Error::Io {
+            what: format!("read {}", dir.display()),
+            source,
+        })?;
+        for n in names {
+            let Some(name) = n.to_str() else { continue };
+            if name.starts_with('.') {
+                continue;
+            }
+            let Ok(Some(st)) = skiff_image::sys::lstatat(fd.as_fd(), &n) else {
+                continue;
+            };
+            if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+                continue;
+            }
+            let head = skiff_image::sys::openat(fd.as_fd(), &n, libc::O_RDONLY, 0)
+                .ok()
+                .and_then(|f| file_head(std::fs::File::from(f)).ok())
+                .unwrap_or_default();
+            out.push(Tool {
+                name: name.to_string(),
+                size: st.st_size as u64,
+                is_static: is_static_elf(&head),
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// `skiff debug install PATH`: copies the regular executable file at `path` (never through
+    /// a symlink) into the toolbox as its file name, mode 0755. A file that is not a static ELF
+    /// executable is refused unless `force`: a dynamically linked one needs a libc and loader
+    /// that scratch and distroless containers do not have. Returns the tool's name.
+    pub fn install_tool(&self, path: &Path, force: bool) -> Result<String> {
+        use skiff_image::perms;
+        use std::io::Write;
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let shown = path.display();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| !n.starts_with('.') && !n.is_empty())
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "debug install {shown}: not a usable tool name (a file name, not starting with '.')"
+                ))
+            })?
+            .to_string();
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => Error::Invalid(format!(
+                    "debug install {shown}: is a symbolic link; name the file itself"
+                )),
+                _ => Error::Invalid(format!("debug install {shown}: {e}")),
+            })?;
+        let md = f
+            .metadata()
+            .map_err(|e| Error::Invalid(format!("debug install {shown}: {e}")))?;
+        if !md.is_file() {
+            return Err(Error::Invalid(format!(
+                "debug install {shown}: not a regular file"
+            )));
+        }
+        if md.mode() & 0o111 == 0 {
+            return Err(Error::Invalid(format!(
+                "debug install {shown}: not executable"
+            )));
+        }
+        let data =
+            read_all(f).map_err(|e| Error::Invalid(format!("debug install {shown}: {e}")))?;
+        if !force && !is_static_elf(&data) {
+            let why = if data.starts_with(b"\x7fELF") {
+                "is dynamically linked: it would not run in a container without its C library and loader (scratch, distroless)"
+            } else {
+                "is not a static ELF executable: a script needs the interpreter on its #! line inside the container"
+            };
+            return Err(Error::Invalid(format!(
+                "debug install {shown}: {why}; install a statically linked build, or --force"
+            )));
+        }
+        let io = |what: String| move |source| Error::Io { what, source };
+        let dir = self.tools_dir();
+        let parent = self.root.join("debug").join("toolbox");
+        perms::mkdir_all(&parent, perms::PRIVATE_DIR)
+            .map_err(io(format!("create {}", parent.display())))?;
+        // The directory is the root of a mount in the debug view: any uid must enter it.
+        perms::mkdir_shared(&dir, perms::SHARED_DIR)
+            .map_err(io(format!("create {}", dir.display())))?;
+        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        let written = (|| -> std::io::Result<()> {
+            let mut out = perms::create_private(&tmp)?;
+            out.write_all(&data)?;
+            perms::fchmod(&out, 0o755)?;
+            out.sync_all()?;
+            std::fs::rename(&tmp, dir.join(&name))
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::Io {
+                what: format!("install {name} into {}", dir.display()),
+                source: e,
+            });
+        }
+        Ok(name)
+    }
+
+    /// `skiff debug uninstall NAME`: removes an installed tool.
+    pub fn uninstall_tool(&self, name: &str) -> Result<()> {
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(Error::Invalid(format!(
+                "debug uninstall {name:?}: not a tool name"
+            )));
+        }
+        let p = self.tools_dir().join(name);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_file() => std::fs::remove_file(&p).map_err(|source| Error::Io {
+                what: format!("remove {}", p.display()),
+                source,
+            }),
+            _ => Err(Error::Invalid(format!(
+                "debug uninstall {name}: no such tool (see skiff debug ls)"
+            ))),
+        }
+    }
+}
+
+fn read_all(mut f: std::fs::File) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut b = Vec::new();
+    f.read_to_end(&mut b)?;
+    Ok(b)
 }
 
 #[cfg(test)]

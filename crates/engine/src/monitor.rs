@@ -354,7 +354,15 @@ fn spawn_inner(
     // other children, so the start does not wait for its teardown.
     io.pid = rest.trim().parse().unwrap_or(0);
     if let Some(e) = engine.as_ref() {
-        record_running(e, a, io.pid, restarts, record.as_ref());
+        if !record_running(e, a, io.pid, restarts, record.as_ref()) {
+            // `rm -f` took the row while this start was under way (the CLI that held the lock
+            // was killed): the container must not run on without a record. Its init goes, and
+            // record_exit deletes the runtime state and cgroup.
+            // SAFETY: kill with integer arguments; io.pid is our container's init.
+            unsafe { libc::kill(io.pid, libc::SIGKILL) };
+            wait_pid(io.pid);
+            return Err((137, REMOVED_WHILE_STARTING.into()));
+        }
     }
     if let Some((x, _)) = console_pair {
         match skiff_runtime::console::recv_master(x.as_raw_fd()) {
@@ -392,14 +400,18 @@ fn create_and_start(a: &MonitorArgs, console: skiff_runtime::container::Console)
     }
 }
 
-/// Records a started container: running, its init and this monitor.
+/// The start error of a container whose record was removed while its monitor started it.
+const REMOVED_WHILE_STARTING: &str = "monitor: the container was removed while it started";
+
+/// Records a started container: running, its init and this monitor. False when the record is
+/// gone (removed meanwhile); a database error counts as recorded (the sweep reconciles).
 fn record_running(
     e: &crate::Engine,
     a: &MonitorArgs,
     pid: i32,
     restarts: i64,
     record: Option<&crate::Container>,
-) {
+) -> bool {
     // SAFETY: getpid has no preconditions.
     let monitor = unsafe { libc::getpid() };
     let state = crate::model::State {
@@ -412,10 +424,13 @@ fn record_running(
         monitor_start: crate::proc::start_time(monitor).unwrap_or(0),
         ..Default::default()
     };
-    let _ = e.set_state_restarts(&a.id, &state, restarts);
+    if let Ok(false) = e.set_state_if_present(&a.id, &state, restarts) {
+        return false;
+    }
     if let Some(c) = record {
         e.event(c, "start", &[]);
     }
+    true
 }
 
 /// Records a failed start (docker leaves a container that never ran "created").
@@ -972,6 +987,7 @@ fn serve(
     listener: Option<&OwnedFd>,
     clients: &mut Vec<Client>,
     log: &mut LogWriter,
+    mut dns: Option<&mut skiff_net::dns::Server>,
 ) -> i32 {
     let mut exited: Option<i32> = None;
     let mut deadline: Option<Instant> = None;
@@ -991,6 +1007,9 @@ fn serve(
         fds.push(pfd(io.out.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1)));
         fds.push(pfd(io.err.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1)));
         fds.push(pfd(checks.as_ref().map_or(-1, |c| c.timer.as_raw_fd())));
+        let dns_fds = dns.as_ref().map_or([-1, -1], |d| d.fds());
+        fds.push(pfd(dns_fds[0]));
+        fds.push(pfd(dns_fds[1]));
         for c in clients.iter() {
             fds.push(pfd(c.fd.as_raw_fd()));
         }
@@ -1080,10 +1099,18 @@ fn serve(
                 c.fire(a);
             }
         }
-        let nclients = fds.len() - 5;
+        if let Some(d) = dns.as_deref_mut() {
+            if fds[5].revents != 0 {
+                d.on_query();
+            }
+            if fds[6].revents != 0 {
+                d.on_answer();
+            }
+        }
+        let nclients = fds.len() - 7;
         let mut keep = vec![true; clients.len()];
         for (j, c) in clients.iter_mut().enumerate().take(nclients) {
-            if fds[5 + j].revents != 0 {
+            if fds[7 + j].revents != 0 {
                 keep[j] = client_input(c, io, a.stdin_once);
             }
         }
@@ -1191,6 +1218,10 @@ pub fn main(args: &[String]) -> i32 {
     let mut restarts = a.restarts;
     let mut delay = Duration::from_millis(100);
     let mut trash = None;
+    // The embedded DNS server (user networks), bound once the namespace exists; it lives
+    // across restarts, as the namespace does.
+    let mut dns = None;
+    let mut removed = false;
     let final_code = loop {
         let began = Instant::now();
         let first = notify.is_some();
@@ -1212,17 +1243,29 @@ pub fn main(args: &[String]) -> i32 {
                 }
                 // Pre-connected clients (foreground run) may have queued stdin already.
                 let log = log.get_or_insert_with(|| open_log(&a));
-                let code = serve(&a, &mut io, &sfd, listener.as_ref(), &mut clients, log);
+                if dns.is_none() {
+                    dns = embedded_dns(&a);
+                }
+                let code = serve(
+                    &a,
+                    &mut io,
+                    &sfd,
+                    listener.as_ref(),
+                    &mut clients,
+                    log,
+                    dns.as_mut(),
+                );
                 (code, true)
             }
             Err((code, msg)) => {
                 if let Some(n) = notify.take() {
                     let _ = write_all(n.as_raw_fd(), format!("{code} {msg}\n").as_bytes());
                 }
+                removed = msg == REMOVED_WHILE_STARTING;
                 (code, false)
             }
         };
-        let again = (started_ok || !first) && should_restart(&a, code, restarts);
+        let again = !removed && (started_ok || !first) && should_restart(&a, code, restarts);
         let after = if again {
             After::Restarting
         } else {
@@ -1272,6 +1315,21 @@ pub fn main(args: &[String]) -> i32 {
     }
     let _ = std::io::stdout().flush();
     0
+}
+
+/// The embedded DNS server of a container on a user network (its directory holds the
+/// upstream list the engine wrote at create), bound in its network namespace; None otherwise or
+/// when it cannot be bound (the container then resolves through /etc/hosts alone, as before).
+fn embedded_dns(a: &MonitorArgs) -> Option<skiff_net::dns::Server> {
+    let dir = a.container_dir();
+    let upstream = std::fs::read_to_string(dir.join(skiff_net::dns::UPSTREAM_FILE)).ok()?;
+    let netns = skiff_net::netns::path(&a.runroot, &a.id);
+    skiff_net::dns::Server::bind(
+        &netns,
+        &dir.join("hosts"),
+        skiff_net::dns::parse_upstreams(&upstream),
+    )
+    .ok()
 }
 
 /// The container's log writer: `ctr.log` with its rotation settings, or nothing (`none` driver).

@@ -302,6 +302,56 @@ pub fn extra_hosts(v: &[String]) -> Result<Vec<String>> {
         .collect()
 }
 
+/// Whether containers on `network` use the embedded DNS server at 127.0.0.11 (docker: the
+/// user-defined networks; the default bridge, host, none and container:X do not).
+pub fn embedded_dns(network: &str) -> bool {
+    !matches!(network, "bridge" | "default" | "host" | "none" | "")
+        && !network.starts_with("container:")
+}
+
+/// resolv.conf of a container on a user network: the embedded server, the host's search
+/// domains (or `--dns-search`), `ndots:0` as docker writes, and `--dns-option`s.
+pub fn resolv_conf_embedded(search: &[String], opts: &[String]) -> String {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut out = format!("nameserver {}\n", skiff_net::dns::ADDR);
+    if search.is_empty() {
+        for l in host.lines() {
+            let t = l.trim_start();
+            if t.starts_with("search") || t.starts_with("domain") {
+                out.push_str(t);
+                out.push('\n');
+            }
+        }
+    } else {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    let mut o = vec!["ndots:0".to_string()];
+    o.extend(opts.iter().filter(|x| !x.starts_with("ndots:")).cloned());
+    if let Some(n) = opts.iter().find(|x| x.starts_with("ndots:")) {
+        o[0] = n.clone();
+    }
+    out.push_str(&format!("options {}\n", o.join(" ")));
+    out
+}
+
+/// The upstream servers the embedded DNS server forwards to: `--dns`, else the host's.
+pub fn dns_upstreams(dns: &[String]) -> String {
+    if !dns.is_empty() {
+        return dns.iter().map(|d| format!("{d}\n")).collect();
+    }
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    skiff_net::dns::parse_upstreams(
+        &host
+            .lines()
+            .filter(|l| l.trim_start().starts_with("nameserver"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .iter()
+    .map(|a| format!("{}\n", a.ip()))
+    .collect()
+}
+
 /// The container's resolv.conf: `--dns`/`--dns-search`/`--dns-option` replace the host's
 /// entries of the same kind, as in docker.
 pub fn resolv_conf(network: &str, dns: &[String], search: &[String], opts: &[String]) -> String {

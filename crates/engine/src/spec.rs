@@ -330,7 +330,7 @@ fn shm_source(mode: &str, dir: &Path, v: &mut serde_json::Value) -> Result<()> {
                     .unwrap_or_default();
                 if !crate::proc::is_mountpoint(&p) {
                     return Err(Error::Invalid(format!(
-                        "cannot join IPC of container {x}: non-shareable IPC (hint: use IpcMode:shareable for the donor container)"
+                        "can't join IPC of container {x}: non-shareable IPC (hint: use IpcMode:shareable for the donor container)"
                     )));
                 }
                 p

@@ -199,6 +199,19 @@ pub fn rule(rel: &[&OsStr]) -> Rule {
         [b"containers", _, b"upper" | b"work" | b"rootfs", ..] => Rule::Content,
         [b"containers", _, b"hostname" | b"hosts" | b"resolv.conf"] => Rule::Shared,
         [b"volumes", _, b"_data", ..] => Rule::Content,
+        // skiff build: RUN --mount=type=cache directories, and a step's overlay (its upper
+        // directory is the next layer) and the trees it mounts for COPY --from and bind mounts.
+        [b"builder", b"cache", name, ..]
+            if !name.ends_with(b".lock") && !name.starts_with(b".") =>
+        {
+            Rule::Content
+        }
+        [b"tmp", _, b"upper" | b"work" | b"rootfs" | b"empty", ..] => Rule::Content,
+        [b"tmp", _, d, ..] if d.starts_with(b"from-") || d.starts_with(b"rw-") => Rule::Content,
+        // `skiff debug install`'s tools (mounted into debug sessions, run by any uid) and a
+        // `debug --commit` session's writable layer.
+        [b"debug", b"toolbox", b"bin", ..] => Rule::Content,
+        [b"debug", b"sessions", _, b"upper" | b"work", ..] => Rule::Content,
         [b"init", name] if name.starts_with(b"skiff-init-") => Rule::Executable,
         _ => Rule::Private,
     }
@@ -281,6 +294,12 @@ mod tests {
         assert_eq!(r("volumes/v/_data"), Rule::Content);
         assert_eq!(r("volumes/v"), Rule::Private);
         assert_eq!(r("init/skiff-init-1"), Rule::Executable);
+        assert_eq!(r("builder/cache/abc/data"), Rule::Content);
+        assert_eq!(r("builder/cache/abc.lock"), Rule::Private);
+        assert_eq!(r("builder/cache"), Rule::Private);
+        assert_eq!(r("tmp/build-1/upper/etc/shadow"), Rule::Content);
+        assert_eq!(r("tmp/build-1/config.json"), Rule::Private);
+        assert_eq!(r("tmp/build-1/from-0/rootfs"), Rule::Content);
     }
 
     #[test]

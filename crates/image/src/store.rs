@@ -281,6 +281,25 @@ impl Store {
 
     fn sweep(&self) -> Result<()> {
         let tmp = self.root.join("tmp");
+        // A build killed mid-step leaves its overlay mounted under tmp/ (skiff build mounts a
+        // step's root there): no other skiff process has the store open now, so every mount
+        // below tmp/ is stale. Detached first (deepest first), so the removal below never
+        // reaches through one into its layers or fails on a busy mount point.
+        if let Ok(info) = fs::read_to_string("/proc/self/mountinfo") {
+            let prefix = format!("{}/", tmp.display());
+            let mut stale: Vec<&str> = info
+                .lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .filter(|m| m.starts_with(&prefix))
+                .collect();
+            stale.sort_by_key(|m| std::cmp::Reverse(m.len()));
+            for m in stale {
+                if let Ok(c) = std::ffi::CString::new(m) {
+                    // SAFETY: a NUL-terminated path; MNT_DETACH of a mount skiff made below tmp/.
+                    unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+                }
+            }
+        }
         for e in fs::read_dir(&tmp)
             .ctx(|| format!("read {}", tmp.display()))?
             .flatten()

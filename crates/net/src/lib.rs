@@ -11,6 +11,7 @@
 //! container publishes ports. Settings come from `<root>/daemon.json` (or
 //! `/etc/skiff/daemon.json`): `bip`, `bridge`, `mtu`, `ip-forward`, `nft-table`.
 
+pub mod dns;
 pub mod netlink;
 pub mod netns;
 pub mod nft;

@@ -94,6 +94,8 @@ pub struct CreateOpts {
 
 /// Removes a half-created container when create fails.
 struct Cleanup {
+    /// linux.netDevices moved in (brought back first: the hold lives in `dir`).
+    netdevs: Vec<crate::netdev::Dev>,
     dir: Option<PathBuf>,
     pid_file: Option<PathBuf>,
     cgroup: Option<Cgroup>,
@@ -102,6 +104,11 @@ struct Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
+        if let (false, Some(d)) = (self.netdevs.is_empty(), &self.dir) {
+            if let Err(e) = crate::netdev::move_out(&self.netdevs, self.child, d) {
+                eprintln!("skiff-runtime: warning: {e}");
+            }
+        }
         if let Some(pid) = self.child {
             // SAFETY: kill/waitpid with integer arguments.
             unsafe {
@@ -260,6 +267,7 @@ fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::
         }
     }
     let mut guard = Cleanup {
+        netdevs: Vec::new(),
         dir: Some(dir.clone()),
         pid_file: None,
         cgroup: None,
@@ -491,17 +499,29 @@ fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::
         };
         match m {
             Msg::HooksRequest => {
+                // Before the hooks: prestart/createRuntime hooks see the devices in place.
+                let devs = crate::netdev::devices(&spec);
+                if !devs.is_empty() {
+                    crate::netdev::move_in(&devs, pid, &dir)?;
+                    guard.netdevs = devs;
+                }
                 let s = hook_state(&o.id, "creating", pid, &bundle, &spec);
                 let h = spec.hooks().as_ref();
+                let ctx = hooks::Ctx {
+                    cwd: Some(&bundle),
+                    env: None,
+                };
                 hooks::run(
                     hooks::Kind::Prestart,
                     h.and_then(|h| h.prestart().as_ref()),
                     &s,
+                    ctx,
                 )?;
                 hooks::run(
                     hooks::Kind::CreateRuntime,
                     h.and_then(|h| h.create_runtime().as_ref()),
                     &s,
+                    ctx,
                 )?;
                 pchan.send(&Msg::HooksDone, None)?;
             }
@@ -526,6 +546,7 @@ fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::
             other => return Err(Error::Other(format!("sync: unexpected {other:?}"))),
         }
     }
+    guard.netdevs.clear();
     guard.dir = None;
     guard.pid_file = None;
     guard.cgroup = None;
@@ -539,8 +560,11 @@ fn stage1(joins: &[(i32, OwnedFd)], plan: &namespaces::Plan, args: InitArgs) -> 
     let r = (|| -> Result<i32> {
         namespaces::setns_all(joins)?;
         let newf = plan.new_flags & !libc::CLONE_NEWCGROUP;
+        let mut offsets = None;
         if newf & libc::CLONE_NEWUSER != 0 {
             namespaces::unshare(libc::CLONE_NEWUSER)?;
+            // Before the uid switch below makes /proc/self unwritable for us.
+            offsets = namespaces::open_time_offsets(&plan.time_offsets)?;
             args.chan.send(&Msg::MapRequest, None)?;
             args.chan.expect(&Msg::Go)?;
             // SAFETY: plain integer syscalls.
@@ -549,8 +573,11 @@ fn stage1(joins: &[(i32, OwnedFd)], plan: &namespaces::Plan, args: InitArgs) -> 
                 libc::setresuid(0, 0, 0);
             }
         }
+        if offsets.is_none() {
+            offsets = namespaces::open_time_offsets(&plan.time_offsets)?;
+        }
         namespaces::unshare(newf & !libc::CLONE_NEWUSER)?;
-        namespaces::write_time_offsets(&plan.time_offsets)?;
+        namespaces::write_time_offsets(offsets, &plan.time_offsets)?;
         util::raw_clone(0)
     })();
     match r {
@@ -639,13 +666,16 @@ fn poststart(st: &State) {
     let spec: Option<Spec> = serde_json::from_value(st.config.clone()).ok();
     if let Some(spec) = spec {
         let s = hook_state(&st.id, "running", st.pid, &st.bundle, &spec);
-        if let Err(e) = hooks::run(
+        // Failures are warnings (printed by hooks::run); the container keeps running.
+        let _ = hooks::run(
             hooks::Kind::Poststart,
             spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()),
             &s,
-        ) {
-            eprintln!("skiff-runtime: warning: {e}");
-        }
+            hooks::Ctx {
+                cwd: Some(&st.bundle),
+                env: None,
+            },
+        );
     }
 }
 
@@ -744,16 +774,32 @@ fn destroy(root: &Path, st: &State) -> Result<()> {
         .then(|| serde_json::from_value(st.config.clone()).ok())
         .flatten();
     let dir = state::container_dir(root, &st.id);
+    // linux.netDevices go back to the host (from the namespace held since create: the init may
+    // be gone) before the state directory holding that hold is removed.
+    let net_devices = st.config["linux"]["netDevices"]
+        .as_object()
+        .is_some_and(|d| !d.is_empty());
+    if net_devices {
+        if let Ok(spec) = serde_json::from_value::<Spec>(st.config.clone()) {
+            if let Err(e) = crate::netdev::move_out(&crate::netdev::devices(&spec), None, &dir) {
+                eprintln!("skiff-runtime: warning: container {:?}: {e}", st.id);
+            }
+        }
+        crate::netdev::release(&dir);
+    }
     remove_state_dir(&dir)?;
     if let Some(spec) = spec {
         let s = hook_state(&st.id, "stopped", 0, &st.bundle, &spec);
-        if let Err(e) = hooks::run(
+        // Failures are warnings (printed by hooks::run); the container is deleted.
+        let _ = hooks::run(
             hooks::Kind::Poststop,
             spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()),
             &s,
-        ) {
-            eprintln!("skiff-runtime: warning: {e}");
-        }
+            hooks::Ctx {
+                cwd: Some(&st.bundle),
+                env: None,
+            },
+        );
     }
     Ok(())
 }

@@ -14,6 +14,10 @@
 //! 3. the overlay becomes the root (pivot_root) and the toolbox, a read-only detached clone opened
 //!    on the host before entering the container, is attached in it.
 //!
+//! With `debug --commit` the upper layer is a directory the engine made on the host instead of
+//! the tmpfs ([`Prepared::with_upper`]), so the session's changes can become an image layer. The
+//! tools of `skiff debug install` are attached at [`TOOLS_DIR`] ([`Prepared::with_tools`]).
+//!
 //! The toolbox is either one static busybox (then the tmpfs gets `bin/<applet>` links to it) or a
 //! directory tree (an image's root filesystem), attached as a whole.
 
@@ -25,6 +29,9 @@ use std::path::{Path, PathBuf};
 
 /// Where the toolbox appears in the debug process's view.
 pub const DEBUG_DIR: &str = "/.skiff-debug";
+/// Where the tools of `skiff debug install` appear in the debug process's view (beside the
+/// toolbox, so an image toolbox attached as a whole at [`DEBUG_DIR`] does not hide them).
+pub const TOOLS_DIR: &str = "/.skiff-tools";
 
 const OPEN_TREE_CLONE: u32 = 1;
 const AT_RECURSIVE: u32 = 0x8000;
@@ -60,6 +67,34 @@ pub enum Toolbox {
 pub struct Prepared {
     tree: OwnedFd,
     busybox_applets: Option<Vec<String>>,
+    tools: Option<OwnedFd>,
+    upper: Option<OwnedFd>,
+}
+
+impl Prepared {
+    /// Also attaches the directory `dir` (on the host: the installed tools) read-only, nosuid and
+    /// nodev at [`TOOLS_DIR`].
+    pub fn with_tools(mut self, dir: &Path) -> Result<Prepared> {
+        let t = open_tree(libc::AT_FDCWD, dir, OPEN_TREE_CLONE)?;
+        set_attr(
+            &t,
+            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+            false,
+        )
+        .map_err(|e| Error::Other(format!("tools {}: {e}", dir.display())))?;
+        self.tools = Some(t);
+        Ok(self)
+    }
+
+    /// Keeps the debug view's writes in `dir/upper` (with `dir/work` as the overlay's work
+    /// directory; both on the host, on one filesystem that overlayfs accepts as an upper layer)
+    /// instead of a private tmpfs, so they can be read after the session (`debug --commit`).
+    pub fn with_upper(mut self, dir: &Path) -> Result<Prepared> {
+        // A detached clone: overlayfs takes an upper layer only from the caller's mount
+        // namespace or a detached mount, and the debug process is in the container's.
+        self.upper = Some(open_tree(libc::AT_FDCWD, dir, OPEN_TREE_CLONE)?);
+        Ok(self)
+    }
 }
 
 impl Toolbox {
@@ -111,6 +146,8 @@ impl Toolbox {
         Ok(Prepared {
             tree,
             busybox_applets: applets,
+            tools: None,
+            upper: None,
         })
     }
 }
@@ -347,12 +384,23 @@ pub fn enter(p: &Prepared) -> Result<()> {
         }
     }
     let lower = open_tree(libc::AT_FDCWD, Path::new("/"), OPEN_TREE_CLONE)?;
-    let scratch = fs_mount(c"tmpfs", &[("mode", "0755")])?;
-    let sfd = scratch.as_raw_fd();
+    // The upper layer: the engine's directory (kept for `--commit`) or a private tmpfs.
+    let scratch: OwnedFd;
+    let sfd = match &p.upper {
+        Some(u) => u.as_raw_fd(),
+        None => {
+            scratch = fs_mount(c"tmpfs", &[("mode", "0755")])?;
+            scratch.as_raw_fd()
+        }
+    };
     mkdirat(sfd, "upper", 0o755)?;
     mkdirat(sfd, "work", 0o700)?;
     let dir = DEBUG_DIR.trim_start_matches('/');
     mkdirat(sfd, &format!("upper/{dir}"), 0o755)?;
+    let tools = TOOLS_DIR.trim_start_matches('/');
+    if p.tools.is_some() {
+        mkdirat(sfd, &format!("upper/{tools}"), 0o755)?;
+    }
     if let Some(applets) = &p.busybox_applets {
         mkdirat(sfd, &format!("upper/{dir}/bin"), 0o755)?;
         let bb = CString::new(format!("upper/{dir}/bin/busybox")).unwrap_or_default();
@@ -431,6 +479,9 @@ pub fn enter(p: &Prepared) -> Result<()> {
     };
     let root = owned(root as libc::c_long, "open /")?;
     attach(&p.tree, root.as_raw_fd(), &target)?;
+    if let Some(t) = &p.tools {
+        attach(t, root.as_raw_fd(), tools)?;
+    }
     if root_ro {
         // A read-only container stays read-only in the debug view (its volumes keep their own
         // flags: they are separate mounts).

@@ -176,6 +176,60 @@ impl ExecTarget {
             .map_err(|e| Error::Config(format!("container {:?}: stored linux: {e}", self.id)))
     }
 
+    /// The process of `exec --process FILE`, read from `data` with runc 1.1.5's handling of
+    /// absent fields (observed side by side, see tests/tests/runtime_spec.rs): `cwd` and `args`
+    /// must be given; `user` defaults to uid 0 / gid 0; absent `capabilities`,
+    /// `apparmorProfile` and `selinuxLabel` are the container's own (runc's finalizeNamespace
+    /// falls back to the container config); `env`, `rlimits`, `noNewPrivileges`, `terminal`
+    /// and `user.umask` are not inherited (no variables but HOME, the caller's limits, no
+    /// no_new_privs, no terminal, umask 0022). A `selinuxLabel` on a host without SELinux is
+    /// refused, as runc's validateProcessSpec does.
+    pub fn process_from_json(&self, data: &[u8]) -> Result<Process> {
+        let bad = |m: String| Error::Other(format!("process: {m}"));
+        let mut v: serde_json::Value =
+            serde_json::from_slice(data).map_err(|e| bad(e.to_string()))?;
+        let Some(o) = v.as_object_mut() else {
+            return Err(bad("must be a JSON object".into()));
+        };
+        match o.get("cwd").and_then(|c| c.as_str()) {
+            None | Some("") => return Err(bad("cwd: must not be empty".into())),
+            Some(c) if !c.starts_with('/') => {
+                return Err(bad(format!("cwd: {c:?} must be an absolute path")))
+            }
+            Some(_) => {}
+        }
+        if o.get("args")
+            .and_then(|a| a.as_array())
+            .is_none_or(|a| a.is_empty())
+        {
+            return Err(bad("args: must not be empty".into()));
+        }
+        o.entry("user")
+            .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+        let mut p: Process = serde_json::from_value(v).map_err(|e| bad(e.to_string()))?;
+        let own = self.process();
+        if p.capabilities().is_none() {
+            p.set_capabilities(Some(
+                own.and_then(|c| c.capabilities().clone())
+                    .unwrap_or_else(crate::process::no_capabilities),
+            ));
+        }
+        if p.apparmor_profile().as_deref().unwrap_or("").is_empty() {
+            p.set_apparmor_profile(own.and_then(|c| c.apparmor_profile().clone()));
+        }
+        if !p.selinux_label().as_deref().unwrap_or("").is_empty()
+            && !Path::new("/sys/fs/selinux/enforce").exists()
+        {
+            return Err(bad(
+                "selinuxLabel: SELinux is disabled or not supported on this host".into(),
+            ));
+        }
+        if p.selinux_label().as_deref().unwrap_or("").is_empty() {
+            p.set_selinux_label(own.and_then(|c| c.selinux_label().clone()));
+        }
+        Ok(p)
+    }
+
     fn seccomp(&self) -> Option<&ExecSeccomp> {
         self.config.linux.as_ref().and_then(|l| l.seccomp.as_ref())
     }
@@ -292,6 +346,7 @@ fn spawn_with(t: &ExecTarget, o: ExecOpts, debug: Option<&DebugOpts>) -> Result<
         }
     }
     crate::process::validate(&o.process)?;
+    let affinity = crate::procattr::exec_affinity(&o.process)?;
     let pid_file = o.pid_file.as_ref().map(|p| {
         if p.is_absolute() {
             p.clone()
@@ -365,7 +420,10 @@ fn spawn_with(t: &ExecTarget, o: ExecOpts, debug: Option<&DebugOpts>) -> Result<
         )
     };
     let mut in_unified = false;
-    let c = match unified.as_ref().map(|fd| fd.as_raw_fd()) {
+    // execCPUAffinity.initial holds *before* the cgroup transition, so the child is not cloned
+    // straight into the unified group then: it pins itself, then joins.
+    let into = unified.as_ref().filter(|_| affinity.initial.is_none());
+    let c = match into.map(|fd| fd.as_raw_fd()) {
         Some(fd) => match util::clone_into_cgroup(0, fd) {
             Ok(c) => {
                 in_unified = true;
@@ -381,6 +439,9 @@ fn spawn_with(t: &ExecTarget, o: ExecOpts, debug: Option<&DebugOpts>) -> Result<
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
         let r = (|| -> Result<i32> {
+            if let Some(set) = &affinity.initial {
+                crate::procattr::set_affinity(set, "initial")?;
+            }
             // SAFETY: getpid has no preconditions.
             let me = unsafe { libc::getpid() };
             if !t.cgroup.paths.is_empty() {
@@ -398,8 +459,14 @@ fn spawn_with(t: &ExecTarget, o: ExecOpts, debug: Option<&DebugOpts>) -> Result<
         })();
         match r {
             Ok(0) => {
-                // linux.personality and linux.memoryPolicy hold for exec'd processes too.
-                if let Err(e) = crate::procattr::apply_linux(attrs.as_ref()) {
+                // In the container's cgroup now: execCPUAffinity.final (without it the
+                // kernel's choice stands, as the spec says). linux.personality and
+                // linux.memoryPolicy hold for exec'd processes too.
+                let r = match &affinity.last {
+                    Some(set) => crate::procattr::set_affinity(set, "final"),
+                    None => Ok(()),
+                };
+                if let Err(e) = r.and_then(|()| crate::procattr::apply_linux(attrs.as_ref())) {
                     let _ = cchan.send(&Msg::Error(e.to_string()), None);
                     // SAFETY: _exit in a forked child.
                     unsafe { libc::_exit(127) }

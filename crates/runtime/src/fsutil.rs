@@ -86,6 +86,13 @@ pub fn fd_path(fd: &OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
+/// `path` normalized lexically as an absolute path below root (`.` dropped, `..` clamped at /).
+pub fn clean_in_root(path: &Path) -> PathBuf {
+    let mut p = PathBuf::from("/");
+    p.extend(components(path));
+    p
+}
+
 /// Normalize `path` lexically into components below root (drops `.`, `..` clamps at root).
 fn components(path: &Path) -> Vec<std::ffi::OsString> {
     let mut out: Vec<std::ffi::OsString> = Vec::new();

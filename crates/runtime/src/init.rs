@@ -111,10 +111,16 @@ fn setup(a: &mut InitArgs) -> Result<Started> {
             a.cgroup.join_tasks(&tasks)?;
         }
     }
+    // linux.netDevices are moved by the parent in the same pause as these hooks.
     let runtime_hooks = a.spec.hooks().as_ref().is_some_and(|h| {
         h.prestart().as_ref().is_some_and(|v| !v.is_empty())
             || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
-    });
+    }) || a
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.net_devices().as_ref())
+        .is_some_and(|d| !d.is_empty());
     // In our cgroup now; with prestart/createRuntime hooks we stay dumpable until they have run
     // (they may open our /proc/<pid>/ns files).
     if !runtime_hooks {
@@ -174,10 +180,15 @@ fn setup(a: &mut InitArgs) -> Result<Started> {
         sync_placed(a)?;
     }
     let hooks = a.spec.hooks().as_ref();
+    let process_env = a.spec.process().as_ref().and_then(|p| p.env().as_deref());
     hooks::run(
         hooks::Kind::CreateContainer,
         hooks.and_then(|h| h.create_container().as_ref()),
         &a.hook_state,
+        hooks::Ctx {
+            cwd: Some(&ctx.rootfs),
+            env: Some(process_env.unwrap_or(&[])),
+        },
     )?;
     if mntns {
         rootfs::pivot(&ctx.rootfs, a.no_pivot)?;
@@ -450,19 +461,23 @@ fn finish_exec(a: &InitArgs, started: Started) -> Error {
         }
         e
     };
+    let Some(p) = a.spec.process().as_ref() else {
+        return fail(Error::Config("process: not set, nothing to start".into()));
+    };
+    let env = process::build_env(p);
     let mut st = a.hook_state.clone();
     st["status"] = "running".into();
     if let Err(e) = hooks::run(
         hooks::Kind::StartContainer,
         hooks.and_then(|h| h.start_container().as_ref()),
         &st,
+        hooks::Ctx {
+            cwd: None,
+            env: Some(&env),
+        },
     ) {
         return fail(e);
     }
-    let Some(p) = a.spec.process().as_ref() else {
-        return fail(Error::Config("process: not set, nothing to start".into()));
-    };
-    let env = process::build_env(p);
     let args = p.args().clone().unwrap_or_default();
     let path = match process::find_executable(&args[0], &env) {
         Ok(p) => p,

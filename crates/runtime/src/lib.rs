@@ -23,6 +23,7 @@ pub mod idmap;
 pub mod init;
 pub mod log;
 pub mod namespaces;
+pub mod netdev;
 pub mod procattr;
 pub mod process;
 pub mod rootfs;

@@ -228,15 +228,37 @@ pub fn unshare(flags: i32) -> Result<()> {
     Ok(())
 }
 
-/// Write time namespace offsets for the (not yet entered) time namespace of this process.
-pub fn write_time_offsets(offs: &[(String, i64, u32)]) -> Result<()> {
+/// Open `/proc/self/timens_offsets` for writing the offsets later (None when there are none).
+///
+/// With a new user namespace this must happen right after `unshare(CLONE_NEWUSER)`, before the
+/// switch to the mapped root: that uid change makes the process non-dumpable, which turns its
+/// `/proc/self` files over to the host's root and the open into EACCES. The write's capability
+/// check uses the opener's credentials, which by then hold CAP_SYS_TIME in the new user namespace
+/// that will own the time namespace.
+pub fn open_time_offsets(offs: &[(String, i64, u32)]) -> Result<Option<std::fs::File>> {
     if offs.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
+    let p = Path::new("/proc/self/timens_offsets");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(p)
+        .map(Some)
+        .at(p)
+}
+
+/// Write time namespace offsets for the (not yet entered) time namespace of this process, through
+/// the file from [`open_time_offsets`].
+pub fn write_time_offsets(f: Option<std::fs::File>, offs: &[(String, i64, u32)]) -> Result<()> {
+    let Some(mut f) = f else { return Ok(()) };
     let text: String = offs
         .iter()
         .map(|(c, s, n)| format!("{c} {s} {n}\n"))
         .collect();
-    let p = Path::new("/proc/self/timens_offsets");
-    std::fs::write(p, text).at(p)
+    use std::io::Write;
+    f.write_all(text.as_bytes()).map_err(|e| {
+        Error::Other(format!(
+            "linux.timeOffsets: write /proc/self/timens_offsets: {e}"
+        ))
+    })
 }

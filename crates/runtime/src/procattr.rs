@@ -2,8 +2,9 @@
 //! `linux.memoryPolicy`, `process.ioPriority`, `process.scheduler`. Each is validated before
 //! anything is created (a value the kernel would reject, or that has no meaning, is refused with a
 //! one-line error naming the field) and applied by the process itself right before it drops its
-//! capabilities; none costs a syscall when it is not set. Settings this runtime cannot apply
-//! (`linux.intelRdt`, `linux.netDevices`) are refused here rather than ignored.
+//! capabilities; none costs a syscall when it is not set. `process.execCPUAffinity` is parsed
+//! here and applied by `exec` (it does not concern the init). `linux.intelRdt` is refused here
+//! rather than ignored.
 
 use crate::error::{Error, Result};
 use nix::errno::Errno;
@@ -22,15 +23,17 @@ pub fn validate(spec: &Spec) -> Result<()> {
     let cfg = |m: String| Error::Config(m);
     if let Some(l) = spec.linux() {
         if l.intel_rdt().is_some() {
-            return Err(cfg(
-                "linux.intelRdt: not supported by this runtime (no resctrl support)".into(),
-            ));
+            // Refused either way (features: intelRdt.enabled false); the message says whether
+            // the host could have had it.
+            let host = if std::path::Path::new("/sys/fs/resctrl/info").exists() {
+                "this runtime does not support resctrl groups"
+            } else {
+                "this host has no resctrl filesystem (/sys/fs/resctrl is not mounted)"
+            };
+            return Err(cfg(format!("linux.intelRdt: not applied: {host}")));
         }
-        if l.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
-            return Err(cfg(
-                "linux.netDevices: not supported by this runtime (moving host interfaces)".into(),
-            ));
-        }
+        // SAFETY: geteuid has no preconditions.
+        crate::netdev::validate(spec, unsafe { libc::geteuid() } != 0)?;
         // Like runc, a mount label means nothing without SELinux; with it, skiff does not label
         // mounts, so it refuses rather than leave them unlabelled.
         if l.mount_label().as_deref().is_some_and(|s| !s.is_empty())
@@ -72,12 +75,76 @@ pub fn validate_process(p: &Process) -> Result<()> {
     if let Some(s) = p.scheduler() {
         sched_attr(s)?;
     }
-    if p.exec_cpu_affinity().is_some() {
-        return Err(Error::Config(
-            "process.execCPUAffinity: not supported by this runtime".into(),
-        ));
-    }
+    exec_affinity(p)?;
     Ok(())
+}
+
+/// `process.execCPUAffinity`, parsed: the CPUs an `exec`'s runtime process runs on before it
+/// joins the container's cgroup (`initial`), and those the exec'd process runs on after
+/// (`final`). Empty strings are absent (the spec: the affinity is then the kernel's choice).
+#[derive(Debug, Default, Clone)]
+pub struct ExecAffinity {
+    /// `initial`.
+    pub initial: Option<nix::sched::CpuSet>,
+    /// `final`.
+    pub last: Option<nix::sched::CpuSet>,
+}
+
+/// Parse `process.execCPUAffinity` (CPU lists like `0-3,7`).
+pub fn exec_affinity(p: &Process) -> Result<ExecAffinity> {
+    let Some(a) = p.exec_cpu_affinity() else {
+        return Ok(ExecAffinity::default());
+    };
+    let parse = |field: &str, v: &Option<String>| -> Result<Option<nix::sched::CpuSet>> {
+        let v = v.as_deref().unwrap_or("").trim();
+        if v.is_empty() {
+            return Ok(None);
+        }
+        let bad = |m: String| Error::Config(format!("process.execCPUAffinity.{field}: {v:?}: {m}"));
+        let mut set = nix::sched::CpuSet::new();
+        for cpu in parse_list(v).map_err(bad)? {
+            set.set(cpu).map_err(|_| {
+                bad(format!(
+                    "CPU {cpu} is beyond {}",
+                    nix::sched::CpuSet::count()
+                ))
+            })?;
+        }
+        Ok(Some(set))
+    };
+    Ok(ExecAffinity {
+        initial: parse("initial", a.initial())?,
+        last: parse("final", a.cpu_affinity_final())?,
+    })
+}
+
+/// Pin the calling thread to `set` (`field` names the setting in the error).
+pub fn set_affinity(set: &nix::sched::CpuSet, field: &str) -> Result<()> {
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), set).map_err(|errno| Error::Sys {
+        what: format!("process.execCPUAffinity.{field}: sched_setaffinity"),
+        errno,
+    })
+}
+
+/// The numbers of a list like `0-3,7` (kernel cpulist / nodelist format).
+fn parse_list(s: &str) -> std::result::Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let num = |x: &str| {
+            x.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n < 4096)
+                .ok_or_else(|| format!("bad number {x:?}"))
+        };
+        let (a, b) = (num(a)?, num(b)?);
+        if a > b {
+            return Err(format!("bad range {part:?}"));
+        }
+        out.extend(a..=b);
+    }
+    Ok(out)
 }
 
 /// Apply `linux.personality` and `linux.memoryPolicy` to the calling process (inherited by what
@@ -246,25 +313,11 @@ fn mempolicy_args(m: &oci_spec::runtime::LinuxMemoryPolicy) -> Result<(libc::c_i
     }
     let nodes = m.nodes().as_deref().unwrap_or("").trim();
     let mut mask: Vec<u64> = Vec::new();
-    for part in nodes.split(',').filter(|p| !p.is_empty()) {
-        let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let parse = |x: &str| {
-            x.trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n < 4096)
-                .ok_or_else(|| bad(format!("nodes: {nodes:?}: bad node {x:?}")))
-        };
-        let (a, b) = (parse(a)?, parse(b)?);
-        if a > b {
-            return Err(bad(format!("nodes: {nodes:?}: bad range {part:?}")));
+    for n in parse_list(nodes).map_err(|e| bad(format!("nodes: {nodes:?}: {e}")))? {
+        if mask.len() <= n / 64 {
+            mask.resize(n / 64 + 1, 0);
         }
-        for n in a..=b {
-            if mask.len() <= n / 64 {
-                mask.resize(n / 64 + 1, 0);
-            }
-            mask[n / 64] |= 1 << (n % 64);
-        }
+        mask[n / 64] |= 1 << (n % 64);
     }
     let needs_nodes = matches!(mode, 2 | 3 | 5 | 6);
     if needs_nodes && mask.is_empty() {

@@ -10,9 +10,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-/// Default PATH used when the process environment has none.
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
     match t {
         PosixRlimitType::RlimitCpu => libc::RLIMIT_CPU,
@@ -172,7 +169,8 @@ pub fn set_user_and_caps(p: &Process, setgroups_allowed: bool) -> Result<()> {
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
     // SAFETY: umask has no failure mode.
     unsafe { libc::umask(u.umask().unwrap_or(0o022) as libc::mode_t) };
-    let c = p.capabilities().clone().unwrap_or_default();
+    // No capabilities section: no capabilities (as runc), not oci-spec's default set.
+    let c = p.capabilities().clone().unwrap_or_else(no_capabilities);
     let (e, pm, i, a) = (
         to_caps(c.effective()),
         to_caps(c.permitted()),
@@ -200,6 +198,18 @@ pub fn set_user_and_caps(p: &Process, setgroups_allowed: bool) -> Result<()> {
         let _ = caps::raise(None, CapSet::Ambient, cap);
     }
     Ok(())
+}
+
+/// An empty capabilities section (every set present and empty).
+pub fn no_capabilities() -> LinuxCapabilities {
+    let none = Some(Default::default());
+    let mut c = LinuxCapabilities::default();
+    c.set_bounding(none.clone());
+    c.set_effective(none.clone());
+    c.set_permitted(none.clone());
+    c.set_inheritable(none.clone());
+    c.set_ambient(none);
+    c
 }
 
 /// The environment for the process, with HOME added when missing (from the container's /etc/passwd).
@@ -238,12 +248,13 @@ pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
             Err(e) => Err(Error::Other(format!("exec: {arg0:?}: {e}"))),
         };
     }
+    // Like runc (Go's exec.LookPath over the process's own environment): no PATH, no search.
     let path = env
         .iter()
         .rev()
         .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or(DEFAULT_PATH);
-    for dir in path.split(':') {
+        .unwrap_or("");
+    for dir in path.split(':').filter(|_| !path.is_empty()) {
         let dir = if dir.is_empty() { "." } else { dir };
         let cand = Path::new(dir).join(arg0);
         if let Ok(md) = std::fs::metadata(&cand) {

@@ -566,6 +566,91 @@ fn mount_flags(fd: &OwnedFd) -> MsFlags {
     .fold(MsFlags::empty(), |m, (_, f)| m.union(f))
 }
 
+/// procfs and sysfs go on an ordinary directory only (runc: "must be mounted on ordinary
+/// directory"): a symlink or file planted at the destination is refused instead of followed, so
+/// an image cannot move /proc where masked paths do not reach.
+fn ordinary_directory(root: &OwnedFd, dest: &Path, typ: &str) -> Result<()> {
+    let (Some(parent), Some(name)) = (dest.parent(), dest.file_name()) else {
+        return Ok(());
+    };
+    let Ok(dir) = openat_in_root(
+        root.as_raw_fd(),
+        parent,
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+    ) else {
+        // A missing parent is created below, with an ordinary directory in it.
+        return Ok(());
+    };
+    match nix::sys::stat::fstatat(&dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) if st.st_mode & libc::S_IFMT != libc::S_IFDIR => {
+            let what = if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+                "a symlink"
+            } else {
+                "not a directory"
+            };
+            Err(Error::Other(format!(
+                "{typ} must be mounted on an ordinary directory ({dest:?} in the rootfs is {what})"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Files under /proc a mount may cover (what lxcfs emulates; runc's list).
+const PROC_MOUNTABLE: &[&str] = &[
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+];
+
+/// Refuse a mount on `/proc` that is not procfs, and any mount inside `/proc` but
+/// [`PROC_MOUNTABLE`]: covering `/proc/self/attr`, `/proc/sys` and the like with other content
+/// would defeat LSM labels and sysctl protections (runc refuses the same).
+fn proc_destination(at: &Path, dest: &Path, typ: &str, source: &Path, bind: bool) -> Result<()> {
+    let Ok(inside) = at.strip_prefix("/proc") else {
+        return Ok(());
+    };
+    if inside.as_os_str().is_empty() {
+        let procfs = if bind {
+            nix::sys::statfs::statfs(source)
+                .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
+        } else {
+            typ == "proc"
+        };
+        if procfs {
+            return Ok(());
+        }
+        return Err(Error::Other(format!(
+            "only procfs may be mounted on /proc, not {}",
+            if bind {
+                format!("{source:?}")
+            } else {
+                format!("{typ:?}")
+            }
+        )));
+    }
+    if PROC_MOUNTABLE.iter().any(|p| Path::new(p) == at) {
+        return Ok(());
+    }
+    let how = if at == dest {
+        String::new()
+    } else {
+        format!(" (where {dest:?} leads)")
+    };
+    Err(Error::Other(format!(
+        "cannot be mounted because {at:?}{how} is inside /proc; only {} may be covered",
+        PROC_MOUNTABLE.join(", ")
+    )))
+}
+
 fn mount_one(ctx: &Ctx, root: &OwnedFd, index: usize, m: &Mount, opts: &MountOpts) -> Result<()> {
     let dest = m.destination();
     if !dest.is_absolute() {
@@ -595,8 +680,26 @@ fn mount_one(ctx: &Ctx, root: &OwnedFd, index: usize, m: &Mount, opts: &MountOpt
     } else {
         Kind::Dir
     };
+    if typ == "proc" || typ == "sysfs" {
+        ordinary_directory(root, dest, &typ)?;
+    }
+    // Nothing but procfs on /proc, nothing inside it but the files lxcfs emulates (runc's
+    // checkProcMount): once as written, and again where the path really lands in the rootfs
+    // (a symlink in the image may lead there).
+    proc_destination(
+        &crate::fsutil::clean_in_root(dest),
+        dest,
+        &typ,
+        &source,
+        is_bind,
+    )?;
     let target = mkdir_all_in_root(root.as_raw_fd(), dest, kind)?;
     let tpath = fd_path(&target);
+    if let Ok(real) = std::fs::read_link(&tpath) {
+        if let Ok(rel) = real.strip_prefix(&ctx.rootfs) {
+            proc_destination(&Path::new("/").join(rel), dest, &typ, &source, is_bind)?;
+        }
+    }
     let data = opts.data.join(",");
     let data = if data.is_empty() {
         None

@@ -41,7 +41,16 @@ pub struct DebugArgs {
     /// Override the key sequence for detaching
     #[arg(long = "detach-keys")]
     pub detach_keys: Option<String>,
-    /// Container or image
+    /// Keep what the session changed as a new image (a stopped container or an image only)
+    #[arg(long)]
+    pub commit: bool,
+    /// With --commit: tag the new image
+    #[arg(long, value_name = "NAME")]
+    pub tag: Option<String>,
+    /// With install: accept a file that is not a static executable
+    #[arg(short, long)]
+    pub force: bool,
+    /// Container or image; or `install PATH…`, `uninstall NAME…`, `ls` for the installed tools
     pub target: String,
     /// Command and arguments (default: the shell)
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -83,11 +92,72 @@ pub fn debug(cli: &Cli, a: &DebugArgs) -> i32 {
     }
 }
 
+/// `skiff debug install|uninstall|ls`: the tools kept in the engine's toolbox.
+fn tools(cli: &Cli, a: &DebugArgs) -> Result<i32> {
+    let e = ctx(cli).engine()?;
+    let mut force = a.force;
+    let args: Vec<&String> = a
+        .command
+        .iter()
+        .filter(|x| {
+            let f = matches!(x.as_str(), "-f" | "--force");
+            force |= f;
+            !f
+        })
+        .collect();
+    match a.target.as_str() {
+        "install" | "uninstall" if args.is_empty() => Err(anyhow!(
+            "\"skiff debug {}\" requires at least 1 argument",
+            a.target
+        )),
+        "install" => {
+            for p in args {
+                let name = e.install_tool(std::path::Path::new(p), force)?;
+                println!("{name}");
+            }
+            Ok(0)
+        }
+        "uninstall" => {
+            for n in args {
+                e.uninstall_tool(n)?;
+                println!("{n}");
+            }
+            Ok(0)
+        }
+        _ => {
+            if !args.is_empty() {
+                return Err(anyhow!("\"skiff debug ls\" accepts no arguments"));
+            }
+            println!("{:<24} {:>10}   LINKING", "NAME", "SIZE");
+            for t in e.list_tools()? {
+                println!(
+                    "{:<24} {:>10}   {}",
+                    t.name,
+                    t.size,
+                    if t.is_static { "static" } else { "not static" }
+                );
+            }
+            Ok(0)
+        }
+    }
+}
+
 fn debug_inner(cli: &Cli, a: &DebugArgs) -> Result<i32> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Err(anyhow!("debug needs root privileges; run skiff as root"));
     }
+    if matches!(a.target.as_str(), "install" | "uninstall" | "ls") {
+        return tools(cli, a);
+    }
+    let tag = match &a.tag {
+        Some(_) if !a.commit => return Err(anyhow!("--tag needs --commit")),
+        Some(r) => Some(
+            skiff_image::names::normalize(r)
+                .map_err(|e| anyhow!("invalid reference format: {r}: {e}"))?,
+        ),
+        None => None,
+    };
     // This process enters the container: run from a read-only view of the binary (CVE-2019-5736).
     skiff_runtime::sealed::ensure_sealed_exe()?;
     let c = ctx(cli);
@@ -115,6 +185,7 @@ fn debug_inner(cli: &Cli, a: &DebugArgs) -> Result<i32> {
         workdir: a.workdir.clone(),
         privileged: a.privileged,
         detach_keys: crate::containers::detach_keys(a.detach_keys.as_deref())?,
+        upper: None,
     };
     let toolbox = match &a.toolbox {
         Some(t) => {
@@ -127,19 +198,31 @@ fn debug_inner(cli: &Cli, a: &DebugArgs) -> Result<i32> {
     if a.privileged {
         eprintln!("WARNING: --privileged: the debug process has every capability and no seccomp filter; it can change the host");
     }
+    // A temporary container's session, kept as an image with --commit (its id printed last).
+    let in_temporary = |t: Temporary| {
+        if !a.commit {
+            return e.debug(&t.container, &req, &toolbox);
+        }
+        let (ended, img) = t.debug_commit(&req, &toolbox, tag.clone())?;
+        println!("{}", img.id);
+        Ok(ended)
+    };
     let r = match e.container(&a.target) {
         Ok(ct) if ct.state.status == "running" || ct.state.status == "paused" => {
+            if a.commit {
+                return Err(anyhow!(
+                    "container {} is {}: --commit keeps the debug session of a stopped container or an image; a running container's own changes are kept with skiff commit",
+                    ct.name,
+                    ct.state.status
+                ));
+            }
             e.debug(&ct, &req, &toolbox)
         }
-        Ok(ct) => {
-            let t = Temporary::start(&e, &store, None, Some(&ct))?;
-            e.debug(&t.container, &req, &toolbox)
-        }
+        Ok(ct) => in_temporary(Temporary::start(&e, &store, None, Some(&ct))?),
         Err(EngineError::NoSuchContainer(_)) => {
             let img = crate::images::resolve(&store, &a.target)
                 .map_err(|_| anyhow!("No such container or image: {}", a.target))?;
-            let t = Temporary::start(&e, &store, Some(&img), None)?;
-            e.debug(&t.container, &req, &toolbox)
+            in_temporary(Temporary::start(&e, &store, Some(&img), None)?)
         }
         Err(err) => return Err(err.into()),
     };

@@ -9,6 +9,7 @@
 // In the unit-test build the harness supplies `main`, so the entry point below is unused there.
 #![cfg_attr(test, allow(dead_code))]
 
+mod build;
 mod compose;
 mod containers;
 mod debug;
@@ -99,6 +100,11 @@ pub enum Command {
     Completion(system::CompletionArgs),
     /// Write man pages for skiff and every subcommand into DIR
     GenerateMan(system::ManArgs),
+    /// Build an image from a Dockerfile
+    Build(Box<build::BuildArgs>),
+    /// Manage builds (prune, du)
+    #[command(subcommand)]
+    Builder(build::BuilderCommand),
     /// Open a shell with tools in a container or image, even one without a shell
     Debug(debug::DebugArgs),
     /// Explain what isolates a container (or what an image would run with)
@@ -131,6 +137,87 @@ struct RunOnly {
 #[derive(Subcommand, Debug)]
 enum RunOnlyCommand {
     Run(containers::RunArgs),
+}
+
+/// Docker reads everything after `run`/`create`'s IMAGE and `exec`'s CONTAINER as the command,
+/// even words that look like flags (`run IMG sh -c …`, `run --entrypoint sh IMG -c …`); clap would
+/// take a known flag there (`-c` is `--cpu-shares`). This inserts `--` after that positional,
+/// walking the verb's own flags (which of them take a value) as clap defines them.
+fn end_options_after_target(argv: &mut Vec<String>) {
+    let mut i = 1;
+    let mut words: Vec<&str> = Vec::new();
+    // Global flags, then the verb (`container`'s subcommand too).
+    while i < argv.len() {
+        match argv[i].as_str() {
+            "--root" | "--runroot" => i += 2,
+            w if w.starts_with("--root=") || w.starts_with("--runroot=") => i += 1,
+            "-D" | "--debug" => i += 1,
+            "container" if words.is_empty() => {
+                words.push("container");
+                i += 1;
+            }
+            w => {
+                words.push(w);
+                i += 1;
+                break;
+            }
+        }
+    }
+    let verb = words.last().copied().unwrap_or("");
+    let cmd = match verb {
+        "run" | "create" => {
+            <containers::RunArgs as clap::Args>::augment_args(clap::Command::new("run"))
+        }
+        "exec" => <containers::ExecArgs as clap::Args>::augment_args(clap::Command::new("exec")),
+        _ => return,
+    };
+    let takes_value = |a: &clap::Arg| {
+        a.get_action().takes_values() && a.get_num_args().is_none_or(|n| n.min_values() > 0)
+    };
+    while i < argv.len() {
+        let w = argv[i].as_str();
+        if w == "--" {
+            return;
+        }
+        if let Some(long) = w.strip_prefix("--") {
+            if !long.contains('=')
+                && cmd
+                    .get_arguments()
+                    .find(|a| {
+                        a.get_long() == Some(long)
+                            || a.get_all_aliases().is_some_and(|v| v.contains(&long))
+                    })
+                    .is_some_and(takes_value)
+            {
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        if w.len() > 1 && w.starts_with('-') {
+            // A cluster of short flags; the first one that takes a value ends it (the rest of
+            // the word, or the next word, is the value).
+            for (k, ch) in w[1..].char_indices() {
+                if cmd
+                    .get_arguments()
+                    .find(|a| a.get_short() == Some(ch))
+                    .is_some_and(takes_value)
+                {
+                    if k + ch.len_utf8() == w.len() - 1 {
+                        i += 1;
+                    }
+                    break;
+                }
+            }
+            i += 1;
+            continue;
+        }
+        // The image (or container): what follows is the command.
+        if argv.get(i + 1).is_some_and(|n| n != "--") {
+            argv.insert(i + 1, "--".into());
+        }
+        return;
+    }
 }
 
 fn fast_run_parse(argv: &[String]) -> Option<Cli> {
@@ -197,6 +284,10 @@ fn cli_main() {
     if argv.get(1).map(String::as_str) == Some("monitor") {
         std::process::exit(containers::monitor(&argv[2..]));
     }
+    if argv.get(1).map(String::as_str) == Some(skiff_build::run::STEP_COMMAND) {
+        std::process::exit(skiff_build::run::step_main(&argv[2..]));
+    }
+    end_options_after_target(&mut argv);
     let cli = match fast_run_parse(&argv)
         .map(Ok)
         .unwrap_or_else(|| Cli::try_parse_from(&argv))
@@ -230,11 +321,13 @@ fn cli_main() {
         std::process::exit(fscmds::run(&cli, c));
     }
     match &cli.command {
+        Command::Build(a) => std::process::exit(build::build(&cli, a)),
         Command::Debug(a) => std::process::exit(debug::debug(&cli, a)),
         Command::Explain(a) => std::process::exit(debug::explain(&cli, a)),
         _ => {}
     }
     let r = match &cli.command {
+        Command::Builder(c) => build::builder(&cli, c),
         Command::Volume(c) => volumes::run(&cli, c),
         Command::Network(c) => networks::run(&cli, c),
         Command::System(_)

@@ -335,7 +335,9 @@ pub fn exec(cli: &Cli, a: &ExecArgs) -> Result<i32> {
     let target = skiff_runtime::exec::ExecTarget::load(&cli.root, &a.id)?;
     let process: oci_spec::runtime::Process = if let Some(p) = &a.process {
         let data = std::fs::read(p).with_context(|| format!("process file {}", p.display()))?;
-        serde_json::from_slice(&data).with_context(|| format!("process file {}", p.display()))?
+        target
+            .process_from_json(&data)
+            .with_context(|| format!("process file {}", p.display()))?
     } else {
         if a.command.is_empty() {
             bail!("exec: no command given");
@@ -435,10 +437,15 @@ pub fn features() -> Result<i32> {
             },
             "apparmor": {"enabled": true},
             "selinux": {"enabled": true},
-            "intelRdt": {"enabled": false},
+            "intelRdt": {"enabled": false, "schemata": false},
+            "netDevices": {"enabled": true},
             "mountExtensions": {"idmap": {"enabled": true}}
         },
-        "annotations": {"org.opencontainers.runtime-spec.features.skiff.version": env!("CARGO_PKG_VERSION")}
+        // runtime-spec 1.2's features have no field for these process settings; say so here.
+        "annotations": {
+            "org.opencontainers.runtime-spec.features.skiff.version": env!("CARGO_PKG_VERSION"),
+            "org.opencontainers.runtime-spec.features.skiff.execCPUAffinity": "initial,final"
+        }
     });
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(0)
