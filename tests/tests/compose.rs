@@ -633,22 +633,86 @@ include:
     assert!(e.contains("undefined service \"nope\""), "{e}");
 }
 
-/// A service with `build:` and no image yet is refused with a clear message and nothing is
-/// made.
+/// A `build:` service: `up` builds its image when it is missing (context, dockerfile, args,
+/// target, labels, additional_contexts) and tags it `<project>-<service>`; `up` again keeps it;
+/// `up --build` rebuilds and recreates; `compose build` builds; `--no-build` refuses a missing
+/// image; `down --rmi local` removes it.
 #[test]
-fn build_not_available() {
+fn build_service() {
     let env = ComposeEnv::new("build");
+    std::fs::create_dir_all(env.dir.join("app")).unwrap();
+    std::fs::create_dir_all(env.dir.join("extra")).unwrap();
+    env.write("extra/hello.txt", "from the extra context\n");
     env.write(
-        "compose.yaml",
-        &format!(
-            "{}\nservices:\n  app:\n    cgroup_parent: {}\n    build: .\n    network_mode: none\n",
-            env.base(),
-            env.env.cgroup
-        ),
+        "app/Dockerfile.dev",
+        "FROM busybox AS base\nARG MSG\nRUN echo \"$MSG\" > /msg\nCOPY --from=extra hello.txt /hello.txt\nFROM base AS final\nRUN echo final > /stage\nFROM base AS other\nRUN echo other > /stage\n",
     );
+    let project = |msg: &str| {
+        format!(
+            r#"services:
+  app:
+    cgroup_parent: {cg}
+    network_mode: none
+    command: sleep 1000
+    build:
+      context: ./app
+      dockerfile: Dockerfile.dev
+      target: final
+      args:
+        MSG: {msg}
+      labels:
+        built.by: compose
+      additional_contexts:
+        extra: ../extra
+"#,
+            cg = env.env.cgroup
+        )
+    };
+    env.write("compose.yaml", &project("one"));
+    let p = env.project.clone();
+    let image = format!("{p}-app");
+    let o = env.compose(&["--progress", "plain", "up", "-d"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains(" Service app  Built"), "{}", stderr(&o));
+    let exec = |cmd: &str| env.ok(&["exec", "-T", "app", "sh", "-c", cmd]);
+    assert_eq!(
+        exec("cat /msg /stage /hello.txt"),
+        "one\nfinal\nfrom the extra context\n"
+    );
+    assert_eq!(
+        env.env
+            .ok(&[
+                "image",
+                "inspect",
+                "-f",
+                "{{index .Config.Labels \"built.by\"}}",
+                &image
+            ])
+            .trim(),
+        "compose"
+    );
+    let first = env.containers();
+    // The image exists: a changed arg alone does not rebuild.
+    env.write("compose.yaml", &project("two"));
     let o = env.compose(&["up", "-d"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("Building"), "{}", stderr(&o));
+    // The config changed (args are in the hash), so the container was recreated, same image.
+    assert_eq!(exec("cat /msg"), "one\n");
+    // --build rebuilds and the new image recreates the container.
+    env.ok(&["up", "-d", "--build"]);
+    assert_eq!(exec("cat /msg"), "two\n");
+    assert_ne!(env.containers(), first);
+    // compose build, with --build-arg over the file's.
+    env.ok(&["build", "--build-arg", "MSG=three", "app"]);
+    env.ok(&["up", "-d", "--force-recreate"]);
+    assert_eq!(exec("cat /msg"), "three\n");
+    // down --rmi local removes the built image; --no-build then refuses to go on without it.
+    env.ok(&["down", "-t", "0", "--rmi", "local"]);
+    assert!(!env.env.sk(&["image", "inspect", &image]).status.success());
+    let o = env.compose(&["up", "-d", "--no-build"]);
     assert_eq!(code(&o), 1);
-    assert!(stderr(&o).contains("build not available"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--no-build"), "{}", stderr(&o));
     assert!(env.containers().is_empty());
 }
 

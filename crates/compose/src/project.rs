@@ -352,6 +352,8 @@ impl Runner<'_> {
         spec.no_cache |= no_cache;
         spec.pull |= pull;
         progress(self.quiet, "Service", name, "Building");
+        // The build's own output follows; a terminal view starts again below it.
+        crate::progress::finish();
         self.images.build(&spec).map_err(|e| {
             progress(self.quiet, "Service", name, "Error");
             Error::Invalid(e)

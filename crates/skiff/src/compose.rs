@@ -485,11 +485,12 @@ pub struct PortArgs {
 }
 
 /// The CLI's image lookups and pulls for the runner.
-struct CliImages {
+struct CliImages<'a> {
     store: Store,
+    cli: &'a Cli,
 }
 
-impl Images for CliImages {
+impl Images for CliImages<'_> {
     fn store(&self) -> &Store {
         &self.store
     }
@@ -498,6 +499,71 @@ impl Images for CliImages {
     }
     fn pull(&self, name: &str) -> std::result::Result<(), String> {
         crate::containers::auto_pull(&self.store, name, None, true).map_err(|e| e.to_string())
+    }
+    /// `skiff build` with the service's `build:` as its flags (its output on stderr, plain).
+    fn build(&self, spec: &proj::BuildSpec) -> std::result::Result<(), String> {
+        // `dockerfile_inline`: written to a private file the build reads and drops.
+        let mut inline: Option<PathBuf> = None;
+        let file = match &spec.dockerfile_inline {
+            Some(text) => {
+                let dir = self
+                    .store
+                    .temp_dir("compose-dockerfile")
+                    .map_err(|e| e.to_string())?;
+                let p = dir.join("Dockerfile");
+                skiff_image::perms::write_file(&p, text.as_bytes(), 0o600)
+                    .map_err(|e| format!("write {}: {e}", p.display()))?;
+                inline = Some(dir);
+                p
+            }
+            None => spec.context.join(&spec.dockerfile),
+        };
+        let args = crate::build::BuildArgs {
+            tag: vec![spec.tag.clone()],
+            file: Some(file.to_string_lossy().into_owned()),
+            target: spec.target.clone(),
+            build_arg: spec.args.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            label: spec
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+            no_cache: spec.no_cache,
+            quiet: false,
+            iidfile: None,
+            progress: if skiff_compose::progress::mode() == skiff_compose::progress::Mode::Quiet {
+                "quiet".into()
+            } else {
+                "plain".into()
+            },
+            network: spec.network.clone(),
+            secret: Vec::new(),
+            ssh: Vec::new(),
+            build_context: spec
+                .additional_contexts
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+            no_cache_filter: Vec::new(),
+            output: Vec::new(),
+            metadata_file: None,
+            platform: None,
+            pull: spec.pull,
+            rm: true,
+            force_rm: false,
+            path: spec.context.to_string_lossy().into_owned(),
+        };
+        let code = crate::build::build(self.cli, &args);
+        if let Some(d) = inline {
+            let _ = skiff_image::sys::remove_all(&d);
+        }
+        match code {
+            0 => Ok(()),
+            c => Err(format!(
+                "service {:?}: failed to build its image {:?} (exit {c})",
+                spec.service, spec.tag
+            )),
+        }
     }
 }
 
@@ -579,6 +645,7 @@ fn run_inner(cli: &Cli, a: &ComposeArgs) -> Result<i32> {
     );
     let images = CliImages {
         store: open_store(cli)?,
+        cli,
     };
     let runner = Runner {
         e: Engine::open(&cli.root, cli.runroot.as_deref())?,
