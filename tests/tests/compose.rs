@@ -35,6 +35,8 @@ struct ComposeEnv {
     table: String,
     /// The project's network, `10.200.N.0/24`.
     subnet: String,
+    /// A second network's, `10.200.M.0/24`.
+    subnet2: String,
     /// The project directory.
     dir: PathBuf,
     /// `-p`.
@@ -57,6 +59,10 @@ impl ComposeEnv {
         let mut o2 = (octet + 120) % 250 + 1;
         while used.contains(&o2) || o2 == octet {
             o2 = o2 % 250 + 1;
+        }
+        let mut o3 = (o2 + 60) % 250 + 1;
+        while used.contains(&o3) || o3 == octet || o3 == o2 {
+            o3 = o3 % 250 + 1;
         }
         let bridge = format!("skc{}{n}", pid % 10000);
         let table = format!("skc{pid}_{n}");
@@ -94,6 +100,7 @@ impl ComposeEnv {
             bridge,
             table,
             subnet: format!("10.200.{o2}.0/24"),
+            subnet2: format!("10.200.{o3}.0/24"),
             dir: pdir,
         }
     }
@@ -626,21 +633,417 @@ include:
     assert!(e.contains("undefined service \"nope\""), "{e}");
 }
 
-/// A service with `build:` and no image yet is refused with a clear message and nothing is
-/// made.
+/// A `build:` service: `up` builds its image when it is missing (context, dockerfile, args,
+/// target, labels, additional_contexts) and tags it `<project>-<service>`; `up` again keeps it;
+/// `up --build` rebuilds and recreates; `compose build` builds; `--no-build` refuses a missing
+/// image; `down --rmi local` removes it.
 #[test]
-fn build_not_available() {
+fn build_service() {
     let env = ComposeEnv::new("build");
+    std::fs::create_dir_all(env.dir.join("app")).unwrap();
+    std::fs::create_dir_all(env.dir.join("extra")).unwrap();
+    env.write("extra/hello.txt", "from the extra context\n");
+    env.write(
+        "app/Dockerfile.dev",
+        "FROM busybox AS base\nARG MSG\nRUN echo \"$MSG\" > /msg\nCOPY --from=extra hello.txt /hello.txt\nFROM base AS final\nRUN echo final > /stage\nFROM base AS other\nRUN echo other > /stage\n",
+    );
+    let project = |msg: &str| {
+        format!(
+            r#"services:
+  app:
+    cgroup_parent: {cg}
+    network_mode: none
+    command: sleep 1000
+    build:
+      context: ./app
+      dockerfile: Dockerfile.dev
+      target: final
+      args:
+        MSG: {msg}
+      labels:
+        built.by: compose
+      additional_contexts:
+        extra: ../extra
+"#,
+            cg = env.env.cgroup
+        )
+    };
+    env.write("compose.yaml", &project("one"));
+    let p = env.project.clone();
+    let image = format!("{p}-app");
+    let o = env.compose(&["--progress", "plain", "up", "-d"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains(" Service app  Built"), "{}", stderr(&o));
+    let exec = |cmd: &str| env.ok(&["exec", "-T", "app", "sh", "-c", cmd]);
+    assert_eq!(
+        exec("cat /msg /stage /hello.txt"),
+        "one\nfinal\nfrom the extra context\n"
+    );
+    assert_eq!(
+        env.env
+            .ok(&[
+                "image",
+                "inspect",
+                "-f",
+                "{{index .Config.Labels \"built.by\"}}",
+                &image
+            ])
+            .trim(),
+        "compose"
+    );
+    let first = env.containers();
+    // The image exists: a changed arg alone does not rebuild.
+    env.write("compose.yaml", &project("two"));
+    let o = env.compose(&["up", "-d"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("Building"), "{}", stderr(&o));
+    // The config changed (args are in the hash), so the container was recreated, same image.
+    assert_eq!(exec("cat /msg"), "one\n");
+    // --build rebuilds and the new image recreates the container.
+    env.ok(&["up", "-d", "--build"]);
+    assert_eq!(exec("cat /msg"), "two\n");
+    assert_ne!(env.containers(), first);
+    // compose build, with --build-arg over the file's.
+    env.ok(&["build", "--build-arg", "MSG=three", "app"]);
+    env.ok(&["up", "-d", "--force-recreate"]);
+    assert_eq!(exec("cat /msg"), "three\n");
+    // down --rmi local removes the built image; --no-build then refuses to go on without it.
+    env.ok(&["down", "-t", "0", "--rmi", "local"]);
+    assert!(!env.env.sk(&["image", "inspect", &image]).status.success());
+    let o = env.compose(&["up", "-d", "--no-build"]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("--no-build"), "{}", stderr(&o));
+    assert!(env.containers().is_empty());
+}
+
+/// `skiff inspect -f FORMAT NAME`.
+fn inspect(env: &ComposeEnv, format: &str, name: &str) -> String {
+    env.env
+        .ok(&["inspect", "-f", format, name])
+        .trim()
+        .to_string()
+}
+
+/// Secrets and configs (file, environment and content sources; short and long syntax with
+/// target, uid, gid and mode) mounted read-only where compose v2 puts them; aliases that apply
+/// on their own network only; an exec-form (`CMD`) healthcheck and a list entrypoint kept as
+/// lists in the container's config.
+#[test]
+fn secrets_configs_aliases_exec_forms() {
+    let env = ComposeEnv::new("sec");
+    env.write("db_pass.txt", "s3cret-file\n");
+    env.write("app.conf", "setting=1\n");
+    env.write(".env", "API_TOKEN=tok-from-env\n");
     env.write(
         "compose.yaml",
         &format!(
-            "{}\nservices:\n  app:\n    cgroup_parent: {}\n    build: .\n    network_mode: none\n",
-            env.base(),
-            env.env.cgroup
+            r#"{base}
+services:
+  app:
+    <<: *base
+    entrypoint: ["sh", "-c"]
+    command: ["touch '/tmp/ready file' && exec sleep 1000"]
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ready file"]
+      interval: 1s
+      retries: 30
+    secrets:
+      - db_pass
+      - source: token
+        target: api_token
+        uid: "1000"
+        gid: "1001"
+        mode: 0440
+    configs:
+      - app_conf
+      - source: inline
+        target: /etc/inline.conf
+    networks:
+      front:
+        aliases: [front-name]
+      back:
+        aliases: [back-name]
+  fclient:
+    <<: *base
+    command: sleep 1000
+    networks: [front]
+  bclient:
+    <<: *base
+    command: sleep 1000
+    networks: [back]
+secrets:
+  db_pass:
+    file: ./db_pass.txt
+  token:
+    environment: API_TOKEN
+configs:
+  app_conf:
+    file: ./app.conf
+  inline:
+    content: "inline ${{API_TOKEN}}"
+networks:
+  front:
+    ipam:
+      config:
+        - subnet: {subnet}
+  back:
+    ipam:
+      config:
+        - subnet: {subnet2}
+"#,
+            base = env.base(),
+            subnet = env.subnet,
+            subnet2 = env.subnet2,
         ),
     );
-    let o = env.compose(&["up", "-d"]);
-    assert_eq!(code(&o), 1);
-    assert!(stderr(&o).contains("build not available"), "{}", stderr(&o));
-    assert!(env.containers().is_empty());
+    env.ok(&["up", "-d", "--wait", "--wait-timeout", "60"]);
+    let p = &env.project;
+    let app = format!("{p}-app-1");
+    let exec = |svc: &str, cmd: &str| env.ok(&["exec", "-T", svc, "sh", "-c", cmd]);
+    // Secrets at /run/secrets/<name or target>, configs at /<name> or their target.
+    assert_eq!(exec("app", "cat /run/secrets/db_pass"), "s3cret-file\n");
+    assert_eq!(exec("app", "cat /run/secrets/api_token"), "tok-from-env");
+    assert_eq!(exec("app", "cat /app_conf"), "setting=1\n");
+    assert_eq!(exec("app", "cat /etc/inline.conf"), "inline tok-from-env");
+    assert_eq!(
+        exec("app", "stat -c '%u %g %a' /run/secrets/api_token").trim(),
+        "1000 1001 440"
+    );
+    assert_eq!(
+        exec("app", "stat -c '%a' /etc/inline.conf").trim(),
+        "444",
+        "content is written 0444 unless a mode is given"
+    );
+    // Read-only, every one of them.
+    for f in [
+        "/run/secrets/db_pass",
+        "/run/secrets/api_token",
+        "/app_conf",
+        "/etc/inline.conf",
+    ] {
+        let o = env.compose(&["exec", "-T", "app", "sh", "-c", &format!("echo x > {f}")]);
+        assert_ne!(code(&o), 0, "{f} is writable");
+    }
+    // Aliases: each on its own network only.
+    let fhosts = exec("fclient", "cat /etc/hosts");
+    let bhosts = exec("bclient", "cat /etc/hosts");
+    let words = |h: &str| -> Vec<String> { h.split_whitespace().map(String::from).collect() };
+    assert!(
+        words(&fhosts).contains(&"front-name".to_string()),
+        "{fhosts}"
+    );
+    assert!(
+        !words(&fhosts).contains(&"back-name".to_string()),
+        "{fhosts}"
+    );
+    assert!(
+        words(&bhosts).contains(&"back-name".to_string()),
+        "{bhosts}"
+    );
+    assert!(
+        !words(&bhosts).contains(&"front-name".to_string()),
+        "{bhosts}"
+    );
+    assert!(words(&fhosts).contains(&"app".to_string()), "{fhosts}");
+    assert!(words(&bhosts).contains(&"app".to_string()), "{bhosts}");
+    exec("fclient", "ping -c1 -W2 front-name >/dev/null");
+    // Exec forms kept as compose gives them.
+    assert_eq!(
+        inspect(&env, "{{json .Config.Healthcheck.Test}}", &app),
+        r#"["CMD","test","-f","/tmp/ready file"]"#
+    );
+    assert_eq!(
+        inspect(&env, "{{json .Config.Entrypoint}}", &app),
+        r#"["sh","-c"]"#
+    );
+    assert_eq!(
+        inspect(&env, "{{json .Config.Cmd}}", &app),
+        r#"["touch '/tmp/ready file' && exec sleep 1000"]"#
+    );
+    assert_eq!(inspect(&env, "{{.State.Health.Status}}", &app), "healthy");
+    // down drops what compose wrote for the secrets.
+    env.ok(&["down", "-t", "0"]);
+    assert!(!env.env.dir.path().join("root/compose").join(p).exists());
+}
+
+/// `events` (the project's container events, compose v2's `--json` objects), `cp` both ways,
+/// `logs --since/--until`, `wait`'s exit code, `push` to a registry, `down --rmi`, and the
+/// progress view in its three modes.
+#[test]
+fn events_cp_logs_wait_push_rmi_progress() {
+    let env = ComposeEnv::new("evt");
+    let reg = skiff_tests::registry();
+    let pushed = format!("127.0.0.1:{}/cmp/busy:1", reg.port);
+    env.env.ok(&["tag", "busybox", &pushed]);
+    env.env.ok(&["tag", "busybox", "mine:1"]);
+    env.write(
+        "compose.yaml",
+        &format!(
+            r#"{base}
+services:
+  talk:
+    <<: *base
+    image: {pushed}
+    command: ["sh", "-c", "echo first; sleep 1.5; echo second; exec sleep 1000"]
+  done:
+    <<: *base
+    image: mine:1
+    command: ["sh", "-c", "sleep 1; exit 7"]
+networks:
+  default:
+    ipam:
+      config:
+        - subnet: {subnet}
+"#,
+            base = env.base(),
+            subnet = env.subnet,
+        ),
+    );
+    let p = env.project.clone();
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1;
+    // Progress: tty lines updated in place, plain lines, nothing.
+    let o = env.compose(&["--progress", "tty", "up", "-d"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let raw = stderr(&o);
+    assert!(raw.contains("\x1b[2K") && raw.contains("\x1b["), "{raw}");
+    let err = strip_ansi(&raw);
+    assert!(err.contains("[+] Running"), "{err}");
+    assert!(err.contains(&format!("✔ Container {p}-talk-1")), "{err}");
+    assert!(err.contains(&format!("✔ Network {p}_default")), "{err}");
+    // wait: the first container of `done` to stop gives its exit code.
+    let o = env.compose(&["wait", "done"]);
+    assert_eq!(code(&o), 7, "{}", stderr(&o));
+    // events: the project's create/start as compose v2's json, its labels left out.
+    // A bound just past now: the stored events, then a second of following.
+    let until = format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 1
+    );
+    let o = env.compose(&[
+        "events",
+        "--json",
+        "--since",
+        &t0.to_string(),
+        "--until",
+        &until,
+    ]);
+    let evs: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let talk_id = inspect(&env, "{{.Id}}", &format!("{p}-talk-1"));
+    for action in ["create", "start"] {
+        assert!(
+            evs.iter().any(|e| e["action"] == action
+                && e["service"] == "talk"
+                && e["id"] == talk_id.as_str()
+                && e["type"] == "container"
+                && e["attributes"]["name"] == format!("{p}-talk-1").as_str()
+                && e["attributes"].get("com.docker.compose.project").is_none()),
+            "{action}: {evs:?}"
+        );
+    }
+    assert!(evs
+        .iter()
+        .any(|e| e["action"] == "die" && e["service"] == "done"));
+    let o = env.compose(&[
+        "events",
+        "--since",
+        &t0.to_string(),
+        "--until",
+        &until,
+        "done",
+    ]);
+    let text = stdout(&o);
+    assert!(text.lines().all(|l| l.contains(" container ")), "{text}");
+    assert!(text.contains(&format!("name={p}-done-1")), "{text}");
+    assert!(!text.contains(&format!("{p}-talk-1")), "{text}");
+    // cp into the service and back out.
+    std::fs::write(env.dir.join("in.txt"), "copied in\n").unwrap();
+    env.ok(&["cp", "in.txt", "talk:/tmp/in.txt"]);
+    assert_eq!(
+        env.ok(&["exec", "-T", "talk", "cat", "/tmp/in.txt"]),
+        "copied in\n"
+    );
+    env.ok(&["cp", "talk:/tmp/in.txt", "out.txt"]);
+    assert_eq!(
+        std::fs::read_to_string(env.dir.join("out.txt")).unwrap(),
+        "copied in\n"
+    );
+    // logs --since / --until around the two lines' own timestamps.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let stamped = loop {
+        let s = env.ok(&["logs", "-t", "--no-log-prefix", "talk"]);
+        if s.contains("second") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "{s}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let stamp = |word: &str| -> String {
+        stamped
+            .lines()
+            .find(|l| l.ends_with(word))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap()
+            .to_string()
+    };
+    let (first, second) = (stamp("first"), stamp("second"));
+    assert_eq!(
+        env.ok(&["logs", "--no-log-prefix", "--since", &second, "talk"]),
+        "second\n"
+    );
+    assert_eq!(
+        env.ok(&["logs", "--no-log-prefix", "--until", &first, "talk"]),
+        "first\n"
+    );
+    // push: the services' images to their registry.
+    env.ok(&["push", "talk"]);
+    let tags = http_get(reg.port, "/v2/cmp/busy/tags/list");
+    assert!(tags.contains("\"1\""), "{tags}");
+    // Plain progress, then quiet.
+    let o = env.compose(&["--progress", "plain", "stop", "-t", "0", "talk"]);
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(" Container {p}-talk-1  Stopped")),
+        "{err}"
+    );
+    assert!(!err.contains('✔'), "{err}");
+    let o = env.compose(&["--progress", "quiet", "start", "talk"]);
+    assert!(o.status.success());
+    assert!(!stderr(&o).contains("Container"), "{}", stderr(&o));
+    // down --rmi local keeps images that have an image: name; --rmi all removes them.
+    env.ok(&["down", "-t", "0", "--rmi", "local"]);
+    env.env.ok(&["image", "inspect", "mine:1"]);
+    env.ok(&["up", "-d", "--no-recreate", "done"]);
+    env.ok(&["down", "-t", "0", "--rmi", "all"]);
+    assert!(!env.env.sk(&["image", "inspect", "mine:1"]).status.success());
+    assert!(!env.env.sk(&["image", "inspect", &pushed]).status.success());
+    env.env.ok(&["image", "inspect", "busybox"]);
+}
+
+/// `s` without its ANSI escape sequences.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut it = s.chars().peekable();
+    while let Some(c) = it.next() {
+        if c == '\x1b' && it.peek() == Some(&'[') {
+            for d in it.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -10,6 +10,7 @@ pub mod dotenv;
 pub mod interp;
 pub mod load;
 pub mod normalize;
+pub mod progress;
 pub mod project;
 pub mod service;
 

@@ -412,8 +412,14 @@ fn load_source(src: &Source, env: &BTreeMap<String, String>, project_dir: &Path)
         },
         networks: section(obj, "networks")?,
         volumes: section(obj, "volumes")?,
-        secrets: section(obj, "secrets")?,
-        configs: section(obj, "configs")?,
+        secrets: section(obj, "secrets")?
+            .into_iter()
+            .map(|(k, v)| (k, normalize::file_source(project_dir, v)))
+            .collect(),
+        configs: section(obj, "configs")?
+            .into_iter()
+            .map(|(k, v)| (k, normalize::file_source(project_dir, v)))
+            .collect(),
         services,
         include,
     })

@@ -282,6 +282,89 @@ fn command(key: &str, v: Value) -> Result<Value, NErr> {
     }
 }
 
+/// A service's `secrets`/`configs` in long syntax: `[{source, target?, uid?, gid?, mode?}]`
+/// (`mode` as a number; `0440`, `"0440"` and `"0o440"` all mean octal 440).
+fn file_refs(key: &str, v: Value) -> Result<Value, NErr> {
+    let list = match v {
+        Value::Array(a) => a,
+        Value::Null => return Ok(Value::Null),
+        _ => return err(key, "must be a list"),
+    };
+    let mut out = Vec::new();
+    for (i, x) in list.into_iter().enumerate() {
+        let at = |m: &str| Err((vec![key.to_string(), i.to_string()], m.to_string()));
+        let mut m = match x {
+            Value::String(s) => {
+                let mut m = Map::new();
+                m.insert("source".into(), json!(s));
+                m
+            }
+            Value::Object(m) => m,
+            _ => return at("must be a string or a mapping"),
+        };
+        if !m.get("source").is_some_and(Value::is_string) {
+            return at("source: must be a string");
+        }
+        for k in m.keys() {
+            if !matches!(k.as_str(), "source" | "target" | "uid" | "gid" | "mode") {
+                return Err((
+                    vec![key.to_string(), i.to_string(), k.clone()],
+                    "additional property is not allowed".into(),
+                ));
+            }
+        }
+        for k in ["uid", "gid"] {
+            if let Some(v) = m.get(k) {
+                match scalar(v).and_then(|s| s.parse::<u32>().ok()) {
+                    Some(n) => {
+                        m.insert(k.into(), json!(n.to_string()));
+                    }
+                    None => {
+                        return Err((
+                            vec![key.to_string(), i.to_string(), k.into()],
+                            "must be a numeric id".into(),
+                        ))
+                    }
+                }
+            }
+        }
+        if let Some(v) = m.get("mode") {
+            let digits = match v {
+                Value::Number(n) => n.to_string(),
+                Value::String(s) => s.trim_start_matches("0o").to_string(),
+                _ => String::new(),
+            };
+            match u32::from_str_radix(&digits, 8) {
+                Ok(n) if n <= 0o7777 => {
+                    m.insert("mode".into(), json!(n));
+                }
+                _ => {
+                    return Err((
+                        vec![key.to_string(), i.to_string(), "mode".into()],
+                        format!("must be an octal file mode (not {v})"),
+                    ))
+                }
+            }
+        }
+        out.push(Value::Object(m));
+    }
+    Ok(Value::Array(out))
+}
+
+/// A top-level `secrets`/`configs` entry with its `file` made absolute against `dir`.
+pub fn file_source(dir: &Path, v: Value) -> Value {
+    match v {
+        Value::Object(mut m) => {
+            if let Some(f) = m.get("file").and_then(Value::as_str) {
+                let abs = host_path(dir, f);
+                m.insert("file".into(), json!(abs));
+            }
+            Value::Object(m)
+        }
+        v => v,
+    }
+}
+
 fn host_path(dir: &Path, s: &str) -> String {
     let p = if let Some(rest) = s.strip_prefix("~/") {
         Path::new(&std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(rest)
@@ -835,9 +918,10 @@ pub fn service(name: &str, v: Value, ctx: &Ctx) -> Result<Value, NErr> {
                 Value::Null => Value::Null,
                 _ => return err(&k, "must be a mapping"),
             },
-            "logging" | "extends" | "secrets" | "configs" | "blkio_config" | "credential_spec"
-            | "develop" | "storage_opt" | "attach" | "cpu_count" | "cpu_percent"
-            | "cpu_rt_period" | "cpu_rt_runtime" => v,
+            "secrets" | "configs" => file_refs(&k, v)?,
+            "logging" | "extends" | "blkio_config" | "credential_spec" | "develop"
+            | "storage_opt" | "attach" | "cpu_count" | "cpu_percent" | "cpu_rt_period"
+            | "cpu_rt_runtime" => v,
             _ => v,
         };
         if !v.is_null() {
@@ -954,6 +1038,36 @@ mod tests {
             },
         )
         .unwrap()
+    }
+
+    #[test]
+    fn secrets_and_configs_long_syntax() {
+        let s = norm(json!({
+            "secrets": ["a", {"source": "b", "target": "t", "uid": 1000, "gid": "5", "mode": 440}],
+            "configs": [{"source": "c", "mode": "0o640"}],
+        }));
+        assert_eq!(
+            s["secrets"],
+            json!([{"source": "a"}, {"source": "b", "target": "t", "uid": "1000", "gid": "5", "mode": 0o440}])
+        );
+        assert_eq!(s["configs"], json!([{"source": "c", "mode": 0o640}]));
+        let env = BTreeMap::new();
+        let ctx = Ctx {
+            dir: Path::new("/p"),
+            env: &env,
+        };
+        for bad in [
+            json!({"secrets": [{"target": "x"}]}),
+            json!({"secrets": [{"source": "x", "mode": 999}]}),
+            json!({"configs": [{"source": "x", "uid": "root"}]}),
+            json!({"configs": [{"source": "x", "other": 1}]}),
+        ] {
+            assert!(service("s", bad.clone(), &ctx).is_err(), "{bad}");
+        }
+        assert_eq!(
+            file_source(Path::new("/p"), json!({"file": "./s.txt"})),
+            json!({"file": "/p/s.txt"})
+        );
     }
 
     #[test]

@@ -24,6 +24,112 @@ pub trait Images {
     fn find(&self, name: &str) -> Option<ImageRecord>;
     /// Pulls `name` (progress on stderr).
     fn pull(&self, name: &str) -> std::result::Result<(), String>;
+    /// Builds a service's image and tags it `spec.tag`.
+    fn build(&self, spec: &BuildSpec) -> std::result::Result<(), String> {
+        Err(format!(
+            "service {:?}: build not available in this skiff",
+            spec.service
+        ))
+    }
+}
+
+/// A service's `build:` section, resolved: what building its image takes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BuildSpec {
+    /// The service.
+    pub service: String,
+    /// The context directory (absolute).
+    pub context: PathBuf,
+    /// The Dockerfile: a path relative to the context, or absolute.
+    pub dockerfile: String,
+    /// `dockerfile_inline`: the Dockerfile's text itself.
+    pub dockerfile_inline: Option<String>,
+    /// `args` (a name without a value takes the project environment's).
+    pub args: BTreeMap<String, String>,
+    /// `target`.
+    pub target: Option<String>,
+    /// `labels`.
+    pub labels: BTreeMap<String, String>,
+    /// `additional_contexts`: name → an absolute directory, or `docker-image://ref`.
+    pub additional_contexts: BTreeMap<String, String>,
+    /// `network` (`host`, `none`, or empty).
+    pub network: Option<String>,
+    /// The image name to tag.
+    pub tag: String,
+    /// `no_cache` or `build --no-cache`.
+    pub no_cache: bool,
+    /// `pull` or `build --pull`.
+    pub pull: bool,
+}
+
+/// Whether `up` builds images: `--build`, `--no-build`, or as needed (a missing image).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BuildPolicy {
+    /// Build services whose image is missing (or whose pull_policy is `build`).
+    #[default]
+    Missing,
+    /// `--build`: build every service that has a `build:` section.
+    Always,
+    /// `--no-build`: never build.
+    Never,
+}
+
+/// The [`BuildSpec`] of service `name` of `p` (None without a `build:` section).
+pub fn build_spec(p: &Project, name: &str, svc: &Value) -> Option<BuildSpec> {
+    let b = svc.get("build")?;
+    let s = |v: &Value| -> Option<String> {
+        match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    };
+    let context = PathBuf::from(b["context"].as_str().unwrap_or("."));
+    let map = |v: &Value| -> BTreeMap<String, String> {
+        match v {
+            Value::Object(m) => m
+                .iter()
+                .filter_map(|(k, v)| match v {
+                    Value::Null => p.env.get(k).map(|e| (k.clone(), e.clone())),
+                    v => s(v).map(|x| (k.clone(), x)),
+                })
+                .collect(),
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str())
+                .filter_map(|kv| match kv.split_once('=') {
+                    Some((k, v)) => Some((k.to_string(), v.to_string())),
+                    None => p.env.get(kv).map(|e| (kv.to_string(), e.clone())),
+                })
+                .collect(),
+            _ => BTreeMap::new(),
+        }
+    };
+    let additional_contexts = map(&b["additional_contexts"])
+        .into_iter()
+        .map(|(k, v)| {
+            if v.contains("://") || v.starts_with('/') {
+                (k, v)
+            } else {
+                (k, context.join(&v).to_string_lossy().into_owned())
+            }
+        })
+        .collect();
+    Some(BuildSpec {
+        service: name.to_string(),
+        dockerfile: b["dockerfile"].as_str().unwrap_or("Dockerfile").to_string(),
+        dockerfile_inline: b["dockerfile_inline"].as_str().map(String::from),
+        args: map(&b["args"]),
+        target: b["target"].as_str().map(String::from),
+        labels: map(&b["labels"]),
+        additional_contexts,
+        network: b["network"].as_str().map(String::from),
+        tag: service::image_name(p, name, svc),
+        no_cache: b["no_cache"].as_bool().unwrap_or(false),
+        pull: b["pull"].as_bool().unwrap_or(false),
+        context,
+    })
 }
 
 /// `up`'s options.
@@ -49,6 +155,8 @@ pub struct UpOpts {
     pub wait_timeout: Option<Duration>,
     /// `--pull`: `always`, `missing`, `never` (empty: the services' pull_policy).
     pub pull: String,
+    /// `--build` / `--no-build`.
+    pub build: BuildPolicy,
 }
 
 /// The value of label `k` of `c` (empty when absent).
@@ -73,10 +181,11 @@ pub struct Runner<'a> {
     pub quiet: bool,
 }
 
-/// A compose v2 progress line (` Container p-web-1  Started`), on stderr.
+/// A compose v2 progress event (` Container p-web-1  Started`), shown as
+/// [`crate::progress`]'s mode says.
 pub fn progress(quiet: bool, kind: &str, name: &str, what: &str) {
     if !quiet {
-        eprintln!(" {kind} {name}  {what}");
+        crate::progress::event(kind, name, what);
     }
 }
 
@@ -235,9 +344,33 @@ impl Runner<'_> {
         Ok(order.into_iter().filter(|n| want.contains(n)).collect())
     }
 
-    /// The image of a service, pulled as its `pull_policy` (or `--pull`) says; a service that
-    /// only has `build:` and no image yet is refused (builds are not wired in yet).
-    pub fn image(&self, name: &str, svc: &Value, pull: &str) -> Result<(String, ImageRecord)> {
+    /// Builds service `name`'s image (its `build:` section), progress as compose v2's.
+    pub fn build(&self, name: &str, svc: &Value, no_cache: bool, pull: bool) -> Result<()> {
+        let Some(mut spec) = build_spec(self.p, name, svc) else {
+            return Ok(());
+        };
+        spec.no_cache |= no_cache;
+        spec.pull |= pull;
+        progress(self.quiet, "Service", name, "Building");
+        // The build's own output follows; a terminal view starts again below it.
+        crate::progress::finish();
+        self.images.build(&spec).map_err(|e| {
+            progress(self.quiet, "Service", name, "Error");
+            Error::Invalid(e)
+        })?;
+        progress(self.quiet, "Service", name, "Built");
+        Ok(())
+    }
+
+    /// The image of a service: built as `build` and its `pull_policy` say, else pulled as its
+    /// `pull_policy` (or `--pull`) says.
+    pub fn image(
+        &self,
+        name: &str,
+        svc: &Value,
+        pull: &str,
+        build: BuildPolicy,
+    ) -> Result<(String, ImageRecord)> {
         let image = service::image_name(self.p, name, svc);
         let policy = if pull.is_empty() {
             svc["pull_policy"].as_str().unwrap_or("missing").to_string()
@@ -245,6 +378,14 @@ impl Runner<'_> {
             pull.to_string()
         };
         let has_build = svc.get("build").is_some();
+        if has_build
+            && build != BuildPolicy::Never
+            && (build == BuildPolicy::Always
+                || svc["pull_policy"].as_str() == Some("build")
+                || self.images.find(&image).is_none())
+        {
+            self.build(name, svc, false, false)?;
+        }
         if matches!(policy.as_str(), "always" | "daily" | "weekly") && !has_build {
             progress(self.quiet, "Image", &image, "Pulling");
             self.images.pull(&image).map_err(Error::Invalid)?;
@@ -255,7 +396,7 @@ impl Runner<'_> {
         }
         if has_build {
             return Err(Error::Invalid(format!(
-                "service {name:?} has a build: section and its image {image:?} does not exist: skiff compose cannot build yet (build not available); build and tag {image:?} first"
+                "service {name:?}: image {image:?} does not exist and --no-build was given"
             )));
         }
         if policy == "never" {
@@ -403,6 +544,9 @@ impl Runner<'_> {
             oneoff,
             &peers,
         )?;
+        for v in self.file_mounts(name, svc)? {
+            req.volumes.push(v);
+        }
         adjust(&mut req);
         let cname = req.name.clone().unwrap_or_default();
         progress(self.quiet, "Container", &cname, "Creating");
@@ -412,21 +556,102 @@ impl Runner<'_> {
         }
         if svc.get("network_mode").is_none() {
             let nets = service::networks(self.p, name, svc);
+            // Each network's aliases apply on that network only; the union stays in
+            // `network_aliases` for readers that know no per-network ones.
             let mut aliases: Vec<String> = Vec::new();
-            for (_, a, _) in &nets {
+            let mut on: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for (net, a, _) in &nets {
                 for x in a {
                     if !aliases.contains(x) {
                         aliases.push(x.clone());
                     }
                 }
+                on.insert(net.clone(), a.clone());
             }
             self.e.set_network_aliases(&c.id, &aliases)?;
+            self.e.set_network_aliases_on(&c.id, &on)?;
             for (net, _, ip) in nets.iter().skip(1) {
                 self.e.connect_network(net, &c.id, ip.as_deref())?;
             }
         }
         progress(self.quiet, "Container", &c.name, "Created");
         Ok(c)
+    }
+
+    /// Where the project keeps the files it writes for containers (secrets and configs given
+    /// as content or environment, or with an owner or mode): `<root>/compose/<project>`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.e.root.join("compose").join(&self.p.name)
+    }
+
+    /// The `-v` binds of service `name`'s secrets and configs (read-only). A host file is bound
+    /// as it is; content, and a file whose owner or mode is set, is written (mode 0444 unless
+    /// set, owned as set) under [`Runner::data_dir`] and that is bound.
+    fn file_mounts(&self, name: &str, svc: &Value) -> Result<Vec<String>> {
+        use service::FileSource;
+        let mounts = service::file_mounts(self.p, name, svc)?;
+        let mut out = Vec::new();
+        for (i, m) in mounts.into_iter().enumerate() {
+            let what = format!("service {name:?}: {} {:?}", m.kind, m.source);
+            let io = |e: std::io::Error, p: &std::path::Path| {
+                Error::Invalid(format!("{what}: {}: {e}", p.display()))
+            };
+            let shaped = m.uid.is_some() || m.gid.is_some() || m.mode.is_some();
+            let host = match &m.from {
+                FileSource::File(f) if !shaped => {
+                    let md = std::fs::metadata(f).map_err(|e| io(e, f))?;
+                    if !md.is_file() && !md.is_dir() {
+                        return Err(Error::Invalid(format!(
+                            "{what}: {} is not a file",
+                            f.display()
+                        )));
+                    }
+                    f.clone()
+                }
+                src => {
+                    let bytes = match src {
+                        FileSource::Content(b) => b.clone(),
+                        FileSource::File(f) => {
+                            // Never through a symlink the user named: its target is read as
+                            // the file it names, with O_NOFOLLOW on the last component.
+                            use std::io::Read;
+                            use std::os::unix::fs::OpenOptionsExt;
+                            let mut b = Vec::new();
+                            std::fs::OpenOptions::new()
+                                .read(true)
+                                .custom_flags(libc::O_NOFOLLOW)
+                                .open(f)
+                                .and_then(|mut h| h.read_to_end(&mut b))
+                                .map_err(|e| io(e, f))?;
+                            b
+                        }
+                    };
+                    let dir = self.data_dir().join(name);
+                    skiff_image::perms::mkdir_all(&dir, 0o700).map_err(|e| io(e, &dir))?;
+                    let p = dir.join(format!("{}-{i}-{}", m.kind, m.source.replace('/', "_")));
+                    let mode = m.mode.unwrap_or(0o444);
+                    let _ = std::fs::remove_file(&p);
+                    skiff_image::perms::write_file(&p, &bytes, 0o600).map_err(|e| io(e, &p))?;
+                    std::os::unix::fs::chown(&p, m.uid.or(Some(0)), m.gid.or(Some(0)))
+                        .map_err(|e| io(e, &p))?;
+                    std::fs::set_permissions(
+                        &p,
+                        std::os::unix::fs::PermissionsExt::from_mode(mode),
+                    )
+                    .map_err(|e| io(e, &p))?;
+                    p
+                }
+            };
+            let hs = host.to_string_lossy();
+            if hs.contains(':') || m.target.contains(':') {
+                return Err(Error::Invalid(format!(
+                    "{what}: paths with ':' cannot be mounted ({hs} -> {})",
+                    m.target
+                )));
+            }
+            out.push(format!("{hs}:{}:ro", m.target));
+        }
+        Ok(out)
     }
 
     /// Waits for the `depends_on` conditions of `name`.
@@ -530,7 +755,10 @@ impl Runner<'_> {
         // Images first, so a missing one changes nothing.
         let mut images = BTreeMap::new();
         for n in &targets {
-            images.insert(n.clone(), self.image(n, &self.p.services[n], &o.pull)?);
+            images.insert(
+                n.clone(),
+                self.image(n, &self.p.services[n], &o.pull, o.build)?,
+            );
         }
         self.ensure_networks(&targets)?;
         self.ensure_volumes()?;
@@ -734,6 +962,11 @@ impl Runner<'_> {
                 progress(self.quiet, "Network", name, "Removed");
             }
         }
+        let data = self.data_dir();
+        if data.exists() {
+            std::fs::remove_dir_all(&data)
+                .map_err(|e| Error::Invalid(format!("remove {}: {e}", data.display())))?;
+        }
         if volumes {
             let vols = skiff_engine::volumes::Volumes::open(&self.e.root)?;
             for v in self.p.volumes.values() {
@@ -777,5 +1010,44 @@ impl Runner<'_> {
     /// The directory holding a container's log.
     pub fn log_path(&self, c: &Container) -> PathBuf {
         self.e.container_dir(&c.id).join("ctr.log")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn build_spec_resolved() {
+        let mut p = Project {
+            name: "proj".into(),
+            ..Default::default()
+        };
+        p.env.insert("FROM_ENV".into(), "e".into());
+        let svc = json!({"build": {
+            "context": "/src/app",
+            "dockerfile": "Dockerfile.dev",
+            "args": {"A": "1", "FROM_ENV": null, "MISSING": null},
+            "target": "final",
+            "labels": {"l": "v"},
+            "additional_contexts": {"lib": "../lib", "abs": "/x", "img": "docker-image://busybox"},
+        }});
+        let b = build_spec(&p, "web", &svc).unwrap();
+        assert_eq!(b.tag, "proj-web");
+        assert_eq!(b.context, PathBuf::from("/src/app"));
+        assert_eq!(b.dockerfile, "Dockerfile.dev");
+        assert_eq!(
+            b.args,
+            BTreeMap::from([("A".into(), "1".into()), ("FROM_ENV".into(), "e".into())])
+        );
+        assert_eq!(b.target.as_deref(), Some("final"));
+        assert_eq!(b.labels["l"], "v");
+        assert_eq!(b.additional_contexts["lib"], "/src/app/../lib");
+        assert_eq!(b.additional_contexts["abs"], "/x");
+        assert_eq!(b.additional_contexts["img"], "docker-image://busybox");
+        let tagged = json!({"image": "mine:2", "build": {"context": "/c"}});
+        assert_eq!(build_spec(&p, "web", &tagged).unwrap().tag, "mine:2");
+        assert!(build_spec(&p, "web", &json!({"image": "x"})).is_none());
     }
 }

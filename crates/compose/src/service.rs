@@ -94,18 +94,6 @@ fn s(v: &Value) -> Option<String> {
     }
 }
 
-/// Quotes `a` for `sh -c` (a `CMD` healthcheck given to the engine as one shell line).
-fn shell_quote(a: &str) -> String {
-    if !a.is_empty()
-        && a.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
-    {
-        a.to_string()
-    } else {
-        format!("'{}'", a.replace('\'', "'\\''"))
-    }
-}
-
 fn seconds(d: &str) -> Result<String> {
     let ns = skiff_image::time::parse_go_duration_ns(d).map_err(Error::Invalid)?;
     Ok((ns / 1_000_000_000).to_string())
@@ -141,6 +129,92 @@ pub fn networks(
         .collect()
 }
 
+/// Where a secret's or config's bytes come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FileSource {
+    /// A host file (`file:`), bind-mounted as it is.
+    File(std::path::PathBuf),
+    /// Bytes (`content:`, `environment:`) skiff writes to a file of the project's.
+    Content(Vec<u8>),
+}
+
+/// One secret or config of a service: mounted read-only at `target`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileMount {
+    /// `secret` or `config`.
+    pub kind: &'static str,
+    /// The top-level key (`source`).
+    pub source: String,
+    /// The absolute path in the container.
+    pub target: String,
+    /// Its bytes.
+    pub from: FileSource,
+    /// Owner, group and mode asked for (long syntax).
+    pub uid: Option<u32>,
+    /// Group.
+    pub gid: Option<u32>,
+    /// Mode.
+    pub mode: Option<u32>,
+}
+
+/// The secrets and configs of service `name`, as compose v2 mounts them: secrets at
+/// `/run/secrets/<source or target>`, configs at `/<source>` or their target.
+pub fn file_mounts(p: &Project, name: &str, svc: &Value) -> Result<Vec<FileMount>> {
+    let mut out = Vec::new();
+    for (key, kind, top, dir) in [
+        ("secrets", "secret", &p.secrets, "/run/secrets/"),
+        ("configs", "config", &p.configs, "/"),
+    ] {
+        for r in svc[key].as_array().into_iter().flatten() {
+            let bad = |m: String| Error::Invalid(format!("service {name:?}: {key}: {m}"));
+            let source = r["source"].as_str().unwrap_or_default().to_string();
+            let def = top.get(&source).ok_or_else(|| {
+                bad(format!(
+                    "{kind} {source:?} is not defined in the top-level {key}"
+                ))
+            })?;
+            let target = match r["target"].as_str() {
+                Some(t) if t.starts_with('/') => t.to_string(),
+                Some(t) if !t.is_empty() => format!("{dir}{t}"),
+                _ => format!("{dir}{source}"),
+            };
+            let from = if let Some(f) = def["file"].as_str() {
+                FileSource::File(f.into())
+            } else if let Some(c) = def["content"].as_str().filter(|_| kind == "config") {
+                FileSource::Content(c.as_bytes().to_vec())
+            } else if let Some(var) = def["environment"].as_str() {
+                let v = p.env.get(var).ok_or_else(|| {
+                    bad(format!(
+                        "{kind} {source:?}: environment variable {var:?} is not set"
+                    ))
+                })?;
+                FileSource::Content(v.as_bytes().to_vec())
+            } else if def["external"].as_bool() == Some(true) {
+                return Err(bad(format!(
+                    "{kind} {source:?} is external: external {key} need swarm, skiff supports file, environment{} sources",
+                    if kind == "config" { " and content" } else { "" }
+                )));
+            } else {
+                return Err(bad(format!(
+                    "{kind} {source:?} has no file{} or environment",
+                    if kind == "config" { ", content" } else { "" }
+                )));
+            };
+            let id = |k: &str| r[k].as_str().and_then(|x| x.parse::<u32>().ok());
+            out.push(FileMount {
+                kind,
+                source,
+                target,
+                from,
+                uid: id("uid"),
+                gid: id("gid"),
+                mode: r["mode"].as_u64().map(|m| m as u32),
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// What creating container `n` of a service needs besides the request: names that the
 /// service's `network_mode: service:x` / `volumes_from: x` refer to, resolved by the caller.
 pub struct Peers<'a> {
@@ -169,8 +243,7 @@ pub fn request(
     if oneoff {
         r.name = None;
     }
-    // Entrypoint and command: the engine takes the entrypoint's program, the rest goes before the
-    // command (the argv is the same).
+    // Entrypoint and command, each as the list compose gives.
     let command = svc.get("command").map(strs);
     match svc.get("entrypoint").map(strs) {
         Some(ep) if ep.is_empty() => {
@@ -179,8 +252,8 @@ pub fn request(
         }
         Some(ep) => {
             r.entrypoint = Some(ep[0].clone());
-            r.cmd = ep[1..].to_vec();
-            r.cmd.extend(command.unwrap_or_default());
+            r.entrypoint_args = ep[1..].to_vec();
+            r.cmd = command.unwrap_or_default();
         }
         None => r.cmd = command.unwrap_or_default(),
     }
@@ -277,18 +350,11 @@ pub fn request(
         {
             r.health.no_healthcheck = true;
         } else {
-            r.health.cmd = match test.first().map(String::as_str) {
-                Some("CMD-SHELL") => test.get(1).cloned(),
-                Some("CMD") => Some(
-                    test[1..]
-                        .iter()
-                        .map(|a| shell_quote(a))
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                ),
-                Some(_) => Some(test.join(" ")),
-                None => None,
-            };
+            match test.first().map(String::as_str) {
+                Some("CMD-SHELL" | "CMD") => r.health.test = test,
+                Some(_) => r.health.cmd = Some(test.join(" ")),
+                None => {}
+            }
             r.health.interval = s(&hc["interval"]);
             r.health.timeout = s(&hc["timeout"]);
             r.health.start_period = s(&hc["start_period"]);
@@ -460,6 +526,84 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn file_mount_targets_and_sources() {
+        let mut p = Project {
+            name: "p".into(),
+            ..Default::default()
+        };
+        p.env.insert("TOKEN".into(), "t0k".into());
+        p.secrets.insert("a".into(), json!({"file": "/h/a"}));
+        p.secrets
+            .insert("b".into(), json!({"environment": "TOKEN"}));
+        p.configs.insert("c".into(), json!({"content": "hello"}));
+        p.configs.insert("x".into(), json!({"external": true}));
+        let svc = json!({
+            "secrets": [{"source": "a"}, {"source": "b", "target": "tok", "uid": "7", "mode": 0o400},
+                        {"source": "a", "target": "/abs/a"}],
+            "configs": [{"source": "c"}, {"source": "c", "target": "etc/c.conf"}],
+        });
+        let m = file_mounts(&p, "web", &svc).unwrap();
+        let t: Vec<&str> = m.iter().map(|m| m.target.as_str()).collect();
+        assert_eq!(
+            t,
+            [
+                "/run/secrets/a",
+                "/run/secrets/tok",
+                "/abs/a",
+                "/c",
+                "/etc/c.conf"
+            ]
+        );
+        assert_eq!(m[0].from, FileSource::File("/h/a".into()));
+        assert_eq!(m[1].from, FileSource::Content(b"t0k".to_vec()));
+        assert_eq!(
+            (m[1].uid, m[1].gid, m[1].mode),
+            (Some(7), None, Some(0o400))
+        );
+        assert_eq!(m[3].from, FileSource::Content(b"hello".to_vec()));
+        for bad in [
+            json!({"secrets": [{"source": "nope"}]}),
+            json!({"configs": [{"source": "x"}]}),
+        ] {
+            assert!(file_mounts(&p, "web", &bad).is_err(), "{bad}");
+        }
+        p.env.clear();
+        assert!(file_mounts(&p, "web", &svc).is_err());
+    }
+
+    #[test]
+    fn exec_forms_kept() {
+        let p = Project {
+            name: "p".into(),
+            ..Default::default()
+        };
+        let svc = json!({
+            "entrypoint": ["sh", "-c"],
+            "command": ["echo hi"],
+            "healthcheck": {"test": ["CMD", "test", "-f", "/a b"]},
+        });
+        let none = |_: &str| None;
+        let r = request(
+            &p,
+            "web",
+            &svc,
+            1,
+            "busybox",
+            "i",
+            false,
+            &Peers {
+                first_container: &none,
+            },
+        )
+        .unwrap();
+        assert_eq!(r.entrypoint.as_deref(), Some("sh"));
+        assert_eq!(r.entrypoint_args, ["-c"]);
+        assert_eq!(r.cmd, ["echo hi"]);
+        assert_eq!(r.health.test, ["CMD", "test", "-f", "/a b"]);
+        assert_eq!(r.health.cmd, None);
+    }
+
+    #[test]
     fn hash_ignores_replicas() {
         let a = json!({"image": "x", "deploy": {"replicas": 1}});
         let b = json!({"image": "x", "deploy": {"replicas": 3}});
@@ -469,12 +613,5 @@ mod tests {
         assert_ne!(config_hash(&a, "i"), config_hash(&a, "j"));
         assert_eq!(replicas(&b, None), 3);
         assert_eq!(replicas(&b, Some(2)), 2);
-    }
-
-    #[test]
-    fn quoting() {
-        assert_eq!(shell_quote("a"), "a");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
     }
 }

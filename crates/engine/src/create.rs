@@ -28,6 +28,8 @@ pub struct CreateRequest {
     pub cmd: Vec<String>,
     /// `--entrypoint` (empty string clears the image's).
     pub entrypoint: Option<String>,
+    /// More elements of the entrypoint after `entrypoint` (compose's and the API's list form).
+    pub entrypoint_args: Vec<String>,
     /// `-e` (KEY=VALUE or KEY, taken from our environment).
     pub env: Vec<String>,
     /// `--env-file` paths.
@@ -462,8 +464,14 @@ fn create_inner(
         }
     }
     let (entrypoint, cmd) = match &req.entrypoint {
-        Some(ep) if ep.is_empty() => (None, Some(req.cmd.clone())),
-        Some(ep) => (Some(vec![ep.clone()]), Some(req.cmd.clone())),
+        Some(ep) if ep.is_empty() && req.entrypoint_args.is_empty() => {
+            (None, Some(req.cmd.clone()))
+        }
+        Some(ep) => {
+            let mut v = vec![ep.clone()];
+            v.extend(req.entrypoint_args.iter().cloned());
+            (Some(v), Some(req.cmd.clone()))
+        }
         None => {
             let ep = strings(&icfg["Entrypoint"]);
             let cmd = if req.cmd.is_empty() {
@@ -927,6 +935,7 @@ fn create_inner(
             platform: img.platform.os.clone(),
             network_aliases: req.network_aliases.clone(),
             network_detached: false,
+            network_aliases_on: BTreeMap::new(),
         };
         let mut c = c;
         // The whole OCI spec, as the start will build it: what it refuses is refused now. Its

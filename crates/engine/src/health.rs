@@ -70,6 +70,9 @@ pub struct HealthFlags {
     pub retries: Option<String>,
     /// `--no-healthcheck`.
     pub no_healthcheck: bool,
+    /// A whole `Test` (`["CMD", "prog", "arg"]` or `["CMD-SHELL", "line"]`, as compose and the
+    /// API give it); when not empty it is used instead of `cmd`.
+    pub test: Vec<String>,
 }
 
 /// `Config.Healthcheck` of a new container: the flags (validated as docker's CLI and daemon do)
@@ -90,7 +93,18 @@ pub fn resolve(f: &HealthFlags, image_config: &Value) -> Result<Option<HealthCon
         Some(s) => crate::flags::int_flag("--health-retries", s)?,
     };
     let cmd = f.cmd.as_deref().filter(|c| !c.is_empty());
+    let test = match f.test.first().map(String::as_str) {
+        None => None,
+        Some("CMD" | "CMD-SHELL") if f.test.len() > 1 => Some(f.test.clone()),
+        Some(_) => {
+            return Err(Error::Invalid(format!(
+                "healthcheck test {:?}: expected [\"CMD\", …] or [\"CMD-SHELL\", \"…\"]",
+                f.test
+            )))
+        }
+    };
     let have = cmd.is_some()
+        || test.is_some()
         || interval != 0
         || timeout != 0
         || start_period != 0
@@ -131,9 +145,10 @@ pub fn resolve(f: &HealthFlags, image_config: &Value) -> Result<Option<HealthCon
             }
         }
         Some(HealthConfig {
-            test: cmd
-                .map(|c| vec!["CMD-SHELL".to_string(), c.to_string()])
-                .unwrap_or_default(),
+            test: test.unwrap_or_else(|| {
+                cmd.map(|c| vec!["CMD-SHELL".to_string(), c.to_string()])
+                    .unwrap_or_default()
+            }),
             interval,
             timeout,
             start_period,
@@ -580,6 +595,23 @@ mod tests {
             apply(&mut h, res(1), 2, false);
         }
         assert_eq!(h.log.len(), MAX_LOG_ENTRIES);
+    }
+
+    #[test]
+    fn exec_form_test_kept() {
+        let f = HealthFlags {
+            test: vec!["CMD".into(), "test".into(), "-f".into(), "/a b".into()],
+            ..Default::default()
+        };
+        let hc = resolve(&f, &serde_json::Value::Null).unwrap().unwrap();
+        assert_eq!(hc.test, vec!["CMD", "test", "-f", "/a b"]);
+        let p = Probe::from_config(Some(&hc)).unwrap();
+        assert_eq!(p.argv, vec!["test", "-f", "/a b"]);
+        let bad = HealthFlags {
+            test: vec!["WHAT".into(), "x".into()],
+            ..Default::default()
+        };
+        assert!(resolve(&bad, &serde_json::Value::Null).is_err());
     }
 
     #[test]

@@ -336,6 +336,19 @@ pub struct Container {
     /// the networks connected since, or none.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub network_detached: bool,
+    /// Aliases per network name (compose's `networks: {net: {aliases: […]}}`); on a network
+    /// listed here they replace `network_aliases`.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub network_aliases_on: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Container {
+    /// The names (besides its own) peers on network `net` resolve this container by.
+    pub fn aliases_on(&self, net: &str) -> &[String] {
+        self.network_aliases_on
+            .get(net)
+            .unwrap_or(&self.network_aliases)
+    }
 }
 
 impl Container {

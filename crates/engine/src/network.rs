@@ -140,8 +140,8 @@ impl Engine {
             },
             mac: c.host_config.mac_address.clone(),
             ports: port_requests(c)?,
-            // `--network-alias` (compose: its aliases) name it on the network it was created on.
-            aliases: c.network_aliases.clone(),
+            // `--network-alias` (compose: its aliases on this network) name it there.
+            aliases: c.aliases_on(&n.name).to_vec(),
         };
         net.attach(&n, &req).map_err(net_err)?;
         self.write_hosts(&net, &c.id, true);
@@ -222,6 +222,7 @@ impl Engine {
         {
             s.push_str(&extra.join(""));
         }
+        // One line per peer address: its names on that network (its aliases there).
         let mut seen = std::collections::BTreeSet::new();
         for p in &others {
             if seen.insert((p.container.clone(), p.ip)) {
@@ -438,6 +439,22 @@ impl Engine {
         crate::create::write_record(&self.container_dir(id), &c)
     }
 
+    /// Records the aliases of container `id` per network name (they replace the ones of
+    /// [`Engine::set_network_aliases`] on the networks named).
+    pub fn set_network_aliases_on(
+        &self,
+        id: &str,
+        aliases: &std::collections::BTreeMap<String, Vec<String>>,
+    ) -> Result<()> {
+        let _l = self.lock(id)?;
+        let mut c = self
+            .get(id)?
+            .ok_or_else(|| Error::NoSuchContainer(id.into()))?;
+        c.network_aliases_on = aliases.clone();
+        self.set_record(&c)?;
+        crate::create::write_record(&self.container_dir(id), &c)
+    }
+
     /// `network connect NET C`: an address on `NET` now, an interface now if C runs (else at
     /// its next start); the names on NET's containers' /etc/hosts are rewritten. C's aliases
     /// there are its recorded ones (compose gives a service its names on every network).
@@ -480,7 +497,7 @@ impl Engine {
             ports: Vec::new(),
             aliases: aliases
                 .map(<[String]>::to_vec)
-                .unwrap_or_else(|| c.network_aliases.clone()),
+                .unwrap_or_else(|| c.aliases_on(&n.name).to_vec()),
         };
         if !req.aliases.is_empty() && !embedded_dns(&n.name) {
             return Err(Error::Invalid(

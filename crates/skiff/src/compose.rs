@@ -44,6 +44,9 @@ pub struct ComposeArgs {
     /// Produce monochrome output
     #[arg(long)]
     pub no_color: bool,
+    /// Set type of progress output (auto, tty, plain, quiet)
+    #[arg(long, default_value = "auto")]
+    pub progress: String,
     /// The command.
     #[command(subcommand)]
     pub command: ComposeCommand,
@@ -92,6 +95,16 @@ pub enum ComposeCommand {
     Images(Services),
     /// Pull service images
     Pull(Services),
+    /// Push service images
+    Push(PushArgs),
+    /// Build or rebuild services
+    Build(BuildArgs),
+    /// Receive real time events from containers
+    Events(EventsArgs),
+    /// Copy files/folders between a service container and the local filesystem
+    Cp(CpArgs),
+    /// Block until the first service container stops
+    Wait(WaitArgs),
     /// Show the Docker Compose version information
     Version,
 }
@@ -145,7 +158,7 @@ pub struct UpArgs {
     /// Pull image before running ("always"|"missing"|"never")
     #[arg(long, default_value = "")]
     pub pull: String,
-    /// Build images before starting containers (not available yet)
+    /// Build images before starting containers
     #[arg(long)]
     pub build: bool,
     /// Don't build an image, even if it's policy
@@ -161,9 +174,91 @@ pub struct UpArgs {
     pub services: Vec<String>,
 }
 
+/// `build`.
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// Do not use cache when building the image
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Always attempt to pull a newer version of the image
+    #[arg(long)]
+    pub pull: bool,
+    /// Set build-time variables for services
+    #[arg(long)]
+    pub build_arg: Vec<String>,
+    /// Don't print anything to STDOUT
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Services
+    pub services: Vec<String>,
+}
+
+/// `push`.
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// Push what it can and ignores images with push failures
+    #[arg(long)]
+    pub ignore_push_failures: bool,
+    /// Push without printing progress information
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Services
+    pub services: Vec<String>,
+}
+
+/// `events`.
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    /// Output events as a stream of json objects
+    #[arg(long)]
+    pub json: bool,
+    /// Show all events created since timestamp
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Stream events until this timestamp
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Services
+    pub services: Vec<String>,
+}
+
+/// `cp`.
+#[derive(Args, Debug)]
+pub struct CpArgs {
+    /// Index of the container if service has multiple replicas
+    #[arg(long)]
+    pub index: Option<u32>,
+    /// Archive mode (copy all uid/gid information)
+    #[arg(short = 'a', long)]
+    pub archive: bool,
+    /// Always follow symbol link in SRC_PATH
+    #[arg(short = 'L', long)]
+    pub follow_link: bool,
+    /// SERVICE:SRC_PATH or a local path or -
+    #[arg(allow_hyphen_values = true)]
+    pub src: String,
+    /// SERVICE:DEST_PATH or a local path or -
+    #[arg(allow_hyphen_values = true)]
+    pub dest: String,
+}
+
+/// `wait`.
+#[derive(Args, Debug)]
+pub struct WaitArgs {
+    /// Drops project when the first container stops
+    #[arg(long)]
+    pub down_project: bool,
+    /// Services
+    #[arg(required = true)]
+    pub services: Vec<String>,
+}
+
 /// `down`.
 #[derive(Args, Debug)]
 pub struct DownArgs {
+    /// Remove images used by services. "local" remove only images that don't have a custom tag ("local"|"all")
+    #[arg(long)]
+    pub rmi: Option<String>,
     /// Remove named volumes declared in the "volumes" section and anonymous volumes
     #[arg(short = 'v', long)]
     pub volumes: bool,
@@ -215,6 +310,12 @@ pub struct LogsArgs {
     /// Produce monochrome output
     #[arg(long)]
     pub no_color: bool,
+    /// Show logs since timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Show logs before a timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes)
+    #[arg(long)]
+    pub until: Option<String>,
     /// Services
     pub services: Vec<String>,
 }
@@ -384,11 +485,12 @@ pub struct PortArgs {
 }
 
 /// The CLI's image lookups and pulls for the runner.
-struct CliImages {
+struct CliImages<'a> {
     store: Store,
+    cli: &'a Cli,
 }
 
-impl Images for CliImages {
+impl Images for CliImages<'_> {
     fn store(&self) -> &Store {
         &self.store
     }
@@ -397,6 +499,71 @@ impl Images for CliImages {
     }
     fn pull(&self, name: &str) -> std::result::Result<(), String> {
         crate::containers::auto_pull(&self.store, name, None, true).map_err(|e| e.to_string())
+    }
+    /// `skiff build` with the service's `build:` as its flags (its output on stderr, plain).
+    fn build(&self, spec: &proj::BuildSpec) -> std::result::Result<(), String> {
+        // `dockerfile_inline`: written to a private file the build reads and drops.
+        let mut inline: Option<PathBuf> = None;
+        let file = match &spec.dockerfile_inline {
+            Some(text) => {
+                let dir = self
+                    .store
+                    .temp_dir("compose-dockerfile")
+                    .map_err(|e| e.to_string())?;
+                let p = dir.join("Dockerfile");
+                skiff_image::perms::write_file(&p, text.as_bytes(), 0o600)
+                    .map_err(|e| format!("write {}: {e}", p.display()))?;
+                inline = Some(dir);
+                p
+            }
+            None => spec.context.join(&spec.dockerfile),
+        };
+        let args = crate::build::BuildArgs {
+            tag: vec![spec.tag.clone()],
+            file: Some(file.to_string_lossy().into_owned()),
+            target: spec.target.clone(),
+            build_arg: spec.args.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            label: spec
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+            no_cache: spec.no_cache,
+            quiet: false,
+            iidfile: None,
+            progress: if skiff_compose::progress::mode() == skiff_compose::progress::Mode::Quiet {
+                "quiet".into()
+            } else {
+                "plain".into()
+            },
+            network: spec.network.clone(),
+            secret: Vec::new(),
+            ssh: Vec::new(),
+            build_context: spec
+                .additional_contexts
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+            no_cache_filter: Vec::new(),
+            output: Vec::new(),
+            metadata_file: None,
+            platform: None,
+            pull: spec.pull,
+            rm: true,
+            force_rm: false,
+            path: spec.context.to_string_lossy().into_owned(),
+        };
+        let code = crate::build::build(self.cli, &args);
+        if let Some(d) = inline {
+            let _ = skiff_image::sys::remove_all(&d);
+        }
+        match code {
+            0 => Ok(()),
+            c => Err(format!(
+                "service {:?}: failed to build its image {:?} (exit {c})",
+                spec.service, spec.tag
+            )),
+        }
     }
 }
 
@@ -472,8 +639,13 @@ fn run_inner(cli: &Cli, a: &ComposeArgs) -> Result<i32> {
             "compose needs root privileges (rootless mode is not supported yet)"
         ));
     }
+    skiff_compose::progress::set_mode(
+        skiff_compose::progress::Mode::parse(&a.progress, io::stderr().is_terminal())
+            .map_err(anyhow::Error::msg)?,
+    );
     let images = CliImages {
         store: open_store(cli)?,
+        cli,
     };
     let runner = Runner {
         e: Engine::open(&cli.root, cli.runroot.as_deref())?,
@@ -486,9 +658,44 @@ fn run_inner(cli: &Cli, a: &ComposeArgs) -> Result<i32> {
         ComposeCommand::Up(u) => up(&runner, u, color && !u.no_color, false),
         ComposeCommand::Create(u) => up(&runner, u, false, true),
         ComposeCommand::Down(d) => {
+            let rmi = match d.rmi.as_deref() {
+                None => None,
+                Some(m @ ("local" | "all")) => Some(m),
+                Some(m) => return Err(anyhow!("invalid --rmi option {m:?}: use local or all")),
+            };
             runner.down(d.volumes, d.remove_orphans, d.timeout)?;
+            if let Some(m) = rmi {
+                down_images(&runner, m)?;
+            }
             Ok(0)
         }
+        ComposeCommand::Push(p) => push(&runner, p),
+        ComposeCommand::Build(b) => {
+            for n in runner.select(&b.services, false)? {
+                let mut svc = project.services[&n].clone();
+                if svc.get("build").is_none() {
+                    continue;
+                }
+                for kv in &b.build_arg {
+                    let (k, v) = match kv.split_once('=') {
+                        Some((k, v)) => (k.to_string(), json!(v)),
+                        None => (kv.clone(), Value::Null),
+                    };
+                    if let Some(args) = svc["build"]
+                        .as_object_mut()
+                        .map(|m| m.entry("args").or_insert_with(|| json!({})))
+                        .and_then(Value::as_object_mut)
+                    {
+                        args.insert(k, v);
+                    }
+                }
+                runner.build(&n, &svc, b.no_cache, b.pull)?;
+            }
+            Ok(0)
+        }
+        ComposeCommand::Events(ev) => events(&runner, ev),
+        ComposeCommand::Cp(c) => cp(cli, &runner, c),
+        ComposeCommand::Wait(w) => wait(&runner, w),
         ComposeCommand::Ps(p) => ps(&runner, p),
         ComposeCommand::Logs(l) => logs(&runner, l, color && !l.no_color),
         ComposeCommand::Start(s) => {
@@ -650,7 +857,7 @@ fn run_inner(cli: &Cli, a: &ComposeArgs) -> Result<i32> {
                 if svc.get("image").is_none() {
                     continue;
                 }
-                runner.image(&n, svc, "always")?;
+                runner.image(&n, svc, "always", proj::BuildPolicy::Never)?;
             }
             Ok(0)
         }
@@ -931,13 +1138,14 @@ fn follow_logs(
     logs: &[Followed],
     timestamps: bool,
     tail: Option<usize>,
+    window: Window,
     stop: &AtomicBool,
 ) {
     std::thread::scope(|s| {
         for (id, path, prefix) in logs {
             let (root, runroot) = roots.clone();
             s.spawn(move || {
-                let entries = skiff_engine::logs::read_all(path);
+                let entries = in_window(skiff_engine::logs::read_all(path), window);
                 let start = tail.map(|n| entries.len().saturating_sub(n)).unwrap_or(0);
                 for en in &entries[start..] {
                     if !print_line(prefix, en, timestamps) {
@@ -951,7 +1159,12 @@ fn follow_logs(
                 skiff_engine::logs::follow(
                     path,
                     offset,
-                    |en| print_line(prefix, en, timestamps),
+                    |en| {
+                        if en.nanos > window.1 {
+                            return false;
+                        }
+                        en.nanos < window.0 || print_line(prefix, en, timestamps)
+                    },
                     || {
                         stop.load(Ordering::SeqCst)
                             || INTERRUPTED.load(Ordering::SeqCst)
@@ -963,8 +1176,37 @@ fn follow_logs(
     });
 }
 
+/// `--since`/`--until` as Unix nanoseconds (inclusive bounds).
+type Window = (i128, i128);
+
+fn in_window(v: Vec<skiff_engine::logs::Entry>, w: Window) -> Vec<skiff_engine::logs::Entry> {
+    v.into_iter()
+        .filter(|e| e.nanos >= w.0 && e.nanos <= w.1)
+        .collect()
+}
+
+/// A `--since`/`--until` value: a timestamp, Unix seconds or a duration ago.
+fn time_bound(flag: &str, v: &Option<String>) -> Result<Option<i64>> {
+    match v {
+        None => Ok(None),
+        Some(s) => skiff_engine::events::parse_time_bound(s, skiff_engine::events::now_nano())
+            .map(Some)
+            .ok_or_else(|| {
+                anyhow!("invalid value for --{flag}: {s:?} is not a timestamp or duration")
+            }),
+    }
+}
+
 fn logs(r: &Runner, a: &LogsArgs, color: bool) -> Result<i32> {
     let cs = containers_of(r, &a.services)?;
+    let window: Window = (
+        time_bound("since", &a.since)?
+            .map(i128::from)
+            .unwrap_or(i128::MIN),
+        time_bound("until", &a.until)?
+            .map(i128::from)
+            .unwrap_or(i128::MAX),
+    );
     let tail: Option<usize> = match a.tail.as_str() {
         "all" | "" => None,
         t => Some(
@@ -976,7 +1218,7 @@ fn logs(r: &Runner, a: &LogsArgs, color: bool) -> Result<i32> {
     let prefixes = Prefixes::new(&cs, color, a.no_log_prefix);
     if !a.follow {
         for c in &cs {
-            let entries = skiff_engine::logs::read_all(&r.log_path(c));
+            let entries = in_window(skiff_engine::logs::read_all(&r.log_path(c)), window);
             let start = tail.map(|n| entries.len().saturating_sub(n)).unwrap_or(0);
             let p = prefixes.of(c);
             for en in &entries[start..] {
@@ -993,16 +1235,15 @@ fn logs(r: &Runner, a: &LogsArgs, color: bool) -> Result<i32> {
         &followed(r, &cs, &prefixes),
         a.timestamps,
         tail,
+        window,
         &stop,
     );
     Ok(0)
 }
 
 fn up(r: &Runner, a: &UpArgs, color: bool, create_only: bool) -> Result<i32> {
-    if a.build {
-        return Err(anyhow!(
-            "up --build: building images is not available yet in skiff compose"
-        ));
+    if a.build && a.no_build {
+        return Err(anyhow!("--build and --no-build are incompatible"));
     }
     let mut scale = BTreeMap::new();
     for s in &a.scale {
@@ -1038,7 +1279,15 @@ fn up(r: &Runner, a: &UpArgs, color: bool, create_only: bool) -> Result<i32> {
         timeout: a.timeout,
         wait_timeout: wait_timeout.or(Some(Duration::from_secs(600))),
         pull: a.pull.clone(),
+        build: if a.build {
+            proj::BuildPolicy::Always
+        } else if a.no_build {
+            proj::BuildPolicy::Never
+        } else {
+            proj::BuildPolicy::Missing
+        },
     })?;
+    skiff_compose::progress::finish();
     if a.wait {
         let deadline = wait_timeout.map(|t| Instant::now() + t);
         for c in &cs {
@@ -1093,7 +1342,7 @@ fn attached(r: &Runner, cs: &[Container], a: &UpArgs, color: bool) -> Result<i32
     let roots = (r.e.root.clone(), r.e.runroot.clone());
     let logs = followed(r, cs, &prefixes);
     std::thread::scope(|s| -> Result<()> {
-        s.spawn(|| follow_logs(roots, &logs, false, None, &stop));
+        s.spawn(|| follow_logs(roots, &logs, false, None, (i128::MIN, i128::MAX), &stop));
         let mut reported = std::collections::BTreeSet::new();
         let mut exit_from: Option<i32> = None;
         loop {
@@ -1204,7 +1453,7 @@ fn run_oneoff(r: &Runner, a: &RunArgs) -> Result<i32> {
         r.ensure_networks(std::slice::from_ref(&a.service))?;
         r.ensure_volumes()?;
     }
-    let (image, img) = r.image(&a.service, svc, "")?;
+    let (image, img) = r.image(&a.service, svc, "", proj::BuildPolicy::Missing)?;
     let tty = !a.no_tty && io::stdin().is_terminal() && !a.detach;
     let hex: String = skiff_engine::names::random_bytes(6)
         .iter()
@@ -1227,6 +1476,7 @@ fn run_oneoff(r: &Runner, a: &RunArgs) -> Result<i32> {
         }
         if let Some(ep) = &a.entrypoint {
             req.entrypoint = Some(ep.clone());
+            req.entrypoint_args.clear();
             req.cmd = a.command.clone();
         }
         req.env.extend(a.env.iter().cloned());
@@ -1295,4 +1545,254 @@ fn ls(cli: &Cli, a: &LsArgs) -> Result<i32> {
         table(&["NAME", "STATUS", "CONFIG FILES"], &rows);
     }
     Ok(0)
+}
+
+/// `down --rmi`: the services' images (`local`: only those named after the project, that is
+/// built for it and not given an `image:`), untagged, and deleted when nothing else names or
+/// uses them.
+fn down_images(r: &Runner, mode: &str) -> Result<()> {
+    let store = r.images.store();
+    let mut names: Vec<String> = Vec::new();
+    for (n, svc) in r.p.services.iter().chain(r.p.disabled.iter()) {
+        if mode == "local" && svc.get("image").is_some() {
+            continue;
+        }
+        let name = service::image_name(r.p, n, svc);
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    for name in names {
+        let Ok(img) = crate::images::resolve(store, &name) else {
+            continue;
+        };
+        let Ok(full) = skiff_image::names::normalize(&name) else {
+            continue;
+        };
+        proj::progress(false, "Image", &name, "Removing");
+        if img.tags.contains(&full) {
+            store.untag(&full)?;
+            crate::images::image_event(store, "untag", &img.id, &img.id.to_string());
+        }
+        let users = skiff_engine::db::containers_using_image(store.root(), &img.id.to_string())?;
+        if img.tags.len() <= 1 && users.is_empty() {
+            store.delete_image(&img.id)?;
+            crate::images::image_event(store, "delete", &img.id, &img.id.to_string());
+        }
+        proj::progress(false, "Image", &name, "Removed");
+    }
+    store.gc()?;
+    Ok(())
+}
+
+/// `push`: each selected service's image (services without `image:` are skipped, as compose
+/// v2 does).
+fn push(r: &Runner, a: &PushArgs) -> Result<i32> {
+    for n in r.select(&a.services, false)? {
+        let svc = &r.p.services[&n];
+        let Some(image) = svc["image"].as_str() else {
+            continue;
+        };
+        proj::progress(a.quiet, "Image", image, "Pushing");
+        let res = crate::registry::push(
+            r.images.store(),
+            &crate::images::PushArgs {
+                all_tags: false,
+                quiet: true,
+                insecure: false,
+                disable_content_trust: true,
+                name: image.to_string(),
+            },
+        );
+        match res {
+            Ok(_) => proj::progress(a.quiet, "Image", image, "Pushed"),
+            Err(e) if a.ignore_push_failures => {
+                proj::progress(a.quiet, "Image", image, "Error");
+                eprintln!(
+                    "WARNING: service {n:?}: push {image}: {}",
+                    crate::error_text(&e)
+                );
+            }
+            Err(e) => return Err(e.context(format!("service {n:?}: push {image}"))),
+        }
+    }
+    Ok(0)
+}
+
+/// `events`: the engine's container events of this project (`--json`: compose v2's objects),
+/// stored ones first with `--since`, then live ones until `--until` or Ctrl-C.
+fn events(r: &Runner, a: &EventsArgs) -> Result<i32> {
+    use skiff_engine::events;
+    let since = time_bound("since", &a.since)?;
+    let until = time_bound("until", &a.until)?;
+    for s in &a.services {
+        if !r.p.services.contains_key(s) && !r.p.disabled.contains_key(s) {
+            return Err(anyhow!("no such service: {s}"));
+        }
+    }
+    let project = r.p.name.clone();
+    let mut out = io::stdout().lock();
+    let mut print = |ev: &events::Event| -> bool {
+        if ev.kind != "container"
+            || ev.attributes.get(service::PROJECT) != Some(&project)
+            || ev.attributes.get(service::ONEOFF).map(String::as_str) == Some("True")
+        {
+            return true;
+        }
+        let svc = ev
+            .attributes
+            .get(service::SERVICE)
+            .cloned()
+            .unwrap_or_default();
+        if !a.services.is_empty() && !a.services.contains(&svc) {
+            return true;
+        }
+        // compose v2 leaves its own labels out of the attributes.
+        let attrs: BTreeMap<&String, &String> = ev
+            .attributes
+            .iter()
+            .filter(|(k, _)| !k.starts_with("com.docker.compose."))
+            .collect();
+        let time = events::rfc3339_nano(ev.time_nano);
+        let line = if a.json {
+            json!({
+                "time": time, "type": "container", "service": svc, "id": ev.id,
+                "action": ev.action, "attributes": attrs,
+            })
+            .to_string()
+        } else {
+            let list: Vec<String> = attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            // compose v2's text time: `2006-01-02 15:04:05.000000`.
+            let short = format!(
+                "{} {}",
+                &time[..10.min(time.len())],
+                time.get(11..26).unwrap_or("")
+            );
+            format!(
+                "{short} container {} {} ({})",
+                ev.action,
+                ev.id,
+                list.join(", ")
+            )
+        };
+        writeln!(out, "{line}").is_ok() && out.flush().is_ok()
+    };
+    let now = events::now_nano();
+    if since.is_some() || until.is_some() {
+        for ev in events::read(&r.e.root, since.unwrap_or(0), until.unwrap_or(now).min(now))? {
+            if !print(&ev) {
+                return Ok(0);
+            }
+        }
+    }
+    if until.is_some_and(|u| u <= now) {
+        return Ok(0);
+    }
+    catch_interrupts();
+    events::follow(&r.e.root, false, until, |ev| {
+        !INTERRUPTED.load(Ordering::SeqCst) && print(ev)
+    })?;
+    Ok(0)
+}
+
+/// `cp`: `SERVICE:PATH` names the service's container `--index` (default: the first; copying
+/// into a service without `--index` copies into each of its containers, as compose v2 does).
+fn cp(cli: &Cli, r: &Runner, a: &CpArgs) -> Result<i32> {
+    use skiff_engine::fsops::CpEnd;
+    let to = matches!(CpEnd::parse(&a.dest), CpEnd::Container { .. });
+    let (end, other) = if to {
+        (&a.dest, &a.src)
+    } else {
+        (&a.src, &a.dest)
+    };
+    let CpEnd::Container {
+        container: svc,
+        path,
+    } = CpEnd::parse(end)
+    else {
+        return Err(anyhow!(
+            "copying between services is not supported; name one SERVICE:PATH and a local path"
+        ));
+    };
+    if matches!(CpEnd::parse(other), CpEnd::Container { .. }) {
+        return Err(anyhow!("copying between services is not supported"));
+    }
+    let cs: Vec<Container> = r
+        .service_containers(&svc)
+        .map_err(|e| anyhow!("{e}"))?
+        .into_iter()
+        .filter(|c| match a.index {
+            Some(i) => proj::number(c) == i,
+            None => true,
+        })
+        .collect();
+    let cs: Vec<Container> = if to && a.index.is_none() && a.src != "-" {
+        cs
+    } else {
+        cs.into_iter().take(1).collect()
+    };
+    if cs.is_empty() {
+        return Err(anyhow!(
+            "service {svc:?} has no container{}",
+            a.index
+                .map(|i| format!(" with index {i}"))
+                .unwrap_or_default()
+        ));
+    }
+    for c in cs {
+        let there = format!("{}:{path}", c.name);
+        let (src, dest) = if to {
+            (a.src.clone(), there)
+        } else {
+            (there, a.dest.clone())
+        };
+        crate::fscmds::cp(
+            &cli.root,
+            cli.runroot.as_deref(),
+            &crate::fscmds::CpArgs {
+                archive: a.archive,
+                follow_link: a.follow_link,
+                quiet: true,
+                src,
+                dest,
+            },
+        )?;
+    }
+    Ok(0)
+}
+
+/// `wait`: blocks until the first container of the services stops; exits with its code
+/// (`--down-project`: then takes the project down).
+fn wait(r: &Runner, a: &WaitArgs) -> Result<i32> {
+    r.select(&a.services, false)?;
+    let cs: Vec<Container> = r
+        .containers(false)?
+        .into_iter()
+        .filter(|c| a.services.iter().any(|s| s == label(c, SERVICE)))
+        .collect();
+    if cs.is_empty() {
+        return Err(anyhow!("no containers for services {:?}", a.services));
+    }
+    catch_interrupts();
+    let code = loop {
+        let mut done = None;
+        for c in &cs {
+            let cur = r.e.container(&c.id)?;
+            if !cur.is_active() {
+                done = Some(cur.state.exit_code);
+                break;
+            }
+        }
+        if let Some(code) = done {
+            break code;
+        }
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            return Ok(130);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    if a.down_project {
+        r.down(false, false, None)?;
+    }
+    Ok(code)
 }

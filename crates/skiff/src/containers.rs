@@ -846,6 +846,7 @@ fn request(a: &RunArgs, attach: bool) -> CreateRequest {
         name: a.name.clone(),
         cmd: a.command.clone(),
         entrypoint: a.entrypoint.clone(),
+        entrypoint_args: Vec::new(),
         env: a.env.clone(),
         env_files: a.env_file.clone(),
         workdir: a.workdir.clone(),
@@ -899,6 +900,7 @@ fn request(a: &RunArgs, attach: bool) -> CreateRequest {
             start_interval: a.health_start_interval.clone(),
             retries: a.health_retries.clone(),
             no_healthcheck: a.no_healthcheck,
+            test: Vec::new(),
         },
     }
 }
