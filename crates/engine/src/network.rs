@@ -46,6 +46,46 @@ pub fn port_bindings(publish: &[String]) -> Result<BTreeMap<String, Vec<PortBind
     Ok(out)
 }
 
+/// An API client's `HostConfig.PortBindings`, checked as `-p` values are (keys `PORT[/PROTO]`,
+/// host ports numbers or ranges, host addresses IPs); keys come back as `PORT/PROTO`.
+pub fn check_port_bindings(
+    pb: &BTreeMap<String, Vec<PortBinding>>,
+) -> Result<BTreeMap<String, Vec<PortBinding>>> {
+    let mut out: BTreeMap<String, Vec<PortBinding>> = BTreeMap::new();
+    for (k, v) in pb {
+        let key = if k.contains('/') {
+            k.clone()
+        } else {
+            format!("{k}/tcp")
+        };
+        let (port, proto) = key.split_once('/').unwrap_or((&key, "tcp"));
+        if port.parse::<u16>().map_or(true, |p| p == 0) || !["tcp", "udp", "sctp"].contains(&proto)
+        {
+            return Err(Error::Invalid(format!(
+                "invalid port specification: \"{k}\""
+            )));
+        }
+        let list = if v.is_empty() {
+            vec![PortBinding::default()]
+        } else {
+            v.clone()
+        };
+        for b in list {
+            if !b.host_ip.is_empty() && b.host_ip.parse::<std::net::IpAddr>().is_err() {
+                return Err(Error::Invalid(format!("invalid IP address: {}", b.host_ip)));
+            }
+            if !b.host_port.is_empty() && b.host_port.parse::<u16>().is_err() {
+                return Err(Error::Invalid(format!(
+                    "invalid port specification: \"{}\"",
+                    b.host_port
+                )));
+            }
+            out.entry(key.clone()).or_default().push(b);
+        }
+    }
+    Ok(out)
+}
+
 /// The port requests of a container: its bindings, plus its exposed ports under `-P`.
 fn port_requests(c: &Container) -> Result<Vec<PortRequest>> {
     let mut out = Vec::new();
@@ -358,5 +398,72 @@ impl Engine {
             self.write_hosts(&net, &p, false);
         }
         Ok(())
+    }
+}
+
+impl Engine {
+    /// docker's `network inspect` object of `n`.
+    pub fn network_json(&self, n: &skiff_net::Network) -> Result<serde_json::Value> {
+        use serde_json::json;
+        let e = self;
+        let net = e.net()?;
+        let mut containers = serde_json::Map::new();
+        for ep in net.endpoints_of(n).map_err(net_err)? {
+            containers.insert(
+                ep.container.clone(),
+                json!({
+                    "Name": ep.name,
+                    "EndpointID": ep.endpoint_id,
+                    "MacAddress": ep.mac,
+                    "IPv4Address": format!("{}/{}", ep.ip, n.prefix),
+                    "IPv6Address": "",
+                }),
+            );
+        }
+        Ok(json!({
+            "Name": n.name,
+            "Id": n.id,
+            "Created": n.created,
+            "Scope": "local",
+            "Driver": "bridge",
+            "EnableIPv4": true,
+            "EnableIPv6": false,
+            "IPAM": {
+                "Driver": "default",
+                "Options": null,
+                "Config": [{"Subnet": n.cidr(), "Gateway": n.gateway.to_string()}],
+            },
+            "Internal": n.internal,
+            "Attachable": false,
+            "Ingress": false,
+            "ConfigFrom": {"Network": ""},
+            "ConfigOnly": false,
+            "Containers": containers,
+            "Options": {"com.docker.network.bridge.name": n.bridge},
+            "Labels": n.labels,
+        }))
+    }
+
+    /// `network rm` / `DELETE /networks/{id}`: refused while containers are recorded on it.
+    /// Returns the network's name.
+    pub fn remove_network(&self, s: &str) -> Result<String> {
+        let net = self.net()?;
+        let n = net.find(s, &crate::proc::now()).map_err(net_err)?;
+        let users: Vec<String> = self
+            .list()?
+            .into_iter()
+            .filter(|c| c.host_config.network_mode == n.name)
+            .map(|c| c.name)
+            .collect();
+        if !users.is_empty() && n.name != "bridge" {
+            return Err(Error::State(format!(
+                "error while removing network: network {} id {} has active endpoints ({})",
+                n.name,
+                n.id,
+                users.join(", ")
+            )));
+        }
+        net.remove(&n.id).map_err(net_err)?;
+        Ok(n.name)
     }
 }

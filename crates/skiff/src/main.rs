@@ -15,6 +15,7 @@ mod hostargs;
 mod images;
 mod networks;
 mod registry;
+mod serve;
 mod system;
 mod template;
 mod volumes;
@@ -97,6 +98,8 @@ pub enum Command {
     Completion(system::CompletionArgs),
     /// Write man pages for skiff and every subcommand into DIR
     GenerateMan(system::ManArgs),
+    /// Serve the Docker Engine API on a unix socket
+    Serve(serve::ServeArgs),
     /// Container commands (run, ps, exec, ...)
     #[command(flatten)]
     Containers(Box<containers::TopCommand>),
@@ -215,6 +218,7 @@ fn cli_main() {
     let r = match &cli.command {
         Command::Volume(c) => volumes::run(&cli, c),
         Command::Network(c) => networks::run(&cli, c),
+        Command::Serve(a) => serve::run(&cli, a),
         Command::System(_)
         | Command::Version(_)
         | Command::Info(_)

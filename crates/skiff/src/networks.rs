@@ -123,42 +123,8 @@ pub struct PruneArgs {
 }
 
 fn inspect_json(e: &Engine, n: &skiff_engine::skiff_net::Network) -> Result<Value> {
-    let net = e.net()?;
-    let mut containers = serde_json::Map::new();
-    for ep in net.endpoints_of(n).map_err(net_err)? {
-        containers.insert(
-            ep.container.clone(),
-            json!({
-                "Name": ep.name,
-                "EndpointID": ep.endpoint_id,
-                "MacAddress": ep.mac,
-                "IPv4Address": format!("{}/{}", ep.ip, n.prefix),
-                "IPv6Address": "",
-            }),
-        );
-    }
-    Ok(json!({
-        "Name": n.name,
-        "Id": n.id,
-        "Created": n.created,
-        "Scope": "local",
-        "Driver": "bridge",
-        "EnableIPv4": true,
-        "EnableIPv6": false,
-        "IPAM": {
-            "Driver": "default",
-            "Options": null,
-            "Config": [{"Subnet": n.cidr(), "Gateway": n.gateway.to_string()}],
-        },
-        "Internal": n.internal,
-        "Attachable": false,
-        "Ingress": false,
-        "ConfigFrom": {"Network": ""},
-        "ConfigOnly": false,
-        "Containers": containers,
-        "Options": {"com.docker.network.bridge.name": n.bridge},
-        "Labels": n.labels,
-    }))
+    // The same object as `GET /networks/{id}` (skiff serve).
+    Ok(e.network_json(n)?)
 }
 
 /// Containers recorded on network `name` (started or not).
@@ -171,19 +137,7 @@ fn users(e: &Engine, name: &str) -> Result<Vec<String>> {
 }
 
 fn remove(e: &Engine, s: &str) -> Result<String> {
-    let net = e.net()?;
-    let n = net.find(s, &skiff_engine::proc::now()).map_err(net_err)?;
-    let u = users(e, &n.name)?;
-    if !u.is_empty() && n.name != "bridge" {
-        bail!(
-            "error while removing network: network {} id {} has active endpoints ({})",
-            n.name,
-            n.id,
-            u.join(", ")
-        );
-    }
-    net.remove(&n.id).map_err(net_err)?;
-    Ok(n.name)
+    Ok(e.remove_network(s)?)
 }
 
 /// Runs one `network` subcommand.
