@@ -541,6 +541,12 @@ pub fn list_containers(
     cs.reverse();
     let mut by_key: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (k, v) in filters {
+        const KEYS: [&str; 9] = [
+            "health", "name", "id", "status", "label", "ancestor", "exited", "volume", "network",
+        ];
+        if !KEYS.contains(&k.as_str()) {
+            return Err(Error::Invalid(format!("invalid filter '{k}'")));
+        }
         by_key.entry(k.as_str()).or_default().push(v.as_str());
     }
     let mut out = Vec::new();
