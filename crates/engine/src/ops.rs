@@ -686,6 +686,7 @@ impl Engine {
         } = w;
         let s = s.as_str();
         let condition = condition.as_str();
+        let mut polls = 0u32;
         loop {
             let c = match self.get(&id)? {
                 Some(c) => self.reconcile(c)?,
@@ -707,7 +708,10 @@ impl Engine {
                 "next-exit" if c.state.finished_at != finished_at => return Ok(code),
                 _ => {}
             }
-            std::thread::sleep(Duration::from_millis(100));
+            // Short-lived containers (`docker run --rm`) end within the first polls: 10 ms
+            // steps for the first second, then 100 ms.
+            polls += 1;
+            std::thread::sleep(Duration::from_millis(if polls < 100 { 10 } else { 100 }));
         }
     }
 
