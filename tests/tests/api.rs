@@ -428,3 +428,53 @@ fn bad_requests_get_4xx_and_the_server_stays_up() {
     let ps = s.docker_ok(&["ps", "--format", "{{.Names}}"]);
     assert_eq!(ps.trim(), "web");
 }
+
+/// The docker-py venv: `SKIFF_DOCKER_PY_VENV`, else /tmp/skiff-dockerpy-venv (made by
+/// `python3 -m venv /tmp/skiff-dockerpy-venv && /tmp/skiff-dockerpy-venv/bin/pip install 'docker>=7,<8' pytest`).
+fn docker_py_venv() -> Option<PathBuf> {
+    let v = std::env::var_os("SKIFF_DOCKER_PY_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/skiff-dockerpy-venv"));
+    let ok = Command::new(v.join("bin/python"))
+        .args([
+            "-c",
+            "import docker, pytest; assert docker.__version__.startswith('7.')",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok.then_some(v)
+}
+
+#[test]
+fn docker_py_sdk() {
+    let Some(venv) = docker_py_venv() else {
+        skiff_tests::skip("docker-py 7 + pytest venv missing (see docker_py_venv)");
+        return;
+    };
+    let s = Server::start("api-py");
+    // A registry holding busybox:py for the streamed pull.
+    let reg = skiff_tests::registry();
+    let image = format!("127.0.0.1:{}/busybox:py", reg.port);
+    s.env.ok(&["tag", "busybox:latest", &image]);
+    s.env.ok(&["push", &image]);
+    s.env.ok(&["rmi", &image]);
+    let tests = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dockerpy/test_skiff_api.py");
+    let o = Command::new(venv.join("bin/python"))
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .arg(&tests)
+        .env("SKIFF_SOCK", &s.sock)
+        .env("SKIFF_CGROUP", &s.env.cgroup)
+        .env("SKIFF_REGISTRY", format!("127.0.0.1:{}", reg.port))
+        .env("DOCKER_CONFIG", s.docker_config.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "pytest failed:\n{}{}\nserver log:\n{}",
+        stdout(&o),
+        stderr(&o),
+        s.log()
+    );
+    assert!(stdout(&o).contains("7 passed"), "{}", stdout(&o));
+}

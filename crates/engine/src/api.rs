@@ -200,6 +200,8 @@ pub struct ExecBody {
     pub console_size: Option<Vec<u16>>,
     pub detach_keys: String,
     pub detach: bool,
+    /// Sent by docker-py (the container is the URL's); ignored.
+    pub container: Option<String>,
     pub tty: bool,
     pub env: Option<Vec<String>>,
     #[serde(deserialize_with = "str_or_vec")]
