@@ -478,3 +478,118 @@ fn docker_py_sdk() {
     );
     assert!(stdout(&o).contains("7 passed"), "{}", stdout(&o));
 }
+
+#[test]
+fn docker_cp_both_ways_and_stats() {
+    let s = Server::start("api-cp");
+    s.docker_ok(&["run", "-d", "--name", "box", "busybox", "sleep", "300"]);
+    let host = s.env.dir.path().join("host");
+    std::fs::create_dir_all(host.join("tree/sub")).unwrap();
+    std::fs::write(host.join("tree/sub/f"), "from host\n").unwrap();
+    let tree = host.join("tree");
+    s.docker_ok(&["cp", tree.to_str().unwrap(), "box:/copied"]);
+    let o = s.docker_ok(&["exec", "box", "cat", "/copied/sub/f"]);
+    assert_eq!(o, "from host\n");
+    let out = host.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    s.docker_ok(&["cp", "box:/etc/passwd", out.to_str().unwrap()]);
+    let passwd = std::fs::read_to_string(out.join("passwd")).unwrap();
+    assert!(passwd.starts_with("root:x:0:0"), "{passwd}");
+    s.docker_ok(&["cp", "box:/copied", out.join("back").to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("back/sub/f")).unwrap(),
+        "from host\n"
+    );
+    let o = s.docker(&["cp", "box:/no/such/file", out.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("Could not find the file"),
+        "{}",
+        stderr(&o)
+    );
+    // A path outside the container's root stays inside it.
+    let o = s.docker(&["cp", "box:/../../../../etc/shadow", out.to_str().unwrap()]);
+    assert!(
+        !o.status.success(),
+        "the host's /etc/shadow is not the container's"
+    );
+    // stats: one sample with docker's fields (the CLI computes CPU % from cpu and precpu).
+    let st = s.docker_ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.PIDs}} {{.MemUsage}}",
+        "box",
+    ]);
+    let f: Vec<&str> = st.split_whitespace().collect();
+    assert_eq!(f[0], "box", "{st}");
+    assert_eq!(f[1], "1", "{st}");
+    assert!(!f[2].starts_with("0B"), "memory usage reported: {st}");
+}
+
+#[test]
+fn logs_follow_events_and_attach() {
+    let s = Server::start("api-stream");
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    // logs -f ends when the container does, with every line.
+    s.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "counter",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line $i; sleep 0.3; done",
+    ]);
+    let o = s.docker(&["logs", "-f", "-t", "counter"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|l| l.split_once(' ').map_or(l, |x| x.1))
+        .collect();
+    assert_eq!(lines, ["line 1", "line 2", "line 3"]);
+    let tail = s.docker_ok(&["logs", "--tail", "1", "counter"]);
+    assert_eq!(tail, "line 3\n");
+    // Events of a container the CLI made, through the API.
+    s.env
+        .ok(&["run", "--rm", "--name", "clirun", "busybox", "true"]);
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1)
+    .to_string();
+    let ev = s.docker_ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "container=clirun",
+        "--format",
+        "{{.Action}}",
+    ]);
+    let acts: Vec<&str> = ev.lines().collect();
+    for a in ["create", "start", "die", "destroy"] {
+        assert!(acts.contains(&a), "{a} in {acts:?}");
+    }
+    // attach to a running tty container through a pty, detach with ctrl-p ctrl-q.
+    s.docker_ok(&["run", "-dit", "--name", "shell", "busybox", "sh"]);
+    let mut pty = Pty::spawn(s.docker_cmd(&["attach", "shell"]), 24, 80);
+    std::thread::sleep(Duration::from_millis(500));
+    pty.write(b"echo attached-$((2+3))\n");
+    pty.expect("attached-5", 10);
+    pty.write(b"\x10\x11");
+    // The CLI matches the keys itself, says so and closes the hijacked connection.
+    pty.expect("read escape sequence", 10);
+    pty.wait(10).expect("docker attach ends after detaching");
+    let state = s.docker_ok(&["inspect", "-f", "{{.State.Status}}", "shell"]);
+    assert_eq!(state.trim(), "running", "detaching leaves it running");
+}

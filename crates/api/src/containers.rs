@@ -35,6 +35,9 @@ pub async fn route(ctx: Ctx, s: &[&str]) -> R {
         ("DELETE", [_]) => remove(ctx, id).await,
         ("GET", [_, "logs"]) => logs(ctx, id).await,
         ("GET", [_, "top"]) => top(ctx, id).await,
+        ("GET", [_, "stats"]) => stats(ctx, id).await,
+        ("GET" | "HEAD", [_, "archive"]) => archive_get(ctx, id).await,
+        ("PUT", [_, "archive"]) => archive_put(ctx, id).await,
         _ => Err(ApiError::not_found(format!(
             "page not found: {m} /containers/{}",
             s.join("/")
@@ -362,11 +365,15 @@ async fn logs(ctx: Ctx, id: String) -> R {
         },
     };
     let st = ctx.state.clone();
-    let (cid, tty, path) = blocking(move || {
+    // The file is opened and what it holds read before the headers go out: a client may remove
+    // the container before it reads the body (docker-py's `run` does).
+    let (cid, tty, path, file, entries, offset) = blocking(move || {
         let e = st.engine()?;
         let c = e.container(&id)?;
         let path = e.container_dir(&c.id).join("ctr.log");
-        Ok((c.id, c.config.tty, path))
+        let file = std::fs::File::open(&path).ok();
+        let (entries, offset) = skiff_engine::logs::read_all_with_offset(&path);
+        Ok((c.id, c.config.tty, path, file, entries, offset))
     })
     .await?;
     let ctype = crate::http::stream_type(ctx.version, tty);
@@ -397,7 +404,6 @@ async fn logs(ctx: Ctx, id: String) -> R {
             };
             tx.blocking_send(Bytes::from(data)).is_ok()
         };
-        let entries = logs::read_all(&path);
         let start = tail.map_or(0, |n| entries.len().saturating_sub(n));
         for en in &entries[start..] {
             if !send(en) {
@@ -405,13 +411,14 @@ async fn logs(ctx: Ctx, id: String) -> R {
             }
         }
         if follow && until.is_none() {
-            let offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             let Ok(e) = st.engine() else { return };
-            logs::follow(&path, offset, send, || {
+            logs::follow_file(&path, file, offset, send, || {
                 tx.is_closed()
                     || match e.container(&cid) {
                         Ok(c) => !c.is_active(),
-                        Err(_) => true,
+                        // A busy database under load is not the end of the container.
+                        Err(skiff_engine::Error::NoSuchContainer(_)) => true,
+                        Err(_) => false,
                     }
             });
         }
@@ -646,4 +653,202 @@ async fn relay_attach<C>(
     input.abort();
     let _ = cw.flush().await;
     let _ = cw.shutdown().await;
+}
+
+/// A writer into a streamed response (from a blocking thread).
+struct ChanWriter(tokio::sync::mpsc::Sender<Bytes>);
+
+impl Write for ChanWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Bytes::copy_from_slice(buf))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client gone"))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A reader of a request body (on a blocking thread; a task feeds it).
+struct BodyReader {
+    rx: std::sync::mpsc::Receiver<Bytes>,
+    cur: Bytes,
+}
+
+impl std::io::Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.recv() {
+                Ok(b) => self.cur = b,
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur = self.cur.slice(n..);
+        Ok(n)
+    }
+}
+
+fn path_param(ctx: &Ctx) -> Result<String, ApiError> {
+    ctx.query
+        .get("path")
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .ok_or_else(|| ApiError::bad("path: a path in the container is required"))
+}
+
+/// `GET|HEAD /containers/{id}/archive?path=P`: the stat header and (GET) a tar of P.
+async fn archive_get(ctx: Ctx, id: String) -> R {
+    use base64::Engine as _;
+    let path = path_param(&ctx)?;
+    let head = ctx.method == hyper::Method::HEAD;
+    let st = ctx.state.clone();
+    let (p2, id2) = (path.clone(), id.clone());
+    let stat = blocking(move || {
+        let e = st.engine()?;
+        skiff_engine::fsops::stat_path(&e, &id2, &p2)?.ok_or_else(|| {
+            ApiError::not_found(format!("Could not find the file {p2} in container {id2}"))
+        })
+    })
+    .await?;
+    let header = base64::engine::general_purpose::STANDARD
+        .encode(serde_json::to_vec(&stat).unwrap_or_default());
+    if head {
+        return Ok(Response::builder()
+            .status(StatusCode::OK)
+            .header("X-Docker-Container-Path-Stat", header)
+            .header("Content-Type", "application/x-tar")
+            .body(full(""))
+            .unwrap_or_else(|_| Response::new(full(""))));
+    }
+    let (tx, mut resp) = stream("application/x-tar");
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&header) {
+        resp.headers_mut().insert("X-Docker-Container-Path-Stat", v);
+    }
+    let st = ctx.state.clone();
+    tokio::task::spawn_blocking(move || {
+        let Ok(e) = st.engine() else { return };
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, ChanWriter(tx));
+        let src = skiff_engine::fsops::CpEnd::Container {
+            container: id,
+            path,
+        };
+        let _ = skiff_engine::fsops::copy(
+            &e,
+            &src,
+            &skiff_engine::fsops::CpEnd::Stream,
+            &Default::default(),
+            &mut std::io::empty(),
+            &mut w,
+        );
+        let _ = w.flush();
+    });
+    Ok(resp)
+}
+
+/// `PUT /containers/{id}/archive?path=DIR`: extracts the tar body into DIR.
+async fn archive_put(mut ctx: Ctx, id: String) -> R {
+    use http_body_util::BodyExt;
+    let path = path_param(&ctx)?;
+    let opts = skiff_engine::fsops::CpOptions {
+        archive: ctx.query.bool("copyUIDGID"),
+        follow_link: false,
+    };
+    let Some(mut body) = ctx.take_body() else {
+        return Err(ApiError::bad("a tar body is required"));
+    };
+    let (btx, brx) = std::sync::mpsc::sync_channel::<Bytes>(16);
+    let feeder = tokio::spawn(async move {
+        while let Some(f) = body.frame().await {
+            let Ok(f) = f else { break };
+            if let Ok(d) = f.into_data() {
+                let tx = btx.clone();
+                let sent = tokio::task::spawn_blocking(move || tx.send(d).is_ok()).await;
+                if !matches!(sent, Ok(true)) {
+                    break;
+                }
+            }
+        }
+    });
+    let st = ctx.state.clone();
+    let r = blocking(move || {
+        let e = st.engine()?;
+        let mut rd = BodyReader {
+            rx: brx,
+            cur: Bytes::new(),
+        };
+        let dst = skiff_engine::fsops::CpEnd::Container {
+            container: id,
+            path,
+        };
+        let r = skiff_engine::fsops::copy(
+            &e,
+            &skiff_engine::fsops::CpEnd::Stream,
+            &dst,
+            &opts,
+            &mut rd,
+            &mut std::io::sink(),
+        );
+        // Drain what the client still sends, so it reads our answer.
+        while std::io::Read::read(&mut rd, &mut [0u8; 8192]).unwrap_or(0) > 0 {}
+        Ok(r?)
+    })
+    .await;
+    feeder.abort();
+    r?;
+    empty(StatusCode::OK)
+}
+
+/// `GET /containers/{id}/stats`: docker's stats JSON, one sample (`stream=0`; with `precpu_stats`
+/// from a sample 100 ms earlier unless `one-shot`) or one a second until the client goes away
+/// or the container stops.
+async fn stats(ctx: Ctx, id: String) -> R {
+    let streaming = ctx.query.get("stream").is_none() || ctx.query.bool("stream");
+    let one_shot = ctx.query.bool("one-shot");
+    let st = ctx.state.clone();
+    let id2 = id.clone();
+    // Checked before the headers: a missing or stopped container is an error response.
+    blocking(move || {
+        let e = st.engine()?;
+        let c = e.container(&id2)?;
+        if !c.is_active() {
+            return Err(ApiError::conflict(format!(
+                "container {} is not running",
+                c.name
+            )));
+        }
+        Ok(())
+    })
+    .await?;
+    let (tx, resp) = stream("application/json");
+    let st = ctx.state.clone();
+    tokio::task::spawn_blocking(move || {
+        let Ok(e) = st.engine() else { return };
+        let mut prev: Option<serde_json::Value> = None;
+        if !one_shot {
+            if let Ok(c) = e.container(&id) {
+                prev = skiff_engine::api::container_stats_json(&e, &c, None)
+                    .ok()
+                    .map(|v| v["cpu_stats"].clone());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        loop {
+            let Ok(c) = e.container(&id) else { return };
+            if !c.is_active() {
+                return;
+            }
+            let Ok(v) = skiff_engine::api::container_stats_json(&e, &c, prev.as_ref()) else {
+                return;
+            };
+            if tx.blocking_send(Bytes::from(format!("{v}\n"))).is_err() || !streaming {
+                return;
+            }
+            prev = Some(v["cpu_stats"].clone());
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    });
+    Ok(resp)
 }

@@ -381,6 +381,10 @@ impl Ctx {
         };
         decode(&b, empty_ok)
     }
+    /// The request body, for handlers that stream it.
+    pub fn take_body(&mut self) -> Option<Incoming> {
+        self.body.take()
+    }
     /// The client asked for a connection upgrade (docker's hijack).
     pub fn wants_upgrade(&self) -> bool {
         self.headers

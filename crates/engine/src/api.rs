@@ -682,3 +682,90 @@ pub fn remove_image(
     out.push(("Deleted", img.id.to_string()));
     Ok(out)
 }
+
+/// The host's total CPU time in nanoseconds (docker's `system_cpu_usage`: the `cpu` line of
+/// /proc/stat in clock ticks of 10 ms).
+fn system_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let l = s.lines().find(|l| l.starts_with("cpu "))?;
+            Some(
+                l.split_whitespace()
+                    .skip(1)
+                    .take(7)
+                    .filter_map(|x| x.parse::<u64>().ok())
+                    .sum::<u64>()
+                    * 10_000_000,
+            )
+        })
+        .unwrap_or(0)
+}
+
+/// The CPU half of docker's stats JSON.
+fn cpu_stats_json(s: &skiff_cgroups::stats::Stats, system: u64) -> Value {
+    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+    serde_json::json!({
+        "cpu_usage": {
+            "total_usage": s.cpu.usage.total,
+            "percpu_usage": s.cpu.usage.percpu,
+            "usage_in_kernelmode": s.cpu.usage.kernel,
+            "usage_in_usermode": s.cpu.usage.user,
+        },
+        "system_cpu_usage": system,
+        "online_cpus": ncpu,
+        "throttling_data": {
+            "periods": s.cpu.throttling.periods,
+            "throttled_periods": s.cpu.throttling.throttled_periods,
+            "throttled_time": s.cpu.throttling.throttled_time,
+        },
+    })
+}
+
+/// One sample of a container's stats in docker's JSON (`GET /containers/{id}/stats`), with
+/// `precpu_stats` from `prev` (a previous sample's `cpu_stats`, or empty).
+pub fn container_stats_json(
+    e: &crate::Engine,
+    c: &crate::Container,
+    prev: Option<&Value>,
+) -> Result<Value> {
+    let s = e.stats(c)?;
+    let system = system_cpu_ns();
+    let m = &s.memory;
+    let blk: Vec<Value> = s
+        .blkio
+        .io_service_bytes_recursive
+        .iter()
+        .map(|b| serde_json::json!({"major": b.major, "minor": b.minor, "op": b.op, "value": b.value}))
+        .collect();
+    let host = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            let l = s.lines().find(|l| l.starts_with("MemTotal:"))?;
+            l.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(u64::MAX, |k| k * 1024);
+    let limit = if m.usage.limit == 0 || m.usage.limit > host {
+        host
+    } else {
+        m.usage.limit
+    };
+    Ok(serde_json::json!({
+        "read": crate::proc::now(),
+        "preread": if prev.is_some() { Value::from(crate::proc::now()) } else { Value::from("0001-01-01T00:00:00Z") },
+        "name": format!("/{}", c.name),
+        "id": c.id,
+        "pids_stats": {"current": s.pids.current, "limit": s.pids.limit},
+        "blkio_stats": {"io_service_bytes_recursive": blk},
+        "num_procs": 0,
+        "storage_stats": {},
+        "cpu_stats": cpu_stats_json(&s, system),
+        "precpu_stats": prev.cloned().unwrap_or_else(|| serde_json::json!({"cpu_usage": {"total_usage": 0}, "throttling_data": {}})),
+        "memory_stats": {
+            "usage": m.usage.usage,
+            "max_usage": m.usage.max,
+            "limit": limit,
+            "stats": m.raw,
+        },
+    }))
+}

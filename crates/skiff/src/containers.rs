@@ -1584,7 +1584,7 @@ fn logs(ctx: &Ctx, a: &LogsArgs) -> Result<i32> {
         };
         r.is_ok()
     };
-    let entries = logs::read_all(&path);
+    let (entries, offset) = logs::read_all_with_offset(&path);
     let start = match tail {
         Some(n) => entries.len().saturating_sub(n),
         None => 0,
@@ -1595,11 +1595,11 @@ fn logs(ctx: &Ctx, a: &LogsArgs) -> Result<i32> {
         }
     }
     if a.follow && until.is_none() {
-        let offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         let id = c.id.clone();
         logs::follow(&path, offset, show, || match e.container(&id) {
             Ok(c) => !c.is_active(),
-            Err(_) => true,
+            Err(skiff_engine::Error::NoSuchContainer(_)) => true,
+            Err(_) => false,
         });
     }
     Ok(0)
