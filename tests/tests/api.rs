@@ -319,9 +319,15 @@ fn images_and_volumes() {
     s.docker_ok(&["tag", "busybox", "example/other:1"]);
     let insp = s.docker_ok(&["image", "inspect", "-f", "{{.RepoTags}}", "example/other:1"]);
     assert!(insp.contains("example/other:1"), "{insp}");
+    // save and load through the API.
+    let tar = s.env.dir.path().join("saved.tar");
+    s.docker_ok(&["save", "-o", tar.to_str().unwrap(), "example/other:1"]);
     s.docker_ok(&["rmi", "example/other:1"]);
     let o = s.docker(&["image", "inspect", "example/other:1"]);
     assert!(!o.status.success());
+    let loaded = s.docker_ok(&["load", "-i", tar.to_str().unwrap()]);
+    assert!(loaded.contains("Loaded image: example/other:1"), "{loaded}");
+    s.docker_ok(&["rmi", "example/other:1"]);
     s.docker_ok(&["volume", "create", "data1"]);
     let ls = s.docker_ok(&["volume", "ls", "--format", "{{.Name}}"]);
     assert_eq!(ls.trim(), "data1");

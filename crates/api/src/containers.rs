@@ -655,42 +655,6 @@ async fn relay_attach<C>(
     let _ = cw.shutdown().await;
 }
 
-/// A writer into a streamed response (from a blocking thread).
-struct ChanWriter(tokio::sync::mpsc::Sender<Bytes>);
-
-impl Write for ChanWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .blocking_send(Bytes::copy_from_slice(buf))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client gone"))?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// A reader of a request body (on a blocking thread; a task feeds it).
-struct BodyReader {
-    rx: std::sync::mpsc::Receiver<Bytes>,
-    cur: Bytes,
-}
-
-impl std::io::Read for BodyReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.cur.is_empty() {
-            match self.rx.recv() {
-                Ok(b) => self.cur = b,
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.cur.len());
-        buf[..n].copy_from_slice(&self.cur[..n]);
-        self.cur = self.cur.slice(n..);
-        Ok(n)
-    }
-}
-
 fn path_param(ctx: &Ctx) -> Result<String, ApiError> {
     ctx.query
         .get("path")
@@ -730,7 +694,7 @@ async fn archive_get(ctx: Ctx, id: String) -> R {
     let st = ctx.state.clone();
     tokio::task::spawn_blocking(move || {
         let Ok(e) = st.engine() else { return };
-        let mut w = std::io::BufWriter::with_capacity(64 * 1024, ChanWriter(tx));
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, crate::http::ChanWriter(tx));
         let src = skiff_engine::fsops::CpEnd::Container {
             container: id,
             path,
@@ -750,35 +714,18 @@ async fn archive_get(ctx: Ctx, id: String) -> R {
 
 /// `PUT /containers/{id}/archive?path=DIR`: extracts the tar body into DIR.
 async fn archive_put(mut ctx: Ctx, id: String) -> R {
-    use http_body_util::BodyExt;
     let path = path_param(&ctx)?;
     let opts = skiff_engine::fsops::CpOptions {
         archive: ctx.query.bool("copyUIDGID"),
         follow_link: false,
     };
-    let Some(mut body) = ctx.take_body() else {
+    let Some(body) = ctx.take_body() else {
         return Err(ApiError::bad("a tar body is required"));
     };
-    let (btx, brx) = std::sync::mpsc::sync_channel::<Bytes>(16);
-    let feeder = tokio::spawn(async move {
-        while let Some(f) = body.frame().await {
-            let Ok(f) = f else { break };
-            if let Ok(d) = f.into_data() {
-                let tx = btx.clone();
-                let sent = tokio::task::spawn_blocking(move || tx.send(d).is_ok()).await;
-                if !matches!(sent, Ok(true)) {
-                    break;
-                }
-            }
-        }
-    });
+    let (mut rd, feeder) = crate::http::body_reader(body);
     let st = ctx.state.clone();
     let r = blocking(move || {
         let e = st.engine()?;
-        let mut rd = BodyReader {
-            rx: brx,
-            cur: Bytes::new(),
-        };
         let dst = skiff_engine::fsops::CpEnd::Container {
             container: id,
             path,

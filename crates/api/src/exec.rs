@@ -15,6 +15,9 @@ use crate::containers::{stdcopy, upgrade_response};
 use crate::http::{blocking, empty, json, ok_json, stream, ApiError, Ctx, R};
 use crate::{ExecRecord, State};
 
+/// Exec records kept at most.
+const MAX_EXECS: usize = 1024;
+
 /// `POST /containers/{id}/exec`.
 pub async fn create(mut ctx: Ctx, id: String) -> R {
     let body: skiff_engine::api::ExecBody = ctx.body(false).await?;
@@ -43,6 +46,19 @@ pub async fn create(mut ctx: Ctx, id: String) -> R {
     .await?;
     let exec_id = skiff_engine::names::new_id();
     if let Ok(mut m) = ctx.state.execs.lock() {
+        // Finished execs are kept for their inspect (the CLI asks right after the stream ends);
+        // past MAX_EXECS records the finished ones go, so memory stays bounded.
+        if m.len() >= MAX_EXECS {
+            m.retain(|_, r| {
+                r.exit_code.is_none()
+                    && (r.running || r.created.elapsed() < std::time::Duration::from_secs(600))
+            });
+        }
+        if m.len() >= MAX_EXECS {
+            return Err(ApiError::conflict(format!(
+                "too many exec instances ({MAX_EXECS}) not started or still running"
+            )));
+        }
         m.insert(
             exec_id.clone(),
             ExecRecord {
@@ -52,6 +68,7 @@ pub async fn create(mut ctx: Ctx, id: String) -> R {
                 exit_code: None,
                 pid: 0,
                 pty: None,
+                created: std::time::Instant::now(),
             },
         );
     }

@@ -168,9 +168,69 @@ pub fn stream(content_type: &str) -> (tokio::sync::mpsc::Sender<Bytes>, Resp) {
     (tx, resp)
 }
 
+/// A writer into a streamed response (from a blocking thread).
+pub struct ChanWriter(pub tokio::sync::mpsc::Sender<Bytes>);
+
+impl std::io::Write for ChanWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Bytes::copy_from_slice(buf))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client gone"))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A reader of a request body (on a blocking thread; a task feeds it).
+pub struct BodyReader {
+    rx: std::sync::mpsc::Receiver<Bytes>,
+    cur: Bytes,
+}
+
+impl std::io::Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.recv() {
+                Ok(b) => self.cur = b,
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur = self.cur.slice(n..);
+        Ok(n)
+    }
+}
+
+/// A blocking reader of `body`, fed by a task (abort the task when done).
+pub fn body_reader(mut body: Incoming) -> (BodyReader, tokio::task::JoinHandle<()>) {
+    let (btx, brx) = std::sync::mpsc::sync_channel::<Bytes>(16);
+    let feeder = tokio::spawn(async move {
+        while let Some(f) = body.frame().await {
+            let Ok(f) = f else { break };
+            if let Ok(d) = f.into_data() {
+                let tx = btx.clone();
+                let sent = tokio::task::spawn_blocking(move || tx.send(d).is_ok()).await;
+                if !matches!(sent, Ok(true)) {
+                    break;
+                }
+            }
+        }
+    });
+    (
+        BodyReader {
+            rx: brx,
+            cur: Bytes::new(),
+        },
+        feeder,
+    )
+}
+
 /// Query parameters (percent-decoded; `+` is a space).
 #[derive(Debug, Default)]
-pub struct Query(pub HashMap<String, String>);
+pub struct Query(pub HashMap<String, String>, Vec<(String, String)>);
 
 fn pct_decode(s: &str) -> String {
     let b = s.as_bytes();
@@ -199,11 +259,21 @@ fn pct_decode(s: &str) -> String {
 impl Query {
     fn parse(q: Option<&str>) -> Query {
         let mut m = HashMap::new();
+        let mut all = Vec::new();
         for kv in q.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
             m.insert(pct_decode(k), pct_decode(v));
+            all.push((pct_decode(k), pct_decode(v)));
         }
-        Query(m)
+        Query(m, all)
+    }
+    /// Every value of a repeated parameter (`names=a&names=b`).
+    pub fn all(&self, k: &str) -> Vec<String> {
+        self.1
+            .iter()
+            .filter(|(x, _)| x == k)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
     /// A string parameter.
     pub fn get(&self, k: &str) -> Option<&str> {

@@ -18,6 +18,12 @@ pub async fn route(ctx: Ctx, s: &[&str]) -> R {
         ("GET", ["json"]) => list(ctx).await,
         ("POST", ["create"]) => create(ctx).await,
         ("POST", ["prune"]) => prune(ctx).await,
+        ("GET", ["get"]) => {
+            let names = ctx.query.all("names");
+            save(ctx, names).await
+        }
+        ("POST", ["load"]) => load(ctx).await,
+        ("GET", [_, ..]) if last == "get" && s.len() > 1 => save(ctx, vec![name(1)]).await,
         ("GET", [_, ..]) if last == "json" && s.len() > 1 => inspect(ctx, name(1)).await,
         ("POST", [_, ..]) if last == "tag" && s.len() > 1 => tag(ctx, name(1)).await,
         ("DELETE", [_, ..]) => remove(ctx, name(0)).await,
@@ -280,4 +286,81 @@ async fn create(ctx: Ctx) -> R {
         }
     });
     Ok(resp)
+}
+
+/// `GET /images/get?names=…` and `GET /images/{name}/get`: a docker-archive tar of the images
+/// (a name saves that name; an id saves the image with all of its names, as `docker save`).
+async fn save(ctx: Ctx, names_in: Vec<String>) -> R {
+    if names_in.is_empty() {
+        return Err(ApiError::bad("names: at least one image is required"));
+    }
+    let st = ctx.state.clone();
+    // Resolved before the headers, so a missing image is a 404.
+    let items = blocking(move || {
+        let store = st.store()?;
+        let mut items = Vec::new();
+        for s in &names_in {
+            let img = store.resolve(s)?;
+            let ns = match names::normalize(s).ok().filter(|n| img.tags.contains(n)) {
+                Some(n) => vec![n],
+                None => img.tags.clone(),
+            };
+            items.push((img, ns));
+        }
+        Ok(items)
+    })
+    .await?;
+    let (tx, resp) = stream("application/x-tar");
+    let st = ctx.state.clone();
+    tokio::task::spawn_blocking(move || {
+        let Ok(store) = st.store() else { return };
+        let w = std::io::BufWriter::with_capacity(64 * 1024, crate::http::ChanWriter(tx));
+        let _ = skiff_image::archive::save(
+            &store,
+            &items,
+            skiff_image::archive::ArchiveFormat::Docker,
+            w,
+        );
+    });
+    Ok(resp)
+}
+
+/// `POST /images/load`: a docker-archive or oci-archive tar body; docker's JSON stream answer.
+async fn load(mut ctx: Ctx) -> R {
+    // `quiet` only silences progress, which skiff's load does not send; the `Loaded image`
+    // lines are always there (the docker CLI sets quiet when its output is not a terminal).
+    let Some(body) = ctx.take_body() else {
+        return Err(ApiError::bad("a tar body is required"));
+    };
+    let (mut rd, feeder) = crate::http::body_reader(body);
+    let st = ctx.state.clone();
+    let r = blocking(move || {
+        let store = st.store()?;
+        let r = skiff_image::archive::load(&store, &mut rd);
+        while std::io::Read::read(&mut rd, &mut [0u8; 8192]).unwrap_or(0) > 0 {}
+        let loaded = r?;
+        let mut lines = Vec::new();
+        for l in &loaded {
+            skiff_engine::api::image_event(&store, "load", &l.id, &l.id.to_string());
+            if l.names.is_empty() {
+                lines.push(format!("Loaded image ID: {}", l.id));
+            }
+            for n in &l.names {
+                lines.push(format!("Loaded image: {}", familiar(n)));
+            }
+        }
+        Ok(lines)
+    })
+    .await;
+    feeder.abort();
+    let lines = r?;
+    let mut body = String::new();
+    for l in lines {
+        body.push_str(&format!("{}\n", json!({"stream": format!("{l}\n")})));
+    }
+    Ok(hyper::Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", "application/json")
+        .body(crate::http::full(body))
+        .unwrap_or_else(|_| hyper::Response::new(crate::http::full(""))))
 }

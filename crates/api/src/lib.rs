@@ -62,6 +62,8 @@ pub(crate) struct ExecRecord {
     pub pid: i32,
     /// The pty master of a running tty exec (for resize).
     pub pty: Option<Arc<OwnedFd>>,
+    /// When it was created (records never started are dropped after a while).
+    pub created: std::time::Instant,
 }
 
 /// Shared server state.
