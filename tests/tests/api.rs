@@ -344,6 +344,27 @@ fn images_and_volumes() {
         "echo x > /d/f; cat /d/f",
     ]);
     assert_eq!(stdout(&o), "x\n", "{}", stderr(&o));
+    // --mount arrives as HostConfig.Mounts: volume, tmpfs with a size, read-only bind.
+    let bsrc = s.env.dir.path().join("bindsrc");
+    std::fs::create_dir_all(&bsrc).unwrap();
+    std::fs::write(bsrc.join("f"), "bound\n").unwrap();
+    let o = s.docker(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=volume,src=data1,dst=/m",
+        "--mount",
+        "type=tmpfs,dst=/t,tmpfs-size=1048576",
+        "--mount",
+        &format!("type=bind,src={},dst=/b,readonly", bsrc.display()),
+        "busybox",
+        "sh",
+        "-c",
+        "cat /m/f /b/f; df -k /t | tail -1; touch /b/y || echo ro",
+    ]);
+    let out = stdout(&o);
+    assert!(out.starts_with("x\nbound\n"), "{out}{}", stderr(&o));
+    assert!(out.contains(" 1024 ") && out.ends_with("ro\n"), "{out}");
     s.docker_ok(&["volume", "rm", "data1"]);
     assert_eq!(s.docker_ok(&["volume", "ls", "-q"]).trim(), "");
 }

@@ -149,7 +149,34 @@ pub struct HostConfigBody {
     pub io_maximum_bandwidth: u64,
     pub masked_paths: Option<Vec<String>>,
     pub readonly_paths: Option<Vec<String>>,
-    pub mounts: Option<Vec<Value>>,
+    pub mounts: Option<Vec<MountBody>>,
+}
+
+/// One `HostConfig.Mounts` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields, default)]
+#[allow(missing_docs)]
+pub struct MountBody {
+    pub target: String,
+    pub source: String,
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub read_only: bool,
+    pub consistency: String,
+    pub bind_options: Option<Value>,
+    pub volume_options: Option<Value>,
+    pub image_options: Option<Value>,
+    pub tmpfs_options: Option<TmpfsOptionsBody>,
+}
+
+/// `Mounts[].TmpfsOptions`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields, default)]
+#[allow(missing_docs)]
+pub struct TmpfsOptionsBody {
+    pub size_bytes: i64,
+    pub mode: u32,
+    pub options: Option<Vec<Vec<String>>>,
 }
 
 /// `HostConfig.LogConfig`.
@@ -249,8 +276,37 @@ impl CreateBody {
                 "HostConfig.Links (legacy links; use a user network)",
             ));
         }
-        if h.mounts.as_ref().is_some_and(|m| !m.is_empty()) {
-            return Err(unsupported("HostConfig.Mounts (use HostConfig.Binds)"));
+        let mut mounts = Vec::new();
+        for m in h.mounts.unwrap_or_default() {
+            if m.image_options.is_some() || m.kind == "image" {
+                return Err(unsupported("HostConfig.Mounts[].ImageOptions"));
+            }
+            let driver = m
+                .volume_options
+                .as_ref()
+                .and_then(|v| v["DriverConfig"]["Name"].as_str())
+                .unwrap_or("");
+            if !driver.is_empty() && driver != "local" {
+                return Err(unsupported(
+                    "HostConfig.Mounts[].VolumeOptions.DriverConfig",
+                ));
+            }
+            let t = m.tmpfs_options.unwrap_or_default();
+            if t.options.as_ref().is_some_and(|o| !o.is_empty()) {
+                return Err(unsupported("HostConfig.Mounts[].TmpfsOptions.Options"));
+            }
+            mounts.push(crate::create::TypedMount {
+                kind: if m.kind.is_empty() {
+                    "volume".into()
+                } else {
+                    m.kind
+                },
+                source: m.source,
+                target: m.target,
+                read_only: m.read_only,
+                tmpfs_size: Some(t.size_bytes),
+                tmpfs_mode: Some(t.mode),
+            });
         }
         if h.device_requests.as_ref().is_some_and(|m| !m.is_empty()) {
             return Err(unsupported("HostConfig.DeviceRequests"));
@@ -432,6 +488,7 @@ impl CreateBody {
                 attach: Some((self.attach_stdin, self.attach_stdout, self.attach_stderr)),
                 stdin_once: Some(self.stdin_once),
                 domainname: opt_str(self.domainname),
+                mounts: Some(mounts),
             },
             ..Default::default()
         })

@@ -149,6 +149,8 @@ pub struct Typed {
     pub stdin_once: Option<bool>,
     /// `Config.Domainname`.
     pub domainname: Option<String>,
+    /// `HostConfig.Mounts`.
+    pub mounts: Option<Vec<TypedMount>>,
 }
 
 fn image_config(store: &Store, img: &ImageRecord) -> Result<Value> {
@@ -301,6 +303,61 @@ fn parse_mount_flag(v: &str) -> Result<(PendingMount, MountSpec)> {
             }
         }
     }
+    mount_from_parts(&kind, src, dst, ro, tmpfs_opts, v)
+}
+
+/// One `HostConfig.Mounts` entry of an API request (what `--mount` says, typed).
+#[derive(Debug, Clone, Default)]
+pub struct TypedMount {
+    /// `bind`, `volume`, `tmpfs`.
+    pub kind: String,
+    /// Host path or volume name.
+    pub source: String,
+    /// Path in the container.
+    pub target: String,
+    /// Read-only.
+    pub read_only: bool,
+    /// `TmpfsOptions.SizeBytes`.
+    pub tmpfs_size: Option<i64>,
+    /// `TmpfsOptions.Mode` (permission bits).
+    pub tmpfs_mode: Option<u32>,
+}
+
+fn typed_mount(m: &TypedMount) -> Result<(PendingMount, MountSpec)> {
+    let mut opts = Vec::new();
+    if let Some(b) = m.tmpfs_size.filter(|b| *b != 0) {
+        if b < 0 {
+            return Err(Error::Invalid(format!(
+                "Mounts: invalid TmpfsOptions.SizeBytes {b} for {}",
+                m.target
+            )));
+        }
+        opts.push(format!("size={b}"));
+    }
+    if let Some(mode) = m.tmpfs_mode.filter(|m| *m != 0) {
+        opts.push(format!("mode={:o}", mode & 0o7777));
+    }
+    let shown = format!("type={},source={},target={}", m.kind, m.source, m.target);
+    mount_from_parts(
+        &m.kind,
+        m.source.clone(),
+        m.target.clone(),
+        m.read_only,
+        opts,
+        &shown,
+    )
+}
+
+/// A `--mount` (or an API `Mounts` entry) from its parts; `v` is how to show it in errors.
+fn mount_from_parts(
+    kind: &str,
+    src: String,
+    dst: String,
+    ro: bool,
+    tmpfs_opts: Vec<String>,
+    v: &str,
+) -> Result<(PendingMount, MountSpec)> {
+    let kind = kind.to_string();
     if dst.is_empty() {
         return Err(Error::Invalid(format!(
             "invalid argument \"{v}\" for \"--mount\" flag: target is required"
@@ -677,6 +734,11 @@ fn create_inner(
     let mut mount_specs = Vec::new();
     for v in &req.mounts {
         let (p, s) = parse_mount_flag(v)?;
+        pending.push(p);
+        mount_specs.push(s);
+    }
+    for m in req.typed.mounts.iter().flatten() {
+        let (p, s) = typed_mount(m)?;
         pending.push(p);
         mount_specs.push(s);
     }
