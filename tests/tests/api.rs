@@ -620,3 +620,83 @@ fn logs_follow_events_and_attach() {
     let state = s.docker_ok(&["inspect", "-f", "{{.State.Status}}", "shell"]);
     assert_eq!(state.trim(), "running", "detaching leaves it running");
 }
+
+#[test]
+fn concurrent_clients_diff_export_and_attach_logs() {
+    let s = Server::start("api-conc");
+    // Eight clients at once, each a whole `docker run --rm`.
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            s.docker_cmd(&["run", "--rm", "busybox", "echo", &format!("client-{i}")])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        let o = h.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "client {i}: {}\n{}",
+            stderr(&o),
+            s.log()
+        );
+        assert_eq!(stdout(&o), format!("client-{i}\n"));
+    }
+    assert_eq!(s.env.ok(&["ps", "-aq"]).trim(), "", "--rm left nothing");
+    // changes, export, and attach's logs=1 on a stopped container.
+    s.docker_ok(&[
+        "run",
+        "--name",
+        "fs",
+        "busybox",
+        "sh",
+        "-c",
+        "echo one; echo two >&2; touch /newfile; rm /etc/group",
+    ]);
+    let d = s.docker_ok(&["diff", "fs"]);
+    assert!(
+        d.contains("A /newfile") && d.contains("D /etc/group"),
+        "{d}"
+    );
+    let o = s
+        .docker_cmd(&["export", "fs"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let list = Command::new("tar")
+        .arg("-t")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(&o.stdout)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let names = stdout(&list);
+    assert!(
+        names.lines().any(|l| l == "newfile"),
+        "export has the new file"
+    );
+    assert!(
+        !names.lines().any(|l| l == "etc/group"),
+        "and not the deleted one"
+    );
+    let (st, _, body) = s.http(
+        "POST",
+        "/containers/fs/attach?logs=1&stdout=1&stderr=1",
+        b"",
+    );
+    assert_eq!(st, 200);
+    // (The body is chunked: look for the two stdcopy frames in it.)
+    let want = b"\x01\0\0\0\0\0\0\x04one\n\x02\0\0\0\0\0\0\x04two\n";
+    assert!(
+        body.windows(want.len()).any(|w| w == want),
+        "{:?}",
+        String::from_utf8_lossy(&body)
+    );
+}

@@ -36,6 +36,8 @@ pub async fn route(ctx: Ctx, s: &[&str]) -> R {
         ("GET", [_, "logs"]) => logs(ctx, id).await,
         ("GET", [_, "top"]) => top(ctx, id).await,
         ("GET", [_, "stats"]) => stats(ctx, id).await,
+        ("GET", [_, "changes"]) => changes(ctx, id).await,
+        ("GET", [_, "export"]) => export(ctx, id).await,
         ("GET" | "HEAD", [_, "archive"]) => archive_get(ctx, id).await,
         ("PUT", [_, "archive"]) => archive_put(ctx, id).await,
         _ => Err(ApiError::not_found(format!(
@@ -486,19 +488,34 @@ pub(crate) fn upgrade_response(content_type: &str) -> Resp {
 async fn attach_route(mut ctx: Ctx, id: String) -> R {
     let q = &ctx.query;
     let (want_in, want_out, want_err) = (q.bool("stdin"), q.bool("stdout"), q.bool("stderr"));
-    if q.bool("logs") && !q.bool("stream") {
-        return Err(ApiError::bad(
-            "logs=1 without stream=1 is not supported by skiff",
-        ));
-    }
+    let (want_logs, want_stream) = (q.bool("logs"), q.bool("stream"));
     let keys = match q.get("detachKeys").filter(|k| !k.is_empty()) {
         Some(k) => skiff_engine::tty::parse_detach_keys(k)?,
         None => skiff_engine::tty::DEFAULT_DETACH_KEYS.to_vec(),
     };
     let st = ctx.state.clone();
-    let (tty, sock) = blocking(move || {
+    let (tty, sock, backlog) = blocking(move || {
         let e = st.engine()?;
         let c = e.container(&id)?;
+        // `logs=1`: what the container wrote so far, before the live stream.
+        let mut backlog = Vec::new();
+        if want_logs {
+            let path = e.container_dir(&c.id).join("ctr.log");
+            for en in skiff_engine::logs::read_all(&path) {
+                let is_err = en.stream == "stderr";
+                if (is_err && !want_err) || (!is_err && !want_out) {
+                    continue;
+                }
+                if c.config.tty {
+                    backlog.extend_from_slice(en.log.as_bytes());
+                } else {
+                    backlog.extend(stdcopy(if is_err { 2 } else { 1 }, en.log.as_bytes()));
+                }
+            }
+        }
+        if !want_stream {
+            return Ok((c.config.tty, None, backlog));
+        }
         let o = attach::AttachOpts {
             stdin: want_in && c.config.open_stdin,
             stdout: want_out,
@@ -523,16 +540,27 @@ async fn attach_route(mut ctx: Ctx, id: String) -> R {
             client
         };
         sock.set_nonblocking(true).map_err(io)?;
-        Ok((c.config.tty, sock))
+        Ok((c.config.tty, Some(sock), backlog))
     })
     .await?;
+    let ctype = crate::http::stream_type(ctx.version, tty);
+    let Some(sock) = sock else {
+        // `logs=1` without `stream=1`: the log, then the end.
+        let (tx, resp) = stream(ctype);
+        if !backlog.is_empty() {
+            let _ = tx.send(Bytes::from(backlog)).await;
+        }
+        return Ok(resp);
+    };
     let sock = tokio::net::UnixStream::from_std(sock)
         .map_err(|e| ApiError::internal(format!("attach: {e}")))?;
-    let ctype = crate::http::stream_type(ctx.version, tty);
     if !ctx.wants_upgrade() {
         // Old clients without `Upgrade`: output only, as a streamed body.
         let (tx, resp) = stream(ctype);
         tokio::spawn(async move {
+            if !backlog.is_empty() && tx.send(Bytes::from(backlog)).await.is_err() {
+                return;
+            }
             let (mut r, _w) = sock.into_split();
             while let Ok(Some((kind, p))) = read_frame(&mut r).await {
                 let data = match kind {
@@ -554,7 +582,13 @@ async fn attach_route(mut ctx: Ctx, id: String) -> R {
         .ok_or_else(|| ApiError::internal("attach: no connection to upgrade"))?;
     tokio::spawn(async move {
         if let Ok(up) = on.await {
-            let conn = hyper_util::rt::TokioIo::new(up);
+            let mut conn = hyper_util::rt::TokioIo::new(up);
+            if !backlog.is_empty() {
+                use tokio::io::AsyncWriteExt;
+                if conn.write_all(&backlog).await.is_err() {
+                    return;
+                }
+            }
             relay_attach(conn, sock, tty, want_in, keys).await;
         }
     });
@@ -796,6 +830,37 @@ async fn stats(ctx: Ctx, id: String) -> R {
             prev = Some(v["cpu_stats"].clone());
             std::thread::sleep(std::time::Duration::from_secs(1));
         }
+    });
+    Ok(resp)
+}
+
+/// `GET /containers/{id}/changes`: `[{"Path", "Kind"}]` (0 modified, 1 added, 2 deleted).
+async fn changes(ctx: Ctx, id: String) -> R {
+    let st = ctx.state.clone();
+    let v = blocking(move || {
+        let e = st.engine()?;
+        let ch = skiff_engine::commit::diff(&e, &id)?;
+        Ok(ch
+            .iter()
+            .map(|c| json!({"Path": c.path, "Kind": c.kind.number()}))
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    ok_json(&v)
+}
+
+/// `GET /containers/{id}/export`: a tar of the container's filesystem.
+async fn export(ctx: Ctx, id: String) -> R {
+    let st = ctx.state.clone();
+    let id2 = id.clone();
+    blocking(move || Ok(st.engine()?.container(&id2).map(|_| ())?)).await?;
+    let (tx, resp) = stream("application/x-tar");
+    let st = ctx.state.clone();
+    tokio::task::spawn_blocking(move || {
+        let Ok(e) = st.engine() else { return };
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, crate::http::ChanWriter(tx));
+        let _ = skiff_engine::fsops::export(&e, &id, &mut w);
+        let _ = w.flush();
     });
     Ok(resp)
 }
