@@ -213,6 +213,31 @@ fn docker_run_rm_output_and_exit_codes() {
     assert_eq!(stderr(&o), "err\n");
     let o = s.docker(&["run", "--rm", "busybox", "no-such-program"]);
     assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    // run -i: stdin piped in before the container starts reaches it, and its end ends `cat`.
+    let mut child = s
+        .docker_cmd(&["run", "--rm", "-i", "busybox", "sh", "-c", "cat; echo done"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"piped in\n")
+        .unwrap();
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("docker run -i did not end after its stdin closed");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "piped in\ndone\n");
     // --rm left nothing.
     assert_eq!(s.env.ok(&["ps", "-aq"]).trim(), "");
 }

@@ -494,7 +494,7 @@ async fn attach_route(mut ctx: Ctx, id: String) -> R {
         None => skiff_engine::tty::DEFAULT_DETACH_KEYS.to_vec(),
     };
     let st = ctx.state.clone();
-    let (tty, sock, backlog) = blocking(move || {
+    let (tty, sock, backlog, gate) = blocking(move || {
         let e = st.engine()?;
         let c = e.container(&id)?;
         // `logs=1`: what the container wrote so far, before the live stream.
@@ -514,7 +514,7 @@ async fn attach_route(mut ctx: Ctx, id: String) -> R {
             }
         }
         if !want_stream {
-            return Ok((c.config.tty, None, backlog));
+            return Ok((c.config.tty, None, backlog, None));
         }
         let o = attach::AttachOpts {
             stdin: want_in && c.config.open_stdin,
@@ -524,6 +524,9 @@ async fn attach_route(mut ctx: Ctx, id: String) -> R {
         };
         let hello = attach::hello(&o);
         let io = |err: std::io::Error| ApiError::internal(format!("attach {id}: {err}"));
+        // Stdin of a client attached before the start waits for the container to run: the
+        // monitor reads a pre-connected client's queued frames before the container has a stdin.
+        let gate = (!c.is_active()).then(|| (st.clone(), c.id.clone()));
         let sock = if c.is_active() {
             let (_dir, path) = attach::short_path(&e.run_dir(&c.id)).map_err(io)?;
             let s = UnixStream::connect(&path).map_err(io)?;
@@ -540,7 +543,7 @@ async fn attach_route(mut ctx: Ctx, id: String) -> R {
             client
         };
         sock.set_nonblocking(true).map_err(io)?;
-        Ok((c.config.tty, Some(sock), backlog))
+        Ok((c.config.tty, Some(sock), backlog, gate))
     })
     .await?;
     let ctype = crate::http::stream_type(ctx.version, tty);
@@ -589,10 +592,29 @@ async fn attach_route(mut ctx: Ctx, id: String) -> R {
                     return;
                 }
             }
-            relay_attach(conn, sock, tty, want_in, keys).await;
+            relay_attach(conn, sock, tty, want_in, keys, gate).await;
         }
     });
     Ok(upgrade_response(ctype))
+}
+
+/// Waits (up to a minute) until container `id` has left `created` (or is gone).
+async fn wait_started(st: std::sync::Arc<crate::State>, id: String) {
+    for _ in 0..3000 {
+        let (st, id) = (st.clone(), id.clone());
+        let created = tokio::task::spawn_blocking(move || {
+            st.engine()
+                .and_then(|e| e.container(&id))
+                .map(|c| c.state.status == "created")
+                .unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false);
+        if !created {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// Reads one attach-protocol frame.
@@ -627,6 +649,7 @@ async fn relay_attach<C>(
     tty: bool,
     stdin: bool,
     keys: Vec<u8>,
+    mut gate: Option<(std::sync::Arc<crate::State>, String)>,
 ) where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -637,7 +660,11 @@ async fn relay_attach<C>(
         let mut buf = vec![0u8; 32 * 1024];
         let mut det = skiff_engine::tty::Detacher::new(if tty && stdin { &keys } else { &[] });
         loop {
-            let n = match cr.read(&mut buf).await {
+            let r = cr.read(&mut buf).await;
+            if let (Some((st, id)), true) = (gate.take(), stdin) {
+                wait_started(st, id).await;
+            }
+            let n = match r {
                 Ok(0) | Err(_) => {
                     if stdin {
                         let _ = mw.write_all(&attach::frame(attach::STDIN_EOF, &[])).await;
