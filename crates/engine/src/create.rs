@@ -122,6 +122,41 @@ pub struct CreateRequest {
     pub init: bool,
     /// `--health-*`, `--no-healthcheck`.
     pub health: crate::health::HealthFlags,
+    /// Values an API client sends already typed (see [`crate::api::CreateBody`]); each one set
+    /// replaces the flag of the same meaning, so no number or list is formatted back into a flag.
+    pub typed: Typed,
+}
+
+/// The typed half of a [`CreateRequest`]: what the Docker Engine API carries as numbers, lists
+/// and objects. The CLI leaves it empty; `skiff serve` fills it from the request body.
+#[derive(Debug, Clone, Default)]
+pub struct Typed {
+    /// `Config.Entrypoint` as an argv (`Some(vec![])` clears the image's).
+    pub entrypoint: Option<Vec<String>>,
+    /// `HostConfig.Memory` in bytes.
+    pub memory: Option<i64>,
+    /// `HostConfig.NanoCpus`.
+    pub nano_cpus: Option<i64>,
+    /// `HostConfig.PidsLimit`.
+    pub pids_limit: Option<i64>,
+    /// `Config.StopTimeout` in seconds.
+    pub stop_timeout: Option<i64>,
+    /// `HostConfig.RestartPolicy`.
+    pub restart: Option<RestartPolicy>,
+    /// `HostConfig.PortBindings`.
+    pub port_bindings: Option<BTreeMap<String, Vec<crate::model::PortBinding>>>,
+    /// `HostConfig.Ulimits`.
+    pub ulimits: Option<Vec<crate::model::Ulimit>>,
+    /// `Config.Healthcheck` (replaces the `--health-*` flags).
+    pub healthcheck: Option<crate::model::HealthConfig>,
+    /// `Config.AttachStdin/AttachStdout/AttachStderr`, as sent (replaces what `attach` implies).
+    pub attach: Option<(bool, bool, bool)>,
+    /// `Config.StdinOnce`.
+    pub stdin_once: Option<bool>,
+    /// `Config.Domainname`.
+    pub domainname: Option<String>,
+    /// `HostConfig.Mounts`.
+    pub mounts: Option<Vec<TypedMount>>,
 }
 
 fn image_config(store: &Store, img: &ImageRecord) -> Result<Value> {
@@ -274,6 +309,61 @@ fn parse_mount_flag(v: &str) -> Result<(PendingMount, MountSpec)> {
             }
         }
     }
+    mount_from_parts(&kind, src, dst, ro, tmpfs_opts, v)
+}
+
+/// One `HostConfig.Mounts` entry of an API request (what `--mount` says, typed).
+#[derive(Debug, Clone, Default)]
+pub struct TypedMount {
+    /// `bind`, `volume`, `tmpfs`.
+    pub kind: String,
+    /// Host path or volume name.
+    pub source: String,
+    /// Path in the container.
+    pub target: String,
+    /// Read-only.
+    pub read_only: bool,
+    /// `TmpfsOptions.SizeBytes`.
+    pub tmpfs_size: Option<i64>,
+    /// `TmpfsOptions.Mode` (permission bits).
+    pub tmpfs_mode: Option<u32>,
+}
+
+fn typed_mount(m: &TypedMount) -> Result<(PendingMount, MountSpec)> {
+    let mut opts = Vec::new();
+    if let Some(b) = m.tmpfs_size.filter(|b| *b != 0) {
+        if b < 0 {
+            return Err(Error::Invalid(format!(
+                "Mounts: invalid TmpfsOptions.SizeBytes {b} for {}",
+                m.target
+            )));
+        }
+        opts.push(format!("size={b}"));
+    }
+    if let Some(mode) = m.tmpfs_mode.filter(|m| *m != 0) {
+        opts.push(format!("mode={:o}", mode & 0o7777));
+    }
+    let shown = format!("type={},source={},target={}", m.kind, m.source, m.target);
+    mount_from_parts(
+        &m.kind,
+        m.source.clone(),
+        m.target.clone(),
+        m.read_only,
+        opts,
+        &shown,
+    )
+}
+
+/// A `--mount` (or an API `Mounts` entry) from its parts; `v` is how to show it in errors.
+fn mount_from_parts(
+    kind: &str,
+    src: String,
+    dst: String,
+    ro: bool,
+    tmpfs_opts: Vec<String>,
+    v: &str,
+) -> Result<(PendingMount, MountSpec)> {
+    let kind = kind.to_string();
     if dst.is_empty() {
         return Err(Error::Invalid(format!(
             "invalid argument \"{v}\" for \"--mount\" flag: target is required"
@@ -463,15 +553,19 @@ fn create_inner(
             set_env(&mut env, kv);
         }
     }
-    let (entrypoint, cmd) = match &req.entrypoint {
-        Some(ep) if ep.is_empty() && req.entrypoint_args.is_empty() => {
-            (None, Some(req.cmd.clone()))
-        }
-        Some(ep) => {
+    let entrypoint_flag = match (&req.typed.entrypoint, &req.entrypoint) {
+        (Some(argv), _) => Some(argv.clone()),
+        (None, Some(ep)) if ep.is_empty() && req.entrypoint_args.is_empty() => Some(Vec::new()),
+        (None, Some(ep)) => {
             let mut v = vec![ep.clone()];
             v.extend(req.entrypoint_args.iter().cloned());
-            (Some(v), Some(req.cmd.clone()))
+            Some(v)
         }
+        (None, None) => None,
+    };
+    let (entrypoint, cmd) = match entrypoint_flag {
+        Some(ep) if ep.is_empty() => (None, Some(req.cmd.clone())),
+        Some(ep) => (Some(ep), Some(req.cmd.clone())),
         None => {
             let ep = strings(&icfg["Entrypoint"]);
             let cmd = if req.cmd.is_empty() {
@@ -508,7 +602,10 @@ fn create_inner(
         labels.insert(k.to_string(), v.to_string());
     }
     let network = e.resolve_network(&flags::network(req.network.as_deref())?)?;
-    let port_bindings = crate::network::port_bindings(&req.publish)?;
+    let port_bindings = match &req.typed.port_bindings {
+        Some(pb) => crate::network::check_port_bindings(pb)?,
+        None => crate::network::port_bindings(&req.publish)?,
+    };
     let gateway = if req.add_host.iter().any(|h| h.ends_with("host-gateway")) {
         // host-gateway: the gateway of the container's network, else the default bridge's.
         let net = e.net()?;
@@ -554,9 +651,10 @@ fn create_inner(
             "-p, --ip and --mac-address need a bridge network (--network {network} has none)"
         )));
     }
-    let restart = match &req.restart {
-        Some(r) => flags::restart(r)?,
-        None => RestartPolicy {
+    let restart = match (&req.typed.restart, &req.restart) {
+        (Some(r), _) => flags::check_restart(r.clone())?,
+        (None, Some(r)) => flags::restart(r)?,
+        (None, None) => RestartPolicy {
             name: "no".into(),
             maximum_retry_count: 0,
         },
@@ -566,16 +664,29 @@ fn create_inner(
             "conflicting options: cannot specify both --restart and --rm".into(),
         ));
     }
-    let memory = match &req.memory {
-        Some(m) => flags::memory(m)?,
-        None => 0,
+    let memory = match (req.typed.memory, &req.memory) {
+        (Some(m), _) if m < 0 => {
+            return Err(Error::Invalid(format!(
+                "invalid memory limit {m}: negative"
+            )))
+        }
+        (Some(m), _) if m > 0 && m < 6 << 20 => {
+            return Err(Error::Invalid("Minimum memory limit allowed is 6MB".into()))
+        }
+        (Some(m), _) => m,
+        (None, Some(m)) => flags::memory(m)?,
+        (None, None) => 0,
     };
-    let nano_cpus = match &req.cpus {
-        Some(c) => {
+    let nano_cpus = match (req.typed.nano_cpus, &req.cpus) {
+        (Some(n), _) if n < 0 => {
+            return Err(Error::Invalid(format!("invalid NanoCpus {n}: negative")))
+        }
+        (Some(n), _) => n,
+        (None, Some(c)) => {
             let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
             flags::nano_cpus(c, ncpu)?
         }
-        None => 0,
+        (None, None) => 0,
     };
     let extras = crate::hostflags::resolve(
         &req.host,
@@ -585,20 +696,34 @@ fn create_inner(
         &|name| Ok(e.container(name)?.id),
         &mut warnings,
     )?;
-    let pids_limit = req
-        .pids_limit
-        .as_deref()
-        .map(flags::pids_limit)
-        .transpose()?;
-    let stop_timeout = req
-        .stop_timeout
-        .as_deref()
-        .map(flags::stop_timeout)
-        .transpose()?;
-    let healthcheck = crate::health::resolve(&req.health, &icfg)?;
+    let pids_limit = match req.typed.pids_limit {
+        // The API's 0 and -1 both mean unlimited.
+        Some(n) => (n > 0).then_some(n),
+        None => req
+            .pids_limit
+            .as_deref()
+            .map(flags::pids_limit)
+            .transpose()?,
+    };
+    let stop_timeout = match req.typed.stop_timeout {
+        Some(t) => Some(t),
+        None => req
+            .stop_timeout
+            .as_deref()
+            .map(flags::stop_timeout)
+            .transpose()?,
+    };
+    let healthcheck = match &req.typed.healthcheck {
+        Some(h) if h.test.is_empty() => crate::health::resolve(&req.health, &icfg)?,
+        Some(h) => Some(h.clone()),
+        None => crate::health::resolve(&req.health, &icfg)?,
+    };
     let mut ulimits = Vec::new();
     for u in &req.ulimits {
         ulimits.push(flags::ulimit(u)?);
+    }
+    for u in req.typed.ulimits.iter().flatten() {
+        ulimits.push(flags::check_ulimit(u.clone())?);
     }
     if let Some(s) = &req.stop_signal {
         skiff_runtime::util::parse_signal(s)
@@ -659,6 +784,11 @@ fn create_inner(
     let mut mount_specs = Vec::new();
     for v in &req.mounts {
         let (p, s) = parse_mount_flag(v)?;
+        pending.push(p);
+        mount_specs.push(s);
+    }
+    for m in req.typed.mounts.iter().flatten() {
+        let (p, s) = typed_mount(m)?;
         pending.push(p);
         mount_specs.push(s);
     }
@@ -847,14 +977,25 @@ fn create_inner(
             image_ref: req.image.clone(),
             config: Config {
                 hostname: hostname.clone(),
-                domainname: req.domainname.clone().unwrap_or_default(),
+                domainname: req
+                    .typed
+                    .domainname
+                    .clone()
+                    .or_else(|| req.domainname.clone())
+                    .unwrap_or_default(),
                 user: user.clone(),
-                attach_stdin: req.attach && req.interactive,
-                attach_stdout: req.attach,
-                attach_stderr: req.attach,
+                attach_stdin: req
+                    .typed
+                    .attach
+                    .map_or(req.attach && req.interactive, |a| a.0),
+                attach_stdout: req.typed.attach.map_or(req.attach, |a| a.1),
+                attach_stderr: req.typed.attach.map_or(req.attach, |a| a.2),
                 tty: req.tty,
                 open_stdin: req.interactive,
-                stdin_once: req.attach && req.interactive,
+                stdin_once: req
+                    .typed
+                    .stdin_once
+                    .unwrap_or(req.attach && req.interactive),
                 env,
                 cmd,
                 image: req.image.clone(),

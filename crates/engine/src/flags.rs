@@ -186,6 +186,48 @@ pub fn restart(s: &str) -> Result<RestartPolicy> {
     }
 }
 
+/// An API client's `HostConfig.RestartPolicy`, with the daemon's checks of [`restart`].
+pub fn check_restart(r: RestartPolicy) -> Result<RestartPolicy> {
+    let name = if r.name.is_empty() { "no" } else { &r.name };
+    match name {
+        "no" | "always" | "unless-stopped" if r.maximum_retry_count != 0 => Err(Error::Invalid(
+            "invalid restart policy: maximum retry count can only be used with 'on-failure'"
+                .into(),
+        )),
+        "no" | "always" | "unless-stopped" => Ok(RestartPolicy {
+            name: name.into(),
+            maximum_retry_count: 0,
+        }),
+        "on-failure" if r.maximum_retry_count < 0 => Err(Error::Invalid(
+            "invalid restart policy: maximum retry count cannot be negative".into(),
+        )),
+        "on-failure" => Ok(r),
+        _ => Err(Error::Invalid(format!(
+            "invalid restart policy: unknown policy '{name}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
+        ))),
+    }
+}
+
+/// An API client's `HostConfig.Ulimits` entry, with the checks of [`ulimit`].
+pub fn check_ulimit(u: Ulimit) -> Result<Ulimit> {
+    if !ULIMITS.contains(&u.name.as_str()) {
+        return Err(Error::Invalid(format!("invalid ulimit type: {}", u.name)));
+    }
+    if u.soft < -1 || u.hard < -1 {
+        return Err(Error::Invalid(format!(
+            "invalid ulimit value for {} (use -1 for unlimited)",
+            u.name
+        )));
+    }
+    if u.soft as u64 > u.hard as u64 {
+        return Err(Error::Invalid(format!(
+            "ulimit soft limit must be less than or equal to hard limit: {} > {}",
+            u.soft, u.hard
+        )));
+    }
+    Ok(u)
+}
+
 /// The `--ulimit` names docker knows.
 const ULIMITS: [&str; 16] = [
     "as",

@@ -972,3 +972,96 @@ mod tests {
         assert!(entry_path(Path::new("a/../../b")).is_err());
     }
 }
+
+/// What `HEAD /containers/{id}/archive` reports of a path in a container (docker's
+/// `ContainerPathStat`; `mode` in Go's `os.FileMode` bits).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PathStat {
+    /// The last name of the path.
+    pub name: String,
+    /// Size in bytes.
+    pub size: i64,
+    /// Go `os.FileMode`: permission bits plus type and setuid/setgid/sticky flags.
+    pub mode: u32,
+    /// Modification time, RFC 3339.
+    pub mtime: String,
+    /// The target of a symlink (empty otherwise).
+    #[serde(rename = "linkTarget")]
+    pub link_target: String,
+}
+
+/// Go's `os.FileMode` for a stat mode.
+fn go_mode(m: u32) -> u32 {
+    let mut g = m & 0o777;
+    g |= match m & libc::S_IFMT {
+        libc::S_IFDIR => 1 << 31,
+        libc::S_IFLNK => 1 << 27,
+        libc::S_IFIFO => 1 << 25,
+        libc::S_IFSOCK => 1 << 24,
+        libc::S_IFBLK => 1 << 26,
+        libc::S_IFCHR => (1 << 26) | (1 << 21),
+        _ => 0,
+    };
+    if m & libc::S_ISUID != 0 {
+        g |= 1 << 23;
+    }
+    if m & libc::S_ISGID != 0 {
+        g |= 1 << 22;
+    }
+    if m & libc::S_ISVTX != 0 {
+        g |= 1 << 20;
+    }
+    g
+}
+
+/// Stats `path` in container `s` without following a final symlink; `None` when nothing is
+/// there. Resolved in the container's root as `cp` resolves it.
+pub fn stat_path(e: &Engine, s: &str, path: &str) -> Result<Option<PathStat>> {
+    let m = e.mount_root(s, true)?;
+    let loc = match locate(m.root.as_fd(), &rel(path), false) {
+        Ok(l) => l,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(io_err(format!("{s}:{path}"))(err)),
+    };
+    let Some(st) =
+        sys::lstatat(loc.dir.as_fd(), &loc.name).map_err(io_err(format!("stat {s}:{path}")))?
+    else {
+        return Ok(None);
+    };
+    let link_target = if kind(&st) == libc::S_IFLNK {
+        let c = std::ffi::CString::new(loc.name.as_bytes())
+            .map_err(|_| Error::Invalid(format!("bad path {path}")))?;
+        let mut buf = vec![0u8; 4096];
+        // SAFETY: valid dirfd, NUL-terminated name and a writable buffer of the given length.
+        let n = unsafe {
+            libc::readlinkat(
+                loc.dir.as_raw_fd(),
+                c.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n > 0 {
+            String::from_utf8_lossy(&buf[..n as usize]).into_owned()
+        } else {
+            String::new()
+        }
+    } else {
+        String::new()
+    };
+    let name = if loc.name == "." {
+        Path::new(path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "/".into())
+    } else {
+        loc.name.to_string_lossy().into_owned()
+    };
+    Ok(Some(PathStat {
+        name,
+        size: st.st_size,
+        mode: go_mode(st.st_mode),
+        mtime: skiff_image::time::rfc3339(st.st_mtime),
+        link_target,
+    }))
+}

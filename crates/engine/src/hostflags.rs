@@ -72,6 +72,12 @@ pub struct HostFlags {
     pub device_read_iops: Vec<String>,
     /// `--device-write-iops DEVICE:RATE`.
     pub device_write_iops: Vec<String>,
+    /// `HostConfig.MemorySwap` of an API request, in bytes (replaces `memory_swap`).
+    pub memory_swap_bytes: Option<i64>,
+    /// `HostConfig.MemoryReservation` of an API request, in bytes.
+    pub memory_reservation_bytes: Option<i64>,
+    /// `HostConfig.ShmSize` of an API request, in bytes (0 = docker's default).
+    pub shm_size_bytes: Option<i64>,
 }
 
 /// One `--device` as docker records it in `HostConfig.Devices`.
@@ -199,12 +205,14 @@ pub fn resolve(
         ..Default::default()
     };
     // Memory.
-    if let Some(s) = &f.memory_swap {
-        x.memory_swap = if s.trim() == "-1" {
-            -1
-        } else {
-            parse_size(s).map_err(|e| bad_flag("--memory-swap", s, e))?
-        };
+    let swap = match (f.memory_swap_bytes, &f.memory_swap) {
+        (Some(v), _) => Some(v),
+        (None, Some(s)) if s.trim() == "-1" => Some(-1),
+        (None, Some(s)) => Some(parse_size(s).map_err(|e| bad_flag("--memory-swap", s, e))?),
+        (None, None) => None,
+    };
+    if let Some(v) = swap {
+        x.memory_swap = v;
         if x.memory_swap > 0 && memory == 0 {
             return Err(Error::Invalid(
                 "You should always set the Memory limit when using Memoryswap limit, see usage"
@@ -221,8 +229,13 @@ pub fn resolve(
             x.memory_swap = -1;
         }
     }
-    if let Some(s) = &f.memory_reservation {
-        x.memory_reservation = parse_size(s).map_err(|e| bad_flag("--memory-reservation", s, e))?;
+    let reservation = match (f.memory_reservation_bytes, &f.memory_reservation) {
+        (Some(v), _) => Some(v),
+        (None, Some(s)) => Some(parse_size(s).map_err(|e| bad_flag("--memory-reservation", s, e))?),
+        (None, None) => None,
+    };
+    if let Some(v) = reservation {
+        x.memory_reservation = v;
         if x.memory_reservation > 0 && x.memory_reservation < 6 << 20 {
             return Err(Error::Invalid(
                 "Minimum memory reservation allowed is 6MB".into(),
@@ -331,7 +344,16 @@ pub fn resolve(
         x.cpuset_mems = m.clone();
     }
     // /dev/shm, sysctls, groups, annotations.
-    if let Some(s) = &f.shm_size {
+    if let Some(v) = f.shm_size_bytes {
+        if v < 0 {
+            return Err(Error::Invalid(format!(
+                "invalid ShmSize {v}: SHM size can not be less than 0"
+            )));
+        }
+        if v > 0 {
+            x.shm_size = v;
+        }
+    } else if let Some(s) = &f.shm_size {
         let v = crate::flags::shm_size(s)?;
         if v < 0 {
             return Err(bad_flag("--shm-size", s, "SHM size can not be less than 0"));

@@ -226,6 +226,104 @@ pub fn bytes_size(n: u64) -> String {
     format!("{s2}{}", units[i])
 }
 
+/// Docker's name for this machine's architecture (`amd64`, `arm64`, …).
+pub fn docker_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+/// The `Server` half of docker's `version` (`GET /version`), announcing `api_version`.
+pub fn server_version(api_version: &str) -> serde_json::Value {
+    use serde_json::json;
+    let (os, arch) = ("linux", docker_arch());
+    let kernel = host_info(Path::new("/")).kernel_version;
+    json!({
+        "Platform": {"Name": "skiff Engine (daemonless)"},
+        "Components": [{
+            "Name": "Engine",
+            "Version": VERSION,
+            "Details": {
+                "ApiVersion": api_version,
+                "MinAPIVersion": MIN_API_VERSION,
+                "GoVersion": RUST_VERSION,
+                "Os": os,
+                "Arch": arch,
+                "KernelVersion": kernel,
+                "Experimental": "false",
+            }
+        }],
+        "Version": VERSION,
+        "ApiVersion": api_version,
+        "MinAPIVersion": MIN_API_VERSION,
+        "GoVersion": RUST_VERSION,
+        "RustVersion": RUST_VERSION,
+        "Os": os,
+        "Arch": arch,
+        "KernelVersion": kernel,
+    })
+}
+
+/// docker's `info` object (`GET /info`, `skiff info`).
+pub fn info_json(root: &Path) -> crate::Result<serde_json::Value> {
+    use serde_json::json;
+    let h = host_info(root);
+    let ctrs = open_db(root).map(|db| containers(&db)).unwrap_or_default();
+    let (total, running, paused, stopped) = container_counts(&ctrs);
+    let images = skiff_image::Store::open(root)?.list()?.len();
+    let arch = docker_arch();
+    Ok(json!({
+        "ID": "",
+        "Containers": total,
+        "ContainersRunning": running,
+        "ContainersPaused": paused,
+        "ContainersStopped": stopped,
+        "Images": images,
+        "Driver": "overlay2",
+        "DriverStatus": [
+            ["Backing Filesystem", h.backing_filesystem],
+            ["Supports d_type", "true"],
+            ["Using metacopy", "false"],
+            ["Native Overlay Diff", "true"],
+            ["userxattr", "false"],
+        ],
+        "Plugins": {"Volume": ["local"], "Network": ["host", "null"], "Log": ["json-file"]},
+        "MemoryLimit": true,
+        "SwapLimit": true,
+        "CpuCfsPeriod": true,
+        "CpuCfsQuota": true,
+        "PidsLimit": true,
+        "IPv4Forwarding": true,
+        "Debug": false,
+        "LoggingDriver": "json-file",
+        "CgroupDriver": "cgroupfs",
+        "CgroupVersion": h.cgroup_version,
+        "KernelVersion": h.kernel_version,
+        "OperatingSystem": h.operating_system,
+        "OSVersion": "",
+        "OSType": "linux",
+        "Architecture": h.architecture,
+        "NCPU": h.ncpu,
+        "MemTotal": h.mem_total,
+        "DockerRootDir": root,
+        "Name": h.name,
+        "ServerVersion": VERSION,
+        "Runtimes": {"skiff-runtime": {"path": "skiff-runtime"}},
+        "DefaultRuntime": "skiff-runtime",
+        "InitBinary": "docker-init",
+        "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "Swarm": {"LocalNodeState": "inactive"},
+        "LiveRestoreEnabled": false,
+        "Experimental": false,
+        "ClientInfo": {"Version": VERSION, "Context": "default", "Debug": false},
+        "Arch": arch,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@
 //! <runroot>/containers/<id>/          attach.sock, norestart (marker for the monitor)
 //! ```
 
+pub mod api;
 pub mod attach;
 pub mod boot;
 pub mod cdi;

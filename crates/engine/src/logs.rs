@@ -281,32 +281,74 @@ pub fn read_all(path: &Path) -> Vec<Entry> {
     out
 }
 
+/// [`read_all`], plus the byte offset in the current file (`path`) just past the last complete
+/// line read: where [`follow`] must start so that no line written meanwhile is lost or repeated.
+pub fn read_all_with_offset(path: &Path) -> (Vec<Entry>, u64) {
+    let mut out = Vec::new();
+    let mut offset = 0u64;
+    let fs = files(path);
+    let last = fs.len().saturating_sub(1);
+    for (i, f) in fs.iter().enumerate() {
+        let Ok(data) = std::fs::read(f) else {
+            continue;
+        };
+        let mut consumed = 0usize;
+        for line in data.split_inclusive(|&b| b == b'\n') {
+            if !line.ends_with(b"\n") {
+                break;
+            }
+            consumed += line.len();
+            if let Some(e) = std::str::from_utf8(line)
+                .ok()
+                .and_then(|l| decode(l.trim_end()))
+            {
+                out.push(e);
+            }
+        }
+        if i == last {
+            offset = consumed as u64;
+        }
+    }
+    (out, offset)
+}
+
 /// Follows `path` from byte `offset`, calling `each` for new entries until `done()` is true (checked
 /// when no new data arrives); reopens the file after rotation.
-pub fn follow(
+pub fn follow(path: &Path, offset: u64, each: impl FnMut(&Entry) -> bool, done: impl Fn() -> bool) {
+    follow_file(path, File::open(path).ok(), offset, each, done)
+}
+
+/// [`follow`] on a file opened beforehand (so that a container removed meanwhile still has its
+/// last lines read): the open file is read to its end before a rotated `path` is switched to,
+/// and once more after `done()` turns true, so nothing written before the end is lost.
+pub fn follow_file(
     path: &Path,
+    mut file: Option<File>,
     mut offset: u64,
     mut each: impl FnMut(&Entry) -> bool,
     done: impl Fn() -> bool,
 ) {
-    let mut ino = std::fs::metadata(path)
-        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+    use std::os::unix::fs::MetadataExt;
+    let mut ino = file
+        .as_ref()
+        .and_then(|f| f.metadata().ok())
+        .map(|m| m.ino())
         .unwrap_or(0);
     let mut pending = String::new();
+    let mut last = false;
     loop {
         let mut progressed = false;
-        if let Ok(mut f) = File::open(path) {
-            let cur_ino = f
-                .metadata()
-                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-                .unwrap_or(0);
-            if cur_ino != ino {
-                ino = cur_ino;
+        if file.is_none() {
+            if let Ok(f) = File::open(path) {
+                ino = f.metadata().map(|m| m.ino()).unwrap_or(0);
                 offset = 0;
+                file = Some(f);
             }
+        }
+        if let Some(f) = file.as_mut() {
             if f.seek(SeekFrom::Start(offset)).is_ok() {
                 let mut buf = String::new();
-                if std::io::Read::read_to_string(&mut f, &mut buf).is_ok() && !buf.is_empty() {
+                if std::io::Read::read_to_string(f, &mut buf).is_ok() && !buf.is_empty() {
                     offset += buf.len() as u64;
                     pending.push_str(&buf);
                     progressed = true;
@@ -321,12 +363,23 @@ pub fn follow(
                 }
             }
         }
-        if !progressed {
-            if done() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
+        if progressed {
+            continue;
         }
+        if last {
+            return;
+        }
+        // Rotated: the open file is read to its end (above); go on with the new one.
+        let now = std::fs::metadata(path).map(|m| m.ino()).ok();
+        if now.is_some_and(|n| n != ino) {
+            file = None;
+            continue;
+        }
+        if done() {
+            last = true;
+            continue;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 

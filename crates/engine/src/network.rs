@@ -46,6 +46,46 @@ pub fn port_bindings(publish: &[String]) -> Result<BTreeMap<String, Vec<PortBind
     Ok(out)
 }
 
+/// An API client's `HostConfig.PortBindings`, checked as `-p` values are (keys `PORT[/PROTO]`,
+/// host ports numbers or ranges, host addresses IPs); keys come back as `PORT/PROTO`.
+pub fn check_port_bindings(
+    pb: &BTreeMap<String, Vec<PortBinding>>,
+) -> Result<BTreeMap<String, Vec<PortBinding>>> {
+    let mut out: BTreeMap<String, Vec<PortBinding>> = BTreeMap::new();
+    for (k, v) in pb {
+        let key = if k.contains('/') {
+            k.clone()
+        } else {
+            format!("{k}/tcp")
+        };
+        let (port, proto) = key.split_once('/').unwrap_or((&key, "tcp"));
+        if port.parse::<u16>().map_or(true, |p| p == 0) || !["tcp", "udp", "sctp"].contains(&proto)
+        {
+            return Err(Error::Invalid(format!(
+                "invalid port specification: \"{k}\""
+            )));
+        }
+        let list = if v.is_empty() {
+            vec![PortBinding::default()]
+        } else {
+            v.clone()
+        };
+        for b in list {
+            if !b.host_ip.is_empty() && b.host_ip.parse::<std::net::IpAddr>().is_err() {
+                return Err(Error::Invalid(format!("invalid IP address: {}", b.host_ip)));
+            }
+            if !b.host_port.is_empty() && b.host_port.parse::<u16>().is_err() {
+                return Err(Error::Invalid(format!(
+                    "invalid port specification: \"{}\"",
+                    b.host_port
+                )));
+            }
+            out.entry(key.clone()).or_default().push(b);
+        }
+    }
+    Ok(out)
+}
+
 /// The port requests of a container: its bindings, plus its exposed ports under `-P`.
 fn port_requests(c: &Container) -> Result<Vec<PortRequest>> {
     let mut out = Vec::new();
@@ -540,5 +580,148 @@ impl Engine {
             self.write_hosts(&net, &p, false);
         }
         Ok(())
+    }
+}
+
+impl Engine {
+    /// docker's `network inspect` object of `n`.
+    pub fn network_json(&self, n: &skiff_net::Network) -> Result<serde_json::Value> {
+        use serde_json::json;
+        let net = self.net()?;
+        let mut containers = serde_json::Map::new();
+        for ep in net.endpoints_of(n).map_err(net_err)? {
+            containers.insert(
+                ep.container.clone(),
+                json!({
+                    "Name": ep.name,
+                    "EndpointID": ep.endpoint_id,
+                    "MacAddress": ep.mac,
+                    "IPv4Address": format!("{}/{}", ep.ip, n.prefix),
+                    "IPv6Address": match (ep.ip6(), n.subnet6()) {
+                        (Some(a), Some((_, l))) => format!("{a}/{l}"),
+                        _ => String::new(),
+                    },
+                }),
+            );
+        }
+        let mut options = serde_json::Map::new();
+        for (k, v) in &n.extra.options {
+            options.insert(k.clone(), json!(v));
+        }
+        options.insert(skiff_net::BRIDGE_NAME_OPT.into(), json!(n.bridge));
+        let mut ipam = json!({"Subnet": n.cidr(), "Gateway": n.gateway.to_string()});
+        if let Some(r) = &n.extra.ip_range {
+            ipam["IPRange"] = json!(r);
+        }
+        Ok(json!({
+            "Name": n.name,
+            "Id": n.id,
+            "Created": n.created,
+            "Scope": "local",
+            "Driver": "bridge",
+            "EnableIPv4": true,
+            "EnableIPv6": n.extra.subnet6.is_some(),
+            "IPAM": {
+                "Driver": "default",
+                "Options": null,
+                "Config": match (&n.extra.subnet6, &n.extra.gateway6) {
+                    (Some(s6), Some(g6)) => json!([ipam, {"Subnet": s6, "Gateway": g6}]),
+                    _ => json!([ipam]),
+                },
+            },
+            "Internal": n.internal,
+            "Attachable": n.extra.attachable,
+            "Ingress": false,
+            "ConfigFrom": {"Network": ""},
+            "ConfigOnly": false,
+            "Containers": containers,
+            "Options": options,
+            "Labels": n.labels,
+        }))
+    }
+
+    /// `network inspect host|none` / `GET /networks/host`: docker's built-in networks and the
+    /// containers on them.
+    pub fn builtin_network_json(&self, name: &str) -> Result<serde_json::Value> {
+        use serde_json::json;
+        let (id, created) = self
+            .net()?
+            .builtin(name, &crate::proc::now())
+            .map_err(net_err)?;
+        let mut containers = serde_json::Map::new();
+        for c in self
+            .list()?
+            .into_iter()
+            .filter(|c| c.host_config.network_mode == name && c.is_active())
+        {
+            containers.insert(
+                c.id.clone(),
+                json!({"Name": c.name, "EndpointID": "", "MacAddress": "", "IPv4Address": "", "IPv6Address": ""}),
+            );
+        }
+        Ok(json!({
+            "Name": name,
+            "Id": id,
+            "Created": created,
+            "Scope": "local",
+            "Driver": if name == "none" { "null" } else { "host" },
+            "EnableIPv4": true,
+            "EnableIPv6": false,
+            "IPAM": {"Driver": "default", "Options": null, "Config": []},
+            "Internal": false,
+            "Attachable": false,
+            "Ingress": false,
+            "ConfigFrom": {"Network": ""},
+            "ConfigOnly": false,
+            "Containers": containers,
+            "Options": {},
+            "Labels": {},
+        }))
+    }
+
+    /// `host` or `none` when `s` names one of docker's built-in networks (by name, id or id
+    /// prefix of at least 3).
+    pub fn builtin_network_name(&self, s: &str) -> Result<Option<&'static str>> {
+        for name in ["host", "none"] {
+            if s == name {
+                return Ok(Some(name));
+            }
+            let (id, _) = self
+                .net()?
+                .builtin(name, &crate::proc::now())
+                .map_err(net_err)?;
+            if s.len() >= 3 && id.starts_with(s) {
+                return Ok(Some(name));
+            }
+        }
+        Ok(None)
+    }
+
+    /// `network rm` / `DELETE /networks/{id}`: refused for the built-in networks and while
+    /// containers are recorded on it (but for those disconnected from it). Returns its name.
+    pub fn remove_network(&self, s: &str) -> Result<String> {
+        if let Some(b) = self.builtin_network_name(s)? {
+            return Err(Error::Invalid(format!(
+                "{b} is a pre-defined network and cannot be removed"
+            )));
+        }
+        let net = self.net()?;
+        let n = net.find(s, &crate::proc::now()).map_err(net_err)?;
+        let users: Vec<String> = self
+            .list()?
+            .into_iter()
+            .filter(|c| c.host_config.network_mode == n.name && !c.network_detached)
+            .map(|c| c.name)
+            .collect();
+        if !users.is_empty() && n.name != "bridge" {
+            return Err(Error::State(format!(
+                "error while removing network: network {} id {} has active endpoints ({})",
+                n.name,
+                n.id,
+                users.join(", ")
+            )));
+        }
+        net.remove(&n.id).map_err(net_err)?;
+        Ok(n.name)
     }
 }

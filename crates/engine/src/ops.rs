@@ -35,6 +35,17 @@ pub fn remove_trash(p: &Path) {
     let _ = std::fs::remove_dir_all(p);
 }
 
+/// A wait begun with [`Engine::wait_begin`].
+#[derive(Debug, Clone)]
+pub struct Wait {
+    name: String,
+    id: String,
+    condition: String,
+    finished_at: String,
+    code: i32,
+    since: i64,
+}
+
 /// What `exec` runs.
 #[derive(Debug, Clone, Default)]
 pub struct ExecRequest {
@@ -649,6 +660,14 @@ impl Engine {
     /// container that is not running (created, exited), `next-exit` waits for its next exit
     /// (through a restart), `removed` until it is removed; each returns the last exit code.
     pub fn wait_condition(&self, s: &str, condition: &str) -> Result<i32> {
+        let w = self.wait_begin(s, condition)?;
+        self.wait_end(w)
+    }
+
+    /// The first half of [`Engine::wait_condition`]: checks the condition and records the state
+    /// to wait from, so that an API server can answer the request's headers before the client
+    /// starts the container (docker's `run` waits, then starts).
+    pub fn wait_begin(&self, s: &str, condition: &str) -> Result<Wait> {
         if !matches!(condition, "not-running" | "next-exit" | "removed") {
             return Err(Error::Invalid(format!(
                 "invalid condition: \"{condition}\" (must be one of not-running, next-exit, removed)"
@@ -656,8 +675,29 @@ impl Engine {
         }
         let id = self.resolve_id(s)?;
         let first = self.container(&id)?;
-        let since = crate::events::now_nano();
-        let mut code = first.state.exit_code;
+        Ok(Wait {
+            name: s.to_string(),
+            id,
+            condition: condition.to_string(),
+            finished_at: first.state.finished_at.clone(),
+            code: first.state.exit_code,
+            since: crate::events::now_nano(),
+        })
+    }
+
+    /// The second half of [`Engine::wait_condition`]: blocks until the condition holds.
+    pub fn wait_end(&self, w: Wait) -> Result<i32> {
+        let Wait {
+            name: s,
+            id,
+            condition,
+            finished_at,
+            mut code,
+            since,
+        } = w;
+        let s = s.as_str();
+        let condition = condition.as_str();
+        let mut polls = 0u32;
         loop {
             let c = match self.get(&id)? {
                 Some(c) => self.reconcile(c)?,
@@ -676,10 +716,13 @@ impl Engine {
             code = c.state.exit_code;
             match condition {
                 "not-running" if !c.is_active() => return Ok(code),
-                "next-exit" if c.state.finished_at != first.state.finished_at => return Ok(code),
+                "next-exit" if c.state.finished_at != finished_at => return Ok(code),
                 _ => {}
             }
-            std::thread::sleep(Duration::from_millis(100));
+            // Short-lived containers (`docker run --rm`) end within the first polls: 10 ms
+            // steps for the first second, then 100 ms.
+            polls += 1;
+            std::thread::sleep(Duration::from_millis(if polls < 100 { 10 } else { 100 }));
         }
     }
 

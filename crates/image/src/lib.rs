@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod digest;
 pub mod error;
 pub mod import;
+pub mod inspect;
 pub mod names;
 pub mod overlay;
 pub mod perms;

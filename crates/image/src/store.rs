@@ -764,6 +764,33 @@ impl Store {
         id.map(|i| self.get(&Digest::parse(&i)?)).transpose()
     }
 
+    /// Resolves what a user typed (name, name:tag, name@digest, id or id prefix) to an image;
+    /// [`Error::NotFound`] with docker's `No such image: …` otherwise. The CLI and `skiff serve`
+    /// both resolve through this.
+    pub fn resolve(&self, s: &str) -> Result<ImageRecord> {
+        let not_found = || Error::NotFound(format!("No such image: {s}"));
+        if let Some(hex) = s.strip_prefix("sha256:") {
+            return self.by_id_prefix(hex)?.ok_or_else(not_found);
+        }
+        if let Ok(n) = crate::names::Name::parse(s) {
+            if let Some(d) = &n.digest {
+                let d = Digest::parse(d)?;
+                return self.by_repo_digest(&n.repo(), &d)?.ok_or_else(not_found);
+            }
+            if let Some(t) = n.tagged() {
+                if let Some(img) = self.by_tag(&t)? {
+                    return Ok(img);
+                }
+            }
+        }
+        if s.len() >= 4 || s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if let Some(img) = self.by_id_prefix(s)? {
+                return Ok(img);
+            }
+        }
+        Err(not_found())
+    }
+
     /// The image whose id starts with `prefix` (hex, optionally `sha256:`); errors when ambiguous.
     pub fn by_id_prefix(&self, prefix: &str) -> Result<Option<ImageRecord>> {
         let p = prefix.strip_prefix("sha256:").unwrap_or(prefix);

@@ -902,6 +902,7 @@ fn request(a: &RunArgs, attach: bool) -> CreateRequest {
             no_healthcheck: a.no_healthcheck,
             test: Vec::new(),
         },
+        typed: Default::default(),
     }
 }
 
@@ -1387,55 +1388,6 @@ fn platform_json(p: &str) -> Value {
     }
 }
 
-fn matches_filter(c: &Container, health: Option<&str>, f: &str) -> Result<bool> {
-    let (k, v) = f
-        .split_once('=')
-        .ok_or_else(|| anyhow!("bad format of filter (expected name=value)"))?;
-    Ok(match k {
-        "health" => {
-            use skiff_engine::health::{HEALTHY, NONE, STARTING, UNHEALTHY};
-            if ![STARTING, HEALTHY, UNHEALTHY, NONE].contains(&v) {
-                return Err(anyhow!("Unrecognised filter value for health: {v}"));
-            }
-            health.unwrap_or(NONE) == v
-        }
-        "name" => c.name.contains(v.trim_start_matches('/')),
-        "id" => c.id.starts_with(v),
-        "status" => {
-            let ok = [
-                "created",
-                "restarting",
-                "running",
-                "removing",
-                "paused",
-                "exited",
-                "dead",
-            ];
-            if !ok.contains(&v) {
-                return Err(anyhow!(
-                    "invalid filter 'status={v}': must be one of created, restarting, running, removing, paused, exited, dead"
-                ));
-            }
-            c.state.status == v
-        }
-        "label" => match v.split_once('=') {
-            Some((lk, lv)) => c.config.labels.get(lk).map(String::as_str) == Some(lv),
-            None => c.config.labels.contains_key(v),
-        },
-        "ancestor" => {
-            let norm = |s: &str| skiff_image::names::normalize(s).unwrap_or_else(|_| s.to_string());
-            let hex = c.image.trim_start_matches("sha256:");
-            norm(&c.image_ref) == norm(v)
-                || c.image_ref == v
-                || (v.len() >= 4 && hex.starts_with(v.trim_start_matches("sha256:")))
-        }
-        "exited" => c.state.status == "exited" && c.state.exit_code.to_string() == v,
-        "volume" => c.mounts.iter().any(|m| m.name == v || m.destination == v),
-        "network" => skiff_engine::network::network_name(c) == v,
-        _ => return Err(anyhow!("invalid filter '{k}'")),
-    })
-}
-
 /// docker's `ps` table headers (formatter.NewContainerContext).
 const PS_HEADERS: &[(&str, &str)] = &[
     ("ID", "CONTAINER ID"),
@@ -1459,35 +1411,16 @@ const PS_HEADERS: &[(&str, &str)] = &[
 
 fn ps(ctx: &Ctx, a: &PsArgs) -> Result<i32> {
     let e = ctx.engine()?;
-    let mut cs = e.list()?;
-    cs.reverse();
     let all = a.all || a.last >= 0 || a.latest;
-    let mut rows = Vec::new();
-    for c in &cs {
-        if !all && !c.is_active() && !a.filter.iter().any(|f| f.starts_with("status=")) {
-            continue;
-        }
-        let health = e.health(c).map(|h| h.status);
-        let mut ok = true;
-        // Filters with the same key are ORed, different keys ANDed (docker's rule).
-        let mut by_key: std::collections::BTreeMap<&str, Vec<&String>> = Default::default();
-        for f in &a.filter {
-            by_key
-                .entry(f.split_once('=').map(|x| x.0).unwrap_or(f))
-                .or_default()
-                .push(f);
-        }
-        for fs in by_key.values() {
-            let mut any = false;
-            for f in fs {
-                any |= matches_filter(c, health.as_deref(), f)?;
-            }
-            ok &= any;
-        }
-        if ok {
-            rows.push((c, health));
-        }
+    let mut filters = Vec::new();
+    for f in &a.filter {
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| anyhow!("bad format of filter (expected name=value)"))?;
+        filters.push((k.to_string(), v.to_string()));
     }
+    // The same list and filters as `GET /containers/json` (skiff serve).
+    let mut rows = skiff_engine::api::list_containers(&e, all, &filters)?;
     if a.latest {
         rows.truncate(1);
     } else if a.last >= 0 {
@@ -1722,7 +1655,7 @@ fn logs(ctx: &Ctx, a: &LogsArgs) -> Result<i32> {
         };
         r.is_ok()
     };
-    let entries = logs::read_all(&path);
+    let (entries, offset) = logs::read_all_with_offset(&path);
     let start = match tail {
         Some(n) => entries.len().saturating_sub(n),
         None => 0,
@@ -1733,11 +1666,11 @@ fn logs(ctx: &Ctx, a: &LogsArgs) -> Result<i32> {
         }
     }
     if a.follow && until.is_none() {
-        let offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         let id = c.id.clone();
         logs::follow(&path, offset, show, || match e.container(&id) {
             Ok(c) => !c.is_active(),
-            Err(_) => true,
+            Err(skiff_engine::Error::NoSuchContainer(_)) => true,
+            Err(_) => false,
         });
     }
     Ok(0)

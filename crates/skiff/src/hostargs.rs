@@ -121,6 +121,7 @@ impl HostArgs {
             device_write_bps: self.device_write_bps.clone(),
             device_read_iops: self.device_read_iops.clone(),
             device_write_iops: self.device_write_iops.clone(),
+            ..Default::default()
         }
     }
 }

@@ -321,30 +321,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
 
 /// Resolves what a user typed (name, name:tag, name@digest, id or id prefix) to an image.
 pub fn resolve(store: &Store, s: &str) -> Result<ImageRecord> {
-    let not_found = || anyhow!("No such image: {s}");
-    if let Some(hex) = s.strip_prefix("sha256:") {
-        return store.by_id_prefix(hex)?.ok_or_else(not_found);
-    }
-    if let Ok(n) = names::Name::parse(s) {
-        if let Some(d) = &n.digest {
-            let d = Digest::parse(d)?;
-            if let Some(img) = store.by_repo_digest(&n.repo(), &d)? {
-                return Ok(img);
-            }
-            return Err(not_found());
-        }
-        if let Some(t) = n.tagged() {
-            if let Some(img) = store.by_tag(&t)? {
-                return Ok(img);
-            }
-        }
-    }
-    if s.len() >= 4 || s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        if let Some(img) = store.by_id_prefix(s)? {
-            return Ok(img);
-        }
-    }
-    Err(not_found())
+    Ok(store.resolve(s)?)
 }
 
 fn id_str(d: &Digest, no_trunc: bool) -> String {
@@ -506,100 +483,9 @@ fn ls(store: &Store, a: &LsArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn docker_config(cfg: Option<&Value>) -> Value {
-    let mut base = json!({
-        "Hostname": "", "Domainname": "", "User": "", "AttachStdin": false, "AttachStdout": false,
-        "AttachStderr": false, "Tty": false, "OpenStdin": false, "StdinOnce": false, "Env": null,
-        "Cmd": null, "Image": "", "Volumes": null, "WorkingDir": "", "Entrypoint": null,
-        "OnBuild": null, "Labels": null
-    });
-    if let (Some(Value::Object(src)), Value::Object(dst)) = (cfg, &mut base) {
-        for (k, v) in src {
-            dst.insert(k.clone(), v.clone());
-        }
-    }
-    base
-}
-
-/// Docker's `image inspect` JSON for one image.
+/// Docker's `image inspect` JSON for one image (the image crate's, shared with `skiff serve`).
 pub fn inspect_json(store: &Store, img: &ImageRecord) -> Result<Value> {
-    let (cfg, raw) = store.config(&img.id)?;
-    let rawv: Value = serde_json::from_slice(&raw)?;
-    let repo_tags: Vec<String> = img.tags.iter().map(|t| familiar(t)).collect();
-    let repo_digests: Vec<String> = img
-        .repo_digests
-        .iter()
-        .map(|rd| match rd.split_once('@') {
-            Some((r, d)) => format!("{}@{d}", familiar(r)),
-            None => rd.clone(),
-        })
-        .collect();
-    let layers: Vec<String> = cfg.rootfs.diff_ids.iter().map(|d| d.to_string()).collect();
-    let chains = Digest::chain_ids(&cfg.rootfs.diff_ids);
-    // docker's overlay2 layout for an image: its top layer is UpperDir, the others LowerDir
-    // (top first, absent for one layer); MergedDir and WorkDir name where a mount would go.
-    let mut dirs: Vec<std::path::PathBuf> =
-        chains.iter().rev().map(|c| store.snapshot_dir(c)).collect();
-    let mut graph = serde_json::Map::new();
-    if !dirs.is_empty() {
-        let top = dirs.remove(0);
-        if !dirs.is_empty() {
-            let lower: Vec<String> = dirs
-                .iter()
-                .map(|d| d.join("fs").display().to_string())
-                .collect();
-            graph.insert("LowerDir".into(), json!(lower.join(":")));
-        }
-        graph.insert(
-            "MergedDir".into(),
-            json!(top.join("merged").display().to_string()),
-        );
-        graph.insert(
-            "UpperDir".into(),
-            json!(top.join("fs").display().to_string()),
-        );
-        graph.insert(
-            "WorkDir".into(),
-            json!(top.join("work").display().to_string()),
-        );
-    }
-    let comment = rawv
-        .get("comment")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .or_else(|| cfg.history.last().and_then(|h| h.comment.clone()))
-        .unwrap_or_default();
-    let mut v = json!({
-        "Id": img.id.to_string(),
-        "RepoTags": repo_tags,
-        "RepoDigests": repo_digests,
-        "Parent": "",
-        "Comment": comment,
-        "Created": cfg.created.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
-        // API 1.41 shows the committing container's id and config (docker-format images only).
-        "Container": rawv.get("container").cloned().unwrap_or(json!("")),
-        "ContainerConfig": docker_config(rawv.get("container_config")),
-        "DockerVersion": rawv.get("docker_version").cloned().unwrap_or(json!("")),
-        "Author": cfg.author.clone().unwrap_or_default(),
-        "Config": docker_config(cfg.config.as_ref()),
-        "Architecture": cfg.architecture,
-        "Os": cfg.os,
-        "Size": img.size,
-        // Removed in API 1.44; the reference pair (docker 28 CLI, dockerd 20.10) still shows it.
-        "VirtualSize": img.size,
-        "GraphDriver": {"Data": graph, "Name": "overlay2"},
-        "RootFS": {"Type": "layers", "Layers": layers},
-        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
-        "Descriptor": {
-            "mediaType": img.manifest_media_type,
-            "digest": img.manifest_digest.to_string(),
-            "size": img.manifest_size,
-        },
-    });
-    if let Some(var) = &cfg.variant {
-        v["Variant"] = json!(var);
-    }
-    Ok(v)
+    Ok(skiff_image::inspect::image_json(store, img)?)
 }
 
 fn inspect(store: &Store, a: &InspectArgs) -> Result<i32> {
@@ -618,56 +504,20 @@ fn rmi(store: &Store, a: &RmArgs) -> Result<i32> {
     let mut failed = false;
     let mut out = io::stdout().lock();
     for s in &a.images {
-        let r = (|| -> Result<()> {
-            let img = resolve(store, s)?;
-            // Containers keep their image (docker: a conflict unless forced; forced only untags).
-            let users =
-                skiff_engine::db::containers_using_image(store.root(), &img.id.to_string())?;
-            let by_name = names::normalize(s).ok().filter(|n| img.tags.contains(n));
-            let last_name = by_name.is_none() || img.tags.len() <= 1;
-            if let (Some(c), true, false) = (users.first(), last_name, a.force) {
-                bail!(
-                    "conflict: unable to remove repository reference \"{s}\" (must force) - container {} is using its referenced image {}",
-                    &c[..12],
-                    img.id.short()
+        // The same removal as `DELETE /images/{name}` (skiff serve).
+        match skiff_engine::api::remove_image(store, s, a.force) {
+            Ok(lines) => {
+                for (k, v) in lines {
+                    writeln!(out, "{k}: {v}")?;
+                }
+            }
+            Err(e) => {
+                eprintln!(
+                    "Error response from daemon: {}",
+                    crate::error_text(&anyhow::Error::from(e))
                 );
+                failed = true;
             }
-            // By name: untag; delete only when no name is left.
-            if let Some(n) = by_name {
-                store.untag(&n)?;
-                image_event(store, "untag", &img.id, &img.id.to_string());
-                writeln!(out, "Untagged: {}", familiar(&n))?;
-                if img.tags.len() > 1 {
-                    return Ok(());
-                }
-            } else {
-                if img.tags.len() > 1 && !a.force {
-                    bail!(
-                        "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
-                        img.id.short()
-                    );
-                }
-                for t in &img.tags {
-                    store.untag(t)?;
-                    image_event(store, "untag", &img.id, &img.id.to_string());
-                    writeln!(out, "Untagged: {}", familiar(t))?;
-                }
-            }
-            for rd in &img.repo_digests {
-                let (r, d) = rd.split_once('@').unwrap_or((rd, ""));
-                writeln!(out, "Untagged: {}@{d}", familiar(r))?;
-            }
-            if !users.is_empty() {
-                return Ok(());
-            }
-            store.delete_image(&img.id)?;
-            image_event(store, "delete", &img.id, &img.id.to_string());
-            writeln!(out, "Deleted: {}", img.id)?;
-            Ok(())
-        })();
-        if let Err(e) = r {
-            eprintln!("Error response from daemon: {}", crate::error_text(&e));
-            failed = true;
         }
     }
     store.gc()?;

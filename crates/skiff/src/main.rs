@@ -18,6 +18,7 @@ mod hostargs;
 mod images;
 mod networks;
 mod registry;
+mod serve;
 mod system;
 mod template;
 mod volumes;
@@ -111,6 +112,8 @@ pub enum Command {
     Explain(debug::ExplainArgs),
     /// Define and run multi-container applications (docker compose)
     Compose(Box<compose::ComposeArgs>),
+    /// Serve the Docker Engine API on a unix socket
+    Serve(serve::ServeArgs),
     /// Container commands (run, ps, exec, ...)
     #[command(flatten)]
     Containers(Box<containers::TopCommand>),
@@ -330,6 +333,7 @@ fn cli_main() {
         Command::Builder(c) => build::builder(&cli, c),
         Command::Volume(c) => volumes::run(&cli, c),
         Command::Network(c) => networks::run(&cli, c),
+        Command::Serve(a) => serve::run(&cli, a),
         Command::System(_)
         | Command::Version(_)
         | Command::Info(_)

@@ -139,136 +139,17 @@ pub struct PruneArgs {
 }
 
 fn inspect_json(e: &Engine, n: &skiff_engine::skiff_net::Network) -> Result<Value> {
-    let net = e.net()?;
-    let mut containers = serde_json::Map::new();
-    for ep in net.endpoints_of(n).map_err(net_err)? {
-        containers.insert(
-            ep.container.clone(),
-            json!({
-                "Name": ep.name,
-                "EndpointID": ep.endpoint_id,
-                "MacAddress": ep.mac,
-                "IPv4Address": format!("{}/{}", ep.ip, n.prefix),
-                "IPv6Address": match (ep.ip6(), n.subnet6()) {
-                    (Some(a), Some((_, l))) => format!("{a}/{l}"),
-                    _ => String::new(),
-                },
-            }),
-        );
-    }
-    let mut options = serde_json::Map::new();
-    for (k, v) in &n.extra.options {
-        options.insert(k.clone(), json!(v));
-    }
-    options.insert(
-        skiff_engine::skiff_net::BRIDGE_NAME_OPT.into(),
-        json!(n.bridge),
-    );
-    let mut ipam = json!({"Subnet": n.cidr(), "Gateway": n.gateway.to_string()});
-    if let Some(r) = &n.extra.ip_range {
-        ipam["IPRange"] = json!(r);
-    }
-    Ok(json!({
-        "Name": n.name,
-        "Id": n.id,
-        "Created": n.created,
-        "Scope": "local",
-        "Driver": "bridge",
-        "EnableIPv4": true,
-        "EnableIPv6": n.extra.subnet6.is_some(),
-        "IPAM": {
-            "Driver": "default",
-            "Options": null,
-            "Config": match (&n.extra.subnet6, &n.extra.gateway6) {
-                (Some(s6), Some(g6)) => json!([ipam, {"Subnet": s6, "Gateway": g6}]),
-                _ => json!([ipam]),
-            },
-        },
-        "Internal": n.internal,
-        "Attachable": n.extra.attachable,
-        "Ingress": false,
-        "ConfigFrom": {"Network": ""},
-        "ConfigOnly": false,
-        "Containers": containers,
-        "Options": options,
-        "Labels": n.labels,
-    }))
+    // The same object as `GET /networks/{id}` (skiff serve).
+    Ok(e.network_json(n)?)
 }
 
 /// `network inspect host|none`: docker's built-in networks and the containers on them.
-fn builtin_json(e: &Engine, name: &str, now: &str) -> Result<Value> {
-    let (id, created) = e.net()?.builtin(name, now).map_err(net_err)?;
-    let mut containers = serde_json::Map::new();
-    for c in e
-        .list()?
-        .into_iter()
-        .filter(|c| c.host_config.network_mode == name && c.is_active())
-    {
-        containers.insert(
-            c.id.clone(),
-            json!({"Name": c.name, "EndpointID": "", "MacAddress": "", "IPv4Address": "", "IPv6Address": ""}),
-        );
-    }
-    Ok(json!({
-        "Name": name,
-        "Id": id,
-        "Created": created,
-        "Scope": "local",
-        "Driver": if name == "none" { "null" } else { "host" },
-        "EnableIPv4": true,
-        "EnableIPv6": false,
-        "IPAM": {"Driver": "default", "Options": null, "Config": []},
-        "Internal": false,
-        "Attachable": false,
-        "Ingress": false,
-        "ConfigFrom": {"Network": ""},
-        "ConfigOnly": false,
-        "Containers": containers,
-        "Options": {},
-        "Labels": {},
-    }))
-}
-
-/// `host` or `none` when `s` names one of them (by name, id or id prefix).
-fn builtin_name(e: &Engine, s: &str, now: &str) -> Result<Option<&'static str>> {
-    for name in ["host", "none"] {
-        if s == name {
-            return Ok(Some(name));
-        }
-        let (id, _) = e.net()?.builtin(name, now).map_err(net_err)?;
-        if s.len() >= 3 && id.starts_with(s) {
-            return Ok(Some(name));
-        }
-    }
-    Ok(None)
-}
-
-/// Containers recorded on network `name` (started or not), but for those disconnected from it.
-fn users(e: &Engine, name: &str) -> Result<Vec<String>> {
-    Ok(e.list()?
-        .into_iter()
-        .filter(|c| c.host_config.network_mode == name && !c.network_detached)
-        .map(|c| c.name)
-        .collect())
+fn builtin_json(e: &Engine, name: &str, _now: &str) -> Result<Value> {
+    Ok(e.builtin_network_json(name)?)
 }
 
 fn remove(e: &Engine, s: &str) -> Result<String> {
-    if let Some(b) = builtin_name(e, s, &skiff_engine::proc::now())? {
-        bail!("{b} is a pre-defined network and cannot be removed");
-    }
-    let net = e.net()?;
-    let n = net.find(s, &skiff_engine::proc::now()).map_err(net_err)?;
-    let u = users(e, &n.name)?;
-    if !u.is_empty() && n.name != "bridge" {
-        bail!(
-            "error while removing network: network {} id {} has active endpoints ({})",
-            n.name,
-            n.id,
-            u.join(", ")
-        );
-    }
-    net.remove(&n.id).map_err(net_err)?;
-    Ok(n.name)
+    Ok(e.remove_network(s)?)
 }
 
 /// Runs one `network` subcommand.
@@ -399,7 +280,7 @@ pub fn run(cli: &Cli, cmd: &NetworkCommand) -> Result<i32> {
             let mut docs = Vec::new();
             let mut missing = None;
             for s in &a.networks {
-                if let Some(b) = builtin_name(&e, s, &now)? {
+                if let Some(b) = e.builtin_network_name(s)? {
                     docs.push(builtin_json(&e, b, &now)?);
                     continue;
                 }
@@ -445,7 +326,8 @@ pub fn run(cli: &Cli, cmd: &NetworkCommand) -> Result<i32> {
             let nets = e.net()?.list(&now).map_err(net_err)?;
             let mut removed = Vec::new();
             for n in nets.iter().filter(|n| n.name != "bridge") {
-                if users(&e, &n.name)?.is_empty() && remove(&e, &n.id).is_ok() {
+                // remove refuses a network with containers recorded on it.
+                if remove(&e, &n.id).is_ok() {
                     removed.push(n.name.clone());
                 }
             }

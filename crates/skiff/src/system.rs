@@ -163,7 +163,6 @@ fn os_arch() -> (String, String) {
 
 fn version_json() -> Value {
     let (os, arch) = os_arch();
-    let kernel = info::host_info(Path::new("/")).kernel_version;
     json!({
         "Client": {
             "Platform": {"Name": "skiff"},
@@ -176,30 +175,7 @@ fn version_json() -> Value {
             "Arch": arch,
             "Context": "default",
         },
-        "Server": {
-            "Platform": {"Name": "skiff Engine (daemonless)"},
-            "Components": [{
-                "Name": "Engine",
-                "Version": info::VERSION,
-                "Details": {
-                    "ApiVersion": info::API_VERSION,
-                    "MinAPIVersion": info::MIN_API_VERSION,
-                    "GoVersion": info::RUST_VERSION,
-                    "Os": os,
-                    "Arch": arch,
-                    "KernelVersion": kernel,
-                    "Experimental": "false",
-                }
-            }],
-            "Version": info::VERSION,
-            "ApiVersion": info::API_VERSION,
-            "MinAPIVersion": info::MIN_API_VERSION,
-            "GoVersion": info::RUST_VERSION,
-            "RustVersion": info::RUST_VERSION,
-            "Os": os,
-            "Arch": arch,
-            "KernelVersion": kernel,
-        }
+        "Server": info::server_version(info::API_VERSION),
     })
 }
 
@@ -268,12 +244,6 @@ struct ImageUsage {
     layers: Vec<(skiff_image::Digest, u64)>,
 }
 
-fn store_images(root: &Path) -> Result<Vec<skiff_image::store::ImageRecord>> {
-    let store =
-        Store::open(root).with_context(|| format!("open image store {}", root.display()))?;
-    Ok(store.list()?)
-}
-
 fn image_usage(root: &Path) -> Result<Vec<ImageUsage>> {
     let store =
         Store::open(root).with_context(|| format!("open image store {}", root.display()))?;
@@ -301,57 +271,8 @@ fn container_rows(root: &Path) -> Vec<ContainerSummary> {
 }
 
 fn info_json(root: &Path) -> Result<Value> {
-    let h = info::host_info(root);
-    let ctrs = container_rows(root);
-    let (total, running, paused, stopped) = info::container_counts(&ctrs);
-    let images = store_images(root)?.len();
-    let (_, arch) = os_arch();
-    Ok(json!({
-        "ID": "",
-        "Containers": total,
-        "ContainersRunning": running,
-        "ContainersPaused": paused,
-        "ContainersStopped": stopped,
-        "Images": images,
-        "Driver": "overlay2",
-        "DriverStatus": [
-            ["Backing Filesystem", h.backing_filesystem],
-            ["Supports d_type", "true"],
-            ["Using metacopy", "false"],
-            ["Native Overlay Diff", "true"],
-            ["userxattr", "false"],
-        ],
-        "Plugins": {"Volume": ["local"], "Network": ["host", "null"], "Log": ["json-file"]},
-        "MemoryLimit": true,
-        "SwapLimit": true,
-        "CpuCfsPeriod": true,
-        "CpuCfsQuota": true,
-        "PidsLimit": true,
-        "IPv4Forwarding": true,
-        "Debug": false,
-        "LoggingDriver": "json-file",
-        "CgroupDriver": "cgroupfs",
-        "CgroupVersion": h.cgroup_version,
-        "KernelVersion": h.kernel_version,
-        "OperatingSystem": h.operating_system,
-        "OSVersion": "",
-        "OSType": "linux",
-        "Architecture": h.architecture,
-        "NCPU": h.ncpu,
-        "MemTotal": h.mem_total,
-        "DockerRootDir": root,
-        "Name": h.name,
-        "ServerVersion": info::VERSION,
-        "Runtimes": {"skiff-runtime": {"path": "skiff-runtime"}},
-        "DefaultRuntime": "skiff-runtime",
-        "InitBinary": "docker-init",
-        "SecurityOptions": ["name=seccomp,profile=builtin"],
-        "Swarm": {"LocalNodeState": "inactive"},
-        "LiveRestoreEnabled": false,
-        "Experimental": false,
-        "ClientInfo": {"Version": info::VERSION, "Context": "default", "Debug": false},
-        "Arch": arch,
-    }))
+    // The same object as `GET /info` (skiff serve).
+    Ok(info::info_json(root)?)
 }
 
 fn info_cmd(cli: &Cli, a: &InfoArgs) -> Result<i32> {

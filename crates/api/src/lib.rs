@@ -1,0 +1,122 @@
+//! skiff-api owns `skiff serve`: the Docker Engine API (v1.24–v1.50) on a unix socket (and, with
+//! a loud warning, loopback TCP), as a thin HTTP layer over the engine's typed operations. Every
+//! request opens the engine like one CLI command does (no state of its own beyond pending attach
+//! sockets and exec records), so what the CLI creates the API sees at once and vice versa.
+//!
+//! Blocking engine calls run on tokio's blocking pool; streams (logs, attach, exec, pull
+//! progress) are relayed by tasks. Attach and exec use docker's connection hijack (`Upgrade:
+//! tcp` → 101). Exec runs through the `skiff exec` binary (the engine's exec binds the calling
+//! process's stdio and clones in-process, which a multi-threaded server must not do).
+
+mod containers;
+mod exec;
+mod http;
+mod images;
+mod listen;
+mod misc;
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+pub use http::{MAX_API_VERSION, MIN_API_VERSION};
+pub use listen::{parse_host, Host};
+
+/// What `skiff serve` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The engine's data root (`--root`).
+    pub root: PathBuf,
+    /// The engine's run root (`--runroot`).
+    pub runroot: Option<PathBuf>,
+    /// Where to listen (`-H`).
+    pub hosts: Vec<Host>,
+    /// The skiff binary (for `skiff exec`).
+    pub exe: PathBuf,
+}
+
+/// Errors that stop the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A listener could not be set up.
+    #[error("listen on {addr}: {msg}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why.
+        msg: String,
+    },
+    /// The async runtime could not start.
+    #[error("start the server runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// An exec instance (`POST /containers/{id}/exec`), kept in memory as docker's daemon keeps it.
+#[derive(Debug, Clone)]
+pub(crate) struct ExecRecord {
+    pub container: String,
+    pub body: skiff_engine::api::ExecBody,
+    pub running: bool,
+    pub exit_code: Option<i32>,
+    pub pid: i32,
+    /// The pty master of a running tty exec (for resize).
+    pub pty: Option<Arc<OwnedFd>>,
+    /// When it was created (records never started are dropped after a while).
+    pub created: std::time::Instant,
+}
+
+/// Shared server state.
+pub(crate) struct State {
+    pub root: PathBuf,
+    pub runroot: Option<PathBuf>,
+    pub exe: PathBuf,
+    /// Attach sockets of clients that attached before the container started (docker's `run`
+    /// attaches, then starts): the monitor end, handed to the start.
+    pub pending_attach: Mutex<HashMap<String, OwnedFd>>,
+    /// Exec instances by id.
+    pub execs: Mutex<HashMap<String, ExecRecord>>,
+}
+
+impl State {
+    /// Opens the engine as one CLI command does.
+    pub fn engine(&self) -> skiff_engine::Result<skiff_engine::Engine> {
+        skiff_engine::Engine::open(&self.root, self.runroot.as_deref())
+    }
+    /// Opens the image store.
+    pub fn store(&self) -> skiff_engine::Result<skiff_image::Store> {
+        Ok(skiff_image::Store::open(&self.root)?)
+    }
+}
+
+/// Runs the server until SIGINT or SIGTERM; the sockets it made are removed on the way out.
+pub fn serve(o: Options) -> Result<(), ServeError> {
+    // Bound before any thread exists: the umask that makes a new socket private is per process.
+    let listeners = listen::bind_all(&o.hosts)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(256)
+        .enable_all()
+        .build()
+        .map_err(ServeError::Runtime)?;
+    let state = Arc::new(State {
+        root: o.root.clone(),
+        runroot: o.runroot.clone(),
+        exe: o.exe.clone(),
+        pending_attach: Mutex::new(HashMap::new()),
+        execs: Mutex::new(HashMap::new()),
+    });
+    listen::start_reaper();
+    // `skiff system boot`'s work: restart `always`/`unless-stopped` containers.
+    {
+        let st = state.clone();
+        rt.spawn_blocking(move || {
+            if let Ok(e) = st.engine() {
+                let _ = e.boot();
+            }
+        });
+    }
+    let r = rt.block_on(listen::run(listeners, state));
+    listen::cleanup(&o.hosts);
+    r
+}

@@ -1,0 +1,45 @@
+//! `skiff serve`: the Docker Engine API (crates/api) on a unix socket, for the docker CLI,
+//! docker-compose, docker-py and other API clients.
+
+use anyhow::{anyhow, Result};
+use clap::Args;
+
+use crate::Cli;
+
+/// Flags of `serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Where to listen: unix:///path (default unix:///run/skiff/docker.sock) or
+    /// tcp://127.0.0.1:PORT (no TLS: every local user who can connect is root)
+    #[arg(short = 'H', long = "host")]
+    pub host: Vec<String>,
+}
+
+/// Runs the server until SIGINT/SIGTERM.
+pub fn run(cli: &Cli, a: &ServeArgs) -> Result<i32> {
+    let specs = if a.host.is_empty() {
+        vec!["unix:///run/skiff/docker.sock".to_string()]
+    } else {
+        a.host.clone()
+    };
+    let mut hosts = Vec::new();
+    for h in &specs {
+        hosts.push(skiff_api::parse_host(h).map_err(|e| anyhow!(e))?);
+    }
+    let exe =
+        std::fs::read_link("/proc/self/exe").map_err(|e| anyhow!("find the skiff binary: {e}"))?;
+    for h in &specs {
+        eprintln!(
+            "skiff serve: API {}-{} on {h}",
+            skiff_api::MIN_API_VERSION,
+            skiff_api::MAX_API_VERSION
+        );
+    }
+    skiff_api::serve(skiff_api::Options {
+        root: cli.root.clone(),
+        runroot: cli.runroot.clone(),
+        hosts,
+        exe,
+    })?;
+    Ok(0)
+}

@@ -1,0 +1,727 @@
+//! `skiff serve`: the Docker Engine API driven by the real docker CLI 28 (`docker` on PATH) and by
+//! raw HTTP over the socket. Each test starts its own server on a socket in its own engine root.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use skiff_tests::{bin, stderr, stdout, EngineEnv, Pty};
+
+/// A `skiff serve` on a socket in the engine root's temp dir; stopped (SIGTERM, then SIGKILL)
+/// before the engine env is cleaned.
+struct Server {
+    child: Child,
+    sock: PathBuf,
+    docker_config: tempfile::TempDir,
+    env: EngineEnv,
+}
+
+impl Server {
+    fn start(name: &str) -> Server {
+        let env = EngineEnv::new(name, |_| {});
+        let sock = env.dir.path().join("docker.sock");
+        let log = std::fs::File::create(env.dir.path().join("serve.log")).unwrap();
+        let child = Command::new(bin("skiff"))
+            .arg("--root")
+            .arg(env.root())
+            .arg("serve")
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start skiff serve");
+        let docker_config = tempfile::Builder::new()
+            .prefix("skiff-api-docker-config-")
+            .tempdir()
+            .unwrap();
+        let s = Server {
+            child,
+            sock,
+            docker_config,
+            env,
+        };
+        let t = Instant::now();
+        while UnixStream::connect(&s.sock).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "skiff serve did not listen: {}",
+                s.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        s
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.env.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
+    /// `docker ARGS` against this server, with `--cgroup-parent` added to run/create.
+    fn docker_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("docker");
+        c.env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .env("DOCKER_CONFIG", self.docker_config.path())
+            .env_remove("DOCKER_API_VERSION")
+            .env_remove("DOCKER_CONTEXT");
+        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        if matches!(args.first(), Some(&"run") | Some(&"create")) {
+            v.insert(1, format!("--cgroup-parent={}", self.env.cgroup));
+        }
+        c.args(v);
+        c
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        self.docker_cmd(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("the docker CLI must be on PATH")
+    }
+
+    fn docker_ok(&self, args: &[&str]) -> String {
+        let o = self.docker(args);
+        assert!(
+            o.status.success(),
+            "docker {args:?} failed ({}): {}{}\nserver log:\n{}",
+            o.status,
+            stdout(&o),
+            stderr(&o),
+            self.log()
+        );
+        stdout(&o)
+    }
+
+    /// One raw HTTP/1.1 request; returns (status, head, body).
+    fn http(&self, method: &str, path: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
+        let mut s = UnixStream::connect(&self.sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        // A server may answer (413) before it has read a large body: ignore a reset write.
+        let _ = s.write_all(body);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let split = out
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(out.len());
+        let head = String::from_utf8_lossy(&out[..split]).into_owned();
+        let body = out.get(split + 4..).unwrap_or(&[]).to_vec();
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, head, body)
+    }
+
+    /// The `message` of an error body.
+    fn message(body: &[u8]) -> String {
+        serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(String::from))
+            .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Containers first (through the CLI, which needs no server), then the server.
+        if let Ok(o) = self.env.cmd(&["ps", "-aq"]).output() {
+            for id in stdout(&o).split_whitespace() {
+                let _ = self.env.cmd(&["rm", "-f", "-v", id]).output();
+            }
+        }
+        // SAFETY: kill with integer arguments, on the server we spawned.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let t = Instant::now();
+        loop {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(5) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn version_ping_and_socket_mode() {
+    let s = Server::start("api-version");
+    let v = s.docker_ok(&["version", "--format", "{{.Server.APIVersion}}"]);
+    assert_eq!(v.trim(), "1.50");
+    let (st, head, body) = s.http("HEAD", "/_ping", b"");
+    assert_eq!(st, 200, "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("api-version: 1.50"),
+        "{head}"
+    );
+    assert!(body.is_empty());
+    let (st, _, body) = s.http("GET", "/v1.24/_ping", b"");
+    assert_eq!((st, body.as_slice()), (200, &b"OK"[..]));
+    let (st, _, body) = s.http("GET", "/v1.23/version", b"");
+    assert_eq!(st, 400);
+    assert!(Server::message(&body).contains("too old"));
+    let (st, _, body) = s.http("GET", "/v1.51/info", b"");
+    assert_eq!(st, 400, "{}", Server::message(&body));
+    let (st, _, body) = s.http("GET", "/info", b"");
+    assert_eq!(st, 200);
+    let info: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(info["Images"], 1);
+    // Never world-accessible: root:skiff 0660, or 0600 where no group could be made.
+    let md = std::fs::metadata(&s.sock).unwrap();
+    let mode = md.permissions().mode() & 0o777;
+    assert_eq!(md.uid(), 0);
+    assert!(mode == 0o660 || mode == 0o600, "socket mode {mode:o}");
+    assert_eq!(mode & 0o007, 0);
+}
+
+#[test]
+fn docker_run_rm_output_and_exit_codes() {
+    let s = Server::start("api-run");
+    let o = s.docker(&["run", "--rm", "busybox", "echo", "hi"]);
+    assert!(
+        o.status.success(),
+        "{}{}\n{}",
+        stdout(&o),
+        stderr(&o),
+        s.log()
+    );
+    assert_eq!(stdout(&o), "hi\n");
+    let o = s.docker(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "out\n");
+    assert_eq!(stderr(&o), "err\n");
+    let o = s.docker(&["run", "--rm", "busybox", "no-such-program"]);
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    // run -i: stdin piped in before the container starts reaches it, and its end ends `cat`.
+    let mut child = s
+        .docker_cmd(&["run", "--rm", "-i", "busybox", "sh", "-c", "cat; echo done"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"piped in\n")
+        .unwrap();
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("docker run -i did not end after its stdin closed");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "piped in\ndone\n");
+    // --rm left nothing.
+    assert_eq!(s.env.ok(&["ps", "-aq"]).trim(), "");
+}
+
+#[test]
+fn detached_container_lifecycle() {
+    let s = Server::start("api-life");
+    let id = s.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-e",
+        "GREETING=hello",
+        "busybox",
+        "sh",
+        "-c",
+        "echo started $GREETING; echo warn >&2; while true; do sleep 1; done",
+    ]);
+    let id = id.trim();
+    assert_eq!(id.len(), 64, "{id}");
+    let ps = s.docker_ok(&["ps", "--format", "{{.Names}} {{.Image}} {{.State}}"]);
+    assert_eq!(ps.trim(), "web busybox running");
+    let pid: i32 = s
+        .docker_ok(&["inspect", "-f", "{{.State.Pid}}", "web"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists());
+    let t = Instant::now();
+    loop {
+        let o = s.docker(&["logs", "web"]);
+        if stdout(&o) == "started hello\n" && stderr(&o) == "warn\n" {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "logs: {:?} {:?}",
+            stdout(&o),
+            stderr(&o)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // exec without a tty: output, stderr, exit code, stdin.
+    let o = s.docker(&[
+        "exec",
+        "web",
+        "sh",
+        "-c",
+        "echo in $GREETING; echo e2 >&2; exit 5",
+    ]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "in hello\n");
+    assert_eq!(stderr(&o), "e2\n");
+    let mut c = s.docker_cmd(&["exec", "-i", "web", "sh", "-c", "cat; echo done"]);
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"piped\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success());
+    assert_eq!(
+        stdout(&o),
+        "piped\ndone\n",
+        "stdin half-close reached the process"
+    );
+    // The CLI sees the container the API made.
+    let cli_ps = s.env.ok(&["ps", "--format", "{{.Names}}"]);
+    assert_eq!(cli_ps.trim(), "web");
+    let o = s.docker(&["rm", "web"]);
+    assert!(!o.status.success(), "removing a running container needs -f");
+    assert!(stderr(&o).contains("running"), "{}", stderr(&o));
+    s.docker_ok(&["stop", "-t", "1", "web"]);
+    let st = s.docker_ok(&["inspect", "-f", "{{.State.Status}}", "web"]);
+    assert_eq!(st.trim(), "exited");
+    s.docker_ok(&["rm", "web"]);
+    assert_eq!(s.docker_ok(&["ps", "-aq"]).trim(), "");
+    let o = s.docker(&["inspect", "web"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("No such"), "{}", stderr(&o));
+}
+
+#[test]
+fn exec_with_tty_through_a_pty() {
+    let s = Server::start("api-tty");
+    s.docker_ok(&["run", "-d", "--name", "box", "busybox", "sleep", "300"]);
+    let mut pty = Pty::spawn(s.docker_cmd(&["exec", "-it", "box", "sh"]), 30, 90);
+    pty.expect("# ", 15);
+    pty.write(b"echo $((6*7)); stty size\n");
+    pty.expect("42", 10);
+    pty.expect("30 90", 10);
+    pty.write(b"exit 4\n");
+    let st = pty.wait(15).expect("docker exec -it exits");
+    assert_eq!(st.code(), Some(4), "{}", pty.text());
+}
+
+#[test]
+fn images_and_volumes() {
+    let s = Server::start("api-imgvol");
+    let imgs = s.docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert_eq!(imgs.trim(), "busybox:latest");
+    s.docker_ok(&["tag", "busybox", "example/other:1"]);
+    let insp = s.docker_ok(&["image", "inspect", "-f", "{{.RepoTags}}", "example/other:1"]);
+    assert!(insp.contains("example/other:1"), "{insp}");
+    // save and load through the API.
+    let tar = s.env.dir.path().join("saved.tar");
+    s.docker_ok(&["save", "-o", tar.to_str().unwrap(), "example/other:1"]);
+    s.docker_ok(&["rmi", "example/other:1"]);
+    let o = s.docker(&["image", "inspect", "example/other:1"]);
+    assert!(!o.status.success());
+    let loaded = s.docker_ok(&["load", "-i", tar.to_str().unwrap()]);
+    assert!(loaded.contains("Loaded image: example/other:1"), "{loaded}");
+    s.docker_ok(&["rmi", "example/other:1"]);
+    s.docker_ok(&["volume", "create", "data1"]);
+    let ls = s.docker_ok(&["volume", "ls", "--format", "{{.Name}}"]);
+    assert_eq!(ls.trim(), "data1");
+    // The CLI sees it, and a container can use it.
+    assert_eq!(s.env.ok(&["volume", "ls", "-q"]).trim(), "data1");
+    let o = s.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        "data1:/d",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /d/f; cat /d/f",
+    ]);
+    assert_eq!(stdout(&o), "x\n", "{}", stderr(&o));
+    // --mount arrives as HostConfig.Mounts: volume, tmpfs with a size, read-only bind.
+    let bsrc = s.env.dir.path().join("bindsrc");
+    std::fs::create_dir_all(&bsrc).unwrap();
+    std::fs::write(bsrc.join("f"), "bound\n").unwrap();
+    let o = s.docker(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=volume,src=data1,dst=/m",
+        "--mount",
+        "type=tmpfs,dst=/t,tmpfs-size=1048576",
+        "--mount",
+        &format!("type=bind,src={},dst=/b,readonly", bsrc.display()),
+        "busybox",
+        "sh",
+        "-c",
+        "cat /m/f /b/f; df -k /t | tail -1; touch /b/y || echo ro",
+    ]);
+    let out = stdout(&o);
+    assert!(out.starts_with("x\nbound\n"), "{out}{}", stderr(&o));
+    assert!(out.contains(" 1024 ") && out.ends_with("ro\n"), "{out}");
+    s.docker_ok(&["volume", "rm", "data1"]);
+    assert_eq!(s.docker_ok(&["volume", "ls", "-q"]).trim(), "");
+}
+
+#[test]
+fn cli_and_api_see_each_other() {
+    let s = Server::start("api-both");
+    s.env
+        .ok(&["run", "-d", "--name", "fromcli", "busybox", "sleep", "300"]);
+    let ps = s.docker_ok(&["ps", "--format", "{{.Names}}"]);
+    assert_eq!(ps.trim(), "fromcli");
+    s.docker_ok(&["create", "--name", "fromapi", "busybox", "true"]);
+    let ps = s.env.ok(&["ps", "-a", "--format", "{{.Names}} {{.State}}"]);
+    assert!(ps.contains("fromapi created"), "{ps}");
+    // Filters as docker's.
+    let f = s.docker_ok(&[
+        "ps",
+        "-a",
+        "--filter",
+        "status=created",
+        "--format",
+        "{{.Names}}",
+    ]);
+    assert_eq!(f.trim(), "fromapi");
+    s.docker_ok(&["rm", "-f", "fromcli", "fromapi"]);
+    assert_eq!(s.env.ok(&["ps", "-aq"]).trim(), "");
+}
+
+#[test]
+fn bad_requests_get_4xx_and_the_server_stays_up() {
+    let s = Server::start("api-bad");
+    let (st, _, body) = s.http("POST", "/v1.50/containers/create", b"{\"Image\": ");
+    assert_eq!(st, 400, "{}", Server::message(&body));
+    let (st, _, body) = s.http(
+        "POST",
+        "/containers/create",
+        br#"{"Image": "busybox", "Bogus": 1}"#,
+    );
+    assert_eq!(st, 400);
+    assert!(
+        Server::message(&body).contains("Bogus"),
+        "{}",
+        Server::message(&body)
+    );
+    let (st, _, body) = s.http(
+        "POST",
+        "/containers/create",
+        br#"{"Image": "busybox", "HostConfig": {"Memory": "lots"}}"#,
+    );
+    assert_eq!(st, 400);
+    assert!(
+        Server::message(&body).contains("HostConfig.Memory"),
+        "{}",
+        Server::message(&body)
+    );
+    let (st, _, body) = s.http("POST", "/containers/create", br#"{"Image": "nosuchimage"}"#);
+    assert_eq!(st, 404, "{}", Server::message(&body));
+    let (st, _, _) = s.http("POST", "/containers/nosuch/start", b"");
+    assert_eq!(st, 404);
+    let huge = vec![b' '; 4 << 20];
+    let (st, _, _) = s.http("POST", "/containers/create", &huge);
+    assert_eq!(st, 413);
+    let (st, _, _) = s.http("GET", "/no/such/endpoint", b"");
+    assert_eq!(st, 404);
+    let (st, _, _) = s.http("GET", "/containers/json?filters=notjson", b"");
+    assert_eq!(st, 400);
+    let (st, _, _) = s.http(
+        "GET",
+        "/containers/json?filters=%7B%22bogus%22%3A%5B%22x%22%5D%7D",
+        b"",
+    );
+    assert_eq!(st, 400);
+    // Garbage that is not HTTP at all, and a hijack the client abandons at once.
+    {
+        let mut c = UnixStream::connect(&s.sock).unwrap();
+        let _ = c.write_all(b"\x00\x01\x02 not http\r\n\r\n");
+    }
+    s.docker_ok(&["run", "-d", "--name", "web", "busybox", "sleep", "300"]);
+    {
+        let mut c = UnixStream::connect(&s.sock).unwrap();
+        let _ = c.write_all(
+            b"POST /containers/web/attach?stream=1&stdout=1 HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n",
+        );
+        let _ = c.shutdown(std::net::Shutdown::Both);
+    }
+    let (st, _, body) = s.http("GET", "/_ping", b"");
+    assert_eq!((st, body.as_slice()), (200, &b"OK"[..]));
+    let ps = s.docker_ok(&["ps", "--format", "{{.Names}}"]);
+    assert_eq!(ps.trim(), "web");
+}
+
+/// The docker-py venv: `SKIFF_DOCKER_PY_VENV`, else /tmp/skiff-dockerpy-venv (made by
+/// `python3 -m venv /tmp/skiff-dockerpy-venv && /tmp/skiff-dockerpy-venv/bin/pip install 'docker>=7,<8' pytest`).
+fn docker_py_venv() -> Option<PathBuf> {
+    let v = std::env::var_os("SKIFF_DOCKER_PY_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/skiff-dockerpy-venv"));
+    let ok = Command::new(v.join("bin/python"))
+        .args([
+            "-c",
+            "import docker, pytest; assert docker.__version__.startswith('7.')",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok.then_some(v)
+}
+
+#[test]
+fn docker_py_sdk() {
+    let Some(venv) = docker_py_venv() else {
+        skiff_tests::skip("docker-py 7 + pytest venv missing (see docker_py_venv)");
+        return;
+    };
+    let s = Server::start("api-py");
+    // A registry holding busybox:py for the streamed pull.
+    let reg = skiff_tests::registry();
+    let image = format!("127.0.0.1:{}/busybox:py", reg.port);
+    s.env.ok(&["tag", "busybox:latest", &image]);
+    s.env.ok(&["push", &image]);
+    s.env.ok(&["rmi", &image]);
+    let tests = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dockerpy/test_skiff_api.py");
+    let o = Command::new(venv.join("bin/python"))
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .arg(&tests)
+        .env("SKIFF_SOCK", &s.sock)
+        .env("SKIFF_CGROUP", &s.env.cgroup)
+        .env("SKIFF_REGISTRY", format!("127.0.0.1:{}", reg.port))
+        .env("DOCKER_CONFIG", s.docker_config.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "pytest failed:\n{}{}\nserver log:\n{}",
+        stdout(&o),
+        stderr(&o),
+        s.log()
+    );
+    assert!(stdout(&o).contains("7 passed"), "{}", stdout(&o));
+}
+
+#[test]
+fn docker_cp_both_ways_and_stats() {
+    let s = Server::start("api-cp");
+    s.docker_ok(&["run", "-d", "--name", "box", "busybox", "sleep", "300"]);
+    let host = s.env.dir.path().join("host");
+    std::fs::create_dir_all(host.join("tree/sub")).unwrap();
+    std::fs::write(host.join("tree/sub/f"), "from host\n").unwrap();
+    let tree = host.join("tree");
+    s.docker_ok(&["cp", tree.to_str().unwrap(), "box:/copied"]);
+    let o = s.docker_ok(&["exec", "box", "cat", "/copied/sub/f"]);
+    assert_eq!(o, "from host\n");
+    let out = host.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    s.docker_ok(&["cp", "box:/etc/passwd", out.to_str().unwrap()]);
+    let passwd = std::fs::read_to_string(out.join("passwd")).unwrap();
+    assert!(passwd.starts_with("root:x:0:0"), "{passwd}");
+    s.docker_ok(&["cp", "box:/copied", out.join("back").to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("back/sub/f")).unwrap(),
+        "from host\n"
+    );
+    let o = s.docker(&["cp", "box:/no/such/file", out.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("Could not find the file"),
+        "{}",
+        stderr(&o)
+    );
+    // A path outside the container's root stays inside it.
+    let o = s.docker(&["cp", "box:/../../../../etc/shadow", out.to_str().unwrap()]);
+    assert!(
+        !o.status.success(),
+        "the host's /etc/shadow is not the container's"
+    );
+    // stats: one sample with docker's fields (the CLI computes CPU % from cpu and precpu).
+    let st = s.docker_ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.PIDs}} {{.MemUsage}}",
+        "box",
+    ]);
+    let f: Vec<&str> = st.split_whitespace().collect();
+    assert_eq!(f[0], "box", "{st}");
+    assert_eq!(f[1], "1", "{st}");
+    assert!(!f[2].starts_with("0B"), "memory usage reported: {st}");
+}
+
+#[test]
+fn logs_follow_events_and_attach() {
+    let s = Server::start("api-stream");
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    // logs -f ends when the container does, with every line.
+    s.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "counter",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line $i; sleep 0.3; done",
+    ]);
+    let o = s.docker(&["logs", "-f", "-t", "counter"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|l| l.split_once(' ').map_or(l, |x| x.1))
+        .collect();
+    assert_eq!(lines, ["line 1", "line 2", "line 3"]);
+    let tail = s.docker_ok(&["logs", "--tail", "1", "counter"]);
+    assert_eq!(tail, "line 3\n");
+    // Events of a container the CLI made, through the API.
+    s.env
+        .ok(&["run", "--rm", "--name", "clirun", "busybox", "true"]);
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1)
+    .to_string();
+    let ev = s.docker_ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "container=clirun",
+        "--format",
+        "{{.Action}}",
+    ]);
+    let acts: Vec<&str> = ev.lines().collect();
+    for a in ["create", "start", "die", "destroy"] {
+        assert!(acts.contains(&a), "{a} in {acts:?}");
+    }
+    // attach to a running tty container through a pty, detach with ctrl-p ctrl-q.
+    s.docker_ok(&["run", "-dit", "--name", "shell", "busybox", "sh"]);
+    let mut pty = Pty::spawn(s.docker_cmd(&["attach", "shell"]), 24, 80);
+    std::thread::sleep(Duration::from_millis(500));
+    pty.write(b"echo attached-$((2+3))\n");
+    pty.expect("attached-5", 10);
+    pty.write(b"\x10\x11");
+    // The CLI matches the keys itself, says so and closes the hijacked connection.
+    pty.expect("read escape sequence", 10);
+    pty.wait(10).expect("docker attach ends after detaching");
+    let state = s.docker_ok(&["inspect", "-f", "{{.State.Status}}", "shell"]);
+    assert_eq!(state.trim(), "running", "detaching leaves it running");
+}
+
+#[test]
+fn concurrent_clients_diff_export_and_attach_logs() {
+    let s = Server::start("api-conc");
+    // Eight clients at once, each a whole `docker run --rm`.
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            s.docker_cmd(&["run", "--rm", "busybox", "echo", &format!("client-{i}")])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        let o = h.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "client {i}: {}\n{}",
+            stderr(&o),
+            s.log()
+        );
+        assert_eq!(stdout(&o), format!("client-{i}\n"));
+    }
+    assert_eq!(s.env.ok(&["ps", "-aq"]).trim(), "", "--rm left nothing");
+    // changes, export, and attach's logs=1 on a stopped container.
+    s.docker_ok(&[
+        "run",
+        "--name",
+        "fs",
+        "busybox",
+        "sh",
+        "-c",
+        "echo one; echo two >&2; touch /newfile; rm /etc/group",
+    ]);
+    let d = s.docker_ok(&["diff", "fs"]);
+    assert!(
+        d.contains("A /newfile") && d.contains("D /etc/group"),
+        "{d}"
+    );
+    let o = s
+        .docker_cmd(&["export", "fs"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let list = Command::new("tar")
+        .arg("-t")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(&o.stdout)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let names = stdout(&list);
+    assert!(
+        names.lines().any(|l| l == "newfile"),
+        "export has the new file"
+    );
+    assert!(
+        !names.lines().any(|l| l == "etc/group"),
+        "and not the deleted one"
+    );
+    let (st, _, body) = s.http(
+        "POST",
+        "/containers/fs/attach?logs=1&stdout=1&stderr=1",
+        b"",
+    );
+    assert_eq!(st, 200);
+    // (The body is chunked: look for the two stdcopy frames in it.)
+    let want = b"\x01\0\0\0\0\0\0\x04one\n\x02\0\0\0\0\0\0\x04two\n";
+    assert!(
+        body.windows(want.len()).any(|w| w == want),
+        "{:?}",
+        String::from_utf8_lossy(&body)
+    );
+}
