@@ -401,31 +401,25 @@ pub fn endpoints(conn: &Connection, container: Option<&str>) -> Result<Vec<Endpo
         .into_iter()
         .map(|n| (n.id.clone(), n))
         .collect();
+    // One statement: a row removed by a concurrent `rm` is simply not in the result (a second
+    // per-row read would find it gone and fail the whole listing).
     let mut st = conn
         .prepare_cached(
-            "SELECT network, container, name, ip, mac, endpoint, ports FROM endpoints WHERE ?1 IS NULL OR container = ?1 ORDER BY network, ip",
+            "SELECT network, container, name, ip, mac, endpoint, ports, aliases FROM endpoints WHERE ?1 IS NULL OR container = ?1 ORDER BY network, ip",
         )
         .map_err(db("list endpoints"))?;
     let rows = st
         .query_map([container], |r| {
             let nid: String = r.get(0)?;
-            Ok((nid, r.get::<_, String>(1)?))
+            match nets.get(&nid) {
+                Some(n) => row_endpoint(r, n.clone()).map(Some),
+                None => Ok(None),
+            }
         })
         .map_err(db("list endpoints"))?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(db("list endpoints"))?;
-    let mut out = Vec::new();
-    for (nid, cid) in rows {
-        let Some(n) = nets.get(&nid) else { continue };
-        let e = conn
-            .query_row(
-                "SELECT network, container, name, ip, mac, endpoint, ports, aliases FROM endpoints WHERE network = ?1 AND container = ?2",
-                [&nid, &cid],
-                |r| row_endpoint(r, n.clone()),
-            )
-            .map_err(db("read endpoint"))?;
-        out.push(e);
-    }
+    let out: Vec<Endpoint> = rows.into_iter().flatten().collect();
     Ok(out)
 }
 
