@@ -725,3 +725,85 @@ fn concurrent_clients_diff_export_and_attach_logs() {
         String::from_utf8_lossy(&body)
     );
 }
+
+/// `docker build` with `DOCKER_BUILDKIT=0` (the legacy `POST /build` protocol).
+fn legacy_build(s: &Server, args: &[&str]) -> Output {
+    let mut a = vec!["build"];
+    a.extend_from_slice(args);
+    s.docker_cmd(&a)
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the docker CLI must be on PATH")
+}
+
+#[test]
+fn legacy_builder_post_build() {
+    let s = Server::start("api-build");
+    let ctx = s.env.dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("hello.txt"), "from the context\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nARG A\nCOPY hello.txt /hello.txt\nRUN echo \"a=$A\" > /built && echo step-output\nCMD [\"cat\", \"/built\", \"/hello.txt\"]\n",
+    )
+    .unwrap();
+    let o = legacy_build(
+        &s,
+        &["-t", "x", "--build-arg", "A=1", ctx.to_str().unwrap()],
+    );
+    let out = stdout(&o);
+    assert!(
+        o.status.success(),
+        "{out}{}\nserver log:\n{}",
+        stderr(&o),
+        s.log()
+    );
+    assert!(out.contains("Step 4/5 : RUN echo"), "{out}");
+    assert!(out.contains("step-output"), "{out}");
+    assert!(out.contains("Successfully built "), "{out}");
+    assert!(out.contains("Successfully tagged x:latest"), "{out}");
+    assert_eq!(
+        s.docker_ok(&["run", "--rm", "x"]),
+        "a=1\nfrom the context\n"
+    );
+    // -q prints only the id; a named Dockerfile elsewhere in the context.
+    std::fs::create_dir_all(ctx.join("sub")).unwrap();
+    std::fs::write(ctx.join("sub/Other"), "FROM x\nLABEL k=v\n").unwrap();
+    let o = legacy_build(
+        &s,
+        &[
+            "-q",
+            "-t",
+            "y",
+            "-f",
+            ctx.join("sub/Other").to_str().unwrap(),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = stdout(&o);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert_eq!(
+        s.docker_ok(&["inspect", "-f", "{{.Config.Labels.k}} {{.Id}}", "y"])
+            .trim(),
+        format!("v {}", id.trim())
+    );
+    // A failing RUN: non-zero exit and the step's error.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN echo failing-step; exit 7\n",
+    )
+    .unwrap();
+    let o = legacy_build(&s, &["-t", "z", ctx.to_str().unwrap()]);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(all.contains("failing-step"), "{all}");
+    assert!(all.contains("returned a non-zero code"), "{all}");
+    assert!(all.contains("exit code: 7"), "{all}");
+    // A Dockerfile outside the context (through a symlink) is refused.
+    std::os::unix::fs::symlink("/etc/passwd", ctx.join("Evil")).unwrap();
+    let o = legacy_build(&s, &["-f", "Evil", ctx.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert_eq!(s.env.ok(&["images", "-q", "z"]).trim(), "");
+}

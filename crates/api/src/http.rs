@@ -503,6 +503,7 @@ async fn route(ctx: Ctx, segs: Vec<String>) -> R {
         ("GET", ["system", "df"]) => crate::misc::df(ctx).await,
         ("GET", ["events"]) => crate::misc::events(ctx).await,
         ("POST", ["auth"]) => crate::misc::auth(ctx).await,
+        ("POST", ["build"]) => crate::build::build(ctx).await,
         (_, ["containers", ..]) => crate::containers::route(ctx, &s[1..]).await,
         (_, ["exec", id, rest @ ..]) => crate::exec::route(ctx, id, rest).await,
         (_, ["images", ..]) => crate::images::route(ctx, &s[1..]).await,
