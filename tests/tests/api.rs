@@ -21,7 +21,15 @@ struct Server {
 
 impl Server {
     fn start(name: &str) -> Server {
+        Server::start_with(name, None)
+    }
+
+    /// A server whose engine root has `daemon_json` (a bridge and nft table of the test's own).
+    fn start_with(name: &str, daemon_json: Option<&str>) -> Server {
         let env = EngineEnv::new(name, |_| {});
+        if let Some(d) = daemon_json {
+            std::fs::write(env.root().join("daemon.json"), d).unwrap();
+        }
         let sock = env.dir.path().join("docker.sock");
         let log = std::fs::File::create(env.dir.path().join("serve.log")).unwrap();
         let child = Command::new(bin("skiff"))
@@ -724,4 +732,309 @@ fn concurrent_clients_diff_export_and_attach_logs() {
         "{:?}",
         String::from_utf8_lossy(&body)
     );
+}
+
+/// `docker build` with `DOCKER_BUILDKIT=0` (the legacy `POST /build` protocol).
+fn legacy_build(s: &Server, args: &[&str]) -> Output {
+    let mut a = vec!["build"];
+    a.extend_from_slice(args);
+    s.docker_cmd(&a)
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the docker CLI must be on PATH")
+}
+
+#[test]
+fn legacy_builder_post_build() {
+    let s = Server::start("api-build");
+    let ctx = s.env.dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("hello.txt"), "from the context\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nARG A\nCOPY hello.txt /hello.txt\nRUN echo \"a=$A\" > /built && echo step-output\nCMD [\"cat\", \"/built\", \"/hello.txt\"]\n",
+    )
+    .unwrap();
+    let o = legacy_build(
+        &s,
+        &["-t", "x", "--build-arg", "A=1", ctx.to_str().unwrap()],
+    );
+    let out = stdout(&o);
+    assert!(
+        o.status.success(),
+        "{out}{}\nserver log:\n{}",
+        stderr(&o),
+        s.log()
+    );
+    assert!(out.contains("Step 4/5 : RUN echo"), "{out}");
+    assert!(out.contains("step-output"), "{out}");
+    assert!(out.contains("Successfully built "), "{out}");
+    assert!(out.contains("Successfully tagged x:latest"), "{out}");
+    assert_eq!(
+        s.docker_ok(&["run", "--rm", "x"]),
+        "a=1\nfrom the context\n"
+    );
+    // -q prints only the id; a named Dockerfile elsewhere in the context.
+    std::fs::create_dir_all(ctx.join("sub")).unwrap();
+    std::fs::write(ctx.join("sub/Other"), "FROM x\nLABEL k=v\n").unwrap();
+    let o = legacy_build(
+        &s,
+        &[
+            "-q",
+            "-t",
+            "y",
+            "-f",
+            ctx.join("sub/Other").to_str().unwrap(),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = stdout(&o);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert_eq!(
+        s.docker_ok(&["inspect", "-f", "{{.Config.Labels.k}} {{.Id}}", "y"])
+            .trim(),
+        format!("v {}", id.trim())
+    );
+    // A failing RUN: non-zero exit and the step's error.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN echo failing-step; exit 7\n",
+    )
+    .unwrap();
+    let o = legacy_build(&s, &["-t", "z", ctx.to_str().unwrap()]);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(all.contains("failing-step"), "{all}");
+    assert!(all.contains("returned a non-zero code"), "{all}");
+    assert!(all.contains("exit code: 7"), "{all}");
+    // A Dockerfile outside the context (through a symlink) is refused.
+    std::os::unix::fs::symlink("/etc/passwd", ctx.join("Evil")).unwrap();
+    let o = legacy_build(&s, &["-f", "Evil", ctx.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert_eq!(s.env.ok(&["images", "-q", "z"]).trim(), "");
+}
+
+/// Third octets of the 10.200.0.0/16 routes the host has now (other tests' bridges).
+fn used_octets() -> Vec<u32> {
+    let routes = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    routes
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let dst = u32::from_str_radix(l.split_whitespace().nth(1)?, 16).ok()?;
+            ((dst & 0xffff) == 0xc80a).then_some((dst >> 16) & 0xff)
+        })
+        .collect()
+}
+
+/// A server whose default bridge and nft table are the test's own, a free /24 for a project
+/// network, and a compose 1.x project directory; `down -v`, then every container, network,
+/// the bridge and the table are removed on drop, failed or not.
+struct ComposeServer {
+    s: Server,
+    bridge: String,
+    table: String,
+    subnet: String,
+    dir: PathBuf,
+    project: String,
+}
+
+impl ComposeServer {
+    fn new(name: &str) -> ComposeServer {
+        let pid = std::process::id();
+        let used = used_octets();
+        let mut octet = ((pid % 50) * 5 + 3) % 250 + 1;
+        while used.contains(&octet) {
+            octet = octet % 250 + 1;
+        }
+        let mut o2 = (octet + 97) % 250 + 1;
+        while used.contains(&o2) || o2 == octet {
+            o2 = o2 % 250 + 1;
+        }
+        let bridge = format!("ska{}", pid % 100000);
+        let table = format!("ska{pid}");
+        let s = Server::start_with(
+            name,
+            Some(&format!(
+                "{{\"bridge\": \"{bridge}\", \"bip\": \"10.200.{octet}.1/24\", \"nft-table\": \"{table}\", \"ip-forward\": false}}"
+            )),
+        );
+        let dir = s.env.dir.path().join("proj");
+        std::fs::create_dir_all(&dir).unwrap();
+        ComposeServer {
+            s,
+            bridge,
+            table,
+            subnet: format!("10.200.{o2}.0/24"),
+            dir,
+            project: format!("a{pid}"),
+        }
+    }
+
+    /// `docker-compose -p PROJECT ARGS` (1.29) in the project directory, against the server.
+    fn compose(&self, args: &[&str]) -> Output {
+        Command::new("docker-compose")
+            .arg("-p")
+            .arg(&self.project)
+            .args(args)
+            .current_dir(&self.dir)
+            .env("DOCKER_HOST", format!("unix://{}", self.s.sock.display()))
+            .env("DOCKER_CONFIG", self.s.docker_config.path())
+            .env_remove("DOCKER_API_VERSION")
+            .env_remove("COMPOSE_FILE")
+            .env("COMPOSE_DOCKER_CLI_BUILD", "0")
+            .env_remove("COMPOSE_PROJECT_NAME")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run docker-compose")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.compose(args);
+        assert!(
+            o.status.success(),
+            "docker-compose {args:?} failed ({}): {}{}\nserver log:\n{}",
+            o.status,
+            stdout(&o),
+            stderr(&o),
+            self.s.log()
+        );
+        stdout(&o)
+    }
+}
+
+impl Drop for ComposeServer {
+    fn drop(&mut self) {
+        let _ = self.compose(&["down", "-v", "-t", "0"]);
+        if let Ok(o) = self.s.env.cmd(&["ps", "-aq"]).output() {
+            for id in stdout(&o).split_whitespace() {
+                let _ = self.s.env.cmd(&["rm", "-f", "-v", id]).output();
+            }
+        }
+        if let Ok(o) = self
+            .s
+            .env
+            .cmd(&["network", "ls", "--format", "{{.Name}}"])
+            .output()
+        {
+            for n in stdout(&o)
+                .split_whitespace()
+                .filter(|n| !matches!(*n, "bridge" | "host" | "none"))
+            {
+                let _ = self.s.env.cmd(&["network", "rm", n]).output();
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &self.table])
+            .output();
+    }
+}
+
+#[test]
+fn docker_compose_1_29_project() {
+    if Command::new("docker-compose")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        skiff_tests::skip("docker-compose (1.x, Debian's docker-compose package) is not installed");
+        return;
+    }
+    if Command::new("nft").arg("--version").output().is_err() {
+        panic!("nft is missing: install the nftables package (scripts/deps.sh)");
+    }
+    let c = ComposeServer::new("api-compose");
+    std::fs::write(
+        c.dir.join("docker-compose.yml"),
+        format!(
+            r#"version: "2.4"
+services:
+  db:
+    image: busybox
+    cgroup_parent: {cg}
+    command: sh -c 'echo db-up; while true; do echo pong | nc -l -p 7000; done'
+    volumes: [data:/data]
+    networks: [back]
+  app:
+    image: busybox
+    cgroup_parent: {cg}
+    command: sh -c 'until nc db 7000 </dev/null >/data/got; do sleep 0.2; done; echo app-up; sleep 300'
+    volumes: [data:/data]
+    networks: [back]
+    depends_on: [db]
+  built:
+    build:
+      context: ./b
+      args:
+        V: "7"
+    cgroup_parent: {cg}
+    networks: [back]
+networks:
+  back:
+    ipam:
+      config:
+        - subnet: {subnet}
+volumes:
+  data:
+"#,
+            cg = c.s.env.cgroup,
+            subnet = c.subnet
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(c.dir.join("b")).unwrap();
+    std::fs::write(
+        c.dir.join("b/Dockerfile"),
+        "FROM busybox\nARG V\nRUN echo \"v=$V\" > /v\nCMD [\"sh\", \"-c\", \"cat /v; sleep 300\"]\n",
+    )
+    .unwrap();
+    // `build:` goes through POST /build (docker-py's build, not the docker CLI).
+    let out = c.ok(&["build"]);
+    assert!(out.contains("Successfully built"), "{out}");
+    c.ok(&["up", "-d"]);
+    // ps: each service once (labels in a filter are ANDed), both up.
+    let ps = c.ok(&["ps"]);
+    let rows: Vec<&str> = ps.lines().filter(|l| l.contains(" Up")).collect();
+    assert_eq!(rows.len(), 3, "{ps}");
+    assert!(ps.contains(&format!("{}_db_1", c.project)), "{ps}");
+    assert!(ps.contains(&format!("{}_app_1", c.project)), "{ps}");
+    // app reached db by its service name and wrote into the shared named volume.
+    let t = Instant::now();
+    loop {
+        let o = c.compose(&["exec", "-T", "app", "cat", "/data/got"]);
+        if stdout(&o) == "pong\n" {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "app never reached db: {}{}\n{}",
+            stdout(&o),
+            stderr(&o),
+            c.ok(&["logs"])
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let logs = c.ok(&["logs"]);
+    assert!(logs.contains("db-up") && logs.contains("app-up"), "{logs}");
+    assert!(logs.contains("v=7"), "{logs}");
+    let o = c.compose(&[
+        "exec",
+        "-T",
+        "app",
+        "sh",
+        "-c",
+        "nc db 7000 </dev/null; exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "pong\n");
+    c.ok(&["down", "-v"]);
+    assert_eq!(c.s.env.ok(&["ps", "-aq"]).trim(), "");
+    let nets = c.s.env.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(!nets.contains(&c.project), "{nets}");
+    assert_eq!(c.s.env.ok(&["volume", "ls", "-q"]).trim(), "");
 }

@@ -361,8 +361,12 @@ pub fn decode<T: DeserializeOwned + Default>(b: &[u8], empty_ok: bool) -> Result
         }
         return Err(ApiError::bad("a JSON request body is required"));
     }
-    let de = &mut serde_json::Deserializer::from_slice(b);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    // Go's encoding/json leaves a field alone on `null` (docker-py and docker-compose 1.x send
+    // `"IPRange": null`, `"Labels": null`…): nulls inside objects are dropped before decoding.
+    let mut v: serde_json::Value =
+        serde_json::from_slice(b).map_err(|e| ApiError::bad(format!("invalid JSON: {e}")))?;
+    strip_nulls(&mut v);
+    serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if path.is_empty() || path == "." {
@@ -371,6 +375,17 @@ pub fn decode<T: DeserializeOwned + Default>(b: &[u8], empty_ok: bool) -> Result
             ApiError::bad(format!("invalid JSON: {path}: {inner}"))
         }
     })
+}
+
+fn strip_nulls(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(strip_nulls);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
 }
 
 /// Runs blocking engine work on tokio's blocking pool.
@@ -503,6 +518,7 @@ async fn route(ctx: Ctx, segs: Vec<String>) -> R {
         ("GET", ["system", "df"]) => crate::misc::df(ctx).await,
         ("GET", ["events"]) => crate::misc::events(ctx).await,
         ("POST", ["auth"]) => crate::misc::auth(ctx).await,
+        ("POST", ["build"]) => crate::build::build(ctx).await,
         (_, ["containers", ..]) => crate::containers::route(ctx, &s[1..]).await,
         (_, ["exec", id, rest @ ..]) => crate::exec::route(ctx, id, rest).await,
         (_, ["images", ..]) => crate::images::route(ctx, &s[1..]).await,

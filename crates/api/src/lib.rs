@@ -8,6 +8,7 @@
 //! tcp` → 101). Exec runs through the `skiff exec` binary (the engine's exec binds the calling
 //! process's stdio and clones in-process, which a multi-threaded server must not do).
 
+mod build;
 mod containers;
 mod exec;
 mod http;

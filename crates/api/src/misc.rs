@@ -390,12 +390,21 @@ pub async fn networks(mut ctx: Ctx, s: &[&str]) -> R {
                 .and_then(|c| c["IPAMConfig"]["IPv4Address"].as_str())
                 .filter(|s| !s.is_empty())
                 .map(String::from);
+            let aliases: Option<Vec<String>> = b
+                .endpoint_config
+                .as_ref()
+                .and_then(|c| c["Aliases"].as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                });
             let connect = *verb == "connect";
             let _ = b.force;
             blocking(move || {
                 let e = st.engine()?;
                 if connect {
-                    e.connect_network(&id, &b.container, ip.as_deref())
+                    e.connect_network_as(&id, &b.container, ip.as_deref(), aliases.as_deref())
                         .map_err(net_error)?;
                 } else {
                     e.disconnect_network(&id, &b.container).map_err(net_error)?;

@@ -590,7 +590,7 @@ pub fn container_matches(
 }
 
 /// docker's container list: newest first; stopped ones only with `all` (or a `status` filter);
-/// filters with the same key ORed, different keys ANDed. Each with its health status.
+/// filters with the same key ORed (labels ANDed, as docker), different keys ANDed. Each with its health status.
 pub fn list_containers(
     e: &crate::Engine,
     all: bool,
@@ -616,11 +616,16 @@ pub fn list_containers(
         let health = e.health(&c).map(|h| h.status);
         let mut ok = true;
         for (k, vs) in &by_key {
-            let mut any = false;
+            // docker: labels must all match (`MatchKVList`); other keys match any value.
+            let mut hits = 0;
             for v in vs {
-                any |= container_matches(&c, health.as_deref(), k, v)?;
+                hits += usize::from(container_matches(&c, health.as_deref(), k, v)?);
             }
-            ok &= any;
+            ok &= if *k == "label" {
+                hits == vs.len()
+            } else {
+                hits > 0
+            };
         }
         if ok {
             out.push((c, health));

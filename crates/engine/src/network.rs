@@ -523,6 +523,21 @@ impl Engine {
         }
         let net = self.net()?;
         let n = net.find(network, &crate::proc::now()).map_err(net_err)?;
+        if c.network_detached && !c.is_active() && n.name == c.host_config.network_mode {
+            // Back on its own network before it ever ran (docker-compose 1.x disconnects and
+            // reconnects a created container to set its aliases): the record says so and the
+            // start attaches it as usual, published ports included.
+            let mut c = c.clone();
+            c.network_detached = false;
+            if let Some(a) = aliases {
+                c.network_aliases_on.insert(n.name.clone(), a.to_vec());
+            }
+            if let Some(ip) = ip {
+                c.host_config.ip_address = Some(ip.to_string());
+            }
+            self.set_record(&c)?;
+            return crate::create::write_record(&self.container_dir(&id), &c);
+        }
         let req = AttachRequest {
             container: c.id.clone(),
             name: c.name.clone(),
@@ -566,7 +581,17 @@ impl Engine {
             .map(|e| e.container)
             .filter(|p| *p != id)
             .collect();
-        net.disconnect(&n, &id, &c.name).map_err(net_err)?;
+        let own_unattached = n.name == c.host_config.network_mode
+            && !c.network_detached
+            && !c.is_active()
+            && !net
+                .endpoints(&id)
+                .map_err(net_err)?
+                .iter()
+                .any(|e| e.network.id == n.id);
+        if !own_unattached {
+            net.disconnect(&n, &id, &c.name).map_err(net_err)?;
+        }
         if n.name == c.host_config.network_mode && !c.network_detached {
             // docker allows it: the container keeps its NetworkMode and is on no network (or
             // the ones connected since) until connected again.
