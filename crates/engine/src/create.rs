@@ -900,6 +900,9 @@ fn create_inner(
         let spec = spec::build(&c, &final_dir, &rootfs, e.netns_path(&c), &|peer| {
             e.running_pid(peer)
         })?;
+        if crate::rootless::active() {
+            warnings.extend(crate::rootless::limits_warning(spec.linux().as_ref()));
+        }
         match name {
             Some(_) => e.insert(&c)?,
             None => {

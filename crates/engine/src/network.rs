@@ -80,6 +80,18 @@ impl Engine {
     /// `--network` at create time: the mode to record (`bridge` for the default network unless
     /// daemon.json disables it; a user network by its name, which must exist).
     pub fn resolve_network(&self, mode: &str) -> Result<String> {
+        if crate::rootless::active() {
+            // No bridge without privilege (pasta/slirp4netns are not wired yet): no network by
+            // default, and a clear refusal of the bridged kinds.
+            if mode == "default" {
+                return Ok("default".into());
+            }
+            if is_bridge(mode) {
+                return Err(Error::Invalid(format!(
+                    "network {mode}: rootless containers cannot use bridge networks (they need root); use --network none or host"
+                )));
+            }
+        }
         if mode == "default" {
             let net = self.net()?;
             return Ok(if net.cfg.bridge == "none" {

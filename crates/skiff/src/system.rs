@@ -31,6 +31,9 @@ pub enum SystemCommand {
     Check(CheckArgs),
     /// Start containers whose restart policy says they run, after a reboot or a dead monitor
     Boot(BootArgs),
+    /// Rootless: stop the pause process holding the user's namespace, so the next command makes
+    /// a fresh one (after /etc/subuid or /etc/subgid changed)
+    Migrate,
 }
 
 /// Flags of `system boot`.
