@@ -458,3 +458,147 @@ fn rootless_unshare_and_single_id_fallback() {
         .contains("/dev/pts/"));
     v.ok(&["rm", "-f", "one"]);
 }
+
+#[test]
+fn rootless_push_pull_save_load() {
+    let Some(u) = User::new(true) else { return };
+    let reg = skiff_tests::registry();
+    let name = format!("127.0.0.1:{}/rootless/bb:v1", reg.port);
+    let tar = u.files.path().join("busybox.tar");
+    u.ok(&["import", "-c", "CMD [\"sh\"]", tar.to_str().unwrap(), &name]);
+    assert!(u.ok(&["push", &name]).contains("Pushed"));
+    u.ok(&["rmi", &name]);
+    let out = u.ok(&["pull", &name]);
+    assert!(out.contains("Pull complete"), "{out}");
+    assert_eq!(u.ok(&["run", "--rm", &name, "id", "-u"]).trim(), "0");
+    // Unpacked by the pull with container owners: the user's own on the host.
+    let st = u.store();
+    let bb: Vec<PathBuf> = std::fs::read_dir(st.join("snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("fs/bin/busybox"))
+        .filter(|p| p.exists())
+        .collect();
+    assert!(!bb.is_empty());
+    for p in &bb {
+        assert_eq!(owner(p), (u.uid, u.gid));
+    }
+    // save, then load into a clean store.
+    let out = u.home.join("bb.tar");
+    u.ok(&["save", "-o", out.to_str().unwrap(), &name]);
+    assert_eq!(owner(&out).0, u.uid);
+    u.ok(&["rmi", &name]);
+    assert!(u
+        .ok(&["load", "-i", out.to_str().unwrap()])
+        .contains("Loaded image"));
+    assert_eq!(u.ok(&["run", "--rm", &name, "echo", "ok"]).trim(), "ok");
+}
+
+/// GET `path` from 127.0.0.1:`port`; the response text (empty on failure).
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn rootless_pasta_publishes_a_port() {
+    let Some(u) = User::new(true) else { return };
+    if !Path::new("/usr/bin/pasta").exists() {
+        skip("pasta (Debian package passt) is not installed");
+        return;
+    }
+    let tun = std::fs::metadata("/dev/net/tun");
+    if !tun.as_ref().is_ok_and(|m| m.mode() & 0o006 == 0o006) {
+        skip("/dev/net/tun is not open to users (udev's 0666): pasta cannot make its tap");
+        return;
+    }
+    u.import();
+    // A port below the unprivileged start is refused, naming the sysctl.
+    let o = u.sk(&[
+        "run",
+        "--rm",
+        "--network",
+        "pasta",
+        "-p",
+        "80:80",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("net.ipv4.ip_unprivileged_port_start"),
+        "{}",
+        stderr(&o)
+    );
+    // The container has an address and a default route through pasta's tap.
+    let routes = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "pasta",
+        "busybox",
+        "ip",
+        "route",
+    ]);
+    assert!(routes.contains("default via"), "{routes}");
+    // A published port answers on the host's 127.0.0.1, and ps shows it.
+    let port = skiff_tests::free_port();
+    let publish = format!("{port}:80");
+    u.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "pasta",
+        "-p",
+        &publish,
+        "busybox",
+        "sh",
+        "-c",
+        "echo rootless-web > /tmp/index.html && exec httpd -f -p 80 -h /tmp",
+    ]);
+    assert!(
+        u.ok(&["ps"]).contains(&format!("0.0.0.0:{port}->80/tcp")),
+        "{}",
+        u.ok(&["ps"])
+    );
+    let mut got = String::new();
+    for _ in 0..50 {
+        got = http_get(port, "/index.html");
+        if got.contains("rootless-web") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(got.contains("rootless-web"), "{got:?}");
+    u.ok(&["rm", "-f", "web"]);
+    // pasta went with the container (no process of the user but the pause process).
+    for _ in 0..50 {
+        let left: Vec<String> = u
+            .processes()
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).ok())
+            .filter(|c| !c.starts_with("skiff-pause"))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let left: Vec<String> = u
+        .processes()
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).ok())
+        .filter(|c| !c.starts_with("skiff-pause"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(http_get(port, "/").is_empty());
+}

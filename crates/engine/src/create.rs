@@ -508,6 +508,7 @@ fn create_inner(
     if !crate::network::is_bridge(&network)
         && (!port_bindings.is_empty() || req.ip.is_some() || req.mac_address.is_some())
         && network != "host"
+        && !(crate::network::is_pasta(&network) && req.ip.is_none() && req.mac_address.is_none())
     {
         return Err(Error::Invalid(format!(
             "-p, --ip and --mac-address need a bridge network (--network {network} has none)"
