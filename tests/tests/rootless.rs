@@ -289,6 +289,30 @@ fn rootless_run_exec_logs_volume_and_bind() {
         );
     }
 
+    // `:U` gives the source to the container's user (uid 1000 inside: the range's 1000th id),
+    // so a non-root container process can write there.
+    let work = u.home.join("work");
+    std::fs::create_dir(&work).unwrap();
+    std::fs::write(work.join("old"), "x").unwrap();
+    std::os::unix::fs::chown(&work, Some(u.uid), Some(u.gid)).unwrap();
+    std::os::unix::fs::chown(work.join("old"), Some(u.uid), Some(u.gid)).unwrap();
+    let spec = format!("{}:/w:U", work.display());
+    let o = u.sk(&[
+        "run",
+        "--rm",
+        "--user",
+        "1000:1000",
+        "-v",
+        &spec,
+        "busybox",
+        "touch",
+        "/w/new",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["", "old", "new"] {
+        assert_eq!(owner(&work.join(f)), (base + 999, base + 999), "{f}");
+    }
+
     // Detached, exec, logs, ps, stop, rm -f.
     let id = u.ok(&[
         "run",

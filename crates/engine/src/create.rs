@@ -154,6 +154,17 @@ fn env_entry(e: &str) -> Result<Option<String>> {
     Ok(std::env::var(e).ok().map(|v| format!("{e}={v}")))
 }
 
+/// `chown -R` without following symbolic links (a link is changed itself, never entered).
+fn chown_tree(p: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid))?;
+    if std::fs::symlink_metadata(p)?.is_dir() {
+        for e in std::fs::read_dir(p)? {
+            chown_tree(&e?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
 /// A mount still to be realized (volumes are created once the id exists).
 struct PendingMount {
     mp: MountPoint,
@@ -180,7 +191,7 @@ fn parse_volume_flag(v: &str) -> Result<PendingMount> {
         match m {
             "ro" => rw = false,
             "rw" => rw = true,
-            "z" | "Z" | "nocopy" | "copy" => {}
+            "z" | "Z" | "nocopy" | "copy" | "U" => {}
             "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" => {
                 propagation = m.to_string()
             }
@@ -903,6 +914,21 @@ fn create_inner(
         })?;
         if crate::rootless::active() {
             warnings.extend(crate::rootless::limits_warning(spec.linux().as_ref()));
+        }
+        // `:U` (podman's): the source belongs to the container's user, as its namespace sees it.
+        let owner = spec
+            .process()
+            .as_ref()
+            .map(|p| (p.user().uid(), p.user().gid()));
+        for m in c
+            .mounts
+            .iter()
+            .filter(|m| m.mode.split(',').any(|o| o == "U"))
+        {
+            if let Some((uid, gid)) = owner {
+                chown_tree(Path::new(&m.source), uid, gid)
+                    .ctx(|| format!("chown {} (:U)", m.source))?;
+            }
         }
         match name {
             Some(_) => e.insert(&c)?,

@@ -129,6 +129,36 @@ pub fn run_root() -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// Refuses a `--root` this user cannot use (its nearest existing directory not writable and
+/// searchable for the real uid), before any namespace is made: root's store is root's.
+pub fn check_root_access(root: &Path) -> Result<()> {
+    let mut p = root;
+    loop {
+        match fs::symlink_metadata(p) {
+            Ok(_) => break,
+            Err(_) => match p.parent() {
+                Some(q) => p = q,
+                None => return Ok(()),
+            },
+        }
+    }
+    let c = CString::new(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()))
+        .map_err(|_| RootlessError::Path(format!("{}: bad path", root.display())))?;
+    // SAFETY: access with a valid NUL-terminated path; checks the real uid, as wanted.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        // SAFETY: getuid has no preconditions.
+        let uid = unsafe { libc::getuid() };
+        return Err(RootlessError::Path(format!(
+            "--root {}: {} is not accessible to uid {uid} ({}); as an ordinary user skiff keeps its own store (default {})",
+            root.display(),
+            p.display(),
+            io::Error::last_os_error(),
+            data_root().map(|d| d.display().to_string()).unwrap_or_else(|_| "~/.local/share/skiff".into())
+        )));
+    }
+    Ok(())
+}
+
 /// The default `--root`: `/var/lib/skiff` for root, [`data_root`] for a user.
 pub fn default_root() -> PathBuf {
     if is_user() || in_namespace() {

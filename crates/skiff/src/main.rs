@@ -155,6 +155,7 @@ fn enter_rootless(cli: &mut Cli) -> anyhow::Result<()> {
     {
         return Ok(());
     }
+    rootless::check_root_access(&cli.root)?;
     let rundir = rootless::run_root()?;
     if matches!(cli.command, Command::System(system::SystemCommand::Migrate)) {
         rootless::stop_pause(&rundir);
