@@ -1409,6 +1409,7 @@ fn resource_and_device_flags_apply_inside_the_container() {
         &["--pid", "container:nope"][..],
         &["--uts", "host", "-h", "name"][..],
         &["--userns", "remap"][..],
+        &["--userns", "keep-id"][..],
     ] {
         let mut a = vec!["run", "--rm"];
         a.extend_from_slice(bad);

@@ -289,6 +289,25 @@ fn rootless_run_exec_logs_volume_and_bind() {
         );
     }
 
+    // --userns keep-id: the user's own uid inside too, so a source tree keeps its owner.
+    let out = u.ok(&[
+        "run",
+        "--rm",
+        "--userns",
+        "keep-id",
+        "-v",
+        &bind,
+        "busybox",
+        "sh",
+        "-c",
+        "id -u; id -g; touch /src/kept",
+    ]);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        [u.uid.to_string(), u.gid.to_string()]
+    );
+    assert_eq!(owner(&src.join("kept")), (u.uid, u.gid));
+
     // `:U` gives the source to the container's user (uid 1000 inside: the range's 1000th id),
     // so a non-root container process can write there.
     let work = u.home.join("work");

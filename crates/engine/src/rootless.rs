@@ -512,6 +512,68 @@ pub fn stop_pause(rundir: &Path) -> bool {
     true
 }
 
+/// (host id of inside id 0, number of inside ids) from a `/proc/<pid>/uid_map`-style text.
+fn map_info(text: &str) -> Option<(u64, u64)> {
+    let mut zero = None;
+    let mut top = 0;
+    for l in text.lines() {
+        let f: Vec<u64> = l
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if f.len() != 3 {
+            continue;
+        }
+        if f[0] == 0 {
+            zero = Some(f[1]);
+        }
+        top = top.max(f[0] + f[2]);
+    }
+    Some((zero?, top))
+}
+
+/// The id mappings of `--userns keep-id` for a user whose host id is `id` in a namespace of
+/// `n` ids: container `id` is the namespace's 0 (the user), container 0..id its 1..=id, the
+/// rest one to one.
+fn keep_id_map(id: u64, n: u64) -> serde_json::Value {
+    serde_json::json!([
+        {"containerID": 0, "hostID": 1, "size": id},
+        {"containerID": id, "hostID": 0, "size": 1},
+        {"containerID": id + 1, "hostID": id + 1, "size": n - id - 1}
+    ])
+}
+
+/// `--userns keep-id` on a spec (JSON): a user namespace of the container's own in which the
+/// user's host uid and gid are themselves (files of the user's, bind-mounted, keep their owner
+/// in and out); the process runs as that uid and gid unless `--user` was given (`set_user`).
+pub fn keep_id(v: &mut serde_json::Value, set_user: bool) -> std::result::Result<(), String> {
+    let read = |f: &str| fs::read_to_string(f).map_err(|e| format!("{f}: {e}"));
+    let (uid, nu) = map_info(&read("/proc/self/uid_map")?).ok_or("no uid 0 in the namespace")?;
+    let (gid, ng) = map_info(&read("/proc/self/gid_map")?).ok_or("no gid 0 in the namespace")?;
+    if uid + 1 >= nu || gid + 1 >= ng {
+        return Err(format!(
+            "uid {uid}/gid {gid} lie beyond the {nu}/{ng} ids of the rootless namespace: add a range of more than {} ids to /etc/subuid and /etc/subgid",
+            uid.max(gid)
+        ));
+    }
+    let linux = &mut v["linux"];
+    let ns = linux["namespaces"]
+        .as_array_mut()
+        .ok_or("spec without namespaces")?;
+    if !ns.iter().any(|n| n["type"] == "user") {
+        ns.push(serde_json::json!({"type": "user"}));
+    }
+    linux["uidMappings"] = keep_id_map(uid, nu);
+    linux["gidMappings"] = keep_id_map(gid, ng);
+    if set_user {
+        let u = &mut v["process"]["user"];
+        u["uid"] = uid.into();
+        u["gid"] = gid.into();
+        u["additionalGids"] = serde_json::json!([gid]);
+    }
+    Ok(())
+}
+
 /// The warning for a rootless container whose spec asks for resource limits (none: no warning).
 /// Without a delegated cgroup v2 subtree (a systemd user session) a user cannot create cgroups,
 /// so the runtime starts the container without them: the limits are not enforced, and saying so
@@ -563,6 +625,22 @@ mod tests {
         );
         assert_eq!(parse_subids(t, "carol", 1001).len(), 1);
         assert!(parse_subids(t, "dave", 1002).is_empty());
+    }
+
+    #[test]
+    fn keep_id_maps_the_user_onto_itself() {
+        let m = "         0       1001          1\n         1     200000      65536\n";
+        assert_eq!(map_info(m), Some((1001, 65537)));
+        let v = keep_id_map(1001, 65537);
+        let sizes: u64 = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["size"].as_u64().unwrap())
+            .sum();
+        assert_eq!(sizes, 65537);
+        assert_eq!(v[1]["containerID"], 1001);
+        assert_eq!(v[1]["hostID"], 0);
     }
 
     #[test]

@@ -286,6 +286,11 @@ pub fn build(
     };
     let mut v = serde_json::to_value(&spec).map_err(|e| Error::Other(e.to_string()))?;
     crate::hostflags::apply_spec(&h.extra, &mut v, &ns, &gids)?;
+    if h.extra.userns_mode == "keep-id" {
+        crate::rootless::keep_id(&mut v, c.config.user.is_empty()).map_err(|e| {
+            Error::Invalid(format!("container \"{}\": --userns keep-id: {e}", c.name))
+        })?;
+    }
     shm_source(&h.extra.ipc_mode, dir, &mut v)?;
     if let Some(reqs) = &h.extra.device_requests {
         // dir is <root>/containers/<id>; the CDI spec directories are the engine's settings.
