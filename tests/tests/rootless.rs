@@ -347,6 +347,16 @@ fn rootless_run_exec_logs_volume_and_bind() {
     assert_eq!(id.len(), 64, "{id}");
     assert_eq!(u.ok(&["exec", "web", "id", "-u"]).trim(), "0");
     assert!(u.ok(&["exec", "web", "ls", "/"]).contains("bin"));
+    // The pause process stopped while web runs: the next command joins web's namespaces again
+    // (through its monitor) rather than making new ones it could not exec from.
+    let pause = std::fs::read_to_string(u.rundir().join("pause.pid")).unwrap();
+    u.ok(&["system", "migrate"]);
+    assert_eq!(
+        u.ok(&["exec", "web", "echo", "rejoined"]).trim(),
+        "rejoined"
+    );
+    let pause2 = std::fs::read_to_string(u.rundir().join("pause.pid")).unwrap();
+    assert_ne!(pause, pause2);
     let mut logs = String::new();
     for _ in 0..50 {
         logs = u.ok(&["logs", "web"]);

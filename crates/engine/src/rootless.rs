@@ -10,8 +10,10 @@
 //! where layers are unpacked with their owners and overlays are mounted. Both are kept alive by a
 //! small pause process (`skiff-pause`, pid in `<rundir>/pause.pid`), made by the first command and
 //! joined by the following ones with one `setns(2)` on its pidfd: every command, monitor and
-//! container of the user sees the same mounts, as podman's rootless namespace does. Kill the pause
-//! process (when no container runs) to start afresh.
+//! container of the user sees the same mounts, as podman's rootless namespace does. When the
+//! pause process is gone while containers run, a new one joins their monitors' namespaces;
+//! `skiff system migrate` stops it, so that once no container runs the next command maps the
+//! current ranges afresh.
 
 use std::ffi::CString;
 use std::fs;
@@ -232,7 +234,10 @@ pub fn enter(rundir: &Path) -> Result<()> {
             }
             match find_pause(&pidfile) {
                 Some(fd) => fd,
-                None => make_pause(&pidfile)?,
+                None => match adopt_namespace(&pidfile) {
+                    Some(fd) => fd,
+                    None => make_pause(&pidfile)?,
+                },
             }
         }
     };
@@ -446,6 +451,7 @@ fn pause_main(up: i32, down: i32) -> ! {
     // never returns.
     unsafe {
         libc::setsid();
+        set_pause_name();
         let pid = libc::getpid().to_ne_bytes();
         libc::write(up, pid.as_ptr().cast(), 4);
         let ok = libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) == 0;
@@ -472,6 +478,21 @@ fn pause_main(up: i32, down: i32) -> ! {
             1,
         );
         libc::chdir(root.as_ptr());
+        pause_loop()
+    }
+}
+
+/// Names the pause process (before it reports, so a pidfile never names an unrecognizable one).
+fn set_pause_name() {
+    let comm = CString::new(PAUSE_COMM).unwrap_or_default();
+    // SAFETY: prctl with a valid NUL-terminated name.
+    unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr()) };
+}
+
+/// The rest of the pause process's life: stdio on /dev/null, no other descriptor, and sleep.
+fn pause_loop() -> ! {
+    // SAFETY: a single-threaded forked child working on its own descriptors; never returns.
+    unsafe {
         let null = CString::new("/dev/null").unwrap_or_default();
         let n = libc::open(null.as_ptr(), libc::O_RDWR);
         if n >= 0 {
@@ -480,8 +501,6 @@ fn pause_main(up: i32, down: i32) -> ! {
             }
         }
         libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
-        let comm = CString::new(PAUSE_COMM).unwrap_or_default();
-        libc::prctl(libc::PR_SET_NAME, comm.as_ptr());
         for s in [libc::SIGINT, libc::SIGHUP, libc::SIGPIPE, libc::SIGQUIT] {
             libc::signal(s, libc::SIG_IGN);
         }
@@ -489,6 +508,93 @@ fn pause_main(up: i32, down: i32) -> ! {
             libc::pause();
         }
     }
+}
+
+/// When the pause process is gone but containers of the user still run (their monitors hold
+/// the old namespaces), a new pause process joins those namespaces instead of making new ones:
+/// commands keep reaching the running containers (exec, stop) and their mounts. Returns a pidfd
+/// of the new pause process, recorded in `pidfile`.
+fn adopt_namespace(pidfile: &Path) -> Option<OwnedFd> {
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let own = fs::read_link("/proc/self/ns/user").ok()?;
+    // Every monitor of the user's in another user namespace (a monitor of a `--rm` container
+    // may be on its way out: the new pause process tries them in turn).
+    let targets: Vec<OwnedFd> = fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            let md = fs::metadata(e.path()).ok()?;
+            let ns = fs::read_link(format!("/proc/{pid}/ns/user")).ok()?;
+            if comm.trim() != "skiff-monitor" || md.uid() != uid || ns == own {
+                return None;
+            }
+            // SAFETY: pidfd_open with integer arguments; the result is checked.
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+            // SAFETY: a fresh descriptor nobody else owns.
+            (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+        })
+        .take(64)
+        .collect();
+    if targets.is_empty() {
+        return None;
+    }
+    let (up_r, up_w) = pipe().ok()?;
+    // SAFETY: the process is single-threaded (enter's contract).
+    let mid = unsafe { libc::fork() };
+    if mid < 0 {
+        return None;
+    }
+    if mid == 0 {
+        // SAFETY: single-threaded children; the grandchild joins and becomes the pause process.
+        unsafe {
+            if libc::fork() == 0 {
+                libc::setsid();
+                set_pause_name();
+                let ok = targets.iter().any(|t| {
+                    libc::setns(t.as_raw_fd(), libc::CLONE_NEWUSER | libc::CLONE_NEWNS) == 0
+                });
+                let pid = libc::getpid().to_ne_bytes();
+                libc::write(up_w.as_raw_fd(), pid.as_ptr().cast(), 4);
+                libc::write(
+                    up_w.as_raw_fd(),
+                    if ok { b"r".as_ptr() } else { b"x".as_ptr() }.cast(),
+                    1,
+                );
+                if !ok {
+                    libc::_exit(1);
+                }
+                let root = CString::new("/").unwrap_or_default();
+                libc::chdir(root.as_ptr());
+                pause_loop();
+            }
+            libc::_exit(0);
+        }
+    }
+    drop(up_w);
+    let mut status = 0;
+    // SAFETY: reaping the intermediate child we forked.
+    unsafe { libc::waitpid(mid, &mut status, 0) };
+    let mut up = fs::File::from(up_r);
+    let mut buf = [0u8; 5];
+    up.read_exact(&mut buf).ok()?;
+    if buf[4] != b'r' {
+        return None;
+    }
+    let pid = i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    // SAFETY: pidfd_open with integer arguments; the result is checked.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: a fresh descriptor nobody else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let tmp = pidfile.with_extension("pid.tmp");
+    perms::write_file(&tmp, pid.to_string().as_bytes(), perms::PRIVATE_FILE).ok()?;
+    fs::rename(&tmp, pidfile).ok()?;
+    Some(pidfd)
 }
 
 /// Stops the user's pause process (`skiff system migrate`): the next command makes a fresh
