@@ -450,6 +450,19 @@ fn rootless_limits_warn_and_network_is_none() {
     let o = u.sk(&["run", "--rm", "--network", "bridge", "busybox", "true"]);
     assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("rootless"), "{}", stderr(&o));
+    // No user networks yet: refused at creation, with the alternatives named.
+    let o = u.sk(&["network", "create", "mine"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("--network pasta"), "{}", stderr(&o));
+    // info says what this engine is.
+    let info = u.ok(&["info"]);
+    for want in ["  rootless\n", "Cgroup Driver: none", "userxattr: true"] {
+        assert!(info.contains(want), "{want}: {info}");
+    }
+    assert!(
+        info.contains(&format!("Docker Root Dir: {}", u.store().display())),
+        "{info}"
+    );
 }
 
 #[test]

@@ -309,6 +309,7 @@ fn info_json(root: &Path) -> Result<Value> {
     let (total, running, paused, stopped) = info::container_counts(&ctrs);
     let images = store_images(root)?.len();
     let (_, arch) = os_arch();
+    let rootless = skiff_engine::rootless::active();
     Ok(json!({
         "ID": "",
         "Containers": total,
@@ -322,7 +323,7 @@ fn info_json(root: &Path) -> Result<Value> {
             ["Supports d_type", "true"],
             ["Using metacopy", "false"],
             ["Native Overlay Diff", "true"],
-            ["userxattr", "false"],
+            ["userxattr", if rootless { "true" } else { "false" }],
         ],
         "Plugins": {"Volume": ["local"], "Network": ["host", "null"], "Log": ["json-file"]},
         "MemoryLimit": true,
@@ -333,7 +334,8 @@ fn info_json(root: &Path) -> Result<Value> {
         "IPv4Forwarding": true,
         "Debug": false,
         "LoggingDriver": "json-file",
-        "CgroupDriver": "cgroupfs",
+        // docker's rootless mode without a delegated cgroup says `none`.
+        "CgroupDriver": if rootless { "none" } else { "cgroupfs" },
         "CgroupVersion": h.cgroup_version,
         "KernelVersion": h.kernel_version,
         "OperatingSystem": h.operating_system,
@@ -348,7 +350,11 @@ fn info_json(root: &Path) -> Result<Value> {
         "Runtimes": {"skiff-runtime": {"path": "skiff-runtime"}},
         "DefaultRuntime": "skiff-runtime",
         "InitBinary": "docker-init",
-        "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "SecurityOptions": if rootless {
+            json!(["name=seccomp,profile=builtin", "name=rootless"])
+        } else {
+            json!(["name=seccomp,profile=builtin"])
+        },
         "Swarm": {"LocalNodeState": "inactive"},
         "LiveRestoreEnabled": false,
         "Experimental": false,
@@ -388,12 +394,18 @@ fn info_cmd(cli: &Cli, a: &InfoArgs) -> Result<i32> {
         }
     }
     o.push_str(" Logging Driver: json-file\n");
-    o.push_str(" Cgroup Driver: cgroupfs\n");
+    o.push_str(&format!(" Cgroup Driver: {}\n", s("CgroupDriver")));
     o.push_str(&format!(" Cgroup Version: {}\n", s("CgroupVersion")));
     o.push_str(" Plugins:\n  Volume: local\n  Network: host null\n  Log: json-file\n");
     o.push_str(" Swarm: inactive\n Runtimes: skiff-runtime\n Default Runtime: skiff-runtime\n");
     o.push_str(" Init Binary: docker-init\n");
     o.push_str(" Security Options:\n  seccomp\n   Profile: builtin\n");
+    if v["SecurityOptions"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x == "name=rootless"))
+    {
+        o.push_str("  rootless\n");
+    }
     o.push_str(&format!(" Kernel Version: {}\n", s("KernelVersion")));
     o.push_str(&format!(" Operating System: {}\n", s("OperatingSystem")));
     o.push_str(" OSType: linux\n");
