@@ -450,10 +450,6 @@ fn rootless_limits_warn_and_network_is_none() {
     let o = u.sk(&["run", "--rm", "--network", "bridge", "busybox", "true"]);
     assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("rootless"), "{}", stderr(&o));
-    // No user networks yet: refused at creation, with the alternatives named.
-    let o = u.sk(&["network", "create", "mine"]);
-    assert_eq!(o.status.code(), Some(125));
-    assert!(stderr(&o).contains("--network pasta"), "{}", stderr(&o));
     // info says what this engine is.
     let info = u.ok(&["info"]);
     for want in ["  rootless\n", "Cgroup Driver: none", "userxattr: true"] {
@@ -667,4 +663,62 @@ fn rootless_pasta_publishes_a_port() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
     assert!(http_get(port, "/").is_empty());
+}
+
+#[test]
+fn rootless_user_network_reaches_containers_by_name() {
+    let Some(u) = User::new(true) else { return };
+    u.import();
+    // The bridge lives in the user's hub network namespace, not the host's.
+    let host_links = std::fs::read_dir("/sys/class/net").unwrap().count();
+    u.ok(&["network", "create", "appnet"]);
+    assert_eq!(
+        std::fs::read_dir("/sys/class/net").unwrap().count(),
+        host_links
+    );
+    u.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "--network",
+        "appnet",
+        "busybox",
+        "sh",
+        "-c",
+        "echo db > /tmp/index.html && exec httpd -f -p 80 -h /tmp",
+    ]);
+    // By name: /etc/hosts and the embedded DNS server at 127.0.0.11.
+    let out = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "appnet",
+        "busybox",
+        "sh",
+        "-c",
+        "ping -c 1 -W 5 db >/dev/null && echo pinged; nslookup db 127.0.0.11 | grep '^Address: ' | tail -1; echo GET / | nc -w 3 db 80 | head -1",
+    ]);
+    assert!(out.contains("pinged"), "{out}");
+    assert!(out.contains("Address: 172."), "{out}");
+    assert!(out.contains("HTTP/1.1"), "{out}");
+    // Published ports would be unreachable from the host there: refused, pasta named.
+    let o = u.sk(&[
+        "run",
+        "--rm",
+        "--network",
+        "appnet",
+        "-p",
+        "18089:80",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("--network pasta"), "{}", stderr(&o));
+    u.ok(&["rm", "-f", "db"]);
+    u.ok(&["network", "rm", "appnet"]);
+    assert_eq!(
+        std::fs::read_dir("/sys/class/net").unwrap().count(),
+        host_links
+    );
 }

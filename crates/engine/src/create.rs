@@ -516,6 +516,14 @@ fn create_inner(
             )));
         }
     }
+    if crate::rootless::active()
+        && crate::network::is_bridge(&network)
+        && (!port_bindings.is_empty() || req.publish_all)
+    {
+        return Err(Error::Invalid(format!(
+            "-p on network {network}: a rootless user network is not reachable from the host; publish with --network pasta"
+        )));
+    }
     if !crate::network::is_bridge(&network)
         && (!port_bindings.is_empty() || req.ip.is_some() || req.mac_address.is_some())
         && network != "host"

@@ -35,6 +35,47 @@ pub fn pasta_binary() -> Option<PathBuf> {
 /// The file (in the container's run dir) holding its pasta's pid.
 const PASTA_PID: &str = "pasta.pid";
 
+/// Moves the calling thread into the rootless user's hub network namespace
+/// (`<rundir>/hub.netns`, made on first use with `lo` up; owned by the rootless user namespace,
+/// kept by a bind mount in the rootless mount namespace): where rootless user networks keep their
+/// bridges, as podman's rootless netns. Once per thread.
+fn enter_hub() -> Result<()> {
+    use std::os::fd::AsRawFd;
+    thread_local! {
+        static IN_HUB: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if IN_HUB.with(|c| c.get()) {
+        return Ok(());
+    }
+    let rd = crate::rootless::run_root().map_err(|e| Error::Invalid(e.to_string()))?;
+    let hub = rd.join("hub.netns");
+    let lock_path = rd.join("hub.lock");
+    let lock = perms::lock_file(&lock_path)
+        .map_err(|e| Error::Invalid(format!("open {}: {e}", lock_path.display())))?;
+    // SAFETY: flock on a descriptor we own.
+    unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+    let is_ns =
+        nix::sys::statfs::statfs(&hub).is_ok_and(
+            |s| s.filesystem_type().0 as i64 == 0x6e73_6673, /* NSFS_MAGIC */
+        );
+    if !is_ns {
+        let (_f, mut nl) = skiff_net::netns::create(&hub).map_err(net_err)?;
+        nl.set_up(1)
+            .map_err(|e| Error::Invalid(format!("rootless hub network namespace: lo: {e}")))?;
+    }
+    let f = std::fs::File::open(&hub)
+        .map_err(|e| Error::Invalid(format!("open {}: {e}", hub.display())))?;
+    // SAFETY: setns of the calling thread into a network namespace we opened.
+    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(Error::Invalid(format!(
+            "rootless: enter the hub network namespace: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    IN_HUB.with(|c| c.set(true));
+    Ok(())
+}
+
 /// skiff-net's error as the engine's (exit 125, message kept).
 pub fn net_err(e: skiff_net::Error) -> Error {
     match e {
@@ -91,6 +132,11 @@ fn port_requests(c: &Container) -> Result<Vec<PortRequest>> {
 impl Engine {
     /// The networks of this engine's root.
     pub fn net(&self) -> Result<Net<'_>> {
+        if crate::rootless::active() {
+            // Bridges, veths and nft rules of rootless user networks live in the user's hub
+            // network namespace, never the host's.
+            enter_hub()?;
+        }
         Net::new(&self.conn, &self.root, &self.runroot).map_err(net_err)
     }
 
@@ -112,10 +158,10 @@ impl Engine {
             if mode == "default" {
                 return Ok("default".into());
             }
-            if is_bridge(mode) {
-                return Err(Error::Invalid(format!(
-                    "network {mode}: rootless containers cannot use bridge networks (they need root); use --network pasta, none or host"
-                )));
+            if mode == "bridge" {
+                return Err(Error::Invalid(
+                    "network bridge: rootless containers have no default bridge; use --network pasta, none, host or a network of your own (skiff network create)".into(),
+                ));
             }
         }
         if mode == "default" {

@@ -193,12 +193,6 @@ pub fn run(cli: &Cli, cmd: &NetworkCommand) -> Result<i32> {
     let mut out = io::stdout().lock();
     match cmd {
         NetworkCommand::Create(a) => {
-            if skiff_engine::rootless::active() {
-                bail!(
-                    "network {:?}: rootless skiff has no user networks yet (they need a bridge inside a user and network namespace); use --network pasta, none or host",
-                    a.name
-                );
-            }
             if a.driver != "bridge" {
                 bail!(
                     "plugin \"{}\" not found (skiff has the bridge driver only)",
