@@ -54,10 +54,9 @@ fn enter_hub() -> Result<()> {
         .map_err(|e| Error::Invalid(format!("open {}: {e}", lock_path.display())))?;
     // SAFETY: flock on a descriptor we own.
     unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
-    let is_ns =
-        nix::sys::statfs::statfs(&hub).is_ok_and(
-            |s| s.filesystem_type().0 as i64 == 0x6e73_6673, /* NSFS_MAGIC */
-        );
+    let is_ns = nix::sys::statfs::statfs(&hub).is_ok_and(
+        |s| s.filesystem_type().0 == 0x6e73_6673, /* NSFS_MAGIC */
+    );
     if !is_ns {
         let (_f, mut nl) = skiff_net::netns::create(&hub).map_err(net_err)?;
         nl.set_up(1)
