@@ -697,7 +697,7 @@ fn rootless_user_network_reaches_containers_by_name() {
         "busybox",
         "sh",
         "-c",
-        "ping -c 1 -W 5 db >/dev/null && echo pinged; nslookup db 127.0.0.11 | grep '^Address: ' | tail -1; echo GET / | nc -w 3 db 80 | head -1",
+        "ping -c 1 -W 5 db >/dev/null && echo pinged; for i in 1 2 3 4 5 6 7 8 9 10; do nslookup db 127.0.0.11 >/tmp/ns 2>&1 && break; sleep 0.2; done; grep '^Address: ' /tmp/ns | tail -1; echo GET / | nc -w 3 db 80 | head -1",
     ]);
     assert!(out.contains("pinged"), "{out}");
     assert!(out.contains("Address: 172."), "{out}");
@@ -721,4 +721,30 @@ fn rootless_user_network_reaches_containers_by_name() {
         std::fs::read_dir("/sys/class/net").unwrap().count(),
         host_links
     );
+
+    // compose: its project network is such a network, services find each other by name.
+    let proj = u.home.join("proj");
+    std::fs::create_dir(&proj).unwrap();
+    std::fs::write(
+        proj.join("compose.yaml"),
+        "services:\n  web:\n    image: busybox\n    command: sh -c \"echo hi > /tmp/index.html && exec httpd -f -p 80 -h /tmp\"\n  client:\n    image: busybox\n    command: sh -c \"sleep 1; echo GET / | nc -w 3 web 80 | head -1; exec sleep 100\"\n    depends_on: [web]\n",
+    )
+    .unwrap();
+    for p in [&proj, &proj.join("compose.yaml")] {
+        std::os::unix::fs::chown(p, Some(u.uid), Some(u.gid)).unwrap();
+    }
+    let file = proj.join("compose.yaml");
+    let f = file.to_str().unwrap();
+    u.ok(&["compose", "-f", f, "up", "-d"]);
+    let mut logs = String::new();
+    for _ in 0..50 {
+        logs = u.ok(&["compose", "-f", f, "logs", "client"]);
+        if logs.contains("HTTP/1.1") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(logs.contains("HTTP/1.1"), "{logs}");
+    u.ok(&["compose", "-f", f, "down"]);
+    assert!(u.ok(&["ps", "-aq"]).trim().is_empty());
 }
