@@ -702,6 +702,51 @@ fn rootless_user_network_reaches_containers_by_name() {
     assert!(out.contains("pinged"), "{out}");
     assert!(out.contains("Address: 172."), "{out}");
     assert!(out.contains("HTTP/1.1"), "{out}");
+    // The way out is the hub's pasta: the host's gateway address is the host's loopback there.
+    let gw = std::fs::read_to_string("/proc/net/route")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 2 && f[1] == "00000000")
+                .then(|| u32::from_str_radix(f[2], 16).ok())
+                .flatten()
+        })
+        .map(|g| std::net::Ipv4Addr::from(g.swap_bytes()));
+    let tun_open = std::fs::metadata("/dev/net/tun").is_ok_and(|m| m.mode() & 0o006 == 0o006);
+    match gw {
+        Some(gw) if Path::new("/usr/bin/pasta").exists() && tun_open => {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = l.local_addr().unwrap().port();
+            let server = std::thread::spawn(move || {
+                use std::io::Write;
+                // Never blocks the test for good: ten seconds at most.
+                l.set_nonblocking(true).unwrap();
+                for _ in 0..100 {
+                    if let Ok((mut c, _)) = l.accept() {
+                        let _ = c.set_nonblocking(false);
+                        let _ = c.write_all(b"from-host\n");
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            });
+            let out = u.ok(&[
+                "run",
+                "--rm",
+                "--network",
+                "appnet",
+                "busybox",
+                "sh",
+                "-c",
+                &format!("echo x | nc -w 5 {gw} {port}"),
+            ]);
+            server.join().unwrap();
+            assert!(out.contains("from-host"), "{out}");
+        }
+        _ => skip("no default route, pasta or user-open /dev/net/tun: user networks stay internal"),
+    }
     // Published ports would be unreachable from the host there: refused, pasta named.
     let o = u.sk(&[
         "run",

@@ -61,6 +61,7 @@ fn enter_hub() -> Result<()> {
         let (_f, mut nl) = skiff_net::netns::create(&hub).map_err(net_err)?;
         nl.set_up(1)
             .map_err(|e| Error::Invalid(format!("rootless hub network namespace: lo: {e}")))?;
+        start_hub_pasta(&rd, &hub);
     }
     let f = std::fs::File::open(&hub)
         .map_err(|e| Error::Invalid(format!("open {}: {e}", hub.display())))?;
@@ -73,6 +74,34 @@ fn enter_hub() -> Result<()> {
     }
     IN_HUB.with(|c| c.set(true));
     Ok(())
+}
+
+/// The way out of the hub: pasta attached to it (`--config-net`: a tap with the host's address
+/// and default route; the bridges' subnets are masqueraded out of it by skiff-net's rules),
+/// forwarding nothing inward. Best effort: without pasta (or /dev/net/tun open to the user)
+/// user networks stay internal. Its pid is in `<rundir>/hub-pasta.pid`;
+/// [`crate::rootless::stop_pause`] stops it.
+fn start_hub_pasta(rundir: &std::path::Path, hub: &std::path::Path) {
+    let Some(bin) = pasta_binary() else { return };
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .is_err()
+    {
+        return;
+    }
+    let pidfile = rundir.join(crate::rootless::HUB_PASTA_PID);
+    let _ = std::process::Command::new(bin)
+        .args(["--config-net", "--quiet", "--netns"])
+        .arg(hub)
+        .arg("--pid")
+        .arg(&pidfile)
+        .args(["-t", "none", "-u", "none", "-T", "none", "-U", "none"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
 }
 
 /// skiff-net's error as the engine's (exit 125, message kept).

@@ -38,6 +38,9 @@ pub enum RootlessError {
 
 type Result<T> = std::result::Result<T, RootlessError>;
 
+/// The file in the run directory holding the pid of the hub network namespace's pasta.
+pub const HUB_PASTA_PID: &str = "hub-pasta.pid";
+
 /// The name the pause process shows in `ps` (and is recognized by).
 const PAUSE_COMM: &str = "skiff-pause";
 
@@ -600,6 +603,22 @@ fn adopt_namespace(pidfile: &Path) -> Option<OwnedFd> {
 /// Stops the user's pause process (`skiff system migrate`): the next command makes a fresh
 /// namespace with the current /etc/subuid ranges. Returns whether one was running.
 pub fn stop_pause(rundir: &Path) -> bool {
+    // The hub network namespace's pasta (see skiff_engine::network) goes with it.
+    let hub = rundir.join(HUB_PASTA_PID);
+    if let Some(pid) = fs::read_to_string(&hub)
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+    {
+        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        // SAFETY: getuid has no preconditions.
+        let uid = unsafe { libc::getuid() };
+        let ours = fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == uid);
+        if pid > 1 && ours && (comm.starts_with("pasta") || comm.starts_with("passt")) {
+            // SAFETY: kill with integer arguments; the pid is the user's hub pasta.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let _ = fs::remove_file(&hub);
+    }
     let pidfile = rundir.join("pause.pid");
     let Some(fd) = find_pause(&pidfile) else {
         return false;
