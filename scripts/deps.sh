@@ -7,7 +7,7 @@ apt-get install -y -qq --no-install-recommends \
     busybox-static libseccomp-dev pkg-config gcc g++ make jq \
     runc crun containerd podman uidmap iproute2 systemd util-linux \
     docker-registry skopeo umoci apache2-utils openssl ca-certificates hyperfine bc \
-    sqlite3 procps docker.io docker-compose nftables containernetworking-plugins python3-venv \
+    sqlite3 procps docker.io docker-compose nftables containernetworking-plugins python3-venv passt \
     >/dev/null
 # docker-py 7 (Debian's 5.0 is too old) and pytest for tests/tests/api.rs, in a venv of their own.
 VENV=${SKIFF_DOCKER_PY_VENV:-/tmp/skiff-dockerpy-venv}
@@ -15,3 +15,6 @@ if [ ! -x "$VENV/bin/pytest" ] || ! "$VENV/bin/python" -c 'import docker' 2>/dev
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q 'docker>=7,<8' pytest
 fi
+# Rootless `--network pasta` (tests/tests/rootless.rs): pasta opens /dev/net/tun as the user;
+# udev gives it 0666 on a normal Debian host, a VM without udev leaves the kernel's 0600.
+if [ -c /dev/net/tun ]; then chmod 0666 /dev/net/tun; fi

@@ -195,6 +195,17 @@ fn env_entry(e: &str) -> Result<Option<String>> {
     Ok(std::env::var(e).ok().map(|v| format!("{e}={v}")))
 }
 
+/// `chown -R` without following symbolic links (a link is changed itself, never entered).
+fn chown_tree(p: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid))?;
+    if std::fs::symlink_metadata(p)?.is_dir() {
+        for e in std::fs::read_dir(p)? {
+            chown_tree(&e?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
 /// A mount still to be realized (volumes are created once the id exists).
 struct PendingMount {
     mp: MountPoint,
@@ -221,7 +232,7 @@ fn parse_volume_flag(v: &str) -> Result<PendingMount> {
         match m {
             "ro" => rw = false,
             "rw" => rw = true,
-            "z" | "Z" | "nocopy" | "copy" => {}
+            "z" | "Z" | "nocopy" | "copy" | "U" => {}
             "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" => {
                 propagation = m.to_string()
             }
@@ -643,9 +654,18 @@ fn create_inner(
             )));
         }
     }
+    if crate::rootless::active()
+        && crate::network::is_bridge(&network)
+        && (!port_bindings.is_empty() || req.publish_all)
+    {
+        return Err(Error::Invalid(format!(
+            "-p on network {network}: a rootless user network is not reachable from the host; publish with --network pasta"
+        )));
+    }
     if !crate::network::is_bridge(&network)
         && (!port_bindings.is_empty() || req.ip.is_some() || req.mac_address.is_some())
         && network != "host"
+        && !(crate::network::is_pasta(&network) && req.ip.is_none() && req.mac_address.is_none())
     {
         return Err(Error::Invalid(format!(
             "-p, --ip and --mac-address need a bridge network (--network {network} has none)"
@@ -1084,6 +1104,24 @@ fn create_inner(
         let spec = spec::build(&c, &final_dir, &rootfs, e.netns_path(&c), &|peer| {
             e.running_pid(peer)
         })?;
+        if crate::rootless::active() {
+            warnings.extend(crate::rootless::limits_warning(spec.linux().as_ref()));
+        }
+        // `:U` (podman's): the source belongs to the container's user, as its namespace sees it.
+        let owner = spec
+            .process()
+            .as_ref()
+            .map(|p| (p.user().uid(), p.user().gid()));
+        for m in c
+            .mounts
+            .iter()
+            .filter(|m| m.mode.split(',').any(|o| o == "U"))
+        {
+            if let Some((uid, gid)) = owner {
+                chown_tree(Path::new(&m.source), uid, gid)
+                    .ctx(|| format!("chown {} (:U)", m.source))?;
+            }
+        }
         match name {
             Some(_) => e.insert(&c)?,
             None => {

@@ -420,13 +420,19 @@ pub fn resolve(
         match u.as_str() {
             "" => {}
             "host" => x.userns_mode = "host".into(),
-            v => {
+            "keep-id" if crate::rootless::active() => x.userns_mode = "keep-id".into(),
+            "keep-id" => {
                 return Err(bad_flag(
                     "--userns",
-                    v,
-                    "skiff does not remap users yet; only host is accepted",
+                    "keep-id",
+                    "keep-id is for rootless mode (an ordinary user's skiff)",
                 ))
             }
+            v => return Err(bad_flag(
+                "--userns",
+                v,
+                "skiff does not remap users yet; only host (and keep-id when rootless) is accepted",
+            )),
         }
     }
     if let Some(c) = &f.cgroupns {

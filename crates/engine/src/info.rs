@@ -276,6 +276,7 @@ pub fn info_json(root: &Path) -> crate::Result<serde_json::Value> {
     let (total, running, paused, stopped) = container_counts(&ctrs);
     let images = skiff_image::Store::open(root)?.list()?.len();
     let arch = docker_arch();
+    let rootless = crate::rootless::active();
     Ok(json!({
         "ID": "",
         "Containers": total,
@@ -289,7 +290,7 @@ pub fn info_json(root: &Path) -> crate::Result<serde_json::Value> {
             ["Supports d_type", "true"],
             ["Using metacopy", "false"],
             ["Native Overlay Diff", "true"],
-            ["userxattr", "false"],
+            ["userxattr", if rootless { "true" } else { "false" }],
         ],
         "Plugins": {"Volume": ["local"], "Network": ["host", "null"], "Log": ["json-file"]},
         "MemoryLimit": true,
@@ -300,7 +301,8 @@ pub fn info_json(root: &Path) -> crate::Result<serde_json::Value> {
         "IPv4Forwarding": true,
         "Debug": false,
         "LoggingDriver": "json-file",
-        "CgroupDriver": "cgroupfs",
+        // docker's rootless mode without a delegated cgroup says `none`.
+        "CgroupDriver": if rootless { "none" } else { "cgroupfs" },
         "CgroupVersion": h.cgroup_version,
         "KernelVersion": h.kernel_version,
         "OperatingSystem": h.operating_system,
@@ -315,7 +317,11 @@ pub fn info_json(root: &Path) -> crate::Result<serde_json::Value> {
         "Runtimes": {"skiff-runtime": {"path": "skiff-runtime"}},
         "DefaultRuntime": "skiff-runtime",
         "InitBinary": "docker-init",
-        "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "SecurityOptions": if rootless {
+            json!(["name=seccomp,profile=builtin", "name=rootless"])
+        } else {
+            json!(["name=seccomp,profile=builtin"])
+        },
         "Swarm": {"LocalNodeState": "inactive"},
         "LiveRestoreEnabled": false,
         "Experimental": false,

@@ -45,6 +45,7 @@ pub mod ops;
 pub mod outfile;
 pub mod proc;
 pub mod prune;
+pub mod rootless;
 pub mod spec;
 pub mod tty;
 pub mod update;
@@ -70,11 +71,16 @@ pub struct Engine {
     pub(crate) conn: rusqlite::Connection,
 }
 
-/// The run dir to use when only `root` is given: `/run/skiff` for the default root, `<root>/run`
+/// The run dir to use when only `root` is given: `/run/skiff` for the default root, the user's
+/// [`rootless::run_root`] for a user's default root, `<root>/run`
 /// otherwise (so tests with temporary roots never share runtime state).
 pub fn default_runroot(root: &Path) -> PathBuf {
     if root == Path::new("/var/lib/skiff") {
         PathBuf::from("/run/skiff")
+    } else if (rootless::is_user() || rootless::in_namespace())
+        && rootless::data_root().is_ok_and(|d| d == root)
+    {
+        rootless::run_root().unwrap_or_else(|_| root.join("run"))
     } else {
         root.join("run")
     }

@@ -1235,6 +1235,11 @@ pub fn main(args: &[String]) -> i32 {
                 listener = listen(&a.run_dir());
                 log = Some(open_log(&a));
             }
+            // Bound before the container's process runs (its first lookup must find it); the
+            // namespace exists by now (the runtime's create joined it).
+            if dns.is_none() {
+                dns = embedded_dns(&a);
+            }
         });
         // A foreground run's CLI waits for the exit record and the --rm removal: keep the
         // connection for them. Otherwise close it, so an idle monitor holds no SQLite memory.

@@ -12,10 +12,96 @@ use skiff_net::{AttachRequest, Net, PortRequest};
 use crate::error::{Error, Result};
 use crate::model::{Container, PortBinding};
 use crate::Engine;
+use skiff_image::perms;
 
 /// Whether `mode` puts the container on a bridge network (the default one or a user's).
 pub fn is_bridge(mode: &str) -> bool {
-    !matches!(mode, "" | "none" | "host" | "default") && !mode.starts_with("container:")
+    !matches!(mode, "" | "none" | "host" | "default" | "pasta") && !mode.starts_with("container:")
+}
+
+/// Whether `mode` is `pasta`: user-mode networking through Debian's passt package (rootless).
+pub fn is_pasta(mode: &str) -> bool {
+    mode == "pasta"
+}
+
+/// The pasta binary when installed.
+pub fn pasta_binary() -> Option<PathBuf> {
+    ["/usr/bin/pasta", "/usr/local/bin/pasta", "/usr/sbin/pasta"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// The file (in the container's run dir) holding its pasta's pid.
+const PASTA_PID: &str = "pasta.pid";
+
+/// Moves the calling thread into the rootless user's hub network namespace
+/// (`<rundir>/hub.netns`, made on first use with `lo` up; owned by the rootless user namespace,
+/// kept by a bind mount in the rootless mount namespace): where rootless user networks keep their
+/// bridges, as podman's rootless netns. Once per thread.
+fn enter_hub() -> Result<()> {
+    use std::os::fd::AsRawFd;
+    thread_local! {
+        static IN_HUB: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if IN_HUB.with(|c| c.get()) {
+        return Ok(());
+    }
+    let rd = crate::rootless::run_root().map_err(|e| Error::Invalid(e.to_string()))?;
+    let hub = rd.join("hub.netns");
+    let lock_path = rd.join("hub.lock");
+    let lock = perms::lock_file(&lock_path)
+        .map_err(|e| Error::Invalid(format!("open {}: {e}", lock_path.display())))?;
+    // SAFETY: flock on a descriptor we own.
+    unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+    let is_ns = nix::sys::statfs::statfs(&hub).is_ok_and(
+        |s| s.filesystem_type().0 == 0x6e73_6673, /* NSFS_MAGIC */
+    );
+    if !is_ns {
+        let (_f, mut nl) = skiff_net::netns::create(&hub).map_err(net_err)?;
+        nl.set_up(1)
+            .map_err(|e| Error::Invalid(format!("rootless hub network namespace: lo: {e}")))?;
+        start_hub_pasta(&rd, &hub);
+    }
+    let f = std::fs::File::open(&hub)
+        .map_err(|e| Error::Invalid(format!("open {}: {e}", hub.display())))?;
+    // SAFETY: setns of the calling thread into a network namespace we opened.
+    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(Error::Invalid(format!(
+            "rootless: enter the hub network namespace: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    IN_HUB.with(|c| c.set(true));
+    Ok(())
+}
+
+/// The way out of the hub: pasta attached to it (`--config-net`: a tap with the host's address
+/// and default route; the bridges' subnets are masqueraded out of it by skiff-net's rules),
+/// forwarding nothing inward. Best effort: without pasta (or /dev/net/tun open to the user)
+/// user networks stay internal. Its pid is in `<rundir>/hub-pasta.pid`;
+/// [`crate::rootless::stop_pause`] stops it.
+fn start_hub_pasta(rundir: &std::path::Path, hub: &std::path::Path) {
+    let Some(bin) = pasta_binary() else { return };
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .is_err()
+    {
+        return;
+    }
+    let pidfile = rundir.join(crate::rootless::HUB_PASTA_PID);
+    let _ = std::process::Command::new(bin)
+        .args(["--config-net", "--quiet", "--netns"])
+        .arg(hub)
+        .arg("--pid")
+        .arg(&pidfile)
+        .args(["-t", "none", "-u", "none", "-T", "none", "-U", "none"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
 }
 
 /// skiff-net's error as the engine's (exit 125, message kept).
@@ -118,12 +204,38 @@ fn port_requests(c: &Container) -> Result<Vec<PortRequest>> {
 impl Engine {
     /// The networks of this engine's root.
     pub fn net(&self) -> Result<Net<'_>> {
+        if crate::rootless::active() {
+            // Bridges, veths and nft rules of rootless user networks live in the user's hub
+            // network namespace, never the host's.
+            enter_hub()?;
+        }
         Net::new(&self.conn, &self.root, &self.runroot).map_err(net_err)
     }
 
     /// `--network` at create time: the mode to record (`bridge` for the default network unless
     /// daemon.json disables it; a user network by its name, which must exist).
     pub fn resolve_network(&self, mode: &str) -> Result<String> {
+        if is_pasta(mode) {
+            return match pasta_binary() {
+                Some(_) => Ok(mode.into()),
+                None => Err(Error::Invalid(
+                    "network pasta: the pasta binary is not installed (Debian package passt)"
+                        .into(),
+                )),
+            };
+        }
+        if crate::rootless::active() {
+            // No bridge without privilege: no network by default (`--network pasta` for one),
+            // and a clear refusal of the bridged kinds.
+            if mode == "default" {
+                return Ok("default".into());
+            }
+            if mode == "bridge" {
+                return Err(Error::Invalid(
+                    "network bridge: rootless containers have no default bridge; use --network pasta, none, host or a network of your own (skiff network create)".into(),
+                ));
+            }
+        }
         if mode == "default" {
             let net = self.net()?;
             return Ok(if net.cfg.bridge == "none" {
@@ -150,12 +262,127 @@ impl Engine {
 
     /// The namespace path a bridge-networked container's spec joins.
     pub fn netns_path(&self, c: &Container) -> Option<PathBuf> {
-        is_bridge(&c.host_config.network_mode).then(|| skiff_net::netns::path(&self.runroot, &c.id))
+        let m = &c.host_config.network_mode;
+        (is_bridge(m) || is_pasta(m)).then(|| skiff_net::netns::path(&self.runroot, &c.id))
+    }
+
+    /// `--network pasta`: a namespace of the engine's (lo up), then pasta attached to it from
+    /// the host's side (`--config-net`: a tap with the host's address and routes), forwarding
+    /// the published ports. pasta runs on as a daemon until [`Engine::detach_network`].
+    fn attach_pasta(&self, c: &Container) -> Result<()> {
+        let bin = pasta_binary().ok_or_else(|| {
+            Error::Invalid("network pasta: pasta is not installed (Debian package passt)".into())
+        })?;
+        let ports = port_requests(c)?;
+        let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(1024);
+        let mut tcp = Vec::new();
+        let mut udp = Vec::new();
+        for p in &ports {
+            if p.host_port == 0 {
+                return Err(Error::Invalid(format!(
+                    "network pasta: publish port {}/{} with an explicit host port (-p HOST:{})",
+                    p.port, p.proto, p.port
+                )));
+            }
+            if crate::rootless::active() && p.host_port < low {
+                return Err(Error::Invalid(format!(
+                    "rootless: cannot publish host port {}: ports below {low} need privilege (sysctl net.ipv4.ip_unprivileged_port_start={} allows it)",
+                    p.host_port, p.host_port
+                )));
+            }
+            let spec = match p.host_ip {
+                Some(ip) if !ip.is_unspecified() => format!("{ip}/{}:{}", p.host_port, p.port),
+                _ => format!("{}:{}", p.host_port, p.port),
+            };
+            match p.proto.as_str() {
+                "tcp" => tcp.push(spec),
+                "udp" => udp.push(spec),
+                other => {
+                    return Err(Error::Invalid(format!(
+                        "network pasta: cannot publish {other} ports"
+                    )))
+                }
+            }
+        }
+        let ns = skiff_net::netns::path(&self.runroot, &c.id);
+        let (_f, mut nl) = skiff_net::netns::create(&ns).map_err(net_err)?;
+        let fail = |msg: String| {
+            skiff_net::netns::remove(&ns);
+            Error::Invalid(format!("container \"{}\": network pasta: {msg}", c.name))
+        };
+        nl.set_up(1).map_err(|e| fail(format!("set lo up: {e}")))?;
+        let rd = self.run_dir(&c.id);
+        perms::mkdir(&rd, perms::PRIVATE_DIR)
+            .map_err(|e| fail(format!("create {}: {e}", rd.display())))?;
+        let pidfile = rd.join(PASTA_PID);
+        let mut cmd = std::process::Command::new(bin);
+        cmd.args(["--config-net", "--quiet", "--netns"])
+            .arg(&ns)
+            .arg("--pid")
+            .arg(&pidfile);
+        // Nothing forwarded that was not asked for: -t/-u host → container, -T/-U the reverse.
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(",")
+            }
+        };
+        cmd.args([
+            "-t",
+            &list(&tcp),
+            "-u",
+            &list(&udp),
+            "-T",
+            "none",
+            "-U",
+            "none",
+        ]);
+        let out = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .map_err(|e| fail(format!("start pasta: {e}")))?;
+        if !out.status.success() {
+            return Err(fail(format!(
+                "pasta failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Stops a container's pasta (when it has one) and drops its namespace; true if it had one.
+    fn detach_pasta(&self, id: &str) -> bool {
+        let pidfile = self.run_dir(id).join(PASTA_PID);
+        let Ok(text) = std::fs::read_to_string(&pidfile) else {
+            return false;
+        };
+        if let Ok(pid) = text.trim().parse::<i32>() {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            // pasta runs as `passt.avx2` where the CPU has AVX2 (it re-executes itself).
+            let comm = comm.trim();
+            if pid > 1 && (comm.starts_with("pasta") || comm.starts_with("passt")) {
+                // SAFETY: kill with integer arguments; the pid is the pasta this container started.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+        }
+        let _ = std::fs::remove_file(&pidfile);
+        skiff_net::netns::remove(&skiff_net::netns::path(&self.runroot, id));
+        true
     }
 
     /// Attaches `c` to its network before its process starts: namespace, veth, address,
     /// published ports; then its /etc/hosts and its peers'.
     pub fn attach_network(&self, c: &Container) -> Result<()> {
+        if is_pasta(&c.host_config.network_mode) {
+            return self.attach_pasta(c);
+        }
         if !is_bridge(&c.host_config.network_mode) {
             return Ok(());
         }
@@ -192,7 +419,7 @@ impl Engine {
     pub fn detach_network(&self, id: &str) {
         // Every exit comes here: a stat keeps containers without a bridge network (no namespace
         // of ours) off the database.
-        if !skiff_net::netns::path(&self.runroot, id).exists() {
+        if !skiff_net::netns::path(&self.runroot, id).exists() || self.detach_pasta(id) {
             return;
         }
         if let Ok(net) = self.net() {
@@ -316,6 +543,18 @@ pub fn network_name(c: &Container) -> &str {
 impl Engine {
     /// `ps`'s PORTS: `0.0.0.0:8080->80/tcp, 443/tcp` (published, then exposed-only ports).
     pub fn ports_text(&self, c: &Container) -> String {
+        if is_pasta(&c.host_config.network_mode) {
+            // pasta forwards what was asked: the requests are the bindings.
+            return port_requests(c)
+                .unwrap_or_default()
+                .iter()
+                .map(|p| {
+                    let ip = p.host_ip.map_or("0.0.0.0".into(), |i| i.to_string());
+                    format!("{ip}:{}->{}/{}", p.host_port, p.port, p.proto)
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+        }
         if !is_bridge(&c.host_config.network_mode) {
             return String::new();
         }
@@ -388,8 +627,10 @@ pub fn extra_hosts(v: &[String], gateway: Option<std::net::Ipv4Addr>) -> Result<
 /// Whether containers on `network` use the embedded DNS server at 127.0.0.11 (docker: the
 /// user-defined networks; the default bridge, host, none and container:X do not).
 pub fn embedded_dns(network: &str) -> bool {
-    !matches!(network, "bridge" | "default" | "host" | "none" | "")
-        && !network.starts_with("container:")
+    !matches!(
+        network,
+        "bridge" | "default" | "host" | "none" | "pasta" | ""
+    ) && !network.starts_with("container:")
 }
 
 /// resolv.conf of a container on a user network: the embedded server, the host's search

@@ -294,6 +294,11 @@ pub fn build(
         // --domainname: the UTS namespace's domain name (setdomainname in the runtime).
         v["domainname"] = serde_json::json!(c.config.domainname);
     }
+    if h.extra.userns_mode == "keep-id" {
+        crate::rootless::keep_id(&mut v, c.config.user.is_empty()).map_err(|e| {
+            Error::Invalid(format!("container \"{}\": --userns keep-id: {e}", c.name))
+        })?;
+    }
     shm_source(&h.extra.ipc_mode, dir, &mut v)?;
     // A network namespace of its own with no network (`--network none`): loopback up, as
     // docker's sandbox has it (the runtime does it on this annotation).

@@ -123,6 +123,7 @@ fn mount_overlay_with(
         upper: check_opt_path(upper)?,
         work: check_opt_path(work)?,
         volatile,
+        userxattr: !sys::is_real_root(),
     };
     clear_volatile_marker(work);
     let opts = layers.options(|s| s.to_string());
@@ -139,6 +140,8 @@ struct Layers {
     upper: String,
     work: String,
     volatile: bool,
+    /// `user.overlay.*` xattrs (rootless: the namespace cannot use `trusted.*`).
+    userxattr: bool,
 }
 
 impl Layers {
@@ -146,11 +149,12 @@ impl Layers {
     fn options(&self, mut name: impl FnMut(&str) -> String) -> String {
         let lower: Vec<String> = self.lower.iter().map(|l| name(l)).collect();
         format!(
-            "lowerdir={},upperdir={},workdir={}{}",
+            "lowerdir={},upperdir={},workdir={}{}{}",
             lower.join(":"),
             name(&self.upper),
             name(&self.work),
-            if self.volatile { ",volatile" } else { "" }
+            if self.volatile { ",volatile" } else { "" },
+            if self.userxattr { ",userxattr" } else { "" }
         )
     }
 }
@@ -408,6 +412,11 @@ mod fsapi {
             .map_err(|e| Failure::Failed(failed(e, &format!("upper directory {}", l.upper))))?;
         ctx.path("workdir", &l.work)
             .map_err(|e| Failure::Failed(failed(e, &format!("work directory {}", l.work))))?;
+        if l.userxattr {
+            let k = cstr("userxattr").map_err(|e| Failure::Failed(failed(e, "userxattr")))?;
+            ctx.config(FSCONFIG_SET_FLAG, Some(&k), None, 0)
+                .map_err(|e| Failure::Failed(failed(e, "userxattr")))?;
+        }
         if l.volatile {
             let k = cstr("volatile").map_err(|e| Failure::Failed(failed(e, "volatile")))?;
             ctx.config(FSCONFIG_SET_FLAG, Some(&k), None, 0)

@@ -23,8 +23,8 @@ use crate::sys::{self, AsFdBorrowed};
 /// How a layer is unpacked.
 #[derive(Debug, Clone)]
 pub struct UnpackOptions {
-    /// No CAP_MKNOD/CAP_CHOWN over arbitrary ids: skip devices, keep our own ownership, and use
-    /// `user.overlay.*` xattrs.
+    /// No CAP_MKNOD/CAP_CHOWN over arbitrary ids: skip devices, use `user.overlay.*` xattrs, and
+    /// keep our own ownership (or, as root of a user namespace, the owners it maps).
     pub rootless: bool,
 }
 
@@ -34,6 +34,14 @@ impl Default for UnpackOptions {
             rootless: !sys::is_real_root(),
         }
     }
+}
+
+/// True when this process is root of a user namespace other than the initial one: it may chown
+/// to the ids that namespace maps.
+fn userns_root() -> bool {
+    static R: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    // SAFETY: geteuid has no preconditions.
+    *R.get_or_init(|| unsafe { libc::geteuid() } == 0 && !sys::is_real_root())
 }
 
 /// What an unpack did.
@@ -152,6 +160,11 @@ impl Unpacker {
 
     fn chown(&self, dir: &OwnedFd, name: &OsStr, uid: u32, gid: u32, raw: &[u8]) -> Result<()> {
         if self.opts.rootless {
+            // Root of a user namespace (skiff's rootless one) owns what its map covers; ids
+            // outside it (a single-id map) stay the user's own.
+            if userns_root() {
+                let _ = sys::lchownat(dir.as_fd_borrowed(), name, uid, gid);
+            }
             return Ok(());
         }
         sys::lchownat(dir.as_fd_borrowed(), name, uid, gid).map_err(|e| {
@@ -357,6 +370,8 @@ impl Unpacker {
             if !self.opts.rootless {
                 sys::lchownat(fd.as_fd_borrowed(), OsStr::new(""), d.uid, d.gid)
                     .map_err(|e| Error::path("chown directory", &d.path, e))?;
+            } else if userns_root() {
+                let _ = sys::lchownat(fd.as_fd_borrowed(), OsStr::new(""), d.uid, d.gid);
             }
             sys::fchmod(fd.as_fd_borrowed(), d.mode)
                 .map_err(|e| Error::path("chmod directory", &d.path, e))?;

@@ -167,23 +167,25 @@ pub struct Server {
 
 /// Runs `f` inside the network namespace `netns`, back in the caller's afterwards. The calling
 /// thread switches; the process must not run other threads that depend on its namespace.
-fn in_netns<T>(netns: &Path, f: impl FnOnce() -> std::io::Result<T>) -> Result<T> {
+fn in_netns<T: Send + 'static>(
+    netns: &Path,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T> {
     let io = |what: String| move |e: std::io::Error| Error::Io(what, e);
-    let own: OwnedFd = std::fs::File::open("/proc/thread-self/ns/net")
-        .map_err(io("open /proc/thread-self/ns/net".into()))?
-        .into();
     let target: OwnedFd = std::fs::File::open(netns)
         .map_err(io(format!("open {}", netns.display())))?
         .into();
-    nix::sched::setns(target.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-        .map_err(|e| Error::Io(format!("enter {}", netns.display()), e.into()))?;
-    let r = f();
-    // Going back cannot fail for a namespace we were in a moment ago; if it did, staying in the
-    // container's namespace would be wrong for everything after: abort instead.
-    if nix::sched::setns(own.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).is_err() {
-        std::process::abort();
-    }
-    r.map_err(io(format!("embedded DNS socket in {}", netns.display())))
+    let shown = netns.display().to_string();
+    // A short-lived thread enters the namespace and ends there: the caller's thread never moves,
+    // and nothing has to come back (which a rootless process could not do: the host's network
+    // namespace belongs to the initial user namespace).
+    std::thread::spawn(move || -> Result<T> {
+        nix::sched::setns(target.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| Error::Io(format!("enter {shown}"), e.into()))?;
+        f().map_err(io(format!("embedded DNS socket in {shown}")))
+    })
+    .join()
+    .map_err(|_| Error::Netlink("embedded DNS thread panicked".into()))?
 }
 
 impl Server {

@@ -162,7 +162,12 @@ pub fn apply(cmds: &[String]) -> Result<()> {
         return Ok(());
     }
     let doc = cmds.join("\n") + "\n";
-    let mut child = Command::new("nft")
+    // By path first: an ordinary user's PATH (rootless skiff) often lacks /usr/sbin.
+    let nft = ["/usr/sbin/nft", "/sbin/nft"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("nft");
+    let mut child = Command::new(nft)
         .args(["-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -279,8 +279,9 @@ fn create_inner(o: CreateOpts, b: Bundle, direct: bool) -> Result<(State, sync::
         Some(listen_exec_sock(&dir)?)
     };
 
-    // SAFETY: geteuid has no preconditions.
-    let rootless = unsafe { libc::geteuid() } != 0;
+    // Not root of the initial user namespace (an ordinary user, or root of a user namespace such
+    // as skiff's rootless one): cgroups are best effort.
+    let rootless = !util::is_real_root();
     let linux = spec.linux().as_ref();
     let cg_spec = CgroupSpec {
         path: linux

@@ -623,7 +623,16 @@ pub fn docker_spec(o: &DockerSpecOpts) -> Result<Spec, DockerSpecError> {
     if o.network != NetworkNs::Host {
         // Docker's defaults for a private network namespace: unprivileged ICMP echo sockets and
         // binding low ports need no capability (the namespace bounds both).
-        sysctl.insert("net.ipv4.ping_group_range".into(), "0 2147483647".into());
+        // In a user namespace (rootless) the range must hold only gids it maps.
+        let top = if crate::util::is_real_root() {
+            2147483647
+        } else {
+            crate::util::mapped_gid_top()
+        };
+        sysctl.insert(
+            "net.ipv4.ping_group_range".into(),
+            format!("0 {top}").into(),
+        );
         sysctl.insert("net.ipv4.ip_unprivileged_port_start".into(), "0".into());
     }
     for (k, v) in &o.sysctls {

@@ -143,10 +143,19 @@ pub fn set_user_and_caps(p: &Process, setgroups_allowed: bool) -> Result<()> {
     if setgroups_allowed {
         // SAFETY: the pointer and length describe a live Vec.
         if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } < 0 {
-            return Err(Error::Sys {
-                what: format!("process.user.additionalGids: setgroups {groups:?}"),
-                errno: Errno::last(),
-            });
+            let e = Errno::last();
+            // Inside a user namespace that denies setgroups (an unprivileged user's single-id
+            // map, e.g. rootless skiff without /etc/subgid ranges) groups that add nothing to the
+            // primary gid can be left alone.
+            let denied = e == Errno::EPERM
+                && std::fs::read_to_string("/proc/self/setgroups")
+                    .is_ok_and(|s| s.trim() == "deny");
+            if !(denied && groups.iter().all(|g| *g == u.gid())) {
+                return Err(Error::Sys {
+                    what: format!("process.user.additionalGids: setgroups {groups:?}"),
+                    errno: e,
+                });
+            }
         }
     } else if !groups.is_empty() {
         return Err(Error::Config("process.user.additionalGids: cannot set groups: setgroups is denied in this user namespace".into()));

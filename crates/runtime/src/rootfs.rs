@@ -816,6 +816,20 @@ fn mount_one(ctx: &Ctx, root: &OwnedFd, index: usize, m: &Mount, opts: &MountOpt
                     || format!("remount the bound {host} with options"),
                 )?;
             }
+            (Err(Errno::EINVAL), "devpts")
+                if data.is_some_and(|d| d.split(',').any(|o| o.starts_with("gid=")))
+                    && mount(
+                        Some(&src),
+                        &tpath,
+                        Some("devpts"),
+                        flags,
+                        data.map(without_gid).as_deref(),
+                    )
+                    .is_ok() =>
+            {
+                // A user namespace that does not map the tty group (rootless with a single id):
+                // the ptys belong to the process's own group, as runc does.
+            }
             (Err(Errno::EINVAL), _) if data.is_some() => {
                 return Err(Error::Other(format!(
                     "{typ} refused the options {:?} (unknown option or bad value): EINVAL",
@@ -1513,4 +1527,12 @@ pub fn apply_sysctl(spec: &Spec, netns: bool, ipcns: bool, utsns: bool) -> Resul
             .map_err(|e| Error::Config(format!("linux.sysctl: {k} = {v:?}: {e}")))?;
     }
     Ok(())
+}
+
+/// Mount options without `gid=`.
+fn without_gid(data: &str) -> String {
+    data.split(',')
+        .filter(|o| !o.starts_with("gid="))
+        .collect::<Vec<_>>()
+        .join(",")
 }

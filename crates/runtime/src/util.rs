@@ -296,3 +296,39 @@ mod duration_tests {
         assert!(parse_go_duration("h").is_err());
     }
 }
+
+/// True when this process is euid 0 of the initial user namespace (the full identity map).
+/// Remembered per process (callers join namespaces, if ever, before asking).
+pub fn is_real_root() -> bool {
+    static R: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *R.get_or_init(|| {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return false;
+        }
+        match std::fs::read_to_string("/proc/self/uid_map") {
+            Ok(m) => {
+                let f: Vec<&str> = m.split_whitespace().collect();
+                f.len() >= 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295"
+            }
+            Err(_) => true,
+        }
+    })
+}
+
+/// The highest gid this process's user namespace maps (from /proc/self/gid_map; 0 if unreadable).
+pub fn mapped_gid_top() -> u64 {
+    std::fs::read_to_string("/proc/self/gid_map")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<u64> = l
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            (f.len() == 3 && f[2] > 0).then(|| f[0] + f[2] - 1)
+        })
+        .max()
+        .unwrap_or(0)
+        .min(2147483647)
+}

@@ -37,9 +37,11 @@ use clap::{CommandFactory, Parser, Subcommand};
 )]
 pub struct Cli {
     /// Root directory of skiff's persistent state.
-    #[arg(long, global = true, default_value = "/var/lib/skiff")]
+    /// (default /var/lib/skiff; for a user, $XDG_DATA_HOME/skiff or ~/.local/share/skiff).
+    #[arg(long, global = true, default_value = default_root_arg())]
     pub root: PathBuf,
-    /// Directory of runtime state (default /run/skiff, or <root>/run when --root is given).
+    /// Directory of runtime state (default /run/skiff, for a user $XDG_RUNTIME_DIR/skiff or
+    /// /tmp/skiff-<uid>; <root>/run when --root is given).
     #[arg(long, global = true)]
     pub runroot: Option<PathBuf>,
     /// Enable debug mode: the runtime's debug lines (e.g. where exec's seccomp filter came from)
@@ -110,6 +112,8 @@ pub enum Command {
     Debug(debug::DebugArgs),
     /// Explain what isolates a container (or what an image would run with)
     Explain(debug::ExplainArgs),
+    /// Run a command in skiff's rootless user and mount namespace (as `podman unshare`)
+    Unshare(UnshareArgs),
     /// Define and run multi-container applications (docker compose)
     Compose(Box<compose::ComposeArgs>),
     /// Serve the Docker Engine API on a unix socket
@@ -122,6 +126,74 @@ pub enum Command {
     Fs(fscmds::FsCommand),
 }
 
+/// Flags of `unshare`.
+#[derive(clap::Args, Debug)]
+pub struct UnshareArgs {
+    /// The command and its arguments (default: $SHELL, else /bin/sh)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+/// The default `--root` (by who runs skiff), as clap takes defaults.
+fn default_root_arg() -> &'static str {
+    static ROOT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        skiff_engine::rootless::default_root()
+            .to_string_lossy()
+            .into_owned()
+    })
+}
+
+/// For an ordinary user: the rootless run directory as the default `--runroot` of the default
+/// root, then into the rootless namespace (see `skiff_engine::rootless`). Commands that touch no
+/// state stay outside.
+fn enter_rootless(cli: &mut Cli) -> anyhow::Result<()> {
+    use skiff_engine::rootless;
+    if rootless::in_namespace() {
+        // Re-exec'd in the namespace (exec's sealed copy): only the paths.
+        if cli.runroot.is_none() && rootless::data_root().is_ok_and(|d| d == cli.root) {
+            cli.runroot = Some(rootless::run_root()?);
+        }
+        return Ok(());
+    }
+    if !rootless::is_user()
+        || matches!(
+            cli.command,
+            Command::Version(_) | Command::Completion(_) | Command::GenerateMan(_)
+        )
+    {
+        return Ok(());
+    }
+    rootless::check_root_access(&cli.root)?;
+    let rundir = rootless::run_root()?;
+    if matches!(cli.command, Command::System(system::SystemCommand::Migrate)) {
+        rootless::stop_pause(&rundir);
+        std::process::exit(0);
+    }
+    if cli.runroot.is_none() && rootless::data_root().is_ok_and(|d| d == cli.root) {
+        cli.runroot = Some(rundir.clone());
+    }
+    rootless::enter(&rundir)?;
+    Ok(())
+}
+
+/// `unshare`: exec the command (in the namespace [`enter_rootless`] joined).
+fn unshare(a: &UnshareArgs) -> i32 {
+    use std::os::unix::process::CommandExt;
+    let argv = if a.command.is_empty() {
+        vec![std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into())]
+    } else {
+        a.command.clone()
+    };
+    let e = std::process::Command::new(&argv[0]).args(&argv[1..]).exec();
+    eprintln!("skiff: unshare: {}: {e}", argv[0]);
+    if e.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    }
+}
+
 /// `skiff run` with only the `run` grammar: clap builds every command it knows before it parses,
 /// and the whole docker-sized tree costs more than half a millisecond per start. Anything this
 /// cannot parse (including `--help` and every error) goes to the full parser, so messages and
@@ -129,7 +201,7 @@ pub enum Command {
 #[derive(Parser, Debug)]
 #[command(name = "skiff", disable_help_flag = true, disable_version_flag = true)]
 struct RunOnly {
-    #[arg(long, global = true, default_value = "/var/lib/skiff")]
+    #[arg(long, global = true, default_value = default_root_arg())]
     root: PathBuf,
     #[arg(long, global = true)]
     runroot: Option<PathBuf>,
@@ -291,7 +363,7 @@ fn cli_main() {
         std::process::exit(skiff_build::run::step_main(&argv[2..]));
     }
     end_options_after_target(&mut argv);
-    let cli = match fast_run_parse(&argv)
+    let mut cli = match fast_run_parse(&argv)
         .map(Ok)
         .unwrap_or_else(|| Cli::try_parse_from(&argv))
     {
@@ -311,6 +383,17 @@ fn cli_main() {
             std::process::exit(code);
         }
     };
+    if let Err(e) = enter_rootless(&mut cli) {
+        eprintln!("skiff: {}", error_text(&e));
+        std::process::exit(125);
+    }
+    if let Command::Unshare(a) = &cli.command {
+        std::process::exit(unshare(a));
+    }
+    if let Command::System(system::SystemCommand::Migrate) = &cli.command {
+        // Root has no rootless namespace.
+        std::process::exit(0);
+    }
     if cli.debug {
         skiff_runtime::log::enable_debug(skiff_runtime::log::Sink::default());
     }

@@ -31,6 +31,9 @@ pub enum SystemCommand {
     Check(CheckArgs),
     /// Start containers whose restart policy says they run, after a reboot or a dead monitor
     Boot(BootArgs),
+    /// Rootless: stop the pause process holding the user's namespace, so the next command makes
+    /// a fresh one (after /etc/subuid or /etc/subgid changed)
+    Migrate,
 }
 
 /// Flags of `system boot`.
@@ -306,12 +309,18 @@ fn info_cmd(cli: &Cli, a: &InfoArgs) -> Result<i32> {
         }
     }
     o.push_str(" Logging Driver: json-file\n");
-    o.push_str(" Cgroup Driver: cgroupfs\n");
+    o.push_str(&format!(" Cgroup Driver: {}\n", s("CgroupDriver")));
     o.push_str(&format!(" Cgroup Version: {}\n", s("CgroupVersion")));
     o.push_str(" Plugins:\n  Volume: local\n  Network: host null\n  Log: json-file\n");
     o.push_str(" Swarm: inactive\n Runtimes: skiff-runtime\n Default Runtime: skiff-runtime\n");
     o.push_str(" Init Binary: docker-init\n");
     o.push_str(" Security Options:\n  seccomp\n   Profile: builtin\n");
+    if v["SecurityOptions"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x == "name=rootless"))
+    {
+        o.push_str("  rootless\n");
+    }
     o.push_str(&format!(" Kernel Version: {}\n", s("KernelVersion")));
     o.push_str(&format!(" Operating System: {}\n", s("OperatingSystem")));
     o.push_str(" OSType: linux\n");

@@ -1,0 +1,795 @@
+//! Rootless skiff: an ordinary user (made per test with useradd, subordinate id ranges added with
+//! usermod) runs the built binaries through setpriv, with a HOME of its own and no
+//! XDG_RUNTIME_DIR (so the private /tmp/skiff-<uid> fallback is used). Each user, its home, its
+//! ranges, its processes and its run directory are removed on drop.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use skiff_tests::{bin, busybox_rootfs, require_root, skip, stderr, stdout};
+
+/// The size of each test user's subordinate range.
+const RANGE: u32 = 65536;
+
+/// An unprivileged user made for one test, with a busybox image tarball it can read.
+struct User {
+    name: String,
+    uid: u32,
+    gid: u32,
+    home: PathBuf,
+    /// First subordinate uid/gid (None: no range, the single-id fallback).
+    base: Option<u32>,
+    /// Holds busybox.tar (readable by everyone).
+    files: tempfile::TempDir,
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let o = cmd.output().expect("spawn");
+    assert!(
+        o.status.success(),
+        "{cmd:?} failed: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    o
+}
+
+impl User {
+    /// A fresh user; `ranges` gives it subordinate ids. None (after a printed skip) when the host
+    /// lacks the uidmap tools.
+    fn new(ranges: bool) -> Option<User> {
+        require_root();
+        if ranges && !Path::new("/usr/bin/newuidmap").exists() {
+            skip("newuidmap (Debian package uidmap) is not installed");
+            return None;
+        }
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let name = format!("skrl{}x{n}", pid % 1_000_000);
+        // useradd would pick ranges of its own: none, then exactly ours.
+        run(Command::new("useradd").args([
+            "-m",
+            "-K",
+            "SUB_UID_COUNT=0",
+            "-K",
+            "SUB_GID_COUNT=0",
+            "-s",
+            "/bin/sh",
+            &name,
+        ]));
+        let id = |flag: &str| -> u32 {
+            let o = run(Command::new("id").args([flag, &name]));
+            stdout(&o).trim().parse().unwrap()
+        };
+        let (uid, gid) = (id("-u"), id("-g"));
+        let files = tempfile::Builder::new()
+            .prefix("skiff-rootless-")
+            .tempdir()
+            .unwrap();
+        let mut u = User {
+            home: PathBuf::from(format!("/home/{name}")),
+            name,
+            uid,
+            gid,
+            base: None,
+            files,
+        };
+        if ranges {
+            // Apart from other test processes' users (overlap would still work, but be unclean).
+            let base = 1_000_000 + ((pid % 2000) * 8 + n % 8) * RANGE;
+            let r = format!("{base}-{}", base + RANGE - 1);
+            run(Command::new("usermod").args(["--add-subuids", &r, "--add-subgids", &r, &u.name]));
+            u.base = Some(base);
+        }
+        // The image tarball, built as root (owners 0) and readable by the user.
+        let rootfs = u.files.path().join("rootfs");
+        busybox_rootfs(&rootfs);
+        let tar = u.files.path().join("busybox.tar");
+        run(Command::new("tar").args([
+            "--numeric-owner",
+            "-C",
+            rootfs.to_str().unwrap(),
+            "-cf",
+            tar.to_str().unwrap(),
+            ".",
+        ]));
+        std::fs::set_permissions(&tar, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(u.files.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        Some(u)
+    }
+
+    /// `skiff ARGS` as this user, with its own HOME and nothing else of the test's environment.
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("setpriv");
+        c.args([
+            &format!("--reuid={}", self.uid),
+            &format!("--regid={}", self.gid),
+            "--init-groups",
+            "--",
+        ])
+        .arg(bin("skiff"))
+        .args(args)
+        .env_clear()
+        .env("HOME", &self.home)
+        .env("USER", &self.name)
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .current_dir(&self.home)
+        .stdin(std::process::Stdio::null());
+        c
+    }
+
+    fn sk(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.sk(args);
+        assert!(
+            o.status.success(),
+            "skiff {args:?} as {} failed ({}): {}{}",
+            self.name,
+            o.status,
+            stdout(&o),
+            stderr(&o)
+        );
+        stdout(&o)
+    }
+
+    fn import(&self) {
+        let tar = self.files.path().join("busybox.tar");
+        self.ok(&[
+            "import",
+            "-c",
+            "CMD [\"sh\"]",
+            tar.to_str().unwrap(),
+            "busybox:latest",
+        ]);
+    }
+
+    fn store(&self) -> PathBuf {
+        self.home.join(".local/share/skiff")
+    }
+
+    fn rundir(&self) -> PathBuf {
+        PathBuf::from(format!("/tmp/skiff-{}", self.uid))
+    }
+
+    /// Pids of the user's processes.
+    fn processes(&self) -> Vec<i32> {
+        let mut v = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            if std::fs::metadata(e.path()).is_ok_and(|m| m.uid() == self.uid) {
+                v.push(pid);
+            }
+        }
+        v
+    }
+
+    /// Removes every container (as the user), then stops the namespace's pause process; returns
+    /// the user's processes still alive a few seconds later (none expected).
+    fn shutdown(&self) -> Vec<i32> {
+        if self.store().exists() {
+            let ids = stdout(&self.sk(&["ps", "-aq"]));
+            for id in ids.split_whitespace() {
+                let _ = self.sk(&["rm", "-f", id]);
+            }
+            let _ = self.sk(&["system", "migrate"]);
+        }
+        for _ in 0..100 {
+            if self.processes().is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        self.processes()
+    }
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        let left = self.shutdown();
+        for pid in left {
+            // SAFETY: kill with integer arguments; the pid is a process of the user this test made.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let _ = std::fs::remove_dir_all(self.rundir());
+        if let Some(b) = self.base {
+            let r = format!("{b}-{}", b + RANGE - 1);
+            let _ = Command::new("usermod")
+                .args(["--del-subuids", &r, "--del-subgids", &r, &self.name])
+                .output();
+        }
+        let _ = Command::new("userdel")
+            .args(["-r", "-f", &self.name])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+fn owner(p: &Path) -> (u32, u32) {
+    let m = std::fs::symlink_metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    (m.uid(), m.gid())
+}
+
+/// Lines of the host's mount table that name `dir`.
+fn host_mounts_under(dir: &Path) -> Vec<String> {
+    let d = dir.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&d))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn rootless_run_exec_logs_volume_and_bind() {
+    let Some(u) = User::new(true) else { return };
+    let base = u.base.unwrap();
+    u.import();
+
+    // The store is the user's, private, and outside root's.
+    let st = u.store();
+    assert_eq!(owner(&st), (u.uid, u.gid));
+    assert_eq!(std::fs::metadata(&st).unwrap().mode() & 0o777, 0o700);
+    // Container root's files are the user's on the host.
+    let snaps: Vec<PathBuf> = std::fs::read_dir(st.join("snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("fs/bin/busybox"))
+        .filter(|p| p.exists())
+        .collect();
+    assert_eq!(snaps.len(), 1, "one unpacked layer with busybox");
+    assert_eq!(owner(&snaps[0]), (u.uid, u.gid));
+
+    // uid 0 inside; the namespace maps the user's range behind it.
+    let out = u.ok(&["run", "--rm", "busybox", "id"]);
+    assert!(out.starts_with("uid=0(root) gid=0(root)"), "{out}");
+    let map = u.ok(&["run", "--rm", "busybox", "cat", "/proc/self/uid_map"]);
+    let rows: Vec<Vec<u64>> = map
+        .lines()
+        .map(|l| l.split_whitespace().map(|x| x.parse().unwrap()).collect())
+        .collect();
+    assert!(rows.contains(&vec![0, u.uid as u64, 1]), "{map}");
+    assert!(rows.contains(&vec![1, base as u64, RANGE as u64]), "{map}");
+
+    // A bind-mounted directory of the user's and a named volume: files container root makes are
+    // the user's; files given to uid/gid 1000 are the range's 1000th id.
+    let src = u.home.join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::os::unix::fs::chown(&src, Some(u.uid), Some(u.gid)).unwrap();
+    let bind = format!("{}:/src", src.display());
+    u.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &bind,
+        "-v",
+        "data:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /src/mine /data/mine && touch /src/his /data/his && chown 1000:1000 /src/his /data/his",
+    ]);
+    let vol = st.join("volumes/data/_data");
+    for d in [&src, &vol] {
+        assert_eq!(owner(&d.join("mine")), (u.uid, u.gid), "{}", d.display());
+        assert_eq!(
+            owner(&d.join("his")),
+            (base + 999, base + 999),
+            "{}",
+            d.display()
+        );
+    }
+
+    // --userns keep-id: the user's own uid inside too, so a source tree keeps its owner.
+    let out = u.ok(&[
+        "run",
+        "--rm",
+        "--userns",
+        "keep-id",
+        "-v",
+        &bind,
+        "busybox",
+        "sh",
+        "-c",
+        "id -u; id -g; touch /src/kept",
+    ]);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        [u.uid.to_string(), u.gid.to_string()]
+    );
+    assert_eq!(owner(&src.join("kept")), (u.uid, u.gid));
+
+    // `:U` gives the source to the container's user (uid 1000 inside: the range's 1000th id),
+    // so a non-root container process can write there.
+    let work = u.home.join("work");
+    std::fs::create_dir(&work).unwrap();
+    std::fs::write(work.join("old"), "x").unwrap();
+    std::os::unix::fs::chown(&work, Some(u.uid), Some(u.gid)).unwrap();
+    std::os::unix::fs::chown(work.join("old"), Some(u.uid), Some(u.gid)).unwrap();
+    let spec = format!("{}:/w:U", work.display());
+    let o = u.sk(&[
+        "run",
+        "--rm",
+        "--user",
+        "1000:1000",
+        "-v",
+        &spec,
+        "busybox",
+        "touch",
+        "/w/new",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["", "old", "new"] {
+        assert_eq!(owner(&work.join(f)), (base + 999, base + 999), "{f}");
+    }
+
+    // Detached, exec, logs, ps, stop, rm -f.
+    let id = u.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "busybox",
+        "sh",
+        "-c",
+        "echo started; exec sleep 1000",
+    ]);
+    let id = id.trim();
+    assert_eq!(id.len(), 64, "{id}");
+    assert_eq!(u.ok(&["exec", "web", "id", "-u"]).trim(), "0");
+    assert!(u.ok(&["exec", "web", "ls", "/"]).contains("bin"));
+    // The pause process stopped while web runs: the next command joins web's namespaces again
+    // (through its monitor) rather than making new ones it could not exec from.
+    let pause = std::fs::read_to_string(u.rundir().join("pause.pid")).unwrap();
+    u.ok(&["system", "migrate"]);
+    assert_eq!(
+        u.ok(&["exec", "web", "echo", "rejoined"]).trim(),
+        "rejoined"
+    );
+    let pause2 = std::fs::read_to_string(u.rundir().join("pause.pid")).unwrap();
+    assert_ne!(pause, pause2);
+    let mut logs = String::new();
+    for _ in 0..50 {
+        logs = u.ok(&["logs", "web"]);
+        if logs.contains("started") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(logs.trim(), "started");
+    assert!(u.ok(&["ps"]).contains("web"));
+    u.ok(&["stop", "-t", "1", "web"]);
+    assert!(u.ok(&["ps", "-a"]).contains("Exited (137)"));
+    u.ok(&["start", "web"]);
+    assert_eq!(u.ok(&["exec", "web", "echo", "again"]).trim(), "again");
+    u.ok(&["rm", "-f", "web"]);
+    assert!(!u.ok(&["ps", "-a"]).contains("web"));
+    assert!(!st.join("containers").join(id).exists());
+
+    // Nothing stays: no container mounts (they lived in the user's namespace, not the host's),
+    // and no process once the namespace's pause process is stopped.
+    assert!(host_mounts_under(&st).is_empty());
+    let left = u.shutdown();
+    assert!(left.is_empty(), "processes left: {left:?}");
+    assert!(host_mounts_under(&u.rundir()).is_empty());
+}
+
+#[test]
+fn rootless_store_is_private_to_its_user() {
+    let Some(a) = User::new(true) else { return };
+    let Some(b) = User::new(true) else { return };
+    a.import();
+    // The run directory fallback is private too.
+    let rd = a.rundir();
+    let m = std::fs::symlink_metadata(&rd).unwrap();
+    assert!(m.is_dir());
+    assert_eq!((m.uid(), m.mode() & 0o777), (a.uid, 0o700));
+    // b cannot read a's store, neither directly nor through skiff.
+    let mut ls = Command::new("setpriv");
+    ls.args([
+        &format!("--reuid={}", b.uid),
+        &format!("--regid={}", b.gid),
+        "--init-groups",
+        "ls",
+    ])
+    .arg(a.store().join("snapshots"));
+    let o = ls.output().unwrap();
+    assert!(!o.status.success(), "b listed a's store: {}", stdout(&o));
+    let o = b.sk(&["--root", a.store().to_str().unwrap(), "images"]);
+    assert!(!o.status.success(), "b used a's store: {}", stdout(&o));
+    // b's own store has nothing of a's.
+    assert!(!b.ok(&["images"]).contains("busybox"));
+    // Root's default store is not the user's.
+    assert_ne!(a.store(), Path::new("/var/lib/skiff"));
+}
+
+#[test]
+fn rootless_limits_warn_and_network_is_none() {
+    let Some(u) = User::new(true) else { return };
+    u.import();
+    // -m is not silently dropped: the run warns that limits are not enforced, and still runs.
+    let o = u.sk(&[
+        "run",
+        "--rm",
+        "-m",
+        "32m",
+        "--pids-limit",
+        "50",
+        "busybox",
+        "true",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("WARNING: rootless: resource limits are NOT enforced (memory, pids given)"),
+        "{err}"
+    );
+    // Without limits, no warning.
+    let o = u.sk(&["run", "--rm", "busybox", "true"]);
+    assert!(
+        o.status.success() && !stderr(&o).contains("WARNING"),
+        "{}",
+        stderr(&o)
+    );
+    // No network by default (only lo), and the bridge is refused with a reason.
+    let links = u.ok(&["run", "--rm", "busybox", "ls", "/sys/class/net"]);
+    assert_eq!(
+        links.split_whitespace().collect::<Vec<_>>(),
+        ["lo"],
+        "{links}"
+    );
+    let o = u.sk(&["run", "--rm", "--network", "bridge", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("rootless"), "{}", stderr(&o));
+    // info says what this engine is.
+    let info = u.ok(&["info"]);
+    for want in ["  rootless\n", "Cgroup Driver: none", "userxattr: true"] {
+        assert!(info.contains(want), "{want}: {info}");
+    }
+    assert!(
+        info.contains(&format!("Docker Root Dir: {}", u.store().display())),
+        "{info}"
+    );
+}
+
+#[test]
+fn rootless_unshare_and_single_id_fallback() {
+    let Some(u) = User::new(true) else { return };
+    let base = u.base.unwrap();
+    // `skiff unshare` runs a command in the namespace: root there, the user's range behind it,
+    // and the store's files with their container owners.
+    let out = u.ok(&["unshare", "sh", "-c", "id -u; cat /proc/self/uid_map"]);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("0"), "{out}");
+    assert!(
+        out.contains(&format!("{base}")) && out.contains(&format!("{}", u.uid)),
+        "{out}"
+    );
+    u.import();
+    let o = u.ok(&[
+        "unshare",
+        "sh",
+        "-c",
+        "stat -c %u ~/.local/share/skiff/snapshots/*/fs/bin/busybox",
+    ]);
+    assert_eq!(o.trim(), "0");
+    assert!(u
+        .ok(&["run", "--rm", "-t", "busybox", "tty"])
+        .contains("/dev/pts/"));
+    let o = u.sk(&["unshare", "/nonexistent-cmd"]);
+    assert_eq!(o.status.code(), Some(127));
+
+    // A user without any range: a warning naming the file to edit, and containers with one id.
+    let Some(v) = User::new(false) else { return };
+    let o = v.sk(&[
+        "import",
+        "-c",
+        "CMD [\"sh\"]",
+        v.files.path().join("busybox.tar").to_str().unwrap(),
+        "busybox:latest",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no subordinate id range")
+            && stderr(&o).contains("/etc/subuid")
+            && stderr(&o).contains(&v.name),
+        "{}",
+        stderr(&o)
+    );
+    let out = v.ok(&["run", "--rm", "busybox", "cat", "/proc/self/uid_map"]);
+    let rows: Vec<Vec<u64>> = out
+        .lines()
+        .map(|l| l.split_whitespace().map(|x| x.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows, vec![vec![0, v.uid as u64, 1]], "{out}");
+    assert!(v.ok(&["run", "--rm", "busybox", "id", "-u"]).trim() == "0");
+    v.ok(&["run", "-d", "--name", "one", "busybox", "sleep", "1000"]);
+    assert_eq!(v.ok(&["exec", "one", "id", "-u"]).trim(), "0");
+    // A terminal too (devpts without the tty group, which one id cannot map).
+    assert!(v
+        .ok(&["run", "--rm", "-t", "busybox", "tty"])
+        .contains("/dev/pts/"));
+    v.ok(&["rm", "-f", "one"]);
+}
+
+#[test]
+fn rootless_push_pull_save_load() {
+    let Some(u) = User::new(true) else { return };
+    let reg = skiff_tests::registry();
+    let name = format!("127.0.0.1:{}/rootless/bb:v1", reg.port);
+    let tar = u.files.path().join("busybox.tar");
+    u.ok(&["import", "-c", "CMD [\"sh\"]", tar.to_str().unwrap(), &name]);
+    assert!(u.ok(&["push", &name]).contains("Pushed"));
+    u.ok(&["rmi", &name]);
+    let out = u.ok(&["pull", &name]);
+    assert!(out.contains("Pull complete"), "{out}");
+    assert_eq!(u.ok(&["run", "--rm", &name, "id", "-u"]).trim(), "0");
+    // Unpacked by the pull with container owners: the user's own on the host.
+    let st = u.store();
+    let bb: Vec<PathBuf> = std::fs::read_dir(st.join("snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("fs/bin/busybox"))
+        .filter(|p| p.exists())
+        .collect();
+    assert!(!bb.is_empty());
+    for p in &bb {
+        assert_eq!(owner(p), (u.uid, u.gid));
+    }
+    // save, then load into a clean store.
+    let out = u.home.join("bb.tar");
+    u.ok(&["save", "-o", out.to_str().unwrap(), &name]);
+    assert_eq!(owner(&out).0, u.uid);
+    u.ok(&["rmi", &name]);
+    assert!(u
+        .ok(&["load", "-i", out.to_str().unwrap()])
+        .contains("Loaded image"));
+    assert_eq!(u.ok(&["run", "--rm", &name, "echo", "ok"]).trim(), "ok");
+}
+
+/// GET `path` from 127.0.0.1:`port`; the response text (empty on failure).
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn rootless_pasta_publishes_a_port() {
+    let Some(u) = User::new(true) else { return };
+    if !Path::new("/usr/bin/pasta").exists() {
+        skip("pasta (Debian package passt) is not installed");
+        return;
+    }
+    let tun = std::fs::metadata("/dev/net/tun");
+    if !tun.as_ref().is_ok_and(|m| m.mode() & 0o006 == 0o006) {
+        skip("/dev/net/tun is not open to users (udev's 0666): pasta cannot make its tap");
+        return;
+    }
+    u.import();
+    // A port below the unprivileged start is refused, naming the sysctl.
+    let o = u.sk(&[
+        "run",
+        "--rm",
+        "--network",
+        "pasta",
+        "-p",
+        "80:80",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("net.ipv4.ip_unprivileged_port_start"),
+        "{}",
+        stderr(&o)
+    );
+    // The container has an address and a default route through pasta's tap.
+    let routes = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "pasta",
+        "busybox",
+        "ip",
+        "route",
+    ]);
+    assert!(routes.contains("default via"), "{routes}");
+    // A published port answers on the host's 127.0.0.1, and ps shows it.
+    let port = skiff_tests::free_port();
+    let publish = format!("{port}:80");
+    u.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "pasta",
+        "-p",
+        &publish,
+        "busybox",
+        "sh",
+        "-c",
+        "echo rootless-web > /tmp/index.html && exec httpd -f -p 80 -h /tmp",
+    ]);
+    assert!(
+        u.ok(&["ps"]).contains(&format!("0.0.0.0:{port}->80/tcp")),
+        "{}",
+        u.ok(&["ps"])
+    );
+    let mut got = String::new();
+    for _ in 0..50 {
+        got = http_get(port, "/index.html");
+        if got.contains("rootless-web") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(got.contains("rootless-web"), "{got:?}");
+    u.ok(&["rm", "-f", "web"]);
+    // pasta went with the container (no process of the user but the pause process).
+    for _ in 0..50 {
+        let left: Vec<String> = u
+            .processes()
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).ok())
+            .filter(|c| !c.starts_with("skiff-pause"))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let left: Vec<String> = u
+        .processes()
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).ok())
+        .filter(|c| !c.starts_with("skiff-pause"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(http_get(port, "/").is_empty());
+}
+
+#[test]
+fn rootless_user_network_reaches_containers_by_name() {
+    let Some(u) = User::new(true) else { return };
+    u.import();
+    // The bridge lives in the user's hub network namespace, not the host's.
+    let host_links = std::fs::read_dir("/sys/class/net").unwrap().count();
+    u.ok(&["network", "create", "appnet"]);
+    assert_eq!(
+        std::fs::read_dir("/sys/class/net").unwrap().count(),
+        host_links
+    );
+    u.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "--network",
+        "appnet",
+        "busybox",
+        "sh",
+        "-c",
+        "echo db > /tmp/index.html && exec httpd -f -p 80 -h /tmp",
+    ]);
+    // By name: /etc/hosts and the embedded DNS server at 127.0.0.11.
+    let out = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "appnet",
+        "busybox",
+        "sh",
+        "-c",
+        "ping -c 1 -W 5 db >/dev/null && echo pinged; nslookup db 127.0.0.11 | grep '^Address: ' | tail -1; echo GET / | nc -w 3 db 80 | head -1",
+    ]);
+    assert!(out.contains("pinged"), "{out}");
+    assert!(out.contains("Address: 172."), "{out}");
+    assert!(out.contains("HTTP/1.1"), "{out}");
+    // The way out is the hub's pasta: the host's gateway address is the host's loopback there.
+    let gw = std::fs::read_to_string("/proc/net/route")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 2 && f[1] == "00000000")
+                .then(|| u32::from_str_radix(f[2], 16).ok())
+                .flatten()
+        })
+        .map(|g| std::net::Ipv4Addr::from(g.swap_bytes()));
+    let tun_open = std::fs::metadata("/dev/net/tun").is_ok_and(|m| m.mode() & 0o006 == 0o006);
+    match gw {
+        Some(gw) if Path::new("/usr/bin/pasta").exists() && tun_open => {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = l.local_addr().unwrap().port();
+            let server = std::thread::spawn(move || {
+                use std::io::Write;
+                // Never blocks the test for good: ten seconds at most.
+                l.set_nonblocking(true).unwrap();
+                for _ in 0..100 {
+                    if let Ok((mut c, _)) = l.accept() {
+                        let _ = c.set_nonblocking(false);
+                        let _ = c.write_all(b"from-host\n");
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            });
+            let out = u.ok(&[
+                "run",
+                "--rm",
+                "--network",
+                "appnet",
+                "busybox",
+                "sh",
+                "-c",
+                &format!("echo x | nc -w 5 {gw} {port}"),
+            ]);
+            server.join().unwrap();
+            assert!(out.contains("from-host"), "{out}");
+        }
+        _ => skip("no default route, pasta or user-open /dev/net/tun: user networks stay internal"),
+    }
+    // Published ports would be unreachable from the host there: refused, pasta named.
+    let o = u.sk(&[
+        "run",
+        "--rm",
+        "--network",
+        "appnet",
+        "-p",
+        "18089:80",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("--network pasta"), "{}", stderr(&o));
+    u.ok(&["rm", "-f", "db"]);
+    u.ok(&["network", "rm", "appnet"]);
+    assert_eq!(
+        std::fs::read_dir("/sys/class/net").unwrap().count(),
+        host_links
+    );
+
+    // compose: its project network is such a network, services find each other by name.
+    let proj = u.home.join("proj");
+    std::fs::create_dir(&proj).unwrap();
+    std::fs::write(
+        proj.join("compose.yaml"),
+        "services:\n  web:\n    image: busybox\n    command: sh -c \"echo hi > /tmp/index.html && exec httpd -f -p 80 -h /tmp\"\n  client:\n    image: busybox\n    command: sh -c \"sleep 1; echo GET / | nc -w 3 web 80 | head -1; exec sleep 100\"\n    depends_on: [web]\n",
+    )
+    .unwrap();
+    for p in [&proj, &proj.join("compose.yaml")] {
+        std::os::unix::fs::chown(p, Some(u.uid), Some(u.gid)).unwrap();
+    }
+    let file = proj.join("compose.yaml");
+    let f = file.to_str().unwrap();
+    u.ok(&["compose", "-f", f, "up", "-d"]);
+    let mut logs = String::new();
+    for _ in 0..50 {
+        logs = u.ok(&["compose", "-f", f, "logs", "client"]);
+        if logs.contains("HTTP/1.1") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(logs.contains("HTTP/1.1"), "{logs}");
+    u.ok(&["compose", "-f", f, "down"]);
+    assert!(u.ok(&["ps", "-aq"]).trim().is_empty());
+}
