@@ -721,12 +721,19 @@ fn rootless_user_network_reaches_containers_by_name() {
             let port = l.local_addr().unwrap().port();
             let server = std::thread::spawn(move || {
                 use std::io::Write;
-                // Never blocks the test for good: ten seconds at most.
+                // Never blocks the test for good: a minute at most (a loaded CI host can take
+                // more than ten seconds to start the container behind pasta).
                 l.set_nonblocking(true).unwrap();
-                for _ in 0..100 {
+                for _ in 0..600 {
                     if let Ok((mut c, _)) = l.accept() {
+                        use std::io::Read;
                         let _ = c.set_nonblocking(false);
                         let _ = c.write_all(b"from-host\n");
+                        // Close only after the client does: a reset right behind the reply can
+                        // overtake it through pasta's splice.
+                        let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+                        let mut sink = Vec::new();
+                        let _ = c.read_to_end(&mut sink);
                         return;
                     }
                     std::thread::sleep(std::time::Duration::from_millis(100));
@@ -740,7 +747,9 @@ fn rootless_user_network_reaches_containers_by_name() {
                 "busybox",
                 "sh",
                 "-c",
-                &format!("echo x | nc -w 5 {gw} {port}"),
+                // stdin stays open a moment: busybox nc quits at stdin's end, which can come
+                // before the reply has crossed pasta.
+                &format!("(echo x; sleep 3) | nc -w 5 {gw} {port}"),
             ]);
             server.join().unwrap();
             assert!(out.contains("from-host"), "{out}");

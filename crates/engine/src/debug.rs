@@ -168,47 +168,17 @@ impl Engine {
             }
             None => env.push(format!("PATH={}:{extra}", spec::DEFAULT_PATH)),
         }
-        for e in &req.env {
-            let kv = if e.contains('=') {
-                e.clone()
-            } else if let Ok(v) = std::env::var(e) {
-                format!("{e}={v}")
-            } else {
-                continue;
-            };
-            let key = kv.split_once('=').map(|x| x.0).unwrap_or("").to_string();
-            env.retain(|x| x.split_once('=').map(|y| y.0) != Some(key.as_str()));
-            env.push(kv);
-        }
-        if req.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
-            env.push("TERM=xterm".into());
-        }
+        crate::ops::exec_env(&mut env, &req.env, req.tty);
         if !env.iter().any(|e| e.starts_with("PS1=")) {
             env.push(format!("PS1=[debug {}] \\w # ", c.name));
         }
-        if let Some(u) = &req.user {
-            let user = spec::resolve_user(&rootfs, u)?;
-            let mut pu = process.user().clone();
-            pu.set_uid(user.uid);
-            pu.set_gid(user.gid);
-            pu.set_additional_gids(Some(user.groups));
-            process.set_user(pu);
-            env.retain(|e| !e.starts_with("HOME="));
-            let home = if user.home.is_empty() {
-                "/"
-            } else {
-                &user.home
-            };
-            env.push(format!("HOME={home}"));
-        }
-        if let Some(w) = &req.workdir {
-            if !w.starts_with('/') {
-                return Err(Error::Invalid(format!(
-                    "the working directory '{w}' is invalid, it needs to be an absolute path"
-                )));
-            }
-            process.set_cwd(w.into());
-        }
+        crate::ops::exec_user_workdir(
+            &mut process,
+            &mut env,
+            &rootfs,
+            req.user.as_deref(),
+            req.workdir.as_deref(),
+        )?;
         let cmd = if req.cmd.is_empty() {
             let shell = req.shell.as_deref().unwrap_or("sh");
             if !matches!(shell, "sh" | "bash") {

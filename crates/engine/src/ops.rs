@@ -863,46 +863,14 @@ impl Engine {
             .cloned()
             .ok_or_else(|| Error::Other(format!("container {}: no stored process", c.id)))?;
         let mut env = process.env().clone().unwrap_or_default();
-        for e in &req.env {
-            let kv = if e.contains('=') {
-                e.clone()
-            } else if let Ok(v) = std::env::var(e) {
-                format!("{e}={v}")
-            } else {
-                continue;
-            };
-            let key = kv.split_once('=').map(|x| x.0).unwrap_or("").to_string();
-            env.retain(|x| x.split_once('=').map(|y| y.0) != Some(key.as_str()));
-            env.push(kv);
-        }
-        if req.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
-            env.push("TERM=xterm".into());
-        }
-        if let Some(u) = &req.user {
-            let user = spec::resolve_user(&rootfs, u)?;
-            let mut pu = process.user().clone();
-            pu.set_uid(user.uid);
-            pu.set_gid(user.gid);
-            pu.set_additional_gids(Some(user.groups));
-            process.set_user(pu);
-            env.retain(|e| !e.starts_with("HOME="));
-            env.push(format!(
-                "HOME={}",
-                if user.home.is_empty() {
-                    "/"
-                } else {
-                    &user.home
-                }
-            ));
-        }
-        if let Some(w) = &req.workdir {
-            if !w.starts_with('/') {
-                return Err(Error::Invalid(format!(
-                    "the working directory '{w}' is invalid, it needs to be an absolute path"
-                )));
-            }
-            process.set_cwd(w.into());
-        }
+        exec_env(&mut env, &req.env, req.tty);
+        exec_user_workdir(
+            &mut process,
+            &mut env,
+            &rootfs,
+            req.user.as_deref(),
+            req.workdir.as_deref(),
+        )?;
         // Docker's exec events: `exec_create: CMD ARGS` and `exec_start: CMD ARGS` with the
         // exec's id, `exec_die` with its exit code (for `-d` a small waiter process, the exec's
         // parent, records it when the process ends).
@@ -1000,6 +968,61 @@ impl Engine {
         ended(&r);
         r
     }
+}
+
+/// `exec -e`'s entries merged into a process environment (`KEY` alone takes this process's
+/// value, or is skipped), and `TERM=xterm` with a tty unless set.
+pub(crate) fn exec_env(env: &mut Vec<String>, extra: &[String], tty: bool) {
+    for e in extra {
+        let kv = if e.contains('=') {
+            e.clone()
+        } else if let Ok(v) = std::env::var(e) {
+            format!("{e}={v}")
+        } else {
+            continue;
+        };
+        let key = kv.split_once('=').map(|x| x.0).unwrap_or("").to_string();
+        env.retain(|x| x.split_once('=').map(|y| y.0) != Some(key.as_str()));
+        env.push(kv);
+    }
+    if tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
+}
+
+/// `exec -u`/`-w`: the user resolved in the container's rootfs (with its groups and HOME) and an
+/// absolute working directory, applied to the exec'd process.
+pub(crate) fn exec_user_workdir(
+    process: &mut oci_spec::runtime::Process,
+    env: &mut Vec<String>,
+    rootfs: &std::path::Path,
+    user: Option<&str>,
+    workdir: Option<&str>,
+) -> Result<()> {
+    if let Some(u) = user {
+        let user = spec::resolve_user(rootfs, u)?;
+        let mut pu = process.user().clone();
+        pu.set_uid(user.uid);
+        pu.set_gid(user.gid);
+        pu.set_additional_gids(Some(user.groups));
+        process.set_user(pu);
+        env.retain(|e| !e.starts_with("HOME="));
+        let home = if user.home.is_empty() {
+            "/"
+        } else {
+            &user.home
+        };
+        env.push(format!("HOME={home}"));
+    }
+    if let Some(w) = workdir {
+        if !w.starts_with('/') {
+            return Err(Error::Invalid(format!(
+                "the working directory '{w}' is invalid, it needs to be an absolute path"
+            )));
+        }
+        process.set_cwd(w.into());
+    }
+    Ok(())
 }
 
 /// `exec -d`: forks a waiter (its own session, stdio on /dev/null, no inherited descriptor but
