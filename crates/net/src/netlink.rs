@@ -297,36 +297,32 @@ impl Netlink {
 
     /// Adds the IPv6 default route via `gw`.
     pub fn add_default_route6(&mut self, gw: Ipv6Addr) -> Result<()> {
-        let mut m = RouteMessage::default();
-        m.header.address_family = AddressFamily::Inet6;
-        m.header.table = RouteHeader::RT_TABLE_MAIN;
-        m.header.protocol = RouteProtocol::Boot;
-        m.header.scope = RouteScope::Universe;
-        m.header.kind = RouteType::Unicast;
-        m.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet6(gw)));
-        self.request(
-            RouteNetlinkMessage::NewRoute(m),
-            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-            &format!("add default route via {gw}"),
-        )?;
-        Ok(())
+        self.add_default_route_via(AddressFamily::Inet6, RouteAddress::Inet6(gw), &gw)
     }
 
     /// Adds the default route via `gw`.
     pub fn add_default_route(&mut self, gw: Ipv4Addr) -> Result<()> {
+        self.add_default_route_via(AddressFamily::Inet, RouteAddress::Inet(gw), &gw)
+    }
+
+    /// The default route of `family` in the main table via `gw`.
+    fn add_default_route_via(
+        &mut self,
+        family: AddressFamily,
+        gw: RouteAddress,
+        shown: &dyn std::fmt::Display,
+    ) -> Result<()> {
         let mut m = RouteMessage::default();
-        m.header.address_family = AddressFamily::Inet;
+        m.header.address_family = family;
         m.header.table = RouteHeader::RT_TABLE_MAIN;
         m.header.protocol = RouteProtocol::Boot;
         m.header.scope = RouteScope::Universe;
         m.header.kind = RouteType::Unicast;
-        m.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet(gw)));
+        m.attributes.push(RouteAttribute::Gateway(gw));
         self.request(
             RouteNetlinkMessage::NewRoute(m),
             NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-            &format!("add default route via {gw}"),
+            &format!("add default route via {shown}"),
         )?;
         Ok(())
     }
