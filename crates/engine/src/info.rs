@@ -277,7 +277,7 @@ pub fn info_json(root: &Path) -> crate::Result<serde_json::Value> {
     let images = skiff_image::Store::open(root)?.list()?.len();
     let arch = docker_arch();
     let rootless = crate::rootless::active();
-    Ok(json!({
+    let mut v = json!({
         "ID": "",
         "Containers": total,
         "ContainersRunning": running,
@@ -327,7 +327,13 @@ pub fn info_json(root: &Path) -> crate::Result<serde_json::Value> {
         "Experimental": false,
         "ClientInfo": {"Version": VERSION, "Context": "default", "Debug": false},
         "Arch": arch,
-    }))
+    });
+    // Port publishing and isolation are one nftables table (API 1.49's FirewallBackend).
+    v["FirewallBackend"] = json!({"Driver": "nftables"});
+    v["ContainerdCommit"] = json!({"ID": ""});
+    v["RuncCommit"] = json!({"ID": VERSION});
+    v["InitCommit"] = json!({"ID": VERSION});
+    Ok(v)
 }
 
 #[cfg(test)]

@@ -59,6 +59,135 @@ impl UpdateRequest {
     }
 }
 
+/// `POST /containers/{id}/update`: the API's `UpdateConfig` (the `Resources` of a `HostConfig`
+/// and its `RestartPolicy`). Zero values mean "leave as is", as in docker; fields skiff cannot
+/// change on a container are refused by name when set.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields, default)]
+#[allow(missing_docs)]
+pub struct UpdateBody {
+    pub cpu_shares: i64,
+    pub memory: i64,
+    pub cgroup_parent: String,
+    pub blkio_weight: u16,
+    pub blkio_weight_device: Option<Vec<serde_json::Value>>,
+    pub blkio_device_read_bps: Option<Vec<serde_json::Value>>,
+    pub blkio_device_write_bps: Option<Vec<serde_json::Value>>,
+    #[serde(rename = "BlkioDeviceReadIOps")]
+    pub blkio_device_read_iops: Option<Vec<serde_json::Value>>,
+    #[serde(rename = "BlkioDeviceWriteIOps")]
+    pub blkio_device_write_iops: Option<Vec<serde_json::Value>>,
+    pub cpu_period: i64,
+    pub cpu_quota: i64,
+    pub cpu_realtime_period: i64,
+    pub cpu_realtime_runtime: i64,
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
+    pub devices: Option<Vec<serde_json::Value>>,
+    pub device_cgroup_rules: Option<Vec<String>>,
+    pub device_requests: Option<Vec<serde_json::Value>>,
+    pub kernel_memory: i64,
+    #[serde(rename = "KernelMemoryTCP")]
+    pub kernel_memory_tcp: i64,
+    pub memory_reservation: i64,
+    pub memory_swap: i64,
+    pub memory_swappiness: Option<i64>,
+    pub nano_cpus: i64,
+    pub oom_kill_disable: Option<bool>,
+    pub init: Option<bool>,
+    pub pids_limit: Option<i64>,
+    pub ulimits: Option<Vec<serde_json::Value>>,
+    pub cpu_count: i64,
+    pub cpu_percent: i64,
+    #[serde(rename = "IOMaximumIOps")]
+    pub io_maximum_iops: u64,
+    #[serde(rename = "IOMaximumBandwidth")]
+    pub io_maximum_bandwidth: u64,
+    pub restart_policy: Option<crate::model::RestartPolicy>,
+}
+
+impl UpdateBody {
+    /// The same request `skiff update`'s flags make (one validation path for both).
+    pub fn into_request(self) -> Result<UpdateRequest> {
+        let refuse = |field: &str| {
+            Err(Error::Invalid(format!(
+                "{field}: cannot be changed by update (skiff applies it at create only)"
+            )))
+        };
+        let nonempty =
+            |v: &Option<Vec<serde_json::Value>>| v.as_ref().is_some_and(|v| !v.is_empty());
+        if !self.cgroup_parent.is_empty() {
+            return refuse("CgroupParent");
+        }
+        for (name, v) in [
+            ("BlkioWeightDevice", &self.blkio_weight_device),
+            ("BlkioDeviceReadBps", &self.blkio_device_read_bps),
+            ("BlkioDeviceWriteBps", &self.blkio_device_write_bps),
+            ("BlkioDeviceReadIOps", &self.blkio_device_read_iops),
+            ("BlkioDeviceWriteIOps", &self.blkio_device_write_iops),
+            ("Devices", &self.devices),
+            ("DeviceRequests", &self.device_requests),
+            ("Ulimits", &self.ulimits),
+        ] {
+            if nonempty(v) {
+                return refuse(name);
+            }
+        }
+        if self
+            .device_cgroup_rules
+            .as_ref()
+            .is_some_and(|r| !r.is_empty())
+        {
+            return refuse("DeviceCgroupRules");
+        }
+        if self.cpu_realtime_period != 0 || self.cpu_realtime_runtime != 0 {
+            return refuse("CpuRealtimePeriod/CpuRealtimeRuntime");
+        }
+        if self.memory_swappiness.is_some_and(|s| s >= 0) {
+            return refuse("MemorySwappiness");
+        }
+        if self.oom_kill_disable == Some(true) {
+            return refuse("OomKillDisable");
+        }
+        if self.cpu_count != 0 || self.cpu_percent != 0 {
+            return refuse("CpuCount/CpuPercent (Windows only)");
+        }
+        if self.io_maximum_iops != 0 || self.io_maximum_bandwidth != 0 {
+            return refuse("IOMaximumIOps/IOMaximumBandwidth (Windows only)");
+        }
+        // KernelMemory is ignored from API 1.42 on, as docker does; Init is not a resource.
+        let _ = (self.kernel_memory, self.kernel_memory_tcp, self.init);
+        let nz = |v: i64| (v != 0).then(|| v.to_string());
+        let restart = self.restart_policy.filter(|p| !p.name.is_empty()).map(|p| {
+            if p.name == "on-failure" && p.maximum_retry_count > 0 {
+                format!("on-failure:{}", p.maximum_retry_count)
+            } else {
+                p.name
+            }
+        });
+        Ok(UpdateRequest {
+            memory: nz(self.memory),
+            memory_swap: nz(self.memory_swap),
+            memory_reservation: nz(self.memory_reservation),
+            // NanoCpus as the decimal `--cpus` value it stands for (exact: nine digits).
+            cpus: (self.nano_cpus != 0).then(|| {
+                let n = self.nano_cpus;
+                let sign = if n < 0 { "-" } else { "" };
+                let a = n.unsigned_abs();
+                format!("{sign}{}.{:09}", a / 1_000_000_000, a % 1_000_000_000)
+            }),
+            cpu_shares: (self.cpu_shares != 0).then_some(self.cpu_shares),
+            cpu_period: (self.cpu_period != 0).then_some(self.cpu_period),
+            cpu_quota: (self.cpu_quota != 0).then_some(self.cpu_quota),
+            cpuset_cpus: (!self.cpuset_cpus.is_empty()).then_some(self.cpuset_cpus),
+            cpuset_mems: (!self.cpuset_mems.is_empty()).then_some(self.cpuset_mems),
+            pids_limit: self.pids_limit.map(|p| p.to_string()),
+            blkio_weight: (self.blkio_weight != 0).then_some(self.blkio_weight),
+            restart,
+        })
+    }
+}
+
 /// The file through which `update --restart` reaches a running container's monitor
 /// (`<name>:<max retries>`, in the container's run dir).
 pub const RESTART_POLICY_FILE: &str = "restart-policy";
@@ -284,6 +413,31 @@ mod tests {
 
     fn req() -> UpdateRequest {
         UpdateRequest::default()
+    }
+
+    #[test]
+    fn api_body_maps_to_the_flags_request() {
+        let b: UpdateBody = serde_json::from_str(
+            r#"{"Memory":67108864,"NanoCpus":1500000000,"PidsLimit":42,"CpuShares":0,"RestartPolicy":{"Name":"on-failure","MaximumRetryCount":3}}"#,
+        )
+        .unwrap();
+        let r = b.into_request().unwrap();
+        assert_eq!(r.memory.as_deref(), Some("67108864"));
+        assert_eq!(r.cpus.as_deref(), Some("1.500000000"));
+        assert_eq!(r.pids_limit.as_deref(), Some("42"));
+        assert_eq!(r.cpu_shares, None);
+        assert_eq!(r.restart.as_deref(), Some("on-failure:3"));
+        let mut w = Vec::new();
+        let n = updated(&Container::default(), &r, &mut w).unwrap();
+        assert_eq!(n.host_config.nano_cpus, 1_500_000_000);
+        assert_eq!(n.host_config.memory, 64 << 20);
+        let b: UpdateBody = serde_json::from_str(r#"{"CgroupParent":"x"}"#).unwrap();
+        assert!(b
+            .into_request()
+            .unwrap_err()
+            .to_string()
+            .contains("CgroupParent"));
+        assert!(serde_json::from_str::<UpdateBody>(r#"{"Memroy":1}"#).is_err());
     }
 
     #[test]

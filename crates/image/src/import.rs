@@ -54,10 +54,48 @@ fn key_values(arg: &str) -> Vec<(String, String)> {
             None => vec![(arg.to_string(), String::new())],
         };
     }
-    arg.split_whitespace()
+    words(arg)
+        .iter()
         .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// Splits `KEY=VALUE` words as a Dockerfile does: whitespace separates words except inside
+/// double or single quotes, which are removed; a backslash escapes the next character.
+fn words(arg: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut any = false;
+    let mut quote: Option<char> = None;
+    let mut chars = arg.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some('"') | None, '\\') => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+                any = true;
+            }
+            (Some(_), c) => cur.push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                any = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if any || !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+                any = false;
+            }
+            (None, c) => cur.push(c),
+        }
+    }
+    if any || !cur.is_empty() {
+        out.push(cur);
+    }
+    out
 }
 
 /// The `Healthcheck` object of a Dockerfile `HEALTHCHECK [--interval=D] [--timeout=D]
@@ -392,4 +430,26 @@ fn import_inner(store: &Store, source: ImportSource, opts: &ImportOptions) -> Re
 pub fn manifest_digest(m: &Manifest) -> Result<(Digest, Vec<u8>)> {
     let b = serde_json::to_vec(m).map_err(|e| Error::invalid("manifest", e))?;
     Ok((Digest::of(&b), b))
+}
+
+#[cfg(test)]
+mod key_value_tests {
+    use super::*;
+
+    #[test]
+    fn quoted_key_values() {
+        assert_eq!(
+            key_values(r#""k"="v w" a=b c='x "y"' d=e\ f"#),
+            vec![
+                ("k".to_string(), "v w".to_string()),
+                ("a".into(), "b".into()),
+                ("c".into(), "x \"y\"".into()),
+                ("d".into(), "e f".into()),
+            ]
+        );
+        assert_eq!(
+            key_values("A hello world"),
+            vec![("A".to_string(), "hello world".to_string())]
+        );
+    }
 }

@@ -136,3 +136,42 @@ pub fn image_summary(store: &Store, img: &ImageRecord) -> Value {
         "Containers": -1,
     })
 }
+
+/// The API's `HistoryResponseItem` list of an image (`GET /images/{name}/history`, `history`),
+/// newest first: the top entry carries the image id and its tags, older ones `<missing>` (their
+/// own images are not in the store, as with a pulled image in docker); sizes are the unpacked
+/// sizes of the layers the non-empty entries made.
+pub fn history(store: &Store, img: &ImageRecord) -> Result<Vec<Value>> {
+    let (cfg, _) = store.config(&img.id)?;
+    let chains = Digest::chain_ids(&cfg.rootfs.diff_ids);
+    let mut sizes: Vec<u64> = chains
+        .iter()
+        .map(|c| store.snapshot_meta(c).map(|m| m.size).unwrap_or(0))
+        .collect();
+    let n = cfg.history.len();
+    let mut out = Vec::with_capacity(n);
+    for (i, h) in cfg.history.iter().enumerate().rev() {
+        let empty = h.empty_layer.unwrap_or(false);
+        let size = if empty { 0 } else { sizes.pop().unwrap_or(0) };
+        let created = h
+            .created
+            .as_deref()
+            .and_then(crate::time::parse_rfc3339)
+            .unwrap_or(0);
+        let top = i + 1 == n;
+        let tags: Vec<String> = if top {
+            img.tags.iter().map(|t| familiar(t)).collect()
+        } else {
+            Vec::new()
+        };
+        out.push(json!({
+            "Id": if top { img.id.to_string() } else { "<missing>".to_string() },
+            "Created": created,
+            "CreatedBy": h.created_by.clone().unwrap_or_default(),
+            "Tags": if top { json!(tags) } else { Value::Null },
+            "Size": size,
+            "Comment": h.comment.clone().unwrap_or_default(),
+        }));
+    }
+    Ok(out)
+}

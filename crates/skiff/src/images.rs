@@ -540,35 +540,20 @@ pub fn image_event(store: &Store, action: &str, id: &Digest, name: &str) {
 
 fn history(store: &Store, a: &HistoryArgs) -> Result<i32> {
     let img = resolve(store, &a.image)?;
-    let (cfg, _) = store.config(&img.id)?;
-    let chains = Digest::chain_ids(&cfg.rootfs.diff_ids);
-    let mut sizes: Vec<u64> = chains
-        .iter()
-        .map(|c| store.snapshot_meta(c).map(|m| m.size).unwrap_or(0))
-        .collect();
     let mut rows = Vec::new();
-    let n = cfg.history.len();
-    let mut entries: Vec<(usize, &skiff_image::spec::History)> =
-        cfg.history.iter().enumerate().collect();
-    entries.reverse();
-    for (i, h) in entries {
-        let empty = h.empty_layer.unwrap_or(false);
-        let size = if empty { 0 } else { sizes.pop().unwrap_or(0) };
-        let created = h
-            .created
-            .as_deref()
-            .and_then(time::parse_rfc3339)
-            .unwrap_or(0);
-        let by = h.created_by.clone().unwrap_or_default();
+    for h in skiff_image::inspect::history(store, &img)? {
+        let created = h["Created"].as_i64().unwrap_or(0);
+        let size = h["Size"].as_u64().unwrap_or(0);
+        let by = h["CreatedBy"].as_str().unwrap_or("").to_string();
         let by_short = if !a.no_trunc && by.chars().count() > 45 {
             format!("{}…", by.chars().take(44).collect::<String>())
         } else {
             by.clone()
         };
-        let id = if i + 1 == n {
-            id_str(&img.id, a.no_trunc)
-        } else {
+        let id = if h["Id"] == "<missing>" {
             "<missing>".into()
+        } else {
+            id_str(&img.id, a.no_trunc)
         };
         rows.push(json!({
             "ID": id,
@@ -576,7 +561,7 @@ fn history(store: &Store, a: &HistoryArgs) -> Result<i32> {
             "CreatedAt": time::rfc3339(created),
             "CreatedBy": by_short,
             "Size": if a.human { time::human_size(size) } else { size.to_string() },
-            "Comment": h.comment.clone().unwrap_or_default(),
+            "Comment": h["Comment"].as_str().unwrap_or(""),
         }));
     }
     let mut out = io::stdout().lock();
