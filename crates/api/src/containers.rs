@@ -29,6 +29,7 @@ pub async fn route(ctx: Ctx, s: &[&str]) -> R {
         ("POST", [_, "pause"]) => simple(ctx, id, |e, id| e.pause(id)).await,
         ("POST", [_, "unpause"]) => simple(ctx, id, |e, id| e.unpause(id)).await,
         ("POST", [_, "rename"]) => rename(ctx, id).await,
+        ("POST", [_, "update"]) => crate::more::update(ctx, id).await,
         ("POST", [_, "resize"]) => resize(ctx, id).await,
         ("POST", [_, "attach"]) => attach_route(ctx, id).await,
         ("POST", [_, "exec"]) => crate::exec::create(ctx, id).await,
@@ -97,7 +98,7 @@ async fn create(mut ctx: Ctx) -> R {
 async fn inspect(ctx: Ctx, id: String) -> R {
     let size = ctx.query.bool("size");
     let st = ctx.state.clone();
-    let v = blocking(move || {
+    let mut v = blocking(move || {
         let e = st.engine()?;
         let c = e.container(&id)?;
         let mut v = skiff_engine::inspect::container_json(&e, &c);
@@ -108,6 +109,7 @@ async fn inspect(ctx: Ctx, id: String) -> R {
         Ok(v)
     })
     .await?;
+    crate::compat::container_inspect(ctx.version, &mut v);
     ok_json(&v)
 }
 
@@ -580,12 +582,10 @@ async fn attach_route(mut ctx: Ctx, id: String) -> R {
         return Ok(resp);
     }
     let on = ctx
-        .upgrade
-        .take()
+        .take_hijack()
         .ok_or_else(|| ApiError::internal("attach: no connection to upgrade"))?;
     tokio::spawn(async move {
-        if let Ok(up) = on.await {
-            let mut conn = hyper_util::rt::TokioIo::new(up);
+        if let Some(mut conn) = on.await {
             if !backlog.is_empty() {
                 use tokio::io::AsyncWriteExt;
                 if conn.write_all(&backlog).await.is_err() {

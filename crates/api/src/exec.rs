@@ -222,7 +222,7 @@ async fn start(mut ctx: Ctx, id: String) -> R {
         .filter(|s| s.len() == 2);
     let ctype = crate::http::stream_type(ctx.version, tty);
     let upgrade = if ctx.wants_upgrade() {
-        ctx.upgrade.take()
+        ctx.take_hijack()
     } else {
         None
     };
@@ -285,13 +285,12 @@ async fn start(mut ctx: Ctx, id: String) -> R {
             return Ok(resp);
         };
         tokio::spawn(async move {
-            let Ok(up) = on.await else {
+            let Some(conn) = on.await else {
                 let _ = child.start_kill();
                 let code = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(-1);
                 finish(&st, &id, code);
                 return;
             };
-            let conn = hyper_util::rt::TokioIo::new(up);
             let (mut cr, mut cw) = tokio::io::split(conn);
             let input = tokio::spawn(async move {
                 let mut buf = vec![0u8; 32 * 1024];
@@ -387,13 +386,12 @@ async fn start(mut ctx: Ctx, id: String) -> R {
     };
     tokio::spawn(async move {
         let mut rx = rx;
-        let Ok(up) = on.await else {
+        let Some(conn) = on.await else {
             let _ = child.start_kill();
             let code = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(-1);
             finish(&st, &id, code);
             return;
         };
-        let conn = hyper_util::rt::TokioIo::new(up);
         let (mut cr, mut cw) = tokio::io::split(conn);
         let input = tokio::spawn(async move {
             let mut stdin = stdin;

@@ -399,7 +399,7 @@ pub async fn blocking<T: Send + 'static>(
 
 /// Splits `/vX.Y/rest` into the version and `/rest`; checks the version is served.
 /// An API version, `(major, minor)`.
-type Version = (u32, u32);
+pub type Version = (u32, u32);
 
 /// The Content-Type of an attach, exec or logs stream: raw with a tty; multiplexed (stdcopy)
 /// otherwise, named so from API 1.42 on (older clients were told `raw-stream` either way).
@@ -452,7 +452,16 @@ pub struct Ctx {
     body: Option<Incoming>,
     /// The connection once a hijack's 101 has been sent.
     pub upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// A plain (non-`Upgrade`) hijack: the connection, once its 200 head has been sent.
+    raw: Option<tokio::sync::oneshot::Receiver<crate::hijack::Conn>>,
+    /// The body of a plain-hijack request, read before the handler.
+    pre_body: Option<Bytes>,
 }
+
+/// A future that yields a hijacked connection once the answer's head has gone out (`None`
+/// when the client went away or the answer was not a hijack).
+pub type HijackFuture =
+    Pin<Box<dyn std::future::Future<Output = Option<crate::hijack::Conn>> + Send>>;
 
 impl Ctx {
     /// The body as JSON (size-limited, fields named in errors).
@@ -460,9 +469,10 @@ impl Ctx {
         &mut self,
         empty_ok: bool,
     ) -> Result<T, ApiError> {
-        let b = match self.body.take() {
-            Some(body) => read_body(body, MAX_JSON_BODY).await?,
-            None => Bytes::new(),
+        let b = match (self.pre_body.take(), self.body.take()) {
+            (Some(b), _) => b,
+            (None, Some(body)) => read_body(body, MAX_JSON_BODY).await?,
+            (None, None) => Bytes::new(),
         };
         decode(&b, empty_ok)
     }
@@ -470,12 +480,26 @@ impl Ctx {
     pub fn take_body(&mut self) -> Option<Incoming> {
         self.body.take()
     }
-    /// The client asked for a connection upgrade (docker's hijack).
+    /// The connection, once the handler's 101 answer (a 200 head on a plain hijack) is out.
+    pub fn take_hijack(&mut self) -> Option<HijackFuture> {
+        if let Some(rx) = self.raw.take() {
+            return Some(Box::pin(async move { rx.await.ok() }));
+        }
+        let on = self.upgrade.take()?;
+        Some(Box::pin(async move {
+            on.await
+                .ok()
+                .map(|u| Box::new(hyper_util::rt::TokioIo::new(u)) as crate::hijack::Conn)
+        }))
+    }
+    /// The client hijacks the connection: `Upgrade: tcp`, or the plain hijack of older clients.
     pub fn wants_upgrade(&self) -> bool {
-        self.headers
-            .get(hyper::header::UPGRADE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("tcp"))
+        self.raw.is_some()
+            || self
+                .headers
+                .get(hyper::header::UPGRADE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.eq_ignore_ascii_case("tcp"))
     }
 }
 
@@ -501,11 +525,51 @@ pub async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Result<Res
             headers: parts.headers,
             body: Some(body),
             upgrade,
+            raw: None,
+            pre_body: None,
         };
         route(ctx, segs).await
     }
     .await;
     Ok(r.unwrap_or_else(error_response))
+}
+
+/// A plain-hijack request read by [`crate::hijack`]: routed as any other, the connection
+/// handed over through `raw` when the handler hijacks it.
+pub(crate) async fn handle_raw(
+    state: Arc<State>,
+    method: Method,
+    target: &str,
+    headers: hyper::HeaderMap,
+    body: Bytes,
+    raw: tokio::sync::oneshot::Receiver<crate::hijack::Conn>,
+) -> Resp {
+    let (path, q) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let r = async {
+        let (version, tail) = split_version(path)?;
+        let segs: Vec<String> = tail
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(pct_decode)
+            .collect();
+        let ctx = Ctx {
+            state,
+            method,
+            query: Query::parse(q),
+            version: version.unwrap_or((1, 50)),
+            headers,
+            body: None,
+            upgrade: None,
+            raw: Some(raw),
+            pre_body: Some(body),
+        };
+        route(ctx, segs).await
+    }
+    .await;
+    r.unwrap_or_else(error_response)
 }
 
 async fn route(ctx: Ctx, segs: Vec<String>) -> R {
@@ -519,6 +583,11 @@ async fn route(ctx: Ctx, segs: Vec<String>) -> R {
         ("GET", ["events"]) => crate::misc::events(ctx).await,
         ("POST", ["auth"]) => crate::misc::auth(ctx).await,
         ("POST", ["build"]) => crate::build::build(ctx).await,
+        ("POST", ["commit"]) => crate::more::commit(ctx).await,
+        ("GET", ["distribution", name @ .., "json"]) if !name.is_empty() => {
+            let name = name.join("/");
+            crate::more::distribution(ctx, name).await
+        }
         (_, ["containers", ..]) => crate::containers::route(ctx, &s[1..]).await,
         (_, ["exec", id, rest @ ..]) => crate::exec::route(ctx, id, rest).await,
         (_, ["images", ..]) => crate::images::route(ctx, &s[1..]).await,

@@ -23,6 +23,11 @@ pub async fn route(ctx: Ctx, s: &[&str]) -> R {
             save(ctx, names).await
         }
         ("POST", ["load"]) => load(ctx).await,
+        ("GET", ["search"]) => crate::more::search(ctx).await,
+        ("POST", [_, ..]) if last == "push" && s.len() > 1 => crate::more::push(ctx, name(1)).await,
+        ("GET", [_, ..]) if last == "history" && s.len() > 1 => {
+            crate::more::history(ctx, name(1)).await
+        }
         ("GET", [_, ..]) if last == "get" && s.len() > 1 => save(ctx, vec![name(1)]).await,
         ("GET", [_, ..]) if last == "json" && s.len() > 1 => inspect(ctx, name(1)).await,
         ("POST", [_, ..]) if last == "tag" && s.len() > 1 => tag(ctx, name(1)).await,
@@ -94,6 +99,8 @@ async fn list(ctx: Ctx) -> R {
         Ok(out)
     })
     .await?;
+    let mut rows = rows;
+    crate::compat::image_summaries(ctx.version, &mut rows);
     ok_json(&rows)
 }
 
@@ -105,6 +112,8 @@ async fn inspect(ctx: Ctx, name: String) -> R {
         Ok(skiff_image::inspect::image_json(&store, &img)?)
     })
     .await?;
+    let mut v = v;
+    crate::compat::image_inspect(ctx.version, &mut v);
     ok_json(&v)
 }
 
@@ -236,6 +245,7 @@ async fn create(ctx: Ctx) -> R {
         Some(p) => Some(skiff_image::Platform::parse(p).map_err(|e| ApiError::bad(e.to_string()))?),
         None => None,
     };
+    let cred = crate::more::registry_auth(&ctx)?;
     let (tx, resp) = stream("application/json");
     let st = ctx.state.clone();
     tokio::task::spawn_blocking(move || {
@@ -250,11 +260,7 @@ async fn create(ctx: Ctx) -> R {
         send(json!({"status": format!("Pulling from {}", n.path), "id": reference}));
         let r = (|| -> Result<skiff_image::pull::PullResult, String> {
             let store = st.store().map_err(|e| e.to_string())?;
-            let config =
-                skiff_image::registry::RegistryConfig::load().map_err(|e| e.to_string())?;
-            let docker =
-                skiff_image::credentials::DockerConfig::load().map_err(|e| e.to_string())?;
-            let client = skiff_image::registry::Client::new(config, docker);
+            let client = crate::more::client(cred)?;
             let repo = client.repository(&n, false, false);
             let progress = |p: Progress| send(progress_line(&p));
             skiff_image::pull::pull(

@@ -1,20 +1,29 @@
-//! skiff-api owns `skiff serve`: the Docker Engine API (v1.24–v1.50) on a unix socket (and, with
-//! a loud warning, loopback TCP), as a thin HTTP layer over the engine's typed operations. Every
+//! skiff-api owns `skiff serve`: the Docker Engine API (v1.24–v1.50) on a unix socket, TCP with
+//! TLS client certificates (or, acknowledged and loudly warned, plain loopback TCP) or systemd's
+//! activated sockets, as a thin HTTP layer over the engine's typed operations. Every
 //! request opens the engine like one CLI command does (no state of its own beyond pending attach
 //! sockets and exec records), so what the CLI creates the API sees at once and vice versa.
 //!
 //! Blocking engine calls run on tokio's blocking pool; streams (logs, attach, exec, pull
 //! progress) are relayed by tasks. Attach and exec use docker's connection hijack (`Upgrade:
-//! tcp` → 101). Exec runs through the `skiff exec` binary (the engine's exec binds the calling
+//! tcp` → 101, or the plain hijack of older clients: hijack.rs). TCP is TLS with client
+//! certificates (tls.rs) or explicitly acknowledged plain loopback; `fd://` takes systemd's
+//! activated sockets (activation.rs). Responses are shaped by the client's API version
+//! (compat.rs). Exec runs through the `skiff exec` binary (the engine's exec binds the calling
 //! process's stdio and clones in-process, which a multi-threaded server must not do).
 
+mod activation;
 mod build;
+mod compat;
 mod containers;
 mod exec;
+mod hijack;
 mod http;
 mod images;
 mod listen;
 mod misc;
+mod more;
+mod tls;
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -23,6 +32,7 @@ use std::sync::{Arc, Mutex};
 
 pub use http::{MAX_API_VERSION, MIN_API_VERSION};
 pub use listen::{parse_host, Host};
+pub use tls::Tls;
 
 /// What `skiff serve` was asked to do.
 #[derive(Debug, Clone)]
@@ -35,6 +45,8 @@ pub struct Options {
     pub hosts: Vec<Host>,
     /// The skiff binary (for `skiff exec`).
     pub exe: PathBuf,
+    /// TLS of TCP listeners.
+    pub tls: Tls,
 }
 
 /// Errors that stop the server.
@@ -93,7 +105,8 @@ impl State {
 /// Runs the server until SIGINT or SIGTERM; the sockets it made are removed on the way out.
 pub fn serve(o: Options) -> Result<(), ServeError> {
     // Bound before any thread exists: the umask that makes a new socket private is per process.
-    let listeners = listen::bind_all(&o.hosts)?;
+    let listeners = listen::bind_all(&o.hosts, &o.tls)?;
+    let acceptor = o.tls.acceptor()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(256)
@@ -117,7 +130,7 @@ pub fn serve(o: Options) -> Result<(), ServeError> {
             }
         });
     }
-    let r = rt.block_on(listen::run(listeners, state));
+    let r = rt.block_on(listen::run(listeners, acceptor, state));
     listen::cleanup(&o.hosts);
     r
 }

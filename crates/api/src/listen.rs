@@ -1,13 +1,9 @@
-//! Listeners (`-H unix://PATH`, `-H tcp://127.0.0.1:PORT`), the socket's owner and mode, the
-//! accept loop, and the reaper of finished monitor processes.
+//! Listeners (`-H unix://PATH`, `-H tcp://IP:PORT`, `-H fd://`), the socket's owner and mode,
+//! the accept loop, and the reaper of finished monitor processes.
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 
 use crate::{ServeError, State};
 
@@ -16,11 +12,14 @@ use crate::{ServeError, State};
 pub enum Host {
     /// A unix socket path.
     Unix(PathBuf),
-    /// A TCP address (loopback only: there is no TLS).
+    /// A TCP address (loopback only unless client certificates are verified).
     Tcp(std::net::SocketAddr),
+    /// Sockets passed by systemd socket activation (`fd://` all of them, `fd://N` one).
+    Fd(Option<i32>),
 }
 
-/// Parses a `-H` value: `unix:///path`, `tcp://127.0.0.1:2375` (or a bare absolute path).
+/// Parses a `-H` value: `unix:///path`, `tcp://IP:PORT`, `fd://`, `fd://N` (or a bare absolute
+/// path). Whether a TCP address is allowed depends on the TLS flags ([`crate::tls`]).
 pub fn parse_host(s: &str) -> Result<Host, String> {
     if let Some(p) = s.strip_prefix("unix://") {
         if !p.starts_with('/') {
@@ -36,15 +35,19 @@ pub fn parse_host(s: &str) -> Result<Host, String> {
             .trim_end_matches('/')
             .parse()
             .map_err(|_| format!("-H {s}: expected tcp://IP:PORT"))?;
-        if !addr.ip().is_loopback() {
-            return Err(format!(
-                "-H {s}: only loopback addresses are allowed (no TLS support): anyone who can reach this port is root on this host"
-            ));
-        }
         return Ok(Host::Tcp(addr));
     }
+    if let Some(n) = s.strip_prefix("fd://") {
+        if n.is_empty() || n == "*" {
+            return Ok(Host::Fd(None));
+        }
+        return match n.parse::<i32>() {
+            Ok(fd) if fd >= 3 => Ok(Host::Fd(Some(fd))),
+            _ => Err(format!("-H {s}: expected fd:// or fd://N (N >= 3)")),
+        };
+    }
     Err(format!(
-        "-H {s}: expected unix:///path or tcp://127.0.0.1:PORT"
+        "-H {s}: expected unix:///path, tcp://127.0.0.1:PORT or fd://"
     ))
 }
 
@@ -123,22 +126,45 @@ fn bind_unix(path: &Path) -> Result<std::os::unix::net::UnixListener, ServeError
     Ok(l)
 }
 
-/// Binds every `-H` address (before the runtime's threads start).
-pub(crate) fn bind_all(hosts: &[Host]) -> Result<Vec<Bound>, ServeError> {
+/// Binds every `-H` address (before the runtime's threads start); `fd://` takes the sockets
+/// systemd passed. TCP listeners are checked against the TLS settings.
+pub(crate) fn bind_all(hosts: &[Host], tls: &crate::tls::Tls) -> Result<Vec<Bound>, ServeError> {
     let mut out = Vec::new();
+    let mut activated = None;
     for h in hosts {
         match h {
             Host::Unix(p) => out.push(Bound::Unix(bind_unix(p)?)),
             Host::Tcp(a) => {
-                eprintln!(
-                    "WARNING: skiff serve is listening on tcp://{a} without TLS or authentication.\n\
-                     WARNING: every local user and process that can connect to this port has full root access to this host."
-                );
+                tls.check_tcp(a)?;
                 let l = std::net::TcpListener::bind(a).map_err(|e| ServeError::Listen {
                     addr: format!("tcp://{a}"),
                     msg: e.to_string(),
                 })?;
                 out.push(Bound::Tcp(l));
+            }
+            Host::Fd(which) => {
+                if activated.is_none() {
+                    activated = Some(crate::activation::take()?);
+                }
+                let fds = activated.as_mut().map(std::mem::take).unwrap_or_default();
+                let (picked, rest): (Vec<_>, Vec<_>) = fds
+                    .into_iter()
+                    .partition(|(fd, _)| which.is_none_or(|w| w == *fd));
+                if picked.is_empty() {
+                    return Err(ServeError::Listen {
+                        addr: format!("fd://{}", which.map(|w| w.to_string()).unwrap_or_default()),
+                        msg: "no such socket passed by socket activation (LISTEN_FDS)".into(),
+                    });
+                }
+                activated = Some(rest);
+                for (_, b) in picked {
+                    if let Bound::Tcp(l) = &b {
+                        if let Ok(a) = l.local_addr() {
+                            tls.check_tcp(&a)?;
+                        }
+                    }
+                    out.push(b);
+                }
             }
         }
     }
@@ -160,18 +186,15 @@ fn serve_conn<I>(io: I, state: Arc<State>)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    tokio::spawn(async move {
-        let svc = service_fn(move |req| crate::http::handle(state.clone(), req));
-        let _ = http1::Builder::new()
-            .max_buf_size(1 << 20)
-            .serve_connection(TokioIo::new(io), svc)
-            .with_upgrades()
-            .await;
-    });
+    tokio::spawn(crate::hijack::serve(io, state));
 }
 
 /// Accepts connections until SIGINT/SIGTERM.
-pub(crate) async fn run(listeners: Vec<Bound>, state: Arc<State>) -> Result<(), ServeError> {
+pub(crate) async fn run(
+    listeners: Vec<Bound>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    state: Arc<State>,
+) -> Result<(), ServeError> {
     let io_err = |e: std::io::Error| ServeError::Listen {
         addr: "listener".into(),
         msg: e.to_string(),
@@ -196,10 +219,14 @@ pub(crate) async fn run(listeners: Vec<Bound>, state: Arc<State>) -> Result<(), 
             Bound::Tcp(l) => {
                 l.set_nonblocking(true).map_err(io_err)?;
                 let l = tokio::net::TcpListener::from_std(l).map_err(io_err)?;
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     loop {
                         match l.accept().await {
-                            Ok((s, _)) => serve_conn(s, st.clone()),
+                            Ok((s, _)) => match &acceptor {
+                                Some(a) => crate::tls::serve(a.clone(), s, st.clone()),
+                                None => serve_conn(s, st.clone()),
+                            },
                             Err(_) => {
                                 tokio::time::sleep(std::time::Duration::from_millis(50)).await
                             }

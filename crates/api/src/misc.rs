@@ -42,21 +42,24 @@ pub fn version() -> R {
 /// `GET /info`.
 pub async fn info(ctx: Ctx) -> R {
     let st = ctx.state.clone();
-    let v = blocking(move || Ok(skiff_engine::info::info_json(&st.root)?)).await?;
+    let mut v = blocking(move || Ok(skiff_engine::info::info_json(&st.root)?)).await?;
+    crate::compat::info(ctx.version, &mut v);
     ok_json(&v)
 }
 
 /// `GET /system/df`: images, containers and volumes with their sizes.
 pub async fn df(ctx: Ctx) -> R {
     let st = ctx.state.clone();
+    let version = ctx.version;
     let v = blocking(move || {
         let e = st.engine()?;
         let store = st.store()?;
-        let images: Vec<Value> = store
+        let mut images: Vec<Value> = store
             .list()?
             .iter()
             .map(|i| skiff_image::inspect::image_summary(&store, i))
             .collect();
+        crate::compat::image_summaries(version, &mut images);
         let containers: Vec<Value> = skiff_engine::api::list_containers(&e, true, &[])?
             .iter()
             .map(|(c, h)| {

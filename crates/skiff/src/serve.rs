@@ -9,10 +9,25 @@ use crate::Cli;
 /// Flags of `serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Where to listen: unix:///path (default unix:///run/skiff/docker.sock) or
-    /// tcp://127.0.0.1:PORT (no TLS: every local user who can connect is root)
+    /// Where to listen: unix:///path (default unix:///run/skiff/docker.sock),
+    /// tcp://IP:PORT (needs --tlsverify, or --tls=false on loopback), fd:// (systemd sockets)
     #[arg(short = 'H', long = "host")]
     pub host: Vec<String>,
+    /// Serve TCP over TLS; --tls=false acknowledges plain TCP (loopback only; root for all)
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub tls: Option<bool>,
+    /// TLS with client certificates signed by --tlscacert (implies --tls)
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub tlsverify: Option<bool>,
+    /// CA certificate (PEM) that signs accepted client certificates
+    #[arg(long)]
+    pub tlscacert: Option<std::path::PathBuf>,
+    /// Server certificate (PEM)
+    #[arg(long)]
+    pub tlscert: Option<std::path::PathBuf>,
+    /// Server private key (PEM)
+    #[arg(long)]
+    pub tlskey: Option<std::path::PathBuf>,
 }
 
 /// Runs the server until SIGINT/SIGTERM.
@@ -40,6 +55,13 @@ pub fn run(cli: &Cli, a: &ServeArgs) -> Result<i32> {
         runroot: cli.runroot.clone(),
         hosts,
         exe,
+        tls: skiff_api::Tls {
+            tls: a.tls,
+            verify: a.tlsverify,
+            ca: a.tlscacert.clone(),
+            cert: a.tlscert.clone(),
+            key: a.tlskey.clone(),
+        },
     })?;
     Ok(0)
 }
