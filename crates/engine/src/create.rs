@@ -612,11 +612,21 @@ fn create_inner(
         }
         labels.insert(k.to_string(), v.to_string());
     }
-    let network = e.resolve_network(&flags::network(req.network.as_deref())?)?;
+    let mut network = e.resolve_network(&flags::network(req.network.as_deref())?)?;
     let port_bindings = match &req.typed.port_bindings {
         Some(pb) => crate::network::check_port_bindings(pb)?,
         None => crate::network::port_bindings(&req.publish)?,
     };
+    if crate::rootless::active()
+        && network == "default"
+        && (!port_bindings.is_empty() || req.publish_all)
+        && crate::network::pasta_binary().is_some()
+    {
+        // Rootless, no --network given, ports published: pasta is the one network that can
+        // forward them, started only for such containers (see README "Rootless": pasta's own
+        // start costs more than the rest of `run`, so it is not the default for every one).
+        network = "pasta".into();
+    }
     let gateway = if req.add_host.iter().any(|h| h.ends_with("host-gateway")) {
         // host-gateway: the gateway of the container's network, else the default bridge's.
         let net = e.net()?;
@@ -665,7 +675,9 @@ fn create_inner(
     if !crate::network::is_bridge(&network)
         && (!port_bindings.is_empty() || req.ip.is_some() || req.mac_address.is_some())
         && network != "host"
-        && !(crate::network::is_pasta(&network) && req.ip.is_none() && req.mac_address.is_none())
+        && !(crate::network::is_user_mode(&network)
+            && req.ip.is_none()
+            && req.mac_address.is_none())
     {
         return Err(Error::Invalid(format!(
             "-p, --ip and --mac-address need a bridge network (--network {network} has none)"

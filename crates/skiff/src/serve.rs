@@ -9,7 +9,8 @@ use crate::Cli;
 /// Flags of `serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Where to listen: unix:///path (default unix:///run/skiff/docker.sock) or
+    /// Where to listen: unix:///path (default unix:///run/skiff/docker.sock, for an ordinary
+    /// user unix://$XDG_RUNTIME_DIR/skiff/docker.sock) or
     /// tcp://127.0.0.1:PORT (no TLS: every local user who can connect is root)
     #[arg(short = 'H', long = "host")]
     pub host: Vec<String>,
@@ -17,7 +18,11 @@ pub struct ServeArgs {
 
 /// Runs the server until SIGINT/SIGTERM.
 pub fn run(cli: &Cli, a: &ServeArgs) -> Result<i32> {
-    let specs = if a.host.is_empty() {
+    let specs = if a.host.is_empty() && skiff_engine::rootless::active() {
+        // A user's server listens in the user's run directory ($XDG_RUNTIME_DIR/skiff).
+        let rd = skiff_engine::rootless::run_root()?;
+        vec![format!("unix://{}", rd.join("docker.sock").display())]
+    } else if a.host.is_empty() {
         vec!["unix:///run/skiff/docker.sock".to_string()]
     } else {
         a.host.clone()
