@@ -114,6 +114,17 @@ fn enter_hub() -> Result<()> {
     Ok(())
 }
 
+/// True when skiff runs rootless and the user's hub network namespace has not been made (so no
+/// container of the user is on a user network).
+pub fn hub_missing() -> bool {
+    crate::rootless::active()
+        && crate::rootless::run_root().is_ok_and(|rd| {
+            !nix::sys::statfs::statfs(&rd.join("hub.netns")).is_ok_and(|s| {
+                s.filesystem_type().0 == 0x6e73_6673
+            } /* NSFS_MAGIC */)
+        })
+}
+
 /// The way out of the hub: pasta attached to it (`--config-net`: a tap with the host's address
 /// and default route; the bridges' subnets are masqueraded out of it by skiff-net's rules),
 /// forwarding nothing inward. Best effort: without pasta (or /dev/net/tun open to the user)
@@ -401,8 +412,7 @@ impl Engine {
             };
             had = true;
             if let Ok(pid) = text.trim().parse::<i32>() {
-                let comm =
-                    std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
                 // pasta runs as `passt.avx2` where the CPU has AVX2 (it re-executes itself).
                 let comm = comm.trim();
                 let ours = comm.starts_with("pasta")
@@ -440,7 +450,10 @@ impl Engine {
             )
         })?;
         let ports = user_mode_ports(c, "slirp4netns")?;
-        if let Some(p) = ports.iter().find(|p| !matches!(p.proto.as_str(), "tcp" | "udp")) {
+        if let Some(p) = ports
+            .iter()
+            .find(|p| !matches!(p.proto.as_str(), "tcp" | "udp"))
+        {
             return Err(Error::Invalid(format!(
                 "network slirp4netns: cannot publish {} ports",
                 p.proto
@@ -473,7 +486,12 @@ impl Engine {
         let _ = std::fs::remove_file(&log_path);
         let log = match perms::create_private(&log_path) {
             Ok(f) => f,
-            Err(e) => return Err(fail(&mut child, format!("create {}: {e}", log_path.display()))),
+            Err(e) => {
+                return Err(fail(
+                    &mut child,
+                    format!("create {}: {e}", log_path.display()),
+                ))
+            }
         };
         let mut p = [0i32; 2];
         // SAFETY: pipe2 writes two descriptors into our array.
@@ -482,7 +500,8 @@ impl Engine {
             return Err(fail(&mut child, format!("pipe: {e}")));
         }
         // SAFETY: fresh descriptors nobody else owns.
-        let (ready_r, ready_w) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+        let (ready_r, ready_w) =
+            unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
         let wfd = ready_w.as_raw_fd();
         let mut cmd = std::process::Command::new(bin);
         cmd.args([
@@ -521,15 +540,23 @@ impl Engine {
         drop(ready_w);
         // "1" once tap0 is configured; EOF if it died first.
         let mut b = [0u8; 1];
-        let ready = std::fs::File::from(ready_r).read(&mut b).is_ok_and(|n| n == 1);
+        let ready = std::fs::File::from(ready_r)
+            .read(&mut b)
+            .is_ok_and(|n| n == 1);
         if !ready {
             let msg = std::fs::read_to_string(&log_path).unwrap_or_default();
-            return Err(fail(&mut child, format!("slirp4netns failed: {}", msg.trim())));
+            return Err(fail(
+                &mut child,
+                format!("slirp4netns failed: {}", msg.trim()),
+            ));
         }
         let pid = child.as_ref().map_or(0, |ch| ch.id());
         if let Err(e) = perms::write_file(&pidfile, pid.to_string().as_bytes(), perms::PRIVATE_FILE)
         {
-            return Err(fail(&mut child, format!("write {}: {e}", pidfile.display())));
+            return Err(fail(
+                &mut child,
+                format!("write {}: {e}", pidfile.display()),
+            ));
         }
         for p in &ports {
             let host = p
@@ -553,7 +580,13 @@ impl Engine {
                 Ok(a) => {
                     return Err(fail(
                         &mut child,
-                        format!("forward {host}:{}->{}/{}: {}", p.host_port, p.port, p.proto, a.trim()),
+                        format!(
+                            "forward {host}:{}->{}/{}: {}",
+                            p.host_port,
+                            p.port,
+                            p.proto,
+                            a.trim()
+                        ),
                     ))
                 }
                 Err(e) => return Err(fail(&mut child, format!("its API socket: {e}"))),
@@ -1222,7 +1255,11 @@ fn record_ports(rundir: &std::path::Path, ports: &[PortRequest]) {
             format!("{ip} {} {} {}\n", p.host_port, p.port, p.proto)
         })
         .collect();
-    let _ = perms::write_file(&rundir.join(FORWARDED), text.as_bytes(), perms::PRIVATE_FILE);
+    let _ = perms::write_file(
+        &rundir.join(FORWARDED),
+        text.as_bytes(),
+        perms::PRIVATE_FILE,
+    );
 }
 
 /// The ports [`record_ports`] wrote (None: not running, or nothing recorded).
@@ -1235,7 +1272,10 @@ fn forwarded_ports(rundir: &std::path::Path) -> Option<Vec<PortRequest>> {
                 return None;
             }
             Some(PortRequest {
-                host_ip: f[0].parse().ok().filter(|i: &std::net::IpAddr| !i.is_unspecified()),
+                host_ip: f[0]
+                    .parse()
+                    .ok()
+                    .filter(|i: &std::net::IpAddr| !i.is_unspecified()),
                 host_port: f[1].parse().ok()?,
                 host_port_end: 0,
                 port: f[2].parse().ok()?,

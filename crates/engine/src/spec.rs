@@ -294,6 +294,10 @@ pub fn build(
         // --domainname: the UTS namespace's domain name (setdomainname in the runtime).
         v["domainname"] = serde_json::json!(c.config.domainname);
     }
+    if let (true, Some((start, size))) = (h.extra.userns_mode == "auto", h.extra.userns_slice) {
+        crate::rootless::auto_map(&mut v, start, size)
+            .map_err(|e| Error::Invalid(format!("container \"{}\": --userns auto: {e}", c.name)))?;
+    }
     if h.extra.userns_mode == "keep-id" {
         crate::rootless::keep_id(&mut v, c.config.user.is_empty()).map_err(|e| {
             Error::Invalid(format!("container \"{}\": --userns keep-id: {e}", c.name))

@@ -165,7 +165,10 @@ pub fn open_root(root: &Path) -> io::Result<()> {
         return Ok(());
     }
     let md = fs::metadata(root)?;
-    if md.mode() & 0o7777 != PRIVATE_DIR {
+    // 0710 is a private root too: its group bits are the mask of a POSIX ACL that lets one
+    // named id search it (a rootless `--userns auto` container's root; the owning group has
+    // nothing).
+    if !matches!(md.mode() & 0o7777, PRIVATE_DIR | 0o710) {
         repair_tree(root)?;
         fs::set_permissions(root, fs::Permissions::from_mode(PRIVATE_DIR))?;
     }
