@@ -25,6 +25,10 @@ struct User {
     files: tempfile::TempDir,
     /// The XDG_RUNTIME_DIR given to its commands (None: unset, the /tmp fallback).
     xdg: Option<PathBuf>,
+    /// This user's slot among the test process's users (places its ranges).
+    slot: u32,
+    /// A second subordinate range (first id, count) added by [`User::add_range`].
+    extra: Option<(u32, u32)>,
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -79,6 +83,8 @@ impl User {
             base: None,
             files,
             xdg: None,
+            slot: (pid % 2000) * 8 + n % 8,
+            extra: None,
         };
         if ranges {
             // Apart from other test processes' users (overlap would still work, but be unclean).
@@ -125,6 +131,16 @@ impl User {
             c.env("XDG_RUNTIME_DIR", x);
         }
         c
+    }
+
+    /// Adds a second subordinate uid and gid range of `count` ids (apart from every first
+    /// range), removed on drop.
+    fn add_range(&mut self, count: u32) {
+        assert!(count <= 2 * RANGE);
+        let start = 400_000_000 + self.slot * 2 * RANGE;
+        let r = format!("{start}-{}", start + count - 1);
+        run(Command::new("usermod").args(["--add-subuids", &r, "--add-subgids", &r, &self.name]));
+        self.extra = Some((start, count));
     }
 
     /// Gives the user an XDG_RUNTIME_DIR (0700, its own, as pam_systemd makes), used by its
@@ -224,6 +240,12 @@ impl Drop for User {
         let _ = std::fs::remove_dir_all(format!("/tmp/skiff-{}", self.uid));
         if let Some(x) = &self.xdg {
             let _ = std::fs::remove_dir_all(x);
+        }
+        if let Some((s, n)) = self.extra {
+            let r = format!("{s}-{}", s + n - 1);
+            let _ = Command::new("usermod")
+                .args(["--del-subuids", &r, "--del-subgids", &r, &self.name])
+                .output();
         }
         if let Some(b) = self.base {
             let r = format!("{b}-{}", b + RANGE - 1);
@@ -458,6 +480,13 @@ fn rootless_limits_warn_and_network_is_none() {
         err.contains("WARNING: rootless: resource limits are NOT enforced (memory, pids given)"),
         "{err}"
     );
+    // Why: on this kind of host (no systemd user session) no cgroup v2 subtree is delegated to
+    // the user. Where one is, the limits are applied there instead (not testable here; the
+    // detection is unit-tested in skiff_engine::delegation against a fake tree).
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    if own.lines().any(|l| l.starts_with("0::")) {
+        assert!(err.contains("none holds this process"), "{err}");
+    }
     // Without limits, no warning.
     let o = u.sk(&["run", "--rm", "busybox", "true"]);
     assert!(
@@ -1116,4 +1145,192 @@ fn rootless_slirp4netns_publishes_a_port() {
     }
     assert!(left.is_empty(), "{left:?}");
     assert!(http_get(port, "/").is_empty());
+}
+
+/// Whether fuse-overlayfs can run for an ordinary user here (installed, /dev/fuse open to all);
+/// prints the skip reason when not.
+fn fuse_usable() -> bool {
+    if !Path::new("/usr/bin/fuse-overlayfs").exists() {
+        skip("fuse-overlayfs (Debian package fuse-overlayfs) is not installed");
+        return false;
+    }
+    if !std::fs::metadata("/dev/fuse").is_ok_and(|m| m.mode() & 0o006 == 0o006) {
+        skip("/dev/fuse is not open to users (udev's 0666): fuse-overlayfs cannot mount");
+        return false;
+    }
+    true
+}
+
+/// The rows of a `/proc/<pid>/uid_map`-style text.
+fn map_rows(text: &str) -> Vec<Vec<u64>> {
+    text.lines()
+        .map(|l| l.split_whitespace().map(|x| x.parse().unwrap()).collect())
+        .collect()
+}
+
+#[test]
+fn rootless_userns_auto_gives_disjoint_slices() {
+    let Some(mut u) = User::new(true) else { return };
+    if !fuse_usable() {
+        return;
+    }
+    // 1 + 65536 + 131072 ids in the namespace: room for three slices of 65536.
+    u.add_range(2 * RANGE);
+    u.import();
+    let mut maps = Vec::new();
+    for name in ["a1", "a2", "a3"] {
+        u.ok(&[
+            "run", "-d", "--name", name, "--userns", "auto", "busybox", "sleep", "1000",
+        ]);
+        let m = u.ok(&[
+            "exec",
+            name,
+            "cat",
+            "/proc/self/uid_map",
+            "/proc/self/gid_map",
+        ]);
+        let rows = map_rows(&m);
+        assert_eq!(rows.len(), 2, "{m}");
+        assert_eq!(rows[0], rows[1], "uid and gid slices differ: {m}");
+        assert_eq!((rows[0][0], rows[0][2]), (0, RANGE as u64), "{m}");
+        maps.push(rows[0][1]);
+        // The image's files are the container root's, and it can write where root may.
+        let out = u.ok(&[
+            "exec",
+            name,
+            "sh",
+            "-c",
+            "stat -c %u:%g /bin/busybox /root; touch /root/mine && stat -c %u /root/mine",
+        ]);
+        assert_eq!(out, "0:0\n0:0\n0\n", "{name}: {out}");
+    }
+    // Disjoint, and none holds the user's own id (namespace id 0).
+    let mut sorted = maps.clone();
+    sorted.sort();
+    assert!(sorted[0] >= 1, "{maps:?}");
+    for w in sorted.windows(2) {
+        assert!(w[0] + RANGE as u64 <= w[1], "overlapping slices {maps:?}");
+    }
+    // The container's process runs as a host id of the user's ranges, not the user.
+    let pid = u.ok(&["inspect", "-f", "{{.State.Pid}}", "a1"]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+    let host_uid: u32 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|x| x.parse().ok())
+        .unwrap();
+    assert_ne!(host_uid, u.uid);
+    // The ranges are full: a fourth is refused, naming the files to edit.
+    let o = u.sk(&[
+        "run", "-d", "--name", "a4", "--userns", "auto", "busybox", "true",
+    ]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(stderr(&o).contains("/etc/subuid"), "{}", stderr(&o));
+    assert!(!u.ok(&["ps", "-a"]).contains("a4"));
+    // rm frees a slice: the next container gets that one.
+    u.ok(&["rm", "-f", "a2"]);
+    u.ok(&[
+        "run", "-d", "--name", "a4", "--userns", "auto", "busybox", "sleep", "1000",
+    ]);
+    let m = u.ok(&["exec", "a4", "cat", "/proc/self/uid_map"]);
+    assert_eq!(map_rows(&m)[0][1], maps[1], "{m}");
+    // A stopped container keeps its slice and gets its files back when started again.
+    u.ok(&["stop", "-t", "1", "a1"]);
+    u.ok(&["start", "a1"]);
+    assert_eq!(
+        map_rows(&u.ok(&["exec", "a1", "cat", "/proc/self/uid_map"]))[0][1],
+        maps[0]
+    );
+    assert_eq!(
+        u.ok(&["exec", "a1", "stat", "-c", "%u", "/root/mine"])
+            .trim(),
+        "0"
+    );
+    u.ok(&["rm", "-f", "a1", "a3", "a4"]);
+    // The fuse-overlayfs daemons went with their mounts.
+    let mut left = Vec::new();
+    for _ in 0..50 {
+        left = u
+            .processes()
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).ok())
+            .filter(|c| c.starts_with("fuse-overlayfs"))
+            .collect::<Vec<_>>();
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn rootless_fuse_overlayfs_fallback_forced() {
+    let Some(u) = User::new(true) else { return };
+    if !fuse_usable() {
+        return;
+    }
+    u.import();
+    let root_fs = |extra_env: bool, args: &[&str]| -> Output {
+        let mut c = u.cmd(args);
+        if extra_env {
+            c.env("SKIFF_ROOTLESS_OVERLAY", "fuse-overlayfs");
+        }
+        c.output().unwrap()
+    };
+    let fstype =
+        "awk '$5 == \"/\" {for (i = 7; $i != \"-\"; i++); print $(i+1)}' /proc/self/mountinfo";
+    // The kernel's overlay by default (this kernel mounts it in a user namespace) ...
+    let o = root_fs(false, &["run", "--rm", "busybox", "sh", "-c", fstype]);
+    assert_eq!(stdout(&o).trim(), "overlay", "{}", stderr(&o));
+    // ... fuse-overlayfs when asked, with the same files, writable, kept across a restart.
+    let o = root_fs(true, &["run", "--rm", "busybox", "sh", "-c", fstype]);
+    assert_eq!(stdout(&o).trim(), "fuse.fuse-overlayfs", "{}", stderr(&o));
+    let o = root_fs(
+        true,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "fz",
+            "busybox",
+            "sh",
+            "-c",
+            "echo kept > /root/f; exec sleep 1000",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = root_fs(true, &["stop", "-t", "1", "fz"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = root_fs(true, &["start", "fz"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = root_fs(
+        true,
+        &["exec", "fz", "sh", "-c", &format!("cat /root/f; {fstype}")],
+    );
+    assert_eq!(stdout(&o), "kept\nfuse.fuse-overlayfs\n", "{}", stderr(&o));
+    // On the host the container's file is in its upper layer, the user's.
+    let id = u.ok(&["inspect", "-f", "{{.Id}}", "fz"]);
+    let f = u
+        .store()
+        .join("containers")
+        .join(id.trim())
+        .join("upper/root/f");
+    assert_eq!(owner(&f), (u.uid, u.gid));
+    u.ok(&["rm", "-f", "fz"]);
+    let mut left = Vec::new();
+    for _ in 0..50 {
+        left = u
+            .processes()
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).ok())
+            .filter(|c| c.starts_with("fuse-overlayfs"))
+            .collect::<Vec<_>>();
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -1155,7 +1155,11 @@ fn create_inner(
             e.running_pid(peer)
         })?;
         if crate::rootless::active() {
-            warnings.extend(crate::rootless::limits_warning(spec.linux().as_ref()));
+            let delegated = crate::delegation::probe();
+            warnings.extend(crate::rootless::limits_warning(
+                spec.linux().as_ref(),
+                delegated.as_ref(),
+            ));
         }
         // `:U` (podman's): the source belongs to the container's user, as its namespace sees it.
         let owner = spec

@@ -939,38 +939,42 @@ pub fn unsearchable_ancestor(dir: &Path) -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
-/// The warning for a rootless container whose spec asks for resource limits (none: no warning).
-/// Without a delegated cgroup v2 subtree (a systemd user session) a user cannot create cgroups,
-/// so the runtime starts the container without them: the limits are not enforced, and saying so
-/// is better than a silent no-op.
-pub fn limits_warning(linux: Option<&oci_spec::runtime::Linux>) -> Option<String> {
+/// The warning for a rootless container whose spec asks for resource limits (none: no
+/// warning). A user can create cgroups only in a delegated cgroup v2 subtree (a systemd user
+/// session, see [`crate::delegation`]); without one offering the controllers the limits need,
+/// the runtime starts the container without them: the limits are not enforced, and saying so
+/// is better than a silent no-op. `delegated` is the probe's result.
+pub fn limits_warning(
+    linux: Option<&oci_spec::runtime::Linux>,
+    delegated: Option<&crate::delegation::Delegation>,
+) -> Option<String> {
     let res = linux?.resources().as_ref()?;
     let v = serde_json::to_value(res).ok()?;
-    let mut kinds: Vec<&str> = Vec::new();
-    for (key, what) in [
-        ("memory", "memory"),
-        ("cpu", "cpu"),
-        ("pids", "pids"),
-        ("blockIO", "block I/O"),
-        ("hugepageLimits", "hugepages"),
-        ("rdma", "rdma"),
-        ("unified", "cgroup v2 (unified)"),
-    ] {
-        let set = match &v[key] {
-            serde_json::Value::Null => false,
-            serde_json::Value::Object(m) => m.values().any(|x| !x.is_null()),
-            serde_json::Value::Array(a) => !a.is_empty(),
-            _ => true,
-        };
-        if set {
-            kinds.push(what);
-        }
+    let wanted = crate::delegation::wanted(&v);
+    if wanted.is_empty() {
+        return None;
     }
-    (!kinds.is_empty()).then(|| {
-        format!(
-            "rootless: resource limits are NOT enforced ({} given): an ordinary user needs a delegated cgroup v2 subtree (a systemd user session), which skiff does not use",
+    let kinds: Vec<&str> = wanted.iter().map(|w| w.0).collect();
+    let ctls: Vec<&str> = wanted
+        .iter()
+        .map(|w| w.1)
+        .filter(|c| !c.is_empty())
+        .collect();
+    Some(match delegated {
+        Some(d) if wanted.iter().all(|w| !w.1.is_empty()) && d.missing(&ctls).is_empty() => {
+            return None
+        }
+        Some(d) => format!(
+            "rootless: resource limits are NOT enforced ({} given): the delegated cgroup v2 subtree {} does not offer the controllers {} (its cgroup.controllers: {})",
+            kinds.join(", "),
+            d.dir().display(),
+            d.missing(&ctls).join(", "),
+            d.controllers.join(" ")
+        ),
+        None => format!(
+            "rootless: resource limits are NOT enforced ({} given): an ordinary user needs a delegated cgroup v2 subtree (a systemd user session with Delegate=yes) and none holds this process",
             kinds.join(", ")
-        )
+        ),
     })
 }
 

@@ -170,6 +170,30 @@ pub fn cgroups_path(c: &Container) -> String {
     format!("/{parent}/{}", c.id)
 }
 
+/// A rootless container's cgroup path when the user has a delegated cgroup v2 subtree offering
+/// memory and pids: `/<delegated>/skiff/<id>` (made ready with the offered controllers of
+/// memory, pids, cpu and io enabled), so the runtime can make it and apply the limits there.
+/// None when not rootless or nothing is delegated.
+fn rootless_cgroups_path(c: &Container) -> Result<Option<String>> {
+    if !crate::rootless::active() {
+        return Ok(None);
+    }
+    let Some(d) = crate::delegation::probe() else {
+        return Ok(None);
+    };
+    if !d.missing(&["memory", "pids"]).is_empty() {
+        return Ok(None);
+    }
+    let parent = d.prepare(&["memory", "pids", "cpu", "io"]).map_err(|e| {
+        Error::Invalid(format!(
+            "container \"{}\": delegated cgroup {}: enable its controllers: {e} (cgroup v2 allows them only in a cgroup without processes of its own)",
+            c.name,
+            d.dir().display()
+        ))
+    })?;
+    Ok(Some(format!("{parent}/{}", c.id)))
+}
+
 /// Builds the OCI spec of `c` whose rootfs is mounted at `rootfs`; `dir` is the container dir;
 /// `peer_pid` gives the running pid of another container (for `--pid/--ipc container:X`).
 pub fn build(
@@ -263,7 +287,7 @@ pub fn build(
         memory: (h.memory > 0).then_some(h.memory),
         cpus: (h.nano_cpus > 0).then(|| h.nano_cpus as f64 / 1e9),
         pids_limit: h.pids_limit,
-        cgroups_path: Some(cgroups_path(c)),
+        cgroups_path: Some(rootless_cgroups_path(c)?.unwrap_or_else(|| cgroups_path(c))),
         ..Default::default()
     };
     let mut o = o;
