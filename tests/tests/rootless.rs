@@ -1117,6 +1117,11 @@ fn rootless_slirp4netns_publishes_a_port() {
         .and_then(|w| w.rsplit(':').next())
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no host port for 8080 in {ps}"));
+    // `port` says the same (without making a hub network namespace for it).
+    assert_eq!(
+        u.ok(&["port", "web", "8080"]).trim(),
+        format!("0.0.0.0:{chosen}")
+    );
     for p in [port, chosen] {
         let mut got = String::new();
         for _ in 0..50 {

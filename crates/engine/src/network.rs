@@ -763,13 +763,20 @@ pub fn network_name(c: &Container) -> &str {
 }
 
 impl Engine {
+    /// The ports a container on a user-mode network (pasta, slirp4netns) has forwarded: the
+    /// recorded ones while it runs (host ports chosen for `-p PORT` included), else its requests.
+    pub fn forwarded_ports(&self, c: &Container) -> Vec<PortRequest> {
+        forwarded_ports(&self.run_dir(&c.id))
+            .unwrap_or_else(|| port_requests(c).unwrap_or_default())
+    }
+
     /// `ps`'s PORTS: `0.0.0.0:8080->80/tcp, 443/tcp` (published, then exposed-only ports).
     pub fn ports_text(&self, c: &Container) -> String {
         if is_user_mode(&c.host_config.network_mode) {
             // pasta and slirp4netns forward what was asked (with the host ports chosen for
             // `-p PORT` while the container runs).
-            return forwarded_ports(&self.run_dir(&c.id))
-                .unwrap_or_else(|| port_requests(c).unwrap_or_default())
+            return self
+                .forwarded_ports(c)
                 .iter()
                 .map(|p| {
                     let ip = p.host_ip.map_or("0.0.0.0".into(), |i| i.to_string());

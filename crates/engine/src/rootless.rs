@@ -807,6 +807,26 @@ impl crate::Engine {
                 taken.push((start, size));
             }
         }
+        // The containers' own records too (a database repaired from disk has their rows but
+        // not this table): a slice in use is never handed out twice.
+        {
+            let mut st = tx
+                .prepare(
+                    "SELECT json_extract(record, '$.HostConfig.SkiffUsernsSlice') FROM containers WHERE instr(record, 'SkiffUsernsSlice') > 0",
+                )
+                .map_err(q)?;
+            let it = st
+                .query_map([], |r| r.get::<_, Option<String>>(0))
+                .map_err(q)?;
+            for j in it {
+                if let Some((start, size)) = j
+                    .map_err(q)?
+                    .and_then(|t| serde_json::from_str::<(u32, u32)>(&t).ok())
+                {
+                    taken.push((start, size));
+                }
+            }
+        }
         let start = first_fit(&taken, AUTO_SIZE, space).ok_or_else(|| {
             err(format!(
                 "no free slice of {AUTO_SIZE} ids: the rootless namespace has {space} ids and {} containers hold slices; give the user a larger range in /etc/subuid and /etc/subgid (then `skiff system migrate`)",
