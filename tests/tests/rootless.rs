@@ -1068,9 +1068,11 @@ fn rootless_slirp4netns_publishes_a_port() {
         "busybox",
         "sh",
         "-c",
-        "ip -4 addr show tap0; ip route",
+        "ip -4 addr show tap0; ip route; grep nameserver /etc/resolv.conf",
     ]);
     assert!(out.contains("inet 10.0.2.100/24"), "{out}");
+    // DNS through slirp4netns's forwarder.
+    assert!(out.ends_with("nameserver 10.0.2.3\n"), "{out}");
     assert!(out.contains("default via 10.0.2.2"), "{out}");
     // Low ports are refused naming the sysctl, as under pasta.
     let o = u.sk(&[

@@ -615,6 +615,17 @@ pub fn resolv_conf(network: &str) -> String {
     if network == "host" {
         return host;
     }
+    if network == "slirp4netns" {
+        // slirp4netns's own DNS forwarder (10.0.2.3, as podman writes), which reaches the host's
+        // resolvers, loopback ones included; the host's search and options lines stay.
+        let mut out: String = host
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("nameserver"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        out.push_str("nameserver 10.0.2.3\n");
+        return out;
+    }
     let mut out = String::new();
     let mut ns = 0;
     for l in host.lines() {
