@@ -75,6 +75,24 @@ printf 'rootless run --rm true:  %.2f ms (of which setpriv+env: %.2f ms)\n' "$RL
 echo "ratio rootless/root = $(echo "scale=2; $RL / $ROOT" | bc)"
 echo "ratio rootless-without-setpriv/root = $(echo "scale=2; ($RL - $SP) / $ROOT" | bc)"
 
+# What pasta as the rootless default network would cost (README "Rootless": why the default
+# stays none): `run --rm` with --network pasta against none, and pasta's own start alone
+# (`pasta --config-net -- /bin/true`) against `unshare -rn /bin/true`.
+if command -v pasta >/dev/null && $AS test -w /dev/net/tun; then
+    $AS $SKIFF run --rm --network pasta busybox true
+    hyperfine -N -w 3 -r "$RUNS" --export-json "$B/n.json" \
+        -n none "$AS $SKIFF run --rm busybox true" \
+        -n pasta "$AS $SKIFF run --rm --network pasta busybox true" \
+        -n pasta-alone "$AS pasta --config-net --quiet -t none -u none -T none -U none -- /bin/true" \
+        -n unshare-alone "$AS unshare -rn /bin/true"
+    nmean() { jq -r ".results[] | select(.command==\"$1\") | .mean * 1000" "$B/n.json"; }
+    printf 'rootless run --rm: none %.2f ms, pasta %.2f ms; pasta alone %.2f ms, unshare -rn alone %.2f ms\n' \
+        "$(nmean none)" "$(nmean pasta)" "$(nmean pasta-alone)" "$(nmean unshare-alone)"
+    echo "ratio rootless-pasta/root = $(echo "scale=2; $(nmean pasta) / $ROOT" | bc)"
+else
+    echo "pasta or a user-writable /dev/net/tun missing: the pasta cost is not measured"
+fi
+
 if [ "$PODMAN" = 1 ] && command -v podman >/dev/null; then
     if $AS podman load -q -i "$B/busybox.tar" >/dev/null 2>&1 \
         || $AS podman import -q "$B/busybox.tar" localhost/busybox:latest >/dev/null 2>&1; then

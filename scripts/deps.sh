@@ -8,6 +8,7 @@ apt-get install -y -qq --no-install-recommends \
     runc crun containerd podman uidmap iproute2 systemd util-linux \
     docker-registry skopeo umoci apache2-utils openssl ca-certificates hyperfine bc \
     sqlite3 procps docker.io docker-compose nftables containernetworking-plugins python3-venv passt \
+    slirp4netns fuse-overlayfs \
     >/dev/null
 # docker-py 7 (Debian's 5.0 is too old) and pytest for tests/tests/api.rs, in a venv of their own.
 VENV=${SKIFF_DOCKER_PY_VENV:-/tmp/skiff-dockerpy-venv}
@@ -18,3 +19,6 @@ fi
 # Rootless `--network pasta` (tests/tests/rootless.rs): pasta opens /dev/net/tun as the user;
 # udev gives it 0666 on a normal Debian host, a VM without udev leaves the kernel's 0600.
 if [ -c /dev/net/tun ]; then chmod 0666 /dev/net/tun; fi
+# Rootless fuse-overlayfs (the fallback, and `--userns auto`): /dev/fuse opened by the user, as
+# udev's 0666 on a normal host.
+if [ -c /dev/fuse ]; then chmod 0666 /dev/fuse; fi

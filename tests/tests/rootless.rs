@@ -23,6 +23,12 @@ struct User {
     base: Option<u32>,
     /// Holds busybox.tar (readable by everyone).
     files: tempfile::TempDir,
+    /// The XDG_RUNTIME_DIR given to its commands (None: unset, the /tmp fallback).
+    xdg: Option<PathBuf>,
+    /// This user's slot among the test process's users (places its ranges).
+    slot: u32,
+    /// A second subordinate range (first id, count) added by [`User::add_range`].
+    extra: Option<(u32, u32)>,
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -76,6 +82,9 @@ impl User {
             gid,
             base: None,
             files,
+            xdg: None,
+            slot: (pid % 2000) * 8 + n % 8,
+            extra: None,
         };
         if ranges {
             // Apart from other test processes' users (overlap would still work, but be unclean).
@@ -118,7 +127,32 @@ impl User {
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .current_dir(&self.home)
         .stdin(std::process::Stdio::null());
+        if let Some(x) = &self.xdg {
+            c.env("XDG_RUNTIME_DIR", x);
+        }
         c
+    }
+
+    /// Adds a second subordinate uid and gid range of `count` ids (apart from every first
+    /// range), removed on drop.
+    fn add_range(&mut self, count: u32) {
+        assert!(count <= 2 * RANGE);
+        let start = 400_000_000 + self.slot * 2 * RANGE;
+        let r = format!("{start}-{}", start + count - 1);
+        run(Command::new("usermod").args(["--add-subuids", &r, "--add-subgids", &r, &self.name]));
+        self.extra = Some((start, count));
+    }
+
+    /// Gives the user an XDG_RUNTIME_DIR (0700, its own, as pam_systemd makes), used by its
+    /// commands from now on; removed on drop.
+    fn set_xdg(&mut self) -> PathBuf {
+        let x = PathBuf::from(format!("/tmp/skiff-test-xdg-{}", self.uid));
+        let _ = std::fs::remove_dir_all(&x);
+        std::fs::create_dir(&x).unwrap();
+        std::fs::set_permissions(&x, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(&x, Some(self.uid), Some(self.gid)).unwrap();
+        self.xdg = Some(x.clone());
+        x
     }
 
     fn sk(&self, args: &[&str]) -> Output {
@@ -154,7 +188,10 @@ impl User {
     }
 
     fn rundir(&self) -> PathBuf {
-        PathBuf::from(format!("/tmp/skiff-{}", self.uid))
+        match &self.xdg {
+            Some(x) => x.join("skiff"),
+            None => PathBuf::from(format!("/tmp/skiff-{}", self.uid)),
+        }
     }
 
     /// Pids of the user's processes.
@@ -200,6 +237,16 @@ impl Drop for User {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
         let _ = std::fs::remove_dir_all(self.rundir());
+        let _ = std::fs::remove_dir_all(format!("/tmp/skiff-{}", self.uid));
+        if let Some(x) = &self.xdg {
+            let _ = std::fs::remove_dir_all(x);
+        }
+        if let Some((s, n)) = self.extra {
+            let r = format!("{s}-{}", s + n - 1);
+            let _ = Command::new("usermod")
+                .args(["--del-subuids", &r, "--del-subgids", &r, &self.name])
+                .output();
+        }
         if let Some(b) = self.base {
             let r = format!("{b}-{}", b + RANGE - 1);
             let _ = Command::new("usermod")
@@ -433,6 +480,13 @@ fn rootless_limits_warn_and_network_is_none() {
         err.contains("WARNING: rootless: resource limits are NOT enforced (memory, pids given)"),
         "{err}"
     );
+    // Why: on this kind of host (no systemd user session) no cgroup v2 subtree is delegated to
+    // the user. Where one is, the limits are applied there instead (not testable here; the
+    // detection is unit-tested in skiff_engine::delegation against a fake tree).
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    if own.lines().any(|l| l.starts_with("0::")) {
+        assert!(err.contains("none holds this process"), "{err}");
+    }
     // Without limits, no warning.
     let o = u.sk(&["run", "--rm", "busybox", "true"]);
     assert!(
@@ -641,7 +695,46 @@ fn rootless_pasta_publishes_a_port() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(got.contains("rootless-web"), "{got:?}");
-    u.ok(&["rm", "-f", "web"]);
+    // Without --network, -p picks pasta; -p PORT gets a free host port.
+    u.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "auto",
+        "-p",
+        "80",
+        "busybox",
+        "sh",
+        "-c",
+        "echo auto-web > /tmp/index.html && exec httpd -f -p 80 -h /tmp",
+    ]);
+    assert_eq!(
+        u.ok(&["inspect", "-f", "{{.HostConfig.NetworkMode}}", "auto"])
+            .trim(),
+        "pasta"
+    );
+    let ps = u.ok(&["ps"]);
+    let chosen: u16 = ps
+        .lines()
+        .find(|l| l.contains("auto"))
+        .and_then(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_suffix("->80/tcp"))
+        })
+        .and_then(|w| w.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no host port in {ps}"));
+    assert_ne!(chosen, 0);
+    let mut got = String::new();
+    for _ in 0..50 {
+        got = http_get(chosen, "/index.html");
+        if got.contains("auto-web") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(got.contains("auto-web"), "{got:?}");
+    u.ok(&["rm", "-f", "web", "auto"]);
     // pasta went with the container (no process of the user but the pause process).
     for _ in 0..50 {
         let left: Vec<String> = u
@@ -801,4 +894,450 @@ fn rootless_user_network_reaches_containers_by_name() {
     assert!(logs.contains("HTTP/1.1"), "{logs}");
     u.ok(&["compose", "-f", f, "down"]);
     assert!(u.ok(&["ps", "-aq"]).trim().is_empty());
+}
+
+/// A `skiff serve` of the user's, stopped (SIGTERM, then SIGKILL) on drop.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: kill with integer arguments, on the server this test spawned.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        for _ in 0..50 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn rootless_serve_for_the_docker_cli() {
+    let Some(mut u) = User::new(true) else { return };
+    if Command::new("docker").arg("--version").output().is_err() {
+        skip("the docker CLI is not installed");
+        return;
+    }
+    let xdg = u.set_xdg();
+    u.import();
+    let sock = xdg.join("skiff/docker.sock");
+    let log = u.files.path().join("serve.log");
+    let mut c = u.cmd(&["serve"]);
+    c.stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let server = Server(c.spawn().unwrap());
+    for _ in 0..100 {
+        if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let serve_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        std::os::unix::net::UnixStream::connect(&sock).is_ok(),
+        "no socket at {}: {}",
+        sock.display(),
+        serve_log()
+    );
+    // The user's alone: 0600, its owner and group (no group skiff).
+    let m = std::fs::symlink_metadata(&sock).unwrap();
+    assert_eq!(
+        (m.uid(), m.gid(), m.mode() & 0o777),
+        (u.uid, u.gid, 0o600),
+        "{}",
+        serve_log()
+    );
+    // The docker CLI, as the user, through it.
+    let docker = |args: &[&str]| -> Output {
+        let mut d = Command::new("setpriv");
+        d.args([
+            &format!("--reuid={}", u.uid),
+            &format!("--regid={}", u.gid),
+            "--init-groups",
+            "--",
+            "docker",
+        ])
+        .args(args)
+        .env_clear()
+        .env("HOME", &u.home)
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+        .current_dir(&u.home)
+        .stdin(std::process::Stdio::null());
+        d.output().unwrap()
+    };
+    let o = docker(&["run", "--rm", "busybox", "echo", "hi"]);
+    assert!(
+        o.status.success() && stdout(&o) == "hi\n",
+        "{}{}\nserver log:\n{}",
+        stdout(&o),
+        stderr(&o),
+        serve_log()
+    );
+    let o = docker(&["run", "-d", "--name", "web", "busybox", "sleep", "1000"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = docker(&["ps"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ps = stdout(&o);
+    assert!(ps.starts_with("CONTAINER ID") && ps.contains("web"), "{ps}");
+    // The CLI sees what the server made (one store).
+    assert!(u.ok(&["ps"]).contains("web"));
+    let o = docker(&["rm", "-f", "web"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Its socket goes with it.
+    drop(server);
+    assert!(!sock.exists(), "the socket stays after the server stopped");
+}
+
+#[test]
+fn rootless_build_runs_and_maps_owners() {
+    let Some(u) = User::new(true) else { return };
+    let base = u.base.unwrap();
+    u.import();
+    let ctx = u.home.join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(ctx.join("hello.txt"), "hello from the context\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nCOPY hello.txt /hello.txt\nRUN echo built > /built && chown 1000:1000 /built && id -u > /whoami\nCMD [\"sh\", \"-c\", \"cat /hello.txt /built /whoami; stat -c %u /built\"]\n",
+    )
+    .unwrap();
+    for p in [&ctx, &ctx.join("hello.txt"), &ctx.join("Dockerfile")] {
+        std::os::unix::fs::chown(p, Some(u.uid), Some(u.gid)).unwrap();
+    }
+    u.ok(&["build", "-t", "mine", "ctx"]);
+    let out = u.ok(&["run", "--rm", "mine"]);
+    assert_eq!(out, "hello from the context\nbuilt\n0\n1000\n", "{out}");
+    // The RUN step's layer, on the host: container root's file is the user's, uid 1000's is
+    // the range's 1000th id.
+    let st = u.store();
+    let built: Vec<PathBuf> = std::fs::read_dir(st.join("snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("fs/built"))
+        .filter(|p| p.exists())
+        .collect();
+    assert_eq!(built.len(), 1, "{built:?}");
+    assert_eq!(owner(&built[0]), (base + 999, base + 999));
+    // The saved image records container ids (1000, not the host's).
+    let tar = u.home.join("mine.tar");
+    u.ok(&["save", "-o", tar.to_str().unwrap(), "mine"]);
+    let o = run(Command::new("tar").arg("-tvf").arg(&tar));
+    assert!(!stdout(&o).is_empty());
+    let x = u.files.path().join("x");
+    std::fs::create_dir(&x).unwrap();
+    run(Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(&x));
+    let mut found = false;
+    for e in std::fs::read_dir(x.join("blobs/sha256")).unwrap().flatten() {
+        let o = Command::new("tar")
+            .arg("-tvf")
+            .arg(e.path())
+            .output()
+            .unwrap();
+        let list = stdout(&o);
+        if let Some(l) = list.lines().find(|l| l.ends_with(" built")) {
+            assert!(l.contains("1000/1000"), "{l}");
+            found = true;
+        }
+    }
+    assert!(found, "no layer with /built");
+}
+
+#[test]
+fn rootless_slirp4netns_publishes_a_port() {
+    let Some(u) = User::new(true) else { return };
+    if !Path::new("/usr/bin/slirp4netns").exists() {
+        skip("slirp4netns (Debian package slirp4netns) is not installed");
+        return;
+    }
+    let tun = std::fs::metadata("/dev/net/tun");
+    if !tun.as_ref().is_ok_and(|m| m.mode() & 0o006 == 0o006) {
+        skip("/dev/net/tun is not open to users: slirp4netns cannot make its tap");
+        return;
+    }
+    u.import();
+    // Its tap, address and route.
+    let out = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "slirp4netns",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -4 addr show tap0; ip route; grep nameserver /etc/resolv.conf",
+    ]);
+    assert!(out.contains("inet 10.0.2.100/24"), "{out}");
+    // DNS through slirp4netns's forwarder.
+    assert!(out.ends_with("nameserver 10.0.2.3\n"), "{out}");
+    assert!(out.contains("default via 10.0.2.2"), "{out}");
+    // Low ports are refused naming the sysctl, as under pasta.
+    let o = u.sk(&[
+        "run",
+        "--rm",
+        "--network",
+        "slirp4netns",
+        "-p",
+        "80:80",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("ip_unprivileged_port_start"),
+        "{}",
+        stderr(&o)
+    );
+    // A published port (given, and one chosen for -p PORT) answers on the host's 127.0.0.1.
+    let port = skiff_tests::free_port();
+    let publish = format!("{port}:80");
+    u.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "slirp4netns",
+        "-p",
+        &publish,
+        "-p",
+        "8080",
+        "busybox",
+        "sh",
+        "-c",
+        "echo slirp-web > /tmp/index.html && (httpd -p 8080 -h /tmp) && exec httpd -f -p 80 -h /tmp",
+    ]);
+    let ps = u.ok(&["ps"]);
+    assert!(ps.contains(&format!("0.0.0.0:{port}->80/tcp")), "{ps}");
+    let chosen: u16 = ps
+        .split(", ")
+        .flat_map(|w| w.split_whitespace())
+        .find_map(|w| w.strip_suffix("->8080/tcp"))
+        .and_then(|w| w.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no host port for 8080 in {ps}"));
+    // `port` says the same (without making a hub network namespace for it).
+    assert_eq!(
+        u.ok(&["port", "web", "8080"]).trim(),
+        format!("0.0.0.0:{chosen}")
+    );
+    for p in [port, chosen] {
+        let mut got = String::new();
+        for _ in 0..50 {
+            got = http_get(p, "/index.html");
+            if got.contains("slirp-web") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert!(got.contains("slirp-web"), "port {p}: {got:?}");
+    }
+    u.ok(&["rm", "-f", "web"]);
+    // slirp4netns went with the container.
+    let mut left = Vec::new();
+    for _ in 0..50 {
+        left = u
+            .processes()
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).ok())
+            .filter(|c| c.starts_with("slirp4netns"))
+            .collect::<Vec<_>>();
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(left.is_empty(), "{left:?}");
+    assert!(http_get(port, "/").is_empty());
+}
+
+/// Whether fuse-overlayfs can run for an ordinary user here (installed, /dev/fuse open to all);
+/// prints the skip reason when not.
+fn fuse_usable() -> bool {
+    if !Path::new("/usr/bin/fuse-overlayfs").exists() {
+        skip("fuse-overlayfs (Debian package fuse-overlayfs) is not installed");
+        return false;
+    }
+    if !std::fs::metadata("/dev/fuse").is_ok_and(|m| m.mode() & 0o006 == 0o006) {
+        skip("/dev/fuse is not open to users (udev's 0666): fuse-overlayfs cannot mount");
+        return false;
+    }
+    true
+}
+
+/// The rows of a `/proc/<pid>/uid_map`-style text.
+fn map_rows(text: &str) -> Vec<Vec<u64>> {
+    text.lines()
+        .map(|l| l.split_whitespace().map(|x| x.parse().unwrap()).collect())
+        .collect()
+}
+
+#[test]
+fn rootless_userns_auto_gives_disjoint_slices() {
+    let Some(mut u) = User::new(true) else { return };
+    if !fuse_usable() {
+        return;
+    }
+    // 1 + 65536 + 131072 ids in the namespace: room for three slices of 65536.
+    u.add_range(2 * RANGE);
+    u.import();
+    let mut maps = Vec::new();
+    for name in ["a1", "a2", "a3"] {
+        u.ok(&[
+            "run", "-d", "--name", name, "--userns", "auto", "busybox", "sleep", "1000",
+        ]);
+        let m = u.ok(&[
+            "exec",
+            name,
+            "cat",
+            "/proc/self/uid_map",
+            "/proc/self/gid_map",
+        ]);
+        let rows = map_rows(&m);
+        assert_eq!(rows.len(), 2, "{m}");
+        assert_eq!(rows[0], rows[1], "uid and gid slices differ: {m}");
+        assert_eq!((rows[0][0], rows[0][2]), (0, RANGE as u64), "{m}");
+        maps.push(rows[0][1]);
+        // The image's files are the container root's, and it can write where root may.
+        let out = u.ok(&[
+            "exec",
+            name,
+            "sh",
+            "-c",
+            "stat -c %u:%g /bin/busybox /root; touch /root/mine && stat -c %u /root/mine",
+        ]);
+        assert_eq!(out, "0:0\n0:0\n0\n", "{name}: {out}");
+    }
+    // Disjoint, and none holds the user's own id (namespace id 0).
+    let mut sorted = maps.clone();
+    sorted.sort();
+    assert!(sorted[0] >= 1, "{maps:?}");
+    for w in sorted.windows(2) {
+        assert!(w[0] + RANGE as u64 <= w[1], "overlapping slices {maps:?}");
+    }
+    // The container's process runs as a host id of the user's ranges, not the user.
+    let pid = u.ok(&["inspect", "-f", "{{.State.Pid}}", "a1"]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+    let host_uid: u32 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|x| x.parse().ok())
+        .unwrap();
+    assert_ne!(host_uid, u.uid);
+    // The ranges are full: a fourth is refused, naming the files to edit.
+    let o = u.sk(&[
+        "run", "-d", "--name", "a4", "--userns", "auto", "busybox", "true",
+    ]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(stderr(&o).contains("/etc/subuid"), "{}", stderr(&o));
+    assert!(!u.ok(&["ps", "-a"]).contains("a4"));
+    // rm frees a slice: the next container gets that one.
+    u.ok(&["rm", "-f", "a2"]);
+    u.ok(&[
+        "run", "-d", "--name", "a4", "--userns", "auto", "busybox", "sleep", "1000",
+    ]);
+    let m = u.ok(&["exec", "a4", "cat", "/proc/self/uid_map"]);
+    assert_eq!(map_rows(&m)[0][1], maps[1], "{m}");
+    // A stopped container keeps its slice and gets its files back when started again.
+    u.ok(&["stop", "-t", "1", "a1"]);
+    u.ok(&["start", "a1"]);
+    assert_eq!(
+        map_rows(&u.ok(&["exec", "a1", "cat", "/proc/self/uid_map"]))[0][1],
+        maps[0]
+    );
+    assert_eq!(
+        u.ok(&["exec", "a1", "stat", "-c", "%u", "/root/mine"])
+            .trim(),
+        "0"
+    );
+    u.ok(&["rm", "-f", "a1", "a3", "a4"]);
+    // The fuse-overlayfs daemons went with their mounts.
+    let mut left = Vec::new();
+    for _ in 0..50 {
+        left = u
+            .processes()
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).ok())
+            .filter(|c| c.starts_with("fuse-overlayfs"))
+            .collect::<Vec<_>>();
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn rootless_fuse_overlayfs_fallback_forced() {
+    let Some(u) = User::new(true) else { return };
+    if !fuse_usable() {
+        return;
+    }
+    u.import();
+    let root_fs = |extra_env: bool, args: &[&str]| -> Output {
+        let mut c = u.cmd(args);
+        if extra_env {
+            c.env("SKIFF_ROOTLESS_OVERLAY", "fuse-overlayfs");
+        }
+        c.output().unwrap()
+    };
+    let fstype =
+        "awk '$5 == \"/\" {for (i = 7; $i != \"-\"; i++); print $(i+1)}' /proc/self/mountinfo";
+    // The kernel's overlay by default (this kernel mounts it in a user namespace) ...
+    let o = root_fs(false, &["run", "--rm", "busybox", "sh", "-c", fstype]);
+    assert_eq!(stdout(&o).trim(), "overlay", "{}", stderr(&o));
+    // ... fuse-overlayfs when asked, with the same files, writable, kept across a restart.
+    let o = root_fs(true, &["run", "--rm", "busybox", "sh", "-c", fstype]);
+    assert_eq!(stdout(&o).trim(), "fuse.fuse-overlayfs", "{}", stderr(&o));
+    let o = root_fs(
+        true,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "fz",
+            "busybox",
+            "sh",
+            "-c",
+            "echo kept > /root/f; exec sleep 1000",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = root_fs(true, &["stop", "-t", "1", "fz"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = root_fs(true, &["start", "fz"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = root_fs(
+        true,
+        &["exec", "fz", "sh", "-c", &format!("cat /root/f; {fstype}")],
+    );
+    assert_eq!(stdout(&o), "kept\nfuse.fuse-overlayfs\n", "{}", stderr(&o));
+    // On the host the container's file is in its upper layer, the user's.
+    let id = u.ok(&["inspect", "-f", "{{.Id}}", "fz"]);
+    let f = u
+        .store()
+        .join("containers")
+        .join(id.trim())
+        .join("upper/root/f");
+    assert_eq!(owner(&f), (u.uid, u.gid));
+    u.ok(&["rm", "-f", "fz"]);
+    let mut left = Vec::new();
+    for _ in 0..50 {
+        left = u
+            .processes()
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).ok())
+            .filter(|c| c.starts_with("fuse-overlayfs"))
+            .collect::<Vec<_>>();
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -111,6 +111,11 @@ fn bind_unix(path: &Path) -> Result<std::os::unix::net::UnixListener, ServeError
     // SAFETY: as above, restoring the mask.
     unsafe { libc::umask(old) };
     let l = l.map_err(|e| err(e.to_string()))?;
+    if skiff_engine::rootless::active() {
+        // A user's server is the user's alone: its socket stays 0600 and the user's (root of
+        // the rootless namespace is the user on the host); no group could be mapped anyway.
+        return Ok(l);
+    }
     match skiff_group() {
         Some(gid) => {
             std::os::unix::fs::lchown(path, Some(0), Some(gid))

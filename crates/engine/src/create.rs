@@ -612,11 +612,21 @@ fn create_inner(
         }
         labels.insert(k.to_string(), v.to_string());
     }
-    let network = e.resolve_network(&flags::network(req.network.as_deref())?)?;
+    let mut network = e.resolve_network(&flags::network(req.network.as_deref())?)?;
     let port_bindings = match &req.typed.port_bindings {
         Some(pb) => crate::network::check_port_bindings(pb)?,
         None => crate::network::port_bindings(&req.publish)?,
     };
+    if crate::rootless::active()
+        && network == "default"
+        && (!port_bindings.is_empty() || req.publish_all)
+        && crate::network::pasta_binary().is_some()
+    {
+        // Rootless, no --network given, ports published: pasta is the one network that can
+        // forward them, started only for such containers (see README "Rootless": pasta's own
+        // start costs more than the rest of `run`, so it is not the default for every one).
+        network = "pasta".into();
+    }
     let gateway = if req.add_host.iter().any(|h| h.ends_with("host-gateway")) {
         // host-gateway: the gateway of the container's network, else the default bridge's.
         let net = e.net()?;
@@ -665,7 +675,9 @@ fn create_inner(
     if !crate::network::is_bridge(&network)
         && (!port_bindings.is_empty() || req.ip.is_some() || req.mac_address.is_some())
         && network != "host"
-        && !(crate::network::is_pasta(&network) && req.ip.is_none() && req.mac_address.is_none())
+        && !(crate::network::is_user_mode(&network)
+            && req.ip.is_none()
+            && req.mac_address.is_none())
     {
         return Err(Error::Invalid(format!(
             "-p, --ip and --mac-address need a bridge network (--network {network} has none)"
@@ -708,7 +720,7 @@ fn create_inner(
         }
         (None, None) => 0,
     };
-    let extras = crate::hostflags::resolve(
+    let mut extras = crate::hostflags::resolve(
         &req.host,
         memory,
         nano_cpus,
@@ -960,12 +972,50 @@ fn create_inner(
         // The rootfs is mounted now: the user is resolved and volumes populated from it, and
         // `run` starts on it (volatile for --rm: its upper layer is thrown away at exit).
         let rootfs = dir.join("rootfs");
-        let mount = if req.auto_remove {
-            skiff_image::overlay::mount_overlay_volatile
+        if extras.userns_mode == "auto" {
+            // Its slice of ids, and the layers' owners shifted into it by fuse-overlayfs (the
+            // kernel's overlayfs cannot shift them for a user).
+            if !skiff_image::overlay::fuse_overlayfs_usable() {
+                return Err(Error::Invalid(
+                    "--userns auto needs fuse-overlayfs (Debian package fuse-overlayfs) and /dev/fuse open to the user, to show the image's files owned by the container's ids".into(),
+                ));
+            }
+            let who = given_name.as_deref().unwrap_or(&id[..12]);
+            if let Some(a) = crate::rootless::unsearchable_ancestor(&e.root) {
+                return Err(Error::Invalid(format!(
+                    "container \"{who}\": --userns auto: {} is not searchable by other ids (chmod o+x it): the container's ids could not reach the store {}",
+                    a.display(),
+                    e.root.display()
+                )));
+            }
+            let (start, size) = e.userns_slice(&id, who)?;
+            extras.userns_slice = Some((start, size));
+            // Its runtime resolves the bundle as the slice's root: search permission on the
+            // store's private directories down to the container's, for that id alone.
+            let containers = e.root.join("containers");
+            for d in [e.root.as_path(), containers.as_path(), dir.as_path()] {
+                crate::rootless::grant_search(d, start).map_err(|err| {
+                    Error::Invalid(format!(
+                        "container \"{who}\": --userns auto: give its ids search permission on {} (a POSIX ACL entry): {err}",
+                        d.display()
+                    ))
+                })?;
+            }
+            skiff_image::overlay::mount_fuse(
+                &lowers,
+                &dir.join("upper"),
+                &dir.join("work"),
+                &rootfs,
+                Some(skiff_image::overlay::IdShift { to: start, size }),
+            )?;
         } else {
-            skiff_image::overlay::mount_overlay
-        };
-        mount(&lowers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
+            let mount = if req.auto_remove {
+                skiff_image::overlay::mount_overlay_volatile
+            } else {
+                skiff_image::overlay::mount_overlay
+            };
+            mount(&lowers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
+        }
         if !user.is_empty() && pending.iter().any(|p| p.volume.is_some()) {
             // Before any volume is created.
             spec::resolve_user(&rootfs, &user)?;
@@ -1105,7 +1155,11 @@ fn create_inner(
             e.running_pid(peer)
         })?;
         if crate::rootless::active() {
-            warnings.extend(crate::rootless::limits_warning(spec.linux().as_ref()));
+            let delegated = crate::delegation::probe();
+            warnings.extend(crate::rootless::limits_warning(
+                spec.linux().as_ref(),
+                delegated.as_ref(),
+            ));
         }
         // `:U` (podman's): the source belongs to the container's user, as its namespace sees it.
         let owner = spec
@@ -1163,6 +1217,7 @@ fn create_inner(
 /// volumes removed), the rootfs mount, the `.creating-` directory and the lock file.
 fn rollback(e: &Engine, id: &str, dir: &Path) {
     let _ = volumes_api::release(e, id, true);
+    e.release_userns_slice(id);
     crate::proc::unmount_container(dir);
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_file(e.lock_path(id));

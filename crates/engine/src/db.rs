@@ -18,6 +18,11 @@ CREATE TABLE IF NOT EXISTS containers(
   state TEXT NOT NULL,
   restart_count INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS userns_slices(
+  container TEXT PRIMARY KEY,
+  start INTEGER NOT NULL,
+  size INTEGER NOT NULL
+);
 ";
 
 /// Opens `<root>/skiff.db` through the state database's gate ([`skiff_image::statedb::open`]:

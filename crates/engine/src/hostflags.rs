@@ -141,8 +141,12 @@ pub struct HostExtras {
     /// `""` or `host`.
     #[serde(rename = "UTSMode")]
     pub uts_mode: String,
-    /// `""` or `host`.
+    /// `""`, `host`, or (rootless) `keep-id` or `auto`.
     pub userns_mode: String,
+    /// `--userns auto`: the container's slice of the rootless namespace's ids (start, size),
+    /// allocated at create (recorded in the state database too, freed on rm).
+    #[serde(rename = "SkiffUsernsSlice", skip_serializing_if = "Option::is_none")]
+    pub userns_slice: Option<(u32, u32)>,
     /// `host` or `private`.
     pub cgroupns_mode: String,
     /// OCI annotations.
@@ -421,6 +425,14 @@ pub fn resolve(
             "" => {}
             "host" => x.userns_mode = "host".into(),
             "keep-id" if crate::rootless::active() => x.userns_mode = "keep-id".into(),
+            "auto" if crate::rootless::active() => x.userns_mode = "auto".into(),
+            "auto" => {
+                return Err(bad_flag(
+                    "--userns",
+                    "auto",
+                    "auto is for rootless mode (an ordinary user's skiff)",
+                ))
+            }
             "keep-id" => {
                 return Err(bad_flag(
                     "--userns",
@@ -431,7 +443,7 @@ pub fn resolve(
             v => return Err(bad_flag(
                 "--userns",
                 v,
-                "skiff does not remap users yet; only host (and keep-id when rootless) is accepted",
+                "skiff does not remap users as root; only host (and keep-id or auto when rootless) is accepted",
             )),
         }
     }

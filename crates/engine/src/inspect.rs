@@ -192,10 +192,15 @@ pub fn container_json(e: &Engine, c: &Container) -> Value {
     }
     let mut lowers: Vec<&str> = c.lower_dirs.iter().map(String::as_str).collect();
     lowers.reverse();
-    let eps = e
-        .net()
-        .and_then(|n| n.endpoints(&c.id).map_err(crate::network::net_err))
-        .unwrap_or_default();
+    // A rootless user without networks has no hub namespace: nothing to look up, and no reason
+    // to make one (with its pasta) for an inspect.
+    let eps = if crate::network::hub_missing() {
+        Vec::new()
+    } else {
+        e.net()
+            .and_then(|n| n.endpoints(&c.id).map_err(crate::network::net_err))
+            .unwrap_or_default()
+    };
     let mut cfg = config_json(c);
     if !eps.is_empty() {
         // A real endpoint: the network is not disabled (see config_json).

@@ -25,6 +25,7 @@ pub mod commit;
 pub mod create;
 pub mod db;
 pub mod debug;
+pub mod delegation;
 pub mod error;
 pub mod events;
 pub mod explain;

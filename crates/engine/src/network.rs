@@ -16,12 +16,50 @@ use skiff_image::perms;
 
 /// Whether `mode` puts the container on a bridge network (the default one or a user's).
 pub fn is_bridge(mode: &str) -> bool {
-    !matches!(mode, "" | "none" | "host" | "default" | "pasta") && !mode.starts_with("container:")
+    !matches!(
+        mode,
+        "" | "none" | "host" | "default" | "pasta" | "slirp4netns"
+    ) && !mode.starts_with("container:")
 }
 
 /// Whether `mode` is `pasta`: user-mode networking through Debian's passt package (rootless).
 pub fn is_pasta(mode: &str) -> bool {
     mode == "pasta"
+}
+
+/// Whether `mode` is `slirp4netns`: user-mode networking through Debian's slirp4netns (rootless).
+pub fn is_slirp(mode: &str) -> bool {
+    mode == "slirp4netns"
+}
+
+/// Whether `mode` is a user-mode network (pasta or slirp4netns): a namespace of the engine's
+/// whose traffic, and published ports, a process of the user's forwards.
+pub fn is_user_mode(mode: &str) -> bool {
+    is_pasta(mode) || is_slirp(mode)
+}
+
+/// The slirp4netns binary when installed.
+pub fn slirp_binary() -> Option<PathBuf> {
+    ["/usr/bin/slirp4netns", "/usr/local/bin/slirp4netns"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// The file (in the container's run dir) holding its slirp4netns's pid.
+const SLIRP_PID: &str = "slirp4netns.pid";
+
+/// The file (in the container's run dir) listing the ports a user-mode network forwards, one
+/// `HOST_IP HOST_PORT PORT PROTO` line each (host ports chosen for `-p PORT` included).
+const FORWARDED: &str = "forwarded-ports";
+
+/// A free `proto` port on `ip` (the kernel's choice), for a `-p PORT` forwarded by a user-mode
+/// network, which needs an explicit host port.
+fn free_port(ip: std::net::IpAddr, proto: &str) -> std::io::Result<u16> {
+    Ok(match proto {
+        "udp" => std::net::UdpSocket::bind((ip, 0))?.local_addr()?.port(),
+        _ => std::net::TcpListener::bind((ip, 0))?.local_addr()?.port(),
+    })
 }
 
 /// The pasta binary when installed.
@@ -74,6 +112,17 @@ fn enter_hub() -> Result<()> {
     }
     IN_HUB.with(|c| c.set(true));
     Ok(())
+}
+
+/// True when skiff runs rootless and the user's hub network namespace has not been made (so no
+/// container of the user is on a user network).
+pub fn hub_missing() -> bool {
+    crate::rootless::active()
+        && crate::rootless::run_root().is_ok_and(|rd| {
+            !nix::sys::statfs::statfs(&rd.join("hub.netns")).is_ok_and(|s| {
+                s.filesystem_type().0 == 0x6e73_6673
+            } /* NSFS_MAGIC */)
+        })
 }
 
 /// The way out of the hub: pasta attached to it (`--config-net`: a tap with the host's address
@@ -215,6 +264,15 @@ impl Engine {
     /// `--network` at create time: the mode to record (`bridge` for the default network unless
     /// daemon.json disables it; a user network by its name, which must exist).
     pub fn resolve_network(&self, mode: &str) -> Result<String> {
+        if is_slirp(mode) {
+            return match slirp_binary() {
+                Some(_) => Ok(mode.into()),
+                None => Err(Error::Invalid(
+                    "network slirp4netns: the slirp4netns binary is not installed (Debian package slirp4netns)"
+                        .into(),
+                )),
+            };
+        }
         if is_pasta(mode) {
             return match pasta_binary() {
                 Some(_) => Ok(mode.into()),
@@ -263,7 +321,7 @@ impl Engine {
     /// The namespace path a bridge-networked container's spec joins.
     pub fn netns_path(&self, c: &Container) -> Option<PathBuf> {
         let m = &c.host_config.network_mode;
-        (is_bridge(m) || is_pasta(m)).then(|| skiff_net::netns::path(&self.runroot, &c.id))
+        (is_bridge(m) || is_user_mode(m)).then(|| skiff_net::netns::path(&self.runroot, &c.id))
     }
 
     /// `--network pasta`: a namespace of the engine's (lo up), then pasta attached to it from
@@ -273,26 +331,10 @@ impl Engine {
         let bin = pasta_binary().ok_or_else(|| {
             Error::Invalid("network pasta: pasta is not installed (Debian package passt)".into())
         })?;
-        let ports = port_requests(c)?;
-        let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(1024);
+        let ports = user_mode_ports(c, "pasta")?;
         let mut tcp = Vec::new();
         let mut udp = Vec::new();
         for p in &ports {
-            if p.host_port == 0 {
-                return Err(Error::Invalid(format!(
-                    "network pasta: publish port {}/{} with an explicit host port (-p HOST:{})",
-                    p.port, p.proto, p.port
-                )));
-            }
-            if crate::rootless::active() && p.host_port < low {
-                return Err(Error::Invalid(format!(
-                    "rootless: cannot publish host port {}: ports below {low} need privilege (sysctl net.ipv4.ip_unprivileged_port_start={} allows it)",
-                    p.host_port, p.host_port
-                )));
-            }
             let spec = match p.host_ip {
                 Some(ip) if !ip.is_unspecified() => format!("{ip}/{}:{}", p.host_port, p.port),
                 _ => format!("{}:{}", p.host_port, p.port),
@@ -354,27 +396,204 @@ impl Engine {
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
+        record_ports(&rd, &ports);
         Ok(())
     }
 
-    /// Stops a container's pasta (when it has one) and drops its namespace; true if it had one.
+    /// Stops a container's pasta or slirp4netns (when it has one) and drops its namespace; true
+    /// if it had one.
     fn detach_pasta(&self, id: &str) -> bool {
-        let pidfile = self.run_dir(id).join(PASTA_PID);
-        let Ok(text) = std::fs::read_to_string(&pidfile) else {
-            return false;
-        };
-        if let Ok(pid) = text.trim().parse::<i32>() {
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            // pasta runs as `passt.avx2` where the CPU has AVX2 (it re-executes itself).
-            let comm = comm.trim();
-            if pid > 1 && (comm.starts_with("pasta") || comm.starts_with("passt")) {
-                // SAFETY: kill with integer arguments; the pid is the pasta this container started.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
+        let rd = self.run_dir(id);
+        let mut had = false;
+        for file in [PASTA_PID, SLIRP_PID] {
+            let pidfile = rd.join(file);
+            let Ok(text) = std::fs::read_to_string(&pidfile) else {
+                continue;
+            };
+            had = true;
+            if let Ok(pid) = text.trim().parse::<i32>() {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                // pasta runs as `passt.avx2` where the CPU has AVX2 (it re-executes itself).
+                let comm = comm.trim();
+                let ours = comm.starts_with("pasta")
+                    || comm.starts_with("passt")
+                    || comm.starts_with("slirp4netns");
+                if pid > 1 && ours {
+                    // SAFETY: kill with integer arguments; the pid is the forwarder this
+                    // container started.
+                    unsafe { libc::kill(pid, libc::SIGTERM) };
+                }
             }
+            let _ = std::fs::remove_file(&pidfile);
         }
-        let _ = std::fs::remove_file(&pidfile);
+        if !had {
+            return false;
+        }
+        let _ = std::fs::remove_file(rd.join(FORWARDED));
         skiff_net::netns::remove(&skiff_net::netns::path(&self.runroot, id));
         true
+    }
+
+    /// `--network slirp4netns`: a namespace of the engine's (lo up), slirp4netns attached to it
+    /// (`--configure`: tap0 10.0.2.100/24, gateway 10.0.2.2, DNS 10.0.2.3; the host's loopback
+    /// unreachable from the container, as podman's default), then each published port added
+    /// through its API socket (`add_hostfwd`). slirp4netns runs on, in a session of its own,
+    /// until [`Engine::detach_network`].
+    fn attach_slirp(&self, c: &Container) -> Result<()> {
+        use std::io::{Read, Write};
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        use std::os::unix::process::CommandExt;
+        let bin = slirp_binary().ok_or_else(|| {
+            Error::Invalid(
+                "network slirp4netns: slirp4netns is not installed (Debian package slirp4netns)"
+                    .into(),
+            )
+        })?;
+        let ports = user_mode_ports(c, "slirp4netns")?;
+        if let Some(p) = ports
+            .iter()
+            .find(|p| !matches!(p.proto.as_str(), "tcp" | "udp"))
+        {
+            return Err(Error::Invalid(format!(
+                "network slirp4netns: cannot publish {} ports",
+                p.proto
+            )));
+        }
+        let ns = skiff_net::netns::path(&self.runroot, &c.id);
+        let (_f, mut nl) = skiff_net::netns::create(&ns).map_err(net_err)?;
+        let rd = self.run_dir(&c.id);
+        let pidfile = rd.join(SLIRP_PID);
+        let mut child: Option<std::process::Child> = None;
+        let fail = |child: &mut Option<std::process::Child>, msg: String| {
+            if let Some(ch) = child.as_mut() {
+                let _ = ch.kill();
+                let _ = ch.wait();
+            }
+            let _ = std::fs::remove_file(rd.join(SLIRP_PID));
+            skiff_net::netns::remove(&ns);
+            Error::Invalid(format!(
+                "container \"{}\": network slirp4netns: {msg}",
+                c.name
+            ))
+        };
+        if let Err(e) = nl.set_up(1) {
+            return Err(fail(&mut child, format!("set lo up: {e}")));
+        }
+        if let Err(e) = perms::mkdir(&rd, perms::PRIVATE_DIR) {
+            return Err(fail(&mut child, format!("create {}: {e}", rd.display())));
+        }
+        let log_path = rd.join("slirp4netns.log");
+        let _ = std::fs::remove_file(&log_path);
+        let log = match perms::create_private(&log_path) {
+            Ok(f) => f,
+            Err(e) => {
+                return Err(fail(
+                    &mut child,
+                    format!("create {}: {e}", log_path.display()),
+                ))
+            }
+        };
+        let mut p = [0i32; 2];
+        // SAFETY: pipe2 writes two descriptors into our array.
+        if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(fail(&mut child, format!("pipe: {e}")));
+        }
+        // SAFETY: fresh descriptors nobody else owns.
+        let (ready_r, ready_w) =
+            unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+        let wfd = ready_w.as_raw_fd();
+        let mut cmd = std::process::Command::new(bin);
+        cmd.args([
+            "--configure",
+            "--mtu=65520",
+            "--disable-host-loopback",
+            "--netns-type=path",
+            // Relative to its working directory, the run dir: a socket path has 108 bytes.
+            "--api-socket",
+            "api.sock",
+            "-r",
+            "3",
+        ])
+        .arg(&ns)
+        .arg("tap0")
+        .current_dir(&rd)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+        // SAFETY: between fork and exec only async-signal-safe calls (setsid, dup2) on
+        // descriptors we own.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::setsid();
+                // dup2 clears close-on-exec on the copy: fd 3 is the ready pipe.
+                if libc::dup2(wfd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        match cmd.spawn() {
+            Ok(ch) => child = Some(ch),
+            Err(e) => return Err(fail(&mut child, format!("start slirp4netns: {e}"))),
+        }
+        drop(ready_w);
+        // "1" once tap0 is configured; EOF if it died first.
+        let mut b = [0u8; 1];
+        let ready = std::fs::File::from(ready_r)
+            .read(&mut b)
+            .is_ok_and(|n| n == 1);
+        if !ready {
+            let msg = std::fs::read_to_string(&log_path).unwrap_or_default();
+            return Err(fail(
+                &mut child,
+                format!("slirp4netns failed: {}", msg.trim()),
+            ));
+        }
+        let pid = child.as_ref().map_or(0, |ch| ch.id());
+        if let Err(e) = perms::write_file(&pidfile, pid.to_string().as_bytes(), perms::PRIVATE_FILE)
+        {
+            return Err(fail(
+                &mut child,
+                format!("write {}: {e}", pidfile.display()),
+            ));
+        }
+        for p in &ports {
+            let host = p
+                .host_ip
+                .filter(|ip| !ip.is_unspecified())
+                .map_or("0.0.0.0".to_string(), |ip| ip.to_string());
+            let req = serde_json::json!({
+                "execute": "add_hostfwd",
+                "arguments": {"proto": p.proto, "host_addr": host, "host_port": p.host_port, "guest_port": p.port}
+            });
+            let answer = (|| -> std::io::Result<String> {
+                let mut s = connect_long(&rd.join("api.sock"))?;
+                s.write_all(req.to_string().as_bytes())?;
+                s.shutdown(std::net::Shutdown::Write)?;
+                let mut out = String::new();
+                s.read_to_string(&mut out)?;
+                Ok(out)
+            })();
+            match answer {
+                Ok(a) if a.contains("\"return\"") => {}
+                Ok(a) => {
+                    return Err(fail(
+                        &mut child,
+                        format!(
+                            "forward {host}:{}->{}/{}: {}",
+                            p.host_port,
+                            p.port,
+                            p.proto,
+                            a.trim()
+                        ),
+                    ))
+                }
+                Err(e) => return Err(fail(&mut child, format!("its API socket: {e}"))),
+            }
+        }
+        record_ports(&rd, &ports);
+        Ok(())
     }
 
     /// Attaches `c` to its network before its process starts: namespace, veth, address,
@@ -382,6 +601,9 @@ impl Engine {
     pub fn attach_network(&self, c: &Container) -> Result<()> {
         if is_pasta(&c.host_config.network_mode) {
             return self.attach_pasta(c);
+        }
+        if is_slirp(&c.host_config.network_mode) {
+            return self.attach_slirp(c);
         }
         if !is_bridge(&c.host_config.network_mode) {
             return Ok(());
@@ -541,12 +763,20 @@ pub fn network_name(c: &Container) -> &str {
 }
 
 impl Engine {
+    /// The ports a container on a user-mode network (pasta, slirp4netns) has forwarded: the
+    /// recorded ones while it runs (host ports chosen for `-p PORT` included), else its requests.
+    pub fn forwarded_ports(&self, c: &Container) -> Vec<PortRequest> {
+        forwarded_ports(&self.run_dir(&c.id))
+            .unwrap_or_else(|| port_requests(c).unwrap_or_default())
+    }
+
     /// `ps`'s PORTS: `0.0.0.0:8080->80/tcp, 443/tcp` (published, then exposed-only ports).
     pub fn ports_text(&self, c: &Container) -> String {
-        if is_pasta(&c.host_config.network_mode) {
-            // pasta forwards what was asked: the requests are the bindings.
-            return port_requests(c)
-                .unwrap_or_default()
+        if is_user_mode(&c.host_config.network_mode) {
+            // pasta and slirp4netns forward what was asked (with the host ports chosen for
+            // `-p PORT` while the container runs).
+            return self
+                .forwarded_ports(c)
                 .iter()
                 .map(|p| {
                     let ip = p.host_ip.map_or("0.0.0.0".into(), |i| i.to_string());
@@ -629,7 +859,7 @@ pub fn extra_hosts(v: &[String], gateway: Option<std::net::Ipv4Addr>) -> Result<
 pub fn embedded_dns(network: &str) -> bool {
     !matches!(
         network,
-        "bridge" | "default" | "host" | "none" | "pasta" | ""
+        "bridge" | "default" | "host" | "none" | "pasta" | "slirp4netns" | ""
     ) && !network.starts_with("container:")
 }
 
@@ -990,4 +1220,86 @@ impl Engine {
         net.remove(&n.id).map_err(net_err)?;
         Ok(n.name)
     }
+}
+
+/// The port requests of a container on a user-mode network (`what` names it in errors): host
+/// ports below the unprivileged start refused for a user (naming the sysctl), `-p PORT`'s host
+/// port chosen now (a free one).
+fn user_mode_ports(c: &Container, what: &str) -> Result<Vec<PortRequest>> {
+    let mut ports = port_requests(c)?;
+    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1024);
+    for p in &mut ports {
+        if p.host_port == 0 {
+            let ip = p
+                .host_ip
+                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+            p.host_port = free_port(ip, &p.proto).map_err(|e| {
+                Error::Invalid(format!(
+                    "network {what}: no free host port for {}/{}: {e}",
+                    p.port, p.proto
+                ))
+            })?;
+        }
+        if crate::rootless::active() && p.host_port < low {
+            return Err(Error::Invalid(format!(
+                "rootless: cannot publish host port {}: ports below {low} need privilege (sysctl net.ipv4.ip_unprivileged_port_start={} allows it)",
+                p.host_port, p.host_port
+            )));
+        }
+    }
+    Ok(ports)
+}
+
+/// Records the ports a user-mode network forwards (see [`FORWARDED`]); best effort.
+fn record_ports(rundir: &std::path::Path, ports: &[PortRequest]) {
+    let text: String = ports
+        .iter()
+        .map(|p| {
+            let ip = p.host_ip.map_or("0.0.0.0".into(), |i| i.to_string());
+            format!("{ip} {} {} {}\n", p.host_port, p.port, p.proto)
+        })
+        .collect();
+    let _ = perms::write_file(
+        &rundir.join(FORWARDED),
+        text.as_bytes(),
+        perms::PRIVATE_FILE,
+    );
+}
+
+/// The ports [`record_ports`] wrote (None: not running, or nothing recorded).
+fn forwarded_ports(rundir: &std::path::Path) -> Option<Vec<PortRequest>> {
+    let text = std::fs::read_to_string(rundir.join(FORWARDED)).ok()?;
+    text.lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() != 4 {
+                return None;
+            }
+            Some(PortRequest {
+                host_ip: f[0]
+                    .parse()
+                    .ok()
+                    .filter(|i: &std::net::IpAddr| !i.is_unspecified()),
+                host_port: f[1].parse().ok()?,
+                host_port_end: 0,
+                port: f[2].parse().ok()?,
+                proto: f[3].to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Connects to the unix socket at `path` even when the path is longer than a socket address
+/// holds: through an O_PATH descriptor of it and its /proc/self/fd name.
+fn connect_long(path: &std::path::Path) -> std::io::Result<std::os::unix::net::UnixStream> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+        .open(path)?;
+    std::os::unix::net::UnixStream::connect(format!("/proc/self/fd/{}", f.as_raw_fd()))
 }

@@ -330,12 +330,23 @@ impl Engine {
                         c.lower_dirs.iter().map(std::path::PathBuf::from).collect();
                     // A --rm container's upper layer is thrown away when it exits: skip the
                     // writeback (and the sync on unmount) that only a kept container needs.
-                    let mount = if c.host_config.auto_remove {
-                        skiff_image::overlay::mount_overlay_volatile
+                    if let Some((start, size)) = c.host_config.extra.userns_slice {
+                        // --userns auto: the layers' owners shifted into its slice.
+                        skiff_image::overlay::mount_fuse(
+                            &lowers,
+                            &dir.join("upper"),
+                            &dir.join("work"),
+                            &rootfs,
+                            Some(skiff_image::overlay::IdShift { to: start, size }),
+                        )?;
                     } else {
-                        skiff_image::overlay::mount_overlay
-                    };
-                    mount(&lowers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
+                        let mount = if c.host_config.auto_remove {
+                            skiff_image::overlay::mount_overlay_volatile
+                        } else {
+                            skiff_image::overlay::mount_overlay
+                        };
+                        mount(&lowers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
+                    }
                 }
                 match spec::build(&c, &dir, &rootfs, self.netns_path(&c), &|peer| {
                     self.running_pid(peer)
@@ -554,6 +565,11 @@ impl Engine {
             let _ = skiff_runtime::container::delete(&rt, id, true);
         }
         let _ = std::fs::remove_dir_all(self.run_dir(id));
+        if c.as_ref()
+            .is_some_and(|c| c.host_config.extra.userns_slice.is_some())
+        {
+            self.release_userns_slice(id);
+        }
         if c.as_ref()
             .is_some_and(|c| crate::network::is_bridge(&c.host_config.network_mode))
         {

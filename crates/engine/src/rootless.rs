@@ -699,38 +699,302 @@ pub fn keep_id(v: &mut serde_json::Value, set_user: bool) -> std::result::Result
     Ok(())
 }
 
-/// The warning for a rootless container whose spec asks for resource limits (none: no warning).
-/// Without a delegated cgroup v2 subtree (a systemd user session) a user cannot create cgroups,
-/// so the runtime starts the container without them: the limits are not enforced, and saying so
-/// is better than a silent no-op.
-pub fn limits_warning(linux: Option<&oci_spec::runtime::Linux>) -> Option<String> {
+/// The size of the id slice `--userns auto` gives each container (podman's default size).
+pub const AUTO_SIZE: u32 = 65536;
+
+/// The ids `--userns auto` slices are cut from: 1..n of the rootless namespace (0 is the user),
+/// n the smaller of its uid and gid counts (the user's subordinate ranges plus one).
+pub fn auto_space() -> std::result::Result<u32, String> {
+    let read = |f: &str| fs::read_to_string(f).map_err(|e| format!("{f}: {e}"));
+    let (_, nu) = map_info(&read("/proc/self/uid_map")?).ok_or("no uid 0 in the namespace")?;
+    let (_, ng) = map_info(&read("/proc/self/gid_map")?).ok_or("no gid 0 in the namespace")?;
+    Ok(nu.min(ng).min(u32::MAX as u64) as u32)
+}
+
+/// The first start (≥ 1) of `size` ids below `space` overlapping no slice of `taken`
+/// (start, size): first fit, so released slices are reused.
+pub fn first_fit(taken: &[(u32, u32)], size: u32, space: u32) -> Option<u32> {
+    let mut t: Vec<(u64, u64)> = taken
+        .iter()
+        .map(|&(s, n)| (s as u64, s as u64 + n as u64))
+        .collect();
+    t.sort();
+    let mut start: u64 = 1;
+    for (a, b) in t {
+        if start + size as u64 <= a {
+            break;
+        }
+        start = start.max(b);
+    }
+    (start + size as u64 <= space as u64).then_some(start as u32)
+}
+
+/// `--userns auto` on a spec (JSON): a user namespace of the container's own mapping its ids
+/// 0..size onto the slice at `start` of the rootless namespace.
+pub fn auto_map(
+    v: &mut serde_json::Value,
+    start: u32,
+    size: u32,
+) -> std::result::Result<(), String> {
+    let linux = &mut v["linux"];
+    let ns = linux["namespaces"]
+        .as_array_mut()
+        .ok_or("spec without namespaces")?;
+    if !ns.iter().any(|n| n["type"] == "user") {
+        ns.push(serde_json::json!({"type": "user"}));
+    }
+    let map = serde_json::json!([{"containerID": 0, "hostID": start, "size": size}]);
+    linux["uidMappings"] = map.clone();
+    linux["gidMappings"] = map;
+    // The default ICMP range may name only gids the container's namespace maps.
+    if let Some(r) = linux["sysctl"].get_mut("net.ipv4.ping_group_range") {
+        *r = format!("0 {}", size.saturating_sub(1)).into();
+    }
+    Ok(())
+}
+
+impl crate::Engine {
+    /// The `--userns auto` slice (start, size) of container `id`, allocating one (first fit,
+    /// in one write transaction so concurrent creates never share ids) when it has none.
+    /// Slices of containers that no longer exist (nor are being created) are dropped first.
+    pub fn userns_slice(&self, id: &str, name: &str) -> crate::Result<(u32, u32)> {
+        use rusqlite::OptionalExtension;
+        let err =
+            |m: String| crate::Error::Invalid(format!("container \"{name}\": --userns auto: {m}"));
+        let space = auto_space().map_err(err)?;
+        let tx = rusqlite::Transaction::new_unchecked(
+            &self.conn,
+            rusqlite::TransactionBehavior::Immediate,
+        )
+        .map_err(|e| err(format!("state database: {e}")))?;
+        let q = |e: rusqlite::Error| err(format!("state database: {e}"));
+        if let Some(r) = tx
+            .query_row(
+                "SELECT start, size FROM userns_slices WHERE container = ?1",
+                [id],
+                |r| Ok((r.get::<_, u32>(0)?, r.get::<_, u32>(1)?)),
+            )
+            .optional()
+            .map_err(q)?
+        {
+            return Ok(r);
+        }
+        let rows: Vec<(String, u32, u32)> = {
+            let mut st = tx
+                .prepare("SELECT container, start, size FROM userns_slices")
+                .map_err(q)?;
+            let it = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(q)?;
+            it.collect::<rusqlite::Result<_>>().map_err(q)?
+        };
+        let mut taken = Vec::new();
+        for (c, start, size) in rows {
+            let live: i64 = tx
+                .query_row("SELECT COUNT(*) FROM containers WHERE id = ?1", [&c], |r| {
+                    r.get(0)
+                })
+                .map_err(q)?;
+            let creating = self
+                .root
+                .join("containers")
+                .join(format!("{}{c}", crate::ops::CREATING_PREFIX))
+                .exists();
+            if live == 0 && !creating {
+                tx.execute("DELETE FROM userns_slices WHERE container = ?1", [&c])
+                    .map_err(q)?;
+            } else {
+                taken.push((start, size));
+            }
+        }
+        // The containers' own records too (a database repaired from disk has their rows but
+        // not this table): a slice in use is never handed out twice.
+        {
+            let mut st = tx
+                .prepare(
+                    "SELECT json_extract(record, '$.HostConfig.SkiffUsernsSlice') FROM containers WHERE instr(record, 'SkiffUsernsSlice') > 0",
+                )
+                .map_err(q)?;
+            let it = st
+                .query_map([], |r| r.get::<_, Option<String>>(0))
+                .map_err(q)?;
+            for j in it {
+                if let Some((start, size)) = j
+                    .map_err(q)?
+                    .and_then(|t| serde_json::from_str::<(u32, u32)>(&t).ok())
+                {
+                    taken.push((start, size));
+                }
+            }
+        }
+        let start = first_fit(&taken, AUTO_SIZE, space).ok_or_else(|| {
+            err(format!(
+                "no free slice of {AUTO_SIZE} ids: the rootless namespace has {space} ids and {} containers hold slices; give the user a larger range in /etc/subuid and /etc/subgid (then `skiff system migrate`)",
+                taken.len()
+            ))
+        })?;
+        tx.execute(
+            "INSERT INTO userns_slices(container, start, size) VALUES(?1, ?2, ?3)",
+            rusqlite::params![id, start, AUTO_SIZE],
+        )
+        .map_err(q)?;
+        tx.commit().map_err(q)?;
+        Ok((start, AUTO_SIZE))
+    }
+
+    /// Frees the `--userns auto` slice of container `id` (on rm; none is fine).
+    pub fn release_userns_slice(&self, id: &str) {
+        let _ = self
+            .conn
+            .execute("DELETE FROM userns_slices WHERE container = ?1", [id]);
+    }
+}
+
+/// The POSIX ACL xattr of a directory's access ACL.
+const ACL_XATTR: &[u8] = b"system.posix_acl_access\0";
+
+/// ACL tags (linux/posix_acl.h) and the undefined id of entries without one.
+const ACL_USER_OBJ: u16 = 0x01;
+const ACL_USER: u16 = 0x02;
+const ACL_GROUP_OBJ: u16 = 0x04;
+const ACL_GROUP: u16 = 0x08;
+const ACL_MASK: u16 = 0x10;
+const ACL_OTHER: u16 = 0x20;
+const ACL_UNDEFINED: u32 = u32::MAX;
+
+/// `acl` (the xattr's entries as (tag, perm, id)) with `uid` given search (x) permission: a
+/// named-user entry added or widened and the mask made the union of the group class, entries
+/// in the kernel's order (tag, then id).
+fn acl_with_search(mut acl: Vec<(u16, u16, u32)>, uid: u32) -> Vec<(u16, u16, u32)> {
+    match acl.iter_mut().find(|e| e.0 == ACL_USER && e.2 == uid) {
+        Some(e) => e.1 |= 1,
+        None => acl.push((ACL_USER, 1, uid)),
+    }
+    let mask = acl
+        .iter()
+        .filter(|e| matches!(e.0, ACL_USER | ACL_GROUP_OBJ | ACL_GROUP))
+        .fold(0, |m, e| m | e.1);
+    acl.retain(|e| e.0 != ACL_MASK);
+    acl.push((ACL_MASK, mask, ACL_UNDEFINED));
+    acl.sort_by_key(|e| (e.0, e.2));
+    acl
+}
+
+/// Lets id `uid` of the rootless namespace (an `--userns auto` container's root, whose runtime
+/// resolves the bundle's paths after entering its own namespace) search the private directory
+/// `dir`: one named-user entry in its access ACL, so no other user of the host gains anything
+/// (the id is one of the user's own subordinate ids). Never follows a symlink.
+pub fn grant_search(dir: &Path, uid: u32) -> io::Result<()> {
+    let md = fs::symlink_metadata(dir)?;
+    if !md.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a directory",
+        ));
+    }
+    let c = CString::new(std::os::unix::ffi::OsStrExt::as_bytes(dir.as_os_str()))
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut buf = vec![0u8; 1024];
+    // SAFETY: lgetxattr with a valid path, name and a buffer of the given length.
+    let n = unsafe {
+        libc::lgetxattr(
+            c.as_ptr(),
+            ACL_XATTR.as_ptr().cast(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    let mode = md.mode();
+    let acl: Vec<(u16, u16, u32)> = if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ENODATA) {
+            return Err(e);
+        }
+        vec![
+            (ACL_USER_OBJ, ((mode >> 6) & 7) as u16, ACL_UNDEFINED),
+            (ACL_GROUP_OBJ, ((mode >> 3) & 7) as u16, ACL_UNDEFINED),
+            (ACL_OTHER, (mode & 7) as u16, ACL_UNDEFINED),
+        ]
+    } else {
+        buf[4..n as usize]
+            .chunks_exact(8)
+            .map(|e| {
+                (
+                    u16::from_le_bytes([e[0], e[1]]),
+                    u16::from_le_bytes([e[2], e[3]]),
+                    u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
+                )
+            })
+            .collect()
+    };
+    let acl = acl_with_search(acl, uid);
+    let mut out = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in acl {
+        out.extend(tag.to_le_bytes());
+        out.extend(perm.to_le_bytes());
+        out.extend(id.to_le_bytes());
+    }
+    // SAFETY: lsetxattr with a valid path, name and value buffer.
+    let r = unsafe {
+        libc::lsetxattr(
+            c.as_ptr(),
+            ACL_XATTR.as_ptr().cast(),
+            out.as_ptr().cast(),
+            out.len(),
+            0,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The first directory above `dir` (exclusive) that other users cannot search (mode without
+/// o+x): an `--userns auto` container's ids could not reach the store through it.
+pub fn unsearchable_ancestor(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .skip(1)
+        .find(|a| fs::metadata(a).is_ok_and(|m| m.mode() & 0o001 == 0))
+        .map(Path::to_path_buf)
+}
+
+/// The warning for a rootless container whose spec asks for resource limits (none: no
+/// warning). A user can create cgroups only in a delegated cgroup v2 subtree (a systemd user
+/// session, see [`crate::delegation`]); without one offering the controllers the limits need,
+/// the runtime starts the container without them: the limits are not enforced, and saying so
+/// is better than a silent no-op. `delegated` is the probe's result.
+pub fn limits_warning(
+    linux: Option<&oci_spec::runtime::Linux>,
+    delegated: Option<&crate::delegation::Delegation>,
+) -> Option<String> {
     let res = linux?.resources().as_ref()?;
     let v = serde_json::to_value(res).ok()?;
-    let mut kinds: Vec<&str> = Vec::new();
-    for (key, what) in [
-        ("memory", "memory"),
-        ("cpu", "cpu"),
-        ("pids", "pids"),
-        ("blockIO", "block I/O"),
-        ("hugepageLimits", "hugepages"),
-        ("rdma", "rdma"),
-        ("unified", "cgroup v2 (unified)"),
-    ] {
-        let set = match &v[key] {
-            serde_json::Value::Null => false,
-            serde_json::Value::Object(m) => m.values().any(|x| !x.is_null()),
-            serde_json::Value::Array(a) => !a.is_empty(),
-            _ => true,
-        };
-        if set {
-            kinds.push(what);
-        }
+    let wanted = crate::delegation::wanted(&v);
+    if wanted.is_empty() {
+        return None;
     }
-    (!kinds.is_empty()).then(|| {
-        format!(
-            "rootless: resource limits are NOT enforced ({} given): an ordinary user needs a delegated cgroup v2 subtree (a systemd user session), which skiff does not use",
+    let kinds: Vec<&str> = wanted.iter().map(|w| w.0).collect();
+    let ctls: Vec<&str> = wanted
+        .iter()
+        .map(|w| w.1)
+        .filter(|c| !c.is_empty())
+        .collect();
+    Some(match delegated {
+        Some(d) if wanted.iter().all(|w| !w.1.is_empty()) && d.missing(&ctls).is_empty() => {
+            return None
+        }
+        Some(d) => format!(
+            "rootless: resource limits are NOT enforced ({} given): the delegated cgroup v2 subtree {} does not offer the controllers {} (its cgroup.controllers: {})",
+            kinds.join(", "),
+            d.dir().display(),
+            d.missing(&ctls).join(", "),
+            d.controllers.join(" ")
+        ),
+        None => format!(
+            "rootless: resource limits are NOT enforced ({} given): an ordinary user needs a delegated cgroup v2 subtree (a systemd user session with Delegate=yes) and none holds this process",
             kinds.join(", ")
-        )
+        ),
     })
 }
 
@@ -750,6 +1014,50 @@ mod tests {
         );
         assert_eq!(parse_subids(t, "carol", 1001).len(), 1);
         assert!(parse_subids(t, "dave", 1002).is_empty());
+    }
+
+    #[test]
+    fn auto_slices_first_fit() {
+        let n = AUTO_SIZE;
+        assert_eq!(first_fit(&[], n, 3 * n + 1), Some(1));
+        assert_eq!(first_fit(&[(1, n)], n, 3 * n + 1), Some(n + 1));
+        // A released slice in the middle is reused; slices never overlap or pass the space.
+        assert_eq!(
+            first_fit(&[(1, n), (2 * n + 1, n)], n, 3 * n + 1),
+            Some(n + 1)
+        );
+        assert_eq!(
+            first_fit(&[(1, n), (n + 1, n), (2 * n + 1, n)], n, 3 * n + 1),
+            None
+        );
+        assert_eq!(first_fit(&[], n, n), None);
+        assert_eq!(first_fit(&[(5, 10)], 4, 100), Some(1));
+        assert_eq!(first_fit(&[(5, 10)], 5, 100), Some(15));
+    }
+
+    #[test]
+    fn acl_search_entry_and_mask() {
+        let base = vec![
+            (ACL_USER_OBJ, 7, ACL_UNDEFINED),
+            (ACL_GROUP_OBJ, 0, ACL_UNDEFINED),
+            (ACL_OTHER, 0, ACL_UNDEFINED),
+        ];
+        let a = acl_with_search(base, 65537);
+        assert_eq!(
+            a,
+            vec![
+                (ACL_USER_OBJ, 7, ACL_UNDEFINED),
+                (ACL_USER, 1, 65537),
+                (ACL_GROUP_OBJ, 0, ACL_UNDEFINED),
+                (ACL_MASK, 1, ACL_UNDEFINED),
+                (ACL_OTHER, 0, ACL_UNDEFINED),
+            ]
+        );
+        // Twice the same id: one entry; another id: sorted by id.
+        let b = acl_with_search(acl_with_search(a.clone(), 65537), 1);
+        let users: Vec<u32> = b.iter().filter(|e| e.0 == ACL_USER).map(|e| e.2).collect();
+        assert_eq!(users, vec![1, 65537]);
+        assert_eq!(b.iter().filter(|e| e.0 == ACL_MASK).count(), 1);
     }
 
     #[test]

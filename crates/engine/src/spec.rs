@@ -170,6 +170,30 @@ pub fn cgroups_path(c: &Container) -> String {
     format!("/{parent}/{}", c.id)
 }
 
+/// A rootless container's cgroup path when the user has a delegated cgroup v2 subtree offering
+/// memory and pids: `/<delegated>/skiff/<id>` (made ready with the offered controllers of
+/// memory, pids, cpu and io enabled), so the runtime can make it and apply the limits there.
+/// None when not rootless or nothing is delegated.
+fn rootless_cgroups_path(c: &Container) -> Result<Option<String>> {
+    if !crate::rootless::active() {
+        return Ok(None);
+    }
+    let Some(d) = crate::delegation::probe() else {
+        return Ok(None);
+    };
+    if !d.missing(&["memory", "pids"]).is_empty() {
+        return Ok(None);
+    }
+    let parent = d.prepare(&["memory", "pids", "cpu", "io"]).map_err(|e| {
+        Error::Invalid(format!(
+            "container \"{}\": delegated cgroup {}: enable its controllers: {e} (cgroup v2 allows them only in a cgroup without processes of its own)",
+            c.name,
+            d.dir().display()
+        ))
+    })?;
+    Ok(Some(format!("{parent}/{}", c.id)))
+}
+
 /// Builds the OCI spec of `c` whose rootfs is mounted at `rootfs`; `dir` is the container dir;
 /// `peer_pid` gives the running pid of another container (for `--pid/--ipc container:X`).
 pub fn build(
@@ -263,7 +287,7 @@ pub fn build(
         memory: (h.memory > 0).then_some(h.memory),
         cpus: (h.nano_cpus > 0).then(|| h.nano_cpus as f64 / 1e9),
         pids_limit: h.pids_limit,
-        cgroups_path: Some(cgroups_path(c)),
+        cgroups_path: Some(rootless_cgroups_path(c)?.unwrap_or_else(|| cgroups_path(c))),
         ..Default::default()
     };
     let mut o = o;
@@ -293,6 +317,10 @@ pub fn build(
     if !c.config.domainname.is_empty() && uts {
         // --domainname: the UTS namespace's domain name (setdomainname in the runtime).
         v["domainname"] = serde_json::json!(c.config.domainname);
+    }
+    if let (true, Some((start, size))) = (h.extra.userns_mode == "auto", h.extra.userns_slice) {
+        crate::rootless::auto_map(&mut v, start, size)
+            .map_err(|e| Error::Invalid(format!("container \"{}\": --userns auto: {e}", c.name)))?;
     }
     if h.extra.userns_mode == "keep-id" {
         crate::rootless::keep_id(&mut v, c.config.user.is_empty()).map_err(|e| {
@@ -586,6 +614,17 @@ pub fn resolv_conf(network: &str) -> String {
     let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     if network == "host" {
         return host;
+    }
+    if network == "slirp4netns" {
+        // slirp4netns's own DNS forwarder (10.0.2.3, as podman writes), which reaches the host's
+        // resolvers, loopback ones included; the host's search and options lines stay.
+        let mut out: String = host
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("nameserver"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        out.push_str("nameserver 10.0.2.3\n");
+        return out;
     }
     let mut out = String::new();
     let mut ns = 0;

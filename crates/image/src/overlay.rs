@@ -126,12 +126,126 @@ fn mount_overlay_with(
         userxattr: !sys::is_real_root(),
     };
     clear_volatile_marker(work);
-    let opts = layers.options(|s| s.to_string());
-    if opts.len() < PAGE {
-        // The common case: one mount(2).
-        return mount_classic(&opts, target);
+    if layers.userxattr && fuse_forced() {
+        return mount_fuse(lowers, upper, work, target, None);
     }
-    mount_deep(&layers, target)
+    let opts = layers.options(|s| s.to_string());
+    let r = if opts.len() < PAGE {
+        // The common case: one mount(2).
+        mount_classic(&opts, target)
+    } else {
+        mount_deep(&layers, target)
+    };
+    match r {
+        // Rootless on a kernel (or a filesystem under the store) where overlayfs cannot be
+        // mounted in a user namespace: fuse-overlayfs, when installed and /dev/fuse is open.
+        Err(Error::Io { ref source, .. })
+            if layers.userxattr
+                && matches!(
+                    source.raw_os_error(),
+                    Some(libc::EPERM) | Some(libc::EINVAL) | Some(libc::ENODEV)
+                )
+                && fuse_overlayfs_usable() =>
+        {
+            mount_fuse(lowers, upper, work, target, None)
+        }
+        r => r,
+    }
+}
+
+/// The environment variable that makes rootless overlays use fuse-overlayfs even where the
+/// kernel's overlayfs works in the user namespace (`SKIFF_ROOTLESS_OVERLAY=fuse-overlayfs`).
+pub const OVERLAY_ENV: &str = "SKIFF_ROOTLESS_OVERLAY";
+
+/// True when [`OVERLAY_ENV`] asks for fuse-overlayfs.
+fn fuse_forced() -> bool {
+    std::env::var(OVERLAY_ENV).is_ok_and(|v| v == "fuse-overlayfs")
+}
+
+/// The fuse-overlayfs binary when installed (Debian package fuse-overlayfs).
+pub fn fuse_overlayfs_binary() -> Option<PathBuf> {
+    ["/usr/bin/fuse-overlayfs", "/usr/local/bin/fuse-overlayfs"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// True when fuse-overlayfs is installed and this process can open /dev/fuse.
+pub fn fuse_overlayfs_usable() -> bool {
+    fuse_overlayfs_binary().is_some()
+        && fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/fuse")
+            .is_ok()
+}
+
+/// An id mapping for [`mount_fuse`]: the files' owners on disk (`0..size` from `from`) as the
+/// mount shows them (`to..to+size`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdShift {
+    /// First id shown by the mount.
+    pub to: u32,
+    /// Number of ids.
+    pub size: u32,
+}
+
+/// Mounts fuse-overlayfs at `target` (a daemon of its own serves it until the mount goes): the
+/// rootless fallback, and the way a container of `--userns auto` sees the layers' owners shifted
+/// into its slice of ids (`shift`: disk ids 0.. shown as `to`..). Whiteouts and opaque
+/// directories of layers unpacked rootless (`user.overlay.*` xattrs) are fuse-overlayfs's own
+/// conventions too.
+pub fn mount_fuse(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    shift: Option<IdShift>,
+) -> Result<()> {
+    let bin = fuse_overlayfs_binary().ok_or_else(|| {
+        Error::invalid(
+            "fuse-overlayfs",
+            "not installed (Debian package fuse-overlayfs)",
+        )
+    })?;
+    let mut lower = Vec::with_capacity(lowers.len());
+    for l in lowers.iter().rev() {
+        lower.push(check_opt_path(l)?);
+    }
+    let mut opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        check_opt_path(upper)?,
+        check_opt_path(work)?
+    );
+    if let Some(m) = shift {
+        // fuse-overlayfs's mapping is container:host:size, the host side being what is on disk.
+        opts.push_str(&format!(
+            ",uidmapping=0:{to}:{n},gidmapping=0:{to}:{n}",
+            to = m.to,
+            n = m.size
+        ));
+    }
+    let out = std::process::Command::new(&bin)
+        .arg("-o")
+        .arg(&opts)
+        .arg(target)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .map_err(|e| Error::io(format!("mount fuse-overlayfs at {}", target.display()), e))?;
+    if !out.status.success() {
+        return Err(Error::io(
+            format!(
+                "mount fuse-overlayfs at {}: {}",
+                target.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            io::Error::from_raw_os_error(libc::EIO),
+        ));
+    }
+    Ok(())
 }
 
 /// The paths of one overlay mount, as overlayfs takes them (top lower layer first).

@@ -165,11 +165,32 @@ pub fn open_root(root: &Path) -> io::Result<()> {
         return Ok(());
     }
     let md = fs::metadata(root)?;
-    if md.mode() & 0o7777 != PRIVATE_DIR {
+    // 0710 with an access ACL is a private root too: its group bits are the ACL's mask, there
+    // to let one named id search it (a rootless `--userns auto` container's root; the owning
+    // group has nothing).
+    let mode = md.mode() & 0o7777;
+    if mode != PRIVATE_DIR && !(mode == 0o710 && has_access_acl(root)) {
         repair_tree(root)?;
         fs::set_permissions(root, fs::Permissions::from_mode(PRIVATE_DIR))?;
     }
     Ok(())
+}
+
+/// True when `path` (not followed) carries a POSIX access ACL.
+fn has_access_acl(path: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: lgetxattr with a valid path and name, asking only for the size (no buffer).
+    let n = unsafe {
+        libc::lgetxattr(
+            c.as_ptr(),
+            c"system.posix_acl_access".as_ptr(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    n > 0
 }
 
 /// What [`repair_tree`] does with one entry, by its path relative to the root.

@@ -1877,10 +1877,32 @@ pub fn monitor(args: &[String]) -> i32 {
 fn port(ctx: &Ctx, a: &PortArgs) -> Result<i32> {
     let e = ctx.engine()?;
     let c = e.container(&a.container)?;
-    let eps = e
-        .net()?
-        .endpoints(&c.id)
-        .map_err(skiff_engine::network::net_err)?;
+    // (container port/proto, host address, host port)
+    let ports: Vec<(String, String, u16)> =
+        if skiff_engine::network::is_user_mode(&c.host_config.network_mode) {
+            // pasta and slirp4netns forward the ports themselves: no endpoint.
+            e.forwarded_ports(&c)
+                .into_iter()
+                .map(|p| {
+                    let ip = p.host_ip.map_or("0.0.0.0".into(), |i| i.to_string());
+                    (format!("{}/{}", p.port, p.proto), ip, p.host_port)
+                })
+                .collect()
+        } else {
+            e.net()?
+                .endpoints(&c.id)
+                .map_err(skiff_engine::network::net_err)?
+                .iter()
+                .flat_map(|e| &e.ports)
+                .map(|p| {
+                    (
+                        format!("{}/{}", p.port, p.proto),
+                        p.host_ip.clone(),
+                        p.host_port,
+                    )
+                })
+                .collect()
+        };
     let want = a.port.as_ref().map(|p| {
         if p.contains('/') {
             p.clone()
@@ -1889,12 +1911,11 @@ fn port(ctx: &Ctx, a: &PortArgs) -> Result<i32> {
         }
     });
     let mut lines = Vec::new();
-    for p in eps.iter().flat_map(|e| &e.ports) {
-        let key = format!("{}/{}", p.port, p.proto);
-        let host = if p.host_ip.contains(':') {
-            format!("[{}]:{}", p.host_ip, p.host_port)
+    for (key, ip, port) in ports {
+        let host = if ip.contains(':') {
+            format!("[{ip}]:{port}")
         } else {
-            format!("{}:{}", p.host_ip, p.host_port)
+            format!("{ip}:{port}")
         };
         match &want {
             Some(w) if *w == key => lines.push(host),

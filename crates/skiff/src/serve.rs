@@ -9,8 +9,9 @@ use crate::Cli;
 /// Flags of `serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Where to listen: unix:///path (default unix:///run/skiff/docker.sock),
-    /// tcp://IP:PORT (needs --tlsverify, or --tls=false on loopback), fd:// (systemd sockets)
+    /// Where to listen: unix:///path (default unix:///run/skiff/docker.sock, for an ordinary
+    /// user unix://$XDG_RUNTIME_DIR/skiff/docker.sock), tcp://IP:PORT (needs --tlsverify, or
+    /// --tls=false on loopback), fd:// (systemd sockets)
     #[arg(short = 'H', long = "host")]
     pub host: Vec<String>,
     /// Serve TCP over TLS; --tls=false acknowledges plain TCP (loopback only; root for all)
@@ -32,7 +33,11 @@ pub struct ServeArgs {
 
 /// Runs the server until SIGINT/SIGTERM.
 pub fn run(cli: &Cli, a: &ServeArgs) -> Result<i32> {
-    let specs = if a.host.is_empty() {
+    let specs = if a.host.is_empty() && skiff_engine::rootless::active() {
+        // A user's server listens in the user's run directory ($XDG_RUNTIME_DIR/skiff).
+        let rd = skiff_engine::rootless::run_root()?;
+        vec![format!("unix://{}", rd.join("docker.sock").display())]
+    } else if a.host.is_empty() {
         vec!["unix:///run/skiff/docker.sock".to_string()]
     } else {
         a.host.clone()
