@@ -6,9 +6,13 @@
 #      (target: ratio <= 1.2 — the profile's compiled filter comes from the cache the container's
 #      init filled, so only the kernel's attach is left);
 #   2. skiff-runtime exec vs runc exec on the same bundle (target <= 0.3);
-#   3. skiff exec bench-c true vs docker exec bench-c true (target <= 0.15), when Debian's dockerd can be
-#      started here (its own socket, data root, exec root, pid file and cgroup parent, as
-#      bench/run.sh does); otherwise that row is skipped with the reason.
+#   3. skiff exec bench-c true vs docker exec bench-c true (target <= 0.15, issue 14: <= 0.1), when
+#      Debian's dockerd can be started here (its own socket, data root, exec root, pid file and
+#      cgroup parent, as bench/run.sh does); otherwise that row is skipped with the reason;
+#   4. skiff exec bench-c true vs a bare skiff-runtime exec into the same container (issue 14:
+#      <= 1.5): what the engine adds (database, events, user/env, the skiff-exec helper).
+# skiff runs from an install of its own: the release skiff and the static skiff-exec helper
+# copied side by side into one directory (as an install puts them).
 # Each comparison alternates the two commands over ROUNDS hyperfine rounds (default 10) and prints
 # `ratio skiff/peer = X` (means), plus the ratios of medians and CPU times. Needs root, hyperfine, jq, bc, busybox-static, runc;
 # builds the static skiff-runtime (SKIFF_RUNTIME names another), the release skiff (SKIFF_BIN_DIR
@@ -19,10 +23,9 @@ set -eu
 cd "$(dirname "$0")/.."
 RT=$(readlink -f "${SKIFF_RUNTIME:-$(sh scripts/build-static-runtime.sh)}")
 if [ -z "${SKIFF_BIN_DIR:-}" ]; then
-    cargo build --release -q -p skiff
-    SKIFF_BIN_DIR=$PWD/target/release
+    cargo build --release -q -p skiff -p skiff-exec
+    SKIFF_BIN_DIR=$(readlink -f "${CARGO_TARGET_DIR:-target}")/release
 fi
-SKIFF=$SKIFF_BIN_DIR/skiff
 if [ -z "${SKIFF_DOCKER_SPEC:-}" ]; then
     cargo build -q -p skiff-tests --bin skiff-docker-spec >&2
     SKIFF_DOCKER_SPEC=${CARGO_TARGET_DIR:-target}/debug/skiff-docker-spec
@@ -31,6 +34,18 @@ SPEC=$(readlink -f "$SKIFF_DOCKER_SPEC")
 RUNS=${RUNS:-200}
 DOCKER=${DOCKER:-1}
 B=$(mktemp -d /tmp/skiff-bench-exec.XXXXXX)
+# The install: skiff with the static helper beside it (the helper built with the static runtime;
+# else the one beside SKIFF_BIN_DIR's skiff).
+mkdir -p "$B/bin"
+cp "$SKIFF_BIN_DIR/skiff" "$B/bin/skiff"
+if [ -x "$(dirname "$RT")/skiff-exec" ]; then
+    cp "$(dirname "$RT")/skiff-exec" "$B/bin/skiff-exec"
+elif [ -x "$SKIFF_BIN_DIR/skiff-exec" ]; then
+    cp "$SKIFF_BIN_DIR/skiff-exec" "$B/bin/skiff-exec"
+else
+    echo "note: no skiff-exec helper found: skiff exec re-executes itself sealed"
+fi
+SKIFF=$B/bin/skiff
 RUN=$B/run
 DSOCK=$B/docker.sock
 SK="$SKIFF --root $B/root --runroot $RUN"
@@ -111,7 +126,7 @@ compare h1 "default profile" unconfined "$RT --root $RUN/rt exec with true" "$RT
 echo "== skiff-runtime exec vs runc exec, same bundle ($RUNS runs; target <= 0.3)"
 compare h2 skiff-runtime runc "$RT --root $RUN/rt exec with true" "runc --root $RUN/runc exec with true"
 
-echo "== skiff exec bench-c true vs docker exec bench-c true ($RUNS runs; target <= 0.15)"
+echo "== skiff exec bench-c true vs docker exec bench-c true ($RUNS runs; target <= 0.15, issue 14: <= 0.1)"
 $SK import -c 'CMD ["sh"]' "$B/rootfs" busybox:latest >/dev/null
 $SK run -d --name bench-c --cgroup-parent skiff-bench-exec busybox sleep 100000 >/dev/null
 DOCKER_CMD=""
@@ -140,3 +155,7 @@ else
     hyperfine -N --warmup 10 --runs "$RUNS" --export-json "$B/h3.json" "$SK exec bench-c true" >/dev/null
     printf 'skiff exec %.2f ms\n' "$(jq -r '.results[0].mean * 1000' "$B/h3.json")"
 fi
+
+echo "== skiff exec bench-c true vs skiff-runtime exec into the same container ($RUNS runs; target <= 1.5)"
+CID=$($SK inspect -f '{{.Id}}' bench-c)
+compare h4 "skiff exec" "skiff-runtime exec" "$SK exec bench-c true" "$RT --root $RUN/runtime exec $CID true"

@@ -500,6 +500,83 @@ fn logs_with_tail_timestamps_follow_and_rotation() {
     assert!(stderr(&o).contains("log driver syslog"), "{}", stderr(&o));
 }
 
+/// `skiff exec`'s fast path: the CLI runs once and hands the step into the container to the
+/// static `skiff-exec` helper beside it, started from a read-only view (`-D` names the path).
+/// Everything an exec takes still applies through it: -e, -u, -w, -d, -i, the command's exit
+/// code, an error from inside the container (a missing working directory) with its message and
+/// code. Without the helper beside it, `skiff` falls back to re-executing itself sealed.
+#[test]
+fn exec_enters_through_the_helper() {
+    let env = Env::new();
+    env.ok(&["run", "-d", "--name", "hx", "busybox", "sleep", "1000"]);
+    let o = env.sk(&[
+        "-D",
+        "exec",
+        "-e",
+        "A=1",
+        "-u",
+        "nobody",
+        "-w",
+        "/tmp",
+        "hx",
+        "sh",
+        "-c",
+        "echo $A $(id -u) $(pwd)",
+    ]);
+    assert_eq!(stdout(&o), "1 65534 /tmp\n", "{}", stderr(&o));
+    let through = "exec: entering the container through ";
+    assert!(
+        stderr(&o).contains(through) && stderr(&o).contains("skiff-exec"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(code(&env.sk(&["exec", "hx", "sh", "-c", "exit 5"])), 5);
+    let o = env.sk(&["exec", "-w", "/nonexistent", "hx", "true"]);
+    assert_eq!(code(&o), 127, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("chdir \"/nonexistent\""),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(code(&env.sk(&["exec", "hx", "nosuchcmd"])), 127);
+    assert_eq!(code(&env.sk(&["exec", "hx", "/etc"])), 126);
+    // -d: the waiter starts it through the helper too; -i feeds stdin.
+    env.ok(&["exec", "-d", "hx", "sh", "-c", "echo bg > /tmp/bg2"]);
+    let end = Instant::now() + Duration::from_secs(10);
+    while env
+        .sk(&["exec", "hx", "test", "-f", "/tmp/bg2"])
+        .status
+        .code()
+        != Some(0)
+    {
+        assert!(Instant::now() < end, "exec -d never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut c = env
+        .cmd(&["exec", "-i", "hx", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    c.stdin.take().unwrap().write_all(b"in\n").unwrap();
+    assert_eq!(stdout(&c.wait_with_output().unwrap()), "in\n");
+    // A copy of skiff alone: the sealed re-exec of itself, same result.
+    let dir = tempfile::tempdir().unwrap();
+    let alone = dir.path().join("skiff");
+    std::fs::copy(bin("skiff"), &alone).unwrap();
+    let o = Command::new(&alone)
+        .arg("--root")
+        .arg(env.root())
+        .args(["-D", "exec", "-u", "nobody", "hx", "id", "-u"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o), "65534\n", "{}", stderr(&o));
+    assert!(!stderr(&o).contains(through), "{}", stderr(&o));
+    env.ok(&["rm", "-f", "hx"]);
+}
+
 #[test]
 fn exec_env_user_workdir_and_exit_codes() {
     let env = Env::new();

@@ -288,3 +288,115 @@ fn cve_2019_5736_runtime_binary_cannot_be_overwritten_through_proc_exe() {
     );
     assert_eq!(std::fs::read(&rtbin).unwrap(), host);
 }
+
+/// CVE-2019-5736 for `skiff exec`, which no longer re-executes the `skiff` binary: the process
+/// that enters the container must be the small `skiff-exec` helper running from a read-only view
+/// of its file, never `skiff` itself. The entering process is held inside the container (strace
+/// delays its `setgroups`, which only it makes) while the test takes an attacker's O_PATH handle
+/// on its `/proc/<pid>/exe`; after the exec ended the handle names the helper's file, not skiff's,
+/// and reopening it for writing fails with EROFS. Fails on the old path (a sealed view of `skiff`).
+#[test]
+fn cve_2019_5736_skiff_exec_enters_through_the_sealed_helper() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    require_root();
+    if std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        skip("strace is not installed: the entering process cannot be held");
+        return;
+    }
+    let env = EngineEnv::new("exe-helper", |_| {});
+    let name = unique("eh");
+    env.ok(&["run", "-d", "--name", &name, "busybox", "sleep", "1000"]);
+    let init: i32 = env
+        .ok(&["inspect", "-f", "{{.State.Pid}}", &name])
+        .trim()
+        .parse()
+        .unwrap();
+    let pidns = std::fs::read_link(format!("/proc/{init}/ns/pid")).unwrap();
+    // Private copies, so no other test keeps their inodes busy.
+    let dir = tempfile::tempdir().unwrap();
+    let (sk, helper) = (dir.path().join("skiff"), dir.path().join("skiff-exec"));
+    std::fs::copy(bin("skiff"), &sk).unwrap();
+    std::fs::copy(bin("skiff-exec"), &helper).unwrap();
+    let before = (std::fs::read(&sk).unwrap(), std::fs::read(&helper).unwrap());
+    let child = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=setgroups"])
+        .args(["-e", "inject=setgroups:delay_exit=1500000"])
+        .arg(&sk)
+        .arg("--root")
+        .arg(env.root())
+        .args(["exec", &name, "true"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The attacker: any process of the container's pid namespace but its init.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let handle = loop {
+        let found = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|&p| p != init)
+            .find(|p| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok() == Some(pidns.clone()));
+        if let Some(p) = found {
+            if let Ok(h) = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH)
+                .open(format!("/proc/{p}/exe"))
+            {
+                break h;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "no process entered the container"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let exe = std::fs::metadata(format!("/proc/self/fd/{}", handle.as_raw_fd())).unwrap();
+    let id = |m: &std::fs::Metadata| (m.dev(), m.ino());
+    assert_ne!(
+        id(&exe),
+        id(&std::fs::metadata(&sk).unwrap()),
+        "the skiff binary itself entered the container"
+    );
+    assert_eq!(
+        id(&exe),
+        id(&std::fs::metadata(&helper).unwrap()),
+        "the process in the container should run the skiff-exec helper"
+    );
+    let reopened = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/fd/{}", handle.as_raw_fd()));
+    let wrote = match reopened {
+        Ok(mut f) => f.write_all(b"owned").is_ok(),
+        Err(e) => {
+            assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
+            false
+        }
+    };
+    assert!(
+        !wrote,
+        "the helper reachable from the container is writable"
+    );
+    assert_eq!(
+        (std::fs::read(&sk).unwrap(), std::fs::read(&helper).unwrap()),
+        before
+    );
+    // Run by hand from its writable file, the helper refuses to do anything.
+    let o = std::process::Command::new(&helper)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    env.ok(&["rm", "-f", &name]);
+}

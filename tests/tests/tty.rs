@@ -75,6 +75,26 @@ fn exec_it_is_live_sized_interruptible_and_exits_with_the_code() {
     assert!(cooked(&t), "the terminal was left raw");
 }
 
+/// `exec -it` on the fast path (`-D` names it): the static `skiff-exec` helper enters the
+/// container, the pty is made there, and its master comes back through the helper to the CLI,
+/// which relays it with the size and exit code as before.
+#[test]
+fn exec_it_through_the_helper() {
+    let env = EngineEnv::new("tty-exec-helper", |_| {});
+    env.ok(&["run", "-d", "--name", "ex", "busybox", "sleep", "1000"]);
+    let mut t = Pty::spawn(env.cmd(&["-D", "exec", "-it", "ex", "sh"]), 24, 80);
+    t.expect("entering the container through", 30);
+    t.expect("skiff-exec", 10);
+    t.expect("# ", 30);
+    t.write(b"tty; stty size\r");
+    t.expect("/dev/pts/", 10);
+    t.expect("24 80", 10);
+    t.write(b"exit 4\r");
+    let st = t.wait(20).expect("exec -it did not end with its shell");
+    assert_eq!(st.code(), Some(4), "{}", t.text());
+    assert!(cooked(&t), "the terminal was left raw");
+}
+
 #[test]
 fn exec_t_without_i_does_not_double_carriage_returns() {
     let env = EngineEnv::new("tty-exec-t", |_| {});

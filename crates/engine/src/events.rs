@@ -198,12 +198,25 @@ pub fn emit(root: &Path, ev: &Event) -> Result<(), EventError> {
 
 /// [`emit`] with an explicit rotation size (tests use a small one).
 pub fn emit_bounded(root: &Path, ev: &Event, max: u64) -> Result<(), EventError> {
-    let mut ev = ev.clone();
-    if ev.time_nano == 0 {
-        ev.time_nano = now_nano();
+    emit_all_bounded(root, std::slice::from_ref(ev), max)
+}
+
+/// Appends several events with one open and one `write(2)` (e.g. exec's `exec_create` and
+/// `exec_start`): readers see all of them or none. Each unset time is its own `now`.
+pub fn emit_all(root: &Path, evs: &[Event]) -> Result<(), EventError> {
+    emit_all_bounded(root, evs, MAX_LOG_BYTES)
+}
+
+fn emit_all_bounded(root: &Path, evs: &[Event], max: u64) -> Result<(), EventError> {
+    let mut line = Vec::new();
+    for ev in evs {
+        let mut ev = ev.clone();
+        if ev.time_nano == 0 {
+            ev.time_nano = now_nano();
+        }
+        serde_json::to_writer(&mut line, &ev).expect("events serialize");
+        line.push(b'\n');
     }
-    let mut line = serde_json::to_vec(&ev).expect("events serialize");
-    line.push(b'\n');
     let path = log_path(root);
     let mut f = OpenOptions::new()
         .append(true)

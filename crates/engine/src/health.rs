@@ -398,7 +398,9 @@ pub struct CheckCtx<'a> {
 /// one of the `CODE_*` values as its exit code.
 pub fn check(cx: &CheckCtx, probe: &Probe) -> i32 {
     let rt = cx.runroot.join("runtime");
-    let Ok(st) = skiff_runtime::state::State::load(&rt, cx.id) else {
+    // The exec path of `skiff exec`: the state read once with the seccomp rules skipped, the
+    // filter from the runtime's cache.
+    let Ok(st) = skiff_runtime::exec::ExecTarget::load(&rt, cx.id) else {
         return CODE_SKIPPED;
     };
     // docker runs no checks while the container is paused.
@@ -447,14 +449,12 @@ pub fn check(cx: &CheckCtx, probe: &Probe) -> i32 {
 fn run_probe(
     rt: &Path,
     id: &str,
-    st: &skiff_runtime::state::State,
+    st: &skiff_runtime::exec::ExecTarget,
     probe: &Probe,
 ) -> (i64, String) {
-    let mut process: oci_spec::runtime::Process =
-        match serde_json::from_value(st.config["process"].clone()) {
-            Ok(p) => p,
-            Err(e) => return (-1, format!("container {id}: stored process: {e}")),
-        };
+    let Some(mut process) = st.process().cloned() else {
+        return (-1, format!("container {id}: no stored process"));
+    };
     process.set_args(Some(probe.argv.clone()));
     process.set_terminal(Some(false));
     process.set_console_size(None);
@@ -483,15 +483,20 @@ fn run_probe(
         libc::dup2(w.as_raw_fd(), 1);
         libc::dup2(w.as_raw_fd(), 2);
     }
-    let spawned = skiff_runtime::exec::spawn(skiff_runtime::exec::ExecOpts {
-        root: rt.to_path_buf(),
-        id: id.to_string(),
-        process,
-        console: skiff_runtime::container::Console::None,
-        pid_file: None,
-        detach: false,
-        preserve_fds: 0,
-    });
+    // The checker is a child of the monitor, which runs sealed: this spawns directly (the
+    // helper is for an unsealed caller such as the `skiff exec` CLI).
+    let spawned = skiff_runtime::exec_helper::spawn(
+        st,
+        skiff_runtime::exec::ExecOpts {
+            root: rt.to_path_buf(),
+            id: id.to_string(),
+            process,
+            console: skiff_runtime::container::Console::None,
+            pid_file: None,
+            detach: false,
+            preserve_fds: 0,
+        },
+    );
     // Only the probe holds the write end now: end of file comes when it (and its children) end.
     // SAFETY: as above.
     unsafe {

@@ -131,6 +131,24 @@ impl Engine {
         let _ = crate::events::emit(&self.root, &ev);
     }
 
+    /// Appends several container events with one write ([`crate::events::emit_all`]).
+    fn events(&self, c: &Container, evs: &[(&str, &[(&str, &str)])]) {
+        let evs: Vec<_> = evs
+            .iter()
+            .map(|(action, extra)| {
+                crate::events::container_event(
+                    action,
+                    &c.id,
+                    &c.name,
+                    &c.image_ref,
+                    &c.config.labels,
+                    extra,
+                )
+            })
+            .collect();
+        let _ = crate::events::emit_all(&self.root, &evs);
+    }
+
     pub(crate) fn lock(&self, id: &str) -> Result<Lock> {
         if !self.lock_path(id).exists() {
             return Err(Error::NoSuchContainer(id.into()));
@@ -890,13 +908,11 @@ impl Engine {
         // Docker's exec events: `exec_create: CMD ARGS` and `exec_start: CMD ARGS` with the
         // exec's id, `exec_die` with its exit code (for `-d` a small waiter process, the exec's
         // parent, records it when the process ends).
+        // `exec_create` goes out with `exec_start` (or with `exec_die` when the command cannot
+        // start) in one write.
         let exec_id = crate::names::new_id();
         let cmdline = format!("{} {}", req.cmd[0], req.cmd[1..].join(" "));
-        self.event(
-            &c,
-            &format!("exec_create: {cmdline}"),
-            &[("execID", &exec_id)],
-        );
+        let create = format!("exec_create: {cmdline}");
         let died = |code: i32| {
             self.event(
                 &c,
@@ -905,13 +921,22 @@ impl Engine {
             );
         };
         if let Err(e) = check_executable(&rootfs, &req.cmd[0], &env) {
-            died(e.exit_code());
+            let code = e.exit_code().to_string();
+            self.events(
+                &c,
+                &[
+                    (&create, &[("execID", &exec_id)]),
+                    ("exec_die", &[("execID", &exec_id), ("exitCode", &code)]),
+                ],
+            );
             return Err(e);
         }
-        self.event(
+        self.events(
             &c,
-            &format!("exec_start: {cmdline}"),
-            &[("execID", &exec_id)],
+            &[
+                (&create, &[("execID", &exec_id)]),
+                (&format!("exec_start: {cmdline}"), &[("execID", &exec_id)]),
+            ],
         );
         process.set_env(Some(env));
         process.set_args(Some(req.cmd.clone()));
@@ -954,13 +979,13 @@ impl Engine {
             return r.map(|()| crate::tty::Ended::Exited(0)).map_err(start_err);
         }
         if !tty {
-            let r = skiff_runtime::exec::exec_in(&target, opts);
+            let r = skiff_runtime::exec_helper::exec(&target, opts);
             drop(saved);
             let r = r.map(crate::tty::Ended::Exited).map_err(start_err);
             ended(&r);
             return r;
         }
-        let spawned = skiff_runtime::exec::spawn_in(&target, opts);
+        let spawned = skiff_runtime::exec_helper::spawn(&target, opts);
         drop(saved);
         let spawned = match spawned.map_err(start_err) {
             Ok(s) => s,
@@ -1073,7 +1098,7 @@ fn detached_exec(
             }
             let _ = nix::unistd::setsid();
             let mut w = std::fs::File::from(w);
-            let code = match skiff_runtime::exec::spawn_in(target, opts) {
+            let code = match skiff_runtime::exec_helper::spawn(target, opts) {
                 Ok(s) => {
                     let _ = w.write_all(b"0");
                     drop(w);

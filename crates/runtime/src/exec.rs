@@ -301,7 +301,14 @@ pub fn spawn(o: ExecOpts) -> Result<Spawned> {
 
 /// [`spawn`] in a container already read with [`ExecTarget::load`].
 pub fn spawn_in(t: &ExecTarget, o: ExecOpts) -> Result<Spawned> {
-    spawn_with(t, o, None)
+    spawn_with(t, o, None, true)
+}
+
+/// [`spawn_in`] for a process that only starts the exec and leaves: this process's parent (a
+/// child subreaper with the forwarded signals blocked beforehand, see [`crate::exec_helper`])
+/// reaps the exec'd process and relays its terminal.
+pub fn spawn_for_parent(t: &ExecTarget, o: ExecOpts) -> Result<Spawned> {
+    spawn_with(t, o, None, false)
 }
 
 /// How a debug process (`skiff debug`) differs from an exec: its own mount view with a toolbox
@@ -316,20 +323,27 @@ pub struct DebugOpts {
 
 /// [`spawn_in`] for a debug process.
 pub fn spawn_debug(t: &ExecTarget, o: ExecOpts, d: &DebugOpts) -> Result<Spawned> {
-    spawn_with(t, o, Some(d))
+    spawn_with(t, o, Some(d), true)
 }
 
 /// [`exec_in`] for a debug process.
 pub fn exec_debug(t: &ExecTarget, o: ExecOpts, d: &DebugOpts) -> Result<i32> {
     let detach = o.detach;
-    let s = spawn_with(t, o, Some(d))?;
+    let s = spawn_with(t, o, Some(d), true)?;
     if detach {
         return Ok(0);
     }
     forward::wait(s.pid, s.master)
 }
 
-fn spawn_with(t: &ExecTarget, o: ExecOpts, debug: Option<&DebugOpts>) -> Result<Spawned> {
+/// `reaper`: this process waits for the exec'd process (so it becomes its subreaper and blocks
+/// the forwarded signals first); false when a parent does (the exec helper).
+fn spawn_with(
+    t: &ExecTarget,
+    o: ExecOpts,
+    debug: Option<&DebugOpts>,
+    reaper: bool,
+) -> Result<Spawned> {
     match t.status(&o.root) {
         Status::Running | Status::Created => {}
         Status::Paused => {
@@ -401,7 +415,7 @@ fn spawn_with(t: &ExecTarget, o: ExecOpts, debug: Option<&DebugOpts>) -> Result<
             "process.terminal: a terminal needs --console-socket".into(),
         ));
     }
-    if !o.detach {
+    if !o.detach && reaper {
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
         forward::block_signals()?;

@@ -16,6 +16,7 @@ pub mod debugview;
 pub mod defaults;
 pub mod docker;
 pub mod exec;
+pub mod exec_helper;
 pub mod forward;
 pub mod fsutil;
 pub mod hooks;

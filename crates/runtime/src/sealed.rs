@@ -35,12 +35,18 @@ pub fn running_sealed() -> bool {
 /// A detached, read-only bind mount of our own binary (needs CAP_SYS_ADMIN for its mount ns);
 /// `/proc/self/fd/<fd>` then executes this binary without making the host file anyone's exe.
 pub fn readonly_self() -> Option<OwnedFd> {
+    readonly_view(c"/proc/self/exe")
+}
+
+/// A detached, read-only bind mount of the file at `path` (see [`readonly_self`]); None where
+/// mounts are not permitted.
+pub fn readonly_view(path: &std::ffi::CStr) -> Option<OwnedFd> {
     // SAFETY: valid C string; open_tree returns a new fd or -1.
     let t = unsafe {
         libc::syscall(
             libc::SYS_open_tree,
             libc::AT_FDCWD,
-            c"/proc/self/exe".as_ptr(),
+            path.as_ptr(),
             1u32 | libc::O_CLOEXEC as u32,
         )
     };
@@ -64,17 +70,29 @@ pub fn readonly_self() -> Option<OwnedFd> {
     (r == 0).then_some(tree)
 }
 
+/// An executable descriptor of the file at `path` that no process can write through: its
+/// read-only view ([`readonly_view`]), else a sealed memfd copy (rootless, no mount rights).
+pub fn sealed_view(path: &std::ffi::CStr) -> Result<OwnedFd> {
+    match readonly_view(path) {
+        Some(fd) => Ok(fd),
+        None => sealed_copy(path),
+    }
+}
+
 /// Unless already sealed, copy /proc/self/exe into a sealed memfd and re-execute it with the same
 /// argv and environment. Returns only on failure (or when already sealed).
 pub fn ensure_sealed_exe() -> Result<()> {
     if running_sealed() {
         return Ok(());
     }
-    if let Some(tree) = readonly_self() {
-        return reexec(&tree);
-    }
-    let src = std::fs::File::open("/proc/self/exe")
-        .map_err(|e| Error::Other(format!("open /proc/self/exe: {e}")))?;
+    reexec(&sealed_view(c"/proc/self/exe")?)
+}
+
+/// The file at `path` copied into a memfd sealed against every write, growth and shrink.
+fn sealed_copy(path: &std::ffi::CStr) -> Result<OwnedFd> {
+    let shown = path.to_string_lossy();
+    let src =
+        std::fs::File::open(&*shown).map_err(|e| Error::Other(format!("open {shown}: {e}")))?;
     let len = src.metadata().map(|m| m.len()).unwrap_or(0);
     let name = c"skiff-runtime";
     let mut flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING | MFD_EXEC;
@@ -124,7 +142,7 @@ pub fn ensure_sealed_exe() -> Result<()> {
             errno: Errno::last(),
         });
     }
-    reexec(&mfd)
+    Ok(mfd)
 }
 
 /// execveat(fd) with our argv and environment; returns only on failure.

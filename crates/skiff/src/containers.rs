@@ -1497,8 +1497,11 @@ fn inspect(ctx: &Ctx, a: &InspectArgs, any_type: bool) -> Result<i32> {
 }
 
 fn exec(ctx: &Ctx, a: &ExecArgs) -> Result<i32> {
-    // This process enters the container: run from a read-only view of the binary (CVE-2019-5736).
-    skiff_runtime::sealed::ensure_sealed_exe()?;
+    // What enters the container runs from a read-only view of its binary (CVE-2019-5736): the
+    // small skiff-exec helper installed beside skiff, else this binary re-executed from one.
+    if !skiff_runtime::exec_helper::available() {
+        skiff_runtime::sealed::ensure_sealed_exe()?;
+    }
     let e = ctx.engine()?;
     let mut env = Vec::new();
     for f in &a.env_file {

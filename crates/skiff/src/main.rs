@@ -214,6 +214,26 @@ enum RunOnlyCommand {
     Run(containers::RunArgs),
 }
 
+/// `skiff exec` with only the `exec` grammar, for the same reason as [`RunOnly`] (every exec,
+/// healthcheck-style loops included, pays the full tree otherwise).
+#[derive(Parser, Debug)]
+#[command(name = "skiff", disable_help_flag = true, disable_version_flag = true)]
+struct ExecOnly {
+    #[arg(long, global = true, default_value = default_root_arg())]
+    root: PathBuf,
+    #[arg(long, global = true)]
+    runroot: Option<PathBuf>,
+    #[arg(short = 'D', long)]
+    debug: bool,
+    #[command(subcommand)]
+    command: ExecOnlyCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum ExecOnlyCommand {
+    Exec(containers::ExecArgs),
+}
+
 /// Docker reads everything after `run`/`create`'s IMAGE and `exec`'s CONTAINER as the command,
 /// even words that look like flags (`run IMG sh -c …`, `run --entrypoint sh IMG -c …`); clap would
 /// take a known flag there (`-c` is `--cpu-shares`). This inserts `--` after that positional,
@@ -296,7 +316,7 @@ fn end_options_after_target(argv: &mut Vec<String>) {
 }
 
 fn fast_run_parse(argv: &[String]) -> Option<Cli> {
-    // Only when `run` is the first word that is not a global flag or its value.
+    // Only when `run` or `exec` is the first word that is not a global flag or its value.
     let mut words = argv.iter().skip(1);
     let verb = loop {
         match words.next()?.as_str() {
@@ -304,20 +324,33 @@ fn fast_run_parse(argv: &[String]) -> Option<Cli> {
                 words.next()?;
             }
             w if w.starts_with("--root=") || w.starts_with("--runroot=") => {}
+            "-D" | "--debug" => {}
             w => break w,
         }
     };
-    if verb != "run" {
-        return None;
+    match verb {
+        "run" => {
+            let p = RunOnly::try_parse_from(argv).ok()?;
+            let RunOnlyCommand::Run(a) = p.command;
+            Some(Cli {
+                root: p.root,
+                runroot: p.runroot,
+                debug: false,
+                command: Command::Containers(Box::new(containers::TopCommand::Run(a))),
+            })
+        }
+        "exec" => {
+            let p = ExecOnly::try_parse_from(argv).ok()?;
+            let ExecOnlyCommand::Exec(a) = p.command;
+            Some(Cli {
+                root: p.root,
+                runroot: p.runroot,
+                debug: p.debug,
+                command: Command::Containers(Box::new(containers::TopCommand::Exec(a))),
+            })
+        }
+        _ => None,
     }
-    let p = RunOnly::try_parse_from(argv).ok()?;
-    let RunOnlyCommand::Run(a) = p.command;
-    Some(Cli {
-        root: p.root,
-        runroot: p.runroot,
-        debug: false,
-        command: Command::Containers(Box::new(containers::TopCommand::Run(a))),
-    })
 }
 
 /// True when `e` is (or wraps) a refusal of the state database (lost, emptied or damaged beside
