@@ -372,6 +372,12 @@ fn unknown_runtime_is_a_one_line_125() {
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains("runtime"), "{err}");
     }
+    // docker's words for a name that resolves to nothing, and nothing more.
+    let o = e.sk(&["run", "--runtime", "no-such-runtime", "busybox", "true"]);
+    assert_eq!(
+        stderr(&o),
+        "skiff: unknown or invalid runtime name: no-such-runtime\n"
+    );
     // Nothing was left half-made.
     assert_eq!(e.ok(&["ps", "-aq"]), "");
 }
@@ -398,4 +404,75 @@ fn runc_container_debug_is_refused_by_name() {
     let err = stderr(&o);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("runtime runc"), "{err}");
+}
+
+#[test]
+fn runc_container_health_checks_and_restart_policy() {
+    let Some(env) = Env::new("altrt-hc") else {
+        return;
+    };
+    let e = env.e();
+    // The monitor's probe runs through `runc exec`: unhealthy until the file exists.
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hc",
+        "--runtime",
+        "runc",
+        "--health-cmd",
+        "test -f /tmp/ok",
+        "--health-interval",
+        "200ms",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; touch /tmp/ok; sleep 1000",
+    ]);
+    // on-failure:2 restarts the runc container twice, each run reaped with its code.
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "rs",
+        "--runtime",
+        "runc",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run; exit 1",
+    ]);
+    let mut healthy = String::new();
+    for _ in 0..100 {
+        healthy = e.ok(&["inspect", "-f", "{{.State.Health.Status}}", "hc"]);
+        if healthy == "healthy\n" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(healthy, "healthy\n");
+    let mut rs = String::new();
+    for _ in 0..100 {
+        rs = e.ok(&[
+            "inspect",
+            "-f",
+            "{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}",
+            "rs",
+        ]);
+        if rs == "2 exited 1\n" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(rs, "2 exited 1\n");
+    assert_eq!(stdout(&e.sk(&["logs", "rs"])), "run\nrun\nrun\n");
+    e.ok(&["rm", "-f", "hc", "rs"]);
+    let root = state_root(e, "runc");
+    assert!(
+        runtime_states(&root).is_empty(),
+        "{:?}",
+        runtime_states(&root)
+    );
 }
