@@ -71,14 +71,10 @@ impl Env {
 impl Drop for Env {
     fn drop(&mut self) {
         let env = self.env.take().unwrap();
-        let roots: Vec<PathBuf> = ["runc", "myrunc"]
-            .iter()
-            .map(|n| state_root(&env, n))
-            .collect();
-        drop(env);
-        // The engine's cleanup removed every container it knows; whatever runc still has (a
-        // failed test half-way) goes too.
-        for root in roots {
+        // Whatever runc still holds (a test failed half-way) goes first, while its state root
+        // exists; then the engine's cleanup removes every container, mount and cgroup.
+        for name in ["runc", "myrunc"] {
+            let root = state_root(&env, name);
             for id in runtime_states(&root) {
                 let _ = std::process::Command::new(&self.runc)
                     .arg("--root")
@@ -87,6 +83,7 @@ impl Drop for Env {
                     .output();
             }
         }
+        drop(env);
     }
 }
 
