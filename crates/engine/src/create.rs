@@ -799,6 +799,12 @@ fn create_inner(
     // The runtime, resolved before anything touches the disk (a bad name leaves nothing).
     let runtime =
         crate::ociruntime::resolve(&e.root, &e.runroot, req.runtime.as_deref().unwrap_or(""))?;
+    if let (Some(r), true) = (&runtime, crate::rootless::active()) {
+        return Err(Error::Invalid(format!(
+            "runtime {}: rootless skiff runs containers with skiff-runtime only",
+            r.name
+        )));
+    }
     // Mounts (parsed before anything touches the disk).
     let mut pending = Vec::new();
     let mut binds = Vec::new();
