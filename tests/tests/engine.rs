@@ -475,7 +475,8 @@ fn logs_with_tail_timestamps_follow_and_rotation() {
     ]);
     assert_eq!(env.ok(&["logs", "lolog"]), "kept\n");
     assert_eq!(env.fmt("lolog", "{{.HostConfig.LogConfig.Type}}"), "local");
-    // --runtime: the built-in one by name, or a clear refusal (125), never a silent substitute.
+    // --runtime: the built-in one by name, another runtime (tests/tests/altruntime.rs), or a
+    // clear refusal (125), never a silent substitute.
     assert_eq!(
         env.ok(&[
             "run",
@@ -488,10 +489,10 @@ fn logs_with_tail_timestamps_follow_and_rotation() {
         ]),
         "rt\n"
     );
-    let o = env.sk(&["run", "--rm", "--runtime", "runc", "busybox", "true"]);
+    let o = env.sk(&["run", "--rm", "--runtime", "no-such-rt", "busybox", "true"]);
     assert_eq!(code(&o), 125);
     assert!(
-        stderr(&o).contains("unknown or invalid runtime name: runc"),
+        stderr(&o).contains("unknown or invalid runtime name: no-such-rt"),
         "{}",
         stderr(&o)
     );

@@ -317,9 +317,8 @@ impl CreateBody {
         {
             return Err(unsupported("HostConfig.BlkioWeightDevice"));
         }
-        if !matches!(h.runtime.as_str(), "" | "runc" | "skiff-runtime") {
-            return Err(unsupported("HostConfig.Runtime"));
-        }
+        // Another OCI runtime (see crate::ociruntime); resolved, or refused, by the create.
+        let runtime = (!h.runtime.is_empty()).then(|| h.runtime.clone());
         if h.cpu_realtime_period != 0 || h.cpu_realtime_runtime != 0 {
             return Err(unsupported(
                 "HostConfig.CpuRealtimePeriod/CpuRealtimeRuntime",
@@ -490,6 +489,7 @@ impl CreateBody {
                 domainname: opt_str(self.domainname),
                 mounts: Some(mounts),
             },
+            runtime,
             ..Default::default()
         })
     }

@@ -120,6 +120,8 @@ pub struct CreateRequest {
     pub log_opts: Vec<String>,
     /// `--init`.
     pub init: bool,
+    /// `--runtime` (None or `skiff-runtime`: the built-in runtime).
+    pub runtime: Option<String>,
     /// `--health-*`, `--no-healthcheck`.
     pub health: crate::health::HealthFlags,
     /// Values an API client sends already typed (see [`crate::api::CreateBody`]); each one set
@@ -806,6 +808,15 @@ fn create_inner(
         log_config.config.insert(k.into(), v.into());
     }
     precheck_security(req)?;
+    // The runtime, resolved before anything touches the disk (a bad name leaves nothing).
+    let runtime =
+        crate::ociruntime::resolve(&e.root, &e.runroot, req.runtime.as_deref().unwrap_or(""))?;
+    if let (Some(r), true) = (&runtime, crate::rootless::active()) {
+        return Err(Error::Invalid(format!(
+            "runtime {}: rootless skiff runs containers with skiff-runtime only",
+            r.name
+        )));
+    }
     // Mounts (parsed before anything touches the disk).
     let mut pending = Vec::new();
     let mut binds = Vec::new();
@@ -1130,6 +1141,7 @@ fn create_inner(
                 dns: (!req.dns.is_empty()).then(|| req.dns.clone()),
                 dns_search: (!req.dns_search.is_empty()).then(|| req.dns_search.clone()),
                 dns_options: (!req.dns_option.is_empty()).then(|| req.dns_option.clone()),
+                runtime: runtime.as_ref().map(|r| r.name.clone()),
             },
             mounts,
             state: State {
@@ -1191,6 +1203,9 @@ fn create_inner(
             }
         }
         inserted = true;
+        if let Some(r) = &runtime {
+            r.save(&dir)?;
+        }
         // A fresh tree: a plain write (a torn copy can only be left with its `.creating-` tree).
         let rec = serde_json::to_vec(&c).map_err(|err| Error::Other(err.to_string()))?;
         let rec_path = dir.join(crate::ops::RECORD_FILE);

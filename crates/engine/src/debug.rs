@@ -145,6 +145,12 @@ impl Engine {
             }
             _ => return Err(Error::State(format!("container {} is not running", c.name))),
         }
+        if let Some(x) = self.external_runtime(&c.id) {
+            return Err(Error::Invalid(format!(
+                "container {}: debug needs skiff-runtime; the container runs under runtime {}",
+                c.name, x.name
+            )));
+        }
         let rt = self.runtime_root();
         let target = skiff_runtime::exec::ExecTarget::load(&rt, &c.id)?;
         let rootfs = self.container_dir(&c.id).join("rootfs");

@@ -504,7 +504,7 @@ impl Engine {
         };
         r.process_user = format!("uid={} gid={} (real/effective)", ids("Uid"), ids("Gid"));
         // Cgroup: the runtime's record of the container's directories.
-        if let Ok(t) = skiff_runtime::exec::ExecTarget::load(&self.runtime_root(), &c.id) {
+        if let Ok(t) = self.live_init(&c.id) {
             r.cgroup = t.cgroup.paths.clone();
         }
         r.limits = limits(&r.cgroup);

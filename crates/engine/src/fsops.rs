@@ -78,7 +78,7 @@ impl Engine {
         // tmpfs mounts are seen as inside the container; the init is checked again after the
         // open so a recycled pid cannot stand in for it.
         if c.is_active() && with_mounts {
-            if let Ok(st) = skiff_runtime::state::State::load(&self.runtime_root(), &c.id) {
+            if let Ok(st) = self.live_init(&c.id) {
                 if st.init_alive() {
                     if let Ok(fd) = sys::open_dir(Path::new(&format!("/proc/{}/root", st.pid))) {
                         if st.init_alive() {

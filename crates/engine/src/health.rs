@@ -397,6 +397,9 @@ pub struct CheckCtx<'a> {
 /// The checker (a child the monitor forked): runs the probe once, records the result and returns
 /// one of the `CODE_*` values as its exit code.
 pub fn check(cx: &CheckCtx, probe: &Probe) -> i32 {
+    if let Some(x) = crate::ociruntime::External::load(cx.dir) {
+        return check_external(cx, probe, &x);
+    }
     let rt = cx.runroot.join("runtime");
     // The exec path of `skiff exec`: the state read once with the seccomp rules skipped, the
     // filter from the runtime's cache.
@@ -410,16 +413,49 @@ pub fn check(cx: &CheckCtx, probe: &Probe) -> i32 {
     let start = SystemTime::now();
     let start_s = crate::proc::now();
     let (exit_code, output) = run_probe(&rt, cx.id, &st, probe);
+    // A probe cut short by a pause is dropped, as docker cancels it.
+    if matches!(st.status(&rt), skiff_runtime::state::Status::Paused) {
+        return CODE_SKIPPED;
+    }
+    record(cx, probe, start, start_s, exit_code, output)
+}
+
+/// [`check`] for a container of another OCI runtime: the probe runs through `<runtime> exec`;
+/// pauses are read from the container's cgroup.
+fn check_external(cx: &CheckCtx, probe: &Probe, x: &crate::ociruntime::External) -> i32 {
+    let run_dir = cx.runroot.join("containers").join(cx.id);
+    let Ok(live) = crate::ociruntime::live(cx.dir, &run_dir, cx.id) else {
+        return CODE_SKIPPED;
+    };
+    let paused = || live.cgroup.is_frozen().unwrap_or(false);
+    if !live.init_alive() || paused() {
+        return CODE_SKIPPED;
+    }
+    let start = SystemTime::now();
+    let start_s = crate::proc::now();
+    let (exit_code, output) = run_probe_external(x, cx, &run_dir, probe);
+    if paused() {
+        return CODE_SKIPPED;
+    }
+    record(cx, probe, start, start_s, exit_code, output)
+}
+
+/// Records one probe's result in `health.json` (and the status change as an event); returns
+/// the `CODE_*` of the new status.
+fn record(
+    cx: &CheckCtx,
+    probe: &Probe,
+    start: SystemTime,
+    start_s: String,
+    exit_code: i64,
+    output: String,
+) -> i32 {
     let result = HealthResult {
         start: start_s,
         end: crate::proc::now(),
         exit_code,
         output,
     };
-    // A probe cut short by a pause is dropped, as docker cancels it.
-    if matches!(st.status(&rt), skiff_runtime::state::Status::Paused) {
-        return CODE_SKIPPED;
-    }
     let mut h = read(cx.dir).unwrap_or_else(|| Health {
         status: STARTING.into(),
         ..Default::default()
@@ -508,6 +544,68 @@ fn run_probe(
         Ok(s) => s.pid,
         Err(e) => return (-1, e.to_string()),
     };
+    collect_probe(pid, r, probe, None)
+}
+
+/// Runs the probe with `<runtime> exec --process F --pid-file P ID` (stdout and stderr on a
+/// pipe); the runtime's exit code is the probe's.
+fn run_probe_external(
+    x: &crate::ociruntime::External,
+    cx: &CheckCtx,
+    run_dir: &Path,
+    probe: &Probe,
+) -> (i64, String) {
+    use std::process::Stdio;
+    let Some(mut process) = crate::ops::bundle_process(cx.dir) else {
+        return (-1, format!("container {}: no stored process", cx.id));
+    };
+    process.set_args(Some(probe.argv.clone()));
+    process.set_terminal(Some(false));
+    process.set_console_size(None);
+    let pf = run_dir.join("health-process.json");
+    let pid_file = run_dir.join("health.pid");
+    let _ = std::fs::remove_file(&pid_file);
+    let written = serde_json::to_vec(&process)
+        .map_err(|e| e.to_string())
+        .and_then(|d| {
+            skiff_image::perms::write_file(&pf, &d, skiff_image::perms::PRIVATE_FILE)
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = written {
+        return (-1, format!("health check: write {}: {e}", pf.display()));
+    }
+    let (r, w) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => return (-1, format!("health check pipe: {e}")),
+    };
+    let w2 = match w.try_clone() {
+        Ok(w) => w,
+        Err(e) => return (-1, format!("health check pipe: {e}")),
+    };
+    let mut cmd = x.command("exec", None);
+    cmd.arg("--process")
+        .arg(&pf)
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg(cx.id)
+        .stdin(Stdio::null())
+        .stdout(w)
+        .stderr(w2);
+    let child = cmd.spawn();
+    drop(cmd);
+    let child = match child {
+        Ok(c) => c,
+        Err(e) => return (-1, x.failed("exec", &e.to_string()).to_string()),
+    };
+    let r = collect_probe(child.id() as i32, r, probe, Some(&pid_file));
+    let _ = std::fs::remove_file(&pf);
+    let _ = std::fs::remove_file(&pid_file);
+    r
+}
+
+/// Reads the probe's output until `pid` (our child) exits or the timeout, when it is killed
+/// (and the process named in `pid_file`, the runtime's exec'd process, first).
+fn collect_probe(pid: i32, r: OwnedFd, probe: &Probe, pid_file: Option<&Path>) -> (i64, String) {
     // SAFETY: F_SETFL on a descriptor we own.
     unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
     let deadline = Instant::now() + probe.timeout;
@@ -530,6 +628,13 @@ fn run_probe(
         let now = Instant::now();
         if now >= deadline {
             let mut st = 0;
+            if let Some(p) = pid_file
+                .and_then(|f| std::fs::read_to_string(f).ok())
+                .and_then(|s| s.trim().parse::<i32>().ok())
+            {
+                // SAFETY: kill with integer arguments (the runtime's exec'd probe).
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
             // SAFETY: signalling and reaping our own child (we are its subreaper).
             unsafe {
                 libc::kill(pid, libc::SIGKILL);

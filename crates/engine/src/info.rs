@@ -277,6 +277,15 @@ pub fn info_json(root: &Path) -> crate::Result<serde_json::Value> {
     let images = skiff_image::Store::open(root)?.list()?.len();
     let arch = docker_arch();
     let rootless = crate::rootless::active();
+    // docker's shape: name → {"path"}; the built-in one, then daemon.json's and runc/crun on PATH.
+    let mut runtimes = serde_json::Map::new();
+    runtimes.insert(
+        crate::ociruntime::BUILTIN.into(),
+        json!({"path": crate::ociruntime::BUILTIN}),
+    );
+    for (name, path) in crate::ociruntime::listed(root) {
+        runtimes.insert(name, json!({ "path": path }));
+    }
     let mut v = json!({
         "ID": "",
         "Containers": total,
@@ -314,7 +323,7 @@ pub fn info_json(root: &Path) -> crate::Result<serde_json::Value> {
         "DockerRootDir": root,
         "Name": h.name,
         "ServerVersion": VERSION,
-        "Runtimes": {"skiff-runtime": {"path": "skiff-runtime"}},
+        "Runtimes": runtimes,
         "DefaultRuntime": "skiff-runtime",
         "InitBinary": "docker-init",
         "SecurityOptions": if rootless {

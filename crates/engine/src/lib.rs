@@ -42,6 +42,7 @@ pub mod model;
 pub mod monitor;
 pub mod names;
 pub mod network;
+pub mod ociruntime;
 pub mod ops;
 pub mod outfile;
 pub mod proc;

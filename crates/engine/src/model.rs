@@ -207,6 +207,10 @@ pub struct HostConfig {
     pub dns_search: Option<Vec<String>>,
     /// `--dns-option`.
     pub dns_options: Option<Vec<String>>,
+    /// `--runtime`: another OCI runtime's name (absent: the built-in one, shown as docker's
+    /// default `runc`); see [`crate::ociruntime`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
 }
 
 /// One host binding of a published port.

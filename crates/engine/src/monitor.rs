@@ -323,11 +323,16 @@ fn spawn_inner(
         for (fd, t) in &child_fds {
             dup_onto(fd.as_raw_fd(), *t);
         }
-        let console = match console_pair {
-            Some((_, y)) => skiff_runtime::container::Console::Fd(y),
-            None => skiff_runtime::container::Console::None,
+        let msg = match crate::ociruntime::External::load(&a.container_dir()) {
+            Some(x) => external_create_and_start(a, &x, console_pair.map(|(_, y)| y)),
+            None => {
+                let console = match console_pair {
+                    Some((_, y)) => skiff_runtime::container::Console::Fd(y),
+                    None => skiff_runtime::container::Console::None,
+                };
+                create_and_start(a, console)
+            }
         };
-        let msg = create_and_start(a, console);
         let _ = write_all(ready_w.as_raw_fd(), msg.as_bytes());
         exit_child(0);
     }
@@ -397,6 +402,79 @@ fn create_and_start(a: &MonitorArgs, console: skiff_runtime::container::Console)
             let msg = err.to_string().replace('\n', " ");
             format!("E{} {msg}\n", crate::error::start_code(&msg))
         }
+    }
+}
+
+/// In the forked child, for a container of another OCI runtime: `<runtime> create --bundle
+/// --pid-file [--console-socket]` with this process's stdio (the container's pipes) passed
+/// through, the pty master (with a tty) forwarded on `console`, then `start`. The init is
+/// reparented to the monitor (a subreaper) when the runtime exits. Returns what
+/// [`create_and_start`] returns.
+fn external_create_and_start(
+    a: &MonitorArgs,
+    x: &crate::ociruntime::External,
+    console: Option<OwnedFd>,
+) -> String {
+    use crate::ociruntime::{accept_master, console_listener, log_error, PID_FILE};
+    if a.health.is_some() {
+        crate::health::reset_for_start(&a.container_dir());
+    }
+    let run = a.run_dir();
+    let pid_file = run.join(PID_FILE);
+    let log = run.join("runtime.log");
+    let _ = std::fs::remove_file(&pid_file);
+    let _ = std::fs::remove_file(&log);
+    let fail = |m: String| {
+        x.delete(&a.id);
+        let msg = m.replace('\n', " ");
+        format!("E{} {msg}\n", crate::error::start_code(&msg))
+    };
+    // Leftovers of a previous run (a monitor killed before it cleaned up).
+    x.delete(&a.id);
+    if let Err(e) = x.make_root() {
+        return fail(e.to_string());
+    }
+    let mut cmd = x.command("create", Some(&log));
+    cmd.arg("--bundle")
+        .arg(a.container_dir())
+        .arg("--pid-file")
+        .arg(&pid_file);
+    let listener = match console.as_ref().map(|_| console_listener(&run)).transpose() {
+        Ok(l) => l,
+        Err(e) => return fail(e.to_string()),
+    };
+    if let Some((_, _, path)) = &listener {
+        cmd.arg("--console-socket").arg(path);
+    }
+    cmd.arg(&a.id);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return fail(x.failed("create", &e.to_string()).to_string()),
+    };
+    if let (Some((_, l, _)), Some(sock)) = (&listener, &console) {
+        if let Some(m) = accept_master(l, &mut child) {
+            // A non-empty payload: on a stream socket an empty one carries no fd.
+            let _ = skiff_runtime::console::send_master(sock.as_raw_fd(), &m, "console");
+        }
+    }
+    drop(listener);
+    let _ = std::fs::remove_file(run.join("console.sock"));
+    let status = child.wait();
+    if !status.is_ok_and(|s| s.success()) {
+        let msg = log_error(&log).unwrap_or_else(|| "failed".into());
+        return fail(x.failed("create", &msg).to_string());
+    }
+    let mut start = x.command("start", None);
+    start.arg(&a.id);
+    if let Err(e) = x.run_quiet("start", start) {
+        return fail(e.to_string());
+    }
+    match std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+    {
+        Some(pid) => format!("P{pid}\n"),
+        None => fail(x.failed("create", "it wrote no pid file").to_string()),
     }
 }
 
@@ -503,11 +581,23 @@ fn record_exit(
     restarts: i64,
     held: Option<&crate::Engine>,
 ) -> Option<PathBuf> {
-    let rt = a.runroot.join("runtime");
-    let oom = skiff_runtime::state::State::load(&rt, &a.id)
-        .map(|st| oom_killed(&st.cgroup))
-        .unwrap_or(false);
-    let _ = skiff_runtime::container::delete(&rt, &a.id, true);
+    let oom = match crate::ociruntime::External::load(&a.container_dir()) {
+        Some(x) => {
+            let oom = crate::ociruntime::bundle_cgroup(&a.container_dir(), &a.id)
+                .is_some_and(|cg| oom_killed(&cg));
+            x.delete(&a.id);
+            let _ = std::fs::remove_file(a.run_dir().join(crate::ociruntime::PID_FILE));
+            oom
+        }
+        None => {
+            let rt = a.runroot.join("runtime");
+            let oom = skiff_runtime::state::State::load(&rt, &a.id)
+                .map(|st| oom_killed(&st.cgroup))
+                .unwrap_or(false);
+            let _ = skiff_runtime::container::delete(&rt, &a.id, true);
+            oom
+        }
+    };
     let finished = crate::proc::now();
     let dir = a.container_dir();
     if a.health.is_some() {

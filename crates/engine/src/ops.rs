@@ -200,6 +200,48 @@ impl Engine {
         proc::alive(c.state.monitor_pid, c.state.monitor_start)
     }
 
+    /// The OCI runtime binary container `id` was created with (None: the built-in one).
+    pub fn external_runtime(&self, id: &str) -> Option<crate::ociruntime::External> {
+        crate::ociruntime::External::load(&self.container_dir(id))
+    }
+
+    /// The live init and cgroup of container `id`, whichever runtime runs it.
+    pub fn live_init(&self, id: &str) -> Result<crate::ociruntime::Live> {
+        match self.external_runtime(id) {
+            Some(_) => crate::ociruntime::live(&self.container_dir(id), &self.run_dir(id), id),
+            None => Ok(skiff_runtime::state::State::load(&self.runtime_root(), id)?.into()),
+        }
+    }
+
+    /// Deletes the runtime's state of container `id` (forced: a live init is killed).
+    fn delete_runtime_state(&self, id: &str) {
+        match self.external_runtime(id) {
+            Some(x) => {
+                x.delete(id);
+                let _ = std::fs::remove_file(self.run_dir(id).join(crate::ociruntime::PID_FILE));
+            }
+            None => {
+                let rt = self.runtime_root();
+                if rt.join(id).exists() {
+                    let _ = skiff_runtime::container::delete(&rt, id, true);
+                }
+            }
+        }
+    }
+
+    /// Sends `sig` to the container's init (`all`: every process of it) through its runtime.
+    fn kill_init(&self, id: &str, sig: i32, all: bool) -> Result<()> {
+        match self.external_runtime(id) {
+            Some(x) => x.kill(id, sig, all),
+            None => Ok(skiff_runtime::container::kill(
+                &self.runtime_root(),
+                id,
+                sig,
+                all,
+            )?),
+        }
+    }
+
     /// If `c` claims to be running but its monitor is gone, kill what is left, record the exit
     /// (from the monitor's exit file, else 137 when we had to kill it, else 255) and unmount.
     pub fn reconcile(&self, c: Container) -> Result<Container> {
@@ -217,9 +259,8 @@ impl Engine {
         if !c.is_active() || Self::monitor_alive(&c) {
             return Ok(c);
         }
-        let rt = self.runtime_root();
         let mut killed = false;
-        if let Ok(st) = skiff_runtime::state::State::load(&rt, id) {
+        if let Ok(st) = self.live_init(id) {
             if st.init_alive() {
                 let _ = st.cgroup.thaw();
                 let _ = st.cgroup.kill_all(libc::SIGKILL);
@@ -227,7 +268,7 @@ impl Engine {
                 unsafe { libc::kill(st.pid, libc::SIGKILL) };
                 killed = true;
             }
-            let _ = skiff_runtime::container::delete(&rt, id, true);
+            self.delete_runtime_state(id);
         }
         let dir = self.container_dir(id);
         let (code, oom, finished) = match read_exit_file(&dir.join("exit")) {
@@ -465,20 +506,19 @@ impl Engine {
         }
         self.mark_no_restart(&c.id);
         self.mark_manual_stop(&c.id);
-        let rt = self.runtime_root();
         let t = timeout.or(c.config.stop_timeout).unwrap_or(10);
         let sig = match &c.config.stop_signal {
             Some(s) => signal(s)?,
             None => libc::SIGTERM,
         };
-        let st = skiff_runtime::state::State::load(&rt, &c.id).ok();
+        let st = self.live_init(&c.id).ok();
         if c.state.status == "paused" {
             if let Some(st) = &st {
                 let _ = st.cgroup.kill_all(libc::SIGKILL);
                 let _ = st.cgroup.thaw();
             }
         } else if t != 0 {
-            let _ = skiff_runtime::container::kill(&rt, &c.id, sig, false);
+            let _ = self.kill_init(&c.id, sig, false);
         }
         let (mp, ms) = (c.state.monitor_pid, c.state.monitor_start);
         let gone = match t {
@@ -487,8 +527,8 @@ impl Engine {
             t => proc::wait_gone(mp, ms, Duration::from_secs(t as u64)),
         };
         if !gone {
-            let _ = skiff_runtime::container::kill(&rt, &c.id, libc::SIGKILL, true);
-            let _ = skiff_runtime::container::kill(&rt, &c.id, libc::SIGKILL, false);
+            let _ = self.kill_init(&c.id, libc::SIGKILL, true);
+            let _ = self.kill_init(&c.id, libc::SIGKILL, false);
             proc::wait_gone(mp, ms, Duration::from_secs(30));
         }
         self.event(&c, "stop", &[]);
@@ -516,7 +556,7 @@ impl Engine {
             self.mark_no_restart(&c.id);
         }
         self.mark_manual_stop(&c.id);
-        skiff_runtime::container::kill(&self.runtime_root(), &c.id, sig, false)?;
+        self.kill_init(&c.id, sig, false)?;
         self.event(&c, "kill", &[("signal", &sig.to_string())]);
         Ok(())
     }
@@ -544,8 +584,7 @@ impl Engine {
                 b"",
                 perms::PRIVATE_FILE,
             );
-            let rt = self.runtime_root();
-            if let Ok(st) = skiff_runtime::state::State::load(&rt, &id) {
+            if let Ok(st) = self.live_init(&id) {
                 let _ = st.cgroup.kill_all(libc::SIGKILL);
                 let _ = st.cgroup.thaw();
                 // SAFETY: kill with integer arguments.
@@ -578,10 +617,7 @@ impl Engine {
         let c = self.get(id)?;
         let dir = self.container_dir(id);
         proc::unmount_container(&dir);
-        let rt = self.runtime_root();
-        if rt.join(id).exists() {
-            let _ = skiff_runtime::container::delete(&rt, id, true);
-        }
+        self.delete_runtime_state(id);
         let _ = std::fs::remove_dir_all(self.run_dir(id));
         if c.as_ref()
             .is_some_and(|c| c.host_config.extra.userns_slice.is_some())
@@ -782,15 +818,19 @@ impl Engine {
                 format!("container {id} is not paused")
             }));
         }
-        let st = skiff_runtime::state::State::load(&self.runtime_root(), &id)?;
-        if pause {
-            st.cgroup
-                .freeze()
-                .map_err(|e| Error::Other(format!("pause {id}: {e}")))?;
+        if let Some(x) = self.external_runtime(&id) {
+            x.pause(&id, pause)?;
         } else {
-            st.cgroup
-                .thaw()
-                .map_err(|e| Error::Other(format!("unpause {id}: {e}")))?;
+            let st = skiff_runtime::state::State::load(&self.runtime_root(), &id)?;
+            if pause {
+                st.cgroup
+                    .freeze()
+                    .map_err(|e| Error::Other(format!("pause {id}: {e}")))?;
+            } else {
+                st.cgroup
+                    .thaw()
+                    .map_err(|e| Error::Other(format!("unpause {id}: {e}")))?;
+            }
         }
         if pause && crate::health::Probe::from_config(c.config.healthcheck.as_ref()).is_some() {
             // docker stops the checks of a paused container and calls it unhealthy.
@@ -834,15 +874,12 @@ impl Engine {
         Ok(())
     }
 
-    /// The runtime state of a running container.
-    fn running_state(&self, c: &Container) -> Result<skiff_runtime::state::State> {
+    /// The init and cgroup of a running container.
+    fn running_state(&self, c: &Container) -> Result<crate::ociruntime::Live> {
         if !matches!(c.state.status.as_str(), "running" | "paused") {
             return Err(Error::State(format!("container {} is not running", c.id)));
         }
-        Ok(skiff_runtime::state::State::load(
-            &self.runtime_root(),
-            &c.id,
-        )?)
+        self.live_init(&c.id)
     }
 
     /// Pids of every process of the container (its cgroup), for `top` (docker's `top` event).
@@ -889,13 +926,20 @@ impl Engine {
         }
         // The runtime state is read once for the process template and the exec itself; the
         // seccomp filter comes from the runtime's cache by the key the container's init recorded.
+        // Another OCI runtime's container: its process template is the bundle's.
+        let ext = self.external_runtime(&c.id);
         let rt = self.runtime_root();
-        let target = skiff_runtime::exec::ExecTarget::load(&rt, &c.id)?;
+        let target = match ext {
+            Some(_) => None,
+            None => Some(skiff_runtime::exec::ExecTarget::load(&rt, &c.id)?),
+        };
         let rootfs = self.container_dir(&c.id).join("rootfs");
-        let mut process = target
-            .process()
-            .cloned()
-            .ok_or_else(|| Error::Other(format!("container {}: no stored process", c.id)))?;
+        let stored = match &target {
+            Some(t) => t.process().cloned(),
+            None => bundle_process(&self.container_dir(&c.id)),
+        };
+        let mut process =
+            stored.ok_or_else(|| Error::Other(format!("container {}: no stored process", c.id)))?;
         let mut env = process.env().clone().unwrap_or_default();
         exec_env(&mut env, &req.env, req.tty);
         exec_user_workdir(
@@ -954,6 +998,20 @@ impl Engine {
             }
         }
         let saved = redirect_stdio(req)?;
+        let (Some(target), None) = (target, &ext) else {
+            let x = ext
+                .as_ref()
+                .expect("an external runtime when there is no target");
+            let r = external_exec(x, &c.id, &self.run_dir(&c.id), &process, req, saved, &died);
+            if !req.detach {
+                match &r {
+                    Ok(crate::tty::Ended::Exited(code)) => died(*code),
+                    Err(e) => died(e.exit_code()),
+                    Ok(_) => {}
+                }
+            }
+            return r;
+        };
         let opts = skiff_runtime::exec::ExecOpts {
             root: rt,
             id: c.id.clone(),
@@ -1008,6 +1066,204 @@ impl Engine {
         let r = crate::tty::relay_exec(spawned.pid, master, req.interactive, keys);
         ended(&r);
         r
+    }
+}
+
+/// The `process` of a bundle's config.json (an external runtime's container).
+pub(crate) fn bundle_process(dir: &Path) -> Option<oci_spec::runtime::Process> {
+    let spec: oci_spec::runtime::Spec =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).ok()?).ok()?;
+    spec.process().clone()
+}
+
+/// `exec` through another OCI runtime: `<runtime> exec --process F ID` with the CLI's stdio
+/// (its exit code is the process's); `-d` with `--detach --pid-file` from a waiter process that
+/// records the exit; `-t` with `--detach --console-socket --pid-file`, the CLI a subreaper so
+/// that the process becomes its child, relayed as a built-in exec is.
+fn external_exec(
+    x: &crate::ociruntime::External,
+    id: &str,
+    run_dir: &Path,
+    process: &oci_spec::runtime::Process,
+    req: &ExecRequest,
+    saved: SavedStdio,
+    died: &dyn Fn(i32),
+) -> Result<crate::tty::Ended> {
+    use std::process::Stdio;
+    let tag = crate::names::new_id();
+    let pf = run_dir.join(format!("exec-{}.json", &tag[..12]));
+    let pid_file = run_dir.join(format!("exec-{}.pid", &tag[..12]));
+    let data = serde_json::to_vec(process).map_err(|e| Error::Other(e.to_string()))?;
+    perms::write_file(&pf, &data, perms::PRIVATE_FILE).ctx(|| format!("write {}", pf.display()))?;
+    struct Cleanup(Vec<PathBuf>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for p in &self.0 {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+    let log = run_dir.join(format!("exec-{}.log", &tag[..12]));
+    let _cleanup = Cleanup(vec![pf.clone(), pid_file.clone(), log.clone()]);
+    // With -d the process inherits the runtime's stdio (/dev/null): its error is read from
+    // its log instead.
+    let mut cmd = x.command("exec", req.detach.then_some(log.as_path()));
+    cmd.arg("--process").arg(&pf);
+    let tty = req.tty && !req.detach;
+    if !req.detach && !tty {
+        cmd.arg(id);
+        let st = cmd.status().map_err(|e| x.failed("exec", &e.to_string()))?;
+        drop(saved);
+        return Ok(crate::tty::Ended::Exited(st.code().unwrap_or_else(|| {
+            128 + std::os::unix::process::ExitStatusExt::signal(&st).unwrap_or(0)
+        })));
+    }
+    cmd.arg("--detach").arg("--pid-file").arg(&pid_file);
+    let read_pid = || -> Result<i32> {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| x.failed("exec", "it wrote no pid file"))
+    };
+    let start_err = |e: Error| {
+        let msg = e.to_string();
+        let code = crate::error::start_code(&msg);
+        Error::Start { msg, code }
+    };
+    if req.detach {
+        cmd.arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // The waiter is forked while fds 0-2 are still /dev/null: it must not hold the CLI's.
+        let r = external_detached_exec(x, cmd, &log, &read_pid, died);
+        drop(saved);
+        return r.map(|()| crate::tty::Ended::Exited(0)).map_err(start_err);
+    }
+    // -t: the process is reparented to this (short-lived) CLI once the runtime exits.
+    // SAFETY: prctl with integer arguments on this process.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let (_dir, listener, path) = crate::ociruntime::console_listener(run_dir)?;
+    cmd.arg("--tty").arg("--console-socket").arg(&path).arg(id);
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| x.failed("exec", &e.to_string()))?;
+    let master = crate::ociruntime::accept_master(&listener, &mut child);
+    drop(listener);
+    let _ = std::fs::remove_file(run_dir.join("console.sock"));
+    let out = child
+        .wait_with_output()
+        .map_err(|e| x.failed("exec", &e.to_string()))?;
+    drop(saved);
+    if !out.status.success() {
+        let msg = crate::ociruntime::last_line(&String::from_utf8_lossy(&out.stderr));
+        return Err(start_err(x.failed("exec", &msg)));
+    }
+    let pid = read_pid()?;
+    let master = master.ok_or_else(|| {
+        Error::Other(format!(
+            "exec in {id}: no terminal came back from runtime {}",
+            x.name
+        ))
+    })?;
+    // As skiff_runtime::exec::spawn leaves it for relay_exec: every signal blocked (the relay
+    // reads them from a signalfd), and an exit that came before that still seen.
+    // SAFETY: sigset manipulation on a set we own; raise with an integer argument.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::sigprocmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+        libc::raise(libc::SIGCHLD);
+    }
+    let keys = if req.detach_keys.is_empty() {
+        crate::tty::DEFAULT_DETACH_KEYS
+    } else {
+        &req.detach_keys
+    };
+    crate::tty::relay_exec(pid, master, req.interactive, keys)
+}
+
+/// `exec -d` through another runtime: a waiter process (a subreaper in its own session) runs
+/// `<runtime> exec --detach`, reports whether it started, then waits for the process and
+/// records its exit (`exec_die`).
+fn external_detached_exec(
+    x: &crate::ociruntime::External,
+    mut cmd: std::process::Command,
+    log: &Path,
+    read_pid: &dyn Fn() -> Result<i32>,
+    died: &dyn Fn(i32),
+) -> Result<()> {
+    use std::io::Write;
+    let (r, w) = nix::unistd::pipe().map_err(|e| Error::Other(format!("exec -d: pipe: {e}")))?;
+    // SAFETY: the CLI is single-threaded here; the child runs the runtime, waits and leaves
+    // with _exit (no destructors run).
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => Err(Error::Other(format!("exec -d: fork: {e}"))),
+        Ok(nix::unistd::ForkResult::Child) => {
+            drop(r);
+            let keep = w.as_raw_fd();
+            // SAFETY: closes descriptors this child has no use for (the CLI's saved stdio among
+            // them: the waiter must not hold its caller's pipes); the pipe's write end is kept.
+            unsafe {
+                libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
+                libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32);
+            }
+            let _ = nix::unistd::setsid();
+            // SAFETY: prctl with integer arguments on this process.
+            unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+            let mut w = std::fs::File::from(w);
+            let started = match cmd.status() {
+                Ok(st) if st.success() => read_pid().map_err(|e| e.to_string()),
+                Ok(_) => Err(x
+                    .failed(
+                        "exec",
+                        &crate::ociruntime::log_error(log).unwrap_or_else(|| "failed".into()),
+                    )
+                    .to_string()),
+                Err(e) => Err(x.failed("exec", &e.to_string()).to_string()),
+            };
+            let pid = match started {
+                Ok(pid) => {
+                    let _ = w.write_all(b"0");
+                    pid
+                }
+                Err(e) => {
+                    let _ = w.write_all(format!("1{e}").as_bytes());
+                    // SAFETY: leaving the forked child without running the parent's destructors.
+                    unsafe { libc::_exit(1) };
+                }
+            };
+            drop(w);
+            let code = loop {
+                let mut st = 0;
+                // SAFETY: waiting for any child (the exec'd process was reparented to us).
+                let p = unsafe { libc::waitpid(-1, &mut st, 0) };
+                if p == pid {
+                    break skiff_runtime::util::status_code(st);
+                }
+                if p < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                    break 255;
+                }
+            };
+            died(code);
+            // SAFETY: as above.
+            unsafe { libc::_exit(0) };
+        }
+        Ok(nix::unistd::ForkResult::Parent { .. }) => {
+            drop(w);
+            let mut msg = String::new();
+            let _ = std::fs::File::from(r).read_to_string(&mut msg);
+            match msg.strip_prefix('1') {
+                None if msg == "0" => Ok(()),
+                Some(e) => Err(Error::Other(e.to_string())),
+                None => Err(Error::Other(
+                    "exec -d: the waiter process died before starting the process".into(),
+                )),
+            }
+        }
     }
 }
 

@@ -360,7 +360,7 @@ impl Engine {
                 source: e,
             })?;
         // Between two runs of a restart policy there is no cgroup: the next run reads the bundle.
-        if let Ok(st) = skiff_runtime::state::State::load(&self.runtime_root(), id) {
+        if let Ok(st) = self.live_init(id) {
             if st.init_alive() {
                 res.set_devices(None);
                 st.cgroup

@@ -193,7 +193,7 @@ pub struct RunArgs {
     /// Optional parent cgroup for the container
     #[arg(long = "cgroup-parent")]
     pub cgroup_parent: Option<String>,
-    /// Runtime to use for this container (only the built-in skiff-runtime)
+    /// Runtime to use for this container (skiff-runtime, a daemon.json `runtimes` name, a path, or a binary on PATH such as runc)
     #[arg(long = "runtime")]
     pub runtime: Option<String>,
     /// Logging driver for the container
@@ -892,6 +892,7 @@ fn request(a: &RunArgs, attach: bool) -> CreateRequest {
         log_driver: a.log_driver.clone(),
         log_opts: a.log_opt.clone(),
         init: a.init,
+        runtime: a.runtime.clone(),
         health: skiff_engine::health::HealthFlags {
             cmd: a.health_cmd.clone(),
             interval: a.health_interval.clone(),
@@ -903,18 +904,6 @@ fn request(a: &RunArgs, attach: bool) -> CreateRequest {
             test: Vec::new(),
         },
         typed: Default::default(),
-    }
-}
-
-/// `--runtime`: the engine runs containers with its built-in runtime library, `skiff-runtime`;
-/// another name is refused (dockerd's message), never silently replaced by the built-in one.
-fn check_runtime(a: &RunArgs) -> Result<()> {
-    match a.runtime.as_deref() {
-        None | Some("skiff-runtime") => Ok(()),
-        Some(r) => Err(skiff_engine::Error::Invalid(format!(
-            "unknown or invalid runtime name: {r} (skiff runs containers with its built-in skiff-runtime; other OCI runtimes are not supported)"
-        ))
-        .into()),
     }
 }
 
@@ -950,7 +939,6 @@ fn connect_extra(e: &Engine, id: &str, nets: &[String]) -> Result<()> {
 }
 
 fn create_container(ctx: &Ctx, a: &RunArgs, attach: bool) -> Result<(Engine, Container)> {
-    check_runtime(a)?;
     let e = ctx.engine()?;
     let store = ctx.store()?;
     let img = find_image(&store, a)?;
@@ -971,7 +959,6 @@ fn run_container(
     attach: bool,
     monitor: ops::PendingMonitor,
 ) -> Result<(Engine, Container, i32)> {
-    check_runtime(a)?;
     let e = ctx.engine()?;
     let store = ctx.store()?;
     let img = find_image(&store, a)?;

@@ -312,7 +312,16 @@ fn info_cmd(cli: &Cli, a: &InfoArgs) -> Result<i32> {
     o.push_str(&format!(" Cgroup Driver: {}\n", s("CgroupDriver")));
     o.push_str(&format!(" Cgroup Version: {}\n", s("CgroupVersion")));
     o.push_str(" Plugins:\n  Volume: local\n  Network: host null\n  Log: json-file\n");
-    o.push_str(" Swarm: inactive\n Runtimes: skiff-runtime\n Default Runtime: skiff-runtime\n");
+    // docker lists the runtimes' names in order, space-separated.
+    let runtimes: Vec<&str> = v["Runtimes"]
+        .as_object()
+        .map(|m| m.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    o.push_str(&format!(
+        " Swarm: inactive\n Runtimes: {}\n Default Runtime: {}\n",
+        runtimes.join(" "),
+        s("DefaultRuntime")
+    ));
     o.push_str(" Init Binary: docker-init\n");
     o.push_str(" Security Options:\n  seccomp\n   Profile: builtin\n");
     if v["SecurityOptions"]
