@@ -843,9 +843,12 @@ struct ComposeServer {
 
 impl ComposeServer {
     fn new(name: &str) -> ComposeServer {
+        // Several in one test process: each its own bridge, table, subnets and project.
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let pid = std::process::id();
         let used = used_octets();
-        let mut octet = ((pid % 50) * 5 + 3) % 250 + 1;
+        let mut octet = ((pid % 50) * 5 + 3 + n * 2) % 250 + 1;
         while used.contains(&octet) {
             octet = octet % 250 + 1;
         }
@@ -853,8 +856,8 @@ impl ComposeServer {
         while used.contains(&o2) || o2 == octet {
             o2 = o2 % 250 + 1;
         }
-        let bridge = format!("ska{}", pid % 100000);
-        let table = format!("ska{pid}");
+        let bridge = format!("ska{}x{n}", pid % 100000);
+        let table = format!("ska{pid}x{n}");
         let s = Server::start_with(
             name,
             Some(&format!(
@@ -869,7 +872,7 @@ impl ComposeServer {
             table,
             subnet: format!("10.200.{o2}.0/24"),
             dir,
-            project: format!("a{pid}"),
+            project: format!("a{pid}x{n}"),
         }
     }
 
