@@ -3,9 +3,11 @@
 # root and exec root) on the same busybox image: a 12-step, 2-stage Dockerfile (ARG, RUN, COPY,
 # COPY --from, ENV, WORKDIR, CMD), timed cold (--no-cache on both sides) and as a no-change
 # rebuild (everything cached), then the no-change rebuild of a 10,000-file context (COPY . /ctx).
-# Prints mean times and `ratio skiff/docker = X` for each. Needs root, hyperfine, jq, bc,
-# busybox-static; DOCKER=0 skips docker (nothing to compare then). RUNS tunes the sample size;
-# SKIFF_BIN_DIR names already built binaries (otherwise the release ones are built).
+# `buildah bud --layers` (its own storage root, runc, overlay) is measured on the same files when
+# it is installed (apt-get install buildah), else skipped with a message.
+# Prints mean times and `ratio skiff/docker = X`, `ratio skiff/buildah = Y` for each. Needs root,
+# hyperfine, jq, bc, busybox-static; DOCKER=0 skips docker, BUILDAH=0 buildah. RUNS tunes the
+# sample size; SKIFF_BIN_DIR names already built binaries (otherwise the release ones are built).
 set -eu
 cd "$(dirname "$0")/.."
 if [ -z "${SKIFF_BIN_DIR:-}" ]; then
@@ -15,6 +17,7 @@ fi
 SKIFF=$SKIFF_BIN_DIR/skiff
 RUNS=${RUNS:-10}
 DOCKER=${DOCKER:-1}
+BUILDAH=${BUILDAH:-1}
 B=$(mktemp -d /tmp/skiff-bench-build.XXXXXX)
 R=$B/root
 DSOCK=$B/docker.sock
@@ -23,6 +26,10 @@ cleanup() {
         dpid=$(cat "$B/docker.pid")
         kill "$dpid" 2>/dev/null || true
         for _ in $(seq 50); do [ -e "/proc/$dpid" ] || break; sleep 0.2; done
+    fi
+    if [ -n "${BH:-}" ]; then
+        $BH rm -a >/dev/null 2>&1 || true
+        $BH rmi -a -f >/dev/null 2>&1 || true
     fi
     grep " $B" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
     for d in /sys/fs/cgroup/*/skiff-bench-build /sys/fs/cgroup/unified/skiff-bench-build; do
@@ -84,24 +91,55 @@ if [ "$DOCKER" = 1 ] && command -v dockerd >/dev/null && command -v docker >/dev
     fi
 fi
 
+BH=""
+BHB=""
+if [ "$BUILDAH" = 1 ] && command -v buildah >/dev/null; then
+    # crun refuses hybrid cgroups here; runc does not. The base comes from skiff save.
+    BH="buildah --root $B/buildah --runroot $B/buildah-run --storage-driver overlay"
+    $SK save -o "$B/busybox.tar" busybox:latest
+    if $BH pull -q "docker-archive:$B/busybox.tar" >/dev/null 2>"$B/buildah.log"; then
+        BHB="$BH bud --runtime runc --layers --network none --pull-never -q"
+    else
+        echo "buildah: could not load the base image (see $B/buildah.log); not measured"
+    fi
+else
+    echo "buildah: not installed (apt-get install buildah) or BUILDAH=0; not measured"
+fi
+
 mean() { jq -r ".results[$1].mean * 1000" "$B/h.json"; }
 ratio() { echo "$1 / $2" | bc -l | cut -c1-5; }
-bench() { # name, skiff command, docker command
-    if [ -n "$DK" ]; then
+bench() { # name, skiff command, docker command, buildah command
+    set -- "$1" "$2" "${DK:+$3}" "${BHB:+$4}"
+    if [ -n "$3" ] && [ -n "$4" ]; then
+        hyperfine -N -w 1 -r "$RUNS" --export-json "$B/h.json" -n skiff "$2" -n docker "$3" -n buildah "$4" >/dev/null
+    elif [ -n "$3" ]; then
         hyperfine -N -w 1 -r "$RUNS" --export-json "$B/h.json" -n skiff "$2" -n docker "$3" >/dev/null
-        s=$(mean 0); d=$(mean 1)
-        printf '%-28s skiff %8.1f ms   docker %8.1f ms   ratio skiff/docker = %s\n' "$1" "$s" "$d" "$(ratio "$s" "$d")"
+    elif [ -n "$4" ]; then
+        hyperfine -N -w 1 -r "$RUNS" --export-json "$B/h.json" -n skiff "$2" -n buildah "$4" >/dev/null
     else
         hyperfine -N -w 1 -r "$RUNS" --export-json "$B/h.json" -n skiff "$2" >/dev/null
-        printf '%-28s skiff %8.1f ms\n' "$1" "$(mean 0)"
     fi
+    s=$(mean 0)
+    line=$(printf '%-28s skiff %8.1f ms' "$1" "$s")
+    k=1
+    if [ -n "$3" ]; then
+        d=$(mean $k); k=$((k + 1))
+        line="$line$(printf '   docker %8.1f ms (ratio skiff/docker = %s)' "$d" "$(ratio "$s" "$d")")"
+    fi
+    if [ -n "$4" ]; then
+        b=$(mean $k)
+        line="$line$(printf '   buildah %8.1f ms (ratio skiff/buildah = %s)' "$b" "$(ratio "$s" "$b")")"
+    fi
+    echo "$line"
 }
 
-bench "cold (--no-cache)" "$SK build -q --no-cache -t app $C" "$DK --no-cache -t app $C"
-# Warm both caches once, then time builds that change nothing.
+bench "cold (--no-cache)" "$SK build -q --no-cache -t app $C" "$DK --no-cache -t app $C" "$BHB --no-cache -t app $C"
+# Warm the caches once, then time builds that change nothing.
 $SK build -q -t app "$C" >/dev/null
 [ -z "$DK" ] || $DK -t app "$C" >/dev/null 2>&1
-bench "no-change rebuild" "$SK build -q -t app $C" "$DK -t app $C"
+[ -z "$BHB" ] || $BHB -t app "$C" >/dev/null 2>&1
+bench "no-change rebuild" "$SK build -q -t app $C" "$DK -t app $C" "$BHB -t app $C"
 $SK build -q -t big "$BIG" >/dev/null
 [ -z "$DK" ] || $DK -t big "$BIG" >/dev/null 2>&1
-bench "no-change, 10000-file ctx" "$SK build -q -t big $BIG" "$DK -t big $BIG"
+[ -z "$BHB" ] || $BHB -t big "$BIG" >/dev/null 2>&1
+bench "no-change, 10000-file ctx" "$SK build -q -t big $BIG" "$DK -t big $BIG" "$BHB -t big $BIG"

@@ -8,7 +8,7 @@ apt-get install -y -qq --no-install-recommends \
     runc crun containerd podman uidmap iproute2 systemd util-linux \
     docker-registry skopeo umoci apache2-utils openssl ca-certificates hyperfine bc \
     sqlite3 procps strace docker.io docker-compose nftables containernetworking-plugins python3-venv passt \
-    slirp4netns fuse-overlayfs \
+    slirp4netns fuse-overlayfs bzip2 xz-utils \
     >/dev/null
 # docker-py 7 (Debian's 5.0 is too old) and pytest for tests/tests/api.rs, in a venv of their own.
 VENV=${SKIFF_DOCKER_PY_VENV:-/tmp/skiff-dockerpy-venv}

@@ -843,9 +843,12 @@ struct ComposeServer {
 
 impl ComposeServer {
     fn new(name: &str) -> ComposeServer {
+        // Several in one test process: each its own bridge, table, subnets and project.
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let pid = std::process::id();
         let used = used_octets();
-        let mut octet = ((pid % 50) * 5 + 3) % 250 + 1;
+        let mut octet = ((pid % 50) * 5 + 3 + n * 2) % 250 + 1;
         while used.contains(&octet) {
             octet = octet % 250 + 1;
         }
@@ -853,8 +856,8 @@ impl ComposeServer {
         while used.contains(&o2) || o2 == octet {
             o2 = o2 % 250 + 1;
         }
-        let bridge = format!("ska{}", pid % 100000);
-        let table = format!("ska{pid}");
+        let bridge = format!("ska{}x{n}", pid % 100000);
+        let table = format!("ska{pid}x{n}");
         let s = Server::start_with(
             name,
             Some(&format!(
@@ -869,7 +872,7 @@ impl ComposeServer {
             table,
             subnet: format!("10.200.{o2}.0/24"),
             dir,
-            project: format!("a{pid}"),
+            project: format!("a{pid}x{n}"),
         }
     }
 
@@ -1037,4 +1040,147 @@ volumes:
     let nets = c.s.env.ok(&["network", "ls", "--format", "{{.Name}}"]);
     assert!(!nets.contains(&c.project), "{nets}");
     assert_eq!(c.s.env.ok(&["volume", "ls", "-q"]).trim(), "");
+}
+
+/// The state of one `docker-compose ps` (1.29) row: `running` for `Up…`, `exited` for `Exit N`.
+fn compose1_state(row: &str) -> &'static str {
+    if row.contains(" Up") {
+        "running"
+    } else if row.contains(" Exit ") {
+        "exited"
+    } else {
+        "other"
+    }
+}
+
+/// A project brought up by `skiff compose up -d` is the project docker-compose 1.29 sees through
+/// `skiff serve`: the same container names, services and states in `ps`; and its `down -v`
+/// removes the containers, the network and the volume skiff compose made.
+#[test]
+fn skiff_compose_project_seen_by_docker_compose_1_29() {
+    if Command::new("docker-compose")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        skiff_tests::skip("docker-compose (1.x, Debian's docker-compose package) is not installed");
+        return;
+    }
+    if Command::new("nft").arg("--version").output().is_err() {
+        panic!("nft is missing: install the nftables package (scripts/deps.sh)");
+    }
+    let c = ComposeServer::new("api-compose-x");
+    std::fs::write(
+        c.dir.join("docker-compose.yml"),
+        format!(
+            r#"services:
+  db:
+    image: busybox
+    cgroup_parent: {cg}
+    command: sleep 300
+    volumes: [data:/data]
+  web:
+    image: busybox
+    cgroup_parent: {cg}
+    command: sleep 300
+    depends_on: [db]
+    deploy:
+      replicas: 2
+  once:
+    image: busybox
+    cgroup_parent: {cg}
+    command: "true"
+networks:
+  default:
+    ipam:
+      config:
+        - subnet: {subnet}
+volumes:
+  data: {{}}
+"#,
+            cg = c.s.env.cgroup,
+            subnet = c.subnet
+        ),
+    )
+    .unwrap();
+    let skiff_compose = |args: &[&str]| -> String {
+        let mut full = vec!["compose", "-p", &c.project];
+        full.extend_from_slice(args);
+        let o = c.s.env.cmd(&full).current_dir(&c.dir).output().unwrap();
+        assert!(
+            o.status.success(),
+            "skiff compose {args:?}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        stdout(&o)
+    };
+    skiff_compose(&["up", "-d"]);
+    // `once` exits by itself.
+    let t = Instant::now();
+    while !skiff_compose(&["ps", "-a", "--status", "exited", "-q"]).contains(char::is_alphanumeric)
+    {
+        assert!(t.elapsed() < Duration::from_secs(20), "once never exited");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // skiff's view: name → (service, state).
+    let mut ours = std::collections::BTreeMap::new();
+    for l in skiff_compose(&["ps", "-a", "--format", "json"]).lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        ours.insert(
+            v["Name"].as_str().unwrap().to_string(),
+            (
+                v["Service"].as_str().unwrap().to_string(),
+                v["State"].as_str().unwrap().to_string(),
+            ),
+        );
+    }
+    let p = &c.project;
+    assert_eq!(
+        ours.keys().cloned().collect::<Vec<_>>(),
+        [
+            format!("{p}-db-1"),
+            format!("{p}-once-1"),
+            format!("{p}-web-1"),
+            format!("{p}-web-2")
+        ]
+    );
+    // docker-compose's view of the same project: names and states from `ps`, services from
+    // `ps -q SERVICE` (container ids).
+    let ps = c.ok(&["ps"]);
+    let mut theirs = std::collections::BTreeMap::new();
+    for row in ps.lines().skip(2).filter(|l| !l.trim().is_empty()) {
+        let name = row.split_whitespace().next().unwrap().to_string();
+        theirs.insert(name, compose1_state(row).to_string());
+    }
+    assert_eq!(
+        theirs,
+        ours.iter()
+            .map(|(n, (_, st))| (n.clone(), st.clone()))
+            .collect(),
+        "docker-compose ps:\n{ps}"
+    );
+    for svc in ["db", "web", "once"] {
+        let mut a: Vec<String> = skiff_compose(&["ps", "-a", "-q", svc])
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        let mut b: Vec<String> = c
+            .ok(&["ps", "-q", svc])
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        a.sort();
+        b.sort();
+        assert!(!a.is_empty());
+        assert_eq!(a, b, "service {svc}");
+    }
+    // docker-compose's down removes what skiff compose made.
+    c.ok(&["down", "-v", "-t", "1"]);
+    assert_eq!(c.s.env.ok(&["ps", "-aq"]).trim(), "");
+    let nets = c.s.env.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(!nets.contains(&format!("{p}_default")), "{nets}");
+    let vols = c.s.env.ok(&["volume", "ls", "-q"]);
+    assert!(!vols.contains(&format!("{p}_data")), "{vols}");
+    assert_eq!(skiff_compose(&["ps", "-a", "-q"]).trim(), "");
 }

@@ -520,23 +520,67 @@ fn add_extracts_local_tar_archives() {
         &[
             (
                 "Dockerfile",
-                "FROM busybox\nADD arch.tar.gz /dest/\nADD plain.txt /p.txt\n",
+                "FROM busybox\nADD arch.tar.gz /dest/\nADD arch.tar.bz2 /bz/\nADD arch.tar.xz /xz/\nADD plain.txt /p.txt\nADD notreally.bz2 /n.bz2\n",
             ),
             ("plain.txt", "plain\n"),
+            // bzip2's magic but no tar inside: copied as it is, as docker does.
+            ("notreally.bz2", "BZh9 not an archive\n"),
             ("src/inner/file", "inside\n"),
         ],
     );
-    let st = std::process::Command::new("tar")
-        .args(["czf", "arch.tar.gz", "-C", "src", "inner"])
-        .current_dir(&ctx)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let tar = |args: &[&str], dir: &std::path::Path| {
+        let st = std::process::Command::new("tar")
+            .args(args)
+            .current_dir(dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "tar {args:?}");
+    };
+    tar(&["czf", "arch.tar.gz", "-C", "src", "inner"], &ctx);
+    tar(&["cjf", "arch.tar.bz2", "-C", "src", "inner"], &ctx);
+    tar(&["cJf", "arch.tar.xz", "-C", "src", "inner"], &ctx);
     env.build_ok(&ctx, &["-t", "added"]);
     assert_eq!(
-        env.sh("added", "cat /dest/inner/file /p.txt"),
-        "inside\nplain\n"
+        env.sh(
+            "added",
+            "cat /dest/inner/file /bz/inner/file /xz/inner/file /p.txt /n.bz2"
+        ),
+        "inside\ninside\ninside\nplain\nBZh9 not an archive\n"
     );
+
+    // A compressed tarball cut short (its first header reads, the rest is missing) fails the
+    // step with an error that names the file.
+    // Incompressible (xorshift) bytes, so half of the compressed file is half of the data.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let big: Vec<u8> = (0..400_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    for (flag, name) in [("z", "bad.tar.gz"), ("J", "bad.tar.xz")] {
+        let c = env.ctx(
+            name,
+            &[(
+                "Dockerfile",
+                &format!("FROM busybox\nADD {name} /d/\n") as &str,
+            )],
+        );
+        std::fs::create_dir_all(c.join("src")).unwrap();
+        std::fs::write(c.join("src/big"), &big).unwrap();
+        tar(&[&format!("c{flag}f"), name, "-C", "src", "big"], &c);
+        let full = std::fs::read(c.join(name)).unwrap();
+        std::fs::write(c.join(name), &full[..full.len() / 2]).unwrap();
+        let o = env.build(&c, &[]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{name}: {err}");
+        assert!(
+            err.contains(&format!("ADD {name}: corrupt or truncated archive")),
+            "{name}: {err}"
+        );
+    }
 }
 
 #[test]
@@ -645,6 +689,81 @@ RUN --mount=type=bind,source=sub,target=/mnt/rw,rw echo changed > /mnt/rw/f && c
     );
     let o = env.build(&ctx2, &[]);
     assert!(stderr(&o).contains("not supported"), "{}", stderr(&o));
+}
+
+impl Env {
+    /// Starts `skiff build --progress=plain CTX` without waiting for it.
+    fn spawn_build(&self, ctx: &std::path::Path) -> std::process::Child {
+        self.cmd(&["build", "--progress=plain", ctx.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+/// Waits for a build started by `spawn_build`, which must succeed; returns its log.
+fn finish_build(c: std::process::Child) -> String {
+    let o = c.wait_with_output().unwrap();
+    assert!(o.status.success(), "build failed: {}", stderr(&o));
+    stderr(&o)
+}
+
+#[test]
+fn cache_mount_sharing_between_concurrent_builds() {
+    let env = Env::new("build-sharing");
+    // sharing=private: a second build that asks for the cache while the first holds it gets a
+    // fresh directory of its own instead of waiting; the first waits (30 s at most) for the
+    // second's mark in a shared cache, so waiting would fail it.
+    let first = "FROM busybox
+RUN --mount=type=cache,id=p,target=/c,sharing=private --mount=type=cache,id=sync,target=/s touch /c/one /s/started; for i in $(seq 300); do [ -e /s/done ] && echo first-saw=$(ls /c | tr '\\n' ,) && exit 0; sleep 0.1; done; echo gave-up; exit 1
+";
+    let second = "FROM busybox
+RUN --mount=type=cache,id=sync,target=/s for i in $(seq 300); do [ -e /s/started ] && exit 0; sleep 0.1; done; exit 1
+RUN --mount=type=cache,id=p,target=/c,sharing=private --mount=type=cache,id=sync,target=/s echo second-saw=$(ls /c | tr '\\n' ,)end; touch /c/two /s/done
+";
+    let c1 = env.ctx("private1", &[("Dockerfile", first)]);
+    let c2 = env.ctx("private2", &[("Dockerfile", second)]);
+    let b1 = env.spawn_build(&c1);
+    let b2 = env.spawn_build(&c2);
+    let (l1, l2) = (finish_build(b1), finish_build(b2));
+    assert!(l1.contains("first-saw=one,"), "{l1}");
+    assert!(l2.contains("second-saw=end"), "{l2}");
+    // Later, alone, a private user gets the first directory back, with what the first build left.
+    let c3 = env.ctx(
+        "private3",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --mount=type=cache,id=p,target=/c,sharing=private echo third-saw=$(ls /c | tr '\\n' ,)\n",
+        )],
+    );
+    let l3 = env.build_ok(&c3, &[]);
+    assert!(l3.contains("third-saw=one,"), "{l3}");
+
+    // sharing=locked: two builds at once take turns; their steps never overlap.
+    let step = |who: &str| {
+        format!(
+            "FROM busybox\nRUN --mount=type=cache,id=l,target=/c,sharing=locked echo {who}-start >> /c/log; sleep 2; echo {who}-end >> /c/log\n"
+        )
+    };
+    let ca = env.ctx("lockedA", &[("Dockerfile", &step("A") as &str)]);
+    let cb = env.ctx("lockedB", &[("Dockerfile", &step("B") as &str)]);
+    let (ba, bb) = (env.spawn_build(&ca), env.spawn_build(&cb));
+    finish_build(ba);
+    finish_build(bb);
+    let cr = env.ctx(
+        "lockedR",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --mount=type=cache,id=l,target=/c,sharing=locked echo log=$(cat /c/log | tr '\\n' ,)\n",
+        )],
+    );
+    let log = env.build_ok(&cr, &[]);
+    assert!(
+        log.contains("log=A-start,A-end,B-start,B-end,")
+            || log.contains("log=B-start,B-end,A-start,A-end,"),
+        "{log}"
+    );
 }
 
 /// Debian's dockerd with a data root, exec root and socket of its own; stopped on drop.
@@ -873,6 +992,167 @@ CMD [\"-c\", \"cat run.txt\"]
     ch.stdin.take().unwrap().write_all(&save.stdout).unwrap();
     assert!(ch.wait_with_output().unwrap().status.success());
     assert_eq!(d.ok(&["run", "--rm", "--network", "none", "sbs"]), "v7\n");
+}
+
+/// Podman with a storage root, run root and temp dir of its own (runc, cgroupfs, no network);
+/// its containers, images and mounts are removed on drop.
+struct Podman {
+    dir: tempfile::TempDir,
+    cgroup: String,
+}
+
+impl Podman {
+    /// None (after a printed reason) when podman is not installed or cannot run here.
+    fn new(cgroup: &str) -> Option<Podman> {
+        if std::process::Command::new("podman")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            skiff_tests::skip("podman is not installed (apt-get install podman)");
+            return None;
+        }
+        let p = Podman {
+            dir: tempfile::Builder::new()
+                .prefix("skiff-podman-")
+                .tempdir()
+                .unwrap(),
+            cgroup: cgroup.to_string(),
+        };
+        let o = p.podman(&["info"]);
+        if !o.status.success() {
+            skiff_tests::skip(&format!("podman cannot run here: {}", stderr(&o)));
+            return None;
+        }
+        Some(p)
+    }
+
+    fn cmd(&self, args: &[&str]) -> std::process::Command {
+        let d = self.dir.path();
+        let mut c = std::process::Command::new("podman");
+        c.arg("--root")
+            .arg(d.join("storage"))
+            .arg("--runroot")
+            .arg(d.join("run"))
+            .arg("--tmpdir")
+            .arg(d.join("tmp"))
+            .args([
+                "--storage-driver",
+                "overlay",
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "file",
+                // crun refuses hybrid cgroup hierarchies; runc runs on them.
+                "--runtime",
+                "runc",
+            ])
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn podman(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.podman(args);
+        assert!(
+            o.status.success(),
+            "podman {args:?}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        stdout(&o)
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.podman(&["rm", "-a", "-f"]);
+        let _ = self.podman(&["rmi", "-a", "-f"]);
+        let me = self.dir.path().to_string_lossy().into_owned();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut targets: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|t| t.starts_with(&me))
+            .collect();
+        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        for t in targets {
+            let c = std::ffi::CString::new(t).unwrap();
+            // SAFETY: a NUL-terminated path; MNT_DETACH on a mount this test's podman made.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+        // podman puts conmon in `<parent>/conmon/<parent>`: children first.
+        fn rmdir_tree(d: &std::path::Path) {
+            if let Ok(rd) = std::fs::read_dir(d) {
+                for e in rd.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        rmdir_tree(&e.path());
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir(d);
+        }
+        for d in skiff_tests::cgroup_parent_dirs(&self.cgroup) {
+            rmdir_tree(&d);
+        }
+    }
+}
+
+/// A skiff-built image (several layers, config, a non-root user's file) runs under podman
+/// after `skiff save | podman load`.
+#[test]
+fn built_image_runs_under_podman() {
+    let env = Env::new("build-podman");
+    let cgroup = skiff_tests::unique("skiff-test-podman");
+    let Some(p) = Podman::new(&cgroup) else {
+        return;
+    };
+    let df = "FROM busybox
+ENV GREETING=hello
+WORKDIR /app
+COPY msg.txt ./
+RUN echo \"$GREETING from run\" > run.txt && chown 65534:65534 run.txt && chmod 640 run.txt
+USER nobody
+CMD [\"sh\", \"-c\", \"cat msg.txt run.txt; id -u; pwd; stat -c '%a %u' run.txt\"]
+";
+    let ctx = env.ctx("pm", &[("Dockerfile", df), ("msg.txt", "from context\n")]);
+    env.build_ok(&ctx, &["-t", "skiffbuilt:1"]);
+    let save = env.cmd(&["save", "skiffbuilt:1"]).output().unwrap();
+    assert!(save.status.success(), "{}", stderr(&save));
+    let mut ch = p
+        .cmd(&["load"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    ch.stdin.take().unwrap().write_all(&save.stdout).unwrap();
+    let o = ch.wait_with_output().unwrap();
+    assert!(o.status.success(), "podman load: {}", stderr(&o));
+    assert!(stdout(&o).contains("skiffbuilt:1"), "{}", stdout(&o));
+    let out = p.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--cgroup-parent",
+        &cgroup,
+        // podman asks for 1048576 open files and the host's process limit; without
+        // CAP_SYS_RESOURCE runc may not raise them that far (EPERM), so ask for less.
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=4096:4096",
+        "skiffbuilt:1",
+    ]);
+    assert_eq!(
+        out,
+        "from context\nhello from run\n65534\n/app\n640 65534\n"
+    );
 }
 
 #[test]

@@ -427,6 +427,76 @@ services:
     assert_eq!(code(&o), 143, "{}{}", stdout(&o), stderr(&o));
 }
 
+/// A changed service is recreated with every service that depends on it, directly or through
+/// another (compose v2's convergence); unrelated services and the dependencies stay.
+#[test]
+fn changed_service_recreates_its_dependents() {
+    let env = ComposeEnv::new("deps");
+    let write = |db: &str, web: &str| {
+        env.write(
+            "compose.yaml",
+            &format!(
+                r#"{base}
+x-svc: &svc
+  <<: *base
+  network_mode: none
+  init: true
+  command: sleep 1000
+services:
+  db:
+    <<: *svc
+    environment: {{V: "{db}"}}
+  web:
+    <<: *svc
+    environment: {{V: "{web}"}}
+    depends_on: [db]
+  worker:
+    <<: *svc
+    depends_on:
+      web:
+        condition: service_started
+  alone:
+    <<: *svc
+"#,
+                base = env.base()
+            ),
+        )
+    };
+    write("1", "1");
+    env.ok(&["up", "-d"]);
+    let ids = |env: &ComposeEnv| -> std::collections::BTreeMap<String, String> {
+        let p = format!("{}-", env.project);
+        env.containers()
+            .into_iter()
+            .map(|(n, id)| (n.trim_start_matches(&p).to_string(), id))
+            .collect()
+    };
+    let changed = |a: &std::collections::BTreeMap<String, String>,
+                   b: &std::collections::BTreeMap<String, String>| {
+        assert_eq!(a.len(), 4, "{a:?}");
+        a.iter()
+            .filter(|(n, id)| b.get(*n) != Some(*id))
+            .map(|(n, _)| n.clone())
+            .collect::<Vec<_>>()
+    };
+    let v0 = ids(&env);
+    // db changed: db, web (depends on db) and worker (depends on web) are recreated.
+    write("2", "1");
+    let o = env.ok(&["up", "-d"]);
+    let v1 = ids(&env);
+    assert_eq!(changed(&v0, &v1), ["db-1", "web-1", "worker-1"], "{o}");
+    // web changed: web and worker; db stays.
+    write("2", "2");
+    env.ok(&["up", "-d"]);
+    let v2 = ids(&env);
+    assert_eq!(changed(&v1, &v2), ["web-1", "worker-1"]);
+    // Nothing changed: nothing recreated; all running.
+    env.ok(&["up", "-d"]);
+    assert_eq!(changed(&v2, &ids(&env)), Vec::<String>::new());
+    let running = env.ok(&["ps", "--status", "running", "-q"]);
+    assert_eq!(running.lines().count(), 4, "{running}");
+}
+
 /// `skiff compose ARGS` in `dir` (no engine needed: `config`).
 fn config(dir: &Path, args: &[&str], envs: &[(&str, &str)], stdin: Option<&str>) -> Output {
     let mut c = Command::new(skiff_tests::bin("skiff"));

@@ -1488,19 +1488,42 @@ impl<'a> Builder<'a> {
                 skiff_image::perms::mkdir_all(&base, skiff_image::perms::PRIVATE_DIR)
                     .map_err(|e| other("cache directory", &e))?;
                 let name = sha(&["cache", id]);
-                let dir = base.join(&name);
-                let lock = skiff_image::perms::lock_file(&base.join(format!("{name}.lock")))
-                    .map_err(|e| other("cache lock", &e))?;
-                // Users hold the directory's lock, shared or (`locked`, `private`) exclusive,
-                // so `builder prune` waits for them; making it is serialized by another lock
-                // (two stages may ask for it at once).
-                sys::flock(lock.as_fd(), sharing != "shared", false)
-                    .map_err(|e| other("cache lock", &e))?;
+                // `shared`: a shared lock, many users at once; `locked`: an exclusive lock, the
+                // next user waits. `private`: the first instance of the id that nobody uses
+                // (`<name>`, `<name>-1`, …; a new, empty one when all are in use), so a
+                // concurrent build gets its own directory instead of waiting, as BuildKit does.
+                let (dir_name, lock) = if sharing == "private" {
+                    let mut k = 0usize;
+                    loop {
+                        let n = if k == 0 {
+                            name.clone()
+                        } else {
+                            format!("{name}-{k}")
+                        };
+                        let lock = skiff_image::perms::lock_file(&base.join(format!("{n}.lock")))
+                            .map_err(|e| other("cache lock", &e))?;
+                        if sys::flock(lock.as_fd(), true, true)
+                            .map_err(|e| other("cache lock", &e))?
+                        {
+                            break (n, lock);
+                        }
+                        k += 1;
+                    }
+                } else {
+                    let lock = skiff_image::perms::lock_file(&base.join(format!("{name}.lock")))
+                        .map_err(|e| other("cache lock", &e))?;
+                    // Users hold the directory's lock, so `builder prune` waits for them.
+                    sys::flock(lock.as_fd(), sharing == "locked", false)
+                        .map_err(|e| other("cache lock", &e))?;
+                    (name, lock)
+                };
+                let dir = base.join(&dir_name);
+                // Making it is serialized by another lock (two stages may ask for it at once).
                 let making = skiff_image::perms::lock_file(&base.join(".make.lock"))
                     .map_err(|e| other("cache lock", &e))?;
                 sys::flock(making.as_fd(), true, false).map_err(|e| other("cache lock", &e))?;
                 if !dir.exists() {
-                    let t = base.join(format!(".new-{name}"));
+                    let t = base.join(format!(".new-{dir_name}"));
                     let _ = sys::remove_all(&t);
                     std::fs::create_dir(&t).map_err(|e| other("cache directory", &e))?;
                     let f = std::fs::File::open(&t).map_err(|e| other("cache directory", &e))?;
@@ -1899,14 +1922,19 @@ impl<'a> Builder<'a> {
                     let file =
                         sys::open_in_root(sroot.fd.as_fd(), Path::new(&f.rel), libc::O_RDONLY, 0)
                             .map_err(io)?;
-                    let rd =
-                        skiff_image::compress::decompress(std::fs::File::from(file)).map_err(io)?;
+                    let rd = add_decompress(std::fs::File::from(file)).map_err(io)?;
                     let dpath = PathBuf::from(format!(
                         "/proc/self/fd/{}",
                         std::os::fd::AsRawFd::as_raw_fd(&dfd)
                     ));
-                    skiff_image::unpack::unpack_layer(rd, &dpath, &Default::default())
-                        .map_err(|e| b.err(i, format!("ADD {}: extract: {e}", f.rel)))?;
+                    skiff_image::unpack::unpack_layer(rd, &dpath, &Default::default()).map_err(
+                        |e| {
+                            b.err(
+                                i,
+                                format!("ADD {}: corrupt or truncated archive: {e}", f.rel),
+                            )
+                        },
+                    )?;
                     continue;
                 }
                 let base_name = f.rel.rsplit('/').next().unwrap_or(&f.rel).to_string();
@@ -1970,6 +1998,22 @@ impl Drop for TempDir {
     }
 }
 
+/// A context file as ADD reads an archive, decompressed by its magic bytes as docker's
+/// `DecompressStream` does: bzip2 and xz here, gzip and zstd as the image crate reads layers,
+/// anything else as it is.
+fn add_decompress(f: std::fs::File) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+    use std::io::BufRead;
+    let mut br = std::io::BufReader::new(f);
+    let head = br.fill_buf()?;
+    if head.starts_with(b"BZh") {
+        return Ok(Box::new(bzip2::bufread::MultiBzDecoder::new(br)));
+    }
+    if head.starts_with(&[0xFD, b'7', b'z', b'X', b'Z', 0]) {
+        return Ok(Box::new(lzma_rust2::XzReader::new(br, true)));
+    }
+    skiff_image::compress::decompress(br)
+}
+
 /// Whether a context file is a tar archive (plain or compressed) that ADD extracts.
 fn is_archive(ctx: &Path, rel: &str) -> bool {
     archive_head(ctx, rel).is_some()
@@ -1979,7 +2023,7 @@ fn archive_head(ctx: &Path, rel: &str) -> Option<()> {
     use std::io::Read;
     let d = sys::open_dir(ctx).ok()?;
     let f = sys::open_in_root(d.as_fd(), Path::new(rel), libc::O_RDONLY, 0).ok()?;
-    let mut rd = skiff_image::compress::decompress(std::fs::File::from(f)).ok()?;
+    let mut rd = add_decompress(std::fs::File::from(f)).ok()?;
     let mut head = [0u8; 512];
     let mut n = 0;
     while n < head.len() {

@@ -308,12 +308,29 @@ fn parse_yaml(src: &Source) -> Result<Value> {
             msg: e.to_string(),
         }
     })?;
-    y.apply_merge().map_err(|e| src.err(&[], e.to_string()))?;
+    // A merged mapping may bring its own `<<` (an anchor that merges another anchor):
+    // apply again until none is left, as YAML's merge of merges reads (bounded).
+    for _ in 0..32 {
+        y.apply_merge().map_err(|e| src.err(&[], e.to_string()))?;
+        if !has_merge_key(&y) {
+            break;
+        }
+    }
     let v: Value = serde_json::to_value(&y).map_err(|e| src.err(&[], e.to_string()))?;
     match v {
         Value::Null => Ok(json!({})),
         Value::Object(_) => Ok(v),
         _ => Err(src.err(&[], "top-level object must be a mapping")),
+    }
+}
+
+/// Whether a `<<` key is left anywhere in `y`.
+fn has_merge_key(y: &serde_norway::Value) -> bool {
+    match y {
+        serde_norway::Value::Mapping(m) => m.contains_key("<<") || m.values().any(has_merge_key),
+        serde_norway::Value::Sequence(s) => s.iter().any(has_merge_key),
+        serde_norway::Value::Tagged(t) => has_merge_key(&t.value),
+        _ => false,
     }
 }
 
@@ -890,6 +907,16 @@ mod tests {
         let t = "services:\n  a:\n    image: x\n    depends_on: [b]\n  b:\n    image: x\n    profiles: [p]\n";
         let e = project(t, &[], &[]).unwrap_err().to_string();
         assert!(e.contains("disabled by its profiles"), "{e}");
+    }
+
+    #[test]
+    fn merge_of_a_merge() {
+        let t = "x-a: &a\n  image: x\n  user: a\n  init: true\nx-b: &b\n  <<: *a\n  user: b\nservices:\n  s:\n    <<: *b\n    init: false\n";
+        let p = project(t, &[], &[]).unwrap();
+        let s = &p.services["s"];
+        assert_eq!(s["image"], "x");
+        assert_eq!(s["user"], "b");
+        assert_eq!(s["init"], false);
     }
 
     #[test]

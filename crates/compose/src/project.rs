@@ -763,6 +763,8 @@ impl Runner<'_> {
         self.ensure_networks(&targets)?;
         self.ensure_volumes()?;
         let mut recreated: BTreeSet<String> = BTreeSet::new();
+        // Services whose existing containers were replaced (not merely created or scaled up).
+        let mut replaced: BTreeSet<String> = BTreeSet::new();
         let mut out = Vec::new();
         // A level at a time: its services converged in order, then their containers started
         // in parallel (their dependencies are in earlier levels, already started and waited for).
@@ -783,7 +785,7 @@ impl Runner<'_> {
                 )));
                 }
                 // A dependency this service is bound to (its network namespace, its volumes, or
-                // `restart: true`) was recreated: recreate this one too.
+                // `restart: true`) was recreated or created: recreate this one too.
                 let bound: Vec<String> = svc["depends_on"]
                     .as_object()
                     .into_iter()
@@ -805,7 +807,14 @@ impl Runner<'_> {
                             .map(|v| v.split(':').next().unwrap_or_default().to_string()),
                     )
                     .collect();
-                let dep_changed = bound.iter().any(|d| recreated.contains(d));
+                // As compose v2: a service whose dependency (any `depends_on`) was replaced is
+                // replaced too, so it never runs against a container that is gone.
+                let dep_changed = bound.iter().any(|d| recreated.contains(d))
+                    || svc["depends_on"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .any(|(d, _)| replaced.contains(d));
                 let mut have: BTreeMap<u32, Container> = BTreeMap::new();
                 let mut extra = Vec::new();
                 for c in self.service_containers(n)? {
@@ -833,6 +842,7 @@ impl Runner<'_> {
                                     true,
                                 )?;
                                 recreated.insert(n.clone());
+                                replaced.insert(n.clone());
                                 let c = self.create_one(n, svc, k, image, img, false, &|_| {})?;
                                 progress(self.quiet, "Container", &c.name, "Recreated");
                                 c
