@@ -1776,3 +1776,76 @@ fn registry_errors_exit_1_and_os_errors_are_said_once() {
     let help = env.ok(&["--help"]);
     assert!(help.contains("generate-man"), "{help}");
 }
+
+/// Refusals in dockerd's words (what tests/compat compares side by side), each exit 125 with
+/// nothing recorded; `--sysctl` takes docker's list of namespaced sysctls (and applies it);
+/// `--platform` is parsed, and a local image of another platform is not used under
+/// `--pull never`.
+#[test]
+fn refused_flags_say_what_dockerd_says() {
+    let env = Env::new();
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--sysctl",
+        "kernel.shmmax=1048576",
+        "busybox",
+        "cat",
+        "/proc/sys/kernel/shmmax",
+    ]);
+    assert_eq!(out.trim(), "1048576");
+    let host = skiff_tests::skiff_ok(
+        &env.root(),
+        &[
+            "image",
+            "inspect",
+            "-f",
+            "{{.Os}}/{{.Architecture}}",
+            "busybox",
+        ],
+    );
+    let other = if host.trim() == "linux/arm64" {
+        "linux/amd64"
+    } else {
+        "linux/arm64"
+    };
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (vec!["--sysctl", "kernel.hostname=x"], "invalid argument \"kernel.hostname=x\" for \"--sysctl\" flag: sysctl 'kernel.hostname=x' is not allowed".into()),
+        (vec!["--sysctl", "net.ipv4.ip_forward"], "invalid argument \"net.ipv4.ip_forward\" for \"--sysctl\" flag: sysctl 'net.ipv4.ip_forward' is not allowed".into()),
+        (vec!["--ipc", "bogus"], "Invalid IPC mode: bogus".into()),
+        (vec!["--cgroupns", "bogus"], "--cgroupns: invalid CGROUP mode".into()),
+        (vec!["--uts", "host", "--hostname", "x"], "conflicting options: hostname and the UTS mode".into()),
+        (vec!["--group-add", "nosuchgroup"], "Unable to find group nosuchgroup: no matching entries in group file".into()),
+        (vec!["--device-cgroup-rule", "z 1:3 r"], "invalid argument \"z 1:3 r\" for \"--device-cgroup-rule\" flag: invalid device cgroup format 'z 1:3 r'".into()),
+        (vec!["--stop-signal", "BOGUS"], "Invalid signal: BOGUS".into()),
+        (vec!["--log-driver", "bogus"], "error looking up logging plugin bogus: plugin \"bogus\" not found".into()),
+        (vec!["--log-opt", "max-size=bogus"], "failed to initialize logging driver: invalid size: 'bogus'".into()),
+        (vec!["--mount", "type=bogus,dst=/t"], "invalid mount config for type \"bogus\": mount type unknown".into()),
+        (vec!["--mount", "dst=/t,src=x,type=bind"], "invalid mount config for type \"bind\": invalid mount path: 'x' mount path must be absolute".into()),
+        (vec!["--add-host", "bad"], "invalid argument \"bad\" for \"--add-host\" flag: bad format for add-host: \"bad\"".into()),
+        (vec!["--platform", "bogus/x/y/z"], "error parsing specified platform: \"bogus/x/y/z\": cannot parse platform specifier: invalid argument".into()),
+        (vec!["--platform", other, "--pull", "never"], format!("image with reference busybox was found but does not match the specified platform: wanted {other}, actual: {}", host.trim())),
+    ];
+    for (flags, want) in cases {
+        let mut a = vec!["run", "--rm", "--network", "none"];
+        a.extend_from_slice(&flags);
+        a.extend(["busybox", "true"]);
+        let o = env.sk(&a);
+        assert_eq!(code(&o), 125, "{flags:?}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert_eq!(e.trim(), format!("skiff: {want}"), "{flags:?}");
+    }
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--platform",
+        host.trim(),
+        "busybox",
+        "echo",
+        "same",
+    ]);
+    assert_eq!(out.trim(), "same");
+    assert_eq!(env.ok(&["ps", "-aq"]).trim(), "");
+}

@@ -396,7 +396,7 @@ fn mount_from_parts(
         "bind" => {
             if !src.starts_with('/') {
                 return Err(Error::Invalid(format!(
-                    "invalid argument \"{v}\" for \"--mount\" flag: bind source must be an absolute path"
+                    "invalid mount config for type \"bind\": invalid mount path: '{src}' mount path must be absolute"
                 )));
             }
             if !Path::new(&src).exists() {
@@ -436,7 +436,7 @@ fn mount_from_parts(
         }
         other => {
             return Err(Error::Invalid(format!(
-                "invalid argument \"{v}\" for \"--mount\" flag: mount type unknown: \"{other}\""
+                "invalid mount config for type \"{other}\": mount type unknown"
             )))
         }
     };
@@ -662,6 +662,11 @@ fn create_inner(
             "-p on network {network}: a rootless user network is not reachable from the host; publish with --network pasta"
         )));
     }
+    if network.starts_with("container:") && !port_bindings.is_empty() {
+        return Err(Error::Invalid(
+            "conflicting options: port publishing and the container type network mode".into(),
+        ));
+    }
     if !crate::network::is_bridge(&network)
         && (!port_bindings.is_empty() || req.ip.is_some() || req.mac_address.is_some())
         && network != "host"
@@ -747,7 +752,7 @@ fn create_inner(
     }
     if let Some(s) = &req.stop_signal {
         skiff_runtime::util::parse_signal(s)
-            .map_err(|_| Error::Invalid(format!("invalid signal: {s}")))?;
+            .map_err(|_| Error::Invalid(format!("Invalid signal: {s}")))?;
     }
     let mut log_config = LogConfig::default();
     if let Some(d) = &req.log_driver {
@@ -756,9 +761,10 @@ fn create_inner(
         match d.as_str() {
             "json-file" | "local" | "none" => log_config.kind = d.clone(),
             _ => {
+                // dockerd's words: any other name would be a logging plugin (skiff has none).
                 return Err(Error::Invalid(format!(
-                    "log driver {d}: not supported (json-file, local and none are)"
-                )))
+                    "error looking up logging plugin {d}: plugin \"{d}\" not found"
+                )));
             }
         }
     }
@@ -773,7 +779,9 @@ fn create_inner(
             .ok_or_else(|| Error::Invalid(format!("invalid log opt: {o}")))?;
         match k {
             "max-size" => {
-                spec::parse_size(v)?;
+                spec::parse_size(v).map_err(|e| {
+                    Error::Invalid(format!("failed to initialize logging driver: {e}"))
+                })?;
             }
             "max-file" => {
                 let n: u32 = v

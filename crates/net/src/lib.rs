@@ -835,8 +835,10 @@ impl<'a> Net<'a> {
             .into_iter()
             .find(|e| e.network.id == n.id)
         else {
+            // docker's words, naming the container by id.
+            let _ = name;
             return Err(Error::Invalid(format!(
-                "container {name} is not connected to network {}",
+                "container {container} is not connected to network {}",
                 n.name
             )));
         };

@@ -803,6 +803,21 @@ pub(crate) fn auto_pull(
     r.map(|_| ())
 }
 
+/// `--platform` parsed as docker parses it (`os/arch[/variant]` or `arch`), with docker's error.
+fn platform_arg(p: &str) -> Result<skiff_image::platform::Platform> {
+    let ok = p.split('/').all(|c| {
+        !c.is_empty()
+            && c.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-' || ch == '.')
+    });
+    match skiff_image::platform::Platform::parse(p) {
+        Ok(pl) if ok => Ok(pl),
+        _ => Err(anyhow!(
+            "error parsing specified platform: \"{p}\": cannot parse platform specifier: invalid argument"
+        )),
+    }
+}
+
 fn find_image(store: &Store, a: &RunArgs) -> Result<ImageRecord> {
     match a.pull.as_str() {
         "missing" | "always" | "never" => {}
@@ -825,12 +840,29 @@ fn find_image(store: &Store, a: &RunArgs) -> Result<ImageRecord> {
             format!("{n}:latest")
         }
     };
+    // docker parses --platform before anything else, and a local image of another platform
+    // does not count as present.
+    let want = match a.platform.as_deref() {
+        Some(p) => Some(platform_arg(p)?),
+        None => None,
+    };
     if a.pull == "always" {
         auto_pull(store, &a.image, a.platform.as_deref(), a.quiet)?;
         return images::resolve(store, &a.image);
     }
     match images::resolve(store, &a.image) {
-        Ok(img) => Ok(img),
+        Ok(img) => match &want {
+            Some(w) if !w.matches(&img.platform) && a.pull == "never" => Err(anyhow!(
+                "image with reference {} was found but does not match the specified platform: wanted {w}, actual: {}",
+                a.image,
+                img.platform
+            )),
+            Some(w) if !w.matches(&img.platform) => {
+                auto_pull(store, &a.image, a.platform.as_deref(), a.quiet)?;
+                images::resolve(store, &a.image)
+            }
+            _ => Ok(img),
+        },
         Err(e) if a.pull == "never" => Err(e),
         Err(_) => {
             eprintln!("Unable to find image '{}' locally", tagged());
@@ -1902,9 +1934,11 @@ fn port(ctx: &Ctx, a: &PortArgs) -> Result<i32> {
             None => lines.push(format!("{key} -> {host}")),
         }
     }
-    if let (Some(w), true) = (&want, lines.is_empty()) {
+    if let (Some(_), true) = (&want, lines.is_empty()) {
+        // docker names the port as typed (`99`, not `99/tcp`).
         return Err(anyhow!(
-            "No public port '{w}' published for {}",
+            "No public port '{}' published for {}",
+            a.port.as_deref().unwrap_or_default(),
             a.container
         ));
     }
