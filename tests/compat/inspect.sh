@@ -14,7 +14,7 @@
 # Networks: dockerd runs without default bridge, iptables or ip_forward (--bridge=none
 # --iptables=false --ip-forward=false) and skiff's root is configured the same (daemon.json:
 # "bridge": "none", no ip_forward, an nft table of its own). One user-defined network is made
-# with the private subnet 10.213.30.0/24, first on docker's side (container, inspect, removal),
+# with a private subnet 10.N.30.0/24 (the first 10.N/16, N = 213…250, without host routes), first on docker's side (container, inspect, removal),
 # then on skiff's, so the two never hold it at once; its port is published on 127.0.0.1 only.
 # On exit every network either side made, its bridge device and skiff's nft table are removed.
 #
@@ -85,6 +85,10 @@ $SK import "$W/busybox.tar" compat/bb:1 >/dev/null || exit 1
 $SK save -o "$W/bb-save.tar" compat/bb:1 || exit 1
 
 mkdir -p "$W/docker/data" "$W/docker/exec" "$W/bind"
+NET=
+for o in $(seq 213 250); do
+    ip -4 route show table all 2>/dev/null | grep -q "^10\.$o\." || { NET=10.$o; break; }
+done
 # The disk holding / for the blkio throttle flags (a partition's disk), else none.
 BLK=
 dev=$(mountpoint -d / 2>/dev/null)
@@ -131,8 +135,11 @@ while IFS='|' read -r name verb args; do
     # The arguments are shell words (quotes allowed): eval'd alike on both sides.
     eval "\"\$DOCKER\" $verb --name \"d-$name\" $args" </dev/null >/dev/null 2>"$W/d-$name.err"
     eval "$SK $verb --cgroup-parent \"$CG\" --name \"s-$name\" $args" </dev/null >/dev/null 2>"$W/s-$name.err"
-    "$DOCKER" inspect "d-$name" > "$W/d-$name.json" 2>/dev/null || { echo "docker $verb $name failed: $(cat "$W/d-$name.err")"; fails=$((fails+1)); continue; }
-    $SK inspect "s-$name" > "$W/s-$name.json" 2>/dev/null || { echo "skiff $verb $name failed: $(cat "$W/s-$name.err")"; fails=$((fails+1)); continue; }
+    # Each engine's root in a path (volumes' `_data`) reads <root>: the rest of the path compares.
+    "$DOCKER" inspect "d-$name" > "$W/d-$name.raw" 2>/dev/null || { echo "docker $verb $name failed: $(cat "$W/d-$name.err")"; fails=$((fails+1)); continue; }
+    $SK inspect "s-$name" > "$W/s-$name.raw" 2>/dev/null || { echo "skiff $verb $name failed: $(cat "$W/s-$name.err")"; fails=$((fails+1)); continue; }
+    sed "s#$W/docker/data/#<root>/#g" "$W/d-$name.raw" > "$W/d-$name.json"
+    sed "s#$W/skiff/#<root>/#g" "$W/s-$name.raw" > "$W/s-$name.json"
     compare "$name" "$W/d-$name.json" "$W/s-$name.json"
 done <<'LIST'
 default|run -d|compat/bb:1 sleep 1000
@@ -151,22 +158,25 @@ LIST
 
 # A user-defined network and a container on it with a published port: docker's side made,
 # inspected and removed first, then skiff's (same subnet, address and port). The network's
-# `Containers` map is keyed by container id: the ids are replaced by <id> on both sides.
+# `Containers` map is keyed by container id: the ids are replaced by <id> on both sides. The
+# container has the same name on both sides (compat-netc; the engines are separate).
 net_side() { # $1 = d or s, $2 = extra run flags, the rest = the program and its flags
     side=$1; runflags=$2; shift 2
-    "$@" network create --subnet 10.213.30.0/24 --gateway 10.213.30.1 --label tier=web compat-inet >/dev/null 2>"$W/$side-net.err" ||
+    "$@" network create --subnet $NET.30.0/24 --gateway $NET.30.1 --label tier=web compat-inet >/dev/null 2>"$W/$side-net.err" ||
         { echo "$side: network create failed: $(cat "$W/$side-net.err")"; return 1; }
     # shellcheck disable=SC2086
-    "$@" run $runflags -d --name "$side-net" --network compat-inet --ip 10.213.30.5 --network-alias web \
+    "$@" run $runflags -d --name compat-netc --network compat-inet --ip $NET.30.5 --network-alias web \
         -p 127.0.0.1:18091:80 --expose 90 compat/bb:1 sleep 1000 >/dev/null 2>>"$W/$side-net.err" ||
         { echo "$side: run on compat-inet failed: $(cat "$W/$side-net.err")"; "$@" network rm compat-inet >/dev/null 2>&1; return 1; }
-    "$@" inspect "$side-net" > "$W/$side-netctr.json"
+    "$@" inspect compat-netc > "$W/$side-netctr.json"
     "$@" network inspect compat-inet | sed -E 's#"[0-9a-f]{64}": \{#"<id>": {#' > "$W/$side-network.json"
-    "$@" rm -f "$side-net" >/dev/null
+    "$@" rm -f compat-netc >/dev/null
     "$@" network rm compat-inet >/dev/null
 }
 # shellcheck disable=SC2086
-if net_side d "" "$DOCKER" && net_side s "--cgroup-parent $CG" $SK; then
+if [ -z "$NET" ]; then
+    echo "skip    network (no free 10.213-250.0.0/16 range)"
+elif net_side d "" "$DOCKER" && net_side s "--cgroup-parent $CG" $SK; then
     n=$((n+2))
     compare "network container" "$W/d-netctr.json" "$W/s-netctr.json"
     compare "network" "$W/d-network.json" "$W/s-network.json"

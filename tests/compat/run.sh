@@ -15,7 +15,8 @@
 # Networks: dockerd gets no default bridge and no iptables (--bridge=none --iptables=false
 # --ip-forward=false; published ports then go through its docker-proxy) and skiff's root the same
 # (daemon.json: "bridge": "none", no ip_forward, its own nft table). The `network` rows create
-# user-defined bridges only with the private 10.213.x.0/24 subnets they name, publish only on
+# user-defined bridges only with the private 10.N.x.0/24 subnets they name ({{NET}} = a 10.N/16
+# the host has no route into), publish only on
 # 127.0.0.1, and reach containers only from the host's loopback and from containers on those
 # networks; on exit every network either side made (bridge device included) and skiff's nft table
 # are removed.
@@ -87,6 +88,13 @@ if [ -n "$dev" ] && [ -e "/sys/dev/block/$dev" ]; then
     [ -e "/sys/dev/block/$dev/partition" ] && b=$(basename "$(dirname "$(readlink -f "/sys/dev/block/$dev")")")
     [ -b "/dev/$b" ] && BLK=/dev/$b
 fi
+# {{NET}}: the first 10.N (N = 213…250) the host has no route into, so the rows' N.x.0/24
+# subnets collide with nobody's bridge (a route there would swallow the containers' traffic).
+NET=
+for o in $(seq 213 250); do
+    ip -4 route show table all 2>/dev/null | grep -q "^10\.$o\." || { NET=10.$o; break; }
+done
+[ -n "$NET" ] || { echo "compat: no free 10.213-250.0.0/16 range for the network rows" >&2; exit 1; }
 
 if [ -z "${DOCKER_HOST:-}" ]; then
     mkdir -p "$W/docker/data" "$W/docker/exec"
@@ -152,7 +160,7 @@ run_side() { # $1 = side name; $PROG = the shell-quoted program and its global f
             '@containers '*) [ $HAVE_CONTAINERS = 1 ] || continue; line=${line#@containers } ;;
         esac
         n=$((n+1))
-        line=$(printf '%s' "$line" | sed -e "s#{{TAR}}#$TAR#g" -e "s#{{BIND}}#$BIND#g" -e "s#{{BLK}}#$BLK#g")
+        line=$(printf '%s' "$line" | sed -e "s#{{TAR}}#$TAR#g" -e "s#{{BIND}}#$BIND#g" -e "s#{{BLK}}#$BLK#g" -e "s#{{NET}}#$NET#g")
         printf '%s\n' "$line" > "$out/$n.cmd"
         eval "$PROG $line" </dev/null >"$out/$n.stdout" 2>"$out/$n.stderr"
         echo "exit=$?" >"$out/$n.code"

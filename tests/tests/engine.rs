@@ -274,9 +274,10 @@ fn lifecycle_create_start_stop_restart_pause_rename_rm() {
         "",
         "created containers are not running"
     );
-    // Name conflict, docker's message, 125.
+    // Name conflict, docker's message; `create` exits 1 for what the daemon refuses (docker 28's
+    // CLI; `run` says 125).
     let o = env.sk(&["create", "--name", "web", "busybox"]);
-    assert_eq!(code(&o), 125);
+    assert_eq!(code(&o), 1);
     assert!(
         stderr(&o).contains("The container name \"/web\" is already in use by container"),
         "{}",
@@ -1848,4 +1849,93 @@ fn refused_flags_say_what_dockerd_says() {
     ]);
     assert_eq!(out.trim(), "same");
     assert_eq!(env.ok(&["ps", "-aq"]).trim(), "");
+}
+
+/// `create`'s exit codes are docker 28's CLI's: 1 for what the daemon refuses (no such image
+/// under `--pull never`, CPUs not available), 125 for what the CLI checks itself (a flag value,
+/// `--health-*`, `--cgroupns`); `run` says 125 for both. And what inspect shows of the flags as
+/// dockerd records them: capabilities as CAP_*, `label=disable` beside a host PID namespace,
+/// `--mount` options in HostConfig.Mounts, `--tmpfs` only in HostConfig.Tmpfs (a `--mount
+/// type=tmpfs` in Mounts), and `inspect -f '{{.Name}}'` of a bind in Mounts empty, not an error.
+#[test]
+fn create_exit_codes_and_recorded_flags_as_dockerd() {
+    let env = Env::new();
+    for (args, want) in [
+        (&["--pull", "never", "nosuch/image:1"][..], 1),
+        (&["--cpuset-cpus", "999", "busybox"][..], 1),
+        (
+            &["--health-retries", "-1", "--health-cmd", "true", "busybox"][..],
+            125,
+        ),
+        (&["--cgroupns", "bogus", "busybox"][..], 125),
+        (&["--ulimit", "bogus=1", "busybox"][..], 125),
+    ] {
+        let mut a = vec!["create", "--network", "none"];
+        a.extend_from_slice(args);
+        let o = env.sk(&a);
+        assert_eq!(code(&o), want, "{args:?}: {}", stderr(&o));
+        let mut a = vec!["run", "--rm", "--network", "none"];
+        a.extend_from_slice(args);
+        assert_eq!(code(&env.sk(&a)), 125, "run {args:?}");
+    }
+    let bind = env.dir.path().join("bind");
+    std::fs::create_dir_all(&bind).unwrap();
+    let m_bind = format!("type=bind,src={},dst=/b,readonly", bind.display());
+    env.ok(&[
+        "create",
+        "--name",
+        "rec",
+        "--network",
+        "none",
+        "--cap-add",
+        "net_admin",
+        "--cap-drop",
+        "MKNOD",
+        "--pid",
+        "host",
+        "--tmpfs",
+        "/t1:size=1m",
+        "--mount",
+        "type=tmpfs,dst=/t2,tmpfs-size=1m,tmpfs-mode=1770",
+        "--mount",
+        "type=volume,src=recv,dst=/v,volume-nocopy",
+        "--mount",
+        &m_bind,
+        "busybox",
+    ]);
+    let i = env.inspect("rec");
+    let hc = &i["HostConfig"];
+    assert_eq!(hc["CapAdd"], serde_json::json!(["CAP_NET_ADMIN"]));
+    assert_eq!(hc["CapDrop"], serde_json::json!(["CAP_MKNOD"]));
+    assert_eq!(hc["SecurityOpt"], serde_json::json!(["label=disable"]));
+    assert!(
+        hc.get("IpAddress").is_none() && hc.get("MacAddress").is_none(),
+        "{hc}"
+    );
+    assert_eq!(
+        hc["Mounts"][0]["TmpfsOptions"],
+        serde_json::json!({"SizeBytes": 1048576, "Mode": 1016})
+    );
+    assert_eq!(
+        hc["Mounts"][1]["VolumeOptions"],
+        serde_json::json!({"NoCopy": true, "DriverConfig": {}})
+    );
+    assert!(hc["Mounts"][2].get("TmpfsOptions").is_none());
+    let dests: Vec<&str> = i["Mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["Destination"].as_str().unwrap())
+        .collect();
+    assert!(
+        dests.contains(&"/t2") && !dests.contains(&"/t1"),
+        "{dests:?}"
+    );
+    let names = env.fmt("rec", "{{range .Mounts}}{{.Type}}:{{.Name}};{{end}}");
+    assert!(
+        names.contains("bind:;") && names.contains("volume:recv;"),
+        "{names}"
+    );
+    env.ok(&["rm", "-v", "rec"]);
+    env.ok(&["volume", "rm", "recv"]);
 }

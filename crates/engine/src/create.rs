@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 use skiff_image::perms;
 use skiff_image::store::ImageRecord;
 use skiff_image::Store;
@@ -290,6 +290,9 @@ fn parse_mount_flag(v: &str) -> Result<(PendingMount, MountSpec)> {
     let mut dst = String::new();
     let mut ro = false;
     let mut tmpfs_opts = Vec::new();
+    // What docker's CLI records beside type/source/target (its typed options, each only when
+    // one of its keys is given).
+    let (mut bind_o, mut vol_o, mut tmpfs_o) = (Map::new(), Map::new(), Map::new());
     for kv in v.split(',') {
         let (k, val) = match kv.split_once('=') {
             Some((k, v)) => (k.trim(), v.trim()),
@@ -304,15 +307,26 @@ fn parse_mount_flag(v: &str) -> Result<(PendingMount, MountSpec)> {
                 let b = flags::ram_in_bytes(val).map_err(|_| {
                     flags::bad_flag("--mount", v, format!("invalid value for tmpfs-size: {val}"))
                 })?;
-                tmpfs_opts.push(format!("size={b}"))
+                tmpfs_opts.push(format!("size={b}"));
+                tmpfs_o.insert("SizeBytes".into(), json!(b));
             }
             "tmpfs-mode" => {
                 flags::tmpfs_mode(val).map_err(|_| {
                     flags::bad_flag("--mount", v, format!("invalid value for tmpfs-mode: {val}"))
                 })?;
-                tmpfs_opts.push(format!("mode={val}"))
+                tmpfs_opts.push(format!("mode={val}"));
+                // docker records the bits as a number (1770 → 1016).
+                let bits = u32::from_str_radix(val, 8).unwrap_or_default();
+                tmpfs_o.insert("Mode".into(), json!(bits));
             }
-            "bind-propagation" | "volume-nocopy" | "consistency" | "volume-driver" => {}
+            "bind-propagation" => {
+                bind_o.insert("Propagation".into(), json!(val));
+            }
+            "volume-nocopy" => {
+                vol_o.insert("NoCopy".into(), json!(matches!(val, "true" | "1")));
+                vol_o.insert("DriverConfig".into(), json!({}));
+            }
+            "consistency" | "volume-driver" => {}
             _ => {
                 return Err(Error::Invalid(format!(
                     "invalid argument for --mount: unexpected key '{k}' in '{kv}'"
@@ -320,7 +334,12 @@ fn parse_mount_flag(v: &str) -> Result<(PendingMount, MountSpec)> {
             }
         }
     }
-    mount_from_parts(&kind, src, dst, ro, tmpfs_opts, v)
+    let (p, mut spec) = mount_from_parts(&kind, src, dst, ro, tmpfs_opts, v)?;
+    let some = |m: Map<String, Value>| (!m.is_empty()).then_some(Value::Object(m));
+    spec.bind_options = some(bind_o);
+    spec.volume_options = some(vol_o);
+    spec.tmpfs_options = some(tmpfs_o);
+    Ok((p, spec))
 }
 
 /// One `HostConfig.Mounts` entry of an API request (what `--mount` says, typed).
@@ -355,14 +374,23 @@ fn typed_mount(m: &TypedMount) -> Result<(PendingMount, MountSpec)> {
         opts.push(format!("mode={:o}", mode & 0o7777));
     }
     let shown = format!("type={},source={},target={}", m.kind, m.source, m.target);
-    mount_from_parts(
+    let (p, mut spec) = mount_from_parts(
         &m.kind,
         m.source.clone(),
         m.target.clone(),
         m.read_only,
         opts,
         &shown,
-    )
+    )?;
+    let mut t = Map::new();
+    if let Some(b) = m.tmpfs_size.filter(|b| *b != 0) {
+        t.insert("SizeBytes".into(), json!(b));
+    }
+    if let Some(mode) = m.tmpfs_mode.filter(|m| *m != 0) {
+        t.insert("Mode".into(), json!(mode));
+    }
+    spec.tmpfs_options = (!t.is_empty()).then_some(Value::Object(t));
+    Ok((p, spec))
 }
 
 /// A `--mount` (or an API `Mounts` entry) from its parts; `v` is how to show it in errors.
@@ -385,6 +413,7 @@ fn mount_from_parts(
         source: src.clone(),
         target: dst.clone(),
         read_only: ro,
+        ..Default::default()
     };
     let mut mp = MountPoint {
         kind: kind.clone(),

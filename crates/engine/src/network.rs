@@ -956,8 +956,14 @@ impl Engine {
         for (k, v) in &n.extra.options {
             options.insert(k.clone(), json!(v));
         }
-        options.insert(skiff_net::BRIDGE_NAME_OPT.into(), json!(n.bridge));
-        let mut ipam = json!({"Subnet": n.cidr(), "Gateway": n.gateway.to_string()});
+        // docker shows the device only where it was given (`-o`) and on its default bridge.
+        if n.name == "bridge" {
+            options.insert(skiff_net::BRIDGE_NAME_OPT.into(), json!(n.bridge));
+        }
+        let mut ipam = json!({"Subnet": n.cidr()});
+        if !n.extra.subnet_only {
+            ipam["Gateway"] = json!(n.gateway.to_string());
+        }
         if let Some(r) = &n.extra.ip_range {
             ipam["IPRange"] = json!(r);
         }
@@ -971,7 +977,7 @@ impl Engine {
             "EnableIPv6": n.extra.subnet6.is_some(),
             "IPAM": {
                 "Driver": "default",
-                "Options": null,
+                "Options": {},
                 "Config": match (&n.extra.subnet6, &n.extra.gateway6) {
                     (Some(s6), Some(g6)) => json!([ipam, {"Subnet": s6, "Gateway": g6}]),
                     _ => json!([ipam]),

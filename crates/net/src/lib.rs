@@ -432,6 +432,7 @@ impl<'a> Net<'a> {
             options: req.options.clone(),
             subnet6,
             gateway6,
+            subnet_only: req.subnet.is_some() && req.gateway.is_none(),
         };
         let n = Network {
             bridge,

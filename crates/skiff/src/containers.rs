@@ -746,9 +746,36 @@ pub fn run(cli: &Cli, cmd: &TopCommand) -> i32 {
             crate::fscmds::commit_cmd(ctx.root, ctx.runroot, a)
         }
     };
+    let create_like = matches!(
+        cmd,
+        TopCommand::Create(_) | TopCommand::Container(ContainerCommand::Create(_))
+    );
     match r {
         Ok(code) => code,
+        Err(e) if create_like => fail_create(&e),
         Err(e) => fail(&e, run_like),
+    }
+}
+
+/// A failed `create`: docker's CLI exits 125 for what it checks itself (a flag value it cannot
+/// parse, `--health-*`, `--cgroupns`, `--pull`, `--platform`: the messages that start with the
+/// flag) and 1 for what its daemon refuses (no such image, a name in use, no command, CPUs not
+/// available), where `run` says 125 for both.
+fn fail_create(e: &anyhow::Error) -> i32 {
+    let code = fail(e, true);
+    let text = crate::error_text(e);
+    let client_side = [
+        "invalid argument \"",
+        "--",
+        "invalid pull option",
+        "error parsing specified platform",
+    ]
+    .iter()
+    .any(|p| text.starts_with(p));
+    if code == 125 && !client_side && !crate::is_state_db_error(e) {
+        1
+    } else {
+        code
     }
 }
 

@@ -155,25 +155,6 @@ fn remove(e: &Engine, s: &str) -> Result<String> {
     Ok(e.remove_network(s)?)
 }
 
-/// What `network inspect -f` runs on: the JSON with the keys docker's JSON omits when empty
-/// put back as docker's CLI sees them (it executes the template on its typed struct, where
-/// `{{.IPRange}}` of an `IPAM.Config` entry without one is "", not a missing key).
-fn template_view(mut v: Value) -> Value {
-    if let Some(cfgs) = v
-        .get_mut("IPAM")
-        .and_then(|i| i.get_mut("Config"))
-        .and_then(Value::as_array_mut)
-    {
-        for c in cfgs.iter_mut().filter_map(Value::as_object_mut) {
-            for k in ["Subnet", "IPRange", "Gateway"] {
-                c.entry(k).or_insert_with(|| json!(""));
-            }
-            c.entry("AuxAddress").or_insert_with(|| json!({}));
-        }
-    }
-    v
-}
-
 /// One row of `network ls`.
 #[derive(Debug, Clone)]
 struct LsRow {
@@ -399,7 +380,7 @@ pub fn run(cli: &Cli, cmd: &NetworkCommand) -> Result<i32> {
                 Some(f) => {
                     let t = Template::new(f)?.inspect();
                     for d in &docs {
-                        writeln!(out, "{}", t.render(&template_view(d.clone()))?)?;
+                        writeln!(out, "{}", t.render(&crate::template::typed_view(d))?)?;
                     }
                 }
                 None => writeln!(out, "{}", serde_json::to_string_pretty(&docs)?)?,
@@ -513,7 +494,8 @@ mod tests {
 
     #[test]
     fn template_view_has_the_typed_struct_fields() {
-        let v = template_view(json!({"IPAM": {"Config": [{"Subnet": "10.0.0.0/24"}]}}));
+        let v =
+            crate::template::typed_view(&json!({"IPAM": {"Config": [{"Subnet": "10.0.0.0/24"}]}}));
         let t = Template::new("{{range .IPAM.Config}}{{.Subnet}}|{{.IPRange}}|{{.Gateway}}{{end}}")
             .unwrap()
             .inspect();
