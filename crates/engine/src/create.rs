@@ -789,6 +789,13 @@ fn create_inner(
         // writer; `none` keeps nothing and `logs` refuses to read, as with docker.
         match d.as_str() {
             "json-file" | "local" | "none" => log_config.kind = d.clone(),
+            // docker's other built-in drivers: skiff says it has not got them.
+            "syslog" | "journald" | "gelf" | "fluentd" | "awslogs" | "splunk" | "etwlogs"
+            | "gcplogs" | "logentries" => {
+                return Err(Error::Invalid(format!(
+                    "log driver {d}: not supported (json-file, local and none are)"
+                )));
+            }
             _ => {
                 // dockerd's words: any other name would be a logging plugin (skiff has none).
                 return Err(Error::Invalid(format!(

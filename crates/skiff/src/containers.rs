@@ -757,22 +757,43 @@ pub fn run(cli: &Cli, cmd: &TopCommand) -> i32 {
     }
 }
 
-/// A failed `create`: docker's CLI exits 125 for what it checks itself (a flag value it cannot
-/// parse, `--health-*`, `--cgroupns`, `--pull`, `--platform`: the messages that start with the
-/// flag) and 1 for what its daemon refuses (no such image, a name in use, no command, CPUs not
-/// available), where `run` says 125 for both.
+/// A failed `create`: docker 28's CLI exits 1 for what its daemon refuses and 125 for what it
+/// checks itself (flag values, `--health-*` signs, `--cgroupns`, `--pull`, …), where `run`
+/// says 125 for both. The daemon's refusals, as checked against dockerd: a name in use, no such
+/// image, no command, and the resource and restart-policy checks below.
 fn fail_create(e: &anyhow::Error) -> i32 {
+    const DAEMON: [&str; 15] = [
+        "No such image",
+        "Range of CPUs",
+        "no command specified",
+        "Requested CPUs are not available",
+        "Requested memory nodes are not available",
+        "Minimum memory limit",
+        "Minimum memoryswap",
+        "CPU cfs",
+        "Invalid value",
+        "Interval in Healthcheck",
+        "Timeout in Healthcheck",
+        "StartPeriod in Healthcheck",
+        "StartInterval in Healthcheck",
+        "invalid restart policy",
+        "maximum retry count",
+    ];
     let code = fail(e, true);
     let text = crate::error_text(e);
-    let client_side = [
-        "invalid argument \"",
-        "--",
-        "invalid pull option",
-        "error parsing specified platform",
-    ]
-    .iter()
-    .any(|p| text.starts_with(p));
-    if code == 125 && !client_side && !crate::is_state_db_error(e) {
+    // skiff names the flag where dockerd does not (`invalid argument "4k" for "-m, --memory"
+    // flag: Minimum memory limit …`): what follows decides.
+    let text = match text.split_once("\" flag: ") {
+        Some((head, rest)) if head.starts_with("invalid argument \"") => rest.to_string(),
+        _ => text,
+    };
+    let daemon = matches!(
+        e.downcast_ref::<EngineError>(),
+        Some(EngineError::NameConflict { .. })
+    ) || (DAEMON.iter().any(|p| text.starts_with(p))
+        // (the CLI parses the `NAME[:N]` shape itself)
+        && !text.starts_with("invalid restart policy format"));
+    if code == 125 && daemon {
         1
     } else {
         code
