@@ -1212,20 +1212,21 @@ fn rollback(e: &Engine, id: &str, dir: &Path) {
     let _ = std::fs::remove_file(e.lock_path(id));
 }
 
-/// `--blkio-weight` as docker's daemon treats it: 0 is unset; outside 10-1000 is an error; on a
-/// host whose io schedulers offer no weights (no BFQ/CFQ) the weight is discarded with docker's
-/// warning rather than failing the run (the runtime itself refuses such a weight, as runc does).
+/// `--blkio-weight` as docker's daemon treats it: 0 is unset; on a host whose io schedulers
+/// offer no weights (no BFQ/CFQ) the weight is discarded with docker's warning rather than
+/// failing the run (the runtime itself refuses such a weight, as runc does), before the range is
+/// looked at, as dockerd does; otherwise outside 10-1000 is an error.
 pub(crate) fn blkio_weight(w: Option<u16>, warnings: &mut Vec<String>) -> Result<u16> {
     let w = w.unwrap_or(0);
     if w == 0 {
         return Ok(0);
     }
-    if !(10..=1000).contains(&w) {
+    let offered = skiff_cgroups::Layout::probe().is_ok_and(|l| l.offers_io_weight());
+    if offered && !(10..=1000).contains(&w) {
         return Err(Error::Invalid(format!(
             "invalid argument \"{w}\" for \"--blkio-weight\" flag: range of blkio weight is from 10 to 1000"
         )));
     }
-    let offered = skiff_cgroups::Layout::probe().is_ok_and(|l| l.offers_io_weight());
     if !offered {
         warnings.push(
             "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded."
