@@ -1187,3 +1187,114 @@ fn no_default_bridge_lists_builtins_and_network_errors_exit_1() {
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     assert!(stderr(&o).contains("not found"), "{}", stderr(&o));
 }
+
+/// What tests/compat compares with dockerd: `network ls --filter` (type, label, dangling) and
+/// its `Labels` column, `ps` PORTS in docker's order (grouped exposed ports first, then host
+/// mappings), `port C 99` naming the port as typed, `network inspect -f` on an `IPAM.Config`
+/// field docker's JSON omits, and docker's words for a `-p` with `--network container:` and
+/// for a disconnect from a network the container is not on.
+#[test]
+fn ls_filters_ps_ports_and_docker_words() {
+    let env = NetEnv::new("lsfilter");
+    let oa = free_octet(&env, 1, &[]);
+    let ob = free_octet(&env, 2, &[oa]);
+    let (sa, sb) = (format!("10.200.{oa}.0/24"), format!("10.200.{ob}.0/24"));
+    env.ok(&[
+        "network", "create", "--subnet", &sa, "--label", "tier=web", "fa",
+    ]);
+    env.ok(&["network", "create", "--subnet", &sb, "fb"]);
+    let ls = |f: &[&str]| {
+        let mut a = vec!["network", "ls", "--format", "{{.Name}} {{.Labels}}"];
+        for x in f {
+            a.extend(["--filter", x]);
+        }
+        env.ok(&a)
+    };
+    assert_eq!(ls(&["type=custom"]), "fa tier=web\nfb \n");
+    assert_eq!(ls(&["label=tier=web"]), "fa tier=web\n");
+    assert_eq!(ls(&["type=builtin", "name=o"]), "host \nnone \n");
+    assert_eq!(ls(&["dangling=true"]), "fa tier=web\nfb \n");
+    let o = env.sk(&["network", "ls", "--filter", "bogus=1"]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("Invalid filter 'bogus'"),
+        "{}",
+        stderr(&o)
+    );
+    let t = env.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .IPAM.Config}}{{.Subnet}}|{{.IPRange}}{{end}}",
+        "fa",
+    ]);
+    assert_eq!(t, format!("{sa}|\n"));
+
+    let p = free_ports(2);
+    let (m80, m81) = (
+        format!("127.0.0.1:{p}:80"),
+        format!("127.0.0.1:{}:81/udp", p + 1),
+    );
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "p1",
+        "--network",
+        "fa",
+        "-p",
+        &m81,
+        "-p",
+        &m80,
+        "--expose",
+        "90",
+        "--expose",
+        "91",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let ports = env.ok(&["ps", "--filter", "name=p1", "--format", "{{.Ports}}"]);
+    assert_eq!(
+        ports.trim(),
+        format!(
+            "90-91/tcp, 127.0.0.1:{p}->80/tcp, 127.0.0.1:{}->81/udp",
+            p + 1
+        )
+    );
+    assert_eq!(ls(&["dangling=true"]), "fb \n");
+    assert_eq!(ls(&["dangling=false", "type=custom"]), "fa tier=web\n");
+
+    let o = env.sk(&["port", "p1", "99"]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("No public port '99' published for p1"),
+        "{}",
+        stderr(&o)
+    );
+    let o = env.sk(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:p1",
+        "-p",
+        "80:80",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code(&o), 125);
+    assert!(
+        stderr(&o)
+            .contains("conflicting options: port publishing and the container type network mode"),
+        "{}",
+        stderr(&o)
+    );
+    let id = env.inspect("p1")["Id"].as_str().unwrap().to_string();
+    let o = env.sk(&["network", "disconnect", "fb", "p1"]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains(&format!("container {id} is not connected to network fb")),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 use skiff_image::perms;
 use skiff_image::store::ImageRecord;
 use skiff_image::Store;
@@ -292,6 +292,9 @@ fn parse_mount_flag(v: &str) -> Result<(PendingMount, MountSpec)> {
     let mut dst = String::new();
     let mut ro = false;
     let mut tmpfs_opts = Vec::new();
+    // What docker's CLI records beside type/source/target (its typed options, each only when
+    // one of its keys is given).
+    let (mut bind_o, mut vol_o, mut tmpfs_o) = (Map::new(), Map::new(), Map::new());
     for kv in v.split(',') {
         let (k, val) = match kv.split_once('=') {
             Some((k, v)) => (k.trim(), v.trim()),
@@ -306,15 +309,26 @@ fn parse_mount_flag(v: &str) -> Result<(PendingMount, MountSpec)> {
                 let b = flags::ram_in_bytes(val).map_err(|_| {
                     flags::bad_flag("--mount", v, format!("invalid value for tmpfs-size: {val}"))
                 })?;
-                tmpfs_opts.push(format!("size={b}"))
+                tmpfs_opts.push(format!("size={b}"));
+                tmpfs_o.insert("SizeBytes".into(), json!(b));
             }
             "tmpfs-mode" => {
                 flags::tmpfs_mode(val).map_err(|_| {
                     flags::bad_flag("--mount", v, format!("invalid value for tmpfs-mode: {val}"))
                 })?;
-                tmpfs_opts.push(format!("mode={val}"))
+                tmpfs_opts.push(format!("mode={val}"));
+                // docker records the bits as a number (1770 → 1016).
+                let bits = u32::from_str_radix(val, 8).unwrap_or_default();
+                tmpfs_o.insert("Mode".into(), json!(bits));
             }
-            "bind-propagation" | "volume-nocopy" | "consistency" | "volume-driver" => {}
+            "bind-propagation" => {
+                bind_o.insert("Propagation".into(), json!(val));
+            }
+            "volume-nocopy" => {
+                vol_o.insert("NoCopy".into(), json!(matches!(val, "true" | "1")));
+                vol_o.insert("DriverConfig".into(), json!({}));
+            }
+            "consistency" | "volume-driver" => {}
             _ => {
                 return Err(Error::Invalid(format!(
                     "invalid argument for --mount: unexpected key '{k}' in '{kv}'"
@@ -322,7 +336,12 @@ fn parse_mount_flag(v: &str) -> Result<(PendingMount, MountSpec)> {
             }
         }
     }
-    mount_from_parts(&kind, src, dst, ro, tmpfs_opts, v)
+    let (p, mut spec) = mount_from_parts(&kind, src, dst, ro, tmpfs_opts, v)?;
+    let some = |m: Map<String, Value>| (!m.is_empty()).then_some(Value::Object(m));
+    spec.bind_options = some(bind_o);
+    spec.volume_options = some(vol_o);
+    spec.tmpfs_options = some(tmpfs_o);
+    Ok((p, spec))
 }
 
 /// One `HostConfig.Mounts` entry of an API request (what `--mount` says, typed).
@@ -357,14 +376,23 @@ fn typed_mount(m: &TypedMount) -> Result<(PendingMount, MountSpec)> {
         opts.push(format!("mode={:o}", mode & 0o7777));
     }
     let shown = format!("type={},source={},target={}", m.kind, m.source, m.target);
-    mount_from_parts(
+    let (p, mut spec) = mount_from_parts(
         &m.kind,
         m.source.clone(),
         m.target.clone(),
         m.read_only,
         opts,
         &shown,
-    )
+    )?;
+    let mut t = Map::new();
+    if let Some(b) = m.tmpfs_size.filter(|b| *b != 0) {
+        t.insert("SizeBytes".into(), json!(b));
+    }
+    if let Some(mode) = m.tmpfs_mode.filter(|m| *m != 0) {
+        t.insert("Mode".into(), json!(mode));
+    }
+    spec.tmpfs_options = (!t.is_empty()).then_some(Value::Object(t));
+    Ok((p, spec))
 }
 
 /// A `--mount` (or an API `Mounts` entry) from its parts; `v` is how to show it in errors.
@@ -387,6 +415,7 @@ fn mount_from_parts(
         source: src.clone(),
         target: dst.clone(),
         read_only: ro,
+        ..Default::default()
     };
     let mut mp = MountPoint {
         kind: kind.clone(),
@@ -398,7 +427,7 @@ fn mount_from_parts(
         "bind" => {
             if !src.starts_with('/') {
                 return Err(Error::Invalid(format!(
-                    "invalid argument \"{v}\" for \"--mount\" flag: bind source must be an absolute path"
+                    "invalid mount config for type \"bind\": invalid mount path: '{src}' mount path must be absolute"
                 )));
             }
             if !Path::new(&src).exists() {
@@ -438,7 +467,7 @@ fn mount_from_parts(
         }
         other => {
             return Err(Error::Invalid(format!(
-                "invalid argument \"{v}\" for \"--mount\" flag: mount type unknown: \"{other}\""
+                "invalid mount config for type \"{other}\": mount type unknown"
             )))
         }
     };
@@ -674,6 +703,11 @@ fn create_inner(
             "-p on network {network}: a rootless user network is not reachable from the host; publish with --network pasta"
         )));
     }
+    if network.starts_with("container:") && !port_bindings.is_empty() {
+        return Err(Error::Invalid(
+            "conflicting options: port publishing and the container type network mode".into(),
+        ));
+    }
     if !crate::network::is_bridge(&network)
         && (!port_bindings.is_empty() || req.ip.is_some() || req.mac_address.is_some())
         && network != "host"
@@ -761,7 +795,7 @@ fn create_inner(
     }
     if let Some(s) = &req.stop_signal {
         skiff_runtime::util::parse_signal(s)
-            .map_err(|_| Error::Invalid(format!("invalid signal: {s}")))?;
+            .map_err(|_| Error::Invalid(format!("Invalid signal: {s}")))?;
     }
     let mut log_config = LogConfig::default();
     if let Some(d) = &req.log_driver {
@@ -769,10 +803,18 @@ fn create_inner(
         // writer; `none` keeps nothing and `logs` refuses to read, as with docker.
         match d.as_str() {
             "json-file" | "local" | "none" => log_config.kind = d.clone(),
-            _ => {
+            // docker's other built-in drivers: skiff says it has not got them.
+            "syslog" | "journald" | "gelf" | "fluentd" | "awslogs" | "splunk" | "etwlogs"
+            | "gcplogs" | "logentries" => {
                 return Err(Error::Invalid(format!(
                     "log driver {d}: not supported (json-file, local and none are)"
-                )))
+                )));
+            }
+            _ => {
+                // dockerd's words: any other name would be a logging plugin (skiff has none).
+                return Err(Error::Invalid(format!(
+                    "error looking up logging plugin {d}: plugin \"{d}\" not found"
+                )));
             }
         }
     }
@@ -787,7 +829,9 @@ fn create_inner(
             .ok_or_else(|| Error::Invalid(format!("invalid log opt: {o}")))?;
         match k {
             "max-size" => {
-                spec::parse_size(v)?;
+                spec::parse_size(v).map_err(|e| {
+                    Error::Invalid(format!("failed to initialize logging driver: {e}"))
+                })?;
             }
             "max-file" => {
                 let n: u32 = v
@@ -1238,20 +1282,21 @@ fn rollback(e: &Engine, id: &str, dir: &Path) {
     let _ = std::fs::remove_file(e.lock_path(id));
 }
 
-/// `--blkio-weight` as docker's daemon treats it: 0 is unset; outside 10-1000 is an error; on a
-/// host whose io schedulers offer no weights (no BFQ/CFQ) the weight is discarded with docker's
-/// warning rather than failing the run (the runtime itself refuses such a weight, as runc does).
+/// `--blkio-weight` as docker's daemon treats it: 0 is unset; on a host whose io schedulers
+/// offer no weights (no BFQ/CFQ) the weight is discarded with docker's warning rather than
+/// failing the run (the runtime itself refuses such a weight, as runc does), before the range is
+/// looked at, as dockerd does; otherwise outside 10-1000 is an error.
 pub(crate) fn blkio_weight(w: Option<u16>, warnings: &mut Vec<String>) -> Result<u16> {
     let w = w.unwrap_or(0);
     if w == 0 {
         return Ok(0);
     }
-    if !(10..=1000).contains(&w) {
+    let offered = skiff_cgroups::Layout::probe().is_ok_and(|l| l.offers_io_weight());
+    if offered && !(10..=1000).contains(&w) {
         return Err(Error::Invalid(format!(
             "invalid argument \"{w}\" for \"--blkio-weight\" flag: range of blkio weight is from 10 to 1000"
         )));
     }
-    let offered = skiff_cgroups::Layout::probe().is_ok_and(|l| l.offers_io_weight());
     if !offered {
         warnings.push(
             "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded."

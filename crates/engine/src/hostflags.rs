@@ -180,6 +180,28 @@ fn kv(flag: &str, s: &str) -> Result<(String, String)> {
     }
 }
 
+/// One `--sysctl KEY=VALUE`, checked against docker's CLI list of namespaced sysctls (the
+/// IPC ones, `fs.mqueue.*`, `net.*`); anything else is refused as docker refuses it.
+pub fn sysctl_arg(s: &str) -> Result<(String, String)> {
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let refused = || bad_flag("--sysctl", s, format!("sysctl '{s}' is not allowed"));
+    let (k, v) = s.split_once('=').ok_or_else(refused)?;
+    if IPC.contains(&k) || k.starts_with("net.") || k.starts_with("fs.mqueue.") {
+        Ok((k.to_string(), v.to_string()))
+    } else {
+        Err(refused())
+    }
+}
+
 /// The other container named by `container:X` as (mode prefix, name); `None` for other modes.
 pub fn container_ref(mode: &str) -> Option<&str> {
     mode.strip_prefix("container:")
@@ -366,7 +388,7 @@ pub fn resolve(
         x.shm_size = if v == 0 { DEFAULT_SHM } else { v };
     }
     for s in &f.sysctls {
-        let (k, v) = kv("--sysctl", s)?;
+        let (k, v) = sysctl_arg(s)?;
         x.sysctls.get_or_insert_with(BTreeMap::new).insert(k, v);
     }
     for g in &f.group_add {
@@ -399,13 +421,7 @@ pub fn resolve(
             "" => "private".into(),
             "private" | "shareable" | "none" | "host" => i.clone(),
             v if v.starts_with("container:") => joined("--ipc", v)?,
-            v => {
-                return Err(bad_flag(
-                    "--ipc",
-                    v,
-                    "expected private, shareable, none, host or container:<name|id>",
-                ))
-            }
+            v => return Err(Error::Invalid(format!("Invalid IPC mode: {v}"))),
         };
     }
     if let Some(u) = &f.uts {
@@ -413,7 +429,7 @@ pub fn resolve(
             "" => {}
             "host" if hostname_given => {
                 return Err(Error::Invalid(
-                    "Conflicting options: hostname and the UTS mode".into(),
+                    "conflicting options: hostname and the UTS mode".into(),
                 ))
             }
             "host" => x.uts_mode = "host".into(),
@@ -450,7 +466,7 @@ pub fn resolve(
     if let Some(c) = &f.cgroupns {
         match c.as_str() {
             "host" | "private" => x.cgroupns_mode = c.clone(),
-            v => return Err(bad_flag("--cgroupns", v, "expected host or private")),
+            _ => return Err(Error::Invalid("--cgroupns: invalid CGROUP mode".into())),
         }
     }
     // Devices.
@@ -609,7 +625,12 @@ fn parse_device(d: &str) -> Result<DeviceMapping> {
 /// `c 1:3 rwm` → (type, major, minor, access); `*` is a wildcard (None).
 fn parse_cgroup_rule(r: &str) -> Result<(String, Option<i64>, Option<i64>, String)> {
     let bad = || {
-        bad_flag("--device-cgroup-rule", r, "expected 'TYPE MAJOR:MINOR PERMS' (TYPE a, b or c; * for any number; PERMS of r, w, m)")
+        // docker's words; the rule is `TYPE MAJOR:MINOR PERMS` (a|b|c, * for any, of rwm).
+        bad_flag(
+            "--device-cgroup-rule",
+            r,
+            format!("invalid device cgroup format '{r}'"),
+        )
     };
     let f: Vec<&str> = r.split_whitespace().collect();
     let [t, mm, p] = f.as_slice() else {
@@ -821,7 +842,7 @@ pub fn resolve_groups(groups: &[String], etc_group: &str) -> Result<Vec<u32>> {
             .next()
             .ok_or_else(|| {
                 Error::Invalid(format!(
-                    "--group-add {g}: no group named {g:?} in the container's /etc/group"
+                    "Unable to find group {g}: no matching entries in group file"
                 ))
             })?;
         out.push(gid);
@@ -927,6 +948,26 @@ mod tests {
         let mut f = flags();
         f.sysctls = vec!["=1".into()];
         assert!(go(&f, 0, 0).is_err());
+        // docker's CLI list: IPC sysctls, fs.mqueue.*, net.*; others and a missing value refused.
+        for ok in [
+            "kernel.shmmax=1048576",
+            "net.ipv4.ip_forward=1",
+            "fs.mqueue.msg_max=10",
+        ] {
+            let mut f = flags();
+            f.sysctls = vec![ok.into()];
+            assert!(go(&f, 0, 0).is_ok(), "{ok}");
+        }
+        for (bad, want) in [
+            ("kernel.hostname=x", "invalid argument \"kernel.hostname=x\" for \"--sysctl\" flag: sysctl 'kernel.hostname=x' is not allowed"),
+            ("net.ipv4.ip_forward", "invalid argument \"net.ipv4.ip_forward\" for \"--sysctl\" flag: sysctl 'net.ipv4.ip_forward' is not allowed"),
+            ("vm.swappiness=1", "sysctl 'vm.swappiness=1' is not allowed"),
+        ] {
+            let mut f = flags();
+            f.sysctls = vec![bad.into()];
+            let e = go(&f, 0, 0).unwrap_err().to_string();
+            assert!(e.ends_with(want), "{bad}: {e}");
+        }
         let mut f = flags();
         f.devices = vec!["/etc/passwd".into()];
         assert!(go(&f, 0, 0)

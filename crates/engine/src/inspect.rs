@@ -127,6 +127,32 @@ fn host_config_json(c: &Container) -> Value {
     if o.get("Ulimits") == Some(&Value::Null) {
         o.insert("Ulimits".into(), json!([]));
     }
+    // `--ip`/`--mac-address` live in the endpoint's settings in docker's shape (IPAMConfig).
+    o.remove("IpAddress");
+    o.remove("MacAddress");
+    // dockerd records capabilities in their CAP_ spelling.
+    for k in ["CapAdd", "CapDrop"] {
+        if let Some(Value::Array(caps)) = o.get_mut(k) {
+            for c in caps.iter_mut() {
+                if let Some(s) = c.as_str() {
+                    *c = json!(cap_name(s));
+                }
+            }
+        }
+    }
+    // dockerd adds `label=disable` for a container sharing the host's PID or IPC namespace
+    // or privileged (no SELinux label can separate it).
+    if hc.privileged || hc.extra.pid_mode == "host" || hc.extra.ipc_mode == "host" {
+        let opts = o.entry("SecurityOpt").or_insert(Value::Null);
+        if !opts.is_array() {
+            *opts = json!([]);
+        }
+        if let Some(a) = opts.as_array_mut() {
+            if !a.iter().any(|v| v == "label=disable") {
+                a.push(json!("label=disable"));
+            }
+        }
+    }
     let unconfined = hc.privileged
         || hc
             .security_opt
@@ -156,6 +182,16 @@ fn host_config_json(c: &Container) -> Value {
         }
     }
     v
+}
+
+/// A capability as dockerd records it: `CAP_` and upper case (`ALL` stays `ALL`).
+fn cap_name(s: &str) -> String {
+    let u = s.to_ascii_uppercase();
+    if u == "ALL" || u.starts_with("CAP_") {
+        u
+    } else {
+        format!("CAP_{u}")
+    }
 }
 
 /// `Config` of `c` as docker shows it.
@@ -208,7 +244,19 @@ pub fn container_json(e: &Engine, c: &Container) -> Value {
             o.remove("NetworkDisabled");
         }
     }
-    let mut mounts = serde_json::to_value(&c.mounts).unwrap_or(json!([]));
+    // `--tmpfs` mounts are HostConfig.Tmpfs only; docker lists `--mount type=tmpfs` ones.
+    let shown: Vec<_> = c
+        .mounts
+        .iter()
+        .filter(|m| {
+            !(m.kind == "tmpfs"
+                && c.host_config
+                    .tmpfs
+                    .as_ref()
+                    .is_some_and(|t| t.contains_key(&m.destination)))
+        })
+        .collect();
+    let mut mounts = serde_json::to_value(&shown).unwrap_or(json!([]));
     for m in mounts.as_array_mut().into_iter().flatten() {
         if let Some(o) = m.as_object_mut() {
             o.remove("Anonymous");
@@ -317,7 +365,15 @@ fn network_settings_live(e: &Engine, c: &Container, eps: &[skiff_net::Endpoint])
     };
     let mut networks = serde_json::Map::new();
     for ep in eps {
-        networks.insert(ep.network.name.clone(), endpoint(ep));
+        let mut v = endpoint(ep);
+        // `--ip` on the container's own network: docker's endpoint IPAM config.
+        if let (Some(ip), true) = (
+            &c.host_config.ip_address,
+            ep.network.name == c.host_config.network_mode,
+        ) {
+            v["IPAMConfig"] = json!({"IPv4Address": ip});
+        }
+        networks.insert(ep.network.name.clone(), v);
     }
     // Docker fills the top-level fields from the default bridge only.
     let def = eps.iter().find(|ep| ep.network.name == "bridge");

@@ -139,6 +139,15 @@ pub struct MountSpec {
     /// Read-only.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub read_only: bool,
+    /// `bind-propagation`: `{"Propagation": …}`, as docker's CLI records it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind_options: Option<serde_json::Value>,
+    /// `volume-nocopy`: `{"NoCopy": true, "DriverConfig": {}}`, as docker's CLI records it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_options: Option<serde_json::Value>,
+    /// `tmpfs-size`/`tmpfs-mode`: `{"SizeBytes": N, "Mode": M}` (each only when given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tmpfs_options: Option<serde_json::Value>,
 }
 
 /// Docker's `HostConfig` (the flags that shape how the container runs on this host).

@@ -793,23 +793,99 @@ impl Engine {
             .and_then(|n| n.endpoints(&c.id).map_err(net_err))
             .unwrap_or_default();
         let mut published = std::collections::BTreeSet::new();
-        let mut out: Vec<String> = Vec::new();
+        let mut ports: Vec<PsPort> = Vec::new();
         for p in eps.iter().flat_map(|e| &e.ports) {
             published.insert(format!("{}/{}", p.port, p.proto));
-            let host = if p.host_ip.contains(':') {
-                format!("[{}]", p.host_ip)
-            } else {
-                p.host_ip.clone()
-            };
-            out.push(format!("{host}:{}->{}/{}", p.host_port, p.port, p.proto));
+            ports.push(PsPort {
+                private: p.port,
+                ip: p.host_ip.clone(),
+                public: p.host_port,
+                proto: p.proto.clone(),
+            });
         }
         for k in c.config.exposed_ports.iter().flatten().map(|(k, _)| k) {
-            if !published.contains(k) {
-                out.push(k.clone());
+            if published.contains(k) {
+                continue;
+            }
+            let (port, proto) = k.split_once('/').unwrap_or((k, "tcp"));
+            if let Ok(private) = port.parse() {
+                ports.push(PsPort {
+                    private,
+                    ip: String::new(),
+                    public: 0,
+                    proto: proto.to_string(),
+                });
             }
         }
-        out.join(", ")
+        displayable_ports(ports)
     }
+}
+
+/// One port of a `ps` row (docker's `container.Port`): exposed only when `ip` is empty.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PsPort {
+    /// The container's port.
+    pub private: u16,
+    /// The host address it is published on (empty: not published).
+    pub ip: String,
+    /// The host port.
+    pub public: u16,
+    /// `tcp`, `udp` or `sctp`.
+    pub proto: String,
+}
+
+/// docker's `DisplayablePorts`: ports sorted by (port, ip, host port, proto); runs of
+/// consecutive exposed ports (and of ports published on the same number) grouped as `90-91/tcp`
+/// first, in the order their groups appeared, then the other host mappings
+/// (`127.0.0.1:8080->80/tcp`).
+pub fn displayable_ports(mut ports: Vec<PsPort>) -> String {
+    ports.sort();
+    let join = |ip: &str, port: &str| {
+        if ip.contains(':') {
+            format!("[{ip}]:{port}")
+        } else {
+            format!("{ip}:{port}")
+        }
+    };
+    let form = |(ip, proto): &(String, String), first: u16, last: u16| {
+        let mut g = first.to_string();
+        if first != last {
+            g = format!("{g}-{last}");
+        }
+        if !ip.is_empty() {
+            g = format!("{}->{g}", join(ip, &g));
+        }
+        format!("{g}/{proto}")
+    };
+    let mut groups: Vec<((String, String), u16, u16)> = Vec::new();
+    let mut result = Vec::new();
+    let mut mappings = Vec::new();
+    for p in ports {
+        if !p.ip.is_empty() && p.public != p.private {
+            mappings.push(format!(
+                "{}->{}/{}",
+                join(&p.ip, &p.public.to_string()),
+                p.private,
+                p.proto
+            ));
+            continue;
+        }
+        let key = (p.ip, p.proto);
+        match groups.iter_mut().find(|g| g.0 == key) {
+            None => groups.push((key, p.private, p.private)),
+            Some(g) if g.2.checked_add(1) == Some(p.private) => g.2 = p.private,
+            Some(g) => {
+                result.push(form(&g.0, g.1, g.2));
+                g.1 = p.private;
+                g.2 = p.private;
+            }
+        }
+    }
+    for g in &groups {
+        result.push(form(&g.0, g.1, g.2));
+    }
+    result.extend(mappings);
+    result.join(", ")
 }
 
 /// The names a container answers to on a user network where it has `aliases`, docker 28's
@@ -836,7 +912,13 @@ pub fn extra_hosts(v: &[String], gateway: Option<std::net::Ipv4Addr>) -> Result<
             let (name, ip) = h
                 .split_once('=')
                 .or_else(|| h.split_once(':'))
-                .ok_or_else(|| Error::Invalid(format!("bad format for add-host: \"{h}\"")))?;
+                .ok_or_else(|| {
+                    crate::flags::bad_flag(
+                        "--add-host",
+                        h,
+                        format!("bad format for add-host: \"{h}\""),
+                    )
+                })?;
             let ip = ip.trim_start_matches('[').trim_end_matches(']');
             if ip == "host-gateway" && !name.is_empty() {
                 return Ok(match gateway {
@@ -1104,8 +1186,14 @@ impl Engine {
         for (k, v) in &n.extra.options {
             options.insert(k.clone(), json!(v));
         }
-        options.insert(skiff_net::BRIDGE_NAME_OPT.into(), json!(n.bridge));
-        let mut ipam = json!({"Subnet": n.cidr(), "Gateway": n.gateway.to_string()});
+        // docker shows the device only where it was given (`-o`) and on its default bridge.
+        if n.name == "bridge" {
+            options.insert(skiff_net::BRIDGE_NAME_OPT.into(), json!(n.bridge));
+        }
+        let mut ipam = json!({"Subnet": n.cidr()});
+        if !n.extra.subnet_only {
+            ipam["Gateway"] = json!(n.gateway.to_string());
+        }
         if let Some(r) = &n.extra.ip_range {
             ipam["IPRange"] = json!(r);
         }
@@ -1119,7 +1207,7 @@ impl Engine {
             "EnableIPv6": n.extra.subnet6.is_some(),
             "IPAM": {
                 "Driver": "default",
-                "Options": null,
+                "Options": {},
                 "Config": match (&n.extra.subnet6, &n.extra.gateway6) {
                     (Some(s6), Some(g6)) => json!([ipam, {"Subnet": s6, "Gateway": g6}]),
                     _ => json!([ipam]),
@@ -1191,6 +1279,23 @@ impl Engine {
             }
         }
         Ok(None)
+    }
+
+    /// Whether network `name` has a container on it (created on it, or connected): what
+    /// `network ls --filter dangling=…` asks. The built-in networks count as used.
+    pub fn network_in_use(&self, name: &str) -> Result<bool> {
+        if matches!(name, "bridge" | "host" | "none") {
+            return Ok(true);
+        }
+        let net = self.net()?;
+        let n = net.find(name, &crate::proc::now()).map_err(net_err)?;
+        if !net.endpoints_of(&n).map_err(net_err)?.is_empty() {
+            return Ok(true);
+        }
+        Ok(self
+            .list()?
+            .iter()
+            .any(|c| c.host_config.network_mode == n.name && !c.network_detached))
     }
 
     /// `network rm` / `DELETE /networks/{id}`: refused for the built-in networks and while
@@ -1302,4 +1407,42 @@ fn connect_long(path: &std::path::Path) -> std::io::Result<std::os::unix::net::U
         .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
         .open(path)?;
     std::os::unix::net::UnixStream::connect(format!("/proc/self/fd/{}", f.as_raw_fd()))
+}
+
+#[cfg(test)]
+mod ps_ports_tests {
+    use super::*;
+
+    fn p(private: u16, ip: &str, public: u16, proto: &str) -> PsPort {
+        PsPort {
+            private,
+            ip: ip.into(),
+            public,
+            proto: proto.into(),
+        }
+    }
+
+    #[test]
+    fn docker_order_and_groups() {
+        // What docker 28 prints for -p 127.0.0.1:18081:80 -p 127.0.0.1:18082:81/udp --expose 90.
+        assert_eq!(
+            displayable_ports(vec![
+                p(81, "127.0.0.1", 18082, "udp"),
+                p(80, "127.0.0.1", 18081, "tcp"),
+                p(90, "", 0, "tcp"),
+            ]),
+            "90/tcp, 127.0.0.1:18081->80/tcp, 127.0.0.1:18082->81/udp"
+        );
+        // Same-number publishing is a group; consecutive exposed ports collapse.
+        assert_eq!(
+            displayable_ports(vec![
+                p(8080, "127.0.0.1", 8080, "tcp"),
+                p(91, "", 0, "tcp"),
+                p(90, "", 0, "tcp"),
+                p(93, "", 0, "tcp"),
+                p(80, "::", 8000, "tcp"),
+            ]),
+            "90-91/tcp, 93/tcp, 127.0.0.1:8080->8080/tcp, [::]:8000->80/tcp"
+        );
+    }
 }

@@ -68,7 +68,7 @@ pub struct ExecRequest {
 }
 
 fn signal(s: &str) -> Result<i32> {
-    skiff_runtime::util::parse_signal(s).map_err(|_| Error::Invalid(format!("invalid signal: {s}")))
+    skiff_runtime::util::parse_signal(s).map_err(|_| Error::Invalid(format!("Invalid signal: {s}")))
 }
 
 /// Docker's go-units duration ("5 seconds", "About a minute", ...).

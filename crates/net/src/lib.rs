@@ -432,6 +432,7 @@ impl<'a> Net<'a> {
             options: req.options.clone(),
             subnet6,
             gateway6,
+            subnet_only: req.subnet.is_some() && req.gateway.is_none(),
         };
         let n = Network {
             bridge,
@@ -835,8 +836,10 @@ impl<'a> Net<'a> {
             .into_iter()
             .find(|e| e.network.id == n.id)
         else {
+            // docker's words, naming the container by id.
+            let _ = name;
             return Err(Error::Invalid(format!(
-                "container {name} is not connected to network {}",
+                "container {container} is not connected to network {}",
                 n.name
             )));
         };

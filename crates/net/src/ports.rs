@@ -21,8 +21,9 @@ pub struct PortRequest {
     pub proto: String,
 }
 
-fn range(s: &str, what: &str, v: &str) -> Result<(u16, u16)> {
-    let bad = || Error::Invalid(format!("invalid {what} in \"{v}\": \"{s}\""));
+fn range(s: &str, what: &str) -> Result<(u16, u16)> {
+    // docker's words: `invalid containerPort: X`, `invalid hostPort: X`.
+    let bad = || Error::Invalid(format!("invalid {what}: {s}"));
     match s.split_once('-') {
         Some((a, b)) => {
             let (a, b): (u16, u16) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
@@ -33,7 +34,7 @@ fn range(s: &str, what: &str, v: &str) -> Result<(u16, u16)> {
         }
         None => {
             let a: u16 = s.parse().map_err(|_| bad())?;
-            if a == 0 && what != "host port" {
+            if a == 0 && what != "hostPort" {
                 return Err(bad());
             }
             Ok((a, a))
@@ -74,11 +75,11 @@ pub fn parse(v: &str) -> Result<Vec<PortRequest>> {
             "\"{v}\": the IPv6 loopback cannot be forwarded in the kernel (IPv6 has no route_localnet and skiff runs no userland proxy); publish on 127.0.0.1 or another host address"
         )));
     }
-    let (c0, c1) = range(ctr, "containerPort", v)?;
+    let (c0, c1) = range(ctr, "containerPort")?;
     let (h0, h1) = if host.is_empty() {
         (0, 0)
     } else {
-        range(host, "host port", v)?
+        range(host, "hostPort")?
     };
     if h0 != 0 && h1 - h0 != c1 - c0 {
         if c0 == c1 && h1 > h0 {

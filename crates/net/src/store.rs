@@ -116,6 +116,9 @@ pub struct Extra {
     pub subnet6: Option<String>,
     /// `--ipv6`: the IPv6 gateway (the bridge's address).
     pub gateway6: Option<String>,
+    /// `--subnet` was given without `--gateway`: docker's `IPAM.Config` then shows the subnet
+    /// only (the gateway is still the subnet's first address).
+    pub subnet_only: bool,
 }
 
 /// A network as recorded.

@@ -746,9 +746,57 @@ pub fn run(cli: &Cli, cmd: &TopCommand) -> i32 {
             crate::fscmds::commit_cmd(ctx.root, ctx.runroot, a)
         }
     };
+    let create_like = matches!(
+        cmd,
+        TopCommand::Create(_) | TopCommand::Container(ContainerCommand::Create(_))
+    );
     match r {
         Ok(code) => code,
+        Err(e) if create_like => fail_create(&e),
         Err(e) => fail(&e, run_like),
+    }
+}
+
+/// A failed `create`: docker 28's CLI exits 1 for what its daemon refuses and 125 for what it
+/// checks itself (flag values, `--health-*` signs, `--cgroupns`, `--pull`, …), where `run`
+/// says 125 for both. The daemon's refusals, as checked against dockerd: a name in use, no such
+/// image, no command, and the resource and restart-policy checks below.
+fn fail_create(e: &anyhow::Error) -> i32 {
+    const DAEMON: [&str; 15] = [
+        "No such image",
+        "Range of CPUs",
+        "no command specified",
+        "Requested CPUs are not available",
+        "Requested memory nodes are not available",
+        "Minimum memory limit",
+        "Minimum memoryswap",
+        "CPU cfs",
+        "Invalid value",
+        "Interval in Healthcheck",
+        "Timeout in Healthcheck",
+        "StartPeriod in Healthcheck",
+        "StartInterval in Healthcheck",
+        "invalid restart policy",
+        "maximum retry count",
+    ];
+    let code = fail(e, true);
+    let text = crate::error_text(e);
+    // skiff names the flag where dockerd does not (`invalid argument "4k" for "-m, --memory"
+    // flag: Minimum memory limit …`): what follows decides.
+    let text = match text.split_once("\" flag: ") {
+        Some((head, rest)) if head.starts_with("invalid argument \"") => rest.to_string(),
+        _ => text,
+    };
+    let daemon = matches!(
+        e.downcast_ref::<EngineError>(),
+        Some(EngineError::NameConflict { .. })
+    ) || (DAEMON.iter().any(|p| text.starts_with(p))
+        // (the CLI parses the `NAME[:N]` shape itself)
+        && !text.starts_with("invalid restart policy format"));
+    if code == 125 && daemon {
+        1
+    } else {
+        code
     }
 }
 
@@ -803,6 +851,21 @@ pub(crate) fn auto_pull(
     r.map(|_| ())
 }
 
+/// `--platform` parsed as docker parses it (`os/arch[/variant]` or `arch`), with docker's error.
+fn platform_arg(p: &str) -> Result<skiff_image::platform::Platform> {
+    let ok = p.split('/').all(|c| {
+        !c.is_empty()
+            && c.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-' || ch == '.')
+    });
+    match skiff_image::platform::Platform::parse(p) {
+        Ok(pl) if ok => Ok(pl),
+        _ => Err(anyhow!(
+            "error parsing specified platform: \"{p}\": cannot parse platform specifier: invalid argument"
+        )),
+    }
+}
+
 fn find_image(store: &Store, a: &RunArgs) -> Result<ImageRecord> {
     match a.pull.as_str() {
         "missing" | "always" | "never" => {}
@@ -825,12 +888,29 @@ fn find_image(store: &Store, a: &RunArgs) -> Result<ImageRecord> {
             format!("{n}:latest")
         }
     };
+    // docker parses --platform before anything else, and a local image of another platform
+    // does not count as present.
+    let want = match a.platform.as_deref() {
+        Some(p) => Some(platform_arg(p)?),
+        None => None,
+    };
     if a.pull == "always" {
         auto_pull(store, &a.image, a.platform.as_deref(), a.quiet)?;
         return images::resolve(store, &a.image);
     }
     match images::resolve(store, &a.image) {
-        Ok(img) => Ok(img),
+        Ok(img) => match &want {
+            Some(w) if !w.matches(&img.platform) && a.pull == "never" => Err(anyhow!(
+                "image with reference {} was found but does not match the specified platform: wanted {w}, actual: {}",
+                a.image,
+                img.platform
+            )),
+            Some(w) if !w.matches(&img.platform) => {
+                auto_pull(store, &a.image, a.platform.as_deref(), a.quiet)?;
+                images::resolve(store, &a.image)
+            }
+            _ => Ok(img),
+        },
         Err(e) if a.pull == "never" => Err(e),
         Err(_) => {
             eprintln!("Unable to find image '{}' locally", tagged());
@@ -1913,9 +1993,11 @@ fn port(ctx: &Ctx, a: &PortArgs) -> Result<i32> {
             None => lines.push(format!("{key} -> {host}")),
         }
     }
-    if let (Some(w), true) = (&want, lines.is_empty()) {
+    if let (Some(_), true) = (&want, lines.is_empty()) {
+        // docker names the port as typed (`99`, not `99/tcp`).
         return Err(anyhow!(
-            "No public port '{w}' published for {}",
+            "No public port '{}' published for {}",
+            a.port.as_deref().unwrap_or_default(),
             a.container
         ));
     }

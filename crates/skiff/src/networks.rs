@@ -97,6 +97,9 @@ pub struct CreateArgs {
 /// Flags of `network ls`.
 #[derive(Args, Debug)]
 pub struct LsArgs {
+    /// Provide filter values (e.g. "driver=bridge")
+    #[arg(short, long = "filter")]
+    pub filter: Vec<String>,
     /// Format output using a custom template
     #[arg(long)]
     pub format: Option<String>,
@@ -150,6 +153,77 @@ fn builtin_json(e: &Engine, name: &str, _now: &str) -> Result<Value> {
 
 fn remove(e: &Engine, s: &str) -> Result<String> {
     Ok(e.remove_network(s)?)
+}
+
+/// One row of `network ls`.
+#[derive(Debug, Clone)]
+struct LsRow {
+    id: String,
+    name: String,
+    driver: &'static str,
+    ipv6: bool,
+    internal: bool,
+    created: String,
+    labels: std::collections::BTreeMap<String, String>,
+    /// docker's predefined networks (`bridge`, `host`, `none`): `type=builtin`.
+    builtin: bool,
+}
+
+/// `network ls --filter`, as dockerd applies them: values of one key are OR-ed, keys AND-ed;
+/// `name` and `id` match substrings (id: a prefix), `label` is `KEY` or `KEY=VALUE`, `type` is
+/// `custom` or `builtin`, `dangling` keeps networks without containers (`in_use` tells).
+fn ls_filter(
+    rows: Vec<LsRow>,
+    filters: &[String],
+    in_use: impl Fn(&str) -> skiff_engine::Result<bool>,
+) -> Result<Vec<LsRow>> {
+    let mut by: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for f in filters {
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| anyhow!("bad format of filter (expected name=value)"))?;
+        match k {
+            "driver" | "id" | "label" | "name" | "scope" | "dangling" => {}
+            "type" if matches!(v, "custom" | "builtin") => {}
+            "type" => bail!("invalid filter: 'type'='{v}'"),
+            other => bail!("Invalid filter '{other}'"),
+        }
+        by.entry(k).or_default().push(v);
+    }
+    let dangling = match by.get("dangling").map(Vec::as_slice) {
+        None => None,
+        Some(vs) => Some(match vs {
+            [v] if v.eq_ignore_ascii_case("true") || *v == "1" => true,
+            [v] if v.eq_ignore_ascii_case("false") || *v == "0" => false,
+            _ => bail!("invalid filter 'dangling=[{}]'", vs.join(" ")),
+        }),
+    };
+    let any =
+        |k: &str, f: &dyn Fn(&str) -> bool| by.get(k).is_none_or(|vs| vs.iter().any(|v| f(v)));
+    let mut out = Vec::new();
+    for r in rows {
+        let keep = any("driver", &|v| v == r.driver)
+            && any("id", &|v| r.id.starts_with(v))
+            && any("name", &|v| r.name.contains(v))
+            && any("scope", &|v| v == "local")
+            && any("type", &|v| (v == "builtin") == r.builtin)
+            && by.get("label").is_none_or(|vs| {
+                vs.iter()
+                    .all(|l| skiff_engine::volumes::label_matches(&r.labels, l))
+            });
+        if !keep {
+            continue;
+        }
+        if let Some(d) = dangling {
+            // docker: the predefined networks are never dangling.
+            let unused = !r.builtin && !in_use(&r.name)?;
+            if d != unused {
+                continue;
+            }
+        }
+        out.push(r);
+    }
+    Ok(out)
 }
 
 /// Runs one `network` subcommand.
@@ -221,28 +295,38 @@ pub fn run(cli: &Cli, cmd: &NetworkCommand) -> Result<i32> {
         NetworkCommand::Ls(a) => {
             let net = e.net()?;
             let nets = net.list(&now).map_err(net_err)?;
-            // (id, name, driver, ipv6, internal, created); docker's built-in host and none too.
-            let mut all: Vec<(String, String, &str, bool, bool, String)> = nets
+            let mut all: Vec<LsRow> = nets
                 .iter()
-                .map(|n| {
-                    (
-                        n.id.clone(),
-                        n.name.clone(),
-                        "bridge",
-                        n.extra.subnet6.is_some(),
-                        n.internal,
-                        n.created.clone(),
-                    )
+                .map(|n| LsRow {
+                    id: n.id.clone(),
+                    name: n.name.clone(),
+                    driver: "bridge",
+                    ipv6: n.extra.subnet6.is_some(),
+                    internal: n.internal,
+                    created: n.created.clone(),
+                    labels: n.labels.clone(),
+                    builtin: n.name == "bridge",
                 })
                 .collect();
+            // docker's built-in host and none too.
             for (name, driver) in [("host", "host"), ("none", "null")] {
                 let (id, created) = net.builtin(name, &now).map_err(net_err)?;
-                all.push((id, name.to_string(), driver, false, false, created));
+                all.push(LsRow {
+                    id,
+                    name: name.to_string(),
+                    driver,
+                    ipv6: false,
+                    internal: false,
+                    created,
+                    labels: Default::default(),
+                    builtin: true,
+                });
             }
-            all.sort_by(|x, y| x.1.cmp(&y.1));
+            let mut all = ls_filter(all, &a.filter, |n| e.network_in_use(n))?;
+            all.sort_by(|x, y| x.name.cmp(&y.name));
             if a.quiet {
                 for n in &all {
-                    writeln!(out, "{}", if a.no_trunc { &n.0 } else { &n.0[..12] })?;
+                    writeln!(out, "{}", if a.no_trunc { &n.id } else { &n.id[..12] })?;
                 }
                 return Ok(0);
             }
@@ -250,13 +334,15 @@ pub fn run(cli: &Cli, cmd: &NetworkCommand) -> Result<i32> {
                 .iter()
                 .map(|n| {
                     json!({
-                        "ID": if a.no_trunc { n.0.clone() } else { n.0[..12].to_string() },
-                        "Name": n.1,
-                        "Driver": n.2,
+                        "ID": if a.no_trunc { n.id.clone() } else { n.id[..12].to_string() },
+                        "Name": n.name,
+                        "Driver": n.driver,
                         "Scope": "local",
-                        "IPv6": n.3.to_string(),
-                        "Internal": n.4.to_string(),
-                        "CreatedAt": n.5,
+                        "IPv6": n.ipv6.to_string(),
+                        "Internal": n.internal.to_string(),
+                        "CreatedAt": n.created,
+                        // docker joins them in map order; sorted here, so the output is stable.
+                        "Labels": n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
                     })
                 })
                 .collect();
@@ -272,6 +358,7 @@ pub fn run(cli: &Cli, cmd: &NetworkCommand) -> Result<i32> {
                 ("IPv6", "IPV6"),
                 ("Internal", "INTERNAL"),
                 ("CreatedAt", "CREATED AT"),
+                ("Labels", "LABELS"),
             ]);
             write!(out, "{}", t.render_all(&rows, &headers)?)?;
         }
@@ -293,7 +380,7 @@ pub fn run(cli: &Cli, cmd: &NetworkCommand) -> Result<i32> {
                 Some(f) => {
                     let t = Template::new(f)?.inspect();
                     for d in &docs {
-                        writeln!(out, "{}", t.render(d)?)?;
+                        writeln!(out, "{}", t.render(&crate::template::typed_view(d))?)?;
                     }
                 }
                 None => writeln!(out, "{}", serde_json::to_string_pretty(&docs)?)?,
@@ -340,4 +427,78 @@ pub fn run(cli: &Cli, cmd: &NetworkCommand) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, builtin: bool, labels: &[(&str, &str)]) -> LsRow {
+        LsRow {
+            id: format!("{:0<64}", name.len()),
+            name: name.into(),
+            driver: if name == "host" { "host" } else { "bridge" },
+            ipv6: false,
+            internal: false,
+            created: String::new(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            builtin,
+        }
+    }
+
+    fn names(filters: &[&str]) -> Result<Vec<String>> {
+        let rows = vec![
+            row("bridge", true, &[]),
+            row("host", true, &[]),
+            row("web", false, &[("tier", "web")]),
+            row("db", false, &[("tier", "db"), ("x", "")]),
+        ];
+        let f: Vec<String> = filters.iter().map(|s| s.to_string()).collect();
+        Ok(ls_filter(rows, &f, |n| Ok(n == "web"))?
+            .into_iter()
+            .map(|r| r.name)
+            .collect())
+    }
+
+    #[test]
+    fn ls_filters_as_dockerd() {
+        assert_eq!(names(&[]).unwrap(), ["bridge", "host", "web", "db"]);
+        assert_eq!(names(&["type=custom"]).unwrap(), ["web", "db"]);
+        assert_eq!(names(&["type=builtin"]).unwrap(), ["bridge", "host"]);
+        assert_eq!(names(&["driver=host"]).unwrap(), ["host"]);
+        // name: substring, OR-ed; label: AND-ed, KEY or KEY=VALUE.
+        assert_eq!(
+            names(&["name=e", "name=d"]).unwrap(),
+            ["bridge", "web", "db"]
+        );
+        assert_eq!(names(&["label=tier"]).unwrap(), ["web", "db"]);
+        assert_eq!(names(&["label=tier", "label=x"]).unwrap(), ["db"]);
+        assert_eq!(names(&["label=tier=web"]).unwrap(), ["web"]);
+        // dangling: custom networks without containers; built-ins never.
+        assert_eq!(names(&["dangling=true"]).unwrap(), ["db"]);
+        assert_eq!(
+            names(&["dangling=false"]).unwrap(),
+            ["bridge", "host", "web"]
+        );
+        assert_eq!(
+            names(&["bogus=1"]).unwrap_err().to_string(),
+            "Invalid filter 'bogus'"
+        );
+        assert!(names(&["type=other"]).is_err());
+        assert!(names(&["dangling=maybe"]).is_err());
+        assert!(names(&["name"]).is_err());
+    }
+
+    #[test]
+    fn template_view_has_the_typed_struct_fields() {
+        let v =
+            crate::template::typed_view(&json!({"IPAM": {"Config": [{"Subnet": "10.0.0.0/24"}]}}));
+        let t = Template::new("{{range .IPAM.Config}}{{.Subnet}}|{{.IPRange}}|{{.Gateway}}{{end}}")
+            .unwrap()
+            .inspect();
+        assert_eq!(t.render(&v).unwrap(), "10.0.0.0/24||");
+    }
 }

@@ -208,6 +208,41 @@ pub fn tabwrite_rows(rows: &[String]) -> String {
 /// object (exit 64 when it does not parse; an object whose template fails is reported on stderr as
 /// it is, the others still print); then `Error: <missing>` per object not found. Exit 1 when
 /// anything failed.
+/// What an inspect template runs on: the JSON with the keys docker's JSON omits when empty
+/// put back where docker's CLI sees them. It executes the template on its typed structs first,
+/// where `{{.Name}}` of a bind in `Mounts` or `{{.IPRange}}` of an `IPAM.Config` entry without
+/// one is "", not a missing key (a nil pointer, `.State.Health` unset, still fails as in docker).
+pub fn typed_view(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::{json, Value};
+    let mut v = v.clone();
+    let fill = |items: Option<&mut Value>, keys: &[(&str, Value)]| {
+        for o in items
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_object_mut)
+        {
+            for (k, d) in keys {
+                o.entry(*k).or_insert_with(|| d.clone());
+            }
+        }
+    };
+    fill(
+        v.get_mut("Mounts"),
+        &[("Name", json!("")), ("Driver", json!(""))],
+    );
+    fill(
+        v.get_mut("IPAM").and_then(|i| i.get_mut("Config")),
+        &[
+            ("Subnet", json!("")),
+            ("IPRange", json!("")),
+            ("Gateway", json!("")),
+            ("AuxAddress", json!({})),
+        ],
+    );
+    v
+}
+
 pub fn print_inspect(
     values: &[serde_json::Value],
     format: Option<&str>,
@@ -234,7 +269,7 @@ pub fn print_inspect(
             };
             let mut printed = false;
             for v in values {
-                match t.render(v) {
+                match t.render(&typed_view(v)) {
                     Ok(s) => {
                         writeln!(out, "{s}")?;
                         printed = true;

@@ -11,6 +11,8 @@
 //! ```text
 //! value  <path>  <reason>    the values may differ (ids, times, paths, sizes)
 //! extra  <path>  <reason>    skiff may show a key docker 20.10 lacks (newer API fields)
+//! unordered <path> <reason>  an array docker fills in Go map order (random): both sides are
+//!                            compared sorted (by `Destination`, else the element's JSON)
 //! ```
 //!
 //! Missing keys and type mismatches (`null` vs `[]` included) are never allowed. Exit status: 0
@@ -23,6 +25,7 @@ use serde_json::Value;
 enum Kind {
     Value,
     Extra,
+    Unordered,
 }
 
 /// One allow-list entry.
@@ -106,7 +109,12 @@ impl Diff<'_> {
                 }
             }
             (Value::Array(da), Value::Array(sa)) if da.len() == sa.len() => {
-                for (i, (dv, sv)) in da.iter().zip(sa).enumerate() {
+                let (da, sa) = if self.allowed(Kind::Unordered, path) {
+                    (sorted(da), sorted(sa))
+                } else {
+                    (da.clone(), sa.clone())
+                };
+                for (i, (dv, sv)) in da.iter().zip(&sa).enumerate() {
                     path.push(i.to_string());
                     self.walk(path, dv, sv);
                     path.pop();
@@ -124,6 +132,18 @@ impl Diff<'_> {
             }
         }
     }
+}
+
+/// The elements of an unordered array in a stable order: by `Destination` (mounts), else by
+/// their JSON text.
+fn sorted(a: &[Value]) -> Vec<Value> {
+    let mut v = a.to_vec();
+    v.sort_by_key(|e| {
+        e.get("Destination")
+            .and_then(Value::as_str)
+            .map_or_else(|| e.to_string(), str::to_string)
+    });
+    v
 }
 
 fn short(v: &Value) -> String {
@@ -155,6 +175,7 @@ fn load_allow(path: &str) -> Result<Vec<Allow>, String> {
         let kind = match w.next() {
             Some("value") => Kind::Value,
             Some("extra") => Kind::Extra,
+            Some("unordered") => Kind::Unordered,
             other => return Err(format!("{path}:{}: unknown kind {other:?}", n + 1)),
         };
         let pat = w
@@ -244,6 +265,20 @@ mod tests {
         };
         x.walk(&mut Vec::new(), &d, &s);
         x.problems
+    }
+
+    #[test]
+    fn unordered_arrays_compare_sorted() {
+        let d = json!({"Mounts": [{"Destination": "/t"}, {"Destination": "/b"}], "Args": [1, 2]});
+        let s = json!({"Mounts": [{"Destination": "/b"}, {"Destination": "/t"}], "Args": [2, 1]});
+        let allow = [Allow {
+            kind: Kind::Unordered,
+            pattern: vec!["Mounts".into()],
+        }];
+        let p = diff(d.clone(), s.clone(), &allow);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p.iter().all(|x| x.contains("Args")), "{p:?}");
+        assert_eq!(diff(d, s, &[]).len(), 4);
     }
 
     #[test]
