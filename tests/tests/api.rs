@@ -539,6 +539,55 @@ fn docker_py_sdk() {
     assert!(stdout(&o).contains("7 passed"), "{}", stdout(&o));
 }
 
+/// testcontainers-python (PyPI, in the docker-py venv; scripts/deps.sh installs it) with Ryuk
+/// disabled: a generic busybox container with a published port and a wait strategy on a log line
+/// (`tests/dockerpy/test_testcontainers.py`). The server has a bridge of its own for `-p`.
+#[test]
+fn testcontainers_python() {
+    let Some(venv) = docker_py_venv() else {
+        skiff_tests::skip("docker-py 7 + pytest venv missing (see docker_py_venv)");
+        return;
+    };
+    let has_tc = Command::new(venv.join("bin/python"))
+        .args(["-c", "import testcontainers.core.container"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_tc {
+        skiff_tests::skip("testcontainers missing from the docker-py venv (scripts/deps.sh)");
+        return;
+    }
+    if Command::new("nft").arg("--version").output().is_err() {
+        panic!("nft is missing: install the nftables package (scripts/deps.sh)");
+    }
+    let c = ComposeServer::new("api-tc");
+    let s = &c.s;
+    let tests =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dockerpy/test_testcontainers.py");
+    let o = Command::new(venv.join("bin/python"))
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .arg(&tests)
+        .env("DOCKER_HOST", format!("unix://{}", s.sock.display()))
+        .env("TESTCONTAINERS_RYUK_DISABLED", "true")
+        .env_remove("TESTCONTAINERS_HOST_OVERRIDE")
+        .env_remove("TC_HOST")
+        .env("SKIFF_CGROUP", &s.env.cgroup)
+        .env("DOCKER_CONFIG", s.docker_config.path())
+        .current_dir(s.env.dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "pytest failed:\n{}{}\nserver log:\n{}",
+        stdout(&o),
+        stderr(&o),
+        s.log()
+    );
+    assert!(stdout(&o).contains("2 passed"), "{}", stdout(&o));
+    let left = s.docker_ok(&["ps", "-aq"]);
+    assert_eq!(left.trim(), "", "testcontainers removed what it made");
+}
+
 #[test]
 fn docker_cp_both_ways_and_stats() {
     let s = Server::start("api-cp");

@@ -167,7 +167,9 @@ impl Engine {
     pub fn list(&self) -> Result<Vec<Container>> {
         let mut out = Vec::new();
         let raw = self.list_raw()?;
-        self.sweep();
+        if self.sweep_on_list {
+            self.sweep();
+        }
         for c in raw {
             match self.reconcile(c) {
                 Ok(c) => out.push(c),
