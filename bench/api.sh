@@ -125,16 +125,17 @@ if phase stress; then
     $S version >/dev/null
     f0=$(fds) d0=$(dbfds) t0=$(threads)
     python3 bench/api_stress.py "$SSOCK" "$STRESS_SECONDS" "$STRESS_CLIENTS" skiff-bench-api >"$B/stress-skiff.json"
-    python3 bench/api_stress.py "$DSOCK" "$STRESS_SECONDS" "$STRESS_CLIENTS" skiff-bench-api >"$B/stress-docker.json"
     # Idle blocking threads of the server's runtime end 10 s after their last job.
     sleep 12
     f1=$(fds) d1=$(dbfds) t1=$(threads)
+    left=$(leftovers)
+    python3 bench/api_stress.py "$DSOCK" "$STRESS_SECONDS" "$STRESS_CLIENTS" skiff-bench-api >"$B/stress-docker.json"
     for side in skiff docker; do
         jq -r --arg s "$side" '"stress \($s): \(.cycles) cycles in \(.seconds) s (\(.cycles_per_s)/s), \(.requests) requests, p50 \(.p50_ms) ms, p99 \(.p99_ms) ms, max \(.max_ms) ms, \(.errors) errors"' "$B/stress-$side.json"
         jq -r '.first_errors[]' "$B/stress-$side.json" | sed 's/^/  error: /'
     done
     echo "skiff server: fds $f0 -> $f1 (pooled database files $d0 -> $d1), threads $t0 -> $t1"
-    leftovers | sed 's/^/skiff left /'
+    echo "$left" | sed 's/^/skiff left /'
     sc=$(jq .cycles_per_s "$B/stress-skiff.json")
     dc=$(jq .cycles_per_s "$B/stress-docker.json")
     echo "ratio skiff/docker = $(ratio "$dc" "$sc")   (stress: time per cycle, $STRESS_CLIENTS clients)"
@@ -142,7 +143,7 @@ if phase stress; then
     [ "$(jq .errors "$B/stress-skiff.json")" = 0 ] || fail=1
     [ $((f1 - d1)) -le $((f0 - d0)) ] || fail=1
     [ "$t1" -le "$t0" ] || fail=1
-    leftovers | grep -qv ': 0$' && fail=1
+    echo "$left" | grep -qv ': 0$' && fail=1
     if [ "$fail" = 1 ]; then
         echo "stress: FAILED (errors or leftovers above)"
         exit 1

@@ -60,9 +60,14 @@ def test_generic_container_published_port_and_log_wait():
         assert ctr.status == "running"
         host = ctr.get_container_host_ip()
         port = ctr.get_exposed_port(8080)
-        assert port != 8080 or host != "localhost"
         assert fetch(host, port) == b"hello-from-skiff\n"
         cid = ctr.get_container_id()
+        # The other connection modes read the bridge's gateway and address from the list
+        # (`GET /containers/json`), which must agree with inspect.
+        dc = ctr.get_docker_client()
+        nets = dc.client.api.inspect_container(cid)["NetworkSettings"]["Networks"]
+        assert dc.gateway_ip(cid) == nets["bridge"]["Gateway"] != ""
+        assert dc.bridge_ip(cid) == nets["bridge"]["IPAddress"] != ""
         labels = ctr.get_wrapped_container().labels
         assert labels.get("org.testcontainers") == "true", labels
     # Leaving the block removed the container (there is no Ryuk to do it).

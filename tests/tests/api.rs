@@ -568,8 +568,13 @@ fn testcontainers_python() {
         .arg(&tests)
         .env("DOCKER_HOST", format!("unix://{}", s.sock.display()))
         .env("TESTCONTAINERS_RYUK_DISABLED", "true")
+        // Published ports through the host, as on a developer's machine: testcontainers guesses
+        // docker-in-docker (the bridge gateway) where /.dockerenv exists, as on some CI VMs.
+        .env("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
         .env_remove("TESTCONTAINERS_HOST_OVERRIDE")
         .env_remove("TC_HOST")
+        // No ~/.testcontainers.properties of the machine's user.
+        .env("HOME", s.env.dir.path())
         .env("SKIFF_CGROUP", &s.env.cgroup)
         .env("DOCKER_CONFIG", s.docker_config.path())
         .current_dir(s.env.dir.path())

@@ -712,7 +712,13 @@ fn summary(
         host_config: serde_json::json!({
             "NetworkMode": crate::inspect::network_name(&c.host_config.network_mode)
         }),
-        network_settings: serde_json::json!({ "Networks": settings["Networks"] }),
+        // The endpoints' addresses and gateways as inspect shows them (testcontainers reads
+        // the gateway from the list).
+        network_settings: if eps.is_empty() {
+            serde_json::json!({ "Networks": settings["Networks"] })
+        } else {
+            serde_json::json!({ "Networks": crate::inspect::endpoint_networks(c, eps) })
+        },
         mounts: c
             .mounts
             .iter()

@@ -246,6 +246,46 @@ pub fn container_json(e: &Engine, c: &Container) -> Value {
     })
 }
 
+/// `NetworkSettings.Networks` of a container with endpoints `eps` (inspect and the list's
+/// summaries show the same).
+pub(crate) fn endpoint_networks(
+    c: &Container,
+    eps: &[skiff_net::Endpoint],
+) -> serde_json::Map<String, Value> {
+    let endpoint = |ep: &skiff_net::Endpoint| {
+        let mut v = empty_endpoint();
+        v["MacAddress"] = json!(ep.mac);
+        v["NetworkID"] = json!(ep.network.id);
+        v["EndpointID"] = json!(ep.endpoint_id);
+        v["Gateway"] = json!(ep.network.gateway.to_string());
+        v["IPAddress"] = json!(ep.ip.to_string());
+        v["IPPrefixLen"] = json!(ep.network.prefix);
+        if let (Some(ip6), Some((_, len6)), Some(gw6)) =
+            (ep.ip6(), ep.network.subnet6(), ep.network.gateway6())
+        {
+            v["GlobalIPv6Address"] = json!(ip6.to_string());
+            v["GlobalIPv6PrefixLen"] = json!(len6);
+            v["IPv6Gateway"] = json!(gw6.to_string());
+        }
+        if ep.network.name != "bridge" {
+            // docker 28: Aliases are the given ones; DNSNames every name the embedded DNS
+            // answers for it (name, aliases, short id, hostname).
+            if !ep.aliases.is_empty() {
+                v["Aliases"] = json!(ep.aliases);
+            }
+            v["DNSNames"] = json!(crate::network::dns_names(c, &ep.aliases));
+        } else {
+            v["DNSNames"] = Value::Null;
+        }
+        v
+    };
+    let mut networks = serde_json::Map::new();
+    for ep in eps {
+        networks.insert(ep.network.name.clone(), endpoint(ep));
+    }
+    networks
+}
+
 /// `inspect`'s NetworkSettings: the container's endpoints, published ports and exposed ones.
 fn network_settings_live(e: &Engine, c: &Container, eps: &[skiff_net::Endpoint]) -> Value {
     if eps.is_empty() {
@@ -283,37 +323,7 @@ fn network_settings_live(e: &Engine, c: &Container, eps: &[skiff_net::Endpoint])
             }
         }
     }
-    let endpoint = |ep: &skiff_net::Endpoint| {
-        let mut v = empty_endpoint();
-        v["MacAddress"] = json!(ep.mac);
-        v["NetworkID"] = json!(ep.network.id);
-        v["EndpointID"] = json!(ep.endpoint_id);
-        v["Gateway"] = json!(ep.network.gateway.to_string());
-        v["IPAddress"] = json!(ep.ip.to_string());
-        v["IPPrefixLen"] = json!(ep.network.prefix);
-        if let (Some(ip6), Some((_, len6)), Some(gw6)) =
-            (ep.ip6(), ep.network.subnet6(), ep.network.gateway6())
-        {
-            v["GlobalIPv6Address"] = json!(ip6.to_string());
-            v["GlobalIPv6PrefixLen"] = json!(len6);
-            v["IPv6Gateway"] = json!(gw6.to_string());
-        }
-        if ep.network.name != "bridge" {
-            // docker 28: Aliases are the given ones; DNSNames every name the embedded DNS
-            // answers for it (name, aliases, short id, hostname).
-            if !ep.aliases.is_empty() {
-                v["Aliases"] = json!(ep.aliases);
-            }
-            v["DNSNames"] = json!(crate::network::dns_names(c, &ep.aliases));
-        } else {
-            v["DNSNames"] = Value::Null;
-        }
-        v
-    };
-    let mut networks = serde_json::Map::new();
-    for ep in eps {
-        networks.insert(ep.network.name.clone(), endpoint(ep));
-    }
+    let networks = endpoint_networks(c, eps);
     // Docker fills the top-level fields from the default bridge only.
     let def = eps.iter().find(|ep| ep.network.name == "bridge");
     let mut v = network_settings(c);
