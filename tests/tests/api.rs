@@ -593,6 +593,114 @@ fn testcontainers_python() {
     assert_eq!(left.trim(), "", "testcontainers removed what it made");
 }
 
+/// The server keeps engines open between requests (crates/api/src/pool.rs): what the CLI does
+/// between two requests is seen by the next one, CLI commands run beside 16 concurrent API
+/// clients, and afterwards the server holds no more descriptors than before (SQLite's own files
+/// of pooled connections apart) and nothing is left.
+#[test]
+fn pooled_engines_see_cli_changes_and_leak_nothing() {
+    let s = Server::start("api-pool");
+    let pid = s.child.id();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                !std::fs::read_link(e.path())
+                    .is_ok_and(|t| t.to_string_lossy().contains("/skiff.db"))
+            })
+            .count()
+    };
+    let (st, _, _) = s.http("GET", "/containers/json?all=1", b"");
+    assert_eq!(st, 200);
+    let before = fds();
+    // CLI writes between API reads.
+    s.env.ok(&[
+        "create",
+        "--name",
+        "from-cli",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    let (st, _, body) = s.http("GET", "/containers/from-cli/json", b"");
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    s.env.ok(&["rename", "from-cli", "renamed-cli"]);
+    let (_, _, body) = s.http("GET", "/containers/json?all=1", b"");
+    let list = String::from_utf8_lossy(&body).into_owned();
+    assert!(
+        list.contains("/renamed-cli") && !list.contains("/from-cli"),
+        "{list}"
+    );
+    s.env.ok(&["rm", "renamed-cli"]);
+    let (st, _, _) = s.http("GET", "/containers/renamed-cli/json", b"");
+    assert_eq!(st, 404);
+    // 16 API clients creating, starting, waiting for and removing containers, beside the CLI.
+    let create = serde_json::json!({
+        "Image": "busybox",
+        "Cmd": ["true"],
+        "HostConfig": {"NetworkMode": "none", "CgroupParent": s.env.cgroup},
+    })
+    .to_string();
+    std::thread::scope(|sc| {
+        let clients: Vec<_> = (0..16)
+            .map(|i| {
+                let (s, create) = (&s, &create);
+                sc.spawn(move || {
+                    for round in 0..3 {
+                        let (st, _, body) = s.http("POST", "/containers/create", create.as_bytes());
+                        let body = String::from_utf8_lossy(&body).into_owned();
+                        assert_eq!(st, 201, "client {i} round {round}: create: {body}");
+                        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                        let id = v["Id"].as_str().unwrap().to_string();
+                        for (m, path, want) in [
+                            ("POST", format!("/containers/{id}/start"), 204),
+                            ("POST", format!("/containers/{id}/wait"), 200),
+                            ("DELETE", format!("/containers/{id}"), 204),
+                        ] {
+                            let (st, _, body) = s.http(m, &path, b"");
+                            assert_eq!(
+                                st,
+                                want,
+                                "client {i} round {round}: {m} {path}: {}",
+                                String::from_utf8_lossy(&body)
+                            );
+                        }
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..3 {
+            s.env
+                .ok(&["run", "--rm", "--network", "none", "busybox", "true"]);
+            s.env.ok(&["ps", "-a"]);
+        }
+        for c in clients {
+            c.join().expect("an API client failed");
+        }
+    });
+    assert_eq!(s.env.ok(&["ps", "-aq"]).trim(), "", "nothing left");
+    let (_, _, body) = s.http("GET", "/containers/json?all=1", b"");
+    assert_eq!(String::from_utf8_lossy(&body).trim(), "[]");
+    let root = s.env.root();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&format!(" {}/", root.display())),
+        "no mount left under the root"
+    );
+    // The server closes the clients' connections once they hung up.
+    let t = Instant::now();
+    while fds() > before && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        fds() <= before,
+        "server fds: {before} before, {} after",
+        fds()
+    );
+}
+
 #[test]
 fn docker_cp_both_ways_and_stats() {
     let s = Server::start("api-cp");
