@@ -2,12 +2,18 @@
 # API server benchmark (issue 16): the same docker CLI against `skiff serve` and against Debian's
 # dockerd, side by side in one hyperfine run per comparison:
 #   1. `docker run --rm --network none busybox true` (target: ratio <= 0.2);
-#   2. `docker ps -a` with PS_N created containers on each side (target: ratio <= 0.5).
+#   2. `docker ps -a` with PS_N created containers on each side (target: ratio <= 0.5);
+#   3. stress: STRESS_CLIENTS (50) concurrent API clients (bench/api_stress.py, one keep-alive
+#      connection each) creating, starting, waiting for or force-removing containers for
+#      STRESS_SECONDS (30) on each side; every request must succeed, and skiff must be left with
+#      no container, cgroup, mount or monitor process, and no more server fds or threads than
+#      before (pooled database connections counted apart).
 # dockerd runs with its own socket, data root, exec root, pid file and cgroup parent; its busybox
 # image is skiff's, loaded with `skiff save | docker load`. Both data roots live in one temp dir
 # under /tmp. Prints mean times and `ratio skiff/docker = X` per comparison.
-# Needs root, hyperfine, jq, bc, busybox-static, docker (CLI) and dockerd. RUNS and PS_N tune the
-# sizes; SKIFF_BIN_DIR names a directory with an already built skiff (default: a release build).
+# Needs root, hyperfine, jq, bc, python3, busybox-static, docker (CLI) and dockerd. RUNS, PS_N,
+# STRESS_SECONDS and STRESS_CLIENTS tune the sizes; PHASES picks phases (default "run ps stress");
+# SKIFF_BIN_DIR names a directory with an already built skiff (default: a release build).
 set -eu
 cd "$(dirname "$0")/.."
 if [ -z "${SKIFF_BIN_DIR:-}" ]; then
@@ -17,6 +23,9 @@ fi
 SKIFF=$(readlink -f "$SKIFF_BIN_DIR/skiff")
 RUNS=${RUNS:-30}
 PS_N=${PS_N:-100}
+PHASES=${PHASES:-run ps stress}
+STRESS_SECONDS=${STRESS_SECONDS:-30}
+STRESS_CLIENTS=${STRESS_CLIENTS:-50}
 B=$(mktemp -d /tmp/skiff-bench-api.XXXXXX)
 SSOCK=$B/skiff.sock
 DSOCK=$B/docker.sock
@@ -81,13 +90,63 @@ compare() { # name, skiff command, docker command
     echo "ratio skiff/docker = $(ratio "$s" "$d")   ($1)"
 }
 
-CG=--cgroup-parent=skiff-bench-api
-compare "docker run --rm busybox true" \
-    "$S run --rm $CG --network none busybox true" \
-    "$D run --rm $CG --network none busybox true"
+phase() { case " $PHASES " in *" $1 "*) return 0 ;; esac; return 1; }
 
-for i in $(seq "$PS_N"); do
-    $S create $CG --network none busybox true >/dev/null
-    $D create $CG --network none busybox true >/dev/null
-done
-compare "docker ps -a ($PS_N containers)" "$S ps -a" "$D ps -a"
+CG=--cgroup-parent=skiff-bench-api
+if phase run; then
+    compare "docker run --rm busybox true" \
+        "$S run --rm $CG --network none busybox true" \
+        "$D run --rm $CG --network none busybox true"
+fi
+
+if phase ps; then
+    for i in $(seq "$PS_N"); do
+        $S create $CG --network none busybox true >/dev/null
+        $D create $CG --network none busybox true >/dev/null
+    done
+    compare "docker ps -a ($PS_N containers)" "$S ps -a" "$D ps -a"
+    $S rm $($S ps -aq) >/dev/null
+    $D rm $($D ps -aq) >/dev/null
+fi
+
+if phase stress; then
+    SPID=$(cat "$B/skiff.pid")
+    # The server's open files and threads, its pooled SQLite connections (skiff.db, -wal, -shm)
+    # counted apart: the pool keeps a bounded number of them open on purpose.
+    fds() { ls -l "/proc/$SPID/fd" 2>/dev/null | grep -c -- '->' || true; }
+    dbfds() { ls -l "/proc/$SPID/fd" 2>/dev/null | grep -c -- "-> $B/root/skiff.db" || true; }
+    threads() { ls "/proc/$SPID/task" | wc -l; }
+    leftovers() { # what skiff left: containers, cgroups, mounts, processes
+        echo "containers: $($SK ps -aq | wc -l)"
+        echo "cgroups: $(find /sys/fs/cgroup/*/skiff-bench-api /sys/fs/cgroup/unified/skiff-bench-api -mindepth 1 -type d 2>/dev/null | wc -l)"
+        echo "mounts: $(grep -c " $B/root/" /proc/self/mountinfo || true)"
+        echo "server children (monitors): $(cat /proc/"$SPID"/task/*/children | wc -w)"
+    }
+    $S version >/dev/null
+    f0=$(fds) d0=$(dbfds) t0=$(threads)
+    python3 bench/api_stress.py "$SSOCK" "$STRESS_SECONDS" "$STRESS_CLIENTS" skiff-bench-api >"$B/stress-skiff.json"
+    # Idle blocking threads of the server's runtime end 10 s after their last job.
+    sleep 12
+    f1=$(fds) d1=$(dbfds) t1=$(threads)
+    left=$(leftovers)
+    python3 bench/api_stress.py "$DSOCK" "$STRESS_SECONDS" "$STRESS_CLIENTS" skiff-bench-api >"$B/stress-docker.json"
+    for side in skiff docker; do
+        jq -r --arg s "$side" '"stress \($s): \(.cycles) cycles in \(.seconds) s (\(.cycles_per_s)/s), \(.requests) requests, p50 \(.p50_ms) ms, p99 \(.p99_ms) ms, max \(.max_ms) ms, \(.errors) errors"' "$B/stress-$side.json"
+        jq -r '.first_errors[]' "$B/stress-$side.json" | sed 's/^/  error: /'
+    done
+    echo "skiff server: fds $f0 -> $f1 (pooled database files $d0 -> $d1), threads $t0 -> $t1"
+    echo "$left" | sed 's/^/skiff left /'
+    sc=$(jq .cycles_per_s "$B/stress-skiff.json")
+    dc=$(jq .cycles_per_s "$B/stress-docker.json")
+    echo "ratio skiff/docker = $(ratio "$dc" "$sc")   (stress: time per cycle, $STRESS_CLIENTS clients)"
+    fail=0
+    [ "$(jq .errors "$B/stress-skiff.json")" = 0 ] || fail=1
+    [ $((f1 - d1)) -le $((f0 - d0)) ] || fail=1
+    [ "$t1" -le "$t0" ] || fail=1
+    echo "$left" | grep -qv ': 0$' && fail=1
+    if [ "$fail" = 1 ]; then
+        echo "stress: FAILED (errors or leftovers above)"
+        exit 1
+    fi
+    echo "stress: all requests succeeded, nothing left behind"
+fi

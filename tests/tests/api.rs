@@ -539,6 +539,168 @@ fn docker_py_sdk() {
     assert!(stdout(&o).contains("7 passed"), "{}", stdout(&o));
 }
 
+/// testcontainers-python (PyPI, in the docker-py venv; scripts/deps.sh installs it) with Ryuk
+/// disabled: a generic busybox container with a published port and a wait strategy on a log line
+/// (`tests/dockerpy/test_testcontainers.py`). The server has a bridge of its own for `-p`.
+#[test]
+fn testcontainers_python() {
+    let Some(venv) = docker_py_venv() else {
+        skiff_tests::skip("docker-py 7 + pytest venv missing (see docker_py_venv)");
+        return;
+    };
+    let has_tc = Command::new(venv.join("bin/python"))
+        .args(["-c", "import testcontainers.core.container"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_tc {
+        skiff_tests::skip("testcontainers missing from the docker-py venv (scripts/deps.sh)");
+        return;
+    }
+    if Command::new("nft").arg("--version").output().is_err() {
+        panic!("nft is missing: install the nftables package (scripts/deps.sh)");
+    }
+    let c = ComposeServer::new("api-tc");
+    let s = &c.s;
+    let tests =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dockerpy/test_testcontainers.py");
+    let o = Command::new(venv.join("bin/python"))
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .arg(&tests)
+        .env("DOCKER_HOST", format!("unix://{}", s.sock.display()))
+        .env("TESTCONTAINERS_RYUK_DISABLED", "true")
+        // Published ports through the host, as on a developer's machine: testcontainers guesses
+        // docker-in-docker (the bridge gateway) where /.dockerenv exists, as on some CI VMs.
+        .env("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
+        .env_remove("TESTCONTAINERS_HOST_OVERRIDE")
+        .env_remove("TC_HOST")
+        // No ~/.testcontainers.properties of the machine's user.
+        .env("HOME", s.env.dir.path())
+        .env("SKIFF_CGROUP", &s.env.cgroup)
+        .env("DOCKER_CONFIG", s.docker_config.path())
+        .current_dir(s.env.dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "pytest failed:\n{}{}\nserver log:\n{}",
+        stdout(&o),
+        stderr(&o),
+        s.log()
+    );
+    assert!(stdout(&o).contains("2 passed"), "{}", stdout(&o));
+    let left = s.docker_ok(&["ps", "-aq"]);
+    assert_eq!(left.trim(), "", "testcontainers removed what it made");
+}
+
+/// The server keeps engines open between requests (crates/api/src/pool.rs): what the CLI does
+/// between two requests is seen by the next one, CLI commands run beside 16 concurrent API
+/// clients, and afterwards the server holds no more descriptors than before (SQLite's own files
+/// of pooled connections apart) and nothing is left.
+#[test]
+fn pooled_engines_see_cli_changes_and_leak_nothing() {
+    let s = Server::start("api-pool");
+    let pid = s.child.id();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                !std::fs::read_link(e.path())
+                    .is_ok_and(|t| t.to_string_lossy().contains("/skiff.db"))
+            })
+            .count()
+    };
+    let (st, _, _) = s.http("GET", "/containers/json?all=1", b"");
+    assert_eq!(st, 200);
+    let before = fds();
+    // CLI writes between API reads.
+    s.env.ok(&[
+        "create",
+        "--name",
+        "from-cli",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    let (st, _, body) = s.http("GET", "/containers/from-cli/json", b"");
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    s.env.ok(&["rename", "from-cli", "renamed-cli"]);
+    let (_, _, body) = s.http("GET", "/containers/json?all=1", b"");
+    let list = String::from_utf8_lossy(&body).into_owned();
+    assert!(
+        list.contains("/renamed-cli") && !list.contains("/from-cli"),
+        "{list}"
+    );
+    s.env.ok(&["rm", "renamed-cli"]);
+    let (st, _, _) = s.http("GET", "/containers/renamed-cli/json", b"");
+    assert_eq!(st, 404);
+    // 16 API clients creating, starting, waiting for and removing containers, beside the CLI.
+    let create = serde_json::json!({
+        "Image": "busybox",
+        "Cmd": ["true"],
+        "HostConfig": {"NetworkMode": "none", "CgroupParent": s.env.cgroup},
+    })
+    .to_string();
+    std::thread::scope(|sc| {
+        let clients: Vec<_> = (0..16)
+            .map(|i| {
+                let (s, create) = (&s, &create);
+                sc.spawn(move || {
+                    for round in 0..3 {
+                        let (st, _, body) = s.http("POST", "/containers/create", create.as_bytes());
+                        let body = String::from_utf8_lossy(&body).into_owned();
+                        assert_eq!(st, 201, "client {i} round {round}: create: {body}");
+                        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                        let id = v["Id"].as_str().unwrap().to_string();
+                        for (m, path, want) in [
+                            ("POST", format!("/containers/{id}/start"), 204),
+                            ("POST", format!("/containers/{id}/wait"), 200),
+                            ("DELETE", format!("/containers/{id}"), 204),
+                        ] {
+                            let (st, _, body) = s.http(m, &path, b"");
+                            assert_eq!(
+                                st,
+                                want,
+                                "client {i} round {round}: {m} {path}: {}",
+                                String::from_utf8_lossy(&body)
+                            );
+                        }
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..3 {
+            s.env
+                .ok(&["run", "--rm", "--network", "none", "busybox", "true"]);
+            s.env.ok(&["ps", "-a"]);
+        }
+        for c in clients {
+            c.join().expect("an API client failed");
+        }
+    });
+    assert_eq!(s.env.ok(&["ps", "-aq"]).trim(), "", "nothing left");
+    let (_, _, body) = s.http("GET", "/containers/json?all=1", b"");
+    assert_eq!(String::from_utf8_lossy(&body).trim(), "[]");
+    let root = s.env.root();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&format!(" {}/", root.display())),
+        "no mount left under the root"
+    );
+    // The server closes the clients' connections once they hung up.
+    let t = Instant::now();
+    while fds() > before && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        fds() <= before,
+        "server fds: {before} before, {} after",
+        fds()
+    );
+}
+
 #[test]
 fn docker_cp_both_ways_and_stats() {
     let s = Server::start("api-cp");

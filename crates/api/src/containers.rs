@@ -60,10 +60,7 @@ async fn list(ctx: Ctx) -> R {
         if let Some(l) = limit.filter(|l| *l > 0) {
             rows.truncate(l as usize);
         }
-        Ok(rows
-            .iter()
-            .map(|(c, h)| skiff_engine::api::container_summary(&e, c, h.as_deref()))
-            .collect::<Vec<_>>())
+        Ok(skiff_engine::api::container_summaries(&e, &rows))
     })
     .await?;
     ok_json(&rows)

@@ -505,6 +505,7 @@ impl Ctx {
 
 /// The entry point of every request.
 pub async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Result<Resp, Infallible> {
+    let t0 = std::time::Instant::now();
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let r = async {
@@ -519,7 +520,7 @@ pub async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Result<Res
         let (parts, body) = req.into_parts();
         let ctx = Ctx {
             state,
-            method,
+            method: method.clone(),
             query,
             version: version.unwrap_or((1, 50)),
             headers: parts.headers,
@@ -531,7 +532,22 @@ pub async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Result<Res
         route(ctx, segs).await
     }
     .await;
-    Ok(r.unwrap_or_else(error_response))
+    let resp = r.unwrap_or_else(error_response);
+    if timing_log() {
+        // SKIFF_API_TIMING=1: one line per request (until its headers went out), for profiling.
+        eprintln!(
+            "skiff serve: {method} {path} {} {:.2} ms",
+            resp.status().as_u16(),
+            t0.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+    Ok(resp)
+}
+
+/// Whether `SKIFF_API_TIMING` asks for a line per request on stderr.
+fn timing_log() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("SKIFF_API_TIMING").is_some_and(|v| v == "1"))
 }
 
 /// A plain-hijack request read by [`crate::hijack`]: routed as any other, the connection

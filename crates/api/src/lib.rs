@@ -23,6 +23,7 @@ mod images;
 mod listen;
 mod misc;
 mod more;
+mod pool;
 mod tls;
 
 use std::collections::HashMap;
@@ -84,6 +85,8 @@ pub(crate) struct State {
     pub root: PathBuf,
     pub runroot: Option<PathBuf>,
     pub exe: PathBuf,
+    /// Open engines, lent to one request at a time.
+    pub engines: pool::EnginePool,
     /// Attach sockets of clients that attached before the container started (docker's `run`
     /// attaches, then starts): the monitor end, handed to the start.
     pub pending_attach: Mutex<HashMap<String, OwnedFd>>,
@@ -92,9 +95,9 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// Opens the engine as one CLI command does.
-    pub fn engine(&self) -> skiff_engine::Result<skiff_engine::Engine> {
-        skiff_engine::Engine::open(&self.root, self.runroot.as_deref())
+    /// An open engine for one request (see pool.rs).
+    pub fn engine(&self) -> skiff_engine::Result<pool::PooledEngine<'_>> {
+        self.engines.get()
     }
     /// Opens the image store.
     pub fn store(&self) -> skiff_engine::Result<skiff_image::Store> {
@@ -117,10 +120,22 @@ pub fn serve(o: Options) -> Result<(), ServeError> {
         root: o.root.clone(),
         runroot: o.runroot.clone(),
         exe: o.exe.clone(),
+        engines: pool::EnginePool::new(o.root.clone(), o.runroot.clone()),
         pending_attach: Mutex::new(HashMap::new()),
         execs: Mutex::new(HashMap::new()),
     });
     listen::start_reaper();
+    // Pooled engines do not sweep on every list as CLI commands do: what killed processes left
+    // (`.removing-*`, dead creates) is swept here once a minute.
+    {
+        let st = state.clone();
+        std::thread::spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+            if let Ok(e) = st.engine() {
+                e.sweep();
+            }
+        });
+    }
     // `skiff system boot`'s work: restart `always`/`unless-stopped` containers.
     {
         let st = state.clone();

@@ -640,20 +640,60 @@ pub fn container_summary(
     c: &crate::Container,
     health: Option<&str>,
 ) -> ContainerSummary {
-    let mut ports = Vec::new();
-    if crate::network::is_bridge(&c.host_config.network_mode) {
-        let eps = e
-            .net()
+    let eps = if crate::network::is_bridge(&c.host_config.network_mode) {
+        e.net()
             .and_then(|n| n.endpoints(&c.id).map_err(crate::network::net_err))
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    summary(c, health, &eps)
+}
+
+/// The API's summaries of `rows` (from [`list_containers`]), in order: the endpoints of all of
+/// them are read in one query (one per container otherwise, each reading daemon.json).
+pub fn container_summaries(
+    e: &crate::Engine,
+    rows: &[(crate::Container, Option<String>)],
+) -> Vec<ContainerSummary> {
+    let mut eps: BTreeMap<String, Vec<skiff_net::Endpoint>> = BTreeMap::new();
+    if rows
+        .iter()
+        .any(|(c, _)| crate::network::is_bridge(&c.host_config.network_mode))
+    {
+        let all = e
+            .net()
+            .and_then(|n| n.all_endpoints().map_err(crate::network::net_err))
             .unwrap_or_default();
-        for p in eps.iter().flat_map(|ep| &ep.ports) {
-            ports.push(PortSummary {
-                ip: Some(p.host_ip.to_string()),
-                private_port: p.port,
-                public_port: Some(p.host_port),
-                kind: p.proto.to_string(),
-            });
+        for ep in all {
+            eps.entry(ep.container.clone()).or_default().push(ep);
         }
+    }
+    rows.iter()
+        .map(|(c, h)| {
+            let mine = if crate::network::is_bridge(&c.host_config.network_mode) {
+                eps.get(&c.id).map(Vec::as_slice).unwrap_or_default()
+            } else {
+                &[]
+            };
+            summary(c, h.as_deref(), mine)
+        })
+        .collect()
+}
+
+fn summary(
+    c: &crate::Container,
+    health: Option<&str>,
+    eps: &[skiff_net::Endpoint],
+) -> ContainerSummary {
+    let mut ports = Vec::new();
+    for p in eps.iter().flat_map(|ep| &ep.ports) {
+        ports.push(PortSummary {
+            ip: Some(p.host_ip.to_string()),
+            private_port: p.port,
+            public_port: Some(p.host_port),
+            kind: p.proto.to_string(),
+        });
     }
     let mut command = vec![c.path.clone()];
     command.extend(c.args.iter().cloned());
@@ -672,7 +712,13 @@ pub fn container_summary(
         host_config: serde_json::json!({
             "NetworkMode": crate::inspect::network_name(&c.host_config.network_mode)
         }),
-        network_settings: serde_json::json!({ "Networks": settings["Networks"] }),
+        // The endpoints' addresses and gateways as inspect shows them (testcontainers reads
+        // the gateway from the list).
+        network_settings: if eps.is_empty() {
+            serde_json::json!({ "Networks": settings["Networks"] })
+        } else {
+            serde_json::json!({ "Networks": crate::inspect::endpoint_networks(c, eps) })
+        },
         mounts: c
             .mounts
             .iter()

@@ -299,43 +299,12 @@ pub fn container_json(e: &Engine, c: &Container) -> Value {
     })
 }
 
-/// `inspect`'s NetworkSettings: the container's endpoints, published ports and exposed ones.
-fn network_settings_live(e: &Engine, c: &Container, eps: &[skiff_net::Endpoint]) -> Value {
-    if eps.is_empty() {
-        // No endpoint (none, host, or the bridge switched off): docker's shape, values unset.
-        let mut v = network_settings(c);
-        let mode = c.host_config.network_mode.as_str();
-        if c.network_detached {
-            v["Networks"] = json!({});
-        } else if matches!(mode, "host" | "none") {
-            // docker's built-in networks have ids (stable, kept in the state database).
-            if let Ok((id, _)) = e.net().and_then(|n| {
-                n.builtin(mode, &crate::proc::now())
-                    .map_err(crate::network::net_err)
-            }) {
-                v["Networks"][mode]["NetworkID"] = json!(id);
-            }
-        }
-        return v;
-    }
-    let mut ports = serde_json::Map::new();
-    if crate::network::is_bridge(&c.host_config.network_mode) {
-        for k in c.config.exposed_ports.iter().flatten().map(|(k, _)| k) {
-            ports.insert(k.clone(), Value::Null);
-        }
-    }
-    for ep in eps {
-        for p in &ep.ports {
-            let k = format!("{}/{}", p.port, p.proto);
-            let b = json!({"HostIp": p.host_ip, "HostPort": p.host_port.to_string()});
-            match ports.get_mut(&k).and_then(Value::as_array_mut) {
-                Some(a) => a.push(b),
-                None => {
-                    ports.insert(k, json!([b]));
-                }
-            }
-        }
-    }
+/// `NetworkSettings.Networks` of a container with endpoints `eps` (inspect and the list's
+/// summaries show the same).
+pub(crate) fn endpoint_networks(
+    c: &Container,
+    eps: &[skiff_net::Endpoint],
+) -> serde_json::Map<String, Value> {
     let endpoint = |ep: &skiff_net::Endpoint| {
         let mut v = empty_endpoint();
         v["MacAddress"] = json!(ep.mac);
@@ -375,6 +344,47 @@ fn network_settings_live(e: &Engine, c: &Container, eps: &[skiff_net::Endpoint])
         }
         networks.insert(ep.network.name.clone(), v);
     }
+    networks
+}
+
+/// `inspect`'s NetworkSettings: the container's endpoints, published ports and exposed ones.
+fn network_settings_live(e: &Engine, c: &Container, eps: &[skiff_net::Endpoint]) -> Value {
+    if eps.is_empty() {
+        // No endpoint (none, host, or the bridge switched off): docker's shape, values unset.
+        let mut v = network_settings(c);
+        let mode = c.host_config.network_mode.as_str();
+        if c.network_detached {
+            v["Networks"] = json!({});
+        } else if matches!(mode, "host" | "none") {
+            // docker's built-in networks have ids (stable, kept in the state database).
+            if let Ok((id, _)) = e.net().and_then(|n| {
+                n.builtin(mode, &crate::proc::now())
+                    .map_err(crate::network::net_err)
+            }) {
+                v["Networks"][mode]["NetworkID"] = json!(id);
+            }
+        }
+        return v;
+    }
+    let mut ports = serde_json::Map::new();
+    if crate::network::is_bridge(&c.host_config.network_mode) {
+        for k in c.config.exposed_ports.iter().flatten().map(|(k, _)| k) {
+            ports.insert(k.clone(), Value::Null);
+        }
+    }
+    for ep in eps {
+        for p in &ep.ports {
+            let k = format!("{}/{}", p.port, p.proto);
+            let b = json!({"HostIp": p.host_ip, "HostPort": p.host_port.to_string()});
+            match ports.get_mut(&k).and_then(Value::as_array_mut) {
+                Some(a) => a.push(b),
+                None => {
+                    ports.insert(k, json!([b]));
+                }
+            }
+        }
+    }
+    let networks = endpoint_networks(c, eps);
     // Docker fills the top-level fields from the default bridge only.
     let def = eps.iter().find(|ep| ep.network.name == "bridge");
     let mut v = network_settings(c);

@@ -71,6 +71,9 @@ pub struct Engine {
     /// Runtime (tmpfs) dir.
     pub runroot: PathBuf,
     pub(crate) conn: rusqlite::Connection,
+    /// Whether [`Engine::list`] sweeps what killed processes left (every CLI command that lists
+    /// does; a server that keeps engines open sweeps on a timer instead).
+    pub(crate) sweep_on_list: bool,
 }
 
 /// The run dir to use when only `root` is given: `/run/skiff` for the default root, the user's
@@ -111,6 +114,7 @@ impl Engine {
             root: root.to_path_buf(),
             runroot,
             conn,
+            sweep_on_list: true,
         })
     }
     /// `<root>/containers/<id>`.
@@ -126,6 +130,16 @@ impl Engine {
     pub fn health(&self, c: &Container) -> Option<health::Health> {
         health::Probe::from_config(c.config.healthcheck.as_ref())?;
         health::read(&self.container_dir(&c.id))
+    }
+    /// Marks this engine as one kept open across operations (`skiff serve`): listing no longer
+    /// sweeps, the keeper calls [`Engine::sweep`] on its own schedule.
+    pub fn keep_open(&mut self) {
+        self.sweep_on_list = false;
+    }
+    /// True unless a transaction is open on the state database (an engine kept open across
+    /// operations, as `skiff serve` keeps them, is reused only then).
+    pub fn is_autocommit(&self) -> bool {
+        self.conn.is_autocommit()
     }
     /// The runtime library's state root.
     pub fn runtime_root(&self) -> PathBuf {

@@ -185,7 +185,9 @@ impl Engine {
     pub fn list(&self) -> Result<Vec<Container>> {
         let mut out = Vec::new();
         let raw = self.list_raw()?;
-        self.sweep();
+        if self.sweep_on_list {
+            self.sweep();
+        }
         for c in raw {
             match self.reconcile(c) {
                 Ok(c) => out.push(c),
@@ -790,9 +792,15 @@ impl Engine {
                 _ => {}
             }
             // Short-lived containers (`docker run --rm`) end within the first polls: 10 ms
-            // steps for the first second, then 100 ms.
+            // steps for the first second, then 100 ms. While the monitor runs, a step ends
+            // early when it exits (its pidfd), so the exit is seen at once.
             polls += 1;
-            std::thread::sleep(Duration::from_millis(if polls < 100 { 10 } else { 100 }));
+            let step = Duration::from_millis(if polls < 100 { 10 } else { 100 });
+            if c.is_active() && Self::monitor_alive(&c) {
+                proc::wait_gone(c.state.monitor_pid, c.state.monitor_start, step);
+            } else {
+                std::thread::sleep(step);
+            }
         }
     }
 
