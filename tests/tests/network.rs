@@ -1305,7 +1305,7 @@ fn network_long_form() {
     let nets = env.inspect("lc")["NetworkSettings"]["Networks"].clone();
     assert_eq!(
         nets[&n2]["DriverOpts"],
-        serde_json::json!({"com.example.x": "y"}),
+        serde_json::json!({"com.example.x": "Y"}),
         "{nets}"
     );
     assert_eq!(nets[&n2]["Aliases"], serde_json::json!(["cee"]), "{nets}");

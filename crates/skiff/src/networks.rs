@@ -322,13 +322,12 @@ pub fn run(cli: &Cli, cmd: &NetworkCommand) -> Result<i32> {
         NetworkCommand::Connect(a) => {
             let mut driver_opts = std::collections::BTreeMap::new();
             for o in &a.driver_opt {
-                // docker's CLI lower-cases both halves.
-                let o = o.to_lowercase();
+                // As docker's CLI here: trimmed, case kept (unlike `--network driver-opt=`).
                 match o.split_once('=') {
                     Some((k, v)) if !k.trim().is_empty() => {
                         driver_opts.insert(k.trim().to_string(), v.trim().to_string());
                     }
-                    _ => bail!("invalid key value pair format in driver options"),
+                    _ => bail!("invalid key/value pair format in driver options"),
                 }
             }
             e.connect_network_with(
