@@ -6,7 +6,7 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     busybox-static libseccomp-dev pkg-config gcc g++ make jq \
     runc crun containerd podman uidmap iproute2 systemd util-linux \
-    docker-registry skopeo umoci apache2-utils openssl ca-certificates hyperfine bc \
+    docker-registry skopeo umoci apache2-utils openssl ca-certificates hyperfine bc iperf3 \
     sqlite3 procps strace docker.io docker-compose nftables containernetworking-plugins python3-venv passt \
     slirp4netns fuse-overlayfs bzip2 xz-utils \
     >/dev/null

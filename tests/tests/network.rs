@@ -1097,6 +1097,19 @@ fn ipv6_network() {
     assert!(body.contains("hello over IPv6"), "{body}");
     let body = http_get_at(&format!("[{ula}::1]:{p2}"));
     assert!(body.contains("hello over IPv6"), "{body}");
+    // [::1] is not DNAT'd (the reply could not come back): a client of localhost:P is refused
+    // at once there and falls back to 127.0.0.1, instead of waiting for a SYN that never answers.
+    let t = std::time::Instant::now();
+    let r = std::net::TcpStream::connect_timeout(
+        &format!("[::1]:{p1}").parse().unwrap(),
+        std::time::Duration::from_secs(3),
+    );
+    assert_eq!(
+        r.as_ref().map_err(std::io::Error::kind).err(),
+        Some(std::io::ErrorKind::ConnectionRefused),
+        "{r:?} after {:?}",
+        t.elapsed()
+    );
     let nft6 = || {
         stdout(
             &Command::new("nft")
@@ -1128,7 +1141,11 @@ fn ipv6_network() {
         "true",
     ]);
     assert_eq!(code(&o), 125, "{}", stderr(&o));
-    assert!(stderr(&o).contains("IPv6 loopback"), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("IPv6 loopback") && e.contains("RFC 4291") && e.contains("publish on 127.0.0.1"),
+        "{e}"
+    );
     // Without an IPv6 subnet: a ULA /64 is picked.
     let o7 = free_octet(&env, 5, &[o6]);
     let n7 = format!("w{}", env.table);
@@ -1297,4 +1314,735 @@ fn ls_filters_ps_ports_and_docker_words() {
         "{}",
         stderr(&o)
     );
+}
+
+/// docker 25+'s long `--network` form: per-network alias, address, MAC and driver options on
+/// `run` (two networks), `network connect --driver-opt`, and docker's CLI errors for bad or
+/// conflicting values, with nothing left behind.
+#[test]
+fn network_long_form() {
+    let env = NetEnv::new("longform");
+    let o1 = free_octet(&env, 7, &[]);
+    let o2 = free_octet(&env, 8, &[o1]);
+    let (n1, n2) = (format!("la{}", env.table), format!("lb{}", env.table));
+    env.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &format!("10.200.{o1}.0/24"),
+        &n1,
+    ]);
+    env.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &format!("10.200.{o2}.0/24"),
+        &n2,
+    ]);
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lf",
+        "--network",
+        // Upper case as typed: docker's CLI lower-cases the long form.
+        &format!("name={},alias=Web1,ip=10.200.{o1}.50,mac-address=02:42:AC:11:00:99,\"driver-opt=com.example.k=V\"", n1.to_uppercase()),
+        "--network",
+        &format!("name={n2},alias=two"),
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let nets = env.inspect("lf")["NetworkSettings"]["Networks"].clone();
+    let a = &nets[&n1];
+    assert_eq!(a["IPAddress"], format!("10.200.{o1}.50").as_str(), "{nets}");
+    assert_eq!(a["MacAddress"], "02:42:ac:11:00:99", "{nets}");
+    assert_eq!(a["Aliases"], serde_json::json!(["web1"]), "{nets}");
+    assert_eq!(
+        a["DriverOpts"],
+        serde_json::json!({"com.example.k": "v"}),
+        "{nets}"
+    );
+    assert_eq!(nets[&n2]["Aliases"], serde_json::json!(["two"]), "{nets}");
+    assert!(nets[&n2]["DriverOpts"].is_null(), "{nets}");
+    let links = env.ok(&["exec", "lf", "ip", "-o", "link"]);
+    assert!(links.contains("02:42:ac:11:00:99"), "{links}");
+    // The per-network aliases resolve on their own network only.
+    let o = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &n2,
+        "busybox",
+        "sh",
+        "-c",
+        "nslookup two 127.0.0.11 && ! nslookup web1 127.0.0.11",
+    ]);
+    assert!(o.contains(&format!("10.200.{o2}.")), "{o}");
+    let o = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &n1,
+        "busybox",
+        "nslookup",
+        "web1",
+        "127.0.0.11",
+    ]);
+    assert!(o.contains(&format!("10.200.{o1}.50")), "{o}");
+
+    // network connect --driver-opt: recorded for that network, dropped by disconnect.
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lc",
+        "--network",
+        &n1,
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    env.ok(&[
+        "network",
+        "connect",
+        "--driver-opt",
+        "com.example.x=Y",
+        "--alias",
+        "cee",
+        &n2,
+        "lc",
+    ]);
+    let nets = env.inspect("lc")["NetworkSettings"]["Networks"].clone();
+    assert_eq!(
+        nets[&n2]["DriverOpts"],
+        serde_json::json!({"com.example.x": "Y"}),
+        "{nets}"
+    );
+    assert_eq!(nets[&n2]["Aliases"], serde_json::json!(["cee"]), "{nets}");
+    env.ok(&["network", "disconnect", &n2, "lc"]);
+    env.ok(&["network", "connect", &n2, "lc"]);
+    let nets = env.inspect("lc")["NetworkSettings"]["Networks"].clone();
+    assert!(nets[&n2]["DriverOpts"].is_null(), "{nets}");
+
+    // docker's CLI errors, exit 125, and no container left.
+    let before = env.ok(&["ps", "-aq"]);
+    let bad: [(&[&str], &str); 7] = [
+        (
+            &["--network", &format!("name={n1},foo=bar")],
+            "invalid field key foo",
+        ),
+        (
+            &["--network", "alias=x"],
+            "network name/id is not specified",
+        ),
+        (
+            &["--network", &format!("name={n1},driver-opt=x")],
+            "invalid key value pair format in driver options",
+        ),
+        (
+            &[
+                "--network",
+                &format!("name={n1},alias=a"),
+                "--network-alias",
+                "b",
+            ],
+            "conflicting options: cannot specify both --network-alias and per-network alias",
+        ),
+        (
+            &[
+                "--network",
+                &format!("name={n1},ip=10.200.{o1}.60"),
+                "--ip",
+                &format!("10.200.{o1}.61"),
+            ],
+            "conflicting options: cannot specify both --ip and per-network IPv4 address",
+        ),
+        (
+            &["--network", &format!("name={n1},mac-address=zz")],
+            "zz is not a valid mac address",
+        ),
+        (
+            &["--network", &format!("name={n1}"), "--network", &n1],
+            "is specified multiple times",
+        ),
+    ];
+    for (flags, msg) in bad {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend(["busybox", "true"]);
+        let o = env.sk(&args);
+        assert_eq!(code(&o), 125, "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(msg), "{args:?}: {}", stderr(&o));
+    }
+    let o = env.sk(&[
+        "run",
+        "--rm",
+        "--network",
+        "name=bridge,alias=x",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        stderr(&o).contains("network-scoped aliases are only supported for user-defined networks"),
+        "{}",
+        stderr(&o)
+    );
+    // A further network's settings that fail at connect remove the container again.
+    let o = env.sk(&[
+        "run",
+        "-d",
+        "--name",
+        "lbad",
+        "--network",
+        &n1,
+        "--network",
+        &format!("name={n2},ip=10.200.{o1}.9"),
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+    assert_eq!(env.ok(&["ps", "-aq"]), before);
+}
+
+/// The filter and nat tables as `iptables-save` prints them (counters off), one rule or chain a
+/// line.
+fn iptables_lines(table: &str) -> Vec<String> {
+    let o = Command::new("iptables-save").args(["-t", table]).output();
+    o.map(|o| {
+        stdout(&o)
+            .lines()
+            .filter(|l| l.starts_with("-A ") || l.starts_with(':'))
+            .map(|l| match l.split_once(' ') {
+                // ":CHAIN POLICY [p:b]" → ":CHAIN POLICY"
+                Some((c, rest)) if l.starts_with(':') => {
+                    format!("{c} {}", rest.split(' ').next().unwrap_or(""))
+                }
+                _ => l.to_string(),
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Debian's dockerd beside skiff, with iptables on: its own bridge (made here, with an address
+/// from 10.203.0.0/16, handed over with `-b`), data root, exec root, socket and pid file. On
+/// drop: its containers removed, the daemon stopped, the bridge deleted and every iptables rule
+/// and chain it added (compared with a snapshot taken before it started) deleted.
+struct IptDockerd {
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+    bridge: String,
+    before: Vec<(&'static str, Vec<String>)>,
+}
+
+impl IptDockerd {
+    fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .arg("-H")
+            .arg(format!(
+                "unix://{}",
+                self.dir.path().join("d.sock").display()
+            ))
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.docker(args);
+        assert!(o.status.success(), "docker {args:?}: {}", stderr(&o));
+        stdout(&o)
+    }
+}
+
+impl Drop for IptDockerd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let ids = self.docker(&["ps", "-aq"]);
+            for id in stdout(&ids).split_whitespace() {
+                let _ = self.docker(&["rm", "-f", id]);
+            }
+            // SAFETY: kill with the pid of our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            for _ in 0..150 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let me = self.dir.path().to_string_lossy().into_owned();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut targets: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|t| t.starts_with(&me))
+            .collect();
+        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        for t in targets {
+            let c = std::ffi::CString::new(t).unwrap();
+            // SAFETY: a NUL-terminated path; MNT_DETACH on a mount this test's dockerd made.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
+        // What dockerd added: its rules (deleted last-added first), then its chains.
+        for (table, before) in &self.before {
+            let now = iptables_lines(table);
+            for rule in now
+                .iter()
+                .rev()
+                .filter(|l| l.starts_with("-A ") && !before.contains(l))
+            {
+                let mut args = vec!["-t", table, "-D"];
+                args.extend(shell_words(&rule[3..]));
+                let _ = Command::new("iptables").args(&args).output();
+            }
+            for chain in now
+                .iter()
+                .filter(|l| l.starts_with(':') && !before.contains(l))
+            {
+                let name = chain[1..].split(' ').next().unwrap_or("");
+                let _ = Command::new("iptables")
+                    .args(["-t", table, "-X", name])
+                    .output();
+            }
+        }
+    }
+}
+
+/// Splits an `iptables-save` rule into arguments (its quoting: `"…"` around values with spaces).
+fn shell_words(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = s.trim();
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('"') {
+            let end = r.find('"').unwrap_or(r.len());
+            out.push(&r[..end]);
+            rest = r[(end + 1).min(r.len())..].trim_start();
+        } else {
+            let end = rest.find(' ').unwrap_or(rest.len());
+            out.push(&rest[..end]);
+            rest = rest[end..].trim_start();
+        }
+    }
+    out
+}
+
+/// docker and skiff on one host: Debian's dockerd (iptables on, its own bridge and 10.203.x
+/// range) beside skiff's default bridge; each publishes a port on 127.0.0.1 and both answer,
+/// skiff's containers still reach each other across its bridge with docker's FORWARD rules in
+/// place, a publish made by skiff after docker's rules works, skiff's nft table keeps its
+/// elements and docker's iptables chains keep theirs; afterwards dockerd, its bridge and every
+/// iptables rule and chain it added are gone.
+#[test]
+fn docker_beside_skiff() {
+    skiff_tests::require_root();
+    if Command::new("dockerd").arg("--version").output().is_err()
+        || Command::new("iptables-save")
+            .arg("--version")
+            .output()
+            .is_err()
+    {
+        skiff_tests::skip("dockerd or iptables missing: no coexistence check");
+        return;
+    }
+    if std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+        .unwrap_or_default()
+        .trim()
+        != "1"
+    {
+        // dockerd would switch it on and set the host's FORWARD policy to DROP for every test.
+        skiff_tests::skip(
+            "net.ipv4.ip_forward is 0: dockerd would change the host's FORWARD policy",
+        );
+        return;
+    }
+    let env = NetEnv::new("coexist");
+    let www = env.dir.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "hello from skiff\n").unwrap();
+    let dwww = env.dir.path().join("dwww");
+    std::fs::create_dir_all(&dwww).unwrap();
+    std::fs::write(dwww.join("index.html"), "hello from docker\n").unwrap();
+
+    // The docker side.
+    let dir = tempfile::Builder::new()
+        .prefix("skiff-coexist-dockerd-")
+        .tempdir()
+        .unwrap();
+    let bridge = format!("skdk{}", std::process::id() % 100000);
+    let octet = std::process::id() % 250 + 1;
+    let mut d = IptDockerd {
+        dir,
+        child: None,
+        bridge: bridge.clone(),
+        before: vec![
+            ("filter", iptables_lines("filter")),
+            ("nat", iptables_lines("nat")),
+        ],
+    };
+    for args in [
+        vec!["link", "add", &bridge, "type", "bridge"],
+        vec![
+            "addr",
+            "add",
+            &format!("10.203.{octet}.1/24"),
+            "dev",
+            &bridge,
+        ],
+        vec!["link", "set", &bridge, "up"],
+    ] {
+        let o = Command::new("ip").args(&args).output().unwrap();
+        assert!(o.status.success(), "ip {args:?}: {}", stderr(&o));
+    }
+    let p = d.dir.path().to_path_buf();
+    d.child = Some(
+        Command::new("dockerd")
+            .arg(format!("--bridge={bridge}"))
+            .args(["--default-address-pool", "base=10.204.0.0/16,size=24"])
+            .arg(format!("-H=unix://{}", p.join("d.sock").display()))
+            .arg(format!("--data-root={}", p.join("data").display()))
+            .arg(format!("--exec-root={}", p.join("exec").display()))
+            .arg(format!("--pidfile={}", p.join("d.pid").display()))
+            .stdout(std::fs::File::create(p.join("d.log")).unwrap())
+            .stderr(std::fs::File::create(p.join("d.err")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let mut up = false;
+    for _ in 0..150 {
+        if d.docker(&["info"]).status.success() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    if !up {
+        let log = std::fs::read_to_string(p.join("d.err")).unwrap_or_default();
+        skiff_tests::skip(&format!(
+            "dockerd did not come up here: {}",
+            log.lines().rev().take(3).collect::<Vec<_>>().join(" | ")
+        ));
+        return;
+    }
+    let rootfs = env.dir.path().join("rootfs");
+    let tar = Command::new("tar")
+        .args([
+            "-C",
+            rootfs.to_str().unwrap(),
+            "-cf",
+            p.join("bb.tar").to_str().unwrap(),
+            ".",
+        ])
+        .output()
+        .unwrap();
+    assert!(tar.status.success(), "{}", stderr(&tar));
+    d.ok(&[
+        "import",
+        "-c",
+        "CMD [\"sh\"]",
+        p.join("bb.tar").to_str().unwrap(),
+        "bb:latest",
+    ]);
+
+    let (ps, pd) = (skiff_tests::free_port(), skiff_tests::free_port());
+    let vol = format!("{}:/www:ro", www.display());
+    let dvol = format!("{}:/www:ro", dwww.display());
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        &format!("127.0.0.1:{ps}:80"),
+        "-v",
+        &vol,
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "dweb",
+        "-p",
+        &format!("127.0.0.1:{pd}:80"),
+        "-v",
+        &dvol,
+        "bb:latest",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    let dip = d.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "dweb"]);
+    assert!(dip.trim().starts_with(&format!("10.203.{octet}.")), "{dip}");
+    assert!(http_get(ps).contains("hello from skiff"));
+    assert!(http_get(pd).contains("hello from docker"));
+    // docker's rules are in place, and skiff's table is its own.
+    let nat = iptables_lines("nat").join("\n");
+    assert!(nat.contains(":DOCKER ") && nat.contains(&bridge), "{nat}");
+    assert!(
+        env.nft().contains(&format!("127.0.0.1 . tcp . {ps}")),
+        "{}",
+        env.nft()
+    );
+    // Across skiff's bridge (bridged frames pass iptables' FORWARD with br_netfilter).
+    env.ok(&["run", "-d", "--name", "peer", "busybox", "sleep", "1000"]);
+    let wip = env.inspect("web")["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = env.ok(&[
+        "exec",
+        "peer",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        &format!("http://{wip}/index.html"),
+    ]);
+    assert!(o.contains("hello from skiff"), "{o}");
+    // A skiff publish made after docker's rules, and one removed: docker's still answers.
+    let ps2 = skiff_tests::free_port();
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web2",
+        "-p",
+        &format!("{ps2}:80"),
+        "-v",
+        &vol,
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    assert!(http_get(ps2).contains("hello from skiff"));
+    env.ok(&["rm", "-f", "web2"]);
+    assert!(!env.nft().contains(&format!(". {ps2} :")), "{}", env.nft());
+    assert!(http_get(pd).contains("hello from docker"));
+    assert!(http_get(ps).contains("hello from skiff"));
+    // Docker's containers reach each other on its bridge with skiff's table loaded.
+    d.ok(&[
+        "run",
+        "--rm",
+        "bb:latest",
+        "wget",
+        "-q",
+        "-O",
+        "/dev/null",
+        &format!("http://{}/index.html", dip.trim()),
+    ]);
+
+    // Clean-up: dockerd, its bridge, its iptables rules and chains.
+    let before = d.before.clone();
+    drop(d);
+    assert!(!link_exists(&bridge), "{bridge} left");
+    for (table, b) in before {
+        let now = iptables_lines(table);
+        let added: Vec<&String> = now.iter().filter(|l| !b.contains(l)).collect();
+        assert!(added.is_empty(), "iptables -t {table}: left {added:?}");
+    }
+    assert!(http_get(ps).contains("hello from skiff"));
+}
+
+/// `kill -9` of every skiff process of an engine root (the containers' monitors, which also
+/// serve their embedded DNS) with containers on a user network and the default bridge, with
+/// published ports: the next command's sweep (`ps -a`) leaves no namespace, veth, nft element,
+/// route or address of a removed container, no responder process; `system boot` after it
+/// changes nothing; a container started again publishes and answers again.
+#[test]
+fn kill9_sweep_leaves_nothing() {
+    let env = NetEnv::new("kill9");
+    let o1 = free_octet(&env, 9, &[]);
+    let net = format!("k{}", env.table);
+    env.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &format!("10.200.{o1}.0/24"),
+        &net,
+    ]);
+    let www = env.dir.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "hello again\n").unwrap();
+    let vol = format!("{}:/www:ro", www.display());
+    let (p1, p2, p3) = (
+        skiff_tests::free_port(),
+        skiff_tests::free_port(),
+        skiff_tests::free_port(),
+    );
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "k1",
+        "--network",
+        &net,
+        "-p",
+        &format!("127.0.0.1:{p1}:80"),
+        "-v",
+        &vol,
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    env.ok(&[
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        "k2",
+        "--network",
+        &net,
+        "-p",
+        &format!("{p2}:53/udp"),
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "k3",
+        "-p",
+        &format!("127.0.0.1:{p3}:80"),
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert!(http_get(p1).contains("hello again"));
+    // The embedded DNS answers before the kill.
+    let o = env.ok(&["exec", "k1", "nslookup", "k2", "127.0.0.11"]);
+    assert!(o.contains(&format!("10.200.{o1}.")), "{o}");
+    let ids: Vec<String> = ["k1", "k2", "k3"]
+        .iter()
+        .map(|n| env.ok(&["inspect", "-f", "{{.Id}}", n]).trim().to_string())
+        .collect();
+    let veths: Vec<String> = ["k1", "k2", "k3"]
+        .iter()
+        .map(|n| {
+            let eps = env.inspect(n)["NetworkSettings"]["Networks"].clone();
+            let ep = eps.as_object().unwrap().values().next().unwrap()["EndpointID"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            format!("veth{}", &ep[..11])
+        })
+        .collect();
+    for v in &veths {
+        assert!(link_exists(v), "{v} missing");
+    }
+    let nft_has = |p: u16| env.nft().contains(&format!(". {p} :"));
+    assert!(nft_has(p1) && nft_has(p2) && nft_has(p3), "{}", env.nft());
+
+    // Every skiff process of this root: the monitors (their pids are in the state rows).
+    let conn = rusqlite::Connection::open(env.root().join("skiff.db")).unwrap();
+    let mut pids = Vec::new();
+    {
+        let mut st = conn.prepare("SELECT state FROM containers").unwrap();
+        let rows = st.query_map([], |r| r.get::<_, String>(0)).unwrap();
+        for s in rows.flatten() {
+            let v: Value = serde_json::from_str(&s).unwrap();
+            if let Some(p) = v["MonitorPid"].as_i64().filter(|p| *p > 0) {
+                pids.push(p as i32);
+            }
+        }
+    }
+    assert_eq!(pids.len(), 3, "monitor pids: {pids:?}");
+    for p in &pids {
+        let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+        assert!(
+            cmd.starts_with(b"skiff-monitor "),
+            "{p}: {}",
+            String::from_utf8_lossy(&cmd)
+        );
+        // SAFETY: kill with integer arguments; the pid is one of this test's monitors.
+        unsafe { libc::kill(*p, libc::SIGKILL) };
+    }
+    wait_until("the monitors to die", || {
+        pids.iter().all(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .map(|s| s.contains(") Z "))
+                .unwrap_or(true)
+        })
+    });
+
+    // The next command sweeps.
+    let ps = env.ok(&["ps", "-a", "--format", "{{.Names}} {{.State}}"]);
+    assert!(!ps.contains("k2"), "{ps}");
+    assert!(ps.contains("k1 exited") && ps.contains("k3 exited"), "{ps}");
+    assert!(
+        !nft_has(p1) && !nft_has(p2) && !nft_has(p3),
+        "{}",
+        env.nft()
+    );
+    let ns: Vec<_> = std::fs::read_dir(env.root().join("run/netns"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name())
+                .filter(|n| n != ".lock")
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(ns.is_empty(), "namespaces left: {ns:?}");
+    wait_until("the veths to go", || veths.iter().all(|v| !link_exists(v)));
+    // Addresses: none for the removed container; the stopped ones keep theirs, port-less, as
+    // after an ordinary stop.
+    assert_eq!(env.endpoint_rows(&ids[1]), 0);
+    let ports: Vec<String> = {
+        let mut st = conn
+            .prepare("SELECT ports FROM endpoints WHERE container IN (?1, ?2)")
+            .unwrap();
+        st.query_map([&ids[0], &ids[2]], |r| r.get(0))
+            .unwrap()
+            .flatten()
+            .collect()
+    };
+    assert_eq!(ports, ["[]", "[]"]);
+    // Routes: the subnets only through their bridges.
+    let routes = stdout(&Command::new("ip").args(["-4", "route"]).output().unwrap());
+    for r in routes.lines().filter(|l| {
+        l.contains(&format!("10.200.{o1}.")) || l.starts_with(&format!("{}.", env.prefix))
+    }) {
+        assert!(!r.contains("veth"), "{routes}");
+    }
+    // No responder or monitor left: no process of the killed ones, and nothing answers DNS
+    // on any address of the user network's bridge.
+    for p in &pids {
+        let st = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        assert!(st.is_empty() || st.contains(") Z "), "{p} alive: {st}");
+    }
+    let boot = env.ok(&["system", "boot"]);
+    assert!(!boot.contains("k1") && !boot.contains("k3"), "{boot}");
+    assert!(!nft_has(p1) && !nft_has(p3), "{}", env.nft());
+    // Started again: its port and DNS come back.
+    env.ok(&["start", "k1"]);
+    assert!(http_get(p1).contains("hello again"));
+    let o = env.ok(&["exec", "k1", "nslookup", "k1", "127.0.0.11"]);
+    assert!(o.contains(&format!("10.200.{o1}.")), "{o}");
 }

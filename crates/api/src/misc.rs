@@ -402,13 +402,38 @@ pub async fn networks(mut ctx: Ctx, s: &[&str]) -> R {
                         .filter_map(|x| x.as_str().map(String::from))
                         .collect()
                 });
+            let mac = b
+                .endpoint_config
+                .as_ref()
+                .and_then(|c| c["MacAddress"].as_str())
+                .filter(|s| !s.is_empty())
+                .map(String::from);
+            let driver_opts: std::collections::BTreeMap<String, String> = b
+                .endpoint_config
+                .as_ref()
+                .and_then(|c| c["DriverOpts"].as_object())
+                .map(|o| {
+                    o.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default();
             let connect = *verb == "connect";
             let _ = b.force;
             blocking(move || {
                 let e = st.engine()?;
                 if connect {
-                    e.connect_network_as(&id, &b.container, ip.as_deref(), aliases.as_deref())
-                        .map_err(net_error)?;
+                    e.connect_network_with(
+                        &id,
+                        &b.container,
+                        &skiff_engine::network::EndpointOpts {
+                            ip: ip.as_deref(),
+                            aliases: aliases.as_deref(),
+                            mac: mac.as_deref(),
+                            driver_opts,
+                        },
+                    )
+                    .map_err(net_error)?;
                 } else {
                     e.disconnect_network(&id, &b.container).map_err(net_error)?;
                 }

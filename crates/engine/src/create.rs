@@ -1203,6 +1203,7 @@ fn create_inner(
             network_aliases: req.network_aliases.clone(),
             network_detached: false,
             network_aliases_on: BTreeMap::new(),
+            network_driver_opts: BTreeMap::new(),
         };
         let mut c = c;
         // The whole OCI spec, as the start will build it: what it refuses is refused now. Its

@@ -73,10 +73,12 @@ pub fn network_name(mode: &str) -> &str {
 /// `NetworkSettings` of `c`: docker's shape with every value unset (the network code fills them).
 pub fn network_settings(c: &Container) -> Value {
     let mut networks = Map::new();
-    networks.insert(
-        network_name(&c.host_config.network_mode).to_string(),
-        empty_endpoint(),
-    );
+    let name = network_name(&c.host_config.network_mode);
+    let mut ep = empty_endpoint();
+    if let Some(o) = c.network_driver_opts.get(name) {
+        ep["DriverOpts"] = json!(o);
+    }
+    networks.insert(name.to_string(), ep);
     json!({
         "Bridge": "",
         "SandboxID": "",
@@ -329,6 +331,9 @@ pub(crate) fn endpoint_networks(
             v["DNSNames"] = json!(crate::network::dns_names(c, &ep.aliases));
         } else {
             v["DNSNames"] = Value::Null;
+        }
+        if let Some(o) = c.network_driver_opts.get(&ep.network.name) {
+            v["DriverOpts"] = json!(o);
         }
         v
     };

@@ -353,6 +353,11 @@ pub struct Container {
     /// listed here they replace `network_aliases`.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub network_aliases_on: std::collections::BTreeMap<String, Vec<String>>,
+    /// Endpoint driver options per network name (`--network name=N,driver-opt=K=V`, `network
+    /// connect --driver-opt`), shown as `DriverOpts` in inspect.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub network_driver_opts:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
 }
 
 impl Container {

@@ -1064,6 +1064,60 @@ impl Engine {
         ip: Option<&str>,
         aliases: Option<&[String]>,
     ) -> Result<()> {
+        self.connect_network_with(
+            network,
+            container,
+            &EndpointOpts {
+                ip,
+                aliases,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// Records endpoint driver options of container `id` on network `net` (a name).
+    pub fn set_network_driver_opts(
+        &self,
+        id: &str,
+        net: &str,
+        opts: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        let _l = self.lock(id)?;
+        self.record_driver_opts(id, net, opts)
+    }
+
+    fn record_driver_opts(
+        &self,
+        id: &str,
+        net: &str,
+        opts: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        let mut c = self
+            .get(id)?
+            .ok_or_else(|| Error::NoSuchContainer(id.into()))?;
+        if opts.is_empty() {
+            if c.network_driver_opts.remove(net).is_none() {
+                return Ok(());
+            }
+        } else {
+            c.network_driver_opts.insert(net.to_string(), opts.clone());
+        }
+        self.set_record(&c)?;
+        crate::create::write_record(&self.container_dir(id), &c)
+    }
+
+    /// [`Engine::connect_network_as`] with a MAC address and driver options too (`network
+    /// connect --driver-opt`, `--network name=N,mac-address=…,driver-opt=…`).
+    pub fn connect_network_with(
+        &self,
+        network: &str,
+        container: &str,
+        o: &EndpointOpts<'_>,
+    ) -> Result<()> {
+        let (ip, aliases) = (o.ip, o.aliases);
+        if let Some(m) = o.mac {
+            check_mac(m)?;
+        }
         let id = self.resolve_id(container)?;
         let _l = self.lock(&id)?;
         let c = self.reconcile_locked(&id)?;
@@ -1088,6 +1142,13 @@ impl Engine {
             if let Some(ip) = ip {
                 c.host_config.ip_address = Some(ip.to_string());
             }
+            if let Some(m) = o.mac {
+                c.host_config.mac_address = Some(m.to_string());
+            }
+            if !o.driver_opts.is_empty() {
+                c.network_driver_opts
+                    .insert(n.name.clone(), o.driver_opts.clone());
+            }
             self.set_record(&c)?;
             return crate::create::write_record(&self.container_dir(&id), &c);
         }
@@ -1101,7 +1162,7 @@ impl Engine {
                 ),
                 None => None,
             },
-            mac: None,
+            mac: o.mac.map(str::to_string),
             ports: Vec::new(),
             aliases: aliases
                 .map(<[String]>::to_vec)
@@ -1114,6 +1175,10 @@ impl Engine {
             ));
         }
         net.connect(&n, &req, c.is_active()).map_err(net_err)?;
+        if let Err(e) = self.record_driver_opts(&c.id, &n.name, &o.driver_opts) {
+            let _ = net.disconnect(&n, &c.id, &c.name);
+            return Err(e);
+        }
         self.write_hosts(&net, &c.id, true);
         Ok(())
     }
@@ -1145,6 +1210,7 @@ impl Engine {
         if !own_unattached {
             net.disconnect(&n, &id, &c.name).map_err(net_err)?;
         }
+        self.record_driver_opts(&id, &n.name, &BTreeMap::new())?;
         if n.name == c.host_config.network_mode && !c.network_detached {
             // docker allows it: the container keeps its NetworkMode and is on no network (or
             // the ones connected since) until connected again.
@@ -1444,5 +1510,181 @@ mod ps_ports_tests {
             ]),
             "90-91/tcp, 93/tcp, 127.0.0.1:8080->8080/tcp, [::]:8000->80/tcp"
         );
+    }
+}
+
+/// What `network connect` (or a further `--network`) gives the container's endpoint.
+#[derive(Debug, Default, Clone)]
+pub struct EndpointOpts<'a> {
+    /// `--ip`.
+    pub ip: Option<&'a str>,
+    /// `--alias` (`None`: its recorded ones).
+    pub aliases: Option<&'a [String]>,
+    /// `--mac-address` (long form only).
+    pub mac: Option<&'a str>,
+    /// `--driver-opt`.
+    pub driver_opts: BTreeMap<String, String>,
+}
+
+/// One `--network` value: a network name, or docker 25+'s long form
+/// `name=NET,alias=A,ip=IP,mac-address=MAC,driver-opt=K=V,…`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkAttachment {
+    /// The network (name or id).
+    pub target: String,
+    /// `alias=` (repeatable).
+    pub aliases: Vec<String>,
+    /// `ip=`.
+    pub ip: Option<String>,
+    /// `mac-address=`.
+    pub mac: Option<String>,
+    /// `driver-opt=K=V` (repeatable).
+    pub driver_opts: BTreeMap<String, String>,
+}
+
+/// Splits one CSV record as Go's encoding/csv does (docker's CLI reads the long form with it):
+/// commas separate fields, a field that starts with `"` runs to its closing quote (`""` is a
+/// quote inside it).
+fn csv_fields(v: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = v.chars().peekable();
+    let mut at_start = true;
+    while let Some(c) = chars.next() {
+        if at_start && c == '"' {
+            loop {
+                match chars.next() {
+                    Some('"') if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        cur.push('"');
+                    }
+                    Some('"') => break,
+                    Some(x) => cur.push(x),
+                    None => {
+                        return Err(Error::Invalid(format!(
+                            "invalid argument \"{v}\" for \"--network\" flag: extraneous or missing \" in quoted-field"
+                        )))
+                    }
+                }
+            }
+            at_start = false;
+            continue;
+        }
+        if c == ',' {
+            out.push(std::mem::take(&mut cur));
+            at_start = true;
+            continue;
+        }
+        cur.push(c);
+        at_start = false;
+    }
+    out.push(cur);
+    Ok(out)
+}
+
+/// Whether `v` holds a `word=word` pair: docker's CLI then reads it as the long form (its
+/// unanchored `\w+=\w+(,\w+=\w+)*`).
+fn long_syntax(v: &str) -> bool {
+    let w = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let b: Vec<char> = v.chars().collect();
+    (1..b.len().saturating_sub(1)).any(|i| b[i] == '=' && w(b[i - 1]) && w(b[i + 1]))
+}
+
+/// Parses one `--network` value as docker 28's CLI does. The long form's fields are
+/// lower-cased, values included (docker's CLI does so); `ip6=`, `link-local-ip=` and
+/// `gw-priority=` are refused (a container's IPv6 address follows its IPv4 one, there are no
+/// link-local extras and the first network routes).
+pub fn parse_network_opt(v: &str) -> Result<NetworkAttachment> {
+    if !long_syntax(v) {
+        return Ok(NetworkAttachment {
+            target: v.to_string(),
+            ..Default::default()
+        });
+    }
+    let bad = |why: String| {
+        Error::Invalid(format!(
+            "invalid argument \"{v}\" for \"--network\" flag: {why}"
+        ))
+    };
+    let mut a = NetworkAttachment::default();
+    for field in csv_fields(v)? {
+        let lower = field.to_lowercase();
+        let (key, val) = match lower.split_once('=') {
+            Some((k, val)) if !k.is_empty() => (k.trim(), val.trim()),
+            _ => return Err(bad(format!("invalid field {field}"))),
+        };
+        match key {
+            "name" => a.target = val.to_string(),
+            "alias" => a.aliases.push(val.to_string()),
+            "ip" => a.ip = Some(val.to_string()),
+            "mac-address" => a.mac = Some(val.to_string()),
+            "driver-opt" => match val.split_once('=') {
+                Some((k, dv)) if !k.trim().is_empty() => {
+                    a.driver_opts.insert(k.trim().to_string(), dv.trim().to_string());
+                }
+                _ => return Err(bad("invalid key value pair format in driver options".into())),
+            },
+            "ip6" => {
+                return Err(bad(
+                    "ip6: skiff gives a container the IPv6 address matching its IPv4 one (set ip= instead)".into(),
+                ))
+            }
+            "link-local-ip" | "gw-priority" => {
+                return Err(bad(format!("{key}: not supported by skiff")))
+            }
+            _ => return Err(bad(format!("invalid field key {key}"))),
+        }
+    }
+    if a.target.is_empty() {
+        return Err(bad("network name/id is not specified".into()));
+    }
+    Ok(a)
+}
+
+/// Checks a MAC address as docker does (`… is not a valid mac address`).
+pub fn check_mac(m: &str) -> Result<()> {
+    let parts: Vec<&str> = m.split(':').collect();
+    if parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!("{m} is not a valid mac address")))
+    }
+}
+
+#[cfg(test)]
+mod attachment_tests {
+    use super::*;
+
+    #[test]
+    fn long_form() {
+        assert_eq!(parse_network_opt("net1").unwrap().target, "net1");
+        // Not `word=word`: a plain name (docker's regexp).
+        assert_eq!(parse_network_opt("a=").unwrap().target, "a=");
+        let a = parse_network_opt(
+            "name=MyNet,alias=Web,alias=w2,ip=10.1.0.5,mac-address=02:42:AC:11:00:09,\"driver-opt=com.docker.network.endpoint.sysctls=net.ipv4.conf.IFNAME.log_martians=1\"",
+        )
+        .unwrap();
+        assert_eq!(a.target, "mynet");
+        assert_eq!(a.aliases, ["web", "w2"]);
+        assert_eq!(a.ip.as_deref(), Some("10.1.0.5"));
+        assert_eq!(a.mac.as_deref(), Some("02:42:ac:11:00:09"));
+        assert_eq!(
+            a.driver_opts["com.docker.network.endpoint.sysctls"],
+            "net.ipv4.conf.ifname.log_martians=1"
+        );
+        let e = |v: &str| parse_network_opt(v).unwrap_err().to_string();
+        assert!(e("name=n1,foo=bar").ends_with("invalid field key foo"));
+        assert!(e("alias=x").ends_with("network name/id is not specified"));
+        assert!(
+            e("name=n1,driver-opt=x").ends_with("invalid key value pair format in driver options")
+        );
+        assert!(e("name=n1,ip6=fd00::5").contains("ip6"));
+        assert!(e("name=n1,\"alias=x").contains("quoted-field"));
+        assert!(check_mac("zz").is_err());
+        assert!(check_mac("02:42:ac:11:00:09").is_ok());
     }
 }

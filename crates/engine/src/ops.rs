@@ -272,6 +272,9 @@ impl Engine {
             }
             self.delete_runtime_state(id);
         }
+        // What the dead monitor would have undone at the exit: the namespace's bind mount (the
+        // kernel then drops the namespace and its veths) and the published ports' nft elements.
+        self.detach_network(id);
         let dir = self.container_dir(id);
         let (code, oom, finished) = match read_exit_file(&dir.join("exit")) {
             Some(x) => x,

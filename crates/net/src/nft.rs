@@ -114,7 +114,7 @@ pub fn port_elems(verb: &str, table: &str, ports: &[Dnat]) -> Vec<String> {
 
 /// The `ip6` table of the same name for `--ipv6` networks, shaped as the `ip` one: outbound
 /// masquerade of their IPv6 subnets (ULA), published ports (`pany`, `pip`) DNAT'd to the
-/// containers' IPv6 addresses; written like [`table_setup`].
+/// containers' IPv6 addresses (on every local address but `::1`); written like [`table_setup`].
 pub fn table6_setup(table: &str) -> Vec<String> {
     let mut c = vec![
         format!("add table ip6 {table}"),
@@ -136,9 +136,10 @@ pub fn table6_setup(table: &str) -> Vec<String> {
         ),
         format!("add rule ip6 {table} pub dnat ip6 to meta l4proto . th dport map @pany"),
         format!("add rule ip6 {table} prerouting fib daddr type local jump pub"),
-        format!("add rule ip6 {table} output fib daddr type local jump pub"),
+        // Not ::1: its replies cannot come back (README, `-p [::1]`); a local client of
+        // `localhost:PORT` is refused there at once and falls back to 127.0.0.1.
+        format!("add rule ip6 {table} output ip6 daddr != ::1 fib daddr type local jump pub"),
         format!("add rule ip6 {table} postrouting ip6 saddr @nets oifname != @bridges masquerade"),
-        format!("add rule ip6 {table} postrouting ip6 saddr ::1 oifname @bridges masquerade"),
     ]);
     c
 }

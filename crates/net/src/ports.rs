@@ -72,7 +72,7 @@ pub fn parse(v: &str) -> Result<Vec<PortRequest>> {
     };
     if host_ip.is_some_and(|i| i.is_ipv6() && i.is_loopback()) {
         return Err(Error::Invalid(format!(
-            "\"{v}\": the IPv6 loopback cannot be forwarded in the kernel (IPv6 has no route_localnet and skiff runs no userland proxy); publish on 127.0.0.1 or another host address"
+            "invalid publish \"{v}\": the IPv6 loopback [::1] cannot be forwarded to a container in the kernel: a reply's address is translated back to ::1 before the kernel's check that drops ::1 on a non-loopback interface (RFC 4291 2.5.3; IPv6 has no route_localnet), and skiff runs no userland proxy; publish on 127.0.0.1 (a client of \"localhost\" falls back to it), on [::] or on another host IPv6 address instead"
         )));
     }
     let (c0, c1) = range(ctr, "containerPort")?;

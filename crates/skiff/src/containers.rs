@@ -13,6 +13,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use skiff_engine::attach::{self, AttachOpts};
 use skiff_engine::create::CreateRequest;
+use skiff_engine::network::NetworkAttachment;
 use skiff_engine::ops::{self, ExecRequest};
 use skiff_engine::tty::{self, Ended};
 use skiff_engine::{Container, Engine, Error as EngineError};
@@ -920,7 +921,7 @@ fn find_image(store: &Store, a: &RunArgs) -> Result<ImageRecord> {
     }
 }
 
-fn request(a: &RunArgs, attach: bool) -> CreateRequest {
+fn request(a: &RunArgs, attach: bool, first: Option<&NetworkAttachment>) -> CreateRequest {
     CreateRequest {
         image: a.image.clone(),
         name: a.name.clone(),
@@ -956,14 +957,14 @@ fn request(a: &RunArgs, attach: bool) -> CreateRequest {
         ulimits: a.ulimit.clone(),
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout.clone(),
-        network: a.network.first().cloned(),
-        network_aliases: a.network_alias.clone(),
+        network: first.map(|f| f.target.clone()),
+        network_aliases: first.map_or_else(|| a.network_alias.clone(), |f| f.aliases.clone()),
         domainname: a.domainname.clone(),
         publish: a.publish.clone(),
         publish_all: a.publish_all,
         expose: a.expose.clone(),
-        ip: a.ip.clone(),
-        mac_address: a.mac_address.clone(),
+        ip: first.map_or_else(|| a.ip.clone(), |f| f.ip.clone()),
+        mac_address: first.map_or_else(|| a.mac_address.clone(), |f| f.mac.clone()),
         add_host: a.add_host.clone(),
         dns: a.dns.clone(),
         dns_search: a.dns_search.clone(),
@@ -987,33 +988,95 @@ fn request(a: &RunArgs, attach: bool) -> CreateRequest {
     }
 }
 
-/// More `--network` flags (docker 28): every one must be a user network, checked before the
-/// container exists; they are connected before it starts ([`connect_extra`]).
-fn extra_networks<'a>(e: &Engine, a: &'a RunArgs) -> Result<&'a [String]> {
-    let extra = &a.network[a.network.len().min(1)..];
-    if !extra.is_empty() {
-        for n in &a.network {
-            if !skiff_engine::network::embedded_dns(n) {
-                return Err(skiff_engine::Error::Invalid(
+/// The `--network` values parsed (docker 25+'s long form `name=N,alias=A,ip=IP,mac-address=M,
+/// driver-opt=K=V` too), checked as docker's CLI checks them before the container exists; the
+/// first one gets `--network-alias`, `--ip` and `--mac-address` (given twice for it: docker's
+/// `conflicting options`). More than one (docker 28) must all be user networks; the further ones
+/// are connected before the container starts ([`connect_extra`]).
+fn parse_networks(e: &Engine, a: &RunArgs) -> Result<Vec<NetworkAttachment>> {
+    let mut nets = Vec::new();
+    for v in &a.network {
+        let n = skiff_engine::network::parse_network_opt(v)?;
+        if !n.aliases.is_empty() && !skiff_engine::network::embedded_dns(&n.target) {
+            return Err(EngineError::Invalid(
+                "network-scoped aliases are only supported for user-defined networks".into(),
+            )
+            .into());
+        }
+        if let Some(m) = &n.mac {
+            skiff_engine::network::check_mac(m)?;
+        }
+        if nets
+            .iter()
+            .any(|p: &NetworkAttachment| p.target == n.target)
+        {
+            return Err(EngineError::Invalid(format!(
+                "network \"{}\" is specified multiple times",
+                n.target
+            ))
+            .into());
+        }
+        nets.push(n);
+    }
+    if let Some(f) = nets.first_mut() {
+        let conflict = |what: &str| -> anyhow::Error {
+            EngineError::Invalid(format!("conflicting options: cannot specify both {what}")).into()
+        };
+        if !f.aliases.is_empty() && !a.network_alias.is_empty() {
+            return Err(conflict("--network-alias and per-network alias"));
+        }
+        if f.ip.is_some() && a.ip.is_some() {
+            return Err(conflict("--ip and per-network IPv4 address"));
+        }
+        if f.mac.is_some() && a.mac_address.is_some() {
+            return Err(conflict("--mac-address and per-network MAC address"));
+        }
+        if f.aliases.is_empty() {
+            f.aliases = a.network_alias.clone();
+        }
+        f.ip = f.ip.take().or_else(|| a.ip.clone());
+        f.mac = f.mac.take().or_else(|| a.mac_address.clone());
+    }
+    if nets.len() > 1 {
+        for n in &nets {
+            if !skiff_engine::network::embedded_dns(&n.target) {
+                return Err(EngineError::Invalid(
                     "conflicting options: cannot attach both user-defined and non-user-defined network-modes".into(),
                 )
                 .into());
             }
-            e.resolve_network(n)?;
+            e.resolve_network(&n.target)?;
         }
     }
-    Ok(extra)
+    Ok(nets)
 }
 
-/// Connects a created container to its further `--network`s; on failure it is removed again,
-/// so nothing half-made is left.
-fn connect_extra(e: &Engine, id: &str, nets: &[String]) -> Result<()> {
-    for n in nets {
-        // docker: --network-alias names it on the first network only.
-        if let Err(err) = e.connect_network_as(n, id, None, Some(&[])) {
-            let _ = e.remove(id, true, true);
-            return Err(err.into());
+/// After create: the first network's driver options recorded, the further networks connected
+/// with their own settings; on failure the container is removed again, so nothing half-made is
+/// left.
+fn connect_extra(e: &Engine, c: &Container, nets: &[NetworkAttachment]) -> Result<()> {
+    let r = (|| -> std::result::Result<(), EngineError> {
+        if let Some(f) = nets.first().filter(|f| !f.driver_opts.is_empty()) {
+            e.set_network_driver_opts(&c.id, &c.host_config.network_mode, &f.driver_opts)?;
         }
+        for n in nets.iter().skip(1) {
+            // docker: --network-alias names it on the first network only.
+            e.connect_network_with(
+                &n.target,
+                &c.id,
+                &skiff_engine::network::EndpointOpts {
+                    ip: n.ip.as_deref(),
+                    aliases: Some(&n.aliases),
+                    mac: n.mac.as_deref(),
+                    driver_opts: n.driver_opts.clone(),
+                },
+            )?;
+        }
+        Ok(())
+    })();
+    if let Err(err) = r {
+        let _ = e.remove(&c.id, true, true);
+        return Err(err.into());
     }
     Ok(())
 }
@@ -1022,12 +1085,13 @@ fn create_container(ctx: &Ctx, a: &RunArgs, attach: bool) -> Result<(Engine, Con
     let e = ctx.engine()?;
     let store = ctx.store()?;
     let img = find_image(&store, a)?;
-    let extra_nets = extra_networks(&e, a)?;
-    let (c, warnings) = skiff_engine::create::create(&e, &store, &img, &request(a, attach))?;
+    let nets = parse_networks(&e, a)?;
+    let (c, warnings) =
+        skiff_engine::create::create(&e, &store, &img, &request(a, attach, nets.first()))?;
     for w in warnings {
         eprintln!("WARNING: {w}");
     }
-    connect_extra(&e, &c.id, extra_nets)?;
+    connect_extra(&e, &c, &nets)?;
     Ok((e, c))
 }
 
@@ -1042,13 +1106,13 @@ fn run_container(
     let e = ctx.engine()?;
     let store = ctx.store()?;
     let img = find_image(&store, a)?;
-    let extra_nets = extra_networks(&e, a)?;
+    let nets = parse_networks(&e, a)?;
     let (c, prepared) =
-        skiff_engine::create::create_prepared(&e, &store, &img, &request(a, attach))?;
+        skiff_engine::create::create_prepared(&e, &store, &img, &request(a, attach, nets.first()))?;
     for w in &prepared.warnings {
         eprintln!("WARNING: {w}");
     }
-    connect_extra(&e, &c.id, extra_nets)?;
+    connect_extra(&e, &c, &nets)?;
     let pid = e.start_new(&c, monitor, prepared)?;
     Ok((e, c, pid))
 }

@@ -41,6 +41,9 @@ pub struct ConnectArgs {
     /// Add network-scoped alias for the container
     #[arg(long)]
     pub alias: Vec<String>,
+    /// driver options for the network
+    #[arg(long = "driver-opt", value_delimiter = ',')]
+    pub driver_opt: Vec<String>,
     /// Network
     pub network: String,
     /// Container
@@ -404,7 +407,26 @@ pub fn run(cli: &Cli, cmd: &NetworkCommand) -> Result<i32> {
             return Ok(if failed { 1 } else { 0 });
         }
         NetworkCommand::Connect(a) => {
-            e.connect_network_as(&a.network, &a.container, a.ip.as_deref(), Some(&a.alias))?;
+            let mut driver_opts = std::collections::BTreeMap::new();
+            for o in &a.driver_opt {
+                // As docker's CLI here: trimmed, case kept (unlike `--network driver-opt=`).
+                match o.split_once('=') {
+                    Some((k, v)) if !k.trim().is_empty() => {
+                        driver_opts.insert(k.trim().to_string(), v.trim().to_string());
+                    }
+                    _ => bail!("invalid key/value pair format in driver options"),
+                }
+            }
+            e.connect_network_with(
+                &a.network,
+                &a.container,
+                &skiff_engine::network::EndpointOpts {
+                    ip: a.ip.as_deref(),
+                    aliases: Some(&a.alias),
+                    mac: None,
+                    driver_opts,
+                },
+            )?;
         }
         NetworkCommand::Disconnect(a) => {
             e.disconnect_network(&a.network, &a.container)?;
