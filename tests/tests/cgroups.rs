@@ -499,3 +499,43 @@ fn cgroup_namespace_shows_the_container_its_own_root() {
         );
     }
 }
+
+/// A cpuset parent that another process has made but not filled yet (empty cpus/mems, as a
+/// fresh v1 cpuset directory starts) does not make the container's own cpuset empty: the runtime
+/// fills the parent first, so the init can join (an empty cpuset refuses tasks with ENOSPC).
+#[test]
+fn empty_cpuset_parent_made_by_another_process_is_filled_first() {
+    let cpuset = Path::new("/sys/fs/cgroup/cpuset");
+    if !cpuset.join("cpuset.cpus").exists() {
+        skip("empty cpuset parent: no cgroup v1 cpuset hierarchy here");
+        return;
+    }
+    let c = Ctr::new(
+        "cpusetrace",
+        &["sh", "-c", "grep Cpus_allowed_list /proc/self/status"],
+    );
+    let parent = cpuset.join(&c.parent);
+    std::fs::create_dir(&parent).unwrap();
+    // What a racing creator leaves between its mkdir and its copy; the hierarchy's root may
+    // give new directories their cpus at mkdir (cgroup.clone_children), so empty them here.
+    let _ = std::fs::write(parent.join("cpuset.cpus"), "");
+    let _ = std::fs::write(parent.join("cpuset.mems"), "");
+    assert_eq!(
+        std::fs::read_to_string(parent.join("cpuset.cpus"))
+            .unwrap()
+            .trim(),
+        "",
+        "the test could not empty its parent cpuset"
+    );
+    c.b.write();
+    let o =
+        c.rt.out(&["run", "--bundle", c.b.path().to_str().unwrap(), &c.id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let root = std::fs::read_to_string(cpuset.join("cpuset.cpus")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(parent.join("cpuset.cpus"))
+            .unwrap()
+            .trim(),
+        root.trim()
+    );
+}

@@ -135,7 +135,7 @@ fn bad_flag_values_are_refused_in_one_line_and_record_nothing() {
         (&["--network-alias", "x"], "network-scoped alias is supported only for containers in user defined networks"),
         (&["--network", "none", "--network", "other"], "conflicting options: cannot attach both user-defined and non-user-defined network-modes"),
         (&["--add-host", "gw:host-gateway"], "unable to derive the IP value for host-gateway"),
-        (&["-p", "[::1]:8080:80"], "the IPv6 loopback cannot be forwarded"),
+        (&["-p", "[::1]:8080:80"], "the IPv6 loopback [::1] cannot be forwarded"),
         (&["-p", "8010-8000:80"], "invalid hostPort: 8010-8000"),
         (&["-p", "bogus"], "invalid containerPort: bogus"),
         (&["-e", "=x"], r#"invalid argument "=x" for "-e, --env" flag: invalid environment variable: =x"#),

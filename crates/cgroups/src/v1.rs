@@ -14,7 +14,9 @@ fn v1num(v: i64) -> String {
     }
 }
 
-/// A new cpuset directory starts with empty cpus/mems; copy the parent's so tasks can join.
+/// A new cpuset directory starts with empty cpus/mems; copy the parent's so tasks can join. A
+/// parent still empty (another process made it and has not filled it yet) is filled first from
+/// its own parent, so two containers creating one parent at once never copy an empty value.
 pub(crate) fn init_cpuset(dir: &Path) -> Result<()> {
     let Some(parent) = dir.parent() else {
         return Ok(());
@@ -22,7 +24,11 @@ pub(crate) fn init_cpuset(dir: &Path) -> Result<()> {
     for f in ["cpuset.cpus", "cpuset.mems"] {
         let cur = read_opt(&dir.join(f)).unwrap_or_default();
         if cur.is_empty() {
-            let p = read_opt(&parent.join(f)).unwrap_or_default();
+            let mut p = read_opt(&parent.join(f)).unwrap_or_default();
+            if p.is_empty() && parent.join(f).exists() {
+                init_cpuset(parent)?;
+                p = read_opt(&parent.join(f)).unwrap_or_default();
+            }
             write_file(dir, f, &p)?;
         }
     }
