@@ -383,6 +383,24 @@ pub fn clean_engine_root(root: &Path, cgroup: &str) {
     }
 }
 
+/// Lazily unmount every mount at or below `dir` (deepest first): what a daemon under test
+/// (dockerd, podman) left mounted in its own data directory.
+pub fn unmount_under(dir: &Path) {
+    let me = dir.to_string_lossy().into_owned();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut targets: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|t| t.starts_with(&me))
+        .collect();
+    targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+    for t in targets {
+        let c = std::ffi::CString::new(t).unwrap();
+        // SAFETY: a NUL-terminated path; MNT_DETACH on a mount below the caller's own directory.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
 /// A Debian `docker-registry` serving plain HTTP on 127.0.0.1 from temporary storage; killed on drop.
 pub struct Registry {
     /// The registry process.
