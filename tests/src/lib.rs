@@ -510,6 +510,22 @@ pub fn docker_checked(o: Output, args: &[&str], log: &Path) -> String {
     stdout(&o)
 }
 
+/// A raw HTTP/1.1 response split into (status, head, body); status 0 when there is none.
+pub fn split_response(out: &[u8]) -> (u16, String, Vec<u8>) {
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(out.len());
+    let head = String::from_utf8_lossy(&out[..split]).into_owned();
+    let body = out.get(split + 4..).unwrap_or(&[]).to_vec();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head, body)
+}
+
 /// A Debian `docker-registry` serving plain HTTP on 127.0.0.1 from temporary storage; killed on drop.
 pub struct Registry {
     /// The registry process.

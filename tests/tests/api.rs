@@ -83,18 +83,7 @@ impl Server {
         let _ = s.write_all(body);
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out);
-        let split = out
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap_or(out.len());
-        let head = String::from_utf8_lossy(&out[..split]).into_owned();
-        let body = out.get(split + 4..).unwrap_or(&[]).to_vec();
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        (status, head, body)
+        skiff_tests::split_response(&out)
     }
 
     /// The `message` of an error body.

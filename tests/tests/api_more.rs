@@ -111,7 +111,7 @@ impl Server {
         s.write_all(body).unwrap();
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out);
-        split_response(&out)
+        skiff_tests::split_response(&out)
     }
 
     fn http(&self, method: &str, path: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
@@ -171,21 +171,6 @@ fn refused(
         std::thread::sleep(Duration::from_millis(20));
     };
     (st.code(), std::fs::read_to_string(&log).unwrap_or_default())
-}
-
-fn split_response(out: &[u8]) -> (u16, String, Vec<u8>) {
-    let split = out
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(out.len());
-    let head = String::from_utf8_lossy(&out[..split]).into_owned();
-    let body = out.get(split + 4..).unwrap_or(&[]).to_vec();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, head, body)
 }
 
 /// The stdout and stderr of a docker stdcopy stream.
@@ -576,7 +561,7 @@ fn plain_hijack_attach_and_exec_with_half_close() {
     let mut out = Vec::new();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let _ = c.read_to_end(&mut out);
-    let (st, _, body) = split_response(&out);
+    let (st, _, body) = skiff_tests::split_response(&out);
     assert_eq!(st, 404, "{}", String::from_utf8_lossy(&out));
     assert!(String::from_utf8_lossy(&body).contains("nosuch"));
     // The server still serves ordinary requests on new connections.
