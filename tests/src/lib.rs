@@ -383,6 +383,149 @@ pub fn clean_engine_root(root: &Path, cgroup: &str) {
     }
 }
 
+/// Lazily unmount every mount at or below `dir` (deepest first): what a daemon under test
+/// (dockerd, podman) left mounted in its own data directory.
+pub fn unmount_under(dir: &Path) {
+    let me = dir.to_string_lossy().into_owned();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut targets: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|t| t.starts_with(&me))
+        .collect();
+    targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+    for t in targets {
+        let c = std::ffi::CString::new(t).unwrap();
+        // SAFETY: a NUL-terminated path; MNT_DETACH on a mount below the caller's own directory.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+/// `[prefix…] skiff --root <env's root> serve <args…>` (a prefix such as
+/// `systemd-socket-activate …`), stdin and stdout on /dev/null, stderr into `log`.
+pub fn spawn_serve(
+    env: &EngineEnv,
+    prefix: &[PathBuf],
+    args: &[String],
+    log: &Path,
+) -> std::process::Child {
+    let mut argv: Vec<std::ffi::OsString> = prefix.iter().map(|p| p.into()).collect();
+    argv.push(bin("skiff").into());
+    argv.push("--root".into());
+    argv.push(env.root().into());
+    argv.push("serve".into());
+    argv.extend(args.iter().map(Into::into));
+    Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("start skiff serve")
+}
+
+/// Waits (10 s at most) until `up` says a spawned `skiff serve` listens; panics with its `log`
+/// when it exits or never listens.
+pub fn wait_serve(child: &mut std::process::Child, log: &Path, up: impl Fn() -> bool) {
+    let read_log = || std::fs::read_to_string(log).unwrap_or_default();
+    let t = std::time::Instant::now();
+    while !up() {
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("skiff serve exited ({st}): {}", read_log());
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "skiff serve did not listen: {}",
+            read_log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Stops a spawned `skiff serve`: SIGTERM, then SIGKILL after 5 s.
+pub fn stop_serve(child: &mut std::process::Child) {
+    // SAFETY: kill with integer arguments, on a process this test spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let t = std::time::Instant::now();
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        if t.elapsed() > std::time::Duration::from_secs(5) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The docker CLI (on PATH) for a test's server: config in `config`, no inherited API version,
+/// context or TLS settings, `DOCKER_HOST=host` (unset when None), `global` flags before `args`,
+/// and `--cgroup-parent=<cgroup>` added to run/create.
+pub fn docker_cli(
+    config: &Path,
+    cgroup: &str,
+    host: Option<&str>,
+    global: &[String],
+    args: &[&str],
+) -> Command {
+    let mut c = Command::new("docker");
+    c.env("DOCKER_CONFIG", config)
+        .env_remove("DOCKER_API_VERSION")
+        .env_remove("DOCKER_CONTEXT")
+        .env_remove("DOCKER_TLS_VERIFY")
+        .env_remove("DOCKER_CERT_PATH");
+    match host {
+        Some(h) => c.env("DOCKER_HOST", h),
+        None => c.env_remove("DOCKER_HOST"),
+    };
+    c.args(global);
+    let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    if matches!(args.first(), Some(&"run") | Some(&"create")) {
+        v.insert(1, format!("--cgroup-parent={cgroup}"));
+    }
+    c.args(v);
+    c
+}
+
+/// A docker CLI command run with stdin on /dev/null.
+pub fn docker_run(mut cmd: Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .output()
+        .expect("the docker CLI must be on PATH")
+}
+
+/// The stdout of a docker CLI run `docker args…`; panics on failure with its output and the
+/// server's log (read then, from `log`).
+pub fn docker_checked(o: Output, args: &[&str], log: &Path) -> String {
+    assert!(
+        o.status.success(),
+        "docker {args:?} failed ({}): {}{}\nserver log:\n{}",
+        o.status,
+        stdout(&o),
+        stderr(&o),
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+    stdout(&o)
+}
+
+/// A raw HTTP/1.1 response split into (status, head, body); status 0 when there is none.
+pub fn split_response(out: &[u8]) -> (u16, String, Vec<u8>) {
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(out.len());
+    let head = String::from_utf8_lossy(&out[..split]).into_owned();
+    let body = out.get(split + 4..).unwrap_or(&[]).to_vec();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head, body)
+}
+
 /// A Debian `docker-registry` serving plain HTTP on 127.0.0.1 from temporary storage; killed on drop.
 pub struct Registry {
     /// The registry process.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use skiff_tests::{bin, stderr, stdout, EngineEnv, Pty};
+use skiff_tests::{stderr, stdout, EngineEnv, Pty};
 
 /// A `skiff serve` on a socket in the engine root's temp dir; stopped (SIGTERM, then SIGKILL)
 /// before the engine env is cleaned.
@@ -31,37 +31,22 @@ impl Server {
             std::fs::write(env.root().join("daemon.json"), d).unwrap();
         }
         let sock = env.dir.path().join("docker.sock");
-        let log = std::fs::File::create(env.dir.path().join("serve.log")).unwrap();
-        let child = Command::new(bin("skiff"))
-            .arg("--root")
-            .arg(env.root())
-            .arg("serve")
-            .arg("-H")
-            .arg(format!("unix://{}", sock.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start skiff serve");
+        let args = vec!["-H".to_string(), format!("unix://{}", sock.display())];
+        let log = env.dir.path().join("serve.log");
+        let child = skiff_tests::spawn_serve(&env, &[], &args, &log);
         let docker_config = tempfile::Builder::new()
             .prefix("skiff-api-docker-config-")
             .tempdir()
             .unwrap();
-        let s = Server {
+        // Built first, so that its drop stops the server should it never listen.
+        let mut s = Server {
             child,
             sock,
             docker_config,
             env,
         };
-        let t = Instant::now();
-        while UnixStream::connect(&s.sock).is_err() {
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "skiff serve did not listen: {}",
-                s.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let sock = s.sock.clone();
+        skiff_tests::wait_serve(&mut s.child, &log, || UnixStream::connect(&sock).is_ok());
         s
     }
 
@@ -71,37 +56,18 @@ impl Server {
 
     /// `docker ARGS` against this server, with `--cgroup-parent` added to run/create.
     fn docker_cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("docker");
-        c.env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
-            .env("DOCKER_CONFIG", self.docker_config.path())
-            .env_remove("DOCKER_API_VERSION")
-            .env_remove("DOCKER_CONTEXT");
-        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        if matches!(args.first(), Some(&"run") | Some(&"create")) {
-            v.insert(1, format!("--cgroup-parent={}", self.env.cgroup));
-        }
-        c.args(v);
-        c
+        let host = format!("unix://{}", self.sock.display());
+        let config = self.docker_config.path();
+        skiff_tests::docker_cli(config, &self.env.cgroup, Some(&host), &[], args)
     }
 
     fn docker(&self, args: &[&str]) -> Output {
-        self.docker_cmd(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("the docker CLI must be on PATH")
+        skiff_tests::docker_run(self.docker_cmd(args))
     }
 
     fn docker_ok(&self, args: &[&str]) -> String {
-        let o = self.docker(args);
-        assert!(
-            o.status.success(),
-            "docker {args:?} failed ({}): {}{}\nserver log:\n{}",
-            o.status,
-            stdout(&o),
-            stderr(&o),
-            self.log()
-        );
-        stdout(&o)
+        let log = self.env.dir.path().join("serve.log");
+        skiff_tests::docker_checked(self.docker(args), args, &log)
     }
 
     /// One raw HTTP/1.1 request; returns (status, head, body).
@@ -117,18 +83,7 @@ impl Server {
         let _ = s.write_all(body);
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out);
-        let split = out
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap_or(out.len());
-        let head = String::from_utf8_lossy(&out[..split]).into_owned();
-        let body = out.get(split + 4..).unwrap_or(&[]).to_vec();
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        (status, head, body)
+        skiff_tests::split_response(&out)
     }
 
     /// The `message` of an error body.
@@ -148,20 +103,7 @@ impl Drop for Server {
                 let _ = self.env.cmd(&["rm", "-f", "-v", id]).output();
             }
         }
-        // SAFETY: kill with integer arguments, on the server we spawned.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let t = Instant::now();
-        loop {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            if t.elapsed() > Duration::from_secs(5) {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        skiff_tests::stop_serve(&mut self.child);
     }
 }
 

@@ -29,23 +29,6 @@ struct Server {
     log: PathBuf,
 }
 
-fn spawn_serve(env: &EngineEnv, prefix: &[PathBuf], args: &[String], log: &Path) -> Child {
-    let skiff = bin("skiff");
-    let mut argv: Vec<std::ffi::OsString> = prefix.iter().map(|p| p.into()).collect();
-    argv.push(skiff.into());
-    argv.push("--root".into());
-    argv.push(env.root().into());
-    argv.push("serve".into());
-    argv.extend(args.iter().map(Into::into));
-    Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("start skiff serve")
-}
-
 impl Server {
     /// A server on a unix socket in the env's dir.
     fn unix(name: &str) -> Server {
@@ -57,7 +40,7 @@ impl Server {
 
     fn start(env: EngineEnv, prefix: &[PathBuf], args: &[String], ep: Endpoint) -> Server {
         let log = env.dir.path().join("serve.log");
-        let child = spawn_serve(&env, prefix, args, &log);
+        let child = skiff_tests::spawn_serve(&env, prefix, args, &log);
         let docker_config = tempfile::Builder::new()
             .prefix("skiff-api-docker-config-")
             .tempdir()
@@ -69,27 +52,11 @@ impl Server {
             env,
             log,
         };
-        let t = Instant::now();
-        loop {
-            let up = match &s.ep {
-                Endpoint::Unix(p) => UnixStream::connect(p).is_ok(),
-                Endpoint::Tcp(port, _) => {
-                    std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok()
-                }
-            };
-            if up {
-                break;
-            }
-            if let Ok(Some(st)) = s.child.try_wait() {
-                panic!("skiff serve exited ({st}): {}", s.log());
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "skiff serve did not listen: {}",
-                s.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let ep = s.ep.clone();
+        skiff_tests::wait_serve(&mut s.child, &s.log, || match &ep {
+            Endpoint::Unix(p) => UnixStream::connect(p).is_ok(),
+            Endpoint::Tcp(port, _) => std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok(),
+        });
         s
     }
 
@@ -105,48 +72,25 @@ impl Server {
     }
 
     fn docker_cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("docker");
-        c.env("DOCKER_CONFIG", self.docker_config.path())
-            .env_remove("DOCKER_API_VERSION")
-            .env_remove("DOCKER_CONTEXT")
-            .env_remove("DOCKER_TLS_VERIFY")
-            .env_remove("DOCKER_CERT_PATH");
-        match &self.ep {
-            Endpoint::Unix(p) => {
-                c.env("DOCKER_HOST", format!("unix://{}", p.display()));
-            }
+        let (host, global) = match &self.ep {
+            Endpoint::Unix(p) => (Some(format!("unix://{}", p.display())), Vec::new()),
             Endpoint::Tcp(port, flags) => {
-                c.env_remove("DOCKER_HOST");
-                c.args(flags);
-                c.arg("-H").arg(format!("tcp://127.0.0.1:{port}"));
+                let mut g = flags.clone();
+                g.push("-H".into());
+                g.push(format!("tcp://127.0.0.1:{port}"));
+                (None, g)
             }
-        }
-        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        if matches!(args.first(), Some(&"run") | Some(&"create")) {
-            v.insert(1, format!("--cgroup-parent={}", self.env.cgroup));
-        }
-        c.args(v);
-        c
+        };
+        let config = self.docker_config.path();
+        skiff_tests::docker_cli(config, &self.env.cgroup, host.as_deref(), &global, args)
     }
 
     fn docker(&self, args: &[&str]) -> Output {
-        self.docker_cmd(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("the docker CLI must be on PATH")
+        skiff_tests::docker_run(self.docker_cmd(args))
     }
 
     fn docker_ok(&self, args: &[&str]) -> String {
-        let o = self.docker(args);
-        assert!(
-            o.status.success(),
-            "docker {args:?} failed ({}): {}{}\nserver log:\n{}",
-            o.status,
-            stdout(&o),
-            stderr(&o),
-            self.log()
-        );
-        stdout(&o)
+        skiff_tests::docker_checked(self.docker(args), args, &self.log)
     }
 
     /// One raw HTTP/1.1 request with extra header lines; returns (status, head, body).
@@ -167,7 +111,7 @@ impl Server {
         s.write_all(body).unwrap();
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out);
-        split_response(&out)
+        skiff_tests::split_response(&out)
     }
 
     fn http(&self, method: &str, path: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
@@ -188,24 +132,7 @@ impl Drop for Server {
                 let _ = self.env.cmd(&["rm", "-f", "-v", id]).output();
             }
         }
-        stop(&mut self.child);
-    }
-}
-
-fn stop(child: &mut Child) {
-    // SAFETY: kill with integer arguments, on a process this test spawned.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let t = Instant::now();
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        if t.elapsed() > Duration::from_secs(5) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+        skiff_tests::stop_serve(&mut self.child);
     }
 }
 
@@ -238,27 +165,12 @@ fn refused(
             break st;
         }
         if t.elapsed() > Duration::from_secs(10) {
-            stop(&mut child);
+            skiff_tests::stop_serve(&mut child);
             panic!("skiff serve {args:?} did not refuse to start");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     (st.code(), std::fs::read_to_string(&log).unwrap_or_default())
-}
-
-fn split_response(out: &[u8]) -> (u16, String, Vec<u8>) {
-    let split = out
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(out.len());
-    let head = String::from_utf8_lossy(&out[..split]).into_owned();
-    let body = out.get(split + 4..).unwrap_or(&[]).to_vec();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, head, body)
 }
 
 /// The stdout and stderr of a docker stdcopy stream.
@@ -649,7 +561,7 @@ fn plain_hijack_attach_and_exec_with_half_close() {
     let mut out = Vec::new();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let _ = c.read_to_end(&mut out);
-    let (st, _, body) = split_response(&out);
+    let (st, _, body) = skiff_tests::split_response(&out);
     assert_eq!(st, 404, "{}", String::from_utf8_lossy(&out));
     assert!(String::from_utf8_lossy(&body).contains("nosuch"));
     // The server still serves ordinary requests on new connections.
@@ -992,6 +904,6 @@ fn systemd_socket_activation() {
     }
     // The socket belongs to the service manager: the server leaves it in place on exit.
     let mut s = s;
-    stop(&mut s.child);
+    skiff_tests::stop_serve(&mut s.child);
     assert!(sock.exists());
 }

@@ -856,19 +856,7 @@ impl Drop for Dockerd {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let me = self.dir.path().to_string_lossy().into_owned();
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut targets: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|t| t.starts_with(&me))
-            .collect();
-        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
-        for t in targets {
-            let c = std::ffi::CString::new(t).unwrap();
-            // SAFETY: a NUL-terminated path; MNT_DETACH on a mount this test's dockerd made.
-            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-        }
+        skiff_tests::unmount_under(self.dir.path());
         for d in skiff_tests::cgroup_parent_dirs(&self.cgroup) {
             let _ = std::fs::remove_dir(&d);
         }
@@ -1072,19 +1060,7 @@ impl Drop for Podman {
     fn drop(&mut self) {
         let _ = self.podman(&["rm", "-a", "-f"]);
         let _ = self.podman(&["rmi", "-a", "-f"]);
-        let me = self.dir.path().to_string_lossy().into_owned();
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut targets: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|t| t.starts_with(&me))
-            .collect();
-        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
-        for t in targets {
-            let c = std::ffi::CString::new(t).unwrap();
-            // SAFETY: a NUL-terminated path; MNT_DETACH on a mount this test's podman made.
-            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-        }
+        skiff_tests::unmount_under(self.dir.path());
         // podman puts conmon in `<parent>/conmon/<parent>`: children first.
         fn rmdir_tree(d: &std::path::Path) {
             if let Ok(rd) = std::fs::read_dir(d) {

@@ -1576,19 +1576,7 @@ impl Drop for IptDockerd {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let me = self.dir.path().to_string_lossy().into_owned();
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut targets: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|t| t.starts_with(&me))
-            .collect();
-        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
-        for t in targets {
-            let c = std::ffi::CString::new(t).unwrap();
-            // SAFETY: a NUL-terminated path; MNT_DETACH on a mount this test's dockerd made.
-            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-        }
+        skiff_tests::unmount_under(self.dir.path());
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .output();

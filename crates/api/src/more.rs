@@ -290,18 +290,7 @@ pub async fn push(ctx: Ctx, name: String) -> R {
     let items = blocking(move || {
         let store = st.store()?;
         let tags: Vec<String> = if tag.is_empty() {
-            let prefix = format!("{r2}:");
-            let mut t: Vec<String> = store
-                .list()?
-                .iter()
-                .flat_map(|i| i.tags.iter())
-                .filter_map(|t| t.strip_prefix(&prefix))
-                .filter(|t| !t.contains('/'))
-                .map(str::to_string)
-                .collect();
-            t.sort();
-            t.dedup();
-            t
+            store.repo_tags(&r2)?
         } else {
             vec![tag]
         };

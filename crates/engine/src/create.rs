@@ -1027,7 +1027,7 @@ fn create_inner(
         // The rootfs is mounted now: the user is resolved and volumes populated from it, and
         // `run` starts on it (volatile for --rm: its upper layer is thrown away at exit).
         let rootfs = dir.join("rootfs");
-        if extras.userns_mode == "auto" {
+        let slice = if extras.userns_mode == "auto" {
             // Its slice of ids, and the layers' owners shifted into it by fuse-overlayfs (the
             // kernel's overlayfs cannot shift them for a user).
             if !skiff_image::overlay::fuse_overlayfs_usable() {
@@ -1056,21 +1056,11 @@ fn create_inner(
                     ))
                 })?;
             }
-            skiff_image::overlay::mount_fuse(
-                &lowers,
-                &dir.join("upper"),
-                &dir.join("work"),
-                &rootfs,
-                Some(skiff_image::overlay::IdShift { to: start, size }),
-            )?;
+            Some((start, size))
         } else {
-            let mount = if req.auto_remove {
-                skiff_image::overlay::mount_overlay_volatile
-            } else {
-                skiff_image::overlay::mount_overlay
-            };
-            mount(&lowers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
-        }
+            None
+        };
+        mount_rootfs(&lowers, &dir, &rootfs, slice, req.auto_remove)?;
         if !user.is_empty() && pending.iter().any(|p| p.volume.is_some()) {
             // Before any volume is created.
             spec::resolve_user(&rootfs, &user)?;
@@ -1320,6 +1310,27 @@ pub fn write_record(dir: &Path, c: &Container) -> Result<()> {
         .ctx(|| format!("write {}", path.display()))
 }
 
+/// A container's rootfs mounted at `rootfs` from its image's layers, upper and work dirs in
+/// `dir`: by fuse-overlayfs with the owners shifted into its `--userns auto` slice (start,
+/// size), else by overlayfs (volatile for `--rm`: its upper layer is thrown away at exit).
+pub(crate) fn mount_rootfs(
+    lowers: &[PathBuf],
+    dir: &Path,
+    rootfs: &Path,
+    slice: Option<(u32, u32)>,
+    auto_remove: bool,
+) -> Result<()> {
+    let (upper, work) = (dir.join("upper"), dir.join("work"));
+    if let Some((start, size)) = slice {
+        let shift = skiff_image::overlay::IdShift { to: start, size };
+        skiff_image::overlay::mount_fuse(lowers, &upper, &work, rootfs, Some(shift))?;
+    } else if auto_remove {
+        skiff_image::overlay::mount_overlay_volatile(lowers, &upper, &work, rootfs)?;
+    } else {
+        skiff_image::overlay::mount_overlay(lowers, &upper, &work, rootfs)?;
+    }
+    Ok(())
+}
 #[cfg(test)]
 mod tests {
     use super::*;

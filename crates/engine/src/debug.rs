@@ -256,31 +256,17 @@ impl Engine {
             detach: false,
             preserve_fds: 0,
         };
-        let start_err = |e: skiff_runtime::Error| {
-            let msg = e.to_string();
-            let code = crate::error::start_code(&msg);
-            Error::Start { msg, code }
-        };
         if !tty {
             let r = skiff_runtime::exec::exec_debug(&target, opts, &dopts);
             drop(saved);
-            return r.map(crate::tty::Ended::Exited).map_err(start_err);
+            return r
+                .map(crate::tty::Ended::Exited)
+                .map_err(crate::ops::start_err);
         }
         let spawned = skiff_runtime::exec::spawn_debug(&target, opts, &dopts);
         drop(saved);
-        let spawned = spawned.map_err(start_err)?;
-        let Some(master) = spawned.master else {
-            return Err(Error::Other(format!(
-                "debug in {}: no terminal came back from the container",
-                c.name
-            )));
-        };
-        let keys = if req.detach_keys.is_empty() {
-            crate::tty::DEFAULT_DETACH_KEYS
-        } else {
-            &req.detach_keys
-        };
-        crate::tty::relay_exec(spawned.pid, master, req.interactive, keys)
+        let spawned = spawned.map_err(crate::ops::start_err)?;
+        crate::ops::relay_spawned(spawned, "debug", &c.name, req.interactive, &req.detach_keys)
     }
 }
 

@@ -183,16 +183,7 @@ fn kv(flag: &str, s: &str) -> Result<(String, String)> {
 /// One `--sysctl KEY=VALUE`, checked against docker's CLI list of namespaced sysctls (the
 /// IPC ones, `fs.mqueue.*`, `net.*`); anything else is refused as docker refuses it.
 pub fn sysctl_arg(s: &str) -> Result<(String, String)> {
-    const IPC: [&str; 8] = [
-        "kernel.msgmax",
-        "kernel.msgmnb",
-        "kernel.msgmni",
-        "kernel.sem",
-        "kernel.shmall",
-        "kernel.shmmax",
-        "kernel.shmmni",
-        "kernel.shm_rmid_forced",
-    ];
+    use skiff_runtime::docker::IPC_SYSCTLS as IPC;
     let refused = || bad_flag("--sysctl", s, format!("sysctl '{s}' is not allowed"));
     let (k, v) = s.split_once('=').ok_or_else(refused)?;
     if IPC.contains(&k) || k.starts_with("net.") || k.starts_with("fs.mqueue.") {

@@ -393,24 +393,15 @@ impl Engine {
                     let lowers: Vec<std::path::PathBuf> =
                         c.lower_dirs.iter().map(std::path::PathBuf::from).collect();
                     // A --rm container's upper layer is thrown away when it exits: skip the
-                    // writeback (and the sync on unmount) that only a kept container needs.
-                    if let Some((start, size)) = c.host_config.extra.userns_slice {
-                        // --userns auto: the layers' owners shifted into its slice.
-                        skiff_image::overlay::mount_fuse(
-                            &lowers,
-                            &dir.join("upper"),
-                            &dir.join("work"),
-                            &rootfs,
-                            Some(skiff_image::overlay::IdShift { to: start, size }),
-                        )?;
-                    } else {
-                        let mount = if c.host_config.auto_remove {
-                            skiff_image::overlay::mount_overlay_volatile
-                        } else {
-                            skiff_image::overlay::mount_overlay
-                        };
-                        mount(&lowers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
-                    }
+                    // writeback (and the sync on unmount) that only a kept container needs;
+                    // --userns auto: the layers' owners shifted into its slice.
+                    crate::create::mount_rootfs(
+                        &lowers,
+                        &dir,
+                        &rootfs,
+                        c.host_config.extra.userns_slice,
+                        c.host_config.auto_remove,
+                    )?;
                 }
                 match spec::build(&c, &dir, &rootfs, self.netns_path(&c), &|peer| {
                     self.running_pid(peer)
@@ -1032,11 +1023,6 @@ impl Engine {
             detach: req.detach,
             preserve_fds: 0,
         };
-        let start_err = |e: skiff_runtime::Error| {
-            let msg = e.to_string();
-            let code = crate::error::start_code(&msg);
-            Error::Start { msg, code }
-        };
         let ended = |r: &Result<crate::tty::Ended>| match r {
             Ok(crate::tty::Ended::Exited(code)) if !req.detach => died(*code),
             Err(e) => died(e.exit_code()),
@@ -1063,21 +1049,50 @@ impl Engine {
                 return Err(e);
             }
         };
-        let Some(master) = spawned.master else {
-            return Err(Error::Other(format!(
-                "exec in {}: no terminal came back from the container",
-                c.name
-            )));
-        };
-        let keys = if req.detach_keys.is_empty() {
-            crate::tty::DEFAULT_DETACH_KEYS
-        } else {
-            &req.detach_keys
-        };
-        let r = crate::tty::relay_exec(spawned.pid, master, req.interactive, keys);
+        let r = relay_spawned(spawned, "exec", &c.name, req.interactive, &req.detach_keys);
         ended(&r);
         r
     }
+}
+
+/// A process that failed to start in a container, as [`Error::Start`] with the exit code docker
+/// gives that failure (126 cannot invoke, 127 not found).
+pub(crate) fn start_err(e: impl std::fmt::Display) -> Error {
+    let msg = e.to_string();
+    let code = crate::error::start_code(&msg);
+    Error::Start { msg, code }
+}
+
+/// The terminal of a process `what` (`exec`, `debug`) spawned in container `name` relayed to
+/// this process's stdio until it ends or the detach keys (docker's default when empty) come.
+pub(crate) fn relay_spawned(
+    spawned: skiff_runtime::exec::Spawned,
+    what: &str,
+    name: &str,
+    interactive: bool,
+    detach_keys: &[u8],
+) -> Result<crate::tty::Ended> {
+    let Some(master) = spawned.master else {
+        return Err(Error::Other(format!(
+            "{what} in {name}: no terminal came back from the container"
+        )));
+    };
+    relay(spawned.pid, master, interactive, detach_keys)
+}
+
+/// [`crate::tty::relay_exec`] with docker's default detach keys when none were given.
+fn relay(
+    pid: i32,
+    master: OwnedFd,
+    interactive: bool,
+    detach_keys: &[u8],
+) -> Result<crate::tty::Ended> {
+    let keys = if detach_keys.is_empty() {
+        crate::tty::DEFAULT_DETACH_KEYS
+    } else {
+        detach_keys
+    };
+    crate::tty::relay_exec(pid, master, interactive, keys)
 }
 
 /// The `process` of a bundle's config.json (an external runtime's container).
@@ -1136,11 +1151,6 @@ fn external_exec(
             .and_then(|s| s.trim().parse().ok())
             .ok_or_else(|| x.failed("exec", "it wrote no pid file"))
     };
-    let start_err = |e: Error| {
-        let msg = e.to_string();
-        let code = crate::error::start_code(&msg);
-        Error::Start { msg, code }
-    };
     if req.detach {
         cmd.arg(id)
             .stdin(Stdio::null())
@@ -1189,12 +1199,7 @@ fn external_exec(
         libc::sigprocmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
         libc::raise(libc::SIGCHLD);
     }
-    let keys = if req.detach_keys.is_empty() {
-        crate::tty::DEFAULT_DETACH_KEYS
-    } else {
-        &req.detach_keys
-    };
-    crate::tty::relay_exec(pid, master, req.interactive, keys)
+    relay(pid, master, req.interactive, &req.detach_keys)
 }
 
 /// `exec -d` through another runtime: a waiter process (a subreaper in its own session) runs
@@ -1207,75 +1212,35 @@ fn external_detached_exec(
     read_pid: &dyn Fn() -> Result<i32>,
     died: &dyn Fn(i32),
 ) -> Result<()> {
-    use std::io::Write;
-    let (r, w) = nix::unistd::pipe().map_err(|e| Error::Other(format!("exec -d: pipe: {e}")))?;
-    // SAFETY: the CLI is single-threaded here; the child runs the runtime, waits and leaves
-    // with _exit (no destructors run).
-    match unsafe { nix::unistd::fork() } {
-        Err(e) => Err(Error::Other(format!("exec -d: fork: {e}"))),
-        Ok(nix::unistd::ForkResult::Child) => {
-            drop(r);
-            let keep = w.as_raw_fd();
-            // SAFETY: closes descriptors this child has no use for (the CLI's saved stdio among
-            // them: the waiter must not hold its caller's pipes); the pipe's write end is kept.
-            unsafe {
-                libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
-                libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32);
-            }
-            let _ = nix::unistd::setsid();
-            // SAFETY: prctl with integer arguments on this process.
-            unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-            let mut w = std::fs::File::from(w);
-            let started = match cmd.status() {
-                Ok(st) if st.success() => read_pid().map_err(|e| e.to_string()),
-                Ok(_) => Err(x
-                    .failed(
-                        "exec",
-                        &crate::ociruntime::log_error(log).unwrap_or_else(|| "failed".into()),
-                    )
-                    .to_string()),
-                Err(e) => Err(x.failed("exec", &e.to_string()).to_string()),
-            };
-            let pid = match started {
-                Ok(pid) => {
-                    let _ = w.write_all(b"0");
-                    pid
-                }
-                Err(e) => {
-                    let _ = w.write_all(format!("1{e}").as_bytes());
-                    // SAFETY: leaving the forked child without running the parent's destructors.
-                    unsafe { libc::_exit(1) };
-                }
-            };
-            drop(w);
-            let code = loop {
-                let mut st = 0;
-                // SAFETY: waiting for any child (the exec'd process was reparented to us).
-                let p = unsafe { libc::waitpid(-1, &mut st, 0) };
-                if p == pid {
-                    break skiff_runtime::util::status_code(st);
-                }
-                if p < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                    break 255;
-                }
-            };
-            died(code);
-            // SAFETY: as above.
-            unsafe { libc::_exit(0) };
+    let start = || {
+        // SAFETY: prctl with integer arguments on this process.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        match cmd.status() {
+            Ok(st) if st.success() => read_pid().map_err(|e| e.to_string()),
+            Ok(_) => Err(x
+                .failed(
+                    "exec",
+                    &crate::ociruntime::log_error(log).unwrap_or_else(|| "failed".into()),
+                )
+                .to_string()),
+            Err(e) => Err(x.failed("exec", &e.to_string()).to_string()),
         }
-        Ok(nix::unistd::ForkResult::Parent { .. }) => {
-            drop(w);
-            let mut msg = String::new();
-            let _ = std::fs::File::from(r).read_to_string(&mut msg);
-            match msg.strip_prefix('1') {
-                None if msg == "0" => Ok(()),
-                Some(e) => Err(Error::Other(e.to_string())),
-                None => Err(Error::Other(
-                    "exec -d: the waiter process died before starting the process".into(),
-                )),
-            }
+    };
+    let wait = |pid: i32| loop {
+        let mut st = 0;
+        // SAFETY: waiting for any child (the exec'd process was reparented to us).
+        let p = unsafe { libc::waitpid(-1, &mut st, 0) };
+        if p == pid {
+            break skiff_runtime::util::status_code(st);
         }
-    }
+        if p < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            break 255;
+        }
+    };
+    fork_waiter(start, wait, died).map_err(|e| match e {
+        WaiterError::Sys(what, errno) => Error::Other(format!("exec -d: {what}: {errno}")),
+        WaiterError::Start(msg) => Error::Other(msg),
+    })
 }
 
 /// `exec -e`'s entries merged into a process environment (`KEY` alone takes this process's
@@ -1341,35 +1306,58 @@ fn detached_exec(
     mut opts: skiff_runtime::exec::ExecOpts,
     died: &dyn Fn(i32),
 ) -> std::result::Result<(), skiff_runtime::Error> {
-    use std::io::{Read, Write};
-    let (r, w) = nix::unistd::pipe().map_err(|errno| skiff_runtime::Error::Sys {
-        what: "exec -d: pipe".into(),
-        errno,
-    })?;
     opts.detach = false;
-    // SAFETY: the CLI is single-threaded here; the child only calls the runtime's spawn/wait,
-    // writes to the pipe and an event file, and leaves with _exit (no destructors run).
-    match unsafe { nix::unistd::fork() } {
-        Err(errno) => Err(skiff_runtime::Error::Sys {
-            what: "exec -d: fork".into(),
+    let start = || skiff_runtime::exec_helper::spawn(target, opts).map_err(|e| e.to_string());
+    let wait = |s: skiff_runtime::exec::Spawned| {
+        skiff_runtime::forward::wait(s.pid, s.master).unwrap_or(255)
+    };
+    fork_waiter(start, wait, died).map_err(|e| match e {
+        WaiterError::Sys(what, errno) => skiff_runtime::Error::Sys {
+            what: format!("exec -d: {what}"),
             errno,
-        }),
+        },
+        WaiterError::Start(msg) => skiff_runtime::Error::Other(msg),
+    })
+}
+
+/// Why [`fork_waiter`] returned without a started process.
+enum WaiterError {
+    /// Its pipe or fork failed (`pipe`, `fork`).
+    Sys(&'static str, nix::errno::Errno),
+    /// The process did not start: the waiter's message.
+    Start(String),
+}
+
+/// The waiter of an `exec -d`: a forked child in its own session holding no inherited
+/// descriptor but its report pipe (so no lock, database handle or the CLI's stdio) that runs
+/// `start`, reports whether it started, then `wait`s for the process and calls `died` with its
+/// exit code. Returns once the waiter reported the start.
+fn fork_waiter<P>(
+    start: impl FnOnce() -> std::result::Result<P, String>,
+    wait: impl FnOnce(P) -> i32,
+    died: &dyn Fn(i32),
+) -> std::result::Result<(), WaiterError> {
+    use std::io::Write;
+    let (r, w) = nix::unistd::pipe().map_err(|e| WaiterError::Sys("pipe", e))?;
+    // SAFETY: the CLI is single-threaded here; the child only runs `start` and `wait`, writes to
+    // the pipe and calls `died`, and leaves with _exit (no destructors run).
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => Err(WaiterError::Sys("fork", e)),
         Ok(nix::unistd::ForkResult::Child) => {
             drop(r);
             let keep = w.as_raw_fd();
-            // SAFETY: closes descriptors this child does not own any more use for; the pipe's
-            // write end is kept (ranges around it).
+            // SAFETY: closes descriptors this child has no use for (the CLI's saved stdio among
+            // them: the waiter must not hold its caller's pipes); the pipe's write end is kept.
             unsafe {
                 libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
                 libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32);
             }
             let _ = nix::unistd::setsid();
             let mut w = std::fs::File::from(w);
-            let code = match skiff_runtime::exec_helper::spawn(target, opts) {
-                Ok(s) => {
+            let started = match start() {
+                Ok(p) => {
                     let _ = w.write_all(b"0");
-                    drop(w);
-                    skiff_runtime::forward::wait(s.pid, s.master).unwrap_or(255)
+                    p
                 }
                 Err(e) => {
                     let _ = w.write_all(format!("1{e}").as_bytes());
@@ -1377,7 +1365,8 @@ fn detached_exec(
                     unsafe { libc::_exit(1) };
                 }
             };
-            died(code);
+            drop(w);
+            died(wait(started));
             // SAFETY: as above.
             unsafe { libc::_exit(0) };
         }
@@ -1387,8 +1376,8 @@ fn detached_exec(
             let _ = std::fs::File::from(r).read_to_string(&mut msg);
             match msg.strip_prefix('1') {
                 None if msg == "0" => Ok(()),
-                Some(e) => Err(skiff_runtime::Error::Other(e.to_string())),
-                None => Err(skiff_runtime::Error::Other(
+                Some(e) => Err(WaiterError::Start(e.to_string())),
+                None => Err(WaiterError::Start(
                     "exec -d: the waiter process died before starting the process".into(),
                 )),
             }

@@ -668,13 +668,33 @@ fn keep_id_map(id: u64, n: u64) -> serde_json::Value {
     ])
 }
 
+/// One id map as [`map_info`] reads it: (host id of inside id 0, number of inside ids).
+type IdMap = (u64, u64);
+
+/// This process's uid and gid maps read by [`map_info`].
+fn own_maps() -> std::result::Result<(IdMap, IdMap), String> {
+    let read = |f: &str| fs::read_to_string(f).map_err(|e| format!("{f}: {e}"));
+    let u = map_info(&read("/proc/self/uid_map")?).ok_or("no uid 0 in the namespace")?;
+    let g = map_info(&read("/proc/self/gid_map")?).ok_or("no gid 0 in the namespace")?;
+    Ok((u, g))
+}
+
+/// A user namespace added to a spec's `linux.namespaces` (JSON) unless it has one.
+fn add_user_ns(linux: &mut serde_json::Value) -> std::result::Result<(), String> {
+    let ns = linux["namespaces"]
+        .as_array_mut()
+        .ok_or("spec without namespaces")?;
+    if !ns.iter().any(|n| n["type"] == "user") {
+        ns.push(serde_json::json!({"type": "user"}));
+    }
+    Ok(())
+}
+
 /// `--userns keep-id` on a spec (JSON): a user namespace of the container's own in which the
 /// user's host uid and gid are themselves (files of the user's, bind-mounted, keep their owner
 /// in and out); the process runs as that uid and gid unless `--user` was given (`set_user`).
 pub fn keep_id(v: &mut serde_json::Value, set_user: bool) -> std::result::Result<(), String> {
-    let read = |f: &str| fs::read_to_string(f).map_err(|e| format!("{f}: {e}"));
-    let (uid, nu) = map_info(&read("/proc/self/uid_map")?).ok_or("no uid 0 in the namespace")?;
-    let (gid, ng) = map_info(&read("/proc/self/gid_map")?).ok_or("no gid 0 in the namespace")?;
+    let ((uid, nu), (gid, ng)) = own_maps()?;
     if uid + 1 >= nu || gid + 1 >= ng {
         return Err(format!(
             "uid {uid}/gid {gid} lie beyond the {nu}/{ng} ids of the rootless namespace: add a range of more than {} ids to /etc/subuid and /etc/subgid",
@@ -682,12 +702,7 @@ pub fn keep_id(v: &mut serde_json::Value, set_user: bool) -> std::result::Result
         ));
     }
     let linux = &mut v["linux"];
-    let ns = linux["namespaces"]
-        .as_array_mut()
-        .ok_or("spec without namespaces")?;
-    if !ns.iter().any(|n| n["type"] == "user") {
-        ns.push(serde_json::json!({"type": "user"}));
-    }
+    add_user_ns(linux)?;
     linux["uidMappings"] = keep_id_map(uid, nu);
     linux["gidMappings"] = keep_id_map(gid, ng);
     if set_user {
@@ -705,9 +720,7 @@ pub const AUTO_SIZE: u32 = 65536;
 /// The ids `--userns auto` slices are cut from: 1..n of the rootless namespace (0 is the user),
 /// n the smaller of its uid and gid counts (the user's subordinate ranges plus one).
 pub fn auto_space() -> std::result::Result<u32, String> {
-    let read = |f: &str| fs::read_to_string(f).map_err(|e| format!("{f}: {e}"));
-    let (_, nu) = map_info(&read("/proc/self/uid_map")?).ok_or("no uid 0 in the namespace")?;
-    let (_, ng) = map_info(&read("/proc/self/gid_map")?).ok_or("no gid 0 in the namespace")?;
+    let ((_, nu), (_, ng)) = own_maps()?;
     Ok(nu.min(ng).min(u32::MAX as u64) as u32)
 }
 
@@ -737,12 +750,7 @@ pub fn auto_map(
     size: u32,
 ) -> std::result::Result<(), String> {
     let linux = &mut v["linux"];
-    let ns = linux["namespaces"]
-        .as_array_mut()
-        .ok_or("spec without namespaces")?;
-    if !ns.iter().any(|n| n["type"] == "user") {
-        ns.push(serde_json::json!({"type": "user"}));
-    }
+    add_user_ns(linux)?;
     let map = serde_json::json!([{"containerID": 0, "hostID": start, "size": size}]);
     linux["uidMappings"] = map.clone();
     linux["gidMappings"] = map;

@@ -681,6 +681,23 @@ impl Store {
 
     const COLS: &'static str = "id, manifest_digest, manifest_media_type, manifest_size, index_digest, os, arch, variant, size, created";
 
+    /// The tags held of repository `repo` (a name without tag), sorted, once each: what
+    /// `push --all-tags` pushes.
+    pub fn repo_tags(&self, repo: &str) -> Result<Vec<String>> {
+        let prefix = format!("{repo}:");
+        let mut t: Vec<String> = self
+            .list()?
+            .iter()
+            .flat_map(|i| i.tags.iter())
+            .filter_map(|t| t.strip_prefix(&prefix))
+            .filter(|t| !t.contains('/'))
+            .map(str::to_string)
+            .collect();
+        t.sort();
+        t.dedup();
+        Ok(t)
+    }
+
     /// All images, newest first.
     pub fn list(&self) -> Result<Vec<ImageRecord>> {
         let db = self

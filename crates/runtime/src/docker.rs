@@ -386,25 +386,27 @@ pub fn rlimit_name(name: &str) -> Result<String, DockerSpecError> {
     }
 }
 
+/// The sysctls of the IPC namespace docker accepts by name (besides `fs.mqueue.*`).
+pub const IPC_SYSCTLS: [&str; 8] = [
+    "kernel.msgmax",
+    "kernel.msgmnb",
+    "kernel.msgmni",
+    "kernel.sem",
+    "kernel.shmall",
+    "kernel.shmmax",
+    "kernel.shmmni",
+    "kernel.shm_rmid_forced",
+];
+
 /// Check one `--sysctl` against the container's namespaces the way Docker does: only namespaced
 /// keys, `net.*` only with a private network namespace, IPC keys only with a private IPC namespace,
 /// `kernel.hostname`/`kernel.domainname` only with a private UTS namespace.
 pub fn validate_sysctl(key: &str, o: &DockerSpecOpts) -> Result<(), DockerSpecError> {
-    const IPC_KEYS: [&str; 8] = [
-        "kernel.msgmax",
-        "kernel.msgmnb",
-        "kernel.msgmni",
-        "kernel.sem",
-        "kernel.shmall",
-        "kernel.shmmax",
-        "kernel.shmmni",
-        "kernel.shm_rmid_forced",
-    ];
     let bad = |why: &str| Err(DockerSpecError(format!("--sysctl {key:?}: {why}")));
     if key.contains(['/', '=']) || key.split('.').any(|p| p.is_empty() || p == "..") {
         return bad("not a sysctl name");
     }
-    if IPC_KEYS.contains(&key) || key.starts_with("fs.mqueue.") {
+    if IPC_SYSCTLS.contains(&key) || key.starts_with("fs.mqueue.") {
         if o.ipc_host {
             return bad("not allowed with the host's IPC namespace (--ipc host)");
         }

@@ -266,17 +266,7 @@ pub fn push(store: &Store, a: &PushArgs) -> Result<i32> {
         if n.tag.is_some() {
             bail!("tag can't be used with --all-tags/-a");
         }
-        let prefix = format!("{}:", n.repo());
-        let mut t: Vec<String> = store
-            .list()?
-            .iter()
-            .flat_map(|i| i.tags.iter())
-            .filter_map(|t| t.strip_prefix(&prefix))
-            .filter(|t| !t.contains('/'))
-            .map(str::to_string)
-            .collect();
-        t.sort();
-        t.dedup();
+        let t = store.repo_tags(&n.repo())?;
         if t.is_empty() {
             bail!(
                 "An image does not exist locally with the tag: {}",
