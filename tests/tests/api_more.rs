@@ -907,3 +907,115 @@ fn systemd_socket_activation() {
     skiff_tests::stop_serve(&mut s.child);
     assert!(sock.exists());
 }
+
+/// `docker import` through the API (`POST /images/create?fromSrc=-`: the tar in the body, with
+/// `-c` changes, `-m` and a tag; a URL and a non-tar refused in one line, nothing stored) and
+/// `docker network prune` (`POST /networks/prune` with a label filter: an unlabelled unused
+/// network goes; a kept label and a network a container uses stay).
+#[test]
+fn import_from_src_and_network_prune() {
+    let env = EngineEnv::new("apimore-imp", |_| {});
+    // No default bridge, and an nft table of the test's own should a network need one.
+    std::fs::write(
+        env.root().join("daemon.json"),
+        format!(
+            "{{\"bridge\": \"none\", \"nft-table\": \"skimp{}\"}}",
+            std::process::id()
+        ),
+    )
+    .unwrap();
+    let sock = env.dir.path().join("docker.sock");
+    let args = vec!["-H".to_string(), format!("unix://{}", sock.display())];
+    let s = Server::start(env, &[], &args, Endpoint::Unix(sock));
+
+    let src = s.env.dir.path().join("imp");
+    std::fs::create_dir_all(src.join("etc")).unwrap();
+    std::fs::write(src.join("etc/greeting"), "hello from import\n").unwrap();
+    std::fs::create_dir_all(src.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", src.join("bin/busybox")).unwrap();
+    let tar = s.env.dir.path().join("imp.tar");
+    let o = Command::new("tar")
+        .args([
+            "-C",
+            src.to_str().unwrap(),
+            "-cf",
+            tar.to_str().unwrap(),
+            ".",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = s.docker_ok(&[
+        "import",
+        "-c",
+        "ENV IMPORTED=yes",
+        "-c",
+        "CMD [\"/bin/busybox\", \"cat\", \"/etc/greeting\"]",
+        "-m",
+        "made by the test",
+        tar.to_str().unwrap(),
+        "imp/one:1",
+    ]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    let cfg = s.docker_ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .Config.Cmd}} {{json .Config.Env}} {{.Comment}}",
+        "imp/one:1",
+    ]);
+    assert!(cfg.contains(r#"["/bin/busybox","cat","/etc/greeting"]"#), "{cfg}");
+    assert!(cfg.contains("IMPORTED=yes"), "{cfg}");
+    assert!(cfg.contains("made by the test"), "{cfg}");
+    // The imported tree is the image (the CLI sees it too).
+    let inside = s.env.ok(&["run", "--rm", "--network", "none", "imp/one:1"]);
+    assert_eq!(inside, "hello from import\n");
+    let o = s.docker(&["import", "http://127.0.0.1:9/x.tar", "imp/url:1"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("URL"), "{}", stderr(&o));
+    let o = s.docker(&["import", "/proc/self/status", "imp/bad:1"]);
+    assert!(!o.status.success(), "a non-tar was imported");
+    assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+    assert!(!s
+        .env
+        .sk(&["image", "inspect", "imp/bad:1"])
+        .status
+        .success());
+
+    for (n, label) in [("pr-keep", true), ("pr-gone", false), ("pr-used", false)] {
+        let mut a = vec!["network", "create", "--internal"];
+        if label {
+            a.extend(["--label", "keep=1"]);
+        }
+        a.push(n);
+        s.docker_ok(&a);
+    }
+    s.docker_ok(&[
+        "create",
+        "--name",
+        "pr-user",
+        "--network",
+        "pr-used",
+        "busybox",
+        "true",
+    ]);
+    let out = s.docker_ok(&["network", "prune", "-f", "--filter", "label!=keep"]);
+    assert!(out.contains("pr-gone"), "{out}");
+    assert!(
+        !out.contains("pr-keep") && !out.contains("pr-used"),
+        "{out}"
+    );
+    let ls = s.env.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(ls.contains("pr-keep") && ls.contains("pr-used"), "{ls}");
+    assert!(!ls.contains("pr-gone"), "{ls}");
+    // A bad filter is a 400 naming it; the CLI's prune shares the code.
+    let o = s.docker(&["network", "prune", "-f", "--filter", "bogus=1"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("bogus"), "{}", stderr(&o));
+    s.docker_ok(&["rm", "pr-user"]);
+    let out = s
+        .env
+        .ok(&["network", "prune", "-f", "--filter", "label=keep=1"]);
+    assert!(out.contains("pr-keep") && !out.contains("pr-used"), "{out}");
+    s.env.ok(&["network", "rm", "pr-used"]);
+}

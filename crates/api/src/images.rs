@@ -218,13 +218,80 @@ fn progress_line(p: &Progress) -> Value {
     }
 }
 
+/// `POST /images/create?fromSrc=-&repo=NAME&tag=TAG&changes=…&message=…`: `docker import` of the
+/// tar in the body (plain, gzip or zstd; a URL is refused: no network here to fetch it from).
+/// Answers docker's one progress message holding the new image id.
+async fn import(mut ctx: Ctx, src: String) -> R {
+    if src != "-" {
+        return Err(ApiError::bad(format!(
+            "fromSrc {src:?}: importing from a URL is not supported; send the tar as the body (fromSrc=-)"
+        )));
+    }
+    let repo = ctx.query.get("repo").unwrap_or("").to_string();
+    let tag = ctx.query.get("tag").unwrap_or("").to_string();
+    let tags = if repo.is_empty() {
+        vec![]
+    } else {
+        let r = if tag.is_empty() {
+            repo
+        } else {
+            format!("{repo}:{tag}")
+        };
+        vec![skiff_image::names::normalize(&r).map_err(|e| ApiError::bad(e.to_string()))?]
+    };
+    let platform = match ctx.query.get("platform").filter(|p| !p.is_empty()) {
+        Some(p) => Some(skiff_image::Platform::parse(p).map_err(|e| ApiError::bad(e.to_string()))?),
+        None => None,
+    };
+    let opts = skiff_image::import::ImportOptions {
+        platform,
+        changes: ctx.query.all("changes"),
+        message: Some(
+            ctx.query
+                .get("message")
+                .filter(|m| !m.is_empty())
+                .map_or_else(|| "Imported from -".to_string(), String::from),
+        ),
+        source_name: "-".into(),
+        tags,
+    };
+    let Some(body) = ctx.take_body() else {
+        return Err(ApiError::bad("fromSrc=-: a tar body is required"));
+    };
+    let (rd, feeder) = crate::http::body_reader(body);
+    let st = ctx.state.clone();
+    let r = blocking(move || {
+        let store = st.store()?;
+        // The reader is the import's; what it leaves unread is dropped with the feeder.
+        let img = skiff_image::import::import(
+            &store,
+            skiff_image::import::ImportSource::Tarball(Box::new(rd)),
+            &opts,
+        )?;
+        for t in &img.tags {
+            skiff_engine::api::image_event(&store, "tag", &img.id, &familiar(t));
+        }
+        skiff_engine::api::image_event(&store, "import", &img.id, &img.id.to_string());
+        Ok(img.id.to_string())
+    })
+    .await;
+    feeder.abort();
+    let id = r?;
+    Ok(hyper::Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", "application/json")
+        .body(crate::http::full(format!(
+            "{}\r\n",
+            json!({ "status": id })
+        )))
+        .unwrap_or_else(|_| hyper::Response::new(crate::http::full(""))))
+}
+
 /// `POST /images/create?fromImage=NAME&tag=TAG`: a pull, its progress streamed as docker's
 /// JSON messages (errors after the headers as `{"errorDetail": …, "error": …}`).
 async fn create(ctx: Ctx) -> R {
-    if ctx.query.get("fromSrc").is_some() {
-        return Err(ApiError::bad(
-            "fromSrc: import through the API is not supported by skiff yet",
-        ));
+    if let Some(src) = ctx.query.get("fromSrc").map(String::from) {
+        return import(ctx, src).await;
     }
     let from = ctx
         .query

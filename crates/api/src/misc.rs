@@ -361,9 +361,21 @@ pub async fn networks(mut ctx: Ctx, s: &[&str]) -> R {
             .await?;
             Ok(json(StatusCode::CREATED, &v))
         }
-        ("POST", ["prune"]) => Err(ApiError::bad(
-            "network prune: not supported by skiff's API yet",
-        )),
+        ("POST", ["prune"]) => {
+            let filters: Vec<String> = ctx
+                .query
+                .filters()?
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let removed = blocking(move || {
+                let e = st.engine()?;
+                let f = skiff_engine::prune::parse_filters(&filters)?;
+                Ok(skiff_engine::prune::prune_networks(&e, &f)?)
+            })
+            .await?;
+            ok_json(&json!({ "NetworksDeleted": removed }))
+        }
         ("GET", [_]) => {
             let v = blocking(move || {
                 let e = st.engine()?;

@@ -1,6 +1,6 @@
 //! `container prune` and the container and image parts of `system prune`: removes stopped
-//! containers (with docker's `until=` and `label=`/`label!=` filters) and dangling or unused images,
-//! and reports what went and how many bytes that freed.
+//! containers (with docker's `until=` and `label=`/`label!=` filters), dangling or unused images
+//! and unused user networks, and reports what went and how many bytes that freed.
 
 use skiff_image::store::Store;
 
@@ -210,4 +210,35 @@ mod tests {
         );
         assert!(parse_filters(&["name=x".into()]).is_err());
     }
+}
+
+/// `network prune`: removes every user-defined network that passes `filters` and has no
+/// container on it (docker skips networks in use); returns the names removed. The built-in
+/// `bridge`, `host` and `none` always stay.
+pub fn prune_networks(e: &Engine, filters: &[PruneFilter]) -> Result<Vec<String>> {
+    let now = crate::proc::now();
+    let nets = e.net()?.list(&now).map_err(crate::network::net_err)?;
+    let mut removed = Vec::new();
+    for n in nets {
+        if matches!(n.name.as_str(), "bridge" | "host" | "none") {
+            continue;
+        }
+        let created = skiff_image::time::parse_rfc3339(&n.created).unwrap_or(0);
+        let keep = !filters.iter().all(|f| match f {
+            PruneFilter::Until(t) => created < *t,
+            PruneFilter::Label(k, v) => label_match(&n.labels, k, v),
+            PruneFilter::NotLabel(k, v) => !label_match(&n.labels, k, v),
+        });
+        if keep {
+            continue;
+        }
+        // remove_network refuses a network with containers on it (in use: not pruned), and
+        // another process may have removed it meanwhile.
+        match e.remove_network(&n.id) {
+            Ok(_) => removed.push(n.name),
+            Err(Error::State(_)) | Err(Error::Invalid(_)) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(removed)
 }

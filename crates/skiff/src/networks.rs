@@ -142,6 +142,9 @@ pub struct PruneArgs {
     /// Do not prompt for confirmation
     #[arg(short, long)]
     pub force: bool,
+    /// Provide filter values (e.g. "until=<timestamp>", "label=k=v", "label!=k")
+    #[arg(long)]
+    pub filter: Vec<String>,
 }
 
 fn inspect_json(e: &Engine, n: &skiff_engine::skiff_net::Network) -> Result<Value> {
@@ -431,15 +434,9 @@ pub fn run(cli: &Cli, cmd: &NetworkCommand) -> Result<i32> {
         NetworkCommand::Disconnect(a) => {
             e.disconnect_network(&a.network, &a.container)?;
         }
-        NetworkCommand::Prune(_) => {
-            let nets = e.net()?.list(&now).map_err(net_err)?;
-            let mut removed = Vec::new();
-            for n in nets.iter().filter(|n| n.name != "bridge") {
-                // remove refuses a network with containers recorded on it.
-                if remove(&e, &n.id).is_ok() {
-                    removed.push(n.name.clone());
-                }
-            }
+        NetworkCommand::Prune(a) => {
+            let f = skiff_engine::prune::parse_filters(&a.filter)?;
+            let removed = skiff_engine::prune::prune_networks(&e, &f)?;
             if !removed.is_empty() {
                 writeln!(out, "Deleted Networks:")?;
                 for r in removed {
