@@ -964,7 +964,10 @@ fn import_from_src_and_network_prune() {
         "{{json .Config.Cmd}} {{json .Config.Env}} {{.Comment}}",
         "imp/one:1",
     ]);
-    assert!(cfg.contains(r#"["/bin/busybox","cat","/etc/greeting"]"#), "{cfg}");
+    assert!(
+        cfg.contains(r#"["/bin/busybox","cat","/etc/greeting"]"#),
+        "{cfg}"
+    );
     assert!(cfg.contains("IMPORTED=yes"), "{cfg}");
     assert!(cfg.contains("made by the test"), "{cfg}");
     // The imported tree is the image (the CLI sees it too).

@@ -184,34 +184,6 @@ pub fn prune_anonymous_volumes(e: &Engine) -> Result<(Vec<String>, u64)> {
     Ok((rep.deleted, rep.reclaimed))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn until_forms() {
-        assert_eq!(parse_until("24h", 100_000), Some(100_000 - 86_400));
-        assert_eq!(parse_until("1h30m", 10_000), Some(10_000 - 5400));
-        assert_eq!(parse_until("1700000000", 0), Some(1_700_000_000));
-        assert_eq!(parse_until("2023-11-14T22:13:20Z", 0), Some(1_700_000_000));
-        assert_eq!(parse_until("soon", 0), None);
-        assert_eq!(parse_until("10", 0), Some(10));
-    }
-
-    #[test]
-    fn filters() {
-        let f = parse_filters(&["label=a=b".into(), "label!=x".into()]).unwrap();
-        assert_eq!(
-            f,
-            vec![
-                PruneFilter::Label("a".into(), Some("b".into())),
-                PruneFilter::NotLabel("x".into(), None)
-            ]
-        );
-        assert!(parse_filters(&["name=x".into()]).is_err());
-    }
-}
-
 /// `network prune`: removes every user-defined network that passes `filters` and has no
 /// container on it (docker skips networks in use); returns the names removed. The built-in
 /// `bridge`, `host` and `none` always stay.
@@ -241,4 +213,32 @@ pub fn prune_networks(e: &Engine, filters: &[PruneFilter]) -> Result<Vec<String>
         }
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn until_forms() {
+        assert_eq!(parse_until("24h", 100_000), Some(100_000 - 86_400));
+        assert_eq!(parse_until("1h30m", 10_000), Some(10_000 - 5400));
+        assert_eq!(parse_until("1700000000", 0), Some(1_700_000_000));
+        assert_eq!(parse_until("2023-11-14T22:13:20Z", 0), Some(1_700_000_000));
+        assert_eq!(parse_until("soon", 0), None);
+        assert_eq!(parse_until("10", 0), Some(10));
+    }
+
+    #[test]
+    fn filters() {
+        let f = parse_filters(&["label=a=b".into(), "label!=x".into()]).unwrap();
+        assert_eq!(
+            f,
+            vec![
+                PruneFilter::Label("a".into(), Some("b".into())),
+                PruneFilter::NotLabel("x".into(), None)
+            ]
+        );
+        assert!(parse_filters(&["name=x".into()]).is_err());
+    }
 }
