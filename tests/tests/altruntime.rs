@@ -53,7 +53,8 @@ impl Env {
         std::fs::write(
             env.root().join("daemon.json"),
             format!(
-                "{{\"runtimes\": {{\"myrunc\": {{\"path\": \"{}\", \"runtimeArgs\": []}}}}}}\n",
+                // No default bridge (a host-wide device): as every engine test but the network one.
+                "{{\"bridge\": \"none\", \"runtimes\": {{\"myrunc\": {{\"path\": \"{}\", \"runtimeArgs\": []}}}}}}\n",
                 runc.display()
             ),
         )
