@@ -1535,6 +1535,8 @@ struct IptDockerd {
     child: Option<std::process::Child>,
     bridge: String,
     before: Vec<(&'static str, Vec<String>)>,
+    /// The iptables (nf_tables) tables that did not exist before dockerd: deleted on drop.
+    new_tables: Vec<&'static str>,
 }
 
 impl IptDockerd {
@@ -1601,6 +1603,12 @@ impl Drop for IptDockerd {
                     .args(["-t", table, "-X", name])
                     .output();
             }
+        }
+        // Tables dockerd's iptables calls created (empty now): gone as they were.
+        for t in &self.new_tables {
+            let _ = Command::new("nft")
+                .args(["delete", "table", "ip", t])
+                .output();
         }
     }
 }
@@ -1675,6 +1683,15 @@ fn docker_beside_skiff() {
             ("filter", iptables_lines("filter")),
             ("nat", iptables_lines("nat")),
         ],
+        new_tables: ["filter", "nat"]
+            .into_iter()
+            .filter(|t| {
+                !Command::new("nft")
+                    .args(["list", "table", "ip", t])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            })
+            .collect(),
     };
     for args in [
         vec!["link", "add", &bridge, "type", "bridge"],
