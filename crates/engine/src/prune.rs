@@ -119,14 +119,24 @@ fn label_match(
     }
 }
 
-/// True when container `c` passes every filter.
-pub fn container_matches(c: &Container, filters: &[PruneFilter]) -> bool {
-    let created = skiff_image::time::parse_rfc3339(&c.created).unwrap_or(0);
+/// True when an object created at `created` (RFC 3339; unparsable counts as the epoch) with
+/// `labels` passes every filter.
+fn passes(
+    filters: &[PruneFilter],
+    created: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    let created = skiff_image::time::parse_rfc3339(created).unwrap_or(0);
     filters.iter().all(|f| match f {
         PruneFilter::Until(t) => created < *t,
-        PruneFilter::Label(k, v) => label_match(&c.config.labels, k, v),
-        PruneFilter::NotLabel(k, v) => !label_match(&c.config.labels, k, v),
+        PruneFilter::Label(k, v) => label_match(labels, k, v),
+        PruneFilter::NotLabel(k, v) => !label_match(labels, k, v),
     })
+}
+
+/// True when container `c` passes every filter.
+pub fn container_matches(c: &Container, filters: &[PruneFilter]) -> bool {
+    passes(filters, &c.created, &c.config.labels)
 }
 
 /// Removes every stopped container that passes `filters`.
@@ -195,13 +205,7 @@ pub fn prune_networks(e: &Engine, filters: &[PruneFilter]) -> Result<Vec<String>
         if matches!(n.name.as_str(), "bridge" | "host" | "none") {
             continue;
         }
-        let created = skiff_image::time::parse_rfc3339(&n.created).unwrap_or(0);
-        let keep = !filters.iter().all(|f| match f {
-            PruneFilter::Until(t) => created < *t,
-            PruneFilter::Label(k, v) => label_match(&n.labels, k, v),
-            PruneFilter::NotLabel(k, v) => !label_match(&n.labels, k, v),
-        });
-        if keep {
+        if !passes(filters, &n.created, &n.labels) {
             continue;
         }
         // remove_network refuses a network with containers on it (in use: not pruned), and
